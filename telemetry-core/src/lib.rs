@@ -1,0 +1,62 @@
+//! # telemetry-core
+//!
+//! The vocabulary of the inference-telemetry workspace, with no I/O:
+//!
+//! - [`TelemetryRecord`]: one inference call (timing, tokens, cost, energy, GPU state, outcome),
+//!   with [`TelemetryRecord::validate`] saying exactly which field is wrong.
+//! - [`TimeRange`]: the inclusive `since <= timestamp <= until` filter of every query.
+//! - [`Event`] / [`EventType`] and the [`EventBus`] that carries them from instrumented engines
+//!   to the store, synchronously, in registration order, containing panicking subscribers.
+//! - [`QuantileSketch`] and [`Rollup`]: the mergeable summaries behind fast, true percentiles.
+//! - [`schema`]: the SQLite schema, defined once for the writer and the readers.
+//!
+//! ```
+//! use std::sync::{Arc, Mutex};
+//! use telemetry_core::{Event, EventBus, EventType, TelemetryRecord};
+//!
+//! let bus = EventBus::new();
+//! let stored = Arc::new(Mutex::new(Vec::new()));
+//! let sink = Arc::clone(&stored);
+//! bus.subscribe(EventType::TelemetryRecord, move |event| {
+//!     if let Some(record) = event.as_record() {
+//!         if record.validate().is_ok() {
+//!             sink.lock().unwrap().push(Arc::clone(record));
+//!         }
+//!     }
+//! });
+//!
+//! let record = TelemetryRecord::builder("qwen2.5-7b", 1_764_300_000.0)
+//!     .engine("llama.cpp")
+//!     .tokens(200, 64)
+//!     .latency_seconds(1.9)
+//!     .build();
+//! bus.publish(Event::from(record));
+//! assert_eq!(stored.lock().unwrap().len(), 1);
+//! ```
+//!
+//! ## Feature flags
+//!
+//! - `serde` (default): `Serialize`/`Deserialize` for records, event payloads and time ranges.
+#![deny(missing_docs)]
+
+mod bus;
+mod error;
+mod event;
+mod record;
+mod rollup;
+pub mod schema;
+mod sketch;
+mod time_range;
+mod validate;
+
+pub use bus::{BusStats, EventBus, SubscriptionId};
+pub use error::{SketchDecodeError, TimeRangeError, ValidationError};
+pub use event::{BatchInfo, CallId, Event, EventType, InferenceEnd, InferenceStart, StreamToken};
+pub use record::{EnergyMethod, Outcome, TelemetryRecord, TelemetryRecordBuilder};
+pub use rollup::{ROLLUP_LEVELS, Rollup, RollupKey, bucket_start};
+pub use sketch::{QuantileSketch, RELATIVE_ACCURACY};
+pub use time_range::TimeRange;
+pub use validate::{
+    MAX_ERROR_MESSAGE_BYTES, MAX_LABEL_BYTES, MAX_METADATA_BYTES, MAX_TIMESTAMP, MAX_TOKENS,
+    MIN_TIMESTAMP,
+};

@@ -1,0 +1,183 @@
+//! The SQLite schema, defined here once: `telemetry-store` applies these migrations (through
+//! refinery) and `telemetry-agg` refuses a database whose version is not [`SCHEMA_VERSION`].
+//!
+//! - `telemetry`: one row per record, one column per [`TelemetryRecord`](crate::TelemetryRecord)
+//!   field, named as the field ([`RECORD_COLUMNS`]); `metadata` is JSON text, booleans are 0/1,
+//!   `None` is `NULL`, enums are their strings. `import_key` is set only on rows imported from
+//!   another database, to make imports idempotent.
+//! - `telemetry_rollup`: one [`Rollup`](crate::Rollup) per (level, bucket_start, model_id,
+//!   engine, agent) for each level of [`ROLLUP_LEVELS`](crate::ROLLUP_LEVELS), written in the same
+//!   transaction as the rows ([`ROLLUP_COLUMNS`]; sketches are
+//!   [`QuantileSketch::to_bytes`](crate::QuantileSketch::to_bytes) blobs).
+//!
+//! This module holds SQL text only; it performs no I/O.
+
+/// Version of the newest migration; a database at another version is refused by readers.
+pub const SCHEMA_VERSION: i32 = 1;
+
+/// The migrations, in order: (refinery name, SQL).
+pub const MIGRATIONS: &[(&str, &str)] = &[("V1__initial", V1_INITIAL)];
+
+/// Columns of `telemetry` holding record fields, in [`TelemetryRecord`](crate::TelemetryRecord)
+/// field order (excluding `id` and `import_key`).
+pub const RECORD_COLUMNS: [&str; 38] = [
+    "timestamp",
+    "model_id",
+    "engine",
+    "agent",
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "prompt_tokens_cached",
+    "latency_seconds",
+    "ttft",
+    "cost_usd",
+    "energy_joules",
+    "power_watts",
+    "gpu_utilization_pct",
+    "gpu_memory_used_gb",
+    "gpu_temperature_c",
+    "throughput_tok_per_sec",
+    "prefill_latency_seconds",
+    "decode_latency_seconds",
+    "is_streaming",
+    "mean_itl_ms",
+    "median_itl_ms",
+    "p90_itl_ms",
+    "p95_itl_ms",
+    "p99_itl_ms",
+    "std_itl_ms",
+    "prefill_energy_joules",
+    "decode_energy_joules",
+    "energy_method",
+    "energy_vendor",
+    "batch_id",
+    "is_warmup",
+    "outcome",
+    "error_kind",
+    "error_message",
+    "tokens_counted",
+    "cost_unknown",
+    "metadata",
+];
+
+/// Columns of `telemetry_rollup` after the key columns (`level`, `bucket_start`, `model_id`,
+/// `engine`, `agent`), in [`Rollup`](crate::Rollup) field order.
+pub const ROLLUP_COLUMNS: [&str; 21] = [
+    "call_count",
+    "error_count",
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "total_latency",
+    "total_cost",
+    "ttft_sum",
+    "ttft_count",
+    "energy_sum",
+    "energy_count",
+    "energy_completion_tokens",
+    "prefill_energy_sum",
+    "decode_energy_sum",
+    "gpu_util_sum",
+    "gpu_util_count",
+    "throughput_sum",
+    "throughput_count",
+    "latency_sketch",
+    "ttft_sketch",
+    "itl_sketch",
+];
+
+const V1_INITIAL: &str = r#"
+CREATE TABLE telemetry (
+    id                      INTEGER PRIMARY KEY,
+    timestamp               REAL    NOT NULL,
+    model_id                TEXT    NOT NULL,
+    engine                  TEXT    NOT NULL DEFAULT '',
+    agent                   TEXT    NOT NULL DEFAULT '',
+    prompt_tokens           INTEGER NOT NULL DEFAULT 0,
+    completion_tokens       INTEGER NOT NULL DEFAULT 0,
+    total_tokens            INTEGER NOT NULL DEFAULT 0,
+    prompt_tokens_cached    INTEGER NOT NULL DEFAULT 0,
+    latency_seconds         REAL    NOT NULL DEFAULT 0,
+    ttft                    REAL,
+    cost_usd                REAL    NOT NULL DEFAULT 0,
+    energy_joules           REAL,
+    power_watts             REAL,
+    gpu_utilization_pct     REAL,
+    gpu_memory_used_gb      REAL,
+    gpu_temperature_c       REAL,
+    throughput_tok_per_sec  REAL,
+    prefill_latency_seconds REAL,
+    decode_latency_seconds  REAL,
+    is_streaming            INTEGER NOT NULL DEFAULT 0,
+    mean_itl_ms             REAL,
+    median_itl_ms           REAL,
+    p90_itl_ms              REAL,
+    p95_itl_ms              REAL,
+    p99_itl_ms              REAL,
+    std_itl_ms              REAL,
+    prefill_energy_joules   REAL,
+    decode_energy_joules    REAL,
+    energy_method           TEXT    NOT NULL DEFAULT '',
+    energy_vendor           TEXT    NOT NULL DEFAULT '',
+    batch_id                TEXT    NOT NULL DEFAULT '',
+    is_warmup               INTEGER NOT NULL DEFAULT 0,
+    outcome                 TEXT    NOT NULL DEFAULT 'ok',
+    error_kind              TEXT    NOT NULL DEFAULT '',
+    error_message           TEXT    NOT NULL DEFAULT '',
+    tokens_counted          INTEGER NOT NULL DEFAULT 0,
+    cost_unknown            INTEGER NOT NULL DEFAULT 0,
+    metadata                TEXT    NOT NULL DEFAULT '{}',
+    import_key              TEXT
+);
+CREATE INDEX telemetry_by_timestamp ON telemetry (timestamp);
+CREATE UNIQUE INDEX telemetry_by_import_key ON telemetry (import_key) WHERE import_key IS NOT NULL;
+
+CREATE TABLE telemetry_rollup (
+    level                    INTEGER NOT NULL,
+    bucket_start             INTEGER NOT NULL,
+    model_id                 TEXT    NOT NULL,
+    engine                   TEXT    NOT NULL,
+    agent                    TEXT    NOT NULL,
+    call_count               INTEGER NOT NULL,
+    error_count              INTEGER NOT NULL,
+    prompt_tokens            INTEGER NOT NULL,
+    completion_tokens        INTEGER NOT NULL,
+    total_tokens             INTEGER NOT NULL,
+    total_latency            REAL    NOT NULL,
+    total_cost               REAL    NOT NULL,
+    ttft_sum                 REAL    NOT NULL,
+    ttft_count               INTEGER NOT NULL,
+    energy_sum               REAL    NOT NULL,
+    energy_count             INTEGER NOT NULL,
+    energy_completion_tokens INTEGER NOT NULL,
+    prefill_energy_sum       REAL    NOT NULL,
+    decode_energy_sum        REAL    NOT NULL,
+    gpu_util_sum             REAL    NOT NULL,
+    gpu_util_count           INTEGER NOT NULL,
+    throughput_sum           REAL    NOT NULL,
+    throughput_count         INTEGER NOT NULL,
+    latency_sketch           BLOB    NOT NULL,
+    ttft_sketch              BLOB    NOT NULL,
+    itl_sketch               BLOB    NOT NULL,
+    PRIMARY KEY (level, bucket_start, model_id, engine, agent)
+) WITHOUT ROWID;
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_record_column_is_in_the_migration() {
+        for c in RECORD_COLUMNS.iter().chain(ROLLUP_COLUMNS.iter()) {
+            assert!(V1_INITIAL.contains(&format!("    {c} ")), "{c} missing");
+        }
+    }
+
+    #[test]
+    fn version_matches_last_migration() {
+        let last = MIGRATIONS.last().map(|(name, _)| *name).unwrap_or_default();
+        assert!(last.starts_with(&format!("V{SCHEMA_VERSION}__")));
+    }
+}

@@ -1,0 +1,412 @@
+//! Validation of [`TelemetryRecord`]s: what a store refuses, and why.
+
+use std::io;
+
+use serde_json::Value;
+
+use crate::error::ValidationError;
+use crate::record::{Outcome, TelemetryRecord};
+
+/// Largest accepted metadata, as compact JSON bytes (64 KiB).
+pub const MAX_METADATA_BYTES: usize = 64 * 1024;
+/// Largest accepted `model_id`, `engine`, `agent`, `batch_id`, `energy_vendor` or `error_kind`, bytes.
+pub const MAX_LABEL_BYTES: usize = 512;
+/// Largest accepted `error_message`, bytes.
+pub const MAX_ERROR_MESSAGE_BYTES: usize = 16 * 1024;
+/// Earliest accepted timestamp: 2000-01-01T00:00:00Z.
+pub const MIN_TIMESTAMP: f64 = 946_684_800.0;
+/// Latest accepted timestamp: 2100-01-01T00:00:00Z.
+pub const MAX_TIMESTAMP: f64 = 4_102_444_800.0;
+/// Largest accepted token count (2^53, the largest integer every consumer's doubles hold exactly).
+pub const MAX_TOKENS: u64 = 1 << 53;
+
+/// Slack allowed when comparing TTFT with latency (clocks read at slightly different instants).
+const TTFT_SLACK: f64 = 1e-6;
+
+impl TelemetryRecord {
+    /// Checks the record; the error names the first offending field and its value.
+    ///
+    /// Rules: every number finite; durations, energies, powers and cost not negative; percentages
+    /// within 0–100; `timestamp` within [`MIN_TIMESTAMP`]..=[`MAX_TIMESTAMP`]; token counts at most
+    /// [`MAX_TOKENS`], `total_tokens == prompt_tokens + completion_tokens`, cached tokens at most the
+    /// prompt tokens; `ttft` not above `latency_seconds`; `model_id` not empty; labels at most
+    /// [`MAX_LABEL_BYTES`]; `metadata` a JSON object of at most [`MAX_METADATA_BYTES`]; an `ok`
+    /// outcome carries no error kind.
+    ///
+    /// Allocates nothing, so stores can call it on the caller's thread.
+    ///
+    /// ```
+    /// use telemetry_core::{TelemetryRecord, ValidationError};
+    ///
+    /// let mut record = TelemetryRecord::builder("m", 1_764_300_000.0).latency_seconds(1.0).build();
+    /// record.latency_seconds = f64::NAN;
+    /// let err = record.validate().unwrap_err();
+    /// assert_eq!(err.field(), "latency_seconds");
+    /// ```
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        let r = self;
+        finite("timestamp", r.timestamp)?;
+        if !(MIN_TIMESTAMP..=MAX_TIMESTAMP).contains(&r.timestamp) {
+            return Err(ValidationError::TimestampOutOfWindow { value: r.timestamp });
+        }
+        label("model_id", &r.model_id, MAX_LABEL_BYTES)?;
+        if r.model_id.trim().is_empty() {
+            return Err(ValidationError::Empty { field: "model_id" });
+        }
+        label("engine", &r.engine, MAX_LABEL_BYTES)?;
+        label("agent", &r.agent, MAX_LABEL_BYTES)?;
+        label("energy_vendor", &r.energy_vendor, MAX_LABEL_BYTES)?;
+        label("batch_id", &r.batch_id, MAX_LABEL_BYTES)?;
+        label("error_kind", &r.error_kind, MAX_LABEL_BYTES)?;
+        label("error_message", &r.error_message, MAX_ERROR_MESSAGE_BYTES)?;
+
+        tokens("prompt_tokens", r.prompt_tokens)?;
+        tokens("completion_tokens", r.completion_tokens)?;
+        tokens("total_tokens", r.total_tokens)?;
+        tokens("prompt_tokens_cached", r.prompt_tokens_cached)?;
+        if r.prompt_tokens.checked_add(r.completion_tokens) != Some(r.total_tokens) {
+            return Err(ValidationError::TokenTotalMismatch {
+                total: r.total_tokens,
+                prompt: r.prompt_tokens,
+                completion: r.completion_tokens,
+            });
+        }
+        if r.prompt_tokens_cached > r.prompt_tokens {
+            return Err(ValidationError::CachedExceedsPrompt {
+                cached: r.prompt_tokens_cached,
+                prompt: r.prompt_tokens,
+            });
+        }
+
+        non_negative("latency_seconds", r.latency_seconds)?;
+        non_negative("cost_usd", r.cost_usd)?;
+        let optional_non_negative = [
+            ("ttft", r.ttft),
+            ("energy_joules", r.energy_joules),
+            ("power_watts", r.power_watts),
+            ("gpu_memory_used_gb", r.gpu_memory_used_gb),
+            ("throughput_tok_per_sec", r.throughput_tok_per_sec),
+            ("prefill_latency_seconds", r.prefill_latency_seconds),
+            ("decode_latency_seconds", r.decode_latency_seconds),
+            ("mean_itl_ms", r.mean_itl_ms),
+            ("median_itl_ms", r.median_itl_ms),
+            ("p90_itl_ms", r.p90_itl_ms),
+            ("p95_itl_ms", r.p95_itl_ms),
+            ("p99_itl_ms", r.p99_itl_ms),
+            ("std_itl_ms", r.std_itl_ms),
+            ("prefill_energy_joules", r.prefill_energy_joules),
+            ("decode_energy_joules", r.decode_energy_joules),
+        ];
+        for (field, value) in optional_non_negative {
+            if let Some(v) = value {
+                non_negative(field, v)?;
+            }
+        }
+        if let Some(v) = r.gpu_utilization_pct {
+            in_range("gpu_utilization_pct", v, 0.0, 100.0)?;
+        }
+        if let Some(v) = r.gpu_temperature_c {
+            in_range("gpu_temperature_c", v, -273.15, 1000.0)?;
+        }
+        if let Some(ttft) = r.ttft
+            && ttft > r.latency_seconds + TTFT_SLACK
+        {
+            return Err(ValidationError::TtftExceedsLatency {
+                ttft,
+                latency: r.latency_seconds,
+            });
+        }
+        if r.outcome == Outcome::Ok && !r.error_kind.is_empty() {
+            return Err(ValidationError::ErrorKindOnSuccess {
+                error_kind_len: r.error_kind.len(),
+            });
+        }
+        metadata(&r.metadata)
+    }
+}
+
+fn finite(field: &'static str, value: f64) -> Result<(), ValidationError> {
+    if value.is_finite() {
+        Ok(())
+    } else {
+        Err(ValidationError::NotFinite { field, value })
+    }
+}
+
+fn non_negative(field: &'static str, value: f64) -> Result<(), ValidationError> {
+    finite(field, value)?;
+    if value < 0.0 {
+        Err(ValidationError::Negative { field, value })
+    } else {
+        Ok(())
+    }
+}
+
+fn in_range(field: &'static str, value: f64, min: f64, max: f64) -> Result<(), ValidationError> {
+    finite(field, value)?;
+    if (min..=max).contains(&value) {
+        Ok(())
+    } else {
+        Err(ValidationError::OutOfRange {
+            field,
+            value,
+            min,
+            max,
+        })
+    }
+}
+
+fn tokens(field: &'static str, value: u64) -> Result<(), ValidationError> {
+    if value > MAX_TOKENS {
+        Err(ValidationError::TooManyTokens {
+            field,
+            value,
+            max: MAX_TOKENS,
+        })
+    } else {
+        Ok(())
+    }
+}
+
+fn label(field: &'static str, value: &str, max: usize) -> Result<(), ValidationError> {
+    if value.len() > max {
+        Err(ValidationError::TooLong {
+            field,
+            len: value.len(),
+            max,
+        })
+    } else {
+        Ok(())
+    }
+}
+
+fn metadata(value: &Value) -> Result<(), ValidationError> {
+    let Value::Object(map) = value else {
+        return Err(ValidationError::MetadataNotObject {
+            kind: json_kind(value),
+        });
+    };
+    if map.is_empty() {
+        return Ok(());
+    }
+    let mut counter = ByteCounter(0);
+    // Writing to a counter cannot fail except through serde_json's own map-key errors, which a
+    // `Value` never produces; treat any error as oversized rather than panic.
+    if serde_json::to_writer(&mut counter, value).is_err() || counter.0 > MAX_METADATA_BYTES {
+        return Err(ValidationError::MetadataTooLarge {
+            len: counter.0,
+            max: MAX_METADATA_BYTES,
+        });
+    }
+    Ok(())
+}
+
+/// Name of a JSON value's kind, for error messages.
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Counts bytes written, stopping early once past the limit.
+struct ByteCounter(usize);
+
+impl io::Write for ByteCounter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0 += buf.len();
+        if self.0 > MAX_METADATA_BYTES {
+            return Err(io::Error::other("metadata over limit"));
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::EnergyMethod;
+    use serde_json::json;
+
+    fn valid() -> TelemetryRecord {
+        TelemetryRecord::builder("llama", 1_764_300_000.0)
+            .engine("vllm")
+            .tokens(10, 5)
+            .latency_seconds(1.0)
+            .ttft(0.2)
+            .energy(3.0, EnergyMethod::Counter)
+            .build()
+    }
+
+    fn field_of(r: &TelemetryRecord) -> &'static str {
+        r.validate().expect_err("should be rejected").field()
+    }
+
+    #[test]
+    fn valid_record_passes() {
+        assert_eq!(valid().validate(), Ok(()));
+    }
+
+    #[test]
+    fn each_float_field_rejects_nan_infinity_and_negative() {
+        type Setter = fn(&mut TelemetryRecord, f64);
+        let setters: Vec<(&str, Setter)> = vec![
+            ("latency_seconds", |r, v| r.latency_seconds = v),
+            ("cost_usd", |r, v| r.cost_usd = v),
+            ("ttft", |r, v| r.ttft = Some(v)),
+            ("energy_joules", |r, v| r.energy_joules = Some(v)),
+            ("power_watts", |r, v| r.power_watts = Some(v)),
+            ("gpu_memory_used_gb", |r, v| r.gpu_memory_used_gb = Some(v)),
+            ("throughput_tok_per_sec", |r, v| {
+                r.throughput_tok_per_sec = Some(v)
+            }),
+            ("prefill_latency_seconds", |r, v| {
+                r.prefill_latency_seconds = Some(v)
+            }),
+            ("decode_latency_seconds", |r, v| {
+                r.decode_latency_seconds = Some(v)
+            }),
+            ("mean_itl_ms", |r, v| r.mean_itl_ms = Some(v)),
+            ("median_itl_ms", |r, v| r.median_itl_ms = Some(v)),
+            ("p90_itl_ms", |r, v| r.p90_itl_ms = Some(v)),
+            ("p95_itl_ms", |r, v| r.p95_itl_ms = Some(v)),
+            ("p99_itl_ms", |r, v| r.p99_itl_ms = Some(v)),
+            ("std_itl_ms", |r, v| r.std_itl_ms = Some(v)),
+            ("prefill_energy_joules", |r, v| {
+                r.prefill_energy_joules = Some(v)
+            }),
+            ("decode_energy_joules", |r, v| r.decode_energy_joules = Some(v)),
+            ("gpu_utilization_pct", |r, v| r.gpu_utilization_pct = Some(v)),
+            ("gpu_temperature_c", |r, v| r.gpu_temperature_c = Some(v)),
+        ];
+        for (name, set) in setters {
+            for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, -1000.0] {
+                let mut r = valid();
+                set(&mut r, bad);
+                let err = r.validate().expect_err(name);
+                assert_eq!(err.field(), name, "value {bad}: {err}");
+                assert!(err.to_string().contains(name), "{err}");
+            }
+        }
+    }
+
+    #[test]
+    fn nan_timestamp_and_out_of_window_timestamps_are_rejected() {
+        for bad in [f64::NAN, 0.0, -5.0, MIN_TIMESTAMP - 1.0, MAX_TIMESTAMP + 1.0] {
+            let mut r = valid();
+            r.timestamp = bad;
+            let err = r.validate().unwrap_err();
+            assert_eq!(err.field(), "timestamp");
+        }
+        let mut r = valid();
+        r.timestamp = 12.5;
+        assert!(r.validate().unwrap_err().to_string().contains("12.5"));
+    }
+
+    #[test]
+    fn utilization_above_100_is_out_of_range() {
+        let mut r = valid();
+        r.gpu_utilization_pct = Some(100.5);
+        let err = r.validate().unwrap_err();
+        assert!(matches!(err, ValidationError::OutOfRange { .. }));
+        assert!(err.to_string().contains("100.5"));
+    }
+
+    #[test]
+    fn empty_or_blank_model_is_rejected() {
+        for m in ["", "   "] {
+            let mut r = valid();
+            r.model_id = m.into();
+            assert_eq!(field_of(&r), "model_id");
+        }
+    }
+
+    #[test]
+    fn long_labels_are_rejected() {
+        let long = "x".repeat(MAX_LABEL_BYTES + 1);
+        type Setter = fn(&mut TelemetryRecord, String);
+        let setters: [(&str, Setter); 6] = [
+            ("model_id", |r, v| r.model_id = v),
+            ("engine", |r, v| r.engine = v),
+            ("agent", |r, v| r.agent = v),
+            ("energy_vendor", |r, v| r.energy_vendor = v),
+            ("batch_id", |r, v| r.batch_id = v),
+            ("error_kind", |r, v| r.error_kind = v),
+        ];
+        for (name, set) in setters {
+            let mut r = valid();
+            r.outcome = Outcome::Error;
+            set(&mut r, long.clone());
+            assert_eq!(field_of(&r), name);
+        }
+        let mut r = valid();
+        r.error_message = "e".repeat(MAX_ERROR_MESSAGE_BYTES + 1);
+        assert_eq!(field_of(&r), "error_message");
+    }
+
+    #[test]
+    fn token_rules() {
+        let mut r = valid();
+        r.total_tokens = 14;
+        let err = r.validate().unwrap_err();
+        assert_eq!(err.field(), "total_tokens");
+        assert!(err.to_string().contains("14"), "{err}");
+
+        let mut r = valid();
+        r.prompt_tokens_cached = 11;
+        assert_eq!(field_of(&r), "prompt_tokens_cached");
+
+        let mut r = valid();
+        r.prompt_tokens = MAX_TOKENS + 1;
+        assert_eq!(field_of(&r), "prompt_tokens");
+
+        let mut r = valid();
+        r.prompt_tokens = u64::MAX;
+        r.completion_tokens = u64::MAX;
+        r.total_tokens = u64::MAX;
+        assert!(r.validate().is_err());
+    }
+
+    #[test]
+    fn ttft_above_latency_is_rejected() {
+        let mut r = valid();
+        r.ttft = Some(1.5);
+        assert_eq!(field_of(&r), "ttft");
+    }
+
+    #[test]
+    fn error_kind_on_ok_outcome_is_rejected() {
+        let mut r = valid();
+        r.error_kind = "timeout".into();
+        assert_eq!(field_of(&r), "error_kind");
+        r.outcome = Outcome::Error;
+        assert_eq!(r.validate(), Ok(()));
+    }
+
+    #[test]
+    fn metadata_must_be_a_small_object() {
+        for bad in [json!(null), json!([1, 2]), json!("s"), json!(3)] {
+            let mut r = valid();
+            r.metadata = bad;
+            let err = r.validate().unwrap_err();
+            assert_eq!(err.field(), "metadata");
+            assert!(matches!(err, ValidationError::MetadataNotObject { .. }));
+        }
+        let mut r = valid();
+        r.metadata = json!({ "blob": "x".repeat(MAX_METADATA_BYTES) });
+        let err = r.validate().unwrap_err();
+        assert!(matches!(err, ValidationError::MetadataTooLarge { .. }), "{err}");
+
+        let mut r = valid();
+        r.metadata = json!({ "user": "alice", "tags": [1, 2, 3] });
+        assert_eq!(r.validate(), Ok(()));
+    }
+}
