@@ -94,7 +94,10 @@ impl std::fmt::Debug for EventBus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EventBus")
             .field("stats", &self.stats())
-            .field("history_capacity", &self.history.as_ref().map(|h| h.capacity))
+            .field(
+                "history_capacity",
+                &self.history.as_ref().map(|h| h.capacity),
+            )
             .finish_non_exhaustive()
     }
 }

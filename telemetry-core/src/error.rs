@@ -132,9 +132,8 @@ impl ValidationError {
             ValidationError::CachedExceedsPrompt { .. } => "prompt_tokens_cached",
             ValidationError::TtftExceedsLatency { .. } => "ttft",
             ValidationError::ErrorKindOnSuccess { .. } => "error_kind",
-            ValidationError::MetadataNotObject { .. } | ValidationError::MetadataTooLarge { .. } => {
-                "metadata"
-            }
+            ValidationError::MetadataNotObject { .. }
+            | ValidationError::MetadataTooLarge { .. } => "metadata",
         }
     }
 }

@@ -155,7 +155,8 @@ impl QuantileSketch {
             self.offset = lo;
         }
         if hi > cur_hi {
-            self.bins.resize(self.bins.len() + (hi - cur_hi) as usize, 0);
+            self.bins
+                .resize(self.bins.len() + (hi - cur_hi) as usize, 0);
         }
     }
 
@@ -227,8 +228,7 @@ impl QuantileSketch {
         let max = f64::from_le_bytes(r.array()?);
         let offset = unzigzag(r.varint()?)?;
         let len = r.varint()?;
-        if len > 0
-            && (offset < MIN_KEY || i64::from(offset) + len as i64 - 1 > i64::from(MAX_KEY))
+        if len > 0 && (offset < MIN_KEY || i64::from(offset) + len as i64 - 1 > i64::from(MAX_KEY))
         {
             return Err(SketchDecodeError::Malformed("bucket range out of bounds"));
         }
@@ -245,7 +245,9 @@ impl QuantileSketch {
             return Err(SketchDecodeError::Malformed("trailing bytes"));
         }
         if total != count || (count > 0 && !(min.is_finite() && max.is_finite() && min <= max)) {
-            return Err(SketchDecodeError::Malformed("inconsistent counts or bounds"));
+            return Err(SketchDecodeError::Malformed(
+                "inconsistent counts or bounds",
+            ));
         }
         Ok(QuantileSketch {
             zero_count,

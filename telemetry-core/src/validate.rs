@@ -283,8 +283,12 @@ mod tests {
             ("prefill_energy_joules", |r, v| {
                 r.prefill_energy_joules = Some(v)
             }),
-            ("decode_energy_joules", |r, v| r.decode_energy_joules = Some(v)),
-            ("gpu_utilization_pct", |r, v| r.gpu_utilization_pct = Some(v)),
+            ("decode_energy_joules", |r, v| {
+                r.decode_energy_joules = Some(v)
+            }),
+            ("gpu_utilization_pct", |r, v| {
+                r.gpu_utilization_pct = Some(v)
+            }),
             ("gpu_temperature_c", |r, v| r.gpu_temperature_c = Some(v)),
         ];
         for (name, set) in setters {
@@ -300,7 +304,13 @@ mod tests {
 
     #[test]
     fn nan_timestamp_and_out_of_window_timestamps_are_rejected() {
-        for bad in [f64::NAN, 0.0, -5.0, MIN_TIMESTAMP - 1.0, MAX_TIMESTAMP + 1.0] {
+        for bad in [
+            f64::NAN,
+            0.0,
+            -5.0,
+            MIN_TIMESTAMP - 1.0,
+            MAX_TIMESTAMP + 1.0,
+        ] {
             let mut r = valid();
             r.timestamp = bad;
             let err = r.validate().unwrap_err();
@@ -403,7 +413,10 @@ mod tests {
         let mut r = valid();
         r.metadata = json!({ "blob": "x".repeat(MAX_METADATA_BYTES) });
         let err = r.validate().unwrap_err();
-        assert!(matches!(err, ValidationError::MetadataTooLarge { .. }), "{err}");
+        assert!(
+            matches!(err, ValidationError::MetadataTooLarge { .. }),
+            "{err}"
+        );
 
         let mut r = valid();
         r.metadata = json!({ "user": "alice", "tags": [1, 2, 3] });
