@@ -1,1 +1,32 @@
-fn main() {}
+//! Developer automation for the workspace, run as `cargo xtask <task>`.
+//!
+//! - `ci`: everything CI checks (format, clippy with warnings denied, tests for the feature sets
+//!   that matter, doctests, a quick pass of every criterion bench). `.ci/run` calls it.
+//! - `bench`: the full criterion benches (set `TELEMETRY_BENCH_FULL=1` for the 10 M-row figures).
+//! - `gpu-check`: builds the NVML measurement example in release mode and runs it.
+
+mod tasks;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("ci") => tasks::ci(&args[1..]),
+        Some("bench") => tasks::bench(&args[1..]),
+        Some("gpu-check") => tasks::gpu_check(&args[1..]),
+        _ => {
+            eprintln!(
+                "usage: cargo xtask <task>\n\ntasks:\n  ci [--no-bench]   format, clippy, tests (all feature sets), doctests, quick benches\n  bench             full criterion benches\n  gpu-check         build and run the NVML measurement example (needs an NVIDIA GPU)"
+            );
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
