@@ -1,5 +1,80 @@
 //! # telemetry-store
 //!
-//! Not built yet: this crate is a placeholder in the workspace layout (see docs/architecture.md)
-//! and exports nothing.
+//! The append-only SQLite store of the inference-telemetry workspace.
+//!
+//! [`TelemetryStore::record`] validates a [`TelemetryRecord`](telemetry_core::TelemetryRecord)
+//! and pushes it into a bounded queue; that is all the caller pays. A background writer thread
+//! drains the queue in batches (size- and time-bounded) and commits each batch in one `BEGIN
+//! IMMEDIATE` transaction with a cached prepared insert, updating the `telemetry_rollup` summary
+//! rows (per minute, hour and day) in the same transaction. [`TelemetryStore::flush`] returns once
+//! everything recorded before it is committed.
+//!
+//! - **Schema**: [`telemetry_core::schema`], applied with refinery migrations; the version is
+//!   recorded in `refinery_schema_history`. Rows live in table `telemetry`, one column per record
+//!   field named as the field, so plain `sqlite3` can query it. A file that is not SQLite, is
+//!   corrupt, or has a newer schema is refused with a typed [`StoreError`] and left untouched.
+//! - **Concurrency**: WAL journal, a busy timeout and retries with backoff, so several processes
+//!   can write one file; readers (`telemetry-agg`) never block the writer.
+//! - **Durability**: [`Durability::Buffered`] (group commit, `synchronous=NORMAL`) or
+//!   [`Durability::Sync`] (`record` returns after its commit, `synchronous=FULL`).
+//! - **Overflow**: [`OverflowPolicy::Block`] loses nothing; [`OverflowPolicy::DropNewest`]
+//!   never waits and counts what it drops. Memory is bounded by the queue capacity plus a batch.
+//! - **Failures**: an I/O error in the writer never panics; the batch is kept and retried with
+//!   backoff, `flush` reports [`StoreError::WriteFailed`], and [`TelemetryStore::stats`] /
+//!   [`TelemetryStore::health`] expose the counts and the last error.
+//! - **Deletion** is explicit and only through [`TelemetryStore::prune_before`] and
+//!   [`TelemetryStore::clear`]; summaries stay exactly those of the remaining rows.
+//! - **Import**: [`TelemetryStore::import_openjarvis`] appends an OpenJarvis `telemetry.db`,
+//!   idempotently (the peer's `0.0` for "unknown" becomes `None`; see [`ImportReport`]).
+//!
+//! ```
+//! use telemetry_core::{Event, EventBus, TelemetryRecord};
+//! use telemetry_store::TelemetryStore;
+//!
+//! let dir = std::env::temp_dir().join(format!("telemetry-store-guide-{}", std::process::id()));
+//! let store = TelemetryStore::open(dir.join("telemetry.db"))?;
+//!
+//! let record = TelemetryRecord::builder("qwen2.5-7b", 1_764_300_000.0)
+//!     .engine("vllm")
+//!     .tokens(200, 64)
+//!     .latency_seconds(1.9)
+//!     .build();
+//! store.record(&record)?;
+//!
+//! // Or let the store listen to the bus that instrumented engines publish on.
+//! let bus = EventBus::new();
+//! store.subscribe_to_bus(&bus);
+//! bus.publish(Event::from(record));
+//!
+//! store.flush()?;
+//! assert_eq!(store.stats().written, 2);
+//! assert_eq!(store.prune_before(2_000_000_000.0)?, 2);
+//! store.close()?;
+//! # std::fs::remove_dir_all(&dir).ok();
+//! # Ok::<(), telemetry_store::StoreError>(())
+//! ```
+//!
+//! ## Feature flags
+//!
+//! None: the crate always needs SQLite (bundled through `rusqlite`) and refinery.
 #![deny(missing_docs)]
+
+mod config;
+mod error;
+mod import;
+mod open;
+mod queue;
+mod rollups;
+mod rows;
+mod stats;
+mod store;
+mod writer;
+
+pub use config::{
+    DEFAULT_BATCH_SIZE, DEFAULT_BUSY_TIMEOUT, DEFAULT_FLUSH_INTERVAL, DEFAULT_QUEUE_CAPACITY,
+    Durability, OverflowPolicy, StoreBuilder,
+};
+pub use error::StoreError;
+pub use import::ImportReport;
+pub use stats::{Health, StoreStats};
+pub use store::TelemetryStore;

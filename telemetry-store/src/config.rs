@@ -1,0 +1,137 @@
+//! [`StoreBuilder`] and its options: batching, queueing, overflow and durability.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::error::StoreError;
+use crate::store::TelemetryStore;
+
+/// Default records per transaction.
+pub const DEFAULT_BATCH_SIZE: usize = 10_000;
+/// Default longest time a record waits in the queue before its batch is committed.
+pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_millis(50);
+/// Default queue capacity, records.
+pub const DEFAULT_QUEUE_CAPACITY: usize = 100_000;
+/// Default SQLite busy timeout: how long one statement waits for another process's lock.
+pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What [`record`](TelemetryStore::record) does when the queue is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OverflowPolicy {
+    /// Wait until the writer makes room: nothing is lost, the caller slows to the disk's pace.
+    #[default]
+    Block,
+    /// Drop the new record, count it in [`StoreStats::dropped`](crate::StoreStats::dropped) and
+    /// return [`StoreError::QueueFull`]: the caller never waits.
+    DropNewest,
+}
+
+/// When [`record`](TelemetryStore::record) returns, relative to the commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// `record` returns once the record is queued; the writer commits batches (group commit)
+    /// at least every flush interval; SQLite `synchronous=NORMAL` (a power cut may lose the last
+    /// commits, a process crash loses nothing committed). Call
+    /// [`flush`](TelemetryStore::flush) for a durability point.
+    #[default]
+    Buffered,
+    /// `record` returns only after its record is committed; concurrent callers share commits;
+    /// SQLite `synchronous=FULL`.
+    Sync,
+}
+
+/// Where the database lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Location {
+    File(PathBuf),
+    Memory,
+}
+
+/// Options of a [`TelemetryStore`]; made by [`TelemetryStore::builder`].
+///
+/// ```
+/// use std::time::Duration;
+/// use telemetry_store::{Durability, OverflowPolicy, TelemetryStore};
+///
+/// let dir = std::env::temp_dir().join(format!("telemetry-store-doc-{}", std::process::id()));
+/// let store = TelemetryStore::builder(dir.join("telemetry.db"))
+///     .batch_size(5_000)
+///     .flush_interval(Duration::from_millis(20))
+///     .queue_capacity(50_000)
+///     .overflow(OverflowPolicy::DropNewest)
+///     .durability(Durability::Buffered)
+///     .open()?;
+/// store.close()?;
+/// # std::fs::remove_dir_all(&dir).ok();
+/// # Ok::<(), telemetry_store::StoreError>(())
+/// ```
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct StoreBuilder {
+    pub(crate) location: Location,
+    pub(crate) batch_size: usize,
+    pub(crate) flush_interval: Duration,
+    pub(crate) queue_capacity: usize,
+    pub(crate) overflow: OverflowPolicy,
+    pub(crate) durability: Durability,
+    pub(crate) busy_timeout: Duration,
+}
+
+impl StoreBuilder {
+    pub(crate) fn new(location: Location) -> Self {
+        StoreBuilder {
+            location,
+            batch_size: DEFAULT_BATCH_SIZE,
+            flush_interval: DEFAULT_FLUSH_INTERVAL,
+            queue_capacity: DEFAULT_QUEUE_CAPACITY,
+            overflow: OverflowPolicy::Block,
+            durability: Durability::Buffered,
+            busy_timeout: DEFAULT_BUSY_TIMEOUT,
+        }
+    }
+
+    /// Records per transaction, at most (default [`DEFAULT_BATCH_SIZE`]; at least 1).
+    pub fn batch_size(mut self, batch_size: usize) -> Self {
+        self.batch_size = batch_size.max(1);
+        self
+    }
+
+    /// Longest time a queued record waits before its batch is committed (default
+    /// [`DEFAULT_FLUSH_INTERVAL`]).
+    pub fn flush_interval(mut self, interval: Duration) -> Self {
+        self.flush_interval = interval;
+        self
+    }
+
+    /// Records the queue holds before the overflow policy applies (default
+    /// [`DEFAULT_QUEUE_CAPACITY`]; at least 1). Memory use is bounded by about
+    /// `queue_capacity + batch_size` records.
+    pub fn queue_capacity(mut self, capacity: usize) -> Self {
+        self.queue_capacity = capacity.max(1);
+        self
+    }
+
+    /// What happens when the queue is full (default [`OverflowPolicy::Block`]).
+    pub fn overflow(mut self, policy: OverflowPolicy) -> Self {
+        self.overflow = policy;
+        self
+    }
+
+    /// When `record` returns (default [`Durability::Buffered`]).
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+
+    /// How long one SQLite statement waits for another process's lock before the writer's own
+    /// retry with backoff takes over (default [`DEFAULT_BUSY_TIMEOUT`]).
+    pub fn busy_timeout(mut self, timeout: Duration) -> Self {
+        self.busy_timeout = timeout;
+        self
+    }
+
+    /// Opens (creating if needed) the database, applies migrations and starts the writer.
+    pub fn open(self) -> Result<TelemetryStore, StoreError> {
+        TelemetryStore::start(self)
+    }
+}

@@ -1,0 +1,229 @@
+//! Importing an OpenJarvis `telemetry.db` (its `store.py` schema, any version).
+//!
+//! Mapping: columns that exist are read, missing ones take the record defaults. The peer stores
+//! `0.0` for "unknown" in `ttft`, the energy, power and GPU fields, throughput and the prefill and
+//! decode latencies; those become `None` (a measured zero cannot be told apart, and treating it
+//! as a measurement would skew every mean). `total_tokens` is set to prompt + completion when it
+//! disagrees. Nothing else is changed: rows that still fail validation are reported as rejected
+//! with the reason, not imported. Each row's `import_key` is
+//! `openjarvis:{id}:{timestamp bits}:{model_id}`, so importing the same file (or a copy) again
+//! adds nothing.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OpenFlags, Row};
+use telemetry_core::{EnergyMethod, TelemetryRecord};
+
+use crate::error::StoreError;
+
+/// Rows sent to the writer per transaction.
+pub(crate) const IMPORT_CHUNK: usize = 5_000;
+
+/// A record to import and its idempotence key.
+#[derive(Debug, Clone)]
+pub(crate) struct ImportRow {
+    pub(crate) key: String,
+    pub(crate) record: TelemetryRecord,
+}
+
+/// What [`import_openjarvis`](crate::TelemetryStore::import_openjarvis) did.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ImportReport {
+    /// Rows read from the file.
+    pub read: u64,
+    /// Rows appended to the store.
+    pub imported: u64,
+    /// Valid rows already imported before (same key), not appended again.
+    pub skipped_duplicates: u64,
+    /// Rows refused by validation: (the peer's `id`, the reason).
+    pub rejected: Vec<(i64, String)>,
+}
+
+/// Reads every row of the peer's `telemetry` table, calling `sink` with chunks of valid rows.
+pub(crate) fn read_openjarvis(
+    path: &Path,
+    report: &mut ImportReport,
+    mut sink: impl FnMut(Vec<ImportRow>) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let refuse = |reason: String| StoreError::Import {
+        path: path.to_path_buf(),
+        reason,
+    };
+    if !path.is_file() {
+        return Err(refuse("no such file".to_owned()));
+    }
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| refuse(e.to_string()))?;
+    let columns = table_columns(&conn, path)?;
+    for required in ["id", "timestamp", "model_id"] {
+        if !columns.contains(required) {
+            return Err(refuse(format!(
+                "table `telemetry` has no `{required}` column (not an OpenJarvis database)"
+            )));
+        }
+    }
+    let present: Vec<&str> = PEER_COLUMNS
+        .iter()
+        .copied()
+        .filter(|c| columns.contains(*c))
+        .collect();
+    let select = format!("SELECT {} FROM telemetry ORDER BY id", present.join(", "));
+    let mut stmt = conn.prepare(&select).map_err(|e| refuse(e.to_string()))?;
+    let mut rows = stmt.query([]).map_err(|e| refuse(e.to_string()))?;
+    let mut chunk = Vec::with_capacity(IMPORT_CHUNK);
+    while let Some(row) = rows.next().map_err(|e| refuse(e.to_string()))? {
+        report.read += 1;
+        let (id, record) = peer_record(row, &present).map_err(|e| refuse(e.to_string()))?;
+        if let Err(e) = record.validate() {
+            report.rejected.push((id, e.to_string()));
+            continue;
+        }
+        let key = format!(
+            "openjarvis:{id}:{:016x}:{}",
+            record.timestamp.to_bits(),
+            record.model_id
+        );
+        chunk.push(ImportRow { key, record });
+        if chunk.len() == IMPORT_CHUNK {
+            sink(std::mem::replace(
+                &mut chunk,
+                Vec::with_capacity(IMPORT_CHUNK),
+            ))?;
+        }
+    }
+    if !chunk.is_empty() {
+        sink(chunk)?;
+    }
+    Ok(())
+}
+
+fn table_columns(conn: &Connection, path: &Path) -> Result<HashSet<String>, StoreError> {
+    let refuse = |reason: String| StoreError::Import {
+        path: PathBuf::from(path),
+        reason,
+    };
+    let columns: HashSet<String> = conn
+        .prepare("SELECT name FROM pragma_table_info('telemetry')")
+        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+        .map_err(|e| refuse(e.to_string()))?;
+    if columns.is_empty() {
+        return Err(refuse("it has no `telemetry` table".to_owned()));
+    }
+    Ok(columns)
+}
+
+/// Every column of the peer's schema that maps to a record field.
+const PEER_COLUMNS: &[&str] = &[
+    "id",
+    "timestamp",
+    "model_id",
+    "engine",
+    "agent",
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "latency_seconds",
+    "ttft",
+    "cost_usd",
+    "energy_joules",
+    "power_watts",
+    "gpu_utilization_pct",
+    "gpu_memory_used_gb",
+    "gpu_temperature_c",
+    "throughput_tok_per_sec",
+    "prefill_latency_seconds",
+    "decode_latency_seconds",
+    "metadata",
+    "prompt_tokens_cached",
+    "is_streaming",
+    "mean_itl_ms",
+    "median_itl_ms",
+    "p90_itl_ms",
+    "p95_itl_ms",
+    "p99_itl_ms",
+    "std_itl_ms",
+    "prefill_energy_joules",
+    "decode_energy_joules",
+    "energy_method",
+    "energy_vendor",
+    "batch_id",
+    "is_warmup",
+];
+
+/// One peer row as (id, record).
+fn peer_record(row: &Row<'_>, present: &[&str]) -> rusqlite::Result<(i64, TelemetryRecord)> {
+    let mut r = TelemetryRecord::default();
+    let mut id = 0;
+    for (i, column) in present.iter().enumerate() {
+        let text = || -> rusqlite::Result<String> {
+            Ok(row.get::<_, Option<String>>(i)?.unwrap_or_default())
+        };
+        let real = || -> rusqlite::Result<f64> { Ok(row.get::<_, Option<f64>>(i)?.unwrap_or(0.0)) };
+        // The peer writes 0.0 for "not measured" in these.
+        let unknown_if_zero = || -> rusqlite::Result<Option<f64>> {
+            Ok(row.get::<_, Option<f64>>(i)?.filter(|v| *v != 0.0))
+        };
+        // Negative counts cannot be u64; map them to a value validation refuses.
+        let count = || -> rusqlite::Result<u64> {
+            let v = row.get::<_, Option<i64>>(i)?.unwrap_or(0);
+            Ok(u64::try_from(v).unwrap_or(u64::MAX))
+        };
+        let flag =
+            || -> rusqlite::Result<bool> { Ok(row.get::<_, Option<i64>>(i)?.unwrap_or(0) != 0) };
+        match *column {
+            "id" => id = row.get(i)?,
+            "timestamp" => r.timestamp = real()?,
+            "model_id" => r.model_id = text()?,
+            "engine" => r.engine = text()?,
+            "agent" => r.agent = text()?,
+            "prompt_tokens" => r.prompt_tokens = count()?,
+            "completion_tokens" => r.completion_tokens = count()?,
+            "total_tokens" => r.total_tokens = count()?,
+            "latency_seconds" => r.latency_seconds = real()?,
+            "ttft" => r.ttft = unknown_if_zero()?,
+            "cost_usd" => r.cost_usd = real()?,
+            "energy_joules" => r.energy_joules = unknown_if_zero()?,
+            "power_watts" => r.power_watts = unknown_if_zero()?,
+            "gpu_utilization_pct" => r.gpu_utilization_pct = unknown_if_zero()?,
+            "gpu_memory_used_gb" => r.gpu_memory_used_gb = unknown_if_zero()?,
+            "gpu_temperature_c" => r.gpu_temperature_c = unknown_if_zero()?,
+            "throughput_tok_per_sec" => r.throughput_tok_per_sec = unknown_if_zero()?,
+            "prefill_latency_seconds" => r.prefill_latency_seconds = unknown_if_zero()?,
+            "decode_latency_seconds" => r.decode_latency_seconds = unknown_if_zero()?,
+            "metadata" => {
+                let raw = text()?;
+                r.metadata = serde_json::from_str(if raw.is_empty() { "{}" } else { &raw })
+                    .unwrap_or_else(|_| serde_json::json!({ "openjarvis_metadata": raw }));
+            }
+            "prompt_tokens_cached" => r.prompt_tokens_cached = count()?,
+            "is_streaming" => r.is_streaming = flag()?,
+            "mean_itl_ms" => r.mean_itl_ms = row.get(i)?,
+            "median_itl_ms" => r.median_itl_ms = row.get(i)?,
+            "p90_itl_ms" => r.p90_itl_ms = row.get(i)?,
+            "p95_itl_ms" => r.p95_itl_ms = row.get(i)?,
+            "p99_itl_ms" => r.p99_itl_ms = row.get(i)?,
+            "std_itl_ms" => r.std_itl_ms = row.get(i)?,
+            "prefill_energy_joules" => r.prefill_energy_joules = unknown_if_zero()?,
+            "decode_energy_joules" => r.decode_energy_joules = unknown_if_zero()?,
+            "energy_method" => r.energy_method = peer_energy_method(&text()?),
+            "energy_vendor" => r.energy_vendor = text()?,
+            "batch_id" => r.batch_id = text()?,
+            "is_warmup" => r.is_warmup = flag()?,
+            _ => {}
+        }
+    }
+    let sum = r.prompt_tokens.saturating_add(r.completion_tokens);
+    if r.total_tokens != sum {
+        r.total_tokens = sum;
+    }
+    Ok((id, r))
+}
+
+/// The peer's method names that match ours; anything else is kept as "not said".
+fn peer_energy_method(s: &str) -> EnergyMethod {
+    EnergyMethod::parse(s).unwrap_or(EnergyMethod::None)
+}

@@ -1,0 +1,204 @@
+//! Opening the database: directory and file creation, refusing what is not ours, pragmas and
+//! the refinery migrations of [`telemetry_core::schema`].
+
+use std::path::Path;
+use std::thread;
+use std::time::Duration;
+
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension};
+use telemetry_core::schema::{MIGRATIONS, SCHEMA_VERSION};
+
+use crate::config::{Durability, Location};
+use crate::error::StoreError;
+
+/// Attempts at migrating when another process migrates the same new file at the same time.
+const MIGRATION_ATTEMPTS: u32 = 20;
+
+/// Opens `location`, checks it, configures it and brings its schema to [`SCHEMA_VERSION`].
+pub(crate) fn open_connection(
+    location: &Location,
+    durability: Durability,
+    busy_timeout: Duration,
+) -> Result<Connection, StoreError> {
+    let (conn, path) = match location {
+        Location::Memory => {
+            let conn = Connection::open_in_memory()
+                .map_err(|e| StoreError::sqlite("opening an in-memory database", e))?;
+            (conn, Path::new(":memory:"))
+        }
+        Location::File(path) => {
+            prepare_file(path)?;
+            let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+            let conn = Connection::open_with_flags(path, flags)
+                .map_err(|e| classify(path, format!("opening {}", path.display()), e))?;
+            (conn, path.as_path())
+        }
+    };
+    conn.busy_timeout(busy_timeout)
+        .map_err(|e| StoreError::sqlite("setting the busy timeout", e))?;
+    // Read before writing anything, so that a foreign, corrupt or newer file stays untouched.
+    check_existing(&conn, path)?;
+    configure(&conn, location, durability, path)?;
+    migrate(conn, path)
+}
+
+/// Creates the parent directory and, when missing, the file with mode 0600.
+fn prepare_file(path: &Path) -> Result<(), StoreError> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|source| StoreError::Io {
+            action: "creating directory",
+            path: parent.to_path_buf(),
+            source,
+        })?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(source) => Err(StoreError::Io {
+            action: "creating file",
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// Maps "not a database" and "corrupt" to their typed errors.
+fn classify(path: &Path, context: String, e: rusqlite::Error) -> StoreError {
+    match e.sqlite_error_code() {
+        Some(ErrorCode::NotADatabase) => StoreError::NotADatabase {
+            path: path.to_path_buf(),
+        },
+        Some(ErrorCode::DatabaseCorrupt) => StoreError::Corrupt {
+            path: path.to_path_buf(),
+            detail: e.to_string(),
+        },
+        _ => StoreError::sqlite(context, e),
+    }
+}
+
+/// Refuses a file that is not SQLite, is corrupt, has a newer schema, or holds a `telemetry`
+/// table this crate did not create. Reads only.
+fn check_existing(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    let ctx = || format!("reading the schema of {}", path.display());
+    let tables: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
+        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+        .map_err(|e| classify(path, ctx(), e))?;
+    let has = |name: &str| tables.iter().any(|t| t == name);
+    if has("refinery_schema_history") {
+        let found: Option<i64> = conn
+            .query_row(
+                "SELECT MAX(version) FROM refinery_schema_history",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| classify(path, ctx(), e))?
+            .flatten();
+        if let Some(found) = found.filter(|v| *v > i64::from(SCHEMA_VERSION)) {
+            return Err(StoreError::SchemaTooNew {
+                path: path.to_path_buf(),
+                found,
+                supported: SCHEMA_VERSION,
+            });
+        }
+    } else if has("telemetry") {
+        return Err(StoreError::Migration {
+            path: path.to_path_buf(),
+            message: "it has a `telemetry` table that this crate did not create (an OpenJarvis \
+                      database? open a new file and use `import_openjarvis`)"
+                .to_owned(),
+        });
+    }
+    Ok(())
+}
+
+fn configure(
+    conn: &Connection,
+    location: &Location,
+    durability: Durability,
+    path: &Path,
+) -> Result<(), StoreError> {
+    if matches!(location, Location::File(_)) {
+        // Changing the journal mode can meet another process's lock without the busy handler.
+        let mut attempt = 0;
+        loop {
+            match conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0)) {
+                Ok(_) => break,
+                Err(e) if attempt < MIGRATION_ATTEMPTS && is_busy(&e) => {
+                    attempt += 1;
+                    thread::sleep(backoff(attempt));
+                }
+                Err(e) => {
+                    return Err(classify(
+                        path,
+                        format!("enabling WAL on {}", path.display()),
+                        e,
+                    ));
+                }
+            }
+        }
+    }
+    let sync = match durability {
+        Durability::Buffered => "NORMAL",
+        Durability::Sync => "FULL",
+    };
+    conn.execute_batch(&format!(
+        "PRAGMA synchronous = {sync}; PRAGMA temp_store = MEMORY;"
+    ))
+    .map_err(|e| StoreError::sqlite("setting pragmas", e))
+}
+
+/// Applies the embedded migrations through refinery, retrying when another process is doing the
+/// same on a new file.
+fn migrate(mut conn: Connection, path: &Path) -> Result<Connection, StoreError> {
+    let migrations = MIGRATIONS
+        .iter()
+        .map(|(name, sql)| refinery::Migration::unapplied(name, sql))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| StoreError::Migration {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+    let runner = refinery::Runner::new(&migrations).set_grouped(true);
+    let mut attempt = 0;
+    loop {
+        match runner.run(&mut conn) {
+            Ok(_) => return Ok(conn),
+            Err(e) if attempt < MIGRATION_ATTEMPTS => {
+                // Most likely a concurrent migration of the same file: wait, re-check, retry.
+                attempt += 1;
+                tracing::debug!(error = %e, attempt, "telemetry schema migration retry");
+                thread::sleep(backoff(attempt));
+                check_existing(&conn, path)?;
+            }
+            Err(e) => {
+                return Err(StoreError::Migration {
+                    path: path.to_path_buf(),
+                    message: e.to_string(),
+                });
+            }
+        }
+    }
+}
+
+pub(crate) fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+    )
+}
+
+/// 10 ms doubling per attempt, at most 1 s.
+pub(crate) fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(10u64.saturating_mul(1 << attempt.min(7)).min(1_000))
+}

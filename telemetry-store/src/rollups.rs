@@ -1,0 +1,217 @@
+//! Keeping `telemetry_rollup` right: accumulating a batch's records, merging them into the stored
+//! rows, and recomputing the buckets cut by a prune.
+
+use std::collections::HashMap;
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use telemetry_core::schema::ROLLUP_COLUMNS;
+use telemetry_core::{
+    QuantileSketch, ROLLUP_LEVELS, Rollup, RollupKey, TelemetryRecord, bucket_start,
+};
+
+use crate::error::{StoreError, to_i64, to_u64};
+use crate::rows::{ROLLUP_INPUT_COLUMNS, rollup_input};
+
+/// Rollups of a set of records at every level of [`ROLLUP_LEVELS`].
+#[derive(Debug, Default)]
+pub(crate) struct BatchRollups<'a> {
+    /// Finest level, keyed by borrowed labels so that adding a record allocates nothing.
+    finest: HashMap<(i64, &'a str, &'a str, &'a str), Rollup>,
+}
+
+impl<'a> BatchRollups<'a> {
+    pub(crate) fn add(&mut self, r: &'a TelemetryRecord) {
+        let key = (
+            bucket_start(r.timestamp, ROLLUP_LEVELS[0]),
+            r.model_id.as_str(),
+            r.engine.as_str(),
+            r.agent.as_str(),
+        );
+        self.finest.entry(key).or_default().add(r);
+    }
+
+    /// Every level's rollups: the coarser ones merge the finest (each level divides the next, so
+    /// a finest bucket lies in exactly one coarser bucket).
+    pub(crate) fn into_levels(self) -> HashMap<RollupKey, Rollup> {
+        let mut out: HashMap<RollupKey, Rollup> = HashMap::with_capacity(self.finest.len() * 3);
+        for ((start, model, engine, agent), rollup) in self.finest {
+            for &level in &ROLLUP_LEVELS[1..] {
+                let key = RollupKey {
+                    level,
+                    bucket_start: start.div_euclid(level) * level,
+                    model_id: model.to_owned(),
+                    engine: engine.to_owned(),
+                    agent: agent.to_owned(),
+                };
+                out.entry(key).or_default().merge(&rollup);
+            }
+            let key = RollupKey {
+                level: ROLLUP_LEVELS[0],
+                bucket_start: start,
+                model_id: model.to_owned(),
+                engine: engine.to_owned(),
+                agent: agent.to_owned(),
+            };
+            out.entry(key).or_default().merge(&rollup);
+        }
+        out
+    }
+}
+
+const KEY_WHERE: &str =
+    "level = ?1 AND bucket_start = ?2 AND model_id = ?3 AND engine = ?4 AND agent = ?5";
+
+/// Merges `rollups` into the stored rows (inside the caller's transaction).
+pub(crate) fn merge_into(
+    conn: &Connection,
+    rollups: HashMap<RollupKey, Rollup>,
+) -> Result<(), StoreError> {
+    let select = format!(
+        "SELECT {} FROM telemetry_rollup WHERE {KEY_WHERE}",
+        ROLLUP_COLUMNS.join(", ")
+    );
+    let sql = |e| StoreError::sqlite("updating telemetry_rollup", e);
+    let mut select = conn.prepare_cached(&select).map_err(sql)?;
+    for (key, mut rollup) in rollups {
+        let stored = select
+            .query_row(
+                params![
+                    key.level,
+                    key.bucket_start,
+                    key.model_id,
+                    key.engine,
+                    key.agent
+                ],
+                |row| Ok(decode(row)),
+            )
+            .optional()
+            .map_err(sql)?
+            .transpose()?;
+        if let Some(stored) = stored {
+            let mut merged = stored;
+            merged.merge(&rollup);
+            rollup = merged;
+        }
+        write(conn, &key, &rollup)?;
+    }
+    Ok(())
+}
+
+/// Inserts or replaces one rollup row.
+fn write(conn: &Connection, key: &RollupKey, r: &Rollup) -> Result<(), StoreError> {
+    static UPSERT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        let params: Vec<String> = (1..=5 + ROLLUP_COLUMNS.len())
+            .map(|i| format!("?{i}"))
+            .collect();
+        format!(
+            "INSERT OR REPLACE INTO telemetry_rollup (level, bucket_start, model_id, engine, agent, {}) VALUES ({})",
+            ROLLUP_COLUMNS.join(", "),
+            params.join(", ")
+        )
+    });
+    let sql = |e| StoreError::sqlite("writing telemetry_rollup", e);
+    let mut stmt = conn.prepare_cached(&UPSERT).map_err(sql)?;
+    let p = rusqlite::params![
+        key.level,
+        key.bucket_start,
+        key.model_id,
+        key.engine,
+        key.agent,
+        to_i64("call_count", r.call_count)?,
+        to_i64("error_count", r.error_count)?,
+        to_i64("prompt_tokens", r.prompt_tokens)?,
+        to_i64("completion_tokens", r.completion_tokens)?,
+        to_i64("total_tokens", r.total_tokens)?,
+        r.total_latency,
+        r.total_cost,
+        r.ttft_sum,
+        to_i64("ttft_count", r.ttft_count)?,
+        r.energy_sum,
+        to_i64("energy_count", r.energy_count)?,
+        to_i64("energy_completion_tokens", r.energy_completion_tokens)?,
+        r.prefill_energy_sum,
+        r.decode_energy_sum,
+        r.gpu_util_sum,
+        to_i64("gpu_util_count", r.gpu_util_count)?,
+        r.throughput_sum,
+        to_i64("throughput_count", r.throughput_count)?,
+        r.latency.to_bytes(),
+        r.ttft.to_bytes(),
+        r.itl.to_bytes(),
+    ];
+    stmt.execute(p).map_err(sql)?;
+    Ok(())
+}
+
+/// Decodes the [`ROLLUP_COLUMNS`] of a row.
+fn decode(row: &Row<'_>) -> Result<Rollup, StoreError> {
+    let sql = |e| StoreError::sqlite("reading telemetry_rollup", e);
+    let int = |i: usize| -> Result<u64, StoreError> {
+        to_u64(ROLLUP_COLUMNS[i], row.get::<_, i64>(i).map_err(sql)?)
+    };
+    let real = |i: usize| -> Result<f64, StoreError> { row.get::<_, f64>(i).map_err(sql) };
+    let sketch = |i: usize| -> Result<QuantileSketch, StoreError> {
+        let bytes: Vec<u8> = row.get(i).map_err(sql)?;
+        QuantileSketch::from_bytes(&bytes).map_err(|e| StoreError::Decode {
+            column: ROLLUP_COLUMNS[i],
+            detail: e.to_string(),
+        })
+    };
+    Ok(Rollup {
+        call_count: int(0)?,
+        error_count: int(1)?,
+        prompt_tokens: int(2)?,
+        completion_tokens: int(3)?,
+        total_tokens: int(4)?,
+        total_latency: real(5)?,
+        total_cost: real(6)?,
+        ttft_sum: real(7)?,
+        ttft_count: int(8)?,
+        energy_sum: real(9)?,
+        energy_count: int(10)?,
+        energy_completion_tokens: int(11)?,
+        prefill_energy_sum: real(12)?,
+        decode_energy_sum: real(13)?,
+        gpu_util_sum: real(14)?,
+        gpu_util_count: int(15)?,
+        throughput_sum: real(16)?,
+        throughput_count: int(17)?,
+        latency: sketch(18)?,
+        ttft: sketch(19)?,
+        itl: sketch(20)?,
+    })
+}
+
+/// After deleting raw rows before `ts`: drops the rollup rows of buckets wholly before `ts` and
+/// rebuilds those of the buckets containing `ts` from the remaining raw rows, at every level.
+pub(crate) fn repair_after_prune(conn: &Connection, ts: f64) -> Result<(), StoreError> {
+    let sql = |e| StoreError::sqlite("recomputing telemetry_rollup after a prune", e);
+    let select = format!(
+        "SELECT {ROLLUP_INPUT_COLUMNS} FROM telemetry WHERE timestamp >= ?1 AND timestamp < ?2 ORDER BY id"
+    );
+    for &level in &ROLLUP_LEVELS {
+        let start = bucket_start(ts, level);
+        conn.execute(
+            "DELETE FROM telemetry_rollup WHERE level = ?1 AND bucket_start <= ?2",
+            params![level, start],
+        )
+        .map_err(sql)?;
+        let mut stmt = conn.prepare_cached(&select).map_err(sql)?;
+        let mut rows = stmt
+            .query(params![start as f64, (start + level) as f64])
+            .map_err(sql)?;
+        let mut rebuilt: HashMap<RollupKey, Rollup> = HashMap::new();
+        while let Some(row) = rows.next().map_err(sql)? {
+            let record = rollup_input(row)?;
+            rebuilt
+                .entry(RollupKey::of(&record, level))
+                .or_default()
+                .add(&record);
+        }
+        drop(rows);
+        for (key, rollup) in &rebuilt {
+            write(conn, key, rollup)?;
+        }
+    }
+    Ok(())
+}

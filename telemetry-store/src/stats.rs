@@ -1,0 +1,98 @@
+//! [`StoreStats`] and [`Health`]: what the store has done and whether its writer is well.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+
+/// Counters of a store since it was opened (this process only).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StoreStats {
+    /// Rows committed (recorded and imported).
+    pub written: u64,
+    /// Records dropped: refused by a full queue under
+    /// [`OverflowPolicy::DropNewest`](crate::OverflowPolicy::DropNewest), or still queued when a
+    /// store whose writer could not commit was closed.
+    pub dropped: u64,
+    /// Records refused by validation (nothing written).
+    pub rejected: u64,
+    /// Records accepted but not yet committed (queued or in a batch being retried).
+    pub pending: u64,
+    /// Batch commits that failed (each is retried; a batch failing five times counts five).
+    pub failed_batches: u64,
+    /// Records from the event bus that could not be recorded (invalid, dropped, store closed).
+    pub bus_errors: u64,
+    /// The last commit error, if any commit failed since the store was opened.
+    pub last_error: Option<String>,
+}
+
+/// Whether the writer is committing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Health {
+    /// The last commit (if any) succeeded.
+    Healthy,
+    /// The last `consecutive_failures` commits failed; records are kept and retried.
+    Failing {
+        /// Failed attempts in a row.
+        consecutive_failures: u32,
+        /// The last error.
+        last_error: String,
+    },
+    /// The store is closed; nothing more is written.
+    Closed,
+}
+
+/// The counters, shared by the handles and the writer.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) written: AtomicU64,
+    pub(crate) dropped: AtomicU64,
+    pub(crate) rejected: AtomicU64,
+    pub(crate) failed_batches: AtomicU64,
+    pub(crate) bus_errors: AtomicU64,
+    /// Records taken by the writer and not yet committed.
+    pub(crate) in_flight: AtomicU64,
+    pub(crate) consecutive_failures: AtomicU32,
+    pub(crate) writer_running: AtomicBool,
+    pub(crate) last_error: Mutex<Option<String>>,
+}
+
+impl Counters {
+    pub(crate) fn set_last_error(&self, message: String) {
+        *self
+            .last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(message);
+    }
+
+    pub(crate) fn last_error(&self) -> Option<String> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    pub(crate) fn snapshot(&self, queued: usize) -> StoreStats {
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        StoreStats {
+            written: load(&self.written),
+            dropped: load(&self.dropped),
+            rejected: load(&self.rejected),
+            pending: queued as u64 + load(&self.in_flight),
+            failed_batches: load(&self.failed_batches),
+            bus_errors: load(&self.bus_errors),
+            last_error: self.last_error(),
+        }
+    }
+
+    pub(crate) fn health(&self) -> Health {
+        if !self.writer_running.load(Ordering::Acquire) {
+            return Health::Closed;
+        }
+        match self.consecutive_failures.load(Ordering::Acquire) {
+            0 => Health::Healthy,
+            n => Health::Failing {
+                consecutive_failures: n,
+                last_error: self.last_error().unwrap_or_default(),
+            },
+        }
+    }
+}

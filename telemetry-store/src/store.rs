@@ -1,0 +1,297 @@
+//! [`TelemetryStore`]: the handle callers record through.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+
+use telemetry_core::{EventBus, EventType, SubscriptionId, TelemetryRecord, ValidationError};
+
+use crate::config::{Durability, Location, StoreBuilder};
+use crate::error::StoreError;
+use crate::import::{ImportReport, read_openjarvis};
+use crate::open::open_connection;
+use crate::queue::{ControlKind, Queue, Reply};
+use crate::stats::{Counters, Health, StoreStats};
+use crate::writer::Writer;
+
+/// An append-only SQLite telemetry store with a background writer.
+///
+/// Cloning is cheap (an `Arc`); all clones share one writer. The store is `Send + Sync`.
+/// Dropping the last clone flushes and stops the writer, as [`close`](Self::close) does
+/// (a bus subscription made by [`subscribe_to_bus`](Self::subscribe_to_bus) holds a clone).
+///
+/// The only deletions are [`prune_before`](Self::prune_before) and [`clear`](Self::clear);
+/// there is no update or delete of single rows.
+#[derive(Clone)]
+pub struct TelemetryStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    queue: Arc<Queue>,
+    counters: Arc<Counters>,
+    path: Option<PathBuf>,
+    durability: Durability,
+    writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for TelemetryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TelemetryStore")
+            .field("path", &self.inner.path)
+            .field("durability", &self.inner.durability)
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+impl TelemetryStore {
+    /// Opens (creating if needed) the database at `path` with default options.
+    ///
+    /// Creates the parent directory and the file (mode 0600 on unix), applies the schema
+    /// migrations, and starts the writer. A file that is not SQLite, is corrupt, or carries a
+    /// newer schema is refused with a typed error and left untouched.
+    pub fn open(path: impl AsRef<Path>) -> Result<TelemetryStore, StoreError> {
+        Self::builder(path).open()
+    }
+
+    /// Options for the database at `path`; finish with [`StoreBuilder::open`].
+    pub fn builder(path: impl AsRef<Path>) -> StoreBuilder {
+        StoreBuilder::new(Location::File(path.as_ref().to_path_buf()))
+    }
+
+    /// A store in memory, for tests (default options; gone when closed).
+    pub fn in_memory() -> Result<TelemetryStore, StoreError> {
+        Self::in_memory_builder().open()
+    }
+
+    /// Options for a store in memory; finish with [`StoreBuilder::open`].
+    pub fn in_memory_builder() -> StoreBuilder {
+        StoreBuilder::new(Location::Memory)
+    }
+
+    pub(crate) fn start(options: StoreBuilder) -> Result<TelemetryStore, StoreError> {
+        let conn = open_connection(&options.location, options.durability, options.busy_timeout)?;
+        let queue = Arc::new(Queue::new(
+            options.queue_capacity,
+            options.batch_size,
+            options.overflow,
+        ));
+        let counters = Arc::new(Counters::default());
+        counters.writer_running.store(true, Ordering::Release);
+        let writer = Writer {
+            conn,
+            queue: Arc::clone(&queue),
+            counters: Arc::clone(&counters),
+            flush_interval: options.flush_interval,
+            carry: Vec::new(),
+        };
+        let handle = std::thread::Builder::new()
+            .name("telemetry-store-writer".to_owned())
+            .spawn(move || writer.run())
+            .map_err(|source| StoreError::Io {
+                action: "starting the writer thread for",
+                path: match &options.location {
+                    Location::File(p) => p.clone(),
+                    Location::Memory => PathBuf::from(":memory:"),
+                },
+                source,
+            })?;
+        Ok(TelemetryStore {
+            inner: Arc::new(Inner {
+                queue,
+                counters,
+                path: match options.location {
+                    Location::File(p) => Some(p),
+                    Location::Memory => None,
+                },
+                durability: options.durability,
+                writer: Mutex::new(Some(handle)),
+            }),
+        })
+    }
+
+    /// Validates `record` and queues a copy for the writer.
+    ///
+    /// With [`Durability::Buffered`] (the default) this returns once the record is queued: no I/O,
+    /// no lock held across I/O. With [`Durability::Sync`] it returns after the record's batch is
+    /// committed. An invalid record is refused with [`StoreError::Invalid`] naming the field, and
+    /// counted in [`StoreStats::rejected`].
+    pub fn record(&self, record: &TelemetryRecord) -> Result<(), StoreError> {
+        self.check(record)?;
+        self.enqueue(Arc::new(record.clone()))
+    }
+
+    /// As [`record`](Self::record), without copying the record (e.g. the `Arc` of a bus event).
+    pub fn record_arc(&self, record: Arc<TelemetryRecord>) -> Result<(), StoreError> {
+        self.check(&record)?;
+        self.enqueue(record)
+    }
+
+    fn check(&self, record: &TelemetryRecord) -> Result<(), StoreError> {
+        record.validate().map_err(|e| {
+            self.inner.counters.rejected.fetch_add(1, Ordering::Relaxed);
+            StoreError::Invalid(e)
+        })
+    }
+
+    fn enqueue(&self, record: Arc<TelemetryRecord>) -> Result<(), StoreError> {
+        let sync = self.inner.durability == Durability::Sync;
+        match self.inner.queue.push_record(record, sync) {
+            Ok(None) => Ok(()),
+            Ok(Some(ack)) => wait(&ack).map(drop),
+            Err(e @ StoreError::QueueFull { .. }) => {
+                self.inner.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                Err(e)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Records every [`TelemetryRecord`](telemetry_core::Event::TelemetryRecord) event published
+    /// on `bus` (through [`record_arc`](Self::record_arc), so the event's record is not copied).
+    ///
+    /// Errors (invalid record, full queue, closed store) never panic inside the bus: they are
+    /// counted in [`StoreStats::bus_errors`] and reported through `tracing` (the first and then
+    /// every power of two). The subscription holds a clone of the store; remove it with
+    /// [`EventBus::unsubscribe`].
+    pub fn subscribe_to_bus(&self, bus: &EventBus) -> SubscriptionId {
+        let store = self.clone();
+        bus.subscribe(EventType::TelemetryRecord, move |event| {
+            if let Some(record) = event.as_record()
+                && let Err(e) = store.record_arc(Arc::clone(record))
+            {
+                let n = store.inner.counters.bus_errors.fetch_add(1, Ordering::Relaxed) + 1;
+                if n.is_power_of_two() {
+                    tracing::warn!(error = %e, bus_errors = n, "telemetry store could not record a bus event");
+                }
+            }
+        })
+    }
+
+    /// Returns once every record accepted before this call is committed.
+    ///
+    /// If the writer cannot commit (disk full, file removed, permissions), it retries a few times
+    /// with backoff and this returns [`StoreError::WriteFailed`] with the last error; the records
+    /// stay queued and are retried in the background.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.control(ControlKind::Flush).map(drop)
+    }
+
+    /// Flushes, then stops the writer. Idempotent: later calls return `Ok(())`; `record` and the
+    /// other operations then return [`StoreError::Closed`]. Dropping the last handle does the
+    /// same.
+    ///
+    /// If the writer still cannot commit after its retries, the records it holds are counted as
+    /// dropped and the error is returned.
+    pub fn close(&self) -> Result<(), StoreError> {
+        let mut writer = self
+            .inner
+            .writer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let Some(handle) = writer.take() else {
+            return Ok(());
+        };
+        let result = match self.inner.queue.push_control(ControlKind::Stop) {
+            Ok(reply) => wait(&reply).map(drop),
+            Err(_) => Ok(()),
+        };
+        if handle.join().is_err() {
+            tracing::error!("telemetry store writer thread panicked");
+        }
+        self.inner
+            .counters
+            .writer_running
+            .store(false, Ordering::Release);
+        result
+    }
+
+    /// Deletes the rows with `timestamp < timestamp`, after everything queued before this call is
+    /// committed; returns how many rows went. One of the two deletions (with [`clear`](Self::clear)).
+    ///
+    /// `telemetry_rollup` stays exactly the rollup of the remaining rows: summary rows of buckets
+    /// wholly before `timestamp` are deleted, and those of the buckets containing it are
+    /// recomputed from the remaining rows, at every level, in the same transaction.
+    pub fn prune_before(&self, timestamp: f64) -> Result<u64, StoreError> {
+        if !timestamp.is_finite() {
+            return Err(StoreError::Invalid(ValidationError::NotFinite {
+                field: "timestamp",
+                value: timestamp,
+            }));
+        }
+        self.control(ControlKind::Prune(timestamp))
+    }
+
+    /// Deletes every row and every summary row, after everything queued before this call is
+    /// committed; returns how many rows went. One of the two deletions (with
+    /// [`prune_before`](Self::prune_before)).
+    pub fn clear(&self) -> Result<u64, StoreError> {
+        self.control(ControlKind::Clear)
+    }
+
+    /// Appends the rows of an OpenJarvis `telemetry.db` (see the module docs of the mapping in
+    /// the crate guide). Idempotent: rows imported before (from this file or a copy) are skipped.
+    pub fn import_openjarvis(&self, path: impl AsRef<Path>) -> Result<ImportReport, StoreError> {
+        let path = path.as_ref();
+        let mut report = ImportReport::default();
+        let mut imported = 0;
+        let mut offered = 0;
+        read_openjarvis(path, &mut report, |rows| {
+            offered += rows.len() as u64;
+            imported += self.control(ControlKind::Import(rows))?;
+            Ok(())
+        })?;
+        report.imported = imported;
+        report.skipped_duplicates = offered - imported;
+        Ok(report)
+    }
+
+    /// Counters so far (this process only).
+    pub fn stats(&self) -> StoreStats {
+        self.inner.counters.snapshot(self.inner.queue.len())
+    }
+
+    /// Whether the writer is committing, failing (with the last error), or closed.
+    pub fn health(&self) -> Health {
+        if self.inner.queue.is_closed() {
+            return Health::Closed;
+        }
+        self.inner.counters.health()
+    }
+
+    /// The database file; `None` for an in-memory store.
+    pub fn path(&self) -> Option<&Path> {
+        self.inner.path.as_deref()
+    }
+
+    fn control(&self, kind: ControlKind) -> Result<u64, StoreError> {
+        let reply = self.inner.queue.push_control(kind)?;
+        wait(&reply)
+    }
+}
+
+/// Waits for the writer's reply; a vanished writer means the store is closed.
+fn wait(reply: &Receiver<Reply>) -> Reply {
+    reply.recv().unwrap_or(Err(StoreError::Closed))
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let handle = self
+            .writer
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(handle) = handle {
+            if let Ok(reply) = self.queue.push_control(ControlKind::Stop)
+                && let Err(e) = wait(&reply)
+            {
+                tracing::error!(error = %e, "telemetry store dropped with records it could not write");
+            }
+            let _ = handle.join();
+        }
+    }
+}

@@ -1,0 +1,263 @@
+//! The writer thread: owns the connection, commits batches (rows and rollups in one
+//! transaction), runs control messages in queue order, and survives I/O errors.
+//!
+//! A failing batch is kept and retried with backoff (10 ms doubling to 1 s) while new records wait
+//! in the queue, so memory stays bounded by the queue capacity plus one batch. A control message
+//! (`flush`, `prune_before`, ...) that arrives while commits fail gets a few more attempts and
+//! then an error reply, so callers never wait forever.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::thread;
+use std::time::Instant;
+
+use rusqlite::{Connection, TransactionBehavior};
+use telemetry_core::TelemetryRecord;
+
+use crate::error::StoreError;
+use crate::import::ImportRow;
+use crate::open::backoff;
+use crate::queue::{Control, ControlKind, Queue};
+use crate::rollups::{BatchRollups, merge_into, repair_after_prune};
+use crate::rows::{IMPORT_SQL, INSERT_SQL, bind_record};
+use crate::stats::Counters;
+
+/// Attempts given to a commit that a caller is waiting on, before it gets an error.
+const CONTROL_ATTEMPTS: u32 = 5;
+
+pub(crate) struct Writer {
+    pub(crate) conn: Connection,
+    pub(crate) queue: Arc<Queue>,
+    pub(crate) counters: Arc<Counters>,
+    pub(crate) flush_interval: std::time::Duration,
+    pub(crate) carry: Vec<Arc<TelemetryRecord>>,
+}
+
+impl Writer {
+    /// The thread's body; returns after a `Stop` control.
+    pub(crate) fn run(mut self) {
+        loop {
+            if self.carry.is_empty() {
+                let taken = self.queue.take_batch(self.flush_interval);
+                self.counters
+                    .in_flight
+                    .store(taken.records.len() as u64, Ordering::Relaxed);
+                self.carry = taken.records;
+                let attempts = if taken.control.is_some() {
+                    CONTROL_ATTEMPTS
+                } else {
+                    1
+                };
+                let committed = self.commit_carry(attempts);
+                if let Some(control) = taken.control {
+                    let stop = if committed {
+                        self.run_control(control)
+                    } else {
+                        self.refuse(vec![control])
+                    };
+                    if stop {
+                        break;
+                    }
+                }
+            } else {
+                let failures = self.counters.consecutive_failures.load(Ordering::Relaxed);
+                let waiting = self.queue.wait_retry(Instant::now() + backoff(failures));
+                let attempts = if waiting { CONTROL_ATTEMPTS } else { 1 };
+                if !self.commit_carry(attempts) && waiting {
+                    let controls = self.queue.take_controls();
+                    if self.refuse(controls) {
+                        break;
+                    }
+                }
+            }
+        }
+        self.counters.writer_running.store(false, Ordering::Release);
+    }
+
+    /// Commits the carried batch, trying `attempts` times; whether it is committed.
+    fn commit_carry(&mut self, attempts: u32) -> bool {
+        if self.carry.is_empty() {
+            return true;
+        }
+        for attempt in 0..attempts {
+            if attempt > 0 {
+                let failures = self.counters.consecutive_failures.load(Ordering::Relaxed);
+                thread::sleep(backoff(failures));
+            }
+            match commit_records(&mut self.conn, &self.carry) {
+                Ok(()) => {
+                    let n = self.carry.len() as u64;
+                    self.carry.clear();
+                    self.counters.in_flight.store(0, Ordering::Relaxed);
+                    self.counters.written.fetch_add(n, Ordering::Relaxed);
+                    self.counters
+                        .consecutive_failures
+                        .store(0, Ordering::Release);
+                    return true;
+                }
+                Err(e) => self.note_failure(&e),
+            }
+        }
+        false
+    }
+
+    fn note_failure(&self, e: &StoreError) {
+        let n = self
+            .counters
+            .consecutive_failures
+            .fetch_add(1, Ordering::AcqRel)
+            + 1;
+        self.counters.failed_batches.fetch_add(1, Ordering::Relaxed);
+        self.counters.set_last_error(e.to_string());
+        if n.is_power_of_two() {
+            tracing::warn!(error = %e, consecutive_failures = n, "telemetry commit failed; retrying");
+        }
+    }
+
+    fn write_failed(&self) -> StoreError {
+        StoreError::WriteFailed {
+            attempts: self.counters.consecutive_failures.load(Ordering::Relaxed),
+            message: self.counters.last_error().unwrap_or_default(),
+        }
+    }
+
+    /// Replies with an error to controls whose preceding records could not be committed. On
+    /// `Stop`, gives up: what is still queued is counted as dropped. Returns whether to exit.
+    fn refuse(&mut self, controls: Vec<Control>) -> bool {
+        let mut stop = false;
+        for control in controls {
+            if matches!(control.kind, ControlKind::Stop) {
+                stop = true;
+                let lost = self.carry.len() + self.queue.close_and_discard();
+                self.carry.clear();
+                self.counters.in_flight.store(0, Ordering::Relaxed);
+                self.counters
+                    .dropped
+                    .fetch_add(lost as u64, Ordering::Relaxed);
+                tracing::error!(
+                    lost,
+                    "telemetry store closed with records it could not write"
+                );
+            }
+            let _ = control.reply.send(Err(self.write_failed()));
+        }
+        stop
+    }
+
+    /// Runs a control whose preceding records are committed; returns whether to exit.
+    fn run_control(&mut self, control: Control) -> bool {
+        let (reply, stop) = match control.kind {
+            ControlKind::Flush => (Ok(0), false),
+            ControlKind::Stop => (Ok(0), true),
+            ControlKind::Prune(ts) => (self.retrying(|conn| prune(conn, ts)), false),
+            ControlKind::Clear => (self.retrying(clear), false),
+            ControlKind::Import(rows) => {
+                let result = self.retrying(|conn| import(conn, &rows));
+                if let Ok(n) = result {
+                    self.counters.written.fetch_add(n, Ordering::Relaxed);
+                }
+                (result, false)
+            }
+        };
+        let _ = control.reply.send(reply);
+        stop
+    }
+
+    fn retrying<T>(
+        &mut self,
+        mut f: impl FnMut(&mut Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        for attempt in 0..CONTROL_ATTEMPTS {
+            if attempt > 0 {
+                thread::sleep(backoff(attempt));
+            }
+            match f(&mut self.conn) {
+                Ok(v) => {
+                    self.counters
+                        .consecutive_failures
+                        .store(0, Ordering::Release);
+                    return Ok(v);
+                }
+                Err(e) => self.note_failure(&e),
+            }
+        }
+        Err(self.write_failed())
+    }
+}
+
+fn sql(context: &'static str) -> impl Fn(rusqlite::Error) -> StoreError {
+    move |e| StoreError::sqlite(context, e)
+}
+
+fn begin(conn: &mut Connection) -> Result<rusqlite::Transaction<'_>, StoreError> {
+    // IMMEDIATE: take the write lock up front, so that a read-then-write transaction cannot
+    // deadlock with another process's (SQLITE_BUSY without waiting).
+    conn.transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(sql("beginning a write transaction"))
+}
+
+/// One transaction: the rows with a cached prepared insert, then their rollups.
+fn commit_records(
+    conn: &mut Connection,
+    records: &[Arc<TelemetryRecord>],
+) -> Result<(), StoreError> {
+    let tx = begin(conn)?;
+    {
+        let mut stmt = tx
+            .prepare_cached(&INSERT_SQL)
+            .map_err(sql("preparing the insert"))?;
+        let mut rollups = BatchRollups::default();
+        for r in records {
+            bind_record(&mut stmt, r)?;
+            stmt.raw_execute().map_err(sql("inserting a row"))?;
+            rollups.add(r);
+        }
+        merge_into(&tx, rollups.into_levels())?;
+    }
+    tx.commit().map_err(sql("committing a batch"))
+}
+
+fn import(conn: &mut Connection, rows: &[ImportRow]) -> Result<u64, StoreError> {
+    let tx = begin(conn)?;
+    let mut inserted = 0;
+    {
+        let mut stmt = tx
+            .prepare_cached(&IMPORT_SQL)
+            .map_err(sql("preparing the import insert"))?;
+        let mut rollups = BatchRollups::default();
+        for row in rows {
+            bind_record(&mut stmt, &row.record)?;
+            stmt.raw_bind_parameter(39, row.key.as_str())
+                .map_err(sql("binding an import key"))?;
+            // Only rows actually inserted (key not seen before) count in the summaries.
+            if stmt.raw_execute().map_err(sql("importing a row"))? == 1 {
+                inserted += 1;
+                rollups.add(&row.record);
+            }
+        }
+        merge_into(&tx, rollups.into_levels())?;
+    }
+    tx.commit().map_err(sql("committing an import"))?;
+    Ok(inserted)
+}
+
+fn prune(conn: &mut Connection, ts: f64) -> Result<u64, StoreError> {
+    let tx = begin(conn)?;
+    let deleted = tx
+        .execute("DELETE FROM telemetry WHERE timestamp < ?1", [ts])
+        .map_err(sql("pruning rows"))?;
+    repair_after_prune(&tx, ts)?;
+    tx.commit().map_err(sql("committing a prune"))?;
+    Ok(deleted as u64)
+}
+
+fn clear(conn: &mut Connection) -> Result<u64, StoreError> {
+    let tx = begin(conn)?;
+    let deleted = tx
+        .execute("DELETE FROM telemetry", [])
+        .map_err(sql("clearing rows"))?;
+    tx.execute("DELETE FROM telemetry_rollup", [])
+        .map_err(sql("clearing summaries"))?;
+    tx.commit().map_err(sql("committing a clear"))?;
+    Ok(deleted as u64)
+}
