@@ -36,7 +36,9 @@ fn bad_records_are_refused_naming_the_field_and_nothing_is_written() {
         assert!(matches!(err, StoreError::Invalid(_)), "{err}");
         assert_eq!(err.field(), Some(*field));
         assert!(err.to_string().contains(field), "{err}");
-        let err = store.record_arc(std::sync::Arc::new(record.clone())).unwrap_err();
+        let err = store
+            .record_arc(std::sync::Arc::new(record.clone()))
+            .unwrap_err();
         assert_eq!(err.field(), Some(*field));
     }
     store.flush().unwrap();
@@ -54,6 +56,9 @@ fn bad_records_are_refused_naming_the_field_and_nothing_is_written() {
     assert_eq!(n, 0);
 
     // A NaN prune bound is refused too.
-    assert_eq!(store.prune_before(f64::NAN).unwrap_err().field(), Some("timestamp"));
+    assert_eq!(
+        store.prune_before(f64::NAN).unwrap_err().field(),
+        Some("timestamp")
+    );
     store.close().unwrap();
 }

@@ -69,7 +69,10 @@ pub fn sample(tag: &str, i: u64) -> TelemetryRecord {
 
 /// Every row of `telemetry`, in id order, decoded with plain SQL.
 pub fn read_all(conn: &Connection) -> Vec<TelemetryRecord> {
-    let sql = format!("SELECT {} FROM telemetry ORDER BY id", RECORD_COLUMNS.join(", "));
+    let sql = format!(
+        "SELECT {} FROM telemetry ORDER BY id",
+        RECORD_COLUMNS.join(", ")
+    );
     let mut stmt = conn.prepare(&sql).unwrap();
     stmt.query_map([], |r| {
         let u = |i: usize| -> rusqlite::Result<u64> { Ok(r.get::<_, i64>(i)? as u64) };
@@ -243,6 +246,12 @@ pub fn assert_rollups_eq(got: &BTreeMap<RollupKey, Rollup>, want: &BTreeMap<Roll
 /// This test binary, re-run to execute one `#[ignore]`d child-mode test.
 pub fn child(test_name: &str) -> Command {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args([test_name, "--exact", "--ignored", "--nocapture", "--test-threads=1"]);
+    cmd.args([
+        test_name,
+        "--exact",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ]);
     cmd
 }

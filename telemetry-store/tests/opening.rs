@@ -1,0 +1,135 @@
+//! Opening: directory and file creation, and refusing foreign, corrupt or newer files untouched.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::Path;
+
+use telemetry_core::schema::SCHEMA_VERSION;
+use telemetry_store::{StoreError, TelemetryStore};
+
+fn bytes(path: &Path) -> Vec<u8> {
+    std::fs::read(path).unwrap()
+}
+
+#[test]
+fn creates_parent_directories_and_a_private_file_with_the_schema_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a/b/c/telemetry.db");
+    let store = TelemetryStore::open(&path).unwrap();
+    assert_eq!(store.path(), Some(path.as_path()));
+    store.close().unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+    let conn = common::connect(&path);
+    let version: i64 = conn
+        .query_row(
+            "SELECT MAX(version) FROM refinery_schema_history",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(version, i64::from(SCHEMA_VERSION));
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+}
+
+#[test]
+fn a_file_that_is_not_sqlite_is_refused_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notes.db");
+    let content = b"these are my notes, not a database\n".repeat(200);
+    std::fs::write(&path, &content).unwrap();
+    let err = TelemetryStore::open(&path).unwrap_err();
+    assert!(matches!(err, StoreError::NotADatabase { .. }), "{err}");
+    assert!(err.to_string().contains("notes.db"), "{err}");
+    assert_eq!(bytes(&path), content);
+    assert!(!dir.path().join("notes.db-wal").exists());
+}
+
+#[test]
+fn a_corrupt_database_is_refused_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let store = TelemetryStore::builder(&path).open().unwrap();
+    store.record(&common::sample("c", 1)).unwrap();
+    store.close().unwrap();
+    drop(store);
+    // Overwrite the schema table's page (page 1 after its 100-byte header).
+    let mut content = bytes(&path);
+    for b in &mut content[100..600] {
+        *b = 0xA5;
+    }
+    std::fs::write(&path, &content).unwrap();
+    let err = TelemetryStore::open(&path).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Corrupt { .. } | StoreError::NotADatabase { .. }
+        ),
+        "{err}"
+    );
+    assert_eq!(bytes(&path), content);
+}
+
+#[test]
+fn a_newer_schema_is_refused_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    TelemetryStore::open(&path).unwrap().close().unwrap();
+    {
+        let conn = common::connect(&path);
+        conn.execute(
+            "INSERT INTO refinery_schema_history (version, name, applied_on, checksum) \
+             VALUES (?1, 'future', '2030-01-01T00:00:00Z', '0')",
+            [i64::from(SCHEMA_VERSION) + 1],
+        )
+        .unwrap();
+        conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+            .unwrap();
+    }
+    let before = bytes(&path);
+    let err = TelemetryStore::open(&path).unwrap_err();
+    match &err {
+        StoreError::SchemaTooNew {
+            found, supported, ..
+        } => {
+            assert_eq!(*found, i64::from(SCHEMA_VERSION) + 1);
+            assert_eq!(*supported, SCHEMA_VERSION);
+        }
+        other => panic!("expected SchemaTooNew, got {other}"),
+    }
+    assert_eq!(bytes(&path), before);
+}
+
+#[test]
+fn a_foreign_telemetry_table_is_refused_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("openjarvis.db");
+    {
+        let conn = common::connect(&path);
+        conn.execute_batch("CREATE TABLE telemetry (id INTEGER PRIMARY KEY, model_id TEXT)")
+            .unwrap();
+    }
+    let before = bytes(&path);
+    let err = TelemetryStore::open(&path).unwrap_err();
+    assert!(matches!(err, StoreError::Migration { .. }), "{err}");
+    assert!(err.to_string().contains("import_openjarvis"), "{err}");
+    assert_eq!(bytes(&path), before);
+}
+
+#[test]
+fn in_memory_store_accepts_records() {
+    let store = TelemetryStore::in_memory().unwrap();
+    assert!(store.path().is_none());
+    store.record(&common::sample("m", 2)).unwrap();
+    store.flush().unwrap();
+    assert_eq!(store.stats().written, 1);
+    assert_eq!(store.clear().unwrap(), 1);
+}
