@@ -21,8 +21,8 @@ fn eight_threads_times_ten_thousand_records_survive_close_and_reopen() {
             let store = store.clone();
             std::thread::spawn(move || {
                 let tag = format!("thread-{t}");
-                for i in 0..10_000 {
-                    if i % 2 == 0 {
+                for i in 0..10_000u64 {
+                    if i.is_multiple_of(2) {
                         store.record(&common::sample(&tag, i)).unwrap();
                     } else {
                         store.record_arc(Arc::new(common::sample(&tag, i))).unwrap();

@@ -16,7 +16,7 @@ use telemetry_core::{
 /// A valid record whose fields all depend on `i` (and `tag`, stored in `agent`).
 pub fn sample(tag: &str, i: u64) -> TelemetryRecord {
     let latency = 0.25 * (1 + i % 16) as f64;
-    let some = |v: f64| if i % 3 == 0 { None } else { Some(v) };
+    let some = |v: f64| if i.is_multiple_of(3) { None } else { Some(v) };
     TelemetryRecord {
         timestamp: 1_764_300_000.0 + (i % 5_000) as f64 * 7.5,
         model_id: format!("model-{}", i % 3),
@@ -37,7 +37,7 @@ pub fn sample(tag: &str, i: u64) -> TelemetryRecord {
         throughput_tok_per_sec: some(40.0),
         prefill_latency_seconds: some(0.125),
         decode_latency_seconds: some(latency - 0.125),
-        is_streaming: i % 2 == 0,
+        is_streaming: i.is_multiple_of(2),
         mean_itl_ms: some(20.0 + (i % 11) as f64),
         median_itl_ms: some(19.0),
         p90_itl_ms: some(30.0),
@@ -46,23 +46,28 @@ pub fn sample(tag: &str, i: u64) -> TelemetryRecord {
         std_itl_ms: some(3.5),
         prefill_energy_joules: some(2.0),
         decode_energy_joules: some(8.0),
-        energy_method: if i % 3 == 0 {
+        energy_method: if i.is_multiple_of(3) {
             EnergyMethod::None
         } else {
             EnergyMethod::Counter
         },
-        energy_vendor: if i % 3 == 0 { "" } else { "nvidia" }.to_owned(),
+        energy_vendor: if i.is_multiple_of(3) { "" } else { "nvidia" }.to_owned(),
         batch_id: format!("b{}", i / 100),
-        is_warmup: i % 17 == 0,
-        outcome: if i % 13 == 0 {
+        is_warmup: i.is_multiple_of(17),
+        outcome: if i.is_multiple_of(13) {
             Outcome::Error
         } else {
             Outcome::Ok
         },
-        error_kind: if i % 13 == 0 { "timeout" } else { "" }.to_owned(),
-        error_message: if i % 13 == 0 { "took too long" } else { "" }.to_owned(),
-        tokens_counted: i % 5 == 0,
-        cost_unknown: i % 7 == 0,
+        error_kind: if i.is_multiple_of(13) { "timeout" } else { "" }.to_owned(),
+        error_message: if i.is_multiple_of(13) {
+            "took too long"
+        } else {
+            ""
+        }
+        .to_owned(),
+        tokens_counted: i.is_multiple_of(5),
+        cost_unknown: i.is_multiple_of(7),
         metadata: json!({ "id": i, "tag": tag, "nested": { "ok": true } }),
     }
 }
