@@ -1,0 +1,301 @@
+//! [`AsyncInferenceEngine`]: the runtime-agnostic async engine abstraction, and its
+//! instrumented implementation.
+
+use std::borrow::Cow;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use futures_core::Stream;
+use telemetry_core::Outcome;
+
+use crate::call::{Measurement, build_record};
+use crate::context::{Call, EngineContext};
+use crate::engine::default_error_kind;
+use crate::instrumented::InstrumentedEngine;
+use crate::request::{GenerateParams, Message};
+use crate::response::{GenerateResult, StreamChunk};
+use crate::stream::StreamRecorder;
+
+/// An async inference engine: the same shape as [`InferenceEngine`](crate::InferenceEngine),
+/// with futures and [`futures_core::Stream`]s, usable from any executor.
+///
+/// ```
+/// use std::future::Future;
+/// use telemetry_wrap::{AsyncInferenceEngine, GenerateParams, GenerateResult, Message, StreamChunk, Usage};
+///
+/// struct Fixed;
+///
+/// impl AsyncInferenceEngine for Fixed {
+///     type Error = std::io::Error;
+///     type Stream = futures::stream::Iter<std::vec::IntoIter<Result<StreamChunk, std::io::Error>>>;
+///
+///     fn engine_id(&self) -> &str {
+///         "fixed"
+///     }
+///
+///     fn generate(&self, _: &[Message], _: &GenerateParams)
+///         -> impl Future<Output = Result<GenerateResult, Self::Error>> + Send {
+///         async { Ok(GenerateResult::new("ok", Usage::new(2, 1))) }
+///     }
+///
+///     fn stream(&self, _: &[Message], _: &GenerateParams)
+///         -> impl Future<Output = Result<Self::Stream, Self::Error>> + Send {
+///         async { Ok(futures::stream::iter(vec![Ok(StreamChunk::text("ok"))])) }
+///     }
+/// }
+///
+/// let out = futures::executor::block_on(Fixed.generate(&[], &GenerateParams::new("m"))).unwrap();
+/// assert_eq!(out.content, "ok");
+/// ```
+pub trait AsyncInferenceEngine: Send + Sync {
+    /// The engine's own error; the instrumented wrapper returns it unchanged.
+    type Error: std::error::Error + Send + Sync + 'static;
+    /// The stream of chunks produced by [`stream`](Self::stream).
+    type Stream: Stream<Item = Result<StreamChunk, Self::Error>> + Send;
+
+    /// Short name of the engine or server; the record's `engine`.
+    fn engine_id(&self) -> &str;
+
+    /// Generates a whole answer.
+    fn generate(
+        &self,
+        messages: &[Message],
+        params: &GenerateParams,
+    ) -> impl Future<Output = Result<GenerateResult, Self::Error>> + Send;
+
+    /// Starts a streamed answer; the error is for failures before the first chunk.
+    fn stream(
+        &self,
+        messages: &[Message],
+        params: &GenerateParams,
+    ) -> impl Future<Output = Result<Self::Stream, Self::Error>> + Send;
+
+    /// Short machine-readable kind of an error (the record's `error_kind`); default: the error
+    /// type's name.
+    fn error_kind(error: &Self::Error) -> Cow<'static, str>
+    where
+        Self: Sized,
+    {
+        let _ = error;
+        Cow::Borrowed(default_error_kind::<Self::Error>())
+    }
+
+    /// Whether this engine already publishes telemetry; see
+    /// [`InferenceEngine::is_instrumented`](crate::InferenceEngine::is_instrumented).
+    fn is_instrumented(&self) -> bool {
+        false
+    }
+}
+
+macro_rules! forward_async_engine {
+    ($($ty:ty),*) => {$(
+        impl<E: AsyncInferenceEngine> AsyncInferenceEngine for $ty {
+            type Error = E::Error;
+            type Stream = E::Stream;
+
+            fn engine_id(&self) -> &str {
+                (**self).engine_id()
+            }
+
+            fn generate(
+                &self,
+                messages: &[Message],
+                params: &GenerateParams,
+            ) -> impl Future<Output = Result<GenerateResult, Self::Error>> + Send {
+                (**self).generate(messages, params)
+            }
+
+            fn stream(
+                &self,
+                messages: &[Message],
+                params: &GenerateParams,
+            ) -> impl Future<Output = Result<Self::Stream, Self::Error>> + Send {
+                (**self).stream(messages, params)
+            }
+
+            fn error_kind(error: &Self::Error) -> Cow<'static, str> {
+                E::error_kind(error)
+            }
+
+            fn is_instrumented(&self) -> bool {
+                (**self).is_instrumented()
+            }
+        }
+    )*};
+}
+
+forward_async_engine!(&E, Box<E>, Arc<E>);
+
+/// Records a call whose future was dropped before it completed as cancelled.
+struct PendingCall<'a> {
+    ctx: &'a EngineContext,
+    call: Option<Call>,
+    model: &'a str,
+}
+
+impl PendingCall<'_> {
+    fn complete(mut self, measured: Measurement) {
+        if let Some(call) = self.call.take() {
+            let record = build_record(
+                &call.start,
+                self.model,
+                &self.ctx.engine_id,
+                &self.ctx.options,
+                measured,
+            );
+            self.ctx.deliver(call, record);
+        }
+    }
+}
+
+impl Drop for PendingCall<'_> {
+    fn drop(&mut self) {
+        if let Some(call) = self.call.take() {
+            let m = Measurement {
+                latency: call.start.start.elapsed().as_secs_f64(),
+                outcome: Outcome::Cancelled,
+                ..Measurement::default()
+            };
+            let record = build_record(
+                &call.start,
+                self.model,
+                &self.ctx.engine_id,
+                &self.ctx.options,
+                m,
+            );
+            self.ctx.deliver(call, record);
+        }
+    }
+}
+
+impl<E: AsyncInferenceEngine> AsyncInferenceEngine for InstrumentedEngine<E> {
+    type Error = E::Error;
+    type Stream = InstrumentedAsyncStream<E>;
+
+    fn engine_id(&self) -> &str {
+        InstrumentedEngine::engine_id(self)
+    }
+
+    fn generate(
+        &self,
+        messages: &[Message],
+        params: &GenerateParams,
+    ) -> impl Future<Output = Result<GenerateResult, Self::Error>> + Send {
+        let (inner, ctx, models, passthrough) = self.parts();
+        async move {
+            if passthrough {
+                return inner.generate(messages, params).await;
+            }
+            let pending = PendingCall {
+                ctx,
+                call: Some(ctx.begin(models, &params.model, false)),
+                model: &params.model,
+            };
+            let result = inner.generate(messages, params).await;
+            let elapsed = pending
+                .call
+                .as_ref()
+                .map(|c| c.start.start.elapsed())
+                .unwrap_or_default();
+            pending.complete(match &result {
+                Ok(r) => Measurement::blocking(elapsed, r),
+                Err(e) => Measurement::failed(elapsed, E::error_kind(e), e),
+            });
+            result
+        }
+    }
+
+    fn stream(
+        &self,
+        messages: &[Message],
+        params: &GenerateParams,
+    ) -> impl Future<Output = Result<Self::Stream, Self::Error>> + Send {
+        let (inner, ctx, models, passthrough) = self.parts();
+        async move {
+            if passthrough {
+                let s = inner.stream(messages, params).await?;
+                return Ok(InstrumentedAsyncStream {
+                    inner: Box::pin(s),
+                    recorder: None,
+                });
+            }
+            let mut pending = PendingCall {
+                ctx,
+                call: Some(ctx.begin(models, &params.model, true)),
+                model: &params.model,
+            };
+            match inner.stream(messages, params).await {
+                Ok(s) => {
+                    let recorder = pending
+                        .call
+                        .take()
+                        .map(|call| StreamRecorder::new(Arc::clone(ctx), call, params));
+                    Ok(InstrumentedAsyncStream {
+                        inner: Box::pin(s),
+                        recorder,
+                    })
+                }
+                Err(e) => {
+                    let elapsed = pending
+                        .call
+                        .as_ref()
+                        .map(|c| c.start.start.elapsed())
+                        .unwrap_or_default();
+                    pending.complete(Measurement {
+                        is_streaming: true,
+                        ..Measurement::failed(elapsed, E::error_kind(&e), &e)
+                    });
+                    Err(e)
+                }
+            }
+        }
+    }
+
+    fn error_kind(error: &Self::Error) -> Cow<'static, str> {
+        E::error_kind(error)
+    }
+
+    fn is_instrumented(&self) -> bool {
+        true
+    }
+}
+
+/// The stream of an instrumented async engine; see
+/// [`InstrumentedStream`](crate::InstrumentedStream) for what is recorded and when.
+pub struct InstrumentedAsyncStream<E: AsyncInferenceEngine> {
+    inner: Pin<Box<E::Stream>>,
+    recorder: Option<StreamRecorder>,
+}
+
+impl<E: AsyncInferenceEngine> std::fmt::Debug for InstrumentedAsyncStream<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InstrumentedAsyncStream")
+            .field("recorder", &self.recorder)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<E: AsyncInferenceEngine> Stream for InstrumentedAsyncStream<E> {
+    type Item = Result<StreamChunk, E::Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        let Poll::Ready(item) = this.inner.as_mut().poll_next(cx) else {
+            return Poll::Pending;
+        };
+        if let Some(rec) = &mut this.recorder {
+            match &item {
+                Some(Ok(chunk)) => rec.on_chunk(chunk),
+                Some(Err(e)) => rec.finish_error(E::error_kind(e), e),
+                None => rec.finish_ok(),
+            }
+        }
+        Poll::Ready(item)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.inner.size_hint()
+    }
+}
