@@ -1,0 +1,220 @@
+//! [`TelemetryAggregator`]: the read-only query API.
+
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use rusqlite::Connection;
+use telemetry_core::{Rollup, TimeRange};
+
+use crate::collect::{GroupRollup, collect, count};
+use crate::error::AggError;
+use crate::export::RecordIter;
+use crate::open::{open_read_only, schema_version};
+use crate::series::{Bucket, GroupBy, SeriesPoint};
+use crate::stats::{AgentStats, AggregatedStats, EngineStats, ModelStats};
+
+/// Read-only queries over a telemetry database written by `telemetry-store`.
+///
+/// It holds its own connection, opened read-only with `PRAGMA query_only`, so it cannot write
+/// even by mistake, and in WAL mode it never blocks a writer in another thread or process. Each
+/// query runs in one read transaction, so it sees one consistent snapshot.
+///
+/// A query over `[since, until]` merges the stored summaries of whole days, then whole hours and
+/// whole minutes at the edges, then reads raw rows only for the partial minutes at the very edges:
+/// a few thousand summary rows instead of millions of records.
+#[derive(Debug)]
+pub struct TelemetryAggregator {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl TelemetryAggregator {
+    /// Opens `path` read-only. Fails with [`AggError::NotFound`] for a missing file (it is never
+    /// created), [`AggError::NotADatabase`] for a non-SQLite file, [`AggError::NotTelemetry`]
+    /// when the `telemetry` tables are missing, and [`AggError::UnsupportedSchema`] when the
+    /// schema version is not [`telemetry_core::schema::SCHEMA_VERSION`].
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, AggError> {
+        let path = path.as_ref();
+        Ok(TelemetryAggregator {
+            conn: open_read_only(path)?,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Stats per model, by call count (descending), then model name.
+    pub fn per_model_stats(&self, range: &TimeRange) -> Result<Vec<ModelStats>, AggError> {
+        let groups = self.groups(range)?;
+        Ok(per_model(&groups))
+    }
+
+    /// Stats per engine, by call count (descending), then engine name.
+    pub fn per_engine_stats(&self, range: &TimeRange) -> Result<Vec<EngineStats>, AggError> {
+        let groups = self.groups(range)?;
+        Ok(per_engine(&groups))
+    }
+
+    /// Stats per agent, by call count (descending), then agent name.
+    pub fn per_agent_stats(&self, range: &TimeRange) -> Result<Vec<AgentStats>, AggError> {
+        let groups = self.groups(range)?;
+        Ok(per_agent(&groups))
+    }
+
+    /// Totals, percentiles and ratios of the range, with the per-model, per-engine and
+    /// per-agent breakdowns. An empty database or range gives zeroed stats.
+    pub fn summary(&self, range: &TimeRange) -> Result<AggregatedStats, AggError> {
+        let groups = self.groups(range)?;
+        let mut all = Rollup::default();
+        for g in &groups {
+            all.merge(&g.rollup);
+        }
+        let mut stats = AggregatedStats::from_rollup(&all);
+        stats.per_model = per_model(&groups);
+        stats.per_engine = per_engine(&groups);
+        stats.per_agent = per_agent(&groups);
+        Ok(stats)
+    }
+
+    /// The `n` models with the most calls (ties broken by name).
+    pub fn top_models(&self, n: usize, range: &TimeRange) -> Result<Vec<ModelStats>, AggError> {
+        let mut models = self.per_model_stats(range)?;
+        models.truncate(n);
+        Ok(models)
+    }
+
+    /// Number of records in the range.
+    pub fn record_count(&self, range: &TimeRange) -> Result<u64, AggError> {
+        let tx = self.read_tx()?;
+        let n = count(&self.conn, range)?;
+        drop(tx);
+        Ok(n)
+    }
+
+    /// Calls, tokens, cost, energy and latency percentiles per `bucket` (UTC) and group, ordered
+    /// by bucket start, then group name. Buckets with no call are absent; edge buckets count only
+    /// the part of them inside the range.
+    pub fn series(
+        &self,
+        range: &TimeRange,
+        bucket: Bucket,
+        group_by: GroupBy,
+    ) -> Result<Vec<SeriesPoint>, AggError> {
+        let tx = self.read_tx()?;
+        let groups = collect(&self.conn, range, Some(bucket.width_seconds()))?.into_groups();
+        drop(tx);
+        let mut points: BTreeMap<(i64, Option<&str>), Rollup> = BTreeMap::new();
+        for g in &groups {
+            let label = match group_by {
+                GroupBy::None => None,
+                GroupBy::Model => Some(g.model_id.as_str()),
+                GroupBy::Engine => Some(g.engine.as_str()),
+                GroupBy::Agent => Some(g.agent.as_str()),
+            };
+            points
+                .entry((g.bucket, label))
+                .or_default()
+                .merge(&g.rollup);
+        }
+        Ok(points
+            .into_iter()
+            .map(|((start, label), r)| {
+                SeriesPoint::from_rollup(start, label.map(str::to_owned), &r)
+            })
+            .collect())
+    }
+
+    /// Streams every record of the range, ordered by timestamp, then insertion order, a page at a
+    /// time (see [`RecordIter`]).
+    pub fn export_records(&self, range: &TimeRange) -> Result<RecordIter<'_>, AggError> {
+        Ok(RecordIter::new(&self.conn, range))
+    }
+
+    /// The schema version recorded in `refinery_schema_history`.
+    pub fn schema_version(&self) -> Result<i32, AggError> {
+        schema_version(&self.conn)
+    }
+
+    /// The lines of SQLite's `PRAGMA integrity_check`: `["ok"]` when the file is healthy.
+    pub fn integrity_check(&self) -> Result<Vec<String>, AggError> {
+        let sql = |e| AggError::sqlite("running PRAGMA integrity_check", e);
+        let mut stmt = self.conn.prepare("PRAGMA integrity_check").map_err(sql)?;
+        let lines = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(sql)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(sql)?;
+        Ok(lines)
+    }
+
+    /// One read transaction, so summaries and raw rows come from the same snapshot.
+    fn read_tx(&self) -> Result<rusqlite::Transaction<'_>, AggError> {
+        self.conn
+            .unchecked_transaction()
+            .map_err(|e| AggError::sqlite("starting a read transaction", e))
+    }
+
+    fn groups(&self, range: &TimeRange) -> Result<Vec<GroupRollup>, AggError> {
+        let tx = self.read_tx()?;
+        let groups = collect(&self.conn, range, None)?.into_groups();
+        drop(tx);
+        Ok(groups)
+    }
+}
+
+/// Merges `groups` by `label`, then orders by call count (descending), then label.
+fn by_label<'g, T>(
+    groups: &'g [GroupRollup],
+    label: impl Fn(&'g GroupRollup) -> &'g str,
+    make: impl Fn(String, &Rollup) -> T,
+    calls: impl Fn(&T) -> u64,
+    name: impl Fn(&T) -> &str,
+) -> Vec<T> {
+    let mut merged: BTreeMap<&str, Rollup> = BTreeMap::new();
+    for g in groups {
+        merged.entry(label(g)).or_default().merge(&g.rollup);
+    }
+    let mut out: Vec<T> = merged
+        .into_iter()
+        .map(|(k, r)| make(k.to_owned(), &r))
+        .collect();
+    out.sort_by(|a, b| match calls(b).cmp(&calls(a)) {
+        Ordering::Equal => name(a).cmp(name(b)),
+        o => o,
+    });
+    out
+}
+
+fn per_model(groups: &[GroupRollup]) -> Vec<ModelStats> {
+    by_label(
+        groups,
+        |g| &g.model_id,
+        ModelStats::from_rollup,
+        |s| s.call_count,
+        |s| &s.model_id,
+    )
+}
+
+fn per_engine(groups: &[GroupRollup]) -> Vec<EngineStats> {
+    by_label(
+        groups,
+        |g| &g.engine,
+        EngineStats::from_rollup,
+        |s| s.call_count,
+        |s| &s.engine,
+    )
+}
+
+fn per_agent(groups: &[GroupRollup]) -> Vec<AgentStats> {
+    by_label(
+        groups,
+        |g| &g.agent,
+        AgentStats::from_rollup,
+        |s| s.call_count,
+        |s| &s.agent,
+    )
+}

@@ -1,0 +1,376 @@
+//! Reading a range into per-group [`Rollup`]s: stored summaries for the whole buckets of the
+//! [`plan`](crate::plan), raw rows for the rest.
+
+use std::collections::HashMap;
+
+use rusqlite::types::ValueRef;
+use rusqlite::{Connection, Row, params};
+use telemetry_core::schema::ROLLUP_COLUMNS;
+use telemetry_core::{
+    Outcome, QuantileSketch, ROLLUP_LEVELS, Rollup, TelemetryRecord, TimeRange, bucket_start,
+};
+
+use crate::error::AggError;
+use crate::plan::{Plan, plan};
+
+/// One group's rollup: `(bucket, model, engine, agent)`; `bucket` is 0 unless a series asked for
+/// buckets.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct GroupRollup {
+    pub bucket: i64,
+    pub model_id: String,
+    pub engine: String,
+    pub agent: String,
+    pub rollup: Rollup,
+}
+
+/// Rollups by `(bucket, model, engine, agent)`, looked up without allocating.
+#[derive(Debug, Default)]
+pub(crate) struct Groups {
+    index: HashMap<Vec<u8>, usize>,
+    groups: Vec<GroupRollup>,
+    key: Vec<u8>,
+}
+
+impl Groups {
+    fn entry(&mut self, bucket: i64, model: &str, engine: &str, agent: &str) -> &mut Rollup {
+        // Length-prefixed, so that no two different label triples share a key.
+        self.key.clear();
+        self.key.extend_from_slice(&bucket.to_le_bytes());
+        for s in [model, engine, agent] {
+            self.key.extend_from_slice(&s.len().to_le_bytes());
+            self.key.extend_from_slice(s.as_bytes());
+        }
+        let i = match self.index.get(self.key.as_slice()) {
+            Some(&i) => i,
+            None => {
+                self.groups.push(GroupRollup {
+                    bucket,
+                    model_id: model.to_owned(),
+                    engine: engine.to_owned(),
+                    agent: agent.to_owned(),
+                    rollup: Rollup::default(),
+                });
+                self.index.insert(self.key.clone(), self.groups.len() - 1);
+                self.groups.len() - 1
+            }
+        };
+        &mut self.groups[i].rollup
+    }
+
+    /// The groups, in no particular order.
+    pub(crate) fn into_groups(self) -> Vec<GroupRollup> {
+        self.groups
+    }
+}
+
+/// The range clamped to the data: unbounded or over-wide sides become the edges of the first and
+/// last day holding a record, so that "everything" is answered by whole days. `None` when the
+/// range holds no record for sure.
+pub(crate) fn effective_bounds(
+    conn: &Connection,
+    range: &TimeRange,
+) -> Result<Option<(f64, f64)>, AggError> {
+    let sql = |e| AggError::sqlite("reading the time extent of telemetry", e);
+    let min: Option<f64> = conn
+        .query_row("SELECT MIN(timestamp) FROM telemetry", [], |r| r.get(0))
+        .map_err(sql)?;
+    let max: Option<f64> = conn
+        .query_row("SELECT MAX(timestamp) FROM telemetry", [], |r| r.get(0))
+        .map_err(sql)?;
+    let (Some(min), Some(max)) = (min, max) else {
+        return Ok(None);
+    };
+    let day = ROLLUP_LEVELS[2];
+    let data_lo = bucket_start(min, day) as f64;
+    let data_hi = (bucket_start(max, day) + day) as f64;
+    let lo = range.since_bound().map_or(data_lo, |s| s.max(data_lo));
+    let hi = range.until_bound().map_or(data_hi, |u| u.min(data_hi));
+    Ok((lo <= hi).then_some((lo, hi)))
+}
+
+/// Levels usable when results are bucketed by `width` (all when `None`), coarsest first.
+pub(crate) fn levels_up_to(width: Option<i64>) -> Vec<i64> {
+    let mut levels: Vec<i64> = ROLLUP_LEVELS
+        .iter()
+        .copied()
+        .filter(|&l| width.is_none_or(|w| l <= w))
+        .collect();
+    levels.sort_unstable_by(|a, b| b.cmp(a));
+    levels
+}
+
+/// Every record of `range` merged into rollups per `(bucket, model, engine, agent)`, where
+/// `bucket` is the start of the `width` bucket of the record (0 when `width` is `None`).
+pub(crate) fn collect(
+    conn: &Connection,
+    range: &TimeRange,
+    width: Option<i64>,
+) -> Result<Groups, AggError> {
+    let mut groups = Groups::default();
+    let Some((lo, hi)) = effective_bounds(conn, range)? else {
+        return Ok(groups);
+    };
+    let plan = plan(lo, hi, &levels_up_to(width));
+    let series_bucket = |start: i64| width.map_or(0, |w| start.div_euclid(w) * w);
+    read_rollups(conn, &plan, &mut |row| {
+        let start: i64 = row.get(0).map_err(rollup_sql)?;
+        let g = groups.entry(
+            series_bucket(start),
+            text(row, 1)?,
+            text(row, 2)?,
+            text(row, 3)?,
+        );
+        merge_row(row, start, g)
+    })?;
+    read_raw(conn, range, lo, hi, &plan, &mut |record| {
+        let minute = bucket_start(record.timestamp, ROLLUP_LEVELS[0]);
+        groups
+            .entry(
+                series_bucket(minute),
+                &record.model_id,
+                &record.engine,
+                &record.agent,
+            )
+            .add(record);
+    })?;
+    Ok(groups)
+}
+
+/// Number of records in `range`, from `SUM(call_count)` of the summaries plus raw edge rows.
+pub(crate) fn count(conn: &Connection, range: &TimeRange) -> Result<u64, AggError> {
+    let Some((lo, hi)) = effective_bounds(conn, range)? else {
+        return Ok(0);
+    };
+    let plan = plan(lo, hi, &levels_up_to(None));
+    let mut total: u64 = 0;
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT COALESCE(SUM(call_count), 0) FROM telemetry_rollup \
+             WHERE level = ?1 AND bucket_start >= ?2 AND bucket_start < ?3",
+        )
+        .map_err(rollup_sql)?;
+    for p in &plan.pieces {
+        let n: i64 = stmt
+            .query_row(params![p.level, p.from, p.to], |r| r.get(0))
+            .map_err(rollup_sql)?;
+        total += u64::try_from(n).unwrap_or(0);
+    }
+    let mut raw = conn
+        .prepare_cached("SELECT timestamp FROM telemetry WHERE timestamp >= ?1 AND timestamp <= ?2")
+        .map_err(raw_sql)?;
+    for (a, b) in raw_windows(lo, hi, &plan) {
+        let mut rows = raw.query(params![a, b]).map_err(raw_sql)?;
+        while let Some(row) = rows.next().map_err(raw_sql)? {
+            let ts: f64 = row.get(0).map_err(raw_sql)?;
+            if is_raw(range, &plan, ts) {
+                total += 1;
+            }
+        }
+    }
+    Ok(total)
+}
+
+fn rollup_sql(e: rusqlite::Error) -> AggError {
+    AggError::sqlite("reading telemetry_rollup", e)
+}
+
+fn raw_sql(e: rusqlite::Error) -> AggError {
+    AggError::sqlite("reading telemetry rows", e)
+}
+
+/// Calls `f` with every summary row of the plan's pieces: `bucket_start, model_id, engine, agent`
+/// and then the [`ROLLUP_COLUMNS`].
+fn read_rollups(
+    conn: &Connection,
+    plan: &Plan,
+    f: &mut dyn FnMut(&Row<'_>) -> Result<(), AggError>,
+) -> Result<(), AggError> {
+    let sql = format!(
+        "SELECT bucket_start, model_id, engine, agent, {} FROM telemetry_rollup \
+         WHERE level = ?1 AND bucket_start >= ?2 AND bucket_start < ?3",
+        ROLLUP_COLUMNS.join(", ")
+    );
+    let mut stmt = conn.prepare_cached(&sql).map_err(rollup_sql)?;
+    for p in &plan.pieces {
+        let mut rows = stmt
+            .query(params![p.level, p.from, p.to])
+            .map_err(rollup_sql)?;
+        while let Some(row) = rows.next().map_err(rollup_sql)? {
+            f(row).map_err(|e| match e {
+                AggError::BadRollup {
+                    bucket_start,
+                    column,
+                    detail,
+                    ..
+                } => AggError::BadRollup {
+                    level: p.level,
+                    bucket_start,
+                    column,
+                    detail,
+                },
+                other => other,
+            })?;
+        }
+    }
+    Ok(())
+}
+
+fn text<'r>(row: &'r Row<'_>, i: usize) -> Result<&'r str, AggError> {
+    match row.get_ref(i).map_err(rollup_sql)? {
+        ValueRef::Text(t) => std::str::from_utf8(t).map_err(|e| AggError::BadRollup {
+            level: 0,
+            bucket_start: 0,
+            column: ["bucket_start", "model_id", "engine", "agent"][i.min(3)],
+            detail: e.to_string(),
+        }),
+        other => Err(AggError::BadRollup {
+            level: 0,
+            bucket_start: 0,
+            column: ["bucket_start", "model_id", "engine", "agent"][i.min(3)],
+            detail: format!("expected text, found {:?}", other.data_type()),
+        }),
+    }
+}
+
+/// Adds the summary columns of `row` (starting at column 4) to `into`.
+fn merge_row(row: &Row<'_>, start: i64, into: &mut Rollup) -> Result<(), AggError> {
+    const BASE: usize = 4;
+    let bad = |i: usize, detail: String| AggError::BadRollup {
+        level: 0,
+        bucket_start: start,
+        column: ROLLUP_COLUMNS[i],
+        detail,
+    };
+    let int = |i: usize| -> Result<u64, AggError> {
+        let v: i64 = row.get(BASE + i).map_err(rollup_sql)?;
+        u64::try_from(v).map_err(|_| bad(i, format!("negative count {v}")))
+    };
+    let real = |i: usize| -> Result<f64, AggError> { row.get(BASE + i).map_err(rollup_sql) };
+    let sketch = |i: usize| -> Result<QuantileSketch, AggError> {
+        match row.get_ref(BASE + i).map_err(rollup_sql)? {
+            ValueRef::Blob(b) => QuantileSketch::from_bytes(b).map_err(|e| bad(i, e.to_string())),
+            other => Err(bad(
+                i,
+                format!("expected a blob, found {:?}", other.data_type()),
+            )),
+        }
+    };
+    let r = into;
+    r.call_count += int(0)?;
+    r.error_count += int(1)?;
+    r.prompt_tokens += int(2)?;
+    r.completion_tokens += int(3)?;
+    r.total_tokens += int(4)?;
+    r.total_latency += real(5)?;
+    r.total_cost += real(6)?;
+    r.ttft_sum += real(7)?;
+    r.ttft_count += int(8)?;
+    r.energy_sum += real(9)?;
+    r.energy_count += int(10)?;
+    r.energy_completion_tokens += int(11)?;
+    r.prefill_energy_sum += real(12)?;
+    r.decode_energy_sum += real(13)?;
+    r.gpu_util_sum += real(14)?;
+    r.gpu_util_count += int(15)?;
+    r.throughput_sum += real(16)?;
+    r.throughput_count += int(17)?;
+    r.latency.merge(&sketch(18)?);
+    r.ttft.merge(&sketch(19)?);
+    r.itl.merge(&sketch(20)?);
+    Ok(())
+}
+
+/// Timestamp windows (inclusive, widened by a second so that rounding never hides a row) that
+/// hold every record not answered by the summaries.
+fn raw_windows(lo: f64, hi: f64, plan: &Plan) -> Vec<(f64, f64)> {
+    match plan.covered {
+        None => vec![(lo - 1.0, hi + 1.0)],
+        Some((a, b)) => vec![(lo - 1.0, a as f64 + 1.0), (b as f64 - 1.0, hi + 1.0)],
+    }
+}
+
+/// Whether a record at `ts` in the widened windows is counted from its raw row.
+fn is_raw(range: &TimeRange, plan: &Plan, ts: f64) -> bool {
+    range.contains(ts) && !plan.covers_minute(bucket_start(ts, ROLLUP_LEVELS[0]))
+}
+
+/// Columns [`Rollup::add`] reads, after `id`.
+const RAW_COLUMNS: &str = "id, timestamp, model_id, engine, agent, prompt_tokens, \
+    completion_tokens, total_tokens, latency_seconds, cost_usd, ttft, energy_joules, \
+    prefill_energy_joules, decode_energy_joules, gpu_utilization_pct, throughput_tok_per_sec, \
+    mean_itl_ms, outcome";
+
+fn read_raw(
+    conn: &Connection,
+    range: &TimeRange,
+    lo: f64,
+    hi: f64,
+    plan: &Plan,
+    f: &mut dyn FnMut(&TelemetryRecord),
+) -> Result<(), AggError> {
+    let sql =
+        format!("SELECT {RAW_COLUMNS} FROM telemetry WHERE timestamp >= ?1 AND timestamp <= ?2");
+    let mut stmt = conn.prepare_cached(&sql).map_err(raw_sql)?;
+    let mut record = TelemetryRecord::default();
+    for (a, b) in raw_windows(lo, hi, plan) {
+        let mut rows = stmt.query(params![a, b]).map_err(raw_sql)?;
+        while let Some(row) = rows.next().map_err(raw_sql)? {
+            let ts: f64 = row.get(1).map_err(raw_sql)?;
+            if !is_raw(range, plan, ts) {
+                continue;
+            }
+            fill_rollup_input(row, &mut record)?;
+            f(&record);
+        }
+    }
+    Ok(())
+}
+
+/// Reads the [`RAW_COLUMNS`] of `row` into `r`, reusing its string buffers.
+fn fill_rollup_input(row: &Row<'_>, r: &mut TelemetryRecord) -> Result<(), AggError> {
+    let id: i64 = row.get(0).map_err(raw_sql)?;
+    let bad = |column: &'static str, detail: String| AggError::BadRow {
+        row_id: id,
+        column,
+        detail,
+    };
+    let get_str = |i: usize, column: &'static str, out: &mut String| -> Result<(), AggError> {
+        let s = row
+            .get_ref(i)
+            .map_err(raw_sql)?
+            .as_str()
+            .map_err(|e| bad(column, e.to_string()))?;
+        out.clear();
+        out.push_str(s);
+        Ok(())
+    };
+    let count = |i: usize, column: &'static str| -> Result<u64, AggError> {
+        let v: i64 = row.get(i).map_err(raw_sql)?;
+        u64::try_from(v).map_err(|_| bad(column, format!("negative count {v}")))
+    };
+    r.timestamp = row.get(1).map_err(raw_sql)?;
+    get_str(2, "model_id", &mut r.model_id)?;
+    get_str(3, "engine", &mut r.engine)?;
+    get_str(4, "agent", &mut r.agent)?;
+    r.prompt_tokens = count(5, "prompt_tokens")?;
+    r.completion_tokens = count(6, "completion_tokens")?;
+    r.total_tokens = count(7, "total_tokens")?;
+    r.latency_seconds = row.get(8).map_err(raw_sql)?;
+    r.cost_usd = row.get(9).map_err(raw_sql)?;
+    r.ttft = row.get(10).map_err(raw_sql)?;
+    r.energy_joules = row.get(11).map_err(raw_sql)?;
+    r.prefill_energy_joules = row.get(12).map_err(raw_sql)?;
+    r.decode_energy_joules = row.get(13).map_err(raw_sql)?;
+    r.gpu_utilization_pct = row.get(14).map_err(raw_sql)?;
+    r.throughput_tok_per_sec = row.get(15).map_err(raw_sql)?;
+    r.mean_itl_ms = row.get(16).map_err(raw_sql)?;
+    let outcome = row
+        .get_ref(17)
+        .map_err(raw_sql)?
+        .as_str()
+        .map_err(|e| bad("outcome", e.to_string()))?;
+    r.outcome = Outcome::parse(outcome)
+        .ok_or_else(|| bad("outcome", format!("unknown outcome {outcome:?}")))?;
+    Ok(())
+}

@@ -1,0 +1,97 @@
+//! [`AggError`]: everything the query layer can fail with.
+
+use std::path::PathBuf;
+
+/// Why opening a database or answering a query failed. Each variant names the file, the value or
+/// the row and column involved, so a caller can tell the user what to fix.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AggError {
+    /// The database file does not exist (the aggregator never creates one).
+    #[error("telemetry database {path} does not exist")]
+    NotFound {
+        /// The path given to [`open`](crate::TelemetryAggregator::open).
+        path: PathBuf,
+    },
+    /// The file exists but is not a SQLite database.
+    #[error("{path} is not a SQLite database")]
+    NotADatabase {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The file is SQLite but has no table the telemetry store writes.
+    #[error("{path} is not a telemetry database: it has no `{table}` table")]
+    NotTelemetry {
+        /// The file.
+        path: PathBuf,
+        /// The missing table.
+        table: &'static str,
+    },
+    /// The schema version recorded in `refinery_schema_history` is not the one this crate reads.
+    #[error(
+        "{path} has telemetry schema version {}, but this build reads only version {supported}",
+        found.map_or_else(|| "none (no refinery_schema_history)".to_owned(), |v| v.to_string())
+    )]
+    UnsupportedSchema {
+        /// The file.
+        path: PathBuf,
+        /// The version found; `None` when there is no migration history at all.
+        found: Option<i64>,
+        /// [`telemetry_core::schema::SCHEMA_VERSION`].
+        supported: i32,
+    },
+    /// A stored value could not be read back into a record (export).
+    #[error("row {row_id} of `telemetry`, column `{column}`: {detail}")]
+    BadRow {
+        /// `telemetry.id` of the row.
+        row_id: i64,
+        /// The column.
+        column: &'static str,
+        /// What was wrong with the value.
+        detail: String,
+    },
+    /// A stored summary row could not be decoded.
+    #[error(
+        "telemetry_rollup row (level {level}, bucket_start {bucket_start}), column `{column}`: {detail}"
+    )]
+    BadRollup {
+        /// Bucket width, seconds.
+        level: i64,
+        /// Bucket start, unix seconds.
+        bucket_start: i64,
+        /// The column.
+        column: &'static str,
+        /// What was wrong with the value.
+        detail: String,
+    },
+    /// A string is not a [`Bucket`](crate::Bucket) name.
+    #[error("unknown bucket {input:?}: expected one of 1m, minute, 1h, hour, 1d, day")]
+    UnknownBucket {
+        /// The string given.
+        input: String,
+    },
+    /// A string is not a [`GroupBy`](crate::GroupBy) name.
+    #[error("unknown grouping {input:?}: expected one of none, model, engine, agent")]
+    UnknownGroupBy {
+        /// The string given.
+        input: String,
+    },
+    /// SQLite failed (I/O error, lock held too long, corruption found while reading).
+    #[error("{context}: {source}")]
+    Sqlite {
+        /// What was being done.
+        context: String,
+        /// The SQLite error.
+        #[source]
+        source: rusqlite::Error,
+    },
+}
+
+impl AggError {
+    pub(crate) fn sqlite(context: impl Into<String>, source: rusqlite::Error) -> Self {
+        AggError::Sqlite {
+            context: context.into(),
+            source,
+        }
+    }
+}
