@@ -1,5 +1,93 @@
 //! # telemetry-gpu
 //!
-//! Not built yet: this crate is a placeholder in the workspace layout (see docs/architecture.md)
-//! and exports nothing.
+//! GPU energy for inference telemetry, without touching the GPU on the call path.
+//!
+//! NVML's energy counter costs milliseconds to read and refreshes only every ~100 ms, so reading
+//! it around each call adds latency and gives 0 J or a whole step for short calls. Instead a
+//! [`GpuSampler`] owns a [`GpuBackend`] on a background thread, samples every device on an interval
+//! into a bounded [`Timeline`], and completes each call's [`EnergyReading`] once the timeline covers
+//! the call — interpolating the counter between refreshes, integrating power where there is no
+//! counter, and splitting energy among overlapping calls.
+//!
+//! ## API in brief
+//!
+//! - [`GpuBackend`]: `devices() -> Vec<DeviceInfo>`, `read(index, &dyn Clock) -> GpuReading`;
+//!   [`NvmlBackend`] (feature `nvml`), [`MockBackend`] (feature `mock`).
+//! - [`Clock`] / [`Timestamp`]: [`SystemClock`] (real), [`MockClock`] (advanced by tests);
+//!   `sampler.timestamp_of(Instant)` converts a caller's instant.
+//! - [`GpuSampler::new`]`(backend)` / [`GpuSampler::with_config`]`(backend, clock, SamplerConfig)`.
+//! - `let h = sampler.begin(t0);` … `sampler.end(h, t1, first_token, |r: EnergyReading| ..)` —
+//!   O(1), never blocks on the GPU; or [`GpuSampler::end_to_channel`].
+//! - [`GpuSampler::flush`] completes pending windows; [`GpuSampler::sample_now`] for manual mode.
+//! - [`GpuSampler::energy_between`]`(t0, t1) -> EnergyReading`, [`GpuSampler::attribute`].
+//! - [`EnergyReading::apply_to`]`(&mut TelemetryRecord)` fills the record's energy and GPU fields.
+//! - Pure math: [`attribute`]`(source, windows, weights) -> Vec<f64>`, [`EnergyCurve`].
+//!
+//! ```
+//! # #[cfg(feature = "mock")] {
+//! use std::sync::{Arc, mpsc};
+//! use std::time::Duration;
+//! use telemetry_gpu::{
+//!     GpuSampler, MockBackend, MockClock, PowerProfile, SamplerConfig,
+//! };
+//!
+//! let clock = MockClock::new();
+//! let backend = MockBackend::single(PowerProfile::Constant(700.0));
+//! let config = SamplerConfig { manual: true, ..SamplerConfig::default() };
+//! let sampler = GpuSampler::with_config(backend, Arc::new(clock.clone()), config)?;
+//!
+//! // The sampler thread would tick every 100 ms; in manual mode the test ticks.
+//! let tick = |sampler: &GpuSampler| {
+//!     clock.advance(Duration::from_millis(100));
+//!     sampler.sample_now();
+//! };
+//! for _ in 0..4 {
+//!     tick(&sampler);
+//! }
+//! // A 50 ms call, shorter than the counter's 100 ms refresh period.
+//! clock.advance(Duration::from_millis(20));
+//! let handle = sampler.begin(sampler.now());
+//! clock.advance(Duration::from_millis(50));
+//! let (tx, rx) = mpsc::channel();
+//! sampler.end(handle, sampler.now(), None, move |reading| tx.send(reading).unwrap());
+//! for _ in 0..3 {
+//!     tick(&sampler);
+//! }
+//! let reading = rx.try_recv().unwrap();
+//! assert!((reading.joules_total - 35.0).abs() < 0.01); // 700 W × 50 ms
+//! # }
+//! # Ok::<(), telemetry_gpu::GpuError>(())
+//! ```
+//!
+//! ## Feature flags
+//!
+//! - `nvml`: [`NvmlBackend`], NVIDIA GPUs through `nvml-wrapper` (`libnvidia-ml` is loaded at run
+//!   time; without a driver [`NvmlBackend::new`] returns [`GpuError::Unavailable`]).
+//! - `mock`: [`MockBackend`], scripted power profiles for tests and demos.
+//!
+//! Neither is on by default: the sampler, the timeline and the energy math need no feature.
 #![deny(missing_docs)]
+
+mod backend;
+mod clock;
+mod energy;
+mod error;
+#[cfg(feature = "mock")]
+mod mock;
+#[cfg(feature = "nvml")]
+mod nvml;
+mod reading;
+mod sampler;
+mod timeline;
+
+pub use backend::{DeviceInfo, GpuBackend, GpuReading};
+pub use clock::{Clock, MockClock, SystemClock, Timestamp};
+pub use energy::{EnergyCurve, EnergySource, Window, attribute, union_energy};
+pub use error::GpuError;
+#[cfg(feature = "mock")]
+pub use mock::{MockBackend, MockDevice, PowerProfile};
+#[cfg(feature = "nvml")]
+pub use nvml::NvmlBackend;
+pub use reading::{DeviceEnergy, EnergyReading};
+pub use sampler::{GpuSampler, SamplerConfig, SamplerStats, WindowHandle};
+pub use timeline::{DeviceTimeline, Timeline};

@@ -1,0 +1,444 @@
+//! The energy math: [`EnergyCurve`] (cumulative joules of one device as a function of time, built
+//! from its samples) and [`attribute`] (splitting energy among overlapping windows).
+//!
+//! ## How a curve is built
+//!
+//! The energy counter refreshes on its own period (~100 ms on an H100), so sampled counter values
+//! repeat and then jump. A *refresh instant* is detected where the counter changed between two
+//! consecutive samples; the change happened somewhere in between. The first refresh of a run is
+//! placed at the midpoint; each later one where the sampled power says the counter step was used up
+//! since the previous refresh, kept inside the interval where the change was seen (so a bias in the
+//! power readings cannot drift the estimate by more than one sampling interval). Between two
+//! refresh instants of the same run the counter step is spread linearly over the time it covers, so
+//! a 50 ms call in a steady 700 W load gets 35 J, not 0 J or a whole 70 J step, and the counter
+//! still decides the total. Everywhere else — before the first refresh, after
+//! the last one, across a counter that went backwards (a reset or wrap), and on devices without a
+//! counter — energy is the trapezoid integral of the sampled power. Outside the samples the first
+//! or last power is held constant.
+//!
+//! ## How energy is attributed
+//!
+//! Window boundaries cut the timeline into slices. In each slice the energy is split among the
+//! windows active in it in proportion to their weights (equal by default). Every window's share is
+//! non-negative and the shares sum to the energy over the union of the windows.
+
+use telemetry_core::EnergyMethod;
+
+use crate::{GpuError, GpuReading, Timestamp};
+
+/// Anything that can say how many joules were spent between two instants.
+///
+/// Implemented by [`EnergyCurve`], by slices of curves (their sum, for several devices), and by
+/// closures `Fn(Timestamp, Timestamp) -> f64`.
+pub trait EnergySource {
+    /// Joules spent in `[t0, t1]`; `t0 <= t1`. Must be non-negative.
+    fn energy_between(&self, t0: Timestamp, t1: Timestamp) -> f64;
+}
+
+impl<F: Fn(Timestamp, Timestamp) -> f64> EnergySource for F {
+    fn energy_between(&self, t0: Timestamp, t1: Timestamp) -> f64 {
+        self(t0, t1)
+    }
+}
+
+impl EnergySource for [EnergyCurve] {
+    fn energy_between(&self, t0: Timestamp, t1: Timestamp) -> f64 {
+        self.iter().map(|c| c.energy_between(t0, t1)).sum()
+    }
+}
+
+impl EnergySource for Vec<EnergyCurve> {
+    fn energy_between(&self, t0: Timestamp, t1: Timestamp) -> f64 {
+        self.as_slice().energy_between(t0, t1)
+    }
+}
+
+/// A time window `[start, end]` (e.g. one inference call).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Window {
+    /// Start, inclusive.
+    pub start: Timestamp,
+    /// End, inclusive; not before `start`.
+    pub end: Timestamp,
+}
+
+impl Window {
+    /// The window `[start, end]`.
+    pub const fn new(start: Timestamp, end: Timestamp) -> Self {
+        Window { start, end }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Knot {
+    t: f64,
+    /// Cumulative joules at `t`.
+    e: f64,
+    /// Power at `t`, watts (for the trapezoid segments around it).
+    p: f64,
+    /// Whether the segment ending at this knot comes from the counter (else from power).
+    counter_before: bool,
+}
+
+/// Cumulative energy of one device as a piecewise function of time, built from its samples.
+/// See the [module documentation](self) for the rules.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EnergyCurve {
+    knots: Vec<Knot>,
+}
+
+struct CounterKnot {
+    t: f64,
+    p: f64,
+    /// Joules since the previous counter knot, when that segment is a valid counter step.
+    delta_j: Option<f64>,
+}
+
+impl EnergyCurve {
+    /// Builds the curve from one device's samples in time order. Samples whose timestamp does not
+    /// move forward are skipped.
+    pub fn from_samples<'a>(samples: impl IntoIterator<Item = &'a GpuReading>) -> Self {
+        let mut pts: Vec<(f64, Option<u64>, f64)> = Vec::new();
+        for s in samples {
+            let t = s.timestamp.as_secs_f64();
+            if pts.last().is_none_or(|last| t > last.0) {
+                pts.push((t, s.energy_mj, s.power_w()));
+            }
+        }
+        let Some(first) = pts.first() else {
+            return EnergyCurve::default();
+        };
+        let counter_knots = counter_knots(&pts);
+        let mut knots = vec![Knot {
+            t: first.0,
+            e: 0.0,
+            p: first.2,
+            counter_before: false,
+        }];
+        let mut next_ck = 0;
+        for &(t, _, p) in &pts[1..] {
+            while let Some(ck) = counter_knots.get(next_ck).filter(|ck| ck.t <= t) {
+                push_counter_knot(&mut knots, ck);
+                next_ck += 1;
+            }
+            let inside_counter_step = counter_knots
+                .get(next_ck)
+                .is_some_and(|ck| ck.delta_j.is_some());
+            if !inside_counter_step {
+                push_power_knot(&mut knots, t, p);
+            }
+        }
+        EnergyCurve { knots }
+    }
+
+    /// Whether the curve has no sample at all (every energy is then 0).
+    pub fn is_empty(&self) -> bool {
+        self.knots.is_empty()
+    }
+
+    /// Cumulative joules at `t` relative to the first sample (negative before it).
+    pub fn energy_at(&self, t: Timestamp) -> f64 {
+        self.energy_at_secs(t.as_secs_f64())
+    }
+
+    /// Estimated power at `t`, watts (the slope of the curve).
+    pub fn power_at(&self, t: Timestamp) -> f64 {
+        let t = t.as_secs_f64();
+        let (Some(first), Some(last)) = (self.knots.first(), self.knots.last()) else {
+            return 0.0;
+        };
+        if t <= first.t {
+            return first.p;
+        }
+        if t >= last.t {
+            return last.p;
+        }
+        let j = self.knots.partition_point(|k| k.t <= t);
+        let (a, b) = (self.knots[j - 1], self.knots[j]);
+        if b.counter_before {
+            (b.e - a.e) / (b.t - a.t)
+        } else {
+            a.p + (b.p - a.p) * (t - a.t) / (b.t - a.t)
+        }
+    }
+
+    fn energy_at_secs(&self, t: f64) -> f64 {
+        let (Some(first), Some(last)) = (self.knots.first(), self.knots.last()) else {
+            return 0.0;
+        };
+        if t <= first.t {
+            return first.e - first.p * (first.t - t);
+        }
+        if t >= last.t {
+            return last.e + last.p * (t - last.t);
+        }
+        // first.t < t < last.t, so 1 <= j < len.
+        let j = self.knots.partition_point(|k| k.t <= t);
+        let (a, b) = (self.knots[j - 1], self.knots[j]);
+        let span = b.t - a.t;
+        let dt = t - a.t;
+        if b.counter_before {
+            a.e + (b.e - a.e) * dt / span
+        } else {
+            a.e + a.p * dt + (b.p - a.p) * dt * dt / (2.0 * span)
+        }
+    }
+
+    /// How the energy of `[t0, t1]` is known: [`EnergyMethod::Counter`] when every part of the
+    /// window lies between two counter refreshes of one run, else
+    /// [`EnergyMethod::PowerIntegration`]; [`EnergyMethod::None`] for an empty curve.
+    pub fn method_between(&self, t0: Timestamp, t1: Timestamp) -> EnergyMethod {
+        let (t0, t1) = (t0.as_secs_f64(), t1.as_secs_f64());
+        let (Some(first), Some(last)) = (self.knots.first(), self.knots.last()) else {
+            return EnergyMethod::None;
+        };
+        if t0 < first.t || t1 > last.t || self.knots.len() < 2 {
+            return EnergyMethod::PowerIntegration;
+        }
+        // Segments j (knots j-1..j) that overlap [t0, t1]; a point window uses the segment
+        // that contains it.
+        let lo = self.knots.partition_point(|k| k.t <= t0).max(1);
+        let hi = self
+            .knots
+            .partition_point(|k| k.t < t1)
+            .clamp(lo, self.knots.len() - 1);
+        if self.knots[lo..=hi].iter().all(|k| k.counter_before) {
+            EnergyMethod::Counter
+        } else {
+            EnergyMethod::PowerIntegration
+        }
+    }
+}
+
+impl EnergySource for EnergyCurve {
+    fn energy_between(&self, t0: Timestamp, t1: Timestamp) -> f64 {
+        (self.energy_at_secs(t1.as_secs_f64()) - self.energy_at_secs(t0.as_secs_f64())).max(0.0)
+    }
+}
+
+fn counter_knots(pts: &[(f64, Option<u64>, f64)]) -> Vec<CounterKnot> {
+    // q[i]: trapezoid energy from the first sample to sample i, used to place refresh instants.
+    let mut q = Vec::with_capacity(pts.len());
+    let mut acc = 0.0;
+    for (i, pt) in pts.iter().enumerate() {
+        if let Some(prev) = i.checked_sub(1).and_then(|j| pts.get(j)) {
+            acc += trapezoid(prev.0, prev.2, pt.0, pt.2);
+        }
+        q.push(acc);
+    }
+    let mut out = Vec::new();
+    // (counter value, power-integral at) the last refresh of the current run.
+    let mut run: Option<(u64, f64)> = None;
+    for (i, pair) in pts.windows(2).enumerate() {
+        let (a, b) = (pair[0], pair[1]);
+        match (a.1, b.1) {
+            (Some(ca), Some(cb)) if ca != cb => {
+                let span = b.0 - a.0;
+                // A counter that went backwards was reset or wrapped: the step before it is
+                // unknown, so that slice is integrated from power instead.
+                let (dt, delta_j) = match run.filter(|&(prev, _)| cb > prev) {
+                    Some((prev, q_prev)) => {
+                        let delta = (cb - prev) as f64 / 1000.0;
+                        // Place the refresh where the sampled power says the step was used up,
+                        // within the interval where it must have happened.
+                        let dt = solve_quadratic(a.2, b.2, span, q_prev + delta - q[i]);
+                        (dt.clamp(span / 8.0, span), Some(delta))
+                    }
+                    None => (span / 2.0, None),
+                };
+                let p = a.2 + (b.2 - a.2) * dt / span;
+                out.push(CounterKnot {
+                    t: a.0 + dt,
+                    p,
+                    delta_j,
+                });
+                run = Some((cb, q[i] + a.2 * dt + (b.2 - a.2) * dt * dt / (2.0 * span)));
+            }
+            (_, None) => run = None,
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The `dt` in `[0, span]` at which the energy of a power ramp from `p0` to `p1` over `span`
+/// reaches `target`: solves `p0·dt + (p1 − p0)·dt²/(2·span) = target`. Out-of-range targets give
+/// values outside `[0, span]`, which the caller clamps.
+fn solve_quadratic(p0: f64, p1: f64, span: f64, target: f64) -> f64 {
+    if target <= 0.0 {
+        return 0.0;
+    }
+    let a = (p1 - p0) / (2.0 * span);
+    if a.abs() < 1e-12 {
+        return if p0 > 0.0 { target / p0 } else { span };
+    }
+    let disc = p0 * p0 + 4.0 * a * target;
+    if disc < 0.0 {
+        return span;
+    }
+    (-p0 + disc.sqrt()) / (2.0 * a)
+}
+
+fn push_counter_knot(knots: &mut Vec<Knot>, ck: &CounterKnot) {
+    let Some(last) = knots.last().copied() else {
+        return;
+    };
+    if ck.t <= last.t {
+        return;
+    }
+    let (e, counter_before) = match ck.delta_j {
+        Some(d) => (last.e + d, true),
+        None => (last.e + trapezoid(last.t, last.p, ck.t, ck.p), false),
+    };
+    knots.push(Knot {
+        t: ck.t,
+        e,
+        p: ck.p,
+        counter_before,
+    });
+}
+
+fn push_power_knot(knots: &mut Vec<Knot>, t: f64, p: f64) {
+    let Some(last) = knots.last().copied() else {
+        return;
+    };
+    if t <= last.t {
+        return;
+    }
+    knots.push(Knot {
+        t,
+        e: last.e + trapezoid(last.t, last.p, t, p),
+        p,
+        counter_before: false,
+    });
+}
+
+fn trapezoid(t0: f64, p0: f64, t1: f64, p1: f64) -> f64 {
+    (p0 + p1) / 2.0 * (t1 - t0)
+}
+
+/// Splits energy among possibly overlapping `windows`: in each slice between window boundaries,
+/// the slice's energy goes to the windows active in it in proportion to `weights` (equal when
+/// `None`). Returns joules per window, in the order given. The results are non-negative and sum to
+/// the energy over the union of the windows; a zero-length window gets 0 J.
+///
+/// ```
+/// use telemetry_gpu::{Timestamp, Window, attribute};
+///
+/// // A steady 100 W source; two calls overlap during [1 s, 2 s].
+/// let watts_100 = |t0: Timestamp, t1: Timestamp| 100.0 * (t1.as_secs_f64() - t0.as_secs_f64());
+/// let s = Timestamp::from_secs_f64;
+/// let joules = attribute(&watts_100, &[Window::new(s(0.0), s(2.0)), Window::new(s(1.0), s(3.0))], None)?;
+/// assert_eq!(joules, vec![150.0, 150.0]); // 100 J alone + half of the shared 100 J, each
+/// assert_eq!(joules.iter().sum::<f64>(), 300.0); // the union [0 s, 3 s] at 100 W
+/// # Ok::<(), telemetry_gpu::GpuError>(())
+/// ```
+///
+/// # Errors
+/// [`GpuError::InvalidWindow`] for a window that ends before it starts,
+/// [`GpuError::WeightsLength`] or [`GpuError::InvalidWeight`] for bad weights.
+pub fn attribute<S: EnergySource + ?Sized>(
+    source: &S,
+    windows: &[Window],
+    weights: Option<&[f64]>,
+) -> Result<Vec<f64>, GpuError> {
+    validate(windows, weights)?;
+    let weight = |i: usize| weights.map_or(1.0, |w| w[i]);
+    let mut points: Vec<Timestamp> = windows.iter().flat_map(|w| [w.start, w.end]).collect();
+    points.sort_unstable();
+    points.dedup();
+    // Weight changes at each point: (point, +w at a start, -w at an end).
+    let mut changes: Vec<(Timestamp, f64, i64)> = Vec::with_capacity(windows.len() * 2);
+    for (i, w) in windows.iter().enumerate() {
+        if w.end > w.start {
+            changes.push((w.start, weight(i), 1));
+            changes.push((w.end, -weight(i), -1));
+        }
+    }
+    changes.sort_unstable_by_key(|c| c.0);
+    // cumulative[k]: joules per unit of weight from points[0] to points[k].
+    let mut cumulative = Vec::with_capacity(points.len());
+    let (mut active_weight, mut active_count, mut acc) = (0.0_f64, 0_i64, 0.0_f64);
+    let mut next_change = 0;
+    for (k, &a) in points.iter().enumerate() {
+        cumulative.push(acc);
+        while let Some(&(t, dw, dc)) = changes.get(next_change).filter(|c| c.0 == a) {
+            debug_assert_eq!(t, a);
+            active_weight += dw;
+            active_count += dc;
+            next_change += 1;
+        }
+        if active_count == 0 {
+            active_weight = 0.0;
+        }
+        if let Some(&b) = points.get(k + 1)
+            && active_count > 0
+            && active_weight > 0.0
+        {
+            acc += source.energy_between(a, b).max(0.0) / active_weight;
+        }
+    }
+    let at = |t: Timestamp| {
+        let k = points.partition_point(|&p| p < t);
+        cumulative.get(k).copied().unwrap_or(acc)
+    };
+    Ok(windows
+        .iter()
+        .enumerate()
+        .map(|(i, w)| (weight(i) * (at(w.end) - at(w.start))).max(0.0))
+        .collect())
+}
+
+/// Joules over the union of `windows` (overlaps counted once): what [`attribute`]'s results sum to.
+pub fn union_energy<S: EnergySource + ?Sized>(source: &S, windows: &[Window]) -> f64 {
+    let mut sorted: Vec<Window> = windows
+        .iter()
+        .filter(|w| w.end > w.start)
+        .copied()
+        .collect();
+    sorted.sort_unstable_by_key(|w| w.start);
+    let mut total = 0.0;
+    let mut current: Option<Window> = None;
+    for w in sorted {
+        match current.as_mut() {
+            Some(c) if w.start <= c.end => c.end = c.end.max(w.end),
+            _ => {
+                if let Some(c) = current.replace(w) {
+                    total += source.energy_between(c.start, c.end);
+                }
+            }
+        }
+    }
+    if let Some(c) = current {
+        total += source.energy_between(c.start, c.end);
+    }
+    total
+}
+
+fn validate(windows: &[Window], weights: Option<&[f64]>) -> Result<(), GpuError> {
+    for (index, w) in windows.iter().enumerate() {
+        if w.end < w.start {
+            return Err(GpuError::InvalidWindow {
+                index,
+                start: w.start,
+                end: w.end,
+            });
+        }
+    }
+    if let Some(weights) = weights {
+        if weights.len() != windows.len() {
+            return Err(GpuError::WeightsLength {
+                windows: windows.len(),
+                weights: weights.len(),
+            });
+        }
+        if let Some((index, &weight)) = weights
+            .iter()
+            .enumerate()
+            .find(|(_, w)| !(w.is_finite() && **w > 0.0))
+        {
+            return Err(GpuError::InvalidWeight { index, weight });
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,703 @@
+//! [`GpuSampler`]: the background thread that owns the backend, keeps the timeline, and completes
+//! windows (calls) with their energy once the timeline covers them.
+
+use std::collections::VecDeque;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::reading::{WindowSpec, compute_reading};
+use crate::{
+    Clock, DeviceInfo, EnergyReading, GpuBackend, GpuError, SystemClock, Timeline, Timestamp,
+    Window, attribute,
+};
+
+/// What to do with a window's reading once it is known.
+type Callback = Box<dyn FnOnce(EnergyReading) + Send + 'static>;
+
+/// How a [`GpuSampler`] samples.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SamplerConfig {
+    /// Time between samples of every device (default 100 ms, the H100's refresh period).
+    pub interval: Duration,
+    /// How much history the timeline keeps (default 10 minutes); older readings are dropped and
+    /// windows older than the timeline are estimated from the oldest reading's power.
+    pub history: Duration,
+    /// Which devices to sample (`None`: all).
+    pub devices: Option<Vec<u32>>,
+    /// No background thread: samples are taken only by [`GpuSampler::sample_now`] and
+    /// [`GpuSampler::flush`], so tests driving a [`MockClock`](crate::MockClock) are exact.
+    pub manual: bool,
+    /// A window is completed when every device's counter has refreshed past its end, or at the
+    /// latest once the clock is this far past its end (default 1 s), with the best data then.
+    pub completion_timeout: Duration,
+}
+
+impl Default for SamplerConfig {
+    fn default() -> Self {
+        SamplerConfig {
+            interval: Duration::from_millis(100),
+            history: Duration::from_secs(600),
+            devices: None,
+            manual: false,
+            completion_timeout: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Counters describing the sampler's work so far.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SamplerStats {
+    /// Sampling rounds (every device read once per round).
+    pub ticks: u64,
+    /// Successful device reads.
+    pub readings: u64,
+    /// Failed device reads (the sampler keeps going).
+    pub failed_reads: u64,
+    /// The most recent read error.
+    pub last_error: Option<GpuError>,
+    /// Windows begun and not yet ended.
+    pub active_windows: usize,
+    /// Windows ended and waiting for the timeline to cover them.
+    pub pending_windows: usize,
+    /// Windows completed (callback run or abandoned).
+    pub completed_windows: u64,
+    /// Callbacks that panicked (contained; the sampler keeps going).
+    pub callback_panics: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SlotState {
+    Free,
+    Active,
+    Pending,
+    Done,
+}
+
+struct Slot {
+    state: SlotState,
+    start: Timestamp,
+    end: Timestamp,
+    weight: f64,
+    first_token: Option<Timestamp>,
+    callback: Option<Callback>,
+}
+
+/// Windows by slot; slots are reused so that `begin`/`end` do not allocate once warm.
+#[derive(Default)]
+struct Registry {
+    slots: Vec<Slot>,
+    free: Vec<usize>,
+    pending: Vec<usize>,
+    done: VecDeque<usize>,
+    active: usize,
+}
+
+/// How long a completed window is remembered for splitting with windows that begin later but
+/// started (per the caller's `t0`) before it ended.
+const DONE_SLACK: Duration = Duration::from_secs(10);
+/// Upper bound on remembered completed windows.
+const MAX_DONE: usize = 65_536;
+
+impl Registry {
+    fn begin(&mut self, start: Timestamp, weight: f64) -> usize {
+        let slot = Slot {
+            state: SlotState::Active,
+            start,
+            end: Timestamp::MAX,
+            weight,
+            first_token: None,
+            callback: None,
+        };
+        self.active += 1;
+        match self.free.pop() {
+            Some(id) => {
+                self.slots[id] = slot;
+                id
+            }
+            None => {
+                self.slots.push(slot);
+                self.slots.len() - 1
+            }
+        }
+    }
+
+    fn end(
+        &mut self,
+        id: usize,
+        end: Timestamp,
+        first_token: Option<Timestamp>,
+        cb: Option<Callback>,
+    ) {
+        let Some(slot) = self
+            .slots
+            .get_mut(id)
+            .filter(|s| s.state == SlotState::Active)
+        else {
+            return;
+        };
+        slot.state = SlotState::Pending;
+        slot.end = end.max(slot.start);
+        slot.first_token = first_token;
+        slot.callback = cb;
+        self.active -= 1;
+        self.pending.push(id);
+    }
+
+    /// Windows other than `id` overlapping `[start, end]`, with their weights.
+    fn overlapping(&self, id: usize, start: Timestamp, end: Timestamp) -> Vec<(Window, f64)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(i, s)| *i != id && s.state != SlotState::Free)
+            .filter(|(_, s)| s.start <= end && s.end >= start)
+            .map(|(_, s)| (Window::new(s.start, s.end), s.weight))
+            .collect()
+    }
+
+    fn prune(&mut self, now: Timestamp) {
+        let open_start = self
+            .slots
+            .iter()
+            .filter(|s| matches!(s.state, SlotState::Active | SlotState::Pending))
+            .map(|s| s.start)
+            .min()
+            .unwrap_or(Timestamp::MAX);
+        let horizon = open_start.min(now - DONE_SLACK);
+        let slots = &mut self.slots;
+        let free = &mut self.free;
+        let before = self.done.len();
+        self.done.retain(|&id| {
+            let keep = slots[id].end >= horizon;
+            if !keep {
+                slots[id].state = SlotState::Free;
+                free.push(id);
+            }
+            keep
+        });
+        debug_assert!(self.done.len() <= before);
+        while self.done.len() > MAX_DONE {
+            if let Some(id) = self.done.pop_front() {
+                self.slots[id].state = SlotState::Free;
+                self.free.push(id);
+            }
+        }
+    }
+}
+
+struct Shared {
+    clock: Arc<dyn Clock>,
+    config: SamplerConfig,
+    vendor: &'static str,
+    devices: Vec<DeviceInfo>,
+    backend: Mutex<Box<dyn GpuBackend>>,
+    timeline: Mutex<Timeline>,
+    registry: Mutex<Registry>,
+    /// Serializes completion so callbacks run in order.
+    completion: Mutex<()>,
+    stopped: AtomicBool,
+    ticks: AtomicU64,
+    readings: AtomicU64,
+    failed_reads: AtomicU64,
+    completed: AtomicU64,
+    callback_panics: AtomicU64,
+    last_error: Mutex<Option<GpuError>>,
+}
+
+fn lock<T: ?Sized>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding one of these locks leaves the data consistent enough to keep going
+    // (callbacks run outside them), so poisoning is ignored.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Shared {
+    fn sample(&self) {
+        let mut results = Vec::with_capacity(self.devices.len());
+        {
+            let mut backend = lock(&self.backend);
+            for d in &self.devices {
+                results.push(backend.read(d.index, self.clock.as_ref()));
+            }
+        }
+        self.ticks.fetch_add(1, Ordering::Relaxed);
+        let mut timeline = lock(&self.timeline);
+        for result in results {
+            match result {
+                Ok(reading) => {
+                    timeline.push(reading);
+                    self.readings.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(error) => {
+                    let first = self.failed_reads.fetch_add(1, Ordering::Relaxed) == 0;
+                    if first {
+                        tracing::warn!(%error, "GPU read failed; the sampler keeps going");
+                    } else {
+                        tracing::debug!(%error, "GPU read failed");
+                    }
+                    *lock(&self.last_error) = Some(error);
+                }
+            }
+        }
+    }
+
+    /// Completes the pending windows the timeline covers (all of them when `force`), in order of
+    /// their end, and runs their callbacks on this thread.
+    fn complete(&self, force: bool) {
+        let _serial = lock(&self.completion);
+        let now = self.clock.now();
+        let covered = lock(&self.timeline).covered_until();
+        let timeout = self.config.completion_timeout;
+        let ready =
+            |end: Timestamp| force || covered.is_some_and(|c| c >= end) || now >= end + timeout;
+        let jobs = {
+            let mut reg = lock(&self.registry);
+            let mut ids: Vec<usize> = Vec::new();
+            let Registry { slots, pending, .. } = &mut *reg;
+            pending.retain(|&id| {
+                let take = ready(slots[id].end);
+                if take {
+                    ids.push(id);
+                }
+                !take
+            });
+            ids.sort_by_key(|&id| (slots[id].end, id));
+            let mut jobs = Vec::with_capacity(ids.len());
+            for &id in &ids {
+                let s = &reg.slots[id];
+                let spec = WindowSpec {
+                    window: Window::new(s.start, s.end),
+                    first_token: s.first_token,
+                    weight: s.weight,
+                };
+                // Abandoned windows (no callback) still count when splitting, but need no reading.
+                let others = if s.callback.is_some() {
+                    reg.overlapping(id, s.start, s.end)
+                } else {
+                    Vec::new()
+                };
+                jobs.push((spec, others, None::<Callback>));
+            }
+            for (job, &id) in jobs.iter_mut().zip(&ids) {
+                let slot = &mut reg.slots[id];
+                slot.state = SlotState::Done;
+                job.2 = slot.callback.take();
+                reg.done.push_back(id);
+            }
+            reg.prune(now);
+            jobs
+        };
+        if jobs.is_empty() {
+            return;
+        }
+        let readings: Vec<Option<EnergyReading>> = {
+            let timeline = lock(&self.timeline);
+            jobs.iter()
+                .map(|(spec, others, cb)| {
+                    cb.as_ref()
+                        .map(|_| compute_reading(&timeline, self.vendor, spec, others))
+                })
+                .collect()
+        };
+        for ((_, _, cb), reading) in jobs.into_iter().zip(readings) {
+            self.completed.fetch_add(1, Ordering::Relaxed);
+            if let (Some(cb), Some(reading)) = (cb, reading)
+                && catch_unwind(AssertUnwindSafe(move || cb(reading))).is_err()
+            {
+                self.callback_panics.fetch_add(1, Ordering::Relaxed);
+                tracing::error!("a GPU energy callback panicked; the sampler keeps going");
+            }
+        }
+    }
+
+    fn stats(&self) -> SamplerStats {
+        let reg = lock(&self.registry);
+        SamplerStats {
+            ticks: self.ticks.load(Ordering::Relaxed),
+            readings: self.readings.load(Ordering::Relaxed),
+            failed_reads: self.failed_reads.load(Ordering::Relaxed),
+            last_error: lock(&self.last_error).clone(),
+            active_windows: reg.active,
+            pending_windows: reg.pending.len(),
+            completed_windows: self.completed.load(Ordering::Relaxed),
+            callback_panics: self.callback_panics.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// A window that has begun: pass it to [`GpuSampler::end`]. Dropping it without ending it ends the
+/// window at the moment of the drop, with no callback (its energy still counts when splitting).
+#[must_use = "a window handle must be passed to GpuSampler::end"]
+pub struct WindowHandle {
+    id: Option<usize>,
+    start: Timestamp,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for WindowHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WindowHandle")
+            .field("id", &self.id)
+            .field("start", &self.start)
+            .finish()
+    }
+}
+
+impl WindowHandle {
+    /// When the window began.
+    pub fn start(&self) -> Timestamp {
+        self.start
+    }
+}
+
+impl Drop for WindowHandle {
+    fn drop(&mut self) {
+        if let Some(id) = self.id.take() {
+            let now = self.shared.clock.now();
+            lock(&self.shared.registry).end(id, now, None, None);
+        }
+    }
+}
+
+/// Samples GPUs on a background thread and turns the timeline into per-call energy.
+///
+/// The call path only records instants: [`begin`](Self::begin) and [`end`](Self::end) take one
+/// short, uncontended lock and never touch the GPU. A window's [`EnergyReading`] is delivered to its
+/// callback on the sampler thread once every device's counter has refreshed past the window's end
+/// (at most [`SamplerConfig::completion_timeout`] later), in order of window end;
+/// [`flush`](Self::flush) and drop complete what is pending with the best data available.
+/// Overlapping windows split each slice of energy (equally, or by the weights given to
+/// [`begin_weighted`](Self::begin_weighted)), so their energies sum to the device energy over their
+/// union.
+///
+/// Callbacks run on the sampler thread (or on the thread calling [`sample_now`](Self::sample_now) /
+/// [`flush`](Self::flush)); they must not call `sample_now` or `flush` themselves. A panicking
+/// callback is contained and counted.
+pub struct GpuSampler {
+    shared: Arc<Shared>,
+    stop: Option<Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for GpuSampler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GpuSampler")
+            .field("vendor", &self.shared.vendor)
+            .field("devices", &self.shared.devices)
+            .field("config", &self.shared.config)
+            .finish()
+    }
+}
+
+impl GpuSampler {
+    /// Samples every device of `backend` every 100 ms on a background thread, on a
+    /// [`SystemClock`] whose origin is now.
+    ///
+    /// # Errors
+    /// See [`with_config`](Self::with_config).
+    pub fn new(backend: impl GpuBackend + 'static) -> Result<Self, GpuError> {
+        GpuSampler::with_config(
+            backend,
+            Arc::new(SystemClock::new()),
+            SamplerConfig::default(),
+        )
+    }
+
+    /// A sampler with its own clock and configuration. Takes a first sample before returning.
+    ///
+    /// # Errors
+    /// [`GpuError::InvalidConfig`] for a zero interval or history, [`GpuError::NoSuchDevice`] for
+    /// a selected device the backend lacks, [`GpuError::NoDevices`] when nothing is left to sample,
+    /// the backend's error if it cannot list its devices, [`GpuError::ThreadSpawn`] if the thread
+    /// cannot start.
+    pub fn with_config(
+        backend: impl GpuBackend + 'static,
+        clock: Arc<dyn Clock>,
+        config: SamplerConfig,
+    ) -> Result<Self, GpuError> {
+        if config.interval.is_zero() {
+            return Err(GpuError::InvalidConfig {
+                field: "interval",
+                reason: "must be greater than 0".into(),
+            });
+        }
+        if config.history < config.interval {
+            return Err(GpuError::InvalidConfig {
+                field: "history",
+                reason: format!(
+                    "{:?} is shorter than the interval {:?}",
+                    config.history, config.interval
+                ),
+            });
+        }
+        let all = backend.devices()?;
+        let devices = select_devices(&all, config.devices.as_deref())?;
+        let capacity = usize::try_from(config.history.as_nanos() / config.interval.as_nanos())
+            .unwrap_or(usize::MAX)
+            .saturating_add(1);
+        let indices: Vec<u32> = devices.iter().map(|d| d.index).collect();
+        let shared = Arc::new(Shared {
+            clock,
+            vendor: backend.vendor(),
+            timeline: Mutex::new(Timeline::new(&indices, capacity)),
+            devices,
+            backend: Mutex::new(Box::new(backend)),
+            registry: Mutex::new(Registry::default()),
+            completion: Mutex::new(()),
+            stopped: AtomicBool::new(false),
+            ticks: AtomicU64::new(0),
+            readings: AtomicU64::new(0),
+            failed_reads: AtomicU64::new(0),
+            completed: AtomicU64::new(0),
+            callback_panics: AtomicU64::new(0),
+            last_error: Mutex::new(None),
+            config,
+        });
+        shared.sample();
+        let (stop, thread) = if shared.config.manual {
+            (None, None)
+        } else {
+            let (tx, rx) = mpsc::channel();
+            let worker = Arc::clone(&shared);
+            let thread = std::thread::Builder::new()
+                .name("gpu-sampler".into())
+                .spawn(move || run(&worker, &rx))
+                .map_err(|e| GpuError::ThreadSpawn {
+                    reason: e.to_string(),
+                })?;
+            (Some(tx), Some(thread))
+        };
+        Ok(GpuSampler {
+            shared,
+            stop,
+            thread,
+        })
+    }
+
+    /// The sampler's clock, now.
+    pub fn now(&self) -> Timestamp {
+        self.shared.clock.now()
+    }
+
+    /// Converts an [`Instant`] taken by a caller to the sampler's clock.
+    pub fn timestamp_of(&self, instant: Instant) -> Timestamp {
+        self.shared.clock.timestamp_of(instant)
+    }
+
+    /// The sampled devices.
+    pub fn devices(&self) -> &[DeviceInfo] {
+        &self.shared.devices
+    }
+
+    /// `"nvidia"`, `"mock"`: what readings put in `energy_vendor`.
+    pub fn vendor(&self) -> &'static str {
+        self.shared.vendor
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &SamplerConfig {
+        &self.shared.config
+    }
+
+    /// A window (call) starts at `t0`; from now on it shares the energy of every slice it is active
+    /// in. O(1): one short lock, no allocation once warm, no GPU access.
+    pub fn begin(&self, t0: Timestamp) -> WindowHandle {
+        self.begin_inner(t0, 1.0)
+    }
+
+    /// Like [`begin`](Self::begin), with a weight for splitting shared slices (e.g. the call's
+    /// token count); windows begun with [`begin`](Self::begin) weigh 1.
+    ///
+    /// # Errors
+    /// [`GpuError::InvalidWeight`] unless `weight` is finite and greater than 0.
+    pub fn begin_weighted(&self, t0: Timestamp, weight: f64) -> Result<WindowHandle, GpuError> {
+        if !(weight.is_finite() && weight > 0.0) {
+            return Err(GpuError::InvalidWeight { index: 0, weight });
+        }
+        Ok(self.begin_inner(t0, weight))
+    }
+
+    fn begin_inner(&self, t0: Timestamp, weight: f64) -> WindowHandle {
+        let id = lock(&self.shared.registry).begin(t0, weight);
+        WindowHandle {
+            id: Some(id),
+            start: t0,
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
+    /// The window ends at `t1` (a `t1` before the start is taken as the start); `first_token`, if
+    /// given, splits its energy into prefill and decode. `on_reading` gets the reading later, on
+    /// the sampler thread. Returns at once: one short lock, no GPU access. After the sampler has
+    /// stopped, the reading is computed from the final timeline before this returns.
+    pub fn end(
+        &self,
+        mut handle: WindowHandle,
+        t1: Timestamp,
+        first_token: Option<Timestamp>,
+        on_reading: impl FnOnce(EnergyReading) + Send + 'static,
+    ) {
+        let Some(id) = handle.id.take() else {
+            return;
+        };
+        lock(&self.shared.registry).end(id, t1, first_token, Some(Box::new(on_reading)));
+        if self.shared.stopped.load(Ordering::Acquire) {
+            self.shared.complete(true);
+        }
+    }
+
+    /// Like [`end`](Self::end), delivering the reading on a channel instead of a callback.
+    pub fn end_to_channel(
+        &self,
+        handle: WindowHandle,
+        t1: Timestamp,
+        first_token: Option<Timestamp>,
+    ) -> Receiver<EnergyReading> {
+        let (tx, rx) = mpsc::channel();
+        self.end(handle, t1, first_token, move |reading| {
+            // The receiver may be gone; the reading is then simply not wanted.
+            let _ = tx.send(reading);
+        });
+        rx
+    }
+
+    /// Reads every device once on this thread, then completes the windows now covered (their
+    /// callbacks run on this thread). With [`SamplerConfig::manual`] this is the only way samples
+    /// are taken besides [`flush`](Self::flush).
+    pub fn sample_now(&self) {
+        self.shared.sample();
+        self.shared.complete(false);
+    }
+
+    /// Takes one more sample, then completes every ended window with the best data available
+    /// (power extrapolation past the last counter refresh), on this thread.
+    pub fn flush(&self) {
+        self.shared.sample();
+        self.shared.complete(true);
+    }
+
+    /// The device energy over `[t0, t1]` from the current timeline, not split with any window.
+    ///
+    /// # Errors
+    /// [`GpuError::InvalidWindow`] when `t1 < t0`, [`GpuError::NoData`] before any reading.
+    pub fn energy_between(&self, t0: Timestamp, t1: Timestamp) -> Result<EnergyReading, GpuError> {
+        if t1 < t0 {
+            return Err(GpuError::InvalidWindow {
+                index: 0,
+                start: t0,
+                end: t1,
+            });
+        }
+        let timeline = lock(&self.shared.timeline);
+        if timeline.is_empty() {
+            return Err(GpuError::NoData);
+        }
+        let spec = WindowSpec {
+            window: Window::new(t0, t1),
+            first_token: None,
+            weight: 1.0,
+        };
+        Ok(compute_reading(&timeline, self.shared.vendor, &spec, &[]))
+    }
+
+    /// Splits the current timeline's energy (all devices) among `windows`; see [`attribute`].
+    ///
+    /// # Errors
+    /// As [`attribute`]; [`GpuError::NoData`] before any reading.
+    pub fn attribute(
+        &self,
+        windows: &[Window],
+        weights: Option<&[f64]>,
+    ) -> Result<Vec<f64>, GpuError> {
+        let timeline = lock(&self.shared.timeline);
+        if timeline.is_empty() {
+            return Err(GpuError::NoData);
+        }
+        let lo = windows.iter().map(|w| w.start).min().unwrap_or_default();
+        let hi = windows.iter().map(|w| w.end).max().unwrap_or_default();
+        let curves = timeline.curves(lo, hi.max(lo));
+        drop(timeline);
+        attribute(&curves, windows, weights)
+    }
+
+    /// A copy of the timeline.
+    pub fn timeline(&self) -> Timeline {
+        lock(&self.shared.timeline).clone()
+    }
+
+    /// Counters describing the work so far.
+    pub fn stats(&self) -> SamplerStats {
+        self.shared.stats()
+    }
+
+    /// Stops the thread and completes every pending window (as drop does), returning the final
+    /// counters.
+    pub fn shutdown(mut self) -> SamplerStats {
+        self.stop_and_flush();
+        self.shared.stats()
+    }
+
+    fn stop_and_flush(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            // The thread may have exited already; dropping the sender stops it too.
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            tracing::error!("the GPU sampler thread panicked");
+        }
+        if !self.shared.stopped.swap(true, Ordering::AcqRel) {
+            self.flush();
+        }
+    }
+}
+
+impl Drop for GpuSampler {
+    fn drop(&mut self) {
+        self.stop_and_flush();
+    }
+}
+
+fn select_devices(all: &[DeviceInfo], wanted: Option<&[u32]>) -> Result<Vec<DeviceInfo>, GpuError> {
+    let devices = match wanted {
+        None => all.to_vec(),
+        Some(wanted) => {
+            let count = u32::try_from(all.len()).unwrap_or(u32::MAX);
+            wanted
+                .iter()
+                .map(|&index| {
+                    all.iter()
+                        .find(|d| d.index == index)
+                        .cloned()
+                        .ok_or(GpuError::NoSuchDevice { index, count })
+                })
+                .collect::<Result<Vec<_>, _>>()?
+        }
+    };
+    if devices.is_empty() {
+        return Err(GpuError::NoDevices);
+    }
+    Ok(devices)
+}
+
+fn run(shared: &Shared, stop: &Receiver<()>) {
+    let interval = shared.config.interval;
+    let mut next = Instant::now() + interval;
+    loop {
+        match stop.recv_timeout(next.saturating_duration_since(Instant::now())) {
+            Err(RecvTimeoutError::Timeout) => {}
+            Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
+        }
+        shared.sample();
+        shared.complete(false);
+        next += interval;
+        let now = Instant::now();
+        if now > next {
+            // Fell behind (a slow read): skip the missed ticks rather than burst.
+            next = now + interval;
+        }
+    }
+}

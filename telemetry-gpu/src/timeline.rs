@@ -1,0 +1,234 @@
+//! [`Timeline`]: the bounded, per-device history of readings that energies are computed from.
+
+use std::collections::VecDeque;
+
+use crate::{EnergyCurve, EnergySource, GpuReading, Timestamp};
+
+/// How far back the counter-refresh search goes when a curve is cut out of the timeline.
+const MAX_LOOKAROUND: usize = 4096;
+
+/// The readings of one device, oldest first, at most `capacity` of them.
+#[derive(Debug, Clone)]
+pub struct DeviceTimeline {
+    index: u32,
+    samples: VecDeque<GpuReading>,
+    capacity: usize,
+    last_refresh: Option<Timestamp>,
+    evicted: u64,
+}
+
+impl DeviceTimeline {
+    fn new(index: u32, capacity: usize) -> Self {
+        DeviceTimeline {
+            index,
+            samples: VecDeque::with_capacity(capacity.min(1 << 16)),
+            capacity: capacity.max(2),
+            last_refresh: None,
+            evicted: 0,
+        }
+    }
+
+    /// Device index.
+    pub fn index(&self) -> u32 {
+        self.index
+    }
+
+    /// The readings, oldest first.
+    pub fn samples(&self) -> impl ExactSizeIterator<Item = &GpuReading> + DoubleEndedIterator {
+        self.samples.iter()
+    }
+
+    /// Number of readings held.
+    pub fn len(&self) -> usize {
+        self.samples.len()
+    }
+
+    /// Whether no reading is held.
+    pub fn is_empty(&self) -> bool {
+        self.samples.is_empty()
+    }
+
+    /// Readings dropped because the buffer was full.
+    pub fn evicted(&self) -> u64 {
+        self.evicted
+    }
+
+    /// Time of the oldest reading.
+    pub fn first_time(&self) -> Option<Timestamp> {
+        self.samples.front().map(|s| s.timestamp)
+    }
+
+    /// Time of the newest reading.
+    pub fn last_time(&self) -> Option<Timestamp> {
+        self.samples.back().map(|s| s.timestamp)
+    }
+
+    /// Until when energy is known from the best method available: the last detected counter
+    /// refresh where the device has a counter, else the newest reading.
+    pub fn covered_until(&self) -> Option<Timestamp> {
+        let last = self.samples.back()?;
+        if last.energy_mj.is_some() {
+            self.last_refresh
+        } else {
+            Some(last.timestamp)
+        }
+    }
+
+    fn push(&mut self, reading: GpuReading) -> bool {
+        if let Some(last) = self.samples.back() {
+            if reading.timestamp <= last.timestamp {
+                return false;
+            }
+            if let (Some(a), Some(b)) = (last.energy_mj, reading.energy_mj)
+                && a != b
+            {
+                let mid = (last.timestamp.as_nanos() / 2) + (reading.timestamp.as_nanos() / 2);
+                self.last_refresh = Some(Timestamp::from_nanos(mid));
+            }
+        }
+        if self.samples.len() >= self.capacity {
+            self.samples.pop_front();
+            self.evicted += 1;
+        }
+        self.samples.push_back(reading);
+        true
+    }
+
+    /// The energy curve around `[t0, t1]`: built from the readings that cover the window plus
+    /// enough on each side to find the surrounding counter refreshes. Windows older than the
+    /// timeline are estimated from the oldest reading's power.
+    pub fn curve(&self, t0: Timestamp, t1: Timestamp) -> EnergyCurve {
+        let n = self.samples.len();
+        if n == 0 {
+            return EnergyCurve::default();
+        }
+        let mut lo = self.samples.partition_point(|s| s.timestamp < t0);
+        lo = lo.saturating_sub(1);
+        let mut steps = 0;
+        while lo > 0 && steps < MAX_LOOKAROUND && !self.changed_at(lo) {
+            lo -= 1;
+            steps += 1;
+        }
+        lo = lo.saturating_sub(1);
+        let mut hi = self
+            .samples
+            .partition_point(|s| s.timestamp <= t1)
+            .min(n - 1);
+        steps = 0;
+        while hi + 1 < n && steps < MAX_LOOKAROUND && !self.refresh_after(hi, t1) {
+            hi += 1;
+            steps += 1;
+        }
+        EnergyCurve::from_samples(self.samples.range(lo..=hi))
+    }
+
+    /// Whether the counter changed between readings `i - 1` and `i`, at or after `t`.
+    fn refresh_after(&self, i: usize, t: Timestamp) -> bool {
+        self.changed_at(i)
+            && self.samples.get(i.wrapping_sub(1)).is_some_and(|a| {
+                let b = self.samples[i].timestamp.as_nanos();
+                a.timestamp.as_nanos() / 2 + b / 2 >= t.as_nanos()
+            })
+    }
+
+    /// Whether the counter changed between readings `i - 1` and `i`.
+    fn changed_at(&self, i: usize) -> bool {
+        match (self.samples.get(i.wrapping_sub(1)), self.samples.get(i)) {
+            (Some(a), Some(b)) => a.energy_mj.is_some() && a.energy_mj != b.energy_mj,
+            _ => false,
+        }
+    }
+
+    /// Readings with `t0 <= timestamp <= t1`; when there is none, the newest reading at or before
+    /// `t1` (or the oldest one), so that short windows still get the device's state.
+    pub(crate) fn samples_in(&self, t0: Timestamp, t1: Timestamp) -> (Vec<GpuReading>, usize) {
+        let start = self.samples.partition_point(|s| s.timestamp < t0);
+        let end = self.samples.partition_point(|s| s.timestamp <= t1);
+        if end > start {
+            (
+                self.samples.range(start..end).copied().collect(),
+                end - start,
+            )
+        } else {
+            let nearest = end
+                .checked_sub(1)
+                .and_then(|i| self.samples.get(i))
+                .or_else(|| self.samples.front());
+            (nearest.copied().into_iter().collect(), 0)
+        }
+    }
+}
+
+/// The bounded history of readings of every sampled device.
+///
+/// A reading whose timestamp does not move its device's history forward is ignored. When a
+/// device's buffer is full, its oldest reading is dropped.
+#[derive(Debug, Clone)]
+pub struct Timeline {
+    devices: Vec<DeviceTimeline>,
+}
+
+impl Timeline {
+    /// An empty timeline for `devices`, holding at most `capacity_per_device` readings each
+    /// (at least 2).
+    pub fn new(devices: &[u32], capacity_per_device: usize) -> Self {
+        Timeline {
+            devices: devices
+                .iter()
+                .map(|&i| DeviceTimeline::new(i, capacity_per_device))
+                .collect(),
+        }
+    }
+
+    /// Adds a reading; `false` if its device is not in the timeline or it is not newer than the
+    /// device's last reading.
+    pub fn push(&mut self, reading: GpuReading) -> bool {
+        self.devices
+            .iter_mut()
+            .find(|d| d.index == reading.device)
+            .is_some_and(|d| d.push(reading))
+    }
+
+    /// The devices' histories, in the order given to [`Timeline::new`].
+    pub fn devices(&self) -> &[DeviceTimeline] {
+        &self.devices
+    }
+
+    /// One device's history.
+    pub fn device(&self, index: u32) -> Option<&DeviceTimeline> {
+        self.devices.iter().find(|d| d.index == index)
+    }
+
+    /// Whether no device has a reading.
+    pub fn is_empty(&self) -> bool {
+        self.devices.iter().all(DeviceTimeline::is_empty)
+    }
+
+    /// The newest reading's time over all devices.
+    pub fn last_time(&self) -> Option<Timestamp> {
+        self.devices.iter().filter_map(|d| d.last_time()).max()
+    }
+
+    /// Until when every device's energy is known from its best method (the earliest
+    /// [`DeviceTimeline::covered_until`]); `None` if some device has nothing yet.
+    pub fn covered_until(&self) -> Option<Timestamp> {
+        self.devices
+            .iter()
+            .map(DeviceTimeline::covered_until)
+            .try_fold(Timestamp::MAX, |acc, c| c.map(|c| acc.min(c)))
+            .filter(|_| !self.devices.is_empty())
+    }
+
+    /// One curve per device (same order as [`devices`](Self::devices)) around `[t0, t1]`.
+    pub fn curves(&self, t0: Timestamp, t1: Timestamp) -> Vec<EnergyCurve> {
+        self.devices.iter().map(|d| d.curve(t0, t1)).collect()
+    }
+}
+
+impl EnergySource for Timeline {
+    /// Builds the curves for the window on every call: for many windows over one timeline, build
+    /// them once with [`Timeline::curves`] and use the `Vec<EnergyCurve>` instead.
+    fn energy_between(&self, t0: Timestamp, t1: Timestamp) -> f64 {
+        self.curves(t0, t1).energy_between(t0, t1)
+    }
+}
