@@ -11,7 +11,10 @@
 //! power readings cannot drift the estimate by more than one sampling interval). Between two
 //! refresh instants of the same run the counter step is spread linearly over the time it covers, so
 //! a 50 ms call in a steady 700 W load gets 35 J, not 0 J or a whole 70 J step, and the counter
-//! still decides the total. Everywhere else — before the first refresh, after
+//! still decides the total. The estimate is exact under regular sampling and steady power; after
+//! an irregular gap in sampling the placement can re-anchor by up to one sampling interval, which
+//! moves a fraction of one counter step between neighbouring short windows (their sum, and every
+//! window spanning whole refreshes, are unaffected). Everywhere else — before the first refresh, after
 //! the last one, across a counter that went backwards (a reset or wrap), and on devices without a
 //! counter — energy is the trapezoid integral of the sampled power. Outside the samples the first
 //! or last power is held constant.
@@ -87,46 +90,128 @@ pub struct EnergyCurve {
     knots: Vec<Knot>,
 }
 
-struct CounterKnot {
-    t: f64,
-    p: f64,
-    /// Joules since the previous counter knot, when that segment is a valid counter step.
-    delta_j: Option<f64>,
+/// A detected counter refresh between two consecutive samples.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct CounterKnot {
+    /// Estimated refresh instant, seconds.
+    pub t: f64,
+    /// Power at that instant (interpolated), watts.
+    pub p: f64,
+    /// Joules since the previous refresh, when that segment is a valid counter step.
+    pub delta_j: Option<f64>,
+}
+
+/// Places counter refreshes as samples arrive. Placement depends on the previous refresh, so the
+/// timeline runs one tracker per device over its whole history and stores the result.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RefreshTracker {
+    /// Counter value and power-integral at the last refresh of the current run.
+    run: Option<(u64, f64)>,
+    /// Trapezoid energy of the power readings from the first sample to the last one observed.
+    q: f64,
+}
+
+impl RefreshTracker {
+    /// Observes the step from sample `a` to the next sample `b`; returns the refresh between them,
+    /// if the counter changed.
+    pub(crate) fn observe(&mut self, a: &GpuReading, b: &GpuReading) -> Option<CounterKnot> {
+        let (ta, tb) = (a.timestamp.as_secs_f64(), b.timestamp.as_secs_f64());
+        let (pa, pb) = (a.power_w(), b.power_w());
+        let span = tb - ta;
+        let q_a = self.q;
+        self.q += trapezoid(ta, pa, tb, pb);
+        let (ca, cb) = match (a.energy_mj, b.energy_mj) {
+            (_, None) | (None, _) => {
+                self.run = None;
+                return None;
+            }
+            (Some(ca), Some(cb)) => (ca, cb),
+        };
+        if ca == cb || span <= 0.0 {
+            return None;
+        }
+        // A counter that went backwards was reset or wrapped: the step before it is unknown, so
+        // that slice is integrated from power instead.
+        let (dt, delta_j) = match self.run.filter(|&(prev, _)| cb > prev) {
+            Some((prev, q_prev)) => {
+                let delta = (cb - prev) as f64 / 1000.0;
+                // Place the refresh where the sampled power says the step was used up, within
+                // the interval where it must have happened.
+                let dt = solve_quadratic(pa, pb, span, q_prev + delta - q_a);
+                (dt.clamp(span / 8.0, span), Some(delta))
+            }
+            None => (span / 2.0, None),
+        };
+        self.run = Some((cb, q_a + pa * dt + (pb - pa) * dt * dt / (2.0 * span)));
+        Some(CounterKnot {
+            t: ta + dt,
+            p: pa + (pb - pa) * dt / span,
+            delta_j,
+        })
+    }
 }
 
 impl EnergyCurve {
     /// Builds the curve from one device's samples in time order. Samples whose timestamp does not
     /// move forward are skipped.
     pub fn from_samples<'a>(samples: impl IntoIterator<Item = &'a GpuReading>) -> Self {
-        let mut pts: Vec<(f64, Option<u64>, f64)> = Vec::new();
+        let mut tracker = RefreshTracker::default();
+        let mut last: Option<&GpuReading> = None;
+        let mut parts = Vec::new();
         for s in samples {
-            let t = s.timestamp.as_secs_f64();
-            if pts.last().is_none_or(|last| t > last.0) {
-                pts.push((t, s.energy_mj, s.power_w()));
+            if last.is_some_and(|l| s.timestamp <= l.timestamp) {
+                continue;
             }
+            let knot = last.and_then(|l| tracker.observe(l, s));
+            parts.push((s, knot));
+            last = Some(s);
         }
-        let Some(first) = pts.first() else {
-            return EnergyCurve::default();
-        };
-        let counter_knots = counter_knots(&pts);
-        let mut knots = vec![Knot {
-            t: first.0,
-            e: 0.0,
-            p: first.2,
-            counter_before: false,
-        }];
-        let mut next_ck = 0;
-        for &(t, _, p) in &pts[1..] {
-            while let Some(ck) = counter_knots.get(next_ck).filter(|ck| ck.t <= t) {
-                push_counter_knot(&mut knots, ck);
-                next_ck += 1;
+        EnergyCurve::from_parts(parts)
+    }
+
+    /// Builds the curve from samples in increasing time order, each with the refresh detected
+    /// between it and the previous one. The first refresh is taken as the start of a run (the
+    /// segment before it comes from power), so the caller starts the slice before the window.
+    pub(crate) fn from_parts<'a>(
+        parts: impl IntoIterator<Item = (&'a GpuReading, Option<CounterKnot>)>,
+    ) -> Self {
+        let mut knots: Vec<Knot> = Vec::new();
+        // Samples since the last refresh: inside a counter step (dropped) or not (power knots),
+        // which only the next refresh tells.
+        let mut held: Vec<(f64, f64)> = Vec::new();
+        let mut seen_refresh = false;
+        for (s, ck) in parts {
+            let (t, p) = (s.timestamp.as_secs_f64(), s.power_w());
+            if knots.is_empty() {
+                knots.push(Knot {
+                    t,
+                    e: 0.0,
+                    p,
+                    counter_before: false,
+                });
+                continue;
             }
-            let inside_counter_step = counter_knots
-                .get(next_ck)
-                .is_some_and(|ck| ck.delta_j.is_some());
-            if !inside_counter_step {
+            if let Some(mut ck) = ck {
+                if !seen_refresh {
+                    ck.delta_j = None;
+                    seen_refresh = true;
+                }
+                if ck.delta_j.is_none() {
+                    for &(ht, hp) in &held {
+                        push_power_knot(&mut knots, ht, hp);
+                    }
+                }
+                held.clear();
+                push_counter_knot(&mut knots, &ck);
+            }
+            if seen_refresh {
+                held.push((t, p));
+            } else {
                 push_power_knot(&mut knots, t, p);
             }
+        }
+        for (ht, hp) in held {
+            push_power_knot(&mut knots, ht, hp);
         }
         EnergyCurve { knots }
     }
@@ -214,51 +299,6 @@ impl EnergySource for EnergyCurve {
     fn energy_between(&self, t0: Timestamp, t1: Timestamp) -> f64 {
         (self.energy_at_secs(t1.as_secs_f64()) - self.energy_at_secs(t0.as_secs_f64())).max(0.0)
     }
-}
-
-fn counter_knots(pts: &[(f64, Option<u64>, f64)]) -> Vec<CounterKnot> {
-    // q[i]: trapezoid energy from the first sample to sample i, used to place refresh instants.
-    let mut q = Vec::with_capacity(pts.len());
-    let mut acc = 0.0;
-    for (i, pt) in pts.iter().enumerate() {
-        if let Some(prev) = i.checked_sub(1).and_then(|j| pts.get(j)) {
-            acc += trapezoid(prev.0, prev.2, pt.0, pt.2);
-        }
-        q.push(acc);
-    }
-    let mut out = Vec::new();
-    // (counter value, power-integral at) the last refresh of the current run.
-    let mut run: Option<(u64, f64)> = None;
-    for (i, pair) in pts.windows(2).enumerate() {
-        let (a, b) = (pair[0], pair[1]);
-        match (a.1, b.1) {
-            (Some(ca), Some(cb)) if ca != cb => {
-                let span = b.0 - a.0;
-                // A counter that went backwards was reset or wrapped: the step before it is
-                // unknown, so that slice is integrated from power instead.
-                let (dt, delta_j) = match run.filter(|&(prev, _)| cb > prev) {
-                    Some((prev, q_prev)) => {
-                        let delta = (cb - prev) as f64 / 1000.0;
-                        // Place the refresh where the sampled power says the step was used up,
-                        // within the interval where it must have happened.
-                        let dt = solve_quadratic(a.2, b.2, span, q_prev + delta - q[i]);
-                        (dt.clamp(span / 8.0, span), Some(delta))
-                    }
-                    None => (span / 2.0, None),
-                };
-                let p = a.2 + (b.2 - a.2) * dt / span;
-                out.push(CounterKnot {
-                    t: a.0 + dt,
-                    p,
-                    delta_j,
-                });
-                run = Some((cb, q[i] + a.2 * dt + (b.2 - a.2) * dt * dt / (2.0 * span)));
-            }
-            (_, None) => run = None,
-            _ => {}
-        }
-    }
-    out
 }
 
 /// The `dt` in `[0, span]` at which the energy of a power ramp from `p0` to `p1` over `span`

@@ -28,7 +28,7 @@
 //! use std::sync::{Arc, mpsc};
 //! use std::time::Duration;
 //! use telemetry_gpu::{
-//!     GpuSampler, MockBackend, MockClock, PowerProfile, SamplerConfig,
+//!     GpuSampler, MockBackend, MockClock, PowerProfile, SamplerConfig, Timestamp,
 //! };
 //!
 //! let clock = MockClock::new();
@@ -36,22 +36,22 @@
 //! let config = SamplerConfig { manual: true, ..SamplerConfig::default() };
 //! let sampler = GpuSampler::with_config(backend, Arc::new(clock.clone()), config)?;
 //!
-//! // The sampler thread would tick every 100 ms; in manual mode the test ticks.
-//! let tick = |sampler: &GpuSampler| {
-//!     clock.advance(Duration::from_millis(100));
+//! // The sampler thread would sample every 100 ms; in manual mode the test does.
+//! let sample_at = |ms: u64| {
+//!     clock.set(Timestamp::from_millis(ms));
 //!     sampler.sample_now();
 //! };
-//! for _ in 0..4 {
-//!     tick(&sampler);
+//! for ms in [100, 200, 300, 400] {
+//!     sample_at(ms);
 //! }
 //! // A 50 ms call, shorter than the counter's 100 ms refresh period.
-//! clock.advance(Duration::from_millis(20));
+//! clock.set(Timestamp::from_millis(420));
 //! let handle = sampler.begin(sampler.now());
 //! clock.advance(Duration::from_millis(50));
 //! let (tx, rx) = mpsc::channel();
 //! sampler.end(handle, sampler.now(), None, move |reading| tx.send(reading).unwrap());
-//! for _ in 0..3 {
-//!     tick(&sampler);
+//! for ms in [500, 600, 700] {
+//!     sample_at(ms);
 //! }
 //! let reading = rx.try_recv().unwrap();
 //! assert!((reading.joules_total - 35.0).abs() < 0.01); // 700 W × 50 ms

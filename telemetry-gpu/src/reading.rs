@@ -1,5 +1,7 @@
 //! [`EnergyReading`]: what one window cost, ready to fill a `TelemetryRecord`.
 
+use std::time::Duration;
+
 use telemetry_core::{EnergyMethod, TelemetryRecord};
 
 use crate::{EnergySource, GpuReading, Timeline, Timestamp, Window, attribute};
@@ -127,6 +129,7 @@ pub(crate) fn compute_reading(
     vendor: &'static str,
     target: &WindowSpec,
     others: &[(Window, f64)],
+    stale_after: Duration,
 ) -> EnergyReading {
     let (t0, t1) = (
         target.window.start,
@@ -158,7 +161,12 @@ pub(crate) fn compute_reading(
     let mut device_joules_unsplit = 0.0;
     let mut power_at_t0 = 0.0;
     let (mut util_sum, mut util_n, mut temp_sum) = (0.0, 0_usize, 0.0);
+    let newest = timeline.last_time().unwrap_or_default();
     for dev in timeline.devices() {
+        // A device that stopped answering before the window has nothing to say about it.
+        if dev.is_stale(newest, stale_after) && dev.last_time().is_none_or(|l| l < t0) {
+            continue;
+        }
         let curve = dev.curve(t0, t1);
         if curve.is_empty() {
             continue;

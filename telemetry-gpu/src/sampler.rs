@@ -248,7 +248,7 @@ impl Shared {
     fn complete(&self, force: bool) {
         let _serial = lock(&self.completion);
         let now = self.clock.now();
-        let covered = lock(&self.timeline).covered_until();
+        let covered = lock(&self.timeline).covered_until_live(self.stale_after());
         let timeout = self.config.completion_timeout;
         let ready =
             |end: Timestamp| force || covered.is_some_and(|c| c >= end) || now >= end + timeout;
@@ -296,8 +296,9 @@ impl Shared {
             let timeline = lock(&self.timeline);
             jobs.iter()
                 .map(|(spec, others, cb)| {
-                    cb.as_ref()
-                        .map(|_| compute_reading(&timeline, self.vendor, spec, others))
+                    cb.as_ref().map(|_| {
+                        compute_reading(&timeline, self.vendor, spec, others, self.stale_after())
+                    })
                 })
                 .collect()
         };
@@ -310,6 +311,11 @@ impl Shared {
                 tracing::error!("a GPU energy callback panicked; the sampler keeps going");
             }
         }
+    }
+
+    /// A device whose newest reading is this much older than the others' is treated as gone.
+    fn stale_after(&self) -> Duration {
+        self.config.interval.saturating_mul(5)
     }
 
     fn stats(&self) -> SamplerStats {
@@ -599,7 +605,13 @@ impl GpuSampler {
             first_token: None,
             weight: 1.0,
         };
-        Ok(compute_reading(&timeline, self.shared.vendor, &spec, &[]))
+        Ok(compute_reading(
+            &timeline,
+            self.shared.vendor,
+            &spec,
+            &[],
+            self.shared.stale_after(),
+        ))
     }
 
     /// Splits the current timeline's energy (all devices) among `windows`; see [`attribute`].

@@ -2,6 +2,7 @@
 
 use std::collections::VecDeque;
 
+use crate::energy::{CounterKnot, RefreshTracker};
 use crate::{EnergyCurve, EnergySource, GpuReading, Timestamp};
 
 /// How far back the counter-refresh search goes when a curve is cut out of the timeline.
@@ -12,6 +13,9 @@ const MAX_LOOKAROUND: usize = 4096;
 pub struct DeviceTimeline {
     index: u32,
     samples: VecDeque<GpuReading>,
+    /// The refresh detected between each sample and the previous one.
+    refreshes: VecDeque<Option<CounterKnot>>,
+    tracker: RefreshTracker,
     capacity: usize,
     last_refresh: Option<Timestamp>,
     evicted: u64,
@@ -22,6 +26,8 @@ impl DeviceTimeline {
         DeviceTimeline {
             index,
             samples: VecDeque::with_capacity(capacity.min(1 << 16)),
+            refreshes: VecDeque::with_capacity(capacity.min(1 << 16)),
+            tracker: RefreshTracker::default(),
             capacity: capacity.max(2),
             last_refresh: None,
             evicted: 0,
@@ -74,23 +80,30 @@ impl DeviceTimeline {
         }
     }
 
+    /// Whether the newest reading is more than `stale_after` older than `newest`.
+    pub(crate) fn is_stale(&self, newest: Timestamp, stale_after: std::time::Duration) -> bool {
+        self.last_time()
+            .is_none_or(|last| last + stale_after < newest)
+    }
+
     fn push(&mut self, reading: GpuReading) -> bool {
+        let mut refresh = None;
         if let Some(last) = self.samples.back() {
             if reading.timestamp <= last.timestamp {
                 return false;
             }
-            if let (Some(a), Some(b)) = (last.energy_mj, reading.energy_mj)
-                && a != b
-            {
-                let mid = (last.timestamp.as_nanos() / 2) + (reading.timestamp.as_nanos() / 2);
-                self.last_refresh = Some(Timestamp::from_nanos(mid));
+            refresh = self.tracker.observe(last, &reading);
+            if let Some(r) = refresh {
+                self.last_refresh = Some(Timestamp::from_secs_f64(r.t));
             }
         }
         if self.samples.len() >= self.capacity {
             self.samples.pop_front();
+            self.refreshes.pop_front();
             self.evicted += 1;
         }
         self.samples.push_back(reading);
+        self.refreshes.push_back(refresh);
         true
     }
 
@@ -119,24 +132,21 @@ impl DeviceTimeline {
             hi += 1;
             steps += 1;
         }
-        EnergyCurve::from_samples(self.samples.range(lo..=hi))
+        EnergyCurve::from_parts(
+            self.samples
+                .range(lo..=hi)
+                .zip(self.refreshes.range(lo..=hi).copied()),
+        )
     }
 
-    /// Whether the counter changed between readings `i - 1` and `i`, at or after `t`.
+    /// Whether a refresh was detected between readings `i - 1` and `i`, at or after `t`.
     fn refresh_after(&self, i: usize, t: Timestamp) -> bool {
-        self.changed_at(i)
-            && self.samples.get(i.wrapping_sub(1)).is_some_and(|a| {
-                let b = self.samples[i].timestamp.as_nanos();
-                a.timestamp.as_nanos() / 2 + b / 2 >= t.as_nanos()
-            })
+        matches!(self.refreshes.get(i), Some(Some(r)) if r.t >= t.as_secs_f64())
     }
 
-    /// Whether the counter changed between readings `i - 1` and `i`.
+    /// Whether a refresh was detected between readings `i - 1` and `i`.
     fn changed_at(&self, i: usize) -> bool {
-        match (self.samples.get(i.wrapping_sub(1)), self.samples.get(i)) {
-            (Some(a), Some(b)) => a.energy_mj.is_some() && a.energy_mj != b.energy_mj,
-            _ => false,
-        }
+        matches!(self.refreshes.get(i), Some(Some(_)))
     }
 
     /// Readings with `t0 <= timestamp <= t1`; when there is none, the newest reading at or before
@@ -217,6 +227,18 @@ impl Timeline {
             .map(DeviceTimeline::covered_until)
             .try_fold(Timestamp::MAX, |acc, c| c.map(|c| acc.min(c)))
             .filter(|_| !self.devices.is_empty())
+    }
+
+    /// Like [`covered_until`](Self::covered_until), ignoring devices whose newest reading is more
+    /// than `stale_after` older than the newest reading of any device (a lost or failing device
+    /// must not hold every window back).
+    pub(crate) fn covered_until_live(&self, stale_after: std::time::Duration) -> Option<Timestamp> {
+        let newest = self.last_time()?;
+        self.devices
+            .iter()
+            .filter(|d| !d.is_stale(newest, stale_after))
+            .map(DeviceTimeline::covered_until)
+            .try_fold(Timestamp::MAX, |acc, c| c.map(|c| acc.min(c)))
     }
 
     /// One curve per device (same order as [`devices`](Self::devices)) around `[t0, t1]`.
