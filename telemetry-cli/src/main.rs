@@ -1,6 +1,97 @@
-//! The `telemetry` command (not built yet).
+//! # telemetry
+//!
+//! The `telemetry` command: record simulated inference calls (`demo`), read them back (`stats`,
+//! `series`, `export`, `check`), manage retention (`prune`, `clear`) and import an OpenJarvis
+//! database (`import-openjarvis`). `telemetry --help` lists the commands with examples, and
+//! `docs/cli.md` documents the output formats.
+//!
+//! - The database is `--db PATH`, else `$TELEMETRY_DB`, else
+//!   `$XDG_DATA_HOME/telemetry/telemetry.db` (or `~/.local/share/telemetry/telemetry.db`).
+//! - Errors are one line on stderr. Exit codes: 0 ok; 1 runtime failure or unhealthy `check`;
+//!   2 usage error, missing database, or a deletion refused without `--yes`.
+//! - Progress bars draw on stderr only when it is a terminal; output contains no colours.
+//!
+//! ```text
+//! $ telemetry demo --calls 500
+//! $ telemetry stats --since 1h --by engine --format json
+//! $ telemetry export --format ndjson -o calls.ndjson
+//! ```
+//!
+//! ## Feature flags
+//!
+//! - `nvml` (default): `demo --gpu nvml|auto` can read real GPU energy through NVML. Without it,
+//!   `--gpu nvml` is an error and `auto` uses the mock backend.
 
-fn main() {
-    eprintln!("telemetry: no commands are implemented yet");
-    std::process::exit(2);
+mod cli;
+mod commands;
+mod confirm;
+mod dbpath;
+mod error;
+mod output;
+mod progress;
+mod timearg;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use clap::error::ErrorKind;
+
+use crate::cli::Cli;
+use crate::error::EXIT_USAGE;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return clap_exit(&e),
+    };
+    match commands::run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is_broken_pipe() => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("telemetry: error: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+/// Help and version print as clap renders them; usage errors become one line on stderr.
+fn clap_exit(e: &clap::Error) -> ExitCode {
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            let _ = e.print();
+            ExitCode::SUCCESS
+        }
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+            ExitCode::from(EXIT_USAGE)
+        }
+        _ => {
+            eprintln!("telemetry: {}", one_line(&e.render().to_string()));
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
+}
+
+/// Joins clap's multi-line message into one line, dropping its "try --help" footer.
+fn one_line(text: &str) -> String {
+    let parts: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("For more information"))
+        .collect();
+    format!("{} (see --help)", parts.join(" "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clap_messages_fold_into_one_line() {
+        let text = "error: invalid value 'xml' for '--format <FORMAT>'\n  [possible values: json, csv]\n\nFor more information, try '--help'.\n";
+        assert_eq!(
+            one_line(text),
+            "error: invalid value 'xml' for '--format <FORMAT>' [possible values: json, csv] (see --help)"
+        );
+    }
 }

@@ -1,0 +1,409 @@
+//! The command line, as clap derive types. `--help` text and examples live here.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::timearg::{parse_duration, parse_time};
+
+const EXAMPLES: &str = "\
+Database: --db PATH, else $TELEMETRY_DB, else $XDG_DATA_HOME/telemetry/telemetry.db,
+else ~/.local/share/telemetry/telemetry.db.
+
+Examples:
+  telemetry demo                          record 2000 simulated calls, then show stats
+  telemetry stats --since 1h --by engine  the last hour, grouped by engine
+  telemetry stats --format json | jq .total_calls
+  telemetry series --bucket 1h --by model --format csv
+  telemetry export --format ndjson -o calls.ndjson
+  telemetry prune --older-than 30d --yes
+  telemetry check";
+
+/// Record and inspect inference telemetry: calls, latency, tokens, cost and GPU energy.
+#[derive(Debug, Parser)]
+#[command(name = "telemetry", version, after_help = EXAMPLES, arg_required_else_help = true)]
+pub struct Cli {
+    /// Telemetry database file [default: $TELEMETRY_DB, else
+    /// $XDG_DATA_HOME/telemetry/telemetry.db, else ~/.local/share/telemetry/telemetry.db]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub db: Option<PathBuf>,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run simulated, instrumented inference calls into the database, then show their stats.
+    #[command(after_help = DEMO_EXAMPLES)]
+    Demo(DemoArgs),
+    /// Overview and per-model (or engine, agent) table: calls, tokens, cost, latency, energy.
+    #[command(after_help = STATS_EXAMPLES)]
+    Stats(StatsArgs),
+    /// Calls, tokens, cost, energy and latency per minute, hour or day.
+    #[command(after_help = SERIES_EXAMPLES)]
+    Series(SeriesArgs),
+    /// Write the records (streaming, constant memory) as JSON, NDJSON or CSV.
+    #[command(after_help = EXPORT_EXAMPLES)]
+    Export(ExportArgs),
+    /// Delete records older than a duration.
+    #[command(after_help = PRUNE_EXAMPLES)]
+    Prune(PruneArgs),
+    /// Delete every record.
+    #[command(after_help = CLEAR_EXAMPLES)]
+    Clear(ClearArgs),
+    /// Import an OpenJarvis `telemetry.db` (idempotent: importing twice adds nothing).
+    #[command(name = "import-openjarvis", after_help = IMPORT_EXAMPLES)]
+    ImportOpenjarvis(ImportArgs),
+    /// Schema version, record count, integrity check and file size; exits 1 if unhealthy.
+    #[command(after_help = CHECK_EXAMPLES)]
+    Check(CheckArgs),
+}
+
+const DEMO_EXAMPLES: &str = "\
+Timing: by default calls run instantly with synthetic, realistic timings (SimulatedEngine in
+instant mode), so 2000 calls take about a second. --realtime makes the engine sleep for real.
+
+GPU energy (--gpu): `mock` replays a plausible power profile on a synthetic clock; `nvml` reads
+the real GPU through NVML (only meaningful with --realtime, since instant calls take no real
+time); `auto` (default) uses NVML with --realtime when a GPU is present, else the mock; `off`
+records no energy. The output says which engine and which GPU source produced the numbers.
+
+Examples:
+  telemetry demo
+  telemetry demo --calls 500 --models 2 --stream
+  telemetry demo --realtime --calls 50 --gpu nvml
+  telemetry --db /tmp/demo.db demo --gpu off";
+
+const STATS_EXAMPLES: &str = "\
+Times (--since/--until) take RFC 3339 (2026-11-28T04:00:00Z), unix seconds (1764302400) or a
+duration before now (90s, 15m, 2h, 7d); both bounds are inclusive.
+
+--format json prints telemetry_agg::AggregatedStats as documented in docs/cli.md: totals,
+error_count, percentiles (latency_p50.. in seconds, itl_p50.. in ms), energy ratios, and the
+per_model / per_engine lists (cut to --top N when given).
+
+Examples:
+  telemetry stats
+  telemetry stats --since 1h --by engine
+  telemetry stats --since 2026-11-01T00:00:00Z --until 2026-11-02T00:00:00Z --top 5
+  telemetry stats --format json";
+
+const SERIES_EXAMPLES: &str = "\
+Examples:
+  telemetry series --bucket 1h
+  telemetry series --bucket 1m --since 30m --by model
+  telemetry series --bucket 1d --format csv > daily.csv";
+
+const EXPORT_EXAMPLES: &str = "\
+Fields are those of the `telemetry` table (one per TelemetryRecord field); CSV writes them in
+table order with metadata as JSON text. Progress shows when writing to a file from a terminal.
+
+Examples:
+  telemetry export > all.json
+  telemetry export --format ndjson --since 1d -o today.ndjson
+  telemetry export --format csv -o calls.csv";
+
+const PRUNE_EXAMPLES: &str = "\
+Without --yes, asks for confirmation on a terminal and refuses (exit 2) otherwise.
+
+Examples:
+  telemetry prune --older-than 30d
+  telemetry prune --older-than 12h --yes";
+
+const CLEAR_EXAMPLES: &str = "\
+Without --yes, asks for confirmation on a terminal and refuses (exit 2) otherwise.
+
+Examples:
+  telemetry clear --yes";
+
+const IMPORT_EXAMPLES: &str = "\
+The peer stores 0.0 for unknown TTFT, energy and GPU values; they are imported as unknown.
+Rows that fail validation are counted and listed, not imported.
+
+Examples:
+  telemetry import-openjarvis ~/.openjarvis/telemetry.db";
+
+const CHECK_EXAMPLES: &str = "\
+Examples:
+  telemetry check
+  telemetry --db /var/lib/telemetry.db check --format json";
+
+/// Where GPU energy comes from in `demo`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GpuChoice {
+    /// NVML with --realtime when a GPU is present, else the mock.
+    Auto,
+    /// The mock backend: a plausible power profile on a synthetic clock.
+    Mock,
+    /// Real NVIDIA GPU through NVML (fails if unavailable).
+    Nvml,
+    /// No energy.
+    Off,
+}
+
+/// `telemetry demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Number of calls.
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub calls: u64,
+    /// Number of distinct models to spread the calls over.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub models: u64,
+    /// Calls in flight at once (threads).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=256))]
+    pub concurrency: u64,
+    /// Stream the outputs (records TTFT and inter-token latency).
+    #[arg(long)]
+    pub stream: bool,
+    /// GPU energy source.
+    #[arg(long, value_enum, default_value_t = GpuChoice::Auto)]
+    pub gpu: GpuChoice,
+    /// Sleep for the simulated durations instead of using synthetic timings.
+    #[arg(long)]
+    pub realtime: bool,
+    /// Seed of the simulated engine (same seed, same calls).
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+}
+
+/// A time filter shared by the read commands.
+#[derive(Debug, Clone, Args)]
+pub struct RangeArgs {
+    /// Only records at or after this time (RFC 3339, unix seconds, or a duration ago: 90s, 15m, 2h, 7d).
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub since: Option<f64>,
+    /// Only records at or before this time (same forms as --since).
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub until: Option<f64>,
+}
+
+/// Grouping of `stats`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StatsGroup {
+    /// Per model.
+    Model,
+    /// Per engine.
+    Engine,
+    /// Per agent.
+    Agent,
+}
+
+/// Output format of `stats`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StatsFormat {
+    /// Aligned text.
+    Table,
+    /// `AggregatedStats` as JSON.
+    Json,
+}
+
+/// `telemetry stats`.
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    #[command(flatten)]
+    pub range: RangeArgs,
+    /// Group the table by.
+    #[arg(long, value_enum, default_value_t = StatsGroup::Model)]
+    pub by: StatsGroup,
+    /// Show only the N groups with the most calls.
+    #[arg(long, short = 'n', value_name = "N")]
+    pub top: Option<usize>,
+    /// Output format.
+    #[arg(long, short = 'f', value_enum, default_value_t = StatsFormat::Table)]
+    pub format: StatsFormat,
+}
+
+/// Bucket width of `series`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BucketArg {
+    /// One minute.
+    #[value(name = "1m", alias = "minute")]
+    Minute,
+    /// One hour.
+    #[value(name = "1h", alias = "hour")]
+    Hour,
+    /// One day (UTC).
+    #[value(name = "1d", alias = "day")]
+    Day,
+}
+
+/// Grouping of `series`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SeriesGroup {
+    /// One line per bucket.
+    None,
+    /// Per model.
+    Model,
+    /// Per engine.
+    Engine,
+    /// Per agent.
+    Agent,
+}
+
+/// Output format of `series`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SeriesFormat {
+    /// Aligned text.
+    Table,
+    /// A JSON array of points.
+    Json,
+    /// CSV with a header line.
+    Csv,
+}
+
+/// `telemetry series`.
+#[derive(Debug, Args)]
+pub struct SeriesArgs {
+    /// Bucket width.
+    #[arg(long, value_enum)]
+    pub bucket: BucketArg,
+    /// Group each bucket by.
+    #[arg(long, value_enum, default_value_t = SeriesGroup::None)]
+    pub by: SeriesGroup,
+    #[command(flatten)]
+    pub range: RangeArgs,
+    /// Output format.
+    #[arg(long, short = 'f', value_enum, default_value_t = SeriesFormat::Table)]
+    pub format: SeriesFormat,
+}
+
+/// Output format of `export`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    /// One JSON array.
+    Json,
+    /// One JSON object per line.
+    Ndjson,
+    /// CSV with a header line, columns as in the `telemetry` table.
+    Csv,
+}
+
+/// `telemetry export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Output format.
+    #[arg(long, short = 'f', value_enum, default_value_t = ExportFormat::Json)]
+    pub format: ExportFormat,
+    /// Write to FILE instead of stdout.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub range: RangeArgs,
+}
+
+/// `telemetry prune`.
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Delete records older than this (90s, 15m, 2h, 30d).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub older_than: Duration,
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+}
+
+/// `telemetry clear`.
+#[derive(Debug, Args)]
+pub struct ClearArgs {
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+}
+
+/// `telemetry import-openjarvis`.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The OpenJarvis `telemetry.db` to import.
+    pub path: PathBuf,
+}
+
+/// Output format of `check`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CheckFormat {
+    /// Lines of text.
+    Text,
+    /// A JSON object.
+    Json,
+}
+
+/// `telemetry check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Output format.
+    #[arg(long, short = 'f', value_enum, default_value_t = CheckFormat::Text)]
+    pub format: CheckFormat,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_a_full_stats_line() {
+        let cli = Cli::try_parse_from([
+            "telemetry",
+            "stats",
+            "--since",
+            "100",
+            "--until",
+            "200",
+            "--by",
+            "engine",
+            "-n",
+            "3",
+            "--format",
+            "json",
+            "--db",
+            "/x.db",
+        ])
+        .unwrap();
+        assert_eq!(cli.db, Some(PathBuf::from("/x.db")));
+        let Command::Stats(a) = cli.command else {
+            panic!("not stats")
+        };
+        assert_eq!((a.range.since, a.range.until), (Some(100.0), Some(200.0)));
+        assert_eq!(
+            (a.by, a.top, a.format),
+            (StatsGroup::Engine, Some(3), StatsFormat::Json)
+        );
+    }
+
+    #[test]
+    fn bucket_accepts_short_and_long_names() {
+        for (text, want) in [
+            ("1m", BucketArg::Minute),
+            ("hour", BucketArg::Hour),
+            ("1d", BucketArg::Day),
+        ] {
+            let cli = Cli::try_parse_from(["telemetry", "series", "--bucket", text]).unwrap();
+            let Command::Series(a) = cli.command else {
+                panic!("not series")
+            };
+            assert_eq!(a.bucket, want);
+        }
+    }
+
+    #[test]
+    fn bad_values_are_usage_errors() {
+        for args in [
+            &["telemetry", "stats", "--since", "yesterday"][..],
+            &["telemetry", "export", "--format", "xml"],
+            &["telemetry", "prune", "--older-than", "0s"],
+            &["telemetry", "demo", "--calls", "0"],
+        ] {
+            let err = Cli::try_parse_from(args).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{args:?}");
+        }
+    }
+}

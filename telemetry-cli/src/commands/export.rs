@@ -1,0 +1,233 @@
+//! `telemetry export`: streams records as JSON, NDJSON or CSV, in constant memory.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+
+use serde_json::Value;
+use telemetry_core::TelemetryRecord;
+use telemetry_core::schema::RECORD_COLUMNS;
+
+use crate::cli::{ExportArgs, ExportFormat};
+use crate::commands::{emit, open_aggregator, time_range};
+use crate::dbpath::DbPath;
+use crate::error::CliError;
+use crate::output::count;
+use crate::progress;
+
+/// Runs `export`.
+pub fn run(db: &DbPath, args: &ExportArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    let agg = open_aggregator(db)?;
+    let range = time_range(&args.range)?;
+    let records = agg.export_records(&range)?;
+
+    let (mut sink, target): (Box<dyn Write + '_>, String) = match &args.output {
+        Some(path) => {
+            let file = File::create(path).map_err(|source| CliError::Io {
+                action: "creating",
+                path: path.clone(),
+                source,
+            })?;
+            (Box::new(BufWriter::new(file)), path.display().to_string())
+        }
+        None => (Box::new(BufWriter::new(&mut *out)), "stdout".to_string()),
+    };
+    let show = args.output.is_some() && progress::enabled();
+    let total = if show { agg.record_count(&range)? } else { 0 };
+    let bar = progress::bar(total, "records", show);
+
+    let write_err = |source| CliError::Output {
+        target: target.clone(),
+        source,
+    };
+    let mut written: u64 = 0;
+    let mut encoder = Encoder::new(args.format);
+    encoder.begin(&mut sink).map_err(write_err)?;
+    for record in records {
+        let record = record?;
+        encoder.write(&mut sink, &record).map_err(|e| match e {
+            EncodeError::Io(source) => write_err(source),
+            EncodeError::Json(e) => CliError::Json(e),
+            EncodeError::Csv(e) => CliError::Csv(e),
+        })?;
+        written += 1;
+        bar.inc(1);
+    }
+    encoder.end(&mut sink).map_err(write_err)?;
+    sink.flush().map_err(write_err)?;
+    drop(sink);
+    bar.finish_and_clear();
+
+    match &args.output {
+        Some(path) => emit(
+            out,
+            &format!("wrote {} records to {}\n", count(written), path.display()),
+        ),
+        // The data went to stdout: the count goes to stderr so it does not corrupt it.
+        None => {
+            eprintln!("telemetry: wrote {} records", count(written));
+            Ok(())
+        }
+    }
+}
+
+/// Why encoding one record failed.
+enum EncodeError {
+    Io(std::io::Error),
+    Json(serde_json::Error),
+    Csv(csv::Error),
+}
+
+impl From<std::io::Error> for EncodeError {
+    fn from(e: std::io::Error) -> Self {
+        EncodeError::Io(e)
+    }
+}
+
+impl From<serde_json::Error> for EncodeError {
+    fn from(e: serde_json::Error) -> Self {
+        match e.io_error_kind() {
+            Some(kind) => EncodeError::Io(std::io::Error::new(kind, e)),
+            None => EncodeError::Json(e),
+        }
+    }
+}
+
+/// Writes records one at a time in the chosen format.
+struct Encoder {
+    format: ExportFormat,
+    first: bool,
+    /// Reused CSV field buffer.
+    fields: Vec<String>,
+}
+
+impl Encoder {
+    fn new(format: ExportFormat) -> Self {
+        Encoder {
+            format,
+            first: true,
+            fields: Vec::with_capacity(RECORD_COLUMNS.len()),
+        }
+    }
+
+    fn begin(&mut self, w: &mut dyn Write) -> std::io::Result<()> {
+        match self.format {
+            ExportFormat::Json => w.write_all(b"["),
+            ExportFormat::Ndjson => Ok(()),
+            ExportFormat::Csv => w.write_all(csv_line(RECORD_COLUMNS.iter().copied()).as_bytes()),
+        }
+    }
+
+    fn write(&mut self, w: &mut dyn Write, record: &TelemetryRecord) -> Result<(), EncodeError> {
+        match self.format {
+            ExportFormat::Json => {
+                w.write_all(if self.first { b"\n" } else { b",\n" })?;
+                serde_json::to_writer(&mut *w, record)?;
+            }
+            ExportFormat::Ndjson => {
+                serde_json::to_writer(&mut *w, record)?;
+                w.write_all(b"\n")?;
+            }
+            ExportFormat::Csv => {
+                csv_fields(record, &mut self.fields)?;
+                w.write_all(csv_line(self.fields.iter().map(String::as_str)).as_bytes())?;
+            }
+        }
+        self.first = false;
+        Ok(())
+    }
+
+    fn end(&mut self, w: &mut dyn Write) -> std::io::Result<()> {
+        match self.format {
+            ExportFormat::Json if self.first => w.write_all(b"]\n"),
+            ExportFormat::Json => w.write_all(b"\n]\n"),
+            ExportFormat::Ndjson | ExportFormat::Csv => Ok(()),
+        }
+    }
+}
+
+/// The record's values in [`RECORD_COLUMNS`] order: numbers as JSON writes them (exact round
+/// trip), `None` as an empty field, booleans as `true`/`false`, metadata as JSON text.
+fn csv_fields(record: &TelemetryRecord, fields: &mut Vec<String>) -> Result<(), EncodeError> {
+    let Value::Object(map) = serde_json::to_value(record)? else {
+        return Err(EncodeError::Csv(csv::Error::from(std::io::Error::other(
+            "a record did not serialize to a JSON object",
+        ))));
+    };
+    fields.clear();
+    for column in RECORD_COLUMNS {
+        fields.push(match map.get(column) {
+            None | Some(Value::Null) => String::new(),
+            Some(Value::String(s)) => s.clone(),
+            Some(other) => other.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// One CSV line (RFC 4180 quoting), newline included.
+fn csv_line<'a>(fields: impl Iterator<Item = &'a str>) -> String {
+    let mut line = String::new();
+    for (i, f) in fields.enumerate() {
+        if i > 0 {
+            line.push(',');
+        }
+        if f.contains([',', '"', '\n', '\r']) {
+            line.push('"');
+            line.push_str(&f.replace('"', "\"\""));
+            line.push('"');
+        } else {
+            line.push_str(f);
+        }
+    }
+    line.push('\n');
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_quotes_what_needs_quoting() {
+        assert_eq!(
+            csv_line(["a", "b,c", "say \"hi\""].into_iter()),
+            "a,\"b,c\",\"say \"\"hi\"\"\"\n"
+        );
+    }
+
+    #[test]
+    fn csv_fields_follow_the_table_columns() {
+        let record = TelemetryRecord::builder("m,1", 1_764_300_000.5)
+            .tokens(3, 4)
+            .latency_seconds(0.25)
+            .metadata(serde_json::json!({"k": "v"}))
+            .build();
+        let mut fields = Vec::new();
+        assert!(csv_fields(&record, &mut fields).is_ok());
+        assert_eq!(fields.len(), RECORD_COLUMNS.len());
+        let at = |c: &str| &fields[RECORD_COLUMNS.iter().position(|x| *x == c).unwrap()];
+        assert_eq!(at("timestamp"), "1764300000.5");
+        assert_eq!(at("model_id"), "m,1");
+        assert_eq!(at("total_tokens"), "7");
+        assert_eq!(at("ttft"), "");
+        assert_eq!(at("outcome"), "ok");
+        assert_eq!(at("is_streaming"), "false");
+        assert_eq!(at("metadata"), r#"{"k":"v"}"#);
+    }
+
+    #[test]
+    fn json_array_is_valid_with_zero_one_and_two_records() {
+        let record = TelemetryRecord::builder("m", 1_764_300_000.0).build();
+        for n in 0..3 {
+            let mut buf = Vec::new();
+            let mut enc = Encoder::new(ExportFormat::Json);
+            enc.begin(&mut buf).unwrap();
+            for _ in 0..n {
+                assert!(enc.write(&mut buf, &record).is_ok());
+            }
+            enc.end(&mut buf).unwrap();
+            let parsed: Vec<Value> = serde_json::from_slice(&buf).unwrap();
+            assert_eq!(parsed.len(), n);
+        }
+    }
+}

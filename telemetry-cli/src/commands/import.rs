@@ -1,0 +1,57 @@
+//! `telemetry import-openjarvis PATH`.
+
+use std::fmt::Write as _;
+use std::io::Write;
+
+use telemetry_store::TelemetryStore;
+
+use crate::cli::ImportArgs;
+use crate::commands::emit;
+use crate::dbpath::DbPath;
+use crate::error::CliError;
+use crate::output::count;
+use crate::progress;
+
+/// How many rejected rows are listed by id; the rest are only counted.
+const SHOWN_REJECTIONS: usize = 10;
+
+/// Imports an OpenJarvis database into the telemetry database (creating it if needed).
+pub fn run(db: &DbPath, args: &ImportArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    if !args.path.is_file() {
+        return Err(CliError::InputNotFound {
+            what: "OpenJarvis database",
+            path: args.path.clone(),
+        });
+    }
+    let store = TelemetryStore::open(&db.path)?;
+    // The store imports in one call without progress callbacks, so a spinner is what we can show.
+    let spinner = progress::spinner(
+        &format!("importing {}", args.path.display()),
+        progress::enabled(),
+    );
+    let result = store.import_openjarvis(&args.path);
+    spinner.finish_and_clear();
+    let report = result?;
+    store.close()?;
+
+    let mut text = format!(
+        "imported {} of {} rows from {} into {} ({} already present, {} rejected)\n",
+        count(report.imported),
+        count(report.read),
+        args.path.display(),
+        db.path.display(),
+        count(report.skipped_duplicates),
+        count(report.rejected.len() as u64),
+    );
+    for (row, reason) in report.rejected.iter().take(SHOWN_REJECTIONS) {
+        let _ = writeln!(text, "  rejected row {row}: {reason}");
+    }
+    if report.rejected.len() > SHOWN_REJECTIONS {
+        let _ = writeln!(
+            text,
+            "  ... and {} more rejected rows",
+            report.rejected.len() - SHOWN_REJECTIONS
+        );
+    }
+    emit(out, &text)
+}

@@ -1,0 +1,164 @@
+//! Where the database is: `--db`, else `$TELEMETRY_DB`, else a per-user data directory.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::CliError;
+
+/// Environment variable naming the database when `--db` is not given.
+pub const DB_ENV: &str = "TELEMETRY_DB";
+
+/// Where the database path came from, for messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbOrigin {
+    /// The `--db` flag.
+    Flag,
+    /// The `TELEMETRY_DB` environment variable.
+    Env,
+    /// The per-user default.
+    Default,
+}
+
+impl DbOrigin {
+    /// How to say it in a message.
+    pub fn describe(self) -> &'static str {
+        match self {
+            DbOrigin::Flag => "from --db",
+            DbOrigin::Env => "from $TELEMETRY_DB",
+            DbOrigin::Default => "the default location",
+        }
+    }
+}
+
+/// A resolved database path and where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DbPath {
+    /// The file.
+    pub path: PathBuf,
+    /// Where the path came from.
+    pub origin: DbOrigin,
+}
+
+impl DbPath {
+    /// Resolves from the flag and the process environment.
+    pub fn resolve(flag: Option<&Path>) -> Result<DbPath, CliError> {
+        resolve_with(flag, |name| std::env::var_os(name).map(PathBuf::from))
+    }
+
+    /// Errors with [`CliError::MissingDatabase`] unless the file exists (creates nothing).
+    pub fn require_existing(&self) -> Result<&Path, CliError> {
+        if self.path.is_file() {
+            Ok(&self.path)
+        } else {
+            Err(CliError::MissingDatabase {
+                path: self.path.clone(),
+                origin: self.origin,
+            })
+        }
+    }
+}
+
+/// [`DbPath::resolve`] with an injectable environment (for tests). Empty variables count as
+/// unset; a relative `XDG_DATA_HOME` is ignored, as the XDG spec says.
+pub fn resolve_with(
+    flag: Option<&Path>,
+    env: impl Fn(&str) -> Option<PathBuf>,
+) -> Result<DbPath, CliError> {
+    let set = |name: &str| env(name).filter(|p| !p.as_os_str().is_empty());
+    if let Some(path) = flag {
+        return Ok(DbPath {
+            path: path.to_path_buf(),
+            origin: DbOrigin::Flag,
+        });
+    }
+    if let Some(path) = set(DB_ENV) {
+        return Ok(DbPath {
+            path,
+            origin: DbOrigin::Env,
+        });
+    }
+    let data_dir = match set("XDG_DATA_HOME").filter(|p| p.is_absolute()) {
+        Some(dir) => dir,
+        None => set("HOME")
+            .ok_or(CliError::NoDataDir)?
+            .join(".local")
+            .join("share"),
+    };
+    Ok(DbPath {
+        path: data_dir.join("telemetry").join("telemetry.db"),
+        origin: DbOrigin::Default,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env_of(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<PathBuf> {
+        move |name| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| PathBuf::from(v))
+        }
+    }
+
+    #[test]
+    fn flag_beats_env_beats_default() {
+        let env = env_of(&[("TELEMETRY_DB", "/env.db"), ("HOME", "/home/u")]);
+        let got = resolve_with(Some(Path::new("/flag.db")), &env).unwrap();
+        assert_eq!(got.path, PathBuf::from("/flag.db"));
+        assert_eq!(got.origin, DbOrigin::Flag);
+        let got = resolve_with(None, &env).unwrap();
+        assert_eq!(got.path, PathBuf::from("/env.db"));
+        assert_eq!(got.origin, DbOrigin::Env);
+    }
+
+    #[test]
+    fn default_uses_xdg_data_home_then_home() {
+        let got = resolve_with(None, env_of(&[("XDG_DATA_HOME", "/xdg"), ("HOME", "/h")])).unwrap();
+        assert_eq!(got.path, PathBuf::from("/xdg/telemetry/telemetry.db"));
+        assert_eq!(got.origin, DbOrigin::Default);
+        let got = resolve_with(None, env_of(&[("HOME", "/h")])).unwrap();
+        assert_eq!(
+            got.path,
+            PathBuf::from("/h/.local/share/telemetry/telemetry.db")
+        );
+    }
+
+    #[test]
+    fn empty_or_relative_variables_are_ignored() {
+        let env = env_of(&[
+            ("TELEMETRY_DB", ""),
+            ("XDG_DATA_HOME", "relative"),
+            ("HOME", "/h"),
+        ]);
+        let got = resolve_with(None, env).unwrap();
+        assert_eq!(
+            got.path,
+            PathBuf::from("/h/.local/share/telemetry/telemetry.db")
+        );
+    }
+
+    #[test]
+    fn no_home_is_an_error() {
+        assert!(matches!(
+            resolve_with(None, env_of(&[])),
+            Err(CliError::NoDataDir)
+        ));
+    }
+
+    #[test]
+    fn missing_file_is_reported_with_its_origin() {
+        let db = DbPath {
+            path: PathBuf::from("/definitely/not/here.db"),
+            origin: DbOrigin::Env,
+        };
+        let err = db.require_existing().unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        let msg = err.to_string();
+        assert!(
+            msg.contains("/definitely/not/here.db") && msg.contains("TELEMETRY_DB"),
+            "{msg}"
+        );
+    }
+}
