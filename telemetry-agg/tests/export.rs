@@ -1,0 +1,155 @@
+//! Export: every field round-trips, rows come in timestamp order, the range filters, pages join
+//! seamlessly, and a bad stored value is an error naming its row and column.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{DAY0, full_rec, rec, write_db};
+use rusqlite::Connection;
+use serde_json::json;
+use telemetry_agg::{AggError, TelemetryAggregator};
+use telemetry_core::{EnergyMethod, Outcome, TelemetryRecord, TimeRange};
+
+fn rich(ts: f64) -> TelemetryRecord {
+    let mut r = full_rec("llama", "vllm", "planner", ts, 7);
+    r.prompt_tokens_cached = 3;
+    r.power_watts = Some(350.5);
+    r.gpu_memory_used_gb = Some(40.25);
+    r.gpu_temperature_c = Some(71.0);
+    r.prefill_latency_seconds = Some(0.1);
+    r.decode_latency_seconds = Some(0.4);
+    r.is_streaming = true;
+    r.median_itl_ms = Some(4.5);
+    r.p90_itl_ms = Some(6.0);
+    r.p95_itl_ms = Some(7.0);
+    r.p99_itl_ms = Some(9.0);
+    r.std_itl_ms = Some(1.25);
+    r.energy_method = EnergyMethod::PowerIntegration;
+    r.energy_vendor = "nvidia".into();
+    r.batch_id = "batch-1".into();
+    r.is_warmup = true;
+    r.outcome = Outcome::Error;
+    r.error_kind = "http_500".into();
+    r.error_message = "server said no".into();
+    r.tokens_counted = true;
+    r.cost_unknown = true;
+    r.metadata = json!({"request": {"id": 42, "tags": ["a", "b"]}, "ratio": 0.1 + 0.2});
+    r
+}
+
+#[test]
+fn every_field_round_trips() {
+    let records = vec![rich(DAY0 + 1.5), rec("m", "", DAY0 + 2.0, 0.25)];
+    let (_dir, path) = write_db(&records);
+    let agg = TelemetryAggregator::open(&path).unwrap();
+    let out: Vec<TelemetryRecord> = agg
+        .export_records(&TimeRange::all())
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(out, records);
+}
+
+#[test]
+fn pages_join_in_timestamp_then_insertion_order() {
+    // More than one page (10 000 rows), many sharing a timestamp, written out of order.
+    let mut records: Vec<TelemetryRecord> = (0..12_345u64)
+        .map(|i| {
+            let mut r = rec("m", "e", DAY0 + ((i * 7_919) % 3_001) as f64, 1.0);
+            r.prompt_tokens = i;
+            r.total_tokens = i + r.completion_tokens;
+            r
+        })
+        .collect();
+    let (_dir, path) = write_db(&records);
+    let agg = TelemetryAggregator::open(&path).unwrap();
+    let out: Vec<TelemetryRecord> = agg
+        .export_records(&TimeRange::all())
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    // A stable sort keeps insertion order among equal timestamps, as the export must.
+    records.sort_by(|a, b| a.timestamp.total_cmp(&b.timestamp));
+    assert_eq!(out.len(), records.len());
+    assert!(
+        out == records,
+        "export order differs from (timestamp, insertion)"
+    );
+}
+
+#[test]
+fn export_is_filtered_by_the_range() {
+    let records: Vec<TelemetryRecord> = (0..100)
+        .map(|i| rec("m", "e", DAY0 + i as f64 * 10.0, 1.0))
+        .collect();
+    let (_dir, path) = write_db(&records);
+    let agg = TelemetryAggregator::open(&path).unwrap();
+    let range = TimeRange::new(Some(DAY0 + 100.0), Some(DAY0 + 200.0)).unwrap();
+    let ts: Vec<f64> = agg
+        .export_records(&range)
+        .unwrap()
+        .map(|r| r.unwrap().timestamp - DAY0)
+        .collect();
+    assert_eq!(ts, (10..=20).map(|i| i as f64 * 10.0).collect::<Vec<_>>());
+    assert_eq!(
+        agg.export_records(&TimeRange::since(DAY0 + 5_000.0).unwrap())
+            .unwrap()
+            .count(),
+        0
+    );
+}
+
+#[test]
+fn a_bad_stored_value_names_row_and_column_and_the_export_goes_on() {
+    let records: Vec<TelemetryRecord> = (0..3)
+        .map(|i| rec("m", "e", DAY0 + i as f64, 1.0))
+        .collect();
+    let (_dir, path) = write_db(&records);
+    let id: i64 = {
+        let conn = Connection::open(&path).unwrap();
+        let id = conn
+            .query_row(
+                "SELECT id FROM telemetry ORDER BY timestamp LIMIT 1 OFFSET 1",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        conn.execute(
+            "UPDATE telemetry SET outcome = 'exploded' WHERE id = ?1",
+            [id],
+        )
+        .unwrap();
+        conn.execute(
+            "UPDATE telemetry SET metadata = 'not json' WHERE id <> ?1",
+            [id],
+        )
+        .unwrap();
+        id
+    };
+    let agg = TelemetryAggregator::open(&path).unwrap();
+    let out: Vec<Result<TelemetryRecord, AggError>> =
+        agg.export_records(&TimeRange::all()).unwrap().collect();
+    assert_eq!(out.len(), 3);
+    match &out[1] {
+        Err(AggError::BadRow {
+            row_id,
+            column,
+            detail,
+        }) => {
+            assert_eq!((*row_id, *column), (id, "outcome"));
+            assert!(detail.contains("exploded"), "{detail}");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert!(matches!(
+        &out[0],
+        Err(AggError::BadRow {
+            column: "metadata",
+            ..
+        })
+    ));
+    // The summaries never read `metadata`; a raw edge row with a bad outcome is reported.
+    let edge = TimeRange::new(Some(DAY0), Some(DAY0 + 30.0)).unwrap();
+    let err = agg.summary(&edge).unwrap_err();
+    assert!(matches!(err, AggError::BadRow { column: "outcome", row_id, .. } if row_id == id));
+}

@@ -1,0 +1,191 @@
+//! Every query against a naive oracle over the same records, written through the real store (so
+//! the summaries read are the ones the store writes), for random record sets and random ranges
+//! whose edges fall on and between day, hour and minute buckets.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{
+    DAY0, View, compare, oracle, oracle_groups, view_agent, view_engine, view_model, view_total,
+    write_db,
+};
+use proptest::prelude::*;
+use telemetry_agg::{Bucket, GroupBy, TelemetryAggregator};
+use telemetry_core::{EnergyMethod, Outcome, TelemetryRecord, TimeRange, bucket_start};
+
+const SPAN: f64 = 3.0 * 86_400.0;
+
+/// Timestamps spread over three days, some exactly on minute, hour and day edges.
+fn timestamp() -> impl Strategy<Value = f64> {
+    prop_oneof![
+        4 => (0.0..SPAN).prop_map(|x| DAY0 + x),
+        // A busy two hours, so that partial minutes at range edges hold rows.
+        3 => (0.0..7_200.0).prop_map(|x| DAY0 + 86_400.0 - 3_600.0 + x),
+        1 => (0i64..(SPAN as i64 / 60)).prop_map(|m| DAY0 + (m * 60) as f64),
+        1 => (0i64..72).prop_map(|h| DAY0 + (h * 3_600) as f64),
+        1 => (0i64..4).prop_map(|d| DAY0 + (d * 86_400) as f64),
+    ]
+}
+
+fn record() -> impl Strategy<Value = TelemetryRecord> {
+    (
+        timestamp(),
+        (0usize..3, 0usize..2, 0usize..3),
+        (0u64..2_000, 0u64..500),
+        1e-3f64..30.0,
+        (any::<bool>(), 0.0f64..1.0),
+        (proptest::option::of(0.0f64..500.0), 0.0f64..0.05),
+        (
+            proptest::option::of(0.0f64..100.0),
+            proptest::option::of(1.0f64..200.0),
+        ),
+        (proptest::option::of(0.1f64..300.0), 0u8..10),
+    )
+        .prop_map(
+            |(
+                ts,
+                (m, e, a),
+                (prompt, completion),
+                latency,
+                (has_ttft, ttft_frac),
+                (energy, cost),
+                (util, thr),
+                (itl, err),
+            )| {
+                let mut r = TelemetryRecord::builder(["llama", "qwen", "mistral"][m], ts)
+                    .engine(["vllm", "llama.cpp"][e])
+                    .agent(["", "planner", "coder"][a])
+                    .tokens(prompt, completion)
+                    .latency_seconds(latency)
+                    .cost_usd(cost)
+                    .build();
+                if has_ttft {
+                    r.ttft = Some(latency * ttft_frac);
+                }
+                if let Some(j) = energy {
+                    r.energy_joules = Some(j);
+                    r.energy_method = EnergyMethod::Counter;
+                    r.prefill_energy_joules = Some(j * 0.25);
+                    r.decode_energy_joules = Some(j * 0.75);
+                }
+                r.gpu_utilization_pct = util;
+                r.throughput_tok_per_sec = thr;
+                r.mean_itl_ms = itl;
+                if err == 0 {
+                    r.outcome = Outcome::Error;
+                    r.error_kind = "timeout".into();
+                }
+                r
+            },
+        )
+}
+
+/// A bound: none, anywhere, exactly on an edge, or within 90 s of a record (resolved by
+/// [`resolve`]).
+#[derive(Debug, Clone, Copy)]
+enum Bound {
+    At(Option<f64>),
+    NearRecord(prop::sample::Index, f64),
+}
+
+fn bound() -> impl Strategy<Value = Bound> {
+    prop_oneof![
+        1 => Just(Bound::At(None)),
+        2 => (-600.0..SPAN + 600.0).prop_map(|x| Bound::At(Some(DAY0 + x))),
+        1 => (0i64..(SPAN as i64 / 60)).prop_map(|m| Bound::At(Some(DAY0 + (m * 60) as f64))),
+        1 => (0i64..72).prop_map(|h| Bound::At(Some(DAY0 + (h * 3_600) as f64))),
+        1 => (0i64..4).prop_map(|d| Bound::At(Some(DAY0 + (d * 86_400) as f64))),
+        3 => (any::<prop::sample::Index>(), -90.0f64..90.0).prop_map(|(i, d)| Bound::NearRecord(i, d)),
+    ]
+}
+
+fn resolve(b: Bound, records: &[TelemetryRecord]) -> Option<f64> {
+    match b {
+        Bound::At(x) => x,
+        Bound::NearRecord(_, _) if records.is_empty() => None,
+        Bound::NearRecord(i, d) => Some(records[i.index(records.len())].timestamp + d),
+    }
+}
+
+fn range(a: Bound, b: Bound, records: &[TelemetryRecord]) -> TimeRange {
+    match (resolve(a, records), resolve(b, records)) {
+        (Some(a), Some(b)) => TimeRange::new(Some(a.min(b)), Some(a.max(b))).unwrap(),
+        (a, b) => TimeRange::new(a, b).unwrap(),
+    }
+}
+
+fn check_list(got: Vec<View>, want: Vec<View>, what: &str) -> Result<(), TestCaseError> {
+    prop_assert_eq!(got.len(), want.len(), "{} group count", what);
+    for (g, w) in got.iter().zip(&want) {
+        compare(g, w).map_err(|e| TestCaseError::fail(format!("{what}: {e}")))?;
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    #[test]
+    fn queries_match_the_oracle(
+        records in prop::collection::vec(record(), 0..250),
+        bounds in prop::collection::vec((bound(), bound()), 6),
+    ) {
+        let ranges: Vec<TimeRange> =
+            bounds.iter().map(|(a, b)| range(*a, *b, &records)).collect();
+        let (_dir, path) = write_db(&records);
+        let agg = TelemetryAggregator::open(&path).unwrap();
+        for range in ranges.iter().chain([TimeRange::all()].iter()) {
+            let inside: Vec<&TelemetryRecord> =
+                records.iter().filter(|r| range.contains(r.timestamp)).collect();
+            let summary = agg.summary(range).unwrap();
+            compare(&view_total(&summary), &oracle("", &inside))
+                .map_err(|e| TestCaseError::fail(format!("{range:?} totals: {e}")))?;
+            check_list(
+                summary.per_model.iter().map(view_model).collect(),
+                oracle_groups(&records, range, |r| &r.model_id),
+                "per_model",
+            )?;
+            check_list(
+                agg.per_engine_stats(range).unwrap().iter().map(view_engine).collect(),
+                oracle_groups(&records, range, |r| &r.engine),
+                "per_engine",
+            )?;
+            check_list(
+                agg.per_agent_stats(range).unwrap().iter().map(view_agent).collect(),
+                oracle_groups(&records, range, |r| &r.agent),
+                "per_agent",
+            )?;
+            prop_assert_eq!(agg.record_count(range).unwrap(), inside.len() as u64);
+
+            // Series by hour and model: every point equals the oracle over its bucket.
+            let points = agg.series(range, Bucket::Hour, GroupBy::Model).unwrap();
+            let mut want: std::collections::BTreeMap<(i64, &str), Vec<&TelemetryRecord>> =
+                Default::default();
+            for r in &inside {
+                let minute = bucket_start(r.timestamp, 60);
+                want.entry((minute.div_euclid(3_600) * 3_600, &r.model_id)).or_default().push(r);
+            }
+            prop_assert_eq!(points.len(), want.len());
+            for (p, ((start, model), rs)) in points.iter().zip(&want) {
+                prop_assert_eq!(p.bucket_start, *start);
+                prop_assert_eq!(p.group.as_deref(), Some(*model));
+                let o = oracle(model, rs);
+                prop_assert_eq!(p.call_count, o.call_count);
+                prop_assert_eq!(p.total_tokens, o.total_tokens);
+                prop_assert!((p.total_cost - o.total_cost).abs() <= 1e-9 * o.total_cost + 1e-12);
+                let (g, w) = (p.latency_p95.unwrap(), o.percentiles[2].unwrap());
+                prop_assert!((g - w).abs() <= 0.01 * w + 1e-9, "p95 {} vs {}", g, w);
+            }
+
+            // Export: exactly the records of the range, in timestamp order, as written.
+            let exported: Vec<TelemetryRecord> =
+                agg.export_records(range).unwrap().map(Result::unwrap).collect();
+            let mut expected: Vec<&TelemetryRecord> = inside.clone();
+            expected.sort_by(|a, b| a.timestamp.total_cmp(&b.timestamp));
+            prop_assert_eq!(exported.len(), expected.len());
+            for (g, w) in exported.iter().zip(&expected) {
+                prop_assert_eq!(g.timestamp, w.timestamp);
+            }
+        }
+    }
+}
