@@ -1,2 +1,74 @@
-//! Placeholder, being written.
-fn main() {}
+//! Measures the CPU cost of `GpuSampler` at its default 100 ms interval with the mock backend:
+//! the sampler thread's CPU time over a few seconds of real time, idle and with calls completing.
+//!
+//! `cargo run --release -p telemetry-gpu --example sampler-cpu --features mock [-- SECONDS]`
+//! prints one JSON object. Linux only (reads `/proc`).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "support/cpu.rs"]
+mod cpu;
+
+use std::time::{Duration, Instant};
+
+use telemetry_gpu::{GpuSampler, MockBackend, MockDevice, PowerProfile};
+
+fn run(devices: usize, calls_per_sec: u32, seconds: f64) -> serde_json::Value {
+    let backend = MockBackend::new(
+        (0..devices)
+            .map(|_| MockDevice::new(PowerProfile::Constant(700.0)))
+            .collect(),
+    );
+    let sampler = GpuSampler::new(backend).expect("mock sampler");
+    // The thread names itself once it runs.
+    let tid = (0..100)
+        .find_map(|_| {
+            std::thread::sleep(Duration::from_millis(10));
+            cpu::thread_id("gpu-sampler")
+        })
+        .expect("sampler thread");
+    let cpu0 = cpu::thread_cpu_ns(&tid).expect("thread CPU time");
+    let process0 = cpu::process_cpu_ns().expect("process CPU time");
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs_f64(seconds);
+    if calls_per_sec == 0 {
+        std::thread::sleep(deadline - Instant::now());
+    } else {
+        let gap = Duration::from_secs_f64(1.0 / f64::from(calls_per_sec));
+        while Instant::now() < deadline {
+            let h = sampler.begin(sampler.now());
+            std::thread::sleep(gap);
+            sampler.end(h, sampler.now(), None, |reading| {
+                std::hint::black_box(reading);
+            });
+        }
+    }
+    let wall = start.elapsed().as_secs_f64();
+    let cpu1 = cpu::thread_cpu_ns(&tid).expect("thread CPU time");
+    let process1 = cpu::process_cpu_ns().expect("process CPU time");
+    let stats = sampler.stats();
+    let cpu_s = (cpu1 - cpu0) as f64 / 1e9;
+    let process_s = (process1 - process0) as f64 / 1e9;
+    serde_json::json!({
+        "devices": devices,
+        "calls_per_sec": calls_per_sec,
+        "wall_s": wall,
+        "sampler_thread_cpu_s": cpu_s,
+        "pct_of_one_core": 100.0 * cpu_s / wall,
+        "process_cpu_s_10ms_ticks": process_s,
+        "ticks": stats.ticks,
+        "completed_windows": stats.completed_windows,
+    })
+}
+
+fn main() {
+    let seconds: f64 = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5.0);
+    let runs: Vec<_> = [(1, 0), (1, 50), (8, 50)]
+        .into_iter()
+        .map(|(d, c)| run(d, c, seconds))
+        .collect();
+    let out = serde_json::json!({ "interval_ms": 100, "runs": runs });
+    println!("{}", serde_json::to_string_pretty(&out).expect("JSON"));
+}

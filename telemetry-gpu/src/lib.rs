@@ -77,6 +77,7 @@ mod mock;
 #[cfg(feature = "nvml")]
 mod nvml;
 mod reading;
+mod registry;
 mod sampler;
 mod timeline;
 

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use telemetry_core::{EnergyMethod, TelemetryRecord};
 
-use crate::{EnergySource, GpuReading, Timeline, Timestamp, Window, attribute};
+use crate::{EnergyCurve, EnergySource, Timeline, Timestamp, Window, attribute};
 
 /// Joules of one device attributed to a window.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -126,6 +126,7 @@ pub(crate) struct WindowSpec {
 /// Computes `target`'s reading from the timeline, splitting each slice with `others`.
 pub(crate) fn compute_reading(
     timeline: &Timeline,
+    curves: &[EnergyCurve],
     vendor: &'static str,
     target: &WindowSpec,
     others: &[(Window, f64)],
@@ -162,18 +163,17 @@ pub(crate) fn compute_reading(
     let mut power_at_t0 = 0.0;
     let (mut util_sum, mut util_n, mut temp_sum) = (0.0, 0_usize, 0.0);
     let newest = timeline.last_time().unwrap_or_default();
-    for dev in timeline.devices() {
+    for (dev, curve) in timeline.devices().iter().zip(curves) {
         // A device that stopped answering before the window has nothing to say about it.
         if dev.is_stale(newest, stale_after) && dev.last_time().is_none_or(|l| l < t0) {
             continue;
         }
-        let curve = dev.curve(t0, t1);
         if curve.is_empty() {
             continue;
         }
         // Weights are validated positive and windows well-formed here, so this cannot fail;
         // an error would leave the device out rather than panic.
-        let Ok(shares) = attribute(&curve, &windows, Some(&weights)) else {
+        let Ok(shares) = attribute(curve, &windows, Some(&weights)) else {
             continue;
         };
         let joules: f64 = shares[..parts].iter().sum();
@@ -188,15 +188,16 @@ pub(crate) fn compute_reading(
         });
         device_joules_unsplit += curve.energy_between(t0, t1);
         power_at_t0 += curve.power_at(t0);
-        let (samples, inside) = dev.samples_in(t0, t1);
-        reading.samples += inside;
-        accumulate_state(
-            &mut reading,
-            &samples,
-            &mut util_sum,
-            &mut util_n,
-            &mut temp_sum,
-        );
+        let state = dev.state_in(t0, t1);
+        reading.samples += state.inside;
+        reading.peak_power_w += state.peak_power_w;
+        reading.peak_memory_used_bytes = reading
+            .peak_memory_used_bytes
+            .saturating_add(state.peak_memory_used_bytes);
+        reading.peak_utilization_pct = reading.peak_utilization_pct.max(state.peak_utilization_pct);
+        util_sum += state.utilization_sum;
+        temp_sum += state.temperature_sum;
+        util_n += state.count;
     }
     if reading.per_device.is_empty() {
         return reading;
@@ -222,28 +223,4 @@ pub(crate) fn compute_reading(
         EnergyMethod::PowerIntegration
     };
     reading
-}
-
-fn accumulate_state(
-    reading: &mut EnergyReading,
-    samples: &[GpuReading],
-    util_sum: &mut f64,
-    util_n: &mut usize,
-    temp_sum: &mut f64,
-) {
-    let peak_power = samples.iter().map(GpuReading::power_w).fold(0.0, f64::max);
-    let peak_memory = samples
-        .iter()
-        .map(|s| s.memory_used_bytes)
-        .max()
-        .unwrap_or(0);
-    reading.peak_power_w += peak_power;
-    reading.peak_memory_used_bytes = reading.peak_memory_used_bytes.saturating_add(peak_memory);
-    for s in samples {
-        let util = f64::from(s.utilization_pct);
-        *util_sum += util;
-        *temp_sum += f64::from(s.temperature_c);
-        *util_n += 1;
-        reading.peak_utilization_pct = reading.peak_utilization_pct.max(util);
-    }
 }

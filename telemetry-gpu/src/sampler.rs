@@ -1,7 +1,6 @@
 //! [`GpuSampler`]: the background thread that owns the backend, keeps the timeline, and completes
 //! windows (calls) with their energy once the timeline covers them.
 
-use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
@@ -10,13 +9,11 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::reading::{WindowSpec, compute_reading};
+use crate::registry::Registry;
 use crate::{
     Clock, DeviceInfo, EnergyReading, GpuBackend, GpuError, SystemClock, Timeline, Timestamp,
     Window, attribute,
 };
-
-/// What to do with a window's reading once it is known.
-type Callback = Box<dyn FnOnce(EnergyReading) + Send + 'static>;
 
 /// How a [`GpuSampler`] samples.
 #[derive(Debug, Clone, PartialEq)]
@@ -67,125 +64,6 @@ pub struct SamplerStats {
     pub completed_windows: u64,
     /// Callbacks that panicked (contained; the sampler keeps going).
     pub callback_panics: u64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum SlotState {
-    Free,
-    Active,
-    Pending,
-    Done,
-}
-
-struct Slot {
-    state: SlotState,
-    start: Timestamp,
-    end: Timestamp,
-    weight: f64,
-    first_token: Option<Timestamp>,
-    callback: Option<Callback>,
-}
-
-/// Windows by slot; slots are reused so that `begin`/`end` do not allocate once warm.
-#[derive(Default)]
-struct Registry {
-    slots: Vec<Slot>,
-    free: Vec<usize>,
-    pending: Vec<usize>,
-    done: VecDeque<usize>,
-    active: usize,
-}
-
-/// How long a completed window is remembered for splitting with windows that begin later but
-/// started (per the caller's `t0`) before it ended.
-const DONE_SLACK: Duration = Duration::from_secs(10);
-/// Upper bound on remembered completed windows.
-const MAX_DONE: usize = 65_536;
-
-impl Registry {
-    fn begin(&mut self, start: Timestamp, weight: f64) -> usize {
-        let slot = Slot {
-            state: SlotState::Active,
-            start,
-            end: Timestamp::MAX,
-            weight,
-            first_token: None,
-            callback: None,
-        };
-        self.active += 1;
-        match self.free.pop() {
-            Some(id) => {
-                self.slots[id] = slot;
-                id
-            }
-            None => {
-                self.slots.push(slot);
-                self.slots.len() - 1
-            }
-        }
-    }
-
-    fn end(
-        &mut self,
-        id: usize,
-        end: Timestamp,
-        first_token: Option<Timestamp>,
-        cb: Option<Callback>,
-    ) {
-        let Some(slot) = self
-            .slots
-            .get_mut(id)
-            .filter(|s| s.state == SlotState::Active)
-        else {
-            return;
-        };
-        slot.state = SlotState::Pending;
-        slot.end = end.max(slot.start);
-        slot.first_token = first_token;
-        slot.callback = cb;
-        self.active -= 1;
-        self.pending.push(id);
-    }
-
-    /// Windows other than `id` overlapping `[start, end]`, with their weights.
-    fn overlapping(&self, id: usize, start: Timestamp, end: Timestamp) -> Vec<(Window, f64)> {
-        self.slots
-            .iter()
-            .enumerate()
-            .filter(|(i, s)| *i != id && s.state != SlotState::Free)
-            .filter(|(_, s)| s.start <= end && s.end >= start)
-            .map(|(_, s)| (Window::new(s.start, s.end), s.weight))
-            .collect()
-    }
-
-    fn prune(&mut self, now: Timestamp) {
-        let open_start = self
-            .slots
-            .iter()
-            .filter(|s| matches!(s.state, SlotState::Active | SlotState::Pending))
-            .map(|s| s.start)
-            .min()
-            .unwrap_or(Timestamp::MAX);
-        let horizon = open_start.min(now - DONE_SLACK);
-        let slots = &mut self.slots;
-        let free = &mut self.free;
-        let before = self.done.len();
-        self.done.retain(|&id| {
-            let keep = slots[id].end >= horizon;
-            if !keep {
-                slots[id].state = SlotState::Free;
-                free.push(id);
-            }
-            keep
-        });
-        debug_assert!(self.done.len() <= before);
-        while self.done.len() > MAX_DONE {
-            if let Some(id) = self.done.pop_front() {
-                self.slots[id].state = SlotState::Free;
-                self.free.push(id);
-            }
-        }
-    }
 }
 
 struct Shared {
@@ -252,59 +130,39 @@ impl Shared {
         let timeout = self.config.completion_timeout;
         let ready =
             |end: Timestamp| force || covered.is_some_and(|c| c >= end) || now >= end + timeout;
-        let jobs = {
-            let mut reg = lock(&self.registry);
-            let mut ids: Vec<usize> = Vec::new();
-            let Registry { slots, pending, .. } = &mut *reg;
-            pending.retain(|&id| {
-                let take = ready(slots[id].end);
-                if take {
-                    ids.push(id);
-                }
-                !take
-            });
-            ids.sort_by_key(|&id| (slots[id].end, id));
-            let mut jobs = Vec::with_capacity(ids.len());
-            for &id in &ids {
-                let s = &reg.slots[id];
-                let spec = WindowSpec {
-                    window: Window::new(s.start, s.end),
-                    first_token: s.first_token,
-                    weight: s.weight,
-                };
-                // Abandoned windows (no callback) still count when splitting, but need no reading.
-                let others = if s.callback.is_some() {
-                    reg.overlapping(id, s.start, s.end)
-                } else {
-                    Vec::new()
-                };
-                jobs.push((spec, others, None::<Callback>));
-            }
-            for (job, &id) in jobs.iter_mut().zip(&ids) {
-                let slot = &mut reg.slots[id];
-                slot.state = SlotState::Done;
-                job.2 = slot.callback.take();
-                reg.done.push_back(id);
-            }
-            reg.prune(now);
-            jobs
-        };
+        let jobs = lock(&self.registry).take_ready(ready, now);
         if jobs.is_empty() {
             return;
         }
         let readings: Vec<Option<EnergyReading>> = {
             let timeline = lock(&self.timeline);
+            // One curve per device for the whole batch.
+            let lo = jobs.iter().map(|j| j.window.start).min().unwrap_or(now);
+            let hi = jobs.iter().map(|j| j.window.end).max().unwrap_or(now);
+            let curves = timeline.curves(lo, hi);
             jobs.iter()
-                .map(|(spec, others, cb)| {
-                    cb.as_ref().map(|_| {
-                        compute_reading(&timeline, self.vendor, spec, others, self.stale_after())
+                .map(|job| {
+                    job.callback.as_ref().map(|_| {
+                        let spec = WindowSpec {
+                            window: job.window,
+                            first_token: job.first_token,
+                            weight: job.weight,
+                        };
+                        compute_reading(
+                            &timeline,
+                            &curves,
+                            self.vendor,
+                            &spec,
+                            &job.others,
+                            self.stale_after(),
+                        )
                     })
                 })
                 .collect()
         };
-        for ((_, _, cb), reading) in jobs.into_iter().zip(readings) {
+        for (job, reading) in jobs.into_iter().zip(readings) {
             self.completed.fetch_add(1, Ordering::Relaxed);
-            if let (Some(cb), Some(reading)) = (cb, reading)
+            if let (Some(cb), Some(reading)) = (job.callback, reading)
                 && catch_unwind(AssertUnwindSafe(move || cb(reading))).is_err()
             {
                 self.callback_panics.fetch_add(1, Ordering::Relaxed);
@@ -325,8 +183,8 @@ impl Shared {
             readings: self.readings.load(Ordering::Relaxed),
             failed_reads: self.failed_reads.load(Ordering::Relaxed),
             last_error: lock(&self.last_error).clone(),
-            active_windows: reg.active,
-            pending_windows: reg.pending.len(),
+            active_windows: reg.active_count(),
+            pending_windows: reg.pending_count(),
             completed_windows: self.completed.load(Ordering::Relaxed),
             callback_panics: self.callback_panics.load(Ordering::Relaxed),
         }
@@ -605,8 +463,10 @@ impl GpuSampler {
             first_token: None,
             weight: 1.0,
         };
+        let curves = timeline.curves(t0, t1);
         Ok(compute_reading(
             &timeline,
+            &curves,
             self.shared.vendor,
             &spec,
             &[],

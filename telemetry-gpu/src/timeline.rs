@@ -149,24 +149,47 @@ impl DeviceTimeline {
         matches!(self.refreshes.get(i), Some(Some(_)))
     }
 
-    /// Readings with `t0 <= timestamp <= t1`; when there is none, the newest reading at or before
-    /// `t1` (or the oldest one), so that short windows still get the device's state.
-    pub(crate) fn samples_in(&self, t0: Timestamp, t1: Timestamp) -> (Vec<GpuReading>, usize) {
+    /// The device's state over `[t0, t1]` from the readings inside it; when there is none, from
+    /// the newest reading at or before `t1` (or the oldest one), so that short windows still get
+    /// the device's state.
+    pub(crate) fn state_in(&self, t0: Timestamp, t1: Timestamp) -> DeviceState {
         let start = self.samples.partition_point(|s| s.timestamp < t0);
         let end = self.samples.partition_point(|s| s.timestamp <= t1);
-        if end > start {
-            (
-                self.samples.range(start..end).copied().collect(),
-                end - start,
-            )
+        let (range, inside) = if end > start {
+            (start..end, end - start)
         } else {
-            let nearest = end
-                .checked_sub(1)
-                .and_then(|i| self.samples.get(i))
-                .or_else(|| self.samples.front());
-            (nearest.copied().into_iter().collect(), 0)
+            let i = end.saturating_sub(1);
+            (i..(i + 1).min(self.samples.len()), 0)
+        };
+        let mut state = DeviceState {
+            inside,
+            ..DeviceState::default()
+        };
+        for s in self.samples.range(range) {
+            let util = f64::from(s.utilization_pct);
+            state.peak_power_w = state.peak_power_w.max(s.power_w());
+            state.peak_memory_used_bytes = state.peak_memory_used_bytes.max(s.memory_used_bytes);
+            state.peak_utilization_pct = state.peak_utilization_pct.max(util);
+            state.utilization_sum += util;
+            state.temperature_sum += f64::from(s.temperature_c);
+            state.count += 1;
         }
+        state
     }
+}
+
+/// A device's sampled state over a window.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct DeviceState {
+    /// Readings inside the window.
+    pub inside: usize,
+    /// Readings summarized (at least one when the device has any).
+    pub count: usize,
+    pub peak_power_w: f64,
+    pub peak_memory_used_bytes: u64,
+    pub peak_utilization_pct: f64,
+    pub utilization_sum: f64,
+    pub temperature_sum: f64,
 }
 
 /// The bounded history of readings of every sampled device.
