@@ -46,7 +46,7 @@ fn child_ingest() {
         if sync {
             writeln!(out, "ack {id}").unwrap();
             out.flush().unwrap();
-        } else if id % 97 == 0 {
+        } else if id.is_multiple_of(97) {
             store.flush().unwrap();
             writeln!(out, "ack {id}").unwrap();
             out.flush().unwrap();
