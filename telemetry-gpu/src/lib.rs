@@ -68,8 +68,10 @@
 //! Neither is on by default: the sampler, the timeline and the energy math need no feature.
 #![deny(missing_docs)]
 
+mod attribution;
 mod backend;
 mod clock;
+mod config;
 mod energy;
 mod error;
 #[cfg(feature = "mock")]
@@ -80,15 +82,18 @@ mod reading;
 mod registry;
 mod sampler;
 mod timeline;
+mod worker;
 
+pub use attribution::{EnergySource, Window, attribute, union_energy};
 pub use backend::{DeviceInfo, GpuBackend, GpuReading};
 pub use clock::{Clock, MockClock, SystemClock, Timestamp};
-pub use energy::{EnergyCurve, EnergySource, Window, attribute, union_energy};
+pub use config::{SamplerConfig, SamplerStats};
+pub use energy::EnergyCurve;
 pub use error::GpuError;
 #[cfg(feature = "mock")]
 pub use mock::{MockBackend, MockDevice, PowerProfile};
 #[cfg(feature = "nvml")]
 pub use nvml::NvmlBackend;
 pub use reading::{DeviceEnergy, EnergyReading};
-pub use sampler::{GpuSampler, SamplerConfig, SamplerStats, WindowHandle};
+pub use sampler::{GpuSampler, WindowHandle};
 pub use timeline::{DeviceTimeline, Timeline};

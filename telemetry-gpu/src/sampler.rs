@@ -1,195 +1,19 @@
 //! [`GpuSampler`]: the background thread that owns the backend, keeps the timeline, and completes
 //! windows (calls) with their energy once the timeline covers them.
 
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::reading::{WindowSpec, compute_reading};
 use crate::registry::Registry;
+use crate::worker::{Shared, lock, run};
 use crate::{
-    Clock, DeviceInfo, EnergyReading, GpuBackend, GpuError, SystemClock, Timeline, Timestamp,
-    Window, attribute,
+    Clock, DeviceInfo, EnergyReading, GpuBackend, GpuError, SamplerConfig, SamplerStats,
+    SystemClock, Timeline, Timestamp, Window, attribute,
 };
-
-/// How a [`GpuSampler`] samples.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SamplerConfig {
-    /// Time between samples of every device (default 100 ms, the H100's refresh period).
-    pub interval: Duration,
-    /// How much history the timeline keeps (default 10 minutes); older readings are dropped and
-    /// windows older than the timeline are estimated from the oldest reading's power.
-    pub history: Duration,
-    /// Which devices to sample (`None`: all).
-    pub devices: Option<Vec<u32>>,
-    /// No background thread: samples are taken only by [`GpuSampler::sample_now`] and
-    /// [`GpuSampler::flush`], so tests driving a [`MockClock`](crate::MockClock) are exact.
-    pub manual: bool,
-    /// A window is completed when every device's counter has refreshed past its end, or at the
-    /// latest once the clock is this far past its end (default 1 s), with the best data then.
-    pub completion_timeout: Duration,
-}
-
-impl Default for SamplerConfig {
-    fn default() -> Self {
-        SamplerConfig {
-            interval: Duration::from_millis(100),
-            history: Duration::from_secs(600),
-            devices: None,
-            manual: false,
-            completion_timeout: Duration::from_secs(1),
-        }
-    }
-}
-
-/// Counters describing the sampler's work so far.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct SamplerStats {
-    /// Sampling rounds (every device read once per round).
-    pub ticks: u64,
-    /// Successful device reads.
-    pub readings: u64,
-    /// Failed device reads (the sampler keeps going).
-    pub failed_reads: u64,
-    /// The most recent read error.
-    pub last_error: Option<GpuError>,
-    /// Windows begun and not yet ended.
-    pub active_windows: usize,
-    /// Windows ended and waiting for the timeline to cover them.
-    pub pending_windows: usize,
-    /// Windows completed (callback run or abandoned).
-    pub completed_windows: u64,
-    /// Callbacks that panicked (contained; the sampler keeps going).
-    pub callback_panics: u64,
-}
-
-struct Shared {
-    clock: Arc<dyn Clock>,
-    config: SamplerConfig,
-    vendor: &'static str,
-    devices: Vec<DeviceInfo>,
-    backend: Mutex<Box<dyn GpuBackend>>,
-    timeline: Mutex<Timeline>,
-    registry: Mutex<Registry>,
-    /// Serializes completion so callbacks run in order.
-    completion: Mutex<()>,
-    stopped: AtomicBool,
-    ticks: AtomicU64,
-    readings: AtomicU64,
-    failed_reads: AtomicU64,
-    completed: AtomicU64,
-    callback_panics: AtomicU64,
-    last_error: Mutex<Option<GpuError>>,
-}
-
-fn lock<T: ?Sized>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding one of these locks leaves the data consistent enough to keep going
-    // (callbacks run outside them), so poisoning is ignored.
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-impl Shared {
-    fn sample(&self) {
-        let mut results = Vec::with_capacity(self.devices.len());
-        {
-            let mut backend = lock(&self.backend);
-            for d in &self.devices {
-                results.push(backend.read(d.index, self.clock.as_ref()));
-            }
-        }
-        self.ticks.fetch_add(1, Ordering::Relaxed);
-        let mut timeline = lock(&self.timeline);
-        for result in results {
-            match result {
-                Ok(reading) => {
-                    timeline.push(reading);
-                    self.readings.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(error) => {
-                    let first = self.failed_reads.fetch_add(1, Ordering::Relaxed) == 0;
-                    if first {
-                        tracing::warn!(%error, "GPU read failed; the sampler keeps going");
-                    } else {
-                        tracing::debug!(%error, "GPU read failed");
-                    }
-                    *lock(&self.last_error) = Some(error);
-                }
-            }
-        }
-    }
-
-    /// Completes the pending windows the timeline covers (all of them when `force`), in order of
-    /// their end, and runs their callbacks on this thread.
-    fn complete(&self, force: bool) {
-        let _serial = lock(&self.completion);
-        let now = self.clock.now();
-        let covered = lock(&self.timeline).covered_until_live(self.stale_after());
-        let timeout = self.config.completion_timeout;
-        let ready =
-            |end: Timestamp| force || covered.is_some_and(|c| c >= end) || now >= end + timeout;
-        let jobs = lock(&self.registry).take_ready(ready, now);
-        if jobs.is_empty() {
-            return;
-        }
-        let readings: Vec<Option<EnergyReading>> = {
-            let timeline = lock(&self.timeline);
-            // One curve per device for the whole batch.
-            let lo = jobs.iter().map(|j| j.window.start).min().unwrap_or(now);
-            let hi = jobs.iter().map(|j| j.window.end).max().unwrap_or(now);
-            let curves = timeline.curves(lo, hi);
-            jobs.iter()
-                .map(|job| {
-                    job.callback.as_ref().map(|_| {
-                        let spec = WindowSpec {
-                            window: job.window,
-                            first_token: job.first_token,
-                            weight: job.weight,
-                        };
-                        compute_reading(
-                            &timeline,
-                            &curves,
-                            self.vendor,
-                            &spec,
-                            &job.others,
-                            self.stale_after(),
-                        )
-                    })
-                })
-                .collect()
-        };
-        for (job, reading) in jobs.into_iter().zip(readings) {
-            self.completed.fetch_add(1, Ordering::Relaxed);
-            if let (Some(cb), Some(reading)) = (job.callback, reading)
-                && catch_unwind(AssertUnwindSafe(move || cb(reading))).is_err()
-            {
-                self.callback_panics.fetch_add(1, Ordering::Relaxed);
-                tracing::error!("a GPU energy callback panicked; the sampler keeps going");
-            }
-        }
-    }
-
-    /// A device whose newest reading is this much older than the others' is treated as gone.
-    fn stale_after(&self) -> Duration {
-        self.config.interval.saturating_mul(5)
-    }
-
-    fn stats(&self) -> SamplerStats {
-        let reg = lock(&self.registry);
-        SamplerStats {
-            ticks: self.ticks.load(Ordering::Relaxed),
-            readings: self.readings.load(Ordering::Relaxed),
-            failed_reads: self.failed_reads.load(Ordering::Relaxed),
-            last_error: lock(&self.last_error).clone(),
-            active_windows: reg.active_count(),
-            pending_windows: reg.pending_count(),
-            completed_windows: self.completed.load(Ordering::Relaxed),
-            callback_panics: self.callback_panics.load(Ordering::Relaxed),
-        }
-    }
-}
 
 /// A window that has begun: pass it to [`GpuSampler::end`]. Dropping it without ending it ends the
 /// window at the moment of the drop, with no callback (its energy still counts when splitting).
@@ -553,23 +377,4 @@ fn select_devices(all: &[DeviceInfo], wanted: Option<&[u32]>) -> Result<Vec<Devi
         return Err(GpuError::NoDevices);
     }
     Ok(devices)
-}
-
-fn run(shared: &Shared, stop: &Receiver<()>) {
-    let interval = shared.config.interval;
-    let mut next = Instant::now() + interval;
-    loop {
-        match stop.recv_timeout(next.saturating_duration_since(Instant::now())) {
-            Err(RecvTimeoutError::Timeout) => {}
-            Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
-        }
-        shared.sample();
-        shared.complete(false);
-        next += interval;
-        let now = Instant::now();
-        if now > next {
-            // Fell behind (a slow read): skip the missed ticks rather than burst.
-            next = now + interval;
-        }
-    }
 }
