@@ -105,7 +105,7 @@ impl StoreBuilder {
 
     /// Records the queue holds before the overflow policy applies (default
     /// [`DEFAULT_QUEUE_CAPACITY`]; at least 1). Memory use is bounded by about
-    /// `queue_capacity + batch_size` records.
+    /// `queue_capacity + 2 × batch_size` records (queued, being committed, waiting to be freed).
     pub fn queue_capacity(mut self, capacity: usize) -> Self {
         self.queue_capacity = capacity.max(1);
         self

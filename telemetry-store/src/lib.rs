@@ -18,7 +18,7 @@
 //! - **Durability**: [`Durability::Buffered`] (group commit, `synchronous=NORMAL`) or
 //!   [`Durability::Sync`] (`record` returns after its commit, `synchronous=FULL`).
 //! - **Overflow**: [`OverflowPolicy::Block`] loses nothing; [`OverflowPolicy::DropNewest`]
-//!   never waits and counts what it drops. Memory is bounded by the queue capacity plus a batch.
+//!   never waits and counts what it drops. Memory is bounded by the queue capacity plus two batches.
 //! - **Failures**: an I/O error in the writer never panics; the batch is kept and retried with
 //!   backoff, `flush` reports [`StoreError::WriteFailed`], and [`TelemetryStore::stats`] /
 //!   [`TelemetryStore::health`] expose the counts and the last error.

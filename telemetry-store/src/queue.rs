@@ -55,6 +55,8 @@ struct State {
     records: usize,
     controls: usize,
     writer_sleeping: bool,
+    /// Committed records whose memory callers free, one per `push_record` (see [`Queue::recycle`]).
+    recycle: Vec<Arc<TelemetryRecord>>,
     blocked_producers: usize,
     closed: bool,
 }
@@ -127,6 +129,7 @@ impl Queue {
         }
         s.msgs.push_back(Msg::Record(record));
         s.records += 1;
+        let old = s.recycle.pop();
         let receiver = then_flush.then(|| {
             let (reply, receiver) = sync_channel(1);
             s.msgs.push_back(Msg::Control(Control {
@@ -142,10 +145,33 @@ impl Queue {
             s.writer_sleeping = false;
         }
         drop(s);
+        drop(old);
         if wake {
             self.writer_cv.notify_one();
         }
         Ok(receiver)
+    }
+
+    /// Writer side: hands committed records over to be freed by callers, one per
+    /// `push_record`, rather than by the writer in a burst. With the system allocator, a burst
+    /// of frees in the writer of memory that callers allocated both slows the writer (which is
+    /// the ingest bottleneck) and makes the callers' next allocations slow; a caller freeing one
+    /// old record as it allocates a new one reuses warm memory instead. At most one batch waits
+    /// here; what callers do not take (they went quiet) the writer frees when idle.
+    pub(crate) fn recycle(&self, mut committed: Vec<Arc<TelemetryRecord>>) {
+        let mut s = self.lock();
+        if s.recycle.is_empty() && s.records > 0 {
+            std::mem::swap(&mut s.recycle, &mut committed);
+        }
+        let idle = s.records == 0;
+        let leftover = if idle {
+            std::mem::take(&mut s.recycle)
+        } else {
+            Vec::new()
+        };
+        drop(s);
+        drop(committed);
+        drop(leftover);
     }
 
     /// Enqueues a control message; it is not subject to the capacity. `Stop` closes the queue to

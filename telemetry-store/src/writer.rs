@@ -2,7 +2,7 @@
 //! transaction), runs control messages in queue order, and survives I/O errors.
 //!
 //! A failing batch is kept and retried with backoff (10 ms doubling to 1 s) while new records wait
-//! in the queue, so memory stays bounded by the queue capacity plus one batch. A control message
+//! in the queue, so memory stays bounded by the queue capacity plus two batches. A control message
 //! (`flush`, `prune_before`, ...) that arrives while commits fail gets a few more attempts and
 //! then an error reply, so callers never wait forever.
 
@@ -87,7 +87,7 @@ impl Writer {
             match commit_records(&mut self.conn, &self.carry) {
                 Ok(()) => {
                     let n = self.carry.len() as u64;
-                    self.carry.clear();
+                    self.queue.recycle(std::mem::take(&mut self.carry));
                     self.counters.in_flight.store(0, Ordering::Relaxed);
                     self.counters.written.fetch_add(n, Ordering::Relaxed);
                     self.counters
