@@ -90,6 +90,9 @@ pub enum CliError {
         /// What is wrong.
         problems: Vec<String>,
     },
+    /// The demo could not run (GPU or engine setup).
+    #[error("demo failed: {0}")]
+    Demo(String),
 }
 
 impl CliError {

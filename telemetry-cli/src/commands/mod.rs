@@ -1,6 +1,7 @@
 //! One file per command; [`run`] dispatches.
 
 mod check;
+mod demo;
 mod export;
 mod import;
 mod retention;
@@ -29,7 +30,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Prune(args) => retention::prune(&db, &args, &mut out),
         Command::Clear(args) => retention::clear(&db, &args, &mut out),
         Command::ImportOpenjarvis(args) => import::run(&db, &args, &mut out),
-        Command::Demo(_) => Err(CliError::Usage("not implemented yet".into())),
+        Command::Demo(args) => demo::run(&db, &args, &mut out),
     }
 }
 

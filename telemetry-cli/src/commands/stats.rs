@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::io::Write;
 
-use telemetry_agg::AggregatedStats;
+use telemetry_agg::{AggregatedStats, TelemetryAggregator};
 use telemetry_core::TimeRange;
 
 use crate::cli::{StatsArgs, StatsFormat, StatsGroup};
@@ -31,6 +31,17 @@ pub fn run(db: &DbPath, args: &StatsArgs, out: &mut dyn Write) -> Result<(), Cli
         }
         StatsFormat::Table => emit(out, &render(&stats, &range, args.by)),
     }
+}
+
+/// Prints the stats of `range` in `agg` as a table grouped by `by` (used by `demo` too).
+pub fn print_table(
+    agg: &TelemetryAggregator,
+    range: &TimeRange,
+    by: StatsGroup,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    let stats = agg.summary(range)?;
+    emit(out, &render(&stats, range, by))
 }
 
 /// One line of the per-group table, whatever the grouping.

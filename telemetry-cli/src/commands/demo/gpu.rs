@@ -1,0 +1,178 @@
+//! Where `demo` gets GPU energy: real NVML, the mock GPU on the real clock, the mock GPU on a
+//! virtual clock that instant calls advance, or nothing.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use telemetry_gpu::{
+    GpuSampler, MockBackend, MockClock, PowerProfile, SamplerConfig, SystemClock, Timestamp,
+};
+
+use crate::cli::GpuChoice;
+use crate::error::CliError;
+
+/// The GPU source chosen for a demo run.
+pub struct GpuSource {
+    /// The sampler to attach to the engine, if any.
+    pub sampler: Option<Arc<GpuSampler>>,
+    /// For instant mode with the mock: the virtual clock the engine advances by each call's
+    /// synthetic duration, so energy follows the simulated timeline.
+    pub virtual_clock: Option<MockClock>,
+    /// One line saying where the numbers come from.
+    pub description: String,
+    /// A note for stderr (e.g. why `auto` fell back to the mock).
+    pub note: Option<String>,
+}
+
+/// Timeline kept for the simulated clock: longer than the slowest simulated call.
+const VIRTUAL_HISTORY: Duration = Duration::from_secs(120);
+
+/// Lowest and highest power of the mock GPU's trace, watts.
+const MOCK_POWER_RANGE: (f64, f64) = (180.0, 690.0);
+
+/// Chooses and starts the GPU source. `realtime`: calls take real time.
+pub fn choose(choice: GpuChoice, realtime: bool) -> Result<GpuSource, CliError> {
+    match choice {
+        GpuChoice::Off => Ok(GpuSource {
+            sampler: None,
+            virtual_clock: None,
+            description: "off (no energy recorded)".to_string(),
+            note: None,
+        }),
+        GpuChoice::Mock => mock(realtime, None),
+        GpuChoice::Nvml => {
+            if !realtime {
+                return Err(CliError::Usage(
+                    "--gpu nvml needs --realtime: instant calls take no real time, so a real GPU has nothing to measure"
+                        .to_string(),
+                ));
+            }
+            nvml().map_err(CliError::Demo)
+        }
+        GpuChoice::Auto if !realtime => mock(
+            false,
+            Some("instant mode: calls take no real time, so energy comes from the mock GPU on the simulated clock (use --realtime to measure a real GPU)".to_string()),
+        ),
+        GpuChoice::Auto => match nvml() {
+            Ok(source) => Ok(source),
+            Err(why) => mock(true, Some(format!("no usable NVIDIA GPU ({why}); using the mock GPU"))),
+        },
+    }
+}
+
+#[cfg(feature = "nvml")]
+fn nvml() -> Result<GpuSource, String> {
+    let backend = telemetry_gpu::NvmlBackend::new().map_err(|e| e.to_string())?;
+    let sampler = GpuSampler::new(backend).map_err(|e| e.to_string())?;
+    let names: Vec<String> = sampler
+        .devices()
+        .iter()
+        .map(|d| format!("{} #{}", d.name, d.index))
+        .collect();
+    Ok(GpuSource {
+        sampler: Some(Arc::new(sampler)),
+        virtual_clock: None,
+        description: format!(
+            "NVML, sampled every 100 ms: {} (energy shared among overlapping calls)",
+            names.join(", ")
+        ),
+        note: None,
+    })
+}
+
+#[cfg(not(feature = "nvml"))]
+fn nvml() -> Result<GpuSource, String> {
+    Err("this build has no NVML support (feature `nvml` is off)".to_string())
+}
+
+fn mock(realtime: bool, note: Option<String>) -> Result<GpuSource, CliError> {
+    let backend = MockBackend::single(power_trace());
+    let (lo, hi) = MOCK_POWER_RANGE;
+    let gpu_err =
+        |e: telemetry_gpu::GpuError| CliError::Demo(format!("starting the mock GPU: {e}"));
+    if realtime {
+        let sampler = GpuSampler::with_config(
+            backend,
+            Arc::new(SystemClock::new()),
+            SamplerConfig::default(),
+        )
+        .map_err(gpu_err)?;
+        return Ok(GpuSource {
+            sampler: Some(Arc::new(sampler)),
+            virtual_clock: None,
+            description: format!(
+                "mock GPU (\"Mock H100\", scripted {lo:.0}–{hi:.0} W power trace, sampled every 100 ms on the real clock)"
+            ),
+            note,
+        });
+    }
+    let clock = MockClock::new();
+    // Calls take turns on the simulated clock and each samples when it ends, so windows
+    // complete within a call or two: a short history keeps each completion cheap.
+    let config = SamplerConfig {
+        manual: true,
+        history: VIRTUAL_HISTORY,
+        ..SamplerConfig::default()
+    };
+    let sampler =
+        GpuSampler::with_config(backend, Arc::new(clock.clone()), config).map_err(gpu_err)?;
+    Ok(GpuSource {
+        sampler: Some(Arc::new(sampler)),
+        virtual_clock: Some(clock),
+        description: format!(
+            "mock GPU (\"Mock H100\", scripted {lo:.0}–{hi:.0} W power trace on the simulated clock, calls take turns on it; not a measurement)"
+        ),
+        note,
+    })
+}
+
+/// A plausible, deterministic power trace: a point a second for a day, wandering between the
+/// bounds of [`MOCK_POWER_RANGE`] like a busy inference GPU.
+fn power_trace() -> PowerProfile {
+    let (lo, hi) = MOCK_POWER_RANGE;
+    let mid = (lo + hi) / 2.0;
+    let amp = (hi - lo) / 2.0;
+    let points = (0..86_400u64)
+        .map(|s| {
+            let t = s as f64;
+            let wave = 0.6 * (t / 37.0).sin() + 0.3 * (t / 5.3).sin() + 0.1 * (t / 1.7).cos();
+            (
+                Timestamp::from_duration(Duration::from_secs(s)),
+                mid + amp * wave,
+            )
+        })
+        .collect();
+    PowerProfile::Trace(points)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trace_stays_within_its_range() {
+        let trace = power_trace();
+        let (lo, hi) = MOCK_POWER_RANGE;
+        for s in (0..86_400).step_by(97) {
+            let p = trace.power_at(Timestamp::from_duration(Duration::from_millis(s * 1_003)));
+            assert!((lo..=hi).contains(&p), "{p} W at {s}");
+        }
+    }
+
+    #[test]
+    fn nvml_in_instant_mode_is_a_usage_error() {
+        let err = choose(GpuChoice::Nvml, false).err().unwrap();
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.to_string().contains("--realtime"));
+    }
+
+    #[test]
+    fn auto_in_instant_mode_uses_the_virtual_mock() {
+        let source = choose(GpuChoice::Auto, false).unwrap();
+        assert!(source.virtual_clock.is_some() && source.sampler.is_some());
+        assert!(source.description.contains("mock"));
+        assert!(source.note.unwrap().contains("instant mode"));
+        let off = choose(GpuChoice::Off, false).unwrap();
+        assert!(off.sampler.is_none());
+    }
+}

@@ -1,0 +1,243 @@
+//! `telemetry demo`: simulated, instrumented calls recorded through the bus into the store, then
+//! the stats of the run.
+
+mod engine;
+mod gpu;
+
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
+
+use telemetry_agg::TelemetryAggregator;
+use telemetry_core::{EventBus, TimeRange};
+use telemetry_store::TelemetryStore;
+use telemetry_wrap::{
+    GenerateParams, InferenceEngine, InstrumentedEngine, Message, SimTiming, SimulatedEngine,
+};
+
+use crate::cli::{DemoArgs, StatsGroup};
+use crate::commands::{emit, stats};
+use crate::dbpath::DbPath;
+use crate::error::CliError;
+use crate::output::count;
+use crate::progress;
+use crate::timearg::now_unix;
+use engine::{DemoEngine, VirtualGpu};
+
+/// Share of simulated calls that fail (overloaded, timeout, rate limited), so errors show.
+const ERROR_RATE: f64 = 0.02;
+/// The agents calls are made by.
+const AGENTS: [&str; 2] = ["chat-assistant", "batch-summarizer"];
+/// Prompts of different lengths (TTFT grows with the prompt).
+const PROMPTS: [&str; 4] = [
+    "Why is the sky blue?",
+    "Summarize the following meeting notes in three bullet points: the team agreed to ship the \
+     telemetry store this week, the aggregator follows, and the CLI demo goes into the README.",
+    "Write a haiku about GPUs.",
+    "Explain, step by step and with an example, how a mergeable quantile sketch answers a p99 \
+     latency query over a month of data without reading every row, and what error it guarantees.",
+];
+
+/// Runs `demo`.
+pub fn run(db: &DbPath, args: &DemoArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    let models: Vec<&'static str> = SimulatedEngine::models()
+        .iter()
+        .take(usize::try_from(args.models).unwrap_or(usize::MAX))
+        .map(|m| m.id)
+        .collect();
+    let timing = if args.realtime {
+        SimTiming::RealTime
+    } else {
+        SimTiming::Instant
+    };
+    let gpu = gpu::choose(args.gpu, args.realtime)?;
+    if let Some(note) = &gpu.note {
+        eprintln!("telemetry: {note}");
+    }
+
+    let store = TelemetryStore::open(&db.path)?;
+    let bus = Arc::new(EventBus::new());
+    store.subscribe_to_bus(&bus);
+
+    let sim = SimulatedEngine::new()
+        .with_seed(args.seed)
+        .with_error_rate(ERROR_RATE)
+        .with_timing(timing);
+    let demo = DemoEngine {
+        inner: sim,
+        virtual_gpu: match (&gpu.virtual_clock, &gpu.sampler) {
+            (Some(clock), Some(sampler)) => Some(VirtualGpu {
+                clock: clock.clone(),
+                sampler: Arc::clone(sampler),
+            }),
+            _ => None,
+        },
+    };
+    let engines: Vec<InstrumentedEngine<&DemoEngine>> = AGENTS
+        .iter()
+        .map(|agent| {
+            let engine = InstrumentedEngine::new(&demo, Arc::clone(&bus))
+                .with_agent(agent)
+                .with_price_table(SimulatedEngine::price_table());
+            match &gpu.sampler {
+                Some(sampler) => engine.with_gpu_sampler(Arc::clone(sampler)),
+                None => engine,
+            }
+        })
+        .collect();
+
+    emit(
+        out,
+        &format!(
+            "demo: {} {}calls through SimulatedEngine (seed {}, {}), {} models, {} agents, concurrency {}\nGPU energy: {}\n",
+            count(args.calls),
+            if args.stream { "streaming " } else { "" },
+            args.seed,
+            if args.realtime {
+                "real time"
+            } else {
+                "instant mode with synthetic timings"
+            },
+            models.len(),
+            AGENTS.len(),
+            args.concurrency,
+            gpu.description,
+        ),
+    )?;
+
+    let started_wall = now_unix();
+    let started = Instant::now();
+    let bar = progress::bar(args.calls, "calls", progress::enabled());
+    // On the simulated clock a call's GPU window is only its own if calls take turns: another
+    // thread advancing the shared clock mid-call would stretch it.
+    let turns = Mutex::new(());
+    let take_turns = demo.virtual_gpu.is_some();
+    let next = AtomicU64::new(0);
+    let failed = AtomicU64::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..args.concurrency {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= args.calls {
+                        break;
+                    }
+                    let pick = mix(args.seed, i);
+                    let engine = &engines[usize::from(pick & 1 == 1)];
+                    let model = pick_model(&models, pick >> 8);
+                    let prompt = PROMPTS[((pick >> 40) % PROMPTS.len() as u64) as usize];
+                    let turn =
+                        take_turns.then(|| turns.lock().unwrap_or_else(PoisonError::into_inner));
+                    let ok = call(engine, model, prompt, args.stream);
+                    drop(turn);
+                    if !ok {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                    bar.inc(1);
+                }
+            });
+        }
+    });
+    bar.finish_and_clear();
+    for engine in &engines {
+        engine.flush();
+    }
+    store.flush()?;
+    let stats = store.stats();
+    store.close()?;
+    let elapsed = started.elapsed();
+    let ended_wall = now_unix();
+
+    let mut summary = format!(
+        "recorded {} calls ({} failed) into {} in {:.2} s\n",
+        count(stats.written),
+        count(failed.load(Ordering::Relaxed)),
+        db.path.display(),
+        elapsed.as_secs_f64(),
+    );
+    if stats.rejected + stats.dropped + stats.bus_errors > 0 {
+        summary.push_str(&format!(
+            "warning: the store refused {} records and dropped {} ({} bus errors)\n",
+            stats.rejected, stats.dropped, stats.bus_errors
+        ));
+    }
+    summary.push('\n');
+    emit(out, &summary)?;
+
+    let agg = TelemetryAggregator::open(&db.path)?;
+    let range = TimeRange::new(Some(started_wall.floor()), Some(ended_wall.ceil() + 1.0))?;
+    stats::print_table(&agg, &range, StatsGroup::Model, out)?;
+    emit(
+        out,
+        &format!(
+            "\nnext: telemetry --db {} stats --by agent   (or: series --bucket 1m, export, check)\n",
+            db.path.display()
+        ),
+    )
+}
+
+/// Makes one call; `false` when it failed (the failure is recorded all the same).
+fn call(engine: &InstrumentedEngine<&DemoEngine>, model: &str, prompt: &str, stream: bool) -> bool {
+    let messages = [
+        Message::system("You are a helpful assistant."),
+        Message::user(prompt),
+    ];
+    let params = GenerateParams::new(model);
+    if stream {
+        match engine.stream(&messages, &params) {
+            // Read to the end even after an error chunk: a stream dropped early is recorded as
+            // cancelled, which is not what happened.
+            Ok(chunks) => {
+                let mut ok = true;
+                for chunk in chunks {
+                    ok &= chunk.is_ok();
+                }
+                ok
+            }
+            Err(_) => false,
+        }
+    } else {
+        engine.generate(&messages, &params).is_ok()
+    }
+}
+
+/// Models weighted so that the first (fastest) is the most called: weight `k - index`.
+fn pick_model<'a>(models: &[&'a str], pick: u64) -> &'a str {
+    let k = models.len() as u64;
+    let total = k * (k + 1) / 2;
+    let mut r = pick % total.max(1);
+    for (i, m) in models.iter().enumerate() {
+        let w = k - i as u64;
+        if r < w {
+            return m;
+        }
+        r -= w;
+    }
+    models.first().copied().unwrap_or("sim-tiny-1b")
+}
+
+/// splitmix64 of (seed, call index): which agent, model and prompt a call gets.
+fn mix(seed: u64, i: u64) -> u64 {
+    let mut z = seed ^ i.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_weights_favour_the_first() {
+        let models = ["a", "b", "c", "d"];
+        let mut counts = [0u32; 4];
+        for i in 0..10_000 {
+            let m = pick_model(&models, mix(7, i) >> 8);
+            counts[models.iter().position(|x| *x == m).unwrap()] += 1;
+        }
+        assert!(counts.windows(2).all(|w| w[0] > w[1]), "{counts:?}");
+        assert_eq!(pick_model(&["only"], 12345), "only");
+    }
+}

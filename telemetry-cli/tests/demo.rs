@@ -1,0 +1,192 @@
+//! `demo`: records exactly the calls it made (round trip through `export`), says which engine and
+//! GPU source produced the numbers, and refuses GPU choices that cannot work.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{stdout_of, telemetry, temp_db};
+use predicates::prelude::*;
+use telemetry_core::{EnergyMethod, Outcome, TelemetryRecord};
+
+fn exported(dir: &std::path::Path, db: &std::path::Path) -> Vec<TelemetryRecord> {
+    let out = stdout_of(telemetry(dir).args([
+        "--db",
+        db.to_str().unwrap(),
+        "export",
+        "--format",
+        "ndjson",
+    ]));
+    out.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn demo_then_export_gives_exactly_the_calls_made() {
+    let (dir, db) = temp_db();
+    let out = stdout_of(telemetry(dir.path()).args([
+        "--db",
+        db.to_str().unwrap(),
+        "demo",
+        "--calls",
+        "120",
+        "--gpu",
+        "off",
+        "--concurrency",
+        "3",
+    ]));
+    assert!(out.contains("SimulatedEngine (seed 42"), "{out}");
+    assert!(out.contains("GPU energy: off"), "{out}");
+    assert!(out.contains("recorded 120 calls"), "{out}");
+    assert!(out.contains(db.to_str().unwrap()), "{out}");
+    let header = out.lines().find(|l| l.starts_with("model")).unwrap();
+    assert!(
+        header.contains("p99") && header.contains("ttft p50") && !header.contains("energy"),
+        "{header}"
+    );
+
+    let records = exported(dir.path(), &db);
+    assert_eq!(records.len(), 120);
+    assert!(
+        records
+            .iter()
+            .all(|r| r.validate().is_ok() && r.engine == "sim")
+    );
+    assert!(records.iter().all(|r| r.energy_joules.is_none()));
+    let agents: std::collections::BTreeSet<_> = records.iter().map(|r| r.agent.as_str()).collect();
+    assert_eq!(agents.len(), 2, "{agents:?}");
+    let models: std::collections::BTreeSet<_> =
+        records.iter().map(|r| r.model_id.as_str()).collect();
+    assert_eq!(models.len(), 4, "{models:?}");
+    assert!(records.iter().any(|r| r.cost_usd > 0.0));
+}
+
+#[test]
+fn streaming_demo_with_the_mock_gpu_records_energy() {
+    let (dir, db) = temp_db();
+    let out = stdout_of(telemetry(dir.path()).args([
+        "--db",
+        db.to_str().unwrap(),
+        "demo",
+        "--calls",
+        "80",
+        "--stream",
+        "--gpu",
+        "mock",
+        "--models",
+        "2",
+    ]));
+    assert!(out.contains("GPU energy: mock GPU"), "{out}");
+    assert!(
+        out.contains("energy") && out.contains("J per output token"),
+        "{out}"
+    );
+    let records = exported(dir.path(), &db);
+    assert_eq!(records.len(), 80);
+    for r in records.iter().filter(|r| r.outcome == Outcome::Ok) {
+        assert!(
+            r.is_streaming && r.ttft.is_some() && r.mean_itl_ms.is_some(),
+            "{r:?}"
+        );
+        let joules = r.energy_joules.unwrap();
+        // 180–690 W over the call's simulated latency.
+        assert!(
+            joules >= 150.0 * r.latency_seconds && joules <= 700.0 * r.latency_seconds,
+            "{r:?}"
+        );
+        assert_ne!(r.energy_method, EnergyMethod::None);
+    }
+}
+
+#[test]
+fn default_gpu_in_instant_mode_is_the_mock_and_says_why() {
+    let (dir, db) = temp_db();
+    telemetry(dir.path())
+        .args(["--db", db.to_str().unwrap(), "demo", "--calls", "10"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("GPU energy: mock GPU"))
+        .stderr(predicate::str::contains("instant mode"));
+}
+
+#[test]
+fn realtime_auto_falls_back_to_the_mock_without_a_gpu() {
+    let (dir, db) = temp_db();
+    let out = telemetry(dir.path())
+        .args([
+            "--db",
+            db.to_str().unwrap(),
+            "demo",
+            "--realtime",
+            "--calls",
+            "3",
+            "--models",
+            "1",
+        ])
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        stdout.contains("real time") && stdout.contains("recorded 3 calls"),
+        "{stdout}"
+    );
+    if stdout.contains("GPU energy: mock GPU") {
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert!(stderr.contains("no usable NVIDIA GPU"), "{stderr}");
+    }
+    let records = exported(dir.path(), &db);
+    assert_eq!(records.len(), 3);
+    assert!(
+        records
+            .iter()
+            .filter(|r| r.outcome == Outcome::Ok)
+            .all(|r| r.energy_joules.is_some())
+    );
+}
+
+#[test]
+fn impossible_gpu_choices_are_errors() {
+    let (dir, db) = temp_db();
+    telemetry(dir.path())
+        .args(["--db", db.to_str().unwrap(), "demo", "--gpu", "nvml"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--realtime"));
+    assert!(!db.exists());
+    // This machine may or may not have a GPU; without one the error is one line, exit 1.
+    let out = telemetry(dir.path())
+        .args([
+            "--db",
+            db.to_str().unwrap(),
+            "demo",
+            "--gpu",
+            "nvml",
+            "--realtime",
+            "--calls",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+        assert!(err.contains("GPU"), "{err}");
+        assert!(!db.exists());
+    }
+}
+
+#[test]
+fn demo_writes_to_the_default_location() {
+    let dir = tempfile::tempdir().unwrap();
+    let xdg = dir.path().join("data");
+    telemetry(dir.path())
+        .env("XDG_DATA_HOME", &xdg)
+        .args(["demo", "--calls", "5", "--gpu", "off"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("recorded 5 calls"));
+    assert!(xdg.join("telemetry/telemetry.db").is_file());
+}
