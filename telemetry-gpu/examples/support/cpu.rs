@@ -1,4 +1,5 @@
 //! CPU time of threads of this process, from `/proc` (Linux only).
+#![allow(dead_code)] // each example uses part of it
 
 use std::fs;
 
