@@ -1,0 +1,215 @@
+//! GPU energy through the sampler with the mock backend and mock clock: exact joules, deferred
+//! records (the caller never waits for the sampler), shared energy for overlapping calls, flush.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{Collector, messages, ms};
+use telemetry_core::{EnergyMethod, EventBus, EventType};
+use telemetry_gpu::{
+    Clock, GpuSampler, MockBackend, MockClock, PowerProfile, SamplerConfig, Timestamp,
+};
+use telemetry_wrap::{
+    GenerateParams, GenerateResult, InferenceEngine, InstrumentedEngine, Message, SimulatedEngine,
+    StreamChunk, Usage,
+};
+
+/// An engine whose calls take `busy` on the mock clock.
+struct Busy {
+    clock: MockClock,
+    busy: Duration,
+}
+
+impl InferenceEngine for Busy {
+    type Error = std::io::Error;
+    type Stream = std::vec::IntoIter<Result<StreamChunk, std::io::Error>>;
+
+    fn engine_id(&self) -> &str {
+        "busy"
+    }
+
+    fn generate(&self, _: &[Message], _: &GenerateParams) -> Result<GenerateResult, Self::Error> {
+        self.clock.advance(self.busy);
+        Ok(GenerateResult::new("x", Usage::new(10, 10)))
+    }
+
+    fn stream(&self, _: &[Message], _: &GenerateParams) -> Result<Self::Stream, Self::Error> {
+        // The first token 20 ms into the call (engine-reported), then usage.
+        Ok(vec![
+            Ok(StreamChunk::text("a").at(ms(20))),
+            Ok(StreamChunk::text("b").at(ms(30))),
+        ]
+        .into_iter())
+    }
+}
+
+/// A manual sampler created at the mock clock's origin.
+fn manual_sampler(clock: &MockClock, watts: f64) -> Arc<GpuSampler> {
+    let config = SamplerConfig {
+        manual: true,
+        ..SamplerConfig::default()
+    };
+    Arc::new(
+        GpuSampler::with_config(
+            MockBackend::single(PowerProfile::Constant(watts)),
+            Arc::new(clock.clone()),
+            config,
+        )
+        .unwrap(),
+    )
+}
+
+/// Moves the mock clock to `target_ms`, sampling at every 100 ms boundary on the way, as the
+/// sampler thread would.
+fn tick_to(clock: &MockClock, sampler: &GpuSampler, target_ms: u64) {
+    let target = Timestamp::from_millis(target_ms);
+    loop {
+        let now = clock.now().as_nanos() / 1_000_000;
+        let next = Timestamp::from_millis((now / 100 + 1) * 100);
+        if next > target {
+            clock.set(target);
+            return;
+        }
+        clock.set(next);
+        sampler.sample_now();
+    }
+}
+
+#[test]
+fn energy_matches_the_profile_and_the_record_waits_for_it() {
+    let clock = MockClock::new();
+    let sampler = manual_sampler(&clock, 700.0);
+    let bus = Arc::new(EventBus::new());
+    let seen = Collector::attach(&bus);
+    let engine = InstrumentedEngine::new(
+        Busy {
+            clock: clock.clone(),
+            busy: ms(50),
+        },
+        Arc::clone(&bus),
+    )
+    .with_gpu_sampler(Arc::clone(&sampler));
+    assert!(engine.gpu_sampler().is_some());
+
+    tick_to(&clock, &sampler, 420);
+    engine
+        .generate(&messages(), &GenerateParams::new("m"))
+        .unwrap();
+    // The call returned; the sampler has not covered it yet, so only start and end are out.
+    assert_eq!(
+        seen.types(),
+        [EventType::InferenceStart, EventType::InferenceEnd]
+    );
+
+    tick_to(&clock, &sampler, 900);
+    let r = seen.only_record();
+    let joules = r.energy_joules.unwrap();
+    assert!((joules - 35.0).abs() < 0.01, "700 W × 50 ms, got {joules}");
+    assert_eq!(r.energy_method, EnergyMethod::Counter);
+    assert_eq!(r.energy_vendor, "mock");
+    assert!((r.power_watts.unwrap() - 700.0).abs() < 1.0);
+    assert!(r.gpu_utilization_pct.is_some() && r.gpu_temperature_c.is_some());
+    assert!((r.gpu_memory_used_gb.unwrap() - 40.0).abs() < 1e-9);
+}
+
+#[test]
+fn overlapping_calls_share_energy_and_split_prefill_decode() {
+    let clock = MockClock::new();
+    let sampler = manual_sampler(&clock, 600.0);
+    let bus = Arc::new(EventBus::new());
+    let seen = Collector::attach(&bus);
+    let engine = InstrumentedEngine::new(
+        Busy {
+            clock: clock.clone(),
+            busy: Duration::ZERO,
+        },
+        Arc::clone(&bus),
+    )
+    .with_gpu_sampler(Arc::clone(&sampler));
+    let params = GenerateParams::new("m");
+
+    // A: [420, 520] ms, B: [470, 570] ms on the mock clock.
+    tick_to(&clock, &sampler, 420);
+    let a = engine.stream(&messages(), &params).unwrap();
+    tick_to(&clock, &sampler, 470);
+    let b = engine.stream(&messages(), &params).unwrap();
+    tick_to(&clock, &sampler, 520);
+    assert_eq!(a.count(), 2);
+    tick_to(&clock, &sampler, 570);
+    assert_eq!(b.count(), 2);
+    tick_to(&clock, &sampler, 900);
+
+    let records = seen.records();
+    assert_eq!(records.len(), 2);
+    let energies: Vec<f64> = records.iter().map(|r| r.energy_joules.unwrap()).collect();
+    // Each: 50 ms alone (30 J) + 50 ms shared (15 J); together the device's 90 J.
+    for e in &energies {
+        assert!((e - 45.0).abs() < 0.05, "{energies:?}");
+    }
+    assert!((energies.iter().sum::<f64>() - 90.0).abs() < 0.1);
+    for r in &records {
+        let (p, d) = (
+            r.prefill_energy_joules.unwrap(),
+            r.decode_energy_joules.unwrap(),
+        );
+        assert!((p + d - r.energy_joules.unwrap()).abs() < 0.05, "{r:?}");
+        assert!(p > 0.0 && d > 0.0);
+    }
+}
+
+#[test]
+fn flush_completes_pending_records() {
+    let clock = MockClock::new();
+    let sampler = manual_sampler(&clock, 300.0);
+    let bus = Arc::new(EventBus::new());
+    let seen = Collector::attach(&bus);
+    let engine = InstrumentedEngine::new(
+        Busy {
+            clock: clock.clone(),
+            busy: ms(40),
+        },
+        Arc::clone(&bus),
+    )
+    .with_gpu_sampler(Arc::clone(&sampler));
+    tick_to(&clock, &sampler, 420);
+    for _ in 0..3 {
+        engine
+            .generate(&messages(), &GenerateParams::new("m"))
+            .unwrap();
+    }
+    assert!(seen.records().is_empty());
+    clock.advance(ms(10));
+    engine.flush();
+    let records = seen.records();
+    assert_eq!(records.len(), 3);
+    assert!(records.iter().all(|r| r.energy_joules.is_some()));
+    assert!(records.iter().all(|r| r.validate().is_ok()));
+}
+
+#[test]
+fn background_sampler_with_the_simulated_engine_never_blocks_the_caller() {
+    let sampler = GpuSampler::with_config(
+        MockBackend::single(PowerProfile::Constant(500.0)),
+        Arc::new(telemetry_gpu::SystemClock::new()),
+        SamplerConfig {
+            interval: ms(5),
+            ..SamplerConfig::default()
+        },
+    )
+    .unwrap();
+    let bus = Arc::new(EventBus::new());
+    let seen = Collector::attach(&bus);
+    let engine =
+        InstrumentedEngine::new(SimulatedEngine::new(), Arc::clone(&bus)).with_gpu_sampler(sampler);
+    let params = GenerateParams::new("sim-tiny-1b").with_max_tokens(8);
+    for _ in 0..20 {
+        engine.generate(&messages(), &params).unwrap();
+    }
+    engine.flush();
+    let records = seen.records();
+    assert_eq!(records.len(), 20);
+    assert!(records.iter().all(|r| r.energy_vendor == "mock"));
+}
