@@ -67,10 +67,12 @@ const DEMO_EXAMPLES: &str = "\
 Timing: by default calls run instantly with synthetic, realistic timings (SimulatedEngine in
 instant mode), so 2000 calls take about a second. --realtime makes the engine sleep for real.
 
-GPU energy (--gpu): `mock` replays a plausible power profile on a synthetic clock; `nvml` reads
-the real GPU through NVML (only meaningful with --realtime, since instant calls take no real
-time); `auto` (default) uses NVML with --realtime when a GPU is present, else the mock; `off`
-records no energy. The output says which engine and which GPU source produced the numbers.
+GPU energy (--gpu): `mock` replays a scripted 180-690 W power trace of a mock H100 (on the
+simulated clock in instant mode, where calls take turns so each call's window is its own; on the
+real clock with --realtime). `nvml` reads the real GPU through NVML and needs --realtime, since
+instant calls take no real time. `auto` (default) uses NVML with --realtime when a GPU is
+present, else the mock. `off` records no energy. Energy of overlapping calls is shared among
+them. The output says which engine and which GPU source produced the numbers.
 
 Examples:
   telemetry demo
@@ -137,7 +139,7 @@ Examples:
 pub enum GpuChoice {
     /// NVML with --realtime when a GPU is present, else the mock.
     Auto,
-    /// The mock backend: a plausible power profile on a synthetic clock.
+    /// The mock backend: a scripted power trace (on the simulated clock in instant mode).
     Mock,
     /// Real NVIDIA GPU through NVML (fails if unavailable).
     Nvml,
@@ -151,7 +153,7 @@ pub struct DemoArgs {
     /// Number of calls.
     #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     pub calls: u64,
-    /// Number of distinct models to spread the calls over.
+    /// Number of simulated models to spread the calls over (at most the 5 the simulator has).
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=64))]
     pub models: u64,
     /// Calls in flight at once (threads).

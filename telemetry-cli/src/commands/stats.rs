@@ -111,6 +111,14 @@ pub fn render(stats: &AggregatedStats, range: &TimeRange, by: StatsGroup) -> Str
     if let (Some(p50), Some(p95)) = (stats.ttft_p50, stats.ttft_p95) {
         let _ = writeln!(text, "ttft    p50 {}  p95 {}", seconds(p50), seconds(p95));
     }
+    if let (Some(p50), Some(p95)) = (stats.itl_p50, stats.itl_p95) {
+        let _ = writeln!(
+            text,
+            "itl     p50 {}  p95 {}  (per-call mean inter-token latency)",
+            seconds(p50 / 1e3),
+            seconds(p95 / 1e3)
+        );
+    }
     if stats.energy_per_output_token_joules.is_some() || stats.total_energy_joules > 0.0 {
         let per_token = stats
             .energy_per_output_token_joules
