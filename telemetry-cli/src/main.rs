@@ -27,6 +27,7 @@ mod commands;
 mod confirm;
 mod dbpath;
 mod error;
+mod help;
 mod output;
 mod progress;
 mod timearg;

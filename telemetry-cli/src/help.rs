@@ -1,0 +1,94 @@
+//! `--help` texts: what each command does beyond its options, and examples.
+
+/// Shown after the options of `telemetry --help`.
+pub const EXAMPLES: &str = "\
+Database: --db PATH, else $TELEMETRY_DB, else $XDG_DATA_HOME/telemetry/telemetry.db,
+else ~/.local/share/telemetry/telemetry.db.
+
+Examples:
+  telemetry demo                          record 2000 simulated calls, then show stats
+  telemetry stats --since 1h --by engine  the last hour, grouped by engine
+  telemetry stats --format json | jq .total_calls
+  telemetry series --bucket 1h --by model --format csv
+  telemetry export --format ndjson -o calls.ndjson
+  telemetry prune --older-than 30d --yes
+  telemetry check";
+
+/// Shown after the options of `telemetry demo --help`.
+pub const DEMO_EXAMPLES: &str = "\
+Timing: by default calls run instantly with synthetic, realistic timings (SimulatedEngine in
+instant mode), so 2000 calls take about a second. --realtime makes the engine sleep for real.
+
+GPU energy (--gpu): `mock` replays a scripted 180-690 W power trace of a mock H100 (on the
+simulated clock in instant mode, where calls take turns so each call's window is its own; on the
+real clock with --realtime). `nvml` reads the real GPU through NVML and needs --realtime, since
+instant calls take no real time. `auto` (default) uses NVML with --realtime when a GPU is
+present, else the mock. `off` records no energy. Energy of overlapping calls is shared among
+them. The output says which engine and which GPU source produced the numbers.
+
+Examples:
+  telemetry demo
+  telemetry demo --calls 500 --models 2 --stream
+  telemetry demo --realtime --calls 50 --gpu nvml
+  telemetry --db /tmp/demo.db demo --gpu off";
+
+/// Shown after the options of `telemetry stats --help`.
+pub const STATS_EXAMPLES: &str = "\
+Times (--since/--until) take RFC 3339 (2026-11-28T04:00:00Z), unix seconds (1764302400) or a
+duration before now (90s, 15m, 2h, 7d); both bounds are inclusive.
+
+--format json prints telemetry_agg::AggregatedStats as documented in docs/cli.md: totals,
+error_count, percentiles (latency_p50.. in seconds, itl_p50.. in ms), energy ratios, and the
+per_model / per_engine lists (cut to --top N when given).
+
+Examples:
+  telemetry stats
+  telemetry stats --since 1h --by engine
+  telemetry stats --since 2026-11-01T00:00:00Z --until 2026-11-02T00:00:00Z --top 5
+  telemetry stats --format json";
+
+/// Shown after the options of `telemetry series --help`.
+pub const SERIES_EXAMPLES: &str = "\
+Examples:
+  telemetry series --bucket 1h
+  telemetry series --bucket 1m --since 30m --by model
+  telemetry series --bucket 1d --format csv > daily.csv";
+
+/// Shown after the options of `telemetry export --help`.
+pub const EXPORT_EXAMPLES: &str = "\
+Fields are those of the `telemetry` table (one per TelemetryRecord field); CSV writes them in
+table order with metadata as JSON text. Progress shows when writing to a file from a terminal.
+
+Examples:
+  telemetry export > all.json
+  telemetry export --format ndjson --since 1d -o today.ndjson
+  telemetry export --format csv -o calls.csv";
+
+/// Shown after the options of `telemetry prune --help`.
+pub const PRUNE_EXAMPLES: &str = "\
+Without --yes, asks for confirmation on a terminal and refuses (exit 2) otherwise.
+
+Examples:
+  telemetry prune --older-than 30d
+  telemetry prune --older-than 12h --yes";
+
+/// Shown after the options of `telemetry clear --help`.
+pub const CLEAR_EXAMPLES: &str = "\
+Without --yes, asks for confirmation on a terminal and refuses (exit 2) otherwise.
+
+Examples:
+  telemetry clear --yes";
+
+/// Shown after the options of `telemetry import-openjarvis --help`.
+pub const IMPORT_EXAMPLES: &str = "\
+The peer stores 0.0 for unknown TTFT, energy and GPU values; they are imported as unknown.
+Rows that fail validation are counted and listed, not imported.
+
+Examples:
+  telemetry import-openjarvis ~/.openjarvis/telemetry.db";
+
+/// Shown after the options of `telemetry check --help`.
+pub const CHECK_EXAMPLES: &str = "\
+Examples:
+  telemetry check
+  telemetry --db /var/lib/telemetry.db check --format json";
