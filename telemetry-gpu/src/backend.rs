@@ -47,8 +47,8 @@ impl GpuReading {
     }
 }
 
-/// A source of GPU readings: NVML ([`NvmlBackend`](crate::NvmlBackend), feature `nvml`) or the
-/// scripted [`MockBackend`](crate::MockBackend) (feature `mock`).
+/// A source of GPU readings: NVML (`NvmlBackend`, feature `nvml`) or the
+/// scripted `MockBackend` (feature `mock`).
 ///
 /// The [`GpuSampler`](crate::GpuSampler) owns the backend on its thread; nothing on a caller's
 /// hot path ever calls it.

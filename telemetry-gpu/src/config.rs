@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use crate::GpuError;
 
-/// How a [`GpuSampler`] samples.
+/// How a [`GpuSampler`](crate::GpuSampler) samples.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SamplerConfig {
     /// Time between samples of every device (default 100 ms, the H100's refresh period).
@@ -14,8 +14,9 @@ pub struct SamplerConfig {
     pub history: Duration,
     /// Which devices to sample (`None`: all).
     pub devices: Option<Vec<u32>>,
-    /// No background thread: samples are taken only by [`GpuSampler::sample_now`] and
-    /// [`GpuSampler::flush`], so tests driving a [`MockClock`](crate::MockClock) are exact.
+    /// No background thread: samples are taken only by [`GpuSampler::sample_now`](crate::GpuSampler::sample_now) and
+    /// [`GpuSampler::flush`](crate::GpuSampler::flush), so tests driving a
+    /// [`MockClock`](crate::MockClock) are exact.
     pub manual: bool,
     /// A window is completed when every device's counter has refreshed past its end, or at the
     /// latest once the clock is this far past its end (default 1 s), with the best data then.

@@ -34,7 +34,9 @@ struct Knot {
 }
 
 /// Cumulative energy of one device as a piecewise function of time, built from its samples.
-/// See the [module documentation](self) for the rules.
+/// Refreshes are placed from power between the samples where the counter changed; between two
+/// refreshes of one run the counter step is spread linearly; elsewhere (before the first refresh,
+/// across a reset, without a counter) the trapezoid of sampled power is used.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct EnergyCurve {
     knots: Vec<Knot>,

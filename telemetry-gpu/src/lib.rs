@@ -12,7 +12,7 @@
 //! ## API in brief
 //!
 //! - [`GpuBackend`]: `devices() -> Vec<DeviceInfo>`, `read(index, &dyn Clock) -> GpuReading`;
-//!   [`NvmlBackend`] (feature `nvml`), [`MockBackend`] (feature `mock`).
+//!   `NvmlBackend` (feature `nvml`), `MockBackend` (feature `mock`).
 //! - [`Clock`] / [`Timestamp`]: [`SystemClock`] (real), [`MockClock`] (advanced by tests);
 //!   `sampler.timestamp_of(Instant)` converts a caller's instant.
 //! - [`GpuSampler::new`]`(backend)` / [`GpuSampler::with_config`]`(backend, clock, SamplerConfig)`.
@@ -22,6 +22,22 @@
 //! - [`GpuSampler::energy_between`]`(t0, t1) -> EnergyReading`, [`GpuSampler::attribute`].
 //! - [`EnergyReading::apply_to`]`(&mut TelemetryRecord)` fills the record's energy and GPU fields.
 //! - Pure math: [`attribute`]`(source, windows, weights) -> Vec<f64>`, [`EnergyCurve`].
+//!
+//! ## Rules
+//!
+//! - **Counter between refreshes**: a refresh is detected where the counter changed between two
+//!   samples and placed where the sampled power says the step was used up; each counter step is
+//!   spread linearly between refreshes, so a 50 ms call in a steady 700 W load gets 35 J, not 0 J
+//!   or a whole 70 J step. A counter that goes backwards (reset, wrap) is never negative energy:
+//!   that slice is integrated from power. Devices without a counter use the trapezoid of power.
+//! - **Overlapping calls**: each slice between window boundaries is split among the windows active
+//!   in it, equally or by weight; per-call joules sum to the device energy over their union.
+//! - **Completion**: a window completes once every live device's counter has refreshed past its end
+//!   (within [`SamplerConfig::completion_timeout`] in any case), in order of window end; `flush`
+//!   and drop complete the rest from what is known (power extrapolated past the last sample).
+//! - **Failures**: a failing read is counted in [`SamplerStats`] and skipped; a device whose data
+//!   stopped before a window is left out of it. Windows older than the bounded timeline (10 minutes
+//!   by default) are estimated from the oldest reading's power.
 //!
 //! ```
 //! # #[cfg(feature = "mock")] {
@@ -61,9 +77,9 @@
 //!
 //! ## Feature flags
 //!
-//! - `nvml`: [`NvmlBackend`], NVIDIA GPUs through `nvml-wrapper` (`libnvidia-ml` is loaded at run
-//!   time; without a driver [`NvmlBackend::new`] returns [`GpuError::Unavailable`]).
-//! - `mock`: [`MockBackend`], scripted power profiles for tests and demos.
+//! - `nvml`: `NvmlBackend`, NVIDIA GPUs through `nvml-wrapper` (`libnvidia-ml` is loaded at run
+//!   time; without a driver `NvmlBackend::new` returns [`GpuError::Unavailable`]).
+//! - `mock`: `MockBackend`, scripted power profiles for tests and demos.
 //!
 //! Neither is on by default: the sampler, the timeline and the energy math need no feature.
 #![deny(missing_docs)]
