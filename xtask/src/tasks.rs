@@ -38,7 +38,11 @@ fn run(steps: &[Step]) -> Result<(), String> {
         }
         eprintln!("<== {} ok in {:.1?}", s.label, started.elapsed());
     }
-    eprintln!("\nall {} steps passed in {:.1?}", steps.len(), total.elapsed());
+    eprintln!(
+        "\nall {} steps passed in {:.1?}",
+        steps.len(),
+        total.elapsed()
+    );
     Ok(())
 }
 
@@ -178,7 +182,10 @@ mod tidy {
             );
             let lib = root().join(krate).join("src/lib.rs");
             if let Ok(text) = fs::read_to_string(&lib) {
-                assert!(text.starts_with("//!"), "{krate}: lib.rs opens with a guide");
+                assert!(
+                    text.starts_with("//!"),
+                    "{krate}: lib.rs opens with a guide"
+                );
                 assert!(
                     text.contains("## Feature flags"),
                     "{krate}: lib.rs documents its feature flags"
