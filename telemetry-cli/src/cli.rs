@@ -88,7 +88,8 @@ pub struct DemoArgs {
     /// Sleep for the simulated durations instead of using synthetic timings.
     #[arg(long)]
     pub realtime: bool,
-    /// Seed of the simulated engine (same seed, same calls).
+    /// Seed of the simulated engine: the same seed gives the same calls when calls take turns
+    /// (instant mode with the mock GPU) or with --concurrency 1.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
 }

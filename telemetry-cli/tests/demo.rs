@@ -190,3 +190,39 @@ fn demo_writes_to_the_default_location() {
         .stdout(predicate::str::contains("recorded 5 calls"));
     assert!(xdg.join("telemetry/telemetry.db").is_file());
 }
+
+#[test]
+fn same_seed_gives_the_same_calls() {
+    let runs: Vec<Vec<(String, String, u64, u64, Option<u64>)>> = (0..2)
+        .map(|_| {
+            let (dir, db) = temp_db();
+            telemetry(dir.path())
+                .args([
+                    "--db",
+                    db.to_str().unwrap(),
+                    "demo",
+                    "--calls",
+                    "40",
+                    "--seed",
+                    "7",
+                ])
+                .assert()
+                .success();
+            exported(dir.path(), &db)
+                .into_iter()
+                .map(|r| {
+                    let millijoules = r.energy_joules.map(|j| (j * 1e3).round() as u64);
+                    (
+                        r.model_id,
+                        r.agent,
+                        r.prompt_tokens,
+                        r.completion_tokens,
+                        millijoules,
+                    )
+                })
+                .collect()
+        })
+        .collect();
+    assert_eq!(runs[0].len(), 40);
+    assert_eq!(runs[0], runs[1]);
+}

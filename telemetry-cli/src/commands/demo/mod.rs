@@ -119,6 +119,10 @@ pub fn run(db: &DbPath, args: &DemoArgs, out: &mut dyn Write) -> Result<(), CliE
         for _ in 0..args.concurrency {
             scope.spawn(|| {
                 loop {
+                    // Taking the turn before the call number keeps turn-taking runs
+                    // deterministic: call i is the engine's i-th call.
+                    let turn =
+                        take_turns.then(|| turns.lock().unwrap_or_else(PoisonError::into_inner));
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     if i >= args.calls {
                         break;
@@ -127,8 +131,6 @@ pub fn run(db: &DbPath, args: &DemoArgs, out: &mut dyn Write) -> Result<(), CliE
                     let engine = &engines[usize::from(pick & 1 == 1)];
                     let model = pick_model(&models, pick >> 8);
                     let prompt = PROMPTS[((pick >> 40) % PROMPTS.len() as u64) as usize];
-                    let turn =
-                        take_turns.then(|| turns.lock().unwrap_or_else(PoisonError::into_inner));
                     let ok = call(engine, model, prompt, args.stream);
                     drop(turn);
                     if !ok {
