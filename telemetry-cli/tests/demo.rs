@@ -191,9 +191,12 @@ fn demo_writes_to_the_default_location() {
     assert!(xdg.join("telemetry/telemetry.db").is_file());
 }
 
+/// What identifies a simulated call: model, agent, prompt and completion tokens, millijoules.
+type CallShape = (String, String, u64, u64, Option<u64>);
+
 #[test]
 fn same_seed_gives_the_same_calls() {
-    let runs: Vec<Vec<(String, String, u64, u64, Option<u64>)>> = (0..2)
+    let runs: Vec<Vec<CallShape>> = (0..2)
         .map(|_| {
             let (dir, db) = temp_db();
             telemetry(dir.path())
