@@ -44,7 +44,11 @@ fn main() {
     }
     store.flush().unwrap();
 
-    let by_path: [(&str, Call<'_>); 3] = [
+    let by_path: [(&str, Call<'_>); 4] = [
+        (
+            "clone only",
+            Box::new(|| drop(std::hint::black_box(Arc::new(record.clone())))),
+        ),
         ("record", Box::new(|| store.record(&record).unwrap())),
         (
             "record_arc",

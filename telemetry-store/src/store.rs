@@ -232,8 +232,17 @@ impl TelemetryStore {
         self.control(ControlKind::Clear)
     }
 
-    /// Appends the rows of an OpenJarvis `telemetry.db` (see the module docs of the mapping in
-    /// the crate guide). Idempotent: rows imported before (from this file or a copy) are skipped.
+    /// Appends the rows of an OpenJarvis `telemetry.db` (table `telemetry` as its `store.py`
+    /// creates it; older files lack some columns, which then take the record defaults).
+    ///
+    /// Mapping: the peer stores `0.0` for "unknown" in `ttft`, the energy, power and GPU fields,
+    /// throughput and the prefill/decode latencies; those become `None`. `total_tokens` is set to
+    /// `prompt_tokens + completion_tokens` when it disagrees. Nothing else is changed: rows that
+    /// still fail validation are listed in [`ImportReport::rejected`] with the reason, not
+    /// imported. Idempotent: each row's `import_key` is
+    /// `openjarvis:{id}:{timestamp bits}:{model_id}`, so importing the same file (or a copy)
+    /// again appends nothing ([`ImportReport::skipped_duplicates`]). Rows go through the writer
+    /// in transactions of 5 000, after everything queued before, with their summaries.
     pub fn import_openjarvis(&self, path: impl AsRef<Path>) -> Result<ImportReport, StoreError> {
         let path = path.as_ref();
         let mut report = ImportReport::default();
