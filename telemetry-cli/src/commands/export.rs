@@ -3,12 +3,11 @@
 use std::fs::File;
 use std::io::{BufWriter, Write};
 
-use serde_json::Value;
 use telemetry_core::TelemetryRecord;
 use telemetry_core::schema::RECORD_COLUMNS;
 
 use crate::cli::{ExportArgs, ExportFormat};
-use crate::commands::{emit, open_aggregator, time_range};
+use crate::commands::{csv_record, emit, open_aggregator, time_range};
 use crate::dbpath::DbPath;
 use crate::error::CliError;
 use crate::output::count;
@@ -47,7 +46,6 @@ pub fn run(db: &DbPath, args: &ExportArgs, out: &mut dyn Write) -> Result<(), Cl
         encoder.write(&mut sink, &record).map_err(|e| match e {
             EncodeError::Io(source) => write_err(source),
             EncodeError::Json(e) => CliError::Json(e),
-            EncodeError::Csv(e) => CliError::Csv(e),
         })?;
         written += 1;
         bar.inc(1);
@@ -74,7 +72,6 @@ pub fn run(db: &DbPath, args: &ExportArgs, out: &mut dyn Write) -> Result<(), Cl
 enum EncodeError {
     Io(std::io::Error),
     Json(serde_json::Error),
-    Csv(csv::Error),
 }
 
 impl From<std::io::Error> for EncodeError {
@@ -96,8 +93,8 @@ impl From<serde_json::Error> for EncodeError {
 struct Encoder {
     format: ExportFormat,
     first: bool,
-    /// Reused CSV field buffer.
-    fields: Vec<String>,
+    /// Reused CSV line buffer.
+    line: String,
 }
 
 impl Encoder {
@@ -105,7 +102,7 @@ impl Encoder {
         Encoder {
             format,
             first: true,
-            fields: Vec::with_capacity(RECORD_COLUMNS.len()),
+            line: String::new(),
         }
     }
 
@@ -113,7 +110,11 @@ impl Encoder {
         match self.format {
             ExportFormat::Json => w.write_all(b"["),
             ExportFormat::Ndjson => Ok(()),
-            ExportFormat::Csv => w.write_all(csv_line(RECORD_COLUMNS.iter().copied()).as_bytes()),
+            ExportFormat::Csv => {
+                let mut header = String::new();
+                csv_record::write_header(&mut header, RECORD_COLUMNS);
+                w.write_all(header.as_bytes())
+            }
         }
     }
 
@@ -128,8 +129,9 @@ impl Encoder {
                 w.write_all(b"\n")?;
             }
             ExportFormat::Csv => {
-                csv_fields(record, &mut self.fields)?;
-                w.write_all(csv_line(self.fields.iter().map(String::as_str)).as_bytes())?;
+                self.line.clear();
+                csv_record::write_record(&mut self.line, record);
+                w.write_all(self.line.as_bytes())?;
             }
         }
         self.first = false;
@@ -145,75 +147,10 @@ impl Encoder {
     }
 }
 
-/// The record's values in [`RECORD_COLUMNS`] order: numbers as JSON writes them (exact round
-/// trip), `None` as an empty field, booleans as `true`/`false`, metadata as JSON text.
-fn csv_fields(record: &TelemetryRecord, fields: &mut Vec<String>) -> Result<(), EncodeError> {
-    let Value::Object(map) = serde_json::to_value(record)? else {
-        return Err(EncodeError::Csv(csv::Error::from(std::io::Error::other(
-            "a record did not serialize to a JSON object",
-        ))));
-    };
-    fields.clear();
-    for column in RECORD_COLUMNS {
-        fields.push(match map.get(column) {
-            None | Some(Value::Null) => String::new(),
-            Some(Value::String(s)) => s.clone(),
-            Some(other) => other.to_string(),
-        });
-    }
-    Ok(())
-}
-
-/// One CSV line (RFC 4180 quoting), newline included.
-fn csv_line<'a>(fields: impl Iterator<Item = &'a str>) -> String {
-    let mut line = String::new();
-    for (i, f) in fields.enumerate() {
-        if i > 0 {
-            line.push(',');
-        }
-        if f.contains([',', '"', '\n', '\r']) {
-            line.push('"');
-            line.push_str(&f.replace('"', "\"\""));
-            line.push('"');
-        } else {
-            line.push_str(f);
-        }
-    }
-    line.push('\n');
-    line
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn csv_quotes_what_needs_quoting() {
-        assert_eq!(
-            csv_line(["a", "b,c", "say \"hi\""].into_iter()),
-            "a,\"b,c\",\"say \"\"hi\"\"\"\n"
-        );
-    }
-
-    #[test]
-    fn csv_fields_follow_the_table_columns() {
-        let record = TelemetryRecord::builder("m,1", 1_764_300_000.5)
-            .tokens(3, 4)
-            .latency_seconds(0.25)
-            .metadata(serde_json::json!({"k": "v"}))
-            .build();
-        let mut fields = Vec::new();
-        assert!(csv_fields(&record, &mut fields).is_ok());
-        assert_eq!(fields.len(), RECORD_COLUMNS.len());
-        let at = |c: &str| &fields[RECORD_COLUMNS.iter().position(|x| *x == c).unwrap()];
-        assert_eq!(at("timestamp"), "1764300000.5");
-        assert_eq!(at("model_id"), "m,1");
-        assert_eq!(at("total_tokens"), "7");
-        assert_eq!(at("ttft"), "");
-        assert_eq!(at("outcome"), "ok");
-        assert_eq!(at("is_streaming"), "false");
-        assert_eq!(at("metadata"), r#"{"k":"v"}"#);
-    }
+    use serde_json::Value;
 
     #[test]
     fn json_array_is_valid_with_zero_one_and_two_records() {

@@ -1,6 +1,7 @@
 //! One file per command; [`run`] dispatches.
 
 mod check;
+mod csv_record;
 mod demo;
 mod export;
 mod import;

@@ -1,0 +1,183 @@
+//! One [`TelemetryRecord`] as a CSV line, columns in `telemetry` table order.
+//!
+//! Written field by field rather than through serde: CSV cannot hold the nested metadata object,
+//! and going through `serde_json::Value` costs about four times as much per record. The tests
+//! check the order against [`RECORD_COLUMNS`] and the values against the record's JSON.
+
+use telemetry_core::TelemetryRecord;
+#[cfg(test)]
+use telemetry_core::schema::RECORD_COLUMNS;
+
+/// Appends `record` to `line` as one CSV line (newline included): numbers in Rust's shortest
+/// round-trip form, `None` as an empty field, booleans `true`/`false`, enums as their stored
+/// strings, metadata as JSON text, RFC 4180 quoting.
+pub fn write_record(line: &mut String, r: &TelemetryRecord) {
+    let mut w = Fields { line, first: true };
+    w.num(r.timestamp);
+    w.text(&r.model_id);
+    w.text(&r.engine);
+    w.text(&r.agent);
+    w.int(r.prompt_tokens);
+    w.int(r.completion_tokens);
+    w.int(r.total_tokens);
+    w.int(r.prompt_tokens_cached);
+    w.num(r.latency_seconds);
+    w.opt(r.ttft);
+    w.num(r.cost_usd);
+    w.opt(r.energy_joules);
+    w.opt(r.power_watts);
+    w.opt(r.gpu_utilization_pct);
+    w.opt(r.gpu_memory_used_gb);
+    w.opt(r.gpu_temperature_c);
+    w.opt(r.throughput_tok_per_sec);
+    w.opt(r.prefill_latency_seconds);
+    w.opt(r.decode_latency_seconds);
+    w.flag(r.is_streaming);
+    w.opt(r.mean_itl_ms);
+    w.opt(r.median_itl_ms);
+    w.opt(r.p90_itl_ms);
+    w.opt(r.p95_itl_ms);
+    w.opt(r.p99_itl_ms);
+    w.opt(r.std_itl_ms);
+    w.opt(r.prefill_energy_joules);
+    w.opt(r.decode_energy_joules);
+    w.text(r.energy_method.as_str());
+    w.text(&r.energy_vendor);
+    w.text(&r.batch_id);
+    w.flag(r.is_warmup);
+    w.text(r.outcome.as_str());
+    w.text(&r.error_kind);
+    w.text(&r.error_message);
+    w.flag(r.tokens_counted);
+    w.flag(r.cost_unknown);
+    w.text(&r.metadata.to_string());
+    w.line.push('\n');
+}
+
+/// Appends a header line of `names`.
+pub fn write_header<'a>(line: &mut String, names: impl IntoIterator<Item = &'a str>) {
+    let mut w = Fields { line, first: true };
+    for name in names {
+        w.text(name);
+    }
+    w.line.push('\n');
+}
+
+struct Fields<'a> {
+    line: &'a mut String,
+    first: bool,
+}
+
+impl Fields<'_> {
+    fn sep(&mut self) {
+        if !self.first {
+            self.line.push(',');
+        }
+        self.first = false;
+    }
+
+    fn text(&mut self, s: &str) {
+        self.sep();
+        if s.contains([',', '"', '\n', '\r']) {
+            self.line.push('"');
+            self.line.push_str(&s.replace('"', "\"\""));
+            self.line.push('"');
+        } else {
+            self.line.push_str(s);
+        }
+    }
+
+    fn num(&mut self, v: f64) {
+        use std::fmt::Write as _;
+        self.sep();
+        let _ = write!(self.line, "{v}");
+    }
+
+    fn opt(&mut self, v: Option<f64>) {
+        match v {
+            Some(v) => self.num(v),
+            None => self.sep(),
+        }
+    }
+
+    fn int(&mut self, v: u64) {
+        use std::fmt::Write as _;
+        self.sep();
+        let _ = write!(self.line, "{v}");
+    }
+
+    fn flag(&mut self, v: bool) {
+        self.sep();
+        self.line.push_str(if v { "true" } else { "false" });
+    }
+}
+
+/// Number of columns [`write_record`] writes, for the test against [`RECORD_COLUMNS`].
+#[cfg(test)]
+const WRITTEN_COLUMNS: usize = 38;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+    use telemetry_core::EnergyMethod;
+
+    fn parse(line: &str) -> Vec<String> {
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .from_reader(line.as_bytes());
+        let row = reader.records().next().unwrap().unwrap();
+        row.iter().map(str::to_string).collect()
+    }
+
+    fn sample() -> TelemetryRecord {
+        let mut r = TelemetryRecord::builder("m,\"1\"", 1_764_300_000.5)
+            .engine("vllm")
+            .agent("line\nbreak")
+            .tokens(3, 4)
+            .latency_seconds(0.1 + 0.2)
+            .ttft(0.05)
+            .energy(12.25, EnergyMethod::Counter)
+            .error("timeout", "took, too long")
+            .metadata(serde_json::json!({"k": "v", "n": [1, 2]}))
+            .build();
+        r.is_streaming = true;
+        r.p99_itl_ms = Some(1e-7);
+        r
+    }
+
+    #[test]
+    fn every_column_matches_the_records_json() {
+        assert_eq!(WRITTEN_COLUMNS, RECORD_COLUMNS.len());
+        let record = sample();
+        let mut line = String::new();
+        write_record(&mut line, &record);
+        let fields = parse(&line);
+        assert_eq!(fields.len(), RECORD_COLUMNS.len());
+        let Value::Object(json) = serde_json::to_value(&record).unwrap() else {
+            panic!("record is not an object")
+        };
+        for (column, field) in RECORD_COLUMNS.iter().zip(&fields) {
+            match &json[*column] {
+                Value::Null => assert_eq!(field, "", "{column}"),
+                Value::String(s) => assert_eq!(field, s, "{column}"),
+                Value::Number(n) => {
+                    assert_eq!(field.parse::<f64>().ok(), n.as_f64(), "{column}: {field}")
+                }
+                Value::Bool(b) => assert_eq!(field, &b.to_string(), "{column}"),
+                other => assert_eq!(
+                    serde_json::from_str::<Value>(field).unwrap(),
+                    *other,
+                    "{column}"
+                ),
+            }
+        }
+    }
+
+    #[test]
+    fn header_quotes_like_fields() {
+        let mut line = String::new();
+        write_header(&mut line, ["a", "b,c", "say \"hi\""]);
+        assert_eq!(line, "a,\"b,c\",\"say \"\"hi\"\"\"\n");
+    }
+}
