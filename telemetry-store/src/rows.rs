@@ -35,11 +35,19 @@ fn insert_sql(with_key: bool) -> String {
 }
 
 /// Binds `r` to the first 38 parameters of an insert statement.
-pub(crate) fn bind_record(stmt: &mut Statement<'_>, r: &TelemetryRecord) -> Result<(), StoreError> {
-    let metadata = serde_json::to_string(&r.metadata).map_err(|e| StoreError::Decode {
+/// `buf` is reused for the metadata JSON, so a batch allocates it once.
+pub(crate) fn bind_record(
+    stmt: &mut Statement<'_>,
+    r: &TelemetryRecord,
+    buf: &mut Vec<u8>,
+) -> Result<(), StoreError> {
+    let encode = |detail: String| StoreError::Decode {
         column: "metadata",
-        detail: e.to_string(),
-    })?;
+        detail,
+    };
+    buf.clear();
+    serde_json::to_writer(&mut *buf, &r.metadata).map_err(|e| encode(e.to_string()))?;
+    let metadata = std::str::from_utf8(buf).map_err(|e| encode(e.to_string()))?;
     let bind = |e| StoreError::sqlite("binding a record", e);
     macro_rules! b {
         ($i:expr, $v:expr) => {
@@ -83,7 +91,7 @@ pub(crate) fn bind_record(stmt: &mut Statement<'_>, r: &TelemetryRecord) -> Resu
     b!(35, r.error_message.as_str());
     b!(36, i64::from(r.tokens_counted));
     b!(37, i64::from(r.cost_unknown));
-    b!(38, metadata.as_str());
+    b!(38, metadata);
     Ok(())
 }
 

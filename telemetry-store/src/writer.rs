@@ -207,8 +207,9 @@ fn commit_records(
             .prepare_cached(&INSERT_SQL)
             .map_err(sql("preparing the insert"))?;
         let mut rollups = BatchRollups::default();
+        let mut buf = Vec::with_capacity(256);
         for r in records {
-            bind_record(&mut stmt, r)?;
+            bind_record(&mut stmt, r, &mut buf)?;
             stmt.raw_execute().map_err(sql("inserting a row"))?;
             rollups.add(r);
         }
@@ -225,8 +226,9 @@ fn import(conn: &mut Connection, rows: &[ImportRow]) -> Result<u64, StoreError> 
             .prepare_cached(&IMPORT_SQL)
             .map_err(sql("preparing the import insert"))?;
         let mut rollups = BatchRollups::default();
+        let mut buf = Vec::with_capacity(256);
         for row in rows {
-            bind_record(&mut stmt, &row.record)?;
+            bind_record(&mut stmt, &row.record, &mut buf)?;
             stmt.raw_bind_parameter(39, row.key.as_str())
                 .map_err(sql("binding an import key"))?;
             // Only rows actually inserted (key not seen before) count in the summaries.
