@@ -83,6 +83,8 @@
 //! - `gpu`: GPU energy, power, utilization, memory and temperature per call through
 //!   `telemetry-gpu`'s `GpuSampler` (`InstrumentedEngine::with_gpu_sampler`). The record is
 //!   published once the sampler knows the call's energy; the call itself never waits.
+//! - `nvml`: `gpu` plus telemetry-gpu's NVIDIA backend, re-exported as `NvmlBackend`
+//!   (libnvidia-ml is loaded at run time; without a driver creating it is an error value).
 //! - `sim`: the public `SimulatedEngine`, deterministic and seeded, for demos, tests and benches.
 #![deny(missing_docs)]
 
@@ -124,3 +126,5 @@ pub use sim::{SimModel, SimStream, SimTiming, SimulatedEngine};
 pub use stream::InstrumentedStream;
 #[cfg(feature = "gpu")]
 pub use telemetry_gpu::GpuSampler;
+#[cfg(feature = "nvml")]
+pub use telemetry_gpu::NvmlBackend;
