@@ -136,7 +136,7 @@ impl TelemetryAggregator {
 
     /// The schema version recorded in `refinery_schema_history`.
     pub fn schema_version(&self) -> Result<i32, AggError> {
-        schema_version(&self.conn)
+        schema_version(&self.conn, &self.path)
     }
 
     /// The lines of SQLite's `PRAGMA integrity_check`: `["ok"]` when the file is healthy.
@@ -217,4 +217,18 @@ fn per_agent(groups: &[GroupRollup]) -> Vec<AgentStats> {
         |s| s.call_count,
         |s| &s.agent,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handles_and_errors_cross_threads() {
+        fn send<T: Send>() {}
+        fn send_sync<T: Send + Sync + 'static>() {}
+        send::<TelemetryAggregator>();
+        send_sync::<AggError>();
+        send_sync::<AggregatedStats>();
+    }
 }

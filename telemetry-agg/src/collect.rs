@@ -117,9 +117,9 @@ pub(crate) fn collect(
         let start: i64 = row.get(0).map_err(rollup_sql)?;
         let g = groups.entry(
             series_bucket(start),
-            text(row, 1)?,
-            text(row, 2)?,
-            text(row, 3)?,
+            text(row, 1, start)?,
+            text(row, 2, start)?,
+            text(row, 3, start)?,
         );
         merge_row(row, start, g)
     })?;
@@ -216,20 +216,18 @@ fn read_rollups(
     Ok(())
 }
 
-fn text<'r>(row: &'r Row<'_>, i: usize) -> Result<&'r str, AggError> {
+/// Label column `i` (1..=3) of a summary row.
+fn text<'r>(row: &'r Row<'_>, i: usize, start: i64) -> Result<&'r str, AggError> {
+    let column = ["bucket_start", "model_id", "engine", "agent"][i.min(3)];
+    let bad = |detail: String| AggError::BadRollup {
+        level: 0,
+        bucket_start: start,
+        column,
+        detail,
+    };
     match row.get_ref(i).map_err(rollup_sql)? {
-        ValueRef::Text(t) => std::str::from_utf8(t).map_err(|e| AggError::BadRollup {
-            level: 0,
-            bucket_start: 0,
-            column: ["bucket_start", "model_id", "engine", "agent"][i.min(3)],
-            detail: e.to_string(),
-        }),
-        other => Err(AggError::BadRollup {
-            level: 0,
-            bucket_start: 0,
-            column: ["bucket_start", "model_id", "engine", "agent"][i.min(3)],
-            detail: format!("expected text, found {:?}", other.data_type()),
-        }),
+        ValueRef::Text(t) => std::str::from_utf8(t).map_err(|e| bad(e.to_string())),
+        other => Err(bad(format!("expected text, found {:?}", other.data_type()))),
     }
 }
 

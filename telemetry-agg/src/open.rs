@@ -86,20 +86,20 @@ fn check_schema(conn: &Connection, path: &Path) -> Result<(), AggError> {
     Ok(())
 }
 
-/// `MAX(version)` of the migration history.
-pub(crate) fn schema_version(conn: &Connection) -> Result<i32, AggError> {
-    let v: Option<i64> = conn
+/// `MAX(version)` of the migration history of `path`.
+pub(crate) fn schema_version(conn: &Connection, path: &Path) -> Result<i32, AggError> {
+    let found: Option<i64> = conn
         .query_row(
             "SELECT MAX(version) FROM refinery_schema_history",
             [],
             |r| r.get(0),
         )
         .map_err(|e| AggError::sqlite("reading refinery_schema_history", e))?;
-    let v = v.unwrap_or(0);
-    i32::try_from(v).map_err(|_| {
-        AggError::sqlite(
-            format!("refinery_schema_history version {v} does not fit an i32"),
-            rusqlite::Error::IntegralValueOutOfRange(0, v),
-        )
-    })
+    found
+        .and_then(|v| i32::try_from(v).ok())
+        .ok_or(AggError::UnsupportedSchema {
+            path: path.to_path_buf(),
+            found,
+            supported: SCHEMA_VERSION,
+        })
 }

@@ -270,6 +270,45 @@ mod tests {
         );
     }
 
+    #[cfg(feature = "serde")]
+    #[test]
+    fn serialized_field_names_are_the_documented_ones() {
+        let json = serde_json::to_value(AggregatedStats::default()).unwrap();
+        for key in [
+            "total_calls",
+            "error_count",
+            "total_tokens",
+            "total_cost",
+            "total_latency",
+            "latency_p50",
+            "latency_p90",
+            "latency_p95",
+            "latency_p99",
+            "ttft_p50",
+            "ttft_p95",
+            "ttft_p99",
+            "itl_p50",
+            "itl_p95",
+            "itl_p99",
+            "energy_per_output_token_joules",
+            "output_tokens_per_joule",
+            "per_model",
+            "per_engine",
+            "per_agent",
+        ] {
+            assert!(json.get(key).is_some(), "{key} missing");
+        }
+        let model = serde_json::to_value(ModelStats::default()).unwrap();
+        for key in [
+            "model_id",
+            "call_count",
+            "avg_ttft",
+            "avg_throughput_tok_per_sec",
+        ] {
+            assert!(model.get(key).is_some(), "{key} missing");
+        }
+    }
+
     #[test]
     fn ratios_are_ratios_of_sums() {
         let mut r = Rollup::default();
