@@ -21,6 +21,11 @@ use crate::stream::StreamRecorder;
 /// An async inference engine: the same shape as [`InferenceEngine`](crate::InferenceEngine),
 /// with futures and [`futures_core::Stream`]s, usable from any executor.
 ///
+/// A type may implement both traits ([`SimulatedEngine`](crate::SimulatedEngine) and
+/// [`InstrumentedEngine`] do); with both in scope, name the one you mean:
+/// `AsyncInferenceEngine::generate(&engine, &messages, &params)`. Dropping an instrumented
+/// `generate` future before it completes records the call as cancelled.
+///
 /// ```
 /// use std::future::Future;
 /// use telemetry_wrap::{AsyncInferenceEngine, GenerateParams, GenerateResult, Message, StreamChunk, Usage};

@@ -1,41 +1,4 @@
 //! [`PriceTable`]: what a call costs, per model.
-//!
-//! A table maps model ids to a [`Price`]: per token (input, cached input and output, in US
-//! dollars per token) or per second of wall time (self-hosted models priced by the GPU hour).
-//! Cost of a call = `(prompt − cached)·input + cached·cached_input + completion·output`, or
-//! `latency·usd_per_second`. A model that is not in the table costs 0 and the record says
-//! `cost_unknown`; the wrapper never guesses.
-//!
-//! ## File format
-//!
-//! TOML (or the same shape in JSON), one table per model under `models`. Prices per token use
-//! `input`, `cached_input` and `output`; the same prices per million tokens use
-//! `input_per_mtok`, `cached_input_per_mtok` and `output_per_mtok`. `cached_input` defaults to
-//! `input`. Per-second pricing uses `usd_per_second` (or `usd_per_hour`). Unknown fields are
-//! errors, so a typo cannot silently price a model at zero.
-//!
-//! ```
-//! use telemetry_wrap::{Price, PriceTable, Usage};
-//!
-//! let table = PriceTable::from_toml_str(r#"
-//!     [models."gpt-4o"]
-//!     input_per_mtok = 2.50
-//!     cached_input_per_mtok = 1.25
-//!     output_per_mtok = 10.0
-//!
-//!     [models."llama-3.1-8b"]
-//!     usd_per_hour = 3.60
-//! "#).unwrap();
-//!
-//! let usage = Usage::new(1_000, 200).with_cached(400);
-//! let cost = table.cost("gpt-4o", &usage, 1.5).unwrap();
-//! assert!((cost - (600.0 * 2.5e-6 + 400.0 * 1.25e-6 + 200.0 * 1e-5)).abs() < 1e-12);
-//! assert!((table.cost("llama-3.1-8b", &usage, 2.0).unwrap() - 0.002).abs() < 1e-12);
-//! assert_eq!(table.cost("unknown", &usage, 1.0), None);
-//!
-//! let json = PriceTable::from_json_str(r#"{"models": {"m": {"input": 1e-6, "output": 2e-6}}}"#).unwrap();
-//! assert_eq!(json.get("m"), Some(&Price::PerToken { input: 1e-6, cached_input: 1e-6, output: 2e-6 }));
-//! ```
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -85,7 +48,44 @@ impl Price {
     }
 }
 
-/// Prices per model id. See the [module docs](self) for the file format.
+/// Prices per model id.
+///
+/// A table maps model ids to a [`Price`]: per token (input, cached input and output, in US
+/// dollars per token) or per second of wall time (self-hosted models priced by the GPU hour).
+/// Cost of a call = `(prompt − cached)·input + cached·cached_input + completion·output`, or
+/// `latency·usd_per_second`. A model that is not in the table costs 0 and the record says
+/// `cost_unknown`; the wrapper never guesses.
+///
+/// ## File format
+///
+/// TOML (or the same shape in JSON), one table per model under `models`. Prices per token use
+/// `input`, `cached_input` and `output`; the same prices per million tokens use
+/// `input_per_mtok`, `cached_input_per_mtok` and `output_per_mtok`. `cached_input` defaults to
+/// `input`. Per-second pricing uses `usd_per_second` (or `usd_per_hour`). Unknown fields are
+/// errors, so a typo cannot silently price a model at zero.
+///
+/// ```
+/// use telemetry_wrap::{Price, PriceTable, Usage};
+///
+/// let table = PriceTable::from_toml_str(r#"
+///     [models."gpt-4o"]
+///     input_per_mtok = 2.50
+///     cached_input_per_mtok = 1.25
+///     output_per_mtok = 10.0
+///
+///     [models."llama-3.1-8b"]
+///     usd_per_hour = 3.60
+/// "#).unwrap();
+///
+/// let usage = Usage::new(1_000, 200).with_cached(400);
+/// let cost = table.cost("gpt-4o", &usage, 1.5).unwrap();
+/// assert!((cost - (600.0 * 2.5e-6 + 400.0 * 1.25e-6 + 200.0 * 1e-5)).abs() < 1e-12);
+/// assert!((table.cost("llama-3.1-8b", &usage, 2.0).unwrap() - 0.002).abs() < 1e-12);
+/// assert_eq!(table.cost("unknown", &usage, 1.0), None);
+///
+/// let json = PriceTable::from_json_str(r#"{"models": {"m": {"input": 1e-6, "output": 2e-6}}}"#).unwrap();
+/// assert_eq!(json.get("m"), Some(&Price::PerToken { input: 1e-6, cached_input: 1e-6, output: 2e-6 }));
+/// ```
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PriceTable {
     prices: HashMap<String, Price>,

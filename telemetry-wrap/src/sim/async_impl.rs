@@ -69,7 +69,8 @@ impl Future for Delay {
     }
 }
 
-/// The simulated engine's async stream.
+/// The simulated engine's async stream. In real-time mode each wait for a chunk uses one
+/// short-lived timer thread (no executor timer needed); in instant mode nothing waits.
 #[derive(Debug)]
 pub struct SimAsyncStream {
     inner: SimStream,
