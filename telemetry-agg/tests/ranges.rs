@@ -101,3 +101,44 @@ fn far_out_bounds_are_the_same_as_none() {
     );
     assert_eq!(agg.record_count(&wide).unwrap(), recs.len() as u64);
 }
+
+#[test]
+fn after_a_prune_the_summaries_match_the_remaining_rows() {
+    let recs: Vec<TelemetryRecord> = (0..600)
+        .map(|i| {
+            rec(
+                ["a", "b"][i % 2],
+                "e",
+                DAY0 + i as f64 * 397.25,
+                1.0 + (i % 7) as f64,
+            )
+        })
+        .collect();
+    let (_dir, path) = write_db(&recs);
+    // Cut in the middle of a minute, an hour and a day.
+    let cut = DAY0 + 86_400.0 + 3_600.0 * 5.0 + 60.0 * 7.0 + 13.5;
+    let store = telemetry_store::TelemetryStore::open(&path).unwrap();
+    store.prune_before(cut).unwrap();
+    store.close().unwrap();
+    let left: Vec<TelemetryRecord> = recs.into_iter().filter(|r| r.timestamp >= cut).collect();
+    let agg = TelemetryAggregator::open(&path).unwrap();
+    for range in [
+        TimeRange::all(),
+        TimeRange::since(DAY0 + 86_400.0).unwrap(),
+        TimeRange::new(Some(DAY0 + 3_600.0), Some(DAY0 + 2.0 * 86_400.0 + 0.5)).unwrap(),
+    ] {
+        let want = count_in(&left, &range);
+        assert_eq!(agg.record_count(&range).unwrap(), want, "{range:?}");
+        let s = agg.summary(&range).unwrap();
+        assert_eq!(s.total_calls, want, "{range:?}");
+        let latency: f64 = left
+            .iter()
+            .filter(|r| range.contains(r.timestamp))
+            .map(|r| r.latency_seconds)
+            .sum();
+        assert!(
+            (s.total_latency - latency).abs() <= 1e-9 * latency,
+            "{range:?}"
+        );
+    }
+}
