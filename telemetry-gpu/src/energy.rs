@@ -3,20 +3,22 @@
 //! ## How a curve is built
 //!
 //! The energy counter refreshes on its own period (~100 ms on an H100), so sampled counter values
-//! repeat and then jump. A *refresh instant* is detected where the counter changed between two
-//! consecutive samples; the change happened somewhere in between. The first refresh of a run is
-//! placed at the midpoint; each later one where the sampled power says the counter step was used up
-//! since the previous refresh, kept inside the interval where the change was seen (so a bias in the
-//! power readings cannot drift the estimate by more than one sampling interval). Between two
-//! refresh instants of the same run the counter step is spread linearly over the time it covers, so
-//! a 50 ms call in a steady 700 W load gets 35 J, not 0 J or a whole 70 J step, and the counter
-//! still decides the total. The estimate is exact under regular sampling and steady power; after
-//! an irregular gap in sampling the placement can re-anchor by up to one sampling interval, which
-//! moves a fraction of one counter step between neighbouring short windows (their sum, and every
-//! window spanning whole refreshes, are unaffected). Everywhere else — before the first refresh, after
-//! the last one, across a counter that went backwards (a reset or wrap), and on devices without a
-//! counter — energy is the trapezoid integral of the sampled power. Outside the samples the first
-//! or last power is held constant.
+//! repeat and then jump. A *refresh* is detected where the counter changed between two consecutive
+//! samples: it happened somewhere in between. Within a run of steady load the refreshes form a
+//! rigid chain (the time between two is the counter step divided by the sampled power), so one
+//! unknown, the run's phase, places them all; every observation bounds it, and it moves only when an
+//! observation rules it out, shifting the whole run together (see `RefreshTracker`). Between two
+//! refreshes the counter step is spread linearly over the time it covers, so a 50 ms call in a
+//! steady 700 W load gets 35 J, not 0 J or a whole 70 J step, with regular or jittery sampling, and
+//! the counter still decides the total. What cannot be known is a phase no observation reveals
+//! (refreshes in step with the samples): refreshes are then placed mid-interval, up to half a
+//! sampling interval off, which moves at most `ΔP × interval / 2` across a change of load `ΔP`
+//! between neighbouring windows. A refined phase also changes, by at most that much, the energy of
+//! windows completed before the refinement.
+//!
+//! Everywhere else — before the first refresh, after the last one, across a counter that went
+//! backwards (a reset or wrap), and on devices without a counter — energy is the trapezoid integral
+//! of the sampled power. Outside the samples the first or last power is held constant.
 
 use telemetry_core::EnergyMethod;
 
@@ -42,7 +44,7 @@ pub struct EnergyCurve {
     knots: Vec<Knot>,
 }
 
-/// A detected counter refresh between two consecutive samples.
+/// A counter refresh placed in time, between two consecutive samples.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct CounterKnot {
     /// Estimated refresh instant, seconds.
@@ -53,12 +55,53 @@ pub(crate) struct CounterKnot {
     pub delta_j: Option<f64>,
 }
 
-/// Places counter refreshes as samples arrive. Placement depends on the previous refresh, so the
-/// timeline runs one tracker per device over its whole history and stores the result.
+/// A detected counter refresh as the tracker records it: its place on its run's chain, which the
+/// run's phase turns into a time (see [`RefreshTracker`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct StoredKnot {
+    /// The run (chain) it belongs to.
+    pub run: u64,
+    /// Position on the chain, seconds; the time is `s + phase(run)`.
+    pub s: f64,
+    /// Joules since the previous refresh, when that segment is a valid counter step.
+    pub delta_j: Option<f64>,
+    /// The sample time after which the refresh certainly happened, seconds.
+    pub after: f64,
+}
+
+/// The current run of a counter.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    id: u64,
+    /// Counter value at the last refresh, millijoules.
+    counter: u64,
+    /// Chain position of the last refresh, seconds.
+    s: f64,
+    /// Time, power-integral and power of the sample that showed the last refresh.
+    seen_t: f64,
+    seen_q: f64,
+    seen_p: f64,
+    /// The phase must lie in `(lo, hi]` for every refresh of the run to fall where it was seen.
+    lo: f64,
+    hi: f64,
+}
+
+/// Places counter refreshes as samples arrive.
+///
+/// A change of the counter between samples `a` and `b` says the refresh happened in
+/// `(t_a, t_b]`. Within a run the refreshes form a rigid chain: the time between two of them is
+/// the counter step divided by the mean sampled power, so one unknown, the run's *phase*, places
+/// them all. Every observation bounds the phase; it starts in the middle of the first interval and
+/// moves (to the middle of what is still possible) only when an observation rules it out, which
+/// shifts every refresh of the run together and so keeps their spacing, and the energy of a steady
+/// load, exact. Observations that contradict the chain (power readings off, a step in the load
+/// between refreshes) and changes of more than 10 % in the sampled power start a new run.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct RefreshTracker {
-    /// Counter value and power-integral at the last refresh of the current run.
-    run: Option<(u64, f64)>,
+    run: Option<Run>,
+    /// Phase of each run still referenced, from run `first_run` on.
+    phases: std::collections::VecDeque<f64>,
+    first_run: u64,
     /// Trapezoid energy of the power readings from the first sample to the last one observed.
     q: f64,
 }
@@ -66,12 +109,9 @@ pub(crate) struct RefreshTracker {
 impl RefreshTracker {
     /// Observes the step from sample `a` to the next sample `b`; returns the refresh between them,
     /// if the counter changed.
-    pub(crate) fn observe(&mut self, a: &GpuReading, b: &GpuReading) -> Option<CounterKnot> {
+    pub(crate) fn observe(&mut self, a: &GpuReading, b: &GpuReading) -> Option<StoredKnot> {
         let (ta, tb) = (a.timestamp.as_secs_f64(), b.timestamp.as_secs_f64());
-        let (pa, pb) = (a.power_w(), b.power_w());
-        let span = tb - ta;
-        let q_a = self.q;
-        self.q += trapezoid(ta, pa, tb, pb);
+        self.q += trapezoid(ta, a.power_w(), tb, b.power_w());
         let (ca, cb) = match (a.energy_mj, b.energy_mj) {
             (_, None) | (None, _) => {
                 self.run = None;
@@ -79,27 +119,108 @@ impl RefreshTracker {
             }
             (Some(ca), Some(cb)) => (ca, cb),
         };
-        if ca == cb || span <= 0.0 {
+        if ca == cb || tb <= ta {
             return None;
         }
         // A counter that went backwards was reset or wrapped: the step before it is unknown, so
         // that slice is integrated from power instead.
-        let (dt, delta_j) = match self.run.filter(|&(prev, _)| cb > prev) {
-            Some((prev, q_prev)) => {
-                let delta = (cb - prev) as f64 / 1000.0;
-                // Place the refresh where the sampled power says the step was used up, within
-                // the interval where it must have happened.
-                let dt = solve_quadratic(pa, pb, span, q_prev + delta - q_a);
-                (dt.clamp(span / 8.0, span), Some(delta))
-            }
-            None => (span / 2.0, None),
-        };
-        self.run = Some((cb, q_a + pa * dt + (pb - pa) * dt * dt / (2.0 * span)));
-        Some(CounterKnot {
+        let run = self.run.filter(|r| cb > r.counter);
+        let delta_j = run.map(|r| (cb - r.counter) as f64 / 1000.0);
+        // A change in the load breaks the chain: the sampled power no longer says how long a
+        // counter step took.
+        let steady = |p: f64, reference: f64| (p - reference).abs() <= 0.1 * reference;
+        if let (Some(r), Some(delta)) = (run, delta_j)
+            && steady(a.power_w(), r.seen_p)
+            && steady(b.power_w(), r.seen_p)
+            && let Some(knot) = self.extend(r, cb, delta, (ta, tb), b.power_w())
+        {
+            return Some(knot);
+        }
+        // A new run: its phase starts in the middle of the interval.
+        let id = self.first_run + self.phases.len() as u64;
+        self.phases.push_back((ta + tb) / 2.0);
+        self.run = Some(Run {
+            id,
+            counter: cb,
+            s: 0.0,
+            seen_t: tb,
+            seen_q: self.q,
+            seen_p: b.power_w(),
+            lo: ta,
+            hi: tb,
+        });
+        Some(StoredKnot {
+            run: id,
+            s: 0.0,
+            delta_j,
+            after: ta,
+        })
+    }
+
+    /// Adds a refresh to run `r` if it fits the chain.
+    fn extend(
+        &mut self,
+        r: Run,
+        cb: u64,
+        delta: f64,
+        (ta, tb): (f64, f64),
+        pb: f64,
+    ) -> Option<StoredKnot> {
+        let mean_w = (self.q - r.seen_q) / (tb - r.seen_t);
+        if !(mean_w > 0.0 && mean_w.is_finite()) {
+            return None;
+        }
+        let s = r.s + delta / mean_w;
+        let (lo, hi) = (r.lo.max(ta - s), r.hi.min(tb - s));
+        if lo >= hi {
+            return None;
+        }
+        let slot = usize::try_from(r.id - self.first_run).ok()?;
+        let phase = self.phases.get_mut(slot)?;
+        if !(lo < *phase && *phase <= hi) {
+            *phase = (lo + hi) / 2.0;
+        }
+        self.run = Some(Run {
+            counter: cb,
+            s,
+            seen_t: tb,
+            seen_q: self.q,
+            seen_p: pb,
+            lo,
+            hi,
+            ..r
+        });
+        Some(StoredKnot {
+            run: r.id,
+            s,
+            delta_j: Some(delta),
+            after: ta,
+        })
+    }
+
+    /// Forgets the phases of runs before `run` (no stored refresh refers to them any more).
+    pub(crate) fn forget_before(&mut self, run: u64) {
+        while self.first_run < run && self.phases.pop_front().is_some() {
+            self.first_run += 1;
+        }
+    }
+
+    /// The refresh `k`, seen between samples `a` and `b`, placed in time.
+    pub(crate) fn resolve(&self, k: &StoredKnot, a: &GpuReading, b: &GpuReading) -> CounterKnot {
+        let (ta, tb) = (a.timestamp.as_secs_f64(), b.timestamp.as_secs_f64());
+        let span = tb - ta;
+        let phase = usize::try_from(k.run.wrapping_sub(self.first_run))
+            .ok()
+            .and_then(|i| self.phases.get(i))
+            .copied()
+            .unwrap_or((ta + tb) / 2.0);
+        let dt = (k.s + phase - ta).clamp(span * 1e-3, span);
+        let (pa, pb) = (a.power_w(), b.power_w());
+        CounterKnot {
             t: ta + dt,
             p: pa + (pb - pa) * dt / span,
-            delta_j,
-        })
+            delta_j: k.delta_j,
+        }
     }
 }
 
@@ -118,21 +239,29 @@ impl EnergyCurve {
             parts.push((s, knot));
             last = Some(s);
         }
-        EnergyCurve::from_parts(parts)
+        EnergyCurve::from_parts(parts, &tracker)
     }
 
     /// Builds the curve from samples in increasing time order, each with the refresh detected
-    /// between it and the previous one. The first refresh is taken as the start of a run (the
-    /// segment before it comes from power), so the caller starts the slice before the window.
+    /// between it and the previous one, placed by `tracker`. The first refresh is taken as the
+    /// start of a run (the segment before it comes from power), so the caller starts the slice
+    /// before the window.
     pub(crate) fn from_parts<'a>(
-        parts: impl IntoIterator<Item = (&'a GpuReading, Option<CounterKnot>)>,
+        parts: impl IntoIterator<Item = (&'a GpuReading, Option<StoredKnot>)>,
+        tracker: &RefreshTracker,
     ) -> Self {
+        let mut prev: Option<&GpuReading> = None;
+        let resolved = parts.into_iter().map(|(s, k)| {
+            let ck = prev.zip(k).map(|(a, k)| tracker.resolve(&k, a, s));
+            prev = Some(s);
+            (s, ck)
+        });
         let mut knots: Vec<Knot> = Vec::new();
         // Samples since the last refresh: inside a counter step (dropped) or not (power knots),
         // which only the next refresh tells.
         let mut held: Vec<(f64, f64)> = Vec::new();
         let mut seen_refresh = false;
-        for (s, ck) in parts {
+        for (s, ck) in resolved {
             let (t, p) = (s.timestamp.as_secs_f64(), s.power_w());
             if knots.is_empty() {
                 knots.push(Knot {
@@ -249,24 +378,6 @@ impl EnergySource for EnergyCurve {
     fn energy_between(&self, t0: Timestamp, t1: Timestamp) -> f64 {
         (self.energy_at_secs(t1.as_secs_f64()) - self.energy_at_secs(t0.as_secs_f64())).max(0.0)
     }
-}
-
-/// The `dt` in `[0, span]` at which the energy of a power ramp from `p0` to `p1` over `span`
-/// reaches `target`: solves `p0·dt + (p1 − p0)·dt²/(2·span) = target`. Out-of-range targets give
-/// values outside `[0, span]`, which the caller clamps.
-fn solve_quadratic(p0: f64, p1: f64, span: f64, target: f64) -> f64 {
-    if target <= 0.0 {
-        return 0.0;
-    }
-    let a = (p1 - p0) / (2.0 * span);
-    if a.abs() < 1e-12 {
-        return if p0 > 0.0 { target / p0 } else { span };
-    }
-    let disc = p0 * p0 + 4.0 * a * target;
-    if disc < 0.0 {
-        return span;
-    }
-    (-p0 + disc.sqrt()) / (2.0 * a)
 }
 
 fn push_counter_knot(knots: &mut Vec<Knot>, ck: &CounterKnot) {

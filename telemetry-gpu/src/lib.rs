@@ -26,12 +26,15 @@
 //! ## Rules
 //!
 //! - **Counter between refreshes**: a refresh is detected where the counter changed between two
-//!   samples and placed where the sampled power says the step was used up; each counter step is
-//!   spread linearly between refreshes, so a 50 ms call in a steady 700 W load gets 35 J, not 0 J
-//!   or a whole 70 J step. A counter that goes backwards (reset, wrap) is never negative energy:
+//!   samples; the refreshes of a steady run are placed as one chain spaced by counter step / power
+//!   (its phase learnt from every observation); each counter step is spread linearly between
+//!   refreshes, so a 50 ms call in a steady 700 W load gets 35 J, not 0 J or a whole 70 J step,
+//!   even with jittery sampling. An unobservable phase costs at most half a sampling interval at
+//!   a change of load (see [`EnergyCurve`]). A counter that goes backwards (reset, wrap) is never negative energy:
 //!   that slice is integrated from power. Devices without a counter use the trapezoid of power.
 //! - **Overlapping calls**: each slice between window boundaries is split among the windows active
-//!   in it, equally or by weight; per-call joules sum to the device energy over their union.
+//!   in it, equally or by weight; per-call joules sum to the device energy over their union
+//!   (exactly within one completion tick; across ticks up to a phase refinement at a load change).
 //! - **Completion**: a window completes once every live device's counter has refreshed past its end
 //!   (within [`SamplerConfig::completion_timeout`] in any case), in order of window end; `flush`
 //!   and drop complete the rest from what is known (power extrapolated past the last sample).

@@ -2,7 +2,7 @@
 
 use std::collections::VecDeque;
 
-use crate::energy::{CounterKnot, RefreshTracker};
+use crate::energy::{RefreshTracker, StoredKnot};
 use crate::{EnergyCurve, EnergySource, GpuReading, Timestamp};
 
 /// How far back the counter-refresh search goes when a curve is cut out of the timeline.
@@ -14,7 +14,7 @@ pub struct DeviceTimeline {
     index: u32,
     samples: VecDeque<GpuReading>,
     /// The refresh detected between each sample and the previous one.
-    refreshes: VecDeque<Option<CounterKnot>>,
+    refreshes: VecDeque<Option<StoredKnot>>,
     tracker: RefreshTracker,
     capacity: usize,
     last_refresh: Option<Timestamp>,
@@ -94,12 +94,16 @@ impl DeviceTimeline {
             }
             refresh = self.tracker.observe(last, &reading);
             if let Some(r) = refresh {
-                self.last_refresh = Some(Timestamp::from_secs_f64(r.t));
+                // The refresh happened after this instant, so the curve up to it is settled.
+                self.last_refresh = Some(Timestamp::from_secs_f64(r.after));
             }
         }
         if self.samples.len() >= self.capacity {
             self.samples.pop_front();
-            self.refreshes.pop_front();
+            if let Some(Some(evicted)) = self.refreshes.pop_front() {
+                // Later refreshes belong to this run or newer ones.
+                self.tracker.forget_before(evicted.run);
+            }
             self.evicted += 1;
         }
         self.samples.push_back(reading);
@@ -136,12 +140,13 @@ impl DeviceTimeline {
             self.samples
                 .range(lo..=hi)
                 .zip(self.refreshes.range(lo..=hi).copied()),
+            &self.tracker,
         )
     }
 
     /// Whether a refresh was detected between readings `i - 1` and `i`, at or after `t`.
     fn refresh_after(&self, i: usize, t: Timestamp) -> bool {
-        matches!(self.refreshes.get(i), Some(Some(r)) if r.t >= t.as_secs_f64())
+        matches!(self.refreshes.get(i), Some(Some(r)) if r.after >= t.as_secs_f64())
     }
 
     /// Whether a refresh was detected between readings `i - 1` and `i`.

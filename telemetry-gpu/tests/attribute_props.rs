@@ -1,6 +1,7 @@
 //! Property tests: for random power profiles and random windows, attributed energies are
-//! non-negative and sum to the energy over the union of the windows, both through the pure
-//! `attribute` and through the sampler's deferred completion.
+//! non-negative and sum to the energy over the union of the windows: exactly through the pure
+//! `attribute`, and through the sampler's deferred completion up to the counter-phase refinement
+//! between ticks.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -58,6 +59,10 @@ proptest! {
         profile in profile(),
         spans in prop::collection::vec((300_u64..2500, 1_u64..700), 1..8),
     ) {
+        let max_w = match &profile {
+            PowerProfile::Steps(steps) => steps.iter().map(|s| s.1).fold(0.0, f64::max),
+            _ => 0.0,
+        };
         let rig = Rig::new(vec![MockDevice::new(profile)]);
         let sink = Sink::default();
         let mut order: Vec<(usize, u64, u64)> =
@@ -85,7 +90,13 @@ proptest! {
         let ws: Vec<Window> = spans.iter().map(|&(s, l)| Window::new(ms(s), ms(s + l))).collect();
         let union = union_energy(&rig.sampler.timeline(), &ws);
         let sum: f64 = readings.iter().sum();
-        prop_assert!(close(sum, union), "sum {} vs union {}", sum, union);
+        // Readings completed in different ticks may see the counter's refresh phase refined in
+        // between, which moves energy across a load change by at most one sampling interval's
+        // worth (exact for steady loads; within one tick the split is exact). Never N-fold.
+        prop_assert!(
+            (sum - union).abs() <= 0.1 * max_w + 1e-6,
+            "sum {} vs union {} (max {} W)", sum, union, max_w
+        );
     }
 }
 

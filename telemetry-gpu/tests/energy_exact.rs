@@ -62,9 +62,14 @@ fn irregular_sampling_still_places_refreshes_from_power() {
 
 #[test]
 fn step_profile_is_exact_away_from_the_step_and_in_total() {
-    // 300 W, then 700 W from 1.05 s (a refresh instant).
+    // 300 W, then 700 W from 1.05 s; the counter refreshes at 0.05 s, 0.15 s, ... so the step is
+    // at a refresh and the refreshes sit mid-way between samples, where a new run places them.
     let profile = PowerProfile::Steps(vec![(ms(0), 300.0), (ms(1050), 700.0)]);
-    let rig = Rig::new(vec![h100(profile)]);
+    let rig =
+        Rig::new(vec![h100(profile).counter_refresh(
+            Duration::from_millis(100),
+            Duration::from_millis(50),
+        )]);
     rig.tick_to(secs(3.0));
     let cases = [
         (0.25, 0.30, 15.0),
@@ -89,6 +94,28 @@ fn step_profile_is_exact_away_from_the_step_and_in_total() {
         0.15,
         "straddling",
     );
+}
+
+#[test]
+fn an_unknown_refresh_phase_shifts_energy_by_at_most_half_a_sampling_interval() {
+    // Refreshes exactly at the sample instants: nothing in regular sampling reveals the phase, so
+    // refreshes are placed mid-interval, 50 ms early; at a load step that moves at most
+    // (700 W − 300 W) × 50 ms = 20 J between neighbouring windows.
+    let profile = PowerProfile::Steps(vec![(ms(0), 300.0), (ms(1050), 700.0)]);
+    let rig = Rig::new(vec![h100(profile)]);
+    rig.tick_to(secs(3.0));
+    for (a, b) in [(0.55, 1.55), (0.9, 1.2), (1.0, 1.1)] {
+        let r = rig.sampler.energy_between(secs(a), secs(b)).unwrap();
+        let truth = rig.truth(0, secs(a), secs(b));
+        assert!(
+            (r.joules_total - truth).abs() <= 20.0 + 1e-6,
+            "[{a}, {b}]: {} vs {truth}",
+            r.joules_total
+        );
+    }
+    // Windows that do not contain the step are exact.
+    let steady = rig.sampler.energy_between(secs(1.3), secs(2.8)).unwrap();
+    assert_close(steady.joules_total, 700.0 * 1.5, 0.002, "after the step");
 }
 
 #[test]
