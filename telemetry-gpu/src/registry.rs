@@ -40,8 +40,42 @@ pub(crate) struct ReadyWindow {
     pub first_token: Option<Timestamp>,
     pub weight: f64,
     pub callback: Option<Callback>,
-    /// Other windows overlapping this one (active ones end at `Timestamp::MAX`), with weights.
-    pub others: Vec<(Window, f64)>,
+    /// Slot id, to leave the window itself out of its overlaps.
+    id: usize,
+}
+
+/// Windows taken for completion, with a snapshot of every window they may overlap, so that the
+/// overlaps are found after the registry's lock is released.
+pub(crate) struct Batch {
+    pub ready: Vec<ReadyWindow>,
+    index: EndedIndex,
+    /// Windows still active: start and weight (their end is unknown).
+    active: Vec<(Timestamp, f64)>,
+}
+
+impl Batch {
+    /// Other windows overlapping `w` (active ones end at `Timestamp::MAX`), with their weights.
+    pub fn overlapping(&self, w: &ReadyWindow) -> Vec<(Window, f64)> {
+        let win = w.window;
+        let mut out: Vec<(Window, f64)> = self
+            .active
+            .iter()
+            .filter(|a| a.0 <= win.end)
+            .map(|&(start, weight)| (Window::new(start, Timestamp::MAX), weight))
+            .collect();
+        // Ended windows starting after `start - max_len` are the only ones that can reach it.
+        let from = win.start - self.index.max_len;
+        let lo = self.index.by_start.partition_point(|e| e.0 < from);
+        for &(start, end, weight, other) in &self.index.by_start[lo..] {
+            if start > win.end {
+                break;
+            }
+            if other != w.id && end >= win.start {
+                out.push((Window::new(start, end), weight));
+            }
+        }
+        out
+    }
 }
 
 /// Windows by slot; slots are reused, so `begin`/`end` do not allocate once warm.
@@ -113,14 +147,11 @@ impl Registry {
         self.pending.push(id);
     }
 
-    /// Takes the pending windows whose end satisfies `ready`, in order of end, each with the
-    /// windows overlapping it; marks them done and forgets completed windows that can no longer
-    /// overlap anything (ended before every open window began and more than 2 s before `now`).
-    pub fn take_ready(
-        &mut self,
-        ready: impl Fn(Timestamp) -> bool,
-        now: Timestamp,
-    ) -> Vec<ReadyWindow> {
+    /// Takes the pending windows whose end satisfies `ready`, in order of end, with a snapshot of
+    /// the windows they may overlap; marks them done and forgets completed windows that can no
+    /// longer overlap anything (ended before every open window began and more than 2 s before
+    /// `now`). Cost under the lock: one pass over the remembered windows, no overlap search.
+    pub fn take_ready(&mut self, ready: impl Fn(Timestamp) -> bool, now: Timestamp) -> Batch {
         let mut ids: Vec<usize> = Vec::new();
         let slots = &self.slots;
         self.pending.retain(|&id| {
@@ -131,58 +162,38 @@ impl Registry {
             !take
         });
         if ids.is_empty() {
-            return Vec::new();
+            return Batch {
+                ready: Vec::new(),
+                index: EndedIndex::default(),
+                active: Vec::new(),
+            };
         }
         ids.sort_unstable_by_key(|&id| (self.slots[id].end, id));
         let index = EndedIndex::new(self, &ids);
+        let active = self
+            .active
+            .iter()
+            .map(|&a| (self.slots[a].start, self.slots[a].weight))
+            .collect();
         let mut out = Vec::with_capacity(ids.len());
         for &id in &ids {
-            let s = &self.slots[id];
-            let window = Window::new(s.start, s.end);
-            // Abandoned windows (no callback) count when splitting but need no reading.
-            let others = if s.callback.is_some() {
-                self.overlapping(&index, id, window)
-            } else {
-                Vec::new()
-            };
-            out.push(ReadyWindow {
-                window,
-                first_token: s.first_token,
-                weight: s.weight,
-                callback: None,
-                others,
-            });
-        }
-        for (ready, &id) in out.iter_mut().zip(&ids) {
             let slot = &mut self.slots[id];
             slot.state = SlotState::Done;
-            ready.callback = slot.callback.take();
+            out.push(ReadyWindow {
+                window: Window::new(slot.start, slot.end),
+                first_token: slot.first_token,
+                weight: slot.weight,
+                callback: slot.callback.take(),
+                id,
+            });
             self.done.push_back(id);
         }
         self.prune(now);
-        out
-    }
-
-    fn overlapping(&self, index: &EndedIndex, id: usize, w: Window) -> Vec<(Window, f64)> {
-        let mut out: Vec<(Window, f64)> = self
-            .active
-            .iter()
-            .map(|&a| &self.slots[a])
-            .filter(|s| s.start <= w.end)
-            .map(|s| (Window::new(s.start, s.end), s.weight))
-            .collect();
-        // Ended windows starting after `w.start - max_len` are the only ones that can reach it.
-        let from = w.start - index.max_len;
-        let lo = index.by_start.partition_point(|e| e.0 < from);
-        for &(start, end, weight, other) in &index.by_start[lo..] {
-            if start > w.end {
-                break;
-            }
-            if other != id && end >= w.start {
-                out.push((Window::new(start, end), weight));
-            }
+        Batch {
+            ready: out,
+            index,
+            active,
         }
-        out
     }
 
     fn prune(&mut self, now: Timestamp) {
@@ -214,6 +225,7 @@ impl Registry {
 }
 
 /// Pending and completed windows sorted by start, for overlap queries during one completion.
+#[derive(Default)]
 struct EndedIndex {
     by_start: Vec<(Timestamp, Timestamp, f64, usize)>,
     max_len: Duration,

@@ -69,8 +69,9 @@ impl DeviceTimeline {
         self.samples.back().map(|s| s.timestamp)
     }
 
-    /// Until when energy is known from the best method available: the last detected counter
-    /// refresh where the device has a counter, else the newest reading.
+    /// Until when energy is settled by the best method available: where the device has a counter,
+    /// the sample time after which its last detected refresh happened (so a refresh lies beyond
+    /// it); else the newest reading.
     pub fn covered_until(&self) -> Option<Timestamp> {
         let last = self.samples.back()?;
         if last.energy_mj.is_some() {

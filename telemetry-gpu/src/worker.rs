@@ -78,37 +78,50 @@ impl Shared {
         let timeout = self.config.completion_timeout;
         let ready =
             |end: Timestamp| force || covered.is_some_and(|c| c >= end) || now >= end + timeout;
-        let jobs = lock(&self.registry).take_ready(ready, now);
-        if jobs.is_empty() {
+        let batch = lock(&self.registry).take_ready(ready, now);
+        if batch.ready.is_empty() {
             return;
         }
+        // Overlaps are found outside both locks; abandoned windows (no callback) need no reading.
+        let others: Vec<Option<Vec<_>>> = batch
+            .ready
+            .iter()
+            .map(|job| job.callback.as_ref().map(|_| batch.overlapping(job)))
+            .collect();
         let readings: Vec<Option<EnergyReading>> = {
             let timeline = lock(&self.timeline);
             // One curve per device for the whole batch.
-            let lo = jobs.iter().map(|j| j.window.start).min().unwrap_or(now);
-            let hi = jobs.iter().map(|j| j.window.end).max().unwrap_or(now);
+            let lo = batch
+                .ready
+                .iter()
+                .map(|j| j.window.start)
+                .min()
+                .unwrap_or(now);
+            let hi = batch
+                .ready
+                .iter()
+                .map(|j| j.window.end)
+                .max()
+                .unwrap_or(now);
             let curves = timeline.curves(lo, hi);
-            jobs.iter()
-                .map(|job| {
-                    job.callback.as_ref().map(|_| {
+            batch
+                .ready
+                .iter()
+                .zip(&others)
+                .map(|(job, others)| {
+                    others.as_ref().map(|others| {
                         let spec = WindowSpec {
                             window: job.window,
                             first_token: job.first_token,
                             weight: job.weight,
                         };
-                        compute_reading(
-                            &timeline,
-                            &curves,
-                            self.vendor,
-                            &spec,
-                            &job.others,
-                            self.stale_after(),
-                        )
+                        let stale = self.stale_after();
+                        compute_reading(&timeline, &curves, self.vendor, &spec, others, stale)
                     })
                 })
                 .collect()
         };
-        for (job, reading) in jobs.into_iter().zip(readings) {
+        for (job, reading) in batch.ready.into_iter().zip(readings) {
             self.completed.fetch_add(1, Ordering::Relaxed);
             if let (Some(cb), Some(reading)) = (job.callback, reading)
                 && catch_unwind(AssertUnwindSafe(move || cb(reading))).is_err()
