@@ -71,14 +71,7 @@ pub(crate) fn effective_bounds(
     conn: &Connection,
     range: &TimeRange,
 ) -> Result<Option<(f64, f64)>, AggError> {
-    let sql = |e| AggError::sqlite("reading the time extent of telemetry", e);
-    let min: Option<f64> = conn
-        .query_row("SELECT MIN(timestamp) FROM telemetry", [], |r| r.get(0))
-        .map_err(sql)?;
-    let max: Option<f64> = conn
-        .query_row("SELECT MAX(timestamp) FROM telemetry", [], |r| r.get(0))
-        .map_err(sql)?;
-    let (Some(min), Some(max)) = (min, max) else {
+    let Some((min, max)) = data_extent(conn)? else {
         return Ok(None);
     };
     let day = ROLLUP_LEVELS[2];
@@ -87,6 +80,18 @@ pub(crate) fn effective_bounds(
     let lo = range.since_bound().map_or(data_lo, |s| s.max(data_lo));
     let hi = range.until_bound().map_or(data_hi, |u| u.min(data_hi));
     Ok((lo <= hi).then_some((lo, hi)))
+}
+
+/// `MIN(timestamp)` and `MAX(timestamp)` of `telemetry` (two index lookups); `None` when empty.
+pub(crate) fn data_extent(conn: &Connection) -> Result<Option<(f64, f64)>, AggError> {
+    let sql = |e| AggError::sqlite("reading the time extent of telemetry", e);
+    let min: Option<f64> = conn
+        .query_row("SELECT MIN(timestamp) FROM telemetry", [], |r| r.get(0))
+        .map_err(sql)?;
+    let max: Option<f64> = conn
+        .query_row("SELECT MAX(timestamp) FROM telemetry", [], |r| r.get(0))
+        .map_err(sql)?;
+    Ok(min.zip(max))
 }
 
 /// Levels usable when results are bucketed by `width` (all when `None`), coarsest first.

@@ -76,6 +76,15 @@ pub enum AggError {
         /// The string given.
         input: String,
     },
+    /// The operating system refused something (starting an export thread).
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: &'static str,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
     /// SQLite failed (I/O error, lock held too long, corruption found while reading).
     #[error("{context}: {source}")]
     Sqlite {

@@ -1,213 +1,323 @@
 //! [`RecordIter`]: streaming every record of a range back out, in constant memory.
+//!
+//! Rows come in `(timestamp, id)` order through the timestamp index, a page at a time with keyset
+//! pagination (`WHERE (timestamp, id) > last`), so no statement outlives a page and memory stays
+//! flat. Large exports split the range into time slices read by two worker threads, each with its
+//! own read-only connection; the iterator hands out the slices' pages in order.
 
-use std::collections::VecDeque;
+use std::marker::PhantomData;
+use std::path::Path;
 use std::sync::LazyLock;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::thread::JoinHandle;
 
-use rusqlite::types::ValueRef;
-use rusqlite::{Connection, Row, params};
-use serde_json::Value;
+use rusqlite::{Connection, params};
 use telemetry_core::schema::RECORD_COLUMNS;
-use telemetry_core::{EnergyMethod, Outcome, TelemetryRecord, TimeRange};
+use telemetry_core::{TelemetryRecord, TimeRange};
 
 use crate::error::AggError;
+use crate::open::open_read_only;
+use crate::row::read_record;
 
 /// Rows fetched per query.
-const PAGE: i64 = 10_000;
+const PAGE: i64 = 4_096;
+/// Exports of fewer rows than this run on the caller's thread.
+const PARALLEL_MIN_ROWS: u64 = 20_000;
+/// Worker threads of a large export.
+const WORKERS: usize = 2;
+/// Time slices per worker.
+const SLICES_PER_WORKER: usize = 16;
+/// Pages a worker may run ahead of the reader, per worker.
+const PAGES_AHEAD: usize = 2;
 
-static FIRST_PAGE: LazyLock<String> = LazyLock::new(|| {
+type Item = Result<TelemetryRecord, AggError>;
+
+/// `SELECT ... ORDER BY timestamp, id LIMIT` for a slice: `first` or after a cursor, with the
+/// upper bound inclusive (`closed`) or not.
+fn page_sql(first: bool, closed: bool) -> String {
+    let upper = if closed { "<=" } else { "<" };
+    let after = if first {
+        ""
+    } else {
+        "AND (timestamp > ?1 OR id > ?3) "
+    };
+    let limit = if first { "?3" } else { "?4" };
     format!(
-        "SELECT id, {} FROM telemetry WHERE timestamp >= ?1 AND timestamp <= ?2 \
-         ORDER BY timestamp, id LIMIT ?3",
+        "SELECT id, {} FROM telemetry WHERE timestamp >= ?1 AND timestamp {upper} ?2 {after}\
+         ORDER BY timestamp, id LIMIT {limit}",
         RECORD_COLUMNS.join(", ")
     )
+}
+
+static SQL: LazyLock<[[String; 2]; 2]> = LazyLock::new(|| {
+    [
+        [page_sql(true, false), page_sql(true, true)],
+        [page_sql(false, false), page_sql(false, true)],
+    ]
 });
 
-/// Keyset pagination: rows after `(timestamp, id) = (?1, ?3)`.
-static NEXT_PAGE: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "SELECT id, {} FROM telemetry WHERE timestamp >= ?1 AND timestamp <= ?2 \
-         AND (timestamp > ?1 OR id > ?3) ORDER BY timestamp, id LIMIT ?4",
-        RECORD_COLUMNS.join(", ")
-    )
-});
-
-/// The records of a range, ordered by timestamp then insertion, read a page (10 000 rows) at a
-/// time with keyset pagination, so memory stays flat however many rows there are. Made by
-/// [`TelemetryAggregator::export_records`](crate::TelemetryAggregator::export_records).
-///
-/// Each page is a consistent snapshot; rows committed by a writer during the export appear if they
-/// sort after the rows already returned. A row whose stored value cannot be read back yields an
-/// [`AggError::BadRow`] naming its id and column, and the export goes on with the next row; a
-/// SQLite error ends the iteration after it is yielded.
-#[derive(Debug)]
-pub struct RecordIter<'conn> {
-    conn: &'conn Connection,
+/// Pages through the rows with `since <= timestamp < until` (`<= until` when `closed`).
+#[derive(Debug, Clone)]
+struct Pager {
     since: f64,
     until: f64,
+    closed: bool,
     cursor: Option<(f64, i64)>,
-    page: VecDeque<Result<TelemetryRecord, AggError>>,
     done: bool,
 }
 
-impl<'conn> RecordIter<'conn> {
-    pub(crate) fn new(conn: &'conn Connection, range: &TimeRange) -> Self {
-        RecordIter {
-            conn,
-            since: range.since_bound().unwrap_or(f64::MIN),
-            until: range.until_bound().unwrap_or(f64::MAX),
+impl Pager {
+    fn new(since: f64, until: f64, closed: bool) -> Self {
+        Pager {
+            since,
+            until,
+            closed,
             cursor: None,
-            page: VecDeque::with_capacity(PAGE as usize),
             done: false,
         }
     }
 
-    fn fetch(&mut self) -> Result<(), AggError> {
+    /// The next page (empty once done). A row that cannot be read is an `Err` item; a SQLite
+    /// failure is the error of the call.
+    fn next_page(&mut self, conn: &Connection) -> Result<Vec<Item>, AggError> {
+        let mut page = Vec::new();
+        if self.done {
+            return Ok(page);
+        }
         let sql = |e| AggError::sqlite("exporting telemetry rows", e);
-        let mut rows_read = 0;
-        let mut stmt;
-        let conn = self.conn;
+        let text = &SQL[usize::from(self.cursor.is_some())][usize::from(self.closed)];
+        let mut stmt = conn.prepare_cached(text).map_err(sql)?;
         let mut rows = match self.cursor {
-            None => {
-                stmt = conn.prepare_cached(&FIRST_PAGE).map_err(sql)?;
-                stmt.query(params![self.since, self.until, PAGE])
-            }
-            Some((ts, id)) => {
-                stmt = conn.prepare_cached(&NEXT_PAGE).map_err(sql)?;
-                stmt.query(params![ts, self.until, id, PAGE])
-            }
+            None => stmt.query(params![self.since, self.until, PAGE]),
+            Some((ts, id)) => stmt.query(params![ts, self.until, id, PAGE]),
         }
         .map_err(sql)?;
+        page.reserve(PAGE as usize);
         while let Some(row) = rows.next().map_err(sql)? {
-            rows_read += 1;
             let id: i64 = row.get(0).map_err(sql)?;
             let ts: f64 = row.get(1).map_err(sql)?;
             self.cursor = Some((ts, id));
-            self.page.push_back(read_record(row, id));
+            page.push(read_record(row, id));
         }
-        if rows_read < PAGE {
+        if (page.len() as i64) < PAGE {
             self.done = true;
         }
-        Ok(())
+        Ok(page)
     }
+}
+
+/// What a worker sends: pages of a slice, then the end of the slice; or a fatal error.
+enum Message {
+    Page(Vec<Item>),
+    SliceEnd,
+    Fatal(AggError),
+}
+
+/// The records of a range, ordered by timestamp then insertion, read a page at a time, so
+/// memory stays flat however many rows there are. Made by
+/// [`TelemetryAggregator::export_records`](crate::TelemetryAggregator::export_records).
+///
+/// Each page is a consistent snapshot; rows committed by a writer during the export may appear.
+/// A row whose stored value cannot be read back yields an [`AggError::BadRow`] naming its id and
+/// column, and the export goes on with the next row; a SQLite error ends the iteration after it
+/// is yielded. Dropping the iterator early stops its worker threads.
+#[derive(Debug)]
+pub struct RecordIter<'a> {
+    source: Source<'a>,
+    page: std::vec::IntoIter<Item>,
+    done: bool,
+}
+
+#[derive(Debug)]
+enum Source<'a> {
+    /// Small exports: pages read on the caller's thread.
+    Inline { conn: &'a Connection, pager: Pager },
+    /// Large exports: slice `i` is read by worker `i % workers`.
+    Parallel {
+        receivers: Vec<Receiver<Message>>,
+        workers: Vec<JoinHandle<()>>,
+        slice: usize,
+        slices: usize,
+        _borrow: PhantomData<&'a Connection>,
+    },
+}
+
+impl std::fmt::Debug for Message {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Message::Page(p) => write!(f, "Page({} rows)", p.len()),
+            Message::SliceEnd => f.write_str("SliceEnd"),
+            Message::Fatal(e) => write!(f, "Fatal({e})"),
+        }
+    }
+}
+
+impl<'a> RecordIter<'a> {
+    /// Reads on `conn`, or on worker connections to `path` when `rows` is large.
+    pub(crate) fn new(
+        conn: &'a Connection,
+        path: &Path,
+        range: &TimeRange,
+        extent: Option<(f64, f64)>,
+        rows: u64,
+    ) -> Result<Self, AggError> {
+        let since = range.since_bound().unwrap_or(f64::MIN);
+        let until = range.until_bound().unwrap_or(f64::MAX);
+        let source = match extent {
+            Some((lo, hi)) if rows >= PARALLEL_MIN_ROWS && lo < hi => {
+                parallel(path, lo.max(since), hi.min(until))?
+            }
+            _ => Source::Inline {
+                conn,
+                pager: Pager::new(since, until, true),
+            },
+        };
+        Ok(RecordIter {
+            source,
+            page: Vec::new().into_iter(),
+            done: false,
+        })
+    }
+
+    /// Refills `page`; `false` when there is nothing more.
+    fn refill(&mut self) -> Result<bool, AggError> {
+        match &mut self.source {
+            Source::Inline { conn, pager } => {
+                let page = pager.next_page(conn)?;
+                let more = !page.is_empty();
+                self.page = page.into_iter();
+                Ok(more)
+            }
+            Source::Parallel {
+                receivers,
+                slice,
+                slices,
+                ..
+            } => loop {
+                if *slice >= *slices {
+                    return Ok(false);
+                }
+                let Some(rx) = receivers.get(*slice % receivers.len()) else {
+                    return Ok(false);
+                };
+                match rx.recv() {
+                    Ok(Message::Page(page)) => {
+                        self.page = page.into_iter();
+                        return Ok(true);
+                    }
+                    Ok(Message::SliceEnd) => *slice += 1,
+                    Ok(Message::Fatal(e)) => return Err(e),
+                    // A worker that stopped without a fatal error has nothing more.
+                    Err(_) => return Ok(false),
+                }
+            },
+        }
+    }
+}
+
+/// Splits `[lo, hi]` into time slices and starts the workers.
+fn parallel<'a>(path: &Path, lo: f64, hi: f64) -> Result<Source<'a>, AggError> {
+    let slices = WORKERS * SLICES_PER_WORKER;
+    // Monotonic in k, so the half-open slices [t_k, t_k+1) and the closed last one tile [lo, hi].
+    let edge = |k: usize| {
+        if k == slices {
+            hi
+        } else {
+            lo + (hi - lo) * k as f64 / slices as f64
+        }
+    };
+    let mut receivers = Vec::with_capacity(WORKERS);
+    let mut workers = Vec::with_capacity(WORKERS);
+    for w in 0..WORKERS {
+        // Opened here, so that a failure is the caller's error rather than a worker's.
+        let conn = open_read_only(path)?;
+        let pagers: Vec<Pager> = (w..slices)
+            .step_by(WORKERS)
+            .map(|k| Pager::new(edge(k), edge(k + 1), k + 1 == slices))
+            .collect();
+        let (tx, rx) = sync_channel(PAGES_AHEAD);
+        receivers.push(rx);
+        let handle = std::thread::Builder::new()
+            .name(format!("telemetry-export-{w}"))
+            .spawn(move || work(&conn, pagers, &tx))
+            .map_err(|source| AggError::Io {
+                context: "starting an export thread",
+                source,
+            })?;
+        workers.push(handle);
+    }
+    Ok(Source::Parallel {
+        receivers,
+        workers,
+        slice: 0,
+        slices,
+        _borrow: PhantomData,
+    })
+}
+
+/// A worker: every page of each of its slices, in order; stops when the reader is gone.
+fn work(conn: &Connection, pagers: Vec<Pager>, tx: &SyncSender<Message>) {
+    for mut pager in pagers {
+        loop {
+            let message = match pager.next_page(conn) {
+                Ok(page) if page.is_empty() => break,
+                Ok(page) => Message::Page(page),
+                Err(e) => {
+                    let _ = tx.send(Message::Fatal(e));
+                    return;
+                }
+            };
+            if send(tx, message).is_err() {
+                return;
+            }
+        }
+        if send(tx, Message::SliceEnd).is_err() {
+            return;
+        }
+    }
+}
+
+fn send(tx: &SyncSender<Message>, message: Message) -> Result<(), ()> {
+    tx.send(message).map_err(|_| ())
 }
 
 impl Iterator for RecordIter<'_> {
-    type Item = Result<TelemetryRecord, AggError>;
+    type Item = Item;
 
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.page.is_empty()
-            && !self.done
-            && let Err(e) = self.fetch()
-        {
-            self.done = true;
-            self.page.clear();
-            return Some(Err(e));
+    fn next(&mut self) -> Option<Item> {
+        loop {
+            if let Some(item) = self.page.next() {
+                return Some(item);
+            }
+            if self.done {
+                return None;
+            }
+            match self.refill() {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.done = true;
+                    return None;
+                }
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(e));
+                }
+            }
         }
-        self.page.pop_front()
     }
 }
 
-/// Reads `id` followed by the [`RECORD_COLUMNS`] into a record.
-fn read_record(row: &Row<'_>, id: i64) -> Result<TelemetryRecord, AggError> {
-    let bad = |i: usize, detail: String| AggError::BadRow {
-        row_id: id,
-        column: RECORD_COLUMNS[i],
-        detail,
-    };
-    let value = |i: usize| -> Result<ValueRef<'_>, AggError> {
-        row.get_ref(i + 1).map_err(|e| bad(i, e.to_string()))
-    };
-    let real = |i: usize| -> Result<f64, AggError> {
-        match value(i)? {
-            ValueRef::Real(v) => Ok(v),
-            ValueRef::Integer(v) => Ok(v as f64),
-            other => Err(bad(
-                i,
-                format!("expected a number, found {:?}", other.data_type()),
-            )),
+impl Drop for RecordIter<'_> {
+    fn drop(&mut self) {
+        if let Source::Parallel {
+            receivers, workers, ..
+        } = &mut self.source
+        {
+            // Closing the channels makes every blocked or later send fail, so the workers end.
+            receivers.clear();
+            for handle in workers.drain(..) {
+                let _ = handle.join();
+            }
         }
-    };
-    let opt_real = |i: usize| -> Result<Option<f64>, AggError> {
-        match value(i)? {
-            ValueRef::Null => Ok(None),
-            _ => real(i).map(Some),
-        }
-    };
-    let int = |i: usize| -> Result<i64, AggError> {
-        match value(i)? {
-            ValueRef::Integer(v) => Ok(v),
-            other => Err(bad(
-                i,
-                format!("expected an integer, found {:?}", other.data_type()),
-            )),
-        }
-    };
-    let count = |i: usize| -> Result<u64, AggError> {
-        let v = int(i)?;
-        u64::try_from(v).map_err(|_| bad(i, format!("negative count {v}")))
-    };
-    let flag = |i: usize| -> Result<bool, AggError> { int(i).map(|v| v != 0) };
-    let text = |i: usize| -> Result<&str, AggError> {
-        match value(i)? {
-            ValueRef::Text(t) => std::str::from_utf8(t).map_err(|e| bad(i, e.to_string())),
-            other => Err(bad(
-                i,
-                format!("expected text, found {:?}", other.data_type()),
-            )),
-        }
-    };
-    let string = |i: usize| -> Result<String, AggError> { text(i).map(str::to_owned) };
-
-    let energy_method = text(28)?;
-    let outcome = text(32)?;
-    let metadata = match text(37)? {
-        "{}" => Value::Object(serde_json::Map::new()),
-        s => match serde_json::from_str::<Value>(s) {
-            Ok(v @ Value::Object(_)) => v,
-            Ok(_) => return Err(bad(37, "not a JSON object".to_owned())),
-            Err(e) => return Err(bad(37, format!("invalid JSON: {e}"))),
-        },
-    };
-    Ok(TelemetryRecord {
-        timestamp: real(0)?,
-        model_id: string(1)?,
-        engine: string(2)?,
-        agent: string(3)?,
-        prompt_tokens: count(4)?,
-        completion_tokens: count(5)?,
-        total_tokens: count(6)?,
-        prompt_tokens_cached: count(7)?,
-        latency_seconds: real(8)?,
-        ttft: opt_real(9)?,
-        cost_usd: real(10)?,
-        energy_joules: opt_real(11)?,
-        power_watts: opt_real(12)?,
-        gpu_utilization_pct: opt_real(13)?,
-        gpu_memory_used_gb: opt_real(14)?,
-        gpu_temperature_c: opt_real(15)?,
-        throughput_tok_per_sec: opt_real(16)?,
-        prefill_latency_seconds: opt_real(17)?,
-        decode_latency_seconds: opt_real(18)?,
-        is_streaming: flag(19)?,
-        mean_itl_ms: opt_real(20)?,
-        median_itl_ms: opt_real(21)?,
-        p90_itl_ms: opt_real(22)?,
-        p95_itl_ms: opt_real(23)?,
-        p99_itl_ms: opt_real(24)?,
-        std_itl_ms: opt_real(25)?,
-        prefill_energy_joules: opt_real(26)?,
-        decode_energy_joules: opt_real(27)?,
-        energy_method: EnergyMethod::parse(energy_method)
-            .ok_or_else(|| bad(28, format!("unknown energy method {energy_method:?}")))?,
-        energy_vendor: string(29)?,
-        batch_id: string(30)?,
-        is_warmup: flag(31)?,
-        outcome: Outcome::parse(outcome)
-            .ok_or_else(|| bad(32, format!("unknown outcome {outcome:?}")))?,
-        error_kind: string(33)?,
-        error_message: string(34)?,
-        tokens_counted: flag(35)?,
-        cost_unknown: flag(36)?,
-        metadata,
-    })
+    }
 }

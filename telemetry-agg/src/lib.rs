@@ -80,6 +80,7 @@ mod error;
 mod export;
 mod open;
 mod plan;
+mod row;
 mod series;
 mod stats;
 
