@@ -260,3 +260,43 @@ fn the_background_thread_samples_and_delivers_on_its_own() {
     drop(sampler);
     assert_eq!(delivered.load(Ordering::SeqCst), 1);
 }
+
+#[test]
+fn concurrent_callers_all_get_their_reading_exactly_once() {
+    let config = SamplerConfig {
+        interval: Duration::from_millis(2),
+        ..SamplerConfig::default()
+    };
+    let backend = MockBackend::single(PowerProfile::Constant(300.0));
+    let sampler =
+        Arc::new(GpuSampler::with_config(backend, Arc::new(SystemClock::new()), config).unwrap());
+    let delivered = Arc::new(AtomicUsize::new(0));
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let sampler = Arc::clone(&sampler);
+            let delivered = Arc::clone(&delivered);
+            std::thread::spawn(move || {
+                for i in 0..100 {
+                    let h = sampler.begin(sampler.now());
+                    if i % 10 == 0 {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    let seen = Arc::clone(&delivered);
+                    sampler.end(h, sampler.now(), None, move |r| {
+                        assert!(r.joules_total >= 0.0);
+                        seen.fetch_add(1, Ordering::SeqCst);
+                    });
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let sampler = Arc::try_unwrap(sampler).expect("threads are done");
+    let stats = sampler.shutdown();
+    assert_eq!(delivered.load(Ordering::SeqCst), 400);
+    assert_eq!(stats.completed_windows, 400);
+    assert_eq!(stats.callback_panics, 0);
+    assert_eq!((stats.active_windows, stats.pending_windows), (0, 0));
+}
