@@ -14,9 +14,11 @@ pub struct SamplerConfig {
     pub history: Duration,
     /// Which devices to sample (`None`: all).
     pub devices: Option<Vec<u32>>,
-    /// No background thread: samples are taken only by [`GpuSampler::sample_now`](crate::GpuSampler::sample_now) and
+    /// No background thread: samples are taken only by
+    /// [`GpuSampler::sample_now`](crate::GpuSampler::sample_now) and
     /// [`GpuSampler::flush`](crate::GpuSampler::flush), so tests driving a
-    /// [`MockClock`](crate::MockClock) are exact.
+    /// [`MockClock`](crate::MockClock) are exact. (The background thread ticks on real time; with a
+    /// mock clock that does not move, its samples would all be ignored as not newer.)
     pub manual: bool,
     /// A window is completed when every device's counter has refreshed past its end, or at the
     /// latest once the clock is this far past its end (default 1 s), with the best data then.
