@@ -41,6 +41,10 @@ use crate::cli::Cli;
 use crate::error::EXIT_USAGE;
 
 fn main() -> ExitCode {
+    // A bug must still read as one line, not a backtrace (exit code 101 says it was one).
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("telemetry: internal error (please report): {info}");
+    }));
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return clap_exit(&e),

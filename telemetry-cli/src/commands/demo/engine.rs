@@ -1,10 +1,10 @@
 //! [`DemoEngine`]: the simulated engine, advancing the mock GPU's virtual clock in instant mode.
 
 use std::borrow::Cow;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use telemetry_gpu::{GpuSampler, MockClock};
+use telemetry_gpu::{GpuSampler, MockClock, Timestamp};
 use telemetry_wrap::{
     GenerateParams, GenerateResult, InferenceEngine, Message, SimStream, SimulatedEngine,
     SimulatedError, StreamChunk,
@@ -18,18 +18,39 @@ const FAILED_CALL_TIME: Duration = Duration::from_millis(1);
 /// The mock GPU's virtual clock and its sampler (instant mode with `--gpu mock|auto`).
 #[derive(Debug, Clone)]
 pub struct VirtualGpu {
-    /// The clock calls advance.
-    pub clock: MockClock,
-    /// The sampler reading the mock GPU on that clock.
-    pub sampler: Arc<GpuSampler>,
+    clock: MockClock,
+    sampler: Arc<GpuSampler>,
+    /// When the next sample is due on the virtual clock.
+    next_sample: Arc<Mutex<Timestamp>>,
 }
 
 impl VirtualGpu {
-    /// The call took `by` of simulated time: move the clock and take a sample, which also
-    /// completes earlier calls whose windows the timeline now covers.
+    /// A virtual GPU whose sampler has just taken its first sample at the clock's origin.
+    pub fn new(clock: MockClock, sampler: Arc<GpuSampler>) -> Self {
+        let first = sampler.now() + sampler.config().interval;
+        VirtualGpu {
+            clock,
+            sampler,
+            next_sample: Arc::new(Mutex::new(first)),
+        }
+    }
+
+    /// Simulated time passes: move the clock by `by`, sampling at every sampler interval on the
+    /// way, as the real sampler thread would; each sample also completes the calls whose
+    /// windows the timeline now covers.
     fn advance(&self, by: Duration) {
-        self.clock.advance(by);
-        self.sampler.sample_now();
+        let interval = self.sampler.config().interval;
+        let end = self.sampler.now() + by;
+        let mut next = self
+            .next_sample
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        while *next <= end {
+            self.clock.set(*next);
+            self.sampler.sample_now();
+            *next = *next + interval;
+        }
+        self.clock.set(end);
     }
 }
 
@@ -107,17 +128,13 @@ impl Iterator for DemoStream {
                 Some(Ok(StreamChunk {
                     elapsed: Some(at), ..
                 })) => {
-                    gpu.clock.advance(at.saturating_sub(self.last));
+                    gpu.advance(at.saturating_sub(self.last));
                     self.last = self.last.max(*at);
                 }
                 Some(Ok(_)) => {}
-                Some(Err(_)) => gpu.clock.advance(FAILED_CALL_TIME),
-                None => {
-                    if self.last.is_zero() {
-                        gpu.clock.advance(FAILED_CALL_TIME);
-                    }
-                    gpu.sampler.sample_now();
-                }
+                Some(Err(_)) => gpu.advance(FAILED_CALL_TIME),
+                None if self.last.is_zero() => gpu.advance(FAILED_CALL_TIME),
+                None => {}
             }
         }
         item

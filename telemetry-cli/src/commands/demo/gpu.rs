@@ -25,7 +25,7 @@ pub struct GpuSource {
 }
 
 /// Timeline kept for the simulated clock: longer than the slowest simulated call.
-const VIRTUAL_HISTORY: Duration = Duration::from_secs(120);
+const VIRTUAL_HISTORY: Duration = Duration::from_secs(35);
 
 /// Lowest and highest power of the mock GPU's trace, watts.
 const MOCK_POWER_RANGE: (f64, f64) = (180.0, 690.0);
@@ -107,8 +107,8 @@ fn mock(realtime: bool, note: Option<String>) -> Result<GpuSource, CliError> {
         });
     }
     let clock = MockClock::new();
-    // Calls take turns on the simulated clock and each samples when it ends, so windows
-    // complete within a call or two: a short history keeps each completion cheap.
+    // Calls take turns on the simulated clock, which is sampled every interval as it advances,
+    // so windows complete within a call or two: a short history keeps each completion cheap.
     let config = SamplerConfig {
         manual: true,
         history: VIRTUAL_HISTORY,
@@ -126,16 +126,23 @@ fn mock(realtime: bool, note: Option<String>) -> Result<GpuSource, CliError> {
     })
 }
 
-/// A plausible, deterministic power trace: a point a second for a day, wandering between the
+/// Spacing of the mock power trace's points.
+const TRACE_STEP_S: u64 = 20;
+/// Length of the mock power trace; the last power holds after it. The mock backend scans the
+/// trace on every read, so it is kept short: 3 h covers the default demo's simulated time.
+const TRACE_LENGTH_S: u64 = 3 * 3_600;
+
+/// A plausible, deterministic power trace: a point every few seconds, wandering between the
 /// bounds of [`MOCK_POWER_RANGE`] like a busy inference GPU.
 fn power_trace() -> PowerProfile {
     let (lo, hi) = MOCK_POWER_RANGE;
     let mid = (lo + hi) / 2.0;
     let amp = (hi - lo) / 2.0;
-    let points = (0..86_400u64)
+    let points = (0..=TRACE_LENGTH_S)
+        .step_by(TRACE_STEP_S as usize)
         .map(|s| {
             let t = s as f64;
-            let wave = 0.6 * (t / 37.0).sin() + 0.3 * (t / 5.3).sin() + 0.1 * (t / 1.7).cos();
+            let wave = 0.6 * (t / 300.0).sin() + 0.3 * (t / 71.0).sin() + 0.1 * (t / 29.0).cos();
             (
                 Timestamp::from_duration(Duration::from_secs(s)),
                 mid + amp * wave,
@@ -153,7 +160,7 @@ mod tests {
     fn trace_stays_within_its_range() {
         let trace = power_trace();
         let (lo, hi) = MOCK_POWER_RANGE;
-        for s in (0..86_400).step_by(97) {
+        for s in (0..TRACE_LENGTH_S + 100).step_by(97) {
             let p = trace.power_at(Timestamp::from_duration(Duration::from_millis(s * 1_003)));
             assert!((lo..=hi).contains(&p), "{p} W at {s}");
         }

@@ -67,10 +67,9 @@ pub fn run(db: &DbPath, args: &DemoArgs, out: &mut dyn Write) -> Result<(), CliE
     let demo = DemoEngine {
         inner: sim,
         virtual_gpu: match (&gpu.virtual_clock, &gpu.sampler) {
-            (Some(clock), Some(sampler)) => Some(VirtualGpu {
-                clock: clock.clone(),
-                sampler: Arc::clone(sampler),
-            }),
+            (Some(clock), Some(sampler)) => {
+                Some(VirtualGpu::new(clock.clone(), Arc::clone(sampler)))
+            }
             _ => None,
         },
     };
