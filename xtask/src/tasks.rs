@@ -93,7 +93,16 @@ pub fn ci(args: &[String]) -> Result<(), String> {
     if !args.iter().any(|a| a == "--no-bench") {
         steps.push(Step {
             label: "benches, quick pass",
-            args: vec!["bench", "--workspace", "--all-features", "--", "--quick"],
+            // `--bench '*'` selects bench targets only: libtest harnesses reject `--quick`.
+            args: vec![
+                "bench",
+                "--workspace",
+                "--all-features",
+                "--bench",
+                "*",
+                "--",
+                "--quick",
+            ],
             env: vec![("TELEMETRY_BENCH_QUICK", "1")],
         });
     }
@@ -104,7 +113,14 @@ pub fn ci(args: &[String]) -> Result<(), String> {
 pub fn bench(args: &[String]) -> Result<(), String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let status = Command::new(cargo)
-        .args(["bench", "--workspace", "--all-features", "--"])
+        .args([
+            "bench",
+            "--workspace",
+            "--all-features",
+            "--bench",
+            "*",
+            "--",
+        ])
         .args(args)
         .status()
         .map_err(|e| format!("could not start cargo: {e}"))?;
