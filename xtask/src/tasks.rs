@@ -7,14 +7,12 @@ use std::time::Instant;
 struct Step {
     label: &'static str,
     args: Vec<&'static str>,
-    env: Vec<(&'static str, &'static str)>,
 }
 
 fn step(label: &'static str, args: &[&'static str]) -> Step {
     Step {
         label,
         args: args.to_vec(),
-        env: Vec::new(),
     }
 }
 
@@ -26,7 +24,6 @@ fn run(steps: &[Step]) -> Result<(), String> {
         eprintln!("\n==> {} (cargo {})", s.label, s.args.join(" "));
         let status = Command::new(&cargo)
             .args(&s.args)
-            .envs(s.env.iter().copied())
             .status()
             .map_err(|e| format!("could not start `{cargo}` for step `{}`: {e}", s.label))?;
         if !status.success() {
@@ -103,7 +100,6 @@ pub fn ci(args: &[String]) -> Result<(), String> {
                 "--",
                 "--quick",
             ],
-            env: vec![("TELEMETRY_BENCH_QUICK", "1")],
         });
     }
     run(&steps)
