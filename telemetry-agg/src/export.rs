@@ -197,7 +197,8 @@ impl<'a> RecordIter<'a> {
                 if *slice >= *slices {
                     return Ok(false);
                 }
-                let Some(rx) = receivers.get(*slice % receivers.len()) else {
+                let worker = slice.checked_rem(receivers.len());
+                let Some(rx) = worker.and_then(|w| receivers.get(w)) else {
                     return Ok(false);
                 };
                 match rx.recv() {
