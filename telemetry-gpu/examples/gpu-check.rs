@@ -1,7 +1,8 @@
 //! Measures NVML on a real GPU and prints one JSON object: the devices, the cost of each NVML read,
-//! how often the energy counter and power refresh, the sampler's CPU cost at its default 100 ms
-//! interval, and the energy the sampler gives 20/50/100/200 ms windows of a steady load compared
-//! with the long-window reference (and what reading the counter around each window would give).
+//! how often the energy counter and power refresh, the sampler's CPU cost at its default
+//! configuration (power every 100 ms, the energy counter every `counter_interval`, 1 s), and the
+//! energy the sampler gives 20/50/100/200 ms windows of a steady load compared with the
+//! long-window reference.
 //!
 //! `cargo run --release -p telemetry-gpu --example gpu-check --features nvml [-- SECONDS]`
 //! (or `cargo xtask gpu-check`). Run a steady load on the GPUs meanwhile; see docs/benchmarks.md.
@@ -108,19 +109,17 @@ fn device_costs(backend: &mut NvmlBackend) -> Value {
             "power_instant_field": refresh_period_ms(Duration::from_millis(1500), Duration::from_millis(1), || instant_power(&d)),
         });
         let index = info.index;
-        let full = cost_us(100, || backend_read(backend, index, &clock));
+        let full = cost_us(100, || backend.read(index, &clock).is_ok());
+        let light = cost_us(100, || backend.read_without_counter(index, &clock).is_ok());
         out.push(json!({
             "index": index,
             "read_cost_us": costs,
             "backend_read_us": full,
+            "backend_read_without_counter_us": light,
             "refresh_period_ms": refresh,
         }));
     }
     Value::Array(out)
-}
-
-fn backend_read(backend: &mut NvmlBackend, index: u32, clock: &SystemClock) -> bool {
-    backend.read(index, clock).is_ok()
 }
 
 fn windows(sampler: &GpuSampler, reference_start: Timestamp, reference_s: f64) -> Value {
@@ -129,44 +128,22 @@ fn windows(sampler: &GpuSampler, reference_start: Timestamp, reference_s: f64) -
         .energy_between(reference_start, reference_end)
         .expect("reference reading");
     let mean_w = reference.joules_total / reference_s;
-    let timeline = sampler.timeline();
-    let counter_at = |t: Timestamp| -> Option<f64> {
-        timeline
-            .devices()
-            .iter()
-            .map(|d| {
-                d.samples()
-                    .take_while(|s| s.timestamp <= t)
-                    .last()
-                    .and_then(|s| s.energy_mj)
-                    .map(|mj| mj as f64 / 1000.0)
-            })
-            .sum()
-    };
     let mut by_length = Vec::new();
     for len_ms in WINDOW_LENGTHS_MS {
-        let (mut errs, mut naive_errs, mut naive_zero) = (Vec::new(), Vec::new(), 0);
+        let mut errs = Vec::new();
         for i in 0..WINDOWS_PER_LENGTH {
             let t0 = reference_start + Duration::from_secs_f64(0.5 + i as f64 * 0.2317);
             let t1 = t0 + Duration::from_millis(len_ms);
             let expected = mean_w * len_ms as f64 / 1000.0;
             let got = sampler.energy_between(t0, t1).expect("window reading");
             errs.push((got.joules_total - expected).abs() / expected);
-            if let (Some(a), Some(b)) = (counter_at(t0), counter_at(t1)) {
-                let naive = b - a;
-                if naive == 0.0 {
-                    naive_zero += 1;
-                }
-                naive_errs.push((naive - expected).abs() / expected);
-            }
         }
-        let (errs, naive_errs) = (sorted(errs), sorted(naive_errs));
+        let errs = sorted(errs);
         by_length.push(json!({
             "length_ms": len_ms,
             "windows": WINDOWS_PER_LENGTH,
             "expected_j": mean_w * len_ms as f64 / 1000.0,
             "sampler_rel_err": { "median": percentile(&errs, 0.5), "p90": percentile(&errs, 0.9), "max": percentile(&errs, 1.0) },
-            "counter_around_call_rel_err": { "median": percentile(&naive_errs, 0.5), "max": percentile(&naive_errs, 1.0), "zero_joule_windows": naive_zero },
         }));
     }
     json!({
@@ -224,8 +201,8 @@ fn main() {
     std::thread::sleep(Duration::from_secs_f64(seconds));
     let wall = started.elapsed().as_secs_f64();
     let cpu1 = tid.as_deref().and_then(cpu::thread_cpu_ns);
-    // Let the counter refresh past the end before reading windows.
-    std::thread::sleep(Duration::from_millis(500));
+    // Let a counter read show a refresh past the end before reading windows.
+    std::thread::sleep(sampler.config().counter_interval + Duration::from_millis(500));
     let cpu_s = cpu0.zip(cpu1).map(|(a, b)| (b - a) as f64 / 1e9);
     let stats = sampler.stats();
     let out = json!({
@@ -235,6 +212,8 @@ fn main() {
         "per_device": per_device,
         "sampler": {
             "interval_ms": sampler.config().interval.as_millis() as u64,
+            "counter_interval_ms": sampler.config().counter_interval.as_millis() as u64,
+            "counter_ticks": stats.counter_ticks,
             "wall_s": wall,
             "thread_cpu_s": cpu_s,
             "pct_of_one_core": cpu_s.map(|c| 100.0 * c / wall),

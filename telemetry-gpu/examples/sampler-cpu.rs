@@ -1,5 +1,8 @@
-//! Measures the CPU cost of `GpuSampler` at its default 100 ms interval with the mock backend:
-//! the sampler thread's CPU time over a few seconds of real time, idle and with calls completing.
+//! Measures the CPU cost of `GpuSampler` at its default configuration (every device every 100 ms,
+//! the energy counter every second) with the mock backend: the sampler thread's CPU time over a
+//! few seconds of real time, idle and with calls completing. The mock's reads cost next to
+//! nothing, so this measures the sampler's own work (timeline, completion, energy); NVML's counter
+//! read cost comes on top (see the `gpu-check` example).
 //!
 //! `cargo run --release -p telemetry-gpu --example sampler-cpu --features mock [-- SECONDS]`
 //! prints one JSON object. Linux only (reads `/proc`).
@@ -56,6 +59,7 @@ fn run(devices: usize, calls_per_sec: u32, seconds: f64) -> serde_json::Value {
         "pct_of_one_core": 100.0 * cpu_s / wall,
         "process_cpu_s_10ms_ticks": process_s,
         "ticks": stats.ticks,
+        "counter_ticks": stats.counter_ticks,
         "completed_windows": stats.completed_windows,
     })
 }
@@ -69,6 +73,11 @@ fn main() {
         .into_iter()
         .map(|(d, c)| run(d, c, seconds))
         .collect();
-    let out = serde_json::json!({ "interval_ms": 100, "runs": runs });
+    let config = telemetry_gpu::SamplerConfig::default();
+    let out = serde_json::json!({
+        "interval_ms": config.interval.as_millis() as u64,
+        "counter_interval_ms": config.counter_interval.as_millis() as u64,
+        "runs": runs,
+    });
     println!("{}", serde_json::to_string_pretty(&out).expect("JSON"));
 }

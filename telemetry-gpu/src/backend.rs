@@ -68,6 +68,25 @@ pub trait GpuBackend: Send {
     /// [`GpuError::NoSuchDevice`], [`GpuError::DeviceLost`], [`GpuError::ReadFailed`] or
     /// [`GpuError::NotSupported`] when even power cannot be read.
     fn read(&mut self, index: u32, clock: &dyn Clock) -> Result<GpuReading, GpuError>;
+
+    /// Like [`read`](Self::read) without the energy counter (`energy_mj` is `None`): what the
+    /// sampler takes on the ticks between counter reads
+    /// ([`SamplerConfig::counter_interval`](crate::SamplerConfig::counter_interval)), since the
+    /// counter is the expensive read (milliseconds of driver CPU on an H200, against microseconds
+    /// for power, utilization, memory and temperature). The default reads everything and drops
+    /// the counter; backends override it to skip the cost.
+    ///
+    /// # Errors
+    /// As [`read`](Self::read).
+    fn read_without_counter(
+        &mut self,
+        index: u32,
+        clock: &dyn Clock,
+    ) -> Result<GpuReading, GpuError> {
+        let mut reading = self.read(index, clock)?;
+        reading.energy_mj = None;
+        Ok(reading)
+    }
 }
 
 impl<B: GpuBackend + ?Sized> GpuBackend for Box<B> {
@@ -81,5 +100,13 @@ impl<B: GpuBackend + ?Sized> GpuBackend for Box<B> {
 
     fn read(&mut self, index: u32, clock: &dyn Clock) -> Result<GpuReading, GpuError> {
         (**self).read(index, clock)
+    }
+
+    fn read_without_counter(
+        &mut self,
+        index: u32,
+        clock: &dyn Clock,
+    ) -> Result<GpuReading, GpuError> {
+        (**self).read_without_counter(index, clock)
     }
 }

@@ -2,19 +2,23 @@
 //!
 //! ## How a curve is built
 //!
-//! The energy counter refreshes on its own period (~100 ms on an H100), so sampled counter values
-//! repeat and then jump. A *refresh* is detected where the counter changed between two consecutive
-//! samples: it happened somewhere in between. Within a run of steady load the refreshes form a
-//! rigid chain (the time between two is the counter step divided by the sampled power), so one
-//! unknown, the run's phase, places them all; every observation bounds it, and it moves only when an
-//! observation rules it out, shifting the whole run together (see `RefreshTracker`). Between two
-//! refreshes the counter step is spread linearly over the time it covers, so a 50 ms call in a
-//! steady 700 W load gets 35 J, not 0 J or a whole 70 J step, with regular or jittery sampling, and
-//! the counter still decides the total. What cannot be known is a phase no observation reveals
-//! (refreshes in step with the samples): refreshes are then placed mid-interval, up to half a
-//! sampling interval off, which moves at most `ΔP × interval / 2` across a change of load `ΔP`
-//! between neighbouring windows. A refined phase also changes, by at most that much, the energy of
-//! windows completed before the refinement.
+//! Power is sampled every tick; the energy counter, which costs milliseconds to read, only on some
+//! ticks ([`SamplerConfig::counter_interval`](crate::SamplerConfig::counter_interval)), and it
+//! shows the energy as of its own last refresh (~100 ms period). A *refresh* is detected where the
+//! counter read differs from the previous counter read: it happened after that read, and at most
+//! [`MAX_REFRESH_LAG`] before the read that showed it. Within a run of steady load the refreshes
+//! form a rigid chain (the time between two is the counter step divided by the mean sampled power),
+//! so one unknown, the run's phase, places them all; every observation bounds it, and it moves only
+//! when an observation rules it out (see `RefreshTracker`). A load change starts a new run, placed
+//! in the middle of what is possible.
+//!
+//! Between two refreshes the counter step is spread over time **in proportion to the integrated
+//! sampled power** (power-weighted interpolation): a 50 ms call gets its share of a one-second
+//! counter step, following the shape of the load, and the shares of all windows sum to the
+//! counter's delta. What cannot be known is a refresh lag no observation reveals: the placement is
+//! then up to half a refresh period off, which moves at most `ΔP × 50 ms` across a change of load
+//! `ΔP` between neighbouring windows. A refined phase also changes, by at most that much, the
+//! energy of windows completed before the refinement.
 //!
 //! Everywhere else — before the first refresh, after the last one, across a counter that went
 //! backwards (a reset or wrap), and on devices without a counter — energy is the trapezoid integral
@@ -24,35 +28,39 @@ use telemetry_core::EnergyMethod;
 
 use crate::{EnergySource, GpuReading, Timestamp};
 
+/// The longest time, seconds, between a counter refresh and the read that first shows it: the
+/// counter's refresh period (NVML: ~100 ms on an H100/H200).
+pub(crate) const MAX_REFRESH_LAG: f64 = 0.1;
+
+/// A sample's power, and the trapezoid integral of power up to it.
 #[derive(Debug, Clone, Copy, PartialEq)]
-struct Knot {
+struct PowerKnot {
     t: f64,
-    /// Cumulative joules at `t`.
-    e: f64,
-    /// Power at `t`, watts (for the trapezoid segments around it).
     p: f64,
-    /// Whether the segment ending at this knot comes from the counter (else from power).
+    /// Joules from the first sample to `t` (trapezoid of sampled power).
+    q: f64,
+}
+
+/// A counter refresh placed in time.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct RefreshKnot {
+    t: f64,
+    /// Cumulative joules at `t` (relative to the first sample).
+    e: f64,
+    /// Power integral at `t`.
+    q: f64,
+    /// Whether the segment ending here is a valid counter step (else from power).
     counter_before: bool,
 }
 
 /// Cumulative energy of one device as a piecewise function of time, built from its samples.
-/// Refreshes are placed from power between the samples where the counter changed; between two
-/// refreshes of one run the counter step is spread linearly; elsewhere (before the first refresh,
+/// Counter refreshes are placed from power; between two refreshes of one run the counter step is
+/// spread in proportion to the integrated sampled power; elsewhere (before the first refresh,
 /// across a reset, without a counter) the trapezoid of sampled power is used.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct EnergyCurve {
-    knots: Vec<Knot>,
-}
-
-/// A counter refresh placed in time, between two consecutive samples.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct CounterKnot {
-    /// Estimated refresh instant, seconds.
-    pub t: f64,
-    /// Power at that instant (interpolated), watts.
-    pub p: f64,
-    /// Joules since the previous refresh, when that segment is a valid counter step.
-    pub delta_j: Option<f64>,
+    power: Vec<PowerKnot>,
+    refreshes: Vec<RefreshKnot>,
 }
 
 /// A detected counter refresh as the tracker records it: its place on its run's chain, which the
@@ -65,8 +73,10 @@ pub(crate) struct StoredKnot {
     pub s: f64,
     /// Joules since the previous refresh, when that segment is a valid counter step.
     pub delta_j: Option<f64>,
-    /// The sample time after which the refresh certainly happened, seconds.
+    /// The instant after which the refresh certainly happened, seconds.
     pub after: f64,
+    /// The read that showed it, seconds (the refresh happened at or before it).
+    pub before: f64,
 }
 
 /// The current run of a counter.
@@ -77,7 +87,7 @@ struct Run {
     counter: u64,
     /// Chain position of the last refresh, seconds.
     s: f64,
-    /// Time, power-integral and power of the sample that showed the last refresh.
+    /// Time, power-integral and power of the read that showed the last refresh.
     seen_t: f64,
     seen_q: f64,
     seen_p: f64,
@@ -88,14 +98,15 @@ struct Run {
 
 /// Places counter refreshes as samples arrive.
 ///
-/// A change of the counter between samples `a` and `b` says the refresh happened in
-/// `(t_a, t_b]`. Within a run the refreshes form a rigid chain: the time between two of them is
-/// the counter step divided by the mean sampled power, so one unknown, the run's *phase*, places
-/// them all. Every observation bounds the phase; it starts in the middle of the first interval and
-/// moves (to the middle of what is still possible) only when an observation rules it out, which
-/// shifts every refresh of the run together and so keeps their spacing, and the energy of a steady
-/// load, exact. Observations that contradict the chain (power readings off, a step in the load
-/// between refreshes) and changes of more than 10 % in the sampled power start a new run.
+/// A change of the counter between two counter reads at `t_a` and `t_b` says the refresh happened
+/// in `(max(t_a, t_b − MAX_REFRESH_LAG), t_b]`. Within a run the refreshes form a rigid chain: the
+/// time between two of them is the counter step divided by the mean sampled power, so one unknown,
+/// the run's *phase*, places them all. Every observation bounds the phase; it starts in the middle
+/// of the first bound and moves (to the middle of what is still possible) only when an
+/// observation rules it out, which shifts every refresh of the run together. Observations that
+/// contradict the chain and changes of more than 10 % in the sampled power start a new run.
+/// Samples without a counter value (a tick that skipped the counter) only add to the power
+/// integral.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct RefreshTracker {
     run: Option<Run>,
@@ -104,24 +115,71 @@ pub(crate) struct RefreshTracker {
     first_run: u64,
     /// Trapezoid energy of the power readings from the first sample to the last one observed.
     q: f64,
+    /// The latest counter read: its time and value.
+    last_counter: Option<(f64, u64)>,
 }
 
 impl RefreshTracker {
-    /// Observes the step from sample `a` to the next sample `b`; returns the refresh between them,
-    /// if the counter changed.
+    /// Notes the first sample of a timeline. Its counter read, if any, shows the energy as of a
+    /// refresh at most [`MAX_REFRESH_LAG`] before it: that refresh starts the first run (so the
+    /// first counter step already counts). It does not bound the run's phase, since a counter
+    /// that has only just started (or a mock's, at its origin) may not have refreshed at all yet;
+    /// the next refreshes place it.
+    pub(crate) fn start(&mut self, first: &GpuReading) -> Option<StoredKnot> {
+        let c = first.energy_mj?;
+        let t = first.timestamp.as_secs_f64();
+        self.last_counter = Some((t, c));
+        let knot = self.new_run(c, (t - MAX_REFRESH_LAG, t), first.power_w(), None);
+        if let Some(run) = self.run.as_mut() {
+            (run.lo, run.hi) = (f64::NEG_INFINITY, f64::INFINITY);
+        }
+        Some(knot)
+    }
+
+    /// Starts a run at a refresh seen in `(after, before]`, its phase in the middle.
+    fn new_run(
+        &mut self,
+        counter: u64,
+        (after, before): (f64, f64),
+        power_w: f64,
+        delta_j: Option<f64>,
+    ) -> StoredKnot {
+        let id = self.first_run + self.phases.len() as u64;
+        self.phases.push_back((after + before) / 2.0);
+        self.run = Some(Run {
+            id,
+            counter,
+            s: 0.0,
+            seen_t: before,
+            seen_q: self.q,
+            seen_p: power_w,
+            lo: after,
+            hi: before,
+        });
+        StoredKnot {
+            run: id,
+            s: 0.0,
+            delta_j,
+            after,
+            before,
+        }
+    }
+
+    /// Observes the step from sample `a` to the next sample `b`; returns the refresh that `b`'s
+    /// counter read reveals, if any.
     pub(crate) fn observe(&mut self, a: &GpuReading, b: &GpuReading) -> Option<StoredKnot> {
         let (ta, tb) = (a.timestamp.as_secs_f64(), b.timestamp.as_secs_f64());
-        self.q += trapezoid(ta, a.power_w(), tb, b.power_w());
-        let (ca, cb) = match (a.energy_mj, b.energy_mj) {
-            (_, None) | (None, _) => {
-                self.run = None;
-                return None;
-            }
-            (Some(ca), Some(cb)) => (ca, cb),
-        };
-        if ca == cb || tb <= ta {
+        if tb <= ta {
             return None;
         }
+        self.q += trapezoid(ta, a.power_w(), tb, b.power_w());
+        let cb = b.energy_mj?;
+        // The first counter read only starts the count.
+        let (tc, ca) = self.last_counter.replace((tb, cb))?;
+        if ca == cb {
+            return None;
+        }
+        let after = tc.max(tb - MAX_REFRESH_LAG);
         // A counter that went backwards was reset or wrapped: the step before it is unknown, so
         // that slice is integrated from power instead.
         let run = self.run.filter(|r| cb > r.counter);
@@ -132,29 +190,12 @@ impl RefreshTracker {
         if let (Some(r), Some(delta)) = (run, delta_j)
             && steady(a.power_w(), r.seen_p)
             && steady(b.power_w(), r.seen_p)
-            && let Some(knot) = self.extend(r, cb, delta, (ta, tb), b.power_w())
+            && let Some(knot) = self.extend(r, cb, delta, (after, tb), b.power_w())
         {
             return Some(knot);
         }
-        // A new run: its phase starts in the middle of the interval.
-        let id = self.first_run + self.phases.len() as u64;
-        self.phases.push_back((ta + tb) / 2.0);
-        self.run = Some(Run {
-            id,
-            counter: cb,
-            s: 0.0,
-            seen_t: tb,
-            seen_q: self.q,
-            seen_p: b.power_w(),
-            lo: ta,
-            hi: tb,
-        });
-        Some(StoredKnot {
-            run: id,
-            s: 0.0,
-            delta_j,
-            after: ta,
-        })
+        // A new run: its phase starts in the middle of the bound.
+        Some(self.new_run(cb, (after, tb), b.power_w(), delta_j))
     }
 
     /// Adds a refresh to run `r` if it fits the chain.
@@ -163,7 +204,7 @@ impl RefreshTracker {
         r: Run,
         cb: u64,
         delta: f64,
-        (ta, tb): (f64, f64),
+        (after, tb): (f64, f64),
         pb: f64,
     ) -> Option<StoredKnot> {
         let mean_w = (self.q - r.seen_q) / (tb - r.seen_t);
@@ -171,7 +212,7 @@ impl RefreshTracker {
             return None;
         }
         let s = r.s + delta / mean_w;
-        let (lo, hi) = (r.lo.max(ta - s), r.hi.min(tb - s));
+        let (lo, hi) = (r.lo.max(after - s), r.hi.min(tb - s));
         if lo >= hi {
             return None;
         }
@@ -194,7 +235,8 @@ impl RefreshTracker {
             run: r.id,
             s,
             delta_j: Some(delta),
-            after: ta,
+            after,
+            before: tb,
         })
     }
 
@@ -205,27 +247,21 @@ impl RefreshTracker {
         }
     }
 
-    /// The refresh `k`, seen between samples `a` and `b`, placed in time.
-    pub(crate) fn resolve(&self, k: &StoredKnot, a: &GpuReading, b: &GpuReading) -> CounterKnot {
-        let (ta, tb) = (a.timestamp.as_secs_f64(), b.timestamp.as_secs_f64());
-        let span = tb - ta;
+    /// The instant of refresh `k`, seconds.
+    fn resolve(&self, k: &StoredKnot) -> f64 {
         let phase = usize::try_from(k.run.wrapping_sub(self.first_run))
             .ok()
             .and_then(|i| self.phases.get(i))
             .copied()
-            .unwrap_or((ta + tb) / 2.0);
-        let dt = (k.s + phase - ta).clamp(span * 1e-3, span);
-        let (pa, pb) = (a.power_w(), b.power_w());
-        CounterKnot {
-            t: ta + dt,
-            p: pa + (pb - pa) * dt / span,
-            delta_j: k.delta_j,
-        }
+            .unwrap_or((k.after + k.before) / 2.0);
+        let span = k.before - k.after;
+        (k.s + phase).clamp(k.after + span * 1e-3, k.before)
     }
 }
 
 impl EnergyCurve {
-    /// Builds the curve from one device's samples in time order. Samples whose timestamp does not
+    /// Builds the curve from one device's samples in time order; samples without a counter value
+    /// between ones with it are ticks that skipped the counter. Samples whose timestamp does not
     /// move forward are skipped.
     pub fn from_samples<'a>(samples: impl IntoIterator<Item = &'a GpuReading>) -> Self {
         let mut tracker = RefreshTracker::default();
@@ -235,71 +271,77 @@ impl EnergyCurve {
             if last.is_some_and(|l| s.timestamp <= l.timestamp) {
                 continue;
             }
-            let knot = last.and_then(|l| tracker.observe(l, s));
+            let knot = match last {
+                Some(l) => tracker.observe(l, s),
+                None => tracker.start(s),
+            };
             parts.push((s, knot));
             last = Some(s);
         }
         EnergyCurve::from_parts(parts, &tracker)
     }
 
-    /// Builds the curve from samples in increasing time order, each with the refresh detected
-    /// between it and the previous one, placed by `tracker`. The first refresh is taken as the
-    /// start of a run (the segment before it comes from power), so the caller starts the slice
-    /// before the window.
+    /// Builds the curve from samples in increasing time order, each with the refresh its counter
+    /// read revealed, placed by `tracker`. The first refresh is taken as the start of a run (the
+    /// segment before it comes from power), so the caller starts the slice before the window.
     pub(crate) fn from_parts<'a>(
         parts: impl IntoIterator<Item = (&'a GpuReading, Option<StoredKnot>)>,
         tracker: &RefreshTracker,
     ) -> Self {
-        let mut prev: Option<&GpuReading> = None;
-        let resolved = parts.into_iter().map(|(s, k)| {
-            let ck = prev.zip(k).map(|(a, k)| tracker.resolve(&k, a, s));
-            prev = Some(s);
-            (s, ck)
-        });
-        let mut knots: Vec<Knot> = Vec::new();
-        // Samples since the last refresh: inside a counter step (dropped) or not (power knots),
-        // which only the next refresh tells.
-        let mut held: Vec<(f64, f64)> = Vec::new();
-        let mut seen_refresh = false;
-        for (s, ck) in resolved {
+        let mut power: Vec<PowerKnot> = Vec::new();
+        let mut placed: Vec<(f64, Option<f64>)> = Vec::new();
+        for (s, k) in parts {
             let (t, p) = (s.timestamp.as_secs_f64(), s.power_w());
-            if knots.is_empty() {
-                knots.push(Knot {
+            match power.last() {
+                Some(l) if t <= l.t => continue,
+                Some(l) => {
+                    let q = l.q + trapezoid(l.t, l.p, t, p);
+                    power.push(PowerKnot { t, p, q });
+                }
+                None => power.push(PowerKnot { t, p, q: 0.0 }),
+            }
+            if let Some(k) = k {
+                placed.push((tracker.resolve(&k), k.delta_j));
+            }
+        }
+        let mut curve = EnergyCurve {
+            power,
+            refreshes: Vec::with_capacity(placed.len()),
+        };
+        for (t, delta) in placed {
+            let q = curve.q_at(t);
+            let knot = match curve.refreshes.last() {
+                // The first refresh starts the counter's part of the curve.
+                None => RefreshKnot {
                     t,
-                    e: 0.0,
-                    p,
+                    e: q,
+                    q,
                     counter_before: false,
-                });
-                continue;
-            }
-            if let Some(mut ck) = ck {
-                if !seen_refresh {
-                    ck.delta_j = None;
-                    seen_refresh = true;
-                }
-                if ck.delta_j.is_none() {
-                    for &(ht, hp) in &held {
-                        push_power_knot(&mut knots, ht, hp);
-                    }
-                }
-                held.clear();
-                push_counter_knot(&mut knots, &ck);
-            }
-            if seen_refresh {
-                held.push((t, p));
-            } else {
-                push_power_knot(&mut knots, t, p);
-            }
+                },
+                Some(last) if t <= last.t => continue,
+                Some(last) => match delta {
+                    Some(d) => RefreshKnot {
+                        t,
+                        e: last.e + d,
+                        q,
+                        counter_before: true,
+                    },
+                    None => RefreshKnot {
+                        t,
+                        e: last.e + (q - last.q),
+                        q,
+                        counter_before: false,
+                    },
+                },
+            };
+            curve.refreshes.push(knot);
         }
-        for (ht, hp) in held {
-            push_power_knot(&mut knots, ht, hp);
-        }
-        EnergyCurve { knots }
+        curve
     }
 
     /// Whether the curve has no sample at all (every energy is then 0).
     pub fn is_empty(&self) -> bool {
-        self.knots.is_empty()
+        self.power.is_empty()
     }
 
     /// Cumulative joules at `t` relative to the first sample (negative before it).
@@ -307,10 +349,9 @@ impl EnergyCurve {
         self.energy_at_secs(t.as_secs_f64())
     }
 
-    /// Estimated power at `t`, watts (the slope of the curve).
-    pub fn power_at(&self, t: Timestamp) -> f64 {
-        let t = t.as_secs_f64();
-        let (Some(first), Some(last)) = (self.knots.first(), self.knots.last()) else {
+    /// Sampled power at `t` (linear between samples, held outside them), watts.
+    fn sampled_power(&self, t: f64) -> f64 {
+        let (Some(first), Some(last)) = (self.power.first(), self.power.last()) else {
             return 0.0;
         };
         if t <= first.t {
@@ -319,34 +360,68 @@ impl EnergyCurve {
         if t >= last.t {
             return last.p;
         }
-        let j = self.knots.partition_point(|k| k.t <= t);
-        let (a, b) = (self.knots[j - 1], self.knots[j]);
-        if b.counter_before {
-            (b.e - a.e) / (b.t - a.t)
-        } else {
-            a.p + (b.p - a.p) * (t - a.t) / (b.t - a.t)
+        let j = self.power.partition_point(|k| k.t <= t);
+        let (a, b) = (self.power[j - 1], self.power[j]);
+        a.p + (b.p - a.p) * (t - a.t) / (b.t - a.t)
+    }
+
+    /// Trapezoid integral of sampled power from the first sample to `t`, joules.
+    fn q_at(&self, t: f64) -> f64 {
+        let (Some(first), Some(last)) = (self.power.first(), self.power.last()) else {
+            return 0.0;
+        };
+        if t <= first.t {
+            return -first.p * (first.t - t);
+        }
+        if t >= last.t {
+            return last.q + last.p * (t - last.t);
+        }
+        // first.t < t < last.t, so 1 <= j < len.
+        let j = self.power.partition_point(|k| k.t <= t);
+        let (a, b) = (self.power[j - 1], self.power[j]);
+        let dt = t - a.t;
+        a.q + a.p * dt + (b.p - a.p) * dt * dt / (2.0 * (b.t - a.t))
+    }
+
+    /// The counter segment around `t`: its two refreshes, when `t` lies strictly inside one.
+    fn counter_segment(&self, t: f64) -> Option<(RefreshKnot, RefreshKnot)> {
+        let j = self.refreshes.partition_point(|k| k.t <= t);
+        let b = *self.refreshes.get(j)?;
+        let a = *self.refreshes.get(j.checked_sub(1)?)?;
+        b.counter_before.then_some((a, b))
+    }
+
+    /// Estimated power at `t`, watts (the slope of the curve).
+    pub fn power_at(&self, t: Timestamp) -> f64 {
+        let t = t.as_secs_f64();
+        let p = self.sampled_power(t);
+        match self.counter_segment(t) {
+            Some((a, b)) if b.q - a.q > 0.0 => p * (b.e - a.e) / (b.q - a.q),
+            Some((a, b)) => (b.e - a.e) / (b.t - a.t),
+            None => p,
         }
     }
 
     fn energy_at_secs(&self, t: f64) -> f64 {
-        let (Some(first), Some(last)) = (self.knots.first(), self.knots.last()) else {
+        if self.power.is_empty() {
             return 0.0;
-        };
-        if t <= first.t {
-            return first.e - first.p * (first.t - t);
         }
-        if t >= last.t {
-            return last.e + last.p * (t - last.t);
+        let q = self.q_at(t);
+        let j = self.refreshes.partition_point(|k| k.t <= t);
+        if j == 0 {
+            return q;
         }
-        // first.t < t < last.t, so 1 <= j < len.
-        let j = self.knots.partition_point(|k| k.t <= t);
-        let (a, b) = (self.knots[j - 1], self.knots[j]);
-        let span = b.t - a.t;
-        let dt = t - a.t;
-        if b.counter_before {
-            a.e + (b.e - a.e) * dt / span
-        } else {
-            a.e + a.p * dt + (b.p - a.p) * dt * dt / (2.0 * span)
+        let a = self.refreshes[j - 1];
+        match self.refreshes.get(j) {
+            Some(b) if b.counter_before => {
+                let frac = if b.q - a.q > 0.0 {
+                    (q - a.q) / (b.q - a.q)
+                } else {
+                    (t - a.t) / (b.t - a.t)
+                };
+                a.e + (b.e - a.e) * frac.clamp(0.0, 1.0)
+            }
+            _ => a.e + (q - a.q),
         }
     }
 
@@ -355,18 +430,21 @@ impl EnergyCurve {
     /// [`EnergyMethod::PowerIntegration`]; [`EnergyMethod::None`] for an empty curve.
     pub fn method_between(&self, t0: Timestamp, t1: Timestamp) -> EnergyMethod {
         let (t0, t1) = (t0.as_secs_f64(), t1.as_secs_f64());
-        let (Some(first), Some(last)) = (self.knots.first(), self.knots.last()) else {
+        if self.power.is_empty() {
             return EnergyMethod::None;
+        }
+        let (Some(first), Some(last)) = (self.refreshes.first(), self.refreshes.last()) else {
+            return EnergyMethod::PowerIntegration;
         };
-        if t0 < first.t || t1 > last.t || self.knots.len() < 2 {
+        if t0 < first.t || t1 > last.t || self.refreshes.len() < 2 {
             return EnergyMethod::PowerIntegration;
         }
-        // Segments j (knots j-1..j) that overlap [t0, t1]; a point window uses the segment
+        // Segments j (refreshes j-1..j) that overlap [t0, t1]; a point window uses the segment
         // that contains it.
-        let last = self.knots.len() - 1;
-        let lo = self.knots.partition_point(|k| k.t <= t0).clamp(1, last);
-        let hi = self.knots.partition_point(|k| k.t < t1).clamp(lo, last);
-        if self.knots[lo..=hi].iter().all(|k| k.counter_before) {
+        let last = self.refreshes.len() - 1;
+        let lo = self.refreshes.partition_point(|k| k.t <= t0).clamp(1, last);
+        let hi = self.refreshes.partition_point(|k| k.t < t1).clamp(lo, last);
+        if self.refreshes[lo..=hi].iter().all(|k| k.counter_before) {
             EnergyMethod::Counter
         } else {
             EnergyMethod::PowerIntegration
@@ -378,40 +456,6 @@ impl EnergySource for EnergyCurve {
     fn energy_between(&self, t0: Timestamp, t1: Timestamp) -> f64 {
         (self.energy_at_secs(t1.as_secs_f64()) - self.energy_at_secs(t0.as_secs_f64())).max(0.0)
     }
-}
-
-fn push_counter_knot(knots: &mut Vec<Knot>, ck: &CounterKnot) {
-    let Some(last) = knots.last().copied() else {
-        return;
-    };
-    if ck.t <= last.t {
-        return;
-    }
-    let (e, counter_before) = match ck.delta_j {
-        Some(d) => (last.e + d, true),
-        None => (last.e + trapezoid(last.t, last.p, ck.t, ck.p), false),
-    };
-    knots.push(Knot {
-        t: ck.t,
-        e,
-        p: ck.p,
-        counter_before,
-    });
-}
-
-fn push_power_knot(knots: &mut Vec<Knot>, t: f64, p: f64) {
-    let Some(last) = knots.last().copied() else {
-        return;
-    };
-    if t <= last.t {
-        return;
-    }
-    knots.push(Knot {
-        t,
-        e: last.e + trapezoid(last.t, last.p, t, p),
-        p,
-        counter_before: false,
-    });
 }
 
 fn trapezoid(t0: f64, p0: f64, t1: f64, p1: f64) -> f64 {

@@ -2,17 +2,20 @@
 //!
 //! GPU energy for inference telemetry, without touching the GPU on the call path.
 //!
-//! NVML's energy counter costs milliseconds to read and refreshes only every ~100 ms, so reading
-//! it around each call adds latency and gives 0 J or a whole step for short calls. Instead a
-//! [`GpuSampler`] owns a [`GpuBackend`] on a background thread, samples every device on an interval
-//! into a bounded [`Timeline`], and completes each call's [`EnergyReading`] once the timeline covers
-//! the call — interpolating the counter between refreshes, integrating power where there is no
-//! counter, and splitting energy among overlapping calls.
+//! NVML's energy counter costs milliseconds of driver CPU to read and refreshes only every
+//! ~100 ms, so reading it around each call adds latency and gives 0 J or a whole step for short
+//! calls. Instead a [`GpuSampler`] owns a [`GpuBackend`] on a background thread, samples power,
+//! utilization, memory and temperature of every device every tick (100 ms) and the energy counter
+//! only every [`SamplerConfig::counter_interval`] (1 s) into a bounded [`Timeline`], and completes
+//! each call's [`EnergyReading`] once a counter read covers the call — spreading each counter step
+//! over time in proportion to the sampled power, integrating power where there is no counter, and
+//! splitting energy among overlapping calls.
 //!
 //! ## API in brief
 //!
-//! - [`GpuBackend`]: `devices() -> Vec<DeviceInfo>`, `read(index, &dyn Clock) -> GpuReading`;
-//!   `NvmlBackend` (feature `nvml`), `MockBackend` (feature `mock`).
+//! - [`GpuBackend`]: `devices() -> Vec<DeviceInfo>`, `read(index, &dyn Clock) -> GpuReading`,
+//!   `read_without_counter(index, &dyn Clock)`; `NvmlBackend` (feature `nvml`), `MockBackend`
+//!   (feature `mock`, counts `reads()` and `counter_reads()`).
 //! - [`Clock`] / [`Timestamp`]: [`SystemClock`] (real), [`MockClock`] (advanced by tests);
 //!   `sampler.timestamp_of(Instant)` converts a caller's instant.
 //! - [`GpuSampler::new`]`(backend)` / [`GpuSampler::with_config`]`(backend, clock, SamplerConfig)`.
@@ -25,19 +28,26 @@
 //!
 //! ## Rules
 //!
-//! - **Counter between refreshes**: a refresh is detected where the counter changed between two
-//!   samples; the refreshes of a steady run are placed as one chain spaced by counter step / power
-//!   (its phase learnt from every observation); each counter step is spread linearly between
-//!   refreshes, so a 50 ms call in a steady 700 W load gets 35 J, not 0 J or a whole 70 J step,
-//!   even with jittery sampling. An unobservable phase costs at most half a sampling interval at
-//!   a change of load (see [`EnergyCurve`]). A counter that goes backwards (reset, wrap) is never negative energy:
-//!   that slice is integrated from power. Devices without a counter use the trapezoid of power.
+//! - **Counter between refreshes**: the counter is read every `counter_interval`; a refresh is
+//!   detected where a counter read differs from the previous one (it happened at most ~100 ms
+//!   before the read that shows it); the refreshes of a steady run are placed as one chain spaced
+//!   by counter step / mean power (its phase learnt from every observation); each counter step is
+//!   spread between refreshes in proportion to the integrated sampled power, so a 50 ms call in a
+//!   steady 700 W load gets 35 J, not 0 J or a whole step, a load step between two counter reads
+//!   shows in the calls' shares, and the shares sum to the counter's delta. An unobservable
+//!   refresh lag costs at most `ΔP × 50 ms` at a change of load `ΔP`, spread over that counter
+//!   step (see [`EnergyCurve`]). A counter that goes backwards (reset, wrap) is never negative
+//!   energy: that slice is integrated from power. Devices without a counter use the trapezoid of
+//!   power.
 //! - **Overlapping calls**: each slice between window boundaries is split among the windows active
 //!   in it, equally or by weight; per-call joules sum to the device energy over their union
 //!   (exactly within one completion tick; across ticks up to a phase refinement at a load change).
-//! - **Completion**: a window completes once every live device's counter has refreshed past its end
-//!   (within [`SamplerConfig::completion_timeout`] in any case), in order of window end; `flush`
-//!   and drop complete the rest from what is known (power extrapolated past the last sample).
+//! - **Completion**: a window completes once every live device's counter read shows a refresh past
+//!   its end — up to about `counter_interval` later (within [`SamplerConfig::completion_timeout`]
+//!   in any case) — in order of window end; `flush` (which reads the counter) and drop complete the
+//!   rest from what is known (power extrapolated past the last refresh). `begin`/`end` never wait
+//!   on completion: it only swaps the ended windows out under their lock and does the rest
+//!   (overlaps, energy, callbacks) after releasing it.
 //! - **Failures**: a failing read is counted in [`SamplerStats`] and skipped; a device whose data
 //!   stopped before a window is left out of it. Windows older than the bounded timeline (10 minutes
 //!   by default) are estimated from the oldest reading's power.
@@ -69,7 +79,9 @@
 //! clock.advance(Duration::from_millis(50));
 //! let (tx, rx) = mpsc::channel();
 //! sampler.end(handle, sampler.now(), None, move |reading| tx.send(reading).unwrap());
-//! for ms in [500, 600, 700] {
+//! // The energy counter is read once a second (power every tick): the reading is complete once
+//! // the counter read at 1 s shows a refresh past the call's end.
+//! for ms in (500..=1000).step_by(100) {
 //!     sample_at(ms);
 //! }
 //! let reading = rx.try_recv().unwrap();

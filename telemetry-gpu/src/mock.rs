@@ -217,6 +217,7 @@ struct MockState {
     failures: Vec<VecDeque<GpuError>>,
     lost: Vec<bool>,
     reads: u64,
+    counter_reads: u64,
 }
 
 /// Scripted GPUs. Clones share their state, so a test keeps a clone to inject failures while the
@@ -249,6 +250,7 @@ impl MockBackend {
                 failures: vec![VecDeque::new(); n],
                 lost: vec![false; n],
                 reads: 0,
+                counter_reads: 0,
             })),
         }
     }
@@ -284,9 +286,15 @@ impl MockBackend {
         }
     }
 
-    /// Reads attempted so far, all devices.
+    /// Reads attempted so far, all devices, with or without the counter.
     pub fn reads(&self) -> u64 {
         self.lock().reads
+    }
+
+    /// Reads that included the energy counter (attempted), all devices: the sampler reads it only
+    /// every [`SamplerConfig::counter_interval`](crate::SamplerConfig::counter_interval).
+    pub fn counter_reads(&self) -> u64 {
+        self.lock().counter_reads
     }
 
     /// The exact energy `device` drew over `[t0, t1]` (0 for an unknown device).
@@ -320,9 +328,31 @@ impl GpuBackend for MockBackend {
     }
 
     fn read(&mut self, index: u32, clock: &dyn Clock) -> Result<GpuReading, GpuError> {
+        self.read_inner(index, clock, true)
+    }
+
+    fn read_without_counter(
+        &mut self,
+        index: u32,
+        clock: &dyn Clock,
+    ) -> Result<GpuReading, GpuError> {
+        self.read_inner(index, clock, false)
+    }
+}
+
+impl MockBackend {
+    fn read_inner(
+        &mut self,
+        index: u32,
+        clock: &dyn Clock,
+        counter: bool,
+    ) -> Result<GpuReading, GpuError> {
         let t = clock.now();
         let mut state = self.lock();
         state.reads += 1;
+        if counter {
+            state.counter_reads += 1;
+        }
         let count = u32::try_from(state.devices.len()).unwrap_or(u32::MAX);
         let i = index as usize;
         if i >= state.devices.len() {
@@ -339,7 +369,7 @@ impl GpuBackend for MockBackend {
         Ok(GpuReading {
             device: index,
             timestamp: t,
-            energy_mj: d.counter_at(t),
+            energy_mj: if counter { d.counter_at(t) } else { None },
             power_mw: power,
             instant_power_mw: d.instant_power.then_some(power),
             utilization_pct: d.utilization_pct,

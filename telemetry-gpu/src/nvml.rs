@@ -13,9 +13,11 @@ use nvml_wrapper::sys_exports::field_id::NVML_FI_DEV_POWER_INSTANT;
 use crate::{Clock, DeviceInfo, GpuBackend, GpuError, GpuReading, Timestamp};
 
 /// NVIDIA GPUs through NVML. Initializes NVML once; each [`read`](GpuBackend::read) costs about
-/// 3 ms on an H100 when the energy counter is read (the counter dominates; power, utilization,
-/// memory and temperature cost microseconds), which is why only the [`GpuSampler`](crate::GpuSampler)
-/// thread calls it.
+/// 3.5 ms (p99 21 ms, measured on an H200) when the energy counter is read, mostly driver CPU;
+/// power, utilization, memory and temperature cost microseconds, which is what
+/// [`read_without_counter`](GpuBackend::read_without_counter) reads. Only the
+/// [`GpuSampler`](crate::GpuSampler) thread calls it, and it reads the counter only every
+/// [`SamplerConfig::counter_interval`](crate::SamplerConfig::counter_interval).
 ///
 /// The energy counter is read on devices that support it (Volta and later); elsewhere readings
 /// carry power only and energy comes from power integration. Instantaneous power
@@ -132,6 +134,26 @@ impl GpuBackend for NvmlBackend {
     }
 
     fn read(&mut self, index: u32, clock: &dyn Clock) -> Result<GpuReading, GpuError> {
+        self.read_inner(index, clock, true)
+    }
+
+    fn read_without_counter(
+        &mut self,
+        index: u32,
+        clock: &dyn Clock,
+    ) -> Result<GpuReading, GpuError> {
+        self.read_inner(index, clock, false)
+    }
+}
+
+impl NvmlBackend {
+    /// One reading; the energy counter (the slow part) only when `counter`.
+    fn read_inner(
+        &mut self,
+        index: u32,
+        clock: &dyn Clock,
+        counter: bool,
+    ) -> Result<GpuReading, GpuError> {
         let Some(info) = self.devices.iter().find(|d| d.index == index) else {
             return Err(GpuError::NoSuchDevice {
                 index,
@@ -144,7 +166,7 @@ impl GpuBackend for NvmlBackend {
             .map_err(|e| map_err(index, "device handle", e))?;
         let before = clock.now();
         // The counter read is the slow one (~3 ms); the reading is stamped at its midpoint.
-        let energy_mj = if info.energy_counter_supported {
+        let energy_mj = if counter && info.energy_counter_supported {
             Some(
                 device
                     .total_energy_consumption()

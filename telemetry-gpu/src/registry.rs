@@ -1,5 +1,22 @@
-//! The sampler's book of windows: begun (active), ended (pending completion) and recently completed
-//! (kept so that later completions can split slices with them).
+//! The sampler's book of windows, in two parts so that the call path never waits on completion:
+//!
+//! - [`Registry`], behind the lock that `begin`/`end` take: the active windows (in reusable
+//!   slots) and the windows ended since the last completion, in a plain `Vec`.
+//! - [`Completer`], owned by whoever completes (the sampler thread, `sample_now`, `flush`), behind
+//!   its own lock: the ended windows still waiting for coverage, and recently completed ones kept
+//!   so that later completions can split slices with them.
+//!
+//! A completion takes the registry lock only to swap out the ended `Vec` and copy the active
+//! windows' starts and weights (O(active), no allocation beyond that copy, no sorting); sorting,
+//! overlap search, energy and callbacks all run after it is released.
+//!
+//! **Overlap rule.** A window being completed shares each slice with every other window that was
+//! active in it, as known at the moment of the swap: windows ended by then (completed, pending or
+//! in the swapped batch) with their real end, and windows still active as running to the end of
+//! time (they are active at the window's end, or began after it and are clipped away). A window
+//! that begins later with a start before that moment — a caller's `t0` in the past — is not seen
+//! by windows completed before it began; it is seen by the ones completed after, and remembered
+//! completed windows (2 s, see `DONE_SLACK`) let it split with them in its own reading.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -9,23 +26,104 @@ use crate::{EnergyReading, Timestamp, Window};
 /// What to do with a window's reading once it is known.
 pub(crate) type Callback = Box<dyn FnOnce(EnergyReading) + Send + 'static>;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum SlotState {
-    Free,
-    Active,
-    Pending,
-    Done,
+struct Slot {
+    live: bool,
+    start: Timestamp,
+    weight: f64,
+    /// Position in `Registry::active` while live.
+    active_pos: usize,
 }
 
-struct Slot {
-    state: SlotState,
-    start: Timestamp,
-    end: Timestamp,
-    weight: f64,
-    first_token: Option<Timestamp>,
-    callback: Option<Callback>,
-    /// Position in `Registry::active` while active.
-    active_pos: usize,
+/// A window that has ended, waiting for completion.
+pub(crate) struct EndedWindow {
+    pub window: Window,
+    pub first_token: Option<Timestamp>,
+    pub weight: f64,
+    pub callback: Option<Callback>,
+}
+
+/// Active windows by slot (slots are reused, so `begin` does not allocate once warm) and the
+/// windows ended since the last [`take`](Registry::take).
+#[derive(Default)]
+pub(crate) struct Registry {
+    slots: Vec<Slot>,
+    free: Vec<usize>,
+    active: Vec<usize>,
+    ended: Vec<EndedWindow>,
+}
+
+impl Registry {
+    pub fn active_count(&self) -> usize {
+        self.active.len()
+    }
+
+    /// Windows ended and not yet taken by a completion.
+    pub fn ended_count(&self) -> usize {
+        self.ended.len()
+    }
+
+    pub fn begin(&mut self, start: Timestamp, weight: f64) -> usize {
+        let slot = Slot {
+            live: true,
+            start,
+            weight,
+            active_pos: self.active.len(),
+        };
+        let id = match self.free.pop() {
+            Some(id) => {
+                self.slots[id] = slot;
+                id
+            }
+            None => {
+                self.slots.push(slot);
+                self.slots.len() - 1
+            }
+        };
+        self.active.push(id);
+        id
+    }
+
+    pub fn end(
+        &mut self,
+        id: usize,
+        end: Timestamp,
+        first_token: Option<Timestamp>,
+        callback: Option<Callback>,
+    ) {
+        let Some(slot) = self.slots.get_mut(id).filter(|s| s.live) else {
+            return;
+        };
+        slot.live = false;
+        let (start, weight, pos) = (slot.start, slot.weight, slot.active_pos);
+        self.active.swap_remove(pos);
+        if let Some(&moved) = self.active.get(pos) {
+            self.slots[moved].active_pos = pos;
+        }
+        self.free.push(id);
+        self.ended.push(EndedWindow {
+            window: Window::new(start, end.max(start)),
+            first_token,
+            weight,
+            callback,
+        });
+    }
+
+    /// Swaps the ended windows out for `spare` (an empty `Vec`, ideally with capacity) and copies
+    /// the active windows' starts and weights into `active`: all a completion needs, taken at one
+    /// instant.
+    pub fn take(
+        &mut self,
+        spare: Vec<EndedWindow>,
+        active: &mut Vec<(Timestamp, f64)>,
+    ) -> Vec<EndedWindow> {
+        active.clear();
+        active.extend(
+            self.active
+                .iter()
+                .map(|&a| (self.slots[a].start, self.slots[a].weight)),
+        );
+        std::mem::replace(&mut self.ended, spare)
+    }
 }
 
 /// How long a completed window is remembered for splitting with windows that begin later but
@@ -34,22 +132,21 @@ const DONE_SLACK: Duration = Duration::from_secs(2);
 /// Upper bound on remembered completed windows.
 const MAX_DONE: usize = 65_536;
 
-/// A window taken out of the registry for completion.
+/// A window taken for completion now.
 pub(crate) struct ReadyWindow {
     pub window: Window,
     pub first_token: Option<Timestamp>,
     pub weight: f64,
     pub callback: Option<Callback>,
-    /// Slot id, to leave the window itself out of its overlaps.
-    id: usize,
+    /// Sequence number, to leave the window itself out of its overlaps.
+    id: u64,
 }
 
-/// Windows taken for completion, with a snapshot of every window they may overlap, so that the
-/// overlaps are found after the registry's lock is released.
+/// Windows taken for completion, with every window they may overlap.
 pub(crate) struct Batch {
     pub ready: Vec<ReadyWindow>,
     index: EndedIndex,
-    /// Windows still active: start and weight (their end is unknown).
+    /// Windows still active at the swap: start and weight (their end is unknown).
     active: Vec<(Timestamp, f64)>,
 }
 
@@ -76,119 +173,98 @@ impl Batch {
         }
         out
     }
-}
 
-/// Windows by slot; slots are reused, so `begin`/`end` do not allocate once warm.
-#[derive(Default)]
-pub(crate) struct Registry {
-    slots: Vec<Slot>,
-    free: Vec<usize>,
-    active: Vec<usize>,
-    pending: Vec<usize>,
-    done: VecDeque<usize>,
-}
-
-impl Registry {
-    pub fn active_count(&self) -> usize {
-        self.active.len()
+    /// Hands the active-window buffer back for reuse.
+    pub fn into_parts(self) -> (Vec<ReadyWindow>, Vec<(Timestamp, f64)>) {
+        (self.ready, self.active)
     }
+}
 
+/// An ended window waiting for coverage, or a completed one remembered.
+struct Known {
+    window: Window,
+    weight: f64,
+    id: u64,
+}
+
+/// The completion side's book: pending (ended, not yet covered) and recently completed windows.
+/// Only the completing thread touches it, under the completion lock, never under the registry's.
+#[derive(Default)]
+pub(crate) struct Completer {
+    pending: Vec<(Known, Option<Timestamp>, Option<Callback>)>,
+    done: VecDeque<Known>,
+    next_id: u64,
+    /// Recycled buffers for [`Registry::take`].
+    pub spare: Vec<EndedWindow>,
+    pub active: Vec<(Timestamp, f64)>,
+}
+
+impl Completer {
     pub fn pending_count(&self) -> usize {
         self.pending.len()
     }
 
-    pub fn begin(&mut self, start: Timestamp, weight: f64) -> usize {
-        let slot = Slot {
-            state: SlotState::Active,
-            start,
-            end: Timestamp::MAX,
-            weight,
-            first_token: None,
-            callback: None,
-            active_pos: self.active.len(),
-        };
-        let id = match self.free.pop() {
-            Some(id) => {
-                self.slots[id] = slot;
-                id
-            }
-            None => {
-                self.slots.push(slot);
-                self.slots.len() - 1
-            }
-        };
-        self.active.push(id);
-        id
-    }
-
-    pub fn end(
-        &mut self,
-        id: usize,
-        end: Timestamp,
-        first_token: Option<Timestamp>,
-        callback: Option<Callback>,
-    ) {
-        let Some(slot) = self
-            .slots
-            .get_mut(id)
-            .filter(|s| s.state == SlotState::Active)
-        else {
-            return;
-        };
-        slot.state = SlotState::Pending;
-        slot.end = end.max(slot.start);
-        slot.first_token = first_token;
-        slot.callback = callback;
-        let pos = slot.active_pos;
-        self.active.swap_remove(pos);
-        if let Some(&moved) = self.active.get(pos) {
-            self.slots[moved].active_pos = pos;
+    /// Adds windows taken from the registry to the pending ones.
+    pub fn receive(&mut self, mut ended: Vec<EndedWindow>) {
+        for e in ended.drain(..) {
+            let id = self.next_id;
+            self.next_id += 1;
+            self.pending.push((
+                Known {
+                    window: e.window,
+                    weight: e.weight,
+                    id,
+                },
+                e.first_token,
+                e.callback,
+            ));
         }
-        self.pending.push(id);
+        self.spare = ended;
     }
 
-    /// Takes the pending windows whose end satisfies `ready`, in order of end, with a snapshot of
-    /// the windows they may overlap; marks them done and forgets completed windows that can no
-    /// longer overlap anything (ended before every open window began and more than 2 s before
-    /// `now`). Cost under the lock: one pass over the remembered windows, no overlap search.
-    pub fn take_ready(&mut self, ready: impl Fn(Timestamp) -> bool, now: Timestamp) -> Batch {
-        let mut ids: Vec<usize> = Vec::new();
-        let slots = &self.slots;
-        self.pending.retain(|&id| {
-            let take = ready(slots[id].end);
-            if take {
-                ids.push(id);
+    /// Takes the pending windows whose end satisfies `ready`, in order of end, with every window
+    /// they may overlap (`active`: the windows active at the swap); marks them done and forgets
+    /// completed windows that can no longer overlap anything (ended before every open window began
+    /// and more than 2 s before `now`).
+    pub fn take_ready(
+        &mut self,
+        ready: impl Fn(Timestamp) -> bool,
+        active: Vec<(Timestamp, f64)>,
+        now: Timestamp,
+    ) -> Batch {
+        let mut out: Vec<ReadyWindow> = Vec::new();
+        let mut kept = Vec::with_capacity(self.pending.len());
+        for (known, first_token, callback) in self.pending.drain(..) {
+            if ready(known.window.end) {
+                out.push(ReadyWindow {
+                    window: known.window,
+                    first_token,
+                    weight: known.weight,
+                    callback,
+                    id: known.id,
+                });
+                self.done.push_back(known);
+            } else {
+                kept.push((known, first_token, callback));
             }
-            !take
-        });
-        if ids.is_empty() {
+        }
+        self.pending = kept;
+        if out.is_empty() {
             return Batch {
-                ready: Vec::new(),
+                ready: out,
                 index: EndedIndex::default(),
-                active: Vec::new(),
+                active,
             };
         }
-        ids.sort_unstable_by_key(|&id| (self.slots[id].end, id));
-        let index = EndedIndex::new(self, &ids);
-        let active = self
-            .active
+        out.sort_unstable_by_key(|w| (w.window.end, w.id));
+        let index = EndedIndex::new(self);
+        let open_start = active
             .iter()
-            .map(|&a| (self.slots[a].start, self.slots[a].weight))
-            .collect();
-        let mut out = Vec::with_capacity(ids.len());
-        for &id in &ids {
-            let slot = &mut self.slots[id];
-            slot.state = SlotState::Done;
-            out.push(ReadyWindow {
-                window: Window::new(slot.start, slot.end),
-                first_token: slot.first_token,
-                weight: slot.weight,
-                callback: slot.callback.take(),
-                id,
-            });
-            self.done.push_back(id);
-        }
-        self.prune(now);
+            .map(|a| a.0)
+            .chain(self.pending.iter().map(|p| p.0.window.start))
+            .min()
+            .unwrap_or(Timestamp::MAX);
+        self.prune(open_start.min(now - DONE_SLACK));
         Batch {
             ready: out,
             index,
@@ -196,30 +272,10 @@ impl Registry {
         }
     }
 
-    fn prune(&mut self, now: Timestamp) {
-        let open_start = self
-            .active
-            .iter()
-            .chain(&self.pending)
-            .map(|&id| self.slots[id].start)
-            .min()
-            .unwrap_or(Timestamp::MAX);
-        let horizon = open_start.min(now - DONE_SLACK);
-        let slots = &mut self.slots;
-        let free = &mut self.free;
-        self.done.retain(|&id| {
-            let keep = slots[id].end >= horizon;
-            if !keep {
-                slots[id].state = SlotState::Free;
-                free.push(id);
-            }
-            keep
-        });
+    fn prune(&mut self, horizon: Timestamp) {
+        self.done.retain(|k| k.window.end >= horizon);
         while self.done.len() > MAX_DONE {
-            if let Some(id) = self.done.pop_front() {
-                self.slots[id].state = SlotState::Free;
-                self.free.push(id);
-            }
+            self.done.pop_front();
         }
     }
 }
@@ -227,22 +283,19 @@ impl Registry {
 /// Pending and completed windows sorted by start, for overlap queries during one completion.
 #[derive(Default)]
 struct EndedIndex {
-    by_start: Vec<(Timestamp, Timestamp, f64, usize)>,
+    by_start: Vec<(Timestamp, Timestamp, f64, u64)>,
     max_len: Duration,
 }
 
 impl EndedIndex {
-    /// `taking`: the windows being completed now, already out of `pending`, not yet in `done`.
-    fn new(reg: &Registry, taking: &[usize]) -> Self {
-        let mut by_start: Vec<_> = reg
+    /// Pending and done windows (the ones being completed are already in `done`).
+    fn new(c: &Completer) -> Self {
+        let mut by_start: Vec<_> = c
             .pending
             .iter()
-            .chain(&reg.done)
-            .chain(taking)
-            .map(|&id| {
-                let s = &reg.slots[id];
-                (s.start, s.end, s.weight, id)
-            })
+            .map(|p| &p.0)
+            .chain(&c.done)
+            .map(|k| (k.window.start, k.window.end, k.weight, k.id))
             .collect();
         by_start.sort_unstable_by_key(|e| (e.0, e.3));
         let max_len = by_start

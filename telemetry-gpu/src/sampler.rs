@@ -1,14 +1,14 @@
 //! [`GpuSampler`]: the background thread that owns the backend, keeps the timeline, and completes
 //! windows (calls) with their energy once the timeline covers them.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
 use crate::reading::{WindowSpec, compute_reading};
-use crate::registry::Registry;
+use crate::registry::{Completer, Registry};
 use crate::worker::{Shared, lock, run};
 use crate::{
     Clock, DeviceInfo, EnergyReading, GpuBackend, GpuError, SamplerConfig, SamplerStats,
@@ -133,7 +133,10 @@ impl GpuSampler {
             devices,
             backend: Mutex::new(Box::new(backend)),
             registry: Mutex::new(Registry::default()),
-            completion: Mutex::new(()),
+            completion: Mutex::new(Completer::default()),
+            pending: AtomicUsize::new(0),
+            last_counter: Mutex::new(None),
+            counter_ticks: AtomicU64::new(0),
             stopped: AtomicBool::new(false),
             ticks: AtomicU64::new(0),
             readings: AtomicU64::new(0),
@@ -143,7 +146,7 @@ impl GpuSampler {
             last_error: Mutex::new(None),
             config,
         });
-        shared.sample();
+        shared.sample(false);
         let (stop, thread) = if shared.config.manual {
             (None, None)
         } else {
@@ -255,14 +258,15 @@ impl GpuSampler {
     /// callbacks run on this thread). With [`SamplerConfig::manual`] this is the only way samples
     /// are taken besides [`flush`](Self::flush).
     pub fn sample_now(&self) {
-        self.shared.sample();
+        self.shared.sample(false);
         self.shared.complete(false);
     }
 
-    /// Takes one more sample, then completes every ended window with the best data available
-    /// (power extrapolation past the last counter refresh), on this thread.
+    /// Takes one more sample (reading the energy counter whether due or not), then completes
+    /// every ended window with the best data available (power extrapolation past the last counter
+    /// refresh), on this thread.
     pub fn flush(&self) {
-        self.shared.sample();
+        self.shared.sample(true);
         self.shared.complete(true);
     }
 

@@ -18,6 +18,8 @@ pub struct DeviceTimeline {
     tracker: RefreshTracker,
     capacity: usize,
     last_refresh: Option<Timestamp>,
+    /// Whether any reading carried a counter value (then coverage waits for counter refreshes).
+    has_counter: bool,
     evicted: u64,
 }
 
@@ -30,6 +32,7 @@ impl DeviceTimeline {
             tracker: RefreshTracker::default(),
             capacity: capacity.max(2),
             last_refresh: None,
+            has_counter: false,
             evicted: 0,
         }
     }
@@ -70,11 +73,12 @@ impl DeviceTimeline {
     }
 
     /// Until when energy is settled by the best method available: where the device has a counter,
-    /// the sample time after which its last detected refresh happened (so a refresh lies beyond
-    /// it); else the newest reading.
+    /// the instant after which its last detected refresh happened (so a refresh lies beyond it;
+    /// with the counter read every second, up to about a second behind); else the newest
+    /// reading.
     pub fn covered_until(&self) -> Option<Timestamp> {
         let last = self.samples.back()?;
-        if last.energy_mj.is_some() {
+        if self.has_counter {
             self.last_refresh
         } else {
             Some(last.timestamp)
@@ -88,16 +92,21 @@ impl DeviceTimeline {
     }
 
     fn push(&mut self, reading: GpuReading) -> bool {
-        let mut refresh = None;
-        if let Some(last) = self.samples.back() {
+        let refresh = if let Some(last) = self.samples.back() {
             if reading.timestamp <= last.timestamp {
                 return false;
             }
-            refresh = self.tracker.observe(last, &reading);
+            let refresh = self.tracker.observe(last, &reading);
             if let Some(r) = refresh {
                 // The refresh happened after this instant, so the curve up to it is settled.
                 self.last_refresh = Some(Timestamp::from_secs_f64(r.after));
             }
+            refresh
+        } else {
+            self.tracker.start(&reading)
+        };
+        if reading.energy_mj.is_some() {
+            self.has_counter = true;
         }
         if self.samples.len() >= self.capacity {
             self.samples.pop_front();
@@ -120,12 +129,20 @@ impl DeviceTimeline {
         if n == 0 {
             return EnergyCurve::default();
         }
+        // Back to a refresh shown at or before t0 (so it was placed before t0), then back past
+        // the instant after which it happened, so the slice's power covers its placement.
         let mut lo = self.samples.partition_point(|s| s.timestamp < t0);
         lo = lo.saturating_sub(1);
         let mut steps = 0;
         while lo > 0 && steps < MAX_LOOKAROUND && !self.changed_at(lo) {
             lo -= 1;
             steps += 1;
+        }
+        if let Some(Some(r)) = self.refreshes.get(lo) {
+            let after = r.after;
+            while lo > 0 && self.samples[lo].timestamp.as_secs_f64() > after {
+                lo -= 1;
+            }
         }
         lo = lo.saturating_sub(1);
         let mut hi = self

@@ -2,13 +2,13 @@
 //! windows in order.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::reading::{WindowSpec, compute_reading};
-use crate::registry::Registry;
+use crate::registry::{Completer, Registry};
 use crate::{
     Clock, DeviceInfo, EnergyReading, GpuBackend, GpuError, SamplerConfig, SamplerStats, Timeline,
     Timestamp,
@@ -22,8 +22,13 @@ pub(crate) struct Shared {
     pub(crate) backend: Mutex<Box<dyn GpuBackend>>,
     pub(crate) timeline: Mutex<Timeline>,
     pub(crate) registry: Mutex<Registry>,
-    /// Serializes completion so callbacks run in order.
-    pub(crate) completion: Mutex<()>,
+    /// The completion side's windows; also serializes completion so callbacks run in order.
+    pub(crate) completion: Mutex<Completer>,
+    /// Windows the completer holds pending (for stats without its lock).
+    pub(crate) pending: AtomicUsize,
+    /// When the counter was last read (`None`: not yet).
+    pub(crate) last_counter: Mutex<Option<Timestamp>>,
+    pub(crate) counter_ticks: AtomicU64,
     pub(crate) stopped: AtomicBool,
     pub(crate) ticks: AtomicU64,
     pub(crate) readings: AtomicU64,
@@ -40,12 +45,36 @@ pub(crate) fn lock<T: ?Sized>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Shared {
-    pub(crate) fn sample(&self) {
+    /// Whether a tick starting at `now` reads the energy counter: the first tick, then once
+    /// `counter_interval` has passed since the last counter read (less half an interval, so that
+    /// a slightly early tick does not push it a whole interval back).
+    fn counter_due(&self, now: Timestamp) -> bool {
+        let mut last = lock(&self.last_counter);
+        let slack = self.config.interval / 2;
+        let due = last.is_none_or(|l| now + slack >= l + self.config.counter_interval);
+        if due {
+            *last = Some(now);
+        }
+        due
+    }
+
+    /// Reads every device once: power, utilization, memory and temperature always, the energy
+    /// counter when it is due (or `force_counter`).
+    pub(crate) fn sample(&self, force_counter: bool) {
         let mut results = Vec::with_capacity(self.devices.len());
         {
             let mut backend = lock(&self.backend);
+            let counter = self.counter_due(self.clock.now()) || force_counter;
+            if counter {
+                self.counter_ticks.fetch_add(1, Ordering::Relaxed);
+            }
             for d in &self.devices {
-                results.push(backend.read(d.index, self.clock.as_ref()));
+                let clock = self.clock.as_ref();
+                results.push(if counter {
+                    backend.read(d.index, clock)
+                } else {
+                    backend.read_without_counter(d.index, clock)
+                });
             }
         }
         self.ticks.fetch_add(1, Ordering::Relaxed);
@@ -72,14 +101,22 @@ impl Shared {
     /// Completes the pending windows the timeline covers (all of them when `force`), in order of
     /// their end, and runs their callbacks on this thread.
     pub(crate) fn complete(&self, force: bool) {
-        let _serial = lock(&self.completion);
+        let mut completer = lock(&self.completion);
         let now = self.clock.now();
         let covered = lock(&self.timeline).covered_until_live(self.stale_after());
         let timeout = self.config.completion_timeout;
         let ready =
             |end: Timestamp| force || covered.is_some_and(|c| c >= end) || now >= end + timeout;
-        let batch = lock(&self.registry).take_ready(ready, now);
+        // The only work under the registry lock: swap the ended windows out, copy the active ones.
+        let spare = std::mem::take(&mut completer.spare);
+        let mut active = std::mem::take(&mut completer.active);
+        let ended = lock(&self.registry).take(spare, &mut active);
+        completer.receive(ended);
+        let batch = completer.take_ready(ready, active, now);
+        self.pending
+            .store(completer.pending_count(), Ordering::Relaxed);
         if batch.ready.is_empty() {
+            completer.active = batch.into_parts().1;
             return;
         }
         // Overlaps are found outside both locks; abandoned windows (no callback) need no reading.
@@ -121,7 +158,9 @@ impl Shared {
                 })
                 .collect()
         };
-        for (job, reading) in batch.ready.into_iter().zip(readings) {
+        let (ready, active) = batch.into_parts();
+        completer.active = active;
+        for (job, reading) in ready.into_iter().zip(readings) {
             self.completed.fetch_add(1, Ordering::Relaxed);
             if let (Some(cb), Some(reading)) = (job.callback, reading)
                 && catch_unwind(AssertUnwindSafe(move || cb(reading))).is_err()
@@ -138,14 +177,18 @@ impl Shared {
     }
 
     pub(crate) fn stats(&self) -> SamplerStats {
-        let reg = lock(&self.registry);
+        let (active_windows, ended) = {
+            let reg = lock(&self.registry);
+            (reg.active_count(), reg.ended_count())
+        };
         SamplerStats {
             ticks: self.ticks.load(Ordering::Relaxed),
             readings: self.readings.load(Ordering::Relaxed),
+            counter_ticks: self.counter_ticks.load(Ordering::Relaxed),
             failed_reads: self.failed_reads.load(Ordering::Relaxed),
             last_error: lock(&self.last_error).clone(),
-            active_windows: reg.active_count(),
-            pending_windows: reg.pending_count(),
+            active_windows,
+            pending_windows: ended + self.pending.load(Ordering::Relaxed),
             completed_windows: self.completed.load(Ordering::Relaxed),
             callback_panics: self.callback_panics.load(Ordering::Relaxed),
         }
@@ -160,7 +203,7 @@ pub(crate) fn run(shared: &Shared, stop: &Receiver<()>) {
             Err(RecvTimeoutError::Timeout) => {}
             Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
         }
-        shared.sample();
+        shared.sample(false);
         shared.complete(false);
         next += interval;
         let now = Instant::now();

@@ -21,7 +21,13 @@ fn constant(watts: f64) -> MockDevice {
 
 #[test]
 fn readings_wait_for_coverage_and_arrive_in_order_of_window_end() {
-    let rig = Rig::new(vec![constant(500.0)]);
+    // The counter read every tick, so coverage follows its 100 ms refreshes.
+    let config = SamplerConfig {
+        manual: true,
+        counter_interval: Duration::ZERO,
+        ..SamplerConfig::default()
+    };
+    let rig = Rig::with_config(vec![constant(500.0)], config);
     let sink = Sink::default();
     rig.tick_to(ms(200));
     let a = rig.sampler.begin(ms(200));
@@ -102,6 +108,11 @@ fn an_abandoned_handle_still_takes_its_share() {
     drop(dropped); // ends at 400 ms, no callback
     rig.sampler.end(kept, ms(400), None, sink.callback("kept"));
     rig.tick_to(ms(800));
+    assert!(
+        sink.get("kept").is_none(),
+        "waits for the counter read at 1 s"
+    );
+    rig.tick_to(ms(1100));
     assert_close(
         sink.get("kept").unwrap().joules_total,
         10.0,
@@ -134,7 +145,7 @@ fn a_failing_device_is_counted_and_sampling_goes_on() {
     let h = rig.sampler.begin(ms(2000));
     rig.sampler
         .end(h, ms(2100), None, sink.callback("after loss"));
-    rig.tick_to(ms(2400));
+    rig.tick_to(ms(3100));
     let r = sink
         .get("after loss")
         .expect("not held back by the lost device");
@@ -159,7 +170,7 @@ fn a_panicking_callback_is_contained() {
     rig.sampler
         .end(h1, ms(140), None, |_| panic!("subscriber bug"));
     rig.sampler.end(h2, ms(190), None, sink.callback("ok"));
-    rig.tick_to(ms(500));
+    rig.tick_to(ms(1100));
     assert!(sink.get("ok").is_some());
     assert_eq!(rig.sampler.stats().callback_panics, 1);
 }
@@ -172,9 +183,9 @@ fn a_window_completes_after_the_timeout_when_the_counter_stops_refreshing() {
     rig.tick_to(ms(500));
     let h = rig.sampler.begin(ms(500));
     rig.sampler.end(h, ms(600), None, sink.callback("idle"));
-    rig.tick_to(ms(1500));
-    assert!(sink.get("idle").is_none(), "waits up to the 1 s timeout");
-    rig.tick_to(ms(1700));
+    rig.tick_to(ms(2500));
+    assert!(sink.get("idle").is_none(), "waits up to the 2 s timeout");
+    rig.tick_to(ms(2700));
     let r = sink.get("idle").unwrap();
     assert_eq!(r.joules_total, 0.0);
     assert!(r.is_measured());
@@ -299,4 +310,37 @@ fn concurrent_callers_all_get_their_reading_exactly_once() {
     assert_eq!(stats.completed_windows, 400);
     assert_eq!(stats.callback_panics, 0);
     assert_eq!((stats.active_windows, stats.pending_windows), (0, 0));
+}
+
+#[test]
+fn begin_and_end_are_not_blocked_while_a_callback_runs() {
+    use std::sync::mpsc;
+    let rig = Arc::new(Rig::new(vec![constant(300.0)]));
+    rig.tick_to(ms(500));
+    let (started_tx, started_rx) = mpsc::channel();
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let h = rig.sampler.begin(ms(500));
+    // The callback holds up completion until the main thread's begin + end have returned.
+    rig.sampler.end(h, ms(550), None, move |_| {
+        started_tx.send(()).unwrap();
+        // The timeout only keeps a regression from hanging the test; it fails it instead.
+        let released = release_rx.recv_timeout(Duration::from_secs(30)).is_ok();
+        assert!(released, "begin/end waited on the callback");
+    });
+    let completer = {
+        let rig = Arc::clone(&rig);
+        std::thread::spawn(move || rig.tick_to(ms(1000)))
+    };
+    started_rx.recv().unwrap();
+    // Completion is in the middle of a callback on the other thread.
+    let sink = Sink::default();
+    let h2 = rig.sampler.begin(ms(600));
+    rig.sampler.end(h2, ms(650), None, sink.callback("during"));
+    assert_eq!(rig.sampler.stats().pending_windows, 1);
+    release_tx.send(()).unwrap();
+    completer.join().unwrap();
+    assert_eq!(rig.sampler.stats().callback_panics, 0);
+    assert_eq!(rig.sampler.stats().completed_windows, 1);
+    rig.tick_to(ms(2000));
+    assert!(sink.get("during").is_some());
 }

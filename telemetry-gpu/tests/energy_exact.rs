@@ -113,34 +113,58 @@ fn an_unknown_refresh_phase_shifts_energy_by_at_most_half_a_sampling_interval() 
             r.joules_total
         );
     }
-    // Windows that do not contain the step are exact.
-    let steady = rig.sampler.energy_between(secs(1.3), secs(2.8)).unwrap();
-    assert_close(steady.joules_total, 700.0 * 1.5, 0.002, "after the step");
+    // The counter is read once a second, so the misplaced refresh shifts energy within the
+    // counter step that contains the load step (the same 20 J bound); windows in later counter
+    // steps are exact.
+    let same_step = rig.sampler.energy_between(secs(1.3), secs(1.9)).unwrap();
+    assert!((same_step.joules_total - 700.0 * 0.6).abs() <= 20.0 + 1e-6);
+    let steady = rig.sampler.energy_between(secs(2.1), secs(2.8)).unwrap();
+    assert_close(steady.joules_total, 700.0 * 0.7, 0.002, "after the step");
 }
 
 #[test]
 fn step_profile_with_fast_sampling_is_close_everywhere() {
     let profile = PowerProfile::Steps(vec![(ms(0), 300.0), (ms(1020), 700.0), (ms(1610), 150.0)]);
-    let rig = Rig::with_interval(vec![h100(profile)], Duration::from_millis(20));
-    rig.tick_to(secs(3.0));
-    for start in (500..2400).step_by(50) {
-        let (a, b) = (ms(start), ms(start + 50));
-        let r = rig.sampler.energy_between(a, b).unwrap();
-        let truth = rig.truth(0, a, b);
-        // Near a step the refresh grid (100 ms) still blurs up to one step; elsewhere exact.
-        let near_step = [1020, 1610]
-            .iter()
-            .any(|&s| start + 150 > s && start < s + 150);
-        let tol = if near_step { 0.6 } else { 0.01 };
-        assert_close(r.joules_total, truth, tol, &format!("[{start} ms, +50 ms]"));
+    // The counter every 20 ms tick, then every second (the default).
+    for counter_ms in [0, 1000] {
+        let config = telemetry_gpu::SamplerConfig {
+            interval: Duration::from_millis(20),
+            counter_interval: Duration::from_millis(counter_ms),
+            manual: true,
+            ..Default::default()
+        };
+        let rig = Rig::with_config(vec![h100(profile.clone())], config);
+        rig.tick_to(secs(3.0));
+        for start in (500..2400).step_by(50) {
+            let (a, b) = (ms(start), ms(start + 50));
+            let r = rig.sampler.energy_between(a, b).unwrap();
+            let truth = rig.truth(0, a, b);
+            // Near a step the refresh grid (100 ms) still blurs up to one step; elsewhere exact,
+            // except that with a counter step of a second, an unknown refresh lag at a load step
+            // (up to 50 ms × 400 W here) is spread over that whole counter step, in proportion to
+            // power: a few percent.
+            let near_step = [1020, 1610]
+                .iter()
+                .any(|&s| start + 150 > s && start < s + 150);
+            let same_counter_step = counter_ms > 0 && (950..1950).contains(&start);
+            let tol = match (near_step, same_counter_step) {
+                (true, _) => 0.6,
+                (false, true) => 0.05,
+                (false, false) => 0.01,
+            };
+            let what = format!("counter every {counter_ms} ms: [{start} ms, +50 ms]");
+            assert_close(r.joules_total, truth, tol, &what);
+        }
+        // Over the whole, the same lag moves at most 50 ms × ΔP at each end: within 2 % here.
+        let r = rig.sampler.energy_between(ms(400), ms(2500)).unwrap();
+        let tol = if counter_ms > 0 { 0.02 } else { 0.01 };
+        assert_close(
+            r.joules_total,
+            rig.truth(0, ms(400), ms(2500)),
+            tol,
+            "whole",
+        );
     }
-    let r = rig.sampler.energy_between(ms(400), ms(2500)).unwrap();
-    assert_close(
-        r.joules_total,
-        rig.truth(0, ms(400), ms(2500)),
-        0.01,
-        "whole",
-    );
 }
 
 #[test]

@@ -49,7 +49,9 @@ fn concurrent_calls_sum_to_the_device_energy_over_their_union() {
     let union = union_energy(&timeline, &windows);
     assert_close(total, union, 1e-9, "sum of calls vs union");
     let truth = 2.0 * (rig.truth(0, ms(500), ms(2600)) + rig.truth(0, ms(3000), ms(3100)));
-    assert_close(union, truth, 0.02, "union vs mock truth");
+    // The mock's refreshes fall exactly on the counter reads, a lag nothing reveals, so each load
+    // step moves up to 50 ms × ΔP per device within its one-second counter step: 2.5 % here.
+    assert_close(union, truth, 0.03, "union vs mock truth");
     // A call alone gets the whole device energy of both devices.
     assert_close(
         sink.get("e").unwrap().joules_total,

@@ -104,7 +104,8 @@ fn energy_matches_the_profile_and_the_record_waits_for_it() {
         [EventType::InferenceStart, EventType::InferenceEnd]
     );
 
-    tick_to(&clock, &sampler, 900);
+    // Past the counter read at 1 s (the sampler reads the energy counter once a second).
+    tick_to(&clock, &sampler, 1100);
     let r = seen.only_record();
     let joules = r.energy_joules.unwrap();
     assert!((joules - 35.0).abs() < 0.01, "700 W × 50 ms, got {joules}");
@@ -140,7 +141,8 @@ fn overlapping_calls_share_energy_and_split_prefill_decode() {
     assert_eq!(a.count(), 2);
     tick_to(&clock, &sampler, 570);
     assert_eq!(b.count(), 2);
-    tick_to(&clock, &sampler, 900);
+    // Past the counter read at 1 s (the sampler reads the energy counter once a second).
+    tick_to(&clock, &sampler, 1100);
 
     let records = seen.records();
     assert_eq!(records.len(), 2);
