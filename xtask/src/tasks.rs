@@ -105,33 +105,42 @@ pub fn ci(args: &[String]) -> Result<(), String> {
     run(&steps)
 }
 
+/// Runs one cargo command with extra arguments appended; the error names the task.
+fn cargo_with(task: &str, args: &[&str], extra: &[String]) -> Result<(), String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let status = Command::new(&cargo)
+        .args(args)
+        .args(extra)
+        .status()
+        .map_err(|e| format!("could not start `{cargo}` for {task}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{task} failed ({status})"))
+    }
+}
+
 /// `cargo xtask bench [criterion args]`: the full benches, numbers for docs/benchmarks.md.
 pub fn bench(args: &[String]) -> Result<(), String> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let status = Command::new(cargo)
-        .args([
+    cargo_with(
+        "benches",
+        &[
             "bench",
             "--workspace",
             "--all-features",
             "--bench",
             "*",
             "--",
-        ])
-        .args(args)
-        .status()
-        .map_err(|e| format!("could not start cargo: {e}"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("benches failed ({status})"))
-    }
+        ],
+        args,
+    )
 }
 
 /// `cargo xtask gpu-check`: the NVML measurement example; prints JSON.
 pub fn gpu_check(args: &[String]) -> Result<(), String> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let status = Command::new(cargo)
-        .args([
+    cargo_with(
+        "gpu-check",
+        &[
             "run",
             "--release",
             "-p",
@@ -141,15 +150,9 @@ pub fn gpu_check(args: &[String]) -> Result<(), String> {
             "--example",
             "gpu-check",
             "--",
-        ])
-        .args(args)
-        .status()
-        .map_err(|e| format!("could not start cargo: {e}"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("gpu-check failed ({status})"))
-    }
+        ],
+        args,
+    )
 }
 
 #[cfg(test)]
