@@ -2,7 +2,9 @@
 //! the energy counter every second) with the mock backend: the sampler thread's CPU time over a
 //! few seconds of real time, idle and with calls completing. The mock's reads cost next to
 //! nothing, so this measures the sampler's own work (timeline, completion, energy); NVML's counter
-//! read cost comes on top (see the `gpu-check` example).
+//! read cost comes on top (see the `gpu-check` example). Then two floods, 300 000 calls one every
+//! 10 µs and 2 000 000 one every 0.5 µs: the worst `begin` + `end` while the sampler thread
+//! completes them.
 //!
 //! `cargo run --release -p telemetry-gpu --example sampler-cpu --features mock [-- SECONDS]`
 //! prints one JSON object. Linux only (reads `/proc`).
@@ -64,6 +66,44 @@ fn run(devices: usize, calls_per_sec: u32, seconds: f64) -> serde_json::Value {
     })
 }
 
+/// `calls` `begin` + `end` pairs on this thread, one every `gap` (spinning in between), while
+/// the sampler thread completes them in batches (up to a second's worth at each counter read):
+/// the call path's worst wait (it must never wait on completion work).
+fn flood(calls: u32, gap: Duration) -> serde_json::Value {
+    let backend = MockBackend::single(PowerProfile::Constant(700.0));
+    let sampler = GpuSampler::new(backend).expect("mock sampler");
+    let mut times = Vec::with_capacity(calls as usize);
+    let start = Instant::now();
+    for i in 0..calls {
+        let next = start + gap * i;
+        while Instant::now() < next {
+            std::hint::spin_loop();
+        }
+        let t = Instant::now();
+        let h = sampler.begin(sampler.now());
+        sampler.end(h, sampler.now(), None, |reading| {
+            std::hint::black_box(reading);
+        });
+        times.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    let wall = start.elapsed().as_secs_f64();
+    let flush_start = Instant::now();
+    sampler.flush();
+    let flush_s = flush_start.elapsed().as_secs_f64();
+    let stats = sampler.stats();
+    times.sort_by(f64::total_cmp);
+    let at = |q: f64| times[((times.len() - 1) as f64 * q).round() as usize];
+    serde_json::json!({
+        "calls": calls,
+        "gap_ns": gap.as_nanos() as u64,
+        "wall_s": wall,
+        "begin_end_us": { "p50": at(0.5), "p99": at(0.99), "p999": at(0.999), "max": at(1.0) },
+        "calls_over_1ms": times.iter().filter(|&&t| t > 1000.0).count(),
+        "flush_s": flush_s,
+        "completed_windows": stats.completed_windows,
+    })
+}
+
 fn main() {
     let seconds: f64 = std::env::args()
         .nth(1)
@@ -78,6 +118,10 @@ fn main() {
         "interval_ms": config.interval.as_millis() as u64,
         "counter_interval_ms": config.counter_interval.as_millis() as u64,
         "runs": runs,
+        "flood": [
+            flood(300_000, Duration::from_micros(10)),
+            flood(2_000_000, Duration::from_nanos(500)),
+        ],
     });
     println!("{}", serde_json::to_string_pretty(&out).expect("JSON"));
 }
