@@ -110,6 +110,7 @@ mod mock;
 #[cfg(feature = "nvml")]
 mod nvml;
 mod reading;
+mod refresh;
 mod registry;
 mod sampler;
 mod timeline;

@@ -2,7 +2,7 @@
 
 use std::collections::VecDeque;
 
-use crate::energy::{RefreshTracker, StoredKnot};
+use crate::refresh::{RefreshTracker, StoredKnot};
 use crate::{EnergyCurve, EnergySource, GpuReading, Timestamp};
 
 /// How far back the counter-refresh search goes when a curve is cut out of the timeline.
