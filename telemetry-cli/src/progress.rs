@@ -2,7 +2,6 @@
 //! and tests get clean output.
 
 use std::io::IsTerminal;
-use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -24,17 +23,6 @@ pub fn bar(len: u64, what: &str, show: bool) -> ProgressBar {
     bar
 }
 
-/// A spinner for work of unknown length, hidden unless `show`.
-pub fn spinner(message: &str, show: bool) -> ProgressBar {
-    if !show {
-        return ProgressBar::hidden();
-    }
-    let spinner = ProgressBar::new_spinner();
-    spinner.set_message(message.to_string());
-    spinner.enable_steady_tick(Duration::from_millis(100));
-    spinner
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -42,6 +30,5 @@ mod tests {
     #[test]
     fn hidden_when_not_shown() {
         assert!(bar(10, "records", false).is_hidden());
-        assert!(spinner("working", false).is_hidden());
     }
 }

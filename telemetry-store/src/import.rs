@@ -40,11 +40,27 @@ pub struct ImportReport {
     pub rejected: Vec<(i64, String)>,
 }
 
-/// Reads every row of the peer's `telemetry` table, calling `sink` with chunks of valid rows.
+/// How far an import has got, passed to the callback of
+/// [`import_openjarvis_with_progress`](crate::TelemetryStore::import_openjarvis_with_progress)
+/// after every 5 000 rows read and once at the end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ImportProgress {
+    /// Rows read from the file so far (imported, duplicate or rejected).
+    pub read: u64,
+    /// Rows in the file's `telemetry` table when the import started. If the peer appends while
+    /// the import runs, `read` can end above it.
+    pub total: u64,
+    /// Rows appended to the store so far (committed).
+    pub imported: u64,
+}
+
+/// Reads every row of the peer's `telemetry` table, calling `sink` with chunks of valid rows and
+/// the rows read so far out of the total: after every [`IMPORT_CHUNK`] rows read (the chunk may
+/// then be partial or empty when rows were rejected) and once at the end.
 pub(crate) fn read_openjarvis(
     path: &Path,
     report: &mut ImportReport,
-    mut sink: impl FnMut(Vec<ImportRow>) -> Result<(), StoreError>,
+    mut sink: impl FnMut(Vec<ImportRow>, u64, u64) -> Result<(), StoreError>,
 ) -> Result<(), StoreError> {
     let refuse = |reason: String| StoreError::Import {
         path: path.to_path_buf(),
@@ -71,6 +87,10 @@ pub(crate) fn read_openjarvis(
         .copied()
         .filter(|c| columns.contains(*c))
         .collect();
+    let total: i64 = conn
+        .query_row("SELECT count(*) FROM telemetry", [], |r| r.get(0))
+        .map_err(|e| refuse(e.to_string()))?;
+    let total = total.unsigned_abs();
     let select = format!("SELECT {} FROM telemetry ORDER BY id", present.join(", "));
     let mut stmt = conn.prepare(&select).map_err(|e| refuse(e.to_string()))?;
     let mut rows = stmt.query([]).map_err(|e| refuse(e.to_string()))?;
@@ -78,27 +98,25 @@ pub(crate) fn read_openjarvis(
     while let Some(row) = rows.next().map_err(|e| refuse(e.to_string()))? {
         report.read += 1;
         let (id, record) = peer_record(row, &present).map_err(|e| refuse(e.to_string()))?;
-        if let Err(e) = record.validate() {
-            report.rejected.push((id, e.to_string()));
-            continue;
+        match record.validate() {
+            Err(e) => report.rejected.push((id, e.to_string())),
+            Ok(()) => {
+                let key = format!(
+                    "openjarvis:{id}:{:016x}:{}",
+                    record.timestamp.to_bits(),
+                    record.model_id
+                );
+                chunk.push(ImportRow { key, record });
+            }
         }
-        let key = format!(
-            "openjarvis:{id}:{:016x}:{}",
-            record.timestamp.to_bits(),
-            record.model_id
-        );
-        chunk.push(ImportRow { key, record });
-        if chunk.len() == IMPORT_CHUNK {
-            sink(std::mem::replace(
-                &mut chunk,
-                Vec::with_capacity(IMPORT_CHUNK),
-            ))?;
+        // Every IMPORT_CHUNK rows read: a full chunk when nothing was rejected, and a progress
+        // report either way.
+        if report.read.is_multiple_of(IMPORT_CHUNK as u64) {
+            let full = std::mem::replace(&mut chunk, Vec::with_capacity(IMPORT_CHUNK));
+            sink(full, report.read, total)?;
         }
     }
-    if !chunk.is_empty() {
-        sink(chunk)?;
-    }
-    Ok(())
+    sink(chunk, report.read, total)
 }
 
 fn table_columns(conn: &Connection, path: &Path) -> Result<HashSet<String>, StoreError> {

@@ -75,6 +75,6 @@ pub use config::{
     Durability, OverflowPolicy, StoreBuilder,
 };
 pub use error::StoreError;
-pub use import::ImportReport;
+pub use import::{ImportProgress, ImportReport};
 pub use stats::{Health, StoreStats};
 pub use store::TelemetryStore;

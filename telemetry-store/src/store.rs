@@ -10,7 +10,7 @@ use telemetry_core::{EventBus, EventType, SubscriptionId, TelemetryRecord, Valid
 
 use crate::config::{Durability, Location, StoreBuilder};
 use crate::error::StoreError;
-use crate::import::{ImportReport, read_openjarvis};
+use crate::import::{ImportProgress, ImportReport, read_openjarvis};
 use crate::open::open_connection;
 use crate::queue::{ControlKind, Queue, Reply};
 use crate::stats::{Counters, Health, StoreStats};
@@ -243,14 +243,45 @@ impl TelemetryStore {
     /// `openjarvis:{id}:{timestamp bits}:{model_id}`, so importing the same file (or a copy)
     /// again appends nothing ([`ImportReport::skipped_duplicates`]). Rows go through the writer
     /// in transactions of 5 000, after everything queued before, with their summaries.
+    ///
+    /// [`import_openjarvis_with_progress`](Self::import_openjarvis_with_progress) does the same
+    /// and reports how far it has got.
     pub fn import_openjarvis(&self, path: impl AsRef<Path>) -> Result<ImportReport, StoreError> {
+        self.import_openjarvis_with_progress(path, |_| {})
+    }
+
+    /// [`import_openjarvis`](Self::import_openjarvis), calling `progress` in the caller's thread
+    /// after every 5 000 rows read (once they are committed) and once at the end, for a
+    /// progress bar.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), telemetry_store::StoreError> {
+    /// let store = telemetry_store::TelemetryStore::open("telemetry.db")?;
+    /// let report = store.import_openjarvis_with_progress("openjarvis.db", |p| {
+    ///     eprint!("\r{} / {} rows", p.read, p.total);
+    /// })?;
+    /// eprintln!("\nimported {}", report.imported);
+    /// # Ok(()) }
+    /// ```
+    pub fn import_openjarvis_with_progress(
+        &self,
+        path: impl AsRef<Path>,
+        mut progress: impl FnMut(ImportProgress),
+    ) -> Result<ImportReport, StoreError> {
         let path = path.as_ref();
         let mut report = ImportReport::default();
         let mut imported = 0;
         let mut offered = 0;
-        read_openjarvis(path, &mut report, |rows| {
-            offered += rows.len() as u64;
-            imported += self.control(ControlKind::Import(rows))?;
+        read_openjarvis(path, &mut report, |rows, read, total| {
+            if !rows.is_empty() {
+                offered += rows.len() as u64;
+                imported += self.control(ControlKind::Import(rows))?;
+            }
+            progress(ImportProgress {
+                read,
+                total,
+                imported,
+            });
             Ok(())
         })?;
         report.imported = imported;

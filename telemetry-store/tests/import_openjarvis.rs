@@ -195,3 +195,56 @@ fn a_file_without_the_peer_table_is_refused() {
         .unwrap_err();
     assert!(matches!(err, StoreError::Import { .. }), "{err}");
 }
+
+#[test]
+fn progress_counts_every_row_read_including_rejected_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let peer_path = dir.path().join("peer.db");
+    let peer = peer_db(&peer_path, false);
+    peer.execute_batch("BEGIN").unwrap();
+    // 11 000 rows; every 4th has a negative latency and is rejected (2 750 rows).
+    for i in 0..11_000 {
+        let latency = if i % 4 == 0 { -1.0 } else { 0.5 };
+        peer.execute(
+            "INSERT INTO telemetry (timestamp, model_id, prompt_tokens, completion_tokens, \
+             total_tokens, latency_seconds) VALUES (?1, 'm', 3, 2, 5, ?2)",
+            params![1_764_300_000.0 + f64::from(i), latency],
+        )
+        .unwrap();
+    }
+    peer.execute_batch("COMMIT").unwrap();
+    drop(peer);
+
+    let store = TelemetryStore::in_memory().unwrap();
+    let mut seen = Vec::new();
+    let report = store
+        .import_openjarvis_with_progress(&peer_path, |p| seen.push(p))
+        .unwrap();
+    assert_eq!(report.read, 11_000);
+    assert_eq!(report.rejected.len(), 2_750);
+    assert_eq!(report.imported, 8_250);
+
+    // After 5 000 and 10 000 rows read, and at the end.
+    let read: Vec<u64> = seen.iter().map(|p| p.read).collect();
+    assert_eq!(read, vec![5_000, 10_000, 11_000]);
+    assert!(seen.iter().all(|p| p.total == 11_000));
+    // Imported counts what was committed by then: 3 of every 4 rows read.
+    let imported: Vec<u64> = seen.iter().map(|p| p.imported).collect();
+    assert_eq!(imported, vec![3_750, 7_500, 8_250]);
+    assert_eq!(store.stats().written, 8_250);
+
+    // A second run reports the same reads and imports nothing.
+    let mut last = None;
+    let again = store
+        .import_openjarvis_with_progress(&peer_path, |p| last = Some(p))
+        .unwrap();
+    assert_eq!(again.skipped_duplicates, 8_250);
+    assert_eq!(
+        last,
+        Some(telemetry_store::ImportProgress {
+            read: 11_000,
+            total: 11_000,
+            imported: 0
+        })
+    );
+}

@@ -24,13 +24,13 @@ pub fn run(db: &DbPath, args: &ImportArgs, out: &mut dyn Write) -> Result<(), Cl
         });
     }
     let store = TelemetryStore::open(&db.path)?;
-    // The store imports in one call without progress callbacks, so a spinner is what we can show.
-    let spinner = progress::spinner(
-        &format!("importing {}", args.path.display()),
-        progress::enabled(),
-    );
-    let result = store.import_openjarvis(&args.path);
-    spinner.finish_and_clear();
+    // The length is the peer's row count, known at the first report (after 5 000 rows).
+    let bar = progress::bar(0, "rows imported", progress::enabled());
+    let result = store.import_openjarvis_with_progress(&args.path, |p| {
+        bar.set_length(p.total.max(p.read));
+        bar.set_position(p.read);
+    });
+    bar.finish_and_clear();
     let report = result?;
     store.close()?;
 
