@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::Connection;
 use telemetry_core::{Rollup, TimeRange};
 
-use crate::collect::{GroupRollup, collect, count, data_extent};
+use crate::collect::{GroupRollup, collect, count, data_extent, max_id};
 use crate::error::AggError;
 use crate::export::RecordIter;
 use crate::open::{open_read_only, schema_version};
@@ -130,13 +130,15 @@ impl TelemetryAggregator {
 
     /// Streams every record of the range, ordered by timestamp, then insertion order, a page at a
     /// time (see [`RecordIter`]). Exports of 20 000 rows or more are read by two worker threads
-    /// on their own read-only connections, each taking alternate time slices of the range.
+    /// on their own read-only connections, each taking alternate time slices of the range. The
+    /// export holds the rows committed before this call, not those a writer adds while it runs.
     pub fn export_records(&self, range: &TimeRange) -> Result<RecordIter<'_>, AggError> {
         let tx = self.read_tx()?;
         let extent = data_extent(&self.conn)?;
         let rows = count(&self.conn, range)?;
+        let max_id = max_id(&self.conn)?;
         drop(tx);
-        RecordIter::new(&self.conn, &self.path, range, extent, rows)
+        RecordIter::new(&self.conn, &self.path, range, extent, rows, max_id)
     }
 
     /// The schema version recorded in `refinery_schema_history`.

@@ -94,6 +94,14 @@ pub(crate) fn data_extent(conn: &Connection) -> Result<Option<(f64, f64)>, AggEr
     Ok(min.zip(max))
 }
 
+/// The largest row id (0 for an empty table): rows committed later have larger ids.
+pub(crate) fn max_id(conn: &Connection) -> Result<i64, AggError> {
+    let id: Option<i64> = conn
+        .query_row("SELECT MAX(id) FROM telemetry", [], |r| r.get(0))
+        .map_err(|e| AggError::sqlite("reading the last row id of telemetry", e))?;
+    Ok(id.unwrap_or(0))
+}
+
 /// Levels usable when results are bucketed by `width` (all when `None`), coarsest first.
 pub(crate) fn levels_up_to(width: Option<i64>) -> Vec<i64> {
     let mut levels: Vec<i64> = ROLLUP_LEVELS

@@ -3,7 +3,9 @@
 //! Rows come in `(timestamp, id)` order through the timestamp index, a page at a time with keyset
 //! pagination (`WHERE (timestamp, id) > last`), so no statement outlives a page and memory stays
 //! flat. Large exports split the range into time slices read by two worker threads, each with its
-//! own read-only connection; the iterator hands out the slices' pages in order.
+//! own read-only connection; the iterator hands out the slices' pages in order. Every query also
+//! bounds `id` by the largest id when the export began, so pages read later (or by another
+//! connection) do not pick up rows committed meanwhile.
 
 use std::marker::PhantomData;
 use std::path::Path;
@@ -33,18 +35,19 @@ const PAGES_AHEAD: usize = 2;
 type Item = Result<TelemetryRecord, AggError>;
 
 /// `SELECT ... ORDER BY timestamp, id LIMIT` for a slice: `first` or after a cursor, with the
-/// upper bound inclusive (`closed`) or not.
+/// upper bound inclusive (`closed`) or not. Parameters: since (or the cursor's timestamp), until,
+/// the largest id exported, then the cursor's id when not `first`, then the page size.
 fn page_sql(first: bool, closed: bool) -> String {
     let upper = if closed { "<=" } else { "<" };
     let after = if first {
         ""
     } else {
-        "AND (timestamp > ?1 OR id > ?3) "
+        "AND (timestamp > ?1 OR id > ?4) "
     };
-    let limit = if first { "?3" } else { "?4" };
+    let limit = if first { "?4" } else { "?5" };
     format!(
-        "SELECT id, {} FROM telemetry WHERE timestamp >= ?1 AND timestamp {upper} ?2 {after}\
-         ORDER BY timestamp, id LIMIT {limit}",
+        "SELECT id, {} FROM telemetry WHERE timestamp >= ?1 AND timestamp {upper} ?2 \
+         AND id <= ?3 {after}ORDER BY timestamp, id LIMIT {limit}",
         RECORD_COLUMNS.join(", ")
     )
 }
@@ -56,22 +59,25 @@ static SQL: LazyLock<[[String; 2]; 2]> = LazyLock::new(|| {
     ]
 });
 
-/// Pages through the rows with `since <= timestamp < until` (`<= until` when `closed`).
+/// Pages through the rows with `since <= timestamp < until` (`<= until` when `closed`) and
+/// `id <= max_id`.
 #[derive(Debug, Clone)]
 struct Pager {
     since: f64,
     until: f64,
     closed: bool,
+    max_id: i64,
     cursor: Option<(f64, i64)>,
     done: bool,
 }
 
 impl Pager {
-    fn new(since: f64, until: f64, closed: bool) -> Self {
+    fn new(since: f64, until: f64, closed: bool, max_id: i64) -> Self {
         Pager {
             since,
             until,
             closed,
+            max_id,
             cursor: None,
             done: false,
         }
@@ -88,8 +94,8 @@ impl Pager {
         let text = &SQL[usize::from(self.cursor.is_some())][usize::from(self.closed)];
         let mut stmt = conn.prepare_cached(text).map_err(sql)?;
         let mut rows = match self.cursor {
-            None => stmt.query(params![self.since, self.until, PAGE]),
-            Some((ts, id)) => stmt.query(params![ts, self.until, id, PAGE]),
+            None => stmt.query(params![self.since, self.until, self.max_id, PAGE]),
+            Some((ts, id)) => stmt.query(params![ts, self.until, self.max_id, id, PAGE]),
         }
         .map_err(sql)?;
         page.reserve(PAGE as usize);
@@ -117,7 +123,12 @@ enum Message {
 /// memory stays flat however many rows there are. Made by
 /// [`TelemetryAggregator::export_records`](crate::TelemetryAggregator::export_records).
 ///
-/// Each page is a consistent snapshot; rows committed by a writer during the export may appear.
+/// The export holds the rows committed before
+/// [`export_records`](crate::TelemetryAggregator::export_records) was called: rows a writer
+/// commits while it runs are left out, even in pages read later, so the count matches
+/// [`record_count`](crate::TelemetryAggregator::record_count) taken just before. (Rows removed
+/// meanwhile by the store's `prune_before` or `clear`, the only deletions, are gone from the
+/// pages read after the deletion.)
 /// A row whose stored value cannot be read back yields an [`AggError::BadRow`] naming its id and
 /// column, and the export goes on with the next row; a SQLite error ends the iteration after it
 /// is yielded. Dropping the iterator early stops its worker threads.
@@ -153,23 +164,25 @@ impl std::fmt::Debug for Message {
 }
 
 impl<'a> RecordIter<'a> {
-    /// Reads on `conn`, or on worker connections to `path` when `rows` is large.
+    /// Reads on `conn`, or on worker connections to `path` when `rows` is large; only rows with
+    /// `id <= max_id`.
     pub(crate) fn new(
         conn: &'a Connection,
         path: &Path,
         range: &TimeRange,
         extent: Option<(f64, f64)>,
         rows: u64,
+        max_id: i64,
     ) -> Result<Self, AggError> {
         let since = range.since_bound().unwrap_or(f64::MIN);
         let until = range.until_bound().unwrap_or(f64::MAX);
         let source = match extent {
             Some((lo, hi)) if rows >= PARALLEL_MIN_ROWS && lo < hi => {
-                parallel(path, lo.max(since), hi.min(until))?
+                parallel(path, lo.max(since), hi.min(until), max_id)?
             }
             _ => Source::Inline {
                 conn,
-                pager: Pager::new(since, until, true),
+                pager: Pager::new(since, until, true, max_id),
             },
         };
         Ok(RecordIter {
@@ -217,7 +230,7 @@ impl<'a> RecordIter<'a> {
 }
 
 /// Splits `[lo, hi]` into time slices and starts the workers.
-fn parallel<'a>(path: &Path, lo: f64, hi: f64) -> Result<Source<'a>, AggError> {
+fn parallel<'a>(path: &Path, lo: f64, hi: f64, max_id: i64) -> Result<Source<'a>, AggError> {
     let slices = WORKERS * SLICES_PER_WORKER;
     // Monotonic in k, so the half-open slices [t_k, t_k+1) and the closed last one tile [lo, hi].
     let edge = |k: usize| {
@@ -234,7 +247,7 @@ fn parallel<'a>(path: &Path, lo: f64, hi: f64) -> Result<Source<'a>, AggError> {
         let conn = open_read_only(path)?;
         let pagers: Vec<Pager> = (w..slices)
             .step_by(WORKERS)
-            .map(|k| Pager::new(edge(k), edge(k + 1), k + 1 == slices))
+            .map(|k| Pager::new(edge(k), edge(k + 1), k + 1 == slices, max_id))
             .collect();
         let (tx, rx) = sync_channel(PAGES_AHEAD);
         receivers.push(rx);

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{DAY0, full_rec, rec, write_db};
+use common::{DAY0, full_rec, rec, write_db, write_into};
 use rusqlite::Connection;
 use serde_json::json;
 use telemetry_agg::{AggError, TelemetryAggregator};
@@ -111,6 +111,44 @@ fn dropping_a_parallel_export_early_stops_it() {
     assert!(first.windows(2).all(|w| w[0].timestamp <= w[1].timestamp));
     // The aggregator is still usable afterwards.
     assert_eq!(agg.record_count(&TimeRange::all()).unwrap(), 40_000);
+}
+
+/// Rows committed after `export_records` was called are not exported, whether the export reads
+/// on the caller's thread (few rows) or on worker connections (many), and even when they fall
+/// in slices not read yet.
+fn rows_written_during_an_export_are_left_out(n: u64) {
+    let (_dir, path) = write_db(&shuffled(n));
+    let agg = TelemetryAggregator::open(&path).unwrap();
+    let before = agg.record_count(&TimeRange::all()).unwrap();
+    let mut export = agg.export_records(&TimeRange::all()).unwrap();
+    let first = export.next().unwrap().unwrap();
+    // New rows across the whole span (and beyond it), committed while the export is open.
+    let extra: Vec<TelemetryRecord> = (0..5_000)
+        .map(|i| rec("late", "e", DAY0 + (i % 4_000) as f64, 1.0))
+        .collect();
+    write_into(&path, &extra);
+    let rest: Vec<TelemetryRecord> = export.map(Result::unwrap).collect();
+    assert_eq!(1 + rest.len() as u64, before);
+    assert!(
+        std::iter::once(&first)
+            .chain(&rest)
+            .all(|r| r.model_id == "m")
+    );
+    // A new export sees them.
+    assert_eq!(
+        agg.export_records(&TimeRange::all()).unwrap().count() as u64,
+        before + 5_000
+    );
+}
+
+#[test]
+fn a_small_export_leaves_out_rows_written_while_it_runs() {
+    rows_written_during_an_export_are_left_out(9_000);
+}
+
+#[test]
+fn a_parallel_export_leaves_out_rows_written_while_it_runs() {
+    rows_written_during_an_export_are_left_out(30_000);
 }
 
 #[test]
