@@ -61,8 +61,10 @@ impl Drop for WindowHandle {
 /// union.
 ///
 /// Callbacks run on the sampler thread (or on the thread calling [`sample_now`](Self::sample_now) /
-/// [`flush`](Self::flush)); they must not call `sample_now` or `flush` themselves. A panicking
-/// callback is contained and counted.
+/// [`flush`](Self::flush)), one at a time. A callback may call `sample_now` or `flush` (say, a bus
+/// subscriber that flushes the instrumented engine): the sample is taken, but completion is left
+/// to the pass already running the callback (and to the next ones), so nothing deadlocks. A
+/// panicking callback is contained and counted.
 pub struct GpuSampler {
     shared: Arc<Shared>,
     stop: Option<Sender<()>>,
@@ -264,7 +266,9 @@ impl GpuSampler {
 
     /// Takes one more sample (reading the energy counter whether due or not), then completes
     /// every ended window with the best data available (power extrapolation past the last counter
-    /// refresh), on this thread.
+    /// refresh), on this thread. Called from inside a completion callback it only samples: the
+    /// completion already running finishes its batch, and windows it did not take complete on the
+    /// next pass.
     pub fn flush(&self) {
         self.shared.sample(true);
         self.shared.complete(true);

@@ -38,6 +38,12 @@ pub(crate) struct Shared {
     pub(crate) last_error: Mutex<Option<GpuError>>,
 }
 
+thread_local! {
+    /// Set while this thread runs a completion callback: a `flush` or `sample_now` from inside
+    /// one must not try to complete again (the completion lock is held by this very thread).
+    static IN_CALLBACK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 pub(crate) fn lock<T: ?Sized>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding one of these locks leaves the data consistent enough to keep going
     // (callbacks run outside them), so poisoning is ignored.
@@ -99,8 +105,13 @@ impl Shared {
     }
 
     /// Completes the pending windows the timeline covers (all of them when `force`), in order of
-    /// their end, and runs their callbacks on this thread.
+    /// their end, and runs their callbacks on this thread. From inside a callback it does nothing:
+    /// the completion running the callback goes on, and later windows complete on a later pass.
     pub(crate) fn complete(&self, force: bool) {
+        if IN_CALLBACK.get() {
+            tracing::debug!("flush or sample_now from a GPU energy callback: completion skipped");
+            return;
+        }
         let mut completer = lock(&self.completion);
         let now = self.clock.now();
         let covered = lock(&self.timeline).covered_until_live(self.stale_after());
@@ -162,11 +173,14 @@ impl Shared {
         completer.active = active;
         for (job, reading) in ready.into_iter().zip(readings) {
             self.completed.fetch_add(1, Ordering::Relaxed);
-            if let (Some(cb), Some(reading)) = (job.callback, reading)
-                && catch_unwind(AssertUnwindSafe(move || cb(reading))).is_err()
-            {
-                self.callback_panics.fetch_add(1, Ordering::Relaxed);
-                tracing::error!("a GPU energy callback panicked; the sampler keeps going");
+            if let (Some(cb), Some(reading)) = (job.callback, reading) {
+                IN_CALLBACK.set(true);
+                let outcome = catch_unwind(AssertUnwindSafe(move || cb(reading)));
+                IN_CALLBACK.set(false);
+                if outcome.is_err() {
+                    self.callback_panics.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!("a GPU energy callback panicked; the sampler keeps going");
+                }
             }
         }
     }

@@ -344,3 +344,72 @@ fn begin_and_end_are_not_blocked_while_a_callback_runs() {
     rig.tick_to(ms(2000));
     assert!(sink.get("during").is_some());
 }
+
+#[test]
+fn a_callback_may_flush_and_sample_without_deadlock() {
+    use std::sync::Mutex;
+    use telemetry_gpu::MockClock;
+
+    // Run on a helper thread, so that a deadlock fails the test instead of hanging it.
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let clock = MockClock::new();
+        let config = SamplerConfig {
+            manual: true,
+            ..SamplerConfig::default()
+        };
+        let sampler = Arc::new(
+            GpuSampler::with_config(
+                MockBackend::new(vec![constant(500.0)]),
+                Arc::new(clock.clone()),
+                config,
+            )
+            .unwrap(),
+        );
+        let order = Arc::new(Mutex::new(Vec::new()));
+        clock.set(ms(100));
+        sampler.sample_now();
+        let h1 = sampler.begin(ms(100));
+        let h2 = sampler.begin(ms(120));
+        clock.set(ms(200));
+        {
+            // The first callback flushes, samples, and starts and ends a window of its own.
+            let weak = Arc::downgrade(&sampler);
+            let order = Arc::clone(&order);
+            sampler.end(h1, ms(150), None, move |_| {
+                let sampler = weak.upgrade().unwrap();
+                sampler.flush();
+                sampler.sample_now();
+                let h3 = sampler.begin(ms(160));
+                let inner = Arc::clone(&order);
+                sampler.end(h3, ms(190), None, move |r| {
+                    inner.lock().unwrap().push(("third", r.joules_total));
+                });
+                order.lock().unwrap().push(("first", 0.0));
+            });
+        }
+        let o = Arc::clone(&order);
+        sampler.end(h2, ms(180), None, move |r| {
+            o.lock().unwrap().push(("second", r.joules_total));
+        });
+        sampler.flush();
+        let after_first_flush: Vec<&str> = order.lock().unwrap().iter().map(|x| x.0).collect();
+        // The window ended inside a callback completes on a later pass.
+        sampler.flush();
+        let all = order.lock().unwrap().clone();
+        let stats = sampler.stats();
+        done_tx.send((after_first_flush, all, stats)).unwrap();
+    });
+    let (after_first_flush, all, stats) = done_rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("a callback calling flush/sample_now deadlocked the sampler");
+    assert_eq!(after_first_flush, vec!["first", "second"]);
+    let tags: Vec<&str> = all.iter().map(|x| x.0).collect();
+    assert_eq!(tags, vec!["first", "second", "third"]);
+    // 30 ms at 500 W, alone on the device from 180 to 190 ms and sharing 160..180 with h2.
+    let third = all[2].1;
+    assert!(third > 0.0 && third <= 15.0 + 1e-6, "third: {third} J");
+    assert_eq!(stats.completed_windows, 3);
+    assert_eq!(stats.callback_panics, 0);
+    assert_eq!((stats.pending_windows, stats.active_windows), (0, 0));
+}
