@@ -4,6 +4,8 @@
 //!   that matter, doctests, a quick pass of every criterion bench). `.ci/run` calls it.
 //! - `bench`: the full criterion benches (set `TELEMETRY_BENCH_FULL=1` for the 10 M-row figures).
 //! - `gpu-check`: builds the NVML measurement example in release mode and runs it.
+//! - `gpu-bundle`: builds every GPU check into `target/gpu-bundle/` with `run.sh`, to carry to a
+//!   GPU machine that has no Rust toolchain.
 
 mod tasks;
 
@@ -15,9 +17,10 @@ fn main() -> ExitCode {
         Some("ci") => tasks::ci(&args[1..]),
         Some("bench") => tasks::bench(&args[1..]),
         Some("gpu-check") => tasks::gpu_check(&args[1..]),
+        Some("gpu-bundle") => tasks::gpu_bundle(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <task>\n\ntasks:\n  ci [--no-bench]   format, clippy, tests (all feature sets), doctests, quick benches\n  bench             full criterion benches\n  gpu-check         build and run the NVML measurement example (needs an NVIDIA GPU)"
+                "usage: cargo xtask <task>\n\ntasks:\n  ci [--no-bench]   format, clippy, tests (all feature sets), doctests, quick benches\n  bench             full criterion benches\n  gpu-check         build and run the NVML measurement example (needs an NVIDIA GPU)\n  gpu-bundle        build every GPU check into target/gpu-bundle with run.sh, for a GPU machine without Rust"
             );
             return ExitCode::from(2);
         }

@@ -155,6 +155,106 @@ pub fn gpu_check(args: &[String]) -> Result<(), String> {
     )
 }
 
+/// `cargo xtask gpu-bundle`: release binaries of every GPU check plus `xtask/gpu/run.sh`, in
+/// `target/gpu-bundle/`, for a GPU machine without a Rust toolchain (carry that folder there and
+/// run `bash target/gpu-bundle/run.sh`).
+pub fn gpu_bundle(_args: &[String]) -> Result<(), String> {
+    let root = workspace_root()?;
+    let bundle = root.join("target").join("gpu-bundle");
+    std::fs::create_dir_all(&bundle).map_err(|e| format!("creating {}: {e}", bundle.display()))?;
+    let builds: [(&str, &[&str]); 3] = [
+        (
+            "gpu-check",
+            &[
+                "build",
+                "--release",
+                "-p",
+                "telemetry-gpu",
+                "--features",
+                "nvml",
+                "--example",
+                "gpu-check",
+            ],
+        ),
+        (
+            "gpu_wrap_check",
+            &[
+                "build",
+                "--release",
+                "-p",
+                "telemetry-wrap",
+                "--features",
+                "nvml,sim",
+                "--example",
+                "gpu_wrap_check",
+            ],
+        ),
+        ("telemetry", &["build", "--release", "-p", "telemetry-cli"]),
+    ];
+    for (name, args) in builds {
+        cargo_with(name, args, &[])?;
+        let from = if name == "telemetry" {
+            root.join("target/release").join(name)
+        } else {
+            root.join("target/release/examples").join(name)
+        };
+        copy(&from, &bundle.join(name))?;
+    }
+    // The hardware test binary: its path (with a hash) is on cargo's stderr.
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let output = Command::new(&cargo)
+        .current_dir(&root)
+        .args([
+            "test",
+            "--release",
+            "-p",
+            "telemetry-gpu",
+            "--features",
+            "nvml",
+            "--test",
+            "nvml_hw",
+            "--no-run",
+        ])
+        .output()
+        .map_err(|e| format!("could not start `{cargo}` for nvml_hw: {e}"))?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if !output.status.success() {
+        return Err(format!("building nvml_hw failed:\n{stderr}"));
+    }
+    let test_binary = stderr
+        .lines()
+        .filter(|l| l.contains("nvml_hw"))
+        .find_map(|l| {
+            let start = l.rfind('(')? + 1;
+            let end = l.rfind(')')?;
+            l.get(start..end)
+        })
+        .ok_or_else(|| format!("no nvml_hw executable named in cargo's output:\n{stderr}"))?;
+    copy(&root.join(test_binary), &bundle.join("nvml_hw"))?;
+    copy(&root.join("xtask/gpu/run.sh"), &bundle.join("run.sh"))?;
+    eprintln!(
+        "GPU bundle in {}: carry it to the GPU machine and run `bash {}/run.sh`",
+        bundle.display(),
+        bundle.strip_prefix(&root).unwrap_or(&bundle).display()
+    );
+    Ok(())
+}
+
+/// The workspace root: the parent of this crate's manifest directory.
+fn workspace_root() -> Result<std::path::PathBuf, String> {
+    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .ok_or_else(|| format!("{} has no parent", manifest.display()))
+}
+
+fn copy(from: &std::path::Path, to: &std::path::Path) -> Result<(), String> {
+    std::fs::copy(from, to)
+        .map(drop)
+        .map_err(|e| format!("copying {} to {}: {e}", from.display(), to.display()))
+}
+
 #[cfg(test)]
 mod tidy {
     //! Repository rules that plain `cargo test` enforces.
@@ -170,6 +270,24 @@ mod tidy {
         let readme = fs::read_to_string(root().join("README.md")).expect("README.md");
         assert!(readme.contains("cargo run --release -p telemetry-cli -- demo"));
         assert!(readme.contains("cargo xtask ci"));
+    }
+
+    #[test]
+    fn the_gpu_run_script_parses_and_runs_every_bundled_binary() {
+        let script = root().join("xtask/gpu/run.sh");
+        let status = std::process::Command::new("bash")
+            .arg("-n")
+            .arg(&script)
+            .status()
+            .expect("bash");
+        assert!(status.success(), "bash -n {}", script.display());
+        let text = fs::read_to_string(&script).expect("run.sh");
+        for binary in ["gpu-check", "nvml_hw", "gpu_wrap_check", "telemetry"] {
+            assert!(
+                text.contains(&format!("\"$B/{binary}\"")),
+                "run.sh does not run {binary}"
+            );
+        }
     }
 
     #[test]
