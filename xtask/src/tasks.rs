@@ -16,8 +16,13 @@ fn step(label: &'static str, args: &[&'static str]) -> Step {
     }
 }
 
+/// The cargo that runs xtask (`$CARGO`), else `cargo` from `PATH`.
+fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
+}
+
 fn run(steps: &[Step]) -> Result<(), String> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let cargo = cargo();
     let total = Instant::now();
     for s in steps {
         let started = Instant::now();
@@ -107,7 +112,7 @@ pub fn ci(args: &[String]) -> Result<(), String> {
 
 /// Runs one cargo command with extra arguments appended; the error names the task.
 fn cargo_with(task: &str, args: &[&str], extra: &[String]) -> Result<(), String> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let cargo = cargo();
     let status = Command::new(&cargo)
         .args(args)
         .args(extra)
@@ -136,46 +141,42 @@ pub fn bench(args: &[String]) -> Result<(), String> {
     )
 }
 
+/// The NVML measurement example, as cargo selects it (after `run` or `build`).
+const GPU_CHECK: [&str; 7] = [
+    "--release",
+    "-p",
+    "telemetry-gpu",
+    "--features",
+    "nvml",
+    "--example",
+    "gpu-check",
+];
+
 /// `cargo xtask gpu-check`: the NVML measurement example; prints JSON.
 pub fn gpu_check(args: &[String]) -> Result<(), String> {
-    cargo_with(
-        "gpu-check",
-        &[
-            "run",
-            "--release",
-            "-p",
-            "telemetry-gpu",
-            "--features",
-            "nvml",
-            "--example",
-            "gpu-check",
-            "--",
-        ],
-        args,
-    )
+    let mut command = vec!["run"];
+    command.extend(GPU_CHECK);
+    command.push("--");
+    cargo_with("gpu-check", &command, args)
 }
 
 /// `cargo xtask gpu-bundle`: release binaries of every GPU check plus `xtask/gpu/run.sh`, in
 /// `target/gpu-bundle/`, for a GPU machine without a Rust toolchain (carry that folder there and
 /// run `bash target/gpu-bundle/run.sh`).
-pub fn gpu_bundle(_args: &[String]) -> Result<(), String> {
+pub fn gpu_bundle(args: &[String]) -> Result<(), String> {
+    if let Some(arg) = args.first() {
+        return Err(format!("gpu-bundle takes no arguments (got `{arg}`)"));
+    }
     let root = workspace_root()?;
-    let bundle = root.join("target").join("gpu-bundle");
+    // Where cargo puts its builds: `$CARGO_TARGET_DIR` (relative to the root) or `target`.
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| root.join("target"), |dir| root.join(dir));
+    let bundle = target.join("gpu-bundle");
     std::fs::create_dir_all(&bundle).map_err(|e| format!("creating {}: {e}", bundle.display()))?;
+    let mut gpu_check = vec!["build"];
+    gpu_check.extend(GPU_CHECK);
     let builds: [(&str, &[&str]); 3] = [
-        (
-            "gpu-check",
-            &[
-                "build",
-                "--release",
-                "-p",
-                "telemetry-gpu",
-                "--features",
-                "nvml",
-                "--example",
-                "gpu-check",
-            ],
-        ),
+        ("gpu-check", &gpu_check),
         (
             "gpu_wrap_check",
             &[
@@ -194,14 +195,14 @@ pub fn gpu_bundle(_args: &[String]) -> Result<(), String> {
     for (name, args) in builds {
         cargo_with(name, args, &[])?;
         let from = if name == "telemetry" {
-            root.join("target/release").join(name)
+            target.join("release").join(name)
         } else {
-            root.join("target/release/examples").join(name)
+            target.join("release/examples").join(name)
         };
         copy(&from, &bundle.join(name))?;
     }
     // The hardware test binary: its path (with a hash) is on cargo's stderr.
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let cargo = cargo();
     let output = Command::new(&cargo)
         .current_dir(&root)
         .args([
