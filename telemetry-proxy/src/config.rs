@@ -1,0 +1,75 @@
+//! [`ProxyConfig`]: where to forward, and the proxy's limits.
+
+use std::time::Duration;
+
+use crate::upstream::Routes;
+
+/// Default time allowed to connect to an upstream before the client gets a 502.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default time in-flight responses get to finish at shutdown.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// Default most client connections open at once (more wait to be accepted).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 8_192;
+/// Default most bytes of a completion request read ahead (to learn its model) and of a
+/// blocking completion response kept for parsing.
+pub const DEFAULT_CAPTURE_LIMIT: usize = 8 << 20;
+
+/// How the proxy forwards, with its limits.
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    pub(crate) routes: Routes,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) shutdown_grace: Duration,
+    pub(crate) max_connections: usize,
+    pub(crate) capture_limit: usize,
+}
+
+impl ProxyConfig {
+    /// Forward by `routes`, with the default limits.
+    pub fn new(routes: Routes) -> ProxyConfig {
+        ProxyConfig {
+            routes,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            capture_limit: DEFAULT_CAPTURE_LIMIT,
+        }
+    }
+
+    /// Time allowed to connect to an upstream; then the client gets a 502.
+    #[must_use]
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// At shutdown, how long in-flight responses may take to finish before their connections
+    /// are closed.
+    #[must_use]
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.shutdown_grace = grace;
+        self
+    }
+
+    /// Most client connections open at once (at least 1); more wait in the listen backlog, so
+    /// the proxy's memory stays bounded under any load.
+    #[must_use]
+    pub fn max_connections(mut self, max: usize) -> Self {
+        self.max_connections = max.max(1);
+        self
+    }
+
+    /// Most bytes of a completion request read before forwarding (to learn its model and
+    /// whether it streams) and of a blocking completion response kept for parsing. Larger
+    /// bodies are still forwarded whole; their call is recorded without what could not be read.
+    #[must_use]
+    pub fn capture_limit(mut self, bytes: usize) -> Self {
+        self.capture_limit = bytes;
+        self
+    }
+
+    /// The routes.
+    pub fn routes(&self) -> &Routes {
+        &self.routes
+    }
+}

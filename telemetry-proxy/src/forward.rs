@@ -1,0 +1,154 @@
+//! One request: answered locally (`/telemetry/health`) or forwarded to its upstream, with the
+//! response passed back as it arrives.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode, Version};
+use hyper::body::Incoming;
+
+use crate::body::{ForwardBody, ResponseBody};
+use crate::hop::{self, AGENT_HEADER};
+use crate::record::{Endpoint, RequestInfo};
+use crate::server::Shared;
+use crate::stats::Counters;
+use crate::{HEALTH_PATH, health};
+
+/// Answers one request. Never fails: what cannot be forwarded gets an error response.
+pub(crate) async fn handle(
+    shared: Arc<Shared>,
+    request: Request<Incoming>,
+) -> Result<Response<ResponseBody>, Infallible> {
+    Counters::bump(&shared.counters.requests);
+    if request.uri().path() == HEALTH_PATH {
+        return Ok(health::respond(&shared, request.method()).await);
+    }
+    Ok(forward(&shared, request).await)
+}
+
+async fn forward(shared: &Shared, request: Request<Incoming>) -> Response<ResponseBody> {
+    let (mut parts, body) = request.into_parts();
+    let agent = parts
+        .headers
+        .remove(AGENT_HEADER)
+        .and_then(|v| v.to_str().ok().map(str::to_owned));
+    hop::strip(&mut parts.headers);
+    // The client side sets Host from the upstream's URL.
+    parts.headers.remove(header::HOST);
+
+    let endpoint = Endpoint::of(&parts.method, parts.uri.path());
+    let (body, info) = match endpoint {
+        Some(endpoint) => match ForwardBody::read_ahead(body, shared.config.capture_limit).await {
+            Ok((body, whole)) => (body, Some(RequestInfo::parse(endpoint, whole.as_ref()))),
+            Err(e) => {
+                return error_response(
+                    StatusCode::BAD_REQUEST,
+                    "request_body_error",
+                    &format!("reading the request body failed: {}", chain(&e)),
+                );
+            }
+        },
+        None => (ForwardBody::streaming(body), None),
+    };
+
+    let upstream = shared
+        .config
+        .routes
+        .pick(info.as_ref().and_then(|i| i.model.as_deref()));
+    parts.uri = match upstream.uri_for(parts.uri.path_and_query()) {
+        Ok(uri) => uri,
+        Err(e) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_target",
+                &format!("cannot forward this request target: {e}"),
+            );
+        }
+    };
+    parts.version = Version::HTTP_11;
+
+    let mut exchange = info.map(|info| shared.recorder.begin(info, agent.as_deref()));
+    match shared
+        .client
+        .request(Request::from_parts(parts, body))
+        .await
+    {
+        Ok(response) => {
+            let (mut parts, inner) = response.into_parts();
+            hop::strip(&mut parts.headers);
+            if let Some(ex) = exchange.as_mut() {
+                ex.response(parts.status, &parts.headers);
+            }
+            Response::from_parts(parts, ResponseBody::Upstream { inner, exchange })
+        }
+        Err(e) => {
+            Counters::bump(&shared.counters.upstream_unreachable);
+            let message = format!("upstream {upstream} unreachable: {}", chain(&e));
+            if let Some(ex) = exchange {
+                ex.unreachable(&message);
+            }
+            error_response(StatusCode::BAD_GATEWAY, "upstream_unreachable", &message)
+        }
+    }
+}
+
+/// An OpenAI-style error body (`{"error": {"message", "type", "code"}}`), which OpenAI clients
+/// show to their caller.
+pub(crate) fn error_response(
+    status: StatusCode,
+    kind: &str,
+    message: &str,
+) -> Response<ResponseBody> {
+    let body = serde_json::json!({
+        "error": { "message": message, "type": kind, "code": status.as_u16() }
+    });
+    json_response(status, &body)
+}
+
+/// A JSON response of the proxy's own.
+pub(crate) fn json_response(
+    status: StatusCode,
+    body: &serde_json::Value,
+) -> Response<ResponseBody> {
+    let mut response = Response::new(ResponseBody::local(body.to_string()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// An error and its sources in one line ("client error (Connect): tcp connect error: ...").
+pub(crate) fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !text.contains(&s_text) {
+            text.push_str(": ");
+            text.push_str(&s_text);
+        }
+        source = s.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer")]
+    struct Outer(#[source] std::io::Error);
+
+    #[test]
+    fn chain_joins_sources_once() {
+        let e = Outer(std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "refused",
+        ));
+        assert_eq!(chain(&e), "outer: refused");
+    }
+}

@@ -1,0 +1,74 @@
+//! # telemetry-proxy
+//!
+//! A recording reverse proxy for OpenAI-compatible inference servers (llama.cpp, vLLM, SGLang,
+//! Ollama, LM Studio, ...). Point an application's base URL at the proxy instead of the server:
+//! every request is forwarded unchanged and every response comes back unchanged — streams byte
+//! for byte, each chunk as soon as the upstream sends it — while each completion call is
+//! recorded on the side.
+//!
+//! - Forwarding: method, path, query, headers and body as received, except the hop-by-hop
+//!   headers (`Connection` and the headers it names, `Keep-Alive`, `TE`, `Trailer`,
+//!   `Transfer-Encoding`, `Upgrade`, `Proxy-*`, `Expect`), `Host` (set from the upstream URL)
+//!   and [`AGENT_HEADER`] (read as the call's agent). Plain HTTP/1.1 on both sides; no TLS.
+//! - An upstream that cannot be reached gives the client a `502` with an OpenAI-style JSON
+//!   error body (`{"error": {"message", "type": "upstream_unreachable", "code": 502}}`).
+//! - Recorded: `POST /v1/chat/completions` and `POST /v1/completions`. Their request body is
+//!   read before forwarding (up to [`ProxyConfig::capture_limit`]) to learn the model — which
+//!   also picks the upstream with [`Routes`]. Other paths are forwarded as they stream and not
+//!   recorded.
+//! - `GET /telemetry/health` ([`HEALTH_PATH`]) is answered by the proxy: JSON with each
+//!   upstream's reachability, the telemetry store's health and the proxy's counters; `200` when
+//!   all is well, else `503`.
+//! - [`Proxy::run`] serves until its shutdown future completes, then lets in-flight responses
+//!   finish for a bounded grace period.
+//!
+//! ```
+//! use std::net::SocketAddr;
+//! use telemetry_proxy::{Proxy, ProxyConfig, Routes, Upstream};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), telemetry_proxy::ProxyError> {
+//! let routes = Routes::new(Upstream::parse("http://127.0.0.1:8080")?)
+//!     .route_spec("qwen3-32b=http://127.0.0.1:8081")?;
+//! let listen: SocketAddr = "127.0.0.1:0".parse().expect("a socket address");
+//! let proxy = Proxy::bind(listen, ProxyConfig::new(routes)).await?;
+//! println!("listening on {}", proxy.local_addr());
+//! // Serve until Ctrl-C (here: stop at once).
+//! let report = proxy.run(async {}).await;
+//! assert_eq!(report.connections_cut, 0);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ## Feature flags
+//!
+//! - `testing`: [`testing::FakeUpstream`], a fake upstream server on loopback that answers with
+//!   whole bodies or delayed chunks, keeps what it received and counts abandoned streams; and
+//!   canned llama.cpp-style chat completions and streams. For tests and benches.
+#![deny(missing_docs)]
+
+mod body;
+mod config;
+mod error;
+mod forward;
+mod health;
+mod hop;
+mod record;
+mod server;
+mod stats;
+#[cfg(feature = "testing")]
+pub mod testing;
+mod upstream;
+
+pub use config::{
+    DEFAULT_CAPTURE_LIMIT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_SHUTDOWN_GRACE, ProxyConfig,
+};
+pub use error::ProxyError;
+pub use hop::AGENT_HEADER;
+pub use server::{Proxy, ShutdownReport, StatsHandle};
+pub use stats::ProxyStats;
+pub use upstream::{Routes, Upstream};
+
+/// The proxy's own endpoint, answered and never forwarded.
+pub const HEALTH_PATH: &str = "/telemetry/health";

@@ -1,0 +1,198 @@
+//! [`Proxy`]: the listener, one HTTP/1 connection task per client, the pooled upstream client,
+//! and graceful shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+
+use crate::body::ForwardBody;
+use crate::config::ProxyConfig;
+use crate::error::ProxyError;
+use crate::forward;
+use crate::record::Recorder;
+use crate::stats::{Counters, ProxyStats};
+
+/// Idle upstream connections are kept this long for reuse.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Pause after a failed `accept` (e.g. out of file descriptors) before trying again.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(20);
+
+/// What every connection task shares.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub config: ProxyConfig,
+    pub client: Client<HttpConnector, ForwardBody>,
+    pub counters: Arc<Counters>,
+    pub recorder: Recorder,
+}
+
+/// A bound, not yet running, recording reverse proxy. Needs a tokio runtime with the `net` and
+/// `time` drivers enabled.
+#[derive(Debug)]
+pub struct Proxy {
+    listener: TcpListener,
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+}
+
+/// Reads a running proxy's counters.
+#[derive(Debug, Clone)]
+pub struct StatsHandle(Arc<Counters>);
+
+impl StatsHandle {
+    /// The counters now.
+    pub fn get(&self) -> ProxyStats {
+        self.0.snapshot()
+    }
+}
+
+/// How a shutdown went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// Connections still busy when the grace period ended, closed then (their calls are
+    /// recorded as cancelled).
+    pub connections_cut: u64,
+    /// The counters at the end.
+    pub stats: ProxyStats,
+}
+
+/// Counts an open client connection and holds its place under the connection limit, until
+/// dropped (when the connection ends or its task is aborted).
+struct OpenConnection {
+    counters: Arc<Counters>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl OpenConnection {
+    fn new(counters: Arc<Counters>, permit: OwnedSemaphorePermit) -> OpenConnection {
+        counters.connections.fetch_add(1, Ordering::Relaxed);
+        OpenConnection {
+            counters,
+            _permit: permit,
+        }
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.counters.connections.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Proxy {
+    /// Binds `addr` (port 0 picks a free port; see [`local_addr`](Self::local_addr)).
+    pub async fn bind(addr: SocketAddr, config: ProxyConfig) -> Result<Proxy, ProxyError> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ProxyError::Bind { addr, source })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| ProxyError::Bind { addr, source })?;
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(config.connect_timeout));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            .build(connector);
+        let counters = Arc::new(Counters::default());
+        Ok(Proxy {
+            listener,
+            addr,
+            shared: Arc::new(Shared {
+                recorder: Recorder::new(Arc::clone(&counters)),
+                config,
+                client,
+                counters,
+            }),
+        })
+    }
+
+    /// The address the proxy listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// A handle on the proxy's counters, usable while it runs.
+    pub fn stats(&self) -> StatsHandle {
+        StatsHandle(Arc::clone(&self.shared.counters))
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, lets in-flight responses finish
+    /// (streams included) for up to the configured grace, and closes what is left.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> ShutdownReport {
+        let Proxy {
+            listener, shared, ..
+        } = self;
+        let graceful = GracefulShutdown::new();
+        let limit = Arc::new(Semaphore::new(shared.config.max_connections));
+        let mut tasks = JoinSet::new();
+        let mut shutdown = pin!(shutdown);
+        loop {
+            let permit = tokio::select! {
+                biased;
+                () = &mut shutdown => break,
+                permit = Arc::clone(&limit).acquire_owned() => match permit {
+                    Ok(p) => p,
+                    Err(_) => break,
+                },
+            };
+            let stream = tokio::select! {
+                biased;
+                () = &mut shutdown => break,
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accepting a connection failed");
+                        tokio::time::sleep(ACCEPT_BACKOFF).await;
+                        continue;
+                    }
+                },
+            };
+            // Small SSE chunks must leave at once, not wait for Nagle.
+            let _ = stream.set_nodelay(true);
+            let conn_shared = Arc::clone(&shared);
+            let service =
+                service_fn(move |request| forward::handle(Arc::clone(&conn_shared), request));
+            let conn = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .serve_connection(TokioIo::new(stream), service);
+            let conn = graceful.watch(conn);
+            let open = OpenConnection::new(Arc::clone(&shared.counters), permit);
+            tasks.spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(error = %e, "client connection ended with an error");
+                }
+                drop(open);
+            });
+            // Reap finished connection tasks so the set stays as small as the open connections.
+            while tasks.try_join_next().is_some() {}
+        }
+        drop(listener);
+        let grace = shared.config.shutdown_grace;
+        let cut = match tokio::time::timeout(grace, graceful.shutdown()).await {
+            Ok(()) => 0,
+            Err(_) => shared.counters.connections.load(Ordering::Relaxed),
+        };
+        // Connections past the grace are dropped here; their calls are recorded as cancelled.
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
+        ShutdownReport {
+            connections_cut: cut,
+            stats: shared.counters.snapshot(),
+        }
+    }
+}

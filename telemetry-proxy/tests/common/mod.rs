@@ -1,0 +1,136 @@
+//! Shared by the proxy's integration tests: a proxy in front of a fake upstream, and a client
+//! that notes when each body frame arrives.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Body;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use telemetry_proxy::{Proxy, ProxyConfig, Routes, ShutdownReport, StatsHandle, Upstream};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// A running proxy.
+pub struct RunningProxy {
+    pub addr: SocketAddr,
+    pub stats: StatsHandle,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<ShutdownReport>>,
+}
+
+impl RunningProxy {
+    pub async fn start(config: ProxyConfig) -> RunningProxy {
+        let proxy = Proxy::bind("127.0.0.1:0".parse().unwrap(), config)
+            .await
+            .unwrap();
+        let addr = proxy.local_addr();
+        let stats = proxy.stats();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(proxy.run(async move {
+            let _ = stopped.await;
+        }));
+        RunningProxy {
+            addr,
+            stats,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    pub async fn to(upstream: &str) -> RunningProxy {
+        RunningProxy::start(ProxyConfig::new(Routes::new(
+            Upstream::parse(upstream).unwrap(),
+        )))
+        .await
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub async fn shutdown(mut self) -> ShutdownReport {
+        let _ = self.stop.take().unwrap().send(());
+        self.task.take().unwrap().await.unwrap()
+    }
+}
+
+/// A response, with when the headers and each body frame arrived.
+#[derive(Debug)]
+pub struct Received {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub frames: Vec<(Instant, Bytes)>,
+    pub sent: Instant,
+    pub head_at: Instant,
+}
+
+impl Received {
+    pub fn body(&self) -> Vec<u8> {
+        self.frames
+            .iter()
+            .flat_map(|(_, b)| b.iter().copied())
+            .collect()
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body()).unwrap()
+    }
+}
+
+pub fn client<B>() -> Client<HttpConnector, B>
+where
+    B: Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+/// Sends `request` and reads the whole response, frame by frame.
+pub async fn send<B>(client: &Client<HttpConnector, B>, request: Request<B>) -> Received
+where
+    B: Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let sent = Instant::now();
+    let response = client.request(request).await.unwrap();
+    let head_at = Instant::now();
+    let (parts, mut body) = response.into_parts();
+    let mut frames = Vec::new();
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame.unwrap().into_data() {
+            frames.push((Instant::now(), data));
+        }
+    }
+    Received {
+        status: parts.status,
+        headers: parts.headers,
+        frames,
+        sent,
+        head_at,
+    }
+}
+
+/// A POST of `body` to `url`.
+pub fn post(url: &str, body: impl Into<Bytes>) -> Request<Full<Bytes>> {
+    Request::post(url)
+        .header("content-type", "application/json")
+        .body(Full::new(body.into()))
+        .unwrap()
+}
+
+/// Waits until `f` holds (up to 10 s).
+pub async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}

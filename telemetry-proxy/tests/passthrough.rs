@@ -1,0 +1,216 @@
+//! Everything the client sends reaches the upstream, and everything the upstream answers
+//! reaches the client, byte for byte — blocking, streaming, error bodies, chunked uploads —
+//! minus only the hop-by-hop headers.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::{RunningProxy, client, post, send};
+use http::Request;
+use http_body_util::{Channel, Full};
+use telemetry_proxy::testing::{FakeReply, FakeUpstream, chat_completion, chat_stream};
+
+const REQUEST: &str = r#"{"model":"smollm2","messages":[{"role":"user","content":"Hi \u00e9"}],"temperature":0.7,"custom":{"a":[1,2]}}"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocking_completion_is_forwarded_byte_for_byte() {
+    let reply = chat_completion("smollm2", 9, 4);
+    let expected = reply.clone();
+    let upstream = FakeUpstream::start(move |_| {
+        FakeReply::json(200, reply.clone()).header("x-upstream", "kept")
+    })
+    .await;
+    let proxy = RunningProxy::to(&upstream.url()).await;
+
+    let request = Request::post(proxy.url("/v1/chat/completions?trace=1"))
+        .header("content-type", "application/json")
+        .header("authorization", "Bearer sk-test")
+        .header("x-telemetry-agent", "my-agent")
+        .header("connection", "x-hop")
+        .header("x-hop", "dropped")
+        .header("x-custom", "a")
+        .body(Full::new(Bytes::from(REQUEST)))
+        .unwrap();
+    let got = send(&client(), request).await;
+
+    assert_eq!(got.status, 200);
+    assert_eq!(got.body(), expected.to_vec());
+    assert_eq!(got.headers["x-upstream"], "kept");
+    assert_eq!(got.headers["content-type"], "application/json");
+    let seen = &upstream.requests()[0];
+    assert_eq!(seen.method, "POST");
+    assert_eq!(seen.uri, "/v1/chat/completions?trace=1");
+    assert_eq!(seen.body, REQUEST.as_bytes());
+    assert_eq!(seen.headers["authorization"], "Bearer sk-test");
+    assert_eq!(seen.headers["x-custom"], "a");
+    assert_eq!(seen.headers["host"], upstream.addr().to_string());
+    for gone in ["x-telemetry-agent", "x-hop"] {
+        assert!(!seen.headers.contains_key(gone), "{gone} was forwarded");
+    }
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_is_forwarded_byte_for_byte() {
+    let events = chat_stream("smollm2", 40, Some((9, 40)), Duration::from_millis(1));
+    let expected: Vec<u8> = events.iter().flat_map(|(_, b)| b.to_vec()).collect();
+    let upstream = FakeUpstream::start(move |_| FakeReply::sse(events.clone())).await;
+    let proxy = RunningProxy::to(&upstream.url()).await;
+
+    let body = r#"{"model":"smollm2","messages":[],"stream":true}"#;
+    let got = send(&client(), post(&proxy.url("/v1/chat/completions"), body)).await;
+    assert_eq!(got.status, 200);
+    assert_eq!(got.headers["content-type"], "text/event-stream");
+    assert_eq!(got.body(), expected);
+    // Passed on as they came, not gathered into one body.
+    assert!(got.frames.len() > 10, "{} frames", got.frames.len());
+    assert_eq!(upstream.streams_completed(), 1);
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn error_bodies_come_back_unchanged() {
+    let upstream = FakeUpstream::start(|req| {
+        if req.uri.path() == "/v1/chat/completions" {
+            FakeReply::json(
+                400,
+                r#"{"error":{"code":400,"message":"the request exceeds the available context size","type":"exceed_context_size_error"}}"#,
+            )
+        } else {
+            FakeReply {
+                status: 503,
+                headers: vec![("content-type".into(), "text/plain".into()), ("retry-after".into(), "3".into())],
+                body: Bytes::from_static(b"Loading model\n"),
+                chunks: Vec::new(),
+            }
+        }
+    })
+    .await;
+    let proxy = RunningProxy::to(&upstream.url()).await;
+    let c = client();
+
+    let got = send(&c, post(&proxy.url("/v1/chat/completions"), REQUEST)).await;
+    assert_eq!(got.status, 400);
+    assert_eq!(got.json()["error"]["type"], "exceed_context_size_error");
+    let got = send(
+        &c,
+        Request::get(proxy.url("/health"))
+            .body(Full::new(Bytes::new()))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(got.status, 503);
+    assert_eq!(got.body(), b"Loading model\n");
+    assert_eq!(got.headers["retry-after"], "3");
+    assert_eq!(proxy.stats.get().calls_failed, 1);
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunked_uploads_arrive_whole() {
+    let upstream = FakeUpstream::start(|req| FakeReply::json(200, req.body.clone())).await;
+    let proxy = RunningProxy::to(&upstream.url()).await;
+    let c = client::<Channel<Bytes, Infallible>>();
+    let pieces = [&REQUEST[..10], &REQUEST[10..47], &REQUEST[47..]];
+
+    // A recorded path (read ahead before forwarding) and one that streams through.
+    for path in ["/v1/chat/completions", "/v1/audio/transcriptions"] {
+        let (mut tx, body) = Channel::<Bytes, Infallible>::new(1);
+        let request = Request::post(proxy.url(path)).body(body).unwrap();
+        let sender = tokio::spawn(async move {
+            for piece in pieces {
+                tx.send_data(Bytes::from(piece)).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        });
+        let got = send(&c, request).await;
+        sender.await.unwrap();
+        assert_eq!(got.status, 200, "{path}");
+        assert_eq!(got.body(), REQUEST.as_bytes(), "{path}");
+    }
+    let seen = upstream.requests();
+    assert_eq!(seen.len(), 2);
+    assert!(seen.iter().all(|r| r.body == REQUEST.as_bytes()));
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delayed_chunk_arrives_when_sent_not_batched() {
+    let events = vec![
+        (Duration::ZERO, Bytes::from_static(b"data: {\"a\":1}\n\n")),
+        (
+            Duration::from_millis(200),
+            Bytes::from_static(b"data: {\"b\":2}\n\n"),
+        ),
+        (Duration::ZERO, Bytes::from_static(b"data: [DONE]\n\n")),
+    ];
+    let upstream = FakeUpstream::start(move |_| FakeReply::sse(events.clone())).await;
+    let proxy = RunningProxy::to(&upstream.url()).await;
+
+    let got = send(&client(), post(&proxy.url("/v1/chat/completions"), REQUEST)).await;
+    assert_eq!(
+        got.body(),
+        b"data: {\"a\":1}\n\ndata: {\"b\":2}\n\ndata: [DONE]\n\n"
+    );
+    let first = got.frames[0].0;
+    let second = got
+        .frames
+        .iter()
+        .find(|(_, b)| b.starts_with(b"data: {\"b\""))
+        .expect("the second event in a frame of its own")
+        .0;
+    assert_eq!(
+        &got.frames[0].1[..],
+        b"data: {\"a\":1}\n\n",
+        "first event alone"
+    );
+    let gap = second - first;
+    assert!(
+        gap >= Duration::from_millis(180) && gap < Duration::from_millis(400),
+        "second chunk {gap:?} after the first"
+    );
+    assert!(
+        first - got.sent < Duration::from_millis(150),
+        "first chunk held back: {:?}",
+        first - got.sent
+    );
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_paths_are_forwarded_too() {
+    let upstream = FakeUpstream::start(|req| {
+        FakeReply::json(
+            200,
+            format!(r#"{{"method":"{}","path":"{}"}}"#, req.method, req.uri),
+        )
+    })
+    .await;
+    let proxy = RunningProxy::to(&format!("{}/prefix", upstream.url())).await;
+    let c = client();
+    for (method, path) in [
+        ("GET", "/v1/models"),
+        ("DELETE", "/v1/files/f-1?x=y"),
+        ("GET", "/v1/chat/completions"),
+    ] {
+        let request = Request::builder()
+            .method(method)
+            .uri(proxy.url(path))
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let got = send(&c, request).await;
+        assert_eq!(got.status, 200);
+        assert_eq!(got.json()["method"], method);
+        assert_eq!(got.json()["path"], format!("/prefix{path}"));
+    }
+    assert_eq!(
+        proxy.stats.get().calls_recorded,
+        0,
+        "only completion POSTs are calls"
+    );
+    proxy.shutdown().await;
+}
