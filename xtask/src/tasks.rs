@@ -84,6 +84,10 @@ pub fn ci(args: &[String]) -> Result<(), String> {
             &["check", "-p", "telemetry-wrap", "--no-default-features"],
         ),
         step(
+            "openai protocol without HTTP clients",
+            &["check", "-p", "telemetry-openai", "--no-default-features"],
+        ),
+        step(
             "tests and doctests, default features",
             &["test", "--workspace"],
         ),

@@ -1,0 +1,33 @@
+//! The OpenAI-compatible protocol, with no I/O: what the engines speak and what a proxy reads
+//! as bytes pass through it.
+//!
+//! - Typed requests and responses of `/v1/chat/completions` and
+//!   `/v1/completions` ([`ChatCompletionRequest`], [`ChatCompletionResponse`],
+//!   [`ChatCompletionChunk`], [`CompletionRequest`], [`CompletionResponse`]); unknown fields are
+//!   kept in `extra`. [`RequestSummary`] reads just the model and stream flags of any request.
+//! - [`SseParser`]: incremental `text/event-stream` parsing of slices split anywhere.
+//! - [`decode_chunk`] and [`StreamObserver`]: what each stream event holds (content, finish
+//!   reason, usage, timings, errors) and the state of a whole stream.
+//! - [`ServerReport`]: token counts and server timings from a whole body (OpenAI usage,
+//!   llama.cpp `timings`, Ollama's native counters) or gathered from a stream.
+//! - [`OpenAiError`]: why a call failed, with a stable [`error_kind`](OpenAiError::error_kind);
+//!   [`OpenAiError::from_http_response`] turns a status and body into one.
+//! - [`detect`]: which server is behind a URL, from its discovery endpoints' answers.
+
+pub mod detect;
+mod error;
+mod sse;
+mod stream;
+mod types;
+mod usage;
+
+pub use error::{OpenAiError, ProtocolError, ServerError, http_error_kind};
+pub use sse::{DEFAULT_MAX_LINE_BYTES, SseEvent, SseParser};
+pub use stream::{ChunkSummary, Observed, StreamDelta, StreamObserver, decode_chunk};
+pub use types::{
+    AssistantMessage, ChatChoice, ChatCompletionChunk, ChatCompletionRequest,
+    ChatCompletionResponse, ChatMessage, ChunkChoice, CompletionChoice, CompletionChunk,
+    CompletionRequest, CompletionResponse, MessageContent, RequestSummary, StreamOptions,
+    finish_reason,
+};
+pub use usage::{ApiUsage, PromptTokensDetails, ServerPhases, ServerReport, ServerTimings};

@@ -1,0 +1,345 @@
+//! Streamed answers: [`decode_chunk`] reads one `data:` event, [`StreamObserver`] follows a whole
+//! stream (content chunks, usage, timings, finish reason, `[DONE]`).
+//!
+//! Neither looks at a clock: the caller timestamps the events [`StreamObserver::observe`]
+//! reports as content (TTFT is the time to the first chunk with non-empty content, since
+//! llama.cpp sends a role-only chunk with `content: null` before it computes anything; ITL is
+//! the gap between content chunks).
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+use telemetry_wrap::{FinishReason, Usage};
+
+use crate::protocol::error::{OpenAiError, ProtocolError};
+use crate::protocol::sse::SseEvent;
+use crate::protocol::types::finish_reason;
+use crate::protocol::usage::{ApiUsage, ServerReport, ServerTimings};
+
+/// What one stream chunk holds, decoded without copying its text when it has no escapes.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ChunkSummary<'a> {
+    /// The text this chunk adds: the first choice with non-empty `delta.content` (chat) or
+    /// `text` (completions); for reasoning models, the reasoning text when there is no content
+    /// (it is generated output too, so it counts for TTFT). Empty for role-only, finish and
+    /// usage chunks.
+    pub content: Cow<'a, str>,
+    /// Set on a finish chunk.
+    pub finish_reason: Option<FinishReason>,
+    /// Token counts (final chunk with `include_usage`, or every chunk with vLLM's continuous
+    /// usage stats).
+    pub usage: Option<ApiUsage>,
+    /// llama.cpp's server timings.
+    pub timings: Option<ServerTimings>,
+}
+
+impl ChunkSummary<'_> {
+    /// Whether the chunk carries generated text (and so is a token for TTFT and ITL).
+    pub fn has_content(&self) -> bool {
+        !self.content.is_empty()
+    }
+}
+
+#[derive(Deserialize)]
+struct ChunkProbe<'a> {
+    #[serde(default, borrow)]
+    choices: Vec<ChoiceProbe<'a>>,
+    #[serde(default)]
+    usage: Option<ApiUsage>,
+    #[serde(default)]
+    timings: Option<ServerTimings>,
+    #[serde(default)]
+    error: Option<serde::de::IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+struct ChoiceProbe<'a> {
+    #[serde(default, borrow)]
+    delta: Option<DeltaProbe<'a>>,
+    #[serde(default, borrow)]
+    text: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    finish_reason: Option<Text<'a>>,
+}
+
+#[derive(Deserialize)]
+struct DeltaProbe<'a> {
+    #[serde(default, borrow)]
+    content: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    reasoning_content: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    reasoning: Option<Text<'a>>,
+}
+
+/// A JSON string borrowed from the input when it has no escapes (serde's own `Cow` impl always
+/// copies inside an `Option`).
+struct Text<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: serde::de::Error>(
+                self,
+                v: &'de str,
+            ) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(Visit)
+    }
+}
+
+/// Decodes the data of one stream event (a chat or completion chunk).
+///
+/// A chunk that carries `{"error": ...}` (vLLM and Ollama report failures inside the stream
+/// this way) is an [`OpenAiError::StreamError`]; bytes that are not a JSON object are
+/// [`OpenAiError::Protocol`].
+///
+/// ```
+/// use telemetry_openai::protocol::decode_chunk;
+///
+/// let role_only = decode_chunk(br#"{"choices":[{"index":0,"delta":{"role":"assistant","content":null}}]}"#).unwrap();
+/// assert!(!role_only.has_content());
+/// let token = decode_chunk(br#"{"choices":[{"index":0,"delta":{"content":"Hel"}}]}"#).unwrap();
+/// assert_eq!(token.content, "Hel");
+/// ```
+pub fn decode_chunk(data: &[u8]) -> Result<ChunkSummary<'_>, OpenAiError> {
+    let probe: ChunkProbe<'_> = serde_json::from_slice(data)
+        .map_err(|e| OpenAiError::Protocol(ProtocolError::json("stream chunk", data, &e)))?;
+    if probe.error.is_some() {
+        return Err(OpenAiError::from_stream_error(data));
+    }
+    let mut summary = ChunkSummary {
+        usage: probe.usage,
+        timings: probe.timings,
+        ..ChunkSummary::default()
+    };
+    for choice in probe.choices {
+        if summary.finish_reason.is_none() {
+            summary.finish_reason = choice.finish_reason.map(|t| finish_reason(&t.0));
+        }
+        if summary.content.is_empty() {
+            let text = match choice.delta {
+                Some(d) => [d.content, d.reasoning_content, d.reasoning]
+                    .into_iter()
+                    .flatten()
+                    .find(|t| !t.0.is_empty()),
+                None => choice.text,
+            };
+            if let Some(t) = text {
+                summary.content = t.0;
+            }
+        }
+    }
+    Ok(summary)
+}
+
+/// The part of a chunk a client acts on: its text and finish reason (usage and timings are
+/// folded into the observer's [`report`](StreamObserver::report)).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct StreamDelta<'a> {
+    /// The chunk's text (see [`ChunkSummary::content`]).
+    pub content: Cow<'a, str>,
+    /// Set on a finish chunk.
+    pub finish_reason: Option<FinishReason>,
+}
+
+impl StreamDelta<'_> {
+    /// Whether the chunk carries generated text (and so is a token for TTFT and ITL).
+    pub fn has_content(&self) -> bool {
+        !self.content.is_empty()
+    }
+}
+
+/// What [`StreamObserver::observe`] saw in one event.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Observed<'a> {
+    /// A chunk.
+    Chunk(StreamDelta<'a>),
+    /// The `[DONE]` sentinel.
+    Done,
+}
+
+/// Follows one streamed answer, event by event: counts content chunks, keeps the latest usage
+/// and timings and the finish reason, and knows whether `[DONE]` came.
+///
+/// ```
+/// use telemetry_openai::protocol::{Observed, SseParser, StreamObserver};
+///
+/// let body = concat!(
+///     "data: {\"choices\":[{\"delta\":{\"role\":\"assistant\",\"content\":null}}]}\n\n",
+///     "data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"}}]}\n\n",
+///     "data: {\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n",
+///     "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":1,\"total_tokens\":10}}\n\n",
+///     "data: [DONE]\n\n",
+/// );
+/// let mut parser = SseParser::new();
+/// let mut observer = StreamObserver::new();
+/// let mut texts = Vec::new();
+/// parser.feed(body.as_bytes(), |event| {
+///     if let Ok(Observed::Chunk(c)) = observer.observe(event) {
+///         if c.has_content() {
+///             texts.push(c.content.into_owned()); // timestamp here: TTFT, ITL
+///         }
+///     }
+/// }).unwrap();
+/// assert_eq!(texts, ["Hi"]);
+/// assert!(observer.end().is_ok());
+/// let (usage, counted) = observer.usage();
+/// assert_eq!((usage.prompt_tokens, usage.completion_tokens, counted), (9, 1, false));
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct StreamObserver {
+    content_chunks: u64,
+    report: ServerReport,
+    finish_reason: Option<FinishReason>,
+    done: bool,
+}
+
+impl StreamObserver {
+    /// An observer at the start of a stream.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Takes one event. An error event (or a chunk with `{"error": ...}`) is returned as
+    /// [`OpenAiError::StreamError`], malformed data as [`OpenAiError::Protocol`].
+    pub fn observe<'a>(&mut self, event: SseEvent<'a>) -> Result<Observed<'a>, OpenAiError> {
+        match event {
+            SseEvent::Data(data) => {
+                let chunk = decode_chunk(data)?;
+                if chunk.has_content() {
+                    self.content_chunks += 1;
+                }
+                if chunk.usage.is_some() || chunk.timings.is_some() {
+                    self.report
+                        .add(chunk.usage.as_ref(), chunk.timings.as_ref());
+                }
+                if chunk.finish_reason.is_some() {
+                    self.finish_reason = chunk.finish_reason;
+                }
+                Ok(Observed::Chunk(StreamDelta {
+                    content: chunk.content,
+                    finish_reason: chunk.finish_reason,
+                }))
+            }
+            SseEvent::Error(payload) => Err(OpenAiError::from_stream_error(payload)),
+            SseEvent::Done => {
+                self.done = true;
+                Ok(Observed::Done)
+            }
+        }
+    }
+
+    /// Chunks with non-empty content so far.
+    pub fn content_chunks(&self) -> u64 {
+        self.content_chunks
+    }
+
+    /// Usage and server timings reported so far.
+    pub fn report(&self) -> &ServerReport {
+        &self.report
+    }
+
+    /// The finish reason, once a chunk gave one.
+    pub fn finish_reason(&self) -> Option<FinishReason> {
+        self.finish_reason
+    }
+
+    /// Whether `[DONE]` came.
+    pub fn saw_done(&self) -> bool {
+        self.done
+    }
+
+    /// The token counts: the server's usage, else `completion_tokens` = content chunks and
+    /// `true` (counted, not reported).
+    pub fn usage(&self) -> (Usage, bool) {
+        match self.report.usage {
+            Some(u) => (u, false),
+            None => (Usage::new(0, self.content_chunks), true),
+        }
+    }
+
+    /// Checks the stream's end: [`OpenAiError::StreamIncomplete`] unless `[DONE]` came.
+    pub fn end(&self) -> Result<(), OpenAiError> {
+        if self.done {
+            Ok(())
+        } else {
+            Err(OpenAiError::StreamIncomplete {
+                chunks: self.content_chunks,
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn completion_chunks_and_escapes() {
+        let c = decode_chunk(br#"{"choices":[{"text":"a\nb","index":0,"finish_reason":null}]}"#)
+            .unwrap();
+        assert_eq!(c.content, "a\nb");
+        assert!(matches!(c.content, Cow::Owned(_)), "an escape needs a copy");
+        let plain = decode_chunk(br#"{"choices":[{"text":"ab"}]}"#).unwrap();
+        assert!(matches!(plain.content, Cow::Borrowed("ab")));
+    }
+
+    #[test]
+    fn reasoning_counts_as_content_when_there_is_no_content() {
+        let c = decode_chunk(
+            br#"{"choices":[{"delta":{"content":null,"reasoning_content":"think"}}]}"#,
+        )
+        .unwrap();
+        assert_eq!(c.content, "think");
+        let c = decode_chunk(br#"{"choices":[{"delta":{"content":"","reasoning":"r"}}]}"#).unwrap();
+        assert_eq!(c.content, "r");
+    }
+
+    #[test]
+    fn errors_inside_the_stream() {
+        let vllm = decode_chunk(
+            br#"{"error":{"object":"error","message":"out of KV cache","type":"InternalServerError","code":500}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(vllm.error_kind(), "http_500");
+        assert!(vllm.to_string().contains("out of KV cache"));
+        let mut obs = StreamObserver::new();
+        let llama = obs
+            .observe(SseEvent::Error(
+                br#"{"code":400,"message":"bad","type":"invalid_request_error"}"#,
+            ))
+            .unwrap_err();
+        assert_eq!(llama.error_kind(), "http_400");
+        let garbage = decode_chunk(b"{not json").unwrap_err();
+        assert_eq!(garbage.error_kind(), "protocol");
+    }
+
+    #[test]
+    fn stream_without_done_is_incomplete_and_counts_tokens() {
+        let mut obs = StreamObserver::new();
+        for _ in 0..3 {
+            obs.observe(SseEvent::Data(
+                br#"{"choices":[{"delta":{"content":"x"}}]}"#,
+            ))
+            .unwrap();
+        }
+        assert_eq!(obs.usage(), (Usage::new(0, 3), true));
+        assert_eq!(obs.end(), Err(OpenAiError::StreamIncomplete { chunks: 3 }));
+        obs.observe(SseEvent::Done).unwrap();
+        assert_eq!(obs.end(), Ok(()));
+    }
+}

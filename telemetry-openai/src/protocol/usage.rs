@@ -1,0 +1,293 @@
+//! Token counts and server-side timings, as each server reports them.
+//!
+//! - OpenAI, vLLM, SGLang, Ollama (`/v1`), llama.cpp: `usage` with `prompt_tokens`,
+//!   `completion_tokens`, `total_tokens` and (OpenAI, recent llama.cpp and vLLM)
+//!   `prompt_tokens_details.cached_tokens`. In a stream it comes in a final chunk with
+//!   `choices: []` when the request set `stream_options.include_usage`.
+//! - llama.cpp: a `timings` object (`prompt_n`, `prompt_ms`, `predicted_n`, `predicted_ms`,
+//!   `cache_n`, ...): the server's own prefill and decode times. In a stream it rides on the
+//!   finish chunk and on the usage chunk.
+//! - Ollama's native API (`/api/chat`, `/api/generate`): `prompt_eval_count`, `eval_count` and
+//!   durations in nanoseconds (`prompt_eval_duration`, `eval_duration`).
+//!
+//! [`ServerReport`] folds all of these into one small `Copy` value.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use telemetry_wrap::Usage;
+
+use crate::protocol::error::ProtocolError;
+
+/// `usage.prompt_tokens_details`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct PromptTokensDetails {
+    /// Prompt tokens served from the prompt cache.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cached_tokens: Option<u64>,
+    /// Other fields (`audio_tokens`, ...).
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// The `usage` object of a response or final stream chunk.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct ApiUsage {
+    /// Input tokens (cached ones included).
+    #[serde(default)]
+    pub prompt_tokens: u64,
+    /// Output tokens.
+    #[serde(default)]
+    pub completion_tokens: u64,
+    /// Input plus output.
+    #[serde(default)]
+    pub total_tokens: u64,
+    /// Details of the input tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_tokens_details: Option<PromptTokensDetails>,
+    /// Other fields (`completion_tokens_details`, ...).
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl ApiUsage {
+    /// The record's token counts: prompt, completion and cached (`cached_tokens`, 0 if absent).
+    pub fn to_usage(&self) -> Usage {
+        let cached = self
+            .prompt_tokens_details
+            .as_ref()
+            .and_then(|d| d.cached_tokens)
+            .unwrap_or(0);
+        Usage::new(self.prompt_tokens, self.completion_tokens).with_cached(cached)
+    }
+
+    /// Whether `prompt_tokens_details.cached_tokens` is present.
+    pub fn reports_cached(&self) -> bool {
+        self.prompt_tokens_details
+            .as_ref()
+            .is_some_and(|d| d.cached_tokens.is_some())
+    }
+}
+
+/// llama.cpp's `timings` object: what the server measured itself.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct ServerTimings {
+    /// Prompt tokens taken from the prompt cache (not computed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_n: Option<i64>,
+    /// Prompt tokens computed (prefill).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_n: Option<i64>,
+    /// Prefill time, milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_ms: Option<f64>,
+    /// Tokens generated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub predicted_n: Option<i64>,
+    /// Decode time, milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub predicted_ms: Option<f64>,
+    /// Other fields (`prompt_per_second`, `predicted_per_token_ms`, `draft_n`, ...).
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl ServerTimings {
+    /// The phases in a `Copy` form (negative or non-finite values dropped).
+    pub fn phases(&self) -> ServerPhases {
+        ServerPhases {
+            prefill_ms: self.prompt_ms.filter(|m| m.is_finite() && *m >= 0.0),
+            decode_ms: self.predicted_ms.filter(|m| m.is_finite() && *m >= 0.0),
+            prompt_n: self.prompt_n.and_then(|n| u64::try_from(n).ok()),
+            predicted_n: self.predicted_n.and_then(|n| u64::try_from(n).ok()),
+            cache_n: self.cache_n.and_then(|n| u64::try_from(n).ok()),
+        }
+    }
+}
+
+/// Server-measured phases of one call (llama.cpp `timings`, Ollama durations).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct ServerPhases {
+    /// Prefill (prompt processing) time, milliseconds.
+    pub prefill_ms: Option<f64>,
+    /// Decode (generation) time, milliseconds.
+    pub decode_ms: Option<f64>,
+    /// Prompt tokens computed.
+    pub prompt_n: Option<u64>,
+    /// Tokens generated.
+    pub predicted_n: Option<u64>,
+    /// Prompt tokens taken from the cache.
+    pub cache_n: Option<u64>,
+}
+
+/// What a server reported about one call: token counts and its own timings.
+///
+/// ```
+/// use telemetry_openai::protocol::ServerReport;
+///
+/// let body = br#"{"choices":[],"usage":{"prompt_tokens":12,"completion_tokens":8,"total_tokens":20},
+///   "timings":{"cache_n":4,"prompt_n":8,"prompt_ms":21.5,"predicted_n":8,"predicted_ms":96.0}}"#;
+/// let report = ServerReport::from_body(body).unwrap();
+/// let usage = report.usage.unwrap();
+/// assert_eq!((usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens), (12, 8, 4));
+/// assert_eq!(report.phases.unwrap().prefill_ms, Some(21.5));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct ServerReport {
+    /// Token counts, when the server sent them.
+    pub usage: Option<Usage>,
+    /// Server-side timings, when the server sent them.
+    pub phases: Option<ServerPhases>,
+}
+
+/// The fields of any response body that carry counts or timings; the rest is skipped.
+#[derive(Deserialize)]
+struct ReportProbe {
+    #[serde(default)]
+    usage: Option<ApiUsage>,
+    #[serde(default)]
+    timings: Option<ServerTimings>,
+    // Ollama's native API.
+    #[serde(default)]
+    prompt_eval_count: Option<u64>,
+    #[serde(default)]
+    eval_count: Option<u64>,
+    #[serde(default)]
+    prompt_eval_duration: Option<u64>,
+    #[serde(default)]
+    eval_duration: Option<u64>,
+}
+
+impl ServerReport {
+    /// Reads counts and timings from a whole (non-streamed) response body, or from one line of
+    /// Ollama's native NDJSON stream.
+    pub fn from_body(body: &[u8]) -> Result<Self, ProtocolError> {
+        let probe: ReportProbe = serde_json::from_slice(body)
+            .map_err(|e| ProtocolError::json("response body", body, &e))?;
+        let mut report = ServerReport::default();
+        report.add(probe.usage.as_ref(), probe.timings.as_ref());
+        if probe.usage.is_none()
+            && (probe.prompt_eval_count.is_some() || probe.eval_count.is_some())
+        {
+            report.usage = Some(Usage::new(
+                probe.prompt_eval_count.unwrap_or(0),
+                probe.eval_count.unwrap_or(0),
+            ));
+        }
+        if probe.timings.is_none()
+            && (probe.prompt_eval_duration.is_some() || probe.eval_duration.is_some())
+        {
+            let ms = |ns: u64| ns as f64 / 1e6;
+            report.phases = Some(ServerPhases {
+                prefill_ms: probe.prompt_eval_duration.map(ms),
+                decode_ms: probe.eval_duration.map(ms),
+                prompt_n: probe.prompt_eval_count,
+                predicted_n: probe.eval_count,
+                cache_n: None,
+            });
+        }
+        Ok(report)
+    }
+
+    /// Folds in a `usage` and a `timings` object (a later one replaces an earlier one). When
+    /// `usage` has no `cached_tokens`, llama.cpp's `timings.cache_n` stands in for it.
+    pub fn add(&mut self, usage: Option<&ApiUsage>, timings: Option<&ServerTimings>) {
+        if let Some(t) = timings {
+            self.phases = Some(t.phases());
+        }
+        if let Some(u) = usage {
+            let mut usage = u.to_usage();
+            if !u.reports_cached()
+                && let Some(cached) = self.phases.and_then(|p| p.cache_n)
+            {
+                usage.cached_tokens = cached.min(usage.prompt_tokens);
+            }
+            self.usage = Some(usage);
+        } else if let (Some(usage), Some(cached)) =
+            (&mut self.usage, self.phases.and_then(|p| p.cache_n))
+            && usage.cached_tokens == 0
+        {
+            usage.cached_tokens = cached.min(usage.prompt_tokens);
+        }
+    }
+
+    /// Server prefill time, milliseconds.
+    pub fn prefill_ms(&self) -> Option<f64> {
+        self.phases.and_then(|p| p.prefill_ms)
+    }
+
+    /// Server decode time, milliseconds.
+    pub fn decode_ms(&self) -> Option<f64> {
+        self.phases.and_then(|p| p.decode_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn openai_usage_with_cached_tokens() {
+        let r = ServerReport::from_body(
+            br#"{"usage":{"prompt_tokens":2006,"completion_tokens":300,"total_tokens":2306,
+                "prompt_tokens_details":{"cached_tokens":1920,"audio_tokens":0},
+                "completion_tokens_details":{"reasoning_tokens":0}}}"#,
+        )
+        .unwrap();
+        assert_eq!(r.usage, Some(Usage::new(2006, 300).with_cached(1920)));
+        assert_eq!(r.phases, None);
+    }
+
+    #[test]
+    fn vllm_usage_with_null_details() {
+        let r = ServerReport::from_body(
+            br#"{"usage":{"prompt_tokens":5,"total_tokens":12,"completion_tokens":7,"prompt_tokens_details":null}}"#,
+        )
+        .unwrap();
+        assert_eq!(r.usage, Some(Usage::new(5, 7)));
+    }
+
+    #[test]
+    fn ollama_native_counts_and_durations() {
+        let r = ServerReport::from_body(
+            br#"{"model":"llama3.2","done":true,"total_duration":5191566416,"load_duration":2154458,
+                "prompt_eval_count":26,"prompt_eval_duration":383809000,"eval_count":298,"eval_duration":4799921000}"#,
+        )
+        .unwrap();
+        assert_eq!(r.usage, Some(Usage::new(26, 298)));
+        assert_eq!(r.prefill_ms(), Some(383.809));
+        assert_eq!(r.decode_ms(), Some(4799.921));
+    }
+
+    #[test]
+    fn llama_cache_n_stands_in_for_missing_cached_tokens() {
+        let mut r = ServerReport::default();
+        let timings: ServerTimings = serde_json::from_str(
+            r#"{"cache_n":3,"prompt_n":5,"prompt_ms":1.5,"predicted_n":2,"predicted_ms":-1}"#,
+        )
+        .unwrap();
+        r.add(None, Some(&timings));
+        let usage: ApiUsage =
+            serde_json::from_str(r#"{"prompt_tokens":8,"completion_tokens":2,"total_tokens":10}"#)
+                .unwrap();
+        r.add(Some(&usage), None);
+        assert_eq!(r.usage, Some(Usage::new(8, 2).with_cached(3)));
+        assert_eq!(r.decode_ms(), None, "a negative time is dropped");
+        assert_eq!(r.phases.unwrap().prompt_n, Some(5));
+    }
+
+    #[test]
+    fn malformed_body_is_a_typed_error() {
+        let err = ServerReport::from_body(b"{\"usage\": [1,").unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ProtocolError::Json {
+                    what: "response body",
+                    line: 1,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+}
