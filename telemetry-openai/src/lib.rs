@@ -8,6 +8,12 @@
 //! - [`protocol`]: the protocol with no I/O — typed requests and responses, an incremental SSE
 //!   parser, usage and timing extraction per server, errors with stable `error_kind`s. Engines
 //!   and proxies share it.
+//! - `OpenAiEngine` (feature `blocking`, on by default): an
+//!   [`InferenceEngine`](telemetry_wrap::InferenceEngine) over HTTP, configured by
+//!   [`OpenAiConfig`] (base URL, API key, headers, [`Timeouts`], model aliases, engine id set
+//!   or detected). Wrap it in `InstrumentedEngine` and every call is recorded.
+//! - `fake::FakeServer` (feature `fake`): a loopback server replaying scripted answers, for
+//!   tests of anything that talks to an OpenAI-compatible server.
 //!
 //! ```
 //! use telemetry_openai::protocol::{Observed, SseParser, StreamObserver};
@@ -38,8 +44,23 @@
 //!
 //! ## Feature flags
 //!
-//! None yet: the crate is the protocol module. With `default-features = false` it will stay
-//! free of HTTP clients when the engines arrive behind features.
+//! - `blocking` (default): `OpenAiEngine` and its stream, on `ureq` (plain HTTP).
+//! - `tls`: HTTPS for the blocking engine (`ureq` with rustls and ring; no aws-lc).
+//! - `fake`: the public `fake::FakeServer` (std only).
+//!
+//! With `default-features = false` the crate is the [`protocol`] module, its configuration
+//! types and nothing that does HTTP.
 #![deny(missing_docs)]
 
+#[cfg(feature = "blocking")]
+mod blocking;
+mod config;
+#[cfg(feature = "fake")]
+pub mod fake;
 pub mod protocol;
+#[cfg(feature = "blocking")]
+mod result;
+
+#[cfg(feature = "blocking")]
+pub use blocking::{OpenAiEngine, OpenAiStream};
+pub use config::{Endpoint, OpenAiConfig, Timeouts};

@@ -1,0 +1,396 @@
+//! [`OpenAiEngine`]: the blocking engine, on `ureq`.
+
+use std::borrow::Cow;
+use std::io::Read;
+use std::sync::Arc;
+
+use telemetry_wrap::{GenerateParams, GenerateResult, InferenceEngine, Message, StreamChunk};
+
+use crate::config::{Endpoint, OpenAiConfig, SharedConfig};
+use crate::protocol::{
+    ChatCompletionResponse, CompletionResponse, OpenAiError, ProtocolError, StreamObserver, detect,
+};
+use crate::result::{ChunkDecoder, final_chunk, generate_result};
+
+/// Largest error body read to find the server's message.
+const ERROR_BODY_LIMIT: u64 = 1 << 20;
+/// Largest non-streamed answer.
+const BODY_LIMIT: u64 = 64 << 20;
+/// Bytes asked of the socket per read of a stream.
+const READ_BUFFER: usize = 16 << 10;
+
+/// A blocking engine for any OpenAI-compatible server.
+///
+/// Wrap it in [`InstrumentedEngine`](telemetry_wrap::InstrumentedEngine) to record every call:
+/// tokens from the server's `usage` (streams ask for the final usage chunk), TTFT to the first
+/// chunk with content, inter-token latency, and failures as typed [`OpenAiError`]s with stable
+/// kinds (`http_400`, `timeout_idle`, `stream_incomplete`, ...).
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use telemetry_core::EventBus;
+/// use telemetry_openai::{OpenAiConfig, OpenAiEngine};
+/// use telemetry_wrap::{GenerateParams, InferenceEngine, InstrumentedEngine, Message};
+///
+/// let engine = OpenAiEngine::detect(OpenAiConfig::new("http://127.0.0.1:8080/v1"));
+/// let engine = InstrumentedEngine::new(engine, Arc::new(EventBus::new()));
+/// let params = GenerateParams::new("smollm2-135m").with_max_tokens(32);
+/// for chunk in engine.stream(&[Message::user("Hello")], &params)? {
+///     print!("{}", chunk?.text);
+/// }
+/// # Ok::<(), telemetry_openai::protocol::OpenAiError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct OpenAiEngine {
+    config: SharedConfig,
+    agent: ureq::Agent,
+    engine_id: String,
+}
+
+impl OpenAiEngine {
+    /// An engine for `config`; its `engine_id` is the configured one, else
+    /// [`detect::UNKNOWN`] (no request is made; see [`detect`](Self::detect)).
+    pub fn new(config: OpenAiConfig) -> Self {
+        let engine_id = config
+            .engine_id
+            .clone()
+            .unwrap_or_else(|| detect::UNKNOWN.to_owned());
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(config.timeouts.connect)
+            .build()
+            .new_agent();
+        OpenAiEngine {
+            config: Arc::new(config),
+            agent,
+            engine_id,
+        }
+    }
+
+    /// An engine whose `engine_id` is asked of the server when the configuration does not set
+    /// one: `/v1/models` `owned_by`, then vLLM's `/version`, then Ollama's `/api/version`
+    /// (see [`detect`](crate::protocol::detect)). A server that answers none of them (or cannot
+    /// be reached) gives [`detect::UNKNOWN`].
+    pub fn detect(config: OpenAiConfig) -> Self {
+        let mut engine = Self::new(config);
+        if engine.config.engine_id.is_none() {
+            engine.engine_id = engine.detect_engine_id().to_owned();
+        }
+        engine
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &OpenAiConfig {
+        &self.config
+    }
+
+    /// The models the server lists at `/v1/models`.
+    pub fn models(&self) -> Result<Vec<String>, OpenAiError> {
+        let body = self.get(&self.config.url("models"))?;
+        Ok(detect::model_ids(&body)?)
+    }
+
+    fn detect_engine_id(&self) -> &'static str {
+        if let Ok(body) = self.get(&self.config.url("models"))
+            && let Some(engine) = detect::engine_from_models(&body)
+        {
+            return engine;
+        }
+        let root = detect::server_root(&self.config.base_url);
+        if let Ok(body) = self.get(&format!("{root}/version"))
+            && detect::version(&body).is_some()
+        {
+            return detect::VLLM;
+        }
+        if let Ok(body) = self.get(&format!("{root}/api/version"))
+            && detect::version(&body).is_some()
+        {
+            return detect::OLLAMA;
+        }
+        detect::UNKNOWN
+    }
+
+    fn get(&self, url: &str) -> Result<Vec<u8>, OpenAiError> {
+        let mut request = self.agent.get(url);
+        for (name, value) in self.config.request_headers() {
+            request = request.header(name, value);
+        }
+        let response = request
+            .config()
+            .timeout_recv_response(self.config.timeouts.first_token)
+            .build()
+            .call()
+            .map_err(|e| self.map_error(e, Phase::Head))?;
+        let status = response.status().as_u16();
+        let body = read_body(response, BODY_LIMIT).map_err(|e| self.map_error(e, Phase::Head))?;
+        if status >= 400 {
+            return Err(OpenAiError::from_http_response(status, &body));
+        }
+        Ok(body)
+    }
+
+    /// Sends the request; an error status is read and returned as [`OpenAiError::Http`].
+    fn post(
+        &self,
+        messages: &[Message],
+        params: &GenerateParams,
+        stream: bool,
+    ) -> Result<ureq::http::Response<ureq::Body>, OpenAiError> {
+        let (path, body) = self.config.request_body(messages, params, stream)?;
+        let mut request = self
+            .agent
+            .post(self.config.url(path))
+            .header("content-type", "application/json");
+        if stream {
+            request = request.header("accept", "text/event-stream");
+        }
+        for (name, value) in self.config.request_headers() {
+            request = request.header(name, value);
+        }
+        let timeouts = self.config.timeouts;
+        let mut config = request.config().timeout_recv_response(timeouts.first_token);
+        if stream {
+            config = config.timeout_per_read(timeouts.idle);
+        }
+        let response = config
+            .build()
+            .send(&body[..])
+            .map_err(|e| self.map_error(e, Phase::Head))?;
+        let status = response.status().as_u16();
+        if status >= 400 {
+            let body = read_body(response, ERROR_BODY_LIMIT).unwrap_or_default();
+            return Err(OpenAiError::from_http_response(status, &body));
+        }
+        Ok(response)
+    }
+
+    fn map_error(&self, e: ureq::Error, phase: Phase) -> OpenAiError {
+        map_ureq_error(e, &self.config, phase)
+    }
+}
+
+/// Where a call was when a transport error happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Before the response head.
+    Head,
+    /// Reading a stream, after `chunks` content chunks.
+    Body { chunks: u64 },
+}
+
+pub(crate) fn map_ureq_error(e: ureq::Error, config: &OpenAiConfig, phase: Phase) -> OpenAiError {
+    use ureq::Timeout;
+    let first_token = || OpenAiError::TimeoutFirstToken {
+        timeout: config.timeouts.first_token.unwrap_or_default(),
+    };
+    match e {
+        ureq::Error::Timeout(Timeout::Connect | Timeout::Resolve) => OpenAiError::TimeoutConnect {
+            url: config.base_url.clone(),
+            timeout: config.timeouts.connect.unwrap_or_default(),
+        },
+        ureq::Error::Timeout(Timeout::PerRead) => match phase {
+            Phase::Body { chunks } if chunks > 0 => OpenAiError::TimeoutIdle {
+                timeout: config.timeouts.idle.unwrap_or_default(),
+                chunks,
+            },
+            _ => first_token(),
+        },
+        ureq::Error::Timeout(_) => first_token(),
+        ureq::Error::ConnectionFailed | ureq::Error::HostNotFound => OpenAiError::Connect {
+            url: config.base_url.clone(),
+            message: e.to_string(),
+        },
+        ureq::Error::Io(io)
+            if phase == Phase::Head
+                && matches!(
+                    io.kind(),
+                    std::io::ErrorKind::ConnectionRefused
+                        | std::io::ErrorKind::AddrNotAvailable
+                        | std::io::ErrorKind::HostUnreachable
+                        | std::io::ErrorKind::NetworkUnreachable
+                ) =>
+        {
+            OpenAiError::Connect {
+                url: config.base_url.clone(),
+                message: io.to_string(),
+            }
+        }
+        // The connection closed or broke before the body's end.
+        ureq::Error::Io(io)
+            if matches!(
+                io.kind(),
+                std::io::ErrorKind::UnexpectedEof
+                    | std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+            ) =>
+        {
+            match phase {
+                Phase::Body { chunks } => OpenAiError::StreamIncomplete { chunks },
+                Phase::Head => OpenAiError::Io(io.to_string()),
+            }
+        }
+        ureq::Error::Protocol(p) => OpenAiError::Protocol(ProtocolError::Unexpected(p.to_string())),
+        other => OpenAiError::Io(other.to_string()),
+    }
+}
+
+fn read_body(
+    response: ureq::http::Response<ureq::Body>,
+    limit: u64,
+) -> Result<Vec<u8>, ureq::Error> {
+    response
+        .into_body()
+        .into_with_config()
+        .limit(limit)
+        .read_to_vec()
+}
+
+impl InferenceEngine for OpenAiEngine {
+    type Error = OpenAiError;
+    type Stream = OpenAiStream;
+
+    fn engine_id(&self) -> &str {
+        &self.engine_id
+    }
+
+    fn generate(
+        &self,
+        messages: &[Message],
+        params: &GenerateParams,
+    ) -> Result<GenerateResult, OpenAiError> {
+        let response = self.post(messages, params, false)?;
+        let body = read_body(response, BODY_LIMIT).map_err(|e| self.map_error(e, Phase::Head))?;
+        match self.config.endpoint {
+            Endpoint::Chat => {
+                let r: ChatCompletionResponse = serde_json::from_slice(&body)
+                    .map_err(|e| ProtocolError::json("chat completion response", &body, &e))?;
+                let finish = r.choices.first().and_then(|c| c.finish_reason.clone());
+                let text = r.text().to_owned();
+                Ok(generate_result(
+                    text,
+                    r.usage.as_ref(),
+                    r.timings.as_ref(),
+                    finish,
+                ))
+            }
+            Endpoint::Completions => {
+                let mut r: CompletionResponse = serde_json::from_slice(&body)
+                    .map_err(|e| ProtocolError::json("completion response", &body, &e))?;
+                let (text, finish) = if r.choices.is_empty() {
+                    (String::new(), None)
+                } else {
+                    let c = r.choices.swap_remove(0);
+                    (c.text, c.finish_reason)
+                };
+                Ok(generate_result(
+                    text,
+                    r.usage.as_ref(),
+                    r.timings.as_ref(),
+                    finish,
+                ))
+            }
+        }
+    }
+
+    fn stream(
+        &self,
+        messages: &[Message],
+        params: &GenerateParams,
+    ) -> Result<OpenAiStream, OpenAiError> {
+        let response = self.post(messages, params, true)?;
+        Ok(OpenAiStream {
+            reader: Some(Box::new(response.into_body().into_reader())),
+            config: Arc::clone(&self.config),
+            buf: vec![0; READ_BUFFER],
+            decoder: ChunkDecoder::default(),
+            ended: false,
+        })
+    }
+
+    fn error_kind(error: &OpenAiError) -> Cow<'static, str> {
+        error.error_kind()
+    }
+}
+
+/// The chunks of a streamed answer, read from the socket as the caller pulls them.
+///
+/// Yields one [`StreamChunk`] per chunk with content (role-only and empty chunks are skipped),
+/// then, after `[DONE]`, one last chunk with empty text carrying the server's usage (when it
+/// sent one) and the finish reason. An error event, malformed data, a stall longer than the
+/// idle timeout or a body that ends without `[DONE]` is yielded as an error and ends the
+/// stream.
+pub struct OpenAiStream {
+    reader: Option<Box<dyn Read + Send>>,
+    config: SharedConfig,
+    buf: Vec<u8>,
+    decoder: ChunkDecoder,
+    ended: bool,
+}
+
+impl std::fmt::Debug for OpenAiStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenAiStream")
+            .field("decoder", &self.decoder)
+            .field("ended", &self.ended)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OpenAiStream {
+    /// What the server reported so far (usage, timings) and the content chunks seen.
+    pub fn observer(&self) -> &StreamObserver {
+        self.decoder.observer()
+    }
+
+    /// Reads once from the socket and parses what came.
+    fn fill(&mut self) {
+        let Some(reader) = self.reader.as_mut() else {
+            self.decoder.eof();
+            return;
+        };
+        match reader.read(&mut self.buf) {
+            Ok(0) => {
+                self.reader = None;
+                self.decoder.eof();
+            }
+            Ok(n) => self.decoder.feed(&self.buf[..n]),
+            Err(e) => {
+                let phase = Phase::Body {
+                    chunks: self.decoder.observer().content_chunks(),
+                };
+                self.reader = None;
+                self.decoder
+                    .fail(map_ureq_error(ureq::Error::from(e), &self.config, phase));
+            }
+        }
+    }
+}
+
+impl Iterator for OpenAiStream {
+    type Item = Result<StreamChunk, OpenAiError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.ended {
+            return None;
+        }
+        loop {
+            match self.decoder.pop() {
+                Some(Ok(chunk)) => return Some(Ok(chunk)),
+                Some(Err(e)) => {
+                    self.ended = true;
+                    self.reader = None;
+                    return Some(Err(e));
+                }
+                None if self.decoder.saw_done() => {
+                    self.ended = true;
+                    // Drain the rest of the body so the connection can be reused.
+                    if let Some(mut reader) = self.reader.take() {
+                        let _ = std::io::copy(&mut reader, &mut std::io::sink());
+                    }
+                    return Some(Ok(final_chunk(self.decoder.observer())));
+                }
+                None => self.fill(),
+            }
+        }
+    }
+}
