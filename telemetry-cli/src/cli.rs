@@ -31,6 +31,10 @@ pub enum Command {
     /// Run simulated, instrumented inference calls into the database, then show their stats.
     #[command(after_help = DEMO_EXAMPLES)]
     Demo(DemoArgs),
+    /// Send real calls to an OpenAI-compatible server (llama.cpp, vLLM, Ollama, ...), record
+    /// them, then show their stats.
+    #[command(after_help = crate::commands::run::EXAMPLES)]
+    Run(crate::commands::run::RunArgs),
     /// Overview and per-model (or engine, agent) table: calls, tokens, cost, latency, energy.
     #[command(after_help = STATS_EXAMPLES)]
     Stats(StatsArgs),

@@ -93,6 +93,9 @@ pub enum CliError {
     /// The demo could not run (GPU or engine setup).
     #[error("demo failed: {0}")]
     Demo(String),
+    /// `run` could not make a single successful call.
+    #[error("run failed: {0}")]
+    Run(String),
 }
 
 impl CliError {

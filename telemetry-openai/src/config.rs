@@ -199,7 +199,7 @@ impl OpenAiConfig {
     }
 
     /// The headers of every request: extra headers, then `Authorization` when a key is set.
-    #[cfg_attr(not(feature = "blocking"), allow(dead_code))]
+    #[cfg_attr(not(any(feature = "blocking", feature = "async")), allow(dead_code))]
     pub(crate) fn request_headers(&self) -> impl Iterator<Item = (&str, String)> {
         self.headers
             .iter()
@@ -212,7 +212,7 @@ impl OpenAiConfig {
     }
 
     /// The path and JSON body of a call.
-    #[cfg_attr(not(feature = "blocking"), allow(dead_code))]
+    #[cfg_attr(not(any(feature = "blocking", feature = "async")), allow(dead_code))]
     pub(crate) fn request_body(
         &self,
         messages: &[Message],
@@ -262,7 +262,7 @@ impl OpenAiConfig {
 }
 
 /// A shared, immutable configuration.
-#[cfg_attr(not(feature = "blocking"), allow(dead_code))]
+#[cfg_attr(not(any(feature = "blocking", feature = "async")), allow(dead_code))]
 pub(crate) type SharedConfig = Arc<OpenAiConfig>;
 
 #[cfg(test)]

@@ -12,6 +12,8 @@
 //!   [`InferenceEngine`](telemetry_wrap::InferenceEngine) over HTTP, configured by
 //!   [`OpenAiConfig`] (base URL, API key, headers, [`Timeouts`], model aliases, engine id set
 //!   or detected). Wrap it in `InstrumentedEngine` and every call is recorded.
+//! - `AsyncOpenAiEngine` (feature `async`, on by default): the same for tokio programs, an
+//!   `AsyncInferenceEngine` on `reqwest` (no TLS stack, no aws-lc).
 //! - `fake::FakeServer` (feature `fake`): a loopback server replaying scripted answers, for
 //!   tests of anything that talks to an OpenAI-compatible server.
 //!
@@ -45,6 +47,7 @@
 //! ## Feature flags
 //!
 //! - `blocking` (default): `OpenAiEngine` and its stream, on `ureq` (plain HTTP).
+//! - `async` (default): `AsyncOpenAiEngine` and its stream, on `reqwest` and tokio (plain HTTP).
 //! - `tls`: HTTPS for the blocking engine (`ureq` with rustls and ring; no aws-lc).
 //! - `fake`: the public `fake::FakeServer` (std only).
 //!
@@ -52,15 +55,19 @@
 //! types and nothing that does HTTP.
 #![deny(missing_docs)]
 
+#[cfg(feature = "async")]
+mod async_engine;
 #[cfg(feature = "blocking")]
 mod blocking;
 mod config;
 #[cfg(feature = "fake")]
 pub mod fake;
 pub mod protocol;
-#[cfg(feature = "blocking")]
+#[cfg(any(feature = "blocking", feature = "async"))]
 mod result;
 
+#[cfg(feature = "async")]
+pub use async_engine::{AsyncOpenAiEngine, AsyncOpenAiStream};
 #[cfg(feature = "blocking")]
 pub use blocking::{OpenAiEngine, OpenAiStream};
 pub use config::{Endpoint, OpenAiConfig, Timeouts};

@@ -6,6 +6,7 @@ mod demo;
 mod export;
 mod import;
 mod retention;
+pub(crate) mod run;
 mod series;
 mod stats;
 
@@ -32,6 +33,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Clear(args) => retention::clear(&db, &args, &mut out),
         Command::ImportOpenjarvis(args) => import::run(&db, &args, &mut out),
         Command::Demo(args) => demo::run(&db, &args, &mut out),
+        Command::Run(args) => run::run(&db, &args, &mut out),
     }
 }
 

@@ -1,0 +1,291 @@
+//! `telemetry run`: real calls to an OpenAI-compatible server through the instrumented
+//! `OpenAiEngine`, recorded into the store, then the stats of the run — a small benchmark
+//! client to point at any server.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use telemetry_agg::TelemetryAggregator;
+use telemetry_core::{EventBus, TimeRange};
+use telemetry_openai::{OpenAiConfig, OpenAiEngine};
+use telemetry_store::TelemetryStore;
+use telemetry_wrap::{GenerateParams, InferenceEngine, InstrumentedEngine, Message};
+
+use crate::cli::StatsGroup;
+use crate::commands::{emit, stats};
+use crate::dbpath::DbPath;
+use crate::error::CliError;
+use crate::output::count;
+use crate::progress;
+use crate::timearg::now_unix;
+
+/// Examples shown by `telemetry run --help`.
+pub const EXAMPLES: &str = "\
+Examples:
+  telemetry run --url http://127.0.0.1:8080/v1 --model smollm2-135m --calls 20 --stream
+  telemetry run --url http://localhost:11434/v1 --model llama3.2 --prompts prompts.jsonl --concurrency 4
+  OPENAI_API_KEY=sk-... telemetry run --url https://api.example.com/v1 --model gpt-4o-mini --calls 5";
+
+/// The prompt when neither `--prompt` nor `--prompts` is given.
+const DEFAULT_PROMPT: &str = "Explain in two sentences why the sky is blue.";
+
+/// `telemetry run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Base URL of the OpenAI-compatible API (e.g. http://127.0.0.1:8080/v1).
+    #[arg(long)]
+    pub url: String,
+    /// Model to ask for (the server's name or alias).
+    #[arg(long)]
+    pub model: String,
+    /// Stream the answers (records TTFT and inter-token latency).
+    #[arg(long)]
+    pub stream: bool,
+    /// Number of calls.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub calls: u64,
+    /// Calls in flight at once (threads).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=256))]
+    pub concurrency: u64,
+    /// The prompt of every call.
+    #[arg(long, conflicts_with = "prompts")]
+    pub prompt: Option<String>,
+    /// JSON Lines file of prompts, used in turn: each line a string, {"prompt": "..."} or
+    /// {"messages": [{"role": "user", "content": "..."}]}.
+    #[arg(long, value_name = "FILE.jsonl")]
+    pub prompts: Option<PathBuf>,
+    /// Completion token limit per call.
+    #[arg(long, default_value_t = 64)]
+    pub max_tokens: u64,
+    /// Sampling temperature (server default when absent).
+    #[arg(long)]
+    pub temperature: Option<f64>,
+    /// The record's engine (default: asked of the server: llama.cpp, vllm, ollama, ...).
+    #[arg(long)]
+    pub engine: Option<String>,
+    /// The record's agent.
+    #[arg(long, default_value = "telemetry-run")]
+    pub agent: String,
+    /// API key [default: $OPENAI_API_KEY].
+    #[arg(long, env = "OPENAI_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Ask the server not to reuse its prompt cache (llama.cpp `cache_prompt: false`), for
+    /// repeatable timings.
+    #[arg(long)]
+    pub no_cache_prompt: bool,
+    /// Seconds to wait for the first token (and for a blocking answer).
+    #[arg(long, default_value_t = 300)]
+    pub timeout: u64,
+}
+
+/// Runs `run`.
+pub fn run(db: &DbPath, args: &RunArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    let prompts = load_prompts(args)?;
+    let mut config = OpenAiConfig::new(&args.url)
+        .without_api_key()
+        .with_first_token_timeout(Some(Duration::from_secs(args.timeout)));
+    if let Some(key) = args.api_key.as_deref().filter(|k| !k.trim().is_empty()) {
+        config = config.with_api_key(key);
+    }
+    if let Some(engine) = &args.engine {
+        config = config.with_engine_id(engine);
+    }
+    let engine = OpenAiEngine::detect(config);
+
+    let store = TelemetryStore::open(&db.path)?;
+    let bus = Arc::new(EventBus::new());
+    store.subscribe_to_bus(&bus);
+    let engine = InstrumentedEngine::new(engine, Arc::clone(&bus)).with_agent(&args.agent);
+
+    let mut params = GenerateParams::new(&args.model).with_max_tokens(args.max_tokens);
+    if let Some(t) = args.temperature {
+        params = params.with_temperature(t);
+    }
+    if args.no_cache_prompt {
+        params = params.with_extra("cache_prompt", serde_json::Value::Bool(false));
+    }
+    emit(
+        out,
+        &format!(
+            "run: {} {}calls to {} ({}), model {}, concurrency {}, {} prompt{}\n",
+            count(args.calls),
+            if args.stream { "streaming " } else { "" },
+            args.url,
+            engine.engine_id(),
+            args.model,
+            args.concurrency,
+            prompts.len(),
+            if prompts.len() == 1 { "" } else { "s" },
+        ),
+    )?;
+
+    let started_wall = now_unix();
+    let started = Instant::now();
+    let bar = progress::bar(args.calls, "calls", progress::enabled());
+    let next = AtomicU64::new(0);
+    let failed = AtomicU64::new(0);
+    let first_error = Mutex::new(None::<String>);
+    std::thread::scope(|scope| {
+        for _ in 0..args.concurrency {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= args.calls {
+                        break;
+                    }
+                    let messages = &prompts[(i % prompts.len() as u64) as usize];
+                    if let Err(e) = call(&engine, messages, &params, args.stream) {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                        first_error
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .get_or_insert(format!("{e} ({})", e.error_kind()));
+                    }
+                    bar.inc(1);
+                }
+            });
+        }
+    });
+    bar.finish_and_clear();
+    engine.flush();
+    store.flush()?;
+    let written = store.stats().written;
+    store.close()?;
+    let failed = failed.load(Ordering::Relaxed);
+
+    let mut summary = format!(
+        "recorded {} calls ({} failed) into {} in {:.2} s\n",
+        count(written),
+        count(failed),
+        db.path.display(),
+        started.elapsed().as_secs_f64(),
+    );
+    let first_error = first_error
+        .into_inner()
+        .unwrap_or_else(PoisonError::into_inner);
+    if let Some(e) = &first_error {
+        summary.push_str(&format!("first failure: {e}\n"));
+    }
+    summary.push('\n');
+    emit(out, &summary)?;
+
+    let agg = TelemetryAggregator::open(&db.path)?;
+    let range = TimeRange::new(Some(started_wall.floor()), Some(now_unix().ceil() + 1.0))?;
+    stats::print_table(&agg, &range, StatsGroup::Model, out)?;
+    if failed == args.calls {
+        return Err(CliError::Run(format!(
+            "all {} calls failed (recorded): {}",
+            count(failed),
+            first_error.unwrap_or_default()
+        )));
+    }
+    Ok(())
+}
+
+/// One call, read to the end; the error is recorded by the instrumented engine either way.
+fn call(
+    engine: &InstrumentedEngine<OpenAiEngine>,
+    messages: &[Message],
+    params: &GenerateParams,
+    stream: bool,
+) -> Result<(), telemetry_openai::protocol::OpenAiError> {
+    if stream {
+        for chunk in engine.stream(messages, params)? {
+            chunk?;
+        }
+        Ok(())
+    } else {
+        engine.generate(messages, params).map(drop)
+    }
+}
+
+/// The prompts: `--prompts` lines, else `--prompt`, else a default.
+fn load_prompts(args: &RunArgs) -> Result<Vec<Vec<Message>>, CliError> {
+    let Some(path) = &args.prompts else {
+        let prompt = args.prompt.as_deref().unwrap_or(DEFAULT_PROMPT);
+        return Ok(vec![vec![Message::user(prompt)]]);
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => CliError::InputNotFound {
+            what: "prompts file",
+            path: path.clone(),
+        },
+        _ => CliError::Io {
+            action: "reading",
+            path: path.clone(),
+            source: e,
+        },
+    })?;
+    let mut prompts = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        prompts.push(parse_prompt(line).map_err(|why| bad_line(path, n + 1, &why))?);
+    }
+    if prompts.is_empty() {
+        return Err(CliError::Usage(format!(
+            "{} holds no prompts",
+            path.display()
+        )));
+    }
+    Ok(prompts)
+}
+
+fn bad_line(path: &Path, line: usize, why: &str) -> CliError {
+    CliError::Usage(format!("{} line {line}: {why}", path.display()))
+}
+
+/// One JSONL line: a string, `{"prompt": ...}` or `{"messages": [...]}`.
+fn parse_prompt(line: &str) -> Result<Vec<Message>, String> {
+    let value: serde_json::Value =
+        serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
+    match value {
+        serde_json::Value::String(s) => Ok(vec![Message::user(s)]),
+        serde_json::Value::Object(mut o) => {
+            if let Some(serde_json::Value::String(p)) = o.remove("prompt") {
+                return Ok(vec![Message::user(p)]);
+            }
+            match o.remove("messages") {
+                Some(m) => {
+                    let messages: Vec<Message> = serde_json::from_value(m).map_err(|e| {
+                        format!("`messages` must be [{{\"role\", \"content\"}}]: {e}")
+                    })?;
+                    if messages.is_empty() {
+                        Err("`messages` is empty".to_owned())
+                    } else {
+                        Ok(messages)
+                    }
+                }
+                None => Err("expected a string, {\"prompt\": ...} or {\"messages\": [...]}".into()),
+            }
+        }
+        _ => Err("expected a string, {\"prompt\": ...} or {\"messages\": [...]}".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prompt_lines() {
+        assert_eq!(parse_prompt(r#""hi""#).unwrap(), [Message::user("hi")]);
+        assert_eq!(
+            parse_prompt(r#"{"prompt":"p"}"#).unwrap(),
+            [Message::user("p")]
+        );
+        let m = parse_prompt(
+            r#"{"messages":[{"role":"system","content":"s"},{"role":"user","content":"u"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(m, [Message::system("s"), Message::user("u")]);
+        assert!(parse_prompt("{").unwrap_err().starts_with("not JSON"));
+        assert!(parse_prompt(r#"{"messages":[]}"#).is_err());
+        assert!(parse_prompt("3").is_err());
+    }
+}

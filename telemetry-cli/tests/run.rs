@@ -1,0 +1,148 @@
+//! `run`: real HTTP calls (to the fake OpenAI-compatible server) are recorded with the server's
+//! tokens, failures are recorded with their kind, and bad prompt files are usage errors.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{stdout_of, telemetry, temp_db};
+use predicates::prelude::*;
+use telemetry_core::{Outcome, TelemetryRecord};
+use telemetry_openai::fake::{FakeServer, Reply};
+
+const STREAM: &str = concat!(
+    "data: {\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":null}}]}\n\n",
+    "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Blue\"}}]}\n\n",
+    "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\" light\"}}]}\n\n",
+    "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":11,\"completion_tokens\":2,\"total_tokens\":13}}\n\n",
+    "data: [DONE]\n\n",
+);
+
+fn exported(dir: &std::path::Path, db: &std::path::Path) -> Vec<TelemetryRecord> {
+    let out = stdout_of(telemetry(dir).args([
+        "--db",
+        db.to_str().unwrap(),
+        "export",
+        "--format",
+        "ndjson",
+    ]));
+    out.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn server() -> FakeServer {
+    FakeServer::start(|req| match req.path.as_str() {
+        "/v1/models" => Reply::json(200, r#"{"data":[{"id":"m","owned_by":"llamacpp"}]}"#),
+        _ if req.json()["model"] == "missing" => Reply::json(
+            404,
+            r#"{"error":{"code":404,"message":"model not found","type":"not_found_error"}}"#,
+        ),
+        _ => Reply::sse_events(STREAM.as_bytes(), Duration::from_millis(5)),
+    })
+    .unwrap()
+}
+
+#[test]
+fn run_records_every_call_with_the_servers_tokens() {
+    let server = server();
+    let (dir, db) = temp_db();
+    let prompts = dir.path().join("p.jsonl");
+    std::fs::write(&prompts, "\"one\"\n{\"prompt\":\"two\"}\n\n{\"messages\":[{\"role\":\"user\",\"content\":\"three\"}]}\n").unwrap();
+    let out = stdout_of(telemetry(dir.path()).args([
+        "--db",
+        db.to_str().unwrap(),
+        "run",
+        "--url",
+        &server.url(),
+        "--model",
+        "smollm2",
+        "--stream",
+        "--calls",
+        "6",
+        "--concurrency",
+        "2",
+        "--prompts",
+        prompts.to_str().unwrap(),
+        "--no-cache-prompt",
+    ]));
+    assert!(out.contains("6 streaming calls"), "{out}");
+    assert!(out.contains("(llama.cpp)"), "{out}");
+    assert!(out.contains("recorded 6 calls (0 failed)"), "{out}");
+    assert!(out.contains("smollm2"), "stats table: {out}");
+    let records = exported(dir.path(), &db);
+    assert_eq!(records.len(), 6);
+    for r in &records {
+        assert_eq!((r.prompt_tokens, r.completion_tokens), (11, 2));
+        assert!(r.is_streaming && r.ttft.is_some() && r.outcome == Outcome::Ok);
+        assert_eq!(
+            (r.engine.as_str(), r.agent.as_str()),
+            ("llama.cpp", "telemetry-run")
+        );
+    }
+    let bodies: Vec<_> = server
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/v1/chat/completions")
+        .map(|r| r.json())
+        .collect();
+    assert_eq!(bodies.len(), 6);
+    assert!(bodies.iter().all(|b| b["cache_prompt"] == false));
+    let contents: std::collections::BTreeSet<_> = bodies
+        .iter()
+        .map(|b| b["messages"][0]["content"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(contents.len(), 3, "{contents:?}");
+}
+
+#[test]
+fn failed_calls_are_recorded_and_all_failing_is_an_error() {
+    let server = server();
+    let (dir, db) = temp_db();
+    telemetry(dir.path())
+        .args(["--db", db.to_str().unwrap(), "run", "--url", &server.url()])
+        .args(["--model", "missing", "--calls", "2", "--engine", "test"])
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("recorded 2 calls (2 failed)"))
+        .stderr(predicate::str::contains("model not found (http_404)"));
+    let records = exported(dir.path(), &db);
+    assert_eq!(records.len(), 2);
+    assert!(
+        records
+            .iter()
+            .all(|r| r.error_kind == "http_404" && r.engine == "test")
+    );
+}
+
+#[test]
+fn bad_prompt_files_are_usage_errors() {
+    let (dir, db) = temp_db();
+    let bad = dir.path().join("bad.jsonl");
+    std::fs::write(&bad, "\"ok\"\n[1]\n").unwrap();
+    telemetry(dir.path())
+        .args([
+            "--db",
+            db.to_str().unwrap(),
+            "run",
+            "--url",
+            "http://127.0.0.1:9/v1",
+        ])
+        .args(["--model", "m", "--prompts", bad.to_str().unwrap()])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("bad.jsonl line 2"));
+    telemetry(dir.path())
+        .args([
+            "--db",
+            db.to_str().unwrap(),
+            "run",
+            "--url",
+            "http://127.0.0.1:9/v1",
+        ])
+        .args(["--model", "m", "--prompts", "/nonexistent.jsonl"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("prompts file"));
+}
