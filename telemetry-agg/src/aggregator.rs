@@ -5,11 +5,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use rusqlite::Connection;
-use telemetry_core::{Rollup, TimeRange};
+use telemetry_core::{QuantileSketch, Rollup, TimeRange};
 
 use crate::collect::{GroupRollup, collect, count, data_extent, max_id};
 use crate::error::AggError;
 use crate::export::RecordIter;
+use crate::histogram::LatencyHistogram;
 use crate::open::{open_read_only, schema_version};
 use crate::series::{Bucket, GroupBy, SeriesPoint};
 use crate::stats::{AgentStats, AggregatedStats, EngineStats, ModelStats};
@@ -126,6 +127,49 @@ impl TelemetryAggregator {
                 SeriesPoint::from_rollup(start, label.map(str::to_owned), &r)
             })
             .collect())
+    }
+
+    /// Latency of the calls in the range as `bins` log-spaced bins (at least one), from the
+    /// merged latency sketches of the stored summaries (raw rows only at the partial edges, as
+    /// for [`summary`](Self::summary)). Counts sum to the range's call count.
+    pub fn latency_histogram(
+        &self,
+        range: &TimeRange,
+        bins: usize,
+    ) -> Result<LatencyHistogram, AggError> {
+        let groups = self.groups(range)?;
+        let mut all = QuantileSketch::new();
+        for g in &groups {
+            all.merge(&g.rollup.latency);
+        }
+        Ok(LatencyHistogram::from_sketch(&all, bins))
+    }
+
+    /// The first and last record timestamps within the range (two index lookups); `None` when
+    /// the range holds no record.
+    pub fn time_extent(&self, range: &TimeRange) -> Result<Option<(f64, f64)>, AggError> {
+        let lo = range.since_bound().unwrap_or(f64::MIN);
+        let hi = range.until_bound().unwrap_or(f64::MAX);
+        let sql = |e| AggError::sqlite("reading the time extent of telemetry", e);
+        let tx = self.read_tx()?;
+        let min: Option<f64> = self
+            .conn
+            .query_row(
+                "SELECT MIN(timestamp) FROM telemetry WHERE timestamp >= ?1 AND timestamp <= ?2",
+                rusqlite::params![lo, hi],
+                |r| r.get(0),
+            )
+            .map_err(sql)?;
+        let max: Option<f64> = self
+            .conn
+            .query_row(
+                "SELECT MAX(timestamp) FROM telemetry WHERE timestamp >= ?1 AND timestamp <= ?2",
+                rusqlite::params![lo, hi],
+                |r| r.get(0),
+            )
+            .map_err(sql)?;
+        drop(tx);
+        Ok(min.zip(max))
     }
 
     /// Streams every record of the range, ordered by timestamp, then insertion order, a page at a

@@ -125,6 +125,9 @@ pub struct SeriesPoint {
     pub itl_p50: Option<f64>,
     /// 95th percentile per-call mean ITL, milliseconds.
     pub itl_p95: Option<f64>,
+    /// Σ energy / Σ completion tokens over the calls with an energy measurement, joules;
+    /// `None` when none has one.
+    pub energy_per_output_token_joules: Option<f64>,
 }
 
 impl SeriesPoint {
@@ -152,6 +155,8 @@ impl SeriesPoint {
             ttft_p99: r.ttft.quantile(0.99),
             itl_p50: r.itl.quantile(0.50),
             itl_p95: r.itl.quantile(0.95),
+            energy_per_output_token_joules: (r.energy_completion_tokens > 0)
+                .then(|| r.energy_sum / r.energy_completion_tokens as f64),
         }
     }
 }

@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::help::{
     CHECK_EXAMPLES, CLEAR_EXAMPLES, DEMO_EXAMPLES, EXAMPLES, EXPORT_EXAMPLES, IMPORT_EXAMPLES,
-    PRUNE_EXAMPLES, SERIES_EXAMPLES, STATS_EXAMPLES,
+    PRUNE_EXAMPLES, REPORT_EXAMPLES, SERIES_EXAMPLES, STATS_EXAMPLES,
 };
 use crate::timearg::{parse_duration, parse_time};
 
@@ -41,6 +41,9 @@ pub enum Command {
     /// Calls, tokens, cost, energy and latency per minute, hour or day.
     #[command(after_help = SERIES_EXAMPLES)]
     Series(SeriesArgs),
+    /// One self-contained HTML page (tiles, table, charts) to open offline or share.
+    #[command(after_help = REPORT_EXAMPLES)]
+    Report(ReportArgs),
     /// Write the records (streaming, constant memory) as JSON, NDJSON or CSV.
     #[command(after_help = EXPORT_EXAMPLES)]
     Export(ExportArgs),
@@ -197,6 +200,38 @@ pub struct SeriesArgs {
     /// Output format.
     #[arg(long, short = 'f', value_enum, default_value_t = SeriesFormat::Table)]
     pub format: SeriesFormat,
+}
+
+/// Bucket width of the charts of `report`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportBucket {
+    /// Minutes up to 6 hours of data, hours up to 15 days, days beyond.
+    Auto,
+    /// One minute.
+    #[value(name = "1m", alias = "minute")]
+    Minute,
+    /// One hour.
+    #[value(name = "1h", alias = "hour")]
+    Hour,
+    /// One day (UTC).
+    #[value(name = "1d", alias = "day")]
+    Day,
+}
+
+/// `telemetry report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    pub range: RangeArgs,
+    /// Bucket width of the charts over time.
+    #[arg(long, value_enum, default_value_t = ReportBucket::Auto)]
+    pub bucket: ReportBucket,
+    /// Group the table and the per-group charts by.
+    #[arg(long, value_enum, default_value_t = StatsGroup::Model)]
+    pub by: StatsGroup,
+    /// Write the page to FILE [default: telemetry-report.html in the current directory].
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 /// Output format of `export`.

@@ -90,6 +90,9 @@ pub enum CliError {
         /// What is wrong.
         problems: Vec<String>,
     },
+    /// `report` could not draw a chart.
+    #[error("report: {0}")]
+    Chart(String),
     /// The demo could not run (GPU or engine setup).
     #[error("demo failed: {0}")]
     Demo(String),

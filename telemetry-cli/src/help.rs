@@ -54,6 +54,16 @@ Examples:
   telemetry series --bucket 1m --since 30m --by model
   telemetry series --bucket 1d --format csv > daily.csv";
 
+/// Shown after the options of `telemetry report --help`.
+pub const REPORT_EXAMPLES: &str = "\
+One HTML file: inline CSS and SVG charts, nothing fetched, readable without JavaScript. Built from
+the database's summaries (never raw rows), so it stays fast on millions of records.
+
+Examples:
+  telemetry report                          # writes telemetry-report.html
+  telemetry report --since 7d --by engine -o week.html
+  telemetry report --bucket 1h --since 2025-11-01 --until 2025-11-02";
+
 /// Shown after the options of `telemetry export --help`.
 pub const EXPORT_EXAMPLES: &str = "\
 Fields are those of the `telemetry` table (one per TelemetryRecord field); CSV writes them in

@@ -187,6 +187,31 @@ impl QuantileSketch {
         Some(self.max)
     }
 
+    /// The counted buckets, smallest values first, as `(lower, upper, count)`: each of the `count`
+    /// values lies in `(lower, upper]` (the first bucket is `[0, 1e-9]` for values counted as
+    /// zero). Empty buckets are skipped. This is what a histogram of a merged sketch is drawn
+    /// from; counts sum to [`count`](Self::count).
+    ///
+    /// ```
+    /// use telemetry_core::QuantileSketch;
+    ///
+    /// let mut s = QuantileSketch::new();
+    /// for v in [0.1, 0.1, 2.0] { s.add(v); }
+    /// let buckets: Vec<_> = s.buckets().collect();
+    /// assert_eq!(buckets.len(), 2);
+    /// assert_eq!(buckets.iter().map(|b| b.2).sum::<u64>(), 3);
+    /// assert!(buckets[1].0 < 2.0 && 2.0 <= buckets[1].1);
+    /// ```
+    pub fn buckets(&self) -> impl Iterator<Item = (f64, f64, u64)> + '_ {
+        let zero = (self.zero_count > 0).then_some((0.0, MIN_INDEXABLE, self.zero_count));
+        let ln = gamma_ln();
+        let bins = self.bins.iter().enumerate().filter_map(move |(i, &c)| {
+            let key = f64::from(self.offset + i as i32);
+            (c > 0).then(|| (((key - 1.0) * ln).exp(), (key * ln).exp(), c))
+        });
+        zero.into_iter().chain(bins)
+    }
+
     /// Compact binary encoding (for the store's summary tables). Stable across versions of this
     /// crate that keep `ENCODING_VERSION`.
     pub fn to_bytes(&self) -> Vec<u8> {
@@ -332,6 +357,31 @@ mod tests {
         assert_eq!(s.quantile(0.5), None);
         assert_eq!(s.min(), None);
         assert_eq!(QuantileSketch::from_bytes(&s.to_bytes()).unwrap(), s);
+    }
+
+    #[test]
+    fn buckets_hold_every_value_once_in_order() {
+        let mut s = QuantileSketch::new();
+        let values = [0.0, 0.003, 0.05, 0.05, 1.0, 7.5, 120.0];
+        for v in values {
+            s.add(v);
+        }
+        let buckets: Vec<_> = s.buckets().collect();
+        assert_eq!(
+            buckets.iter().map(|b| b.2).sum::<u64>(),
+            values.len() as u64
+        );
+        assert_eq!(buckets[0], (0.0, MIN_INDEXABLE, 1));
+        for w in buckets.windows(2) {
+            assert!(w[0].1 <= w[1].0, "{w:?}");
+        }
+        for v in &values[1..] {
+            let n = buckets.iter().filter(|b| b.0 < *v && *v <= b.1).count();
+            assert_eq!(n, 1, "{v} in {buckets:?}");
+        }
+        let twice = buckets.iter().find(|b| b.0 < 0.05 && 0.05 <= b.1).unwrap();
+        assert_eq!(twice.2, 2);
+        assert_eq!(QuantileSketch::new().buckets().count(), 0);
     }
 
     #[test]

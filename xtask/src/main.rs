@@ -6,7 +6,10 @@
 //! - `gpu-check`: builds the NVML measurement example in release mode and runs it.
 //! - `gpu-bundle`: builds every GPU check into `target/gpu-bundle/` with `run.sh`, to carry to a
 //!   GPU machine that has no Rust toolchain.
+//! - `browser`: the demo's `telemetry report` rendered by headless Chromium (installed with apt
+//!   when missing), screenshot kept in `target/browser/report.png`.
 
+mod browser;
 mod tasks;
 
 use std::process::ExitCode;
@@ -18,9 +21,10 @@ fn main() -> ExitCode {
         Some("bench") => tasks::bench(&args[1..]),
         Some("gpu-check") => tasks::gpu_check(&args[1..]),
         Some("gpu-bundle") => tasks::gpu_bundle(&args[1..]),
+        Some("browser") => browser::run(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <task>\n\ntasks:\n  ci [--no-bench]   format, clippy, tests (all feature sets), doctests, quick benches\n  bench             full criterion benches\n  gpu-check         build and run the NVML measurement example (needs an NVIDIA GPU)\n  gpu-bundle        build every GPU check into target/gpu-bundle with run.sh, for a GPU machine without Rust"
+                "usage: cargo xtask <task>\n\ntasks:\n  ci [--no-bench]   format, clippy, tests (all feature sets), doctests, quick benches\n  bench             full criterion benches\n  gpu-check         build and run the NVML measurement example (needs an NVIDIA GPU)\n  gpu-bundle        build every GPU check into target/gpu-bundle with run.sh, for a GPU machine without Rust\n  browser           render the demo's HTML report in headless Chromium (screenshot in target/browser)"
             );
             return ExitCode::from(2);
         }

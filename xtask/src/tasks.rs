@@ -95,6 +95,10 @@ pub fn ci(args: &[String]) -> Result<(), String> {
             "tests and doctests, all features",
             &["test", "--workspace", "--all-features"],
         ),
+        step(
+            "report in Chromium",
+            &["run", "-q", "-p", "xtask", "--", "browser"],
+        ),
     ];
     if !args.iter().any(|a| a == "--no-bench") {
         steps.push(Step {

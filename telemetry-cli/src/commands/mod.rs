@@ -5,6 +5,7 @@ mod csv_record;
 mod demo;
 mod export;
 mod import;
+mod report;
 mod retention;
 pub(crate) mod run;
 mod series;
@@ -27,6 +28,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Stats(args) => stats::run(&db, &args, &mut out),
         Command::Series(args) => series::run(&db, &args, &mut out),
+        Command::Report(args) => report::run(&db, &args, &mut out),
         Command::Export(args) => export::run(&db, &args, &mut out),
         Command::Check(args) => check::run(&db, &args, &mut out),
         Command::Prune(args) => retention::prune(&db, &args, &mut out),

@@ -203,7 +203,7 @@ fn group_table(heading: &str, rows: &[GroupRow<'_>]) -> Table {
 }
 
 /// `all time`, `since X`, `until Y` or `X .. Y`.
-fn describe_range(range: &TimeRange) -> String {
+pub(crate) fn describe_range(range: &TimeRange) -> String {
     match (range.since_bound(), range.until_bound()) {
         (None, None) => "all time".to_string(),
         (Some(s), None) => format!("since {}", format_time(s)),
