@@ -1,6 +1,8 @@
 //! Turning what the server said into the wrapper's [`GenerateResult`] and final [`StreamChunk`].
 
-use telemetry_wrap::{FinishReason, GenerateResult, StreamChunk};
+use std::time::Duration;
+
+use telemetry_wrap::{EngineTimings, FinishReason, GenerateResult, StreamChunk};
 
 use crate::protocol::{ApiUsage, ServerReport, ServerTimings, StreamObserver, finish_reason};
 
@@ -16,6 +18,7 @@ pub(crate) fn generate_result(
     GenerateResult {
         content,
         usage: report.usage.unwrap_or_default(),
+        timings: server_timings(&report),
         finish_reason: finish
             .as_deref()
             .map_or(FinishReason::Unknown, finish_reason),
@@ -23,12 +26,24 @@ pub(crate) fn generate_result(
     }
 }
 
+/// The server's prefill and decode times as [`EngineTimings`] (nothing else set).
+pub(crate) fn server_timings(report: &ServerReport) -> EngineTimings {
+    let ms = |m: f64| Duration::try_from_secs_f64(m / 1000.0).ok();
+    EngineTimings {
+        server_prefill: report.prefill_ms().and_then(ms),
+        server_decode: report.decode_ms().and_then(ms),
+        ..EngineTimings::default()
+    }
+}
+
 /// The last chunk of a stream: empty text, the server's usage when it sent one, and the finish
 /// reason.
 pub(crate) fn final_chunk(observer: &StreamObserver) -> StreamChunk {
+    let report = observer.report();
     StreamChunk {
-        usage: observer.report().usage,
+        usage: report.usage,
         finish_reason: observer.finish_reason(),
+        timings: report.phases.map(|_| server_timings(report)),
         ..StreamChunk::default()
     }
 }

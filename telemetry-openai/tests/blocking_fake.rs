@@ -297,3 +297,44 @@ fn engine_id_is_detected_from_discovery_endpoints() {
         assert_eq!(engine.engine_id(), engine_id);
     }
 }
+
+#[test]
+fn llama_timings_reach_the_result_and_the_last_chunk() {
+    let body = transcript("llama_cpp_chat_stream.sse");
+    let server = FakeServer::start(move |req| {
+        if req.json()["stream"] == true {
+            Reply::sse(&body, 9, Duration::ZERO)
+        } else {
+            Reply::json(
+                200,
+                r#"{"choices":[{"index":0,"message":{"role":"assistant","content":"Hi"},"finish_reason":"stop"}],
+                   "usage":{"prompt_tokens":9,"completion_tokens":1,"total_tokens":10},
+                   "timings":{"cache_n":2,"prompt_n":7,"prompt_ms":12.5,"predicted_n":1,"predicted_ms":3.25}}"#,
+            )
+        }
+    })
+    .unwrap();
+    let engine = OpenAiEngine::new(config(&server));
+    let out = engine.generate(&[Message::user("hi")], &params()).unwrap();
+    assert_eq!(
+        out.timings.server_prefill,
+        Some(Duration::from_micros(12_500))
+    );
+    assert_eq!(
+        out.timings.server_decode,
+        Some(Duration::from_micros(3_250))
+    );
+    assert_eq!(
+        out.usage.cached_tokens, 2,
+        "timings.cache_n stands in for cached_tokens"
+    );
+    let last = engine
+        .stream(&[Message::user("hi")], &params())
+        .unwrap()
+        .last()
+        .unwrap()
+        .unwrap();
+    let timings = last.timings.expect("timings on the last chunk");
+    assert!(timings.server_prefill.is_some() && timings.server_decode.is_some());
+    assert!(last.usage.is_some() && last.text.is_empty());
+}

@@ -65,6 +65,12 @@ pub struct EngineTimings {
     pub ttft: Option<Duration>,
     /// Whole call.
     pub total: Option<Duration>,
+    /// The server's own prefill (prompt processing) time, as it reports it (llama.cpp
+    /// `timings.prompt_ms`, Ollama `prompt_eval_duration`).
+    pub server_prefill: Option<Duration>,
+    /// The server's own decode (generation) time (llama.cpp `timings.predicted_ms`, Ollama
+    /// `eval_duration`).
+    pub server_decode: Option<Duration>,
 }
 
 /// The result of a blocking `generate` call.
@@ -109,6 +115,9 @@ pub struct StreamChunk {
     pub finish_reason: Option<FinishReason>,
     /// Engine-reported time of this chunk since the call started.
     pub elapsed: Option<Duration>,
+    /// Timings the engine reports with this chunk (typically the server's own prefill and
+    /// decode times, on the last chunk).
+    pub timings: Option<EngineTimings>,
 }
 
 impl StreamChunk {
@@ -149,6 +158,7 @@ impl From<GenerateResult> for StreamChunk {
             usage: Some(result.usage),
             finish_reason: Some(result.finish_reason),
             elapsed: None,
+            timings: Some(result.timings),
         }
     }
 }

@@ -65,6 +65,7 @@ fn engine_reported_ttft_gives_prefill_decode_and_throughput() {
     result.timings = EngineTimings {
         ttft: Some(ms(100)),
         total: Some(ms(500)),
+        ..EngineTimings::default()
     };
     let (engine, seen) = wrapped(Scripted {
         result: Some(result),

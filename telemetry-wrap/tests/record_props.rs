@@ -66,7 +66,11 @@ proptest! {
         model in prop_oneof![Just("m".to_owned()), Just(String::new()), "[a-z]{1,700}"],
     ) {
         let mut result = GenerateResult::new("x", usage);
-        result.timings = EngineTimings { ttft, total };
+        result.timings = EngineTimings {
+            ttft,
+            total,
+            ..EngineTimings::default()
+        };
         result.cost_usd = cost;
         let (engine, seen) = engine_with(Scripted { result: Some(result), ..Scripted::default() });
         engine.generate(&messages(), &GenerateParams::new(model)).unwrap();

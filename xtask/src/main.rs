@@ -8,8 +8,11 @@
 //!   GPU machine that has no Rust toolchain.
 //! - `browser`: the demo's `telemetry report` rendered by headless Chromium (installed with apt
 //!   when missing), screenshot kept in `target/browser/report.png`.
+//! - `llama`: installs llama.cpp's server and a small model under `target/llama/`, starts it, and
+//!   runs the real-server tests and the recording-overhead measurement (see `llama.rs`).
 
 mod browser;
+mod llama;
 mod tasks;
 
 use std::process::ExitCode;
@@ -22,9 +25,10 @@ fn main() -> ExitCode {
         Some("gpu-check") => tasks::gpu_check(&args[1..]),
         Some("gpu-bundle") => tasks::gpu_bundle(&args[1..]),
         Some("browser") => browser::run(&args[1..]),
+        Some("llama") => llama::run(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <task>\n\ntasks:\n  ci [--no-bench]   format, clippy, tests (all feature sets), doctests, quick benches\n  bench             full criterion benches\n  gpu-check         build and run the NVML measurement example (needs an NVIDIA GPU)\n  gpu-bundle        build every GPU check into target/gpu-bundle with run.sh, for a GPU machine without Rust\n  browser           render the demo's HTML report in headless Chromium (screenshot in target/browser)"
+                "usage: cargo xtask <task>\n\ntasks:\n  ci [--no-bench]   format, clippy, tests (all feature sets), doctests, quick benches\n  bench             full criterion benches\n  gpu-check         build and run the NVML measurement example (needs an NVIDIA GPU)\n  gpu-bundle        build every GPU check into target/gpu-bundle with run.sh, for a GPU machine without Rust\n  browser           render the demo's HTML report in headless Chromium (screenshot in target/browser)\n  llama             install and start a real llama.cpp server, run the tests and measurements that need it"
             );
             return ExitCode::from(2);
         }

@@ -99,6 +99,10 @@ pub fn ci(args: &[String]) -> Result<(), String> {
             "report in Chromium",
             &["run", "-q", "-p", "xtask", "--", "browser"],
         ),
+        step(
+            "real llama.cpp server",
+            &["run", "-q", "-p", "xtask", "--", "llama"],
+        ),
     ];
     if !args.iter().any(|a| a == "--no-bench") {
         steps.push(Step {

@@ -188,6 +188,7 @@ impl SimulatedEngine {
             timings: EngineTimings {
                 ttft: Some(plan.ttft),
                 total: (self.timing == SimTiming::Instant).then_some(total),
+                ..EngineTimings::default()
             },
             finish_reason: plan.finish,
         };
