@@ -3,7 +3,7 @@
 //! `InstrumentedEngine<OpenAiEngine>` with a record subscriber, alternated in one run, medians.
 //!
 //! `cargo xtask llama` runs it with `TELEMETRY_LLAMA_URL` set; by hand:
-//! `TELEMETRY_LLAMA_URL=http://127.0.0.1:8080/v1 cargo run --release -p telemetry-openai --all-features --example llama_overhead`
+//! `TELEMETRY_LLAMA_URL=http://127.0.0.1:8080/v1 cargo run --release -p telemetry-openai --no-default-features --features blocking --example llama_overhead`
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
