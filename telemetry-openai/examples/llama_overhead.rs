@@ -40,11 +40,14 @@ fn main() {
             body["stream_options"] = json!({"include_usage": true});
         }
         let started = Instant::now();
-        let response = agent
+        let mut request = agent
             .post(&endpoint)
-            .header("content-type", "application/json")
-            .send(body.to_string())
-            .unwrap();
+            .header("content-type", "application/json");
+        if stream {
+            // As OpenAiEngine does: llama.cpp closes the connection after a stream.
+            request = request.header("connection", "close");
+        }
+        let response = request.send(body.to_string()).unwrap();
         let mut reader = response.into_body().into_reader();
         if stream {
             let mut parser = SseParser::new();

@@ -142,7 +142,11 @@ impl OpenAiEngine {
             .post(self.config.url(path))
             .header("content-type", "application/json");
         if stream {
-            request = request.header("accept", "text/event-stream");
+            // llama.cpp closes the connection after a stream without saying so; a pooled
+            // connection would then fail the next call with "peer disconnected".
+            request = request
+                .header("accept", "text/event-stream")
+                .header("connection", "close");
         }
         for (name, value) in self.config.request_headers() {
             request = request.header(name, value);

@@ -136,8 +136,7 @@ fn streamed_call_records_the_servers_tokens_and_timings() {
 #[ignore = "needs a llama.cpp server: run by cargo xtask llama"]
 fn invalid_request_is_recorded_as_http_400_with_the_servers_message() {
     let (engine, records) = engine();
-    // llama.cpp serves one choice per request.
-    let bad = params().with_extra("n", json!(2));
+    let bad = params().with_extra("response_format", json!({"type": "bogus"}));
     let e = engine.generate(&[Message::user(PROMPT)], &bad).unwrap_err();
     assert_eq!(e.error_kind(), "http_400", "{e}");
     let r = only(&records);
@@ -146,7 +145,7 @@ fn invalid_request_is_recorded_as_http_400_with_the_servers_message() {
         (Outcome::Error, "http_400")
     );
     assert!(
-        r.error_message.to_lowercase().contains("choice"),
+        r.error_message.contains("response_format"),
         "{}",
         r.error_message
     );
