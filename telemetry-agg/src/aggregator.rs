@@ -81,6 +81,27 @@ impl TelemetryAggregator {
         Ok(stats)
     }
 
+    /// The merged [`Rollup`] (sums, counts and quantile sketches) of each (model, engine, agent)
+    /// group with a call in the range, ordered by model, engine, then agent. This is what
+    /// exporters that keep their own histograms (the Prometheus exposition) read: the sketches
+    /// give bucket counts without touching raw rows.
+    pub fn rollups_by_group(&self, range: &TimeRange) -> Result<Vec<RollupGroup>, AggError> {
+        let mut out: Vec<RollupGroup> = self
+            .groups(range)?
+            .into_iter()
+            .map(|g| RollupGroup {
+                model_id: g.model_id,
+                engine: g.engine,
+                agent: g.agent,
+                rollup: g.rollup,
+            })
+            .collect();
+        out.sort_by(|a, b| {
+            (&a.model_id, &a.engine, &a.agent).cmp(&(&b.model_id, &b.engine, &b.agent))
+        });
+        Ok(out)
+    }
+
     /// The `n` models with the most calls (ties broken by name).
     pub fn top_models(&self, n: usize, range: &TimeRange) -> Result<Vec<ModelStats>, AggError> {
         let mut models = self.per_model_stats(range)?;
@@ -215,6 +236,20 @@ impl TelemetryAggregator {
         drop(tx);
         Ok(groups)
     }
+}
+
+/// One (model, engine, agent) group and its merged [`Rollup`]; see
+/// [`TelemetryAggregator::rollups_by_group`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct RollupGroup {
+    /// Model.
+    pub model_id: String,
+    /// Engine.
+    pub engine: String,
+    /// Agent (empty when not set).
+    pub agent: String,
+    /// Sums, counts and sketches of the group's calls in the range.
+    pub rollup: Rollup,
 }
 
 /// Merges `groups` by `label`, then orders by call count (descending), then label.

@@ -85,7 +85,7 @@ mod row;
 mod series;
 mod stats;
 
-pub use aggregator::TelemetryAggregator;
+pub use aggregator::{RollupGroup, TelemetryAggregator};
 pub use error::AggError;
 pub use export::RecordIter;
 pub use histogram::{HistogramBin, LatencyHistogram};

@@ -133,3 +133,29 @@ fn errors_are_counted_and_ratios_are_ratios_of_sums() {
     assert!((s.total_prefill_energy_joules - 2.0).abs() < 1e-12);
     assert!(s.itl_p50.is_some() && s.ttft_p99.is_some());
 }
+
+#[test]
+fn rollups_by_group_keep_the_label_triples_and_their_sketches() {
+    let (_dir, path) = write_db(&seed_like());
+    let agg = TelemetryAggregator::open(&path).unwrap();
+    let groups = agg.rollups_by_group(&TimeRange::all()).unwrap();
+    let keys: Vec<(&str, &str, u64)> = groups
+        .iter()
+        .map(|g| (g.model_id.as_str(), g.engine.as_str(), g.rollup.call_count))
+        .collect();
+    assert_eq!(
+        keys,
+        vec![
+            ("llama", "vllm", 5),
+            ("mistral", "vllm", 1),
+            ("qwen", "ollama", 3)
+        ]
+    );
+    assert_eq!(groups[0].rollup.latency.count(), 5);
+    assert!((groups[0].rollup.total_latency - 15.0).abs() < 1e-12);
+    assert!(
+        agg.rollups_by_group(&TimeRange::since(DAY0 + 1e6).unwrap())
+            .unwrap()
+            .is_empty()
+    );
+}

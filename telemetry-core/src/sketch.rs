@@ -212,6 +212,45 @@ impl QuantileSketch {
         zero.into_iter().chain(bins)
     }
 
+    /// Counts of the values per histogram bucket: element `i` counts the values `v` with
+    /// `upper_bounds[i-1] < v <= upper_bounds[i]`, and one last element counts those above the
+    /// last bound (`upper_bounds` must be ascending). Each sketch bucket is placed by its
+    /// representative value, so a value within [`RELATIVE_ACCURACY`] of a bound may be counted
+    /// on either side of it; zeros go to the first bucket.
+    ///
+    /// ```
+    /// use telemetry_core::QuantileSketch;
+    ///
+    /// let mut s = QuantileSketch::new();
+    /// for v in [0.05, 0.2, 0.3, 4.0] { s.add(v); }
+    /// assert_eq!(s.bucket_counts(&[0.1, 1.0]), vec![1, 2, 1]);
+    /// ```
+    pub fn bucket_counts(&self, upper_bounds: &[f64]) -> Vec<u64> {
+        let mut out = vec![0; upper_bounds.len() + 1];
+        let slot = |v: f64| upper_bounds.partition_point(|&b| b < v);
+        if self.zero_count > 0 {
+            out[slot(0.0)] += self.zero_count;
+        }
+        for (i, &c) in self.bins.iter().enumerate() {
+            if c > 0 {
+                let v = value_of(self.offset + i as i32).clamp(self.min, self.max);
+                out[slot(v)] += c;
+            }
+        }
+        out
+    }
+
+    /// Estimated sum of the values (each counted at its bucket's representative value), within
+    /// [`RELATIVE_ACCURACY`] of the true sum; for sketches whose exact sum is not kept elsewhere.
+    pub fn estimated_sum(&self) -> f64 {
+        self.bins
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| **c > 0)
+            .map(|(i, &c)| c as f64 * value_of(self.offset + i as i32).clamp(self.min, self.max))
+            .sum()
+    }
+
     /// Compact binary encoding (for the store's summary tables). Stable across versions of this
     /// crate that keep `ENCODING_VERSION`.
     pub fn to_bytes(&self) -> Vec<u8> {
@@ -405,6 +444,20 @@ mod tests {
         assert!(QuantileSketch::from_bytes(&bytes).is_err());
         bytes.truncate(5);
         assert!(QuantileSketch::from_bytes(&bytes).is_err());
+    }
+
+    #[test]
+    fn bucket_counts_and_sum_follow_the_values() {
+        let mut s = QuantileSketch::new();
+        for v in [0.0, 0.05, 0.2, 0.3, 4.0, 100.0] {
+            s.add(v);
+        }
+        let counts = s.bucket_counts(&[0.1, 1.0, 10.0]);
+        assert_eq!(counts, vec![2, 2, 1, 1]);
+        assert_eq!(counts.iter().sum::<u64>(), s.count());
+        let sum = s.estimated_sum();
+        assert!((sum - 104.55).abs() <= 104.55 * RELATIVE_ACCURACY, "{sum}");
+        assert_eq!(QuantileSketch::new().bucket_counts(&[1.0]), vec![0, 0]);
     }
 
     proptest! {

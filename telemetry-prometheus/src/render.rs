@@ -1,0 +1,291 @@
+//! [`render`]: the `/metrics` text of a telemetry database.
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, MetricEncoder, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::{Registry, Unit};
+use telemetry_agg::{RollupGroup, TelemetryAggregator};
+use telemetry_core::{QuantileSketch, TimeRange};
+
+use crate::buckets::{LATENCY_SECONDS, TIME_PER_OUTPUT_TOKEN_SECONDS};
+use crate::error::RenderError;
+
+/// The `Content-Type` of [`render`]'s output: the Prometheus text format, version 0.0.4.
+pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
+
+/// The default metric name prefix: `inference_calls_total`, `inference_latency_seconds`, ...
+pub const DEFAULT_NAMESPACE: &str = "inference";
+
+/// What [`render`] exposes: the metric name prefix and the time range of the records counted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RenderOptions {
+    namespace: String,
+    range: TimeRange,
+}
+
+impl Default for RenderOptions {
+    fn default() -> Self {
+        RenderOptions {
+            namespace: DEFAULT_NAMESPACE.to_owned(),
+            range: TimeRange::all(),
+        }
+    }
+}
+
+impl RenderOptions {
+    /// Every record, names prefixed with [`DEFAULT_NAMESPACE`].
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Prefixes the metric names with `namespace` (checked by [`render`]).
+    pub fn with_namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = namespace.into();
+        self
+    }
+
+    /// Counts only the records in `range` (counters then restart when the range moves, so keep
+    /// the default, every record, for a scraped endpoint).
+    pub fn with_range(mut self, range: TimeRange) -> Self {
+        self.range = range;
+        self
+    }
+
+    /// The metric name prefix.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// The time range counted.
+    pub fn range(&self) -> &TimeRange {
+        &self.range
+    }
+}
+
+/// The Prometheus text exposition (version 0.0.4, [`CONTENT_TYPE`]) of every record in the
+/// database that `agg` reads, computed read-only from the stored rollups at each call, so a scrape
+/// over ten million records reads a few thousand summary rows. See the [crate docs](crate) for
+/// the metrics.
+pub fn render(agg: &TelemetryAggregator, options: &RenderOptions) -> Result<String, RenderError> {
+    check_namespace(&options.namespace)?;
+    let groups = agg.rollups_by_group(&options.range)?;
+    render_groups(groups, options)
+}
+
+/// Renders already-read groups (what [`render`] does after its query); for callers that keep
+/// their own rollups, e.g. live in a proxy.
+pub fn render_groups(
+    groups: Vec<RollupGroup>,
+    options: &RenderOptions,
+) -> Result<String, RenderError> {
+    check_namespace(&options.namespace)?;
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(Exposition {
+        namespace: options.namespace.clone(),
+        groups,
+    }));
+    let mut out = String::new();
+    prometheus_client::encoding::prometheus_text::encode(&mut out, &registry)?;
+    Ok(out)
+}
+
+fn check_namespace(ns: &str) -> Result<(), RenderError> {
+    let mut chars = ns.chars();
+    let ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':');
+    if ok {
+        Ok(())
+    } else {
+        Err(RenderError::BadNamespace(ns.to_owned()))
+    }
+}
+
+/// The groups of one scrape, encoded as metric families by [`Collector::encode`].
+#[derive(Debug)]
+struct Exposition {
+    namespace: String,
+    groups: Vec<RollupGroup>,
+}
+
+type Labels<'a> = [(&'static str, &'a str); 3];
+
+fn labels(g: &RollupGroup) -> Labels<'_> {
+    [
+        ("model", g.model_id.as_str()),
+        ("engine", g.engine.as_str()),
+        ("agent", g.agent.as_str()),
+    ]
+}
+
+impl Exposition {
+    fn counter<V>(
+        &self,
+        encoder: &mut DescriptorEncoder<'_>,
+        name: &str,
+        help: &str,
+        unit: Option<Unit>,
+        value: impl Fn(&RollupGroup) -> V,
+    ) -> Result<(), std::fmt::Error>
+    where
+        V: prometheus_client::encoding::EncodeCounterValue,
+    {
+        let name = format!("{}_{name}", self.namespace);
+        let mut family =
+            encoder.encode_descriptor(&name, help, unit.as_ref(), MetricType::Counter)?;
+        for g in &self.groups {
+            let l = labels(g);
+            family
+                .encode_family(&l)?
+                .encode_counter::<NoLabelSet, V, f64>(&value(g), None)?;
+        }
+        Ok(())
+    }
+
+    fn histogram(
+        &self,
+        encoder: &mut DescriptorEncoder<'_>,
+        name: &str,
+        help: &str,
+        bounds: &[f64],
+        data: impl Fn(&RollupGroup) -> Option<Histo<'_>>,
+    ) -> Result<(), std::fmt::Error> {
+        let name = format!("{}_{name}", self.namespace);
+        let mut family =
+            encoder.encode_descriptor(&name, help, Some(&Unit::Seconds), MetricType::Histogram)?;
+        for g in &self.groups {
+            let Some(h) = data(g) else { continue };
+            let l = labels(g);
+            encode_histogram(family.encode_family(&l)?, &h, bounds)?;
+        }
+        Ok(())
+    }
+}
+
+/// One histogram series: a sketch (in `scale` units per second) and its exact sum when known.
+struct Histo<'a> {
+    sketch: &'a QuantileSketch,
+    /// Multiply sketch values by this to get seconds.
+    scale: f64,
+    /// Exact sum in seconds, where the rollup keeps one.
+    sum: Option<f64>,
+}
+
+fn encode_histogram(
+    mut encoder: MetricEncoder<'_>,
+    h: &Histo<'_>,
+    bounds: &[f64],
+) -> Result<(), std::fmt::Error> {
+    // Bounds are in seconds; the sketch may hold milliseconds.
+    let scaled: Vec<f64> = bounds.iter().map(|b| b / h.scale).collect();
+    let counts = h.sketch.bucket_counts(&scaled);
+    let buckets: Vec<(f64, u64)> = bounds
+        .iter()
+        .copied()
+        .chain(std::iter::once(f64::INFINITY))
+        .zip(counts)
+        .collect();
+    let sum = h.sum.unwrap_or_else(|| h.sketch.estimated_sum() * h.scale);
+    encoder.encode_histogram::<NoLabelSet>(sum, h.sketch.count(), &buckets, None)
+}
+
+impl Collector for Exposition {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let e = &mut encoder;
+        {
+            let name = format!("{}_calls", self.namespace);
+            let mut family = e.encode_descriptor(
+                &name,
+                "Inference calls recorded, by outcome (error: the call failed; ok: every other call, cancelled ones included)",
+                None,
+                MetricType::Counter,
+            )?;
+            for g in &self.groups {
+                let r = &g.rollup;
+                for (outcome, n) in [
+                    ("ok", r.call_count.saturating_sub(r.error_count)),
+                    ("error", r.error_count),
+                ] {
+                    let l: [(&str, &str); 4] = [
+                        ("model", g.model_id.as_str()),
+                        ("engine", g.engine.as_str()),
+                        ("agent", g.agent.as_str()),
+                        ("outcome", outcome),
+                    ];
+                    family
+                        .encode_family(&l)?
+                        .encode_counter::<NoLabelSet, u64, f64>(&n, None)?;
+                }
+            }
+        }
+        self.counter(
+            e,
+            "input_tokens",
+            "Input (prompt) tokens of the recorded calls",
+            None,
+            |g| g.rollup.prompt_tokens,
+        )?;
+        self.counter(
+            e,
+            "output_tokens",
+            "Output (completion) tokens of the recorded calls",
+            None,
+            |g| g.rollup.completion_tokens,
+        )?;
+        self.counter(
+            e,
+            "cost",
+            "Cost of the recorded calls, US dollars (engine-reported or from a price table)",
+            Some(Unit::Other("usd".to_owned())),
+            |g| g.rollup.total_cost,
+        )?;
+        self.counter(
+            e,
+            "energy",
+            "GPU energy attributed to the recorded calls that have a measurement",
+            Some(Unit::Joules),
+            |g| g.rollup.energy_sum,
+        )?;
+        self.histogram(
+            e,
+            "latency",
+            "Wall time of each call (buckets re-binned from the stored 0.5 % quantile sketches)",
+            &LATENCY_SECONDS,
+            |g| {
+                Some(Histo {
+                    sketch: &g.rollup.latency,
+                    scale: 1.0,
+                    sum: Some(g.rollup.total_latency),
+                })
+            },
+        )?;
+        self.histogram(
+            e,
+            "time_to_first_token",
+            "Time to first token of the calls that measured one (buckets re-binned from the stored sketches)",
+            &LATENCY_SECONDS,
+            |g| {
+                (g.rollup.ttft.count() > 0).then_some(Histo {
+                    sketch: &g.rollup.ttft,
+                    scale: 1.0,
+                    sum: Some(g.rollup.ttft_sum),
+                })
+            },
+        )?;
+        self.histogram(
+            e,
+            "time_per_output_token",
+            "Mean inter-token latency of each streamed call (buckets re-binned from the stored sketches; the sum is estimated from them)",
+            &TIME_PER_OUTPUT_TOKEN_SECONDS,
+            |g| {
+                (g.rollup.itl.count() > 0).then_some(Histo {
+                    sketch: &g.rollup.itl,
+                    scale: 1e-3,
+                    sum: None,
+                })
+            },
+        )?;
+        Ok(())
+    }
+}

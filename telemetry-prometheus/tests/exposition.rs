@@ -1,0 +1,221 @@
+//! The exposition of a real store: names, labels, escaping, counter values and histogram buckets
+//! against the records written.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+
+use telemetry_agg::TelemetryAggregator;
+use telemetry_core::{EnergyMethod, TelemetryRecord, TimeRange};
+use telemetry_prometheus::{RenderError, RenderOptions, render};
+use telemetry_store::TelemetryStore;
+
+const T0: f64 = 1_764_288_000.0;
+
+fn write(path: &Path, records: &[TelemetryRecord]) {
+    let store = TelemetryStore::open(path).unwrap();
+    for r in records {
+        store.record(r).unwrap();
+    }
+    store.close().unwrap();
+}
+
+fn records() -> Vec<TelemetryRecord> {
+    let mut v = Vec::new();
+    for i in 0..10 {
+        let mut r = TelemetryRecord::builder("llama", T0 + i as f64 * 7_000.0)
+            .engine("vllm")
+            .agent("planner")
+            .tokens(100, 10 + i)
+            .latency_seconds(0.05 * (i + 1) as f64)
+            .cost_usd(0.25)
+            .energy(2.0, EnergyMethod::Counter)
+            .ttft(0.015)
+            .build();
+        r.is_streaming = true;
+        r.mean_itl_ms = Some(20.0);
+        v.push(r);
+    }
+    v.push(
+        TelemetryRecord::builder("llama", T0 + 5.0)
+            .engine("vllm")
+            .agent("planner")
+            .latency_seconds(30.0)
+            .error("timeout", "slow")
+            .build(),
+    );
+    v.push(
+        TelemetryRecord::builder("we\"ird\\mo\ndel", T0 + 9.0)
+            .engine("ollama")
+            .tokens(1, 1)
+            .latency_seconds(100.0)
+            .build(),
+    );
+    v
+}
+
+fn line_value(text: &str, prefix: &str) -> f64 {
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no line starting with {prefix} in\n{text}"));
+    line.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn counters_follow_the_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    write(&path, &records());
+    let text = render(
+        &TelemetryAggregator::open(&path).unwrap(),
+        &RenderOptions::default(),
+    )
+    .unwrap();
+    let l = r#"{model="llama",engine="vllm",agent="planner""#;
+    assert_eq!(
+        line_value(
+            &text,
+            &format!(r#"inference_calls_total{l},outcome="ok"}}"#)
+        ),
+        10.0
+    );
+    assert_eq!(
+        line_value(
+            &text,
+            &format!(r#"inference_calls_total{l},outcome="error"}}"#)
+        ),
+        1.0
+    );
+    assert_eq!(
+        line_value(&text, &format!("inference_input_tokens_total{l}}}")),
+        1000.0
+    );
+    assert_eq!(
+        line_value(&text, &format!("inference_output_tokens_total{l}}}")),
+        145.0
+    );
+    assert_eq!(
+        line_value(&text, &format!("inference_cost_usd_total{l}}}")),
+        2.5
+    );
+    assert_eq!(
+        line_value(&text, &format!("inference_energy_joules_total{l}}}")),
+        20.0
+    );
+    for family in [
+        "# TYPE inference_calls_total counter",
+        "# TYPE inference_cost_usd_total counter",
+        "# TYPE inference_energy_joules_total counter",
+        "# TYPE inference_latency_seconds histogram",
+        "# TYPE inference_time_to_first_token_seconds histogram",
+        "# TYPE inference_time_per_output_token_seconds histogram",
+    ] {
+        assert!(text.contains(family), "{family} missing in\n{text}");
+    }
+}
+
+#[test]
+fn histograms_rebin_the_sketches_into_fixed_buckets() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    write(&path, &records());
+    let text = render(
+        &TelemetryAggregator::open(&path).unwrap(),
+        &RenderOptions::default(),
+    )
+    .unwrap();
+    let l = r#"model="llama",engine="vllm",agent="planner""#;
+    let bucket = |name: &str, le: &str| {
+        line_value(
+            &text,
+            &format!(r#"inference_{name}_bucket{{{l},le="{le}"}}"#),
+        )
+    };
+    // Latencies 0.05 .. 0.5 s in steps of 0.05 and one 30 s failure.
+    assert_eq!(bucket("latency_seconds", "0.04"), 0.0);
+    assert_eq!(bucket("latency_seconds", "0.08"), 1.0);
+    assert_eq!(bucket("latency_seconds", "0.16"), 3.0);
+    assert_eq!(bucket("latency_seconds", "0.32"), 6.0);
+    assert_eq!(bucket("latency_seconds", "0.64"), 10.0);
+    assert_eq!(bucket("latency_seconds", "20.48"), 10.0);
+    assert_eq!(bucket("latency_seconds", "40.96"), 11.0);
+    assert_eq!(bucket("latency_seconds", "+Inf"), 11.0);
+    assert_eq!(
+        line_value(&text, &format!("inference_latency_seconds_count{{{l}}}")),
+        11.0
+    );
+    let sum = line_value(&text, &format!("inference_latency_seconds_sum{{{l}}}"));
+    assert!((sum - 32.75).abs() < 1e-9, "{sum}");
+    assert_eq!(bucket("time_to_first_token_seconds", "0.01"), 0.0);
+    assert_eq!(bucket("time_to_first_token_seconds", "0.02"), 10.0);
+    // ITL 20 ms per call, exposed in seconds.
+    assert_eq!(bucket("time_per_output_token_seconds", "0.01"), 0.0);
+    assert_eq!(bucket("time_per_output_token_seconds", "0.025"), 10.0);
+    let itl_sum = line_value(
+        &text,
+        &format!("inference_time_per_output_token_seconds_sum{{{l}}}"),
+    );
+    assert!((itl_sum - 0.2).abs() <= 0.2 * 0.005, "{itl_sum}");
+    // The odd model has no TTFT: no TTFT series for it.
+    assert!(!text.contains(r#"inference_time_to_first_token_seconds_count{model="we"#));
+}
+
+#[test]
+fn label_values_are_escaped_into_one_series() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    write(&path, &records());
+    let text = render(
+        &TelemetryAggregator::open(&path).unwrap(),
+        &RenderOptions::default(),
+    )
+    .unwrap();
+    let want = r#"inference_calls_total{model="we\"ird\\mo\ndel",engine="ollama",agent="",outcome="ok"} 1"#;
+    assert!(text.contains(want), "{want} missing in\n{text}");
+    // Every line is a comment or one sample: name{labels} value.
+    for line in text.lines() {
+        assert!(
+            line.starts_with("# HELP ")
+                || line.starts_with("# TYPE ")
+                || line.ends_with(|c: char| c.is_ascii_digit() || c == 'f'),
+            "bad line {line:?}"
+        );
+    }
+}
+
+#[test]
+fn namespace_and_range_options_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    write(&path, &records());
+    let agg = TelemetryAggregator::open(&path).unwrap();
+    let options = RenderOptions::new()
+        .with_namespace("llm")
+        .with_range(TimeRange::since(T0 + 60_000.0).unwrap());
+    let text = render(&agg, &options).unwrap();
+    // Records at T0 + 63 000 s only.
+    assert_eq!(
+        line_value(
+            &text,
+            r#"llm_calls_total{model="llama",engine="vllm",agent="planner",outcome="ok"}"#
+        ),
+        1.0
+    );
+    assert!(!text.contains("inference_"));
+    let bad = render(&agg, &RenderOptions::new().with_namespace("9lives"));
+    assert!(matches!(bad, Err(RenderError::BadNamespace(ns)) if ns == "9lives"));
+}
+
+#[test]
+fn an_empty_database_renders_the_families_without_series() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    write(&path, &[]);
+    let text = render(
+        &TelemetryAggregator::open(&path).unwrap(),
+        &RenderOptions::default(),
+    )
+    .unwrap();
+    assert!(text.contains("# TYPE inference_calls_total counter"));
+    assert!(!text.lines().any(|l| l.starts_with("inference_")));
+}
