@@ -17,8 +17,10 @@ pub const MAX_ERROR_MESSAGE_BYTES: usize = 16 * 1024;
 pub const MIN_TIMESTAMP: f64 = 946_684_800.0;
 /// Latest accepted timestamp: 2100-01-01T00:00:00Z.
 pub const MAX_TIMESTAMP: f64 = 4_102_444_800.0;
-/// Largest accepted token count (2^53, the largest integer every consumer's doubles hold exactly).
-pub const MAX_TOKENS: u64 = 1 << 53;
+/// Largest accepted token count per field: 10^9, far above any real call (the longest context
+/// windows are ~10^7 tokens) and small enough that no realistic number of calls can overflow the
+/// store's per-bucket sums (which saturate anyway, see [`Rollup`](crate::Rollup)).
+pub const MAX_TOKENS: u64 = 1_000_000_000;
 
 /// Slack allowed when comparing TTFT with latency (clocks read at slightly different instants).
 const TTFT_SLACK: f64 = 1e-6;

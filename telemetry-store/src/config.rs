@@ -14,6 +14,8 @@ pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_millis(50);
 pub const DEFAULT_QUEUE_CAPACITY: usize = 100_000;
 /// Default SQLite busy timeout: how long one statement waits for another process's lock.
 pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default write retry budget: how long commits may keep failing before `record` refuses.
+pub const DEFAULT_WRITE_RETRY_BUDGET: Duration = Duration::from_secs(3);
 
 /// What [`record`](TelemetryStore::record) does when the queue is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -75,6 +77,7 @@ pub struct StoreBuilder {
     pub(crate) overflow: OverflowPolicy,
     pub(crate) durability: Durability,
     pub(crate) busy_timeout: Duration,
+    pub(crate) write_retry_budget: Duration,
 }
 
 impl StoreBuilder {
@@ -87,6 +90,7 @@ impl StoreBuilder {
             overflow: OverflowPolicy::Block,
             durability: Durability::Buffered,
             busy_timeout: DEFAULT_BUSY_TIMEOUT,
+            write_retry_budget: DEFAULT_WRITE_RETRY_BUDGET,
         }
     }
 
@@ -127,6 +131,17 @@ impl StoreBuilder {
     /// retry with backoff takes over (default [`DEFAULT_BUSY_TIMEOUT`]).
     pub fn busy_timeout(mut self, timeout: Duration) -> Self {
         self.busy_timeout = timeout;
+        self
+    }
+
+    /// How long commits may keep failing for I/O reasons (disk full, file gone, locked by another
+    /// process) before the store stops accepting records (default
+    /// [`DEFAULT_WRITE_RETRY_BUDGET`]). Past it, `record` returns [`StoreError::WriteFailed`] at
+    /// once instead of queueing (under [`OverflowPolicy::Block`], producers waiting for room are
+    /// woken with that error), so a dead disk never blocks callers for ever. The writer keeps
+    /// retrying what it holds, and accepts records again after its next successful commit.
+    pub fn write_retry_budget(mut self, budget: Duration) -> Self {
+        self.write_retry_budget = budget;
         self
     }
 

@@ -7,7 +7,8 @@ use telemetry_core::ValidationError;
 /// What went wrong in a [`TelemetryStore`](crate::TelemetryStore) operation.
 ///
 /// Each variant is something a caller can act on: fix the record ([`Invalid`](Self::Invalid)),
-/// pick another file ([`NotADatabase`](Self::NotADatabase), [`Corrupt`](Self::Corrupt),
+/// pick another file ([`NotADatabase`](Self::NotADatabase), [`NotTelemetry`](Self::NotTelemetry),
+/// [`Corrupt`](Self::Corrupt),
 /// [`SchemaTooNew`](Self::SchemaTooNew)), slow down ([`QueueFull`](Self::QueueFull)), retry later
 /// ([`WriteFailed`](Self::WriteFailed)) or stop using a closed store ([`Closed`](Self::Closed)).
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +31,18 @@ pub enum StoreError {
         path: PathBuf,
         /// What SQLite said.
         detail: String,
+    },
+    /// The file is an SQLite database of something else (it holds tables, indexes or views and
+    /// not the telemetry schema); it was left untouched. The schema is only ever created in a
+    /// new or empty file.
+    #[error(
+        "{path} is an SQLite database of another application (it holds {objects}, not the telemetry schema); it was left untouched, use a new file"
+    )]
+    NotTelemetry {
+        /// The file.
+        path: PathBuf,
+        /// Some of the tables, indexes or views it holds (up to five, comma-separated).
+        objects: String,
     },
     /// The database was migrated by a newer version of this crate; it was left untouched.
     #[error(
@@ -70,10 +83,16 @@ pub enum StoreError {
         source: rusqlite::Error,
     },
     /// The writer could not commit (disk full, file removed, permissions, locked by another
-    /// process for too long). The records are still queued and are retried in the background;
+    /// process for too long). Returned by `flush` and the other controls after a few attempts,
+    /// and by `record` once the failure has lasted longer than the
+    /// [write retry budget](crate::StoreBuilder::write_retry_budget) (the record is then not
+    /// queued, and counted in [`StoreStats::dropped`](crate::StoreStats::dropped)). Records
+    /// already queued are kept and retried in the background;
     /// [`stats`](crate::TelemetryStore::stats) shows the failure count and the last error.
-    #[error("the telemetry writer could not commit after {attempts} attempts: {message}")]
+    #[error("cannot write telemetry to {path}: {message} ({attempts} failed attempts)")]
     WriteFailed {
+        /// The database file (`:memory:` for an in-memory store).
+        path: PathBuf,
         /// Consecutive failed attempts so far.
         attempts: u32,
         /// The last error.
@@ -131,6 +150,36 @@ impl StoreError {
             StoreError::ValueTooLarge { field, .. } => Some(field),
             _ => None,
         }
+    }
+}
+
+/// Whether `e` comes from the file, the disk or another process (worth retrying as it is), rather
+/// than from the records being written (a batch failing for such a reason is split until the
+/// offending record is found).
+pub(crate) fn is_io(e: &StoreError) -> bool {
+    use rusqlite::ErrorCode as C;
+    match e {
+        StoreError::Io { .. } | StoreError::WriteFailed { .. } | StoreError::Closed => true,
+        StoreError::Sqlite { source, .. } => matches!(
+            source.sqlite_error_code(),
+            Some(
+                C::DatabaseBusy
+                    | C::DatabaseLocked
+                    | C::SystemIoFailure
+                    | C::DiskFull
+                    | C::CannotOpen
+                    | C::ReadOnly
+                    | C::PermissionDenied
+                    | C::OutOfMemory
+                    | C::FileLockingProtocolFailed
+                    | C::DatabaseCorrupt
+                    | C::NotADatabase
+                    | C::NoLargeFileSupport
+                    | C::OperationInterrupted
+                    | C::SchemaChanged
+            )
+        ),
+        _ => false,
     }
 }
 

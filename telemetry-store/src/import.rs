@@ -4,8 +4,8 @@
 //! `0.0` for "unknown" in `ttft`, the energy, power and GPU fields, throughput and the prefill and
 //! decode latencies; those become `None` (a measured zero cannot be told apart, and treating it
 //! as a measurement would skew every mean). `total_tokens` is set to prompt + completion when it
-//! disagrees. Nothing else is changed: rows that still fail validation are reported as rejected
-//! with the reason, not imported. Each row's `import_key` is
+//! disagrees. Nothing else is changed: rows that still fail validation, or hold a cell of the
+//! wrong type, are reported as rejected with their id and the reason, not imported. Each row's `import_key` is
 //! `openjarvis:{id}:{timestamp bits}:{model_id}`, so importing the same file (or a copy) again
 //! adds nothing.
 
@@ -36,7 +36,9 @@ pub struct ImportReport {
     pub imported: u64,
     /// Valid rows already imported before (same key), not appended again.
     pub skipped_duplicates: u64,
-    /// Rows refused by validation: (the peer's `id`, the reason).
+    /// Rows refused, each alone (the rest of the file is imported): a cell of a type its column
+    /// cannot take (e.g. text in `prompt_tokens`), or a record failing validation. (The peer's
+    /// `id`, the reason naming the column or field.)
     pub rejected: Vec<(i64, String)>,
 }
 
@@ -97,10 +99,19 @@ pub(crate) fn read_openjarvis(
     let mut chunk = Vec::with_capacity(IMPORT_CHUNK);
     while let Some(row) = rows.next().map_err(|e| refuse(e.to_string()))? {
         report.read += 1;
-        let (id, record) = peer_record(row, &present).map_err(|e| refuse(e.to_string()))?;
-        match record.validate() {
-            Err(e) => report.rejected.push((id, e.to_string())),
-            Ok(()) => {
+        let parsed = peer_record(row, &present).and_then(|(id, record)| {
+            record
+                .validate()
+                .map(|()| (id, record))
+                .map_err(|e| (Some(id), e.to_string()))
+        });
+        match parsed {
+            // A cell of the wrong type or an invalid record rejects its row only.
+            Err((id, reason)) => {
+                let id = id.unwrap_or_else(|| i64::try_from(report.read).unwrap_or(i64::MAX));
+                report.rejected.push((id, reason));
+            }
+            Ok((id, record)) => {
                 let key = format!(
                     "openjarvis:{id}:{:016x}:{}",
                     record.timestamp.to_bits(),
@@ -172,73 +183,117 @@ const PEER_COLUMNS: &[&str] = &[
     "is_warmup",
 ];
 
-/// One peer row as (id, record).
-fn peer_record(row: &Row<'_>, present: &[&str]) -> rusqlite::Result<(i64, TelemetryRecord)> {
+/// One peer row as (id, record); or the id (when readable) and which cell could not be read.
+/// An unreadable `id` is reported as the row's position in the file (1-based).
+fn peer_record(
+    row: &Row<'_>,
+    present: &[&str],
+) -> Result<(i64, TelemetryRecord), (Option<i64>, String)> {
+    // `id` is the first of PEER_COLUMNS and required, so it is column 0.
+    let id: Option<i64> = row.get(0).ok();
+    peer_cells(row, present)
+        .map_err(|(column, e)| {
+            let what = match &e {
+                rusqlite::Error::InvalidColumnType(_, _, found) => {
+                    format!("holds a value of type {found}, which that column cannot take")
+                }
+                other => other.to_string(),
+            };
+            let whose = if id.is_none() {
+                " (the id is unreadable; the number is the row's position)"
+            } else {
+                ""
+            };
+            (id, format!("column `{column}` {what}{whose}"))
+        })
+        .map(|r| (id.unwrap_or_default(), r))
+}
+
+/// The record fields of a peer row; on failure, the column that could not be read.
+fn peer_cells(
+    row: &Row<'_>,
+    present: &[&str],
+) -> Result<TelemetryRecord, (&'static str, rusqlite::Error)> {
     let mut r = TelemetryRecord::default();
-    let mut id = 0;
     for (i, column) in present.iter().enumerate() {
-        let text = || -> rusqlite::Result<String> {
-            Ok(row.get::<_, Option<String>>(i)?.unwrap_or_default())
-        };
-        let real = || -> rusqlite::Result<f64> { Ok(row.get::<_, Option<f64>>(i)?.unwrap_or(0.0)) };
-        // The peer writes 0.0 for "not measured" in these.
-        let unknown_if_zero = || -> rusqlite::Result<Option<f64>> {
-            Ok(row.get::<_, Option<f64>>(i)?.filter(|v| *v != 0.0))
-        };
-        // Negative counts cannot be u64; map them to a value validation refuses.
-        let count = || -> rusqlite::Result<u64> {
-            let v = row.get::<_, Option<i64>>(i)?.unwrap_or(0);
-            Ok(u64::try_from(v).unwrap_or(u64::MAX))
-        };
-        let flag =
-            || -> rusqlite::Result<bool> { Ok(row.get::<_, Option<i64>>(i)?.unwrap_or(0) != 0) };
-        match *column {
-            "id" => id = row.get(i)?,
-            "timestamp" => r.timestamp = real()?,
-            "model_id" => r.model_id = text()?,
-            "engine" => r.engine = text()?,
-            "agent" => r.agent = text()?,
-            "prompt_tokens" => r.prompt_tokens = count()?,
-            "completion_tokens" => r.completion_tokens = count()?,
-            "total_tokens" => r.total_tokens = count()?,
-            "latency_seconds" => r.latency_seconds = real()?,
-            "ttft" => r.ttft = unknown_if_zero()?,
-            "cost_usd" => r.cost_usd = real()?,
-            "energy_joules" => r.energy_joules = unknown_if_zero()?,
-            "power_watts" => r.power_watts = unknown_if_zero()?,
-            "gpu_utilization_pct" => r.gpu_utilization_pct = unknown_if_zero()?,
-            "gpu_memory_used_gb" => r.gpu_memory_used_gb = unknown_if_zero()?,
-            "gpu_temperature_c" => r.gpu_temperature_c = unknown_if_zero()?,
-            "throughput_tok_per_sec" => r.throughput_tok_per_sec = unknown_if_zero()?,
-            "prefill_latency_seconds" => r.prefill_latency_seconds = unknown_if_zero()?,
-            "decode_latency_seconds" => r.decode_latency_seconds = unknown_if_zero()?,
-            "metadata" => {
-                let raw = text()?;
-                r.metadata = serde_json::from_str(if raw.is_empty() { "{}" } else { &raw })
-                    .unwrap_or_else(|_| serde_json::json!({ "openjarvis_metadata": raw }));
-            }
-            "prompt_tokens_cached" => r.prompt_tokens_cached = count()?,
-            "is_streaming" => r.is_streaming = flag()?,
-            "mean_itl_ms" => r.mean_itl_ms = row.get(i)?,
-            "median_itl_ms" => r.median_itl_ms = row.get(i)?,
-            "p90_itl_ms" => r.p90_itl_ms = row.get(i)?,
-            "p95_itl_ms" => r.p95_itl_ms = row.get(i)?,
-            "p99_itl_ms" => r.p99_itl_ms = row.get(i)?,
-            "std_itl_ms" => r.std_itl_ms = row.get(i)?,
-            "prefill_energy_joules" => r.prefill_energy_joules = unknown_if_zero()?,
-            "decode_energy_joules" => r.decode_energy_joules = unknown_if_zero()?,
-            "energy_method" => r.energy_method = peer_energy_method(&text()?),
-            "energy_vendor" => r.energy_vendor = text()?,
-            "batch_id" => r.batch_id = text()?,
-            "is_warmup" => r.is_warmup = flag()?,
-            _ => {}
-        }
+        let column: &'static str = PEER_COLUMNS
+            .iter()
+            .copied()
+            .find(|c| c == column)
+            .unwrap_or("?");
+        peer_cell(row, i, column, &mut r).map_err(|e| (column, e))?;
     }
     let sum = r.prompt_tokens.saturating_add(r.completion_tokens);
     if r.total_tokens != sum {
         r.total_tokens = sum;
     }
-    Ok((id, r))
+    Ok(r)
+}
+
+/// Reads cell `i` (peer column `column`) into `r`.
+fn peer_cell(
+    row: &Row<'_>,
+    i: usize,
+    column: &str,
+    r: &mut TelemetryRecord,
+) -> rusqlite::Result<()> {
+    let text =
+        || -> rusqlite::Result<String> { Ok(row.get::<_, Option<String>>(i)?.unwrap_or_default()) };
+    let real = || -> rusqlite::Result<f64> { Ok(row.get::<_, Option<f64>>(i)?.unwrap_or(0.0)) };
+    // The peer writes 0.0 for "not measured" in these.
+    let unknown_if_zero = || -> rusqlite::Result<Option<f64>> {
+        Ok(row.get::<_, Option<f64>>(i)?.filter(|v| *v != 0.0))
+    };
+    // Negative counts cannot be u64; map them to a value validation refuses.
+    let count = || -> rusqlite::Result<u64> {
+        let v = row.get::<_, Option<i64>>(i)?.unwrap_or(0);
+        Ok(u64::try_from(v).unwrap_or(u64::MAX))
+    };
+    let flag = || -> rusqlite::Result<bool> { Ok(row.get::<_, Option<i64>>(i)?.unwrap_or(0) != 0) };
+    match column {
+        "id" => {
+            row.get::<_, i64>(i)?;
+        }
+        "timestamp" => r.timestamp = real()?,
+        "model_id" => r.model_id = text()?,
+        "engine" => r.engine = text()?,
+        "agent" => r.agent = text()?,
+        "prompt_tokens" => r.prompt_tokens = count()?,
+        "completion_tokens" => r.completion_tokens = count()?,
+        "total_tokens" => r.total_tokens = count()?,
+        "latency_seconds" => r.latency_seconds = real()?,
+        "ttft" => r.ttft = unknown_if_zero()?,
+        "cost_usd" => r.cost_usd = real()?,
+        "energy_joules" => r.energy_joules = unknown_if_zero()?,
+        "power_watts" => r.power_watts = unknown_if_zero()?,
+        "gpu_utilization_pct" => r.gpu_utilization_pct = unknown_if_zero()?,
+        "gpu_memory_used_gb" => r.gpu_memory_used_gb = unknown_if_zero()?,
+        "gpu_temperature_c" => r.gpu_temperature_c = unknown_if_zero()?,
+        "throughput_tok_per_sec" => r.throughput_tok_per_sec = unknown_if_zero()?,
+        "prefill_latency_seconds" => r.prefill_latency_seconds = unknown_if_zero()?,
+        "decode_latency_seconds" => r.decode_latency_seconds = unknown_if_zero()?,
+        "metadata" => {
+            let raw = text()?;
+            r.metadata = serde_json::from_str(if raw.is_empty() { "{}" } else { &raw })
+                .unwrap_or_else(|_| serde_json::json!({ "openjarvis_metadata": raw }));
+        }
+        "prompt_tokens_cached" => r.prompt_tokens_cached = count()?,
+        "is_streaming" => r.is_streaming = flag()?,
+        "mean_itl_ms" => r.mean_itl_ms = row.get(i)?,
+        "median_itl_ms" => r.median_itl_ms = row.get(i)?,
+        "p90_itl_ms" => r.p90_itl_ms = row.get(i)?,
+        "p95_itl_ms" => r.p95_itl_ms = row.get(i)?,
+        "p99_itl_ms" => r.p99_itl_ms = row.get(i)?,
+        "std_itl_ms" => r.std_itl_ms = row.get(i)?,
+        "prefill_energy_joules" => r.prefill_energy_joules = unknown_if_zero()?,
+        "decode_energy_joules" => r.decode_energy_joules = unknown_if_zero()?,
+        "energy_method" => r.energy_method = peer_energy_method(&text()?),
+        "energy_vendor" => r.energy_vendor = text()?,
+        "batch_id" => r.batch_id = text()?,
+        "is_warmup" => r.is_warmup = flag()?,
+        _ => {}
+    }
+    Ok(())
 }
 
 /// The peer's method names that match ours; anything else is kept as "not said".

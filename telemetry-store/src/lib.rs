@@ -72,7 +72,7 @@ mod writer;
 
 pub use config::{
     DEFAULT_BATCH_SIZE, DEFAULT_BUSY_TIMEOUT, DEFAULT_FLUSH_INTERVAL, DEFAULT_QUEUE_CAPACITY,
-    Durability, OverflowPolicy, StoreBuilder,
+    DEFAULT_WRITE_RETRY_BUDGET, Durability, OverflowPolicy, StoreBuilder,
 };
 pub use error::StoreError;
 pub use import::{ImportProgress, ImportReport};

@@ -44,7 +44,7 @@ pub(crate) fn open_connection(
     conn.busy_timeout(busy_timeout)
         .map_err(|e| StoreError::sqlite("setting the busy timeout", e))?;
     // Read before writing anything, so that a foreign, corrupt or newer file stays untouched.
-    check_existing(&conn, path)?;
+    check_existing(&conn, path, matches!(location, Location::File(_)))?;
     configure(&conn, location, durability, path)?;
     migrate(conn, path)
 }
@@ -90,22 +90,23 @@ fn classify(path: &Path, context: String, e: rusqlite::Error) -> StoreError {
     }
 }
 
-/// Refuses a file that is not SQLite, is corrupt, has a newer schema, or holds a `telemetry`
-/// table this crate did not create. Reads only.
-fn check_existing(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+/// Refuses a file that is not SQLite, has a newer schema, holds a `telemetry` table this crate
+/// did not create, or holds anything else that is not our schema (another application's
+/// database): the schema is created only in a new or empty file. With `verify`, an existing
+/// telemetry database must also pass `PRAGMA quick_check`. Reads only.
+fn check_existing(conn: &Connection, path: &Path, verify: bool) -> Result<(), StoreError> {
     let ctx = || format!("reading the schema of {}", path.display());
-    let tables: Vec<String> = conn
-        .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
+    let names: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\'")
         .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
         .map_err(|e| classify(path, ctx(), e))?;
-    let has = |name: &str| tables.iter().any(|t| t == name);
-    if has("refinery_schema_history") {
+    let has = |name: &str| names.iter().any(|t| t == name);
+    let history = has(HISTORY);
+    if history {
         let found: Option<i64> = conn
-            .query_row(
-                "SELECT MAX(version) FROM refinery_schema_history",
-                [],
-                |r| r.get(0),
-            )
+            .query_row(&format!("SELECT MAX(version) FROM {HISTORY}"), [], |r| {
+                r.get(0)
+            })
             .optional()
             .map_err(|e| classify(path, ctx(), e))?
             .flatten();
@@ -116,7 +117,25 @@ fn check_existing(conn: &Connection, path: &Path) -> Result<(), StoreError> {
                 supported: SCHEMA_VERSION,
             });
         }
-    } else if has("telemetry") {
+    }
+    // refinery creates its history table before the migration's transaction, so a file holding
+    // only that table is one being created (or whose creation was cut short): still empty.
+    let others: Vec<&str> = names
+        .iter()
+        .map(String::as_str)
+        .filter(|n| *n != HISTORY)
+        .collect();
+    if others.is_empty() {
+        return Ok(());
+    }
+    if history && has("telemetry") && has("telemetry_rollup") {
+        return if verify {
+            quick_check(conn, path)
+        } else {
+            Ok(())
+        };
+    }
+    if has("telemetry") {
         return Err(StoreError::Migration {
             path: path.to_path_buf(),
             message: "it has a `telemetry` table that this crate did not create (an OpenJarvis \
@@ -124,7 +143,36 @@ fn check_existing(conn: &Connection, path: &Path) -> Result<(), StoreError> {
                 .to_owned(),
         });
     }
-    Ok(())
+    let mut listed: Vec<&str> = others.into_iter().take(5).collect();
+    listed.sort_unstable();
+    Err(StoreError::NotTelemetry {
+        path: path.to_path_buf(),
+        objects: listed.join(", "),
+    })
+}
+
+/// refinery's table of applied migrations.
+const HISTORY: &str = "refinery_schema_history";
+
+/// `PRAGMA quick_check`: refuses a database damaged anywhere (not just in the pages read so far),
+/// before anything is written to it.
+fn quick_check(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    let corrupt = |detail: String| StoreError::Corrupt {
+        path: path.to_path_buf(),
+        detail,
+    };
+    let lines: Vec<String> = conn
+        .prepare("PRAGMA quick_check(3)")
+        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+        .map_err(|e| match classify(path, String::new(), e) {
+            StoreError::Sqlite { source, .. } => corrupt(format!("quick_check failed: {source}")),
+            other => other,
+        })?;
+    if lines.len() == 1 && lines[0] == "ok" {
+        Ok(())
+    } else {
+        Err(corrupt(format!("quick_check: {}", lines.join("; "))))
+    }
 }
 
 fn configure(
@@ -185,7 +233,7 @@ fn migrate(mut conn: Connection, path: &Path) -> Result<Connection, StoreError> 
                 attempt += 1;
                 tracing::debug!(error = %e, attempt, "telemetry schema migration retry");
                 thread::sleep(backoff(attempt));
-                check_existing(&conn, path)?;
+                check_existing(&conn, path, false)?;
             }
             Err(e) => {
                 return Err(StoreError::Migration {

@@ -8,6 +8,7 @@
 //! system call; the writer takes a whole batch per lock.
 
 use std::collections::VecDeque;
+use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -59,6 +60,9 @@ struct State {
     recycle: Vec<Arc<TelemetryRecord>>,
     blocked_producers: usize,
     closed: bool,
+    /// Set while commits have failed for longer than the retry budget: (attempts, last error).
+    /// Records are then refused instead of queued.
+    failing: Option<(u32, String)>,
 }
 
 /// What the writer takes at once.
@@ -77,11 +81,19 @@ pub(crate) struct Queue {
     capacity: usize,
     batch_size: usize,
     overflow: OverflowPolicy,
+    /// The database, for [`StoreError::WriteFailed`].
+    path: PathBuf,
 }
 
 impl Queue {
-    pub(crate) fn new(capacity: usize, batch_size: usize, overflow: OverflowPolicy) -> Self {
+    pub(crate) fn new(
+        capacity: usize,
+        batch_size: usize,
+        overflow: OverflowPolicy,
+        path: PathBuf,
+    ) -> Self {
         Queue {
+            path,
             state: Mutex::new(State::default()),
             writer_cv: Condvar::new(),
             space_cv: Condvar::new(),
@@ -107,6 +119,13 @@ impl Queue {
         loop {
             if s.closed {
                 return Err(StoreError::Closed);
+            }
+            if let Some((attempts, message)) = &s.failing {
+                return Err(StoreError::WriteFailed {
+                    path: self.path.clone(),
+                    attempts: *attempts,
+                    message: message.clone(),
+                });
             }
             if s.records < self.capacity {
                 break;
@@ -320,6 +339,19 @@ impl Queue {
     /// Records queued now.
     pub(crate) fn len(&self) -> usize {
         self.lock().records
+    }
+
+    /// Writer side: `Some((attempts, last error))` once commits have failed for longer than the
+    /// retry budget (records are refused and blocked producers woken with the error), `None`
+    /// after a commit succeeds.
+    pub(crate) fn set_failing(&self, failing: Option<(u32, String)>) {
+        let mut s = self.lock();
+        let wake = failing.is_some() && s.blocked_producers > 0;
+        s.failing = failing;
+        drop(s);
+        if wake {
+            self.space_cv.notify_all();
+        }
     }
 
     /// Whether the queue accepts no more messages.

@@ -244,7 +244,7 @@ pub(crate) fn repair_after_prune(conn: &Connection, ts: f64) -> Result<(), Store
         .map_err(sql)?;
         let mut stmt = conn.prepare_cached(&select).map_err(sql)?;
         let mut rows = stmt
-            .query(params![start as f64, (start + level) as f64])
+            .query(params![start as f64, start.saturating_add(level) as f64])
             .map_err(sql)?;
         let mut rebuilt: HashMap<RollupKey, Rollup> = HashMap::new();
         while let Some(row) = rows.next().map_err(sql)? {

@@ -9,11 +9,17 @@ pub struct StoreStats {
     /// Rows committed (recorded and imported).
     pub written: u64,
     /// Records dropped: refused by a full queue under
-    /// [`OverflowPolicy::DropNewest`](crate::OverflowPolicy::DropNewest), or still queued when a
-    /// store whose writer could not commit was closed.
+    /// [`OverflowPolicy::DropNewest`](crate::OverflowPolicy::DropNewest), refused by `record`
+    /// while the writer had been failing for longer than its
+    /// [retry budget](crate::StoreBuilder::write_retry_budget), or still queued when a store
+    /// whose writer could not commit was closed.
     pub dropped: u64,
-    /// Records refused by validation (nothing written).
+    /// Records refused: by validation in `record`, or by the writer when a record that passed
+    /// validation still could not be committed (a batch failing for a reason other than I/O is
+    /// split until the record is isolated; the others are written). Nothing of them is written.
     pub rejected: u64,
+    /// Why the writer last refused a record on its own (`rejected` counts those too), if ever.
+    pub last_rejection: Option<String>,
     /// Records accepted but not yet committed (queued or in a batch being retried).
     pub pending: u64,
     /// Batch commits that failed (each is retried; a batch failing five times counts five).
@@ -53,12 +59,20 @@ pub(crate) struct Counters {
     pub(crate) consecutive_failures: AtomicU32,
     pub(crate) writer_running: AtomicBool,
     pub(crate) last_error: Mutex<Option<String>>,
+    pub(crate) last_rejection: Mutex<Option<String>>,
 }
 
 impl Counters {
     pub(crate) fn set_last_error(&self, message: String) {
         *self
             .last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(message);
+    }
+
+    pub(crate) fn set_last_rejection(&self, message: String) {
+        *self
+            .last_rejection
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = Some(message);
     }
@@ -80,6 +94,11 @@ impl Counters {
             failed_batches: load(&self.failed_batches),
             bus_errors: load(&self.bus_errors),
             last_error: self.last_error(),
+            last_rejection: self
+                .last_rejection
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
         }
     }
 

@@ -6,7 +6,10 @@ use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
-use telemetry_core::{EventBus, EventType, SubscriptionId, TelemetryRecord, ValidationError};
+use telemetry_core::{
+    EventBus, EventType, MAX_TIMESTAMP, MIN_TIMESTAMP, SubscriptionId, TelemetryRecord,
+    ValidationError,
+};
 
 use crate::config::{Durability, Location, StoreBuilder};
 use crate::error::StoreError;
@@ -74,10 +77,15 @@ impl TelemetryStore {
 
     pub(crate) fn start(options: StoreBuilder) -> Result<TelemetryStore, StoreError> {
         let conn = open_connection(&options.location, options.durability, options.busy_timeout)?;
+        let shown_path = match &options.location {
+            Location::File(p) => p.clone(),
+            Location::Memory => PathBuf::from(":memory:"),
+        };
         let queue = Arc::new(Queue::new(
             options.queue_capacity,
             options.batch_size,
             options.overflow,
+            shown_path.clone(),
         ));
         let counters = Arc::new(Counters::default());
         counters.writer_running.store(true, Ordering::Release);
@@ -87,16 +95,16 @@ impl TelemetryStore {
             counters: Arc::clone(&counters),
             flush_interval: options.flush_interval,
             carry: Vec::new(),
+            path: shown_path.clone(),
+            retry_budget: options.write_retry_budget,
+            failing_since: None,
         };
         let handle = std::thread::Builder::new()
             .name("telemetry-store-writer".to_owned())
             .spawn(move || writer.run())
             .map_err(|source| StoreError::Io {
                 action: "starting the writer thread for",
-                path: match &options.location {
-                    Location::File(p) => p.clone(),
-                    Location::Memory => PathBuf::from(":memory:"),
-                },
+                path: shown_path,
                 source,
             })?;
         Ok(TelemetryStore {
@@ -118,7 +126,10 @@ impl TelemetryStore {
     /// With [`Durability::Buffered`] (the default) this returns once the record is queued: no I/O,
     /// no lock held across I/O. With [`Durability::Sync`] it returns after the record's batch is
     /// committed. An invalid record is refused with [`StoreError::Invalid`] naming the field, and
-    /// counted in [`StoreStats::rejected`].
+    /// counted in [`StoreStats::rejected`]. Once commits have failed for longer than the
+    /// [write retry budget](StoreBuilder::write_retry_budget) (e.g. a full disk), the record is
+    /// refused with [`StoreError::WriteFailed`] (and counted in [`StoreStats::dropped`]) rather
+    /// than queued, even under [`OverflowPolicy::Block`](crate::OverflowPolicy::Block).
     pub fn record(&self, record: &TelemetryRecord) -> Result<(), StoreError> {
         self.check(record)?;
         self.enqueue(Arc::new(record.clone()))
@@ -142,7 +153,7 @@ impl TelemetryStore {
         match self.inner.queue.push_record(record, sync) {
             Ok(None) => Ok(()),
             Ok(Some(ack)) => wait(&ack).map(drop),
-            Err(e @ StoreError::QueueFull { .. }) => {
+            Err(e @ (StoreError::QueueFull { .. } | StoreError::WriteFailed { .. })) => {
                 self.inner.counters.dropped.fetch_add(1, Ordering::Relaxed);
                 Err(e)
             }
@@ -174,8 +185,10 @@ impl TelemetryStore {
     /// Returns once every record accepted before this call is committed.
     ///
     /// If the writer cannot commit (disk full, file removed, permissions), it retries a few times
-    /// with backoff and this returns [`StoreError::WriteFailed`] with the last error; the records
-    /// stay queued and are retried in the background.
+    /// with backoff and this returns [`StoreError::WriteFailed`] naming the file and the last
+    /// error; the records stay queued and are retried in the background. A record that cannot
+    /// be committed for a reason of its own is refused alone (see [`StoreStats::rejected`]) and
+    /// does not make `flush` fail.
     pub fn flush(&self) -> Result<(), StoreError> {
         self.control(ControlKind::Flush).map(drop)
     }
@@ -214,7 +227,8 @@ impl TelemetryStore {
     ///
     /// `telemetry_rollup` stays exactly the rollup of the remaining rows: summary rows of buckets
     /// wholly before `timestamp` are deleted, and those of the buckets containing it are
-    /// recomputed from the remaining rows, at every level, in the same transaction.
+    /// recomputed from the remaining rows, at every level, in the same transaction. A timestamp
+    /// beyond the range records can have (2000–2100) prunes everything or nothing.
     pub fn prune_before(&self, timestamp: f64) -> Result<u64, StoreError> {
         if !timestamp.is_finite() {
             return Err(StoreError::Invalid(ValidationError::NotFinite {
@@ -222,6 +236,9 @@ impl TelemetryStore {
                 value: timestamp,
             }));
         }
+        // Rows lie within MIN_TIMESTAMP..=MAX_TIMESTAMP (validation), so clamping changes
+        // nothing about which rows go, and keeps every bucket computed from it in range.
+        let timestamp = timestamp.clamp(MIN_TIMESTAMP, MAX_TIMESTAMP + 1.0);
         self.control(ControlKind::Prune(timestamp))
     }
 

@@ -1,20 +1,27 @@
 //! The writer thread: owns the connection, commits batches (rows and rollups in one
 //! transaction), runs control messages in queue order, and survives I/O errors.
 //!
-//! A failing batch is kept and retried with backoff (10 ms doubling to 1 s) while new records wait
-//! in the queue, so memory stays bounded by the queue capacity plus two batches. A control message
-//! (`flush`, `prune_before`, ...) that arrives while commits fail gets a few more attempts and
-//! then an error reply, so callers never wait forever.
+//! A batch failing for an I/O reason (disk full, file gone, locked) is kept and retried with
+//! backoff (10 ms doubling to 1 s) while new records wait in the queue, so memory stays bounded by
+//! the queue capacity plus two batches. A control message (`flush`, `prune_before`, ...) that
+//! arrives while commits fail gets a few more attempts and then an error reply, and once the
+//! failure has lasted past the retry budget the queue refuses new records with that error, so
+//! callers never wait for ever.
+//!
+//! A batch failing for any other reason (a record the database cannot take although it passed
+//! validation) is split in halves until the offending records are isolated: those are refused
+//! and counted, every other record is committed, and the writer moves on.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::thread;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, TransactionBehavior};
 use telemetry_core::TelemetryRecord;
 
-use crate::error::StoreError;
+use crate::error::{StoreError, is_io};
 use crate::import::ImportRow;
 use crate::open::backoff;
 use crate::queue::{Control, ControlKind, Queue};
@@ -31,6 +38,12 @@ pub(crate) struct Writer {
     pub(crate) counters: Arc<Counters>,
     pub(crate) flush_interval: std::time::Duration,
     pub(crate) carry: Vec<Arc<TelemetryRecord>>,
+    /// The database, for errors.
+    pub(crate) path: PathBuf,
+    /// How long commits may fail before the queue refuses records.
+    pub(crate) retry_budget: Duration,
+    /// When the current run of failed commits began.
+    pub(crate) failing_since: Option<Instant>,
 }
 
 impl Writer {
@@ -44,7 +57,7 @@ impl Writer {
                     .store(taken.records.len() as u64, Ordering::Relaxed);
                 self.carry = taken.records;
                 let attempts = if taken.control.is_some() {
-                    CONTROL_ATTEMPTS
+                    self.control_attempts()
                 } else {
                     1
                 };
@@ -62,7 +75,7 @@ impl Writer {
             } else {
                 let failures = self.counters.consecutive_failures.load(Ordering::Relaxed);
                 let waiting = self.queue.wait_retry(Instant::now() + backoff(failures));
-                let attempts = if waiting { CONTROL_ATTEMPTS } else { 1 };
+                let attempts = if waiting { self.control_attempts() } else { 1 };
                 if !self.commit_carry(attempts) && waiting {
                     let controls = self.queue.take_controls();
                     if self.refuse(controls) {
@@ -72,6 +85,15 @@ impl Writer {
             }
         }
         self.counters.writer_running.store(false, Ordering::Release);
+    }
+
+    /// Attempts for a commit a caller waits on: a few, or one once the failure has outlasted the
+    /// retry budget (the caller then gets its error at once rather than after more backoff).
+    fn control_attempts(&self) -> u32 {
+        match self.failing_since {
+            Some(since) if since.elapsed() >= self.retry_budget => 1,
+            _ => CONTROL_ATTEMPTS,
+        }
     }
 
     /// Commits the carried batch, trying `attempts` times; whether it is committed.
@@ -84,15 +106,17 @@ impl Writer {
                 let failures = self.counters.consecutive_failures.load(Ordering::Relaxed);
                 thread::sleep(backoff(failures));
             }
-            match commit_records(&mut self.conn, &self.carry) {
+            let result = match commit_records(&mut self.conn, &self.carry) {
+                Err(e) if !is_io(&e) => self.isolate(),
+                other => other,
+            };
+            match result {
                 Ok(()) => {
                     let n = self.carry.len() as u64;
                     self.queue.recycle(std::mem::take(&mut self.carry));
                     self.counters.in_flight.store(0, Ordering::Relaxed);
                     self.counters.written.fetch_add(n, Ordering::Relaxed);
-                    self.counters
-                        .consecutive_failures
-                        .store(0, Ordering::Release);
+                    self.note_success();
                     return true;
                 }
                 Err(e) => self.note_failure(&e),
@@ -101,7 +125,64 @@ impl Writer {
         false
     }
 
-    fn note_failure(&self, e: &StoreError) {
+    /// The carried batch failed for a reason other than I/O: commits it in halves, down to
+    /// single records, and refuses the records that fail alone (counting what it commits). On
+    /// success the carry is left empty; on an I/O error it holds the records not yet committed.
+    fn isolate(&mut self) -> Result<(), StoreError> {
+        let records = std::mem::take(&mut self.carry);
+        // Ranges still to try, the next one last; they stay in order, so on an I/O error what
+        // is left is `records[lo..]` less nothing (refused records all lie before `lo`).
+        let mid = records.len() / 2;
+        let mut todo = vec![(mid, records.len()), (0, mid)];
+        while let Some((lo, hi)) = todo.pop() {
+            if lo == hi {
+                continue;
+            }
+            match commit_records(&mut self.conn, &records[lo..hi]) {
+                Ok(()) => {
+                    let n = (hi - lo) as u64;
+                    self.counters.written.fetch_add(n, Ordering::Relaxed);
+                    self.counters.in_flight.fetch_sub(n, Ordering::Relaxed);
+                }
+                Err(e) if is_io(&e) => {
+                    self.carry = records[lo..].to_vec();
+                    return Err(e);
+                }
+                Err(e) if hi - lo == 1 => self.refuse_record(&records[lo], &e),
+                Err(_) => {
+                    let mid = lo + (hi - lo) / 2;
+                    todo.push((mid, hi));
+                    todo.push((lo, mid));
+                }
+            }
+        }
+        self.queue.recycle(records);
+        Ok(())
+    }
+
+    fn refuse_record(&self, r: &TelemetryRecord, e: &StoreError) {
+        let n = self.counters.rejected.fetch_add(1, Ordering::Relaxed) + 1;
+        self.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
+        let reason = format!(
+            "record of model {:?} at timestamp {} could not be written: {e}",
+            r.model_id, r.timestamp
+        );
+        if n.is_power_of_two() {
+            tracing::warn!(rejected = n, "{reason}; the rest of its batch was written");
+        }
+        self.counters.set_last_rejection(reason);
+    }
+
+    fn note_success(&mut self) {
+        self.counters
+            .consecutive_failures
+            .store(0, Ordering::Release);
+        if self.failing_since.take().is_some() {
+            self.queue.set_failing(None);
+        }
+    }
+
+    fn note_failure(&mut self, e: &StoreError) {
         let n = self
             .counters
             .consecutive_failures
@@ -112,10 +193,15 @@ impl Writer {
         if n.is_power_of_two() {
             tracing::warn!(error = %e, consecutive_failures = n, "telemetry commit failed; retrying");
         }
+        let since = *self.failing_since.get_or_insert_with(Instant::now);
+        if since.elapsed() >= self.retry_budget {
+            self.queue.set_failing(Some((n, e.to_string())));
+        }
     }
 
     fn write_failed(&self) -> StoreError {
         StoreError::WriteFailed {
+            path: self.path.clone(),
             attempts: self.counters.consecutive_failures.load(Ordering::Relaxed),
             message: self.counters.last_error().unwrap_or_default(),
         }
@@ -173,9 +259,7 @@ impl Writer {
             }
             match f(&mut self.conn) {
                 Ok(v) => {
-                    self.counters
-                        .consecutive_failures
-                        .store(0, Ordering::Release);
+                    self.note_success();
                     return Ok(v);
                 }
                 Err(e) => self.note_failure(&e),

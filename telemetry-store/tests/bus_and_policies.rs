@@ -129,6 +129,8 @@ fn block_policy_waits_for_room_and_loses_nothing() {
         .queue_capacity(50)
         .batch_size(10)
         .busy_timeout(Duration::from_millis(1))
+        // Within the retry budget a blocked producer waits (past it, it gets an error).
+        .write_retry_budget(Duration::from_secs(600))
         .open()
         .unwrap();
     let lock = lock_writes(&path);

@@ -248,3 +248,42 @@ fn progress_counts_every_row_read_including_rejected_ones() {
         })
     );
 }
+
+/// One cell of the wrong type (text in `prompt_tokens`) used to abort the import half way
+/// ("Invalid column type Text at index: 5", no row id, earlier chunks committed and not
+/// reported). Now it rejects that row only, listed with its peer id and the column.
+#[test]
+fn a_mistyped_cell_rejects_its_row_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let peer_path = dir.path().join("peer.db");
+    let mut peer = peer_db(&peer_path, true);
+    let tx = peer.transaction().unwrap();
+    for i in 0..8_000i64 {
+        let prompt: rusqlite::types::Value = if i == 5_999 {
+            rusqlite::types::Value::Text("lots".to_owned())
+        } else {
+            rusqlite::types::Value::Integer(10)
+        };
+        tx.execute(
+            "INSERT INTO telemetry (timestamp, model_id, prompt_tokens, completion_tokens, \
+             total_tokens, latency_seconds) VALUES (?1, 'm', ?2, 5, 15, 1.0)",
+            params![1_764_300_000.0 + i as f64, prompt],
+        )
+        .unwrap();
+    }
+    tx.commit().unwrap();
+    let store = TelemetryStore::open(dir.path().join("t.db")).unwrap();
+    let report = store.import_openjarvis(&peer_path).unwrap();
+    assert_eq!(report.read, 8_000);
+    assert_eq!(report.imported, 7_999);
+    assert_eq!(report.skipped_duplicates, 0);
+    assert_eq!(report.rejected.len(), 1);
+    let (id, reason) = &report.rejected[0];
+    assert_eq!(*id, 6_000);
+    assert!(reason.contains("prompt_tokens"), "{reason}");
+    let again = store.import_openjarvis(&peer_path).unwrap();
+    assert_eq!(again.imported, 0);
+    assert_eq!(again.skipped_duplicates, 7_999);
+    assert_eq!(again.rejected.len(), 1);
+    store.close().unwrap();
+}

@@ -133,3 +133,63 @@ fn in_memory_store_accepts_records() {
     assert_eq!(store.stats().written, 1);
     assert_eq!(store.clear().unwrap(), 1);
 }
+
+/// Another application's SQLite file (tables, no telemetry schema) used to get our tables added
+/// and be switched to WAL. It is refused, byte for byte untouched, with no side files created.
+#[test]
+fn another_applications_database_is_refused_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.db");
+    {
+        let conn = common::connect(&path);
+        conn.execute_batch(
+            "CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT);
+             INSERT INTO users (name) VALUES ('ada');",
+        )
+        .unwrap();
+    }
+    let before = bytes(&path);
+    let err = TelemetryStore::open(&path).unwrap_err();
+    assert!(matches!(err, StoreError::NotTelemetry { .. }), "{err}");
+    let text = err.to_string();
+    assert!(text.contains("users"), "{text}");
+    assert!(text.contains(&path.display().to_string()), "{text}");
+    assert!(!text.contains('\n'));
+    assert_eq!(bytes(&path), before);
+    assert!(!dir.path().join("app.db-wal").exists());
+    // An empty file is still a new database.
+    let empty = dir.path().join("empty.db");
+    std::fs::write(&empty, b"").unwrap();
+    TelemetryStore::open(&empty).unwrap().close().unwrap();
+}
+
+/// A database damaged in the middle (schema page intact) used to be written to: `demo` put
+/// 20 000 records into one. Opening for writing runs `PRAGMA quick_check` and refuses it, naming
+/// the corruption, without writing anything.
+#[test]
+fn a_database_corrupt_in_the_middle_is_refused_before_any_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let store = TelemetryStore::open(&path).unwrap();
+    for i in 0..5_000 {
+        store.record(&common::sample("mid", i)).unwrap();
+    }
+    store.close().unwrap();
+    drop(store);
+    let mut content = bytes(&path);
+    let page = usize::from(u16::from_be_bytes([content[16], content[17]]));
+    let pages = content.len() / page;
+    assert!(pages > 20, "{pages} pages");
+    // Garble a few pages in the middle, leaving page 1 (the schema) intact.
+    for b in &mut content[page * (pages / 2)..page * (pages / 2 + 3)] {
+        *b = 0xA5;
+    }
+    std::fs::write(&path, &content).unwrap();
+    let err = TelemetryStore::open(&path).unwrap_err();
+    match &err {
+        StoreError::Corrupt { detail, .. } => assert!(!detail.is_empty(), "{err}"),
+        other => panic!("expected Corrupt, got {other}"),
+    }
+    assert!(err.to_string().contains("quick_check"), "{err}");
+    assert_eq!(bytes(&path), content);
+}

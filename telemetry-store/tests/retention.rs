@@ -62,3 +62,27 @@ fn prune_counts_what_went_and_clear_empties_both_tables() {
     assert_eq!(count("telemetry_rollup"), 3);
     store.close().unwrap();
 }
+
+/// `prune_before(1e300)` used to compute a bucket start that saturated then overflowed, so the
+/// rollups drifted from the rows (1 row vs 101 calls). Timestamps beyond the valid range are
+/// clamped: everything (or nothing) goes, and the summaries stay those of the rows.
+#[test]
+fn prune_before_an_out_of_range_timestamp_keeps_rollups_in_step_with_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let store = TelemetryStore::open(&path).unwrap();
+    for i in 0..100 {
+        store.record(&common::sample("huge", i)).unwrap();
+    }
+    assert_eq!(store.prune_before(-1e300).unwrap(), 0);
+    assert_eq!(store.prune_before(f64::MAX).unwrap(), 100);
+    store.record(&common::sample("huge", 7)).unwrap();
+    assert_eq!(store.prune_before(1e300).unwrap(), 1);
+    store.record(&common::sample("huge", 8)).unwrap();
+    store.flush().unwrap();
+    let conn = common::connect(&path);
+    let rows = common::read_all(&conn);
+    assert_eq!(rows.len(), 1);
+    common::assert_rollups_eq(&common::read_rollups(&conn), &common::rollups_of(&rows));
+    store.close().unwrap();
+}

@@ -1,0 +1,167 @@
+//! An I/O failure that lasts past the write retry budget reaches the callers as
+//! `StoreError::WriteFailed` (naming the file and the cause): `record` stops queueing, producers
+//! blocked under `Block` are woken, `flush` fails; what was committed before stays intact.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rusqlite::Connection;
+use telemetry_store::{OverflowPolicy, StoreError, TelemetryStore};
+
+fn count(path: &Path) -> i64 {
+    common::connect(path)
+        .query_row("SELECT count(*) FROM telemetry", [], |r| r.get(0))
+        .unwrap()
+}
+
+/// Runs `record` in a thread until it fails; returns (records accepted, the error), or panics
+/// if the producer is still running (blocked) after `limit`.
+fn produce_until_refused(
+    store: &TelemetryStore,
+    n: u64,
+    limit: Duration,
+) -> (u64, Option<StoreError>) {
+    let producer = {
+        let store = store.clone();
+        std::thread::spawn(move || {
+            for i in 0..n {
+                if let Err(e) = store.record_arc(Arc::new(common::sample("disk", i))) {
+                    return (i, Some(e));
+                }
+            }
+            (n, None)
+        })
+    };
+    let deadline = Instant::now() + limit;
+    while !producer.is_finished() {
+        assert!(
+            Instant::now() < deadline,
+            "the producer is still blocked after {limit:?}: {:?} {:?}",
+            store.stats(),
+            store.health()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    producer.join().unwrap()
+}
+
+/// Another process holds the write lock for good: within the budget a `Block` producer waits,
+/// past it `record` returns `WriteFailed` instead of blocking for ever; once the lock goes the
+/// writer commits what it kept and accepts records again.
+#[test]
+fn a_failure_past_the_retry_budget_reaches_record_instead_of_blocking_for_ever() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let store = TelemetryStore::builder(&path)
+        .queue_capacity(50)
+        .batch_size(10)
+        .busy_timeout(Duration::from_millis(1))
+        .overflow(OverflowPolicy::Block)
+        .write_retry_budget(Duration::from_millis(300))
+        .open()
+        .unwrap();
+    for i in 0..20 {
+        store.record(&common::sample("before", i)).unwrap();
+    }
+    store.flush().unwrap();
+    let lock = common::connect(&path);
+    lock.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let started = Instant::now();
+    let (accepted, err) = produce_until_refused(&store, 10_000, Duration::from_secs(30));
+    let err = err.expect("record never failed");
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert!(accepted >= 50, "{accepted}");
+    match &err {
+        StoreError::WriteFailed { path: p, .. } => assert_eq!(p, &path),
+        other => panic!("expected WriteFailed, got {other}"),
+    }
+    assert!(err.to_string().contains("locked"), "{err}");
+    assert!(
+        err.to_string().contains(&path.display().to_string()),
+        "{err}"
+    );
+    assert!(store.stats().dropped >= 1);
+    assert!(matches!(store.flush(), Err(StoreError::WriteFailed { .. })));
+    assert!(store.record(&common::sample("x", 1)).is_err());
+
+    drop(lock);
+    // The writer's background retry commits what it kept; then records are accepted again.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while store.stats().pending > 0 {
+        assert!(Instant::now() < deadline, "{:?}", store.stats());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    store.record(&common::sample("after", 1)).unwrap();
+    store.flush().unwrap();
+    assert_eq!(count(&path), 20 + accepted as i64 + 1);
+    store.close().unwrap();
+}
+
+/// A small tmpfs, mounted for the test (needs root; skipped with one line otherwise).
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .output()
+            .is_ok_and(|o| o.status.success());
+        ok.then(|| Tmpfs(dir.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// A real full disk (a 1 MiB tmpfs): `record` and `flush` fail with the file and "full" within
+/// seconds, and the rows committed before the disk filled are all there afterwards.
+#[test]
+fn a_full_disk_is_reported_to_callers_and_committed_rows_stay_intact() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(mount) = Tmpfs::mount(dir.path(), "1m") else {
+        eprintln!(
+            "skipped: cannot mount a tmpfs here (needs root); the locked-file test covers the logic"
+        );
+        return;
+    };
+    let path = mount.0.join("t.db");
+    let store = TelemetryStore::builder(&path)
+        .batch_size(500)
+        .write_retry_budget(Duration::from_millis(500))
+        .open()
+        .unwrap();
+    let started = Instant::now();
+    let (_, err) = produce_until_refused(&store, 200_000, Duration::from_secs(60));
+    let err = err.expect("a 1 MiB disk took 200 000 records");
+    assert!(started.elapsed() < Duration::from_secs(30));
+    let text = err.to_string();
+    assert!(matches!(err, StoreError::WriteFailed { .. }), "{text}");
+    assert!(text.contains("full"), "{text}");
+    assert!(text.contains(&path.display().to_string()), "{text}");
+    assert!(matches!(store.flush(), Err(StoreError::WriteFailed { .. })));
+    let written = store.stats().written;
+    assert!(written > 0);
+    assert!(store.close().is_err());
+    drop(store);
+    let conn =
+        Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    let rows: i64 = conn
+        .query_row("SELECT count(*) FROM telemetry", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(rows, written as i64);
+    let check: String = conn
+        .query_row("PRAGMA quick_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
+    drop(conn);
+    drop(mount);
+}
