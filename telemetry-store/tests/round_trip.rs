@@ -41,7 +41,7 @@ prop_compose! {
         timestamp in 946_684_800.0f64..4_102_444_800.0,
         model_id in "[a-z0-9._-]{1,24}",
         engine in label(), agent in label(),
-        prompt in 0u64..1 << 40, completion in 0u64..1 << 40, cached_frac in 0.0f64..=1.0,
+        prompt in 0u64..500_000_000, completion in 0u64..500_000_000, cached_frac in 0.0f64..=1.0,
         latency in 0.0f64..1e4, ttft_frac in proptest::option::of(0.0f64..=1.0),
         cost in 0.0f64..1e3,
         energy in opt(0.0..1e7), power in opt(0.0..2e3), util in opt(0.0..100.0),
