@@ -68,6 +68,20 @@ pub enum CliError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// `--output` names the database or one of its side files; nothing was written.
+    #[error(
+        "refusing to write to {}: it is {what} {}; choose another file",
+        output.display(),
+        db.display()
+    )]
+    OutputIsDatabase {
+        /// The output path given.
+        output: PathBuf,
+        /// The database.
+        db: PathBuf,
+        /// Which of the database's files it is.
+        what: String,
+    },
     /// Writing the output (stdout or `--output`) failed.
     #[error("writing {target} failed: {source}")]
     Output {
@@ -110,6 +124,7 @@ impl CliError {
             | CliError::NoDataDir
             | CliError::InputNotFound { .. }
             | CliError::NeedsConfirmation { .. }
+            | CliError::OutputIsDatabase { .. }
             | CliError::Usage(_) => EXIT_USAGE,
             _ => EXIT_FAILURE,
         }

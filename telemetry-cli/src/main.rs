@@ -28,6 +28,7 @@ mod confirm;
 mod dbpath;
 mod error;
 mod help;
+mod outfile;
 mod output;
 mod progress;
 mod timearg;

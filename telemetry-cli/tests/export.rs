@@ -127,3 +127,149 @@ fn unwritable_output_is_a_one_line_error() {
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
     assert!(err.contains("/no/such/dir/out.json"), "{err}");
 }
+
+/// Records in `db`, counted by SQLite directly.
+fn count_rows(db: &std::path::Path) -> i64 {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    conn.query_row("SELECT COUNT(*) FROM telemetry", [], |r| r.get(0))
+        .unwrap()
+}
+
+/// Runs `export -o output` and expects the one-line refusal (exit 2).
+fn assert_export_refused(dir: &std::path::Path, db: &std::path::Path, output: &std::path::Path) {
+    let out = telemetry(dir)
+        .args(["--db", db.to_str().unwrap(), "export", "-o"])
+        .arg(output)
+        .assert()
+        .code(2)
+        .get_output()
+        .clone();
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("refusing to write to") && err.contains("telemetry database"),
+        "{err}"
+    );
+}
+
+#[test]
+fn export_refuses_to_overwrite_the_database_or_its_side_files() {
+    let (dir, db) = temp_db();
+    seed(&db, &standard_records());
+    let before = std::fs::read(&db).unwrap();
+    let side = |suffix: &str| dir.path().join(format!("t.db{suffix}"));
+    for output in [
+        db.clone(),
+        side("-wal"),
+        side("-shm"),
+        side("-journal"),
+        dir.path().join(".").join("t.db"),
+    ] {
+        assert_export_refused(dir.path(), &db, &output);
+    }
+    #[cfg(unix)]
+    {
+        let link = dir.path().join("link.json");
+        std::os::unix::fs::symlink(&db, &link).unwrap();
+        assert_export_refused(dir.path(), &db, &link);
+        assert!(link.is_symlink());
+        let hard = dir.path().join("hard.json");
+        std::fs::hard_link(&db, &hard).unwrap();
+        assert_export_refused(dir.path(), &db, &hard);
+        std::fs::remove_file(&hard).unwrap();
+    }
+    assert_eq!(std::fs::read(&db).unwrap(), before);
+    assert_eq!(count_rows(&db), 30);
+}
+
+#[test]
+fn export_refuses_a_live_write_ahead_log() {
+    // A store that stays open keeps its records in the WAL (no checkpoint on close yet).
+    let (dir, db) = temp_db();
+    let store = telemetry_store::TelemetryStore::open(&db).unwrap();
+    for r in standard_records() {
+        store.record(&r).unwrap();
+    }
+    store.flush().unwrap();
+    let wal = dir.path().join("t.db-wal");
+    let wal_before = std::fs::read(&wal).unwrap();
+    assert!(!wal_before.is_empty());
+    assert_export_refused(dir.path(), &db, &wal);
+    assert_eq!(std::fs::read(&wal).unwrap(), wal_before);
+    store.close().unwrap();
+    assert_eq!(count_rows(&db), 30);
+}
+
+#[test]
+fn a_failed_export_leaves_no_partial_file() {
+    let (dir, db) = temp_db();
+    seed(&db, &standard_records());
+    // The newest row cannot be read back: the export fails after writing the others.
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute(
+        "UPDATE telemetry SET metadata = 'not json' WHERE id = (SELECT MAX(id) FROM telemetry)",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+    let fresh = dir.path().join("new.json");
+    let kept = dir.path().join("old.json");
+    std::fs::write(&kept, "old contents").unwrap();
+    for output in [&fresh, &kept] {
+        telemetry(dir.path())
+            .args(["--db", db.to_str().unwrap(), "export", "-o"])
+            .arg(output)
+            .assert()
+            .code(1)
+            .stderr(predicate::str::contains("metadata"));
+    }
+    assert!(!fresh.exists());
+    assert_eq!(std::fs::read_to_string(&kept).unwrap(), "old contents");
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with("t.db"))
+        .collect();
+    assert_eq!(names, ["old.json"], "temporary files left behind");
+}
+
+#[test]
+fn an_export_replaces_the_file_a_symlink_points_to() {
+    let (dir, db) = temp_db();
+    seed(&db, &standard_records());
+    let real = dir.path().join("real.ndjson");
+    std::fs::write(&real, "old").unwrap();
+    let link = dir.path().join("link.ndjson");
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    #[cfg(not(unix))]
+    std::fs::copy(&real, &link).unwrap();
+    telemetry(dir.path())
+        .args(["--db", db.to_str().unwrap(), "export", "-f", "ndjson", "-o"])
+        .arg(&link)
+        .assert()
+        .success();
+    #[cfg(unix)]
+    {
+        assert!(link.is_symlink());
+        assert_eq!(std::fs::read_to_string(&real).unwrap().lines().count(), 30);
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn export_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let (dir, db) = temp_db();
+    seed(&db, &standard_records());
+    let file = dir.path().join("out.csv");
+    std::fs::write(&file, "old").unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    telemetry(dir.path())
+        .args(["--db", db.to_str().unwrap(), "export", "-f", "csv", "-o"])
+        .arg(&file)
+        .assert()
+        .success();
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+}

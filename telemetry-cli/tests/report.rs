@@ -328,3 +328,23 @@ fn a_missing_database_is_a_usage_error() {
         .code(2);
     assert!(!dir.path().join("telemetry-report.html").exists());
 }
+
+#[test]
+fn report_refuses_to_overwrite_the_database() {
+    let (dir, db) = temp_db();
+    seed(&db, &standard_records());
+    let before = std::fs::read(&db).unwrap();
+    for name in ["t.db", "t.db-wal"] {
+        let out = telemetry(dir.path())
+            .args(["--db", db.to_str().unwrap(), "report", "-o"])
+            .arg(dir.path().join(name))
+            .assert()
+            .code(2)
+            .get_output()
+            .clone();
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+        assert!(err.contains("refusing to write to"), "{err}");
+    }
+    assert_eq!(std::fs::read(&db).unwrap(), before);
+}

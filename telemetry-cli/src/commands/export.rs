@@ -1,6 +1,5 @@
 //! `telemetry export`: streams records as JSON, NDJSON or CSV, in constant memory.
 
-use std::fs::File;
 use std::io::{BufWriter, Write};
 
 use telemetry_core::TelemetryRecord;
@@ -10,6 +9,7 @@ use crate::cli::{ExportArgs, ExportFormat};
 use crate::commands::{csv_record, emit, open_aggregator, time_range};
 use crate::dbpath::DbPath;
 use crate::error::CliError;
+use crate::outfile::OutputFile;
 use crate::output::count;
 use crate::progress;
 
@@ -19,16 +19,18 @@ pub fn run(db: &DbPath, args: &ExportArgs, out: &mut dyn Write) -> Result<(), Cl
     let range = time_range(&args.range)?;
     let records = agg.export_records(&range)?;
 
-    let (mut sink, target): (Box<dyn Write + '_>, String) = match &args.output {
-        Some(path) => {
-            let file = File::create(path).map_err(|source| CliError::Io {
-                action: "creating",
-                path: path.clone(),
-                source,
-            })?;
-            (Box::new(BufWriter::new(file)), path.display().to_string())
-        }
-        None => (Box::new(BufWriter::new(&mut *out)), "stdout".to_string()),
+    // The output file is checked and created before anything is read, and renamed into place
+    // only once complete.
+    let mut file = match &args.output {
+        Some(path) => Some(OutputFile::create(&db.path, path)?),
+        None => None,
+    };
+    let (mut sink, target): (Box<dyn Write + '_>, String) = match (&mut file, &args.output) {
+        (Some(file), Some(path)) => (
+            Box::new(BufWriter::new(file.file())),
+            path.display().to_string(),
+        ),
+        _ => (Box::new(BufWriter::new(&mut *out)), "stdout".to_string()),
     };
     let show = args.output.is_some() && progress::enabled();
     let total = if show { agg.record_count(&range)? } else { 0 };
@@ -53,6 +55,9 @@ pub fn run(db: &DbPath, args: &ExportArgs, out: &mut dyn Write) -> Result<(), Cl
     encoder.end(&mut sink).map_err(write_err)?;
     sink.flush().map_err(write_err)?;
     drop(sink);
+    if let Some(file) = file {
+        file.commit()?;
+    }
     bar.finish_and_clear();
 
     match &args.output {

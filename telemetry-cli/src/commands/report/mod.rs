@@ -21,6 +21,7 @@ use crate::cli::{ReportArgs, ReportBucket, StatsGroup};
 use crate::commands::{emit, open_aggregator, time_range};
 use crate::dbpath::DbPath;
 use crate::error::CliError;
+use crate::outfile::OutputFile;
 use crate::timearg::now_unix;
 
 /// File written when `-o` is not given, in the current directory.
@@ -62,11 +63,15 @@ pub fn run(db: &DbPath, args: &ReportArgs, out: &mut dyn Write) -> Result<(), Cl
         .output
         .clone()
         .unwrap_or_else(|| PathBuf::from(DEFAULT_FILE));
-    std::fs::write(&path, html).map_err(|source| CliError::Io {
-        action: "writing the report to",
-        path: path.clone(),
-        source,
-    })?;
+    let mut file = OutputFile::create(&db.path, &path)?;
+    file.file()
+        .write_all(html.as_bytes())
+        .map_err(|source| CliError::Io {
+            action: "writing the report to",
+            path: path.clone(),
+            source,
+        })?;
+    file.commit()?;
     emit(out, &format!("{}\n", path.display()))
 }
 
