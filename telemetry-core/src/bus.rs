@@ -115,6 +115,9 @@ impl EventBus {
     }
 
     /// A bus that also keeps the last `capacity` published events, for tests and debugging.
+    ///
+    /// Keeping history counts as listening: publishers that skip events nobody listens to (see
+    /// [`EventBus::has_subscribers`]) publish every event type to such a bus.
     pub fn with_history(capacity: usize) -> Self {
         EventBus {
             history: Some(History {
@@ -177,8 +180,18 @@ impl EventBus {
     }
 
     /// Whether anyone listens to `event_type`; publishers can skip building payloads when not.
+    ///
+    /// Keeping history counts as listening: a bus made with [`EventBus::with_history`] (capacity
+    /// above zero) answers `true` for every event type even with no subscriber, so that the history
+    /// holds every event a publisher would otherwise have skipped. [`EventBus::subscriber_count`]
+    /// counts subscribers only.
     pub fn has_subscribers(&self, event_type: EventType) -> bool {
-        self.slots[event_type.index()].count.load(Ordering::Acquire) > 0
+        self.keeps_history() || self.slots[event_type.index()].count.load(Ordering::Acquire) > 0
+    }
+
+    /// Whether published events are kept (a bus made with a history capacity above zero).
+    pub fn keeps_history(&self) -> bool {
+        self.history.as_ref().is_some_and(|h| h.capacity > 0)
     }
 
     /// Number of subscribers to `event_type`.
@@ -298,6 +311,20 @@ mod tests {
         bus.clear_history();
         assert!(bus.history().is_empty());
         assert_eq!(bus.stats().published, 5);
+    }
+
+    #[test]
+    fn keeping_history_counts_as_listening() {
+        let bus = EventBus::with_history(4);
+        for t in EventType::ALL {
+            assert!(bus.has_subscribers(t), "{t:?}");
+            assert_eq!(bus.subscriber_count(t), 0);
+        }
+        assert!(bus.keeps_history());
+        let none = EventBus::with_history(0);
+        assert!(!none.keeps_history());
+        assert!(!none.has_subscribers(EventType::StreamToken));
+        assert!(!EventBus::new().has_subscribers(EventType::StreamToken));
     }
 
     #[test]

@@ -121,11 +121,50 @@ fn stream_publishes_tokens_between_start_and_end() {
 
 #[test]
 fn only_the_record_is_built_when_nobody_listens_to_start_and_end() {
-    let bus = EventBus::with_history(16);
+    let bus = EventBus::new();
     bus.subscribe(EventType::TelemetryRecord, |_| {});
     instrumented_generate(&engine(), &messages(), &GenerateParams::new("m"), &bus).unwrap();
+    // Start and end were skipped: only the record went through `publish`.
+    assert_eq!(bus.stats().published, 1);
+}
+
+#[test]
+fn a_history_only_bus_keeps_start_end_and_record() {
+    // No subscriber at all: keeping history counts as listening (issue 11, item 7).
+    let bus = EventBus::with_history(16);
+    instrumented_generate(&engine(), &messages(), &GenerateParams::new("m"), &bus).unwrap();
     let types: Vec<_> = bus.history().iter().map(Event::event_type).collect();
-    assert_eq!(types, [EventType::TelemetryRecord]);
+    assert_eq!(
+        types,
+        [
+            EventType::InferenceStart,
+            EventType::InferenceEnd,
+            EventType::TelemetryRecord
+        ]
+    );
+}
+
+#[test]
+fn a_history_only_bus_keeps_stream_tokens() {
+    let bus = Arc::new(EventBus::with_history(16));
+    let wrapped = InstrumentedEngine::new(engine(), Arc::clone(&bus));
+    let chunks: Vec<_> = wrapped
+        .stream(&messages(), &GenerateParams::new("m"))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(chunks.len(), 3);
+    let types: Vec<_> = bus.history().iter().map(Event::event_type).collect();
+    assert_eq!(
+        types,
+        [
+            EventType::InferenceStart,
+            EventType::StreamToken,
+            EventType::StreamToken,
+            EventType::InferenceEnd,
+            EventType::TelemetryRecord
+        ]
+    );
 }
 
 #[test]
