@@ -1,6 +1,7 @@
 //! `telemetry prune` and `telemetry clear`: the only deletions, each confirmed.
 
 use std::io::Write;
+use std::path::Path;
 
 use telemetry_store::TelemetryStore;
 
@@ -15,6 +16,9 @@ use crate::timearg::{format_time, now_unix};
 /// Deletes records older than `--older-than`.
 pub fn prune(db: &DbPath, args: &PruneArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let path = db.require_existing()?;
+    if is_empty_file(path) {
+        return nothing_to_delete(path, out);
+    }
     let cutoff = now_unix() - args.older_than.as_secs_f64();
     let action = format!(
         "delete records older than {} ({}) from {}",
@@ -40,6 +44,9 @@ pub fn prune(db: &DbPath, args: &PruneArgs, out: &mut dyn Write) -> Result<(), C
 /// Deletes every record.
 pub fn clear(db: &DbPath, args: &ClearArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let path = db.require_existing()?;
+    if is_empty_file(path) {
+        return nothing_to_delete(path, out);
+    }
     confirm(
         &format!("delete every record in {}", path.display()),
         args.yes,
@@ -52,6 +59,25 @@ pub fn clear(db: &DbPath, args: &ClearArgs, out: &mut dyn Write) -> Result<(), C
         &format!(
             "deleted {} records from {}\n",
             count(deleted),
+            path.display()
+        ),
+    )
+}
+
+/// Whether `path` is a zero-byte file with no write-ahead log holding data: no database yet.
+fn is_empty_file(path: &Path) -> bool {
+    let len = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    std::fs::metadata(path).is_ok_and(|m| m.len() == 0) && len(Path::new(&wal)) == 0
+}
+
+/// An empty file holds no records: say so rather than turn it into a database.
+fn nothing_to_delete(path: &Path, out: &mut dyn Write) -> Result<(), CliError> {
+    emit(
+        out,
+        &format!(
+            "nothing to clear: {} is an empty file, not a database yet (left as it is)\n",
             path.display()
         ),
     )
