@@ -31,12 +31,13 @@ pub struct GpuReading {
     pub power_mw: u32,
     /// Instantaneous power, milliwatts, where available (NVML field `POWER_INSTANT`).
     pub instant_power_mw: Option<u32>,
-    /// GPU utilization, percent (0–100).
-    pub utilization_pct: u32,
-    /// Memory in use, bytes.
-    pub memory_used_bytes: u64,
-    /// Temperature, degrees Celsius.
-    pub temperature_c: u32,
+    /// GPU utilization, percent (0–100); `None` where the device does not report it (MIG
+    /// instances and some datacenter parts answer NotSupported) or the read failed.
+    pub utilization_pct: Option<u32>,
+    /// Memory in use, bytes; `None` where it could not be read.
+    pub memory_used_bytes: Option<u64>,
+    /// Temperature, degrees Celsius; `None` where it could not be read.
+    pub temperature_c: Option<u32>,
 }
 
 impl GpuReading {
@@ -66,7 +67,8 @@ pub trait GpuBackend: Send {
     ///
     /// # Errors
     /// [`GpuError::NoSuchDevice`], [`GpuError::DeviceLost`], [`GpuError::ReadFailed`] or
-    /// [`GpuError::NotSupported`] when even power cannot be read.
+    /// [`GpuError::NotSupported`] when even power cannot be read. A failed utilization, memory or
+    /// temperature read is not an error: that field is `None` and the power and counter are kept.
     fn read(&mut self, index: u32, clock: &dyn Clock) -> Result<GpuReading, GpuError>;
 
     /// Like [`read`](Self::read) without the energy counter (`energy_mj` is `None`): what the

@@ -9,8 +9,8 @@ use crate::GpuError;
 pub struct SamplerConfig {
     /// Time between samples of every device (default 100 ms, the H100's refresh period).
     pub interval: Duration,
-    /// How much history the timeline keeps (default 10 minutes); older readings are dropped and
-    /// windows older than the timeline are estimated from the oldest reading's power.
+    /// How much history the timeline keeps (default 10 minutes); older readings are dropped, and
+    /// a window that starts before the oldest reading kept is unmeasured.
     pub history: Duration,
     /// Which devices to sample (`None`: all).
     pub devices: Option<Vec<u32>>,

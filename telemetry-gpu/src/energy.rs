@@ -274,9 +274,9 @@ mod tests {
             energy_mj,
             power_mw,
             instant_power_mw: None,
-            utilization_pct: 0,
-            memory_used_bytes: 0,
-            temperature_c: 0,
+            utilization_pct: None,
+            memory_used_bytes: None,
+            temperature_c: None,
         }
     }
 

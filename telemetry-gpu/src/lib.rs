@@ -48,9 +48,19 @@
 //!   rest from what is known (power extrapolated past the last refresh). `begin`/`end` never wait
 //!   on completion: it only swaps the ended windows out under their lock and does the rest
 //!   (overlaps, energy, callbacks) after releasing it.
-//! - **Failures**: a failing read is counted in [`SamplerStats`] and skipped; a device whose data
-//!   stopped before a window is left out of it. Windows older than the bounded timeline (10 minutes
-//!   by default) are estimated from the oldest reading's power.
+//! - **Failures and gaps are unmeasured, never guessed**: a failing read is counted in
+//!   [`SamplerStats`] and skipped. A device is stale once its newest reading is more than five
+//!   sampling intervals older than *now* (whatever the other devices do); stale devices hold no
+//!   window back. A device's readings cover a window when one lies at or before its start (the
+//!   window is not older than the bounded timeline, 10 minutes by default), no two consecutive
+//!   ones around and inside it are more than five intervals apart, and the newest is at most that
+//!   much before its end ([`DeviceTimeline::covers`]); a device that does not cover a window is
+//!   left out of it, and a window no device covers is unmeasured (`method` none, no joules in the
+//!   record).
+//! - **Partial readings**: utilization, memory and temperature are optional in a [`GpuReading`]
+//!   (MIG instances and some datacenter parts do not report utilization); a reading without them
+//!   still carries its power and counter, and the record's fields are left empty when no reading
+//!   in the window had them.
 //!
 //! ```
 //! # #[cfg(feature = "mock")] {

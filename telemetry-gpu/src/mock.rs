@@ -98,12 +98,12 @@ pub struct MockDevice {
     pub counter_wrap_mj: Option<u64>,
     /// Whether the instantaneous power field is reported.
     pub instant_power: bool,
-    /// Reported utilization, percent.
-    pub utilization_pct: u32,
-    /// Reported memory in use, bytes.
-    pub memory_used_bytes: u64,
-    /// Reported temperature, °C.
-    pub temperature_c: u32,
+    /// Reported utilization, percent (`None`: not supported, as on a MIG instance).
+    pub utilization_pct: Option<u32>,
+    /// Reported memory in use, bytes (`None`: not supported).
+    pub memory_used_bytes: Option<u64>,
+    /// Reported temperature, °C (`None`: not supported).
+    pub temperature_c: Option<u32>,
 }
 
 impl MockDevice {
@@ -120,9 +120,9 @@ impl MockDevice {
             counter_resets: Vec::new(),
             counter_wrap_mj: None,
             instant_power: true,
-            utilization_pct: 50,
-            memory_used_bytes: 40_000_000_000,
-            temperature_c: 60,
+            utilization_pct: Some(50),
+            memory_used_bytes: Some(40_000_000_000),
+            temperature_c: Some(60),
         }
     }
 
@@ -171,9 +171,19 @@ impl MockDevice {
         memory_used_bytes: u64,
         temperature_c: u32,
     ) -> Self {
-        self.utilization_pct = utilization_pct;
-        self.memory_used_bytes = memory_used_bytes;
-        self.temperature_c = temperature_c;
+        self.utilization_pct = Some(utilization_pct);
+        self.memory_used_bytes = Some(memory_used_bytes);
+        self.temperature_c = Some(temperature_c);
+        self
+    }
+
+    /// Utilization, memory and temperature not reported (as a MIG instance answers NotSupported
+    /// for utilization): readings carry power and the counter only.
+    #[must_use]
+    pub fn without_state(mut self) -> Self {
+        self.utilization_pct = None;
+        self.memory_used_bytes = None;
+        self.temperature_c = None;
         self
     }
 

@@ -61,6 +61,26 @@ fn map_err(device: u32, what: &'static str, e: NvmlError) -> GpuError {
     }
 }
 
+/// A side reading (utilization, memory, temperature): its value, or `None` when the device does
+/// not give it (NotSupported, a transient failure). Only a lost device or driver fails the whole
+/// reading, since then the power and counter of the same tick are gone too.
+fn optional<T>(
+    device: u32,
+    what: &'static str,
+    result: Result<T, NvmlError>,
+) -> Result<Option<T>, GpuError> {
+    match result {
+        Ok(v) => Ok(Some(v)),
+        Err(e) => match map_err(device, what, e) {
+            lost @ (GpuError::DeviceLost { .. } | GpuError::Unavailable { .. }) => Err(lost),
+            other => {
+                tracing::debug!(error = %other, "GPU side reading skipped; power and energy kept");
+                Ok(None)
+            }
+        },
+    }
+}
+
 impl NvmlBackend {
     /// Loads and initializes NVML and lists the devices, probing which support the energy counter
     /// and instantaneous power.
@@ -190,17 +210,17 @@ impl NvmlBackend {
             Ok(p) => p,
             Err(e) => instant.ok_or_else(|| map_err(index, "power", e))?,
         };
-        let utilization_pct = device
-            .utilization_rates()
-            .map_err(|e| map_err(index, "utilization", e))?
-            .gpu;
-        let memory_used_bytes = device
-            .memory_info()
-            .map_err(|e| map_err(index, "memory info", e))?
-            .used;
-        let temperature_c = device
-            .temperature(TemperatureSensor::Gpu)
-            .map_err(|e| map_err(index, "temperature", e))?;
+        // MIG instances and some datacenter parts answer NotSupported for utilization: a failed
+        // side read leaves that field empty and keeps this tick's power and counter.
+        let utilization_pct =
+            optional(index, "utilization", device.utilization_rates())?.map(|u| u.gpu);
+        let memory_used_bytes =
+            optional(index, "memory info", device.memory_info())?.map(|m| m.used);
+        let temperature_c = optional(
+            index,
+            "temperature",
+            device.temperature(TemperatureSensor::Gpu),
+        )?;
         Ok(GpuReading {
             device: index,
             timestamp: Timestamp::from_nanos(before.as_nanos() / 2 + after.as_nanos() / 2),
@@ -211,5 +231,31 @@ impl NvmlBackend {
             memory_used_bytes,
             temperature_c,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_side_reading_that_fails_is_empty_not_an_error() {
+        assert_eq!(optional(0, "utilization", Ok(42_u32)), Ok(Some(42)));
+        assert_eq!(
+            optional::<u32>(0, "utilization", Err(NvmlError::NotSupported)),
+            Ok(None)
+        );
+        assert_eq!(
+            optional::<u32>(1, "temperature", Err(NvmlError::Timeout)),
+            Ok(None)
+        );
+        assert_eq!(
+            optional::<u32>(2, "memory info", Err(NvmlError::GpuLost)),
+            Err(GpuError::DeviceLost { device: 2 })
+        );
+        assert!(matches!(
+            optional::<u32>(0, "utilization", Err(NvmlError::DriverNotLoaded)),
+            Err(GpuError::Unavailable { .. })
+        ));
     }
 }

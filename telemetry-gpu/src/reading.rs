@@ -40,14 +40,16 @@ pub struct EnergyReading {
     pub mean_power_w: f64,
     /// Highest sampled power in the window, watts (sum over devices of each one's peak).
     pub peak_power_w: f64,
-    /// Mean sampled utilization, percent, over devices and samples.
-    pub mean_utilization_pct: f64,
-    /// Highest sampled utilization of any device, percent.
-    pub peak_utilization_pct: f64,
-    /// Highest sampled memory in use, bytes (sum over devices of each one's peak).
-    pub peak_memory_used_bytes: u64,
-    /// Mean sampled temperature, °C, over devices and samples.
-    pub mean_temperature_c: f64,
+    /// Mean sampled utilization, percent, over devices and samples (`None` when no reading had
+    /// it, e.g. on a MIG instance).
+    pub mean_utilization_pct: Option<f64>,
+    /// Highest sampled utilization of any device, percent (`None` when no reading had it).
+    pub peak_utilization_pct: Option<f64>,
+    /// Highest sampled memory in use, bytes (sum over devices of each one's peak; `None` when
+    /// no reading had it).
+    pub peak_memory_used_bytes: Option<u64>,
+    /// Mean sampled temperature, °C, over devices and samples (`None` when no reading had it).
+    pub mean_temperature_c: Option<f64>,
     /// [`EnergyMethod::Counter`] when every device's energy came from its counter,
     /// [`EnergyMethod::PowerIntegration`] when some of it came from power, [`EnergyMethod::None`]
     /// when nothing was measured (no reading at all).
@@ -74,10 +76,10 @@ impl EnergyReading {
             decode_joules: None,
             mean_power_w: 0.0,
             peak_power_w: 0.0,
-            mean_utilization_pct: 0.0,
-            peak_utilization_pct: 0.0,
-            peak_memory_used_bytes: 0,
-            mean_temperature_c: 0.0,
+            mean_utilization_pct: None,
+            peak_utilization_pct: None,
+            peak_memory_used_bytes: None,
+            mean_temperature_c: None,
             method: EnergyMethod::None,
             samples: 0,
             overlapping: 0,
@@ -91,8 +93,8 @@ impl EnergyReading {
     }
 
     /// Peak memory in use, GB (10^9 bytes), as records store it.
-    pub fn peak_memory_used_gb(&self) -> f64 {
-        self.peak_memory_used_bytes as f64 / 1e9
+    pub fn peak_memory_used_gb(&self) -> Option<f64> {
+        self.peak_memory_used_bytes.map(|b| b as f64 / 1e9)
     }
 
     /// Fills the record's energy and GPU fields (`energy_joules`, `power_watts`,
@@ -105,9 +107,9 @@ impl EnergyReading {
         }
         record.energy_joules = Some(self.joules_total);
         record.power_watts = Some(self.mean_power_w);
-        record.gpu_utilization_pct = Some(self.mean_utilization_pct.clamp(0.0, 100.0));
-        record.gpu_memory_used_gb = Some(self.peak_memory_used_gb());
-        record.gpu_temperature_c = Some(self.mean_temperature_c);
+        record.gpu_utilization_pct = self.mean_utilization_pct.map(|u| u.clamp(0.0, 100.0));
+        record.gpu_memory_used_gb = self.peak_memory_used_gb();
+        record.gpu_temperature_c = self.mean_temperature_c;
         record.prefill_energy_joules = self.prefill_joules;
         record.decode_energy_joules = self.decode_joules;
         record.energy_method = self.method;
@@ -130,7 +132,7 @@ pub(crate) fn compute_reading(
     vendor: &'static str,
     target: &WindowSpec,
     others: &[(Window, f64)],
-    stale_after: Duration,
+    max_gap: Duration,
 ) -> EnergyReading {
     let (t0, t1) = (
         target.window.start,
@@ -161,11 +163,13 @@ pub(crate) fn compute_reading(
     let mut all_counter = true;
     let mut device_joules_unsplit = 0.0;
     let mut power_at_t0 = 0.0;
-    let (mut util_sum, mut util_n, mut temp_sum) = (0.0, 0_usize, 0.0);
-    let newest = timeline.last_time().unwrap_or_default();
+    let (mut util_sum, mut util_n) = (0.0, 0_usize);
+    let (mut temp_sum, mut temp_n) = (0.0, 0_usize);
     for (dev, curve) in timeline.devices().iter().zip(curves) {
-        // A device that stopped answering before the window has nothing to say about it.
-        if dev.is_stale(newest, stale_after) && dev.last_time().is_none_or(|l| l < t0) {
+        // A device whose readings do not cover the window (it stopped answering before or
+        // during it, or the window is older than the kept history) has nothing to say about
+        // it: its energy there is unknown, never extrapolated.
+        if !dev.covers(t0, t1, max_gap) {
             continue;
         }
         if curve.is_empty() {
@@ -191,13 +195,21 @@ pub(crate) fn compute_reading(
         let state = dev.state_in(t0, t1);
         reading.samples += state.inside;
         reading.peak_power_w += state.peak_power_w;
-        reading.peak_memory_used_bytes = reading
-            .peak_memory_used_bytes
-            .saturating_add(state.peak_memory_used_bytes);
-        reading.peak_utilization_pct = reading.peak_utilization_pct.max(state.peak_utilization_pct);
+        if let Some(mem) = state.peak_memory_used_bytes {
+            reading.peak_memory_used_bytes = Some(
+                reading
+                    .peak_memory_used_bytes
+                    .map_or(mem, |m| m.saturating_add(mem)),
+            );
+        }
+        if let Some(util) = state.peak_utilization_pct {
+            reading.peak_utilization_pct =
+                Some(reading.peak_utilization_pct.map_or(util, |p| p.max(util)));
+        }
         util_sum += state.utilization_sum;
+        util_n += state.utilization_count;
         temp_sum += state.temperature_sum;
-        util_n += state.count;
+        temp_n += state.temperature_count;
     }
     if reading.per_device.is_empty() {
         return reading;
@@ -214,8 +226,10 @@ pub(crate) fn compute_reading(
         power_at_t0
     };
     if util_n > 0 {
-        reading.mean_utilization_pct = util_sum / util_n as f64;
-        reading.mean_temperature_c = temp_sum / util_n as f64;
+        reading.mean_utilization_pct = Some(util_sum / util_n as f64);
+    }
+    if temp_n > 0 {
+        reading.mean_temperature_c = Some(temp_sum / temp_n as f64);
     }
     reading.method = if all_counter {
         EnergyMethod::Counter

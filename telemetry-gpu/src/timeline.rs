@@ -85,10 +85,35 @@ impl DeviceTimeline {
         }
     }
 
-    /// Whether the newest reading is more than `stale_after` older than `newest`.
-    pub(crate) fn is_stale(&self, newest: Timestamp, stale_after: std::time::Duration) -> bool {
-        self.last_time()
-            .is_none_or(|last| last + stale_after < newest)
+    /// Whether the newest reading is more than `stale_after` older than `now` (or there is none):
+    /// the device stopped answering, whatever the other devices do.
+    pub(crate) fn is_stale(&self, now: Timestamp, stale_after: std::time::Duration) -> bool {
+        self.last_time().is_none_or(|last| last + stale_after < now)
+    }
+
+    /// Whether the readings held cover `[t0, t1]`, so that its energy is measured rather than
+    /// guessed: a reading at or before `t0` (the window is not older than the kept history), no
+    /// gap longer than `max_gap` between consecutive readings from there on through the window
+    /// (the device did not stop answering inside it), and a reading at or after `t1` or at most
+    /// `max_gap` before it (power is held past the newest reading for no longer than a gap).
+    pub fn covers(&self, t0: Timestamp, t1: Timestamp, max_gap: std::time::Duration) -> bool {
+        let t1 = t1.max(t0);
+        // Readings at or before t0; the last of them starts the span.
+        let before = self.samples.partition_point(|s| s.timestamp <= t0);
+        let Some(lo) = before.checked_sub(1) else {
+            return false;
+        };
+        // The first reading at or after t1 ends the span (or the newest one).
+        let after = self.samples.partition_point(|s| s.timestamp < t1);
+        let hi = after.min(self.samples.len() - 1);
+        let mut prev = self.samples[lo].timestamp;
+        for s in self.samples.range(lo + 1..=hi) {
+            if s.timestamp.saturating_duration_since(prev) > max_gap {
+                return false;
+            }
+            prev = s.timestamp;
+        }
+        t1.saturating_duration_since(prev) <= max_gap
     }
 
     fn push(&mut self, reading: GpuReading) -> bool {
@@ -122,8 +147,8 @@ impl DeviceTimeline {
     }
 
     /// The energy curve around `[t0, t1]`: built from the readings that cover the window plus
-    /// enough on each side to find the surrounding counter refreshes. Windows older than the
-    /// timeline are estimated from the oldest reading's power.
+    /// enough on each side to find the surrounding counter refreshes. Outside the readings the
+    /// nearest power is held: check [`covers`](Self::covers) before trusting a window's energy.
     pub fn curve(&self, t0: Timestamp, t1: Timestamp) -> EnergyCurve {
         let n = self.samples.len();
         if n == 0 {
@@ -189,12 +214,21 @@ impl DeviceTimeline {
             ..DeviceState::default()
         };
         for s in self.samples.range(range) {
-            let util = f64::from(s.utilization_pct);
             state.peak_power_w = state.peak_power_w.max(s.power_w());
-            state.peak_memory_used_bytes = state.peak_memory_used_bytes.max(s.memory_used_bytes);
-            state.peak_utilization_pct = state.peak_utilization_pct.max(util);
-            state.utilization_sum += util;
-            state.temperature_sum += f64::from(s.temperature_c);
+            if let Some(mem) = s.memory_used_bytes {
+                state.peak_memory_used_bytes =
+                    Some(state.peak_memory_used_bytes.map_or(mem, |p| p.max(mem)));
+            }
+            if let Some(util) = s.utilization_pct.map(f64::from) {
+                state.peak_utilization_pct =
+                    Some(state.peak_utilization_pct.map_or(util, |p| p.max(util)));
+                state.utilization_sum += util;
+                state.utilization_count += 1;
+            }
+            if let Some(temp) = s.temperature_c {
+                state.temperature_sum += f64::from(temp);
+                state.temperature_count += 1;
+            }
             state.count += 1;
         }
         state
@@ -209,10 +243,13 @@ pub(crate) struct DeviceState {
     /// Readings summarized (at least one when the device has any).
     pub count: usize,
     pub peak_power_w: f64,
-    pub peak_memory_used_bytes: u64,
-    pub peak_utilization_pct: f64,
+    /// `None` when no summarized reading had the field.
+    pub peak_memory_used_bytes: Option<u64>,
+    pub peak_utilization_pct: Option<f64>,
     pub utilization_sum: f64,
+    pub utilization_count: usize,
     pub temperature_sum: f64,
+    pub temperature_count: usize,
 }
 
 /// The bounded history of readings of every sampled device.
@@ -276,13 +313,17 @@ impl Timeline {
     }
 
     /// Like [`covered_until`](Self::covered_until), ignoring devices whose newest reading is more
-    /// than `stale_after` older than the newest reading of any device (a lost or failing device
-    /// must not hold every window back).
-    pub(crate) fn covered_until_live(&self, stale_after: std::time::Duration) -> Option<Timestamp> {
-        let newest = self.last_time()?;
+    /// than `stale_after` older than `now` (a lost or failing device must not hold every window
+    /// back; its data cannot cover them anyway). When every device is stale, nothing more is
+    /// coming: every window is as covered as it will be ([`Timestamp::MAX`]).
+    pub(crate) fn covered_until_live(
+        &self,
+        now: Timestamp,
+        stale_after: std::time::Duration,
+    ) -> Option<Timestamp> {
         self.devices
             .iter()
-            .filter(|d| !d.is_stale(newest, stale_after))
+            .filter(|d| !d.is_stale(now, stale_after))
             .map(DeviceTimeline::covered_until)
             .try_fold(Timestamp::MAX, |acc, c| c.map(|c| acc.min(c)))
     }

@@ -114,7 +114,7 @@ impl Shared {
         }
         let mut completer = lock(&self.completion);
         let now = self.clock.now();
-        let covered = lock(&self.timeline).covered_until_live(self.stale_after());
+        let covered = lock(&self.timeline).covered_until_live(now, self.stale_after());
         let timeout = self.config.completion_timeout;
         let ready =
             |end: Timestamp| force || covered.is_some_and(|c| c >= end) || now >= end + timeout;
@@ -185,7 +185,8 @@ impl Shared {
         }
     }
 
-    /// A device whose newest reading is this much older than the others' is treated as gone.
+    /// A device whose newest reading is this much older than now is treated as gone, and a gap
+    /// this long between two readings (or after the newest) leaves a window unmeasured.
     pub(crate) fn stale_after(&self) -> Duration {
         self.config.interval.saturating_mul(5)
     }

@@ -14,9 +14,9 @@ fn reading(t_ms: u64, energy_mj: Option<u64>, power_mw: u32) -> GpuReading {
         energy_mj,
         power_mw,
         instant_power_mw: None,
-        utilization_pct: 0,
-        memory_used_bytes: 0,
-        temperature_c: 0,
+        utilization_pct: None,
+        memory_used_bytes: None,
+        temperature_c: None,
     }
 }
 

@@ -25,7 +25,7 @@ fn reads_every_device() {
         let r = backend.read(d.index, &clock).unwrap();
         assert!(r.power_mw > 0, "device {} reports power", d.index);
         assert_eq!(r.energy_mj.is_some(), d.energy_counter_supported);
-        assert!(r.temperature_c > 0 && r.temperature_c < 120);
+        assert!(r.temperature_c.is_none_or(|t| t > 0 && t < 120));
     }
 }
 

@@ -1,0 +1,139 @@
+//! Energy is measured or it is absent, never invented: a lost device, a gap in the readings and a
+//! window older than the kept history leave the window unmeasured (issue 11, item 3).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Rig, Sink, assert_close, ms, secs};
+use telemetry_core::{EnergyMethod, TelemetryRecord};
+use telemetry_gpu::{EnergyReading, MockDevice, PowerProfile, SamplerConfig};
+
+fn constant(watts: f64) -> MockDevice {
+    MockDevice::new(PowerProfile::Constant(watts))
+}
+
+fn assert_unmeasured(r: &EnergyReading, what: &str) {
+    assert!(!r.is_measured(), "{what}: {r:?}");
+    assert_eq!(r.method, EnergyMethod::None, "{what}");
+    assert_eq!(r.joules_total, 0.0, "{what}");
+    assert!(r.per_device.is_empty(), "{what}");
+    let mut record = TelemetryRecord::builder("m", 1.7e9).build();
+    r.apply_to(&mut record);
+    assert_eq!(record.energy_joules, None, "{what}");
+    assert_eq!(record.energy_method, EnergyMethod::None, "{what}");
+}
+
+#[test]
+fn a_window_after_the_only_device_vanished_is_unmeasured_and_not_held_back() {
+    let rig = Rig::new(vec![constant(300.0)]);
+    let sink = Sink::default();
+    rig.tick_to(ms(1000));
+    rig.backend.lose_device(0);
+    rig.tick_to(ms(5000));
+    let h = rig.sampler.begin(ms(5000));
+    rig.tick_to(ms(6000));
+    rig.sampler.end(h, ms(6000), None, sink.callback("lost"));
+    // Staleness is judged against now: the lost device holds nothing back, so the window
+    // completes at the next tick instead of waiting for the 2 s timeout.
+    rig.tick_to(ms(6100));
+    let r = sink
+        .get("lost")
+        .expect("completed without waiting for the timeout");
+    assert_eq!(r.samples, 0);
+    assert_unmeasured(&r, "window 5-6 s after the loss at 1 s");
+    let direct = rig.sampler.energy_between(ms(5000), ms(6000)).unwrap();
+    assert_unmeasured(&direct, "energy_between over the loss");
+    // Data from before the loss is still measured.
+    let before = rig.sampler.energy_between(ms(200), ms(800)).unwrap();
+    assert_close(before.joules_total, 180.0, 1e-6, "before the loss");
+    assert!(before.is_measured());
+}
+
+#[test]
+fn flushing_after_the_loss_does_not_invent_energy() {
+    let rig = Rig::new(vec![constant(300.0)]);
+    let sink = Sink::default();
+    rig.tick_to(ms(1000));
+    rig.backend.lose_device(0);
+    rig.clock.set(ms(5000));
+    let h = rig.sampler.begin(ms(5000));
+    rig.clock.set(ms(6000));
+    rig.sampler.end(h, ms(6000), None, sink.callback("flushed"));
+    rig.sampler.flush();
+    assert_unmeasured(&sink.get("flushed").unwrap(), "flushed after the loss");
+}
+
+#[test]
+fn a_gap_in_the_readings_leaves_windows_inside_it_unmeasured() {
+    let rig = Rig::new(vec![constant(200.0)]);
+    rig.tick_to(ms(1000));
+    rig.backend.lose_device(0);
+    rig.tick_to(ms(3000));
+    rig.backend.restore_device(0);
+    rig.tick_to(ms(5000));
+    // Readings before 1 s and after 3 s, none in between: nothing to interpolate from.
+    let inside = rig.sampler.energy_between(ms(1500), ms(2500)).unwrap();
+    assert_unmeasured(&inside, "window inside the gap");
+    let across = rig.sampler.energy_between(ms(500), ms(3500)).unwrap();
+    assert_unmeasured(&across, "window spanning the gap");
+    let after = rig.sampler.energy_between(ms(3500), ms(4500)).unwrap();
+    assert_close(
+        after.joules_total,
+        200.0,
+        1e-6,
+        "after the device came back",
+    );
+    assert!(after.is_measured());
+}
+
+#[test]
+fn a_call_longer_than_the_kept_history_is_not_padded_backwards() {
+    let config = SamplerConfig {
+        manual: true,
+        history: Duration::from_secs(1),
+        ..SamplerConfig::default()
+    };
+    let rig = Rig::with_config(vec![constant(250.0)], config);
+    let sink = Sink::default();
+    let h = rig.sampler.begin(ms(0));
+    rig.tick_to(secs(5.0));
+    rig.sampler.end(h, secs(5.0), None, sink.callback("long"));
+    let timeline = rig.sampler.timeline();
+    assert_eq!(timeline.devices()[0].first_time(), Some(ms(4000)));
+    rig.tick_to(secs(7.5));
+    assert_unmeasured(
+        &sink.get("long").unwrap(),
+        "call of 5 s with 1 s of history",
+    );
+    let old = rig.sampler.energy_between(ms(1000), ms(1500)).unwrap();
+    assert_unmeasured(&old, "window older than the history");
+    let kept = rig.sampler.energy_between(ms(6600), ms(7000)).unwrap();
+    assert_close(kept.joules_total, 100.0, 1e-6, "window inside the history");
+}
+
+#[test]
+fn a_short_hold_past_the_newest_reading_is_still_measured() {
+    let rig = Rig::new(vec![constant(400.0)]);
+    rig.tick_to(ms(1000));
+    // 50 ms past the newest reading of a live device: power is held, within one gap.
+    let r = rig.sampler.energy_between(ms(900), ms(1050)).unwrap();
+    assert!(r.is_measured());
+    assert_close(r.joules_total, 60.0, 1e-6, "900-1050 ms at 400 W");
+    // Far past it is not.
+    let far = rig.sampler.energy_between(ms(900), ms(2000)).unwrap();
+    assert_unmeasured(&far, "a second past the newest reading");
+}
+
+#[test]
+fn one_lost_device_of_two_is_left_out_of_later_windows() {
+    let rig = Rig::new(vec![constant(300.0), constant(100.0)]);
+    rig.tick_to(ms(1000));
+    rig.backend.lose_device(1);
+    rig.tick_to(ms(3000));
+    let r = rig.sampler.energy_between(ms(2000), ms(2500)).unwrap();
+    assert_eq!(r.per_device.len(), 1);
+    assert_eq!(r.per_device[0].index, 0);
+    assert_close(r.joules_total, 150.0, 1e-6, "device 0 alone");
+}
