@@ -40,11 +40,16 @@ use clap::error::ErrorKind;
 
 use crate::cli::Cli;
 use crate::error::EXIT_USAGE;
+use crate::output::escape_controls;
 
 fn main() -> ExitCode {
     // A bug must still read as one line, not a backtrace (exit code 101 says it was one).
     std::panic::set_hook(Box::new(|info| {
-        eprintln!("telemetry: internal error (please report): {info}");
+        let info = info.to_string();
+        eprintln!(
+            "telemetry: internal error (please report): {}",
+            escape_controls(&info)
+        );
     }));
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -54,7 +59,8 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.is_broken_pipe() => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("telemetry: error: {e}");
+            // Errors echo paths and names: one line, nothing a terminal would act on.
+            eprintln!("telemetry: error: {}", escape_controls(&e.to_string()));
             ExitCode::from(e.exit_code())
         }
     }
@@ -72,7 +78,8 @@ fn clap_exit(e: &clap::Error) -> ExitCode {
             ExitCode::from(EXIT_USAGE)
         }
         _ => {
-            eprintln!("telemetry: {}", one_line(&e.render().to_string()));
+            let line = one_line(&e.render().to_string());
+            eprintln!("telemetry: {}", escape_controls(&line));
             ExitCode::from(EXIT_USAGE)
         }
     }

@@ -1,6 +1,9 @@
-//! Output formatting: aligned tables that leave out columns with no data, and number formats.
+//! Output formatting: aligned tables that leave out columns with no data, number formats, and
+//! [`escape_controls`] for every name shown to a terminal.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
+use std::path::Path;
 
 /// Column alignment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,21 +63,30 @@ impl Table {
         if shown.is_empty() {
             return String::new();
         }
-        let cell =
-            |row: &Vec<Option<String>>, i: usize| row[i].clone().unwrap_or_else(|| "-".into());
+        // Names come from the database: escaped here, so no caller can forget it.
+        let cell = |row: &Vec<Option<String>>, i: usize| {
+            row[i]
+                .as_deref()
+                .map_or_else(|| "-".into(), |c| escape_controls(c).into_owned())
+        };
         let widths: Vec<usize> = shown
             .iter()
             .map(|&i| {
                 self.rows
                     .iter()
                     .map(|r| cell(r, i).chars().count())
-                    .chain(std::iter::once(self.columns[i].0.chars().count()))
+                    .chain(std::iter::once(
+                        escape_controls(&self.columns[i].0).chars().count(),
+                    ))
                     .max()
                     .unwrap_or(0)
             })
             .collect();
         let mut out = String::new();
-        let header: Vec<String> = shown.iter().map(|&i| self.columns[i].0.clone()).collect();
+        let header: Vec<String> = shown
+            .iter()
+            .map(|&i| escape_controls(&self.columns[i].0).into_owned())
+            .collect();
         push_line(&mut out, &header, &shown, &widths, &self.columns);
         let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
         push_line(&mut out, &rule, &shown, &widths, &self.columns);
@@ -112,6 +124,45 @@ fn push_line(
     }
     out.push_str(line.trim_end());
     out.push('\n');
+}
+
+/// `text` with its control characters escaped, for human-readable output (tables, reports,
+/// messages and errors on a terminal): C0 controls (ESC, BEL, CR, LF, TAB, ...), DEL, C1 controls
+/// and the bidirectional-text overrides become visible escapes (`\n`, `\r`, `\t`, `\x1b`,
+/// `\u{9b}`, `\u{202e}`), so a model name such as `"\x1b]0;pwned\x07"` can neither drive the
+/// terminal nor break a table row. Text without them is returned as is. JSON, CSV and NDJSON
+/// output is never passed through this: it stays exact.
+pub fn escape_controls(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(needs_escape) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if needs_escape(c) && u32::from(c) < 0x80 => {
+                let _ = write!(out, "\\x{:02x}", u32::from(c));
+            }
+            c if needs_escape(c) => {
+                let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// A path for a human-readable line, with [`escape_controls`] applied.
+pub fn path(p: &Path) -> String {
+    escape_controls(&p.display().to_string()).into_owned()
+}
+
+/// Control characters (C0, DEL, C1) and the bidirectional overrides and isolates, which reorder
+/// what follows them on screen.
+fn needs_escape(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 /// An integer with thin grouping: `1234567` → `1,234,567`.
@@ -216,6 +267,23 @@ mod tests {
         assert_eq!(lines[2], "a            1,000  1.0 ms");
         assert_eq!(lines[3], "longer-name      7       -");
         assert!(!text.contains("energy"));
+    }
+
+    #[test]
+    fn control_characters_are_escaped_in_cells() {
+        assert_eq!(escape_controls("plain-näme"), Cow::Borrowed("plain-näme"));
+        assert_eq!(escape_controls("\x1b]0;pwned\x07"), "\\x1b]0;pwned\\x07");
+        assert_eq!(escape_controls("a\nb\r\tc\x7f"), "a\\nb\\r\\tc\\x7f");
+        assert_eq!(escape_controls("\u{9b}2J\u{202e}x"), "\\u{9b}2J\\u{202e}x");
+        let mut t = Table::new(&[("model", Align::Left), ("calls", Align::Right)]);
+        t.push(vec![some("a\nb"), some("1")]);
+        t.push(vec![some("\x1b[2J"), some("2")]);
+        let text = t.render();
+        assert_eq!(text.lines().count(), 4, "{text}");
+        assert!(!text.contains('\x1b'), "{text}");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[2], "a\\nb         1");
+        assert_eq!(lines[3], "\\x1b[2J      2");
     }
 
     #[test]

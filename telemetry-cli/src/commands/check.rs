@@ -11,7 +11,7 @@ use crate::cli::{CheckArgs, CheckFormat};
 use crate::commands::{emit, open_aggregator};
 use crate::dbpath::DbPath;
 use crate::error::CliError;
-use crate::output::{bytes, count};
+use crate::output::{bytes, count, escape_controls};
 
 /// What `check` found, printed as text or JSON.
 #[derive(Debug, serde::Serialize)]
@@ -69,14 +69,18 @@ pub fn run(db: &DbPath, args: &CheckArgs, out: &mut dyn Write) -> Result<(), Cli
 
 fn render(r: &Report) -> String {
     let mut text = String::new();
-    let _ = writeln!(text, "database   {}", r.path);
+    let _ = writeln!(text, "database   {}", escape_controls(&r.path));
     let _ = writeln!(
         text,
         "schema     version {} (this build reads {})",
         r.schema_version, r.supported_schema_version
     );
     let _ = writeln!(text, "records    {}", count(r.records));
-    let _ = writeln!(text, "integrity  {}", r.integrity.join(", "));
+    let _ = writeln!(
+        text,
+        "integrity  {}",
+        escape_controls(&r.integrity.join(", "))
+    );
     let _ = writeln!(
         text,
         "size       {} (+ {} write-ahead log)",

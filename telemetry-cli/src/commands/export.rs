@@ -10,7 +10,7 @@ use crate::commands::{csv_record, emit, open_aggregator, time_range};
 use crate::dbpath::DbPath;
 use crate::error::CliError;
 use crate::outfile::OutputFile;
-use crate::output::count;
+use crate::output::{self, count};
 use crate::progress;
 
 /// Runs `export`.
@@ -26,10 +26,7 @@ pub fn run(db: &DbPath, args: &ExportArgs, out: &mut dyn Write) -> Result<(), Cl
         None => None,
     };
     let (mut sink, target): (Box<dyn Write + '_>, String) = match (&mut file, &args.output) {
-        (Some(file), Some(path)) => (
-            Box::new(BufWriter::new(file.file())),
-            path.display().to_string(),
-        ),
+        (Some(file), Some(path)) => (Box::new(BufWriter::new(file.file())), output::path(path)),
         _ => (Box::new(BufWriter::new(&mut *out)), "stdout".to_string()),
     };
     let show = args.output.is_some() && progress::enabled();
@@ -63,7 +60,11 @@ pub fn run(db: &DbPath, args: &ExportArgs, out: &mut dyn Write) -> Result<(), Cl
     match &args.output {
         Some(path) => emit(
             out,
-            &format!("wrote {} records to {}\n", count(written), path.display()),
+            &format!(
+                "wrote {} records to {}\n",
+                count(written),
+                output::path(path)
+            ),
         ),
         // The data went to stdout: the count goes to stderr so it does not corrupt it.
         None => {

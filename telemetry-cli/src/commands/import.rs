@@ -9,7 +9,7 @@ use crate::cli::ImportArgs;
 use crate::commands::emit;
 use crate::dbpath::DbPath;
 use crate::error::CliError;
-use crate::output::count;
+use crate::output::{self, count, escape_controls};
 use crate::progress;
 
 /// How many rejected rows are listed by id; the rest are only counted.
@@ -38,13 +38,17 @@ pub fn run(db: &DbPath, args: &ImportArgs, out: &mut dyn Write) -> Result<(), Cl
         "imported {} of {} rows from {} into {} ({} already present, {} rejected)\n",
         count(report.imported),
         count(report.read),
-        args.path.display(),
-        db.path.display(),
+        output::path(&args.path),
+        output::path(&db.path),
         count(report.skipped_duplicates),
         count(report.rejected.len() as u64),
     );
     for (row, reason) in report.rejected.iter().take(SHOWN_REJECTIONS) {
-        let _ = writeln!(text, "  rejected row {row}: {reason}");
+        let _ = writeln!(
+            text,
+            "  rejected row {row}: {}",
+            escape_controls(&reason.to_string())
+        );
     }
     if report.rejected.len() > SHOWN_REJECTIONS {
         let _ = writeln!(

@@ -10,7 +10,7 @@ use crate::commands::emit;
 use crate::confirm::confirm;
 use crate::dbpath::DbPath;
 use crate::error::CliError;
-use crate::output::count;
+use crate::output::{self, count};
 use crate::timearg::{format_time, now_unix};
 
 /// Deletes records older than `--older-than`.
@@ -24,7 +24,7 @@ pub fn prune(db: &DbPath, args: &PruneArgs, out: &mut dyn Write) -> Result<(), C
         "delete records older than {} ({}) from {}",
         humantime::format_duration(args.older_than),
         format_time(cutoff),
-        path.display()
+        output::path(path)
     );
     confirm(&action, args.yes)?;
     let store = TelemetryStore::open(path)?;
@@ -36,7 +36,7 @@ pub fn prune(db: &DbPath, args: &PruneArgs, out: &mut dyn Write) -> Result<(), C
             "deleted {} records older than {} from {}\n",
             count(deleted),
             format_time(cutoff),
-            path.display()
+            output::path(path)
         ),
     )
 }
@@ -48,7 +48,7 @@ pub fn clear(db: &DbPath, args: &ClearArgs, out: &mut dyn Write) -> Result<(), C
         return nothing_to_delete(path, out);
     }
     confirm(
-        &format!("delete every record in {}", path.display()),
+        &format!("delete every record in {}", output::path(path)),
         args.yes,
     )?;
     let store = TelemetryStore::open(path)?;
@@ -59,7 +59,7 @@ pub fn clear(db: &DbPath, args: &ClearArgs, out: &mut dyn Write) -> Result<(), C
         &format!(
             "deleted {} records from {}\n",
             count(deleted),
-            path.display()
+            output::path(path)
         ),
     )
 }
@@ -78,7 +78,7 @@ fn nothing_to_delete(path: &Path, out: &mut dyn Write) -> Result<(), CliError> {
         out,
         &format!(
             "nothing to clear: {} is an empty file, not a database yet (left as it is)\n",
-            path.display()
+            output::path(path)
         ),
     )
 }

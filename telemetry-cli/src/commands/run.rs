@@ -19,7 +19,7 @@ use crate::cli::StatsGroup;
 use crate::commands::{emit, stats};
 use crate::dbpath::DbPath;
 use crate::error::CliError;
-use crate::output::count;
+use crate::output::{self, count, escape_controls};
 use crate::progress;
 use crate::timearg::now_unix;
 
@@ -114,9 +114,9 @@ pub fn run(db: &DbPath, args: &RunArgs, out: &mut dyn Write) -> Result<(), CliEr
             "run: {} {}calls to {} ({}), model {}, concurrency {}, {} prompt{}\n",
             count(args.calls),
             if args.stream { "streaming " } else { "" },
-            args.url,
-            engine.engine_id(),
-            args.model,
+            escape_controls(&args.url),
+            escape_controls(engine.engine_id()),
+            escape_controls(&args.model),
             args.concurrency,
             prompts.len(),
             if prompts.len() == 1 { "" } else { "s" },
@@ -161,14 +161,17 @@ pub fn run(db: &DbPath, args: &RunArgs, out: &mut dyn Write) -> Result<(), CliEr
         "recorded {} calls ({} failed) into {} in {:.2} s\n",
         count(written),
         count(failed),
-        db.path.display(),
+        output::path(&db.path),
         started.elapsed().as_secs_f64(),
     );
     let first_error = first_error
         .into_inner()
         .unwrap_or_else(PoisonError::into_inner);
     if let Some(e) = &first_error {
-        summary.push_str(&format!("first failure: {e}\n"));
+        summary.push_str(&format!(
+            "first failure: {}\n",
+            escape_controls(&e.to_string())
+        ));
     }
     summary.push('\n');
     emit(out, &summary)?;

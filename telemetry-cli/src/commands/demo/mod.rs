@@ -20,7 +20,7 @@ use crate::cli::{DemoArgs, StatsGroup};
 use crate::commands::{emit, stats};
 use crate::dbpath::DbPath;
 use crate::error::CliError;
-use crate::output::count;
+use crate::output::{self, count, escape_controls};
 use crate::progress;
 use crate::timearg::now_unix;
 use engine::{DemoEngine, VirtualGpu};
@@ -53,7 +53,7 @@ pub fn run(db: &DbPath, args: &DemoArgs, out: &mut dyn Write) -> Result<(), CliE
     };
     let gpu = gpu::choose(args.gpu, args.realtime)?;
     if let Some(note) = &gpu.note {
-        eprintln!("telemetry: {note}");
+        eprintln!("telemetry: {}", escape_controls(note));
     }
 
     let store = TelemetryStore::open(&db.path)?;
@@ -154,7 +154,7 @@ pub fn run(db: &DbPath, args: &DemoArgs, out: &mut dyn Write) -> Result<(), CliE
         "recorded {} calls ({} failed) into {} in {:.2} s\n",
         count(stats.written),
         count(failed.load(Ordering::Relaxed)),
-        db.path.display(),
+        output::path(&db.path),
         elapsed.as_secs_f64(),
     );
     if stats.rejected + stats.dropped + stats.bus_errors > 0 {
@@ -173,7 +173,7 @@ pub fn run(db: &DbPath, args: &DemoArgs, out: &mut dyn Write) -> Result<(), CliE
         out,
         &format!(
             "\nnext: telemetry --db {} stats --by agent   (or: series --bucket 1m, export, check)\n",
-            db.path.display()
+            output::path(&db.path)
         ),
     )
 }

@@ -22,6 +22,7 @@ use crate::commands::{emit, open_aggregator, time_range};
 use crate::dbpath::DbPath;
 use crate::error::CliError;
 use crate::outfile::OutputFile;
+use crate::output;
 use crate::timearg::now_unix;
 
 /// File written when `-o` is not given, in the current directory.
@@ -72,7 +73,7 @@ pub fn run(db: &DbPath, args: &ReportArgs, out: &mut dyn Write) -> Result<(), Cl
             source,
         })?;
     file.commit()?;
-    emit(out, &format!("{}\n", path.display()))
+    emit(out, &format!("{}\n", output::path(&path)))
 }
 
 /// Reads everything the page shows from `agg`.
