@@ -140,9 +140,9 @@ pub struct StatsArgs {
     /// Group the table by.
     #[arg(long, value_enum, default_value_t = StatsGroup::Model)]
     pub by: StatsGroup,
-    /// Show only the N groups with the most calls.
-    #[arg(long, short = 'n', value_name = "N")]
-    pub top: Option<usize>,
+    /// Show only the N groups with the most calls (N ≥ 1).
+    #[arg(long, short = 'n', value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub top: Option<u64>,
     /// Output format.
     #[arg(long, short = 'f', value_enum, default_value_t = StatsFormat::Table)]
     pub format: StatsFormat,
@@ -363,6 +363,8 @@ mod tests {
             &["telemetry", "export", "--format", "xml"],
             &["telemetry", "prune", "--older-than", "0s"],
             &["telemetry", "demo", "--calls", "0"],
+            &["telemetry", "stats", "--top", "0"],
+            &["telemetry", "stats", "--since", "1e300"],
         ] {
             let err = Cli::try_parse_from(args).unwrap_err();
             assert_eq!(err.exit_code(), 2, "{args:?}");

@@ -1,15 +1,25 @@
-//! Time arguments (`--since`, `--until`) and durations (`--older-than`).
+//! Time arguments (`--since`, `--until`) and durations (`--older-than`), parsed with `jiff`.
 //!
 //! A time is one of:
-//! - RFC 3339, e.g. `2026-11-28T04:00:00Z`; the weak form (`2026-11-28 04:00:00`, no zone = UTC)
-//!   is accepted too;
+//! - RFC 3339 with any offset, e.g. `2026-11-28T04:00:00Z`, `2026-11-28T10:00:00+05:00`, lowercase
+//!   `t`/`z` too; without an offset (`2026-11-28 04:00:00`, `2026-11-28`) it is UTC;
 //! - unix seconds, e.g. `1764302400` or `1764302400.5`;
-//! - a duration before now, e.g. `90s`, `15m`, `2h`, `7d`, `1h 30m`.
+//! - a duration before now, e.g. `90s`, `15m`, `2h`, `7d`, `1h 30m`, `2 days ago`.
+//!
+//! Every time lies between 1970 and the year 9999: anything else is refused, never printed
+//! as a 300-digit number.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use jiff::civil::DateTime;
+use jiff::tz::TimeZone;
+use jiff::{Span, SpanRelativeTo, Timestamp, Unit};
+
 /// What a time argument accepts, for error messages and `--help`.
-pub const TIME_FORMS: &str = "RFC 3339 (2026-11-28T04:00:00Z), unix seconds (1764302400) or a duration before now (90s, 15m, 2h, 7d)";
+pub const TIME_FORMS: &str = "RFC 3339 (2026-11-28T04:00:00Z, 2026-11-28T10:00:00+05:00), unix seconds (1764302400) or a duration before now (90s, 15m, 2h, 7d)";
+
+/// The latest time accepted, unix seconds: 9999-12-30T22:00:00Z, the latest `jiff` timestamp.
+pub const MAX_UNIX: f64 = 253_402_207_200.0;
 
 /// Seconds since the unix epoch, now.
 pub fn now_unix() -> f64 {
@@ -24,31 +34,39 @@ pub fn parse_time_at(value: &str, now: f64) -> Result<f64, String> {
     if text.is_empty() {
         return Err(format!("empty time; expected {TIME_FORMS}"));
     }
-    if let Ok(seconds) = text.parse::<f64>() {
-        if !seconds.is_finite() || seconds < 0.0 {
-            return Err(format!(
-                "`{text}` is not a valid number of unix seconds (finite, not negative)"
-            ));
+    let at = if let Ok(seconds) = text.parse::<f64>() {
+        if !seconds.is_finite() {
+            return Err(format!("`{text}` is not a finite number of unix seconds"));
         }
-        return Ok(seconds);
-    }
-    if let Ok(at) = humantime::parse_rfc3339_weak(text) {
-        return at
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs_f64())
-            .map_err(|_| format!("`{text}` is before 1970"));
-    }
-    match humantime::parse_duration(text) {
-        Ok(ago) => {
-            let at = now - ago.as_secs_f64();
-            if at < 0.0 {
-                Err(format!("`{text}` ago is before 1970"))
-            } else {
-                Ok(at)
+        seconds
+    } else if let Ok(at) = text.parse::<Timestamp>() {
+        unix_seconds(at)
+    } else if let Ok(civil) = text.parse::<DateTime>() {
+        // No offset: UTC.
+        let at = civil
+            .to_zoned(TimeZone::UTC)
+            .map_err(|e| format!("`{text}` is not a valid time: {e}"))?;
+        unix_seconds(at.timestamp())
+    } else {
+        match text.parse::<Span>() {
+            Ok(span) => {
+                if span.is_negative() && !text.ends_with("ago") {
+                    return Err(format!("`{text}` is negative; give a duration before now"));
+                }
+                now - span_seconds(text, span.abs())?
             }
+            Err(_) => return Err(format!("`{text}` is not a time; expected {TIME_FORMS}")),
         }
-        Err(_) => Err(format!("`{text}` is not a time; expected {TIME_FORMS}")),
+    };
+    if at < 0.0 {
+        return Err(format!("`{text}` is before 1970"));
     }
+    if at > MAX_UNIX {
+        return Err(format!(
+            "`{text}` is later than 9999-12-30T22:00:00Z, the latest time accepted"
+        ));
+    }
+    Ok(at)
 }
 
 /// Clap value parser for `--since` / `--until`: relative times are resolved against the clock
@@ -57,24 +75,63 @@ pub fn parse_time(value: &str) -> Result<f64, String> {
     parse_time_at(value, now_unix())
 }
 
-/// Clap value parser for a duration such as `30d` or `12h`; must be longer than zero.
-pub fn parse_duration(value: &str) -> Result<Duration, String> {
+/// Parses a duration such as `30d` or `12h` that reaches back from `now`: longer than zero, and
+/// not further back than 1970.
+pub fn parse_duration_at(value: &str, now: f64) -> Result<Duration, String> {
     let text = value.trim();
-    let duration = humantime::parse_duration(text)
+    let span = text
+        .parse::<Span>()
         .map_err(|e| format!("`{text}` is not a duration like 90s, 15m, 2h or 7d ({e})"))?;
-    if duration.is_zero() {
+    if span.is_negative() {
+        return Err(format!("`{text}` is negative; give a positive duration"));
+    }
+    let seconds = span_seconds(text, span)?;
+    if seconds <= 0.0 {
         return Err(format!("`{text}` is zero; give a positive duration"));
     }
-    Ok(duration)
+    if seconds > now {
+        return Err(format!(
+            "`{text}` reaches back before 1970, older than any record (use `clear` to delete everything)"
+        ));
+    }
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("`{text}`: {e}"))
 }
 
-/// Formats unix seconds as RFC 3339 (UTC, whole seconds), or the number when out of range.
+/// Clap value parser for `--older-than`, against the clock when the command line is parsed.
+pub fn parse_duration(value: &str) -> Result<Duration, String> {
+    parse_duration_at(value, now_unix())
+}
+
+/// Formats unix seconds as RFC 3339 (UTC, whole seconds), or the number when out of range (in
+/// scientific notation when huge).
 pub fn format_time(unix: f64) -> String {
-    if !(0.0..=4_102_444_800.0).contains(&unix) {
-        return format!("{unix}");
+    if !(0.0..=MAX_UNIX).contains(&unix) {
+        return if unix.abs() < 1e12 {
+            format!("{unix}")
+        } else {
+            format!("{unix:e}")
+        };
     }
-    let at = UNIX_EPOCH + Duration::from_secs_f64(unix);
-    humantime::format_rfc3339_seconds(at).to_string()
+    // In range, so the whole seconds fit an i64 and a Timestamp.
+    match Timestamp::from_second(unix.floor() as i64) {
+        Ok(at) => at.to_string(),
+        Err(_) => format!("{unix}"),
+    }
+}
+
+fn unix_seconds(at: Timestamp) -> f64 {
+    at.as_second() as f64 + f64::from(at.subsec_nanosecond()) / 1e9
+}
+
+/// A span's length in seconds, days and weeks counting 24 hours; months and years, whose length
+/// varies, are refused.
+fn span_seconds(text: &str, span: Span) -> Result<f64, String> {
+    span.total((Unit::Second, SpanRelativeTo::days_are_24_hours()))
+        .map_err(|_| {
+            format!(
+                "`{text}`: months and years have no fixed length; give days or weeks (90d, 12w)"
+            )
+        })
 }
 
 #[cfg(test)]
@@ -90,9 +147,13 @@ mod tests {
     }
 
     #[test]
-    fn rfc3339_strict_and_weak() {
+    fn rfc3339_with_offsets_lowercase_and_without_zone() {
         assert_eq!(parse_time_at("2025-11-28T04:00:00Z", NOW), Ok(NOW));
+        assert_eq!(parse_time_at("2025-11-28t04:00:00z", NOW), Ok(NOW));
+        assert_eq!(parse_time_at("2025-11-28T09:00:00+05:00", NOW), Ok(NOW));
+        assert_eq!(parse_time_at("2025-11-27T23:30:00-04:30", NOW), Ok(NOW));
         assert_eq!(parse_time_at("2025-11-28 04:00:00", NOW), Ok(NOW));
+        assert_eq!(parse_time_at("2025-11-28", NOW), Ok(NOW - 4.0 * 3_600.0));
         assert_eq!(parse_time_at("2025-11-28T04:00:01.5Z", NOW), Ok(NOW + 1.5));
     }
 
@@ -103,6 +164,7 @@ mod tests {
         assert_eq!(parse_time_at("2h", NOW), Ok(NOW - 7_200.0));
         assert_eq!(parse_time_at("7d", NOW), Ok(NOW - 604_800.0));
         assert_eq!(parse_time_at("1h 30m", NOW), Ok(NOW - 5_400.0));
+        assert_eq!(parse_time_at("2 days ago", NOW), Ok(NOW - 172_800.0));
     }
 
     #[test]
@@ -113,23 +175,48 @@ mod tests {
             "{err}"
         );
         assert!(parse_time_at("", NOW).is_err());
-        assert!(parse_time_at("-5", NOW).is_err());
+        assert!(parse_time_at("-5", NOW).unwrap_err().contains("1970"));
+        assert!(parse_time_at("-5m", NOW).unwrap_err().contains("negative"));
         assert!(parse_time_at("NaN", NOW).is_err());
         assert!(parse_time_at("inf", NOW).is_err());
-        assert!(parse_time_at("100000d", NOW).is_err());
+        assert!(parse_time_at("100000d", NOW).unwrap_err().contains("1970"));
+        assert!(parse_time_at("3mo", NOW).unwrap_err().contains("months"));
         assert!(parse_time_at("2025-13-01T00:00:00Z", NOW).is_err());
+        let err = parse_time_at("1e300", NOW).unwrap_err();
+        assert!(err.contains("1e300") && err.contains("9999"), "{err}");
+        assert!(parse_time_at("253402207201", NOW).is_err());
+        assert_eq!(parse_time_at("253402207200", NOW), Ok(MAX_UNIX));
     }
 
     #[test]
-    fn durations_must_be_positive_and_well_formed() {
-        assert_eq!(parse_duration("30d"), Ok(Duration::from_secs(30 * 86_400)));
-        assert!(parse_duration("0s").unwrap_err().contains("zero"));
-        assert!(parse_duration("soon").unwrap_err().contains("soon"));
+    fn durations_must_be_positive_well_formed_and_after_1970() {
+        assert_eq!(
+            parse_duration_at("30d", NOW),
+            Ok(Duration::from_secs(30 * 86_400))
+        );
+        assert_eq!(
+            parse_duration_at("1h30m", NOW),
+            Ok(Duration::from_secs(5_400))
+        );
+        assert!(parse_duration_at("0s", NOW).unwrap_err().contains("zero"));
+        assert!(parse_duration_at("soon", NOW).unwrap_err().contains("soon"));
+        assert!(
+            parse_duration_at("5m ago", NOW)
+                .unwrap_err()
+                .contains("negative")
+        );
+        let err = parse_duration_at("99999999999999d", NOW).unwrap_err();
+        assert!(err.contains("99999999999999d"), "{err}");
+        let err = parse_duration_at("30000d", NOW).unwrap_err();
+        assert!(err.contains("before 1970"), "{err}");
     }
 
     #[test]
     fn format_time_is_rfc3339() {
         assert_eq!(format_time(NOW), "2025-11-28T04:00:00Z");
+        assert_eq!(format_time(NOW + 0.9), "2025-11-28T04:00:00Z");
         assert_eq!(format_time(-1.0), "-1");
+        assert_eq!(format_time(MAX_UNIX), "9999-12-30T22:00:00Z");
+        assert_eq!(format_time(1e300), "1e300");
     }
 }

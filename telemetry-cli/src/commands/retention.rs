@@ -20,6 +20,12 @@ pub fn prune(db: &DbPath, args: &PruneArgs, out: &mut dyn Write) -> Result<(), C
         return nothing_to_delete(path, out);
     }
     let cutoff = now_unix() - args.older_than.as_secs_f64();
+    if cutoff < 0.0 {
+        return Err(CliError::Usage(format!(
+            "--older-than {} reaches back before 1970, older than any record (use `clear` to delete everything)",
+            humantime::format_duration(args.older_than)
+        )));
+    }
     let action = format!(
         "delete records older than {} ({}) from {}",
         humantime::format_duration(args.older_than),

@@ -18,7 +18,7 @@ pub fn run(db: &DbPath, args: &StatsArgs, out: &mut dyn Write) -> Result<(), Cli
     let agg = open_aggregator(db)?;
     let range = time_range(&args.range)?;
     let mut stats = agg.summary(&range)?;
-    if let Some(n) = args.top {
+    if let Some(n) = args.top.map(|n| usize::try_from(n).unwrap_or(usize::MAX)) {
         stats.per_model.truncate(n);
         stats.per_engine.truncate(n);
         stats.per_agent.truncate(n);
