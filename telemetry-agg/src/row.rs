@@ -111,5 +111,7 @@ pub(crate) fn read_record(row: &Row<'_>, id: i64) -> Result<TelemetryRecord, Agg
         tokens_counted: flag(35)?,
         cost_unknown: flag(36)?,
         metadata,
+        server_prefill_ms: opt_real(38)?,
+        server_decode_ms: opt_real(39)?,
     })
 }

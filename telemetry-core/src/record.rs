@@ -180,6 +180,13 @@ pub struct TelemetryRecord {
     pub cost_unknown: bool,
     /// Caller metadata; must be a JSON object of at most [`MAX_METADATA_BYTES`](crate::MAX_METADATA_BYTES).
     pub metadata: Value,
+    /// The server's own prefill (prompt processing) time, milliseconds, as the server reported it
+    /// (llama.cpp's `timings.prompt_ms`); `None` when the server reports none. Compare it with
+    /// `ttft`, which also holds the network and queueing the client saw.
+    pub server_prefill_ms: Option<f64>,
+    /// The server's own decode (generation) time, milliseconds, as the server reported it
+    /// (llama.cpp's `timings.predicted_ms`); `None` when the server reports none.
+    pub server_decode_ms: Option<f64>,
 }
 
 impl Default for TelemetryRecord {
@@ -223,6 +230,8 @@ impl Default for TelemetryRecord {
             tokens_counted: false,
             cost_unknown: false,
             metadata: Value::Object(serde_json::Map::new()),
+            server_prefill_ms: None,
+            server_decode_ms: None,
         }
     }
 }
@@ -318,6 +327,13 @@ impl TelemetryRecordBuilder {
     /// Sets the metadata (must be a JSON object to validate).
     pub fn metadata(mut self, metadata: Value) -> Self {
         self.record.metadata = metadata;
+        self
+    }
+
+    /// Sets the server's own prefill and decode times, milliseconds (e.g. llama.cpp's `timings`).
+    pub fn server_timings(mut self, prefill_ms: f64, decode_ms: f64) -> Self {
+        self.record.server_prefill_ms = Some(prefill_ms);
+        self.record.server_decode_ms = Some(decode_ms);
         self
     }
 

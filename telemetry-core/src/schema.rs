@@ -13,14 +13,17 @@
 //! This module holds SQL text only; it performs no I/O.
 
 /// Version of the newest migration; a database at another version is refused by readers.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// The migrations, in order: (refinery name, SQL).
-pub const MIGRATIONS: &[(&str, &str)] = &[("V1__initial", V1_INITIAL)];
+pub const MIGRATIONS: &[(&str, &str)] = &[
+    ("V1__initial", V1_INITIAL),
+    ("V2__server_timings", V2_SERVER_TIMINGS),
+];
 
 /// Columns of `telemetry` holding record fields, in [`TelemetryRecord`](crate::TelemetryRecord)
 /// field order (excluding `id` and `import_key`).
-pub const RECORD_COLUMNS: [&str; 38] = [
+pub const RECORD_COLUMNS: [&str; 40] = [
     "timestamp",
     "model_id",
     "engine",
@@ -59,6 +62,8 @@ pub const RECORD_COLUMNS: [&str; 38] = [
     "tokens_counted",
     "cost_unknown",
     "metadata",
+    "server_prefill_ms",
+    "server_decode_ms",
 ];
 
 /// Columns of `telemetry_rollup` after the key columns (`level`, `bucket_start`, `model_id`,
@@ -164,14 +169,24 @@ CREATE TABLE telemetry_rollup (
 ) WITHOUT ROWID;
 "#;
 
+/// The server's own prefill/decode times (llama.cpp `timings`); rows written before have `NULL`.
+const V2_SERVER_TIMINGS: &str = r#"
+ALTER TABLE telemetry ADD COLUMN server_prefill_ms REAL;
+ALTER TABLE telemetry ADD COLUMN server_decode_ms REAL;
+"#;
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn every_record_column_is_in_the_migration() {
+        let all: String = MIGRATIONS.iter().map(|(_, sql)| *sql).collect();
         for c in RECORD_COLUMNS.iter().chain(ROLLUP_COLUMNS.iter()) {
-            assert!(V1_INITIAL.contains(&format!("    {c} ")), "{c} missing");
+            assert!(
+                all.contains(&format!("    {c} ")) || all.contains(&format!("ADD COLUMN {c} ")),
+                "{c} missing"
+            );
         }
     }
 

@@ -98,6 +98,8 @@ impl TelemetryRecord {
             ("std_itl_ms", r.std_itl_ms),
             ("prefill_energy_joules", r.prefill_energy_joules),
             ("decode_energy_joules", r.decode_energy_joules),
+            ("server_prefill_ms", r.server_prefill_ms),
+            ("server_decode_ms", r.server_decode_ms),
         ];
         for (field, value) in optional_non_negative {
             if let Some(v) = value {
@@ -288,6 +290,8 @@ mod tests {
             ("decode_energy_joules", |r, v| {
                 r.decode_energy_joules = Some(v)
             }),
+            ("server_prefill_ms", |r, v| r.server_prefill_ms = Some(v)),
+            ("server_decode_ms", |r, v| r.server_decode_ms = Some(v)),
             ("gpu_utilization_pct", |r, v| {
                 r.gpu_utilization_pct = Some(v)
             }),

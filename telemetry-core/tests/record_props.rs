@@ -41,6 +41,7 @@ prop_compose! {
         method in prop_oneof![Just(EnergyMethod::None), Just(EnergyMethod::Counter), Just(EnergyMethod::PowerIntegration)],
         outcome in prop_oneof![Just(Outcome::Ok), Just(Outcome::Error), Just(Outcome::Cancelled)],
         message in "[ -~]{0,40}", metadata in metadata(), flags in any::<(bool, bool)>(),
+        server_prefill in opt(0.0..1e5),
     ) -> TelemetryRecord {
         TelemetryRecord {
             timestamp, model_id, engine, agent,
@@ -62,6 +63,7 @@ prop_compose! {
             error_kind: if outcome == Outcome::Error { "timeout".into() } else { String::new() },
             error_message: if outcome == Outcome::Ok { String::new() } else { message },
             tokens_counted: flags.0, cost_unknown: flags.1, metadata,
+            server_prefill_ms: server_prefill, server_decode_ms: server_prefill.map(|p| p * 4.0),
         }
     }
 }

@@ -338,3 +338,38 @@ fn llama_timings_reach_the_result_and_the_last_chunk() {
     assert!(timings.server_prefill.is_some() && timings.server_decode.is_some());
     assert!(last.usage.is_some() && last.text.is_empty());
 }
+
+#[test]
+fn llama_timings_reach_the_record() {
+    let body = transcript("llama_cpp_chat_stream.sse");
+    let server = FakeServer::start(move |req| {
+        if req.json()["stream"] == true {
+            Reply::sse(&body, 7, Duration::ZERO)
+        } else {
+            Reply::json(
+                200,
+                r#"{"choices":[{"index":0,"message":{"role":"assistant","content":"Hi"},"finish_reason":"stop"}],
+                   "usage":{"prompt_tokens":9,"completion_tokens":1,"total_tokens":10},
+                   "timings":{"prompt_n":9,"prompt_ms":12.5,"predicted_n":1,"predicted_ms":3.25}}"#,
+            )
+        }
+    })
+    .unwrap();
+    let (bus, records) = recording_bus();
+    let engine = InstrumentedEngine::new(OpenAiEngine::new(config(&server)), bus);
+    engine.generate(&[Message::user("hi")], &params()).unwrap();
+    for chunk in engine.stream(&[Message::user("hi")], &params()).unwrap() {
+        chunk.unwrap();
+    }
+    let records = records.lock().unwrap();
+    assert_eq!(records.len(), 2);
+    assert_eq!(records[0].server_prefill_ms, Some(12.5));
+    assert_eq!(records[0].server_decode_ms, Some(3.25));
+    let streamed = &records[1];
+    assert!(streamed.is_streaming);
+    // The transcript's last chunk says prompt_ms 194.232 and predicted_ms 41.99.
+    let close = |got: Option<f64>, want: f64| got.is_some_and(|g| (g - want).abs() < 1e-6);
+    assert!(close(streamed.server_prefill_ms, 194.232), "{streamed:?}");
+    assert!(close(streamed.server_decode_ms, 41.99), "{streamed:?}");
+    assert_eq!(streamed.validate(), Ok(()));
+}

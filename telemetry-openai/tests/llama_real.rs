@@ -67,6 +67,10 @@ fn assert_consistent_with_server(r: &TelemetryRecord, timings: &EngineTimings) {
         .expect("llama.cpp reports predicted_ms")
         .as_secs_f64()
         * 1e3;
+    // The record keeps the server's own times (within float rounding of the ms conversion).
+    let kept = |got: Option<f64>, want: f64| got.is_some_and(|g| (g - want).abs() < 1e-6);
+    assert!(kept(r.server_prefill_ms, prefill), "{r:?}");
+    assert!(kept(r.server_decode_ms, decode), "{r:?}");
     let latency_ms = r.latency_seconds * 1000.0;
     assert!(
         prefill + decode <= latency_ms,

@@ -1,5 +1,5 @@
 //! Records to and from `telemetry` rows: the insert statements and the one binding of the
-//! 38 record fields, in [`RECORD_COLUMNS`] order.
+//! 40 record fields, in [`RECORD_COLUMNS`] order.
 
 use std::sync::LazyLock;
 
@@ -11,6 +11,9 @@ use crate::error::{StoreError, to_i64, to_u64};
 
 /// `INSERT INTO telemetry (<record columns>) VALUES (?1, ..)`.
 pub(crate) static INSERT_SQL: LazyLock<String> = LazyLock::new(|| insert_sql(false));
+
+/// The parameter index of `import_key` in [`IMPORT_SQL`]: right after the record columns.
+pub(crate) const IMPORT_KEY_PARAM: usize = RECORD_COLUMNS.len() + 1;
 
 /// The same with `import_key` last, ignoring rows whose key is already stored.
 pub(crate) static IMPORT_SQL: LazyLock<String> = LazyLock::new(|| insert_sql(true));
@@ -34,7 +37,7 @@ fn insert_sql(with_key: bool) -> String {
     )
 }
 
-/// Binds `r` to the first 38 parameters of an insert statement.
+/// Binds `r` to the first 40 parameters of an insert statement.
 /// `buf` is reused for the metadata JSON, so a batch allocates it once.
 pub(crate) fn bind_record(
     stmt: &mut Statement<'_>,
@@ -92,6 +95,8 @@ pub(crate) fn bind_record(
     b!(36, i64::from(r.tokens_counted));
     b!(37, i64::from(r.cost_unknown));
     b!(38, metadata);
+    b!(39, r.server_prefill_ms);
+    b!(40, r.server_decode_ms);
     Ok(())
 }
 

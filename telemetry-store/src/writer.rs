@@ -26,7 +26,7 @@ use crate::import::ImportRow;
 use crate::open::backoff;
 use crate::queue::{Control, ControlKind, Queue};
 use crate::rollups::{BatchRollups, merge_into, repair_after_prune};
-use crate::rows::{IMPORT_SQL, INSERT_SQL, bind_record};
+use crate::rows::{IMPORT_KEY_PARAM, IMPORT_SQL, INSERT_SQL, bind_record};
 use crate::stats::Counters;
 
 /// Attempts given to a commit that a caller is waiting on, before it gets an error.
@@ -313,7 +313,7 @@ fn import(conn: &mut Connection, rows: &[ImportRow]) -> Result<u64, StoreError> 
         let mut buf = Vec::with_capacity(256);
         for row in rows {
             bind_record(&mut stmt, &row.record, &mut buf)?;
-            stmt.raw_bind_parameter(39, row.key.as_str())
+            stmt.raw_bind_parameter(IMPORT_KEY_PARAM, row.key.as_str())
                 .map_err(sql("binding an import key"))?;
             // Only rows actually inserted (key not seen before) count in the summaries.
             if stmt.raw_execute().map_err(sql("importing a row"))? == 1 {

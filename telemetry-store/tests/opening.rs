@@ -193,3 +193,45 @@ fn a_database_corrupt_in_the_middle_is_refused_before_any_write() {
     assert!(err.to_string().contains("quick_check"), "{err}");
     assert_eq!(bytes(&path), content);
 }
+
+#[test]
+fn a_version_1_database_gains_the_server_timing_columns_and_keeps_its_rows() {
+    use telemetry_core::schema::MIGRATIONS;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v1.db");
+    {
+        // A file as the first release wrote it: only the first migration applied.
+        let mut conn = common::connect(&path);
+        let (name, sql) = MIGRATIONS[0];
+        let v1 = [refinery::Migration::unapplied(name, sql).unwrap()];
+        refinery::Runner::new(&v1).run(&mut conn).unwrap();
+        conn.execute(
+            "INSERT INTO telemetry (timestamp, model_id) VALUES (1764300000.0, 'old')",
+            [],
+        )
+        .unwrap();
+    }
+    let store = TelemetryStore::open(&path).unwrap();
+    let mut new = common::sample("new", 1);
+    new.server_prefill_ms = Some(12.5);
+    new.server_decode_ms = Some(80.0);
+    store.record(&new).unwrap();
+    store.close().unwrap();
+    let conn = common::connect(&path);
+    let version: i64 = conn
+        .query_row(
+            "SELECT MAX(version) FROM refinery_schema_history",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(version, i64::from(SCHEMA_VERSION));
+    let rows = common::read_all(&conn);
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0].model_id, "old");
+    assert_eq!(
+        (rows[0].server_prefill_ms, rows[0].server_decode_ms),
+        (None, None)
+    );
+    assert_eq!(rows[1], new);
+}

@@ -52,6 +52,7 @@ prop_compose! {
         method in 0usize..3, vendor in label(), batch in label(), warmup in any::<bool>(),
         outcome in 0usize..3, error_message in label(), counted in any::<bool>(),
         unknown in any::<bool>(), metadata in metadata(),
+        server in proptest::collection::vec(opt(0.0..1e6), 2),
     ) -> TelemetryRecord {
         let outcome = [Outcome::Ok, Outcome::Error, Outcome::Cancelled][outcome];
         TelemetryRecord {
@@ -70,6 +71,7 @@ prop_compose! {
             energy_vendor: vendor, batch_id: batch, is_warmup: warmup, outcome,
             error_kind: if outcome == Outcome::Ok { String::new() } else { "kind".to_owned() },
             error_message, tokens_counted: counted, cost_unknown: unknown, metadata,
+            server_prefill_ms: server[0], server_decode_ms: server[1],
         }
     }
 }

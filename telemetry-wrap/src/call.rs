@@ -76,6 +76,9 @@ pub(crate) struct Measurement {
     pub outcome: Outcome,
     pub error_kind: Cow<'static, str>,
     pub error_message: String,
+    /// The server's own prefill and decode times, when the engine reported them.
+    pub server_prefill: Option<Duration>,
+    pub server_decode: Option<Duration>,
 }
 
 impl Measurement {
@@ -87,6 +90,8 @@ impl Measurement {
             ttft: result.timings.ttft.map(|d| d.as_secs_f64()),
             usage: result.usage,
             engine_cost: result.cost_usd,
+            server_prefill: result.timings.server_prefill,
+            server_decode: result.timings.server_decode,
             ..Measurement::default()
         }
     }
@@ -160,6 +165,8 @@ pub(crate) fn build_record(
         tokens_counted: m.tokens_counted,
         cost_unknown,
         metadata: serde_json::Value::Object(options.metadata.clone()),
+        server_prefill_ms: m.server_prefill.map(|d| d.as_secs_f64() * 1e3),
+        server_decode_ms: m.server_decode.map(|d| d.as_secs_f64() * 1e3),
         ..TelemetryRecord::default()
     };
     if let Some(itl) = m.itl {

@@ -11,7 +11,7 @@ use crate::context::{Call, EngineContext};
 use crate::engine::InferenceEngine;
 use crate::itl::ItlStats;
 use crate::request::GenerateParams;
-use crate::response::{StreamChunk, Usage};
+use crate::response::{EngineTimings, StreamChunk, Usage};
 
 /// Gaps reserved up front, so that typical streams never reallocate while chunks arrive.
 const GAP_CAPACITY_LIMIT: u64 = 1024;
@@ -31,6 +31,7 @@ pub(crate) struct StreamRecorder {
     gaps: Vec<f64>,
     chunks: u64,
     usage: Option<Usage>,
+    server: Option<EngineTimings>,
 }
 
 impl StreamRecorder {
@@ -46,6 +47,7 @@ impl StreamRecorder {
             gaps: Vec::with_capacity(usize::try_from(capacity).unwrap_or(0)),
             chunks: 0,
             usage: None,
+            server: None,
         }
     }
 
@@ -55,6 +57,9 @@ impl StreamRecorder {
         let Some(call) = &self.call else { return };
         if let Some(usage) = chunk.usage {
             self.usage = Some(usage);
+        }
+        if let Some(timings) = chunk.timings {
+            self.server = Some(timings);
         }
         let t = match chunk.elapsed {
             Some(d) => {
@@ -111,6 +116,8 @@ impl StreamRecorder {
             outcome,
             error_kind,
             error_message,
+            server_prefill: self.server.and_then(|t| t.server_prefill),
+            server_decode: self.server.and_then(|t| t.server_decode),
         };
         let record = build_record(
             &call.start,

@@ -51,6 +51,8 @@ pub fn write_record(line: &mut String, r: &TelemetryRecord) {
     w.flag(r.tokens_counted);
     w.flag(r.cost_unknown);
     w.text(&r.metadata.to_string());
+    w.opt(r.server_prefill_ms);
+    w.opt(r.server_decode_ms);
     w.line.push('\n');
 }
 
@@ -114,7 +116,7 @@ impl Fields<'_> {
 
 /// Number of columns [`write_record`] writes, for the test against [`RECORD_COLUMNS`].
 #[cfg(test)]
-const WRITTEN_COLUMNS: usize = 38;
+const WRITTEN_COLUMNS: usize = 40;
 
 #[cfg(test)]
 mod tests {
@@ -143,6 +145,7 @@ mod tests {
             .build();
         r.is_streaming = true;
         r.p99_itl_ms = Some(1e-7);
+        r.server_prefill_ms = Some(41.5);
         r
     }
 

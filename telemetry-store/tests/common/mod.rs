@@ -69,6 +69,8 @@ pub fn sample(tag: &str, i: u64) -> TelemetryRecord {
         tokens_counted: i.is_multiple_of(5),
         cost_unknown: i.is_multiple_of(7),
         metadata: json!({ "id": i, "tag": tag, "nested": { "ok": true } }),
+        server_prefill_ms: some(41.25 + (i % 4) as f64),
+        server_decode_ms: some(180.5),
     }
 }
 
@@ -124,6 +126,8 @@ pub fn read_all(conn: &Connection) -> Vec<TelemetryRecord> {
             tokens_counted: b(35)?,
             cost_unknown: b(36)?,
             metadata: serde_json::from_str(&metadata).unwrap(),
+            server_prefill_ms: r.get(38)?,
+            server_decode_ms: r.get(39)?,
         })
     })
     .unwrap()
