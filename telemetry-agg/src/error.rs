@@ -29,8 +29,14 @@ pub enum AggError {
     },
     /// The schema version recorded in `refinery_schema_history` is not the one this crate reads.
     #[error(
-        "{path} has telemetry schema version {}, but this build reads only version {supported}",
-        found.map_or_else(|| "none (no refinery_schema_history)".to_owned(), |v| v.to_string())
+        "{path} has telemetry schema version {}, but this build reads only version {supported}{}",
+        found.map_or_else(|| "none (no refinery_schema_history)".to_owned(), |v| v.to_string()),
+        if found.is_some_and(|v| v >= 1 && v < i64::from(*supported)) {
+            " (an older file: opening it once for writing with `TelemetryStore::open`, as every \
+             `telemetry` command that writes does, upgrades it in place and keeps every row)"
+        } else {
+            ""
+        }
     )]
     UnsupportedSchema {
         /// The file.

@@ -183,3 +183,32 @@ fn reads_while_a_store_writes_in_another_thread() {
     assert_eq!(agg.record_count(&TimeRange::all()).unwrap(), written);
     store.close().unwrap();
 }
+
+#[test]
+fn an_older_schema_version_is_refused_saying_how_to_upgrade() {
+    let (_dir, path) = write_db(&[rec("m", "e", DAY0, 1.0)]);
+    Connection::open(&path)
+        .unwrap()
+        .execute("DELETE FROM refinery_schema_history WHERE version > 1", [])
+        .unwrap();
+    let err = TelemetryAggregator::open(&path).unwrap_err();
+    assert!(
+        matches!(&err, AggError::UnsupportedSchema { found: Some(1), .. }),
+        "{err}"
+    );
+    let msg = err.to_string();
+    assert!(
+        msg.contains("older file") && msg.contains("upgrades it"),
+        "{msg}"
+    );
+    // The message says nothing of upgrading a file that is newer than this build.
+    assert!(
+        !AggError::UnsupportedSchema {
+            path: path.clone(),
+            found: Some(i64::from(SCHEMA_VERSION) + 1),
+            supported: SCHEMA_VERSION,
+        }
+        .to_string()
+        .contains("older")
+    );
+}
