@@ -44,16 +44,36 @@ impl DbPath {
         resolve_with(flag, |name| std::env::var_os(name).map(PathBuf::from))
     }
 
-    /// Errors with [`CliError::MissingDatabase`] unless the file exists (creates nothing).
+    /// Errors with [`CliError::MissingDatabase`] unless the file exists, and with
+    /// [`CliError::BadDatabasePath`] when the path is a directory or under a file (creates
+    /// nothing).
     pub fn require_existing(&self) -> Result<&Path, CliError> {
         if self.path.is_file() {
-            Ok(&self.path)
-        } else {
-            Err(CliError::MissingDatabase {
-                path: self.path.clone(),
-                origin: self.origin,
-            })
+            return Ok(&self.path);
         }
+        let bad = |reason: String| CliError::BadDatabasePath {
+            path: self.path.clone(),
+            origin: self.origin,
+            reason,
+        };
+        if self.path.is_dir() {
+            return Err(bad("it is a directory, not a database file".to_owned()));
+        }
+        // "a/t.db" where "a" is a file: the nearest existing ancestor is not a directory.
+        if let Some(blocker) = self
+            .path
+            .ancestors()
+            .skip(1)
+            .filter(|p| !p.as_os_str().is_empty())
+            .find(|p| p.symlink_metadata().is_ok())
+            .filter(|p| !p.is_dir())
+        {
+            return Err(bad(format!("{} is not a directory", blocker.display())));
+        }
+        Err(CliError::MissingDatabase {
+            path: self.path.clone(),
+            origin: self.origin,
+        })
     }
 }
 

@@ -26,6 +26,17 @@ pub enum CliError {
         /// Where that path came from.
         origin: DbOrigin,
     },
+    /// The database path cannot be a database file: it is a directory, or one of its parents is
+    /// not a directory.
+    #[error("{} cannot be a telemetry database ({}): {reason}", path.display(), origin.describe())]
+    BadDatabasePath {
+        /// The path.
+        path: PathBuf,
+        /// Where that path came from.
+        origin: DbOrigin,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// Neither `--db`, `$TELEMETRY_DB`, `$XDG_DATA_HOME` nor `$HOME` says where the database is.
     #[error("cannot find a data directory: $HOME is not set; pass --db PATH or set $TELEMETRY_DB")]
     NoDataDir,
@@ -121,6 +132,7 @@ impl CliError {
     pub fn exit_code(&self) -> u8 {
         match self {
             CliError::MissingDatabase { .. }
+            | CliError::BadDatabasePath { .. }
             | CliError::NoDataDir
             | CliError::InputNotFound { .. }
             | CliError::NeedsConfirmation { .. }

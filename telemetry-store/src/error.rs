@@ -64,6 +64,15 @@ pub enum StoreError {
         /// What refinery or SQLite said.
         message: String,
     },
+    /// The path cannot hold a writable database: it is a directory, one of its parents is a file,
+    /// or the file is read-only. Nothing was created or changed.
+    #[error("cannot write telemetry to {path}: {reason}")]
+    Location {
+        /// The database path.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A filesystem operation failed (creating the parent directory or the file).
     #[error("{action} {path} failed: {source}")]
     Io {

@@ -49,10 +49,35 @@ pub(crate) fn open_connection(
     migrate(conn, path)
 }
 
-/// Creates the parent directory and, when missing, the file with mode 0600.
+/// Checks that `path` can hold a writable database, then creates the missing parent directories
+/// (mode 0700) and, when missing, the file (mode 0600). An existing file must be writable: a
+/// read-only one is refused here, before SQLite opens it (and creates `-wal`/`-shm` beside it).
 fn prepare_file(path: &Path) -> Result<(), StoreError> {
+    let refuse = |reason: String| StoreError::Location {
+        path: path.to_path_buf(),
+        reason,
+    };
+    if path.is_dir() {
+        return Err(refuse("it is a directory, not a database file".to_owned()));
+    }
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|source| StoreError::Io {
+        // The nearest existing ancestor must be a directory ("a/b.db" where "a" is a file).
+        if let Some(blocker) = parent
+            .ancestors()
+            .filter(|p| !p.as_os_str().is_empty())
+            .find(|p| p.symlink_metadata().is_ok())
+            .filter(|p| !p.is_dir())
+        {
+            return Err(refuse(format!("{} is not a directory", blocker.display())));
+        }
+        let mut dirs = std::fs::DirBuilder::new();
+        dirs.recursive(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            dirs.mode(0o700);
+        }
+        dirs.create(parent).map_err(|source| StoreError::Io {
             action: "creating directory",
             path: parent.to_path_buf(),
             source,
@@ -67,7 +92,23 @@ fn prepare_file(path: &Path) -> Result<(), StoreError> {
     }
     match options.open(path) {
         Ok(_) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            // Opened for writing without truncating: nothing changes, but permissions are checked.
+            match std::fs::OpenOptions::new().write(true).open(path) {
+                Ok(_) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Err(refuse(
+                    "the file is read-only (no write permission for this user)".to_owned(),
+                )),
+                Err(e) if e.kind() == std::io::ErrorKind::ReadOnlyFilesystem => {
+                    Err(refuse("it is on a read-only file system".to_owned()))
+                }
+                Err(source) => Err(StoreError::Io {
+                    action: "opening",
+                    path: path.to_path_buf(),
+                    source,
+                }),
+            }
+        }
         Err(source) => Err(StoreError::Io {
             action: "creating file",
             path: path.to_path_buf(),
