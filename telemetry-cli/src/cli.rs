@@ -200,6 +200,11 @@ pub struct SeriesArgs {
     /// Output format.
     #[arg(long, short = 'f', value_enum, default_value_t = SeriesFormat::Table)]
     pub format: SeriesFormat,
+    /// CSV: write the group names exactly as stored. By default a cell starting with = + - @,
+    /// tab or carriage return gets a leading ' so that a spreadsheet shows it instead of running
+    /// it as a formula.
+    #[arg(long)]
+    pub raw: bool,
 }
 
 /// Bucket width of the charts of `report`.
@@ -256,6 +261,11 @@ pub struct ExportArgs {
     pub output: Option<PathBuf>,
     #[command(flatten)]
     pub range: RangeArgs,
+    /// CSV: write text cells exactly as stored. By default a cell starting with = + - @, tab or
+    /// carriage return gets a leading ' so that a spreadsheet shows it instead of running it as a
+    /// formula.
+    #[arg(long)]
+    pub raw: bool,
 }
 
 /// `telemetry prune`.

@@ -3,6 +3,11 @@
 //! Written field by field rather than through serde: CSV cannot hold the nested metadata object,
 //! and going through `serde_json::Value` costs about four times as much per record. The tests
 //! check the order against [`RECORD_COLUMNS`] and the values against the record's JSON.
+//!
+//! By default the text cells are made safe for spreadsheets ([`spreadsheet_safe`]); `--raw`
+//! keeps them exact.
+
+use std::borrow::Cow;
 
 use telemetry_core::TelemetryRecord;
 #[cfg(test)]
@@ -10,9 +15,14 @@ use telemetry_core::schema::RECORD_COLUMNS;
 
 /// Appends `record` to `line` as one CSV line (newline included): numbers in Rust's shortest
 /// round-trip form, `None` as an empty field, booleans `true`/`false`, enums as their stored
-/// strings, metadata as JSON text, RFC 4180 quoting.
-pub fn write_record(line: &mut String, r: &TelemetryRecord) {
-    let mut w = Fields { line, first: true };
+/// strings, metadata as JSON text, RFC 4180 quoting. Unless `raw`, text cells go through
+/// [`spreadsheet_safe`].
+pub fn write_record(line: &mut String, r: &TelemetryRecord, raw: bool) {
+    let mut w = Fields {
+        line,
+        first: true,
+        raw,
+    };
     w.num(r.timestamp);
     w.text(&r.model_id);
     w.text(&r.engine);
@@ -58,16 +68,33 @@ pub fn write_record(line: &mut String, r: &TelemetryRecord) {
 
 /// Appends a header line of `names`.
 pub fn write_header<'a>(line: &mut String, names: impl IntoIterator<Item = &'a str>) {
-    let mut w = Fields { line, first: true };
+    let mut w = Fields {
+        line,
+        first: true,
+        raw: true,
+    };
     for name in names {
         w.text(name);
     }
     w.line.push('\n');
 }
 
+/// A CSV cell that a spreadsheet will show as text rather than evaluate, following the OWASP rule
+/// for CSV injection: a cell starting with `=`, `+`, `-`, `@`, a tab or a carriage return gets a
+/// leading `'` (`=HYPERLINK(...)` becomes `'=HYPERLINK(...)`). Other cells are returned as is.
+pub fn spreadsheet_safe(cell: &str) -> Cow<'_, str> {
+    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        Cow::Owned(format!("'{cell}"))
+    } else {
+        Cow::Borrowed(cell)
+    }
+}
+
 struct Fields<'a> {
     line: &'a mut String,
     first: bool,
+    /// Text cells exactly as stored (no [`spreadsheet_safe`]).
+    raw: bool,
 }
 
 impl Fields<'_> {
@@ -80,12 +107,17 @@ impl Fields<'_> {
 
     fn text(&mut self, s: &str) {
         self.sep();
+        let s = if self.raw {
+            Cow::Borrowed(s)
+        } else {
+            spreadsheet_safe(s)
+        };
         if s.contains([',', '"', '\n', '\r']) {
             self.line.push('"');
             self.line.push_str(&s.replace('"', "\"\""));
             self.line.push('"');
         } else {
-            self.line.push_str(s);
+            self.line.push_str(&s);
         }
     }
 
@@ -154,7 +186,7 @@ mod tests {
         assert_eq!(WRITTEN_COLUMNS, RECORD_COLUMNS.len());
         let record = sample();
         let mut line = String::new();
-        write_record(&mut line, &record);
+        write_record(&mut line, &record, true);
         let fields = parse(&line);
         assert_eq!(fields.len(), RECORD_COLUMNS.len());
         let Value::Object(json) = serde_json::to_value(&record).unwrap() else {
@@ -175,6 +207,39 @@ mod tests {
                 ),
             }
         }
+    }
+
+    #[test]
+    fn formula_cells_are_prefixed_unless_raw() {
+        for (cell, safe) in [
+            (
+                "=HYPERLINK(\"http://x\",\"y\")",
+                "'=HYPERLINK(\"http://x\",\"y\")",
+            ),
+            ("+1", "'+1"),
+            ("-2+3", "'-2+3"),
+            ("@SUM(A1)", "'@SUM(A1)"),
+            ("\tx", "'\tx"),
+            ("\rx", "'\rx"),
+            ("llama-3", "llama-3"),
+            ("a=b", "a=b"),
+            ("", ""),
+        ] {
+            assert_eq!(spreadsheet_safe(cell), safe, "{cell:?}");
+        }
+        let record = TelemetryRecord::builder("=1+2", 1_764_300_000.0)
+            .engine("@SUM(A1)")
+            .agent("-x")
+            .build();
+        let fields = |raw: bool| {
+            let mut line = String::new();
+            write_record(&mut line, &record, raw);
+            parse(&line)
+        };
+        assert_eq!(fields(false)[1..4], ["'=1+2", "'@SUM(A1)", "'-x"]);
+        assert_eq!(fields(true)[1..4], ["=1+2", "@SUM(A1)", "-x"]);
+        // Numbers are never prefixed: they are numbers, not formulas.
+        assert_eq!(fields(false)[0], "1764300000");
     }
 
     #[test]

@@ -38,7 +38,7 @@ pub fn run(db: &DbPath, args: &ExportArgs, out: &mut dyn Write) -> Result<(), Cl
         source,
     };
     let mut written: u64 = 0;
-    let mut encoder = Encoder::new(args.format);
+    let mut encoder = Encoder::new(args.format, args.raw);
     encoder.begin(&mut sink).map_err(write_err)?;
     for record in records {
         let record = record?;
@@ -98,15 +98,18 @@ impl From<serde_json::Error> for EncodeError {
 /// Writes records one at a time in the chosen format.
 struct Encoder {
     format: ExportFormat,
+    /// CSV text cells exactly as stored (`--raw`).
+    raw: bool,
     first: bool,
     /// Reused CSV line buffer.
     line: String,
 }
 
 impl Encoder {
-    fn new(format: ExportFormat) -> Self {
+    fn new(format: ExportFormat, raw: bool) -> Self {
         Encoder {
             format,
+            raw,
             first: true,
             line: String::new(),
         }
@@ -136,7 +139,7 @@ impl Encoder {
             }
             ExportFormat::Csv => {
                 self.line.clear();
-                csv_record::write_record(&mut self.line, record);
+                csv_record::write_record(&mut self.line, record, self.raw);
                 w.write_all(self.line.as_bytes())?;
             }
         }
@@ -163,7 +166,7 @@ mod tests {
         let record = TelemetryRecord::builder("m", 1_764_300_000.0).build();
         for n in 0..3 {
             let mut buf = Vec::new();
-            let mut enc = Encoder::new(ExportFormat::Json);
+            let mut enc = Encoder::new(ExportFormat::Json, false);
             enc.begin(&mut buf).unwrap();
             for _ in 0..n {
                 assert!(enc.write(&mut buf, &record).is_ok());

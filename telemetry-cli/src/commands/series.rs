@@ -5,7 +5,7 @@ use std::io::Write;
 use telemetry_agg::{Bucket, GroupBy, SeriesPoint};
 
 use crate::cli::{BucketArg, SeriesArgs, SeriesFormat, SeriesGroup};
-use crate::commands::{emit, open_aggregator, time_range};
+use crate::commands::{csv_record, emit, open_aggregator, time_range};
 use crate::dbpath::DbPath;
 use crate::error::CliError;
 use crate::output::{Align, Table, count, joules, seconds, usd};
@@ -36,7 +36,15 @@ pub fn run(db: &DbPath, args: &SeriesArgs, out: &mut dyn Write) -> Result<(), Cl
         SeriesFormat::Csv => {
             let mut csv = csv::Writer::from_writer(Vec::new());
             for p in &points {
-                csv.serialize(p)?;
+                match &p.group {
+                    // The group is the only text cell.
+                    Some(group) if !args.raw => {
+                        let mut safe = p.clone();
+                        safe.group = Some(csv_record::spreadsheet_safe(group).into_owned());
+                        csv.serialize(&safe)?;
+                    }
+                    _ => csv.serialize(p)?,
+                }
             }
             let bytes = csv
                 .into_inner()
