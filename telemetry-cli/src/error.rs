@@ -37,6 +37,16 @@ pub enum CliError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The database file is empty: another process is creating it (and did not finish within a
+    /// couple of seconds), or its creation was cut short.
+    #[error(
+        "{} is empty: a telemetry database is being created there, or its creation was cut short; try again in a moment",
+        path.display()
+    )]
+    BeingCreated {
+        /// The file.
+        path: PathBuf,
+    },
     /// Neither `--db`, `$TELEMETRY_DB`, `$XDG_DATA_HOME` nor `$HOME` says where the database is.
     #[error("cannot find a data directory: $HOME is not set; pass --db PATH or set $TELEMETRY_DB")]
     NoDataDir,

@@ -18,6 +18,15 @@ fn app_db(path: &Path) {
          INSERT INTO users (name) VALUES ('ada'), ('grace');",
     )
     .unwrap();
+    drop(conn);
+    // An existing application's file, not one being created: readers do not wait for a schema.
+    let an_hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3_600);
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(an_hour_ago)
+        .unwrap();
 }
 
 fn side_files(path: &Path) -> Vec<String> {
