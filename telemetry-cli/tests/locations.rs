@@ -163,3 +163,66 @@ fn a_read_only_database_is_refused_with_its_path() {
         }
     }
 }
+
+/// A writable file in a read-only directory: SQLite cannot create its write-ahead log there; the
+/// error names the file and points at the directory rather than calling the database read-only.
+#[cfg(unix)]
+#[test]
+fn a_read_only_directory_is_named_for_writers() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path().join("ro");
+    std::fs::create_dir(&dir).unwrap();
+    let db = dir.join("t.db");
+    seed(&db, &standard_records());
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o666)).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o555)).unwrap();
+    std::fs::set_permissions(home.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let root = std::fs::metadata(&db).unwrap().uid() == 0;
+    let setpriv = Path::new("/usr/bin/setpriv");
+    let command = || {
+        if root {
+            let mut c = assert_cmd::Command::new(setpriv);
+            c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+                .arg(assert_cmd::cargo::cargo_bin("telemetry"));
+            c
+        } else {
+            assert_cmd::Command::cargo_bin("telemetry").unwrap()
+        }
+    };
+    if root
+        && !(setpriv.exists()
+            && command()
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success()))
+    {
+        eprintln!("skipped: running as root, and cannot run the binary as nobody");
+        return;
+    }
+    let before = std::fs::read(&db).unwrap();
+    for args in [
+        &["clear", "--yes"][..],
+        &["demo", "--calls", "3", "--gpu", "off"],
+    ] {
+        let out = command()
+            .env_remove("TELEMETRY_DB")
+            .env("HOME", home.path())
+            .env("TELEMETRY_NO_PROGRESS", "1")
+            .arg("--db")
+            .arg(&db)
+            .args(args)
+            .assert()
+            .failure()
+            .get_output()
+            .clone();
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+        assert!(
+            err.contains(db.to_str().unwrap()) && err.contains("directory"),
+            "{args:?}: {err}"
+        );
+        assert_eq!(std::fs::read(&db).unwrap(), before, "{args:?}");
+    }
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+}

@@ -127,6 +127,15 @@ fn classify(path: &Path, context: String, e: rusqlite::Error) -> StoreError {
             path: path.to_path_buf(),
             detail: e.to_string(),
         },
+        // The file itself was found writable before SQLite opened it: what SQLite cannot write
+        // is beside it, the write-ahead log and its index.
+        Some(ErrorCode::ReadOnly) => StoreError::Location {
+            path: path.to_path_buf(),
+            reason: format!(
+                "SQLite cannot create or write its -wal/-shm files beside it (is the directory \
+                 read-only for this user?): {e}"
+            ),
+        },
         _ => StoreError::sqlite(context, e),
     }
 }
