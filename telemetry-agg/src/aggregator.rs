@@ -212,15 +212,56 @@ impl TelemetryAggregator {
     }
 
     /// The lines of SQLite's `PRAGMA integrity_check`: `["ok"]` when the file is healthy.
+    ///
+    /// When damage stops the whole-file check itself ("database disk image is malformed"), each
+    /// table is checked on its own and the lines name the tables: `` table `telemetry`: database
+    /// disk image is malformed ``, then the problems found in the tables that could be checked.
+    /// Other failures (I/O) are errors.
     pub fn integrity_check(&self) -> Result<Vec<String>, AggError> {
-        let sql = |e| AggError::sqlite("running PRAGMA integrity_check", e);
-        let mut stmt = self.conn.prepare("PRAGMA integrity_check").map_err(sql)?;
-        let lines = stmt
-            .query_map([], |r| r.get::<_, String>(0))
-            .map_err(sql)?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(sql)?;
+        match pragma_lines(&self.conn, "PRAGMA integrity_check") {
+            Ok(lines) => Ok(lines),
+            Err(e) if e.is_corruption() => self.integrity_by_table(),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn integrity_by_table(&self) -> Result<Vec<String>, AggError> {
+        let tables = pragma_lines(
+            &self.conn,
+            "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name",
+        )?;
+        let mut lines = Vec::new();
+        for table in tables {
+            // The name comes from sqlite_master; quote it as an identifier all the same.
+            let sql = format!("PRAGMA integrity_check(\"{}\")", table.replace('"', "\"\""));
+            match pragma_lines(&self.conn, &sql) {
+                Ok(found) if found == ["ok"] => {}
+                Ok(found) => {
+                    lines.extend(found.into_iter().map(|l| format!("table `{table}`: {l}")))
+                }
+                Err(AggError::Sqlite { source, .. }) => {
+                    lines.push(format!("table `{table}`: {source}"));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if lines.is_empty() {
+            // Every table checks out alone, yet the whole-file check failed: say so.
+            lines.push("the whole-file check failed: database disk image is malformed".to_owned());
+        }
         Ok(lines)
+    }
+
+    /// Compares, per UTC day, `COUNT(*)` of the rows with the calls counted by the summary rows
+    /// of every rollup level, in one snapshot: rows changed behind the store's back (an
+    /// external `DELETE` or `INSERT`) show up as [`RollupDrift`](crate::RollupDrift)s naming
+    /// the day and level. Reads every row's timestamp (through the timestamp index) and every
+    /// summary row.
+    pub fn check_rollups(&self) -> Result<crate::RollupCheck, AggError> {
+        let tx = self.read_tx()?;
+        let found = crate::health::check_rollups(&self.conn)?;
+        drop(tx);
+        Ok(found)
     }
 
     /// One read transaction, so summaries and raw rows come from the same snapshot.
@@ -236,6 +277,16 @@ impl TelemetryAggregator {
         drop(tx);
         Ok(groups)
     }
+}
+
+/// The first column of every row of `sql`, as text.
+fn pragma_lines(conn: &Connection, sql: &str) -> Result<Vec<String>, AggError> {
+    let err = |e| AggError::sqlite(format!("running {sql}"), e);
+    let mut stmt = conn.prepare(sql).map_err(err)?;
+    stmt.query_map([], |r| r.get::<_, String>(0))
+        .map_err(err)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(err)
 }
 
 /// One (model, engine, agent) group and its merged [`Rollup`]; see

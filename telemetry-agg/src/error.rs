@@ -103,6 +103,16 @@ pub enum AggError {
 }
 
 impl AggError {
+    /// Whether SQLite found the file damaged (`SQLITE_CORRUPT`: "database disk image is
+    /// malformed"), as opposed to missing, not ours, or unreadable for another reason.
+    pub fn is_corruption(&self) -> bool {
+        matches!(
+            self,
+            AggError::Sqlite { source, .. }
+                if source.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseCorrupt)
+        )
+    }
+
     pub(crate) fn sqlite(context: impl Into<String>, source: rusqlite::Error) -> Self {
         AggError::Sqlite {
             context: context.into(),

@@ -56,7 +56,8 @@ pub enum Command {
     /// Import an OpenJarvis `telemetry.db` (idempotent: importing twice adds nothing).
     #[command(name = "import-openjarvis", after_help = IMPORT_EXAMPLES)]
     ImportOpenjarvis(ImportArgs),
-    /// Schema version, record count, integrity check and file size; exits 1 if unhealthy.
+    /// Schema version, record count, integrity check, summaries against rows and file size;
+    /// exits 1 if unhealthy.
     #[command(after_help = CHECK_EXAMPLES)]
     Check(CheckArgs),
 }
@@ -309,6 +310,11 @@ pub struct CheckArgs {
     /// Output format.
     #[arg(long, short = 'f', value_enum, default_value_t = CheckFormat::Text)]
     pub format: CheckFormat,
+    /// When the summaries disagree with the rows (rows edited outside the store), rebuild every
+    /// summary from the rows in one transaction, then check again. Needs write access; a file
+    /// with integrity errors is not touched.
+    #[arg(long)]
+    pub repair: bool,
 }
 
 #[cfg(test)]

@@ -101,4 +101,5 @@ Examples:
 pub const CHECK_EXAMPLES: &str = "\
 Examples:
   telemetry check
-  telemetry --db /var/lib/telemetry.db check --format json";
+  telemetry --db /var/lib/telemetry.db check --format json
+  telemetry check --repair        # rebuild the summaries from the rows if they disagree";

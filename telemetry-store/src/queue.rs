@@ -28,6 +28,8 @@ pub(crate) enum ControlKind {
     Prune(f64),
     /// Delete every row.
     Clear,
+    /// Recompute every summary row from the rows.
+    RebuildRollups,
     /// Insert imported rows, ignoring those whose key is stored.
     Import(Vec<ImportRow>),
     /// Commit everything, then exit.

@@ -261,3 +261,46 @@ pub(crate) fn repair_after_prune(conn: &Connection, ts: f64) -> Result<(), Store
     }
     Ok(())
 }
+
+/// Deletes every `telemetry_rollup` row and recomputes every level from the raw rows (inside the
+/// caller's transaction); returns how many rows were read. Rows are streamed in timestamp order
+/// and summarised one day at a time (every level divides a day), so memory holds one day's rows,
+/// not the table.
+pub(crate) fn rebuild_all(conn: &Connection) -> Result<u64, StoreError> {
+    let sql = |e| StoreError::sqlite("rebuilding telemetry_rollup from the rows", e);
+    conn.execute("DELETE FROM telemetry_rollup", [])
+        .map_err(sql)?;
+    let day = ROLLUP_LEVELS[ROLLUP_LEVELS.len() - 1];
+    let mut stmt = conn
+        .prepare(&format!(
+            "SELECT {ROLLUP_INPUT_COLUMNS} FROM telemetry ORDER BY timestamp, id"
+        ))
+        .map_err(sql)?;
+    let mut rows = stmt.query([]).map_err(sql)?;
+    let mut read = 0u64;
+    let mut current: Option<i64> = None;
+    let mut records: Vec<TelemetryRecord> = Vec::new();
+    let flush = |records: &mut Vec<TelemetryRecord>| -> Result<(), StoreError> {
+        let mut batch = BatchRollups::default();
+        for r in records.iter() {
+            batch.add(r);
+        }
+        for (key, rollup) in &batch.into_levels() {
+            write(conn, key, rollup)?;
+        }
+        records.clear();
+        Ok(())
+    };
+    while let Some(row) = rows.next().map_err(sql)? {
+        let record = rollup_input(row)?;
+        read += 1;
+        let bucket = bucket_start(record.timestamp, day);
+        if current.is_some_and(|c| c != bucket) {
+            flush(&mut records)?;
+        }
+        current = Some(bucket);
+        records.push(record);
+    }
+    flush(&mut records)?;
+    Ok(read)
+}

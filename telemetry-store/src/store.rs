@@ -249,6 +249,16 @@ impl TelemetryStore {
         self.control(ControlKind::Clear)
     }
 
+    /// Recomputes every `telemetry_rollup` row, at every level, from the rows of `telemetry`, in
+    /// one transaction, after everything queued before this call is committed; returns how many
+    /// rows were read. For a database whose rows were changed behind the store's back (an
+    /// external `DELETE` or `INSERT`), which `telemetry check` reports as rollup drift: the
+    /// summaries then agree with the rows again. Readers see either the old or the new summaries,
+    /// never a mix.
+    pub fn rebuild_rollups(&self) -> Result<u64, StoreError> {
+        self.control(ControlKind::RebuildRollups)
+    }
+
     /// Appends the rows of an OpenJarvis `telemetry.db` (table `telemetry` as its `store.py`
     /// creates it; older files lack some columns, which then take the record defaults).
     ///

@@ -25,7 +25,7 @@ use crate::error::{StoreError, is_io};
 use crate::import::ImportRow;
 use crate::open::backoff;
 use crate::queue::{Control, ControlKind, Queue};
-use crate::rollups::{BatchRollups, merge_into, repair_after_prune};
+use crate::rollups::{BatchRollups, merge_into, rebuild_all, repair_after_prune};
 use crate::rows::{IMPORT_KEY_PARAM, IMPORT_SQL, INSERT_SQL, bind_record};
 use crate::stats::Counters;
 
@@ -237,6 +237,7 @@ impl Writer {
             ControlKind::Stop => (Ok(0), true),
             ControlKind::Prune(ts) => (self.retrying(|conn| prune(conn, ts)), false),
             ControlKind::Clear => (self.retrying(clear), false),
+            ControlKind::RebuildRollups => (self.retrying(rebuild_rollups), false),
             ControlKind::Import(rows) => {
                 let result = self.retrying(|conn| import(conn, &rows));
                 if let Ok(n) = result {
@@ -346,4 +347,11 @@ fn clear(conn: &mut Connection) -> Result<u64, StoreError> {
         .map_err(sql("clearing summaries"))?;
     tx.commit().map_err(sql("committing a clear"))?;
     Ok(deleted as u64)
+}
+
+fn rebuild_rollups(conn: &mut Connection) -> Result<u64, StoreError> {
+    let tx = begin(conn)?;
+    let read = rebuild_all(&tx)?;
+    tx.commit().map_err(sql("committing a rollup rebuild"))?;
+    Ok(read)
 }
