@@ -11,7 +11,7 @@ use crate::collect::{GroupRollup, collect, count, data_extent, max_id};
 use crate::error::AggError;
 use crate::export::RecordIter;
 use crate::histogram::LatencyHistogram;
-use crate::open::{open_read_only, schema_version};
+use crate::open::{SideFileCleanup, open_read_only, schema_version};
 use crate::series::{Bucket, GroupBy, SeriesPoint};
 use crate::stats::{AgentStats, AggregatedStats, EngineStats, ModelStats};
 
@@ -28,6 +28,8 @@ use crate::stats::{AgentStats, AggregatedStats, EngineStats, ModelStats};
 pub struct TelemetryAggregator {
     conn: Connection,
     path: PathBuf,
+    /// After `conn`, so that it drops after it.
+    _side_files: Option<SideFileCleanup>,
 }
 
 impl TelemetryAggregator {
@@ -35,11 +37,21 @@ impl TelemetryAggregator {
     /// created), [`AggError::NotADatabase`] for a non-SQLite file, [`AggError::NotTelemetry`]
     /// when the `telemetry` tables are missing, and [`AggError::UnsupportedSchema`] when the
     /// schema version is not [`telemetry_core::schema::SCHEMA_VERSION`].
+    ///
+    /// Needs no write access, and leaves no `-wal`/`-shm` behind where there were none: a
+    /// read-only file, or one in a read-only directory, with no write-ahead log holding
+    /// commits, is opened `immutable=1` (nothing created; no writer can be at work there); a
+    /// writable one is opened as a normal reader, which sees commits made while it is open,
+    /// and the side files SQLite creates for that are removed when the aggregator is dropped
+    /// (unless another connection, e.g. a writer, still uses them). A log with content is read
+    /// through its `-shm` index; when that is impossible, [`AggError::WalUnreadable`] says why.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, AggError> {
         let path = path.as_ref();
+        let (conn, side_files) = open_read_only(path)?;
         Ok(TelemetryAggregator {
-            conn: open_read_only(path)?,
+            conn,
             path: path.to_path_buf(),
+            _side_files: side_files,
         })
     }
 

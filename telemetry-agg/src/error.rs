@@ -46,6 +46,30 @@ pub enum AggError {
         /// [`telemetry_core::schema::SCHEMA_VERSION`].
         supported: i32,
     },
+    /// The write-ahead log holds commits that may not be in the database file yet (without its
+    /// index there is no telling whether they were checkpointed), and SQLite could not read it: reading it needs its shared-memory index (`-shm`), which is missing
+    /// and cannot be created (a read-only directory), or cannot be opened.
+    #[error(
+        "cannot read {path}: its write-ahead log {} holds {wal_bytes} bytes of commits that may \
+         not be in the database file yet, and reading them needs the index {}, which could not be \
+         opened or created ({detail}); checkpoint the database where its directory is writable \
+         (any `telemetry` write, or `sqlite3 FILE 'PRAGMA wal_checkpoint(TRUNCATE)'`), or copy \
+         the database and its -wal file to a writable directory",
+        wal.display(),
+        shm.display()
+    )]
+    WalUnreadable {
+        /// The database file.
+        path: PathBuf,
+        /// Its write-ahead log.
+        wal: PathBuf,
+        /// Size of the log when it was opened.
+        wal_bytes: u64,
+        /// The log's shared-memory index.
+        shm: PathBuf,
+        /// What SQLite said.
+        detail: String,
+    },
     /// A stored value could not be read back into a record (export).
     #[error("row {row_id} of `telemetry`, column `{column}`: {detail}")]
     BadRow {

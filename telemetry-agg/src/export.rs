@@ -244,7 +244,7 @@ fn parallel<'a>(path: &Path, lo: f64, hi: f64, max_id: i64) -> Result<Source<'a>
     let mut workers = Vec::with_capacity(WORKERS);
     for w in 0..WORKERS {
         // Opened here, so that a failure is the caller's error rather than a worker's.
-        let conn = open_read_only(path)?;
+        let (conn, side_files) = open_read_only(path)?;
         let pagers: Vec<Pager> = (w..slices)
             .step_by(WORKERS)
             .map(|k| Pager::new(edge(k), edge(k + 1), k + 1 == slices, max_id))
@@ -253,7 +253,12 @@ fn parallel<'a>(path: &Path, lo: f64, hi: f64, max_id: i64) -> Result<Source<'a>
         receivers.push(rx);
         let handle = std::thread::Builder::new()
             .name(format!("telemetry-export-{w}"))
-            .spawn(move || work(&conn, pagers, &tx))
+            .spawn(move || {
+                work(&conn, pagers, &tx);
+                // The connection first, then any side files it made.
+                drop(conn);
+                drop(side_files);
+            })
             .map_err(|source| AggError::Io {
                 context: "starting an export thread",
                 source,
