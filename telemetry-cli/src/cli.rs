@@ -60,6 +60,9 @@ pub enum Command {
     /// exits 1 if unhealthy.
     #[command(after_help = CHECK_EXAMPLES)]
     Check(CheckArgs),
+    /// Serve Prometheus metrics (GET /metrics) computed from the database at each scrape.
+    #[command(after_help = crate::commands::serve::EXAMPLES)]
+    Serve(crate::commands::serve::ServeArgs),
 }
 
 /// Where GPU energy comes from in `demo`.

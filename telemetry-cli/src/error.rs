@@ -134,6 +134,9 @@ pub enum CliError {
     /// `run` could not make a single successful call.
     #[error("run failed: {0}")]
     Run(String),
+    /// `serve` could not start (address in use, no permission, signal handlers).
+    #[error("serve: {0}")]
+    Serve(String),
 }
 
 impl CliError {

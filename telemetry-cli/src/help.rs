@@ -12,7 +12,8 @@ Examples:
   telemetry series --bucket 1h --by model --format csv
   telemetry export --format ndjson -o calls.ndjson
   telemetry prune --older-than 30d --yes
-  telemetry check";
+  telemetry check
+  telemetry serve --listen 127.0.0.1:9464   Prometheus metrics at /metrics";
 
 /// Shown after the options of `telemetry demo --help`.
 pub const DEMO_EXAMPLES: &str = "\

@@ -2,8 +2,8 @@
 //!
 //! The `telemetry` command: record simulated inference calls (`demo`), read them back (`stats`,
 //! `series`, `export`, `check`), manage retention (`prune`, `clear`) and import an OpenJarvis
-//! database (`import-openjarvis`). `telemetry --help` lists the commands with examples, and
-//! `docs/cli.md` documents the output formats.
+//! database (`import-openjarvis`), and serve Prometheus metrics (`serve`). `telemetry --help`
+//! lists the commands with examples, and `docs/cli.md` documents the output formats.
 //!
 //! - The database is `--db PATH`, else `$TELEMETRY_DB`, else
 //!   `$XDG_DATA_HOME/telemetry/telemetry.db` (or `~/.local/share/telemetry/telemetry.db`).

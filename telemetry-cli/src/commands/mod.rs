@@ -9,6 +9,7 @@ mod report;
 mod retention;
 pub(crate) mod run;
 mod series;
+pub(crate) mod serve;
 mod stats;
 
 use std::io::Write;
@@ -38,6 +39,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::ImportOpenjarvis(args) => import::run(&db, &args, &mut out),
         Command::Demo(args) => demo::run(&db, &args, &mut out),
         Command::Run(args) => run::run(&db, &args, &mut out),
+        Command::Serve(args) => serve::run(&db, &args, &mut out),
     }
 }
 

@@ -1,0 +1,351 @@
+//! `serve`: the real binary on a free port, scraped over plain TCP. Counters equal the stored
+//! calls and follow records written by another process; hostile model names stay one series;
+//! unknown paths, other methods and garbage are answered without harm; SIGTERM stops it cleanly;
+//! startup errors are one line with a non-zero exit.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{record, seed, stdout_of, telemetry, temp_db};
+use telemetry_store::TelemetryStore;
+
+/// A running `telemetry serve`, killed when dropped (a failing test leaves nothing behind).
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Server {
+    fn start(home: &Path, db: &Path) -> Server {
+        let mut child = Command::new(assert_cmd::cargo::cargo_bin("telemetry"))
+            .env_remove("TELEMETRY_DB")
+            .env("HOME", home)
+            .args([
+                "--db",
+                db.to_str().unwrap(),
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        // "serving http://127.0.0.1:PORT/metrics from DB (Ctrl-C to stop)"
+        let addr = line
+            .strip_prefix("serving http://")
+            .and_then(|rest| rest.split_once("/metrics"))
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .0
+            .parse()
+            .unwrap();
+        Server { child, addr }
+    }
+
+    fn get(&self, path: &str) -> Response {
+        self.send(&format!(
+            "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
+        ))
+    }
+
+    fn send(&self, raw: &str) -> Response {
+        let mut stream = TcpStream::connect(self.addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        stream.write_all(raw.as_bytes()).unwrap();
+        let mut bytes = Vec::new();
+        stream.read_to_end(&mut bytes).unwrap();
+        Response::parse(&String::from_utf8(bytes).unwrap())
+    }
+
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "serve ignored SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[derive(Debug)]
+struct Response {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Response {
+    fn parse(raw: &str) -> Response {
+        let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+        let mut lines = head.split("\r\n");
+        let status = lines
+            .next()
+            .unwrap()
+            .split(' ')
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap();
+        let headers = lines
+            .map(|l| {
+                let (k, v) = l.split_once(':').unwrap();
+                (k.trim().to_ascii_lowercase(), v.trim().to_owned())
+            })
+            .collect();
+        Response {
+            status,
+            headers,
+            body: body.to_owned(),
+        }
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// The sum of every `inference_calls_total` sample.
+fn calls_total(body: &str) -> f64 {
+    body.lines()
+        .filter(|l| l.starts_with("inference_calls_total{"))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+        .sum()
+}
+
+#[test]
+fn metrics_count_the_demo_calls_and_follow_new_records() {
+    let (dir, db) = temp_db();
+    stdout_of(telemetry(dir.path()).args([
+        "--db",
+        db.to_str().unwrap(),
+        "demo",
+        "--calls",
+        "150",
+        "--gpu",
+        "off",
+        "--stream",
+    ]));
+    let server = Server::start(dir.path(), &db);
+    let r = server.get("/metrics");
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(
+        r.header("content-type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    assert_eq!(calls_total(&r.body), 150.0, "{}", r.body);
+    assert!(
+        r.body
+            .contains("# TYPE inference_latency_seconds histogram")
+    );
+    let ttft_count: f64 = r
+        .body
+        .lines()
+        .filter(|l| l.starts_with("inference_time_to_first_token_seconds_count{"))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+        .sum();
+    // Streamed calls that failed before their first token have no TTFT.
+    let with_ttft = stdout_of(telemetry(dir.path()).args([
+        "--db",
+        db.to_str().unwrap(),
+        "export",
+        "--format",
+        "ndjson",
+    ]))
+    .lines()
+    .filter(|l| {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        v["ttft"].is_number()
+    })
+    .count();
+    assert!(with_ttft > 100, "{with_ttft}");
+    assert_eq!(ttft_count, with_ttft as f64);
+
+    // Another process (here: this one, through the store) writes while serve runs.
+    let store = TelemetryStore::open(&db).unwrap();
+    for i in 0..7 {
+        store.record(&record("late", "vllm", "a", 1.0, i)).unwrap();
+    }
+    store.close().unwrap();
+    let r = server.get("/metrics");
+    assert_eq!(calls_total(&r.body), 157.0, "{}", r.body);
+    assert!(
+        r.body.contains(
+            r#"inference_calls_total{model="late",engine="vllm",agent="a",outcome="ok"} 7"#
+        ),
+        "{}",
+        r.body
+    );
+}
+
+#[test]
+fn hostile_model_names_stay_one_escaped_series() {
+    let (dir, db) = temp_db();
+    seed(&db, &[record("q \"x\" \\ y\nz", "vllm", "a", 10.0, 1)]);
+    let server = Server::start(dir.path(), &db);
+    let r = server.get("/metrics");
+    assert_eq!(r.status, 200);
+    assert!(
+        r.body.contains(
+            r#"inference_calls_total{model="q \"x\" \\ y\nz",engine="vllm",agent="a",outcome="ok"} 1"#
+        ),
+        "{}",
+        r.body
+    );
+    // Every line is a comment or one sample: the newline never splits a series.
+    for line in r.body.lines() {
+        assert!(
+            line.starts_with('#') || line.starts_with("inference_"),
+            "stray line {line:?}"
+        );
+    }
+}
+
+#[test]
+fn index_404_405_and_garbage_are_answered_and_serving_goes_on() {
+    let (dir, db) = temp_db();
+    seed(&db, &[record("m", "vllm", "a", 10.0, 1)]);
+    let server = Server::start(dir.path(), &db);
+
+    let index = server.get("/");
+    assert_eq!(index.status, 200);
+    assert_eq!(
+        index.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    assert!(
+        index.body.contains(r#"<a href="/metrics">"#),
+        "{}",
+        index.body
+    );
+
+    assert_eq!(server.get("/nope").status, 404);
+    assert_eq!(server.get("/metrics/").status, 404);
+    // A query string does not change the route.
+    assert_eq!(server.get("/metrics?x=1").status, 200);
+
+    let post = server.send(
+        "POST /metrics HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi",
+    );
+    assert_eq!(post.status, 405);
+    assert_eq!(post.header("allow"), Some("GET, HEAD"));
+
+    let head = server.send("HEAD /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    assert_eq!(head.status, 200);
+    assert!(head.body.is_empty());
+
+    let garbage = server.send("\x00\x01 not http at all\r\n\r\n");
+    assert_eq!(garbage.status, 400);
+    // Half a request, then the client leaves.
+    drop(
+        TcpStream::connect(server.addr)
+            .unwrap()
+            .write_all(b"GET /met"),
+    );
+
+    let r = server.get("/metrics");
+    assert_eq!(r.status, 200);
+    assert_eq!(calls_total(&r.body), 1.0);
+}
+
+#[test]
+fn concurrent_scrapes_all_succeed() {
+    let (dir, db) = temp_db();
+    seed(
+        &db,
+        &(0..50)
+            .map(|i| record("m", "vllm", "a", 10.0 + i as f64, i))
+            .collect::<Vec<_>>(),
+    );
+    let server = Server::start(dir.path(), &db);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..12)
+            .map(|_| s.spawn(|| server.get("/metrics")))
+            .collect();
+        for h in handles {
+            let r = h.join().unwrap();
+            assert_eq!(r.status, 200);
+            assert_eq!(calls_total(&r.body), 50.0);
+        }
+    });
+}
+
+#[test]
+fn sigterm_stops_it_cleanly() {
+    let (dir, db) = temp_db();
+    seed(&db, &[record("m", "vllm", "a", 10.0, 1)]);
+    let mut server = Server::start(dir.path(), &db);
+    assert_eq!(server.get("/metrics").status, 200);
+    let status = server.terminate();
+    assert!(status.success(), "{status:?}");
+    assert!(TcpStream::connect(server.addr).is_err());
+}
+
+fn one_line_error(output: &std::process::Output) -> String {
+    let stderr = String::from_utf8(output.stderr.clone()).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(output.stdout.is_empty());
+    stderr
+}
+
+#[test]
+fn startup_errors_are_one_line_with_a_non_zero_exit() {
+    let (dir, db) = temp_db();
+    let run = |db: &Path, listen: &str| {
+        telemetry(dir.path())
+            .args(["--db", db.to_str().unwrap(), "serve", "--listen", listen])
+            .timeout(Duration::from_secs(20))
+            .output()
+            .unwrap()
+    };
+
+    let missing = run(&db, "127.0.0.1:0");
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(one_line_error(&missing).contains("no telemetry database at"));
+    assert!(!db.exists());
+
+    let not_db = dir.path().join("notes.txt");
+    std::fs::write(&not_db, "hello, this is not SQLite at all, just some text").unwrap();
+    let bad = run(&not_db, "127.0.0.1:0");
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(one_line_error(&bad).contains("is not a SQLite database"));
+
+    seed(&db, &[record("m", "vllm", "a", 10.0, 1)]);
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().to_string();
+    let in_use = run(&db, &port);
+    assert_eq!(in_use.status.code(), Some(1));
+    let e = one_line_error(&in_use);
+    assert!(e.contains(&format!("cannot listen on {port}")), "{e}");
+
+    let usage = run(&db, "not-an-address");
+    assert_eq!(usage.status.code(), Some(2));
+}
