@@ -8,11 +8,14 @@
 //!   GPU machine that has no Rust toolchain.
 //! - `browser`: the demo's `telemetry report` rendered by headless Chromium (installed with apt
 //!   when missing), screenshot kept in `target/browser/report.png`.
+//! - `prometheus`: `telemetry serve` checked by `promtool check metrics` and scraped by a real
+//!   Prometheus (installed with apt when missing), answering PromQL over the demo's calls.
 //! - `llama`: installs llama.cpp's server and a small model under `target/llama/`, starts it, and
 //!   runs the real-server tests and the recording-overhead measurement (see `llama.rs`).
 
 mod browser;
 mod llama;
+mod prometheus;
 mod tasks;
 
 use std::process::ExitCode;
@@ -25,10 +28,11 @@ fn main() -> ExitCode {
         Some("gpu-check") => tasks::gpu_check(&args[1..]),
         Some("gpu-bundle") => tasks::gpu_bundle(&args[1..]),
         Some("browser") => browser::run(&args[1..]),
+        Some("prometheus") => prometheus::run(&args[1..]),
         Some("llama") => llama::run(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <task>\n\ntasks:\n  ci [--no-bench]   format, clippy, tests (all feature sets), doctests, quick benches\n  bench             full criterion benches\n  gpu-check         build and run the NVML measurement example (needs an NVIDIA GPU)\n  gpu-bundle        build every GPU check into target/gpu-bundle with run.sh, for a GPU machine without Rust\n  browser           render the demo's HTML report in headless Chromium (screenshot in target/browser)\n  llama             install and start a real llama.cpp server, run the tests and measurements that need it"
+                "usage: cargo xtask <task>\n\ntasks:\n  ci [--no-bench]   format, clippy, tests (all feature sets), doctests, quick benches\n  bench             full criterion benches\n  gpu-check         build and run the NVML measurement example (needs an NVIDIA GPU)\n  gpu-bundle        build every GPU check into target/gpu-bundle with run.sh, for a GPU machine without Rust\n  browser           render the demo's HTML report in headless Chromium (screenshot in target/browser)\n  prometheus        check `telemetry serve` with promtool and a real Prometheus scraping it\n  llama             install and start a real llama.cpp server, run the tests and measurements that need it"
             );
             return ExitCode::from(2);
         }

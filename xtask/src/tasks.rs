@@ -102,6 +102,10 @@ pub fn ci(args: &[String]) -> Result<(), String> {
             &["run", "-q", "-p", "xtask", "--", "browser"],
         ),
         step(
+            "telemetry serve scraped by Prometheus",
+            &["run", "-q", "-p", "xtask", "--", "prometheus"],
+        ),
+        step(
             "real llama.cpp server",
             &["run", "-q", "-p", "xtask", "--", "llama"],
         ),
