@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jiff::civil::DateTime;
 use jiff::tz::TimeZone;
-use jiff::{Span, SpanRelativeTo, Timestamp, Unit};
+use jiff::{Span, SpanRelativeTo, SpanRound, Timestamp, Unit};
 
 /// What a time argument accepts, for error messages and `--help`.
 pub const TIME_FORMS: &str = "RFC 3339 (2026-11-28T04:00:00Z, 2026-11-28T10:00:00+05:00), unix seconds (1764302400) or a duration before now (90s, 15m, 2h, 7d)";
@@ -119,6 +119,18 @@ pub fn format_time(unix: f64) -> String {
     }
 }
 
+/// Formats a duration in the friendly form it is typed in: `30d`, `1h 30m`, `1m 30s`.
+pub fn format_duration(duration: Duration) -> String {
+    let millis = i64::try_from(duration.as_millis()).unwrap_or(i64::MAX);
+    Span::new()
+        .try_milliseconds(millis)
+        .and_then(|span| span.round(SpanRound::new().largest(Unit::Day).days_are_24_hours()))
+        .map_or_else(
+            |_| format!("{}s", duration.as_secs()),
+            |span| format!("{span:#}"),
+        )
+}
+
 fn unix_seconds(at: Timestamp) -> f64 {
     at.as_second() as f64 + f64::from(at.subsec_nanosecond()) / 1e9
 }
@@ -209,6 +221,15 @@ mod tests {
         assert!(err.contains("99999999999999d"), "{err}");
         let err = parse_duration_at("30000d", NOW).unwrap_err();
         assert!(err.contains("before 1970"), "{err}");
+    }
+
+    #[test]
+    fn durations_format_as_typed() {
+        for text in ["30d", "1h 30m", "1m 30s", "2h", "1d 1m 1s"] {
+            let parsed = parse_duration_at(text, NOW).unwrap();
+            assert_eq!(format_duration(parsed), text);
+        }
+        assert_eq!(format_duration(Duration::from_millis(1_500)), "1s 500ms");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use crate::confirm::confirm;
 use crate::dbpath::DbPath;
 use crate::error::CliError;
 use crate::output::{self, count};
-use crate::timearg::{format_time, now_unix};
+use crate::timearg::{format_duration, format_time, now_unix};
 
 /// Deletes records older than `--older-than`.
 pub fn prune(db: &DbPath, args: &PruneArgs, out: &mut dyn Write) -> Result<(), CliError> {
@@ -23,12 +23,12 @@ pub fn prune(db: &DbPath, args: &PruneArgs, out: &mut dyn Write) -> Result<(), C
     if cutoff < 0.0 {
         return Err(CliError::Usage(format!(
             "--older-than {} reaches back before 1970, older than any record (use `clear` to delete everything)",
-            humantime::format_duration(args.older_than)
+            format_duration(args.older_than)
         )));
     }
     let action = format!(
         "delete records older than {} ({}) from {}",
-        humantime::format_duration(args.older_than),
+        format_duration(args.older_than),
         format_time(cutoff),
         output::path(path)
     );
