@@ -84,6 +84,8 @@ impl OutputFile {
         let mut prefix = std::ffi::OsString::from(".");
         prefix.push(name);
         prefix.push(".");
+        // A missing directory is reported as the OS says it, without the temporary name.
+        std::fs::metadata(&dir).map_err(io("creating", output))?;
         // tempfile creates the file with mode 0600 and removes it when dropped.
         let temp = tempfile::Builder::new()
             .prefix(&prefix)
