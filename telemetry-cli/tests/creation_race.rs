@@ -78,3 +78,44 @@ fn an_old_foreign_file_is_refused_without_waiting() {
         "waited for nothing"
     );
 }
+
+#[test]
+fn serve_waits_for_a_database_being_created() {
+    use std::io::BufRead;
+    let (dir, db) = temp_db();
+    std::fs::write(&db, b"").unwrap();
+    let writer = {
+        let db = db.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            seed(&db, &standard_records());
+        })
+    };
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("telemetry"))
+        .env_remove("TELEMETRY_DB")
+        .env("HOME", dir.path())
+        .args([
+            "--db",
+            db.to_str().unwrap(),
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let _ = child.kill();
+    let status = child.wait().unwrap();
+    writer.join().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(
+        first.starts_with("serving http://"),
+        "{first:?} {status:?} {err}"
+    );
+}

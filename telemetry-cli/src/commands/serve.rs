@@ -33,7 +33,7 @@ use telemetry_prometheus::{CONTENT_TYPE, RenderError, RenderOptions, render};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use crate::commands::emit;
+use crate::commands::{emit, open_aggregator};
 use crate::dbpath::DbPath;
 use crate::error::CliError;
 use crate::output::escape_controls;
@@ -76,9 +76,10 @@ pub struct ServeArgs {
 
 /// Runs `serve` until SIGINT or SIGTERM.
 pub fn run(db: &DbPath, args: &ServeArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    // A file that is not a telemetry database fails now, not at the first scrape; one being
+    // created by another process is waited for, as by the other readers.
     let path = db.require_existing()?.to_path_buf();
-    // A file that is not a telemetry database fails now, not at the first scrape.
-    scrape(&path).map_err(render_error)?;
+    render(&open_aggregator(db)?, &RenderOptions::default()).map_err(render_error)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .enable_time()
