@@ -49,12 +49,13 @@
 //!   on completion: it only swaps the ended windows out under their lock and does the rest
 //!   (overlaps, energy, callbacks) after releasing it.
 //! - **Failures and gaps are unmeasured, never guessed**: a failing read is counted in
-//!   [`SamplerStats`] and skipped. A device is stale once its newest reading is more than five
-//!   sampling intervals older than *now* (whatever the other devices do); stale devices hold no
-//!   window back. A device's readings cover a window when one lies at or before its start (the
-//!   window is not older than the bounded timeline, 10 minutes by default), no two consecutive
-//!   ones around and inside it are more than five intervals apart, and the newest is at most that
-//!   much before its end ([`DeviceTimeline::covers`]); a device that does not cover a window is
+//!   [`SamplerStats`] and skipped. A device is stale once its newest reading is older than *now*
+//!   (whatever the other devices do) by more than the gap limit: five sampling intervals or one
+//!   `counter_interval`, whichever is longer (1 s by default). Stale devices hold no window back.
+//!   A device's readings cover a window when one lies at or before its start (the window is not
+//!   older than the bounded timeline, 10 minutes by default), no two consecutive ones around and
+//!   inside it are further apart than the gap limit, and the newest is at most that much before
+//!   its end ([`DeviceTimeline::covers`]); a device that does not cover a window is
 //!   left out of it, and a window no device covers is unmeasured (`method` none, no joules in the
 //!   record).
 //! - **Partial readings**: utilization, memory and temperature are optional in a [`GpuReading`]

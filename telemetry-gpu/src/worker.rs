@@ -185,10 +185,16 @@ impl Shared {
         }
     }
 
-    /// A device whose newest reading is this much older than now is treated as gone, and a gap
-    /// this long between two readings (or after the newest) leaves a window unmeasured.
+    /// A device whose newest reading is more than this older than now is treated as gone, and a
+    /// longer gap between two readings (or after the newest) leaves a window unmeasured: five
+    /// sampling intervals, or one counter interval if that is longer (1 s by default), so that a
+    /// sampler thread delayed by a loaded machine is not taken for a lost device, while the
+    /// counter, read that often, still bounds the energy across the gap.
     pub(crate) fn stale_after(&self) -> Duration {
-        self.config.interval.saturating_mul(5)
+        self.config
+            .interval
+            .saturating_mul(5)
+            .max(self.config.counter_interval)
     }
 
     pub(crate) fn stats(&self) -> SamplerStats {
