@@ -69,9 +69,27 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// `telemetry serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Address to listen on (port 0 picks a free port; the address is printed).
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9464")]
+    /// Address to listen on, IP:PORT or HOST:PORT (port 0 picks a free port; the address is
+    /// printed).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9464", value_parser = parse_listen)]
     pub listen: SocketAddr,
+}
+
+/// `127.0.0.1:9464`, `[::1]:9464`, or a host name with a port (`localhost:9464`, its first
+/// address).
+fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = text.parse() {
+        return Ok(addr);
+    }
+    if !text.contains(':') {
+        return Err(format!(
+            "expected HOST:PORT, e.g. 127.0.0.1:9464 (got {text:?})"
+        ));
+    }
+    std::net::ToSocketAddrs::to_socket_addrs(text)
+        .map_err(|e| format!("cannot resolve {text:?}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{text:?} resolves to no address"))
 }
 
 /// Runs `serve` until SIGINT or SIGTERM.
@@ -265,6 +283,20 @@ mod tests {
             assert!(HeaderValue::from_str(ct).is_ok(), "{ct}");
         }
         assert_eq!(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8");
+    }
+
+    #[test]
+    fn listen_addresses_parse() {
+        assert_eq!(
+            parse_listen("127.0.0.1:9464"),
+            Ok(SocketAddr::from(([127, 0, 0, 1], 9464)))
+        );
+        assert_eq!(parse_listen("[::1]:0").map(|a| a.is_ipv6()), Ok(true));
+        assert!(
+            parse_listen("localhost:9464").is_ok_and(|a| a.port() == 9464 && a.ip().is_loopback())
+        );
+        assert!(parse_listen("9464").unwrap_err().contains("HOST:PORT"));
+        assert!(parse_listen("127.0.0.1:99999").is_err());
     }
 
     #[test]
