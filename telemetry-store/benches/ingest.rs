@@ -118,6 +118,8 @@ fn raw_insert(path: &Path, records: &[Arc<TelemetryRecord>], tuned: bool) -> Dur
                     r.tokens_counted,
                     r.cost_unknown,
                     metadata,
+                    r.server_prefill_ms,
+                    r.server_decode_ms,
                 ])
                 .unwrap();
             }
