@@ -107,7 +107,10 @@ impl<'a> BatchRollups<'a> {
 const KEY_WHERE: &str =
     "level = ?1 AND bucket_start = ?2 AND model_id = ?3 AND engine = ?4 AND agent = ?5";
 
-/// Merges `rollups` into the stored rows (inside the caller's transaction).
+/// Merges `rollups` into the stored rows (inside the caller's transaction). Each bucket is
+/// written once: first inserted as new (no lookup; a backfill or import of spread-out records
+/// makes almost only new minute rows), and only when a row is already there read, merged and
+/// replaced.
 pub(crate) fn merge_into(
     conn: &Connection,
     rollups: HashMap<RollupKey, Rollup>,
@@ -118,7 +121,10 @@ pub(crate) fn merge_into(
     );
     let sql = |e| StoreError::sqlite("updating telemetry_rollup", e);
     let mut select = conn.prepare_cached(&select).map_err(sql)?;
-    for (key, mut rollup) in rollups {
+    for (key, rollup) in rollups {
+        if write(conn, &key, &rollup, Write::New)? {
+            continue;
+        }
         let stored = select
             .query_row(
                 params![
@@ -133,30 +139,47 @@ pub(crate) fn merge_into(
             .optional()
             .map_err(sql)?
             .transpose()?;
-        if let Some(stored) = stored {
-            let mut merged = stored;
-            merged.merge(&rollup);
-            rollup = merged;
-        }
-        write(conn, &key, &rollup)?;
+        let mut merged = stored.unwrap_or_default();
+        merged.merge(&rollup);
+        write(conn, &key, &merged, Write::Replace)?;
     }
     Ok(())
 }
 
-/// Inserts or replaces one rollup row.
-fn write(conn: &Connection, key: &RollupKey, r: &Rollup) -> Result<(), StoreError> {
-    static UPSERT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+/// How [`write`] treats a row already stored under the key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Write {
+    /// Leave it, and write nothing (only a key conflict is ignored; any other failure is an
+    /// error).
+    New,
+    /// Replace it.
+    Replace,
+}
+
+/// Inserts one rollup row, or replaces the stored one; returns whether a row was written.
+fn write(conn: &Connection, key: &RollupKey, r: &Rollup, how: Write) -> Result<bool, StoreError> {
+    static SQL: std::sync::LazyLock<[String; 2]> = std::sync::LazyLock::new(|| {
         let params: Vec<String> = (1..=5 + ROLLUP_COLUMNS.len())
             .map(|i| format!("?{i}"))
             .collect();
-        format!(
-            "INSERT OR REPLACE INTO telemetry_rollup (level, bucket_start, model_id, engine, agent, {}) VALUES ({})",
+        let body = format!(
+            "INTO telemetry_rollup (level, bucket_start, model_id, engine, agent, {}) VALUES ({})",
             ROLLUP_COLUMNS.join(", "),
             params.join(", ")
-        )
+        );
+        [
+            format!(
+                "INSERT {body} ON CONFLICT (level, bucket_start, model_id, engine, agent) DO NOTHING"
+            ),
+            format!("INSERT OR REPLACE {body}"),
+        ]
     });
     let sql = |e| StoreError::sqlite("writing telemetry_rollup", e);
-    let mut stmt = conn.prepare_cached(&UPSERT).map_err(sql)?;
+    let text = match how {
+        Write::New => &SQL[0],
+        Write::Replace => &SQL[1],
+    };
+    let mut stmt = conn.prepare_cached(text).map_err(sql)?;
     let p = rusqlite::params![
         key.level,
         key.bucket_start,
@@ -185,8 +208,7 @@ fn write(conn: &Connection, key: &RollupKey, r: &Rollup) -> Result<(), StoreErro
         r.ttft.to_bytes(),
         r.itl.to_bytes(),
     ];
-    stmt.execute(p).map_err(sql)?;
-    Ok(())
+    Ok(stmt.execute(p).map_err(sql)? > 0)
 }
 
 /// Decodes the [`ROLLUP_COLUMNS`] of a row.
@@ -256,7 +278,7 @@ pub(crate) fn repair_after_prune(conn: &Connection, ts: f64) -> Result<(), Store
         }
         drop(rows);
         for (key, rollup) in &rebuilt {
-            write(conn, key, rollup)?;
+            write(conn, key, rollup, Write::Replace)?;
         }
     }
     Ok(())
@@ -286,7 +308,7 @@ pub(crate) fn rebuild_all(conn: &Connection) -> Result<u64, StoreError> {
             batch.add(r);
         }
         for (key, rollup) in &batch.into_levels() {
-            write(conn, key, rollup)?;
+            write(conn, key, rollup, Write::Replace)?;
         }
         records.clear();
         Ok(())
