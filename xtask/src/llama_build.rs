@@ -145,6 +145,13 @@ pub fn build(cache: &Path, python: &Path, prebuilt: &Path) -> Result<PathBuf, Un
     let built = build.join("bin/libggml-cpu.so.0.20.0");
     check_exports(&built)?;
     let server = assemble(cache, bin, &built)?;
+    // The stamped copy is all later runs use: drop the sources and the build tree (about 210 MB
+    // of a CI machine's disk). Best effort: a leftover costs space, not correctness.
+    for dir in [cache.join("src"), build] {
+        if let Err(e) = std::fs::remove_dir_all(&dir) {
+            eprintln!("xtask llama: could not remove {}: {e}", dir.display());
+        }
+    }
     eprintln!(
         "xtask llama: AVX2 CPU backend built in {:.0} s ({})",
         started.elapsed().as_secs_f64(),
