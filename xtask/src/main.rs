@@ -18,6 +18,7 @@ mod llama;
 mod llama_build;
 mod prometheus;
 mod tasks;
+mod util;
 
 use std::process::ExitCode;
 

@@ -13,10 +13,14 @@
 //! killed when the step ends, whichever way it ends.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use crate::util::{
+    build_telemetry, free_port, log_tail, on_ci, status, target_dir, workspace_root,
+};
 
 /// Calls in the first demo, and in the one written while Prometheus scrapes.
 const FIRST_CALLS: u64 = 1000;
@@ -35,27 +39,17 @@ pub fn run(args: &[String]) -> Result<(), String> {
         return Err(format!("prometheus takes no arguments, got {a:?}"));
     }
     let started = Instant::now();
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    let ci = on_ci();
     if !find_or_install(ci)? {
         return Ok(());
     }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_path_buf)
-        .ok_or("xtask has no parent directory")?;
-    let target =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), |d| root.join(d));
+    let target = target_dir(&workspace_root()?);
     let dir = target.join("prometheus");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
 
     // The debug build, as `xtask browser` makes it: CI builds the binary once for both.
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    status(
-        Command::new(&cargo).args(["build", "-p", "telemetry-cli", "--bins"]),
-        "building telemetry",
-    )?;
-    let telemetry = target.join("debug").join("telemetry");
+    let telemetry = build_telemetry(&target)?;
     let db = dir.join("demo.db");
     demo(&telemetry, &db, FIRST_CALLS, 1)?;
 
@@ -80,7 +74,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
     }
     promtool_check(&metrics)?;
 
-    let prom_port = free_port()?;
+    let prom_port = free_port().map_err(|e| format!("no free port: {e}"))?;
     let config = dir.join("prometheus.yml");
     std::fs::write(&config, scrape_config(addr))
         .map_err(|e| format!("writing {}: {e}", config.display()))?;
@@ -271,7 +265,7 @@ fn wait_for(
             return Err(format!(
                 "prometheus exited ({status}); log {}:\n{}",
                 log.display(),
-                tail(log)
+                log_tail(log)
             ));
         }
         if let Ok((200, body)) = http_get(addr, &path) {
@@ -343,30 +337,6 @@ fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String), String> {
         .and_then(|c| c.parse().ok())
         .ok_or_else(|| format!("GET http://{addr}{path}: bad status line"))?;
     Ok((code, body.to_owned()))
-}
-
-fn free_port() -> Result<u16, String> {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| format!("no free port: {e}"))
-}
-
-fn status(cmd: &mut Command, what: &str) -> Result<(), String> {
-    let status = cmd
-        .status()
-        .map_err(|e| format!("could not start {what}: {e}"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("{what} failed ({status})"))
-    }
-}
-
-fn tail(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(15)..].join("\n")
 }
 
 #[cfg(test)]

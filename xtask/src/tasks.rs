@@ -3,6 +3,8 @@
 use std::process::Command;
 use std::time::Instant;
 
+use crate::util::{cargo, target_dir, workspace_root};
+
 /// One command of a task, with a label for the log.
 struct Step {
     label: &'static str,
@@ -14,11 +16,6 @@ fn step(label: &'static str, args: &[&'static str]) -> Step {
         label,
         args: args.to_vec(),
     }
-}
-
-/// The cargo that runs xtask (`$CARGO`), else `cargo` from `PATH`.
-fn cargo() -> String {
-    std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
 }
 
 fn run(steps: &[Step]) -> Result<(), String> {
@@ -186,9 +183,7 @@ pub fn gpu_bundle(args: &[String]) -> Result<(), String> {
         return Err(format!("gpu-bundle takes no arguments (got `{arg}`)"));
     }
     let root = workspace_root()?;
-    // Where cargo puts its builds: `$CARGO_TARGET_DIR` (relative to the root) or `target`.
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| root.join("target"), |dir| root.join(dir));
+    let target = target_dir(&root);
     let bundle = target.join("gpu-bundle");
     std::fs::create_dir_all(&bundle).map_err(|e| format!("creating {}: {e}", bundle.display()))?;
     let mut gpu_check = vec!["build"];
@@ -257,15 +252,6 @@ pub fn gpu_bundle(args: &[String]) -> Result<(), String> {
         bundle.strip_prefix(&root).unwrap_or(&bundle).display()
     );
     Ok(())
-}
-
-/// The workspace root: the parent of this crate's manifest directory.
-fn workspace_root() -> Result<std::path::PathBuf, String> {
-    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest
-        .parent()
-        .map(std::path::Path::to_path_buf)
-        .ok_or_else(|| format!("{} has no parent", manifest.display()))
 }
 
 fn copy(from: &std::path::Path, to: &std::path::Path) -> Result<(), String> {
