@@ -21,7 +21,16 @@ const MIN_KEY: i32 = -2100;
 const MAX_KEY: i32 = 2800;
 const ENCODING_VERSION: u8 = 1;
 
-/// A DDSketch over non-negative values. See the [module docs](self).
+/// A DDSketch over non-negative values.
+///
+/// Values are counted in logarithmic buckets `(γ^(k-1), γ^k]` with `γ = (1+α)/(1-α)`. Any
+/// quantile answered from the bucket that holds the rank is within `α` relative error of the true
+/// value at that rank, and two sketches merge by adding bucket counts, exactly. With
+/// [`RELATIVE_ACCURACY`] = 0.5 % the store keeps one sketch per time bucket and group, and the
+/// query layer merges them into percentiles within 1 % of the exact ones.
+///
+/// Rank convention: `quantile(q)` estimates `sorted[floor(q * (n - 1))]` (the lower value at the
+/// rank, no interpolation), so tests compare against that element.
 ///
 /// ```
 /// use telemetry_core::QuantileSketch;

@@ -1,7 +1,7 @@
 //! # telemetry-prometheus
 //!
 //! The Prometheus exposition of an inference-telemetry database: [`render`] reads the stored
-//! rollups through a read-only [`TelemetryAggregator`] and writes the text format (version
+//! rollups through a read-only [`TelemetryAggregator`](telemetry_agg::TelemetryAggregator) and writes the text format (version
 //! 0.0.4, [`CONTENT_TYPE`]) with the `prometheus-client` encoder, which escapes label values
 //! (a model name with quotes, backslashes or newlines stays one valid series). Nothing is kept
 //! between scrapes: each one merges the per-day summaries (a few thousand rows even at ten

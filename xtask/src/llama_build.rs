@@ -1,6 +1,6 @@
 //! An AVX2 build of ggml's CPU backend for the pinned prebuilt `llama-server`.
 //!
-//! The prebuilt [`SERVER_PACKAGE`](crate::llama::SERVER_PACKAGE) was compiled for a newer CPU
+//! The prebuilt [`crate::llama::SERVER_PACKAGE`] was compiled for a newer CPU
 //! than ours: only its `libggml-cpu.so.0` uses AVX-512 instructions (e.g. EVEX `vpbroadcastq`
 //! while the model's tensors load), so on an AVX2-only CPU the server dies with SIGILL. Every
 //! other library of the package runs fine, and the only symbol they import from the CPU backend

@@ -16,6 +16,7 @@
 mod browser;
 mod llama;
 mod llama_build;
+mod manifests;
 mod prometheus;
 mod tasks;
 mod util;

@@ -3,18 +3,22 @@
 use std::process::Command;
 use std::time::Instant;
 
+use crate::manifests;
 use crate::util::{cargo, target_dir, workspace_root};
 
 /// One command of a task, with a label for the log.
 struct Step {
-    label: &'static str,
-    args: Vec<&'static str>,
+    label: String,
+    args: Vec<String>,
+    /// Extra environment for the command.
+    env: Vec<(&'static str, &'static str)>,
 }
 
-fn step(label: &'static str, args: &[&'static str]) -> Step {
+fn step(label: &str, args: &[&str]) -> Step {
     Step {
-        label,
-        args: args.to_vec(),
+        label: label.to_owned(),
+        args: args.iter().map(|a| (*a).to_owned()).collect(),
+        env: Vec::new(),
     }
 }
 
@@ -26,6 +30,7 @@ fn run(steps: &[Step]) -> Result<(), String> {
         eprintln!("\n==> {} (cargo {})", s.label, s.args.join(" "));
         let status = Command::new(&cargo)
             .args(&s.args)
+            .envs(s.env.iter().copied())
             .status()
             .map_err(|e| format!("could not start `{cargo}` for step `{}`: {e}", s.label))?;
         if !status.success() {
@@ -47,6 +52,15 @@ fn run(steps: &[Step]) -> Result<(), String> {
 
 /// `cargo xtask ci [--no-bench]`.
 pub fn ci(args: &[String]) -> Result<(), String> {
+    let root = workspace_root()?;
+    let members = manifests::members(&root)?;
+    let violations = manifests::layering_violations(&members);
+    if !violations.is_empty() {
+        return Err(format!(
+            "the manifests break the layering:\n{}",
+            violations.join("\n")
+        ));
+    }
     let mut steps = vec![
         step("format", &["fmt", "--all", "--", "--check"]),
         step(
@@ -61,29 +75,23 @@ pub fn ci(args: &[String]) -> Result<(), String> {
                 "warnings",
             ],
         ),
-        // Each library on its own with no default features: a user who needs one crate
-        // must not compile the others.
-        step(
-            "core without features",
-            &["check", "-p", "telemetry-core", "--no-default-features"],
-        ),
-        step("store alone", &["check", "-p", "telemetry-store"]),
-        step(
-            "agg without features",
-            &["check", "-p", "telemetry-agg", "--no-default-features"],
-        ),
-        step(
-            "gpu without features",
-            &["check", "-p", "telemetry-gpu", "--no-default-features"],
-        ),
-        step(
-            "wrap without features",
-            &["check", "-p", "telemetry-wrap", "--no-default-features"],
-        ),
-        step(
-            "openai protocol without HTTP clients",
-            &["check", "-p", "telemetry-openai", "--no-default-features"],
-        ),
+    ];
+    // Each library with no features, then with each feature alone: a user who needs one crate,
+    // or one feature of it, must not compile the others, and must get code that builds.
+    for args in manifests::each_feature_alone(&members) {
+        steps.push(Step {
+            label: format!("{} alone", args[2..].join(" ")),
+            args,
+            env: Vec::new(),
+        });
+    }
+    let mut docs = step(
+        "API docs without warnings (broken links, missing docs)",
+        &["doc", "--workspace", "--no-deps", "--all-features"],
+    );
+    docs.env.push(("RUSTDOCFLAGS", "-D warnings"));
+    steps.push(docs);
+    steps.extend([
         // Default features are a subset of all features, so one test build covers both; the
         // default set still has to compile (a second test build would double CI's disk and time).
         step(
@@ -106,12 +114,12 @@ pub fn ci(args: &[String]) -> Result<(), String> {
             "real llama.cpp server",
             &["run", "-q", "-p", "xtask", "--", "llama"],
         ),
-    ];
+    ]);
     if !args.iter().any(|a| a == "--no-bench") {
-        steps.push(Step {
-            label: "benches, quick pass",
-            // `--bench '*'` selects bench targets only: libtest harnesses reject `--quick`.
-            args: vec![
+        // `--bench '*'` selects bench targets only: libtest harnesses reject `--quick`.
+        steps.push(step(
+            "benches, quick pass",
+            &[
                 "bench",
                 "--workspace",
                 "--all-features",
@@ -120,7 +128,7 @@ pub fn ci(args: &[String]) -> Result<(), String> {
                 "--",
                 "--quick",
             ],
-        });
+        ));
     }
     run(&steps)
 }
@@ -303,15 +311,8 @@ mod tidy {
 
     #[test]
     fn every_crate_uses_workspace_lints_and_documents_features() {
-        for krate in [
-            "telemetry-core",
-            "telemetry-store",
-            "telemetry-agg",
-            "telemetry-gpu",
-            "telemetry-wrap",
-            "telemetry-cli",
-            "xtask",
-        ] {
+        let members = crate::manifests::members(&root()).expect("manifests");
+        for krate in members.iter().map(|m| m.name.as_str()) {
             let manifest =
                 fs::read_to_string(root().join(krate).join("Cargo.toml")).expect("manifest");
             assert!(

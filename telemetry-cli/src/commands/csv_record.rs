@@ -2,7 +2,7 @@
 //!
 //! Written field by field rather than through serde: CSV cannot hold the nested metadata object,
 //! and going through `serde_json::Value` costs about four times as much per record. The tests
-//! check the order against [`RECORD_COLUMNS`] and the values against the record's JSON.
+//! check the order against [`RECORD_COLUMNS`](telemetry_core::schema::RECORD_COLUMNS) and the values against the record's JSON.
 //!
 //! By default the text cells are made safe for spreadsheets ([`spreadsheet_safe`]); `--raw`
 //! keeps them exact.

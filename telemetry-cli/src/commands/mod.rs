@@ -1,4 +1,4 @@
-//! One file per command; [`run`] dispatches.
+//! One file per command; [`run()`] dispatches.
 
 mod check;
 mod csv_record;
