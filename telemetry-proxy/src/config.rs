@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::telemetry::ProxyTelemetry;
 use crate::upstream::Routes;
 
 /// Default time allowed to connect to an upstream before the client gets a 502.
@@ -22,6 +23,7 @@ pub struct ProxyConfig {
     pub(crate) shutdown_grace: Duration,
     pub(crate) max_connections: usize,
     pub(crate) capture_limit: usize,
+    pub(crate) telemetry: ProxyTelemetry,
 }
 
 impl ProxyConfig {
@@ -33,6 +35,7 @@ impl ProxyConfig {
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             capture_limit: DEFAULT_CAPTURE_LIMIT,
+            telemetry: ProxyTelemetry::default(),
         }
     }
 
@@ -65,6 +68,14 @@ impl ProxyConfig {
     #[must_use]
     pub fn capture_limit(mut self, bytes: usize) -> Self {
         self.capture_limit = bytes;
+        self
+    }
+
+    /// Where the records of completion calls go (default: a bus of its own that nobody
+    /// listens to).
+    #[must_use]
+    pub fn telemetry(mut self, telemetry: ProxyTelemetry) -> Self {
+        self.telemetry = telemetry;
         self
     }
 

@@ -10,7 +10,8 @@ use hyper::body::Incoming;
 
 use crate::body::{ForwardBody, ResponseBody};
 use crate::hop::{self, AGENT_HEADER};
-use crate::record::{Endpoint, RequestInfo};
+use crate::record::Started;
+use crate::request::{Endpoint, RequestInfo};
 use crate::server::Shared;
 use crate::stats::Counters;
 use crate::{HEALTH_PATH, health};
@@ -28,6 +29,7 @@ pub(crate) async fn handle(
 }
 
 async fn forward(shared: &Shared, request: Request<Incoming>) -> Response<ResponseBody> {
+    let started = Started::now();
     let (mut parts, body) = request.into_parts();
     let agent = parts
         .headers
@@ -68,7 +70,7 @@ async fn forward(shared: &Shared, request: Request<Incoming>) -> Response<Respon
     };
     parts.version = Version::HTTP_11;
 
-    let mut exchange = info.map(|info| shared.recorder.begin(info, agent.as_deref()));
+    let mut exchange = info.map(|info| shared.recorder.begin(info, agent, started));
     match shared
         .client
         .request(Request::from_parts(parts, body))
@@ -86,7 +88,8 @@ async fn forward(shared: &Shared, request: Request<Incoming>) -> Response<Respon
             Counters::bump(&shared.counters.upstream_unreachable);
             let message = format!("upstream {upstream} unreachable: {}", chain(&e));
             if let Some(ex) = exchange {
-                ex.unreachable(&message);
+                let kind = if e.is_connect() { "connect" } else { "io" };
+                ex.unreachable(kind, message.clone());
             }
             error_response(StatusCode::BAD_GATEWAY, "upstream_unreachable", &message)
         }

@@ -16,6 +16,21 @@
 //!   read before forwarding (up to [`ProxyConfig::capture_limit`]) to learn the model — which
 //!   also picks the upstream with [`Routes`]. Other paths are forwarded as they stream and not
 //!   recorded.
+//! - Each recorded call becomes one [`TelemetryRecord`](telemetry_core::TelemetryRecord)
+//!   published on the bus of its [`ProxyTelemetry`] (where a store subscribes). The response is
+//!   read on the side with telemetry-openai's protocol module: an SSE stream event by event as
+//!   each frame passes (parsed in place, by reference; TTFT to the first chunk with non-empty
+//!   content, ITL between content chunks, on the proxy's clock), a whole body kept up to the
+//!   capture limit and read at its end. The record has the response's model (else the
+//!   request's), the engine and agent of [`ProxyTelemetry`] (the agent of a request carrying
+//!   [`AGENT_HEADER`] is that header's value), the server's usage (else content chunks counted,
+//!   `tokens_counted`), the server's own prefill/decode times, and the cost from the price
+//!   table. Outcomes: an upstream 4xx/5xx is an error with the server's message
+//!   (`http_400`, `http_429`, ...), an error inside a stream or a stream without `[DONE]` too
+//!   (`stream_error`, `stream_incomplete`); an unreachable upstream is `connect` (the client gets
+//!   the 502); a client that leaves first is `cancelled` (the upstream request is dropped, which
+//!   aborts it). A body that is not the protocol is forwarded all the same and recorded with
+//!   `tokens_counted`, no tokens, and `metadata.protocol = "unknown"`.
 //! - `GET /telemetry/health` ([`HEALTH_PATH`]) is answered by the proxy: JSON with each
 //!   upstream's reachability, the telemetry store's health and the proxy's counters; `200` when
 //!   all is well, else `503`.
@@ -53,12 +68,16 @@ mod error;
 mod forward;
 mod health;
 mod hop;
+mod itl;
 mod record;
+mod request;
 mod server;
 mod stats;
+mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod upstream;
+mod watch;
 
 pub use config::{
     DEFAULT_CAPTURE_LIMIT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
@@ -68,6 +87,7 @@ pub use error::ProxyError;
 pub use hop::AGENT_HEADER;
 pub use server::{Proxy, ShutdownReport, StatsHandle};
 pub use stats::ProxyStats;
+pub use telemetry::{DEFAULT_ENGINE_NAME, ProxyTelemetry};
 pub use upstream::{Routes, Upstream};
 
 /// The proxy's own endpoint, answered and never forwarded.

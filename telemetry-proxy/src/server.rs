@@ -113,7 +113,11 @@ impl Proxy {
             listener,
             addr,
             shared: Arc::new(Shared {
-                recorder: Recorder::new(Arc::clone(&counters)),
+                recorder: Recorder::new(
+                    Arc::clone(&counters),
+                    config.telemetry.clone(),
+                    config.capture_limit,
+                ),
                 config,
                 client,
                 counters,

@@ -134,3 +134,28 @@ pub async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
+
+/// A proxy to `upstream` whose records are kept in the returned bus's history (up to 4 096
+/// events).
+pub async fn recording_proxy(
+    upstream: &str,
+    telemetry: impl FnOnce(telemetry_proxy::ProxyTelemetry) -> telemetry_proxy::ProxyTelemetry,
+) -> (RunningProxy, std::sync::Arc<telemetry_core::EventBus>) {
+    let bus = std::sync::Arc::new(telemetry_core::EventBus::with_history(4096));
+    let config =
+        ProxyConfig::new(Routes::new(Upstream::parse(upstream).unwrap())).telemetry(telemetry(
+            telemetry_proxy::ProxyTelemetry::new(std::sync::Arc::clone(&bus)),
+        ));
+    (RunningProxy::start(config).await, bus)
+}
+
+/// The records published on `bus` so far, in order.
+pub fn records(bus: &telemetry_core::EventBus) -> Vec<telemetry_core::TelemetryRecord> {
+    bus.history()
+        .iter()
+        .filter_map(|e| {
+            e.as_record()
+                .map(|r| telemetry_core::TelemetryRecord::clone(r))
+        })
+        .collect()
+}

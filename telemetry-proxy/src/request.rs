@@ -1,0 +1,98 @@
+//! Which requests are calls ([`Endpoint`]) and what the proxy learns from a call's request body
+//! ([`RequestInfo`]), read with telemetry-openai's [`RequestSummary`].
+
+use bytes::Bytes;
+use http::Method;
+use telemetry_openai::protocol::RequestSummary;
+
+/// The completion endpoints the proxy records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Endpoint {
+    /// `POST /v1/chat/completions`.
+    Chat,
+    /// `POST /v1/completions`.
+    Completions,
+}
+
+impl Endpoint {
+    /// The endpoint a request is for, if it is one the proxy records.
+    pub fn of(method: &Method, path: &str) -> Option<Endpoint> {
+        if method != Method::POST {
+            return None;
+        }
+        match path.trim_end_matches('/') {
+            "/v1/chat/completions" => Some(Endpoint::Chat),
+            "/v1/completions" => Some(Endpoint::Completions),
+            _ => None,
+        }
+    }
+}
+
+/// What the proxy learnt from a completion request's body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RequestInfo {
+    /// The endpoint.
+    pub endpoint: Endpoint,
+    /// The request's `model` (non-empty).
+    pub model: Option<String>,
+    /// Whether the request asked for a stream.
+    pub stream: bool,
+    /// Whether the body was read whole and parsed as a JSON object.
+    pub parsed: bool,
+}
+
+impl RequestInfo {
+    /// Reads a request body (`None`: larger than the read-ahead limit).
+    pub fn parse(endpoint: Endpoint, body: Option<&Bytes>) -> RequestInfo {
+        match body.map(|b| RequestSummary::from_body(b)) {
+            Some(Ok(summary)) => RequestInfo {
+                endpoint,
+                model: summary.model.filter(|m| !m.is_empty()),
+                stream: summary.stream,
+                parsed: true,
+            },
+            _ => RequestInfo {
+                endpoint,
+                model: None,
+                stream: false,
+                parsed: false,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_completion_posts_are_recorded() {
+        assert_eq!(
+            Endpoint::of(&Method::POST, "/v1/chat/completions"),
+            Some(Endpoint::Chat)
+        );
+        assert_eq!(
+            Endpoint::of(&Method::POST, "/v1/completions/"),
+            Some(Endpoint::Completions)
+        );
+        assert_eq!(Endpoint::of(&Method::GET, "/v1/chat/completions"), None);
+        assert_eq!(Endpoint::of(&Method::POST, "/v1/embeddings"), None);
+    }
+
+    #[test]
+    fn request_fields_are_read_when_present() {
+        let body = Bytes::from_static(br#"{"model":"m\u00e9","messages":[],"stream":true,"x":1}"#);
+        let info = RequestInfo::parse(Endpoint::Chat, Some(&body));
+        assert_eq!(info.model.as_deref(), Some("m\u{e9}"));
+        assert!(info.stream && info.parsed);
+        let info = RequestInfo::parse(Endpoint::Chat, Some(&Bytes::from_static(b"not json")));
+        assert!(!info.parsed && info.model.is_none() && !info.stream);
+        let info = RequestInfo::parse(Endpoint::Completions, None);
+        assert!(!info.parsed);
+        let info = RequestInfo::parse(
+            Endpoint::Chat,
+            Some(&Bytes::from_static(br#"{"model":""}"#)),
+        );
+        assert!(info.parsed && info.model.is_none());
+    }
+}

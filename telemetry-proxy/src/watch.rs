@@ -1,0 +1,413 @@
+//! [`Watch`]: what the proxy reads from a completion response while passing it on — an SSE
+//! stream event by event (telemetry-openai's [`SseParser`] and [`StreamObserver`]), or a whole
+//! JSON body kept (up to the capture limit) and read once it has gone by.
+//!
+//! Reading never fails and never changes what is forwarded: bytes it cannot understand only mark
+//! the call [`Seen::unparsed`]. Each stream frame is parsed in place, by reference, when it
+//! passes (well under a microsecond for a token chunk), so a content chunk is timestamped when
+//! the proxy received it and no copy of the stream is kept.
+
+use std::borrow::Cow;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{HeaderMap, StatusCode, header};
+use telemetry_openai::protocol::{
+    Observed, OpenAiError, ServerPhases, ServerReport, SseEvent, SseParser, StreamObserver,
+};
+use telemetry_wrap::Usage;
+
+/// Inter-token gaps kept per stream at most (8 MB); later content chunks still count as tokens.
+const MAX_GAPS: usize = 1 << 20;
+
+/// What was read from one response, at its end.
+#[derive(Debug, Default)]
+pub(crate) struct Seen {
+    /// The response's `model`.
+    pub model: Option<String>,
+    /// Token counts the server reported.
+    pub usage: Option<Usage>,
+    /// Content chunks counted (streams).
+    pub content_chunks: u64,
+    /// The server's own timings.
+    pub phases: Option<ServerPhases>,
+    /// When the first chunk with content arrived (streams).
+    pub first_content: Option<Instant>,
+    /// Gaps between content chunks, seconds.
+    pub gaps: Vec<f64>,
+    /// Why the call failed, as the response says (HTTP error status, error inside the stream,
+    /// stream ended without `[DONE]`).
+    pub error: Option<OpenAiError>,
+    /// Whether the response was a stream.
+    pub streaming: bool,
+    /// Whether (part of) the body could not be read as the protocol: its tokens are not known.
+    pub unparsed: bool,
+}
+
+/// Reads one response as it goes by.
+#[derive(Debug)]
+pub(crate) enum Watch {
+    /// `text/event-stream`.
+    Stream(Box<StreamWatch>),
+    /// Any other body.
+    Whole(WholeWatch),
+}
+
+impl Watch {
+    /// A watch for a response with `status` and `headers`; whole bodies are kept up to `limit`
+    /// bytes.
+    pub fn new(status: StatusCode, headers: &HeaderMap, limit: usize) -> Watch {
+        let sse = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim_start().starts_with("text/event-stream"));
+        if sse && status.is_success() {
+            Watch::Stream(Box::default())
+        } else {
+            Watch::Whole(WholeWatch {
+                status,
+                parts: Vec::new(),
+                len: 0,
+                limit,
+                over: false,
+            })
+        }
+    }
+
+    /// A frame of the body went by at `at`.
+    #[inline]
+    pub fn data(&mut self, data: &Bytes, at: Instant) {
+        match self {
+            Watch::Stream(s) => s.data(data, at),
+            Watch::Whole(w) => w.data(data),
+        }
+    }
+
+    /// The body ended normally: what it said.
+    pub fn end(self) -> Seen {
+        match self {
+            Watch::Stream(s) => s.end(true),
+            Watch::Whole(w) => w.end(),
+        }
+    }
+
+    /// The body broke off or the client left: what had been read.
+    pub fn cut(self) -> Seen {
+        match self {
+            Watch::Stream(s) => s.end(false),
+            Watch::Whole(w) => Seen {
+                unparsed: true,
+                ..w.end()
+            },
+        }
+    }
+}
+
+/// An SSE stream followed event by event.
+#[derive(Debug, Default)]
+pub(crate) struct StreamWatch {
+    parser: SseParser,
+    observer: StreamObserver,
+    model: Option<String>,
+    model_probed: bool,
+    first_content: Option<Instant>,
+    last_content: Option<Instant>,
+    gaps: Vec<f64>,
+    error: Option<OpenAiError>,
+    unparsed: bool,
+    broken: bool,
+}
+
+#[derive(serde::Deserialize)]
+struct ModelProbe<'a> {
+    #[serde(borrow, default)]
+    model: Option<Cow<'a, str>>,
+}
+
+/// The `model` of a JSON object, if it has a non-empty one.
+fn model_of(json: &[u8]) -> Option<Option<String>> {
+    serde_json::from_slice::<ModelProbe<'_>>(json)
+        .ok()
+        .map(|p| p.model.filter(|m| !m.is_empty()).map(Cow::into_owned))
+}
+
+impl StreamWatch {
+    fn data(&mut self, data: &[u8], at: Instant) {
+        if self.broken {
+            return;
+        }
+        let StreamWatch {
+            parser,
+            observer,
+            model,
+            model_probed,
+            first_content,
+            last_content,
+            gaps,
+            error,
+            unparsed,
+            ..
+        } = self;
+        let fed = parser.feed(data, |event| {
+            if !*model_probed
+                && let SseEvent::Data(json) = event
+                && let Some(m) = model_of(json)
+            {
+                *model = m;
+                *model_probed = true;
+            }
+            match observer.observe(event) {
+                Ok(Observed::Chunk(chunk)) if chunk.has_content() => {
+                    if let Some(last) = *last_content {
+                        if gaps.len() < MAX_GAPS {
+                            gaps.push(at.saturating_duration_since(last).as_secs_f64());
+                        }
+                    } else {
+                        *first_content = Some(at);
+                    }
+                    *last_content = Some(at);
+                }
+                Ok(_) => {}
+                Err(OpenAiError::Protocol(_)) => *unparsed = true,
+                Err(e) => {
+                    error.get_or_insert(e);
+                }
+            }
+        });
+        if fed.is_err() {
+            // A line past the parser's bound: not this protocol; stop reading.
+            self.unparsed = true;
+            self.broken = true;
+        }
+    }
+
+    fn end(mut self: Box<Self>, finished: bool) -> Seen {
+        if finished && !self.broken {
+            let StreamWatch {
+                parser,
+                observer,
+                error,
+                unparsed,
+                ..
+            } = &mut *self;
+            let flushed = parser.finish(|event| match observer.observe(event) {
+                Ok(_) => {}
+                Err(OpenAiError::Protocol(_)) => *unparsed = true,
+                Err(e) => {
+                    error.get_or_insert(e);
+                }
+            });
+            if flushed.is_err() {
+                self.unparsed = true;
+            }
+            if !self.unparsed
+                && self.error.is_none()
+                && let Err(e) = self.observer.end()
+            {
+                self.error = Some(e);
+            }
+        }
+        let report = self.observer.report();
+        Seen {
+            model: self.model,
+            usage: report.usage,
+            content_chunks: self.observer.content_chunks(),
+            phases: report.phases,
+            first_content: self.first_content,
+            gaps: self.gaps,
+            error: self.error,
+            streaming: true,
+            unparsed: self.unparsed,
+        }
+    }
+}
+
+/// A whole body, kept up to a limit and read at its end.
+#[derive(Debug)]
+pub(crate) struct WholeWatch {
+    status: StatusCode,
+    parts: Vec<Bytes>,
+    len: usize,
+    limit: usize,
+    over: bool,
+}
+
+impl WholeWatch {
+    fn data(&mut self, data: &Bytes) {
+        if self.over {
+            return;
+        }
+        self.len += data.len();
+        if self.len > self.limit && self.status.is_success() {
+            // Too large to read: forwarded all the same, recorded without its tokens.
+            self.over = true;
+            self.parts = Vec::new();
+        } else if self.len <= self.limit.saturating_add(data.len()) {
+            // An error body is kept up to the limit: its message is at the start.
+            self.parts.push(data.clone());
+        }
+    }
+
+    fn end(self) -> Seen {
+        let body = concat(self.parts, self.len.min(self.limit));
+        if !self.status.is_success() {
+            return Seen {
+                model: model_of(&body).flatten(),
+                error: Some(OpenAiError::from_http_response(self.status.as_u16(), &body)),
+                ..Seen::default()
+            };
+        }
+        if self.over {
+            return Seen {
+                unparsed: true,
+                ..Seen::default()
+            };
+        }
+        match ServerReport::from_body(&body) {
+            Ok(report) => Seen {
+                model: model_of(&body).flatten(),
+                usage: report.usage,
+                phases: report.phases,
+                unparsed: report.usage.is_none(),
+                ..Seen::default()
+            },
+            Err(_) => Seen {
+                unparsed: true,
+                ..Seen::default()
+            },
+        }
+    }
+}
+
+/// The parts in one buffer (no copy for a single part).
+fn concat(mut parts: Vec<Bytes>, len: usize) -> Bytes {
+    match parts.len() {
+        0 => Bytes::new(),
+        1 => parts.pop().unwrap_or_default(),
+        _ => {
+            let mut all = Vec::with_capacity(len);
+            for p in &parts {
+                all.extend_from_slice(p);
+            }
+            Bytes::from(all)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+    use std::time::Duration;
+
+    fn sse_headers() -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/event-stream; charset=utf-8"),
+        );
+        h
+    }
+
+    #[test]
+    fn a_stream_split_anywhere_gives_tokens_ttft_and_gaps() {
+        let body = concat!(
+            "data: {\"model\":\"m1\",\"choices\":[{\"delta\":{\"role\":\"assistant\",\"content\":null}}]}\n\n",
+            "data: {\"model\":\"m1\",\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n",
+            "data: {\"model\":\"m1\",\"choices\":[{\"delta\":{\"content\":\"b\"}}]}\n\n",
+            "data: {\"model\":\"m1\",\"choices\":[],\"usage\":{\"prompt_tokens\":4,\"completion_tokens\":2,\"total_tokens\":6},",
+            "\"timings\":{\"prompt_n\":4,\"prompt_ms\":3.0,\"predicted_n\":2,\"predicted_ms\":5.0}}\n\n",
+            "data: [DONE]\n\n",
+        );
+        let t0 = Instant::now();
+        let mut w = Watch::new(StatusCode::OK, &sse_headers(), 1024);
+        for (i, piece) in body.as_bytes().chunks(7).enumerate() {
+            w.data(
+                &Bytes::copy_from_slice(piece),
+                t0 + Duration::from_millis(i as u64),
+            );
+        }
+        let seen = w.end();
+        assert!(seen.streaming && !seen.unparsed && seen.error.is_none());
+        assert_eq!(seen.model.as_deref(), Some("m1"));
+        assert_eq!(seen.usage, Some(Usage::new(4, 2)));
+        assert_eq!(seen.content_chunks, 2);
+        assert_eq!(seen.phases.and_then(|p| p.decode_ms), Some(5.0));
+        let ttft = seen.first_content.unwrap() - t0;
+        assert!(
+            ttft > Duration::from_millis(10),
+            "the role-only chunk is not content: {ttft:?}"
+        );
+        assert_eq!(seen.gaps.len(), 1);
+    }
+
+    #[test]
+    fn a_stream_without_done_or_with_an_error_event_is_an_error() {
+        let mut w = Watch::new(StatusCode::OK, &sse_headers(), 1024);
+        w.data(
+            &Bytes::from_static(b"data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n"),
+            Instant::now(),
+        );
+        let seen = w.end();
+        assert_eq!(seen.error.unwrap().error_kind(), "stream_incomplete");
+        assert_eq!(seen.content_chunks, 1);
+
+        let mut w = Watch::new(StatusCode::OK, &sse_headers(), 1024);
+        w.data(
+            &Bytes::from_static(b"error: {\"code\":500,\"message\":\"boom\"}\n\ndata: [DONE]\n\n"),
+            Instant::now(),
+        );
+        let seen = w.end();
+        assert_eq!(seen.error.unwrap().error_kind(), "http_500");
+    }
+
+    #[test]
+    fn garbage_is_unparsed_not_an_error() {
+        let mut w = Watch::new(StatusCode::OK, &sse_headers(), 1024);
+        w.data(
+            &Bytes::from_static(b"data: not json\n\ndata: [DONE]\n\n"),
+            Instant::now(),
+        );
+        let seen = w.end();
+        assert!(seen.unparsed && seen.error.is_none());
+
+        let mut w = Watch::new(StatusCode::OK, &HeaderMap::new(), 1024);
+        w.data(&Bytes::from_static(b"<html>"), Instant::now());
+        let seen = w.end();
+        assert!(seen.unparsed && seen.error.is_none() && !seen.streaming);
+    }
+
+    #[test]
+    fn whole_bodies_give_usage_or_the_servers_error() {
+        let mut w = Watch::new(StatusCode::OK, &HeaderMap::new(), 1024);
+        let body = br#"{"model":"m2","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":5,"total_tokens":8}}"#;
+        let (a, b) = body.split_at(20);
+        w.data(&Bytes::copy_from_slice(a), Instant::now());
+        w.data(&Bytes::copy_from_slice(b), Instant::now());
+        let seen = w.end();
+        assert_eq!(seen.usage, Some(Usage::new(3, 5)));
+        assert_eq!(seen.model.as_deref(), Some("m2"));
+        assert!(!seen.unparsed);
+
+        let mut w = Watch::new(StatusCode::BAD_REQUEST, &HeaderMap::new(), 1024);
+        w.data(
+            &Bytes::from_static(
+                br#"{"error":{"code":400,"message":"no messages","type":"invalid_request_error"}}"#,
+            ),
+            Instant::now(),
+        );
+        let e = w.end().error.unwrap();
+        assert_eq!(e.error_kind(), "http_400");
+        assert!(e.to_string().contains("no messages"));
+    }
+
+    #[test]
+    fn a_body_over_the_limit_is_not_kept() {
+        let mut w = Watch::new(StatusCode::OK, &HeaderMap::new(), 8);
+        w.data(&Bytes::from_static(b"{\"usage\":"), Instant::now());
+        w.data(&Bytes::from_static(b"{}}"), Instant::now());
+        let Watch::Whole(whole) = &w else { panic!() };
+        assert!(whole.parts.is_empty() && whole.over);
+        assert!(w.end().unparsed);
+    }
+}
