@@ -207,6 +207,51 @@ fn metrics_count_the_demo_calls_and_follow_new_records() {
 }
 
 #[test]
+fn a_scraper_that_asks_for_openmetrics_gets_it() {
+    let (dir, db) = temp_db();
+    stdout_of(telemetry(dir.path()).args([
+        "--db",
+        db.to_str().unwrap(),
+        "demo",
+        "--calls",
+        "40",
+        "--gpu",
+        "off",
+    ]));
+    let server = Server::start(dir.path(), &db);
+    // The Accept header Prometheus 2.x sends.
+    let r = server.send(
+        "GET /metrics HTTP/1.1\r\nHost: test\r\nConnection: close\r\nAccept: \
+         application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;\
+         q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1\r\n\r\n",
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(
+        r.header("content-type"),
+        Some("application/openmetrics-text; version=1.0.0; charset=utf-8")
+    );
+    assert_eq!(r.header("vary"), Some("accept"));
+    assert!(r.body.ends_with("# EOF\n"), "{}", r.body);
+    assert!(
+        r.body.contains("# TYPE inference_calls counter"),
+        "{}",
+        r.body
+    );
+    assert_eq!(calls_total(&r.body), 40.0, "{}", r.body);
+    // A client that prefers the classic text format still gets it.
+    let r = server.send(
+        "GET /metrics HTTP/1.1\r\nHost: test\r\nConnection: close\r\nAccept: \
+         text/plain;version=0.0.4, application/openmetrics-text;q=0.5\r\n\r\n",
+    );
+    assert_eq!(
+        r.header("content-type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    assert!(!r.body.contains("# EOF"));
+    assert_eq!(calls_total(&r.body), 40.0, "{}", r.body);
+}
+
+#[test]
 fn hostile_model_names_stay_one_escaped_series() {
     let (dir, db) = temp_db();
     seed(&db, &[record("q \"x\" \\ y\nz", "vllm", "a", 10.0, 1)]);

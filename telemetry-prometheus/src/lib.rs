@@ -1,8 +1,9 @@
 //! # telemetry-prometheus
 //!
 //! The Prometheus exposition of an inference-telemetry database: [`render`] reads the stored
-//! rollups through a read-only [`TelemetryAggregator`](telemetry_agg::TelemetryAggregator) and writes the text format (version
-//! 0.0.4, [`CONTENT_TYPE`]) with the `prometheus-client` encoder, which escapes label values
+//! rollups through a read-only [`TelemetryAggregator`](telemetry_agg::TelemetryAggregator) and
+//! writes the Prometheus text format (version 0.0.4, [`CONTENT_TYPE`]) or, for a scraper that asks
+//! for it ([`Format::negotiate`]), OpenMetrics 1.0.0, with the `prometheus-client` encoder, which escapes label values
 //! (a model name with quotes, backslashes or newlines stays one valid series). Nothing is kept
 //! between scrapes: each one merges the per-day summaries (a few thousand rows even at ten
 //! million records), so `telemetry serve` and the proxy expose the same numbers as `telemetry
@@ -66,7 +67,9 @@
 
 pub mod buckets;
 mod error;
+mod format;
 mod render;
 
 pub use error::RenderError;
+pub use format::{Format, OPENMETRICS_CONTENT_TYPE};
 pub use render::{CONTENT_TYPE, DEFAULT_NAMESPACE, RenderOptions, render, render_groups};

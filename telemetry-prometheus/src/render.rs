@@ -9,6 +9,7 @@ use telemetry_core::{QuantileSketch, TimeRange};
 
 use crate::buckets::{LATENCY_SECONDS, TIME_PER_OUTPUT_TOKEN_SECONDS};
 use crate::error::RenderError;
+use crate::format::Format;
 
 /// The `Content-Type` of [`render`]'s output: the Prometheus text format, version 0.0.4.
 pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
@@ -16,11 +17,13 @@ pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CON
 /// The default metric name prefix: `inference_calls_total`, `inference_latency_seconds`, ...
 pub const DEFAULT_NAMESPACE: &str = "inference";
 
-/// What [`render`] exposes: the metric name prefix and the time range of the records counted.
+/// What [`render`] exposes: the metric name prefix, the time range of the records counted and
+/// the text format.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RenderOptions {
     namespace: String,
     range: TimeRange,
+    format: Format,
 }
 
 impl Default for RenderOptions {
@@ -28,6 +31,7 @@ impl Default for RenderOptions {
         RenderOptions {
             namespace: DEFAULT_NAMESPACE.to_owned(),
             range: TimeRange::all(),
+            format: Format::default(),
         }
     }
 }
@@ -51,6 +55,18 @@ impl RenderOptions {
         self
     }
 
+    /// Writes `format` (the Prometheus text format by default; see [`Format::negotiate`] to
+    /// answer a scraper's `Accept` header).
+    pub fn with_format(mut self, format: Format) -> Self {
+        self.format = format;
+        self
+    }
+
+    /// The text format written.
+    pub fn format(&self) -> Format {
+        self.format
+    }
+
     /// The metric name prefix.
     pub fn namespace(&self) -> &str {
         &self.namespace
@@ -62,8 +78,8 @@ impl RenderOptions {
     }
 }
 
-/// The Prometheus text exposition (version 0.0.4, [`CONTENT_TYPE`]) of every record in the
-/// database that `agg` reads, computed read-only from the stored rollups at each call, so a scrape
+/// The text exposition (Prometheus 0.0.4 by default, or OpenMetrics: [`RenderOptions::with_format`];
+/// its `Content-Type` is [`Format::content_type`]) of every record in the database that `agg` reads, computed read-only from the stored rollups at each call, so a scrape
 /// over ten million records reads a few thousand summary rows. See the [crate docs](crate) for
 /// the metrics.
 pub fn render(agg: &TelemetryAggregator, options: &RenderOptions) -> Result<String, RenderError> {
@@ -85,7 +101,12 @@ pub fn render_groups(
         groups,
     }));
     let mut out = String::new();
-    prometheus_client::encoding::prometheus_text::encode(&mut out, &registry)?;
+    match options.format {
+        Format::Prometheus => {
+            prometheus_client::encoding::prometheus_text::encode(&mut out, &registry)?;
+        }
+        Format::OpenMetrics => prometheus_client::encoding::text::encode(&mut out, &registry)?,
+    }
     Ok(out)
 }
 

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use telemetry_agg::TelemetryAggregator;
 use telemetry_core::{EnergyMethod, TelemetryRecord, TimeRange};
-use telemetry_prometheus::{RenderError, RenderOptions, render};
+use telemetry_prometheus::{Format, RenderError, RenderOptions, render};
 use telemetry_store::TelemetryStore;
 
 const T0: f64 = 1_764_288_000.0;
@@ -218,4 +218,55 @@ fn an_empty_database_renders_the_families_without_series() {
     .unwrap();
     assert!(text.contains("# TYPE inference_calls_total counter"));
     assert!(!text.lines().any(|l| l.starts_with("inference_")));
+}
+
+#[test]
+fn openmetrics_has_the_same_samples_with_its_own_framing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    write(&path, &records());
+    let agg = TelemetryAggregator::open(&path).unwrap();
+    let prometheus = render(&agg, &RenderOptions::default()).unwrap();
+    let openmetrics = render(&agg, &RenderOptions::new().with_format(Format::OpenMetrics)).unwrap();
+    assert!(openmetrics.ends_with("# EOF\n"), "{openmetrics}");
+    assert!(!prometheus.contains("# EOF"));
+    // OpenMetrics names a counter family without `_total` and its samples with it.
+    assert!(
+        openmetrics.contains("# TYPE inference_calls counter"),
+        "{openmetrics}"
+    );
+    assert!(openmetrics.contains("# TYPE inference_latency_seconds histogram"));
+    assert!(openmetrics.contains("# UNIT inference_latency_seconds seconds"));
+    // Every sample (calls, tokens, cost, energy, buckets, sums, counts, escaped labels) is the
+    // same in both formats, up to label order and how a bound is spelt (`1` vs `1.0`).
+    let samples = |text: &str| {
+        let mut v: Vec<(String, Vec<String>, f64)> = text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| {
+                let (series, value) = l.rsplit_once(' ').unwrap();
+                let (name, labels) = series.split_once('{').unwrap();
+                let mut labels: Vec<String> = labels
+                    .trim_end_matches('}')
+                    .split("\",")
+                    .map(|kv| {
+                        let (k, v) = kv.split_once('=').unwrap();
+                        let v = v.trim_matches('"');
+                        match (k, v.parse::<f64>()) {
+                            ("le", Ok(bound)) => format!("le={bound}"),
+                            _ => format!("{k}={v}"),
+                        }
+                    })
+                    .collect();
+                labels.sort();
+                (name.to_owned(), labels, value.parse::<f64>().unwrap())
+            })
+            .collect();
+        v.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        v
+    };
+    let (p, o) = (samples(&prometheus), samples(&openmetrics));
+    assert!(p.len() > 40, "{} samples", p.len());
+    assert_eq!(p, o);
+    assert!(openmetrics.contains(r#"inference_calls_total{model="we\"ird\\mo\ndel""#));
 }

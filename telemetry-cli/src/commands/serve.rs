@@ -29,7 +29,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use telemetry_agg::TelemetryAggregator;
-use telemetry_prometheus::{CONTENT_TYPE, RenderError, RenderOptions, render};
+use telemetry_prometheus::{Format, RenderError, RenderOptions, render};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
@@ -125,9 +125,12 @@ pub fn run(db: &DbPath, args: &ServeArgs, out: &mut dyn Write) -> Result<(), Cli
     })
 }
 
-/// The exposition text of the database at `path`, read now.
-fn scrape(path: &Path) -> Result<String, RenderError> {
-    render(&TelemetryAggregator::open(path)?, &RenderOptions::default())
+/// The exposition text of the database at `path` in `format`, read now.
+fn scrape(path: &Path, format: Format) -> Result<String, RenderError> {
+    render(
+        &TelemetryAggregator::open(path)?,
+        &RenderOptions::new().with_format(format),
+    )
 }
 
 fn render_error(e: RenderError) -> CliError {
@@ -207,12 +210,29 @@ async fn handle(
     db: Arc<PathBuf>,
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
-    Ok(respond(db, request.method(), request.uri().path()).await)
+    let accept = request
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    Ok(respond(
+        db,
+        request.method(),
+        request.uri().path(),
+        accept.as_deref(),
+    )
+    .await)
 }
 
 /// The response to `method path`: `/` and `/metrics` answer GET (and HEAD), anything else is
-/// 404, other methods 405.
-async fn respond(db: Arc<PathBuf>, method: &Method, path: &str) -> Response<Full<Bytes>> {
+/// 404, other methods 405. `/metrics` is OpenMetrics when `accept` prefers it
+/// ([`Format::negotiate`]), the Prometheus text format otherwise.
+async fn respond(
+    db: Arc<PathBuf>,
+    method: &Method,
+    path: &str,
+    accept: Option<&str>,
+) -> Response<Full<Bytes>> {
     let metrics = match path {
         "/" => false,
         "/metrics" => true,
@@ -231,8 +251,14 @@ async fn respond(db: Arc<PathBuf>, method: &Method, path: &str) -> Response<Full
     if !metrics {
         return reply(StatusCode::OK, HTML, INDEX_HTML);
     }
-    match tokio::task::spawn_blocking(move || scrape(&db)).await {
-        Ok(Ok(text)) => reply(StatusCode::OK, CONTENT_TYPE, text),
+    let format = Format::negotiate(accept);
+    match tokio::task::spawn_blocking(move || scrape(&db, format)).await {
+        Ok(Ok(text)) => {
+            let mut r = reply(StatusCode::OK, format.content_type(), text);
+            r.headers_mut()
+                .insert(header::VARY, HeaderValue::from_static("accept"));
+            r
+        }
         Ok(Err(e)) => {
             let message = escape_controls(&e.to_string()).into_owned();
             eprintln!("telemetry: scrape failed: {message}");
@@ -255,7 +281,7 @@ const INDEX_HTML: &str = "<!DOCTYPE html>
 <head><meta charset=\"utf-8\"><title>telemetry serve</title></head>
 <body>
 <h1>Inference telemetry</h1>
-<p><a href=\"/metrics\">/metrics</a>: Prometheus text format, computed from the telemetry database at each scrape.</p>
+<p><a href=\"/metrics\">/metrics</a>: Prometheus text format (OpenMetrics to a scraper that asks for it), computed from the telemetry database at each scrape.</p>
 </body>
 </html>
 ";
@@ -276,10 +302,11 @@ fn reply(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use telemetry_prometheus::CONTENT_TYPE;
 
     #[test]
     fn content_types_are_valid_header_values() {
-        for ct in [TEXT, HTML, CONTENT_TYPE] {
+        for ct in [TEXT, HTML, CONTENT_TYPE, Format::OpenMetrics.content_type()] {
             assert!(HeaderValue::from_str(ct).is_ok(), "{ct}");
         }
         assert_eq!(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8");
@@ -306,7 +333,7 @@ mod tests {
             .unwrap();
         let db = Arc::new(PathBuf::from("/nonexistent/t.db"));
         let status = |method: Method, path: &str| {
-            rt.block_on(respond(Arc::clone(&db), &method, path))
+            rt.block_on(respond(Arc::clone(&db), &method, path, None))
                 .status()
         };
         assert_eq!(status(Method::GET, "/"), StatusCode::OK);
