@@ -24,6 +24,14 @@ pub enum PriceTableError {
         /// The file.
         path: PathBuf,
     },
+    /// The file's format needs a feature of `telemetry-wrap` that this build lacks.
+    #[error("price table {path} needs telemetry-wrap's `{feature}` feature")]
+    FeatureDisabled {
+        /// The file.
+        path: PathBuf,
+        /// The feature (`toml`).
+        feature: &'static str,
+    },
     /// The TOML text is malformed or has an unexpected field.
     #[error("price table TOML, line {line}: {message}")]
     Toml {

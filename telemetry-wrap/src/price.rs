@@ -65,8 +65,10 @@ impl Price {
 /// errors, so a typo cannot silently price a model at zero.
 ///
 /// ```
+/// # #[cfg(feature = "toml")] {
 /// use telemetry_wrap::{Price, PriceTable, Usage};
 ///
+/// // Feature `toml`; JSON needs none.
 /// let table = PriceTable::from_toml_str(r#"
 ///     [models."gpt-4o"]
 ///     input_per_mtok = 2.50
@@ -85,6 +87,7 @@ impl Price {
 ///
 /// let json = PriceTable::from_json_str(r#"{"models": {"m": {"input": 1e-6, "output": 2e-6}}}"#).unwrap();
 /// assert_eq!(json.get("m"), Some(&Price::PerToken { input: 1e-6, cached_input: 1e-6, output: 2e-6 }));
+/// # }
 /// ```
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PriceTable {
@@ -135,6 +138,8 @@ impl PriceTable {
     }
 
     /// Parses the TOML format.
+    #[cfg(feature = "toml")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "toml")))]
     pub fn from_toml_str(text: &str) -> Result<Self, PriceTableError> {
         let file: PriceFile = toml::from_str(text).map_err(|e| PriceTableError::Toml {
             line: e
@@ -156,7 +161,8 @@ impl PriceTable {
         file.into_table()
     }
 
-    /// Reads a `.toml` or `.json` file.
+    /// Reads a `.json` file, or a `.toml` one with feature `toml` (without it such a file is a
+    /// [`PriceTableError::FeatureDisabled`] error).
     pub fn from_path(path: impl AsRef<Path>) -> Result<Self, PriceTableError> {
         let path = path.as_ref();
         let ext = path
@@ -164,7 +170,15 @@ impl PriceTable {
             .and_then(|e| e.to_str())
             .map(str::to_ascii_lowercase);
         let parse: fn(&str) -> Result<Self, PriceTableError> = match ext.as_deref() {
+            #[cfg(feature = "toml")]
             Some("toml") => Self::from_toml_str,
+            #[cfg(not(feature = "toml"))]
+            Some("toml") => {
+                return Err(PriceTableError::FeatureDisabled {
+                    path: path.to_owned(),
+                    feature: "toml",
+                });
+            }
             Some("json") => Self::from_json_str,
             _ => {
                 return Err(PriceTableError::UnknownFormat {
@@ -313,6 +327,7 @@ mod tests {
         assert_eq!(p.cost(&Usage::default(), -1.0), 0.0);
     }
 
+    #[cfg(feature = "toml")]
     #[test]
     fn toml_errors_say_where() {
         let err = PriceTable::from_toml_str("[models.a]\ninput = 1.0\noutptu = 2.0\n").unwrap_err();
@@ -325,6 +340,7 @@ mod tests {
         }
     }
 
+    #[cfg(feature = "toml")]
     #[test]
     fn invalid_and_conflicting_prices_are_refused() {
         let err =
@@ -364,6 +380,24 @@ mod tests {
         );
     }
 
+    #[cfg(not(feature = "toml"))]
+    #[test]
+    fn a_toml_file_without_the_feature_says_which_feature() {
+        let err = PriceTable::from_path("prices.toml").unwrap_err();
+        assert!(
+            matches!(
+                err,
+                PriceTableError::FeatureDisabled {
+                    feature: "toml",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("prices.toml"), "{err}");
+    }
+
+    #[cfg(feature = "toml")]
     #[test]
     fn from_path_picks_the_format_by_extension() {
         let dir = std::env::temp_dir().join(format!("wrap-price-{}", std::process::id()));
