@@ -8,15 +8,13 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures_core::Stream;
-use telemetry_core::Outcome;
 
-use crate::call::{Measurement, build_record};
-use crate::context::{Call, EngineContext};
+use crate::call::Call;
 use crate::engine::default_error_kind;
-use crate::instrumented::InstrumentedEngine;
+use crate::instrumented::{InstrumentedEngine, end_with_result};
 use crate::request::{GenerateParams, Message};
 use crate::response::{GenerateResult, StreamChunk};
-use crate::stream::StreamRecorder;
+use crate::stream::{observe, opened};
 
 /// An async inference engine: the same shape as [`InferenceEngine`](crate::InferenceEngine),
 /// with futures and [`futures_core::Stream`]s, usable from any executor.
@@ -133,48 +131,6 @@ macro_rules! forward_async_engine {
 
 forward_async_engine!(&E, Box<E>, Arc<E>);
 
-/// Records a call whose future was dropped before it completed as cancelled.
-struct PendingCall<'a> {
-    ctx: &'a EngineContext,
-    call: Option<Call>,
-    model: &'a str,
-}
-
-impl PendingCall<'_> {
-    fn complete(mut self, measured: Measurement) {
-        if let Some(call) = self.call.take() {
-            let record = build_record(
-                &call.start,
-                self.model,
-                &self.ctx.engine_id,
-                &self.ctx.options,
-                measured,
-            );
-            self.ctx.deliver(call, record);
-        }
-    }
-}
-
-impl Drop for PendingCall<'_> {
-    fn drop(&mut self) {
-        if let Some(call) = self.call.take() {
-            let m = Measurement {
-                latency: call.start.start.elapsed().as_secs_f64(),
-                outcome: Outcome::Cancelled,
-                ..Measurement::default()
-            };
-            let record = build_record(
-                &call.start,
-                self.model,
-                &self.ctx.engine_id,
-                &self.ctx.options,
-                m,
-            );
-            self.ctx.deliver(call, record);
-        }
-    }
-}
-
 impl<E: AsyncInferenceEngine> AsyncInferenceEngine for InstrumentedEngine<E> {
     type Error = E::Error;
     type Stream = InstrumentedAsyncStream<E>;
@@ -183,77 +139,38 @@ impl<E: AsyncInferenceEngine> AsyncInferenceEngine for InstrumentedEngine<E> {
         InstrumentedEngine::engine_id(self)
     }
 
-    fn generate(
+    // The call starts when the future is first polled, as the engine's own work does; dropping
+    // the future before it completes drops the call, which records it as cancelled.
+    async fn generate(
         &self,
         messages: &[Message],
         params: &GenerateParams,
-    ) -> impl Future<Output = Result<GenerateResult, Self::Error>> + Send {
-        let (inner, ctx, models, passthrough) = self.parts();
-        async move {
-            if passthrough {
-                return inner.generate(messages, params).await;
-            }
-            let pending = PendingCall {
-                ctx,
-                call: Some(ctx.begin(models, &params.model, false)),
-                model: &params.model,
-            };
-            let result = inner.generate(messages, params).await;
-            let elapsed = pending
-                .call
-                .as_ref()
-                .map(|c| c.start.start.elapsed())
-                .unwrap_or_default();
-            pending.complete(match &result {
-                Ok(r) => Measurement::blocking(elapsed, r),
-                Err(e) => Measurement::failed(elapsed, E::error_kind(e), e),
-            });
-            result
-        }
+    ) -> Result<GenerateResult, Self::Error> {
+        let Some(call) = self.start_call(params, false) else {
+            return self.inner().generate(messages, params).await;
+        };
+        let result = self.inner().generate(messages, params).await;
+        end_with_result(call, &result, E::error_kind);
+        result
     }
 
-    fn stream(
+    async fn stream(
         &self,
         messages: &[Message],
         params: &GenerateParams,
-    ) -> impl Future<Output = Result<Self::Stream, Self::Error>> + Send {
-        let (inner, ctx, models, passthrough) = self.parts();
-        async move {
-            if passthrough {
-                let s = inner.stream(messages, params).await?;
-                return Ok(InstrumentedAsyncStream {
-                    inner: Box::pin(s),
-                    recorder: None,
-                });
-            }
-            let mut pending = PendingCall {
-                ctx,
-                call: Some(ctx.begin(models, &params.model, true)),
-                model: &params.model,
-            };
-            match inner.stream(messages, params).await {
-                Ok(s) => {
-                    let recorder = pending
-                        .call
-                        .take()
-                        .map(|call| StreamRecorder::new(Arc::clone(ctx), call, params));
-                    Ok(InstrumentedAsyncStream {
-                        inner: Box::pin(s),
-                        recorder,
-                    })
+    ) -> Result<Self::Stream, Self::Error> {
+        let call = self.start_call(params, true);
+        match self.inner().stream(messages, params).await {
+            Ok(s) => Ok(InstrumentedAsyncStream {
+                inner: Box::pin(s),
+                call: opened(call),
+                chunks: 0,
+            }),
+            Err(e) => {
+                if let Some(call) = call {
+                    call.fail(E::error_kind(&e), &e);
                 }
-                Err(e) => {
-                    let elapsed = pending
-                        .call
-                        .as_ref()
-                        .map(|c| c.start.start.elapsed())
-                        .unwrap_or_default();
-                    pending.complete(Measurement {
-                        is_streaming: true,
-                        ..Measurement::failed(elapsed, E::error_kind(&e), &e)
-                    });
-                    Err(e)
-                }
+                Err(e)
             }
         }
     }
@@ -271,13 +188,22 @@ impl<E: AsyncInferenceEngine> AsyncInferenceEngine for InstrumentedEngine<E> {
 /// [`InstrumentedStream`](crate::InstrumentedStream) for what is recorded and when.
 pub struct InstrumentedAsyncStream<E: AsyncInferenceEngine> {
     inner: Pin<Box<E::Stream>>,
-    recorder: Option<StreamRecorder>,
+    call: Option<Call>,
+    /// Text chunks seen, kept once the call has ended.
+    chunks: u64,
+}
+
+impl<E: AsyncInferenceEngine> InstrumentedAsyncStream<E> {
+    /// Text chunks seen so far.
+    pub fn chunks_seen(&self) -> u64 {
+        self.call.as_ref().map_or(self.chunks, Call::text_chunks)
+    }
 }
 
 impl<E: AsyncInferenceEngine> std::fmt::Debug for InstrumentedAsyncStream<E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("InstrumentedAsyncStream")
-            .field("recorder", &self.recorder)
+            .field("call", &self.call)
             .finish_non_exhaustive()
     }
 }
@@ -290,13 +216,12 @@ impl<E: AsyncInferenceEngine> Stream for InstrumentedAsyncStream<E> {
         let Poll::Ready(item) = this.inner.as_mut().poll_next(cx) else {
             return Poll::Pending;
         };
-        if let Some(rec) = &mut this.recorder {
-            match &item {
-                Some(Ok(chunk)) => rec.on_chunk(chunk),
-                Some(Err(e)) => rec.finish_error(E::error_kind(e), e),
-                None => rec.finish_ok(),
-            }
-        }
+        observe(
+            &mut this.call,
+            &mut this.chunks,
+            item.as_ref(),
+            E::error_kind,
+        );
         Poll::Ready(item)
     }
 

@@ -1,59 +1,389 @@
-//! One call's measurement, shared by every instrumented path: ids, clocks, events and the record.
+//! [`Call`]: one call's lifecycle, the single owner of everything measured about it, from
+//! start to the published record.
 
 use std::borrow::Cow;
+use std::fmt::Display;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use telemetry_core::{
-    CallId, Event, EventBus, EventType, InferenceEnd, InferenceStart, MAX_ERROR_MESSAGE_BYTES,
-    MAX_LABEL_BYTES, MAX_TOKENS, Outcome, TelemetryRecord,
+    CallId, Event, EventType, InferenceStart, MAX_LABEL_BYTES, Outcome, StreamToken,
 };
 
+use crate::context::CallContext;
+use crate::gpu::GpuWindow;
 use crate::itl::ItlStats;
-use crate::options::{CallOptions, truncate};
-use crate::response::{GenerateResult, Usage};
+use crate::options::truncate;
+use crate::record::{Measurement, build_record, publish_end};
+use crate::response::{EngineTimings, GenerateResult, StreamChunk, Usage};
 
 static NEXT_CALL_ID: AtomicU64 = AtomicU64::new(1);
 
-/// Model id recorded when the caller gave none (the store refuses an empty one).
-const UNKNOWN_MODEL: &str = "unknown";
+/// Gaps reserved up front at most, so that typical streams never reallocate while chunks
+/// arrive and a huge token limit does not reserve megabytes.
+const GAP_CAPACITY_LIMIT: u64 = 1024;
 
-/// The instants at which a call started.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct CallStart {
-    pub call_id: CallId,
-    /// Unix seconds.
-    pub wall: f64,
-    /// Monotonic.
-    pub start: Instant,
+/// Describes a call before it starts; made by [`CallContext::call`].
+#[derive(Debug)]
+#[must_use = "a call is only started by `start`"]
+pub struct CallBuilder<'a> {
+    ctx: &'a CallContext,
+    model: String,
+    is_streaming: bool,
+    agent: Option<Arc<str>>,
+    gap_capacity: usize,
 }
 
-impl CallStart {
-    /// Takes the clocks and publishes `InferenceStart` when anyone listens; `payload` builds the
-    /// event only then.
-    pub fn begin(
-        bus: &EventBus,
-        is_streaming: bool,
-        payload: impl FnOnce() -> (Arc<str>, Arc<str>, Arc<str>),
-    ) -> CallStart {
-        let call = CallStart {
-            call_id: NEXT_CALL_ID.fetch_add(1, Ordering::Relaxed),
-            wall: unix_now(),
-            start: Instant::now(),
-        };
+impl<'a> CallBuilder<'a> {
+    pub(crate) fn new(ctx: &'a CallContext, model: String) -> Self {
+        CallBuilder {
+            ctx,
+            model,
+            is_streaming: false,
+            agent: None,
+            gap_capacity: 0,
+        }
+    }
+
+    /// Whether the answer is streamed (the record's `is_streaming`; default `false`). A streamed
+    /// call without reported usage counts its text chunks as completion tokens.
+    pub fn streaming(mut self, is_streaming: bool) -> Self {
+        self.is_streaming = is_streaming;
+        self
+    }
+
+    /// The agent of this call, instead of the context's default (cut to 512 bytes).
+    pub fn agent(mut self, agent: impl AsRef<str>) -> Self {
+        self.agent = Some(Arc::from(truncate(agent.as_ref(), MAX_LABEL_BYTES)));
+        self
+    }
+
+    /// Reserves room for the inter-token gaps of about `tokens` chunks (at most 1024), so that
+    /// observing chunks does not allocate.
+    pub fn expected_tokens(mut self, tokens: u64) -> Self {
+        self.gap_capacity = usize::try_from(tokens.min(GAP_CAPACITY_LIMIT)).unwrap_or(0);
+        self
+    }
+
+    /// Starts the call: takes the wall and monotonic clocks, publishes `InferenceStart` (when
+    /// anyone listens) and opens the call's GPU window (with a sampler attached).
+    pub fn start(self) -> Call {
+        let ctx = self.ctx.clone();
+        let agent = self
+            .agent
+            .unwrap_or_else(|| Arc::clone(&ctx.options().agent));
+        let id = NEXT_CALL_ID.fetch_add(1, Ordering::Relaxed);
+        let wall = unix_now();
+        let start = Instant::now();
+        let bus = ctx.bus();
         if bus.has_subscribers(EventType::InferenceStart) {
-            let (model_id, engine, agent) = payload();
             bus.publish(Event::InferenceStart(Arc::new(InferenceStart {
-                call_id: call.call_id,
-                timestamp: call.wall,
-                model_id,
-                engine,
-                agent,
-                is_streaming,
+                call_id: id,
+                timestamp: wall,
+                model_id: ctx.model_arc(&self.model),
+                engine: Arc::clone(ctx.engine_arc()),
+                agent: Arc::clone(&agent),
+                is_streaming: self.is_streaming,
             })));
         }
-        call
+        let gpu = ctx.gpu().begin();
+        Call {
+            id,
+            wall,
+            start,
+            model: self.model,
+            agent,
+            is_streaming: self.is_streaming,
+            gpu,
+            stream: StreamState {
+                gaps: Vec::with_capacity(self.gap_capacity),
+                ..StreamState::default()
+            },
+            usage: UsageSource::None,
+            reported_ttft: None,
+            cost: None,
+            server: EngineTimings::default(),
+            delivered: false,
+            ctx,
+        }
+    }
+}
+
+/// One recorded call, from start to its published [`TelemetryRecord`](telemetry_core::TelemetryRecord).
+///
+/// Start it with [`CallContext::call`], report what happens while it runs (chunks as they
+/// arrive, usage, server timings, the model that answered), then end it once: [`finish`]
+/// (`ok`), [`fail`] (`error`, with a kind and a message) or [`cancel`] (`cancelled`). Dropping a
+/// call that was not ended records it as cancelled with what was measured so far, so a client
+/// that goes away mid-stream is never lost. Ending a call publishes `InferenceEnd` and the
+/// record; with a GPU sampler attached to the context, the record follows once the sampler
+/// knows the call's energy (the caller never waits for it).
+///
+/// What the record gets: latency on a monotonic clock from `start` to the end (or a longer
+/// engine-reported offset); TTFT at the first chunk with non-empty text; inter-token
+/// statistics from the gaps between text chunks; tokens from [`set_usage`] or, for a streamed
+/// call without usage, the count of text chunks (`tokens_counted`); cost from
+/// [`set_cost`] or the context's price table (else 0 and `cost_unknown`). A call is `Send`, so
+/// it can move between threads or async tasks while it runs.
+///
+/// [`finish`]: Self::finish
+/// [`fail`]: Self::fail
+/// [`cancel`]: Self::cancel
+/// [`set_usage`]: Self::set_usage
+/// [`set_cost`]: Self::set_cost
+///
+/// ```
+/// use std::sync::Arc;
+/// use telemetry_core::{EventBus, Outcome};
+/// use telemetry_wrap::{CallContext, Usage};
+///
+/// let bus = Arc::new(EventBus::with_history(16));
+/// // Once: the bus, the engine name and the default agent (a price table or a GPU sampler too).
+/// let ctx = CallContext::new(Arc::clone(&bus), "llama.cpp").with_agent("proxy");
+///
+/// // Per request.
+/// let mut call = ctx.call("smollm2").streaming(true).agent("my-app").start();
+/// call.on_text(""); // a role-only first chunk: not the first token
+/// call.on_text("Hel");
+/// call.on_text("lo");
+/// call.set_usage(Usage::new(12, 2));
+/// call.set_server_timings(Some(std::time::Duration::from_millis(8)), None);
+/// call.set_model("smollm2-135m-instruct");
+/// call.finish();
+///
+/// let failed = ctx.call("smollm2").start();
+/// failed.fail("http_400", "context too long");
+///
+/// let records: Vec<_> = bus.history().iter().filter_map(|e| e.as_record().cloned()).collect();
+/// assert_eq!(records[0].model_id, "smollm2-135m-instruct");
+/// assert_eq!((records[0].agent.as_str(), records[0].engine.as_str()), ("my-app", "llama.cpp"));
+/// assert_eq!((records[0].completion_tokens, records[0].tokens_counted), (2, false));
+/// assert!(records[0].ttft.is_some() && records[0].mean_itl_ms.is_some());
+/// assert_eq!(records[0].server_prefill_ms, Some(8.0));
+/// assert_eq!((records[1].outcome, records[1].error_kind.as_str()), (Outcome::Error, "http_400"));
+/// assert_eq!(records[1].agent, "proxy");
+/// ```
+#[derive(Debug)]
+pub struct Call {
+    ctx: CallContext,
+    id: CallId,
+    /// Unix seconds.
+    wall: f64,
+    /// Monotonic.
+    start: Instant,
+    model: String,
+    agent: Arc<str>,
+    is_streaming: bool,
+    gpu: Option<GpuWindow>,
+    stream: StreamState,
+    usage: UsageSource,
+    /// Engine-reported TTFT, used when no text chunk was observed (blocking calls).
+    reported_ttft: Option<f64>,
+    cost: Option<f64>,
+    server: EngineTimings,
+    delivered: bool,
+}
+
+/// What the chunks of a stream told so far.
+#[derive(Debug, Default)]
+struct StreamState {
+    /// Seconds since the start of the first and of the latest text chunk.
+    first: Option<f64>,
+    last: f64,
+    /// Latest engine-reported offset, seconds.
+    reported_end: f64,
+    gaps: Vec<f64>,
+    /// Text chunks seen.
+    chunks: u64,
+    /// A stream was opened: without usage, its text chunks are the completion tokens.
+    counting: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum UsageSource {
+    None,
+    Reported(Usage),
+    Counted(Usage),
+}
+
+impl Call {
+    /// The call's id, as in its `InferenceStart`, `StreamToken` and `InferenceEnd` events.
+    pub fn id(&self) -> CallId {
+        self.id
+    }
+
+    /// Time since the call started, on the monotonic clock.
+    pub fn elapsed(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    /// Text chunks observed so far.
+    pub fn text_chunks(&self) -> u64 {
+        self.stream.chunks
+    }
+
+    /// Notes one chunk of an engine's stream: its usage and server timings when present, and
+    /// its time (engine-reported [`StreamChunk::elapsed`], else now) when it carries text.
+    #[inline]
+    pub fn on_chunk(&mut self, chunk: &StreamChunk) {
+        self.stream.counting = true;
+        if let Some(usage) = chunk.usage {
+            self.usage = UsageSource::Reported(usage);
+        }
+        if let Some(timings) = chunk.timings {
+            self.server = timings;
+        }
+        let t = match chunk.elapsed {
+            Some(d) => {
+                let t = d.as_secs_f64();
+                self.stream.reported_end = self.stream.reported_end.max(t);
+                t
+            }
+            None if chunk.has_text() => self.start.elapsed().as_secs_f64(),
+            None => return,
+        };
+        if chunk.has_text() {
+            self.token_at(t);
+        }
+    }
+
+    /// Notes a chunk of content arriving now: when `text` is not empty it is a token (the first
+    /// one sets TTFT, later ones add an inter-token gap); an empty one (a role-only or
+    /// finish chunk) only marks the call as a stream whose tokens can be counted.
+    #[inline]
+    pub fn on_text(&mut self, text: &str) {
+        self.stream.counting = true;
+        if !text.is_empty() {
+            self.token_at(self.start.elapsed().as_secs_f64());
+        }
+    }
+
+    fn token_at(&mut self, t: f64) {
+        let s = &mut self.stream;
+        match s.first {
+            None => s.first = Some(t),
+            Some(_) => s.gaps.push((t - s.last).max(0.0)),
+        }
+        s.last = t;
+        let bus = self.ctx.bus();
+        if bus.has_subscribers(EventType::StreamToken) {
+            bus.publish(Event::StreamToken(StreamToken {
+                call_id: self.id,
+                index: s.chunks,
+                elapsed_seconds: t,
+            }));
+        }
+        s.chunks += 1;
+    }
+
+    /// Token counts the engine reported (`tokens_counted` stays false); replaces earlier ones.
+    pub fn set_usage(&mut self, usage: Usage) {
+        self.usage = UsageSource::Reported(usage);
+    }
+
+    /// Token counts the caller counted itself, not the engine (`tokens_counted` is set).
+    pub fn set_counted_usage(&mut self, usage: Usage) {
+        self.usage = UsageSource::Counted(usage);
+    }
+
+    /// The server's own prefill and decode times (the record's `server_prefill_ms` and
+    /// `server_decode_ms`).
+    pub fn set_server_timings(&mut self, prefill: Option<Duration>, decode: Option<Duration>) {
+        self.server.server_prefill = prefill;
+        self.server.server_decode = decode;
+    }
+
+    /// The cost the engine reported, US dollars; it wins over the price table.
+    pub fn set_cost(&mut self, usd: f64) {
+        self.cost = Some(usd);
+    }
+
+    /// The model that answered (a server's response model), replacing the requested one in the
+    /// record; `InferenceStart` already carried the requested one.
+    pub fn set_model(&mut self, model: impl Into<String>) {
+        self.model = model.into();
+    }
+
+    /// Takes what a blocking engine's result reports: usage, cost and timings (engine-measured
+    /// TTFT, and a total longer than the measured latency, which only synthetic timings have).
+    pub fn apply_result(&mut self, result: &GenerateResult) {
+        self.usage = UsageSource::Reported(result.usage);
+        self.cost = result.cost_usd;
+        self.server = result.timings;
+        self.reported_ttft = result.timings.ttft.map(|d| d.as_secs_f64());
+        if let Some(total) = result.timings.total {
+            self.stream.reported_end = self.stream.reported_end.max(total.as_secs_f64());
+        }
+    }
+
+    /// Ends the call as `ok` and delivers its record.
+    pub fn finish(mut self) {
+        self.deliver(Outcome::Ok, Cow::Borrowed(""), String::new());
+    }
+
+    /// Ends the call as `error` with a short machine-readable `kind` (`http_500`, `timeout`,
+    /// ...; an empty one becomes `error`) and a message (cut to the record's limit).
+    pub fn fail(mut self, kind: impl Into<Cow<'static, str>>, message: impl Display) {
+        self.deliver(Outcome::Error, kind.into(), message.to_string());
+    }
+
+    /// Ends the call as `cancelled` (the client went away), with what was measured so far;
+    /// dropping an unfinished call does the same.
+    pub fn cancel(mut self) {
+        self.deliver(Outcome::Cancelled, Cow::Borrowed(""), String::new());
+    }
+
+    /// Marks the call as a stream that was opened, so that without usage its text chunks are
+    /// counted even when there were none.
+    pub(crate) fn stream_opened(&mut self) {
+        self.stream.counting = true;
+    }
+
+    fn deliver(&mut self, outcome: Outcome, error_kind: Cow<'static, str>, error_message: String) {
+        if self.delivered {
+            return;
+        }
+        self.delivered = true;
+        let measured = self.start.elapsed().as_secs_f64();
+        let s = &mut self.stream;
+        let (usage, tokens_counted) = match self.usage {
+            UsageSource::Reported(u) => (u, false),
+            UsageSource::Counted(u) => (u, true),
+            UsageSource::None if s.counting => (Usage::new(0, s.chunks), true),
+            UsageSource::None => (Usage::default(), false),
+        };
+        let m = Measurement {
+            latency: measured.max(s.reported_end),
+            ttft: s.first.or(self.reported_ttft),
+            usage,
+            tokens_counted,
+            engine_cost: self.cost,
+            is_streaming: self.is_streaming,
+            itl: ItlStats::from_gaps(&mut s.gaps),
+            outcome,
+            error_kind,
+            error_message,
+            server_prefill: self.server.server_prefill,
+            server_decode: self.server.server_decode,
+        };
+        let record = build_record(
+            self.wall,
+            std::mem::take(&mut self.model),
+            self.ctx.engine(),
+            &self.agent,
+            self.ctx.options(),
+            m,
+        );
+        let bus = self.ctx.bus();
+        publish_end(bus, self.id, &record);
+        self.ctx.gpu().complete(self.gpu.take(), record, bus);
+    }
+}
+
+impl Drop for Call {
+    fn drop(&mut self) {
+        self.deliver(Outcome::Cancelled, Cow::Borrowed(""), String::new());
     }
 }
 
@@ -63,224 +393,36 @@ fn unix_now() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
-/// What was measured about a call, before it becomes a record.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Measurement {
-    pub latency: f64,
-    pub ttft: Option<f64>,
-    pub usage: Usage,
-    pub tokens_counted: bool,
-    pub engine_cost: Option<f64>,
-    pub is_streaming: bool,
-    pub itl: Option<ItlStats>,
-    pub outcome: Outcome,
-    pub error_kind: Cow<'static, str>,
-    pub error_message: String,
-    /// The server's own prefill and decode times, when the engine reported them.
-    pub server_prefill: Option<Duration>,
-    pub server_decode: Option<Duration>,
-}
-
-impl Measurement {
-    /// A blocking call that returned `result` after `elapsed`.
-    pub fn blocking(elapsed: Duration, result: &GenerateResult) -> Measurement {
-        let reported = result.timings.total.unwrap_or_default();
-        Measurement {
-            latency: elapsed.max(reported).as_secs_f64(),
-            ttft: result.timings.ttft.map(|d| d.as_secs_f64()),
-            usage: result.usage,
-            engine_cost: result.cost_usd,
-            server_prefill: result.timings.server_prefill,
-            server_decode: result.timings.server_decode,
-            ..Measurement::default()
-        }
-    }
-
-    /// A call that failed with `error` after `elapsed`.
-    pub fn failed(
-        elapsed: Duration,
-        kind: Cow<'static, str>,
-        error: &dyn std::error::Error,
-    ) -> Measurement {
-        Measurement {
-            latency: elapsed.as_secs_f64(),
-            outcome: Outcome::Error,
-            error_kind: kind,
-            error_message: error.to_string(),
-            ..Measurement::default()
-        }
-    }
-}
-
-/// Builds a record that passes [`TelemetryRecord::validate`] from whatever was measured.
-pub(crate) fn build_record(
-    call: &CallStart,
-    model: &str,
-    engine: &str,
-    options: &CallOptions,
-    m: Measurement,
-) -> TelemetryRecord {
-    let latency = finite_non_negative(m.latency);
-    let prompt = m.usage.prompt_tokens.min(MAX_TOKENS);
-    // The total must stay within MAX_TOKENS too.
-    let completion = m.usage.completion_tokens.min(MAX_TOKENS - prompt);
-    let cached = m.usage.cached_tokens.min(prompt);
-    let usage = Usage::new(prompt, completion).with_cached(cached);
-    let ttft = m.ttft.map(|t| finite_non_negative(t).min(latency));
-    let decode = ttft.map(|t| (latency - t).max(0.0));
-    let throughput = decode.filter(|d| *d > 0.0).map(|d| completion as f64 / d);
-    let (cost_usd, cost_unknown) = match m.engine_cost.filter(|c| c.is_finite() && *c >= 0.0) {
-        Some(c) => (c, false),
-        None => match options
-            .prices
-            .as_ref()
-            .and_then(|p| p.cost(model, &usage, latency))
-        {
-            Some(c) => (finite_non_negative(c), false),
-            None => (0.0, true),
-        },
-    };
-    let model = truncate(model, MAX_LABEL_BYTES);
-    let mut record = TelemetryRecord {
-        timestamp: call.wall,
-        model_id: if model.trim().is_empty() {
-            UNKNOWN_MODEL.to_owned()
-        } else {
-            model.to_owned()
-        },
-        engine: truncate(engine, MAX_LABEL_BYTES).to_owned(),
-        agent: options.agent.as_ref().to_owned(),
-        prompt_tokens: prompt,
-        completion_tokens: completion,
-        total_tokens: prompt + completion,
-        prompt_tokens_cached: cached,
-        latency_seconds: latency,
-        ttft,
-        cost_usd,
-        throughput_tok_per_sec: throughput,
-        prefill_latency_seconds: ttft,
-        decode_latency_seconds: decode,
-        is_streaming: m.is_streaming,
-        outcome: m.outcome,
-        tokens_counted: m.tokens_counted,
-        cost_unknown,
-        metadata: serde_json::Value::Object(options.metadata.clone()),
-        server_prefill_ms: m.server_prefill.map(|d| d.as_secs_f64() * 1e3),
-        server_decode_ms: m.server_decode.map(|d| d.as_secs_f64() * 1e3),
-        ..TelemetryRecord::default()
-    };
-    if let Some(itl) = m.itl {
-        record.mean_itl_ms = Some(itl.mean);
-        record.median_itl_ms = Some(itl.median);
-        record.p90_itl_ms = Some(itl.p90);
-        record.p95_itl_ms = Some(itl.p95);
-        record.p99_itl_ms = Some(itl.p99);
-        record.std_itl_ms = Some(itl.std);
-    }
-    if m.outcome == Outcome::Error {
-        let kind = truncate(&m.error_kind, MAX_LABEL_BYTES);
-        record.error_kind = if kind.is_empty() { "error" } else { kind }.to_owned();
-        record.error_message = truncate(&m.error_message, MAX_ERROR_MESSAGE_BYTES).to_owned();
-    }
-    record
-}
-
-/// Publishes `InferenceEnd` for `record` when anyone listens.
-pub(crate) fn publish_end(bus: &EventBus, call_id: CallId, record: &TelemetryRecord) {
-    if bus.has_subscribers(EventType::InferenceEnd) {
-        bus.publish(Event::InferenceEnd(Arc::new(InferenceEnd {
-            call_id,
-            latency_seconds: record.latency_seconds,
-            outcome: record.outcome,
-            completion_tokens: record.completion_tokens,
-        })));
-    }
-}
-
-fn finite_non_negative(x: f64) -> f64 {
-    if x.is_finite() { x.max(0.0) } else { 0.0 }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::price::{Price, PriceTable};
+    use telemetry_core::EventBus;
 
-    fn start() -> CallStart {
-        CallStart::begin(&EventBus::new(), false, || unreachable!("no subscriber"))
+    fn assert_send<T: Send + 'static>() {}
+
+    #[test]
+    fn a_call_can_move_between_threads() {
+        assert_send::<Call>();
+        assert_send::<CallContext>();
+        let bus = Arc::new(EventBus::with_history(8));
+        let ctx = CallContext::new(Arc::clone(&bus), "e");
+        let call = ctx.call("m").start();
+        std::thread::spawn(move || call.finish()).join().unwrap();
+        assert_eq!(
+            bus.history()
+                .iter()
+                .filter(|e| e.as_record().is_some())
+                .count(),
+            1
+        );
     }
 
     #[test]
     fn call_ids_increase() {
-        let a = start();
-        let b = start();
-        assert!(b.call_id > a.call_id);
+        let ctx = CallContext::new(EventBus::new(), "e");
+        let a = ctx.call("m").start();
+        let b = ctx.call("m").start();
+        assert!(b.id() > a.id());
         assert!(a.wall > telemetry_core::MIN_TIMESTAMP);
-    }
-
-    #[test]
-    fn ttft_is_clamped_and_phases_follow() {
-        let m = Measurement {
-            latency: 1.0,
-            ttft: Some(1.5),
-            usage: Usage::new(10, 20),
-            ..Measurement::default()
-        };
-        let r = build_record(&start(), "m", "e", &CallOptions::new(), m);
-        assert_eq!(r.ttft, Some(1.0));
-        assert_eq!(r.decode_latency_seconds, Some(0.0));
-        assert_eq!(r.throughput_tok_per_sec, None);
-        assert!(r.cost_unknown);
-        assert_eq!(r.validate(), Ok(()));
-    }
-
-    #[test]
-    fn price_table_and_engine_cost() {
-        let prices = PriceTable::new().with(
-            "m",
-            Price::PerToken {
-                input: 1.0,
-                cached_input: 0.5,
-                output: 2.0,
-            },
-        );
-        let opts = CallOptions::new().with_price_table(prices);
-        let m = Measurement {
-            latency: 1.0,
-            usage: Usage::new(10, 5).with_cached(4),
-            ..Measurement::default()
-        };
-        let r = build_record(&start(), "m", "e", &opts, m.clone());
-        assert_eq!(r.cost_usd, 6.0 + 2.0 + 10.0);
-        assert!(!r.cost_unknown);
-        let r = build_record(&start(), "other", "e", &opts, m.clone());
-        assert_eq!((r.cost_usd, r.cost_unknown), (0.0, true));
-        let reported = Measurement {
-            engine_cost: Some(0.25),
-            ..m
-        };
-        let r = build_record(&start(), "other", "e", &opts, reported);
-        assert_eq!((r.cost_usd, r.cost_unknown), (0.25, false));
-    }
-
-    #[test]
-    fn bad_inputs_still_validate() {
-        let m = Measurement {
-            latency: f64::NAN,
-            usage: Usage {
-                prompt_tokens: u64::MAX,
-                completion_tokens: u64::MAX,
-                total_tokens: 1,
-                cached_tokens: u64::MAX,
-            },
-            engine_cost: Some(-1.0),
-            outcome: Outcome::Error,
-            error_message: "x".repeat(MAX_ERROR_MESSAGE_BYTES * 2),
-            ..Measurement::default()
-        };
-        let r = build_record(&start(), " ", &"e".repeat(1000), &CallOptions::new(), m);
-        assert_eq!(r.validate(), Ok(()));
-        assert_eq!(r.model_id, UNKNOWN_MODEL);
-        assert_eq!(r.error_kind, "error");
     }
 }

@@ -2,20 +2,21 @@
 
 use std::sync::Arc;
 
-use telemetry_core::{Event, EventBus};
+use telemetry_core::EventBus;
 
-use crate::call::{CallStart, Measurement, build_record, publish_end};
+use crate::context::CallContext;
 use crate::engine::InferenceEngine;
-use crate::options::CallOptions;
+use crate::instrumented::end_with_result;
 use crate::request::{GenerateParams, Message};
 use crate::response::GenerateResult;
 
 /// Calls `engine.generate` and publishes `InferenceStart`, `InferenceEnd` and `TelemetryRecord`
-/// on `bus`, returning the engine's result or error unchanged. No agent, metadata or prices: see
-/// [`instrumented_generate_with`]. An already instrumented engine is called without recording
-/// twice.
+/// on `bus`, returning the engine's result or error unchanged. No agent, metadata, prices or GPU
+/// energy: see [`instrumented_generate_with`]. An already instrumented engine is called without
+/// recording twice.
 ///
 /// ```
+/// use std::sync::Arc;
 /// use telemetry_core::{EventBus, EventType};
 /// use telemetry_wrap::{instrumented_generate, GenerateParams, GenerateResult, InferenceEngine, Message, SingleChunk, Usage};
 ///
@@ -32,7 +33,7 @@ use crate::response::GenerateResult;
 ///     }
 /// }
 ///
-/// let bus = EventBus::with_history(8);
+/// let bus = Arc::new(EventBus::with_history(8));
 /// let out = instrumented_generate(&Fixed, &[Message::user("hi")], &GenerateParams::new("m"), &bus).unwrap();
 /// assert_eq!(out.content, "ok");
 /// let record = bus.history().iter().find_map(|e| e.as_record().cloned()).unwrap();
@@ -42,37 +43,29 @@ pub fn instrumented_generate<E: InferenceEngine>(
     engine: &E,
     messages: &[Message],
     params: &GenerateParams,
-    bus: &EventBus,
-) -> Result<GenerateResult, E::Error> {
-    instrumented_generate_with(engine, messages, params, bus, &CallOptions::default())
-}
-
-/// [`instrumented_generate`] with an agent, metadata and a price table.
-pub fn instrumented_generate_with<E: InferenceEngine>(
-    engine: &E,
-    messages: &[Message],
-    params: &GenerateParams,
-    bus: &EventBus,
-    options: &CallOptions,
+    bus: &Arc<EventBus>,
 ) -> Result<GenerateResult, E::Error> {
     if engine.is_instrumented() {
         return engine.generate(messages, params);
     }
-    let call = CallStart::begin(bus, false, || {
-        (
-            Arc::from(params.model.as_str()),
-            Arc::from(engine.engine_id()),
-            Arc::clone(&options.agent),
-        )
-    });
+    let ctx = CallContext::new(Arc::clone(bus), engine.engine_id());
+    instrumented_generate_with(engine, messages, params, &ctx)
+}
+
+/// [`instrumented_generate`] with a [`CallContext`]: its bus, engine name, agent, metadata,
+/// price table and (feature `gpu`) GPU sampler, exactly as an
+/// [`InstrumentedEngine`](crate::InstrumentedEngine) with the same context records.
+pub fn instrumented_generate_with<E: InferenceEngine>(
+    engine: &E,
+    messages: &[Message],
+    params: &GenerateParams,
+    ctx: &CallContext,
+) -> Result<GenerateResult, E::Error> {
+    if engine.is_instrumented() {
+        return engine.generate(messages, params);
+    }
+    let call = ctx.call(params.model.as_str()).start();
     let result = engine.generate(messages, params);
-    let elapsed = call.start.elapsed();
-    let measured = match &result {
-        Ok(r) => Measurement::blocking(elapsed, r),
-        Err(e) => Measurement::failed(elapsed, E::error_kind(e), e),
-    };
-    let record = build_record(&call, &params.model, engine.engine_id(), options, measured);
-    publish_end(bus, call.call_id, &record);
-    bus.publish(Event::from(record));
+    end_with_result(call, &result, E::error_kind);
     result
 }

@@ -1,51 +1,85 @@
-//! GPU energy per call through `telemetry-gpu`'s [`GpuSampler`] (feature `gpu`).
+//! GPU energy per call through `telemetry-gpu`'s `GpuSampler` (feature `gpu`).
 //!
 //! The call path only registers instants with the sampler (one short lock, no GPU access); the
 //! sampler's thread later computes the call's share of the device energy and this module's
 //! callback fills the record and publishes it. Overlapping calls split each slice of energy as
 //! the sampler's attribution rule says, so their energies sum to the device energy.
+//!
+//! Without the feature the same two types exist and are empty, so that the call lifecycle has no
+//! feature-gated fields: a record is then published as soon as the call ends.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use telemetry_core::{Event, EventBus, TelemetryRecord};
-use telemetry_gpu::{GpuSampler, Timestamp, WindowHandle};
 
-use crate::instrumented::InstrumentedEngine;
+#[cfg(feature = "gpu")]
+pub(crate) use with_gpu::{GpuAttachment, GpuWindow};
+#[cfg(not(feature = "gpu"))]
+pub(crate) use without_gpu::{GpuAttachment, GpuWindow};
 
-/// The sampler an engine reports energy with.
-#[derive(Debug, Clone)]
-pub(crate) struct GpuAttachment {
-    sampler: Arc<GpuSampler>,
+/// Publishes a record that needs no GPU completion.
+fn publish_now(record: TelemetryRecord, bus: &EventBus) {
+    bus.publish(Event::from(record));
 }
 
-/// A call's window in the sampler.
-#[derive(Debug)]
-pub(crate) struct GpuCall {
-    handle: WindowHandle,
-    t0: Timestamp,
-}
+#[cfg(feature = "gpu")]
+mod with_gpu {
+    use std::time::Duration;
 
-impl GpuAttachment {
-    pub fn begin(&self) -> GpuCall {
-        // The sampler's own clock (a mock one in tests), read right after the call's start.
-        let t0 = self.sampler.now();
-        GpuCall {
-            handle: self.sampler.begin(t0),
-            t0,
-        }
+    use telemetry_gpu::{GpuSampler, Timestamp, WindowHandle};
+
+    use super::*;
+
+    /// The sampler a context reports energy with, when one is attached.
+    #[derive(Debug, Clone, Default)]
+    pub(crate) struct GpuAttachment(Option<Arc<GpuSampler>>);
+
+    /// A call's window in the sampler.
+    #[derive(Debug)]
+    pub(crate) struct GpuWindow {
+        handle: WindowHandle,
+        t0: Timestamp,
     }
 
-    /// Ends the window now and publishes `record` with its energy once the sampler knows it.
-    pub fn complete(&self, call: GpuCall, record: TelemetryRecord, bus: Arc<EventBus>) {
-        let t1 = self.sampler.now();
-        // Engine-reported (synthetic) TTFT can exceed the real window; the split then stays
-        // inside it.
-        let first_token = record
-            .ttft
-            .map(|s| (call.t0 + Duration::from_secs_f64(s)).min(t1));
-        self.sampler
-            .end(call.handle, t1, first_token, move |reading| {
+    impl GpuAttachment {
+        pub fn new(sampler: Arc<GpuSampler>) -> Self {
+            GpuAttachment(Some(sampler))
+        }
+
+        pub fn sampler(&self) -> Option<&Arc<GpuSampler>> {
+            self.0.as_ref()
+        }
+
+        /// Opens the call's window at the sampler's clock (a mock one in tests), read right
+        /// after the call's start.
+        pub fn begin(&self) -> Option<GpuWindow> {
+            let sampler = self.0.as_ref()?;
+            let t0 = sampler.now();
+            Some(GpuWindow {
+                handle: sampler.begin(t0),
+                t0,
+            })
+        }
+
+        /// Ends the window now and publishes `record` with its energy once the sampler knows
+        /// it; without a window, publishes it at once.
+        pub fn complete(
+            &self,
+            window: Option<GpuWindow>,
+            record: TelemetryRecord,
+            bus: &Arc<EventBus>,
+        ) {
+            let (Some(sampler), Some(window)) = (&self.0, window) else {
+                return publish_now(record, bus);
+            };
+            let t1 = sampler.now();
+            // Engine-reported (synthetic) TTFT can exceed the real window; the split then stays
+            // inside it.
+            let first_token = record
+                .ttft
+                .map(|s| (window.t0 + Duration::from_secs_f64(s)).min(t1));
+            let bus = Arc::clone(bus);
+            sampler.end(window.handle, t1, first_token, move |reading| {
                 let mut with_energy = record.clone();
                 reading.apply_to(&mut with_energy);
                 // A reading the store would refuse (it should not happen) must not lose the call.
@@ -54,31 +88,44 @@ impl GpuAttachment {
                 } else {
                     record
                 };
-                bus.publish(Event::from(record));
+                publish_now(record, &bus);
             });
-    }
+        }
 
-    pub fn flush(&self) {
-        self.sampler.flush();
+        pub fn flush(&self) {
+            if let Some(sampler) = &self.0 {
+                sampler.flush();
+            }
+        }
     }
 }
 
-impl<E> InstrumentedEngine<E> {
-    /// Measures GPU energy, power, utilization, memory and temperature of every call with
-    /// `sampler`. The `TelemetryRecord` event is then published from the sampler's thread once
-    /// the call's energy is known (the call itself returns at once); `InferenceStart` and
-    /// `InferenceEnd` are still published on the caller's thread. [`flush`](Self::flush)
-    /// completes pending records.
-    #[must_use]
-    pub fn with_gpu_sampler(mut self, sampler: impl Into<Arc<GpuSampler>>) -> Self {
-        self.ctx_mut().gpu = Some(GpuAttachment {
-            sampler: sampler.into(),
-        });
-        self
-    }
+#[cfg(not(feature = "gpu"))]
+mod without_gpu {
+    use super::*;
 
-    /// The GPU sampler, when one is attached.
-    pub fn gpu_sampler(&self) -> Option<&Arc<GpuSampler>> {
-        self.ctx().gpu.as_ref().map(|g| &g.sampler)
+    /// No sampler can be attached without the feature.
+    #[derive(Debug, Clone, Default)]
+    pub(crate) struct GpuAttachment;
+
+    /// Never constructed without the feature.
+    #[derive(Debug)]
+    pub(crate) enum GpuWindow {}
+
+    impl GpuAttachment {
+        pub fn begin(&self) -> Option<GpuWindow> {
+            None
+        }
+
+        pub fn complete(
+            &self,
+            _window: Option<GpuWindow>,
+            record: TelemetryRecord,
+            bus: &Arc<EventBus>,
+        ) {
+            publish_now(record, bus);
+        }
+
+        pub fn flush(&self) {}
     }
 }

@@ -1,18 +1,19 @@
 //! [`InstrumentedEngine`]: the decorator that records every call of the engine it wraps.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
-use telemetry_core::{EventBus, MAX_LABEL_BYTES};
+use telemetry_core::EventBus;
 
-use crate::call::{Measurement, build_record};
-use crate::context::{EngineContext, ModelCache};
+use crate::call::Call;
+use crate::context::CallContext;
 use crate::engine::InferenceEngine;
 use crate::error::ConfigError;
-use crate::options::{CallOptions, truncate};
+use crate::options::CallOptions;
 use crate::price::PriceTable;
 use crate::request::{GenerateParams, Message};
 use crate::response::GenerateResult;
-use crate::stream::{InstrumentedStream, StreamRecorder};
+use crate::stream::InstrumentedStream;
 
 /// Wraps an engine and publishes `InferenceStart`, `InferenceEnd` and `TelemetryRecord` on the
 /// bus for every call, returning the inner engine's results and errors unchanged.
@@ -51,8 +52,7 @@ use crate::stream::{InstrumentedStream, StreamRecorder};
 #[derive(Debug)]
 pub struct InstrumentedEngine<E> {
     inner: E,
-    ctx: Arc<EngineContext>,
-    models: ModelCache,
+    ctx: CallContext,
     passthrough: bool,
 }
 
@@ -60,66 +60,77 @@ impl<E> InstrumentedEngine<E> {
     fn with_parts(inner: E, bus: Arc<EventBus>, engine_id: &str, passthrough: bool) -> Self {
         InstrumentedEngine {
             inner,
-            ctx: Arc::new(EngineContext {
-                bus,
-                engine_id: Arc::from(truncate(engine_id, MAX_LABEL_BYTES)),
-                options: CallOptions::new(),
-                #[cfg(feature = "gpu")]
-                gpu: None,
-            }),
-            models: ModelCache::default(),
+            ctx: CallContext::new(bus, engine_id),
             passthrough,
         }
-    }
-
-    fn options_mut(&mut self) -> &mut CallOptions {
-        &mut Arc::make_mut(&mut self.ctx).options
     }
 
     /// Sets the agent recorded with every call (cut to 512 bytes).
     #[must_use]
     pub fn with_agent(mut self, agent: impl AsRef<str>) -> Self {
-        let options = std::mem::take(self.options_mut());
-        *self.options_mut() = options.with_agent(agent);
+        self.ctx = self.ctx.with_agent(agent);
         self
     }
 
     /// Sets the metadata recorded with every call; refused unless it is a JSON object that a
     /// record can carry.
     pub fn with_metadata(mut self, metadata: serde_json::Value) -> Result<Self, ConfigError> {
-        let options = std::mem::take(self.options_mut());
-        *self.options_mut() = options.with_metadata(metadata)?;
+        self.ctx = self.ctx.with_metadata(metadata)?;
         Ok(self)
     }
 
     /// Sets the price table used when the engine reports no cost.
     #[must_use]
     pub fn with_price_table(mut self, prices: impl Into<Arc<PriceTable>>) -> Self {
-        let options = std::mem::take(self.options_mut());
-        *self.options_mut() = options.with_price_table(prices);
+        self.ctx = self.ctx.with_price_table(prices);
         self
     }
 
     /// Replaces all caller options at once.
     #[must_use]
     pub fn with_options(mut self, options: CallOptions) -> Self {
-        *self.options_mut() = options;
+        self.ctx = self.ctx.with_options(options);
         self
+    }
+
+    /// Measures GPU energy, power, utilization, memory and temperature of every call with
+    /// `sampler`. The `TelemetryRecord` event is then published from the sampler's thread once
+    /// the call's energy is known (the call itself returns at once); `InferenceStart` and
+    /// `InferenceEnd` are still published on the caller's thread. [`flush`](Self::flush)
+    /// completes pending records.
+    #[cfg(feature = "gpu")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "gpu")))]
+    #[must_use]
+    pub fn with_gpu_sampler(mut self, sampler: impl Into<Arc<telemetry_gpu::GpuSampler>>) -> Self {
+        self.ctx = self.ctx.with_gpu_sampler(sampler);
+        self
+    }
+
+    /// The GPU sampler, when one is attached.
+    #[cfg(feature = "gpu")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "gpu")))]
+    pub fn gpu_sampler(&self) -> Option<&Arc<telemetry_gpu::GpuSampler>> {
+        self.ctx.gpu_sampler()
     }
 
     /// The caller options.
     pub fn options(&self) -> &CallOptions {
-        &self.ctx.options
+        self.ctx.options()
     }
 
     /// The bus records are published on.
     pub fn bus(&self) -> &Arc<EventBus> {
-        &self.ctx.bus
+        self.ctx.bus()
     }
 
     /// The engine id recorded with every call.
     pub fn engine_id(&self) -> &str {
-        &self.ctx.engine_id
+        self.ctx.engine()
+    }
+
+    /// The context every call of this engine is recorded with.
+    pub fn context(&self) -> &CallContext {
+        &self.ctx
     }
 
     /// The wrapped engine.
@@ -140,25 +151,19 @@ impl<E> InstrumentedEngine<E> {
     /// Completes every record still waiting for GPU energy (feature `gpu`) and publishes it;
     /// without a GPU sampler records are published as calls end, so this returns at once.
     pub fn flush(&self) {
-        #[cfg(feature = "gpu")]
-        if let Some(gpu) = &self.ctx.gpu {
-            gpu.flush();
+        self.ctx.flush();
+    }
+
+    /// Starts a call of `params.model`, or `None` when this wrapper passes calls through.
+    pub(crate) fn start_call(&self, params: &GenerateParams, is_streaming: bool) -> Option<Call> {
+        if self.passthrough {
+            return None;
         }
-    }
-
-    #[cfg(feature = "async")]
-    pub(crate) fn parts(&self) -> (&E, &Arc<EngineContext>, &ModelCache, bool) {
-        (&self.inner, &self.ctx, &self.models, self.passthrough)
-    }
-
-    #[cfg(feature = "gpu")]
-    pub(crate) fn ctx(&self) -> &EngineContext {
-        &self.ctx
-    }
-
-    #[cfg(feature = "gpu")]
-    pub(crate) fn ctx_mut(&mut self) -> &mut EngineContext {
-        Arc::make_mut(&mut self.ctx)
+        let mut builder = self.ctx.call(params.model.as_str()).streaming(is_streaming);
+        if is_streaming {
+            builder = builder.expected_tokens(params.max_tokens.unwrap_or(256));
+        }
+        Some(builder.start())
     }
 }
 
@@ -172,6 +177,7 @@ impl<E: InferenceEngine> InstrumentedEngine<E> {
 }
 
 #[cfg(feature = "async")]
+#[cfg_attr(docsrs, doc(cfg(feature = "async")))]
 impl<E: crate::AsyncInferenceEngine> InstrumentedEngine<E> {
     /// Wraps an async engine; records go to `bus` (an `EventBus` or an `Arc` of one).
     pub fn new_async(engine: E, bus: impl Into<Arc<EventBus>>) -> Self {
@@ -186,7 +192,7 @@ impl<E: InferenceEngine> InferenceEngine for InstrumentedEngine<E> {
     type Stream = InstrumentedStream<E>;
 
     fn engine_id(&self) -> &str {
-        &self.ctx.engine_id
+        self.ctx.engine()
     }
 
     fn generate(
@@ -194,24 +200,11 @@ impl<E: InferenceEngine> InferenceEngine for InstrumentedEngine<E> {
         messages: &[Message],
         params: &GenerateParams,
     ) -> Result<GenerateResult, Self::Error> {
-        if self.passthrough {
+        let Some(call) = self.start_call(params, false) else {
             return self.inner.generate(messages, params);
-        }
-        let call = self.ctx.begin(&self.models, &params.model, false);
-        let result = self.inner.generate(messages, params);
-        let elapsed = call.start.start.elapsed();
-        let measured = match &result {
-            Ok(r) => Measurement::blocking(elapsed, r),
-            Err(e) => Measurement::failed(elapsed, E::error_kind(e), e),
         };
-        let record = build_record(
-            &call.start,
-            &params.model,
-            &self.ctx.engine_id,
-            &self.ctx.options,
-            measured,
-        );
-        self.ctx.deliver(call, record);
+        let result = self.inner.generate(messages, params);
+        end_with_result(call, &result, E::error_kind);
         result
     }
 
@@ -220,41 +213,38 @@ impl<E: InferenceEngine> InferenceEngine for InstrumentedEngine<E> {
         messages: &[Message],
         params: &GenerateParams,
     ) -> Result<Self::Stream, Self::Error> {
-        if self.passthrough {
-            return self
-                .inner
-                .stream(messages, params)
-                .map(|s| InstrumentedStream::new(s, None));
-        }
-        let call = self.ctx.begin(&self.models, &params.model, true);
+        let call = self.start_call(params, true);
         match self.inner.stream(messages, params) {
-            Ok(s) => Ok(InstrumentedStream::new(
-                s,
-                Some(StreamRecorder::new(Arc::clone(&self.ctx), call, params)),
-            )),
+            Ok(s) => Ok(InstrumentedStream::new(s, call)),
             Err(e) => {
-                let m = Measurement {
-                    is_streaming: true,
-                    ..Measurement::failed(call.start.start.elapsed(), E::error_kind(&e), &e)
-                };
-                let record = build_record(
-                    &call.start,
-                    &params.model,
-                    &self.ctx.engine_id,
-                    &self.ctx.options,
-                    m,
-                );
-                self.ctx.deliver(call, record);
+                if let Some(call) = call {
+                    call.fail(E::error_kind(&e), &e);
+                }
                 Err(e)
             }
         }
     }
 
-    fn error_kind(error: &Self::Error) -> std::borrow::Cow<'static, str> {
+    fn error_kind(error: &Self::Error) -> Cow<'static, str> {
         E::error_kind(error)
     }
 
     fn is_instrumented(&self) -> bool {
         true
+    }
+}
+
+/// Ends a blocking call with the engine's result or error (of the kind `kind` says).
+pub(crate) fn end_with_result<Err: std::error::Error>(
+    mut call: Call,
+    result: &Result<GenerateResult, Err>,
+    kind: fn(&Err) -> Cow<'static, str>,
+) {
+    match result {
+        Ok(r) => {
+            call.apply_result(r);
+            call.finish();
+        }
+        Err(e) => call.fail(kind(e), e),
     }
 }

@@ -11,7 +11,10 @@
 //!   `InferenceStart`, `InferenceEnd` and `TelemetryRecord`. Errors pass through unchanged and
 //!   are recorded; streams dropped early are recorded as cancelled; wrapping twice records once.
 //! - [`instrumented_generate`]: the same for one call, without a wrapper.
-//! - [`PriceTable`]: per-token or per-second prices, from TOML or JSON.
+//! - [`CallContext`] and [`Call`]: one call's lifecycle (start, chunks, usage, end, GPU
+//!   completion, delivery) for code that drives calls itself, such as an HTTP proxy; every
+//!   path above is built on them.
+//! - [`PriceTable`]: per-token or per-second prices, from JSON or (feature `toml`) TOML.
 //! - `SimulatedEngine` (feature `sim`): a deterministic engine with realistic timings.
 //!
 //! What a record gets: the wall-clock start, latency on a monotonic clock, tokens from the
@@ -86,7 +89,10 @@
 //! - `nvml`: `gpu` plus telemetry-gpu's NVIDIA backend, re-exported as `NvmlBackend`
 //!   (libnvidia-ml is loaded at run time; without a driver creating it is an error value).
 //! - `sim`: the public `SimulatedEngine`, deterministic and seeded, for demos, tests and benches.
+//! - `toml`: price tables from TOML (`PriceTable::from_toml_str`, `.toml` files in
+//!   [`PriceTable::from_path`]); without it the crate does not compile a TOML parser.
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(feature = "async")]
 mod async_engine;
@@ -95,12 +101,12 @@ mod context;
 mod engine;
 mod error;
 mod generate;
-#[cfg(feature = "gpu")]
 mod gpu;
 mod instrumented;
 mod itl;
 mod options;
 mod price;
+mod record;
 mod request;
 mod response;
 #[cfg(feature = "sim")]
@@ -108,9 +114,13 @@ mod sim;
 mod stream;
 
 #[cfg(feature = "async")]
+#[cfg_attr(docsrs, doc(cfg(feature = "async")))]
 pub use async_engine::{AsyncInferenceEngine, InstrumentedAsyncStream};
+pub use call::{Call, CallBuilder};
+pub use context::CallContext;
 pub use engine::{InferenceEngine, SingleChunk, default_error_kind};
 #[cfg(feature = "sim")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sim")))]
 pub use error::SimulatedError;
 pub use error::{ConfigError, PriceTableError};
 pub use generate::{instrumented_generate, instrumented_generate_with};
@@ -120,11 +130,15 @@ pub use price::{Price, PriceTable};
 pub use request::{GenerateParams, Message, Role};
 pub use response::{EngineTimings, FinishReason, GenerateResult, StreamChunk, Usage};
 #[cfg(all(feature = "sim", feature = "async"))]
+#[cfg_attr(docsrs, doc(cfg(all(feature = "sim", feature = "async"))))]
 pub use sim::SimAsyncStream;
 #[cfg(feature = "sim")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sim")))]
 pub use sim::{SimModel, SimStream, SimTiming, SimulatedEngine};
 pub use stream::InstrumentedStream;
 #[cfg(feature = "gpu")]
+#[cfg_attr(docsrs, doc(cfg(feature = "gpu")))]
 pub use telemetry_gpu::GpuSampler;
 #[cfg(feature = "nvml")]
+#[cfg_attr(docsrs, doc(cfg(feature = "nvml")))]
 pub use telemetry_gpu::NvmlBackend;

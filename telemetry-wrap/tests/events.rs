@@ -8,8 +8,8 @@ use std::sync::Arc;
 use common::{Collector, Scripted, messages, ms};
 use telemetry_core::{Event, EventBus, EventType, Outcome};
 use telemetry_wrap::{
-    CallOptions, GenerateParams, GenerateResult, InferenceEngine, InstrumentedEngine, StreamChunk,
-    Usage, instrumented_generate, instrumented_generate_with,
+    CallContext, CallOptions, GenerateParams, GenerateResult, InferenceEngine, InstrumentedEngine,
+    StreamChunk, Usage, instrumented_generate, instrumented_generate_with,
 };
 
 fn engine() -> Scripted {
@@ -121,7 +121,7 @@ fn stream_publishes_tokens_between_start_and_end() {
 
 #[test]
 fn only_the_record_is_built_when_nobody_listens_to_start_and_end() {
-    let bus = EventBus::new();
+    let bus = Arc::new(EventBus::new());
     bus.subscribe(EventType::TelemetryRecord, |_| {});
     instrumented_generate(&engine(), &messages(), &GenerateParams::new("m"), &bus).unwrap();
     // Start and end were skipped: only the record went through `publish`.
@@ -131,7 +131,7 @@ fn only_the_record_is_built_when_nobody_listens_to_start_and_end() {
 #[test]
 fn a_history_only_bus_keeps_start_end_and_record() {
     // No subscriber at all: keeping history counts as listening (issue 11, item 7).
-    let bus = EventBus::with_history(16);
+    let bus = Arc::new(EventBus::with_history(16));
     instrumented_generate(&engine(), &messages(), &GenerateParams::new("m"), &bus).unwrap();
     let types: Vec<_> = bus.history().iter().map(Event::event_type).collect();
     assert_eq!(
@@ -169,20 +169,15 @@ fn a_history_only_bus_keeps_stream_tokens() {
 
 #[test]
 fn instrumented_generate_publishes_the_same_sequence() {
-    let bus = EventBus::new();
+    let bus = Arc::new(EventBus::new());
     let seen = Collector::attach(&bus);
     let options = CallOptions::new()
         .with_agent("fn")
         .with_metadata(serde_json::json!({"run": 7}))
         .unwrap();
-    let out = instrumented_generate_with(
-        &engine(),
-        &messages(),
-        &GenerateParams::new("m"),
-        &bus,
-        &options,
-    )
-    .unwrap();
+    let ctx = CallContext::new(Arc::clone(&bus), engine().engine_id()).with_options(options);
+    let out = instrumented_generate_with(&engine(), &messages(), &GenerateParams::new("m"), &ctx)
+        .unwrap();
     assert_eq!(out.content, "hi there");
     assert_eq!(
         seen.types(),

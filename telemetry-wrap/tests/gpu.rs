@@ -13,8 +13,8 @@ use telemetry_gpu::{
     Clock, GpuSampler, MockBackend, MockClock, PowerProfile, SamplerConfig, Timestamp,
 };
 use telemetry_wrap::{
-    GenerateParams, GenerateResult, InferenceEngine, InstrumentedEngine, Message, SimulatedEngine,
-    StreamChunk, Usage,
+    CallContext, GenerateParams, GenerateResult, InferenceEngine, InstrumentedEngine, Message,
+    SimulatedEngine, StreamChunk, Usage, instrumented_generate_with,
 };
 
 /// An engine whose calls take `busy` on the mock clock.
@@ -214,4 +214,72 @@ fn background_sampler_with_the_simulated_engine_never_blocks_the_caller() {
     let records = seen.records();
     assert_eq!(records.len(), 20);
     assert!(records.iter().all(|r| r.energy_vendor == "mock"));
+}
+
+#[test]
+fn instrumented_generate_with_gets_energy_like_the_decorator() {
+    let clock = MockClock::new();
+    let sampler = manual_sampler(&clock, 700.0);
+    let bus = Arc::new(EventBus::new());
+    let seen = Collector::attach(&bus);
+    let ctx = CallContext::new(Arc::clone(&bus), "busy").with_gpu_sampler(Arc::clone(&sampler));
+    let engine = Busy {
+        clock: clock.clone(),
+        busy: ms(50),
+    };
+    tick_to(&clock, &sampler, 420);
+    instrumented_generate_with(&engine, &messages(), &GenerateParams::new("m"), &ctx).unwrap();
+    assert_eq!(
+        seen.types(),
+        [EventType::InferenceStart, EventType::InferenceEnd]
+    );
+    tick_to(&clock, &sampler, 1100);
+    let r = seen.only_record();
+    let joules = r.energy_joules.unwrap();
+    assert!((joules - 35.0).abs() < 0.01, "700 W × 50 ms, got {joules}");
+    assert_eq!(r.energy_method, EnergyMethod::Counter);
+}
+
+#[test]
+fn a_call_driven_from_outside_gets_energy_and_splits_it_at_the_first_token() {
+    let clock = MockClock::new();
+    let sampler = manual_sampler(&clock, 400.0);
+    let bus = Arc::new(EventBus::new());
+    let seen = Collector::attach(&bus);
+    let ctx = CallContext::new(Arc::clone(&bus), "proxy").with_gpu_sampler(Arc::clone(&sampler));
+    assert!(ctx.gpu_sampler().is_some());
+    tick_to(&clock, &sampler, 420);
+    let mut call = ctx.call("m").streaming(true).start();
+    // The first token 30 ms in (engine-reported), the end 100 ms in.
+    call.on_chunk(&StreamChunk::text("a").at(ms(30)));
+    tick_to(&clock, &sampler, 520);
+    call.on_chunk(&StreamChunk::text("b").at(ms(100)));
+    call.finish();
+    tick_to(&clock, &sampler, 1100);
+    let r = seen.only_record();
+    let joules = r.energy_joules.unwrap();
+    assert!((joules - 40.0).abs() < 0.05, "400 W × 100 ms, got {joules}");
+    let prefill = r.prefill_energy_joules.unwrap();
+    assert!(
+        (prefill - 12.0).abs() < 0.05,
+        "400 W × 30 ms, got {prefill}"
+    );
+}
+
+#[test]
+fn dropping_a_call_with_a_sampler_still_publishes_its_record() {
+    let clock = MockClock::new();
+    let sampler = manual_sampler(&clock, 100.0);
+    let bus = Arc::new(EventBus::new());
+    let seen = Collector::attach(&bus);
+    let ctx = CallContext::new(Arc::clone(&bus), "proxy").with_gpu_sampler(Arc::clone(&sampler));
+    tick_to(&clock, &sampler, 420);
+    let call = ctx.call("m").streaming(true).start();
+    tick_to(&clock, &sampler, 470);
+    drop(call);
+    clock.advance(ms(10));
+    ctx.flush();
+    let r = seen.only_record();
+    assert_eq!(r.outcome, telemetry_core::Outcome::Cancelled);
+    assert!(r.energy_joules.is_some());
 }
