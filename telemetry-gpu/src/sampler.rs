@@ -1,15 +1,13 @@
 //! [`GpuSampler`]: the background thread that owns the backend, keeps the timeline, and completes
 //! windows (calls) with their energy once the timeline covers them.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
 use crate::reading::{WindowSpec, compute_reading};
-use crate::registry::{Completer, Registry};
-use crate::worker::{Shared, lock, run};
+use crate::worker::{Shared, run};
 use crate::{
     Clock, DeviceInfo, EnergyReading, GpuBackend, GpuError, SamplerConfig, SamplerStats,
     SystemClock, Timeline, Timestamp, Window, attribute,
@@ -44,7 +42,7 @@ impl Drop for WindowHandle {
     fn drop(&mut self) {
         if let Some(id) = self.id.take() {
             let now = self.shared.clock.now();
-            lock(&self.shared.registry).end(id, now, None, None);
+            self.shared.end(id, now, None, None);
         }
     }
 }
@@ -127,27 +125,13 @@ impl GpuSampler {
         let capacity = usize::try_from(config.history.as_nanos() / config.interval.as_nanos())
             .unwrap_or(usize::MAX)
             .saturating_add(1);
-        let indices: Vec<u32> = devices.iter().map(|d| d.index).collect();
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(Shared::new(
+            Box::new(backend),
             clock,
-            vendor: backend.vendor(),
-            timeline: Mutex::new(Timeline::new(&indices, capacity)),
-            devices,
-            backend: Mutex::new(Box::new(backend)),
-            registry: Mutex::new(Registry::default()),
-            completion: Mutex::new(Completer::default()),
-            pending: AtomicUsize::new(0),
-            last_counter: Mutex::new(None),
-            counter_ticks: AtomicU64::new(0),
-            stopped: AtomicBool::new(false),
-            ticks: AtomicU64::new(0),
-            readings: AtomicU64::new(0),
-            failed_reads: AtomicU64::new(0),
-            completed: AtomicU64::new(0),
-            callback_panics: AtomicU64::new(0),
-            last_error: Mutex::new(None),
             config,
-        });
+            devices,
+            capacity,
+        ));
         shared.sample(false);
         let (stop, thread) = if shared.config.manual {
             (None, None)
@@ -213,7 +197,7 @@ impl GpuSampler {
     }
 
     fn begin_inner(&self, t0: Timestamp, weight: f64) -> WindowHandle {
-        let id = lock(&self.shared.registry).begin(t0, weight);
+        let id = self.shared.begin(t0, weight);
         WindowHandle {
             id: Some(id),
             start: t0,
@@ -235,10 +219,8 @@ impl GpuSampler {
         let Some(id) = handle.id.take() else {
             return;
         };
-        lock(&self.shared.registry).end(id, t1, first_token, Some(Box::new(on_reading)));
-        if self.shared.stopped.load(Ordering::Acquire) {
-            self.shared.complete(true);
-        }
+        self.shared
+            .end(id, t1, first_token, Some(Box::new(on_reading)));
     }
 
     /// Like [`end`](Self::end), delivering the reading on a channel instead of a callback.
@@ -286,24 +268,26 @@ impl GpuSampler {
                 end: t1,
             });
         }
-        let timeline = lock(&self.shared.timeline);
-        if timeline.is_empty() {
-            return Err(GpuError::NoData);
-        }
         let spec = WindowSpec {
             window: Window::new(t0, t1),
             first_token: None,
             weight: 1.0,
         };
-        let curves = timeline.curves(t0, t1);
-        Ok(compute_reading(
-            &timeline,
-            &curves,
-            self.shared.vendor,
-            &spec,
-            &[],
-            self.shared.stale_after(),
-        ))
+        let stale = self.shared.stale_after();
+        self.shared.with_timeline(|timeline| {
+            if timeline.is_empty() {
+                return Err(GpuError::NoData);
+            }
+            let curves = timeline.curves(t0, t1);
+            Ok(compute_reading(
+                timeline,
+                &curves,
+                self.shared.vendor,
+                &spec,
+                &[],
+                stale,
+            ))
+        })
     }
 
     /// Splits the current timeline's energy (all devices) among `windows`; see [`attribute`].
@@ -315,20 +299,20 @@ impl GpuSampler {
         windows: &[Window],
         weights: Option<&[f64]>,
     ) -> Result<Vec<f64>, GpuError> {
-        let timeline = lock(&self.shared.timeline);
-        if timeline.is_empty() {
-            return Err(GpuError::NoData);
-        }
         let lo = windows.iter().map(|w| w.start).min().unwrap_or_default();
         let hi = windows.iter().map(|w| w.end).max().unwrap_or_default();
-        let curves = timeline.curves(lo, hi.max(lo));
-        drop(timeline);
+        let curves = self.shared.with_timeline(|timeline| {
+            if timeline.is_empty() {
+                return Err(GpuError::NoData);
+            }
+            Ok(timeline.curves(lo, hi.max(lo)))
+        })?;
         attribute(&curves, windows, weights)
     }
 
     /// A copy of the timeline.
     pub fn timeline(&self) -> Timeline {
-        lock(&self.shared.timeline).clone()
+        self.shared.with_timeline(Timeline::clone)
     }
 
     /// Counters describing the work so far.
@@ -353,7 +337,7 @@ impl GpuSampler {
         {
             tracing::error!("the GPU sampler thread panicked");
         }
-        if !self.shared.stopped.swap(true, Ordering::AcqRel) {
+        if self.shared.stop() {
             self.flush();
         }
     }
