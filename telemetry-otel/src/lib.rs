@@ -1,0 +1,113 @@
+//! # telemetry-otel
+//!
+//! OpenTelemetry export of inference telemetry: every [`TelemetryRecord`] published on an
+//! [`EventBus`](telemetry_core::EventBus) becomes a span and feeds the GenAI client metrics,
+//! sent over OTLP/HTTP with protobuf encoding (`http/protobuf`) to any collector (the
+//! OpenTelemetry Collector, rotel, Tempo, Jaeger, Datadog's agent, ...).
+//!
+//! - [`OtlpExporter`]: the live path. The bus subscriber only enqueues into a bounded queue
+//!   (full → the newest record is dropped and counted); batching, aggregation and export run on
+//!   their own thread. A collector that is down or slow costs the caller nothing and memory
+//!   stays bounded; [`OtlpExporter::shutdown`] flushes within a deadline.
+//! - [`Backfill`]: the batch path, sending stored records with their original times.
+//! - [`OtlpConfig`]: endpoint, headers, resource and limits from the standard `OTEL_*` variables
+//!   ([`OtlpConfig::from_env`]) or a builder.
+//! - [`semconv`]: every attribute and metric name this crate emits.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use telemetry_core::{Event, EventBus, TelemetryRecord};
+//! use telemetry_otel::{OtlpConfig, OtlpExporter};
+//!
+//! let exporter = OtlpExporter::start(OtlpConfig::from_env()?.with_service_name("chat"))?;
+//! let bus = Arc::new(EventBus::new());
+//! exporter.subscribe_to_bus(&bus);
+//! bus.publish(Event::from(
+//!     TelemetryRecord::builder("qwen2.5-7b", 1_764_300_000.0)
+//!         .engine("vllm")
+//!         .tokens(200, 64)
+//!         .latency_seconds(1.9)
+//!         .build(),
+//! ));
+//! exporter.shutdown(Duration::from_secs(5))?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! ## What is sent
+//!
+//! **A span per call**, each the root of its own trace: kind `CLIENT`, named
+//! `{gen_ai.operation.name} {gen_ai.request.model}`, starting at the record's `timestamp` and
+//! lasting its `latency_seconds`, with
+//! - `gen_ai.operation.name`: `chat`, unless the record's metadata says
+//!   `"gen_ai.operation.name": "text_completion"` (records do not carry the endpoint; every
+//!   engine of this workspace sends chat messages);
+//! - `gen_ai.provider.name` (the engine), `gen_ai.request.model` and `gen_ai.response.model` (both
+//!   the record's model: it keeps one), `gen_ai.usage.input_tokens`, `gen_ai.usage.output_tokens`,
+//!   `gen_ai.usage.cache_read.input_tokens` when some were cached;
+//! - `server.address` / `server.port` when the metadata has them (string / integer);
+//! - for a failed call (`outcome` error): `error.type` = the record's `error_kind` (else `_OTHER`)
+//!   and status `ERROR` with the error message. A cancelled call is not an error: status unset,
+//!   `telemetry.outcome` = `cancelled`;
+//! - the project namespace `telemetry.*` for the rest (absent when not measured):
+//!   `telemetry.agent`, `.outcome`, `.streaming`, `.ttft_s`, `.itl.{mean,median,p90,p95,p99,std}_ms`,
+//!   `.throughput_tok_per_s`, `.prefill_s`, `.decode_s`, `.server.{prefill,decode}_ms`,
+//!   `.energy_j`, `.energy.{prefill,decode}_j`, `.energy.method`, `.energy.vendor`,
+//!   `.gpu.{power_w,utilization_pct,memory_used_gb,temperature_c}`, `.cost_usd`, `.cost_unknown`,
+//!   `.tokens_counted`, `.batch_id`, `.warmup`, `.metadata` (the metadata object as JSON).
+//!
+//! **Metrics**, cumulative temporality, per attribute set (`gen_ai.operation.name`,
+//! `gen_ai.provider.name`, `gen_ai.request.model`, `gen_ai.response.model`, `server.*`):
+//!
+//! | metric | type, unit | recorded |
+//! |---|---|---|
+//! | `gen_ai.client.operation.duration` | histogram, `s`, buckets 0.01 … 81.92 (doubling) | every call; `error.type` on failures |
+//! | `gen_ai.client.token.usage` | histogram, `{token}`, buckets 1 … 67108864 (×4) | input and output (`gen_ai.token.type`) of calls that did not fail |
+//! | `gen_ai.client.operation.time_to_first_chunk` | histogram, `s`, buckets 0.01 … 2.5 | streams with a TTFT |
+//! | `gen_ai.client.operation.time_per_output_chunk` | histogram, `s`, same buckets | streams: the call's mean inter-token latency once per chunk after the first (count and sum exact, buckets approximate: records keep ITL statistics, not each gap) |
+//! | `telemetry.client.operation.energy` | histogram, `J`, buckets 0.1 … 10000 (1-2-5) | calls with measured GPU energy |
+//! | `telemetry.client.energy` | monotonic sum, `J` | the same energy, summed |
+//! | `telemetry.client.cost` | monotonic sum, `{USD}` | calls with a cost |
+//!
+//! Device-level series (`hw.energy` in J, `hw.power` in W, from OpenTelemetry's hardware
+//! conventions) are **not** emitted: a record holds the energy attributed to one call, not the
+//! device's own counter, and summing calls would leave out idle power. The per-call energy is
+//! therefore a project metric (`telemetry.client.*`) rather than `hw.energy`.
+//!
+//! The resource carries `service.name` (from `OTEL_SERVICE_NAME`, else `OTEL_RESOURCE_ATTRIBUTES`,
+//! else `unknown_service:<executable>`) and every attribute of `OTEL_RESOURCE_ATTRIBUTES`; the
+//! instrumentation scope is `telemetry-otel` with the crate's version.
+//!
+//! ## Protocols
+//!
+//! Only `http/protobuf` is built, over plain HTTP/1.1 (`ureq`, no TLS stack): an `https://`
+//! endpoint or `OTEL_EXPORTER_OTLP_PROTOCOL` set to `grpc` or `http/json` is a configuration
+//! error. There is no `grpc` feature: run a collector next to the process to reach gRPC or TLS
+//! backends.
+//!
+//! ## Feature flags
+//!
+//! - `testing`: [`testing::OtlpReceiver`], an in-process OTLP/HTTP receiver decoding what it is
+//!   sent (the crate's own tests and benches use it).
+#![deny(missing_docs)]
+
+mod backfill;
+mod config;
+mod error;
+mod exporter;
+mod metrics;
+pub mod semconv;
+mod sender;
+mod span;
+#[cfg(feature = "testing")]
+pub mod testing;
+mod transport;
+
+pub use backfill::{Backfill, BackfillSummary};
+pub use config::{DEFAULT_ENDPOINT, OtlpConfig};
+pub use error::{ConfigError, ExportError, FlushError, StartError};
+pub use exporter::{ExporterStats, OtlpExporter};
+pub use span::{SCOPE_NAME, error_type, operation_name, server, span};
+
+#[doc(no_inline)]
+pub use telemetry_core::TelemetryRecord;
