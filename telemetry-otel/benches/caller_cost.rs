@@ -4,7 +4,7 @@
 //! The exporter posts to an in-process receiver. Publishes are timed in chunks that fit the
 //! queue, with an untimed flush between chunks, so every timed publish takes the enqueue path
 //! (a full queue's drop path is cheaper and would flatter the figure).
-#![allow(missing_docs)]
+#![allow(missing_docs, clippy::expect_used)]
 
 use std::hint::black_box;
 use std::sync::Arc;

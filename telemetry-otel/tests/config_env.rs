@@ -1,5 +1,7 @@
 //! `OtlpConfig::from_lookup`: the standard variables, as the OpenTelemetry specification reads them.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::HashMap;
 use std::time::Duration;
 

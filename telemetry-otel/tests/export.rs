@@ -1,6 +1,8 @@
 //! Records published on a bus reach an in-process OTLP/HTTP receiver as GenAI spans and
 //! metrics, decoded with opentelemetry-proto and checked against the records sent.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 use std::time::Duration;
 
