@@ -63,6 +63,11 @@ pub enum Command {
     /// Serve Prometheus metrics (GET /metrics) computed from the database at each scrape.
     #[command(after_help = crate::commands::serve::EXAMPLES)]
     Serve(crate::commands::serve::ServeArgs),
+    /// Recording reverse proxy: point an application's OpenAI base URL at it and every call to
+    /// the upstream server is recorded (tokens, TTFT, ITL, errors, cost, GPU energy).
+    #[cfg(feature = "proxy")]
+    #[command(after_help = crate::commands::proxy::EXAMPLES)]
+    Proxy(crate::commands::proxy::ProxyArgs),
 }
 
 /// Where GPU energy comes from in `demo`.

@@ -137,6 +137,10 @@ pub enum CliError {
     /// `serve` could not start (address in use, no permission, signal handlers).
     #[error("serve: {0}")]
     Serve(String),
+    /// `proxy` could not start (address in use, no permission, signal handlers, GPU).
+    #[cfg(feature = "proxy")]
+    #[error("proxy: {0}")]
+    Proxy(String),
 }
 
 impl CliError {

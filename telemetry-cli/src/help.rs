@@ -13,7 +13,8 @@ Examples:
   telemetry export --format ndjson -o calls.ndjson
   telemetry prune --older-than 30d --yes
   telemetry check
-  telemetry serve --listen 127.0.0.1:9464   Prometheus metrics at /metrics";
+  telemetry serve --listen 127.0.0.1:9464   Prometheus metrics at /metrics
+  telemetry proxy --upstream http://127.0.0.1:8080   record every call to an OpenAI-compatible server";
 
 /// Shown after the options of `telemetry demo --help`.
 pub const DEMO_EXAMPLES: &str = "\

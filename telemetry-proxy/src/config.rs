@@ -2,6 +2,9 @@
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
+use crate::metrics::MetricsSource;
 use crate::telemetry::ProxyTelemetry;
 use crate::upstream::Routes;
 
@@ -24,6 +27,13 @@ pub struct ProxyConfig {
     pub(crate) max_connections: usize,
     pub(crate) capture_limit: usize,
     pub(crate) telemetry: ProxyTelemetry,
+    pub(crate) metrics: Option<Arc<dyn MetricsSource>>,
+}
+
+impl std::fmt::Debug for dyn MetricsSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MetricsSource")
+    }
 }
 
 impl ProxyConfig {
@@ -36,6 +46,7 @@ impl ProxyConfig {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             capture_limit: DEFAULT_CAPTURE_LIMIT,
             telemetry: ProxyTelemetry::default(),
+            metrics: None,
         }
     }
 
@@ -76,6 +87,14 @@ impl ProxyConfig {
     #[must_use]
     pub fn telemetry(mut self, telemetry: ProxyTelemetry) -> Self {
         self.telemetry = telemetry;
+        self
+    }
+
+    /// Answers `GET /metrics` on the proxy's port with `source`'s text instead of forwarding
+    /// it.
+    #[must_use]
+    pub fn metrics(mut self, source: Arc<dyn MetricsSource>) -> Self {
+        self.metrics = Some(source);
         self
     }
 

@@ -10,6 +10,7 @@ use hyper::body::Incoming;
 
 use crate::body::{ForwardBody, ResponseBody};
 use crate::hop::{self, AGENT_HEADER};
+use crate::metrics::{self, METRICS_PATH};
 use crate::record::Started;
 use crate::request::{Endpoint, RequestInfo};
 use crate::server::Shared;
@@ -24,6 +25,11 @@ pub(crate) async fn handle(
     Counters::bump(&shared.counters.requests);
     if request.uri().path() == HEALTH_PATH {
         return Ok(health::respond(&shared, request.method()).await);
+    }
+    if let Some(source) = &shared.config.metrics
+        && request.uri().path() == METRICS_PATH
+    {
+        return Ok(metrics::respond(source, request.method()).await);
     }
     Ok(forward(&shared, request).await)
 }

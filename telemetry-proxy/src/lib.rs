@@ -34,6 +34,9 @@
 //! - `GET /telemetry/health` ([`HEALTH_PATH`]) is answered by the proxy: JSON with each
 //!   upstream's reachability, the telemetry store's health and the proxy's counters; `200` when
 //!   all is well, else `503`.
+//! - `GET /metrics` ([`METRICS_PATH`]) is answered by the proxy when its configuration has a
+//!   [`MetricsSource`] ([`ProxyConfig::metrics`]; the CLI's is the Prometheus exposition of the
+//!   database the proxy records into), else forwarded.
 //! - [`Proxy::run`] serves until its shutdown future completes, then lets in-flight responses
 //!   finish for a bounded grace period.
 //!
@@ -57,6 +60,8 @@
 //!
 //! ## Feature flags
 //!
+//! - `gpu`: GPU energy per call through telemetry-gpu's `GpuSampler`
+//!   (`ProxyTelemetry::gpu_sampler`).
 //! - `testing`: [`testing::FakeUpstream`], a fake upstream server on loopback that answers with
 //!   whole bodies or delayed chunks, keeps what it received and counts abandoned streams; and
 //!   canned llama.cpp-style chat completions and streams. For tests and benches.
@@ -69,6 +74,7 @@ mod forward;
 mod health;
 mod hop;
 mod itl;
+mod metrics;
 mod record;
 mod request;
 mod server;
@@ -85,6 +91,7 @@ pub use config::{
 };
 pub use error::ProxyError;
 pub use hop::AGENT_HEADER;
+pub use metrics::{METRICS_PATH, MetricsSource};
 pub use server::{Proxy, ShutdownReport, StatsHandle};
 pub use stats::ProxyStats;
 pub use telemetry::{DEFAULT_ENGINE_NAME, ProxyTelemetry};

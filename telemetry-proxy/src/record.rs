@@ -98,6 +98,11 @@ impl Recorder {
             Counters::bump(&self.0.counters.requests_unparsed);
         }
         Exchange {
+            #[cfg(feature = "gpu")]
+            gpu: self.0.telemetry.gpu.as_ref().map(|sampler| {
+                let t0 = sampler.now();
+                (sampler.begin(t0), t0)
+            }),
             recorder: self.clone(),
             info,
             agent,
@@ -129,6 +134,9 @@ pub(crate) struct Exchange {
     started: Started,
     watch: Option<Watch>,
     ended: bool,
+    /// The call's window in the GPU sampler, and when it began on the sampler's clock.
+    #[cfg(feature = "gpu")]
+    gpu: Option<(telemetry_gpu::WindowHandle, telemetry_gpu::Timestamp)>,
 }
 
 impl Exchange {
@@ -184,7 +192,33 @@ impl Exchange {
             Outcome::Error => Counters::bump(&counters.calls_failed),
             Outcome::Cancelled => Counters::bump(&counters.calls_cancelled),
         }
-        self.recorder.0.telemetry.bus.publish(Event::from(record));
+        self.deliver(record);
+    }
+
+    /// Publishes the record: now, or (feature `gpu`) once the sampler knows the call's energy.
+    fn deliver(&mut self, record: TelemetryRecord) {
+        let telemetry = &self.recorder.0.telemetry;
+        #[cfg(feature = "gpu")]
+        if let (Some(sampler), Some((handle, t0))) = (&telemetry.gpu, self.gpu.take()) {
+            let t1 = sampler.now();
+            let first_token = record
+                .ttft
+                .map(|s| (t0 + std::time::Duration::from_secs_f64(s)).min(t1));
+            let bus = Arc::clone(&telemetry.bus);
+            sampler.end(handle, t1, first_token, move |reading| {
+                let mut with_energy = record.clone();
+                reading.apply_to(&mut with_energy);
+                // A reading the store would refuse must not lose the call.
+                let record = if with_energy.validate().is_ok() {
+                    with_energy
+                } else {
+                    record
+                };
+                bus.publish(Event::from(record));
+            });
+            return;
+        }
+        telemetry.bus.publish(Event::from(record));
     }
 
     /// The record of the call: what the response said, measured on the proxy's clock.

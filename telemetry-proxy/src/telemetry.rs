@@ -22,6 +22,8 @@ pub struct ProxyTelemetry {
     pub(crate) agent: Arc<str>,
     pub(crate) prices: Option<Arc<PriceTable>>,
     pub(crate) store: Option<TelemetryStore>,
+    #[cfg(feature = "gpu")]
+    pub(crate) gpu: Option<Arc<telemetry_gpu::GpuSampler>>,
 }
 
 impl ProxyTelemetry {
@@ -33,6 +35,8 @@ impl ProxyTelemetry {
             agent: Arc::from(""),
             prices: None,
             store: None,
+            #[cfg(feature = "gpu")]
+            gpu: None,
         }
     }
 
@@ -64,6 +68,27 @@ impl ProxyTelemetry {
     pub fn store(mut self, store: TelemetryStore) -> Self {
         self.store = Some(store);
         self
+    }
+
+    /// Measures each call's GPU energy, power, utilization, memory and temperature with
+    /// `sampler` (feature `gpu`): a call's window runs from its request to the end of its
+    /// response, overlapping calls share the energy as the sampler's attribution rule says, and
+    /// the record is published from the sampler's thread once its energy is known (the response
+    /// never waits for it). [`flush`](Self::flush) completes pending records.
+    #[cfg(feature = "gpu")]
+    #[must_use]
+    pub fn gpu_sampler(mut self, sampler: impl Into<Arc<telemetry_gpu::GpuSampler>>) -> Self {
+        self.gpu = Some(sampler.into());
+        self
+    }
+
+    /// Publishes every record still waiting for its GPU energy (at shutdown). Without a sampler
+    /// there is nothing to wait for.
+    pub fn flush(&self) {
+        #[cfg(feature = "gpu")]
+        if let Some(sampler) = &self.gpu {
+            sampler.flush();
+        }
     }
 
     /// The bus records are published on.

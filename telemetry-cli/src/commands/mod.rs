@@ -5,6 +5,8 @@ mod csv_record;
 mod demo;
 mod export;
 mod import;
+#[cfg(feature = "proxy")]
+pub(crate) mod proxy;
 mod report;
 mod retention;
 pub(crate) mod run;
@@ -40,6 +42,8 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Demo(args) => demo::run(&db, &args, &mut out),
         Command::Run(args) => run::run(&db, &args, &mut out),
         Command::Serve(args) => serve::run(&db, &args, &mut out),
+        #[cfg(feature = "proxy")]
+        Command::Proxy(args) => proxy::run(&db, &args, &mut out),
     }
 }
 

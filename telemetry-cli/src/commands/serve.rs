@@ -77,7 +77,7 @@ pub struct ServeArgs {
 
 /// `127.0.0.1:9464`, `[::1]:9464`, or a host name with a port (`localhost:9464`, its first
 /// address).
-fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+pub(crate) fn parse_listen(text: &str) -> Result<SocketAddr, String> {
     if let Ok(addr) = text.parse() {
         return Ok(addr);
     }
@@ -141,7 +141,7 @@ fn render_error(e: RenderError) -> CliError {
 }
 
 /// Completes at the first SIGINT or SIGTERM. The handlers are installed before it returns.
-fn shutdown_signal() -> Result<impl Future<Output = ()>, CliError> {
+pub(crate) fn shutdown_signal() -> Result<impl Future<Output = ()>, CliError> {
     let failed = |e: std::io::Error| CliError::Serve(format!("installing a signal handler: {e}"));
     #[cfg(unix)]
     {

@@ -61,7 +61,7 @@ pub fn choose(choice: GpuChoice, realtime: bool) -> Result<GpuSource, CliError> 
 }
 
 #[cfg(feature = "nvml")]
-fn nvml() -> Result<GpuSource, String> {
+pub(crate) fn nvml() -> Result<GpuSource, String> {
     let backend = telemetry_gpu::NvmlBackend::new().map_err(|e| e.to_string())?;
     let sampler = GpuSampler::new(backend).map_err(|e| e.to_string())?;
     let names: Vec<String> = sampler
@@ -81,11 +81,11 @@ fn nvml() -> Result<GpuSource, String> {
 }
 
 #[cfg(not(feature = "nvml"))]
-fn nvml() -> Result<GpuSource, String> {
+pub(crate) fn nvml() -> Result<GpuSource, String> {
     Err("this build has no NVML support (feature `nvml` is off)".to_string())
 }
 
-fn mock(realtime: bool, note: Option<String>) -> Result<GpuSource, CliError> {
+pub(crate) fn mock(realtime: bool, note: Option<String>) -> Result<GpuSource, CliError> {
     let backend = MockBackend::single(power_trace());
     let (lo, hi) = MOCK_POWER_RANGE;
     let gpu_err =

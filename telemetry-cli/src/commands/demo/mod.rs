@@ -2,7 +2,7 @@
 //! the stats of the run.
 
 mod engine;
-mod gpu;
+pub(crate) mod gpu;
 
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};

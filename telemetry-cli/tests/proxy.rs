@@ -1,0 +1,305 @@
+//! `telemetry proxy`: the real binary in front of a fake upstream. Calls are recorded into the
+//! database; `/metrics` and `/telemetry/health` are answered on the proxy's port; SIGTERM in the
+//! middle of a stream lets it finish and loses no record; bad arguments are one-line errors.
+#![cfg(feature = "proxy")]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{telemetry, temp_db};
+use telemetry_proxy::testing::{FakeReply, FakeUpstream, chat_completion, chat_stream};
+
+const CHAT: &str = r#"{"model":"asked","messages":[{"role":"user","content":"hi"}]}"#;
+const STREAM: &str = r#"{"model":"asked","messages":[],"stream":true}"#;
+
+/// A running `telemetry proxy`, killed when dropped.
+struct RunningCli {
+    child: Child,
+    addr: SocketAddr,
+    stdout: BufReader<std::process::ChildStdout>,
+}
+
+impl RunningCli {
+    fn start(home: &Path, db: &Path, upstream: &str) -> RunningCli {
+        let mut child = Command::new(assert_cmd::cargo::cargo_bin("telemetry"))
+            .env_remove("TELEMETRY_DB")
+            .env("HOME", home)
+            .args([
+                "--db",
+                db.to_str().unwrap(),
+                "proxy",
+                "--listen",
+                "127.0.0.1:0",
+            ])
+            .args([
+                "--upstream",
+                upstream,
+                "--gpu",
+                "off",
+                "--agent",
+                "cli-test",
+            ])
+            .args(["--engine-name", "fake-llama"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        // "proxy listening on http://127.0.0.1:PORT (OpenAI base URL ...), forwarding to ..."
+        let addr = line
+            .strip_prefix("proxy listening on http://")
+            .and_then(|rest| rest.split_once(' '))
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .0
+            .parse()
+            .unwrap();
+        RunningCli {
+            child,
+            addr,
+            stdout,
+        }
+    }
+
+    fn connect(&self, method: &str, path: &str, body: &str) -> TcpStream {
+        let mut stream = TcpStream::connect(self.addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        write!(
+            stream,
+            "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        stream
+    }
+
+    fn request(&self, method: &str, path: &str, body: &str) -> String {
+        let mut bytes = Vec::new();
+        self.connect(method, path, body)
+            .read_to_end(&mut bytes)
+            .unwrap();
+        String::from_utf8(bytes).unwrap()
+    }
+
+    fn terminate(&mut self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    fn wait(&mut self) -> (std::process::ExitStatus, String) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "proxy ignored SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut rest = String::new();
+        self.stdout.read_to_string(&mut rest).unwrap();
+        (status, rest)
+    }
+}
+
+impl Drop for RunningCli {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A fake upstream on a runtime of its own (the test itself is synchronous).
+fn fake_upstream(
+    handler: impl Fn(&telemetry_proxy::testing::ReceivedRequest) -> FakeReply + Send + Sync + 'static,
+) -> (tokio::runtime::Runtime, FakeUpstream) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let upstream = rt.block_on(FakeUpstream::start(handler));
+    (rt, upstream)
+}
+
+fn rows(db: &Path) -> Vec<(String, String, String, String, i64, i64, bool)> {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let mut stmt = conn
+        .prepare(
+            "SELECT model_id, engine, agent, outcome, prompt_tokens, completion_tokens, is_streaming \
+             FROM telemetry ORDER BY timestamp",
+        )
+        .unwrap();
+    stmt.query_map([], |r| {
+        Ok((
+            r.get(0)?,
+            r.get(1)?,
+            r.get(2)?,
+            r.get(3)?,
+            r.get(4)?,
+            r.get(5)?,
+            r.get(6)?,
+        ))
+    })
+    .unwrap()
+    .map(Result::unwrap)
+    .collect()
+}
+
+#[test]
+fn sigterm_mid_stream_lets_it_finish_and_loses_no_record() {
+    let (dir, db) = temp_db();
+    // A 1.3 s stream: 30 words 40 ms apart, with usage.
+    let events = chat_stream("served", 30, Some((7, 30)), Duration::from_millis(40));
+    let expected_last = events.last().unwrap().1.clone();
+    let (_rt, upstream) = fake_upstream(move |req| {
+        if req.body.windows(6).any(|w| w == b"stream") {
+            FakeReply::sse(events.clone())
+        } else {
+            FakeReply::json(200, chat_completion("served", 11, 4))
+        }
+    });
+    let mut proxy = RunningCli::start(dir.path(), &db, &upstream.url());
+
+    let blocking = proxy.request("POST", "/v1/chat/completions", CHAT);
+    assert!(blocking.starts_with("HTTP/1.1 200"), "{blocking}");
+
+    let mut stream = proxy.connect("POST", "/v1/chat/completions", STREAM);
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).contains("\"content\":\" w0\"") {
+        let n = stream.read(&mut buf).unwrap();
+        assert!(n > 0, "the stream ended early");
+        got.extend_from_slice(&buf[..n]);
+    }
+    proxy.terminate();
+    stream.read_to_end(&mut got).unwrap();
+    let got = String::from_utf8(got).unwrap();
+    assert!(
+        got.contains("\"content\":\" w29\""),
+        "the stream was cut: {got}"
+    );
+    assert!(
+        got.contains(std::str::from_utf8(&expected_last).unwrap()),
+        "no [DONE]"
+    );
+
+    let (status, rest) = proxy.wait();
+    assert!(status.success(), "exit {status:?}: {rest}");
+    assert!(
+        rest.contains("2 calls recorded (0 failed, 0 cancelled)"),
+        "{rest}"
+    );
+    assert!(rest.contains("2 records written, 0 dropped"), "{rest}");
+    let rows = rows(&db);
+    assert_eq!(
+        rows,
+        [
+            (
+                "served".into(),
+                "fake-llama".into(),
+                "cli-test".into(),
+                "ok".into(),
+                11,
+                4,
+                false
+            ),
+            (
+                "served".into(),
+                "fake-llama".into(),
+                "cli-test".into(),
+                "ok".into(),
+                7,
+                30,
+                true
+            ),
+        ]
+    );
+}
+
+#[test]
+fn metrics_and_health_are_answered_on_the_proxy_port() {
+    let (dir, db) = temp_db();
+    let (_rt, upstream) = fake_upstream(|_| FakeReply::json(200, chat_completion("served", 3, 2)));
+    let mut proxy = RunningCli::start(dir.path(), &db, &upstream.url());
+    for _ in 0..3 {
+        proxy.request("POST", "/v1/chat/completions", CHAT);
+    }
+    let health = proxy.request("GET", "/telemetry/health", "");
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    assert!(health.contains("\"healthy\":true"), "{health}");
+    // Records reach /metrics once the store commits them.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let metrics = proxy.request("GET", "/metrics", "");
+        assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
+        if metrics.contains(r#"inference_calls_total{model="served",engine="fake-llama",agent="cli-test",outcome="ok"} 3"#) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "metrics never showed 3 calls: {metrics}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        upstream.request_count(),
+        3,
+        "/metrics and health are not forwarded"
+    );
+    proxy.terminate();
+    assert!(proxy.wait().0.success());
+}
+
+#[test]
+fn bad_arguments_are_one_line_errors() {
+    let (dir, db) = temp_db();
+    for (args, says) in [
+        (
+            vec!["--upstream", "https://api.example.com"],
+            "https is not supported",
+        ),
+        (
+            vec!["--upstream", "http://127.0.0.1:1", "--route", "nomodel"],
+            "expected MODEL=URL",
+        ),
+        (
+            vec![
+                "--upstream",
+                "http://127.0.0.1:1",
+                "--prices",
+                "/nonexistent/p.toml",
+            ],
+            "--prices",
+        ),
+    ] {
+        let out = telemetry(dir.path())
+            .args([
+                "--db",
+                db.to_str().unwrap(),
+                "proxy",
+                "--listen",
+                "127.0.0.1:0",
+                "--gpu",
+                "off",
+            ])
+            .args(&args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(err.contains(says), "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+    }
+}
