@@ -144,6 +144,97 @@ pub enum StoreError {
     Closed,
 }
 
+/// Why [`record`](crate::TelemetryStore::record) or
+/// [`record_arc`](crate::TelemetryStore::record_arc) refused a record: only what recording can
+/// return. Nothing of a refused record is stored. Converts into [`StoreError`] for callers that
+/// handle every store error in one place.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RecordError {
+    /// The record failed [`TelemetryRecord::validate`](telemetry_core::TelemetryRecord::validate).
+    /// The inner error names the field and the value. Counted in
+    /// [`StoreStats::rejected`](crate::StoreStats::rejected).
+    #[error("record refused: {0}")]
+    Invalid(#[from] ValidationError),
+    /// The queue was full and the overflow policy is
+    /// [`DropNewest`](crate::OverflowPolicy::DropNewest): the record was dropped and counted in
+    /// [`StoreStats::dropped`](crate::StoreStats::dropped).
+    #[error("telemetry queue is full ({capacity} records); the record was dropped")]
+    QueueFull {
+        /// The queue capacity.
+        capacity: usize,
+    },
+    /// The writer has failed to commit for longer than the
+    /// [write retry budget](crate::StoreBuilder::write_retry_budget) (or, with
+    /// [`Durability::Sync`](crate::Durability::Sync), the commit of this record failed): the record
+    /// was not queued, and is counted in [`StoreStats::dropped`](crate::StoreStats::dropped).
+    #[error("cannot write telemetry to {path}: {message} ({attempts} failed attempts)")]
+    WriteFailed {
+        /// The database file (`:memory:` for an in-memory store).
+        path: PathBuf,
+        /// Consecutive failed attempts so far.
+        attempts: u32,
+        /// The last error.
+        message: String,
+    },
+    /// The store was closed (or its writer stopped); nothing more is accepted.
+    #[error("the telemetry store is closed")]
+    Closed,
+}
+
+impl RecordError {
+    /// The offending field, for [`Invalid`](Self::Invalid).
+    pub fn field(&self) -> Option<&'static str> {
+        match self {
+            RecordError::Invalid(e) => Some(e.field()),
+            _ => None,
+        }
+    }
+
+    /// A writer's answer to a synchronous record, as a recording error: anything but the
+    /// recording errors themselves is a failed write of `path`.
+    pub(crate) fn from_reply(e: StoreError, path: &std::path::Path) -> RecordError {
+        match e {
+            StoreError::Invalid(e) => RecordError::Invalid(e),
+            StoreError::QueueFull { capacity } => RecordError::QueueFull { capacity },
+            StoreError::WriteFailed {
+                path,
+                attempts,
+                message,
+            } => RecordError::WriteFailed {
+                path,
+                attempts,
+                message,
+            },
+            StoreError::Closed => RecordError::Closed,
+            other => RecordError::WriteFailed {
+                path: path.to_path_buf(),
+                attempts: 1,
+                message: other.to_string(),
+            },
+        }
+    }
+}
+
+impl From<RecordError> for StoreError {
+    fn from(e: RecordError) -> Self {
+        match e {
+            RecordError::Invalid(e) => StoreError::Invalid(e),
+            RecordError::QueueFull { capacity } => StoreError::QueueFull { capacity },
+            RecordError::WriteFailed {
+                path,
+                attempts,
+                message,
+            } => StoreError::WriteFailed {
+                path,
+                attempts,
+                message,
+            },
+            RecordError::Closed => StoreError::Closed,
+        }
+    }
+}
+
 impl StoreError {
     pub(crate) fn sqlite(context: impl Into<String>, source: rusqlite::Error) -> Self {
         StoreError::Sqlite {
@@ -203,4 +294,54 @@ pub(crate) fn to_u64(column: &'static str, value: i64) -> Result<u64, StoreError
         column,
         detail: format!("negative count {value}"),
     })
+}
+
+#[cfg(test)]
+mod record_error_tests {
+    use std::path::Path;
+
+    use super::*;
+
+    #[test]
+    fn a_writer_reply_keeps_the_recording_errors_and_names_the_file_otherwise() {
+        let path = Path::new("/data/t.db");
+        assert!(matches!(
+            RecordError::from_reply(StoreError::Closed, path),
+            RecordError::Closed
+        ));
+        assert!(matches!(
+            RecordError::from_reply(StoreError::QueueFull { capacity: 3 }, path),
+            RecordError::QueueFull { capacity: 3 }
+        ));
+        let other = StoreError::ValueTooLarge {
+            field: "prompt_tokens",
+            value: u64::MAX,
+        };
+        match RecordError::from_reply(other, path) {
+            RecordError::WriteFailed {
+                path: p, message, ..
+            } => {
+                assert_eq!(p, path);
+                assert!(message.contains("prompt_tokens"), "{message}");
+            }
+            e => panic!("expected WriteFailed, got {e}"),
+        }
+    }
+
+    #[test]
+    fn every_recording_error_converts_to_the_same_store_error() {
+        let cases = [
+            RecordError::QueueFull { capacity: 8 },
+            RecordError::Closed,
+            RecordError::WriteFailed {
+                path: "/d".into(),
+                attempts: 2,
+                message: "disk full".into(),
+            },
+        ];
+        for e in cases {
+            let text = e.to_string();
+            assert_eq!(StoreError::from(e).to_string(), text);
+        }
+    }
 }

@@ -74,7 +74,7 @@ pub use config::{
     DEFAULT_BATCH_SIZE, DEFAULT_BUSY_TIMEOUT, DEFAULT_FLUSH_INTERVAL, DEFAULT_QUEUE_CAPACITY,
     DEFAULT_WRITE_RETRY_BUDGET, Durability, OverflowPolicy, StoreBuilder,
 };
-pub use error::StoreError;
+pub use error::{RecordError, StoreError};
 pub use import::{ImportProgress, ImportReport};
 pub use stats::{Health, StoreStats};
 pub use store::TelemetryStore;

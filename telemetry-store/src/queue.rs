@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use telemetry_core::TelemetryRecord;
 
 use crate::config::OverflowPolicy;
-use crate::error::StoreError;
+use crate::error::{RecordError, StoreError};
 use crate::import::ImportRow;
 
 /// What a control message asks the writer to do once everything queued before it is committed.
@@ -83,7 +83,7 @@ pub(crate) struct Queue {
     capacity: usize,
     batch_size: usize,
     overflow: OverflowPolicy,
-    /// The database, for [`StoreError::WriteFailed`].
+    /// The database, for [`RecordError::WriteFailed`].
     path: PathBuf,
 }
 
@@ -116,14 +116,14 @@ impl Queue {
         &self,
         record: Arc<TelemetryRecord>,
         then_flush: bool,
-    ) -> Result<Option<Receiver<Reply>>, StoreError> {
+    ) -> Result<Option<Receiver<Reply>>, RecordError> {
         let mut s = self.lock();
         loop {
             if s.closed {
-                return Err(StoreError::Closed);
+                return Err(RecordError::Closed);
             }
             if let Some((attempts, message)) = &s.failing {
-                return Err(StoreError::WriteFailed {
+                return Err(RecordError::WriteFailed {
                     path: self.path.clone(),
                     attempts: *attempts,
                     message: message.clone(),
@@ -134,7 +134,7 @@ impl Queue {
             }
             match self.overflow {
                 OverflowPolicy::DropNewest => {
-                    return Err(StoreError::QueueFull {
+                    return Err(RecordError::QueueFull {
                         capacity: self.capacity,
                     });
                 }

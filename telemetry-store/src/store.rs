@@ -12,7 +12,7 @@ use telemetry_core::{
 };
 
 use crate::config::{Durability, Location, StoreBuilder};
-use crate::error::StoreError;
+use crate::error::{RecordError, StoreError};
 use crate::import::{ImportProgress, ImportReport, read_openjarvis};
 use crate::open::open_connection;
 use crate::queue::{ControlKind, Queue, Reply};
@@ -125,35 +125,39 @@ impl TelemetryStore {
     ///
     /// With [`Durability::Buffered`] (the default) this returns once the record is queued: no I/O,
     /// no lock held across I/O. With [`Durability::Sync`] it returns after the record's batch is
-    /// committed. An invalid record is refused with [`StoreError::Invalid`] naming the field, and
+    /// committed. An invalid record is refused with [`RecordError::Invalid`] naming the field, and
     /// counted in [`StoreStats::rejected`]. Once commits have failed for longer than the
     /// [write retry budget](StoreBuilder::write_retry_budget) (e.g. a full disk), the record is
-    /// refused with [`StoreError::WriteFailed`] (and counted in [`StoreStats::dropped`]) rather
+    /// refused with [`RecordError::WriteFailed`] (and counted in [`StoreStats::dropped`]) rather
     /// than queued, even under [`OverflowPolicy::Block`](crate::OverflowPolicy::Block).
-    pub fn record(&self, record: &TelemetryRecord) -> Result<(), StoreError> {
+    /// [`RecordError`] converts into [`StoreError`], so `?` works in a function returning either.
+    pub fn record(&self, record: &TelemetryRecord) -> Result<(), RecordError> {
         self.check(record)?;
         self.enqueue(Arc::new(record.clone()))
     }
 
     /// As [`record`](Self::record), without copying the record (e.g. the `Arc` of a bus event).
-    pub fn record_arc(&self, record: Arc<TelemetryRecord>) -> Result<(), StoreError> {
+    pub fn record_arc(&self, record: Arc<TelemetryRecord>) -> Result<(), RecordError> {
         self.check(&record)?;
         self.enqueue(record)
     }
 
-    fn check(&self, record: &TelemetryRecord) -> Result<(), StoreError> {
+    fn check(&self, record: &TelemetryRecord) -> Result<(), RecordError> {
         record.validate().map_err(|e| {
             self.inner.counters.rejected.fetch_add(1, Ordering::Relaxed);
-            StoreError::Invalid(e)
+            RecordError::Invalid(e)
         })
     }
 
-    fn enqueue(&self, record: Arc<TelemetryRecord>) -> Result<(), StoreError> {
+    fn enqueue(&self, record: Arc<TelemetryRecord>) -> Result<(), RecordError> {
         let sync = self.inner.durability == Durability::Sync;
         match self.inner.queue.push_record(record, sync) {
             Ok(None) => Ok(()),
-            Ok(Some(ack)) => wait(&ack).map(drop),
-            Err(e @ (StoreError::QueueFull { .. } | StoreError::WriteFailed { .. })) => {
+            Ok(Some(ack)) => wait(&ack).map(drop).map_err(|e| {
+                let path = self.inner.path.as_deref().unwrap_or(Path::new(":memory:"));
+                RecordError::from_reply(e, path)
+            }),
+            Err(e @ (RecordError::QueueFull { .. } | RecordError::WriteFailed { .. })) => {
                 self.inner.counters.dropped.fetch_add(1, Ordering::Relaxed);
                 Err(e)
             }

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 use telemetry_core::{Event, EventBus, TelemetryRecord};
-use telemetry_store::{Durability, Health, OverflowPolicy, StoreError, TelemetryStore};
+use telemetry_store::{
+    Durability, Health, OverflowPolicy, RecordError, StoreError, TelemetryStore,
+};
 
 fn count(conn: &Connection) -> i64 {
     conn.query_row("SELECT COUNT(*) FROM telemetry", [], |r| r.get(0))
@@ -103,7 +105,7 @@ fn drop_newest_counts_what_it_drops_and_memory_stays_bounded() {
     for i in 0..1_000 {
         match store.record(&common::sample("d", i)) {
             Ok(()) => {}
-            Err(StoreError::QueueFull { capacity }) => {
+            Err(RecordError::QueueFull { capacity }) => {
                 assert_eq!(capacity, 100);
                 dropped += 1;
             }

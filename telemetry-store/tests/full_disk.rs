@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
-use telemetry_store::{OverflowPolicy, StoreError, TelemetryStore};
+use telemetry_store::{OverflowPolicy, RecordError, StoreError, TelemetryStore};
 
 fn count(path: &Path) -> i64 {
     common::connect(path)
@@ -25,7 +25,7 @@ fn produce_until_refused(
     store: &TelemetryStore,
     n: u64,
     limit: Duration,
-) -> (u64, Option<StoreError>) {
+) -> (u64, Option<RecordError>) {
     let producer = {
         let store = store.clone();
         std::thread::spawn(move || {
@@ -77,7 +77,7 @@ fn a_failure_past_the_retry_budget_reaches_record_instead_of_blocking_for_ever()
     assert!(started.elapsed() >= Duration::from_millis(300));
     assert!(accepted >= 50, "{accepted}");
     match &err {
-        StoreError::WriteFailed { path: p, .. } => assert_eq!(p, &path),
+        RecordError::WriteFailed { path: p, .. } => assert_eq!(p, &path),
         other => panic!("expected WriteFailed, got {other}"),
     }
     assert!(err.to_string().contains("locked"), "{err}");
@@ -144,7 +144,7 @@ fn a_full_disk_is_reported_to_callers_and_committed_rows_stay_intact() {
     let err = err.expect("a 1 MiB disk took 200 000 records");
     assert!(started.elapsed() < Duration::from_secs(30));
     let text = err.to_string();
-    assert!(matches!(err, StoreError::WriteFailed { .. }), "{text}");
+    assert!(matches!(err, RecordError::WriteFailed { .. }), "{text}");
     assert!(text.contains("full"), "{text}");
     assert!(text.contains(&path.display().to_string()), "{text}");
     assert!(matches!(store.flush(), Err(StoreError::WriteFailed { .. })));

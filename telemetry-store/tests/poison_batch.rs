@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use telemetry_core::{MAX_TOKENS, TelemetryRecord};
-use telemetry_store::{Health, OverflowPolicy, StoreError, TelemetryStore};
+use telemetry_store::{Health, OverflowPolicy, RecordError, TelemetryStore};
 
 fn count(path: &std::path::Path) -> i64 {
     common::connect(path)
@@ -46,7 +46,7 @@ fn huge_token_counts_never_block_the_producer_and_good_records_are_written() {
                 }
                 match store.record_arc(Arc::new(r)) {
                     Ok(()) => good += 1,
-                    Err(StoreError::Invalid(e)) => {
+                    Err(RecordError::Invalid(e)) => {
                         assert_eq!(e.field(), "prompt_tokens");
                         refused += 1;
                     }

@@ -4,7 +4,7 @@
 mod common;
 
 use serde_json::json;
-use telemetry_store::{StoreError, TelemetryStore};
+use telemetry_store::{RecordError, TelemetryStore};
 
 #[test]
 fn bad_records_are_refused_naming_the_field_and_nothing_is_written() {
@@ -33,7 +33,7 @@ fn bad_records_are_refused_naming_the_field_and_nothing_is_written() {
     ];
     for (record, field) in &cases {
         let err = store.record(record).unwrap_err();
-        assert!(matches!(err, StoreError::Invalid(_)), "{err}");
+        assert!(matches!(err, RecordError::Invalid(_)), "{err}");
         assert_eq!(err.field(), Some(*field));
         assert!(err.to_string().contains(field), "{err}");
         let err = store
