@@ -5,12 +5,12 @@
 //! windows active in it in proportion to their weights (equal by default). Every window's share is
 //! non-negative and the shares sum to the energy over the union of the windows.
 
-use crate::{EnergyCurve, GpuError, Timestamp};
+use crate::{GpuError, Timestamp};
 
 /// Anything that can say how many joules were spent between two instants.
 ///
-/// Implemented by [`EnergyCurve`], by slices of curves (their sum, for several devices), and by
-/// closures `Fn(Timestamp, Timestamp) -> f64`.
+/// Implemented by [`EnergyCurve`](crate::EnergyCurve), by slices of curves (their sum, for
+/// several devices), and by closures `Fn(Timestamp, Timestamp) -> f64`.
 pub trait EnergySource {
     /// Joules spent in `[t0, t1]`; `t0 <= t1`. Must be non-negative.
     fn energy_between(&self, t0: Timestamp, t1: Timestamp) -> f64;
@@ -19,18 +19,6 @@ pub trait EnergySource {
 impl<F: Fn(Timestamp, Timestamp) -> f64> EnergySource for F {
     fn energy_between(&self, t0: Timestamp, t1: Timestamp) -> f64 {
         self(t0, t1)
-    }
-}
-
-impl EnergySource for [EnergyCurve] {
-    fn energy_between(&self, t0: Timestamp, t1: Timestamp) -> f64 {
-        self.iter().map(|c| c.energy_between(t0, t1)).sum()
-    }
-}
-
-impl EnergySource for Vec<EnergyCurve> {
-    fn energy_between(&self, t0: Timestamp, t1: Timestamp) -> f64 {
-        self.as_slice().energy_between(t0, t1)
     }
 }
 

@@ -114,13 +114,14 @@ mod attribution;
 mod backend;
 mod clock;
 mod config;
-mod energy;
+mod energy_curve;
+mod energy_reading;
 mod error;
+mod gpu_reading;
 #[cfg(feature = "mock")]
 mod mock;
 #[cfg(feature = "nvml")]
 mod nvml;
-mod reading;
 mod refresh;
 mod registry;
 mod sampler;
@@ -128,15 +129,16 @@ mod timeline;
 mod worker;
 
 pub use attribution::{EnergySource, Window, attribute, union_energy};
-pub use backend::{DeviceInfo, GpuBackend, GpuReading};
+pub use backend::{DeviceInfo, GpuBackend};
 pub use clock::{Clock, MockClock, SystemClock, Timestamp};
 pub use config::{SamplerConfig, SamplerStats};
-pub use energy::EnergyCurve;
+pub use energy_curve::EnergyCurve;
+pub use energy_reading::{DeviceEnergy, EnergyReading};
 pub use error::GpuError;
+pub use gpu_reading::GpuReading;
 #[cfg(feature = "mock")]
 pub use mock::{MockBackend, MockDevice, PowerProfile};
 #[cfg(feature = "nvml")]
 pub use nvml::NvmlBackend;
-pub use reading::{DeviceEnergy, EnergyReading};
 pub use sampler::{GpuSampler, WindowHandle};
 pub use timeline::{DeviceTimeline, Timeline};

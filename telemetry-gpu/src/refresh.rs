@@ -2,7 +2,12 @@
 //! [`EnergyCurve`](crate::EnergyCurve) for how the curve uses them).
 
 use crate::GpuReading;
-use crate::energy::trapezoid;
+
+/// Joules of a power ramp from `p0` W at `t0` s to `p1` W at `t1` s (the trapezoid rule): how
+/// both the tracker and the curve integrate sampled power.
+pub(crate) fn trapezoid(t0: f64, p0: f64, t1: f64, p1: f64) -> f64 {
+    (p0 + p1) / 2.0 * (t1 - t0)
+}
 
 /// The longest time, seconds, between a counter refresh and the read that first shows it: the
 /// counter's refresh period (NVML: ~100 ms on an H100/H200).

@@ -6,7 +6,7 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use crate::reading::{WindowSpec, compute_reading};
+use crate::energy_reading::{WindowSpec, compute_reading};
 use crate::worker::{Shared, run};
 use crate::{
     Clock, DeviceInfo, EnergyReading, GpuBackend, GpuError, SamplerConfig, SamplerStats,

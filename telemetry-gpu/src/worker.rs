@@ -29,7 +29,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use crate::reading::{WindowSpec, compute_reading};
+use crate::energy_reading::{WindowSpec, compute_reading};
 use crate::registry::{Callback, Completer, Registry};
 use crate::{
     Clock, DeviceInfo, EnergyReading, GpuBackend, GpuError, SamplerConfig, SamplerStats, Timeline,

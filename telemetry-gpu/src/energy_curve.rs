@@ -26,7 +26,7 @@
 
 use telemetry_core::EnergyMethod;
 
-use crate::refresh::{RefreshTracker, StoredKnot};
+use crate::refresh::{RefreshTracker, StoredKnot, trapezoid};
 use crate::{EnergySource, GpuReading, Timestamp};
 
 /// A sample's power, and the trapezoid integral of power up to it.
@@ -259,8 +259,17 @@ impl EnergySource for EnergyCurve {
     }
 }
 
-pub(crate) fn trapezoid(t0: f64, p0: f64, t1: f64, p1: f64) -> f64 {
-    (p0 + p1) / 2.0 * (t1 - t0)
+/// Several devices' curves: the sum of their energies.
+impl EnergySource for [EnergyCurve] {
+    fn energy_between(&self, t0: Timestamp, t1: Timestamp) -> f64 {
+        self.iter().map(|c| c.energy_between(t0, t1)).sum()
+    }
+}
+
+impl EnergySource for Vec<EnergyCurve> {
+    fn energy_between(&self, t0: Timestamp, t1: Timestamp) -> f64 {
+        self.as_slice().energy_between(t0, t1)
+    }
 }
 
 #[cfg(test)]
