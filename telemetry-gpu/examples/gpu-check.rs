@@ -177,7 +177,7 @@ fn main() {
     let driver = backend.nvml().sys_driver_version().unwrap_or_default();
     let devices: Vec<Value> = backend
         .devices()
-        .unwrap_or_else(|e| fail(&e))
+        .unwrap_or_else(|e| fail(&e.into()))
         .iter()
         .map(|d| {
             json!({

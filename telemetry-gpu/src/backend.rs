@@ -1,6 +1,6 @@
 //! The [`GpuBackend`] trait and the [`DeviceInfo`] it lists; its readings are [`GpuReading`]s.
 
-use crate::{Clock, GpuError, GpuReading};
+use crate::{BackendError, Clock, GpuReading};
 
 /// One GPU as the backend sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,16 +29,17 @@ pub trait GpuBackend: Send {
     /// The devices, in index order.
     ///
     /// # Errors
-    /// [`GpuError::Unavailable`] if the driver stopped answering, or a device-specific error.
-    fn devices(&self) -> Result<Vec<DeviceInfo>, GpuError>;
+    /// [`BackendError::Unavailable`] if the driver stopped answering, or a device-specific error.
+    fn devices(&self) -> Result<Vec<DeviceInfo>, BackendError>;
 
     /// Takes one reading of device `index`, stamping it with `clock`.
     ///
     /// # Errors
-    /// [`GpuError::NoSuchDevice`], [`GpuError::DeviceLost`], [`GpuError::ReadFailed`] or
-    /// [`GpuError::NotSupported`] when even power cannot be read. A failed utilization, memory or
+    /// [`BackendError::NoSuchDevice`], [`BackendError::DeviceLost`],
+    /// [`BackendError::Unavailable`], [`BackendError::ReadFailed`] or
+    /// [`BackendError::NotSupported`] when even power cannot be read. A failed utilization, memory or
     /// temperature read is not an error: that field is `None` and the power and counter are kept.
-    fn read(&mut self, index: u32, clock: &dyn Clock) -> Result<GpuReading, GpuError>;
+    fn read(&mut self, index: u32, clock: &dyn Clock) -> Result<GpuReading, BackendError>;
 
     /// Like [`read`](Self::read) without the energy counter (`energy_mj` is `None`): what the
     /// sampler takes on the ticks between counter reads
@@ -53,7 +54,7 @@ pub trait GpuBackend: Send {
         &mut self,
         index: u32,
         clock: &dyn Clock,
-    ) -> Result<GpuReading, GpuError> {
+    ) -> Result<GpuReading, BackendError> {
         let mut reading = self.read(index, clock)?;
         reading.energy_mj = None;
         Ok(reading)
@@ -65,11 +66,11 @@ impl<B: GpuBackend + ?Sized> GpuBackend for Box<B> {
         (**self).vendor()
     }
 
-    fn devices(&self) -> Result<Vec<DeviceInfo>, GpuError> {
+    fn devices(&self) -> Result<Vec<DeviceInfo>, BackendError> {
         (**self).devices()
     }
 
-    fn read(&mut self, index: u32, clock: &dyn Clock) -> Result<GpuReading, GpuError> {
+    fn read(&mut self, index: u32, clock: &dyn Clock) -> Result<GpuReading, BackendError> {
         (**self).read(index, clock)
     }
 
@@ -77,7 +78,7 @@ impl<B: GpuBackend + ?Sized> GpuBackend for Box<B> {
         &mut self,
         index: u32,
         clock: &dyn Clock,
-    ) -> Result<GpuReading, GpuError> {
+    ) -> Result<GpuReading, BackendError> {
         (**self).read_without_counter(index, clock)
     }
 }

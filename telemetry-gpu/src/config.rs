@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::GpuError;
+use crate::BackendError;
 
 /// How a [`GpuSampler`](crate::GpuSampler) samples.
 #[derive(Debug, Clone, PartialEq)]
@@ -64,7 +64,7 @@ pub struct SamplerStats {
     /// Failed device reads (the sampler keeps going).
     pub failed_reads: u64,
     /// The most recent read error.
-    pub last_error: Option<GpuError>,
+    pub last_error: Option<BackendError>,
     /// Windows begun and not yet ended.
     pub active_windows: usize,
     /// Windows ended and waiting for the timeline to cover them.

@@ -14,8 +14,9 @@
 //! ## API in brief
 //!
 //! - [`GpuBackend`]: `devices() -> Vec<DeviceInfo>`, `read(index, &dyn Clock) -> GpuReading`,
-//!   `read_without_counter(index, &dyn Clock)`; `NvmlBackend` (feature `nvml`), `MockBackend`
-//!   (feature `mock`, counts `reads()` and `counter_reads()`).
+//!   `read_without_counter(index, &dyn Clock)`, failing only with a [`BackendError`] (the device
+//!   or the driver); `NvmlBackend` (feature `nvml`), `MockBackend` (feature `mock`, counts
+//!   `reads()` and `counter_reads()`). Setting up and using the sampler fails with a [`GpuError`].
 //! - [`Clock`] / [`Timestamp`]: [`SystemClock`] (real), [`MockClock`] (advanced by tests);
 //!   `sampler.timestamp_of(Instant)` converts a caller's instant.
 //! - [`GpuSampler::new`]`(backend)` / [`GpuSampler::with_config`]`(backend, clock, SamplerConfig)`.
@@ -134,7 +135,7 @@ pub use clock::{Clock, MockClock, SystemClock, Timestamp};
 pub use config::{SamplerConfig, SamplerStats};
 pub use energy_curve::EnergyCurve;
 pub use energy_reading::{DeviceEnergy, EnergyReading};
-pub use error::GpuError;
+pub use error::{BackendError, GpuError};
 pub use gpu_reading::GpuReading;
 #[cfg(feature = "mock")]
 pub use mock::{MockBackend, MockDevice, PowerProfile};

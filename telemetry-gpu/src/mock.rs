@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use crate::{Clock, DeviceInfo, GpuBackend, GpuError, GpuReading, Timestamp};
+use crate::{BackendError, Clock, DeviceInfo, GpuBackend, GpuReading, Timestamp};
 
 /// A scripted power draw over time, in watts.
 #[derive(Debug, Clone, PartialEq)]
@@ -224,7 +224,7 @@ fn mw(watts: f64) -> u32 {
 #[derive(Debug)]
 struct MockState {
     devices: Vec<MockDevice>,
-    failures: Vec<VecDeque<GpuError>>,
+    failures: Vec<VecDeque<BackendError>>,
     lost: Vec<bool>,
     reads: u64,
     counter_reads: u64,
@@ -243,7 +243,7 @@ struct MockState {
 /// let reading = gpu.read(0, &clock)?;
 /// assert_eq!(reading.energy_mj, Some(140_000)); // 700 W up to the refresh at 200 ms
 /// assert_eq!(reading.power_mw, 700_000);
-/// # Ok::<(), telemetry_gpu::GpuError>(())
+/// # Ok::<(), telemetry_gpu::BackendError>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct MockBackend {
@@ -275,13 +275,13 @@ impl MockBackend {
     }
 
     /// The next `count` reads of `device` fail with `error`.
-    pub fn fail_next_reads(&self, device: u32, count: usize, error: GpuError) {
+    pub fn fail_next_reads(&self, device: u32, count: usize, error: BackendError) {
         if let Some(q) = self.lock().failures.get_mut(device as usize) {
             q.extend(std::iter::repeat_n(error, count));
         }
     }
 
-    /// Every read of `device` fails with [`GpuError::DeviceLost`] until
+    /// Every read of `device` fails with [`BackendError::DeviceLost`] until
     /// [`restore_device`](Self::restore_device).
     pub fn lose_device(&self, device: u32) {
         if let Some(l) = self.lock().lost.get_mut(device as usize) {
@@ -321,7 +321,7 @@ impl GpuBackend for MockBackend {
         "mock"
     }
 
-    fn devices(&self) -> Result<Vec<DeviceInfo>, GpuError> {
+    fn devices(&self) -> Result<Vec<DeviceInfo>, BackendError> {
         Ok(self
             .lock()
             .devices
@@ -337,7 +337,7 @@ impl GpuBackend for MockBackend {
             .collect())
     }
 
-    fn read(&mut self, index: u32, clock: &dyn Clock) -> Result<GpuReading, GpuError> {
+    fn read(&mut self, index: u32, clock: &dyn Clock) -> Result<GpuReading, BackendError> {
         self.read_inner(index, clock, true)
     }
 
@@ -345,7 +345,7 @@ impl GpuBackend for MockBackend {
         &mut self,
         index: u32,
         clock: &dyn Clock,
-    ) -> Result<GpuReading, GpuError> {
+    ) -> Result<GpuReading, BackendError> {
         self.read_inner(index, clock, false)
     }
 }
@@ -356,7 +356,7 @@ impl MockBackend {
         index: u32,
         clock: &dyn Clock,
         counter: bool,
-    ) -> Result<GpuReading, GpuError> {
+    ) -> Result<GpuReading, BackendError> {
         let t = clock.now();
         let mut state = self.lock();
         state.reads += 1;
@@ -366,10 +366,10 @@ impl MockBackend {
         let count = u32::try_from(state.devices.len()).unwrap_or(u32::MAX);
         let i = index as usize;
         if i >= state.devices.len() {
-            return Err(GpuError::NoSuchDevice { index, count });
+            return Err(BackendError::NoSuchDevice { index, count });
         }
         if state.lost[i] {
-            return Err(GpuError::DeviceLost { device: index });
+            return Err(BackendError::DeviceLost { device: index });
         }
         if let Some(error) = state.failures[i].pop_front() {
             return Err(error);
@@ -439,7 +439,7 @@ mod tests {
         handle.fail_next_reads(
             0,
             1,
-            GpuError::ReadFailed {
+            BackendError::ReadFailed {
                 device: 0,
                 what: "power",
                 reason: "timeout".into(),
@@ -447,16 +447,19 @@ mod tests {
         );
         assert!(matches!(
             gpu.read(0, &clock),
-            Err(GpuError::ReadFailed { .. })
+            Err(BackendError::ReadFailed { .. })
         ));
         assert!(gpu.read(0, &clock).is_ok());
         handle.lose_device(0);
-        assert_eq!(gpu.read(0, &clock), Err(GpuError::DeviceLost { device: 0 }));
+        assert_eq!(
+            gpu.read(0, &clock),
+            Err(BackendError::DeviceLost { device: 0 })
+        );
         handle.restore_device(0);
         assert!(gpu.read(0, &clock).is_ok());
         assert_eq!(
             gpu.read(3, &clock),
-            Err(GpuError::NoSuchDevice { index: 3, count: 1 })
+            Err(BackendError::NoSuchDevice { index: 3, count: 1 })
         );
         assert_eq!(handle.reads(), 5);
     }

@@ -10,7 +10,7 @@ use nvml_wrapper::struct_wrappers::device::FieldValueSample;
 use nvml_wrapper::structs::device::FieldId;
 use nvml_wrapper::sys_exports::field_id::NVML_FI_DEV_POWER_INSTANT;
 
-use crate::{Clock, DeviceInfo, GpuBackend, GpuError, GpuReading, Timestamp};
+use crate::{BackendError, Clock, DeviceInfo, GpuBackend, GpuError, GpuReading, Timestamp};
 
 /// NVIDIA GPUs through NVML. Initializes NVML once; each [`read`](GpuBackend::read) costs about
 /// 3.5 ms (p99 21 ms, measured on an H200) when the energy counter is read, mostly driver CPU;
@@ -37,23 +37,23 @@ impl std::fmt::Debug for NvmlBackend {
     }
 }
 
-fn unavailable(e: &NvmlError) -> GpuError {
-    GpuError::Unavailable {
+fn unavailable(e: &NvmlError) -> BackendError {
+    BackendError::Unavailable {
         reason: e.to_string(),
     }
 }
 
 /// Maps an NVML error on `device` during `what` to the error a caller can act on.
-fn map_err(device: u32, what: &'static str, e: NvmlError) -> GpuError {
+fn map_err(device: u32, what: &'static str, e: NvmlError) -> BackendError {
     match e {
-        NvmlError::NotSupported => GpuError::NotSupported { device, what },
-        NvmlError::GpuLost => GpuError::DeviceLost { device },
+        NvmlError::NotSupported => BackendError::NotSupported { device, what },
+        NvmlError::GpuLost => BackendError::DeviceLost { device },
         NvmlError::DriverNotLoaded
         | NvmlError::LibraryNotFound
         | NvmlError::Uninitialized
         | NvmlError::LibloadingError(_)
         | NvmlError::FailedToLoadSymbol(_) => unavailable(&e),
-        other => GpuError::ReadFailed {
+        other => BackendError::ReadFailed {
             device,
             what,
             reason: other.to_string(),
@@ -68,11 +68,13 @@ fn optional<T>(
     device: u32,
     what: &'static str,
     result: Result<T, NvmlError>,
-) -> Result<Option<T>, GpuError> {
+) -> Result<Option<T>, BackendError> {
     match result {
         Ok(v) => Ok(Some(v)),
         Err(e) => match map_err(device, what, e) {
-            lost @ (GpuError::DeviceLost { .. } | GpuError::Unavailable { .. }) => Err(lost),
+            lost @ (BackendError::DeviceLost { .. } | BackendError::Unavailable { .. }) => {
+                Err(lost)
+            }
             other => {
                 tracing::debug!(error = %other, "GPU side reading skipped; power and energy kept");
                 Ok(None)
@@ -87,7 +89,7 @@ impl NvmlBackend {
     ///
     /// # Errors
     /// [`GpuError::Unavailable`] without a driver or `libnvidia-ml`; [`GpuError::NoDevices`] when
-    /// NVML lists none; a device error if one cannot be described.
+    /// NVML lists none; [`GpuError::Backend`] if a device cannot be described.
     pub fn new() -> Result<Self, GpuError> {
         let nvml = Nvml::init().map_err(|e| unavailable(&e))?;
         let count = nvml.device_count().map_err(|e| unavailable(&e))?;
@@ -149,11 +151,11 @@ impl GpuBackend for NvmlBackend {
         "nvidia"
     }
 
-    fn devices(&self) -> Result<Vec<DeviceInfo>, GpuError> {
+    fn devices(&self) -> Result<Vec<DeviceInfo>, BackendError> {
         Ok(self.devices.clone())
     }
 
-    fn read(&mut self, index: u32, clock: &dyn Clock) -> Result<GpuReading, GpuError> {
+    fn read(&mut self, index: u32, clock: &dyn Clock) -> Result<GpuReading, BackendError> {
         self.read_inner(index, clock, true)
     }
 
@@ -161,7 +163,7 @@ impl GpuBackend for NvmlBackend {
         &mut self,
         index: u32,
         clock: &dyn Clock,
-    ) -> Result<GpuReading, GpuError> {
+    ) -> Result<GpuReading, BackendError> {
         self.read_inner(index, clock, false)
     }
 }
@@ -173,9 +175,9 @@ impl NvmlBackend {
         index: u32,
         clock: &dyn Clock,
         counter: bool,
-    ) -> Result<GpuReading, GpuError> {
+    ) -> Result<GpuReading, BackendError> {
         let Some(info) = self.devices.iter().find(|d| d.index == index) else {
-            return Err(GpuError::NoSuchDevice {
+            return Err(BackendError::NoSuchDevice {
                 index,
                 count: u32::try_from(self.devices.len()).unwrap_or(u32::MAX),
             });
@@ -251,11 +253,11 @@ mod tests {
         );
         assert_eq!(
             optional::<u32>(2, "memory info", Err(NvmlError::GpuLost)),
-            Err(GpuError::DeviceLost { device: 2 })
+            Err(BackendError::DeviceLost { device: 2 })
         );
         assert!(matches!(
             optional::<u32>(0, "utilization", Err(NvmlError::DriverNotLoaded)),
-            Err(GpuError::Unavailable { .. })
+            Err(BackendError::Unavailable { .. })
         ));
     }
 }

@@ -32,8 +32,8 @@ use std::time::{Duration, Instant};
 use crate::energy_reading::{WindowSpec, compute_reading};
 use crate::registry::{Callback, Completer, Registry};
 use crate::{
-    Clock, DeviceInfo, EnergyReading, GpuBackend, GpuError, SamplerConfig, SamplerStats, Timeline,
-    Timestamp,
+    BackendError, Clock, DeviceInfo, EnergyReading, GpuBackend, SamplerConfig, SamplerStats,
+    Timeline, Timestamp,
 };
 
 /// The sampling side's state: only whoever takes a sample touches it.
@@ -46,7 +46,7 @@ struct Sampling {
 /// What sampling produced, read by completion and the sampler's queries.
 struct Readings {
     timeline: Timeline,
-    last_error: Option<GpuError>,
+    last_error: Option<BackendError>,
 }
 
 /// Work counters for [`SamplerStats`]; relaxed atomics, no lock.

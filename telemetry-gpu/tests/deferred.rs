@@ -12,7 +12,8 @@ use std::time::Duration;
 use common::{Rig, Sink, assert_close, ms};
 use telemetry_core::EnergyMethod;
 use telemetry_gpu::{
-    GpuError, GpuSampler, MockBackend, MockDevice, PowerProfile, SamplerConfig, SystemClock,
+    BackendError, GpuError, GpuSampler, MockBackend, MockDevice, PowerProfile, SamplerConfig,
+    SystemClock,
 };
 
 fn constant(watts: f64) -> MockDevice {
@@ -126,7 +127,7 @@ fn an_abandoned_handle_still_takes_its_share() {
 fn a_failing_device_is_counted_and_sampling_goes_on() {
     let rig = Rig::new(vec![constant(300.0), constant(100.0)]);
     let sink = Sink::default();
-    let read_error = GpuError::ReadFailed {
+    let read_error = BackendError::ReadFailed {
         device: 1,
         what: "power",
         reason: "timeout".into(),
@@ -153,7 +154,7 @@ fn a_failing_device_is_counted_and_sampling_goes_on() {
     assert_close(r.joules_total, 30.0, 0.01, "device 0 only");
     assert_eq!(
         rig.sampler.stats().last_error,
-        Some(GpuError::DeviceLost { device: 1 })
+        Some(BackendError::DeviceLost { device: 1 })
     );
     // A window from before the loss still sees both devices.
     let before = rig.sampler.energy_between(ms(500), ms(600)).unwrap();

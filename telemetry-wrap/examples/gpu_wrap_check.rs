@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use reference::{CounterSeries, relative_errors, uncovered, windows_on_edges};
 use serde_json::{Value, json};
 use telemetry_core::{EventBus, EventType, TelemetryRecord};
-use telemetry_gpu::{GpuBackend, GpuError, SystemClock, Timestamp};
+use telemetry_gpu::{BackendError, GpuBackend, GpuError, SystemClock, Timestamp};
 use telemetry_wrap::{
     GenerateParams, GenerateResult, GpuSampler, InferenceEngine, InstrumentedEngine, Message,
     NvmlBackend, SimulatedEngine, SingleChunk, Usage,
@@ -57,7 +57,9 @@ impl CheckError {
         match self {
             CheckError::Gpu(GpuError::Unavailable { .. }) => "unavailable",
             CheckError::Gpu(GpuError::NoDevices) => "no-devices",
-            CheckError::Gpu(GpuError::NotSupported { .. }) => "not-supported",
+            CheckError::Gpu(GpuError::Backend(BackendError::NotSupported { .. })) => {
+                "not-supported"
+            }
             CheckError::Gpu(_) => "gpu",
             CheckError::Reference(_) => "reference",
         }
@@ -76,6 +78,12 @@ impl std::fmt::Display for CheckError {
 impl From<GpuError> for CheckError {
     fn from(e: GpuError) -> Self {
         CheckError::Gpu(e)
+    }
+}
+
+impl From<BackendError> for CheckError {
+    fn from(e: BackendError) -> Self {
+        CheckError::Gpu(e.into())
     }
 }
 
@@ -214,10 +222,10 @@ fn run(seconds: f64) -> Result<Value, CheckError> {
         .iter()
         .find(|d| !d.energy_counter_supported)
     {
-        return Err(GpuError::NotSupported {
+        return Err(GpuError::from(BackendError::NotSupported {
             device: d.index,
             what: "total energy counter (the reference)",
-        }
+        })
         .into());
     }
     let sampler = Arc::new(GpuSampler::new(backend)?);
