@@ -26,7 +26,7 @@ struct RunningCli {
 }
 
 impl RunningCli {
-    fn start(home: &Path, db: &Path, upstream: &str) -> RunningCli {
+    fn start(home: &Path, db: &Path, upstream: &str, extra: &[&str]) -> RunningCli {
         let mut child = Command::new(assert_cmd::cargo::cargo_bin("telemetry"))
             .env_remove("TELEMETRY_DB")
             .env("HOME", home)
@@ -46,6 +46,7 @@ impl RunningCli {
                 "cli-test",
             ])
             .args(["--engine-name", "fake-llama"])
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -170,7 +171,7 @@ fn sigterm_mid_stream_lets_it_finish_and_loses_no_record() {
             FakeReply::json(200, chat_completion("served", 11, 4))
         }
     });
-    let mut proxy = RunningCli::start(dir.path(), &db, &upstream.url());
+    let mut proxy = RunningCli::start(dir.path(), &db, &upstream.url(), &[]);
 
     let blocking = proxy.request("POST", "/v1/chat/completions", CHAT);
     assert!(blocking.starts_with("HTTP/1.1 200"), "{blocking}");
@@ -232,7 +233,18 @@ fn sigterm_mid_stream_lets_it_finish_and_loses_no_record() {
 fn metrics_and_health_are_answered_on_the_proxy_port() {
     let (dir, db) = temp_db();
     let (_rt, upstream) = fake_upstream(|_| FakeReply::json(200, chat_completion("served", 3, 2)));
-    let mut proxy = RunningCli::start(dir.path(), &db, &upstream.url());
+    let prices = dir.path().join("prices.toml");
+    std::fs::write(
+        &prices,
+        "[models.served]\ninput_per_mtok = 1000000.0\noutput_per_mtok = 2000000.0\n",
+    )
+    .unwrap();
+    let mut proxy = RunningCli::start(
+        dir.path(),
+        &db,
+        &upstream.url(),
+        &["--prices", prices.to_str().unwrap()],
+    );
     for _ in 0..3 {
         proxy.request("POST", "/v1/chat/completions", CHAT);
     }
@@ -260,6 +272,11 @@ fn metrics_and_health_are_answered_on_the_proxy_port() {
     );
     proxy.terminate();
     assert!(proxy.wait().0.success());
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let cost: f64 = conn
+        .query_row("SELECT SUM(cost_usd) FROM telemetry", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(cost, 3.0 * (3.0 + 2.0 * 2.0), "priced from the TOML file");
 }
 
 #[test]

@@ -11,7 +11,6 @@ use hyper::body::Incoming;
 use crate::body::{ForwardBody, ResponseBody};
 use crate::hop::{self, AGENT_HEADER};
 use crate::metrics::{self, METRICS_PATH};
-use crate::record::Started;
 use crate::request::{Endpoint, RequestInfo};
 use crate::server::Shared;
 use crate::stats::Counters;
@@ -35,7 +34,6 @@ pub(crate) async fn handle(
 }
 
 async fn forward(shared: &Shared, request: Request<Incoming>) -> Response<ResponseBody> {
-    let started = Started::now();
     let (mut parts, body) = request.into_parts();
     let agent = parts
         .headers
@@ -76,7 +74,7 @@ async fn forward(shared: &Shared, request: Request<Incoming>) -> Response<Respon
     };
     parts.version = Version::HTTP_11;
 
-    let mut exchange = info.map(|info| shared.recorder.begin(info, agent, started));
+    let mut exchange = info.map(|info| shared.recorder.begin(&info, agent.as_deref()));
     match shared
         .client
         .request(Request::from_parts(parts, body))

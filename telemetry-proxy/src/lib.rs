@@ -30,7 +30,7 @@
 //!   (`stream_error`, `stream_incomplete`); an unreachable upstream is `connect` (the client gets
 //!   the 502); a client that leaves first is `cancelled` (the upstream request is dropped, which
 //!   aborts it). A body that is not the protocol is forwarded all the same and recorded with
-//!   `tokens_counted`, no tokens, and `metadata.protocol = "unknown"`.
+//!   `tokens_counted` and no tokens.
 //! - `GET /telemetry/health` ([`HEALTH_PATH`]) is answered by the proxy: JSON with each
 //!   upstream's reachability, the telemetry store's health and the proxy's counters; `200` when
 //!   all is well, else `503`.
@@ -73,7 +73,6 @@ mod error;
 mod forward;
 mod health;
 mod hop;
-mod itl;
 mod metrics;
 mod record;
 mod request;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use telemetry_core::EventBus;
 use telemetry_store::TelemetryStore;
-use telemetry_wrap::PriceTable;
+use telemetry_wrap::{CallContext, PriceTable};
 
 /// The engine name of records when none is set.
 pub const DEFAULT_ENGINE_NAME: &str = "openai-compatible";
@@ -23,7 +23,7 @@ pub struct ProxyTelemetry {
     pub(crate) prices: Option<Arc<PriceTable>>,
     pub(crate) store: Option<TelemetryStore>,
     #[cfg(feature = "gpu")]
-    pub(crate) gpu: Option<Arc<telemetry_gpu::GpuSampler>>,
+    pub(crate) gpu: Option<Arc<telemetry_wrap::GpuSampler>>,
 }
 
 impl ProxyTelemetry {
@@ -77,7 +77,7 @@ impl ProxyTelemetry {
     /// never waits for it). [`flush`](Self::flush) completes pending records.
     #[cfg(feature = "gpu")]
     #[must_use]
-    pub fn gpu_sampler(mut self, sampler: impl Into<Arc<telemetry_gpu::GpuSampler>>) -> Self {
+    pub fn gpu_sampler(mut self, sampler: impl Into<Arc<telemetry_wrap::GpuSampler>>) -> Self {
         self.gpu = Some(sampler.into());
         self
     }
@@ -89,6 +89,20 @@ impl ProxyTelemetry {
         if let Some(sampler) = &self.gpu {
             sampler.flush();
         }
+    }
+
+    /// The call context every call of the proxy starts from (telemetry-wrap's lifecycle).
+    pub(crate) fn context(&self) -> CallContext {
+        let mut ctx =
+            CallContext::new(Arc::clone(&self.bus), &*self.engine).with_agent(&*self.agent);
+        if let Some(prices) = &self.prices {
+            ctx = ctx.with_price_table(Arc::clone(prices));
+        }
+        #[cfg(feature = "gpu")]
+        if let Some(sampler) = &self.gpu {
+            ctx = ctx.with_gpu_sampler(Arc::clone(sampler));
+        }
+        ctx
     }
 
     /// The bus records are published on.

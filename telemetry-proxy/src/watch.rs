@@ -4,21 +4,18 @@
 //!
 //! Reading never fails and never changes what is forwarded: bytes it cannot understand only mark
 //! the call [`Seen::unparsed`]. Each stream frame is parsed in place, by reference, when it
-//! passes (well under a microsecond for a token chunk), so a content chunk is timestamped when
-//! the proxy received it and no copy of the stream is kept.
+//! passes (well under a microsecond for a token chunk), and each content chunk is handed to the
+//! call's [`Call::on_text`] then, so it is timestamped when the proxy received it and no copy of
+//! the stream is kept.
 
 use std::borrow::Cow;
-use std::time::Instant;
 
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode, header};
 use telemetry_openai::protocol::{
     Observed, OpenAiError, ServerPhases, ServerReport, SseEvent, SseParser, StreamObserver,
 };
-use telemetry_wrap::Usage;
-
-/// Inter-token gaps kept per stream at most (8 MB); later content chunks still count as tokens.
-const MAX_GAPS: usize = 1 << 20;
+use telemetry_wrap::{Call, Usage};
 
 /// What was read from one response, at its end.
 #[derive(Debug, Default)]
@@ -27,14 +24,8 @@ pub(crate) struct Seen {
     pub model: Option<String>,
     /// Token counts the server reported.
     pub usage: Option<Usage>,
-    /// Content chunks counted (streams).
-    pub content_chunks: u64,
     /// The server's own timings.
     pub phases: Option<ServerPhases>,
-    /// When the first chunk with content arrived (streams).
-    pub first_content: Option<Instant>,
-    /// Gaps between content chunks, seconds.
-    pub gaps: Vec<f64>,
     /// Why the call failed, as the response says (HTTP error status, error inside the stream,
     /// stream ended without `[DONE]`).
     pub error: Option<OpenAiError>,
@@ -55,13 +46,15 @@ pub(crate) enum Watch {
 
 impl Watch {
     /// A watch for a response with `status` and `headers`; whole bodies are kept up to `limit`
-    /// bytes.
-    pub fn new(status: StatusCode, headers: &HeaderMap, limit: usize) -> Watch {
+    /// bytes. A stream marks `call` as one whose content chunks are its tokens unless the server
+    /// reports usage.
+    pub fn new(status: StatusCode, headers: &HeaderMap, limit: usize, call: &mut Call) -> Watch {
         let sse = headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.trim_start().starts_with("text/event-stream"));
         if sse && status.is_success() {
+            call.on_text("");
             Watch::Stream(Box::default())
         } else {
             Watch::Whole(WholeWatch {
@@ -74,11 +67,11 @@ impl Watch {
         }
     }
 
-    /// A frame of the body went by at `at`.
+    /// A frame of the body went by; its content chunks are `call`'s tokens.
     #[inline]
-    pub fn data(&mut self, data: &Bytes, at: Instant) {
+    pub fn data(&mut self, data: &Bytes, call: &mut Call) {
         match self {
-            Watch::Stream(s) => s.data(data, at),
+            Watch::Stream(s) => s.data(data, call),
             Watch::Whole(w) => w.data(data),
         }
     }
@@ -110,9 +103,6 @@ pub(crate) struct StreamWatch {
     observer: StreamObserver,
     model: Option<String>,
     model_probed: bool,
-    first_content: Option<Instant>,
-    last_content: Option<Instant>,
-    gaps: Vec<f64>,
     error: Option<OpenAiError>,
     unparsed: bool,
     broken: bool,
@@ -132,7 +122,7 @@ fn model_of(json: &[u8]) -> Option<Option<String>> {
 }
 
 impl StreamWatch {
-    fn data(&mut self, data: &[u8], at: Instant) {
+    fn data(&mut self, data: &[u8], call: &mut Call) {
         if self.broken {
             return;
         }
@@ -141,9 +131,6 @@ impl StreamWatch {
             observer,
             model,
             model_probed,
-            first_content,
-            last_content,
-            gaps,
             error,
             unparsed,
             ..
@@ -157,16 +144,7 @@ impl StreamWatch {
                 *model_probed = true;
             }
             match observer.observe(event) {
-                Ok(Observed::Chunk(chunk)) if chunk.has_content() => {
-                    if let Some(last) = *last_content {
-                        if gaps.len() < MAX_GAPS {
-                            gaps.push(at.saturating_duration_since(last).as_secs_f64());
-                        }
-                    } else {
-                        *first_content = Some(at);
-                    }
-                    *last_content = Some(at);
-                }
+                Ok(Observed::Chunk(chunk)) if chunk.has_content() => call.on_text(&chunk.content),
                 Ok(_) => {}
                 Err(OpenAiError::Protocol(_)) => *unparsed = true,
                 Err(e) => {
@@ -211,10 +189,7 @@ impl StreamWatch {
         Seen {
             model: self.model,
             usage: report.usage,
-            content_chunks: self.observer.content_chunks(),
             phases: report.phases,
-            first_content: self.first_content,
-            gaps: self.gaps,
             error: self.error,
             streaming: true,
             unparsed: self.unparsed,
@@ -298,7 +273,9 @@ fn concat(mut parts: Vec<Bytes>, len: usize) -> Bytes {
 mod tests {
     use super::*;
     use http::HeaderValue;
-    use std::time::Duration;
+    use std::sync::Arc;
+    use telemetry_core::{EventBus, TelemetryRecord};
+    use telemetry_wrap::CallContext;
 
     fn sse_headers() -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -309,8 +286,22 @@ mod tests {
         h
     }
 
+    /// A call on a bus of its own, and that bus.
+    fn call() -> (Call, Arc<EventBus>) {
+        let bus = Arc::new(EventBus::with_history(4));
+        let call = CallContext::new(Arc::clone(&bus), "e").call("m").start();
+        (call, bus)
+    }
+
+    fn record(bus: &EventBus) -> TelemetryRecord {
+        bus.history()
+            .iter()
+            .find_map(|e| e.as_record().map(|r| TelemetryRecord::clone(r)))
+            .unwrap()
+    }
+
     #[test]
-    fn a_stream_split_anywhere_gives_tokens_ttft_and_gaps() {
+    fn a_stream_split_anywhere_gives_tokens_model_and_timings() {
         let body = concat!(
             "data: {\"model\":\"m1\",\"choices\":[{\"delta\":{\"role\":\"assistant\",\"content\":null}}]}\n\n",
             "data: {\"model\":\"m1\",\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n",
@@ -319,43 +310,38 @@ mod tests {
             "\"timings\":{\"prompt_n\":4,\"prompt_ms\":3.0,\"predicted_n\":2,\"predicted_ms\":5.0}}\n\n",
             "data: [DONE]\n\n",
         );
-        let t0 = Instant::now();
-        let mut w = Watch::new(StatusCode::OK, &sse_headers(), 1024);
-        for (i, piece) in body.as_bytes().chunks(7).enumerate() {
-            w.data(
-                &Bytes::copy_from_slice(piece),
-                t0 + Duration::from_millis(i as u64),
-            );
+        let (mut call, bus) = call();
+        let mut w = Watch::new(StatusCode::OK, &sse_headers(), 1024, &mut call);
+        for piece in body.as_bytes().chunks(7) {
+            w.data(&Bytes::copy_from_slice(piece), &mut call);
         }
         let seen = w.end();
         assert!(seen.streaming && !seen.unparsed && seen.error.is_none());
         assert_eq!(seen.model.as_deref(), Some("m1"));
         assert_eq!(seen.usage, Some(Usage::new(4, 2)));
-        assert_eq!(seen.content_chunks, 2);
         assert_eq!(seen.phases.and_then(|p| p.decode_ms), Some(5.0));
-        let ttft = seen.first_content.unwrap() - t0;
-        assert!(
-            ttft > Duration::from_millis(10),
-            "the role-only chunk is not content: {ttft:?}"
-        );
-        assert_eq!(seen.gaps.len(), 1);
+        assert_eq!(call.text_chunks(), 2, "the role-only chunk is not a token");
+        call.finish();
+        let r = record(&bus);
+        assert!(r.ttft.is_some() && r.mean_itl_ms.is_some());
     }
 
     #[test]
     fn a_stream_without_done_or_with_an_error_event_is_an_error() {
-        let mut w = Watch::new(StatusCode::OK, &sse_headers(), 1024);
+        let (mut call, _bus) = call();
+        let mut w = Watch::new(StatusCode::OK, &sse_headers(), 1024, &mut call);
         w.data(
             &Bytes::from_static(b"data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n"),
-            Instant::now(),
+            &mut call,
         );
         let seen = w.end();
         assert_eq!(seen.error.unwrap().error_kind(), "stream_incomplete");
-        assert_eq!(seen.content_chunks, 1);
+        assert_eq!(call.text_chunks(), 1);
 
-        let mut w = Watch::new(StatusCode::OK, &sse_headers(), 1024);
+        let mut w = Watch::new(StatusCode::OK, &sse_headers(), 1024, &mut call);
         w.data(
             &Bytes::from_static(b"error: {\"code\":500,\"message\":\"boom\"}\n\ndata: [DONE]\n\n"),
-            Instant::now(),
+            &mut call,
         );
         let seen = w.end();
         assert_eq!(seen.error.unwrap().error_kind(), "http_500");
@@ -363,38 +349,40 @@ mod tests {
 
     #[test]
     fn garbage_is_unparsed_not_an_error() {
-        let mut w = Watch::new(StatusCode::OK, &sse_headers(), 1024);
+        let (mut call, _bus) = call();
+        let mut w = Watch::new(StatusCode::OK, &sse_headers(), 1024, &mut call);
         w.data(
             &Bytes::from_static(b"data: not json\n\ndata: [DONE]\n\n"),
-            Instant::now(),
+            &mut call,
         );
         let seen = w.end();
         assert!(seen.unparsed && seen.error.is_none());
 
-        let mut w = Watch::new(StatusCode::OK, &HeaderMap::new(), 1024);
-        w.data(&Bytes::from_static(b"<html>"), Instant::now());
+        let mut w = Watch::new(StatusCode::OK, &HeaderMap::new(), 1024, &mut call);
+        w.data(&Bytes::from_static(b"<html>"), &mut call);
         let seen = w.end();
         assert!(seen.unparsed && seen.error.is_none() && !seen.streaming);
     }
 
     #[test]
     fn whole_bodies_give_usage_or_the_servers_error() {
-        let mut w = Watch::new(StatusCode::OK, &HeaderMap::new(), 1024);
+        let (mut call, _bus) = call();
+        let mut w = Watch::new(StatusCode::OK, &HeaderMap::new(), 1024, &mut call);
         let body = br#"{"model":"m2","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":5,"total_tokens":8}}"#;
         let (a, b) = body.split_at(20);
-        w.data(&Bytes::copy_from_slice(a), Instant::now());
-        w.data(&Bytes::copy_from_slice(b), Instant::now());
+        w.data(&Bytes::copy_from_slice(a), &mut call);
+        w.data(&Bytes::copy_from_slice(b), &mut call);
         let seen = w.end();
         assert_eq!(seen.usage, Some(Usage::new(3, 5)));
         assert_eq!(seen.model.as_deref(), Some("m2"));
         assert!(!seen.unparsed);
 
-        let mut w = Watch::new(StatusCode::BAD_REQUEST, &HeaderMap::new(), 1024);
+        let mut w = Watch::new(StatusCode::BAD_REQUEST, &HeaderMap::new(), 1024, &mut call);
         w.data(
             &Bytes::from_static(
                 br#"{"error":{"code":400,"message":"no messages","type":"invalid_request_error"}}"#,
             ),
-            Instant::now(),
+            &mut call,
         );
         let e = w.end().error.unwrap();
         assert_eq!(e.error_kind(), "http_400");
@@ -403,9 +391,10 @@ mod tests {
 
     #[test]
     fn a_body_over_the_limit_is_not_kept() {
-        let mut w = Watch::new(StatusCode::OK, &HeaderMap::new(), 8);
-        w.data(&Bytes::from_static(b"{\"usage\":"), Instant::now());
-        w.data(&Bytes::from_static(b"{}}"), Instant::now());
+        let (mut call, _bus) = call();
+        let mut w = Watch::new(StatusCode::OK, &HeaderMap::new(), 8, &mut call);
+        w.data(&Bytes::from_static(b"{\"usage\":"), &mut call);
+        w.data(&Bytes::from_static(b"{}}"), &mut call);
         let Watch::Whole(whole) = &w else { panic!() };
         assert!(whole.parts.is_empty() && whole.over);
         assert!(w.end().unparsed);

@@ -135,27 +135,40 @@ pub async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
     }
 }
 
-/// A proxy to `upstream` whose records are kept in the returned bus's history (up to 4 096
-/// events).
+/// The records published on a bus, kept by a subscriber.
+#[derive(Clone, Default)]
+pub struct Records(std::sync::Arc<std::sync::Mutex<Vec<telemetry_core::TelemetryRecord>>>);
+
+impl Records {
+    /// Subscribes to `bus`'s records.
+    pub fn on(bus: &telemetry_core::EventBus) -> Records {
+        let records = Records::default();
+        let sink = records.clone();
+        bus.subscribe(telemetry_core::EventType::TelemetryRecord, move |e| {
+            if let Some(r) = e.as_record() {
+                sink.0
+                    .lock()
+                    .unwrap()
+                    .push(telemetry_core::TelemetryRecord::clone(r));
+            }
+        });
+        records
+    }
+}
+
+/// A proxy to `upstream` whose records are kept in the returned [`Records`].
 pub async fn recording_proxy(
     upstream: &str,
     telemetry: impl FnOnce(telemetry_proxy::ProxyTelemetry) -> telemetry_proxy::ProxyTelemetry,
-) -> (RunningProxy, std::sync::Arc<telemetry_core::EventBus>) {
-    let bus = std::sync::Arc::new(telemetry_core::EventBus::with_history(4096));
-    let config =
-        ProxyConfig::new(Routes::new(Upstream::parse(upstream).unwrap())).telemetry(telemetry(
-            telemetry_proxy::ProxyTelemetry::new(std::sync::Arc::clone(&bus)),
-        ));
-    (RunningProxy::start(config).await, bus)
+) -> (RunningProxy, Records) {
+    let bus = std::sync::Arc::new(telemetry_core::EventBus::new());
+    let records = Records::on(&bus);
+    let config = ProxyConfig::new(Routes::new(Upstream::parse(upstream).unwrap()))
+        .telemetry(telemetry(telemetry_proxy::ProxyTelemetry::new(bus)));
+    (RunningProxy::start(config).await, records)
 }
 
-/// The records published on `bus` so far, in order.
-pub fn records(bus: &telemetry_core::EventBus) -> Vec<telemetry_core::TelemetryRecord> {
-    bus.history()
-        .iter()
-        .filter_map(|e| {
-            e.as_record()
-                .map(|r| telemetry_core::TelemetryRecord::clone(r))
-        })
-        .collect()
+/// The records so far, in order.
+pub fn records(records: &Records) -> Vec<telemetry_core::TelemetryRecord> {
+    records.0.lock().unwrap().clone()
 }
