@@ -108,6 +108,10 @@ pub struct DemoArgs {
     /// (instant mode with the mock GPU) or with --concurrency 1.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Also export each call live to an OpenTelemetry collector over OTLP/HTTP [URL default:
+    /// $OTEL_EXPORTER_OTLP_ENDPOINT, else http://localhost:4318].
+    #[arg(long, value_name = "URL", num_args = 0..=1, default_missing_value = "")]
+    pub otlp: Option<String>,
 }
 
 /// A time filter shared by the read commands.
@@ -257,6 +261,9 @@ pub enum ExportFormat {
     Ndjson,
     /// CSV with a header line, columns as in the `telemetry` table.
     Csv,
+    /// Send to an OpenTelemetry collector over OTLP/HTTP (spans with their original times, then
+    /// GenAI metrics); see --endpoint.
+    Otlp,
 }
 
 /// `telemetry export`.
@@ -275,6 +282,10 @@ pub struct ExportArgs {
     /// formula.
     #[arg(long)]
     pub raw: bool,
+    /// --format otlp: the collector's OTLP/HTTP base URL [default: $OTEL_EXPORTER_OTLP_ENDPOINT,
+    /// else http://localhost:4318]; spans go to URL/v1/traces, metrics to URL/v1/metrics.
+    #[arg(long, value_name = "URL")]
+    pub endpoint: Option<String>,
 }
 
 /// `telemetry prune`.

@@ -141,6 +141,10 @@ pub enum CliError {
     #[cfg(feature = "proxy")]
     #[error("proxy: {0}")]
     Proxy(String),
+    /// OTLP export failed (backfill: the collector refused or could not be reached).
+    #[cfg_attr(not(feature = "otlp"), allow(dead_code))]
+    #[error("otlp: {0}")]
+    Otlp(String),
 }
 
 impl CliError {

@@ -32,7 +32,8 @@ Examples:
   telemetry demo
   telemetry demo --calls 500 --models 2 --stream
   telemetry demo --realtime --calls 50 --gpu nvml
-  telemetry --db /tmp/demo.db demo --gpu off";
+  telemetry --db /tmp/demo.db demo --gpu off
+  telemetry demo --calls 200 --stream --otlp http://127.0.0.1:4318   (also to an OTLP collector)";
 
 /// Shown after the options of `telemetry stats --help`.
 pub const STATS_EXAMPLES: &str = "\
@@ -74,7 +75,8 @@ table order with metadata as JSON text. Progress shows when writing to a file fr
 Examples:
   telemetry export > all.json
   telemetry export --format ndjson --since 1d -o today.ndjson
-  telemetry export --format csv -o calls.csv";
+  telemetry export --format csv -o calls.csv
+  telemetry export --format otlp --since 7d --endpoint http://collector:4318";
 
 /// Shown after the options of `telemetry prune --help`.
 pub const PRUNE_EXAMPLES: &str = "\

@@ -15,6 +15,9 @@ use crate::progress;
 
 /// Runs `export`.
 pub fn run(db: &DbPath, args: &ExportArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    if args.format == ExportFormat::Otlp {
+        return crate::commands::otlp::backfill(db, args, out);
+    }
     let agg = open_aggregator(db)?;
     let range = time_range(&args.range)?;
     let records = agg.export_records(&range)?;
@@ -118,7 +121,7 @@ impl Encoder {
     fn begin(&mut self, w: &mut dyn Write) -> std::io::Result<()> {
         match self.format {
             ExportFormat::Json => w.write_all(b"["),
-            ExportFormat::Ndjson => Ok(()),
+            ExportFormat::Ndjson | ExportFormat::Otlp => Ok(()),
             ExportFormat::Csv => {
                 let mut header = String::new();
                 csv_record::write_header(&mut header, RECORD_COLUMNS);
@@ -137,6 +140,8 @@ impl Encoder {
                 serde_json::to_writer(&mut *w, record)?;
                 w.write_all(b"\n")?;
             }
+            // Sent by `otlp::backfill`, never through this encoder.
+            ExportFormat::Otlp => {}
             ExportFormat::Csv => {
                 self.line.clear();
                 csv_record::write_record(&mut self.line, record, self.raw);
@@ -151,7 +156,7 @@ impl Encoder {
         match self.format {
             ExportFormat::Json if self.first => w.write_all(b"]\n"),
             ExportFormat::Json => w.write_all(b"\n]\n"),
-            ExportFormat::Ndjson | ExportFormat::Csv => Ok(()),
+            ExportFormat::Ndjson | ExportFormat::Csv | ExportFormat::Otlp => Ok(()),
         }
     }
 }

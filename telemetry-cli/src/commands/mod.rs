@@ -7,6 +7,7 @@ mod export;
 mod import;
 #[cfg(feature = "proxy")]
 pub(crate) mod proxy;
+pub(crate) mod otlp;
 mod report;
 mod retention;
 pub(crate) mod run;

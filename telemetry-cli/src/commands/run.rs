@@ -16,6 +16,7 @@ use telemetry_store::TelemetryStore;
 use telemetry_wrap::{GenerateParams, InferenceEngine, InstrumentedEngine, Message};
 
 use crate::cli::StatsGroup;
+use crate::commands::otlp::LiveExport;
 use crate::commands::{emit, stats};
 use crate::dbpath::DbPath;
 use crate::error::CliError;
@@ -80,6 +81,10 @@ pub struct RunArgs {
     /// Seconds to wait for the first token (and for a blocking answer).
     #[arg(long, default_value_t = 300)]
     pub timeout: u64,
+    /// Also export each call live to an OpenTelemetry collector over OTLP/HTTP [URL default:
+    /// $OTEL_EXPORTER_OTLP_ENDPOINT, else http://localhost:4318].
+    #[arg(long, value_name = "URL", num_args = 0..=1, default_missing_value = "")]
+    pub otlp: Option<String>,
 }
 
 /// Runs `run`.
@@ -99,6 +104,7 @@ pub fn run(db: &DbPath, args: &RunArgs, out: &mut dyn Write) -> Result<(), CliEr
     let store = TelemetryStore::open(&db.path)?;
     let bus = Arc::new(EventBus::new());
     store.subscribe_to_bus(&bus);
+    let otlp = LiveExport::start(args.otlp.as_deref(), &bus)?;
     let engine = InstrumentedEngine::new(engine, Arc::clone(&bus)).with_agent(&args.agent);
 
     let mut params = GenerateParams::new(&args.model).with_max_tokens(args.max_tokens);
@@ -153,6 +159,7 @@ pub fn run(db: &DbPath, args: &RunArgs, out: &mut dyn Write) -> Result<(), CliEr
     bar.finish_and_clear();
     engine.flush();
     store.flush()?;
+    let otlp_line = otlp.map(LiveExport::finish);
     let written = store.stats().written;
     store.close()?;
     let failed = failed.load(Ordering::Relaxed);
@@ -172,6 +179,9 @@ pub fn run(db: &DbPath, args: &RunArgs, out: &mut dyn Write) -> Result<(), CliEr
             "first failure: {}\n",
             escape_controls(&e.to_string())
         ));
+    }
+    if let Some(line) = otlp_line {
+        summary.push_str(&line);
     }
     summary.push('\n');
     emit(out, &summary)?;

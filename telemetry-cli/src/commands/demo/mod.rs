@@ -17,6 +17,7 @@ use telemetry_wrap::{
 };
 
 use crate::cli::{DemoArgs, StatsGroup};
+use crate::commands::otlp::LiveExport;
 use crate::commands::{emit, stats};
 use crate::dbpath::DbPath;
 use crate::error::CliError;
@@ -59,6 +60,7 @@ pub fn run(db: &DbPath, args: &DemoArgs, out: &mut dyn Write) -> Result<(), CliE
     let store = TelemetryStore::open(&db.path)?;
     let bus = Arc::new(EventBus::new());
     store.subscribe_to_bus(&bus);
+    let otlp = LiveExport::start(args.otlp.as_deref(), &bus)?;
 
     let sim = SimulatedEngine::new()
         .with_seed(args.seed)
@@ -145,6 +147,7 @@ pub fn run(db: &DbPath, args: &DemoArgs, out: &mut dyn Write) -> Result<(), CliE
         engine.flush();
     }
     store.flush()?;
+    let otlp_line = otlp.map(LiveExport::finish);
     let stats = store.stats();
     store.close()?;
     let elapsed = started.elapsed();
@@ -162,6 +165,9 @@ pub fn run(db: &DbPath, args: &DemoArgs, out: &mut dyn Write) -> Result<(), CliE
             "warning: the store refused {} records and dropped {} ({} bus errors)\n",
             stats.rejected, stats.dropped, stats.bus_errors
         ));
+    }
+    if let Some(line) = otlp_line {
+        summary.push_str(&line);
     }
     summary.push('\n');
     emit(out, &summary)?;

@@ -1,0 +1,177 @@
+//! OTLP from the command line: `demo --otlp URL` exports each call live, `export --format otlp`
+//! backfills stored records with their original times, and a collector that is down never fails
+//! the recording.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{seed, standard_records, stdout_of, telemetry, temp_db};
+use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+use predicates::prelude::*;
+use telemetry_otel::semconv as sc;
+use telemetry_otel::testing::OtlpReceiver;
+
+/// `telemetry` with no OTEL_* variable from the environment running the tests.
+fn isolated(home: &std::path::Path) -> assert_cmd::Command {
+    let mut cmd = telemetry(home);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("OTEL_") {
+            cmd.env_remove(name);
+        }
+    }
+    cmd
+}
+
+fn duration_count(receiver: &OtlpReceiver) -> u64 {
+    let metrics = receiver.last_metrics();
+    let m = metrics
+        .iter()
+        .find(|m| m.name == sc::GEN_AI_CLIENT_OPERATION_DURATION)
+        .expect("duration metric");
+    let Some(Data::Histogram(h)) = &m.data else {
+        panic!("not a histogram")
+    };
+    h.data_points.iter().map(|p| p.count).sum()
+}
+
+#[test]
+fn demo_with_otlp_sends_a_span_and_a_duration_per_call() {
+    let receiver = OtlpReceiver::start().unwrap();
+    let (dir, db) = temp_db();
+    let out = stdout_of(isolated(dir.path()).args([
+        "--db",
+        db.to_str().unwrap(),
+        "demo",
+        "--calls",
+        "150",
+        "--stream",
+        "--gpu",
+        "mock",
+        "--otlp",
+        &receiver.endpoint(),
+    ]));
+    assert!(out.contains("otlp: 150 spans sent to"), "{out}");
+    assert!(out.contains("0 dropped, 0 failed"), "{out}");
+    let spans = receiver.spans();
+    assert_eq!(spans.len(), 150);
+    assert!(spans.iter().all(|s| s.name.starts_with("chat sim-")));
+    assert_eq!(duration_count(&receiver), 150);
+    let resource = receiver.received().traces[0].resource_spans[0]
+        .resource
+        .clone()
+        .unwrap();
+    assert!(
+        resource
+            .attributes
+            .iter()
+            .any(|kv| kv.key == "service.name" && format!("{:?}", kv.value).contains("telemetry")),
+        "{resource:?}"
+    );
+}
+
+#[test]
+fn demo_with_the_collector_down_still_records_and_says_what_failed() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("http://{}", listener.local_addr().unwrap());
+    drop(listener);
+    let (dir, db) = temp_db();
+    let out = stdout_of(isolated(dir.path()).args([
+        "--db",
+        db.to_str().unwrap(),
+        "demo",
+        "--calls",
+        "40",
+        "--gpu",
+        "off",
+        "--otlp",
+        &dead,
+    ]));
+    assert!(out.contains("recorded 40 calls"), "{out}");
+    assert!(out.contains("otlp: 0 spans sent"), "{out}");
+    assert!(out.contains("40 failed"), "{out}");
+    assert!(out.contains("could not connect"), "{out}");
+}
+
+#[test]
+fn otlp_urls_that_cannot_work_are_usage_errors() {
+    let (dir, db) = temp_db();
+    isolated(dir.path())
+        .args(["--db", db.to_str().unwrap(), "demo", "--calls", "1"])
+        .args(["--otlp", "https://collector:4318"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--otlp").and(predicate::str::contains("TLS")));
+    seed(&db, &standard_records());
+    isolated(dir.path())
+        .args(["--db", db.to_str().unwrap(), "export", "--format", "otlp"])
+        .env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("OTEL_EXPORTER_OTLP_PROTOCOL"));
+}
+
+#[test]
+fn export_format_otlp_backfills_spans_with_their_stored_times() {
+    let receiver = OtlpReceiver::start().unwrap();
+    let (dir, db) = temp_db();
+    let records = standard_records();
+    seed(&db, &records);
+    let out = stdout_of(isolated(dir.path()).args([
+        "--db",
+        db.to_str().unwrap(),
+        "export",
+        "--format",
+        "otlp",
+        "--endpoint",
+        &receiver.endpoint(),
+    ]));
+    assert!(
+        out.contains(&format!("exported {} records as spans", records.len())),
+        "{out}"
+    );
+    let mut got: Vec<u64> = receiver
+        .spans()
+        .iter()
+        .map(|s| s.start_time_unix_nano)
+        .collect();
+    let mut want: Vec<u64> = records.iter().map(|r| (r.timestamp * 1e9) as u64).collect();
+    got.sort_unstable();
+    want.sort_unstable();
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(&want) {
+        // Stored timestamps round-trip through SQLite REAL: equal to the microsecond.
+        assert!(g.abs_diff(*w) < 1_000, "{g} vs {w}");
+    }
+    assert_eq!(duration_count(&receiver), records.len() as u64);
+}
+
+#[test]
+fn export_format_otlp_with_since_sends_only_the_range_and_fails_when_refused() {
+    let receiver = OtlpReceiver::start().unwrap();
+    let (dir, db) = temp_db();
+    seed(&db, &standard_records());
+    stdout_of(isolated(dir.path()).args([
+        "--db",
+        db.to_str().unwrap(),
+        "export",
+        "--format",
+        "otlp",
+        "--since",
+        "30m",
+        "--endpoint",
+        &receiver.endpoint(),
+    ]));
+    assert_eq!(receiver.spans().len(), 20, "the 20 recent records");
+    receiver.set_status(500);
+    isolated(dir.path())
+        .args(["--db", db.to_str().unwrap(), "export", "--format", "otlp"])
+        .args(["--endpoint", &receiver.endpoint()])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("HTTP 500"));
+    isolated(dir.path())
+        .args(["--db", db.to_str().unwrap(), "export", "--format", "otlp"])
+        .args(["-o", "x.bin"])
+        .assert()
+        .code(2);
+}
