@@ -133,7 +133,7 @@ pub fn install(cache: &Path) -> Result<Installed, Unavailable> {
     Ok(Installed { server, model })
 }
 
-fn which_python() -> Option<PathBuf> {
+pub(crate) fn which_python() -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
         .map(|dir| dir.join("python3"))

@@ -12,12 +12,15 @@
 //!   Prometheus (installed with apt when missing), answering PromQL over the demo's calls.
 //! - `llama`: installs llama.cpp's server and a small model under `target/llama/`, starts it, and
 //!   runs the real-server tests and the recording-overhead measurement (see `llama.rs`).
+//! - `proxy-llama`: the official OpenAI Python client through `telemetry proxy` to that server;
+//!   the proxy's records must equal the server's usage (see `proxy_llama.rs`).
 
 mod browser;
 mod llama;
 mod llama_build;
 mod manifests;
 mod prometheus;
+mod proxy_llama;
 mod tasks;
 mod util;
 
@@ -33,9 +36,10 @@ fn main() -> ExitCode {
         Some("browser") => browser::run(&args[1..]),
         Some("prometheus") => prometheus::run(&args[1..]),
         Some("llama") => llama::run(&args[1..]),
+        Some("proxy-llama") => proxy_llama::run(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <task>\n\ntasks:\n  ci [--no-bench]   format, clippy, tests (all feature sets), doctests, quick benches\n  bench             full criterion benches\n  gpu-check         build and run the NVML measurement example (needs an NVIDIA GPU)\n  gpu-bundle        build every GPU check into target/gpu-bundle with run.sh, for a GPU machine without Rust\n  browser           render the demo's HTML report in headless Chromium (screenshot in target/browser)\n  prometheus        check `telemetry serve` with promtool and a real Prometheus scraping it\n  llama             install and start a real llama.cpp server, run the tests and measurements that need it"
+                "usage: cargo xtask <task>\n\ntasks:\n  ci [--no-bench]   format, clippy, tests (all feature sets), doctests, quick benches\n  bench             full criterion benches\n  gpu-check         build and run the NVML measurement example (needs an NVIDIA GPU)\n  gpu-bundle        build every GPU check into target/gpu-bundle with run.sh, for a GPU machine without Rust\n  browser           render the demo's HTML report in headless Chromium (screenshot in target/browser)\n  prometheus        check `telemetry serve` with promtool and a real Prometheus scraping it\n  llama             install and start a real llama.cpp server, run the tests and measurements that need it\n  proxy-llama       the OpenAI Python client through `telemetry proxy` to a real llama.cpp server: records equal the server's usage"
             );
             return ExitCode::from(2);
         }

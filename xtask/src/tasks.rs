@@ -114,6 +114,10 @@ pub fn ci(args: &[String]) -> Result<(), String> {
             "real llama.cpp server",
             &["run", "-q", "-p", "xtask", "--", "llama"],
         ),
+        step(
+            "OpenAI Python client through telemetry proxy to llama.cpp",
+            &["run", "-q", "-p", "xtask", "--", "proxy-llama"],
+        ),
     ]);
     if !args.iter().any(|a| a == "--no-bench") {
         // `--bench '*'` selects bench targets only: libtest harnesses reject `--quick`.
