@@ -1,8 +1,10 @@
-//! [`Timestamp`], the [`Clock`] trait, [`SystemClock`] and [`MockClock`].
+//! [`Timestamp`], the [`Clock`] trait, [`SystemClock`] and (feature `mock`) `MockClock`.
 
 use std::fmt;
 use std::ops::{Add, Sub};
+#[cfg(any(test, feature = "mock"))]
 use std::sync::Arc;
+#[cfg(any(test, feature = "mock"))]
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -86,8 +88,8 @@ impl fmt::Display for Timestamp {
 
 /// A monotonic clock that the sampler, the backends and the callers share.
 ///
-/// [`SystemClock`] is the real one; [`MockClock`] is advanced by tests so that sampling, and so
-/// the joules, are exact.
+/// [`SystemClock`] is the real one; `MockClock` (feature `mock`) is advanced by tests so that
+/// sampling, and so the joules, are exact.
 pub trait Clock: Send + Sync + fmt::Debug {
     /// Now, since the clock's origin.
     fn now(&self) -> Timestamp;
@@ -142,11 +144,13 @@ impl Clock for SystemClock {
 ///
 /// [`timestamp_of`](Clock::timestamp_of) maps an `Instant` taken `d` ago (in real time) to
 /// `now() - d`, so code that takes real `Instant`s still lands near the mock's present.
+#[cfg(any(test, feature = "mock"))]
 #[derive(Debug, Clone, Default)]
 pub struct MockClock {
     nanos: Arc<AtomicU64>,
 }
 
+#[cfg(any(test, feature = "mock"))]
 impl MockClock {
     /// A clock at its origin.
     pub fn new() -> Self {
@@ -178,6 +182,7 @@ impl MockClock {
     }
 }
 
+#[cfg(any(test, feature = "mock"))]
 impl Clock for MockClock {
     fn now(&self) -> Timestamp {
         Timestamp(self.nanos.load(Ordering::SeqCst))

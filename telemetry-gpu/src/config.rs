@@ -17,7 +17,7 @@ pub struct SamplerConfig {
     /// No background thread: samples are taken only by
     /// [`GpuSampler::sample_now`](crate::GpuSampler::sample_now) and
     /// [`GpuSampler::flush`](crate::GpuSampler::flush), so tests driving a
-    /// [`MockClock`](crate::MockClock) are exact. (The background thread ticks on real time; with a
+    /// `MockClock` (feature `mock`) are exact. (The background thread ticks on real time; with a
     /// mock clock that does not move, its samples would all be ignored as not newer.)
     pub manual: bool,
     /// A window is completed when every device's counter has refreshed past its end, or at the

@@ -17,7 +17,8 @@
 //!   `read_without_counter(index, &dyn Clock)`, failing only with a [`BackendError`] (the device
 //!   or the driver); `NvmlBackend` (feature `nvml`), `MockBackend` (feature `mock`, counts
 //!   `reads()` and `counter_reads()`). Setting up and using the sampler fails with a [`GpuError`].
-//! - [`Clock`] / [`Timestamp`]: [`SystemClock`] (real), [`MockClock`] (advanced by tests);
+//! - [`Clock`] / [`Timestamp`]: [`SystemClock`] (real), `MockClock` (feature `mock`, advanced by
+//!   tests);
 //!   `sampler.timestamp_of(Instant)` converts a caller's instant.
 //! - [`GpuSampler::new`]`(backend)` / [`GpuSampler::with_config`]`(backend, clock, SamplerConfig)`.
 //! - `let h = sampler.begin(t0);` … `sampler.end(h, t1, first_token, |r: EnergyReading| ..)` —
@@ -106,7 +107,8 @@
 //!
 //! - `nvml`: `NvmlBackend`, NVIDIA GPUs through `nvml-wrapper` (`libnvidia-ml` is loaded at run
 //!   time; without a driver `NvmlBackend::new` returns [`GpuError::Unavailable`]).
-//! - `mock`: `MockBackend`, scripted power profiles for tests and demos.
+//! - `mock`: `MockBackend`, scripted power profiles, and `MockClock`, a clock that only moves
+//!   when told to, for tests and demos.
 //!
 //! Neither is on by default: the sampler, the timeline and the energy math need no feature.
 #![deny(missing_docs)]
@@ -131,7 +133,9 @@ mod worker;
 
 pub use attribution::{EnergySource, Window, attribute, union_energy};
 pub use backend::{DeviceInfo, GpuBackend};
-pub use clock::{Clock, MockClock, SystemClock, Timestamp};
+#[cfg(feature = "mock")]
+pub use clock::MockClock;
+pub use clock::{Clock, SystemClock, Timestamp};
 pub use config::{SamplerConfig, SamplerStats};
 pub use energy_curve::EnergyCurve;
 pub use energy_reading::{DeviceEnergy, EnergyReading};
