@@ -11,7 +11,10 @@ use futures::FutureExt;
 use futures::executor::block_on;
 use futures::stream::StreamExt;
 use telemetry_core::{EventBus, EventType, Outcome};
-use telemetry_wrap::{AsyncInferenceEngine, GenerateParams, InstrumentedEngine, SimulatedEngine};
+use telemetry_wrap::{
+    AsyncInferenceEngine, GenerateParams, GenerateResult, InstrumentedEngine, Message,
+    SimulatedEngine, StreamChunk,
+};
 
 fn wrapped(engine: SimulatedEngine) -> (InstrumentedEngine<SimulatedEngine>, Collector) {
     let bus = Arc::new(EventBus::new());
@@ -158,4 +161,46 @@ fn async_double_wrapping_records_once() {
     let stream = block_on(AsyncInferenceEngine::stream(&outer, &messages(), &params())).unwrap();
     let _ = block_on(stream.count());
     assert_eq!(seen.records().len(), 2);
+}
+
+/// An async engine whose calls never complete.
+struct NeverAnswers;
+
+impl AsyncInferenceEngine for NeverAnswers {
+    type Error = std::io::Error;
+    type Stream = futures::stream::Empty<Result<StreamChunk, std::io::Error>>;
+
+    fn engine_id(&self) -> &str {
+        "never"
+    }
+
+    async fn generate(
+        &self,
+        _: &[Message],
+        _: &GenerateParams,
+    ) -> Result<GenerateResult, Self::Error> {
+        futures::future::pending().await
+    }
+
+    async fn stream(&self, _: &[Message], _: &GenerateParams) -> Result<Self::Stream, Self::Error> {
+        futures::future::pending().await
+    }
+}
+
+#[test]
+fn dropping_a_pending_stream_future_records_a_cancelled_stream() {
+    let bus = Arc::new(EventBus::new());
+    let seen = Collector::attach(&bus);
+    let engine = InstrumentedEngine::new_async(NeverAnswers, bus);
+    let (m, p) = (messages(), params());
+    let pending = AsyncInferenceEngine::stream(&engine, &m, &p);
+    assert!(pending.now_or_never().is_none());
+    let r = seen.only_record();
+    assert_eq!(r.outcome, Outcome::Cancelled);
+    // InferenceStart said streaming; the record says the same (it said false before issue 12).
+    assert!(r.is_streaming);
+    assert!(
+        !r.tokens_counted,
+        "the stream never opened, so nothing was counted"
+    );
 }
