@@ -10,6 +10,8 @@
 //!   when missing), screenshot kept in `target/browser/report.png`.
 //! - `prometheus`: `telemetry serve` checked by `promtool check metrics` and scraped by a real
 //!   Prometheus (installed with apt when missing), answering PromQL over the demo's calls.
+//! - `otel`: `telemetry demo --otlp` received by a real OpenTelemetry collector (rotel, installed
+//!   from PyPI under `target/otel/` when missing), whose debug output must show every call.
 //! - `llama`: installs llama.cpp's server and a small model under `target/llama/`, starts it, and
 //!   runs the real-server tests and the recording-overhead measurement (see `llama.rs`).
 //! - `proxy-llama`: the official OpenAI Python client through `telemetry proxy` to that server;
@@ -19,6 +21,7 @@ mod browser;
 mod llama;
 mod llama_build;
 mod manifests;
+mod otel;
 mod prometheus;
 mod proxy_llama;
 mod tasks;
@@ -35,11 +38,12 @@ fn main() -> ExitCode {
         Some("gpu-bundle") => tasks::gpu_bundle(&args[1..]),
         Some("browser") => browser::run(&args[1..]),
         Some("prometheus") => prometheus::run(&args[1..]),
+        Some("otel") => otel::run(&args[1..]),
         Some("llama") => llama::run(&args[1..]),
         Some("proxy-llama") => proxy_llama::run(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <task>\n\ntasks:\n  ci [--no-bench]   format, clippy, tests (all feature sets), doctests, quick benches\n  bench             full criterion benches\n  gpu-check         build and run the NVML measurement example (needs an NVIDIA GPU)\n  gpu-bundle        build every GPU check into target/gpu-bundle with run.sh, for a GPU machine without Rust\n  browser           render the demo's HTML report in headless Chromium (screenshot in target/browser)\n  prometheus        check `telemetry serve` with promtool and a real Prometheus scraping it\n  llama             install and start a real llama.cpp server, run the tests and measurements that need it\n  proxy-llama       the OpenAI Python client through `telemetry proxy` to a real llama.cpp server: records equal the server's usage"
+                "usage: cargo xtask <task>\n\ntasks:\n  ci [--no-bench]   format, clippy, tests (all feature sets), doctests, quick benches\n  bench             full criterion benches\n  gpu-check         build and run the NVML measurement example (needs an NVIDIA GPU)\n  gpu-bundle        build every GPU check into target/gpu-bundle with run.sh, for a GPU machine without Rust\n  browser           render the demo's HTML report in headless Chromium (screenshot in target/browser)\n  prometheus        check `telemetry serve` with promtool and a real Prometheus scraping it\n  otel              check `telemetry demo --otlp` with a real OTLP collector (rotel, from PyPI)\n  llama             install and start a real llama.cpp server, run the tests and measurements that need it\n  proxy-llama       the OpenAI Python client through `telemetry proxy` to a real llama.cpp server: records equal the server's usage"
             );
             return ExitCode::from(2);
         }

@@ -111,6 +111,10 @@ pub fn ci(args: &[String]) -> Result<(), String> {
             &["run", "-q", "-p", "xtask", "--", "prometheus"],
         ),
         step(
+            "telemetry demo --otlp received by rotel",
+            &["run", "-q", "-p", "xtask", "--", "otel"],
+        ),
+        step(
             "real llama.cpp server",
             &["run", "-q", "-p", "xtask", "--", "llama"],
         ),

@@ -5,9 +5,9 @@ mod csv_record;
 mod demo;
 mod export;
 mod import;
+pub(crate) mod otlp;
 #[cfg(feature = "proxy")]
 pub(crate) mod proxy;
-pub(crate) mod otlp;
 mod report;
 mod retention;
 pub(crate) mod run;
