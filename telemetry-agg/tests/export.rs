@@ -4,42 +4,46 @@
 
 mod common;
 
-use common::{DAY0, full_rec, rec, write_db, write_into};
+use common::{DAY0, rec, write_db, write_into};
+use proptest::strategy::{Strategy, ValueTree};
+use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use rusqlite::Connection;
 use serde_json::json;
 use telemetry_agg::{AggError, TelemetryAggregator};
-use telemetry_core::{EnergyMethod, Outcome, TelemetryRecord, TimeRange};
+use telemetry_core::schema::RECORD_COLUMNS;
+use telemetry_core::testing::{arb_record, sample_record};
+use telemetry_core::{EnergyMethod, TelemetryRecord, TimeRange};
 
+/// A record with every field set to something other than its default (from the shared sample,
+/// so fields added to the table are set too).
 fn rich(ts: f64) -> TelemetryRecord {
-    let mut r = full_rec("llama", "vllm", "planner", ts, 7);
-    r.prompt_tokens_cached = 3;
-    r.power_watts = Some(350.5);
-    r.gpu_memory_used_gb = Some(40.25);
-    r.gpu_temperature_c = Some(71.0);
-    r.prefill_latency_seconds = Some(0.1);
-    r.decode_latency_seconds = Some(0.4);
+    let mut r = sample_record("planner", 13);
+    r.timestamp = ts;
     r.is_streaming = true;
-    r.median_itl_ms = Some(4.5);
-    r.p90_itl_ms = Some(6.0);
-    r.p95_itl_ms = Some(7.0);
-    r.p99_itl_ms = Some(9.0);
-    r.std_itl_ms = Some(1.25);
-    r.energy_method = EnergyMethod::PowerIntegration;
-    r.energy_vendor = "nvidia".into();
-    r.batch_id = "batch-1".into();
     r.is_warmup = true;
-    r.outcome = Outcome::Error;
-    r.error_kind = "http_500".into();
-    r.error_message = "server said no".into();
     r.tokens_counted = true;
     r.cost_unknown = true;
+    r.energy_method = EnergyMethod::PowerIntegration;
     r.metadata = json!({"request": {"id": 42, "tags": ["a", "b"]}, "ratio": 0.1 + 0.2});
     r
 }
 
 #[test]
 fn every_field_round_trips() {
-    let records = vec![rich(DAY0 + 1.5), rec("m", "", DAY0 + 2.0, 0.25)];
+    let default = TelemetryRecord::default();
+    let full = rich(DAY0 + 1.5);
+    for ((value, unset), name) in full
+        .field_values()
+        .iter()
+        .zip(default.field_values())
+        .zip(RECORD_COLUMNS)
+    {
+        assert_ne!(
+            *value, unset,
+            "{name} is not set, so its round trip is not tested"
+        );
+    }
+    let records = vec![full, rec("m", "", DAY0 + 2.0, 0.25)];
     let (_dir, path) = write_db(&records);
     let agg = TelemetryAggregator::open(&path).unwrap();
     let out: Vec<TelemetryRecord> = agg
@@ -47,6 +51,27 @@ fn every_field_round_trips() {
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
+    assert_eq!(out, records);
+}
+
+#[test]
+fn generated_records_round_trip() {
+    let mut runner = TestRunner::new_with_rng(
+        Config::default(),
+        TestRng::deterministic_rng(RngAlgorithm::ChaCha),
+    );
+    let strategy = arb_record();
+    let mut records: Vec<TelemetryRecord> = (0..200)
+        .map(|_| strategy.new_tree(&mut runner).unwrap().current())
+        .collect();
+    let (_dir, path) = write_db(&records);
+    let agg = TelemetryAggregator::open(&path).unwrap();
+    let out: Vec<TelemetryRecord> = agg
+        .export_records(&TimeRange::all())
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    records.sort_by(|a, b| a.timestamp.total_cmp(&b.timestamp));
     assert_eq!(out, records);
 }
 

@@ -8,6 +8,8 @@
 //! - [`Event`] / [`EventType`] and the [`EventBus`] that carries them from instrumented engines
 //!   to the store, synchronously, in registration order, containing panicking subscribers.
 //! - [`QuantileSketch`] and [`Rollup`]: the mergeable summaries behind fast, true percentiles.
+//! - [`RECORD_FIELDS`]: the one description of the record's fields, from which the columns, the
+//!   store's binding, the readers' decoding and the CSV and JSON layouts derive.
 //! - [`schema`]: the SQLite schema, defined once for the writer and the readers.
 //!
 //! ```
@@ -37,21 +39,30 @@
 //! ## Feature flags
 //!
 //! - `serde` (default): `Serialize`/`Deserialize` for records, event payloads and time ranges.
+//! - `testing`: [`testing`], record fixtures (a sample factory and proptest strategies) that the
+//!   workspace's tests share; pulls in `proptest`.
 #![deny(missing_docs)]
 
 mod bus;
 mod error;
 mod event;
+mod fields;
 mod record;
 mod rollup;
 pub mod schema;
 mod sketch;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod time_range;
 mod validate;
 
 pub use bus::{BusStats, EventBus, SubscriptionId};
 pub use error::{SketchDecodeError, TimeRangeError, ValidationError};
 pub use event::{BatchInfo, CallId, Event, EventType, InferenceEnd, InferenceStart, StreamToken};
+pub use fields::{
+    FIELD_COUNT, FieldDecodeError, FieldKind, FieldValue, RECORD_FIELDS, RecordField, StoredValue,
+    field_index,
+};
 pub use record::{EnergyMethod, Outcome, TelemetryRecord, TelemetryRecordBuilder};
 pub use rollup::{ROLLUP_LEVELS, Rollup, RollupKey, bucket_start};
 pub use sketch::{QuantileSketch, RELATIVE_ACCURACY};

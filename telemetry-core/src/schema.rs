@@ -22,49 +22,9 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
 ];
 
 /// Columns of `telemetry` holding record fields, in [`TelemetryRecord`](crate::TelemetryRecord)
-/// field order (excluding `id` and `import_key`).
-pub const RECORD_COLUMNS: [&str; 40] = [
-    "timestamp",
-    "model_id",
-    "engine",
-    "agent",
-    "prompt_tokens",
-    "completion_tokens",
-    "total_tokens",
-    "prompt_tokens_cached",
-    "latency_seconds",
-    "ttft",
-    "cost_usd",
-    "energy_joules",
-    "power_watts",
-    "gpu_utilization_pct",
-    "gpu_memory_used_gb",
-    "gpu_temperature_c",
-    "throughput_tok_per_sec",
-    "prefill_latency_seconds",
-    "decode_latency_seconds",
-    "is_streaming",
-    "mean_itl_ms",
-    "median_itl_ms",
-    "p90_itl_ms",
-    "p95_itl_ms",
-    "p99_itl_ms",
-    "std_itl_ms",
-    "prefill_energy_joules",
-    "decode_energy_joules",
-    "energy_method",
-    "energy_vendor",
-    "batch_id",
-    "is_warmup",
-    "outcome",
-    "error_kind",
-    "error_message",
-    "tokens_counted",
-    "cost_unknown",
-    "metadata",
-    "server_prefill_ms",
-    "server_decode_ms",
-];
+/// field order (excluding `id` and `import_key`): the names of
+/// [`RECORD_FIELDS`](crate::RECORD_FIELDS), where each field is described once.
+pub use crate::fields::RECORD_COLUMNS;
 
 /// Columns of `telemetry_rollup` after the key columns (`level`, `bucket_start`, `model_id`,
 /// `engine`, `agent`), in [`Rollup`](crate::Rollup) field order.

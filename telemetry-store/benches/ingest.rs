@@ -13,10 +13,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group};
-use rusqlite::{Connection, params};
+use rusqlite::types::{ToSqlOutput, Value, ValueRef};
+use rusqlite::{Connection, ToSql, params_from_iter};
 use serde_json::json;
 use telemetry_core::schema::{MIGRATIONS, RECORD_COLUMNS};
-use telemetry_core::{EnergyMethod, Event, EventBus, TelemetryRecord};
+use telemetry_core::{EnergyMethod, Event, EventBus, FieldValue, TelemetryRecord};
 use telemetry_store::TelemetryStore;
 
 fn rows() -> usize {
@@ -94,55 +95,34 @@ fn raw_insert(path: &Path, records: &[Arc<TelemetryRecord>], tuned: bool) -> Dur
         {
             let mut stmt = tx.prepare_cached(&sql).unwrap();
             for r in chunk {
-                let metadata = serde_json::to_string(&r.metadata).unwrap();
-                stmt.execute(params![
-                    r.timestamp,
-                    r.model_id,
-                    r.engine,
-                    r.agent,
-                    r.prompt_tokens as i64,
-                    r.completion_tokens as i64,
-                    r.total_tokens as i64,
-                    r.prompt_tokens_cached as i64,
-                    r.latency_seconds,
-                    r.ttft,
-                    r.cost_usd,
-                    r.energy_joules,
-                    r.power_watts,
-                    r.gpu_utilization_pct,
-                    r.gpu_memory_used_gb,
-                    r.gpu_temperature_c,
-                    r.throughput_tok_per_sec,
-                    r.prefill_latency_seconds,
-                    r.decode_latency_seconds,
-                    r.is_streaming,
-                    r.mean_itl_ms,
-                    r.median_itl_ms,
-                    r.p90_itl_ms,
-                    r.p95_itl_ms,
-                    r.p99_itl_ms,
-                    r.std_itl_ms,
-                    r.prefill_energy_joules,
-                    r.decode_energy_joules,
-                    r.energy_method.as_str(),
-                    r.energy_vendor,
-                    r.batch_id,
-                    r.is_warmup,
-                    r.outcome.as_str(),
-                    r.error_kind,
-                    r.error_message,
-                    r.tokens_counted,
-                    r.cost_unknown,
-                    metadata,
-                    r.server_prefill_ms,
-                    r.server_decode_ms,
-                ])
-                .unwrap();
+                stmt.execute(params_from_iter(r.field_values().map(Param)))
+                    .unwrap();
             }
         }
         tx.commit().unwrap();
     }
     start.elapsed()
+}
+
+/// A field value as a plain rusqlite parameter (the metadata serialized per record, as a naive
+/// loop would), so that the raw loop binds whatever fields the table has.
+struct Param<'a>(FieldValue<'a>);
+
+impl ToSql for Param<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(match self.0 {
+            FieldValue::Real(v) => ToSqlOutput::Borrowed(ValueRef::Real(v)),
+            FieldValue::OptReal(v) => v.map_or(ToSqlOutput::Borrowed(ValueRef::Null), |v| {
+                ToSqlOutput::Borrowed(ValueRef::Real(v))
+            }),
+            FieldValue::Count(v) => ToSqlOutput::Borrowed(ValueRef::Integer(v as i64)),
+            FieldValue::Flag(v) => ToSqlOutput::Borrowed(ValueRef::Integer(i64::from(v))),
+            FieldValue::Text(v) => ToSqlOutput::Borrowed(ValueRef::Text(v.as_bytes())),
+            FieldValue::Json(v) => {
+                ToSqlOutput::Owned(Value::Text(serde_json::to_string(v).unwrap()))
+            }
+        })
+    }
 }
 
 #[derive(Clone, Copy)]

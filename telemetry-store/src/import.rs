@@ -13,9 +13,12 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OpenFlags, Row};
-use telemetry_core::{EnergyMethod, TelemetryRecord};
+use telemetry_core::{
+    EnergyMethod, FieldKind, RECORD_FIELDS, StoredValue, TelemetryRecord, field_index,
+};
 
 use crate::error::StoreError;
+use crate::rows::stored;
 
 /// Rows sent to the writer per transaction.
 pub(crate) const IMPORT_CHUNK: usize = 5_000;
@@ -183,6 +186,21 @@ const PEER_COLUMNS: &[&str] = &[
     "is_warmup",
 ];
 
+/// The peer's columns holding `0.0` for "not measured": read as `None`.
+const UNKNOWN_IF_ZERO: &[&str] = &[
+    "ttft",
+    "energy_joules",
+    "power_watts",
+    "gpu_utilization_pct",
+    "gpu_memory_used_gb",
+    "gpu_temperature_c",
+    "throughput_tok_per_sec",
+    "prefill_latency_seconds",
+    "decode_latency_seconds",
+    "prefill_energy_joules",
+    "decode_energy_joules",
+];
+
 /// One peer row as (id, record); or the id (when readable) and which cell could not be read.
 /// An unreadable `id` is reported as the row's position in the file (1-based).
 fn peer_record(
@@ -192,13 +210,7 @@ fn peer_record(
     // `id` is the first of PEER_COLUMNS and required, so it is column 0.
     let id: Option<i64> = row.get(0).ok();
     peer_cells(row, present)
-        .map_err(|(column, e)| {
-            let what = match &e {
-                rusqlite::Error::InvalidColumnType(_, _, found) => {
-                    format!("holds a value of type {found}, which that column cannot take")
-                }
-                other => other.to_string(),
-            };
+        .map_err(|(column, what)| {
             let whose = if id.is_none() {
                 " (the id is unreadable; the number is the row's position)"
             } else {
@@ -209,11 +221,8 @@ fn peer_record(
         .map(|r| (id.unwrap_or_default(), r))
 }
 
-/// The record fields of a peer row; on failure, the column that could not be read.
-fn peer_cells(
-    row: &Row<'_>,
-    present: &[&str],
-) -> Result<TelemetryRecord, (&'static str, rusqlite::Error)> {
+/// The record fields of a peer row; on failure, the column that could not be read and why.
+fn peer_cells(row: &Row<'_>, present: &[&str]) -> Result<TelemetryRecord, (&'static str, String)> {
     let mut r = TelemetryRecord::default();
     for (i, column) in present.iter().enumerate() {
         let column: &'static str = PEER_COLUMNS
@@ -230,73 +239,50 @@ fn peer_cells(
     Ok(r)
 }
 
-/// Reads cell `i` (peer column `column`) into `r`.
-fn peer_cell(
-    row: &Row<'_>,
-    i: usize,
-    column: &str,
-    r: &mut TelemetryRecord,
-) -> rusqlite::Result<()> {
-    let text =
-        || -> rusqlite::Result<String> { Ok(row.get::<_, Option<String>>(i)?.unwrap_or_default()) };
-    let real = || -> rusqlite::Result<f64> { Ok(row.get::<_, Option<f64>>(i)?.unwrap_or(0.0)) };
-    // The peer writes 0.0 for "not measured" in these.
-    let unknown_if_zero = || -> rusqlite::Result<Option<f64>> {
-        Ok(row.get::<_, Option<f64>>(i)?.filter(|v| *v != 0.0))
+/// Reads cell `i` (peer column `column`, named as our field) into `r` through core's field
+/// table, with the peer's conventions: `NULL` keeps the field's default, zeros in
+/// [`UNKNOWN_IF_ZERO`] are `None`, a negative count becomes one that validation refuses,
+/// metadata that is not JSON is kept as a string, an energy method we do not know is "not said".
+fn peer_cell(row: &Row<'_>, i: usize, column: &str, r: &mut TelemetryRecord) -> Result<(), String> {
+    let value = stored(row.get_ref(i).map_err(|e| e.to_string())?);
+    let Some(field) = field_index(column) else {
+        // `id`: must be an integer.
+        return match value {
+            StoredValue::Integer(_) => Ok(()),
+            other => Err(cannot_take(other)),
+        };
     };
-    // Negative counts cannot be u64; map them to a value validation refuses.
-    let count = || -> rusqlite::Result<u64> {
-        let v = row.get::<_, Option<i64>>(i)?.unwrap_or(0);
-        Ok(u64::try_from(v).unwrap_or(u64::MAX))
-    };
-    let flag = || -> rusqlite::Result<bool> { Ok(row.get::<_, Option<i64>>(i)?.unwrap_or(0) != 0) };
-    match column {
-        "id" => {
-            row.get::<_, i64>(i)?;
+    let kind = RECORD_FIELDS[field].kind;
+    if !kind.takes(value) {
+        return Err(cannot_take(value));
+    }
+    let value = match value {
+        StoredValue::Null => return Ok(()),
+        StoredValue::Real(v) if v == 0.0 && UNKNOWN_IF_ZERO.contains(&column) => return Ok(()),
+        StoredValue::Integer(0) if UNKNOWN_IF_ZERO.contains(&column) => return Ok(()),
+        StoredValue::Integer(v) if v < 0 && kind == FieldKind::Count => {
+            StoredValue::Integer(i64::MAX)
         }
-        "timestamp" => r.timestamp = real()?,
-        "model_id" => r.model_id = text()?,
-        "engine" => r.engine = text()?,
-        "agent" => r.agent = text()?,
-        "prompt_tokens" => r.prompt_tokens = count()?,
-        "completion_tokens" => r.completion_tokens = count()?,
-        "total_tokens" => r.total_tokens = count()?,
-        "latency_seconds" => r.latency_seconds = real()?,
-        "ttft" => r.ttft = unknown_if_zero()?,
-        "cost_usd" => r.cost_usd = real()?,
-        "energy_joules" => r.energy_joules = unknown_if_zero()?,
-        "power_watts" => r.power_watts = unknown_if_zero()?,
-        "gpu_utilization_pct" => r.gpu_utilization_pct = unknown_if_zero()?,
-        "gpu_memory_used_gb" => r.gpu_memory_used_gb = unknown_if_zero()?,
-        "gpu_temperature_c" => r.gpu_temperature_c = unknown_if_zero()?,
-        "throughput_tok_per_sec" => r.throughput_tok_per_sec = unknown_if_zero()?,
-        "prefill_latency_seconds" => r.prefill_latency_seconds = unknown_if_zero()?,
-        "decode_latency_seconds" => r.decode_latency_seconds = unknown_if_zero()?,
-        "metadata" => {
-            let raw = text()?;
+        StoredValue::Text(t) if kind == FieldKind::Json => {
+            let raw = String::from_utf8_lossy(t);
             r.metadata = serde_json::from_str(if raw.is_empty() { "{}" } else { &raw })
                 .unwrap_or_else(|_| serde_json::json!({ "openjarvis_metadata": raw }));
+            return Ok(());
         }
-        "prompt_tokens_cached" => r.prompt_tokens_cached = count()?,
-        "is_streaming" => r.is_streaming = flag()?,
-        "mean_itl_ms" => r.mean_itl_ms = row.get(i)?,
-        "median_itl_ms" => r.median_itl_ms = row.get(i)?,
-        "p90_itl_ms" => r.p90_itl_ms = row.get(i)?,
-        "p95_itl_ms" => r.p95_itl_ms = row.get(i)?,
-        "p99_itl_ms" => r.p99_itl_ms = row.get(i)?,
-        "std_itl_ms" => r.std_itl_ms = row.get(i)?,
-        "prefill_energy_joules" => r.prefill_energy_joules = unknown_if_zero()?,
-        "decode_energy_joules" => r.decode_energy_joules = unknown_if_zero()?,
-        "energy_method" => r.energy_method = peer_energy_method(&text()?),
-        "energy_vendor" => r.energy_vendor = text()?,
-        "batch_id" => r.batch_id = text()?,
-        "is_warmup" => r.is_warmup = flag()?,
-        _ => {}
+        other => other,
+    };
+    match r.set_field(field, value) {
+        Err(_) if column == "energy_method" => {
+            r.energy_method = EnergyMethod::None;
+            Ok(())
+        }
+        other => other.map_err(|e| e.detail),
     }
-    Ok(())
 }
 
-/// The peer's method names that match ours; anything else is kept as "not said".
-fn peer_energy_method(s: &str) -> EnergyMethod {
-    EnergyMethod::parse(s).unwrap_or(EnergyMethod::None)
+fn cannot_take(value: StoredValue<'_>) -> String {
+    format!(
+        "holds a value of type {}, which that column cannot take",
+        value.type_name()
+    )
 }

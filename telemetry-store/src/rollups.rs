@@ -254,8 +254,9 @@ fn decode(row: &Row<'_>) -> Result<Rollup, StoreError> {
 /// rebuilds those of the buckets containing `ts` from the remaining raw rows, at every level.
 pub(crate) fn repair_after_prune(conn: &Connection, ts: f64) -> Result<(), StoreError> {
     let sql = |e| StoreError::sqlite("recomputing telemetry_rollup after a prune", e);
+    let columns = &*ROLLUP_INPUT_COLUMNS;
     let select = format!(
-        "SELECT {ROLLUP_INPUT_COLUMNS} FROM telemetry WHERE timestamp >= ?1 AND timestamp < ?2 ORDER BY id"
+        "SELECT {columns} FROM telemetry WHERE timestamp >= ?1 AND timestamp < ?2 ORDER BY id"
     );
     for &level in &ROLLUP_LEVELS {
         let start = bucket_start(ts, level);
@@ -295,7 +296,8 @@ pub(crate) fn rebuild_all(conn: &Connection) -> Result<u64, StoreError> {
     let day = ROLLUP_LEVELS[ROLLUP_LEVELS.len() - 1];
     let mut stmt = conn
         .prepare(&format!(
-            "SELECT {ROLLUP_INPUT_COLUMNS} FROM telemetry ORDER BY timestamp, id"
+            "SELECT {} FROM telemetry ORDER BY timestamp, id",
+            &*ROLLUP_INPUT_COLUMNS
         ))
         .map_err(sql)?;
     let mut rows = stmt.query([]).map_err(sql)?;

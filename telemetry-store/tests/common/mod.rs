@@ -7,132 +7,41 @@ use std::path::Path;
 use std::process::Command;
 
 use rusqlite::Connection;
-use serde_json::json;
+use rusqlite::types::ValueRef;
 use telemetry_core::schema::{RECORD_COLUMNS, ROLLUP_COLUMNS};
 use telemetry_core::{
-    EnergyMethod, Outcome, QuantileSketch, ROLLUP_LEVELS, Rollup, RollupKey, TelemetryRecord,
+    QuantileSketch, ROLLUP_LEVELS, Rollup, RollupKey, StoredValue, TelemetryRecord,
 };
 
 /// A valid record whose fields all depend on `i` (and `tag`, stored in `agent`).
 pub fn sample(tag: &str, i: u64) -> TelemetryRecord {
-    let latency = 0.25 * (1 + i % 16) as f64;
-    let some = |v: f64| if i.is_multiple_of(3) { None } else { Some(v) };
-    TelemetryRecord {
-        timestamp: 1_764_300_000.0 + (i % 5_000) as f64 * 7.5,
-        model_id: format!("model-{}", i % 3),
-        engine: ["vllm", "llama.cpp"][(i % 2) as usize].to_owned(),
-        agent: tag.to_owned(),
-        prompt_tokens: 100 + i % 50,
-        completion_tokens: 20 + i % 30,
-        total_tokens: 120 + i % 50 + i % 30,
-        prompt_tokens_cached: i % 10,
-        latency_seconds: latency,
-        ttft: some(0.125),
-        cost_usd: 0.001 * (i % 7) as f64,
-        energy_joules: some(10.0 + (i % 9) as f64),
-        power_watts: some(300.0),
-        gpu_utilization_pct: some(50.0 + (i % 40) as f64),
-        gpu_memory_used_gb: some(12.5),
-        gpu_temperature_c: some(61.0),
-        throughput_tok_per_sec: some(40.0),
-        prefill_latency_seconds: some(0.125),
-        decode_latency_seconds: some(latency - 0.125),
-        is_streaming: i.is_multiple_of(2),
-        mean_itl_ms: some(20.0 + (i % 11) as f64),
-        median_itl_ms: some(19.0),
-        p90_itl_ms: some(30.0),
-        p95_itl_ms: some(35.0),
-        p99_itl_ms: some(50.0),
-        std_itl_ms: some(3.5),
-        prefill_energy_joules: some(2.0),
-        decode_energy_joules: some(8.0),
-        energy_method: if i.is_multiple_of(3) {
-            EnergyMethod::None
-        } else {
-            EnergyMethod::Counter
-        },
-        energy_vendor: if i.is_multiple_of(3) { "" } else { "nvidia" }.to_owned(),
-        batch_id: format!("b{}", i / 100),
-        is_warmup: i.is_multiple_of(17),
-        outcome: if i.is_multiple_of(13) {
-            Outcome::Error
-        } else {
-            Outcome::Ok
-        },
-        error_kind: if i.is_multiple_of(13) { "timeout" } else { "" }.to_owned(),
-        error_message: if i.is_multiple_of(13) {
-            "took too long"
-        } else {
-            ""
-        }
-        .to_owned(),
-        tokens_counted: i.is_multiple_of(5),
-        cost_unknown: i.is_multiple_of(7),
-        metadata: json!({ "id": i, "tag": tag, "nested": { "ok": true } }),
-        server_prefill_ms: some(41.25 + (i % 4) as f64),
-        server_decode_ms: some(180.5),
-    }
+    telemetry_core::testing::sample_record(tag, i)
 }
 
-/// Every row of `telemetry`, in id order, decoded with plain SQL.
+/// Every row of `telemetry`, in id order, decoded through core's field table.
 pub fn read_all(conn: &Connection) -> Vec<TelemetryRecord> {
     let sql = format!(
         "SELECT {} FROM telemetry ORDER BY id",
         RECORD_COLUMNS.join(", ")
     );
     let mut stmt = conn.prepare(&sql).unwrap();
-    stmt.query_map([], |r| {
-        let u = |i: usize| -> rusqlite::Result<u64> { Ok(r.get::<_, i64>(i)? as u64) };
-        let b = |i: usize| -> rusqlite::Result<bool> { Ok(r.get::<_, i64>(i)? != 0) };
-        let metadata: String = r.get(37)?;
-        let method: String = r.get(28)?;
-        let outcome: String = r.get(32)?;
-        Ok(TelemetryRecord {
-            timestamp: r.get(0)?,
-            model_id: r.get(1)?,
-            engine: r.get(2)?,
-            agent: r.get(3)?,
-            prompt_tokens: u(4)?,
-            completion_tokens: u(5)?,
-            total_tokens: u(6)?,
-            prompt_tokens_cached: u(7)?,
-            latency_seconds: r.get(8)?,
-            ttft: r.get(9)?,
-            cost_usd: r.get(10)?,
-            energy_joules: r.get(11)?,
-            power_watts: r.get(12)?,
-            gpu_utilization_pct: r.get(13)?,
-            gpu_memory_used_gb: r.get(14)?,
-            gpu_temperature_c: r.get(15)?,
-            throughput_tok_per_sec: r.get(16)?,
-            prefill_latency_seconds: r.get(17)?,
-            decode_latency_seconds: r.get(18)?,
-            is_streaming: b(19)?,
-            mean_itl_ms: r.get(20)?,
-            median_itl_ms: r.get(21)?,
-            p90_itl_ms: r.get(22)?,
-            p95_itl_ms: r.get(23)?,
-            p99_itl_ms: r.get(24)?,
-            std_itl_ms: r.get(25)?,
-            prefill_energy_joules: r.get(26)?,
-            decode_energy_joules: r.get(27)?,
-            energy_method: EnergyMethod::parse(&method).unwrap(),
-            energy_vendor: r.get(29)?,
-            batch_id: r.get(30)?,
-            is_warmup: b(31)?,
-            outcome: Outcome::parse(&outcome).unwrap(),
-            error_kind: r.get(33)?,
-            error_message: r.get(34)?,
-            tokens_counted: b(35)?,
-            cost_unknown: b(36)?,
-            metadata: serde_json::from_str(&metadata).unwrap(),
-            server_prefill_ms: r.get(38)?,
-            server_decode_ms: r.get(39)?,
-        })
-    })
-    .unwrap()
-    .collect::<rusqlite::Result<Vec<_>>>()
-    .unwrap()
+    let mut rows = stmt.query([]).unwrap();
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().unwrap() {
+        let mut r = TelemetryRecord::default();
+        for i in 0..RECORD_COLUMNS.len() {
+            let value = match row.get_ref(i).unwrap() {
+                ValueRef::Null => StoredValue::Null,
+                ValueRef::Integer(v) => StoredValue::Integer(v),
+                ValueRef::Real(v) => StoredValue::Real(v),
+                ValueRef::Text(t) => StoredValue::Text(t),
+                ValueRef::Blob(b) => StoredValue::Blob(b),
+            };
+            r.set_field(i, value).unwrap();
+        }
+        out.push(r);
+    }
+    out
 }
 
 /// Opens a plain connection (not through the store).
