@@ -1,7 +1,7 @@
 //! Record fixtures shared by the tests of every crate (feature `testing`): a deterministic
 //! sample factory and proptest strategies for valid records.
 //!
-//! Both fill every field of [`RECORD_FIELDS`](crate::RECORD_FIELDS) from its kind, then set the
+//! Both fill every field of [`RECORD_FIELDS`] from its kind, then set the
 //! fields that carry rules (timestamps in the accepted window, token totals, TTFT within latency,
 //! percentages, enum strings, error fields), so that a field added to the table is exercised by
 //! every round trip without editing these fixtures.
