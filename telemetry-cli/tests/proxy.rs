@@ -243,7 +243,13 @@ fn metrics_and_health_are_answered_on_the_proxy_port() {
         dir.path(),
         &db,
         &upstream.url(),
-        &["--prices", prices.to_str().unwrap()],
+        // A collector that is down never fails the recording.
+        &[
+            "--prices",
+            prices.to_str().unwrap(),
+            "--otlp",
+            "http://127.0.0.1:9",
+        ],
     );
     for _ in 0..3 {
         proxy.request("POST", "/v1/chat/completions", CHAT);
@@ -271,7 +277,10 @@ fn metrics_and_health_are_answered_on_the_proxy_port() {
         "/metrics and health are not forwarded"
     );
     proxy.terminate();
-    assert!(proxy.wait().0.success());
+    let (status, rest) = proxy.wait();
+    assert!(status.success(), "{rest}");
+    assert!(rest.contains("3 records written, 0 dropped"), "{rest}");
+    assert!(rest.contains("otlp: "), "the OTLP summary line: {rest}");
     let conn = rusqlite::Connection::open(&db).unwrap();
     let cost: f64 = conn
         .query_row("SELECT SUM(cost_usd) FROM telemetry", [], |r| r.get(0))

@@ -21,6 +21,7 @@ use telemetry_wrap::PriceTable;
 use crate::cli::GpuChoice;
 use crate::commands::demo::gpu;
 use crate::commands::emit;
+use crate::commands::otlp::LiveExport;
 use crate::commands::serve::{parse_listen, shutdown_signal};
 use crate::dbpath::DbPath;
 use crate::error::CliError;
@@ -73,6 +74,10 @@ pub struct ProxyArgs {
     /// Worker threads (1: a single-threaded runtime, the fastest on a small machine).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=256))]
     pub threads: u64,
+    /// Also export each call live to an OpenTelemetry collector over OTLP/HTTP [URL default:
+    /// $OTEL_EXPORTER_OTLP_ENDPOINT, else http://localhost:4318].
+    #[arg(long, value_name = "URL", num_args = 0..=1, default_missing_value = "")]
+    pub otlp: Option<String>,
 }
 
 /// `/metrics` of the proxy: the database's exposition, read at each scrape.
@@ -108,6 +113,7 @@ pub fn run(db: &DbPath, args: &ProxyArgs, out: &mut dyn Write) -> Result<(), Cli
     let store = TelemetryStore::open(&db.path)?;
     let bus = Arc::new(EventBus::new());
     store.subscribe_to_bus(&bus);
+    let otlp = LiveExport::start(args.otlp.as_deref(), &bus)?;
     let mut telemetry = ProxyTelemetry::new(Arc::clone(&bus))
         .engine_name(&args.engine_name)
         .agent(&args.agent)
@@ -164,6 +170,7 @@ pub fn run(db: &DbPath, args: &ProxyArgs, out: &mut dyn Write) -> Result<(), Cli
     // Records waiting for their GPU energy are published, then the store commits everything.
     telemetry.flush();
     let flushed = store.flush();
+    let otlp_line = otlp.map(LiveExport::finish);
     let stats = store.stats();
     let closed = store.close();
     let s = report.stats;
@@ -187,6 +194,9 @@ pub fn run(db: &DbPath, args: &ProxyArgs, out: &mut dyn Write) -> Result<(), Cli
             },
         ),
     )?;
+    if let Some(line) = otlp_line {
+        emit(out, &line)?;
+    }
     flushed?;
     closed?;
     Ok(())
