@@ -11,7 +11,7 @@ use telemetry_core::{
 };
 
 use crate::error::AggError;
-use crate::plan::{Plan, plan};
+use crate::plan::{HOUR, Plan, plan};
 
 /// One group's rollup: `(bucket, model, engine, agent)`; `bucket` is 0 unless a series asked for
 /// buckets.
@@ -124,7 +124,7 @@ pub(crate) fn collect(
     let Some((lo, hi)) = effective_bounds(conn, range)? else {
         return Ok(groups);
     };
-    let plan = plan(lo, hi, &levels_up_to(width));
+    let plan = detailed_plan(conn, lo, hi, &levels_up_to(width))?;
     let series_bucket = |start: i64| width.map_or(0, |w| start.div_euclid(w) * w);
     read_rollups(conn, &plan, &mut |row| {
         let start: i64 = row.get(0).map_err(rollup_sql)?;
@@ -155,7 +155,7 @@ pub(crate) fn count(conn: &Connection, range: &TimeRange) -> Result<u64, AggErro
     let Some((lo, hi)) = effective_bounds(conn, range)? else {
         return Ok(0);
     };
-    let plan = plan(lo, hi, &levels_up_to(None));
+    let plan = detailed_plan(conn, lo, hi, &levels_up_to(None))?;
     let mut total: u64 = 0;
     let mut stmt = conn
         .prepare_cached(
@@ -182,6 +182,34 @@ pub(crate) fn count(conn: &Connection, range: &TimeRange) -> Result<u64, AggErro
         }
     }
     Ok(total)
+}
+
+/// The plan of `[lo, hi]` over `levels`, with the minute pieces taken out of the hours the store
+/// keeps no minute summaries for (see [`crate::plan`]'s "Sparse hours"). Runs inside the
+/// caller's read transaction, so the hours found sparse are the ones the query then reads.
+fn detailed_plan(conn: &Connection, lo: f64, hi: f64, levels: &[i64]) -> Result<Plan, AggError> {
+    let full = plan(lo, hi, levels);
+    // Hours with summaries (an hour row) but no minute row: a seek on the primary key
+    // (level, bucket_start, ...) for each. Hours with no hour row hold no record.
+    let mut stmt = conn
+        .prepare_cached(&format!(
+            "SELECT h.bucket_start FROM (SELECT DISTINCT bucket_start FROM telemetry_rollup \
+             WHERE level = {HOUR} AND bucket_start >= ?1 AND bucket_start < ?2) AS h \
+             WHERE NOT EXISTS (SELECT 1 FROM telemetry_rollup WHERE level = ?3 \
+             AND bucket_start >= h.bucket_start AND bucket_start < h.bucket_start + {HOUR})"
+        ))
+        .map_err(rollup_sql)?;
+    let mut sparse: Vec<i64> = Vec::new();
+    for p in full.minute_pieces() {
+        let first_hour = p.from.div_euclid(HOUR) * HOUR;
+        let mut rows = stmt
+            .query(params![first_hour, p.to, p.level])
+            .map_err(rollup_sql)?;
+        while let Some(row) = rows.next().map_err(rollup_sql)? {
+            sparse.push(row.get(0).map_err(rollup_sql)?);
+        }
+    }
+    Ok(full.without_hours(&sparse))
 }
 
 fn rollup_sql(e: rusqlite::Error) -> AggError {
@@ -295,10 +323,14 @@ fn merge_row(row: &Row<'_>, start: i64, into: &mut Rollup) -> Result<(), AggErro
 /// Timestamp windows (inclusive, widened by a second so that rounding never hides a row) that
 /// hold every record not answered by the summaries.
 fn raw_windows(lo: f64, hi: f64, plan: &Plan) -> Vec<(f64, f64)> {
-    match plan.covered {
-        None => vec![(lo - 1.0, hi + 1.0)],
-        Some((a, b)) => vec![(lo - 1.0, a as f64 + 1.0), (b as f64 - 1.0, hi + 1.0)],
+    let mut windows = Vec::with_capacity(plan.covered.len() + 1);
+    let mut from = lo - 1.0;
+    for &(a, b) in &plan.covered {
+        windows.push((from, a as f64 + 1.0));
+        from = b as f64 - 1.0;
     }
+    windows.push((from, hi + 1.0));
+    windows
 }
 
 /// Whether a record at `ts` in the widened windows is counted from its raw row.

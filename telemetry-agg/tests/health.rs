@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{DAY0, rec, write_db};
+use common::{DAY0, rec, write_db, write_db_with_threshold};
 use telemetry_agg::{RollupDrift, TelemetryAggregator};
 
 fn two_days() -> Vec<telemetry_core::TelemetryRecord> {
@@ -27,30 +27,46 @@ fn summaries_written_by_the_store_agree_with_the_rows() {
     assert_eq!((found.rows, found.rollup_calls), (200, 200));
 }
 
+/// Deletes five rows of day 1 and copies one row of day 0 ten days later, with plain SQL.
+fn edit_rows(path: &std::path::Path) {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.execute(
+        "DELETE FROM telemetry WHERE id IN \
+         (SELECT id FROM telemetry WHERE timestamp >= ?1 LIMIT 5)",
+        [DAY0 + 86_400.0],
+    )
+    .unwrap();
+    let columns = telemetry_core::schema::RECORD_COLUMNS[1..].join(", ");
+    conn.execute(
+        &format!(
+            "INSERT INTO telemetry (timestamp, {columns}) \
+             SELECT timestamp + 10 * 86400, {columns} FROM telemetry WHERE id = 1"
+        ),
+        [],
+    )
+    .unwrap();
+}
+
+fn drift(day_start: i64, levels: &[i64], rows: u64, rollup_calls: u64) -> Vec<RollupDrift> {
+    levels
+        .iter()
+        .map(|&level| RollupDrift {
+            day_start,
+            level,
+            rows,
+            rollup_calls,
+        })
+        .collect()
+}
+
 /// Rows deleted and inserted with plain SQL: every level of the edited days is named, with the
-/// row count and what the summaries count; the untouched day is not.
+/// row count and what the summaries count; the untouched day is not. Here every hour has minute
+/// summaries (threshold 1), so the minute level sees the deletions; the copied row lands in an
+/// hour with none, which only the hour and day levels can see.
 #[test]
 fn rows_edited_outside_the_store_are_reported_per_day_and_level() {
-    let (_dir, path) = write_db(&two_days());
-    {
-        let conn = rusqlite::Connection::open(&path).unwrap();
-        // Five rows of day 1 gone; one row of day 0 copied ten days later.
-        conn.execute(
-            "DELETE FROM telemetry WHERE id IN \
-             (SELECT id FROM telemetry WHERE timestamp >= ?1 LIMIT 5)",
-            [DAY0 + 86_400.0],
-        )
-        .unwrap();
-        let columns = telemetry_core::schema::RECORD_COLUMNS[1..].join(", ");
-        conn.execute(
-            &format!(
-                "INSERT INTO telemetry (timestamp, {columns}) \
-                 SELECT timestamp + 10 * 86400, {columns} FROM telemetry WHERE id = 1"
-            ),
-            [],
-        )
-        .unwrap();
-    }
+    let (_dir, path) = write_db_with_threshold(&two_days(), 1);
+    edit_rows(&path);
     let found = TelemetryAggregator::open(&path)
         .unwrap()
         .check_rollups()
@@ -62,24 +78,60 @@ fn rows_edited_outside_the_store_are_reported_per_day_and_level() {
     );
     let day1 = DAY0 as i64 + 86_400;
     let day10 = DAY0 as i64 + 10 * 86_400;
-    let mut want = Vec::new();
-    for level in [60, 3_600, 86_400] {
-        want.push(RollupDrift {
-            day_start: day1,
-            level,
-            rows: 95,
-            rollup_calls: 100,
-        });
-    }
-    for level in [60, 3_600, 86_400] {
-        want.push(RollupDrift {
-            day_start: day10,
-            level,
-            rows: 1,
-            rollup_calls: 0,
-        });
-    }
+    let mut want = drift(day1, &[60, 3_600, 86_400], 95, 100);
+    want.extend(drift(day10, &[3_600, 86_400], 1, 0));
     assert_eq!(found.drift, want);
+}
+
+/// The same edit on a file whose hours are all sparse (no minute summaries, the default for
+/// records a minute apart): the hour and day levels still name both days.
+#[test]
+fn edits_in_sparse_hours_are_reported_by_the_hour_and_day_levels() {
+    let (_dir, path) = write_db(&two_days());
+    let stored: i64 = rusqlite::Connection::open(&path)
+        .unwrap()
+        .query_row(
+            "SELECT COUNT(*) FROM telemetry_rollup WHERE level = 60",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(stored, 0, "records a minute apart keep no minute summaries");
+    assert!(
+        TelemetryAggregator::open(&path)
+            .unwrap()
+            .check_rollups()
+            .unwrap()
+            .is_consistent()
+    );
+    edit_rows(&path);
+    let found = TelemetryAggregator::open(&path)
+        .unwrap()
+        .check_rollups()
+        .unwrap();
+    let mut want = drift(DAY0 as i64 + 86_400, &[3_600, 86_400], 95, 100);
+    want.extend(drift(DAY0 as i64 + 10 * 86_400, &[3_600, 86_400], 1, 0));
+    assert_eq!(found.drift, want);
+}
+
+/// A tampered minute summary (one hour's count off by one) is a minute-level drift of its day,
+/// though the hour and day summaries still agree with the rows.
+#[test]
+fn a_tampered_minute_summary_is_reported() {
+    let (_dir, path) = write_db_with_threshold(&two_days(), 1);
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute(
+            "UPDATE telemetry_rollup SET call_count = call_count + 1 WHERE level = 60 \
+             AND bucket_start = (SELECT MIN(bucket_start) FROM telemetry_rollup WHERE level = 60)",
+            [],
+        )
+        .unwrap();
+    let found = TelemetryAggregator::open(&path)
+        .unwrap()
+        .check_rollups()
+        .unwrap();
+    assert_eq!(found.drift, drift(DAY0 as i64, &[60], 100, 101));
 }
 
 /// Damage in the middle of the file: the check lists what is wrong instead of failing. (Where

@@ -7,7 +7,7 @@ mod common;
 
 use common::{
     DAY0, View, compare, oracle, oracle_groups, view_agent, view_engine, view_model, view_total,
-    write_db,
+    write_db_with_threshold,
 };
 use proptest::prelude::*;
 use telemetry_agg::{Bucket, GroupBy, TelemetryAggregator};
@@ -122,70 +122,131 @@ fn check_list(got: Vec<View>, want: Vec<View>, what: &str) -> Result<(), TestCas
     Ok(())
 }
 
+/// Every query over `ranges` (and everything) against the oracle, on `records` written by a
+/// store that keeps minute summaries for hours of at least `threshold` calls.
+fn check_all(
+    records: &[TelemetryRecord],
+    bounds: &[(Bound, Bound)],
+    threshold: u64,
+) -> Result<(), TestCaseError> {
+    let records = records.to_vec();
+    let ranges: Vec<TimeRange> = bounds
+        .iter()
+        .map(|(a, b)| range(*a, *b, &records))
+        .collect();
+    let (_dir, path) = write_db_with_threshold(&records, threshold);
+    let agg = TelemetryAggregator::open(&path).unwrap();
+    for range in ranges.iter().chain([TimeRange::all()].iter()) {
+        let inside: Vec<&TelemetryRecord> = records
+            .iter()
+            .filter(|r| range.contains(r.timestamp))
+            .collect();
+        let summary = agg.summary(range).unwrap();
+        compare(&view_total(&summary), &oracle("", &inside))
+            .map_err(|e| TestCaseError::fail(format!("{range:?} totals: {e}")))?;
+        check_list(
+            summary.per_model.iter().map(view_model).collect(),
+            oracle_groups(&records, range, |r| &r.model_id),
+            "per_model",
+        )?;
+        check_list(
+            agg.per_engine_stats(range)
+                .unwrap()
+                .iter()
+                .map(view_engine)
+                .collect(),
+            oracle_groups(&records, range, |r| &r.engine),
+            "per_engine",
+        )?;
+        check_list(
+            agg.per_agent_stats(range)
+                .unwrap()
+                .iter()
+                .map(view_agent)
+                .collect(),
+            oracle_groups(&records, range, |r| &r.agent),
+            "per_agent",
+        )?;
+        prop_assert_eq!(agg.record_count(range).unwrap(), inside.len() as u64);
+
+        // Series by hour and model: every point equals the oracle over its bucket.
+        let points = agg.series(range, Bucket::Hour, GroupBy::Model).unwrap();
+        let mut want: std::collections::BTreeMap<(i64, &str), Vec<&TelemetryRecord>> =
+            Default::default();
+        for r in &inside {
+            let minute = bucket_start(r.timestamp, 60);
+            want.entry((minute.div_euclid(3_600) * 3_600, &r.model_id))
+                .or_default()
+                .push(r);
+        }
+        prop_assert_eq!(points.len(), want.len());
+        for (p, ((start, model), rs)) in points.iter().zip(&want) {
+            prop_assert_eq!(p.bucket_start, *start);
+            prop_assert_eq!(p.group.as_deref(), Some(*model));
+            let o = oracle(model, rs);
+            prop_assert_eq!(p.call_count, o.call_count);
+            prop_assert_eq!(p.total_tokens, o.total_tokens);
+            prop_assert!((p.total_cost - o.total_cost).abs() <= 1e-9 * o.total_cost + 1e-12);
+            let (g, w) = (p.latency_p95.unwrap(), o.percentiles[2].unwrap());
+            prop_assert!((g - w).abs() <= 0.01 * w + 1e-9, "p95 {} vs {}", g, w);
+        }
+
+        // Series by minute (the plan has the minute level only, and may skip sparse hours
+        // in its middle): every point equals the oracle over its bucket.
+        let points = agg.series(range, Bucket::Minute, GroupBy::None).unwrap();
+        let mut want: std::collections::BTreeMap<i64, Vec<&TelemetryRecord>> = Default::default();
+        for r in &inside {
+            want.entry(bucket_start(r.timestamp, 60))
+                .or_default()
+                .push(r);
+        }
+        prop_assert_eq!(points.len(), want.len());
+        for (p, (start, rs)) in points.iter().zip(&want) {
+            prop_assert_eq!(p.bucket_start, *start);
+            let o = oracle("", rs);
+            prop_assert_eq!(p.call_count, o.call_count);
+            prop_assert_eq!(p.total_tokens, o.total_tokens);
+            let (g, w) = (p.latency_p50.unwrap(), o.percentiles[0].unwrap());
+            prop_assert!((g - w).abs() <= 0.01 * w + 1e-9, "p50 {} vs {}", g, w);
+        }
+
+        // Export: exactly the records of the range, in timestamp order, as written.
+        let exported: Vec<TelemetryRecord> = agg
+            .export_records(range)
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let mut expected: Vec<&TelemetryRecord> = inside.clone();
+        expected.sort_by(|a, b| a.timestamp.total_cmp(&b.timestamp));
+        prop_assert_eq!(exported.len(), expected.len());
+        for (g, w) in exported.iter().zip(&expected) {
+            prop_assert_eq!(g.timestamp, w.timestamp);
+        }
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
 
+    /// The store's default threshold: with at most 250 records over three days, every hour is
+    /// sparse (no minute summaries), and range edges read raw rows.
     #[test]
     fn queries_match_the_oracle(
         records in prop::collection::vec(record(), 0..250),
         bounds in prop::collection::vec((bound(), bound()), 6),
     ) {
-        let ranges: Vec<TimeRange> =
-            bounds.iter().map(|(a, b)| range(*a, *b, &records)).collect();
-        let (_dir, path) = write_db(&records);
-        let agg = TelemetryAggregator::open(&path).unwrap();
-        for range in ranges.iter().chain([TimeRange::all()].iter()) {
-            let inside: Vec<&TelemetryRecord> =
-                records.iter().filter(|r| range.contains(r.timestamp)).collect();
-            let summary = agg.summary(range).unwrap();
-            compare(&view_total(&summary), &oracle("", &inside))
-                .map_err(|e| TestCaseError::fail(format!("{range:?} totals: {e}")))?;
-            check_list(
-                summary.per_model.iter().map(view_model).collect(),
-                oracle_groups(&records, range, |r| &r.model_id),
-                "per_model",
-            )?;
-            check_list(
-                agg.per_engine_stats(range).unwrap().iter().map(view_engine).collect(),
-                oracle_groups(&records, range, |r| &r.engine),
-                "per_engine",
-            )?;
-            check_list(
-                agg.per_agent_stats(range).unwrap().iter().map(view_agent).collect(),
-                oracle_groups(&records, range, |r| &r.agent),
-                "per_agent",
-            )?;
-            prop_assert_eq!(agg.record_count(range).unwrap(), inside.len() as u64);
+        check_all(&records, &bounds, telemetry_store::DEFAULT_MINUTE_ROLLUP_THRESHOLD)?;
+    }
 
-            // Series by hour and model: every point equals the oracle over its bucket.
-            let points = agg.series(range, Bucket::Hour, GroupBy::Model).unwrap();
-            let mut want: std::collections::BTreeMap<(i64, &str), Vec<&TelemetryRecord>> =
-                Default::default();
-            for r in &inside {
-                let minute = bucket_start(r.timestamp, 60);
-                want.entry((minute.div_euclid(3_600) * 3_600, &r.model_id)).or_default().push(r);
-            }
-            prop_assert_eq!(points.len(), want.len());
-            for (p, ((start, model), rs)) in points.iter().zip(&want) {
-                prop_assert_eq!(p.bucket_start, *start);
-                prop_assert_eq!(p.group.as_deref(), Some(*model));
-                let o = oracle(model, rs);
-                prop_assert_eq!(p.call_count, o.call_count);
-                prop_assert_eq!(p.total_tokens, o.total_tokens);
-                prop_assert!((p.total_cost - o.total_cost).abs() <= 1e-9 * o.total_cost + 1e-12);
-                let (g, w) = (p.latency_p95.unwrap(), o.percentiles[2].unwrap());
-                prop_assert!((g - w).abs() <= 0.01 * w + 1e-9, "p95 {} vs {}", g, w);
-            }
-
-            // Export: exactly the records of the range, in timestamp order, as written.
-            let exported: Vec<TelemetryRecord> =
-                agg.export_records(range).unwrap().map(Result::unwrap).collect();
-            let mut expected: Vec<&TelemetryRecord> = inside.clone();
-            expected.sort_by(|a, b| a.timestamp.total_cmp(&b.timestamp));
-            prop_assert_eq!(exported.len(), expected.len());
-            for (g, w) in exported.iter().zip(&expected) {
-                prop_assert_eq!(g.timestamp, w.timestamp);
-            }
-        }
+    /// Low thresholds, so that busy hours are detailed and quiet ones sparse (1: every hour
+    /// detailed, as files written before sparse hours existed): range edges fall in both kinds.
+    #[test]
+    fn queries_match_the_oracle_with_sparse_and_detailed_hours(
+        records in prop::collection::vec(record(), 0..250),
+        bounds in prop::collection::vec((bound(), bound()), 6),
+        threshold in prop_oneof![Just(1u64), 2u64..12],
+    ) {
+        check_all(&records, &bounds, threshold)?;
     }
 }

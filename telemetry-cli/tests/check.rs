@@ -154,3 +154,66 @@ fn a_file_damaged_in_the_middle_gets_an_unhealthy_report() {
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(!text.contains("rebuilt"), "{text}");
 }
+
+/// A spread database (one record a minute, plus one busy hour): the sparse hours have no
+/// minute summaries, and `check` must take that as healthy; a tampered hour summary, and a
+/// tampered minute summary of the busy hour, are still found.
+#[test]
+fn a_spread_database_is_healthy_and_tampered_summaries_are_still_found() {
+    let (dir, db) = temp_db();
+    let mut records: Vec<_> = (0..600)
+        .map(|i| common::record("llama", "vllm", "a", 86_400.0 - i as f64 * 60.0, i))
+        .collect();
+    // 2 100 calls within 1 050 s: at least 1 050 of them in one hour, above the store's
+    // threshold, so that hour keeps minute summaries.
+    records.extend(
+        (0..2_100).map(|i| common::record("qwen", "vllm", "b", 7_200.0 + i as f64 * 0.5, i)),
+    );
+    seed(&db, &records);
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let minute_hours: i64 = conn
+        .query_row(
+            "SELECT COUNT(DISTINCT bucket_start / 3600) FROM telemetry_rollup WHERE level = 60",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(
+        (1..=2).contains(&minute_hours),
+        "only the busy hour (maybe split over two) keeps minutes: {minute_hours}"
+    );
+    let db = db.to_str().unwrap();
+    let ok = stdout_of(telemetry(dir.path()).args(["--db", db, "check"]));
+    assert!(ok.contains("status     healthy"), "{ok}");
+
+    for (level, extra) in [(60, 1), (3_600, 2)] {
+        conn.execute(
+            "UPDATE telemetry_rollup SET call_count = call_count + ?2 WHERE level = ?1 \
+             AND bucket_start = (SELECT MIN(bucket_start) FROM telemetry_rollup WHERE level = ?1) \
+             AND model_id = (SELECT MIN(model_id) FROM telemetry_rollup WHERE level = ?1 \
+             AND bucket_start = (SELECT MIN(bucket_start) FROM telemetry_rollup WHERE level = ?1))",
+            [level, extra],
+        )
+        .unwrap();
+        let json: Value = serde_json::from_str(
+            &String::from_utf8(
+                telemetry(dir.path())
+                    .args(["--db", db, "check", "-f", "json"])
+                    .assert()
+                    .code(1)
+                    .get_output()
+                    .stdout
+                    .clone(),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        let drift = json["rollup_drift"].as_array().unwrap();
+        assert!(
+            drift.iter().any(|d| d["level"] == level),
+            "level {level}: {json}"
+        );
+        let repaired = stdout_of(telemetry(dir.path()).args(["--db", db, "check", "--repair"]));
+        assert!(repaired.contains("status     healthy"), "{repaired}");
+    }
+}

@@ -16,6 +16,14 @@ pub const DEFAULT_QUEUE_CAPACITY: usize = 100_000;
 pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default write retry budget: how long commits may keep failing before `record` refuses.
 pub const DEFAULT_WRITE_RETRY_BUDGET: Duration = Duration::from_secs(3);
+/// Default calls an hour must reach before the store keeps minute summaries for it (see
+/// [`StoreBuilder::minute_rollup_threshold`]).
+///
+/// A query reads the records of a sparse hour at its range's edges from their raw rows, so
+/// this bounds that work to under 1 024 rows per edge hour, while live traffic (thousands of
+/// calls an hour and more) keeps its minute summaries, and a backfill of old, spread-out records
+/// (a few per minute at most) costs no minute row per record.
+pub const DEFAULT_MINUTE_ROLLUP_THRESHOLD: u64 = 1_024;
 
 /// What [`record`](TelemetryStore::record) does when the queue is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -78,6 +86,7 @@ pub struct StoreBuilder {
     pub(crate) durability: Durability,
     pub(crate) busy_timeout: Duration,
     pub(crate) write_retry_budget: Duration,
+    pub(crate) minute_rollup_threshold: u64,
 }
 
 impl StoreBuilder {
@@ -91,6 +100,7 @@ impl StoreBuilder {
             durability: Durability::Buffered,
             busy_timeout: DEFAULT_BUSY_TIMEOUT,
             write_retry_budget: DEFAULT_WRITE_RETRY_BUDGET,
+            minute_rollup_threshold: DEFAULT_MINUTE_ROLLUP_THRESHOLD,
         }
     }
 
@@ -142,6 +152,21 @@ impl StoreBuilder {
     /// retrying what it holds, and accepts records again after its next successful commit.
     pub fn write_retry_budget(mut self, budget: Duration) -> Self {
         self.write_retry_budget = budget;
+        self
+    }
+
+    /// Calls an hour must reach (over all models, engines and agents) before the store keeps
+    /// minute summaries for it (default [`DEFAULT_MINUTE_ROLLUP_THRESHOLD`]; 0 or 1 keeps them
+    /// for every hour, as before this option existed).
+    ///
+    /// Day and hour summaries are written for every record. Minute summaries cost a row per
+    /// record when records are far apart (a backfill of old data); so an hour gets them only
+    /// once its calls reach the threshold, built then from the hour's rows, and kept up to date
+    /// from there on. An hour has minute rows for all of its records or none; queries read a
+    /// sparse hour's records from the raw rows where they need minute precision. The setting can
+    /// change between runs on one file: every state it leaves is valid.
+    pub fn minute_rollup_threshold(mut self, calls: u64) -> Self {
+        self.minute_rollup_threshold = calls;
         self
     }
 

@@ -71,8 +71,9 @@ mod store;
 mod writer;
 
 pub use config::{
-    DEFAULT_BATCH_SIZE, DEFAULT_BUSY_TIMEOUT, DEFAULT_FLUSH_INTERVAL, DEFAULT_QUEUE_CAPACITY,
-    DEFAULT_WRITE_RETRY_BUDGET, Durability, OverflowPolicy, StoreBuilder,
+    DEFAULT_BATCH_SIZE, DEFAULT_BUSY_TIMEOUT, DEFAULT_FLUSH_INTERVAL,
+    DEFAULT_MINUTE_ROLLUP_THRESHOLD, DEFAULT_QUEUE_CAPACITY, DEFAULT_WRITE_RETRY_BUDGET,
+    Durability, OverflowPolicy, StoreBuilder,
 };
 pub use error::{RecordError, StoreError};
 pub use import::{ImportProgress, ImportReport};

@@ -58,17 +58,42 @@ impl Hasher for FastHasher {
     }
 }
 
-/// Rollups of a set of records at every level of [`ROLLUP_LEVELS`].
+/// Seconds in a minute bucket, the finest level.
+const MINUTE: i64 = ROLLUP_LEVELS[0];
+/// Seconds in an hour bucket: the unit in which minute summaries are kept or not.
+const HOUR: i64 = ROLLUP_LEVELS[1];
+
+/// The hour (start, unix seconds) whose summaries hold a record: the hour of its minute bucket,
+/// derived from that bucket as the coarser levels are, so that a record's minute and hour rows
+/// always nest.
+pub(crate) fn hour_of(timestamp: f64) -> i64 {
+    bucket_start(timestamp, MINUTE).div_euclid(HOUR) * HOUR
+}
+
+/// Finest level kept for a record (minute or hour), bucket start, model, engine, agent.
+type FinestKey<'a> = (i64, i64, &'a str, &'a str, &'a str);
+
+/// Rollups of a set of records: at every level of [`ROLLUP_LEVELS`] for records of detailed
+/// hours, at the hour and day levels only for the others.
 #[derive(Debug, Default)]
 pub(crate) struct BatchRollups<'a> {
-    /// Finest level, keyed by borrowed labels so that adding a record allocates nothing.
-    finest: HashMap<(i64, &'a str, &'a str, &'a str), Rollup, BuildHasherDefault<FastHasher>>,
+    /// Finest level kept per record (minute or hour) and bucket start, keyed by borrowed labels
+    /// so that adding a record allocates nothing.
+    finest: HashMap<FinestKey<'a>, Rollup, BuildHasherDefault<FastHasher>>,
 }
 
 impl<'a> BatchRollups<'a> {
-    pub(crate) fn add(&mut self, r: &'a TelemetryRecord) {
+    /// Adds `r`, with minute rollups when `minutes` (its hour is detailed), else from the hour up.
+    pub(crate) fn add(&mut self, r: &'a TelemetryRecord, minutes: bool) {
+        let minute = bucket_start(r.timestamp, MINUTE);
+        let (level, start) = if minutes {
+            (MINUTE, minute)
+        } else {
+            (HOUR, minute.div_euclid(HOUR) * HOUR)
+        };
         let key = (
-            bucket_start(r.timestamp, ROLLUP_LEVELS[0]),
+            level,
+            start,
             r.model_id.as_str(),
             r.engine.as_str(),
             r.agent.as_str(),
@@ -80,28 +105,127 @@ impl<'a> BatchRollups<'a> {
     /// a finest bucket lies in exactly one coarser bucket).
     pub(crate) fn into_levels(self) -> HashMap<RollupKey, Rollup> {
         let mut out: HashMap<RollupKey, Rollup> = HashMap::with_capacity(self.finest.len() * 3);
-        for ((start, model, engine, agent), rollup) in self.finest {
-            for &level in &ROLLUP_LEVELS[1..] {
-                let key = RollupKey {
-                    level,
-                    bucket_start: start.div_euclid(level) * level,
-                    model_id: model.to_owned(),
-                    engine: engine.to_owned(),
-                    agent: agent.to_owned(),
-                };
-                out.entry(key).or_default().merge(&rollup);
-            }
-            let key = RollupKey {
-                level: ROLLUP_LEVELS[0],
-                bucket_start: start,
+        for ((finest, start, model, engine, agent), rollup) in self.finest {
+            let key = |level: i64| RollupKey {
+                level,
+                bucket_start: start.div_euclid(level) * level,
                 model_id: model.to_owned(),
                 engine: engine.to_owned(),
                 agent: agent.to_owned(),
             };
-            out.entry(key).or_default().merge(&rollup);
+            for &level in ROLLUP_LEVELS.iter().filter(|&&l| l > finest) {
+                out.entry(key(level)).or_default().merge(&rollup);
+            }
+            out.entry(key(finest)).or_default().merge(&rollup);
         }
         out
     }
+}
+
+/// Which hours of a batch get minute summaries, decided before its rollups are built.
+///
+/// An hour is *detailed* when `telemetry_rollup` holds minute rows for it; those rows then
+/// cover every record of the hour, and the query layer reads them. Other hours have none, and
+/// readers take their (few) records from the raw rows. A batch's records of a detailed hour add
+/// to its minute rows; an hour whose calls reach the threshold with this batch is backfilled
+/// from its raw rows (the batch's included); any other hour gets no minute row.
+#[derive(Debug, Default)]
+pub(crate) struct MinuteDetail {
+    /// Hours whose records of this batch get minute rollups.
+    detailed: Vec<i64>,
+    /// Hours to backfill from the raw rows once the batch's rows are inserted.
+    backfill: Vec<i64>,
+}
+
+impl MinuteDetail {
+    /// Decides for the hours of a batch: `batch_calls` holds each hour's records in the batch.
+    /// Two index seeks per hour (minute rows of the hour? calls of the hour?).
+    pub(crate) fn decide(
+        conn: &Connection,
+        batch_calls: &HashMap<i64, u64>,
+        threshold: u64,
+    ) -> Result<Self, StoreError> {
+        let mut out = MinuteDetail::default();
+        for (&hour, &n) in batch_calls {
+            if is_detailed(conn, hour)? {
+                out.detailed.push(hour);
+            } else if hour_calls(conn, hour)?.saturating_add(n) >= threshold {
+                out.backfill.push(hour);
+            }
+        }
+        out.detailed.sort_unstable();
+        Ok(out)
+    }
+
+    /// Whether the batch's records of `hour` get minute rollups.
+    pub(crate) fn minutes(&self, hour: i64) -> bool {
+        self.detailed.binary_search(&hour).is_ok()
+    }
+
+    /// Writes the minute rows of the hours that crossed the threshold, from all their raw rows.
+    pub(crate) fn backfill(&self, conn: &Connection) -> Result<(), StoreError> {
+        for &hour in &self.backfill {
+            backfill_minutes(conn, hour)?;
+        }
+        Ok(())
+    }
+}
+
+/// Whether `hour` has minute rows: one seek on the primary key (level, bucket_start, ...).
+pub(crate) fn is_detailed(conn: &Connection, hour: i64) -> Result<bool, StoreError> {
+    conn.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM telemetry_rollup WHERE level = ?1 \
+         AND bucket_start >= ?2 AND bucket_start < ?3)",
+    )
+    .and_then(|mut s| {
+        s.query_row(params![MINUTE, hour, hour.saturating_add(HOUR)], |r| {
+            r.get(0)
+        })
+    })
+    .map_err(|e| StoreError::sqlite("looking up minute summaries", e))
+}
+
+/// Calls of `hour` counted by its stored hour rows (all groups).
+fn hour_calls(conn: &Connection, hour: i64) -> Result<u64, StoreError> {
+    let n: i64 = conn
+        .prepare_cached(
+            "SELECT COALESCE(SUM(call_count), 0) FROM telemetry_rollup \
+             WHERE level = ?1 AND bucket_start = ?2",
+        )
+        .and_then(|mut s| s.query_row(params![HOUR, hour], |r| r.get(0)))
+        .map_err(|e| StoreError::sqlite("reading the calls of an hour", e))?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
+/// Writes the minute rows of `hour` from its raw rows (it has none yet). The window is widened
+/// by a second and filtered with [`hour_of`], so a record lands where the writer files it.
+fn backfill_minutes(conn: &Connection, hour: i64) -> Result<(), StoreError> {
+    let sql = |e| StoreError::sqlite("writing the minute summaries of an hour", e);
+    let select = format!(
+        "SELECT {ROLLUP_INPUT_COLUMNS} FROM telemetry WHERE timestamp >= ?1 AND timestamp < ?2"
+    );
+    let mut stmt = conn.prepare_cached(&select).map_err(sql)?;
+    let mut rows = stmt
+        .query(params![
+            hour as f64 - 1.0,
+            hour.saturating_add(HOUR) as f64 + 1.0
+        ])
+        .map_err(sql)?;
+    let mut minutes: HashMap<RollupKey, Rollup> = HashMap::new();
+    while let Some(row) = rows.next().map_err(sql)? {
+        let record = rollup_input(row)?;
+        if hour_of(record.timestamp) == hour {
+            minutes
+                .entry(RollupKey::of(&record, MINUTE))
+                .or_default()
+                .add(&record);
+        }
+    }
+    drop(rows);
+    for (key, rollup) in &minutes {
+        write(conn, key, rollup, Write::Replace)?;
+    }
+    Ok(())
 }
 
 const KEY_WHERE: &str =
@@ -251,13 +375,16 @@ fn decode(row: &Row<'_>) -> Result<Rollup, StoreError> {
 }
 
 /// After deleting raw rows before `ts`: drops the rollup rows of buckets wholly before `ts` and
-/// rebuilds those of the buckets containing `ts` from the remaining raw rows, at every level.
+/// rebuilds those of the buckets containing `ts` from the remaining raw rows, at every level —
+/// but the minute bucket only when its hour is detailed: a minute row in a sparse hour would
+/// make readers take the hour's other minutes (which have none) as empty.
 pub(crate) fn repair_after_prune(conn: &Connection, ts: f64) -> Result<(), StoreError> {
     let sql = |e| StoreError::sqlite("recomputing telemetry_rollup after a prune", e);
     let columns = &*ROLLUP_INPUT_COLUMNS;
     let select = format!(
         "SELECT {columns} FROM telemetry WHERE timestamp >= ?1 AND timestamp < ?2 ORDER BY id"
     );
+    let minutes_kept = is_detailed(conn, hour_of(ts))?;
     for &level in &ROLLUP_LEVELS {
         let start = bucket_start(ts, level);
         conn.execute(
@@ -265,6 +392,9 @@ pub(crate) fn repair_after_prune(conn: &Connection, ts: f64) -> Result<(), Store
             params![level, start],
         )
         .map_err(sql)?;
+        if level == MINUTE && !minutes_kept {
+            continue;
+        }
         let mut stmt = conn.prepare_cached(&select).map_err(sql)?;
         let mut rows = stmt
             .query(params![start as f64, start.saturating_add(level) as f64])
@@ -286,10 +416,11 @@ pub(crate) fn repair_after_prune(conn: &Connection, ts: f64) -> Result<(), Store
 }
 
 /// Deletes every `telemetry_rollup` row and recomputes every level from the raw rows (inside the
-/// caller's transaction); returns how many rows were read. Rows are streamed in timestamp order
-/// and summarised one day at a time (every level divides a day), so memory holds one day's rows,
-/// not the table.
-pub(crate) fn rebuild_all(conn: &Connection) -> Result<u64, StoreError> {
+/// caller's transaction), with minute rows for the hours holding at least `threshold` rows (as
+/// the writer would have made them); returns how many rows were read. Rows are streamed in
+/// timestamp order and summarised one day at a time (every level divides a day), so memory
+/// holds one day's rows, not the table.
+pub(crate) fn rebuild_all(conn: &Connection, threshold: u64) -> Result<u64, StoreError> {
     let sql = |e| StoreError::sqlite("rebuilding telemetry_rollup from the rows", e);
     conn.execute("DELETE FROM telemetry_rollup", [])
         .map_err(sql)?;
@@ -305,9 +436,14 @@ pub(crate) fn rebuild_all(conn: &Connection) -> Result<u64, StoreError> {
     let mut current: Option<i64> = None;
     let mut records: Vec<TelemetryRecord> = Vec::new();
     let flush = |records: &mut Vec<TelemetryRecord>| -> Result<(), StoreError> {
+        let mut calls: HashMap<i64, u64> = HashMap::new();
+        for r in records.iter() {
+            *calls.entry(hour_of(r.timestamp)).or_default() += 1;
+        }
         let mut batch = BatchRollups::default();
         for r in records.iter() {
-            batch.add(r);
+            let n = calls.get(&hour_of(r.timestamp)).copied().unwrap_or(0);
+            batch.add(r, n >= threshold);
         }
         for (key, rollup) in &batch.into_levels() {
             write(conn, key, rollup, Write::Replace)?;

@@ -98,6 +98,7 @@ impl TelemetryStore {
             path: shown_path.clone(),
             retry_budget: options.write_retry_budget,
             failing_since: None,
+            minute_threshold: options.minute_rollup_threshold,
         };
         let handle = std::thread::Builder::new()
             .name("telemetry-store-writer".to_owned())

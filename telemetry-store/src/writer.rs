@@ -25,7 +25,9 @@ use crate::error::{StoreError, is_io};
 use crate::import::ImportRow;
 use crate::open::backoff;
 use crate::queue::{Control, ControlKind, Queue};
-use crate::rollups::{BatchRollups, merge_into, rebuild_all, repair_after_prune};
+use crate::rollups::{
+    BatchRollups, MinuteDetail, hour_of, merge_into, rebuild_all, repair_after_prune,
+};
 use crate::rows::{IMPORT_KEY_PARAM, IMPORT_SQL, INSERT_SQL, bind_record};
 use crate::stats::Counters;
 
@@ -44,6 +46,8 @@ pub(crate) struct Writer {
     pub(crate) retry_budget: Duration,
     /// When the current run of failed commits began.
     pub(crate) failing_since: Option<Instant>,
+    /// Calls an hour must reach before it gets minute summaries.
+    pub(crate) minute_threshold: u64,
 }
 
 impl Writer {
@@ -106,7 +110,7 @@ impl Writer {
                 let failures = self.counters.consecutive_failures.load(Ordering::Relaxed);
                 thread::sleep(backoff(failures));
             }
-            let result = match commit_records(&mut self.conn, &self.carry) {
+            let result = match commit_records(&mut self.conn, &self.carry, self.minute_threshold) {
                 Err(e) if !is_io(&e) => self.isolate(),
                 other => other,
             };
@@ -138,7 +142,7 @@ impl Writer {
             if lo == hi {
                 continue;
             }
-            match commit_records(&mut self.conn, &records[lo..hi]) {
+            match commit_records(&mut self.conn, &records[lo..hi], self.minute_threshold) {
                 Ok(()) => {
                     let n = (hi - lo) as u64;
                     self.counters.written.fetch_add(n, Ordering::Relaxed);
@@ -237,9 +241,16 @@ impl Writer {
             ControlKind::Stop => (Ok(0), true),
             ControlKind::Prune(ts) => (self.retrying(|conn| prune(conn, ts)), false),
             ControlKind::Clear => (self.retrying(clear), false),
-            ControlKind::RebuildRollups => (self.retrying(rebuild_rollups), false),
+            ControlKind::RebuildRollups => {
+                let threshold = self.minute_threshold;
+                (
+                    self.retrying(|conn| rebuild_rollups(conn, threshold)),
+                    false,
+                )
+            }
             ControlKind::Import(rows) => {
-                let result = self.retrying(|conn| import(conn, &rows));
+                let threshold = self.minute_threshold;
+                let result = self.retrying(|conn| import(conn, &rows, threshold));
                 if let Ok(n) = result {
                     self.counters.written.fetch_add(n, Ordering::Relaxed);
                 }
@@ -281,36 +292,95 @@ fn begin(conn: &mut Connection) -> Result<rusqlite::Transaction<'_>, StoreError>
         .map_err(sql("beginning a write transaction"))
 }
 
+/// Hours of a batch and the records of each; most batches touch one or a few hours in a row,
+/// so the last hour is remembered.
+#[derive(Debug, Default)]
+struct HourCounts {
+    counts: std::collections::HashMap<i64, u64>,
+    last: Option<(i64, u64)>,
+}
+
+impl HourCounts {
+    fn add(&mut self, timestamp: f64) {
+        let hour = hour_of(timestamp);
+        match &mut self.last {
+            Some((h, n)) if *h == hour => *n += 1,
+            last => {
+                if let Some((h, n)) = last.replace((hour, 1)) {
+                    *self.counts.entry(h).or_default() += n;
+                }
+            }
+        }
+    }
+
+    fn into_counts(mut self) -> std::collections::HashMap<i64, u64> {
+        if let Some((h, n)) = self.last.take() {
+            *self.counts.entry(h).or_default() += n;
+        }
+        self.counts
+    }
+}
+
+/// The rollups of `records` (already inserted in `tx`): minute rollups only for the hours that
+/// have or now reach minute summaries (see [`MinuteDetail`]).
+fn write_rollups<'a>(
+    tx: &Connection,
+    records: impl Iterator<Item = &'a TelemetryRecord> + Clone,
+    hours: HourCounts,
+    minute_threshold: u64,
+) -> Result<(), StoreError> {
+    let detail = MinuteDetail::decide(tx, &hours.into_counts(), minute_threshold)?;
+    let mut rollups = BatchRollups::default();
+    let mut last: Option<(i64, bool)> = None;
+    for r in records {
+        let hour = hour_of(r.timestamp);
+        let minutes = match last {
+            Some((h, m)) if h == hour => m,
+            _ => detail.minutes(hour),
+        };
+        last = Some((hour, minutes));
+        rollups.add(r, minutes);
+    }
+    merge_into(tx, rollups.into_levels())?;
+    detail.backfill(tx)
+}
+
 /// One transaction: the rows with a cached prepared insert, then their rollups.
 fn commit_records(
     conn: &mut Connection,
     records: &[Arc<TelemetryRecord>],
+    minute_threshold: u64,
 ) -> Result<(), StoreError> {
     let tx = begin(conn)?;
     {
         let mut stmt = tx
             .prepare_cached(&INSERT_SQL)
             .map_err(sql("preparing the insert"))?;
-        let mut rollups = BatchRollups::default();
+        let mut hours = HourCounts::default();
         let mut buf = Vec::with_capacity(256);
         for r in records {
             bind_record(&mut stmt, r, &mut buf)?;
             stmt.raw_execute().map_err(sql("inserting a row"))?;
-            rollups.add(r);
+            hours.add(r.timestamp);
         }
-        merge_into(&tx, rollups.into_levels())?;
+        write_rollups(&tx, records.iter().map(|r| &**r), hours, minute_threshold)?;
     }
     tx.commit().map_err(sql("committing a batch"))
 }
 
-fn import(conn: &mut Connection, rows: &[ImportRow]) -> Result<u64, StoreError> {
+fn import(
+    conn: &mut Connection,
+    rows: &[ImportRow],
+    minute_threshold: u64,
+) -> Result<u64, StoreError> {
     let tx = begin(conn)?;
     let mut inserted = 0;
     {
         let mut stmt = tx
             .prepare_cached(&IMPORT_SQL)
             .map_err(sql("preparing the import insert"))?;
-        let mut rollups = BatchRollups::default();
+        let mut hours = HourCounts::default();
+        let mut fresh: Vec<&TelemetryRecord> = Vec::with_capacity(rows.len());
         let mut buf = Vec::with_capacity(256);
         for row in rows {
             bind_record(&mut stmt, &row.record, &mut buf)?;
@@ -319,10 +389,11 @@ fn import(conn: &mut Connection, rows: &[ImportRow]) -> Result<u64, StoreError> 
             // Only rows actually inserted (key not seen before) count in the summaries.
             if stmt.raw_execute().map_err(sql("importing a row"))? == 1 {
                 inserted += 1;
-                rollups.add(&row.record);
+                hours.add(row.record.timestamp);
+                fresh.push(&row.record);
             }
         }
-        merge_into(&tx, rollups.into_levels())?;
+        write_rollups(&tx, fresh.iter().copied(), hours, minute_threshold)?;
     }
     tx.commit().map_err(sql("committing an import"))?;
     Ok(inserted)
@@ -349,9 +420,9 @@ fn clear(conn: &mut Connection) -> Result<u64, StoreError> {
     Ok(deleted as u64)
 }
 
-fn rebuild_rollups(conn: &mut Connection) -> Result<u64, StoreError> {
+fn rebuild_rollups(conn: &mut Connection, minute_threshold: u64) -> Result<u64, StoreError> {
     let tx = begin(conn)?;
-    let read = rebuild_all(&tx)?;
+    let read = rebuild_all(&tx, minute_threshold)?;
     tx.commit().map_err(sql("committing a rollup rebuild"))?;
     Ok(read)
 }

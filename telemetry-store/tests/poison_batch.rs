@@ -89,6 +89,8 @@ fn a_batch_failing_for_a_non_io_reason_is_split_and_only_the_offenders_are_refus
     let store = TelemetryStore::builder(&path)
         .batch_size(10_000)
         .flush_interval(Duration::from_secs(5))
+        // Minute summaries for every hour, so that one damaged minute row concerns few records.
+        .minute_rollup_threshold(1)
         .open()
         .unwrap();
     let at = |minute: u64| {

@@ -19,6 +19,23 @@ pub fn write_db(records: &[TelemetryRecord]) -> (TempDir, PathBuf) {
     (dir, path)
 }
 
+/// [`write_db`] with a store that keeps minute summaries for the hours of at least `threshold`
+/// calls.
+pub fn write_db_with_threshold(records: &[TelemetryRecord], threshold: u64) -> (TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("telemetry.db");
+    let store = TelemetryStore::builder(&path)
+        .minute_rollup_threshold(threshold)
+        .open()
+        .unwrap();
+    for r in records {
+        store.record(r).unwrap();
+    }
+    store.flush().unwrap();
+    store.close().unwrap();
+    (dir, path)
+}
+
 /// Appends `records` to `path` through a real store.
 pub fn write_into(path: &Path, records: &[TelemetryRecord]) {
     let store = TelemetryStore::open(path).unwrap();

@@ -2,7 +2,7 @@
 //! oracle.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::Command;
 
@@ -12,6 +12,7 @@ use telemetry_core::schema::{RECORD_COLUMNS, ROLLUP_COLUMNS};
 use telemetry_core::{
     QuantileSketch, ROLLUP_LEVELS, Rollup, RollupKey, StoredValue, TelemetryRecord,
 };
+use telemetry_store::DEFAULT_MINUTE_ROLLUP_THRESHOLD;
 
 /// A valid record whose fields all depend on `i` (and `tag`, stored in `agent`).
 pub fn sample(tag: &str, i: u64) -> TelemetryRecord {
@@ -100,15 +101,70 @@ pub fn read_rollups(conn: &Connection) -> BTreeMap<RollupKey, Rollup> {
     .unwrap()
 }
 
-/// The naive oracle: rollups of `records` built one record at a time.
+/// The hour (start) a record's summaries file it under: that of its minute bucket.
+pub fn hour_of(r: &TelemetryRecord) -> i64 {
+    RollupKey::of(r, 60).bucket_start.div_euclid(3_600) * 3_600
+}
+
+/// The naive oracle: rollups of `records` built one record at a time, with minute rollups for
+/// the hours holding at least [`DEFAULT_MINUTE_ROLLUP_THRESHOLD`] records (what the store
+/// keeps when nothing was pruned).
 pub fn rollups_of(records: &[TelemetryRecord]) -> BTreeMap<RollupKey, Rollup> {
+    rollups_with_threshold(records, DEFAULT_MINUTE_ROLLUP_THRESHOLD)
+}
+
+/// [`rollups_of`] for a store opened with `minute_rollup_threshold(threshold)`.
+pub fn rollups_with_threshold(
+    records: &[TelemetryRecord],
+    threshold: u64,
+) -> BTreeMap<RollupKey, Rollup> {
+    let mut calls: BTreeMap<i64, u64> = BTreeMap::new();
+    for r in records {
+        *calls.entry(hour_of(r)).or_default() += 1;
+    }
+    let detailed: BTreeSet<i64> = calls
+        .into_iter()
+        .filter(|&(_, n)| n >= threshold)
+        .map(|(h, _)| h)
+        .collect();
+    rollups_with_detail(records, &detailed)
+}
+
+/// The oracle with minute rollups for the hours of `detailed` only.
+pub fn rollups_with_detail(
+    records: &[TelemetryRecord],
+    detailed: &BTreeSet<i64>,
+) -> BTreeMap<RollupKey, Rollup> {
     let mut out: BTreeMap<RollupKey, Rollup> = BTreeMap::new();
     for r in records {
         for level in ROLLUP_LEVELS {
+            if level == 60 && !detailed.contains(&hour_of(r)) {
+                continue;
+            }
             out.entry(RollupKey::of(r, level)).or_default().add(r);
         }
     }
     out
+}
+
+/// Hours that have minute rows among `stored`.
+pub fn detailed_hours(stored: &BTreeMap<RollupKey, Rollup>) -> BTreeSet<i64> {
+    stored
+        .keys()
+        .filter(|k| k.level == 60)
+        .map(|k| k.bucket_start.div_euclid(3_600) * 3_600)
+        .collect()
+}
+
+/// The invariant readers rely on: day and hour rows are the rollups of the rows, and every hour
+/// has minute rows for all of its rows or none.
+pub fn assert_consistent(conn: &Connection) {
+    let stored = read_rollups(conn);
+    let rows = read_all(conn);
+    assert_rollups_eq(
+        &stored,
+        &rollups_with_detail(&rows, &detailed_hours(&stored)),
+    );
 }
 
 fn close(a: f64, b: f64) -> bool {
