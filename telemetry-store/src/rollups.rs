@@ -202,7 +202,8 @@ fn hour_calls(conn: &Connection, hour: i64) -> Result<u64, StoreError> {
 fn backfill_minutes(conn: &Connection, hour: i64) -> Result<(), StoreError> {
     let sql = |e| StoreError::sqlite("writing the minute summaries of an hour", e);
     let select = format!(
-        "SELECT {ROLLUP_INPUT_COLUMNS} FROM telemetry WHERE timestamp >= ?1 AND timestamp < ?2"
+        "SELECT {} FROM telemetry WHERE timestamp >= ?1 AND timestamp < ?2",
+        &*ROLLUP_INPUT_COLUMNS
     );
     let mut stmt = conn.prepare_cached(&select).map_err(sql)?;
     let mut rows = stmt
