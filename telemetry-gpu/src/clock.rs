@@ -2,9 +2,9 @@
 
 use std::fmt;
 use std::ops::{Add, Sub};
-#[cfg(any(test, feature = "mock"))]
+#[cfg(feature = "mock")]
 use std::sync::Arc;
-#[cfg(any(test, feature = "mock"))]
+#[cfg(feature = "mock")]
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -144,13 +144,14 @@ impl Clock for SystemClock {
 ///
 /// [`timestamp_of`](Clock::timestamp_of) maps an `Instant` taken `d` ago (in real time) to
 /// `now() - d`, so code that takes real `Instant`s still lands near the mock's present.
-#[cfg(any(test, feature = "mock"))]
+#[cfg(feature = "mock")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mock")))]
 #[derive(Debug, Clone, Default)]
 pub struct MockClock {
     nanos: Arc<AtomicU64>,
 }
 
-#[cfg(any(test, feature = "mock"))]
+#[cfg(feature = "mock")]
 impl MockClock {
     /// A clock at its origin.
     pub fn new() -> Self {
@@ -182,7 +183,7 @@ impl MockClock {
     }
 }
 
-#[cfg(any(test, feature = "mock"))]
+#[cfg(feature = "mock")]
 impl Clock for MockClock {
     fn now(&self) -> Timestamp {
         Timestamp(self.nanos.load(Ordering::SeqCst))
@@ -197,6 +198,7 @@ impl Clock for MockClock {
 mod tests {
     use super::*;
 
+    #[cfg(feature = "mock")]
     #[test]
     fn mock_clock_moves_only_when_told_and_clones_share_time() {
         let clock = MockClock::new();

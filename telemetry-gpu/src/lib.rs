@@ -112,6 +112,7 @@
 //!
 //! Neither is on by default: the sampler, the timeline and the energy math need no feature.
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod attribution;
 mod backend;

@@ -13,6 +13,7 @@ use std::time::Duration;
 use crate::{BackendError, Clock, DeviceInfo, GpuBackend, GpuReading, Timestamp};
 
 /// A scripted power draw over time, in watts.
+#[cfg_attr(docsrs, doc(cfg(feature = "mock")))]
 #[derive(Debug, Clone, PartialEq)]
 pub enum PowerProfile {
     /// The same power forever.
@@ -78,6 +79,7 @@ impl PowerProfile {
 }
 
 /// One scripted GPU. Build with [`MockDevice::new`] and the setters.
+#[cfg_attr(docsrs, doc(cfg(feature = "mock")))]
 #[derive(Debug, Clone, PartialEq)]
 pub struct MockDevice {
     /// Name reported by [`GpuBackend::devices`].
@@ -245,6 +247,7 @@ struct MockState {
 /// assert_eq!(reading.power_mw, 700_000);
 /// # Ok::<(), telemetry_gpu::BackendError>(())
 /// ```
+#[cfg_attr(docsrs, doc(cfg(feature = "mock")))]
 #[derive(Debug, Clone)]
 pub struct MockBackend {
     state: Arc<Mutex<MockState>>,

@@ -23,6 +23,7 @@ use crate::{BackendError, Clock, DeviceInfo, GpuBackend, GpuError, GpuReading, T
 /// carry power only and energy comes from power integration. Instantaneous power
 /// (`NVML_FI_DEV_POWER_INSTANT`) is read where the driver has it, since the plain power reading is
 /// a one-second average on Ampere and later.
+#[cfg_attr(docsrs, doc(cfg(feature = "nvml")))]
 pub struct NvmlBackend {
     nvml: Nvml,
     devices: Vec<DeviceInfo>,
