@@ -136,7 +136,7 @@ pub fn union_energy<S: EnergySource + ?Sized>(source: &S, windows: &[Window]) ->
     total
 }
 
-fn validate(windows: &[Window], weights: Option<&[f64]>) -> Result<(), GpuError> {
+pub(crate) fn validate(windows: &[Window], weights: Option<&[f64]>) -> Result<(), GpuError> {
     for (index, w) in windows.iter().enumerate() {
         if w.end < w.start {
             return Err(GpuError::InvalidWindow {

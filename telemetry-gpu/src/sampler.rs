@@ -292,22 +292,53 @@ impl GpuSampler {
 
     /// Splits the current timeline's energy (all devices) among `windows`; see [`attribute`].
     ///
+    /// Coverage is judged as for a completed window: a device gives a window its share only if
+    /// its readings cover the window ([`DeviceTimeline::covers`](crate::DeviceTimeline::covers):
+    /// not older than the kept history, no gap longer than the gap limit, not held past the
+    /// newest reading). A window that no device covers is `None`, unmeasured, never a guess.
+    /// Every window still counts in the splits, so a window's share is what its completion
+    /// reading would be with the others as its overlaps.
+    ///
     /// # Errors
     /// As [`attribute`]; [`GpuError::NoData`] before any reading.
     pub fn attribute(
         &self,
         windows: &[Window],
         weights: Option<&[f64]>,
-    ) -> Result<Vec<f64>, GpuError> {
+    ) -> Result<Vec<Option<f64>>, GpuError> {
+        crate::attribution::validate(windows, weights)?;
         let lo = windows.iter().map(|w| w.start).min().unwrap_or_default();
         let hi = windows.iter().map(|w| w.end).max().unwrap_or_default();
-        let curves = self.shared.with_timeline(|timeline| {
+        let max_gap = self.shared.stale_after();
+        let (curves, covered) = self.shared.with_timeline(|timeline| {
             if timeline.is_empty() {
                 return Err(GpuError::NoData);
             }
-            Ok(timeline.curves(lo, hi.max(lo)))
+            let covered: Vec<Vec<bool>> = timeline
+                .devices()
+                .iter()
+                .map(|d| {
+                    windows
+                        .iter()
+                        .map(|w| d.covers(w.start, w.end, max_gap))
+                        .collect()
+                })
+                .collect();
+            Ok((timeline.curves(lo, hi.max(lo)), covered))
         })?;
-        attribute(&curves, windows, weights)
+        let mut joules: Vec<Option<f64>> = vec![None; windows.len()];
+        for (curve, covered) in curves.iter().zip(&covered) {
+            if curve.is_empty() || !covered.contains(&true) {
+                continue;
+            }
+            let shares = attribute(curve, windows, weights)?;
+            for ((j, share), &covers) in joules.iter_mut().zip(shares).zip(covered) {
+                if covers {
+                    *j.get_or_insert(0.0) += share;
+                }
+            }
+        }
+        Ok(joules)
     }
 
     /// A copy of the timeline.

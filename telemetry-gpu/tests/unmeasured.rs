@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::{Rig, Sink, assert_close, ms, secs};
 use telemetry_core::{EnergyMethod, TelemetryRecord};
-use telemetry_gpu::{EnergyReading, MockDevice, PowerProfile, SamplerConfig};
+use telemetry_gpu::{EnergyReading, MockDevice, PowerProfile, SamplerConfig, Window};
 
 fn constant(watts: f64) -> MockDevice {
     MockDevice::new(PowerProfile::Constant(watts))
@@ -148,4 +148,39 @@ fn one_lost_device_of_two_is_left_out_of_later_windows() {
     assert_eq!(r.per_device.len(), 1);
     assert_eq!(r.per_device[0].index, 0);
     assert_close(r.joules_total, 150.0, 1e-6, "device 0 alone");
+}
+
+#[test]
+fn attribute_gives_no_joules_to_windows_the_timeline_does_not_cover() {
+    let config = SamplerConfig {
+        manual: true,
+        history: Duration::from_secs(1),
+        ..SamplerConfig::default()
+    };
+    let rig = Rig::with_config(vec![constant(250.0)], config);
+    rig.tick_to(secs(7.5));
+    assert_eq!(
+        rig.sampler.timeline().devices()[0].first_time(),
+        Some(ms(6500))
+    );
+    let windows = [
+        Window::new(ms(1000), ms(1500)), // older than the kept history
+        Window::new(ms(6200), ms(6800)), // starts before the oldest reading kept
+        Window::new(ms(6900), ms(7300)), // inside the history
+        Window::new(ms(7300), ms(9000)), // held 1.5 s past the newest reading (limit 1 s)
+    ];
+    let joules = rig.sampler.attribute(&windows, None).unwrap();
+    assert_eq!(joules[0], None, "older than the history");
+    assert_eq!(joules[1], None, "partly older than the history");
+    assert_eq!(
+        joules[3], None,
+        "past the newest reading by more than the gap limit"
+    );
+    let covered = joules[2].expect("inside the history");
+    assert_close(covered, 100.0, 1e-6, "250 W for 0.4 s");
+    // The completion path's rule, window by window.
+    for (w, j) in windows.iter().zip(&joules) {
+        let direct = rig.sampler.energy_between(w.start, w.end).unwrap();
+        assert_eq!(direct.is_measured(), j.is_some(), "{w:?}");
+    }
 }
