@@ -122,7 +122,7 @@ pub enum AggError {
         context: String,
         /// The SQLite error.
         #[source]
-        source: rusqlite::Error,
+        source: SqliteError,
     },
 }
 
@@ -133,14 +133,67 @@ impl AggError {
         matches!(
             self,
             AggError::Sqlite { source, .. }
-                if source.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseCorrupt)
+                if source.0.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseCorrupt)
         )
     }
 
     pub(crate) fn sqlite(context: impl Into<String>, source: rusqlite::Error) -> Self {
         AggError::Sqlite {
             context: context.into(),
-            source,
+            source: SqliteError(source),
         }
+    }
+}
+
+/// An error from SQLite, kept opaque so that the public API names none of rusqlite's types (which
+/// would pin callers to this crate's exact rusqlite). It prints SQLite's message;
+/// [`code`](Self::code) gives SQLite's extended result code when SQLite itself failed, and
+/// [`source`](std::error::Error::source) leads to the underlying error.
+#[derive(Debug)]
+pub struct SqliteError(pub(crate) rusqlite::Error);
+
+impl SqliteError {
+    /// SQLite's extended result code (`SQLITE_BUSY` is 5, `SQLITE_CORRUPT` 11, `SQLITE_FULL` 13,
+    /// see <https://sqlite.org/rescode.html>), when the error came from SQLite itself rather than
+    /// from converting a value.
+    pub fn code(&self) -> Option<i32> {
+        match &self.0 {
+            rusqlite::Error::SqliteFailure(e, _) => Some(e.extended_code),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for SqliteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for SqliteError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The public error holds our `SqliteError`, not rusqlite's type, with SQLite's code, and
+    /// corruption is still told apart.
+    #[test]
+    fn sqlite_errors_are_ours_and_corruption_is_recognised() {
+        let corrupt = rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(11), None);
+        let e = AggError::sqlite("reading", corrupt);
+        assert!(e.is_corruption());
+        let AggError::Sqlite { source, .. } = &e else {
+            panic!("expected Sqlite, got {e}");
+        };
+        let source: &SqliteError = source;
+        assert_eq!(source.code(), Some(11));
+        assert!(e.to_string().contains("malformed"), "{e}");
+        let busy = AggError::sqlite("reading", rusqlite::Error::InvalidQuery);
+        assert!(!busy.is_corruption());
     }
 }

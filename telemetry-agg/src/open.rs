@@ -90,7 +90,7 @@ pub(crate) fn open_read_only(path: &Path) -> Result<ReadOnly, AggError> {
     let journal = len_of(&side_file(path, "-journal")).unwrap_or(0);
     if wal_bytes > 0 || journal > 0 {
         return match open_with(path, Access::Shared) {
-            Err(AggError::Sqlite { source, .. }) if cannot_open_log(&source) => {
+            Err(AggError::Sqlite { source, .. }) if cannot_open_log(&source.0) => {
                 Err(AggError::WalUnreadable {
                     path: path.to_path_buf(),
                     wal,
@@ -117,7 +117,7 @@ pub(crate) fn open_read_only(path: &Path) -> Result<ReadOnly, AggError> {
             Ok((conn, cleanup))
         }
         // The log cannot be created: no writer can work here either.
-        Err(AggError::Sqlite { source, .. }) if cannot_open_log(&source) => {
+        Err(AggError::Sqlite { source, .. }) if cannot_open_log(&source.0) => {
             open_with(path, Access::Immutable).map(|conn| (conn, None))
         }
         Err(e) => Err(e),

@@ -89,7 +89,7 @@ pub enum StoreError {
         /// What was being done.
         context: String,
         /// The SQLite error.
-        source: rusqlite::Error,
+        source: SqliteError,
     },
     /// The writer could not commit (disk full, file removed, permissions, locked by another
     /// process for too long). Returned by `flush` and the other controls after a few attempts,
@@ -239,7 +239,7 @@ impl StoreError {
     pub(crate) fn sqlite(context: impl Into<String>, source: rusqlite::Error) -> Self {
         StoreError::Sqlite {
             context: context.into(),
-            source,
+            source: SqliteError(source),
         }
     }
 
@@ -261,7 +261,7 @@ pub(crate) fn is_io(e: &StoreError) -> bool {
     match e {
         StoreError::Io { .. } | StoreError::WriteFailed { .. } | StoreError::Closed => true,
         StoreError::Sqlite { source, .. } => matches!(
-            source.sqlite_error_code(),
+            source.0.sqlite_error_code(),
             Some(
                 C::DatabaseBusy
                     | C::DatabaseLocked
@@ -280,6 +280,37 @@ pub(crate) fn is_io(e: &StoreError) -> bool {
             )
         ),
         _ => false,
+    }
+}
+
+/// An error from SQLite, kept opaque so that the public API names none of rusqlite's types (which
+/// would pin callers to this crate's exact rusqlite). It prints SQLite's message;
+/// [`code`](Self::code) gives SQLite's extended result code when SQLite itself failed, and
+/// [`source`](std::error::Error::source) leads to the underlying error.
+#[derive(Debug)]
+pub struct SqliteError(pub(crate) rusqlite::Error);
+
+impl SqliteError {
+    /// SQLite's extended result code (`SQLITE_BUSY` is 5, `SQLITE_CORRUPT` 11, `SQLITE_FULL` 13,
+    /// see <https://sqlite.org/rescode.html>), when the error came from SQLite itself rather than
+    /// from converting a value.
+    pub fn code(&self) -> Option<i32> {
+        match &self.0 {
+            rusqlite::Error::SqliteFailure(e, _) => Some(e.extended_code),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for SqliteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for SqliteError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
     }
 }
 
@@ -343,5 +374,33 @@ mod record_error_tests {
             let text = e.to_string();
             assert_eq!(StoreError::from(e).to_string(), text);
         }
+    }
+}
+
+#[cfg(test)]
+mod sqlite_error_tests {
+    use super::*;
+
+    /// The public error holds our `SqliteError`, not rusqlite's type, and keeps SQLite's code,
+    /// message and source, and the writer still sees whether it is worth retrying.
+    #[test]
+    fn sqlite_errors_are_ours_with_the_code_message_and_source() {
+        let busy = rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(5), None);
+        let e = StoreError::sqlite("opening", busy);
+        assert!(is_io(&e));
+        let StoreError::Sqlite { context, source } = &e else {
+            panic!("expected Sqlite, got {e}");
+        };
+        let source: &SqliteError = source;
+        assert_eq!(context, "opening");
+        assert_eq!(source.code(), Some(5));
+        assert!(e.to_string().contains("database is locked"), "{e}");
+        assert!(std::error::Error::source(source).is_some());
+        let conversion = StoreError::sqlite("reading", rusqlite::Error::InvalidQuery);
+        let StoreError::Sqlite { source, .. } = &conversion else {
+            panic!("expected Sqlite");
+        };
+        assert_eq!(source.code(), None);
+        assert!(!is_io(&conversion));
     }
 }

@@ -59,7 +59,7 @@
 //! None: the crate always needs SQLite (bundled through `rusqlite`) and refinery.
 #![deny(missing_docs)]
 
-mod config;
+mod builder;
 mod error;
 mod import;
 mod open;
@@ -70,12 +70,12 @@ mod stats;
 mod store;
 mod writer;
 
-pub use config::{
+pub use builder::{
     DEFAULT_BATCH_SIZE, DEFAULT_BUSY_TIMEOUT, DEFAULT_FLUSH_INTERVAL,
     DEFAULT_MINUTE_ROLLUP_THRESHOLD, DEFAULT_QUEUE_CAPACITY, DEFAULT_WRITE_RETRY_BUDGET,
     Durability, OverflowPolicy, StoreBuilder,
 };
-pub use error::{RecordError, StoreError};
+pub use error::{RecordError, SqliteError, StoreError};
 pub use import::{ImportProgress, ImportReport};
 pub use stats::{Health, StoreStats};
 pub use store::TelemetryStore;

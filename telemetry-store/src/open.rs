@@ -8,8 +8,9 @@ use std::time::Duration;
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension};
 use telemetry_core::schema::{MIGRATIONS, SCHEMA_VERSION};
 
-use crate::config::{Durability, Location};
+use crate::builder::{Durability, Location};
 use crate::error::StoreError;
+use crate::writer::backoff;
 
 /// WAL pages between automatic checkpoints (SQLite's default is 1 000). A checkpoint copies
 /// every page changed since the last one, once; batches of thousands of rows touch the same
@@ -300,9 +301,4 @@ pub(crate) fn is_busy(e: &rusqlite::Error) -> bool {
         e.sqlite_error_code(),
         Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
     )
-}
-
-/// 10 ms doubling per attempt, at most 1 s.
-pub(crate) fn backoff(attempt: u32) -> Duration {
-    Duration::from_millis(10u64.saturating_mul(1 << attempt.min(7)).min(1_000))
 }

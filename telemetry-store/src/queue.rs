@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use telemetry_core::TelemetryRecord;
 
-use crate::config::OverflowPolicy;
+use crate::builder::OverflowPolicy;
 use crate::error::{RecordError, StoreError};
 use crate::import::ImportRow;
 

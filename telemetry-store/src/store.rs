@@ -11,7 +11,7 @@ use telemetry_core::{
     ValidationError,
 };
 
-use crate::config::{Durability, Location, StoreBuilder};
+use crate::builder::{Durability, Location, StoreBuilder};
 use crate::error::{RecordError, StoreError};
 use crate::import::{ImportProgress, ImportReport, read_openjarvis};
 use crate::open::open_connection;
@@ -342,6 +342,15 @@ impl TelemetryStore {
     fn control(&self, kind: ControlKind) -> Result<u64, StoreError> {
         let reply = self.inner.queue.push_control(kind)?;
         wait(&reply)
+    }
+}
+
+// Here rather than next to the builder's options, so that the builder does not depend on the
+// store it opens (the store depends on the builder).
+impl StoreBuilder {
+    /// Opens (creating if needed) the database, applies migrations and starts the writer.
+    pub fn open(self) -> Result<TelemetryStore, StoreError> {
+        TelemetryStore::start(self)
     }
 }
 

@@ -23,13 +23,18 @@ use telemetry_core::TelemetryRecord;
 
 use crate::error::{StoreError, is_io};
 use crate::import::ImportRow;
-use crate::open::backoff;
 use crate::queue::{Control, ControlKind, Queue};
 use crate::rollups::{
     BatchRollups, MinuteDetail, hour_of, merge_into, rebuild_all, repair_after_prune,
 };
 use crate::rows::{IMPORT_KEY_PARAM, IMPORT_SQL, INSERT_SQL, bind_record};
 use crate::stats::Counters;
+
+/// The wait before retry `attempt` of a failed commit (or of opening and migrating, which
+/// retry the same way): 10 ms doubling per attempt, at most 1 s.
+pub(crate) fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(10u64.saturating_mul(1 << attempt.min(7)).min(1_000))
+}
 
 /// Attempts given to a commit that a caller is waiting on, before it gets an error.
 const CONTROL_ATTEMPTS: u32 = 5;

@@ -3,9 +3,6 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::error::StoreError;
-use crate::store::TelemetryStore;
-
 /// Default records per transaction.
 pub const DEFAULT_BATCH_SIZE: usize = 10_000;
 /// Default longest time a record waits in the queue before its batch is committed.
@@ -25,24 +22,24 @@ pub const DEFAULT_WRITE_RETRY_BUDGET: Duration = Duration::from_secs(3);
 /// (a few per minute at most) costs no minute row per record.
 pub const DEFAULT_MINUTE_ROLLUP_THRESHOLD: u64 = 1_024;
 
-/// What [`record`](TelemetryStore::record) does when the queue is full.
+/// What [`record`](crate::TelemetryStore::record) does when the queue is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum OverflowPolicy {
     /// Wait until the writer makes room: nothing is lost, the caller slows to the disk's pace.
     #[default]
     Block,
     /// Drop the new record, count it in [`StoreStats::dropped`](crate::StoreStats::dropped) and
-    /// return [`StoreError::QueueFull`]: the caller never waits.
+    /// return [`StoreError::QueueFull`](crate::StoreError::QueueFull): the caller never waits.
     DropNewest,
 }
 
-/// When [`record`](TelemetryStore::record) returns, relative to the commit.
+/// When [`record`](crate::TelemetryStore::record) returns, relative to the commit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Durability {
     /// `record` returns once the record is queued; the writer commits batches (group commit)
     /// at least every flush interval; SQLite `synchronous=NORMAL` (a power cut may lose the last
     /// commits, a process crash loses nothing committed). Call
-    /// [`flush`](TelemetryStore::flush) for a durability point.
+    /// [`flush`](crate::TelemetryStore::flush) for a durability point.
     #[default]
     Buffered,
     /// `record` returns only after its record is committed; concurrent callers share commits;
@@ -57,7 +54,7 @@ pub(crate) enum Location {
     Memory,
 }
 
-/// Options of a [`TelemetryStore`]; made by [`TelemetryStore::builder`].
+/// Options of a [`TelemetryStore`](crate::TelemetryStore); made by [`TelemetryStore::builder`](crate::TelemetryStore::builder).
 ///
 /// ```
 /// use std::time::Duration;
@@ -146,7 +143,7 @@ impl StoreBuilder {
 
     /// How long commits may keep failing for I/O reasons (disk full, file gone, locked by another
     /// process) before the store stops accepting records (default
-    /// [`DEFAULT_WRITE_RETRY_BUDGET`]). Past it, `record` returns [`StoreError::WriteFailed`] at
+    /// [`DEFAULT_WRITE_RETRY_BUDGET`]). Past it, `record` returns [`StoreError::WriteFailed`](crate::StoreError::WriteFailed) at
     /// once instead of queueing (under [`OverflowPolicy::Block`], producers waiting for room are
     /// woken with that error), so a dead disk never blocks callers for ever. The writer keeps
     /// retrying what it holds, and accepts records again after its next successful commit.
@@ -168,10 +165,5 @@ impl StoreBuilder {
     pub fn minute_rollup_threshold(mut self, calls: u64) -> Self {
         self.minute_rollup_threshold = calls;
         self
-    }
-
-    /// Opens (creating if needed) the database, applies migrations and starts the writer.
-    pub fn open(self) -> Result<TelemetryStore, StoreError> {
-        TelemetryStore::start(self)
     }
 }
