@@ -22,8 +22,9 @@ use crate::stats::{AgentStats, AggregatedStats, EngineStats, ModelStats};
 /// query runs in one read transaction, so it sees one consistent snapshot.
 ///
 /// A query over `[since, until]` merges the stored summaries of whole days, then whole hours and
-/// whole minutes at the edges, then reads raw rows only for the partial minutes at the very edges:
-/// a few thousand summary rows instead of millions of records.
+/// whole minutes at the edges, then reads raw rows only for the partial minutes at the very edges
+/// (and for the edge hours the store keeps no minute summaries for, which hold fewer than its
+/// threshold of records): a few thousand summary rows instead of millions of records.
 #[derive(Debug)]
 pub struct TelemetryAggregator {
     conn: Connection,

@@ -1,7 +1,8 @@
 //! Sustained ingest, records/s: a plain rusqlite loop (the raw limit, with SQLite's defaults and
 //! with the store's pragmas: `raw_tuned`, the fair baseline) against `record`, `record_arc` and
 //! the bus path, all into the same `telemetry` table in fresh files; records 10 ms apart (dense)
-//! and one a minute over 69 days (spread: nearly every record opens its own minute rollup row).
+//! and one a minute over 69 days (spread: a backfill, few records per hour; before minute rows were
+//! kept for busy hours only, nearly every record opened its own minute rollup row).
 //!
 //! `cargo bench -p telemetry-store --bench ingest` (100 000 rows per iteration);
 //! `TELEMETRY_BENCH_FULL=1` uses 1 000 000. CI runs it with `-- --quick`. After criterion, the
@@ -33,8 +34,8 @@ fn rows() -> usize {
 enum Spread {
     /// 10 ms apart: a live stream, many records per minute rollup row.
     Dense,
-    /// One a minute (100 000 rows span 69 days): a backfill or import, nearly every record in
-    /// its own minute row.
+    /// One a minute (100 000 rows span 69 days): a backfill or import, 60 records an hour
+    /// (sparse hours: hour and day rows only).
     Spread,
 }
 

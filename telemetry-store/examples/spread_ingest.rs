@@ -1,6 +1,6 @@
 //! Ingest rate by how records spread over time: all in one hour (the live case: rollup rows
 //! are shared by many records) versus one record every `gap` seconds over months (a backfill or
-//! an import of old data: nearly every record opens its own minute rollup row).
+//! an import of old data: few records per hour, so the store keeps hour and day rows only).
 //!
 //! Run: `cargo run --release -p telemetry-store --example spread_ingest [N]` (default 200 000).
 #![allow(clippy::unwrap_used, clippy::expect_used)]

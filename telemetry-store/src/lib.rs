@@ -6,7 +6,8 @@
 //! and pushes it into a bounded queue; that is all the caller pays. A background writer thread
 //! drains the queue in batches (size- and time-bounded) and commits each batch in one `BEGIN
 //! IMMEDIATE` transaction with a cached prepared insert, updating the `telemetry_rollup` summary
-//! rows (per minute, hour and day) in the same transaction. [`TelemetryStore::flush`] returns once
+//! rows (per hour and day, and per minute for the hours that reach
+//! [`StoreBuilder::minute_rollup_threshold`] calls) in the same transaction. [`TelemetryStore::flush`] returns once
 //! everything recorded before it is committed.
 //!
 //! - **Schema**: [`telemetry_core::schema`], applied with refinery migrations; the version is
