@@ -62,7 +62,9 @@ impl Drop for WindowHandle {
 /// [`flush`](Self::flush)), one at a time. A callback may call `sample_now` or `flush` (say, a bus
 /// subscriber that flushes the instrumented engine): the sample is taken, but completion is left
 /// to the pass already running the callback (and to the next ones), so nothing deadlocks. A
-/// panicking callback is contained and counted.
+/// callback may also drop the last handle to the sampler (say, a bus subscriber owning the
+/// engine): the thread then stops once the callback returns and completes what is pending
+/// itself. A panicking callback is contained and counted.
 pub struct GpuSampler {
     shared: Arc<Shared>,
     stop: Option<Sender<()>>,
@@ -363,14 +365,18 @@ impl GpuSampler {
             // The thread may have exited already; dropping the sender stops it too.
             let _ = stop.send(());
         }
-        if let Some(thread) = self.thread.take()
-            && thread.join().is_err()
-        {
-            tracing::error!("the GPU sampler thread panicked");
+        if let Some(thread) = self.thread.take() {
+            if thread.thread().id() == std::thread::current().id() {
+                // Dropped by one of its own callbacks (which held the last handle): joining
+                // would wait for this very thread. It completes what is pending itself when
+                // its loop sees the stop, after this callback returns.
+                return;
+            }
+            if thread.join().is_err() {
+                tracing::error!("the GPU sampler thread panicked");
+            }
         }
-        if self.shared.stop() {
-            self.flush();
-        }
+        self.shared.finish();
     }
 }
 

@@ -151,9 +151,13 @@ impl Shared {
         f(&lock(&self.readings).timeline)
     }
 
-    /// Marks the sampler stopped; `true` the first time.
-    pub(crate) fn stop(&self) -> bool {
-        !self.stopped.swap(true, Ordering::AcqRel)
+    /// Marks the sampler stopped and, the first time, takes a last sample (counter included) and
+    /// completes every pending window, on this thread.
+    pub(crate) fn finish(&self) {
+        if !self.stopped.swap(true, Ordering::AcqRel) {
+            self.sample(true);
+            self.complete(true);
+        }
     }
 
     /// Whether a tick starting at `now` reads the energy counter: the first tick, then once
@@ -338,7 +342,12 @@ pub(crate) fn run(shared: &Shared, stop: &Receiver<()>) {
     loop {
         match stop.recv_timeout(next.saturating_duration_since(Instant::now())) {
             Err(RecvTimeoutError::Timeout) => {}
-            Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
+            Ok(()) | Err(RecvTimeoutError::Disconnected) => {
+                // The last sample and completion, before the dropping thread's join returns (or
+                // instead of it, when one of this thread's callbacks dropped the sampler).
+                shared.finish();
+                return;
+            }
         }
         shared.sample(false);
         shared.complete(false);

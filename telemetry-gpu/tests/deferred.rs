@@ -414,3 +414,52 @@ fn a_callback_may_flush_and_sample_without_deadlock() {
     assert_eq!(stats.callback_panics, 0);
     assert_eq!((stats.pending_windows, stats.active_windows), (0, 0));
 }
+
+#[test]
+fn a_callback_dropping_the_last_sampler_handle_neither_panics_nor_loses_windows() {
+    use std::sync::{Mutex, mpsc};
+    let config = SamplerConfig {
+        interval: Duration::from_millis(5),
+        counter_interval: Duration::from_millis(5),
+        completion_timeout: Duration::from_millis(50),
+        ..SamplerConfig::default()
+    };
+    let sampler = Arc::new(
+        GpuSampler::with_config(
+            MockBackend::new(vec![constant(100.0)]),
+            Arc::new(SystemClock::new()),
+            config,
+        )
+        .unwrap(),
+    );
+    let (first_tx, first_rx) = mpsc::channel();
+    let (later_tx, later_rx) = mpsc::channel();
+    let now = sampler.now();
+    // The later window ends 300 ms from now: still pending when the first callback runs.
+    let later = sampler.begin(now);
+    sampler.end(later, now + Duration::from_millis(300), None, move |r| {
+        later_tx.send(r).unwrap();
+    });
+    let first = sampler.begin(now);
+    // The callback takes the last handle and drops it, on the sampler thread.
+    let last_handle = Arc::new(Mutex::new(Some(Arc::clone(&sampler))));
+    let slot = Arc::clone(&last_handle);
+    // Ending 20 ms from now, it completes well after this thread has dropped its handles.
+    sampler.end(first, now + Duration::from_millis(20), None, move |_| {
+        let sampler = slot.lock().unwrap().take();
+        drop(sampler);
+        first_tx
+            .send(std::thread::current().name().map(str::to_owned))
+            .unwrap();
+    });
+    drop(last_handle); // the callback's slot now holds the only other handle
+    drop(sampler);
+    let thread = first_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the first callback ran to its end (a self-join panics before the send)");
+    assert_eq!(thread.as_deref(), Some("gpu-sampler"));
+    let reading = later_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the pending window was completed by the stopping sampler thread");
+    assert!(reading.end > reading.start);
+}
