@@ -336,3 +336,37 @@ async fn records_reach_the_sqlite_store_through_the_bus() {
         .unwrap();
     assert_eq!((n, model.as_str(), tokens), (3, "stored", 30));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_cannot_keep_up_drops_and_counts_records_and_requests_still_flow() {
+    let dir = tempfile::tempdir().unwrap();
+    // A queue of one record, dropping when full: most records of a burst cannot be queued.
+    let store = telemetry_store::TelemetryStore::builder(dir.path().join("slow.db"))
+        .queue_capacity(1)
+        .overflow(telemetry_store::OverflowPolicy::DropNewest)
+        .open()
+        .unwrap();
+    let bus = Arc::new(EventBus::new());
+    store.subscribe_to_bus(&bus);
+    let upstream = FakeUpstream::start(|_| FakeReply::json(200, chat_completion("m", 1, 1))).await;
+    let proxy = RunningProxy::start(
+        ProxyConfig::new(Routes::new(Upstream::parse(&upstream.url()).unwrap()))
+            .telemetry(ProxyTelemetry::new(Arc::clone(&bus)).store(store.clone())),
+    )
+    .await;
+    let url = proxy.url("/v1/chat/completions");
+    let c = client::<http_body_util::Full<Bytes>>();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..200 {
+        let (c, url) = (c.clone(), url.clone());
+        tasks.spawn(async move { c.request(post(&url, CHAT)).await.unwrap().status() });
+    }
+    while let Some(status) = tasks.join_next().await {
+        assert_eq!(status.unwrap(), 200, "every request is answered");
+    }
+    proxy.shutdown().await;
+    store.flush().unwrap();
+    let s = store.stats();
+    assert_eq!(s.written + s.dropped, 200, "{s:?}");
+    assert!(s.dropped > 0, "the burst overflowed the queue: {s:?}");
+}

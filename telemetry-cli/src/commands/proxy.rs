@@ -15,7 +15,7 @@ use telemetry_agg::TelemetryAggregator;
 use telemetry_core::EventBus;
 use telemetry_prometheus::{CONTENT_TYPE, RenderOptions, render};
 use telemetry_proxy::{MetricsSource, Proxy, ProxyConfig, ProxyTelemetry, Routes, Upstream};
-use telemetry_store::TelemetryStore;
+use telemetry_store::{OverflowPolicy, TelemetryStore};
 use telemetry_wrap::PriceTable;
 
 use crate::cli::GpuChoice;
@@ -110,7 +110,11 @@ pub fn run(db: &DbPath, args: &ProxyArgs, out: &mut dyn Write) -> Result<(), Cli
     };
     let (sampler, gpu_description) = choose_gpu(args.gpu)?;
 
-    let store = TelemetryStore::open(&db.path)?;
+    // A store that cannot keep up drops (and counts) records instead of making requests wait:
+    // the bus hands each record to the store on the proxy's own thread.
+    let store = TelemetryStore::builder(&db.path)
+        .overflow(OverflowPolicy::DropNewest)
+        .open()?;
     let bus = Arc::new(EventBus::new());
     store.subscribe_to_bus(&bus);
     let otlp = LiveExport::start(args.otlp.as_deref(), &bus)?;
