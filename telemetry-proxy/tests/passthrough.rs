@@ -196,6 +196,8 @@ async fn other_paths_are_forwarded_too() {
         ("GET", "/v1/models"),
         ("DELETE", "/v1/files/f-1?x=y"),
         ("GET", "/v1/chat/completions"),
+        // Without a MetricsSource the proxy does not answer /metrics itself.
+        ("GET", "/metrics"),
     ] {
         let request = Request::builder()
             .method(method)
