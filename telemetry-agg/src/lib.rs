@@ -73,6 +73,7 @@
 //! - `serde` (default): `Serialize`/`Deserialize` for the stats types, [`SeriesPoint`],
 //!   [`Bucket`] and [`GroupBy`].
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod aggregator;
 mod collect;

@@ -42,6 +42,7 @@
 //! - `testing`: [`testing`], record fixtures (a sample factory and proptest strategies) that the
 //!   workspace's tests share; pulls in `proptest`.
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod bus;
 mod error;

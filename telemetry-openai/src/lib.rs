@@ -54,6 +54,7 @@
 //! With `default-features = false` the crate is the [`protocol`] module, its configuration
 //! types and nothing that does HTTP.
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(feature = "async")]
 mod async_engine;

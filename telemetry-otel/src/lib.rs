@@ -90,6 +90,7 @@
 //! - `testing`: [`testing::OtlpReceiver`], an in-process OTLP/HTTP receiver decoding what it is
 //!   sent (the crate's own tests and benches use it).
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod backfill;
 mod config;

@@ -66,6 +66,7 @@
 //!   whole bodies or delayed chunks, keeps what it received and counts abandoned streams; and
 //!   canned llama.cpp-style chat completions and streams. For tests and benches.
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod body;
 mod config;
