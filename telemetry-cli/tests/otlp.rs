@@ -104,7 +104,7 @@ fn otlp_urls_that_cannot_work_are_usage_errors() {
     seed(&db, &standard_records());
     isolated(dir.path())
         .args(["--db", db.to_str().unwrap(), "export", "--format", "otlp"])
-        .env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+        .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")
         .assert()
         .code(2)
         .stderr(predicate::str::contains("OTEL_EXPORTER_OTLP_PROTOCOL"));

@@ -9,6 +9,52 @@ use crate::semconv::SERVICE_NAME;
 /// The collector address when none is configured (OTLP/HTTP's default port).
 pub const DEFAULT_ENDPOINT: &str = "http://localhost:4318";
 
+/// The collector address for [`Protocol::Grpc`] when none is configured (OTLP/gRPC's port).
+pub const DEFAULT_GRPC_ENDPOINT: &str = "http://localhost:4317";
+
+/// How requests reach the collector. Both send the same protobuf messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Protocol {
+    /// `http/protobuf`: a POST per request to `/v1/traces` and `/v1/metrics` (the default).
+    #[default]
+    HttpProtobuf,
+    /// `grpc`: unary calls of the OTLP trace and metrics services over plain-text HTTP/2 (h2c).
+    /// Needs the `grpc` feature.
+    Grpc,
+}
+
+impl Protocol {
+    /// The paths under a base endpoint of the traces and metrics requests.
+    fn paths(self) -> (&'static str, &'static str) {
+        match self {
+            Protocol::HttpProtobuf => ("v1/traces", "v1/metrics"),
+            Protocol::Grpc => (
+                "opentelemetry.proto.collector.trace.v1.TraceService/Export",
+                "opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
+            ),
+        }
+    }
+
+    /// The `OTEL_EXPORTER_OTLP_PROTOCOL` value this build can use.
+    fn parse(setting: &str, value: &str) -> Result<Protocol, ConfigError> {
+        const SUPPORTED: &str = if cfg!(feature = "grpc") {
+            "http/protobuf or grpc"
+        } else {
+            "only http/protobuf; grpc needs telemetry-otel's `grpc` feature"
+        };
+        match value.trim() {
+            "http/protobuf" => Ok(Protocol::HttpProtobuf),
+            "grpc" if cfg!(feature = "grpc") => Ok(Protocol::Grpc),
+            other => Err(ConfigError::UnsupportedProtocol {
+                setting: setting.to_owned(),
+                value: other.to_owned(),
+                supported: SUPPORTED,
+            }),
+        }
+    }
+}
+
 /// Where and how to export. Build one with [`OtlpConfig::new`] or [`OtlpConfig::from_env`], then
 /// adjust it with the `with_*` methods.
 ///
@@ -26,6 +72,7 @@ pub const DEFAULT_ENDPOINT: &str = "http://localhost:4318";
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct OtlpConfig {
+    pub(crate) protocol: Protocol,
     pub(crate) traces_endpoint: String,
     pub(crate) metrics_endpoint: String,
     pub(crate) traces_headers: Vec<(String, String)>,
@@ -51,6 +98,7 @@ impl OtlpConfig {
         let traces_endpoint = signal_url("endpoint", endpoint, "v1/traces")?;
         let metrics_endpoint = signal_url("endpoint", endpoint, "v1/metrics")?;
         Ok(OtlpConfig {
+            protocol: Protocol::HttpProtobuf,
             traces_endpoint,
             metrics_endpoint,
             traces_headers: Vec::new(),
@@ -63,6 +111,29 @@ impl OtlpConfig {
             schedule_delay: Duration::from_secs(5),
             metric_interval: Duration::from_secs(60),
         })
+    }
+
+    /// Sends to the OTLP/gRPC collector at `endpoint` (`http://host:port`; plain-text HTTP/2):
+    /// unary calls of `TraceService/Export` and `MetricsService/Export`. Other defaults as
+    /// [`OtlpConfig::new`].
+    ///
+    /// ```
+    /// use telemetry_otel::{OtlpConfig, Protocol};
+    ///
+    /// let config = OtlpConfig::grpc("http://collector:4317")?;
+    /// assert_eq!(config.protocol(), Protocol::Grpc);
+    /// assert_eq!(
+    ///     config.traces_endpoint(),
+    ///     "http://collector:4317/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+    /// );
+    /// # Ok::<(), telemetry_otel::ConfigError>(())
+    /// ```
+    #[cfg(feature = "grpc")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "grpc")))]
+    pub fn grpc(endpoint: &str) -> Result<Self, ConfigError> {
+        let mut config = Self::new(DEFAULT_ENDPOINT)?;
+        config.protocol = Protocol::Grpc;
+        config.with_endpoint(endpoint)
     }
 
     /// The configuration the standard variables describe, over [`OtlpConfig::new`]`(`
@@ -88,35 +159,59 @@ impl OtlpConfig {
     /// [`OtlpConfig::from_env`] reading variables through `lookup` (for tests and embedding).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let mut protocol = Protocol::HttpProtobuf;
+        let mut chosen: Option<Protocol> = None;
         for var in [
             "OTEL_EXPORTER_OTLP_PROTOCOL",
             "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
             "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL",
         ] {
-            if let Some(p) = get(var)
-                && p.trim() != "http/protobuf"
-            {
-                return Err(ConfigError::UnsupportedProtocol {
-                    setting: var.to_owned(),
-                    value: p,
-                });
+            if let Some(p) = get(var) {
+                let this = Protocol::parse(var, &p)?;
+                if chosen.is_some_and(|earlier| earlier != this) {
+                    return Err(ConfigError::UnsupportedProtocol {
+                        setting: var.to_owned(),
+                        value: p,
+                        supported: "one protocol for traces and metrics, and an earlier \
+                                    OTEL_EXPORTER_OTLP_*PROTOCOL names another",
+                    });
+                }
+                chosen = Some(this);
+                protocol = this;
             }
         }
-        let mut config = match get("OTEL_EXPORTER_OTLP_ENDPOINT") {
-            Some(base) => {
-                let var = "OTEL_EXPORTER_OTLP_ENDPOINT";
-                let mut c = Self::new(DEFAULT_ENDPOINT)?;
-                c.traces_endpoint = signal_url(var, &base, "v1/traces")?;
-                c.metrics_endpoint = signal_url(var, &base, "v1/metrics")?;
-                c
-            }
-            None => Self::new(DEFAULT_ENDPOINT)?,
+        let (traces_path, metrics_path) = protocol.paths();
+        let default = match protocol {
+            Protocol::HttpProtobuf => DEFAULT_ENDPOINT,
+            Protocol::Grpc => DEFAULT_GRPC_ENDPOINT,
         };
-        if let Some(url) = get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
-            config.traces_endpoint = exact_url("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", &url)?;
-        }
-        if let Some(url) = get("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT") {
-            config.metrics_endpoint = exact_url("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", &url)?;
+        let mut config = Self::new(DEFAULT_ENDPOINT)?;
+        config.protocol = protocol;
+        let base_var = "OTEL_EXPORTER_OTLP_ENDPOINT";
+        let base = get(base_var);
+        let base = base.as_deref().unwrap_or(default);
+        config.traces_endpoint = signal_url(base_var, base, traces_path)?;
+        config.metrics_endpoint = signal_url(base_var, base, metrics_path)?;
+        // A per-signal endpoint is the whole URL over HTTP; over gRPC it names the server and
+        // the method path is added, as the SDKs do.
+        for (var, path, slot) in [
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                traces_path,
+                &mut config.traces_endpoint,
+            ),
+            (
+                "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+                metrics_path,
+                &mut config.metrics_endpoint,
+            ),
+        ] {
+            if let Some(url) = get(var) {
+                *slot = match protocol {
+                    Protocol::HttpProtobuf => exact_url(var, &url)?,
+                    Protocol::Grpc => signal_url(var, &url, path)?,
+                };
+            }
         }
         let common = match get("OTEL_EXPORTER_OTLP_HEADERS") {
             Some(v) => parse_list("OTEL_EXPORTER_OTLP_HEADERS", &v)?,
@@ -171,9 +266,15 @@ impl OtlpConfig {
     /// Sends both signals under the base URL `endpoint` (as [`OtlpConfig::new`] does), keeping
     /// the other settings.
     pub fn with_endpoint(mut self, endpoint: &str) -> Result<Self, ConfigError> {
-        self.traces_endpoint = signal_url("endpoint", endpoint, "v1/traces")?;
-        self.metrics_endpoint = signal_url("endpoint", endpoint, "v1/metrics")?;
+        let (traces, metrics) = self.protocol.paths();
+        self.traces_endpoint = signal_url("endpoint", endpoint, traces)?;
+        self.metrics_endpoint = signal_url("endpoint", endpoint, metrics)?;
         Ok(self)
+    }
+
+    /// How requests are sent.
+    pub fn protocol(&self) -> Protocol {
+        self.protocol
     }
 
     /// Sends spans to exactly `url`.

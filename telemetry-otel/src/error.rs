@@ -16,13 +16,16 @@ pub enum ConfigError {
         /// What is wrong with it.
         reason: &'static str,
     },
-    /// A protocol other than `http/protobuf` (this build has no gRPC and no JSON encoding).
-    #[error("{setting}: protocol {value:?} is not supported by this build (only http/protobuf)")]
+    /// A protocol this build cannot speak: `http/json` never, `grpc` only with the crate's
+    /// `grpc` feature; or different protocols for traces and metrics.
+    #[error("{setting}: protocol {value:?} is not supported by this build ({supported})")]
     UnsupportedProtocol {
         /// The environment variable.
         setting: String,
         /// The value given.
         value: String,
+        /// What this build supports.
+        supported: &'static str,
     },
     /// A `key=value,...` list (headers, resource attributes) with a malformed entry.
     #[error("{setting}: entry {entry:?} is not key=value")]
@@ -72,6 +75,16 @@ pub enum ExportError {
         /// The HTTP status.
         status: u16,
         /// The start of the response body.
+        message: String,
+    },
+    /// The collector answered a gRPC call with a non-zero `grpc-status` (feature `grpc`).
+    #[error("the OTLP endpoint {url} answered gRPC status {code}: {message}")]
+    GrpcStatus {
+        /// The method's URL.
+        url: String,
+        /// The gRPC status code (e.g. 14 unavailable, 8 resource exhausted).
+        code: u32,
+        /// Its `grpc-message`.
         message: String,
     },
     /// The connection failed mid-request, or the answer was not HTTP.

@@ -80,13 +80,17 @@
 //!
 //! ## Protocols
 //!
-//! Only `http/protobuf` is built, over plain HTTP/1.1 (`ureq`, no TLS stack): an `https://`
-//! endpoint or `OTEL_EXPORTER_OTLP_PROTOCOL` set to `grpc` or `http/json` is a configuration
-//! error. There is no `grpc` feature: run a collector next to the process to reach gRPC or TLS
-//! backends.
+//! [`Protocol::HttpProtobuf`] (the default) posts over plain HTTP/1.1 (`ureq`, no TLS stack).
+//! With the `grpc` feature, [`Protocol::Grpc`] ([`OtlpConfig::grpc`] or
+//! `OTEL_EXPORTER_OTLP_PROTOCOL=grpc`, default endpoint [`DEFAULT_GRPC_ENDPOINT`]) makes unary
+//! calls of the OTLP trace and metrics services over plain-text HTTP/2 (hyper on a
+//! single-threaded tokio runtime inside the export thread, one connection kept open). An
+//! `https://` endpoint, `http/json`, or `grpc` without the feature is a configuration error: run
+//! a collector next to the process to reach TLS backends.
 //!
 //! ## Feature flags
 //!
+//! - `grpc`: OTLP/gRPC as above (adds tokio, hyper's HTTP/2 client and h2; still no TLS).
 //! - `testing`: [`testing::OtlpReceiver`], an in-process OTLP/HTTP receiver decoding what it is
 //!   sent (the crate's own tests and benches use it).
 #![deny(missing_docs)]
@@ -96,6 +100,8 @@ mod backfill;
 mod config;
 mod error;
 mod exporter;
+#[cfg(feature = "grpc")]
+mod grpc;
 mod metrics;
 pub mod semconv;
 mod sender;
@@ -105,7 +111,7 @@ pub mod testing;
 mod transport;
 
 pub use backfill::{Backfill, BackfillSummary};
-pub use config::{DEFAULT_ENDPOINT, OtlpConfig};
+pub use config::{DEFAULT_ENDPOINT, DEFAULT_GRPC_ENDPOINT, OtlpConfig, Protocol};
 pub use error::{ConfigError, ExportError, FlushError, StartError};
 pub use exporter::{ExporterStats, OtlpExporter};
 pub use span::{SCOPE_NAME, error_type, operation_name, server, span};

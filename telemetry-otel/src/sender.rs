@@ -27,8 +27,8 @@ impl Sender {
     pub(crate) fn new(config: OtlpConfig) -> Self {
         Sender {
             resource: resource(&config.resource),
+            transport: Transport::new(config.protocol),
             config,
-            transport: Transport::new(),
             ids: IdGenerator::new(),
             buffer: Vec::new(),
         }

@@ -4,36 +4,72 @@
 use std::io::ErrorKind;
 use std::time::Duration;
 
+use crate::config::Protocol;
 use crate::error::ExportError;
 
 /// How much of an error response is kept in [`ExportError::Status`].
 const ERROR_BODY_LIMIT: u64 = 512;
 
-/// A connection pool to the collector.
-#[derive(Debug, Clone)]
-pub(crate) struct Transport {
-    agent: ureq::Agent,
+/// How requests reach the collector: a pool of HTTP/1.1 connections, or one HTTP/2 connection
+/// for gRPC.
+#[derive(Debug)]
+pub(crate) enum Transport {
+    /// OTLP/HTTP.
+    Http(ureq::Agent),
+    /// OTLP/gRPC; `Err` keeps why its runtime could not start, for every request to report.
+    #[cfg(feature = "grpc")]
+    Grpc(Result<crate::grpc::GrpcClient, String>),
 }
 
 impl Transport {
-    pub(crate) fn new() -> Self {
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build()
-            .new_agent();
-        Transport { agent }
+    pub(crate) fn new(protocol: Protocol) -> Self {
+        match protocol {
+            #[cfg(feature = "grpc")]
+            Protocol::Grpc => {
+                Transport::Grpc(crate::grpc::GrpcClient::new().map_err(|e| e.to_string()))
+            }
+            // Without the feature a gRPC configuration cannot be built.
+            _ => Transport::Http(
+                ureq::Agent::config_builder()
+                    .http_status_as_error(false)
+                    .build()
+                    .new_agent(),
+            ),
+        }
     }
 
-    /// POSTs `body` as `application/x-protobuf`; any 2xx is success.
+    /// Sends `body` (one encoded export request) to `url`; success is any 2xx over HTTP, status
+    /// 0 over gRPC.
     pub(crate) fn post(
-        &self,
+        &mut self,
         url: &str,
         headers: &[(String, String)],
         body: &[u8],
         timeout: Duration,
     ) -> Result<(), ExportError> {
-        let mut request = self
-            .agent
+        match self {
+            Transport::Http(agent) => post_http(agent, url, headers, body, timeout),
+            #[cfg(feature = "grpc")]
+            Transport::Grpc(Ok(client)) => client.post(url, headers, body, timeout),
+            #[cfg(feature = "grpc")]
+            Transport::Grpc(Err(why)) => Err(ExportError::Transport {
+                url: url.to_owned(),
+                message: format!("the gRPC client could not start: {why}"),
+            }),
+        }
+    }
+}
+
+/// POSTs `body` as `application/x-protobuf`; any 2xx is success.
+fn post_http(
+    agent: &ureq::Agent,
+    url: &str,
+    headers: &[(String, String)],
+    body: &[u8],
+    timeout: Duration,
+) -> Result<(), ExportError> {
+    {
+        let mut request = agent
             .post(url)
             .header("content-type", "application/x-protobuf");
         for (name, value) in headers {

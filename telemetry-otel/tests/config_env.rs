@@ -94,7 +94,7 @@ fn limits_come_from_the_batch_processor_variables() {
 #[test]
 fn bad_values_name_the_variable() {
     let cases: &[(&str, &str, &str)] = &[
-        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc", "only http/protobuf"),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json", "http/protobuf"),
         ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://c:4318", "TLS"),
         (
             "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
@@ -122,4 +122,15 @@ fn empty_variables_count_as_unset() {
     .unwrap();
     assert_eq!(c.traces_endpoint(), "http://localhost:4318/v1/traces");
     assert!(c.resource()[0].1.starts_with("unknown_service"));
+}
+
+#[test]
+fn grpc_is_a_protocol_only_with_its_feature() {
+    let result = from(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")]);
+    if cfg!(feature = "grpc") {
+        assert_eq!(result.unwrap().protocol(), telemetry_otel::Protocol::Grpc);
+    } else {
+        let err = result.unwrap_err().to_string();
+        assert!(err.contains("`grpc` feature"), "{err}");
+    }
 }

@@ -128,13 +128,54 @@ pub fn run(args: &[String]) -> Result<(), String> {
             Err(_) => std::thread::sleep(Duration::from_millis(250)),
         }
     };
+
+    // The same demo over OTLP/gRPC (telemetry-otel's `grpc` feature, on in the CLI by default):
+    // rotel must accept every call and print the spans next to the first demo's.
+    let grpc_endpoint = format!("http://127.0.0.1:{grpc_port}");
+    let demo = Command::new(&telemetry)
+        .arg("--db")
+        .arg(run_dir.join("demo-grpc.db"))
+        .args(["demo", "--stream", "--gpu", "mock", "--calls"])
+        .arg(CALLS.to_string())
+        .args(["--otlp", &grpc_endpoint])
+        .env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("could not start telemetry demo: {e}"))?;
+    let said = String::from_utf8_lossy(&demo.stdout);
+    let sent = format!(
+        "otlp: {CALLS} spans sent to {grpc_endpoint}/opentelemetry.proto.collector.trace.v1.TraceService/Export (0 dropped, 0 failed)"
+    );
+    if !demo.status.success() || !said.contains(&sent) {
+        return Err(format!(
+            "telemetry demo --otlp over gRPC ({}) did not say {sent:?}:\n{said}{}",
+            demo.status,
+            String::from_utf8_lossy(&demo.stderr)
+        ));
+    }
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let text = strip_ansi(&std::fs::read_to_string(&out).unwrap_or_default());
+        let spans = span_blocks(&text).len() as u64;
+        if spans == 2 * CALLS {
+            break;
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "rotel printed {spans} spans after the gRPC demo, expected {}:\n{}",
+                2 * CALLS,
+                log_tail(&out)
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
     drop(rotel);
     let text = strip_ansi(&std::fs::read_to_string(&out).unwrap_or_default());
     let excerpt_path = run_dir.join("rotel-excerpt.txt");
     std::fs::write(&excerpt_path, excerpt(&text))
         .map_err(|e| format!("writing {}: {e}", excerpt_path.display()))?;
     eprintln!(
-        "otel: rotel ({ROTEL}) printed {report}; excerpt in {}; step {:.1?}",
+        "otel: rotel ({ROTEL}) printed {report}; then {CALLS} more over OTLP/gRPC; excerpt in {}; step {:.1?}",
         excerpt_path.display(),
         started.elapsed()
     );
