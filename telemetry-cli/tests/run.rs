@@ -80,6 +80,14 @@ fn run_records_every_call_with_the_servers_tokens() {
             (r.engine.as_str(), r.agent.as_str()),
             ("llama.cpp", "telemetry-run")
         );
+        // `server.url()` is http://127.0.0.1:PORT/v1.
+        let port: u64 = server.url()[17..].trim_end_matches("/v1").parse().unwrap();
+        assert_eq!(
+            r.metadata["server.address"], "127.0.0.1",
+            "{:?}",
+            r.metadata
+        );
+        assert_eq!(r.metadata["server.port"], port, "{:?}", r.metadata);
     }
     let bodies: Vec<_> = server
         .requests()

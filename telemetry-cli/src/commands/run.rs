@@ -105,7 +105,14 @@ pub fn run(db: &DbPath, args: &RunArgs, out: &mut dyn Write) -> Result<(), CliEr
     let bus = Arc::new(EventBus::new());
     store.subscribe_to_bus(&bus);
     let otlp = LiveExport::start(args.otlp.as_deref(), &bus)?;
-    let engine = InstrumentedEngine::new(engine, Arc::clone(&bus)).with_agent(&args.agent);
+    let mut engine = InstrumentedEngine::new(engine, Arc::clone(&bus)).with_agent(&args.agent);
+    // The server's address in every record (`server.address`/`server.port`, as OpenTelemetry
+    // names them; OTLP spans carry them).
+    if let Some((host, port)) = server_of(&args.url) {
+        engine = engine
+            .with_metadata(serde_json::json!({ "server.address": host, "server.port": port }))
+            .map_err(|e| CliError::Usage(format!("--url: {e}")))?;
+    }
 
     let mut params = GenerateParams::new(&args.model).with_max_tokens(args.max_tokens);
     if let Some(t) = args.temperature {
@@ -300,5 +307,51 @@ mod tests {
         assert!(parse_prompt("{").unwrap_err().starts_with("not JSON"));
         assert!(parse_prompt(r#"{"messages":[]}"#).is_err());
         assert!(parse_prompt("3").is_err());
+    }
+}
+
+/// Host and port of an `http(s)://host[:port][/path]` URL (the scheme's port when none is
+/// given); `None` when the URL has no host.
+fn server_of(url: &str) -> Option<(String, u16)> {
+    let (default, rest) = if let Some(rest) = url.strip_prefix("http://") {
+        (80, rest)
+    } else if let Some(rest) = url.strip_prefix("https://") {
+        (443, rest)
+    } else {
+        return None;
+    };
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let authority = authority.rsplit('@').next()?;
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (host, after) = v6.split_once(']')?;
+        let port = after.strip_prefix(':').map(str::parse).transpose().ok()?;
+        (host, port)
+    } else {
+        match authority.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port.parse().ok()?)),
+            None => (authority, None),
+        }
+    };
+    (!host.is_empty()).then(|| (host.to_owned(), port.unwrap_or(default)))
+}
+
+#[cfg(test)]
+mod server_tests {
+    use super::server_of;
+
+    #[test]
+    fn the_server_is_read_from_the_url() {
+        let s = |h: &str, p: u16| Some((h.to_owned(), p));
+        assert_eq!(server_of("http://127.0.0.1:8080"), s("127.0.0.1", 8080));
+        assert_eq!(server_of("http://gpu-1:8000/v1"), s("gpu-1", 8000));
+        assert_eq!(
+            server_of("https://api.example.com/v1"),
+            s("api.example.com", 443)
+        );
+        assert_eq!(server_of("http://[::1]:9000/"), s("::1", 9000));
+        assert_eq!(server_of("http://[::1]"), s("::1", 80));
+        assert_eq!(server_of("http://host:notaport"), None);
+        assert_eq!(server_of("http:///v1"), None);
+        assert_eq!(server_of("localhost:8080"), None);
     }
 }
