@@ -288,6 +288,64 @@ fn metrics_and_health_are_answered_on_the_proxy_port() {
     assert_eq!(cost, 3.0 * (3.0 + 2.0 * 2.0), "priced from the TOML file");
 }
 
+/// The attribute `key` of `attributes`, as text (strings unquoted, integers in decimal).
+#[cfg(feature = "otlp")]
+fn attribute(
+    attributes: &[opentelemetry_proto::tonic::common::v1::KeyValue],
+    key: &str,
+) -> Option<String> {
+    use opentelemetry_proto::tonic::common::v1::any_value::Value;
+    match attributes
+        .iter()
+        .find(|kv| kv.key == key)?
+        .value
+        .as_ref()?
+        .value
+        .as_ref()?
+    {
+        Value::StringValue(s) => Some(s.clone()),
+        Value::IntValue(i) => Some(i.to_string()),
+        other => Some(format!("{other:?}")),
+    }
+}
+
+#[cfg(feature = "otlp")]
+#[test]
+fn otlp_spans_name_the_upstream_that_served_each_call() {
+    let (dir, db) = temp_db();
+    let (_rt, a) = fake_upstream(|_| FakeReply::json(200, chat_completion("a", 1, 1)));
+    let (_rt_b, b) = fake_upstream(|_| FakeReply::json(200, chat_completion("b", 2, 2)));
+    let receiver = telemetry_otel::testing::OtlpReceiver::start().unwrap();
+    let route = format!("big={}", b.url());
+    let mut proxy = RunningCli::start(
+        dir.path(),
+        &db,
+        &a.url(),
+        &["--route", &route, "--otlp", &receiver.endpoint()],
+    );
+    proxy.request("POST", "/v1/chat/completions", r#"{"model":"big"}"#);
+    proxy.request("POST", "/v1/chat/completions", r#"{"model":"small"}"#);
+    proxy.terminate();
+    let (status, rest) = proxy.wait();
+    assert!(status.success(), "{rest}");
+    assert!(rest.contains("otlp: 2 spans sent"), "{rest}");
+    let mut served: Vec<_> = receiver
+        .spans()
+        .iter()
+        .map(|s| {
+            let get = |key| attribute(&s.attributes, key).unwrap_or_default();
+            (
+                get("gen_ai.response.model"),
+                get("server.address"),
+                get("server.port"),
+            )
+        })
+        .collect();
+    served.sort();
+    let at = |model: &str, port: u16| (model.to_owned(), "127.0.0.1".to_owned(), port.to_string());
+    assert_eq!(served, [at("a", a.addr().port()), at("b", b.addr().port())]);
+}
+
 #[test]
 fn bad_arguments_are_one_line_errors() {
     let (dir, db) = temp_db();

@@ -45,7 +45,8 @@
 //! - `gen_ai.provider.name` (the engine), `gen_ai.request.model` and `gen_ai.response.model` (both
 //!   the record's model: it keeps one), `gen_ai.usage.input_tokens`, `gen_ai.usage.output_tokens`,
 //!   `gen_ai.usage.cache_read.input_tokens` when some were cached;
-//! - `server.address` / `server.port` when the metadata has them (string / integer);
+//! - `server.address` / `server.port` when the metadata has them (string / integer; the CLI's
+//!   `run` and the proxy put the server's there, the proxy the upstream that served the call);
 //! - for a failed call (`outcome` error): `error.type` = the record's `error_kind` (else `_OTHER`)
 //!   and status `ERROR` with the error message. A cancelled call is not an error: status unset,
 //!   `telemetry.outcome` = `cancelled`;

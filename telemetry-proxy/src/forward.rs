@@ -74,7 +74,7 @@ async fn forward(shared: &Shared, request: Request<Incoming>) -> Response<Respon
     };
     parts.version = Version::HTTP_11;
 
-    let mut exchange = info.map(|info| shared.recorder.begin(&info, agent.as_deref()));
+    let mut exchange = info.map(|info| shared.recorder.begin(&info, agent.as_deref(), upstream));
     match shared
         .client
         .request(Request::from_parts(parts, body))

@@ -25,11 +25,16 @@
 //!   request's), the engine and agent of [`ProxyTelemetry`] (the agent of a request carrying
 //!   [`AGENT_HEADER`] is that header's value), the server's usage (else content chunks counted,
 //!   `tokens_counted`), the server's own prefill/decode times, and the cost from the price
-//!   table. Outcomes: an upstream 4xx/5xx is an error with the server's message
-//!   (`http_400`, `http_429`, ...), an error inside a stream or a stream without `[DONE]` too
-//!   (`stream_error`, `stream_incomplete`); an unreachable upstream is `connect` (the client gets
-//!   the 502); a client that leaves first is `cancelled` (the upstream request is dropped, which
-//!   aborts it). A body that is not the protocol is forwarded all the same and recorded with
+//!   table. Its metadata names the upstream that served the call (the one its route picked,
+//!   also when it could not be reached): `{"server.address": HOST, "server.port": PORT}`, the
+//!   host as the upstream URL spells it (an IPv6 address without brackets) and the URL's port,
+//!   80 when it names none — the names OpenTelemetry gives a server, so that an OTLP exporter
+//!   on the bus (telemetry-otel) sets them on the call's span and metrics. Outcomes: an
+//!   upstream 4xx/5xx is an error with the server's message (`http_400`, `http_429`, ...), an
+//!   error inside a stream or a stream without `[DONE]` too (`stream_error`,
+//!   `stream_incomplete`); an unreachable upstream is `connect` (the client gets the 502); a
+//!   client that leaves first is `cancelled` (the upstream request is dropped, which aborts
+//!   it). A body that is not the protocol is forwarded all the same and recorded with
 //!   `tokens_counted` and no tokens.
 //! - `GET /telemetry/health` ([`HEALTH_PATH`]) is answered by the proxy: JSON with each
 //!   upstream's reachability, the telemetry store's health and the proxy's counters; `200` when

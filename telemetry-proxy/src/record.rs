@@ -4,6 +4,11 @@
 //! is attached). The exchange is shown the response as it passes ([`Watch`]) and ends the call
 //! with what the response said. Nothing here can fail or delay a request: whatever cannot be read
 //! only makes the record say less.
+//!
+//! Every record names the upstream that served it: its metadata holds `server.address` (the
+//! upstream URL's host) and `server.port` (its port, 80 when the URL names none), as
+//! OpenTelemetry's conventions name a server. The contexts carrying them are built once per
+//! upstream when the proxy starts; a call only picks its upstream's.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +21,7 @@ use telemetry_wrap::{Call, CallContext, Usage};
 use crate::request::RequestInfo;
 use crate::stats::Counters;
 use crate::telemetry::ProxyTelemetry;
+use crate::upstream::{Routes, Upstream};
 use crate::watch::{Seen, Watch};
 
 /// Starts the record of each completion call.
@@ -25,7 +31,11 @@ pub(crate) struct Recorder(Arc<RecorderInner>);
 #[derive(Debug)]
 struct RecorderInner {
     counters: Arc<Counters>,
+    /// The context of calls to an upstream not in `upstreams` (none: every upstream the proxy
+    /// forwards to comes from its routes).
     context: CallContext,
+    /// Each upstream of the routes with its context, whose metadata names it.
+    upstreams: Vec<(Arc<Upstream>, CallContext)>,
     telemetry: ProxyTelemetry,
     capture_limit: usize,
 }
@@ -34,11 +44,19 @@ impl Recorder {
     pub fn new(
         counters: Arc<Counters>,
         telemetry: ProxyTelemetry,
+        routes: &Routes,
         capture_limit: usize,
     ) -> Recorder {
+        let context = telemetry.context();
+        let upstreams = routes
+            .all()
+            .into_iter()
+            .map(|(_, upstream)| (Arc::clone(upstream), server_context(&context, upstream)))
+            .collect();
         Recorder(Arc::new(RecorderInner {
             counters,
-            context: telemetry.context(),
+            context,
+            upstreams,
             telemetry,
             capture_limit,
         }))
@@ -66,14 +84,24 @@ impl Recorder {
         (serde_json::json!({ "store": store }), healthy)
     }
 
-    /// A call described by `info` begins; `agent` is its `X-Telemetry-Agent` header.
-    pub fn begin(&self, info: &RequestInfo, agent: Option<&str>) -> Exchange {
+    /// A call described by `info` begins, forwarded to `upstream` (one of the routes'); `agent`
+    /// is its `X-Telemetry-Agent` header.
+    pub fn begin(
+        &self,
+        info: &RequestInfo,
+        agent: Option<&str>,
+        upstream: &Arc<Upstream>,
+    ) -> Exchange {
         if !info.parsed {
             Counters::bump(&self.0.counters.requests_unparsed);
         }
-        let mut builder = self
+        let context = self
             .0
-            .context
+            .upstreams
+            .iter()
+            .find(|(u, _)| Arc::ptr_eq(u, upstream))
+            .map_or(&self.0.context, |(_, c)| c);
+        let mut builder = context
             .call(info.model.as_deref().unwrap_or_default())
             .streaming(info.stream);
         if let Some(agent) = agent {
@@ -85,6 +113,16 @@ impl Recorder {
             watch: None,
         }
     }
+}
+
+/// `context` with metadata naming `upstream` (`server.address`, `server.port`). A metadata the
+/// record could not carry (a host name beyond the record's limits) leaves `context` as it is.
+fn server_context(context: &CallContext, upstream: &Upstream) -> CallContext {
+    let (host, port) = upstream.host_port();
+    context
+        .clone()
+        .with_metadata(serde_json::json!({ "server.address": host, "server.port": port }))
+        .unwrap_or_else(|_| context.clone())
 }
 
 /// How a call ended.
@@ -233,7 +271,13 @@ mod tests {
             .engine_name("llama.cpp")
             .agent("default-agent")
             .price_table(prices);
-        Recorder::new(Arc::new(Counters::default()), telemetry, 1 << 20)
+        Recorder::new(Arc::new(Counters::default()), telemetry, &routes(), 1 << 20)
+    }
+
+    fn routes() -> Routes {
+        Routes::new(Upstream::parse("http://gpu-host:8080").unwrap())
+            .route_spec("big=http://[::1]")
+            .unwrap()
     }
 
     fn info(model: Option<&str>) -> RequestInfo {
@@ -243,6 +287,12 @@ mod tests {
             stream: false,
             parsed: true,
         }
+    }
+
+    /// `begin` for a call to the default upstream.
+    fn begin(r: &Recorder, info: &RequestInfo, agent: Option<&str>) -> Exchange {
+        let upstream = Arc::clone(&r.0.upstreams[0].0);
+        r.begin(info, agent, &upstream)
     }
 
     fn last_record(bus: &EventBus) -> TelemetryRecord {
@@ -257,7 +307,7 @@ mod tests {
     fn a_blocking_call_becomes_a_valid_record_with_cost() {
         let bus = Arc::new(EventBus::with_history(16));
         let r = recorder(&bus);
-        let mut ex = r.begin(&info(Some("req-model")), None);
+        let mut ex = begin(&r, &info(Some("req-model")), None);
         ex.response(StatusCode::OK, &HeaderMap::new());
         ex.data(&Bytes::from_static(
             br#"{"model":"m","usage":{"prompt_tokens":10,"completion_tokens":5,"total_tokens":15}}"#,
@@ -280,7 +330,7 @@ mod tests {
     fn the_header_agent_wins_and_unknown_bodies_have_no_tokens() {
         let bus = Arc::new(EventBus::with_history(16));
         let r = recorder(&bus);
-        let mut ex = r.begin(&info(Some("req-model")), Some("notebook"));
+        let mut ex = begin(&r, &info(Some("req-model")), Some("notebook"));
         ex.response(StatusCode::OK, &HeaderMap::new());
         ex.data(&Bytes::from_static(b"<html>not json</html>"));
         ex.complete();
@@ -296,16 +346,15 @@ mod tests {
     fn endings_map_to_outcomes() {
         let bus = Arc::new(EventBus::with_history(16));
         let r = recorder(&bus);
-        r.begin(&info(None), None)
-            .unreachable("connect", "refused".into());
+        begin(&r, &info(None), None).unreachable("connect", "refused".into());
         let rec = last_record(&bus);
         assert_eq!(
             (rec.outcome, rec.error_kind.as_str(), rec.model_id.as_str()),
             (Outcome::Error, "connect", "unknown")
         );
-        drop(r.begin(&info(Some("m")), None));
+        drop(begin(&r, &info(Some("m")), None));
         assert_eq!(last_record(&bus).outcome, Outcome::Cancelled);
-        let mut ex = r.begin(&info(Some("m")), None);
+        let mut ex = begin(&r, &info(Some("m")), None);
         ex.response(StatusCode::TOO_MANY_REQUESTS, &HeaderMap::new());
         ex.data(&Bytes::from_static(br#"{"error":{"message":"slow down"}}"#));
         ex.complete();
@@ -326,5 +375,30 @@ mod tests {
             ),
             (3, 2, 1)
         );
+    }
+
+    #[test]
+    fn records_name_the_upstream_that_served_them() {
+        let bus = Arc::new(EventBus::with_history(16));
+        let r = recorder(&bus);
+        let routes = routes();
+        let served_by = |upstream: &Arc<Upstream>| {
+            r.begin(&info(Some("m")), None, upstream).complete();
+            last_record(&bus).metadata
+        };
+        // The recorder's own upstreams (the proxy passes those it picked from the same routes).
+        let default = Arc::clone(&r.0.upstreams[0].0);
+        let big = Arc::clone(&r.0.upstreams[1].0);
+        assert_eq!(default.url(), "http://gpu-host:8080");
+        assert_eq!(
+            served_by(&default),
+            serde_json::json!({"server.address": "gpu-host", "server.port": 8080})
+        );
+        assert_eq!(
+            served_by(&big),
+            serde_json::json!({"server.address": "::1", "server.port": 80})
+        );
+        // An upstream the recorder was not built with: no server named.
+        assert_eq!(served_by(routes.default_upstream()), serde_json::json!({}));
     }
 }

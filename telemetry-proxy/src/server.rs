@@ -116,6 +116,7 @@ impl Proxy {
                 recorder: Recorder::new(
                     Arc::clone(&counters),
                     config.telemetry.clone(),
+                    &config.routes,
                     config.capture_limit,
                 ),
                 config,

@@ -252,6 +252,60 @@ async fn routes_send_each_model_to_its_upstream_and_records_say_which_model() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_record_names_the_upstream_that_served_it() {
+    let a = FakeUpstream::start(|_| FakeReply::json(200, chat_completion("a", 1, 1))).await;
+    let b = FakeUpstream::start(|_| FakeReply::json(200, chat_completion("b", 2, 2))).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let dead = listener.local_addr().unwrap();
+    drop(listener);
+    let bus = Arc::new(EventBus::new());
+    let kept = common::Records::on(&bus);
+    let routes = Routes::new(Upstream::parse(&a.url()).unwrap())
+        .route_spec(&format!("big={}", b.url()))
+        .unwrap()
+        .route_spec(&format!("gone=http://localhost:{}", dead.port()))
+        .unwrap();
+    let proxy = RunningProxy::start(
+        ProxyConfig::new(routes).telemetry(ProxyTelemetry::new(Arc::clone(&bus))),
+    )
+    .await;
+    let c = client();
+    for model in ["big", "small", "gone"] {
+        let body = format!(r#"{{"model":"{model}"}}"#);
+        send(&c, post(&proxy.url("/v1/chat/completions"), body)).await;
+    }
+    eventually("three records", || records(&kept).len() == 3).await;
+    let served: Vec<_> = records(&kept)
+        .into_iter()
+        .map(|r| (r.model_id, r.outcome, r.metadata))
+        .collect();
+    let server =
+        |host: &str, port: u16| serde_json::json!({"server.address": host, "server.port": port});
+    assert_eq!(
+        served,
+        [
+            (
+                "b".to_owned(),
+                Outcome::Ok,
+                server("127.0.0.1", b.addr().port())
+            ),
+            (
+                "a".to_owned(),
+                Outcome::Ok,
+                server("127.0.0.1", a.addr().port())
+            ),
+            // A failed call names the server it could not reach, as the URL spells its host.
+            (
+                "gone".to_owned(),
+                Outcome::Error,
+                server("localhost", dead.port())
+            ),
+        ]
+    );
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_concurrent_streams_are_recorded_exactly_once_each() {
     const N: usize = 1000;
     let events = chat_stream("served", 16, Some((3, 16)), Duration::from_millis(2));
