@@ -4,15 +4,26 @@
 //! a SQLite store through the bus, as `telemetry proxy` does.
 //!
 //! ```text
-//! cargo run --release -p telemetry-proxy --features testing --example proxy_load -- [SECONDS] [RSS_REQUESTS]
+//! cargo run --release -p telemetry-proxy --features testing --example proxy_load -- [ROUNDS] [RSS_REQUESTS]
 //! ```
 //!
-//! Each phase runs SECONDS (default 5): blocking direct, blocking through the proxy, stream
-//! direct, stream through the proxy. Printed per phase: requests/s, latency p50/p99 and, for
-//! streams, time to the first body frame p50/p99; then the proxy/direct ratios and the added
-//! latency. With RSS_REQUESTS (e.g. 1000000) a last phase sends that many blocking requests
-//! through the proxy and prints the process's RSS every tenth of the way (upstream, proxy and
-//! generator share the process, so flat RSS means none of them grows).
+//! - **Throughput at saturation**: ROUNDS (default 5) rounds of one second direct then one second
+//!   through the proxy, blocking then streams; the ratio is the median of the rounds' ratios, so
+//!   a change in the machine's load hits both paths alike. Each path also prints the CPU time per
+//!   request of each thread (generator, upstream, proxy, other = the store's writer), from
+//!   `/proc/self/task`: that figure does not depend on what else the machine runs.
+//! - **Latency at a fixed load** (2 000 blocking requests/s, 64 streams/s, spread over the 64
+//!   connections, well below both paths' capacity): what the proxy adds to a request's latency and
+//!   a stream's first frame, p50 and p99 (at saturation a request's latency is mostly its wait in
+//!   the queue, 64 / throughput, which says nothing the throughput does not).
+//! - With RSS_REQUESTS (e.g. 1000000) a last phase sends that many blocking requests through the
+//!   proxy and prints the process's RSS every tenth of the way (upstream, proxy and generator
+//!   share the process, so flat RSS means none of them grows).
+//!
+//! Environment: `PROXY_LOAD_THREADS=N` runs the proxy on a multi-threaded runtime of N workers
+//! (default: one thread, as `telemetry proxy` runs by default); `PROXY_LOAD_BARE=1` runs it
+//! without telemetry (forwarding only); `PROXY_LOAD_PROFILE=1` runs only blocking requests
+//! through the proxy for ROUNDS seconds (to attach a profiler).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
@@ -30,37 +41,44 @@ use telemetry_proxy::{Proxy, ProxyConfig, ProxyTelemetry, Routes, Upstream};
 use telemetry_store::TelemetryStore;
 
 const CONNECTIONS: usize = 64;
+/// Offered load of the latency measurement, blocking requests per second (all connections).
+const BLOCKING_RATE: f64 = 2000.0;
+/// Offered load of the latency measurement, streams per second.
+const STREAM_RATE: f64 = 64.0;
 const CHAT: &str =
     r#"{"model":"bench","messages":[{"role":"user","content":"hi"}],"max_tokens":16}"#;
 const STREAM: &str = r#"{"model":"bench","messages":[{"role":"user","content":"hi"}],"stream":true,"stream_options":{"include_usage":true}}"#;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let seconds: u64 = args.first().map_or(5, |s| s.parse().expect("SECONDS"));
+    let rounds: usize = args.first().map_or(5, |s| s.parse().expect("ROUNDS"));
     let rss_requests: u64 = args.get(1).map_or(0, |s| s.parse().expect("RSS_REQUESTS"));
 
     // The upstream, on a thread and runtime of its own.
     let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let blocking = chat_completion("bench", 9, 16);
-            let stream = chat_stream("bench", 256, Some((9, 256)), Duration::ZERO);
-            let upstream = FakeUpstream::start(move |req| {
-                if req.body.len() == STREAM.len() {
-                    FakeReply::sse(stream.clone())
-                } else {
-                    FakeReply::json(200, blocking.clone())
-                }
-            })
-            .await;
-            tx.send(upstream.addr()).unwrap();
-            std::future::pending::<()>().await;
-        });
-    });
+    std::thread::Builder::new()
+        .name("upstream".into())
+        .spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let blocking = chat_completion("bench", 9, 16);
+                let stream = chat_stream("bench", 256, Some((9, 256)), Duration::ZERO);
+                let upstream = FakeUpstream::start(move |req| {
+                    if req.body.len() == STREAM.len() {
+                        FakeReply::sse(stream.clone())
+                    } else {
+                        FakeReply::json(200, blocking.clone())
+                    }
+                })
+                .await;
+                tx.send(upstream.addr()).unwrap();
+                std::future::pending::<()>().await;
+            });
+        })
+        .unwrap();
     let upstream: SocketAddr = rx.recv().unwrap();
 
     // The proxy, recording into a store, on a thread and single-threaded runtime of its own
@@ -69,28 +87,46 @@ fn main() {
     let store = TelemetryStore::open(dir.path().join("proxy.db")).unwrap();
     let bus = Arc::new(EventBus::new());
     store.subscribe_to_bus(&bus);
-    let config = ProxyConfig::new(Routes::new(
+    let mut config = ProxyConfig::new(Routes::new(
         Upstream::parse(&format!("http://{upstream}")).unwrap(),
-    ))
-    .telemetry(
-        ProxyTelemetry::new(bus)
-            .engine_name("bench")
-            .store(store.clone()),
-    );
+    ));
+    if std::env::var_os("PROXY_LOAD_BARE").is_none() {
+        config = config.telemetry(
+            ProxyTelemetry::new(bus)
+                .engine_name("bench")
+                .store(store.clone()),
+        );
+    }
+    let threads: usize = std::env::var("PROXY_LOAD_THREADS")
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(0);
     let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let proxy = Proxy::bind("127.0.0.1:0".parse().unwrap(), config)
-                .await
-                .unwrap();
-            tx.send(proxy.local_addr()).unwrap();
-            proxy.run(std::future::pending()).await;
-        });
-    });
+    std::thread::Builder::new()
+        .name("proxy".into())
+        .spawn(move || {
+            let rt = if threads == 0 {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap()
+            } else {
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(threads)
+                    .thread_name("proxy-worker")
+                    .enable_all()
+                    .build()
+                    .unwrap()
+            };
+            rt.block_on(async move {
+                let proxy = Proxy::bind("127.0.0.1:0".parse().unwrap(), config)
+                    .await
+                    .unwrap();
+                tx.send(proxy.local_addr()).unwrap();
+                proxy.run(std::future::pending()).await;
+            });
+        })
+        .unwrap();
     let proxy: SocketAddr = rx.recv().unwrap();
 
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -98,42 +134,91 @@ fn main() {
         .build()
         .unwrap();
     println!(
-        "proxy_load: {CONNECTIONS} connections, {seconds} s per phase; load average {}",
-        std::fs::read_to_string("/proc/loadavg")
-            .unwrap_or_default()
-            .trim()
+        "proxy_load: {CONNECTIONS} connections, {rounds} rounds of 1 s per path; proxy runtime {}; load average {}",
+        if threads == 0 {
+            "current-thread".to_owned()
+        } else {
+            format!("{threads} worker threads")
+        },
+        load_average()
     );
-    let run = |addr, body: &'static str, stream| {
-        rt.block_on(phase(
-            addr,
-            body,
-            stream,
-            Duration::from_secs(seconds),
+    let second = Duration::from_secs(1);
+    // For profiling: only blocking requests through the proxy, for ROUNDS seconds.
+    if std::env::var_os("PROXY_LOAD_PROFILE").is_some() {
+        let before = Cpu::now();
+        let p = rt.block_on(phase(
+            proxy,
+            CHAT,
+            false,
+            second * u32::try_from(rounds).unwrap(),
             u64::MAX,
-        ))
-    };
-    let bd = run(upstream, CHAT, false);
-    bd.print("blocking direct");
-    let bp = run(proxy, CHAT, false);
-    bp.print("blocking proxy ");
-    let sd = run(upstream, STREAM, true);
-    sd.print("stream   direct");
-    let sp = run(proxy, STREAM, true);
-    sp.print("stream   proxy ");
-    println!(
-        "blocking: throughput proxy/direct {:.2}x, added latency p50 {:+.0} us, p99 {:+.0} us",
-        bp.rate() / bd.rate(),
-        bp.pct(&bp.latency, 0.50) - bd.pct(&bd.latency, 0.50),
-        bp.pct(&bp.latency, 0.99) - bd.pct(&bd.latency, 0.99),
-    );
-    println!(
-        "stream:   throughput proxy/direct {:.2}x, added latency p50 {:+.0} us, p99 {:+.0} us, added first-frame p50 {:+.0} us, p99 {:+.0} us",
-        sp.rate() / sd.rate(),
-        sp.pct(&sp.latency, 0.50) - sd.pct(&sd.latency, 0.50),
-        sp.pct(&sp.latency, 0.99) - sd.pct(&sd.latency, 0.99),
-        sp.pct(&sp.first, 0.50) - sd.pct(&sd.first, 0.50),
-        sp.pct(&sp.first, 0.99) - sd.pct(&sd.first, 0.99),
-    );
+            None,
+        ));
+        p.print("blocking proxy,  saturated");
+        Cpu::now().minus(&before).print(p.latency.len());
+        return;
+    }
+    // Throughput at saturation: direct and proxy alternate, one second each, so a change in
+    // the machine's load hits both alike; the ratio is the median of the rounds' ratios.
+    for (name, body, stream) in [("blocking", CHAT, false), ("stream  ", STREAM, true)] {
+        let (mut direct, mut proxied, mut ratios) =
+            (Phase::default(), Phase::default(), Vec::new());
+        let (mut cpu_direct, mut cpu_proxy) = (Cpu::default(), Cpu::default());
+        for _ in 0..rounds {
+            let before = Cpu::now();
+            let d = rt.block_on(phase(upstream, body, stream, second, u64::MAX, None));
+            let middle = Cpu::now();
+            let p = rt.block_on(phase(proxy, body, stream, second, u64::MAX, None));
+            cpu_direct.add(&middle.minus(&before));
+            cpu_proxy.add(&Cpu::now().minus(&middle));
+            ratios.push(p.rate() / d.rate());
+            direct.merge(d);
+            proxied.merge(p);
+        }
+        direct.print(&format!("{name} direct, saturated"));
+        cpu_direct.print(direct.latency.len());
+        proxied.print(&format!("{name} proxy,  saturated"));
+        cpu_proxy.print(proxied.latency.len());
+        ratios.sort_by(f64::total_cmp);
+        println!(
+            "{name}: throughput proxy/direct median {:.2}x (rounds {})",
+            ratios[ratios.len() / 2],
+            ratios
+                .iter()
+                .map(|r| format!("{r:.2}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+    }
+    // Latency at a fixed offered load well below both capacities (at saturation a request's
+    // latency is its wait in the queue, CONNECTIONS / throughput, and says nothing more than
+    // the throughput does): what the proxy adds to each request.
+    for (name, body, stream, rate) in [
+        ("blocking", CHAT, false, BLOCKING_RATE),
+        ("stream  ", STREAM, true, STREAM_RATE),
+    ] {
+        let (mut direct, mut proxied) = (Phase::default(), Phase::default());
+        for _ in 0..rounds {
+            direct.merge(rt.block_on(phase(upstream, body, stream, second, u64::MAX, Some(rate))));
+            proxied.merge(rt.block_on(phase(proxy, body, stream, second, u64::MAX, Some(rate))));
+        }
+        direct.print(&format!("{name} direct, {rate:.0}/s"));
+        proxied.print(&format!("{name} proxy,  {rate:.0}/s"));
+        print!(
+            "{name}: at {rate:.0}/s added latency p50 {:+.0} us, p99 {:+.0} us",
+            proxied.pct(&proxied.latency, 0.50) - direct.pct(&direct.latency, 0.50),
+            proxied.pct(&proxied.latency, 0.99) - direct.pct(&direct.latency, 0.99),
+        );
+        if stream {
+            print!(
+                ", added first-frame p50 {:+.0} us, p99 {:+.0} us",
+                proxied.pct(&proxied.first, 0.50) - direct.pct(&direct.first, 0.50),
+                proxied.pct(&proxied.first, 0.99) - direct.pct(&direct.first, 0.99),
+            );
+        }
+        println!();
+    }
+    println!("load average at the end {}", load_average());
     store.flush().unwrap();
     let s = store.stats();
     println!(
@@ -147,7 +232,14 @@ fn main() {
         println!("RSS over {rss_requests} blocking requests through the proxy:");
         println!("  {:>9} requests  RSS {:>7} kB", 0, rss_kb());
         while done < rss_requests {
-            let r = rt.block_on(phase(proxy, CHAT, false, Duration::from_secs(3600), step));
+            let r = rt.block_on(phase(
+                proxy,
+                CHAT,
+                false,
+                Duration::from_secs(3600),
+                step,
+                None,
+            ));
             done += r.latency.len() as u64;
             println!(
                 "  {done:>9} requests  RSS {:>7} kB  ({:.0} req/s)",
@@ -165,6 +257,7 @@ fn main() {
 }
 
 /// What one phase measured: microseconds per request.
+#[derive(Default)]
 struct Phase {
     latency: Vec<u32>,
     first: Vec<u32>,
@@ -172,6 +265,13 @@ struct Phase {
 }
 
 impl Phase {
+    /// Adds `other`'s requests and time to this one's.
+    fn merge(&mut self, other: Phase) {
+        self.latency.extend(other.latency);
+        self.first.extend(other.first);
+        self.elapsed += other.elapsed;
+    }
+
     fn rate(&self) -> f64 {
         self.latency.len() as f64 / self.elapsed.as_secs_f64()
     }
@@ -202,20 +302,24 @@ impl Phase {
 }
 
 /// `CONNECTIONS` keep-alive connections sending `body` in a loop until `duration` has passed or
-/// `requests` were sent in all.
+/// `requests` were sent in all: back to back, or, with `rate`, each connection at its share of
+/// `rate` requests per second (staggered; a request that is due while the previous one is still
+/// running goes when it ends).
 async fn phase(
     addr: SocketAddr,
     body: &'static str,
     stream: bool,
     duration: Duration,
     requests: u64,
+    rate: Option<f64>,
 ) -> Phase {
     let started = Instant::now();
     let deadline = started + duration;
     let left = Arc::new(AtomicU64::new(requests));
     let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..CONNECTIONS {
+    for i in 0..CONNECTIONS {
         let left = Arc::clone(&left);
+        let interval = rate.map(|r| Duration::from_secs_f64(CONNECTIONS as f64 / r));
         tasks.spawn(async move {
             let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
             tcp.set_nodelay(true).unwrap();
@@ -225,11 +329,23 @@ async fn phase(
                     .unwrap();
             tokio::spawn(conn);
             let (mut latency, mut first) = (Vec::new(), Vec::new());
+            let mut due = interval.map(|every| {
+                tokio::time::Instant::from_std(
+                    started + every.mul_f64(i as f64 / CONNECTIONS as f64),
+                )
+            });
             while Instant::now() < deadline
                 && left
                     .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
                     .is_ok()
             {
+                if let (Some(at), Some(every)) = (due.as_mut(), interval) {
+                    if at.into_std() >= deadline {
+                        break;
+                    }
+                    tokio::time::sleep_until(*at).await;
+                    *at += every;
+                }
                 sender.ready().await.unwrap();
                 let request = Request::post("/v1/chat/completions")
                     .header("host", "bench")
@@ -269,6 +385,95 @@ async fn phase(
 
 fn micros(d: Duration) -> u32 {
     u32::try_from(d.as_micros()).unwrap_or(u32::MAX)
+}
+
+/// CPU time (user + system) by thread, in clock ticks, from `/proc/self/task`: the generator
+/// (the main thread), the upstream, the proxy (its runtime's threads) and everything else
+/// (the store's writer).
+#[derive(Default, Clone, Copy)]
+struct Cpu {
+    generator: u64,
+    upstream: u64,
+    proxy: u64,
+    other: u64,
+}
+
+impl Cpu {
+    fn now() -> Cpu {
+        let mut cpu = Cpu::default();
+        let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+            return cpu;
+        };
+        let main = std::process::id().to_string();
+        for task in tasks.flatten() {
+            let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+            // Fields after the parenthesised name: state is 3rd, utime 14th, stime 15th.
+            let Some((head, rest)) = stat.rsplit_once(") ") else {
+                continue;
+            };
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let ticks = fields
+                .get(11)
+                .and_then(|u| u.parse::<u64>().ok())
+                .unwrap_or(0)
+                + fields
+                    .get(12)
+                    .and_then(|s| s.parse::<u64>().ok())
+                    .unwrap_or(0);
+            let name = head.split_once(" (").map_or("", |(_, n)| n);
+            let slot = if task.file_name().to_string_lossy() == main {
+                &mut cpu.generator
+            } else if name == "upstream" {
+                &mut cpu.upstream
+            } else if name.starts_with("proxy") {
+                &mut cpu.proxy
+            } else {
+                &mut cpu.other
+            };
+            *slot += ticks;
+        }
+        cpu
+    }
+
+    fn minus(&self, earlier: &Cpu) -> Cpu {
+        Cpu {
+            generator: self.generator - earlier.generator,
+            upstream: self.upstream - earlier.upstream,
+            proxy: self.proxy - earlier.proxy,
+            other: self.other - earlier.other,
+        }
+    }
+
+    fn add(&mut self, other: &Cpu) {
+        self.generator += other.generator;
+        self.upstream += other.upstream;
+        self.proxy += other.proxy;
+        self.other += other.other;
+    }
+
+    /// CPU microseconds per request, by thread.
+    fn print(&self, requests: usize) {
+        // Clock ticks are 1/100 s on Linux.
+        let us = |ticks: u64| ticks as f64 * 10_000.0 / requests.max(1) as f64;
+        println!(
+            "    CPU per request: generator {:.1} us, upstream {:.1} us, proxy {:.1} us, other {:.1} us, total {:.1} us",
+            us(self.generator),
+            us(self.upstream),
+            us(self.proxy),
+            us(self.other),
+            us(self.generator + self.upstream + self.proxy + self.other)
+        );
+    }
+}
+
+/// `/proc/loadavg`'s first three fields.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The process's resident set size, kB (Linux).
