@@ -104,9 +104,10 @@ mod with_gpu {
 mod without_gpu {
     use super::*;
 
-    /// No sampler can be attached without the feature.
+    /// No sampler can be attached without the feature. (Braced, not a unit struct: the context
+    /// builds it with `Default` under both configurations.)
     #[derive(Debug, Clone, Default)]
-    pub(crate) struct GpuAttachment;
+    pub(crate) struct GpuAttachment {}
 
     /// Never constructed without the feature.
     #[derive(Debug)]

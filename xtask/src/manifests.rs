@@ -150,16 +150,20 @@ pub fn layering_violations(members: &[Member]) -> Vec<String> {
     out
 }
 
-/// `cargo check` arguments that build each library crate with no features, then with each of its
-/// features alone: a user who enables one feature must get a crate that compiles.
+/// `cargo clippy` arguments that build each library crate with no features, then with each of
+/// its features alone, warnings denied: a user who enables one feature must get a crate that
+/// compiles, and code that only some feature sets see (the stand-ins a disabled feature leaves)
+/// is linted too. (Clippy checks as `cargo check` does, so this costs about the same.)
 pub fn each_feature_alone(members: &[Member]) -> Vec<Vec<String>> {
     let mut out = Vec::new();
+    let deny = ["--", "-D", "warnings"].map(str::to_owned);
     for member in members.iter().filter(|m| m.name != "xtask") {
-        let base = ["check", "-p", &member.name, "--no-default-features"].map(str::to_owned);
-        out.push(base.to_vec());
+        let base = ["clippy", "-p", &member.name, "--no-default-features"].map(str::to_owned);
+        out.push([&base[..], &deny[..]].concat());
         for feature in member.features() {
             let mut args = base.to_vec();
             args.extend(["--features".to_owned(), feature]);
+            args.extend(deny.iter().cloned());
             out.push(args);
         }
     }
@@ -243,9 +247,9 @@ mod tests {
         assert_eq!(
             steps,
             [
-                "check -p telemetry-wrap --no-default-features",
-                "check -p telemetry-wrap --no-default-features --features gpu",
-                "check -p telemetry-wrap --no-default-features --features sim",
+                "clippy -p telemetry-wrap --no-default-features -- -D warnings",
+                "clippy -p telemetry-wrap --no-default-features --features gpu -- -D warnings",
+                "clippy -p telemetry-wrap --no-default-features --features sim -- -D warnings",
             ]
         );
     }

@@ -79,8 +79,13 @@ pub fn ci(args: &[String]) -> Result<(), String> {
     // Each library with no features, then with each feature alone: a user who needs one crate,
     // or one feature of it, must not compile the others, and must get code that builds.
     for args in manifests::each_feature_alone(&members) {
+        // "telemetry-wrap --no-default-features --features gpu alone"
+        let shown = args
+            .iter()
+            .position(|a| a == "--")
+            .map_or(&args[2..], |end| &args[2..end]);
         steps.push(Step {
-            label: format!("{} alone", args[2..].join(" ")),
+            label: format!("{} alone", shown.join(" ")),
             args,
             env: Vec::new(),
         });
