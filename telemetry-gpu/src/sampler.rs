@@ -348,6 +348,20 @@ impl GpuSampler {
         self.shared.with_timeline(Timeline::clone)
     }
 
+    /// The newest reading of each device that has one, in the order of
+    /// [`devices`](Self::devices): what the device is doing now (power, utilization, memory) and
+    /// its energy counter. One short lock, no copy of the history (unlike
+    /// [`timeline`](Self::timeline)), no GPU access; for exporting device-level series.
+    pub fn latest_readings(&self) -> Vec<crate::GpuReading> {
+        self.shared.with_timeline(|timeline| {
+            timeline
+                .devices()
+                .iter()
+                .filter_map(|d| d.samples().next_back().copied())
+                .collect()
+        })
+    }
+
     /// Counters describing the work so far.
     pub fn stats(&self) -> SamplerStats {
         self.shared.stats()

@@ -184,3 +184,46 @@ fn attribute_gives_no_joules_to_windows_the_timeline_does_not_cover() {
         assert_eq!(direct.is_measured(), j.is_some(), "{w:?}");
     }
 }
+
+#[test]
+fn latest_readings_are_each_devices_newest_and_stay_put_when_it_vanishes() {
+    let rig = Rig::new(vec![constant(300.0), constant(150.0)]);
+    let first: Vec<_> = rig
+        .sampler
+        .latest_readings()
+        .iter()
+        .map(|r| (r.device, r.timestamp))
+        .collect();
+    assert_eq!(
+        first,
+        [(0, ms(0)), (1, ms(0))],
+        "the reading taken at start"
+    );
+    rig.tick_to(ms(1000));
+    let latest = rig.sampler.latest_readings();
+    let seen: Vec<_> = latest
+        .iter()
+        .map(|r| (r.device, r.timestamp, r.power_w()))
+        .collect();
+    assert_eq!(seen, [(0, ms(1000), 300.0), (1, ms(1000), 150.0)]);
+    // The counter says what the device used so far: 1 s at 300 W.
+    assert_close(
+        latest[0].energy_mj.unwrap() as f64,
+        300_000.0,
+        1e-3,
+        "device 0 counter",
+    );
+    rig.backend.lose_device(1);
+    rig.tick_to(ms(2000));
+    let times: Vec<_> = rig
+        .sampler
+        .latest_readings()
+        .iter()
+        .map(|r| (r.device, r.timestamp))
+        .collect();
+    assert_eq!(
+        times,
+        [(0, ms(2000)), (1, ms(1000))],
+        "a lost device keeps its last reading"
+    );
+}

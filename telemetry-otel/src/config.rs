@@ -372,6 +372,11 @@ impl OtlpConfig {
     pub fn queue_capacity(&self) -> usize {
         self.queue_capacity
     }
+
+    /// Time between metric exports (`OTEL_METRIC_EXPORT_INTERVAL`, default 60 s).
+    pub fn metric_interval(&self) -> Duration {
+        self.metric_interval
+    }
 }
 
 /// `unknown_service:<executable name>`, as the resource SDK specification says.

@@ -13,10 +13,15 @@ use std::time::{Duration, Instant};
 use telemetry_core::{EventBus, EventType, SubscriptionId, TelemetryRecord};
 
 use crate::config::OtlpConfig;
+use crate::device::DeviceReading;
 use crate::error::{ExportError, FlushError, StartError};
 use crate::metrics::MetricsState;
 use crate::sender::Sender;
 use crate::span::nanos;
+
+/// Device readings held between metric exports before new ones are dropped (the export thread
+/// keeps only the newest per device, so a few per device and interval are all that matter).
+const DEVICE_QUEUE: usize = 1024;
 
 /// How long dropping an exporter that was not shut down waits for its last export.
 const DROP_DEADLINE: Duration = Duration::from_secs(2);
@@ -39,11 +44,17 @@ pub struct ExporterStats {
     pub export_errors: u64,
     /// Records queued or being sent now.
     pub pending: u64,
+    /// Device readings accepted ([`OtlpExporter::device_reading`]).
+    pub device_readings: u64,
+    /// Device readings refused because their queue was full or the exporter shut down.
+    pub device_readings_dropped: u64,
 }
 
 #[derive(Debug, Default)]
 struct State {
     queue: VecDeque<Arc<TelemetryRecord>>,
+    /// Device readings waiting for the next metrics export.
+    readings: Vec<DeviceReading>,
     in_flight: u64,
     worker_sleeping: bool,
     flush_requested: u64,
@@ -155,6 +166,23 @@ impl OtlpExporter {
     /// Enqueues a record; `false` when it was dropped (queue full or exporter shut down).
     pub fn record(&self, record: Arc<TelemetryRecord>) -> bool {
         self.shared.push(record)
+    }
+
+    /// Enqueues a reading of a device (a GPU) for the device-level series `hw.energy`,
+    /// `hw.power`, `hw.gpu.utilization` and `hw.gpu.memory.*` (see the [crate] docs). Like
+    /// [`record`](Self::record) it only enqueues, into a bounded queue of its own (1024
+    /// readings: when full the newest is dropped and counted); the export thread keeps each
+    /// device's newest reading and sends it with the next metrics, so reading devices about
+    /// once per metric interval is enough. `false` when it was dropped.
+    pub fn device_reading(&self, reading: DeviceReading) -> bool {
+        let mut s = self.shared.lock();
+        if s.closing || s.readings.len() >= DEVICE_QUEUE {
+            s.stats.device_readings_dropped += 1;
+            return false;
+        }
+        s.readings.push(reading);
+        s.stats.device_readings += 1;
+        true
     }
 
     /// Exports every [`TelemetryRecord`](telemetry_core::Event::TelemetryRecord) event published
@@ -334,6 +362,10 @@ fn run(shared: &Shared, mut sender: Sender) {
             }
         }
         next_spans = Instant::now() + delay;
+        let readings = std::mem::take(&mut shared.lock().readings);
+        for reading in readings {
+            metrics.observe_device(reading);
+        }
         let draining = closing || flushing;
         if metrics.changed && (draining || Instant::now() >= next_metrics) {
             let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));

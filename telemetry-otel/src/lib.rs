@@ -9,6 +9,8 @@
 //!   (full → the newest record is dropped and counted); batching, aggregation and export run on
 //!   their own thread. A collector that is down or slow costs the caller nothing and memory
 //!   stays bounded; [`OtlpExporter::shutdown`] flushes within a deadline.
+//!   [`OtlpExporter::device_reading`] takes [`DeviceReading`]s of GPUs the same way, for the
+//!   device-level `hw.*` series.
 //! - [`Backfill`]: the batch path, sending stored records with their original times.
 //! - [`OtlpConfig`]: endpoint, headers, resource and limits from the standard `OTEL_*` variables
 //!   ([`OtlpConfig::from_env`]) or a builder.
@@ -70,10 +72,22 @@
 //! | `telemetry.client.energy` | monotonic sum, `J` | the same energy, summed |
 //! | `telemetry.client.cost` | monotonic sum, `{USD}` | calls with a cost |
 //!
-//! Device-level series (`hw.energy` in J, `hw.power` in W, from OpenTelemetry's hardware
-//! conventions) are **not** emitted: a record holds the energy attributed to one call, not the
-//! device's own counter, and summing calls would leave out idle power. The per-call energy is
-//! therefore a project metric (`telemetry.client.*`) rather than `hw.energy`.
+//! **Device-level series**, from OpenTelemetry's hardware conventions, when the caller feeds
+//! readings of its GPUs ([`OtlpExporter::device_reading`], a [`DeviceReading`] per device about
+//! once per metric interval; the CLI does it from its GPU sampler): each device's newest
+//! reading, with `hw.id` (the device's identifier, e.g. its UUID), `hw.type` = `gpu` and
+//! `hw.name` (its product name):
+//!
+//! | metric | type, unit | value |
+//! |---|---|---|
+//! | `hw.energy` | monotonic sum (counter), `J` | the device's own cumulative energy counter (NVML: since the driver loaded); the series starts at the first reading, and again after the counter goes back |
+//! | `hw.power` | gauge, `W` | power drawn |
+//! | `hw.gpu.utilization` | gauge, `1` (fraction), `hw.gpu.task` = `general` | fraction of time busy |
+//! | `hw.gpu.memory.usage` | up-down sum, `By` | memory in use |
+//! | `hw.gpu.memory.limit` | up-down sum, `By` | memory size |
+//!
+//! A device's energy (idle included) is not the sum of the calls' `telemetry.client.energy`:
+//! a record holds the share of the device's energy attributed to one call.
 //!
 //! The resource carries `service.name` (from `OTEL_SERVICE_NAME`, else `OTEL_RESOURCE_ATTRIBUTES`,
 //! else `unknown_service:<executable>`) and every attribute of `OTEL_RESOURCE_ATTRIBUTES`; the
@@ -99,6 +113,7 @@
 
 mod backfill;
 mod config;
+mod device;
 mod error;
 mod exporter;
 #[cfg(feature = "grpc")]
@@ -113,6 +128,7 @@ mod transport;
 
 pub use backfill::{Backfill, BackfillSummary};
 pub use config::{DEFAULT_ENDPOINT, DEFAULT_GRPC_ENDPOINT, OtlpConfig, Protocol};
+pub use device::DeviceReading;
 pub use error::{ConfigError, ExportError, FlushError, StartError};
 pub use exporter::{ExporterStats, OtlpExporter};
 pub use span::{SCOPE_NAME, error_type, operation_name, server, span};

@@ -12,6 +12,7 @@ use opentelemetry_proto::tonic::metrics::v1::{
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use telemetry_core::{Outcome, TelemetryRecord};
 
+use crate::device::{DeviceReading, Devices};
 use crate::semconv as sc;
 use crate::span::{error_type, kv, kv_str, operation_name, scope, server};
 
@@ -235,7 +236,9 @@ pub(crate) struct MetricsState {
     energy: HistogramInstrument,
     energy_total: CounterInstrument,
     cost_total: CounterInstrument,
-    /// Records observed since the last [`MetricsState::request`].
+    /// The newest reading of each device (live export only).
+    devices: Devices,
+    /// Records or device readings observed since the last [`MetricsState::request`].
     pub(crate) changed: bool,
 }
 
@@ -286,6 +289,7 @@ impl MetricsState {
                 unit: "{USD}",
                 series: HashMap::new(),
             },
+            devices: Devices::default(),
             changed: false,
         }
     }
@@ -331,7 +335,15 @@ impl MetricsState {
         }
     }
 
-    /// Every series, cumulative from the start, as of `time_ns`; `None` before any record.
+    /// Keeps a device's reading for the device-level series (when it is the device's newest).
+    pub(crate) fn observe_device(&mut self, reading: DeviceReading) {
+        if self.devices.observe(reading) {
+            self.changed = true;
+        }
+    }
+
+    /// Every series, cumulative from the start, as of `time_ns` (device series as of their newest
+    /// reading); `None` before any record or device reading.
     pub(crate) fn request(
         &mut self,
         resource: &Resource,
@@ -339,7 +351,7 @@ impl MetricsState {
     ) -> Option<ExportMetricsServiceRequest> {
         self.changed = false;
         let start = self.start_ns.min(time_ns);
-        let metrics: Vec<Metric> = [
+        let mut metrics: Vec<Metric> = [
             self.duration.metric(start, time_ns),
             self.tokens.metric(start, time_ns),
             self.ttfc.metric(start, time_ns),
@@ -351,6 +363,7 @@ impl MetricsState {
         .into_iter()
         .flatten()
         .collect();
+        self.devices.metrics(&mut metrics);
         if metrics.is_empty() {
             return None;
         }

@@ -148,3 +148,29 @@ pub const TELEMETRY_BATCH_ID: &str = "telemetry.batch_id";
 pub const TELEMETRY_WARMUP: &str = "telemetry.warmup";
 /// The caller's metadata object, as JSON text (only when not empty).
 pub const TELEMETRY_METADATA: &str = "telemetry.metadata";
+
+// --- Hardware metrics (`hw.*`, OpenTelemetry's hardware conventions) --------------------------
+
+/// Counter (cumulative, monotonic), joules: energy the device consumed (its own counter).
+pub const HW_ENERGY: &str = "hw.energy";
+/// Gauge, watts: power the device draws now.
+pub const HW_POWER: &str = "hw.power";
+/// Gauge, `1` (a fraction, 0 to 1): the fraction of time the GPU was busy, with
+/// [`HW_GPU_TASK`] = [`HW_GPU_TASK_GENERAL`].
+pub const HW_GPU_UTILIZATION: &str = "hw.gpu.utilization";
+/// UpDownCounter (cumulative, not monotonic), bytes: GPU memory in use.
+pub const HW_GPU_MEMORY_USAGE: &str = "hw.gpu.memory.usage";
+/// UpDownCounter (cumulative, not monotonic), bytes: size of the GPU memory.
+pub const HW_GPU_MEMORY_LIMIT: &str = "hw.gpu.memory.limit";
+/// Identifier of the device, unique on its host (required on every `hw.*` series).
+pub const HW_ID: &str = "hw.id";
+/// Kind of device: [`HW_TYPE_GPU`] here.
+pub const HW_TYPE: &str = "hw.type";
+/// The device's easily recognizable name (for a GPU, its product name).
+pub const HW_NAME: &str = "hw.name";
+/// The task [`HW_GPU_UTILIZATION`] measures.
+pub const HW_GPU_TASK: &str = "hw.gpu.task";
+/// [`HW_TYPE`] of a GPU.
+pub const HW_TYPE_GPU: &str = "gpu";
+/// [`HW_GPU_TASK`] of general (compute) work.
+pub const HW_GPU_TASK_GENERAL: &str = "general";

@@ -89,6 +89,9 @@ fn limits_come_from_the_batch_processor_variables() {
         .with_queue_capacity(100);
     assert_eq!(c, built);
     assert_ne!(c, built.with_timeout(Duration::from_secs(10)));
+    assert_eq!(c.metric_interval(), Duration::from_secs(60), "the default");
+    let c = from(&[("OTEL_METRIC_EXPORT_INTERVAL", "1500")]).unwrap();
+    assert_eq!(c.metric_interval(), Duration::from_millis(1500));
 }
 
 #[test]
