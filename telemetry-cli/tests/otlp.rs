@@ -69,6 +69,99 @@ fn demo_with_otlp_sends_a_span_and_a_duration_per_call() {
     );
 }
 
+/// The value of the one data point of the gauge or sum `name` in the last metrics request,
+/// with that point's `hw.*` attributes (`hw.id`, `hw.type`, `hw.name`).
+fn device_point(receiver: &OtlpReceiver, name: &str) -> (f64, Vec<(String, String)>, Option<bool>) {
+    use opentelemetry_proto::tonic::common::v1::any_value::Value;
+    use opentelemetry_proto::tonic::metrics::v1::number_data_point::Value as Number;
+    let metrics = receiver.last_metrics();
+    let m = metrics.iter().find(|m| m.name == name).unwrap_or_else(|| {
+        panic!(
+            "no {name} in {:?}",
+            metrics.iter().map(|m| &m.name).collect::<Vec<_>>()
+        )
+    });
+    let (points, monotonic) = match &m.data {
+        Some(Data::Gauge(g)) => (&g.data_points, None),
+        Some(Data::Sum(s)) => (&s.data_points, Some(s.is_monotonic)),
+        other => panic!("{name}: {other:?}"),
+    };
+    assert_eq!(points.len(), 1, "one mock GPU: {points:?}");
+    let value = match points[0].value {
+        Some(Number::AsDouble(v)) => v,
+        Some(Number::AsInt(v)) => v as f64,
+        None => panic!("{name}: no value"),
+    };
+    let attributes = points[0]
+        .attributes
+        .iter()
+        .filter_map(|kv| match kv.value.as_ref()?.value.as_ref()? {
+            Value::StringValue(s) if kv.key.starts_with("hw.") => Some((kv.key.clone(), s.clone())),
+            _ => None,
+        })
+        .collect();
+    (value, attributes, monotonic)
+}
+
+#[test]
+fn demo_with_otlp_and_the_mock_gpu_exports_its_device_series() {
+    let receiver = OtlpReceiver::start().unwrap();
+    let (dir, db) = temp_db();
+    let out = stdout_of(isolated(dir.path()).args([
+        "--db",
+        db.to_str().unwrap(),
+        "demo",
+        "--calls",
+        "40",
+        "--gpu",
+        "mock",
+        "--otlp",
+        &receiver.endpoint(),
+    ]));
+    assert!(out.contains("otlp: 40 spans sent to"), "{out}");
+    let mock_gpu = vec![
+        ("hw.id".to_owned(), "GPU-mock-0000".to_owned()),
+        ("hw.type".to_owned(), "gpu".to_owned()),
+        ("hw.name".to_owned(), "Mock H100".to_owned()),
+    ];
+    let (watts, attributes, monotonic) = device_point(&receiver, sc::HW_POWER);
+    assert_eq!(attributes, mock_gpu);
+    assert_eq!(monotonic, None, "hw.power is a gauge");
+    assert!(
+        (180.0..=690.0).contains(&watts),
+        "the mock trace's range: {watts} W"
+    );
+    let (joules, attributes, monotonic) = device_point(&receiver, sc::HW_ENERGY);
+    assert_eq!(attributes, mock_gpu);
+    assert_eq!(monotonic, Some(true), "hw.energy is a counter");
+    // The mock's counter starts at 0 with the simulated clock, and the calls take turns on it:
+    // the device's energy is about the energy of the calls.
+    let calls = {
+        let metrics = receiver.last_metrics();
+        let m = metrics
+            .iter()
+            .find(|m| m.name == sc::TELEMETRY_CLIENT_ENERGY)
+            .expect("the calls' energy");
+        let Some(Data::Sum(s)) = &m.data else {
+            panic!("not a sum")
+        };
+        s.data_points
+            .iter()
+            .map(|p| match p.value {
+                Some(
+                    opentelemetry_proto::tonic::metrics::v1::number_data_point::Value::AsDouble(v),
+                ) => v,
+                _ => 0.0,
+            })
+            .sum::<f64>()
+    };
+    // (The counter refreshes on its own period, so it may lag the last call a little.)
+    assert!(
+        calls > 0.0 && (joules - calls).abs() <= 0.02 * calls,
+        "hw.energy {joules} J, calls {calls} J"
+    );
+}
+
 #[test]
 fn demo_with_the_collector_down_still_records_and_says_what_failed() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -6,7 +6,8 @@
 //! traces and metrics, runs a streaming demo with `--otlp` into it, and reads rotel's output
 //! (ANSI colours stripped): one `SPAN_KIND_CLIENT` span per call named `chat <model>` with the
 //! GenAI attributes, and the GenAI histograms with the conventions' bucket boundaries, the
-//! duration histogram counting every call. An excerpt is kept in `target/otel/run/`.
+//! duration histogram counting every call, and the mock GPU's `hw.power` (W) and `hw.energy` (J)
+//! with `hw.type` = `gpu`. An excerpt is kept in `target/otel/run/`.
 //!
 //! With `CI=true` a collector that cannot be installed fails the step; elsewhere one line says
 //! what was skipped. The collector is killed when the step ends, whichever way it ends.
@@ -34,12 +35,14 @@ const SPAN_ATTRIBUTES: [&str; 6] = [
     "gen_ai.usage.output_tokens: Int(",
 ];
 /// Metrics the demo must produce (streaming, mock GPU).
-const METRICS: [&str; 5] = [
+const METRICS: [&str; 7] = [
     "gen_ai.client.operation.duration",
     "gen_ai.client.token.usage",
     "gen_ai.client.operation.time_to_first_chunk",
     "gen_ai.client.operation.time_per_output_chunk",
     "telemetry.client.operation.energy",
+    "hw.energy",
+    "hw.power",
 ];
 
 /// Runs the check; `Ok` also when rotel cannot be installed outside CI (after saying so).
@@ -327,12 +330,25 @@ fn check(text: &str) -> Result<String, String> {
             "the duration histogram counts {counted} calls, expected {CALLS}"
         ));
     }
+    // The mock GPU's device series, as the hardware conventions name them.
+    for (name, unit) in [("hw.power", "W"), ("hw.energy", "J")] {
+        let block = last_metric_block(text, name).ok_or(format!("no {name}"))?;
+        for want in [
+            format!("-> Unit: {unit}\n"),
+            "hw.type: Str(gpu)".to_owned(),
+            "hw.id: Str(GPU-mock-0000)".to_owned(),
+        ] {
+            if !block.contains(&want) {
+                return Err(format!("{name} lacks {want:?}:\n{block}"));
+            }
+        }
+    }
     let errors = spans
         .iter()
         .filter(|b| b.contains("STATUS_CODE_ERROR"))
         .count();
     Ok(format!(
-        "{} CLIENT spans with the GenAI attributes ({errors} with status ERROR), the GenAI histograms, gen_ai.client.operation.duration counting {counted} calls = the demo's {CALLS}",
+        "{} CLIENT spans with the GenAI attributes ({errors} with status ERROR), the GenAI histograms, the mock GPU's hw.power and hw.energy, gen_ai.client.operation.duration counting {counted} calls = the demo's {CALLS}",
         spans.len()
     ))
 }

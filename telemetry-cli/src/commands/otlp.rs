@@ -4,10 +4,17 @@
 //! The endpoint is the URL given, else the standard `OTEL_EXPORTER_OTLP_*` variables, else
 //! `http://localhost:4318`; headers, resource and limits come from the variables (see
 //! `telemetry_otel::OtlpConfig::from_env`). `service.name` is `telemetry` unless set there.
+//!
+//! With a GPU sampler (`demo`, `proxy --gpu`), the live export also carries the device-level
+//! series (`hw.energy`, `hw.power`, `hw.gpu.utilization`, `hw.gpu.memory.*`): a small thread
+//! hands the sampler's newest reading of each device to the exporter a few times per metric
+//! interval, and once more when the export finishes.
 
 use std::io::Write;
+use std::sync::Arc;
 
 use telemetry_core::EventBus;
+use telemetry_gpu::GpuSampler;
 
 use crate::cli::ExportArgs;
 use crate::dbpath::DbPath;
@@ -18,8 +25,10 @@ use {
     crate::commands::{emit, open_aggregator, time_range},
     crate::output::{self, count},
     crate::progress,
-    std::time::Instant,
-    telemetry_otel::{Backfill, OtlpConfig, OtlpExporter},
+    std::sync::mpsc,
+    std::thread::JoinHandle,
+    std::time::{Duration, Instant},
+    telemetry_otel::{Backfill, DeviceReading, OtlpConfig, OtlpExporter},
 };
 
 /// Records the live exporter holds before dropping new ones, unless `OTEL_BSP_MAX_QUEUE_SIZE`
@@ -50,11 +59,57 @@ fn config(url: Option<&str>, flag: &str) -> Result<OtlpConfig, CliError> {
     Ok(config)
 }
 
+/// Device readings per metric interval: the exported `hw.*` values are at most a quarter of
+/// an interval old.
+#[cfg(feature = "otlp")]
+const DEVICE_READS_PER_INTERVAL: u32 = 4;
+
+/// Shortest time between two device readings handed to the exporter.
+#[cfg(feature = "otlp")]
+const MIN_DEVICE_PERIOD: Duration = Duration::from_millis(250);
+
 /// A live OTLP export attached to a bus; see [`LiveExport::start`].
 #[derive(Debug)]
 pub struct LiveExport {
     #[cfg(feature = "otlp")]
-    exporter: OtlpExporter,
+    exporter: Arc<OtlpExporter>,
+    /// The thread feeding device readings ([`LiveExport::with_gpu`]).
+    #[cfg(feature = "otlp")]
+    devices: Option<DeviceFeed>,
+}
+
+/// The thread handing a GPU sampler's newest readings to the exporter; dropping `stop` ends it
+/// (after one last reading).
+#[cfg(feature = "otlp")]
+#[derive(Debug)]
+struct DeviceFeed {
+    stop: mpsc::Sender<()>,
+    thread: JoinHandle<()>,
+}
+
+/// Hands the newest reading of each of `sampler`'s devices to `exporter` (only enqueues).
+#[cfg(feature = "otlp")]
+fn feed_devices(sampler: &GpuSampler, exporter: &OtlpExporter) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    for r in sampler.latest_readings() {
+        let info = sampler.devices().iter().find(|d| d.index == r.device);
+        let id = info
+            .map(|d| d.uuid.clone())
+            .filter(|uuid| !uuid.is_empty())
+            .unwrap_or_else(|| format!("gpu{}", r.device));
+        exporter.device_reading(DeviceReading {
+            id,
+            name: info.map(|d| d.name.clone()).unwrap_or_default(),
+            time_unix_s: now,
+            energy_joules: r.energy_mj.map(|mj| mj as f64 / 1000.0),
+            power_watts: Some(r.power_w()),
+            utilization: r.utilization_pct.map(|pct| f64::from(pct) / 100.0),
+            memory_used_bytes: r.memory_used_bytes,
+            memory_limit_bytes: info.map(|d| d.memory_total_bytes).filter(|&b| b > 0),
+        });
+    }
 }
 
 impl LiveExport {
@@ -76,7 +131,10 @@ impl LiveExport {
             let exporter =
                 OtlpExporter::start(config).map_err(|e| CliError::Otlp(format!("--otlp: {e}")))?;
             exporter.subscribe_to_bus(bus);
-            Ok(Some(LiveExport { exporter }))
+            Ok(Some(LiveExport {
+                exporter: Arc::new(exporter),
+                devices: None,
+            }))
         }
         #[cfg(not(feature = "otlp"))]
         {
@@ -87,11 +145,62 @@ impl LiveExport {
         }
     }
 
+    /// Also exports the device-level series of the GPUs `sampler` reads (`hw.energy`,
+    /// `hw.power`, `hw.gpu.utilization`, `hw.gpu.memory.*`, with `hw.id` = the device's UUID,
+    /// `hw.type` = `gpu`, `hw.name` = its name): a thread hands the sampler's newest reading of
+    /// each device to the exporter at start, a few times per metric interval, and once more at
+    /// [`finish`](Self::finish). Reading the sampler's newest values takes one short lock and no
+    /// GPU access. Without a sampler (or if the thread cannot start) nothing changes.
+    pub fn with_gpu(self, sampler: Option<&Arc<GpuSampler>>) -> Self {
+        #[cfg(feature = "otlp")]
+        {
+            let mut this = self;
+            let Some(sampler) = sampler else {
+                return this;
+            };
+            let period = (this.exporter.config().metric_interval() / DEVICE_READS_PER_INTERVAL)
+                .max(MIN_DEVICE_PERIOD);
+            let (stop, stopped) = mpsc::channel::<()>();
+            let exporter = Arc::clone(&this.exporter);
+            let sampler = Arc::clone(sampler);
+            let thread = std::thread::Builder::new()
+                .name("telemetry-otlp-gpu".to_owned())
+                .spawn(move || {
+                    // Until `stop` is dropped (a timeout means: read again).
+                    loop {
+                        feed_devices(&sampler, &exporter);
+                        if !matches!(
+                            stopped.recv_timeout(period),
+                            Err(mpsc::RecvTimeoutError::Timeout)
+                        ) {
+                            break;
+                        }
+                    }
+                    feed_devices(&sampler, &exporter);
+                });
+            match thread {
+                Ok(thread) => this.devices = Some(DeviceFeed { stop, thread }),
+                Err(e) => eprintln!("telemetry: --otlp: no GPU series (thread: {e})"),
+            }
+            this
+        }
+        #[cfg(not(feature = "otlp"))]
+        {
+            let _ = sampler;
+            self
+        }
+    }
+
     /// Sends what is left (within 10 s) and stops; returns one line saying what was sent,
     /// dropped and failed, with the last error if any.
     pub fn finish(self) -> String {
         #[cfg(feature = "otlp")]
         {
+            if let Some(feed) = self.devices {
+                drop(feed.stop);
+                // The thread only reads the sampler and enqueues: it does not panic.
+                let _ = feed.thread.join();
+            }
             let shutdown = self.exporter.shutdown(SHUTDOWN_DEADLINE);
             let s = self.exporter.stats();
             let mut line = format!(

@@ -117,7 +117,7 @@ pub fn run(db: &DbPath, args: &ProxyArgs, out: &mut dyn Write) -> Result<(), Cli
         .open()?;
     let bus = Arc::new(EventBus::new());
     store.subscribe_to_bus(&bus);
-    let otlp = LiveExport::start(args.otlp.as_deref(), &bus)?;
+    let otlp = LiveExport::start(args.otlp.as_deref(), &bus)?.map(|o| o.with_gpu(sampler.as_ref()));
     let mut telemetry = ProxyTelemetry::new(Arc::clone(&bus))
         .engine_name(&args.engine_name)
         .agent(&args.agent)

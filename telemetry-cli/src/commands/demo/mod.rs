@@ -60,7 +60,8 @@ pub fn run(db: &DbPath, args: &DemoArgs, out: &mut dyn Write) -> Result<(), CliE
     let store = TelemetryStore::open(&db.path)?;
     let bus = Arc::new(EventBus::new());
     store.subscribe_to_bus(&bus);
-    let otlp = LiveExport::start(args.otlp.as_deref(), &bus)?;
+    let otlp =
+        LiveExport::start(args.otlp.as_deref(), &bus)?.map(|o| o.with_gpu(gpu.sampler.as_ref()));
 
     let sim = SimulatedEngine::new()
         .with_seed(args.seed)
