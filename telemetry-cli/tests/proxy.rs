@@ -37,14 +37,13 @@ impl RunningCli {
                 "--listen",
                 "127.0.0.1:0",
             ])
-            .args([
-                "--upstream",
-                upstream,
-                "--gpu",
-                "off",
-                "--agent",
-                "cli-test",
-            ])
+            .args(["--upstream", upstream, "--agent", "cli-test"])
+            // No GPU unless the test asks for one.
+            .args(if extra.contains(&"--gpu") {
+                &[][..]
+            } else {
+                &["--gpu", "off"][..]
+            })
             .args(["--engine-name", "fake-llama"])
             .args(extra)
             .stdout(Stdio::piped())
@@ -344,6 +343,45 @@ fn otlp_spans_name_the_upstream_that_served_each_call() {
     served.sort();
     let at = |model: &str, port: u16| (model.to_owned(), "127.0.0.1".to_owned(), port.to_string());
     assert_eq!(served, [at("a", a.addr().port()), at("b", b.addr().port())]);
+}
+
+#[cfg(feature = "otlp")]
+#[test]
+fn proxy_with_a_gpu_and_otlp_exports_the_gpus_device_series() {
+    use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+    let (dir, db) = temp_db();
+    let (_rt, upstream) = fake_upstream(|_| FakeReply::json(200, chat_completion("served", 3, 2)));
+    let receiver = telemetry_otel::testing::OtlpReceiver::start().unwrap();
+    let mut proxy = RunningCli::start(
+        dir.path(),
+        &db,
+        &upstream.url(),
+        &["--gpu", "mock", "--otlp", &receiver.endpoint()],
+    );
+    proxy.request("POST", "/v1/chat/completions", CHAT);
+    proxy.terminate();
+    let (status, rest) = proxy.wait();
+    assert!(status.success(), "{rest}");
+    let metrics = receiver.last_metrics();
+    for (name, unit) in [("hw.power", "W"), ("hw.energy", "J")] {
+        let m = metrics
+            .iter()
+            .find(|m| m.name == name)
+            .unwrap_or_else(|| panic!("no {name}: {rest}"));
+        assert_eq!(m.unit, unit);
+        let points = match &m.data {
+            Some(Data::Gauge(g)) => &g.data_points,
+            Some(Data::Sum(s)) => &s.data_points,
+            other => panic!("{name}: {other:?}"),
+        };
+        assert_eq!(points.len(), 1, "{name}: one mock GPU");
+        let attributes = &points[0].attributes;
+        assert_eq!(attribute(attributes, "hw.type").as_deref(), Some("gpu"));
+        assert_eq!(
+            attribute(attributes, "hw.id").as_deref(),
+            Some("GPU-mock-0000")
+        );
+    }
 }
 
 #[test]
