@@ -23,7 +23,9 @@
 //! Environment: `PROXY_LOAD_THREADS=N` runs the proxy on a multi-threaded runtime of N workers
 //! (default: one thread, as `telemetry proxy` runs by default); `PROXY_LOAD_BARE=1` runs it
 //! without telemetry (forwarding only); `PROXY_LOAD_PROFILE=1` runs only blocking requests
-//! through the proxy for ROUNDS seconds (to attach a profiler).
+//! through the proxy for ROUNDS seconds (to attach a profiler); `PROXY_LOAD_LATENCY_ONLY=1` skips
+//! the saturated part; `PROXY_LOAD_BLOCKING_RATE` and `PROXY_LOAD_STREAM_RATE` change the fixed
+//! loads.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
@@ -160,7 +162,11 @@ fn main() {
     }
     // Throughput at saturation: direct and proxy alternate, one second each, so a change in
     // the machine's load hits both alike; the ratio is the median of the rounds' ratios.
+    let saturated = std::env::var_os("PROXY_LOAD_LATENCY_ONLY").is_none();
     for (name, body, stream) in [("blocking", CHAT, false), ("stream  ", STREAM, true)] {
+        if !saturated {
+            break;
+        }
         let (mut direct, mut proxied, mut ratios) =
             (Phase::default(), Phase::default(), Vec::new());
         let (mut cpu_direct, mut cpu_proxy) = (Cpu::default(), Cpu::default());
@@ -194,8 +200,18 @@ fn main() {
     // latency is its wait in the queue, CONNECTIONS / throughput, and says nothing more than
     // the throughput does): what the proxy adds to each request.
     for (name, body, stream, rate) in [
-        ("blocking", CHAT, false, BLOCKING_RATE),
-        ("stream  ", STREAM, true, STREAM_RATE),
+        (
+            "blocking",
+            CHAT,
+            false,
+            env_f64("PROXY_LOAD_BLOCKING_RATE", BLOCKING_RATE),
+        ),
+        (
+            "stream  ",
+            STREAM,
+            true,
+            env_f64("PROXY_LOAD_STREAM_RATE", STREAM_RATE),
+        ),
     ] {
         let (mut direct, mut proxied) = (Phase::default(), Phase::default());
         for _ in 0..rounds {
@@ -329,6 +345,21 @@ async fn phase(
                     .unwrap();
             tokio::spawn(conn);
             let (mut latency, mut first) = (Vec::new(), Vec::new());
+            if interval.is_some() {
+                // At a fixed load each connection sends about one request a second: warm it
+                // (and, through the proxy, its upstream connection) with one untimed request,
+                // so both paths are measured on kept-alive connections.
+                sender.ready().await.unwrap();
+                let request = Request::post("/v1/chat/completions")
+                    .header("host", "bench")
+                    .header("content-type", "application/json")
+                    .body(Full::new(Bytes::from_static(body.as_bytes())))
+                    .unwrap();
+                let mut warm = sender.send_request(request).await.unwrap().into_body();
+                while let Some(frame) = warm.frame().await {
+                    frame.unwrap();
+                }
+            }
             let mut due = interval.map(|every| {
                 tokio::time::Instant::from_std(
                     started + every.mul_f64(i as f64 / CONNECTIONS as f64),
@@ -464,6 +495,14 @@ impl Cpu {
             us(self.generator + self.upstream + self.proxy + self.other)
         );
     }
+}
+
+/// A number from the environment, else `default`.
+fn env_f64(name: &str, default: f64) -> f64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// `/proc/loadavg`'s first three fields.
