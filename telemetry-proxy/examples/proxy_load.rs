@@ -350,12 +350,11 @@ async fn phase(
                 // (and, through the proxy, its upstream connection) with one untimed request,
                 // so both paths are measured on kept-alive connections.
                 sender.ready().await.unwrap();
-                let request = Request::post("/v1/chat/completions")
-                    .header("host", "bench")
-                    .header("content-type", "application/json")
-                    .body(Full::new(Bytes::from_static(body.as_bytes())))
-                    .unwrap();
-                let mut warm = sender.send_request(request).await.unwrap().into_body();
+                let mut warm = sender
+                    .send_request(request(body))
+                    .await
+                    .unwrap()
+                    .into_body();
                 while let Some(frame) = warm.frame().await {
                     frame.unwrap();
                 }
@@ -378,11 +377,7 @@ async fn phase(
                     *at += every;
                 }
                 sender.ready().await.unwrap();
-                let request = Request::post("/v1/chat/completions")
-                    .header("host", "bench")
-                    .header("content-type", "application/json")
-                    .body(Full::new(Bytes::from_static(body.as_bytes())))
-                    .unwrap();
+                let request = request(body);
                 let t0 = Instant::now();
                 let response = sender.send_request(request).await.unwrap();
                 let mut body = response.into_body();
@@ -412,6 +407,15 @@ async fn phase(
     }
     phase.elapsed = started.elapsed();
     phase
+}
+
+/// A completion request with `body`.
+fn request(body: &'static str) -> Request<Full<Bytes>> {
+    Request::post("/v1/chat/completions")
+        .header("host", "bench")
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from_static(body.as_bytes())))
+        .unwrap()
 }
 
 fn micros(d: Duration) -> u32 {
