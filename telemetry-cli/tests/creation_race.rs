@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant, SystemTime};
 
-use common::{seed, standard_records, telemetry, temp_db};
+use common::{seed, spawn, standard_records, telemetry, telemetry_std, temp_db};
 use serde_json::Value;
 
 #[test]
@@ -81,7 +81,6 @@ fn an_old_foreign_file_is_refused_without_waiting() {
 
 #[test]
 fn serve_waits_for_a_database_being_created() {
-    use std::io::BufRead;
     let (dir, db) = temp_db();
     std::fs::write(&db, b"").unwrap();
     let writer = {
@@ -91,29 +90,23 @@ fn serve_waits_for_a_database_being_created() {
             seed(&db, &standard_records());
         })
     };
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("telemetry"))
-        .env_remove("TELEMETRY_DB")
-        .env("HOME", dir.path())
-        .args([
-            "--db",
-            db.to_str().unwrap(),
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    let _ = child.kill();
-    let status = child.wait().unwrap();
+    let mut serve = spawn(
+        telemetry_std(dir.path())
+            .args([
+                "--db",
+                db.to_str().unwrap(),
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+            ])
+            .stderr(std::process::Stdio::piped()),
+    );
+    let first = serve.first_line.clone();
+    let _ = serve.child.kill();
+    let status = serve.child.wait().unwrap();
     writer.join().unwrap();
     let mut err = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    std::io::Read::read_to_string(&mut serve.child.stderr.take().unwrap(), &mut err).unwrap();
     assert!(
         first.starts_with("serving http://"),
         "{first:?} {status:?} {err}"

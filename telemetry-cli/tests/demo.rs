@@ -4,22 +4,9 @@
 
 mod common;
 
-use common::{stdout_of, telemetry, temp_db};
+use common::{exported, stdout_of, telemetry, temp_db};
 use predicates::prelude::*;
-use telemetry_core::{EnergyMethod, Outcome, TelemetryRecord};
-
-fn exported(dir: &std::path::Path, db: &std::path::Path) -> Vec<TelemetryRecord> {
-    let out = stdout_of(telemetry(dir).args([
-        "--db",
-        db.to_str().unwrap(),
-        "export",
-        "--format",
-        "ndjson",
-    ]));
-    out.lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
+use telemetry_core::{EnergyMethod, Outcome};
 
 #[test]
 fn demo_then_export_gives_exactly_the_calls_made() {

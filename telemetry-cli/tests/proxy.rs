@@ -6,13 +6,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{telemetry, temp_db};
+use common::{Running, spawn, telemetry, telemetry_std, temp_db};
 use telemetry_proxy::testing::{FakeReply, FakeUpstream, chat_completion, chat_stream};
 
 const CHAT: &str = r#"{"model":"asked","messages":[{"role":"user","content":"hi"}]}"#;
@@ -20,52 +19,34 @@ const STREAM: &str = r#"{"model":"asked","messages":[],"stream":true}"#;
 
 /// A running `telemetry proxy`, killed when dropped.
 struct RunningCli {
-    child: Child,
+    run: Running,
     addr: SocketAddr,
-    stdout: BufReader<std::process::ChildStdout>,
 }
 
 impl RunningCli {
     fn start(home: &Path, db: &Path, upstream: &str, extra: &[&str]) -> RunningCli {
-        let mut child = Command::new(assert_cmd::cargo::cargo_bin("telemetry"))
-            .env_remove("TELEMETRY_DB")
-            .env("HOME", home)
-            .args([
-                "--db",
-                db.to_str().unwrap(),
-                "proxy",
-                "--listen",
-                "127.0.0.1:0",
-            ])
-            .args(["--upstream", upstream, "--agent", "cli-test"])
-            // No GPU unless the test asks for one.
-            .args(if extra.contains(&"--gpu") {
-                &[][..]
-            } else {
-                &["--gpu", "off"][..]
-            })
-            .args(["--engine-name", "fake-llama"])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
+        let run = spawn(
+            telemetry_std(home)
+                .args([
+                    "--db",
+                    db.to_str().unwrap(),
+                    "proxy",
+                    "--listen",
+                    "127.0.0.1:0",
+                ])
+                .args(["--upstream", upstream, "--agent", "cli-test"])
+                // No GPU unless the test asks for one.
+                .args(if extra.contains(&"--gpu") {
+                    &[][..]
+                } else {
+                    &["--gpu", "off"][..]
+                })
+                .args(["--engine-name", "fake-llama"])
+                .args(extra),
+        );
         // "proxy listening on http://127.0.0.1:PORT (OpenAI base URL ...), forwarding to ..."
-        let addr = line
-            .strip_prefix("proxy listening on http://")
-            .and_then(|rest| rest.split_once(' '))
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .0
-            .parse()
-            .unwrap();
-        RunningCli {
-            child,
-            addr,
-            stdout,
-        }
+        let addr = run.addr_between("proxy listening on http://", " ");
+        RunningCli { run, addr }
     }
 
     fn connect(&self, method: &str, path: &str, body: &str) -> TcpStream {
@@ -91,32 +72,14 @@ impl RunningCli {
     }
 
     fn terminate(&mut self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
+        self.run.sigterm();
     }
 
     fn wait(&mut self) -> (std::process::ExitStatus, String) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            assert!(Instant::now() < deadline, "proxy ignored SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        let mut rest = String::new();
-        self.stdout.read_to_string(&mut rest).unwrap();
-        (status, rest)
-    }
-}
-
-impl Drop for RunningCli {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let status = self
+            .run
+            .wait_exit(Duration::from_secs(20), "proxy ignored SIGTERM");
+        (status, self.run.rest_of_stdout())
     }
 }
 

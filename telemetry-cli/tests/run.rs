@@ -6,9 +6,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{stdout_of, telemetry, temp_db};
+use common::{exported, stdout_of, telemetry, temp_db};
 use predicates::prelude::*;
-use telemetry_core::{Outcome, TelemetryRecord};
+use telemetry_core::Outcome;
 use telemetry_openai::fake::{FakeServer, Reply};
 
 const STREAM: &str = concat!(
@@ -18,19 +18,6 @@ const STREAM: &str = concat!(
     "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":11,\"completion_tokens\":2,\"total_tokens\":13}}\n\n",
     "data: [DONE]\n\n",
 );
-
-fn exported(dir: &std::path::Path, db: &std::path::Path) -> Vec<TelemetryRecord> {
-    let out = stdout_of(telemetry(dir).args([
-        "--db",
-        db.to_str().unwrap(),
-        "export",
-        "--format",
-        "ndjson",
-    ]));
-    out.lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
 
 fn server() -> FakeServer {
     FakeServer::start(|req| match req.path.as_str() {

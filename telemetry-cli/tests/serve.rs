@@ -6,50 +6,32 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{record, seed, stdout_of, telemetry, temp_db};
+use common::{Running, on_db, record, seed, spawn, stdout_of, telemetry, telemetry_std, temp_db};
 use telemetry_store::TelemetryStore;
 
 /// A running `telemetry serve`, killed when dropped (a failing test leaves nothing behind).
 struct Server {
-    child: Child,
+    run: Running,
     addr: SocketAddr,
 }
 
 impl Server {
     fn start(home: &Path, db: &Path) -> Server {
-        let mut child = Command::new(assert_cmd::cargo::cargo_bin("telemetry"))
-            .env_remove("TELEMETRY_DB")
-            .env("HOME", home)
-            .args([
-                "--db",
-                db.to_str().unwrap(),
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        let run = spawn(telemetry_std(home).args([
+            "--db",
+            db.to_str().unwrap(),
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+        ]));
         // "serving http://127.0.0.1:PORT/metrics from DB (Ctrl-C to stop)"
-        let addr = line
-            .strip_prefix("serving http://")
-            .and_then(|rest| rest.split_once("/metrics"))
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .0
-            .parse()
-            .unwrap();
-        Server { child, addr }
+        let addr = run.addr_between("serving http://", "/metrics");
+        Server { run, addr }
     }
 
     fn get(&self, path: &str) -> Response {
@@ -70,26 +52,9 @@ impl Server {
     }
 
     fn terminate(&mut self) -> std::process::ExitStatus {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "serve ignored SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.run.sigterm();
+        self.run
+            .wait_exit(Duration::from_secs(10), "serve ignored SIGTERM")
     }
 }
 
@@ -144,16 +109,7 @@ fn calls_total(body: &str) -> f64 {
 #[test]
 fn metrics_count_the_demo_calls_and_follow_new_records() {
     let (dir, db) = temp_db();
-    stdout_of(telemetry(dir.path()).args([
-        "--db",
-        db.to_str().unwrap(),
-        "demo",
-        "--calls",
-        "150",
-        "--gpu",
-        "off",
-        "--stream",
-    ]));
+    stdout_of(on_db(dir.path(), &db).args(["demo", "--calls", "150", "--gpu", "off", "--stream"]));
     let server = Server::start(dir.path(), &db);
     let r = server.get("/metrics");
     assert_eq!(r.status, 200, "{r:?}");
@@ -173,19 +129,13 @@ fn metrics_count_the_demo_calls_and_follow_new_records() {
         .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
         .sum();
     // Streamed calls that failed before their first token have no TTFT.
-    let with_ttft = stdout_of(telemetry(dir.path()).args([
-        "--db",
-        db.to_str().unwrap(),
-        "export",
-        "--format",
-        "ndjson",
-    ]))
-    .lines()
-    .filter(|l| {
-        let v: serde_json::Value = serde_json::from_str(l).unwrap();
-        v["ttft"].is_number()
-    })
-    .count();
+    let with_ttft = stdout_of(on_db(dir.path(), &db).args(["export", "--format", "ndjson"]))
+        .lines()
+        .filter(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["ttft"].is_number()
+        })
+        .count();
     assert!(with_ttft > 100, "{with_ttft}");
     assert_eq!(ttft_count, with_ttft as f64);
 
@@ -209,15 +159,7 @@ fn metrics_count_the_demo_calls_and_follow_new_records() {
 #[test]
 fn a_scraper_that_asks_for_openmetrics_gets_it() {
     let (dir, db) = temp_db();
-    stdout_of(telemetry(dir.path()).args([
-        "--db",
-        db.to_str().unwrap(),
-        "demo",
-        "--calls",
-        "40",
-        "--gpu",
-        "off",
-    ]));
+    stdout_of(on_db(dir.path(), &db).args(["demo", "--calls", "40", "--gpu", "off"]));
     let server = Server::start(dir.path(), &db);
     // The Accept header Prometheus 2.x sends.
     let r = server.send(

@@ -46,20 +46,63 @@ impl InferenceEngine for Busy {
     }
 }
 
-/// A manual sampler created at the mock clock's origin.
-fn manual_sampler(clock: &MockClock, watts: f64) -> Arc<GpuSampler> {
-    let config = SamplerConfig {
-        manual: true,
-        ..SamplerConfig::default()
-    };
-    Arc::new(
-        GpuSampler::with_config(
-            MockBackend::single(PowerProfile::Constant(watts)),
-            Arc::new(clock.clone()),
-            config,
+/// What most tests here start from: a mock clock, a manual sampler of a constant power created
+/// at the clock's origin, and a bus whose events a collector keeps.
+struct Rig {
+    clock: MockClock,
+    sampler: Arc<GpuSampler>,
+    bus: Arc<EventBus>,
+    seen: Collector,
+}
+
+impl Rig {
+    /// A rig whose mock GPU draws `watts` throughout.
+    fn new(watts: f64) -> Rig {
+        let clock = MockClock::new();
+        let config = SamplerConfig {
+            manual: true,
+            ..SamplerConfig::default()
+        };
+        let sampler = Arc::new(
+            GpuSampler::with_config(
+                MockBackend::single(PowerProfile::Constant(watts)),
+                Arc::new(clock.clone()),
+                config,
+            )
+            .unwrap(),
+        );
+        let bus = Arc::new(EventBus::new());
+        let seen = Collector::attach(&bus);
+        Rig {
+            clock,
+            sampler,
+            bus,
+            seen,
+        }
+    }
+
+    /// A [`Busy`] engine on the rig's clock, instrumented on its bus with its sampler.
+    fn busy_engine(&self, busy: Duration) -> InstrumentedEngine<Busy> {
+        InstrumentedEngine::new(
+            Busy {
+                clock: self.clock.clone(),
+                busy,
+            },
+            Arc::clone(&self.bus),
         )
-        .unwrap(),
-    )
+        .with_gpu_sampler(Arc::clone(&self.sampler))
+    }
+
+    /// A call context for `engine_id` on the rig's bus, with its sampler.
+    fn context(&self, engine_id: &str) -> CallContext {
+        CallContext::new(Arc::clone(&self.bus), engine_id)
+            .with_gpu_sampler(Arc::clone(&self.sampler))
+    }
+
+    /// [`tick_to`] on the rig's clock and sampler.
+    fn tick_to(&self, target_ms: u64) {
+        tick_to(&self.clock, &self.sampler, target_ms);
+    }
 }
 
 /// Moves the mock clock to `target_ms`, sampling at every 100 ms boundary on the way, as the
@@ -80,33 +123,23 @@ fn tick_to(clock: &MockClock, sampler: &GpuSampler, target_ms: u64) {
 
 #[test]
 fn energy_matches_the_profile_and_the_record_waits_for_it() {
-    let clock = MockClock::new();
-    let sampler = manual_sampler(&clock, 700.0);
-    let bus = Arc::new(EventBus::new());
-    let seen = Collector::attach(&bus);
-    let engine = InstrumentedEngine::new(
-        Busy {
-            clock: clock.clone(),
-            busy: ms(50),
-        },
-        Arc::clone(&bus),
-    )
-    .with_gpu_sampler(Arc::clone(&sampler));
+    let rig = Rig::new(700.0);
+    let engine = rig.busy_engine(ms(50));
     assert!(engine.gpu_sampler().is_some());
 
-    tick_to(&clock, &sampler, 420);
+    rig.tick_to(420);
     engine
         .generate(&messages(), &GenerateParams::new("m"))
         .unwrap();
     // The call returned; the sampler has not covered it yet, so only start and end are out.
     assert_eq!(
-        seen.types(),
+        rig.seen.types(),
         [EventType::InferenceStart, EventType::InferenceEnd]
     );
 
     // Past the counter read at 1 s (the sampler reads the energy counter once a second).
-    tick_to(&clock, &sampler, 1100);
-    let r = seen.only_record();
+    rig.tick_to(1100);
+    let r = rig.seen.only_record();
     let joules = r.energy_joules.unwrap();
     assert!((joules - 35.0).abs() < 0.01, "700 W × 50 ms, got {joules}");
     assert_eq!(r.energy_method, EnergyMethod::Counter);
@@ -118,33 +151,23 @@ fn energy_matches_the_profile_and_the_record_waits_for_it() {
 
 #[test]
 fn overlapping_calls_share_energy_and_split_prefill_decode() {
-    let clock = MockClock::new();
-    let sampler = manual_sampler(&clock, 600.0);
-    let bus = Arc::new(EventBus::new());
-    let seen = Collector::attach(&bus);
-    let engine = InstrumentedEngine::new(
-        Busy {
-            clock: clock.clone(),
-            busy: Duration::ZERO,
-        },
-        Arc::clone(&bus),
-    )
-    .with_gpu_sampler(Arc::clone(&sampler));
+    let rig = Rig::new(600.0);
+    let engine = rig.busy_engine(Duration::ZERO);
     let params = GenerateParams::new("m");
 
     // A: [420, 520] ms, B: [470, 570] ms on the mock clock.
-    tick_to(&clock, &sampler, 420);
+    rig.tick_to(420);
     let a = engine.stream(&messages(), &params).unwrap();
-    tick_to(&clock, &sampler, 470);
+    rig.tick_to(470);
     let b = engine.stream(&messages(), &params).unwrap();
-    tick_to(&clock, &sampler, 520);
+    rig.tick_to(520);
     assert_eq!(a.count(), 2);
-    tick_to(&clock, &sampler, 570);
+    rig.tick_to(570);
     assert_eq!(b.count(), 2);
     // Past the counter read at 1 s (the sampler reads the energy counter once a second).
-    tick_to(&clock, &sampler, 1100);
+    rig.tick_to(1100);
 
-    let records = seen.records();
+    let records = rig.seen.records();
     assert_eq!(records.len(), 2);
     let energies: Vec<f64> = records.iter().map(|r| r.energy_joules.unwrap()).collect();
     // Each: 50 ms alone (30 J) + 50 ms shared (15 J); together the device's 90 J.
@@ -164,28 +187,18 @@ fn overlapping_calls_share_energy_and_split_prefill_decode() {
 
 #[test]
 fn flush_completes_pending_records() {
-    let clock = MockClock::new();
-    let sampler = manual_sampler(&clock, 300.0);
-    let bus = Arc::new(EventBus::new());
-    let seen = Collector::attach(&bus);
-    let engine = InstrumentedEngine::new(
-        Busy {
-            clock: clock.clone(),
-            busy: ms(40),
-        },
-        Arc::clone(&bus),
-    )
-    .with_gpu_sampler(Arc::clone(&sampler));
-    tick_to(&clock, &sampler, 420);
+    let rig = Rig::new(300.0);
+    let engine = rig.busy_engine(ms(40));
+    rig.tick_to(420);
     for _ in 0..3 {
         engine
             .generate(&messages(), &GenerateParams::new("m"))
             .unwrap();
     }
-    assert!(seen.records().is_empty());
-    clock.advance(ms(10));
+    assert!(rig.seen.records().is_empty());
+    rig.clock.advance(ms(10));
     engine.flush();
-    let records = seen.records();
+    let records = rig.seen.records();
     assert_eq!(records.len(), 3);
     assert!(records.iter().all(|r| r.energy_joules.is_some()));
     assert!(records.iter().all(|r| r.validate().is_ok()));
@@ -218,23 +231,20 @@ fn background_sampler_with_the_simulated_engine_never_blocks_the_caller() {
 
 #[test]
 fn instrumented_generate_with_gets_energy_like_the_decorator() {
-    let clock = MockClock::new();
-    let sampler = manual_sampler(&clock, 700.0);
-    let bus = Arc::new(EventBus::new());
-    let seen = Collector::attach(&bus);
-    let ctx = CallContext::new(Arc::clone(&bus), "busy").with_gpu_sampler(Arc::clone(&sampler));
+    let rig = Rig::new(700.0);
+    let ctx = rig.context("busy");
     let engine = Busy {
-        clock: clock.clone(),
+        clock: rig.clock.clone(),
         busy: ms(50),
     };
-    tick_to(&clock, &sampler, 420);
+    rig.tick_to(420);
     instrumented_generate_with(&engine, &messages(), &GenerateParams::new("m"), &ctx).unwrap();
     assert_eq!(
-        seen.types(),
+        rig.seen.types(),
         [EventType::InferenceStart, EventType::InferenceEnd]
     );
-    tick_to(&clock, &sampler, 1100);
-    let r = seen.only_record();
+    rig.tick_to(1100);
+    let r = rig.seen.only_record();
     let joules = r.energy_joules.unwrap();
     assert!((joules - 35.0).abs() < 0.01, "700 W × 50 ms, got {joules}");
     assert_eq!(r.energy_method, EnergyMethod::Counter);
@@ -242,21 +252,18 @@ fn instrumented_generate_with_gets_energy_like_the_decorator() {
 
 #[test]
 fn a_call_driven_from_outside_gets_energy_and_splits_it_at_the_first_token() {
-    let clock = MockClock::new();
-    let sampler = manual_sampler(&clock, 400.0);
-    let bus = Arc::new(EventBus::new());
-    let seen = Collector::attach(&bus);
-    let ctx = CallContext::new(Arc::clone(&bus), "proxy").with_gpu_sampler(Arc::clone(&sampler));
+    let rig = Rig::new(400.0);
+    let ctx = rig.context("proxy");
     assert!(ctx.gpu_sampler().is_some());
-    tick_to(&clock, &sampler, 420);
+    rig.tick_to(420);
     let mut call = ctx.call("m").streaming(true).start();
     // The first token 30 ms in (engine-reported), the end 100 ms in.
     call.on_chunk(&StreamChunk::text("a").at(ms(30)));
-    tick_to(&clock, &sampler, 520);
+    rig.tick_to(520);
     call.on_chunk(&StreamChunk::text("b").at(ms(100)));
     call.finish();
-    tick_to(&clock, &sampler, 1100);
-    let r = seen.only_record();
+    rig.tick_to(1100);
+    let r = rig.seen.only_record();
     let joules = r.energy_joules.unwrap();
     assert!((joules - 40.0).abs() < 0.05, "400 W × 100 ms, got {joules}");
     let prefill = r.prefill_energy_joules.unwrap();
@@ -268,18 +275,15 @@ fn a_call_driven_from_outside_gets_energy_and_splits_it_at_the_first_token() {
 
 #[test]
 fn dropping_a_call_with_a_sampler_still_publishes_its_record() {
-    let clock = MockClock::new();
-    let sampler = manual_sampler(&clock, 100.0);
-    let bus = Arc::new(EventBus::new());
-    let seen = Collector::attach(&bus);
-    let ctx = CallContext::new(Arc::clone(&bus), "proxy").with_gpu_sampler(Arc::clone(&sampler));
-    tick_to(&clock, &sampler, 420);
+    let rig = Rig::new(100.0);
+    let ctx = rig.context("proxy");
+    rig.tick_to(420);
     let call = ctx.call("m").streaming(true).start();
-    tick_to(&clock, &sampler, 470);
+    rig.tick_to(470);
     drop(call);
-    clock.advance(ms(10));
+    rig.clock.advance(ms(10));
     ctx.flush();
-    let r = seen.only_record();
+    let r = rig.seen.only_record();
     assert_eq!(r.outcome, telemetry_core::Outcome::Cancelled);
     assert!(r.energy_joules.is_some());
 }

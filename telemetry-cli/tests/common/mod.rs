@@ -1,8 +1,15 @@
 //! Helpers shared by the integration tests: a `telemetry` command isolated from the user's
-//! environment, and databases seeded through the real store.
+//! environment (run to completion, or spawned as a long-running child such as `serve` or
+//! `proxy`), and databases seeded through the real store.
+// Every test file compiles this module as its own `mod common;` and uses only some of it, so
+// the rest would warn as dead code in each of those test binaries.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
 use telemetry_core::{EnergyMethod, TelemetryRecord};
@@ -16,15 +23,110 @@ pub fn now() -> f64 {
         .as_secs_f64()
 }
 
-/// The binary, with `$HOME`/`$XDG_DATA_HOME` pointing into `home` and no `$TELEMETRY_DB`, so a
-/// test never touches the real user database.
-pub fn telemetry(home: &Path) -> Command {
-    let mut cmd = Command::cargo_bin("telemetry").unwrap();
+/// The binary as a plain `std` command, with `$HOME` pointing at `home` and no `$TELEMETRY_DB`
+/// or `$XDG_DATA_HOME`, so a test never touches the real user database. The one place that says
+/// how the tests start the binary; [`telemetry`] and [`spawn`] build on it.
+pub fn telemetry_std(home: &Path) -> std::process::Command {
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("telemetry"));
     cmd.env_remove("TELEMETRY_DB")
         .env_remove("XDG_DATA_HOME")
         .env("HOME", home)
         .env("TELEMETRY_NO_PROGRESS", "1");
     cmd
+}
+
+/// [`telemetry_std`] as an `assert_cmd` command, for runs that end on their own.
+pub fn telemetry(home: &Path) -> Command {
+    Command::from_std(telemetry_std(home))
+}
+
+/// `telemetry --db DB`, the start of most test commands.
+pub fn on_db(home: &Path, db: &Path) -> Command {
+    let mut cmd = telemetry(home);
+    cmd.args(["--db", db.to_str().unwrap()]);
+    cmd
+}
+
+/// The records in `db`, read back through `telemetry export --format ndjson`.
+pub fn exported(home: &Path, db: &Path) -> Vec<TelemetryRecord> {
+    let out = stdout_of(on_db(home, db).args(["export", "--format", "ndjson"]));
+    out.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// A long-running `telemetry` child (`serve`, `proxy`) started by [`spawn`]; killed and reaped
+/// when dropped, so a failing test leaves nothing running.
+pub struct Running {
+    /// The process.
+    pub child: Child,
+    /// Its stdout after the first line.
+    pub stdout: BufReader<ChildStdout>,
+    /// The first line it printed (where it listens), newline included.
+    pub first_line: String,
+}
+
+/// Starts `cmd` (from [`telemetry_std`]) with stdout piped and waits for its first line.
+/// Stderr is as `cmd` says (inherited unless set).
+pub fn spawn(cmd: &mut std::process::Command) -> Running {
+    let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut first_line = String::new();
+    stdout.read_line(&mut first_line).unwrap();
+    Running {
+        child,
+        stdout,
+        first_line,
+    }
+}
+
+impl Running {
+    /// The address in the first line between `prefix` and the next `end`, e.g.
+    /// `("serving http://", "/metrics")`; panics on any other first line.
+    pub fn addr_between(&self, prefix: &str, end: &str) -> SocketAddr {
+        let line = &self.first_line;
+        line.strip_prefix(prefix)
+            .and_then(|rest| rest.split_once(end))
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .0
+            .parse()
+            .unwrap()
+    }
+
+    /// Sends SIGTERM (through `kill`, which must succeed).
+    pub fn sigterm(&self) {
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit; panics, saying `what`, if it has not within `within`.
+    pub fn wait_exit(&mut self, within: Duration, what: &str) -> ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "{what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The rest of stdout, up to its end (call once the process has exited).
+    pub fn rest_of_stdout(&mut self) -> String {
+        let mut rest = String::new();
+        self.stdout.read_to_string(&mut rest).unwrap();
+        rest
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// A record of `model` on `engine` by `agent`, `age_s` seconds ago.
