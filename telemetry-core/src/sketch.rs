@@ -45,17 +45,36 @@ const ENCODING_VERSION: u8 = 1;
 /// let bytes = a.to_bytes();
 /// assert_eq!(QuantileSketch::from_bytes(&bytes).unwrap(), a);
 /// ```
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct QuantileSketch {
     /// Counts of values below [`MIN_INDEXABLE`].
     zero_count: u64,
     /// Key of `bins[0]`.
     offset: i32,
-    /// Dense counts for keys `offset..offset + bins.len()`.
+    /// Dense counts for keys `offset..offset + bins.len()`. May hold empty bins at either end
+    /// (room to grow without moving the counts), which neither the encoding nor equality sees.
     bins: Vec<u64>,
     count: u64,
     min: f64,
     max: f64,
+}
+
+/// Empty bins a sketch keeps beyond the keys it counts, on each side, when it allocates or
+/// grows: the values of a time bucket tend to fall near each other, so most adds after the
+/// first find their bin already there (a rollup of a few records would otherwise reallocate
+/// its bins on nearly every add, and every add below the lowest key would move them all).
+const SLACK: i32 = 8;
+
+/// Two sketches are equal when they hold the same counts and bounds, wherever their empty
+/// bins end.
+impl PartialEq for QuantileSketch {
+    fn eq(&self, other: &Self) -> bool {
+        self.zero_count == other.zero_count
+            && self.count == other.count
+            && self.min == other.min
+            && self.max == other.max
+            && self.counted() == other.counted()
+    }
 }
 
 fn gamma_ln() -> f64 {
@@ -138,32 +157,52 @@ impl QuantileSketch {
         self.max = self.max.max(other.max);
         self.count += other.count;
         self.zero_count += other.zero_count;
-        if !other.bins.is_empty() {
-            let hi = other.offset + other.bins.len() as i32 - 1;
-            self.grow_to(other.offset, hi);
-            let shift = (other.offset - self.offset) as usize;
-            for (i, c) in other.bins.iter().enumerate() {
-                self.bins[shift + i] += c;
+        let (lo, counts) = other.counted();
+        if !counts.is_empty() {
+            self.grow_to(lo, lo + counts.len() as i32 - 1);
+            let shift = (lo - self.offset) as usize;
+            for (bin, c) in self.bins[shift..].iter_mut().zip(counts) {
+                *bin += c;
             }
         }
     }
 
-    /// Makes `bins` cover keys `lo..=hi`.
+    /// The first counted key and the counts from it to the last counted bin (empty bins at
+    /// the ends left out); `(0, [])` when no value is in a bin.
+    fn counted(&self) -> (i32, &[u64]) {
+        match (
+            self.bins.iter().position(|&c| c > 0),
+            self.bins.iter().rposition(|&c| c > 0),
+        ) {
+            (Some(first), Some(last)) => (self.offset + first as i32, &self.bins[first..=last]),
+            _ => (0, &[]),
+        }
+    }
+
+    /// Makes `bins` cover keys `lo..=hi` (within `MIN_KEY..=MAX_KEY`, where keys are clamped),
+    /// with [`SLACK`] empty bins or half the current length beyond, so that growing one key at
+    /// a time costs amortized constant time.
     fn grow_to(&mut self, lo: i32, hi: i32) {
         if self.bins.is_empty() {
+            let lo = (lo - SLACK).max(MIN_KEY);
+            let hi = (hi + SLACK).min(MAX_KEY);
             self.offset = lo;
             self.bins = vec![0; (hi - lo + 1) as usize];
             return;
         }
+        let more = SLACK.max(self.bins.len() as i32 / 2);
         let cur_hi = self.offset + self.bins.len() as i32 - 1;
         if lo < self.offset {
+            let lo = (lo - more).max(MIN_KEY);
             let extra = (self.offset - lo) as usize;
-            let mut bins = vec![0; extra];
+            let mut bins = Vec::with_capacity(extra + self.bins.len() + more as usize);
+            bins.resize(extra, 0);
             bins.extend_from_slice(&self.bins);
             self.bins = bins;
             self.offset = lo;
         }
         if hi > cur_hi {
+            let hi = (hi + more).min(MAX_KEY);
             self.bins
                 .resize(self.bins.len() + (hi - cur_hi) as usize, 0);
         }
@@ -269,21 +308,12 @@ impl QuantileSketch {
         put_varint(&mut out, self.zero_count);
         out.extend_from_slice(&self.min.to_le_bytes());
         out.extend_from_slice(&self.max.to_le_bytes());
-        // Trim empty bins at both ends.
-        let first = self.bins.iter().position(|&c| c > 0);
-        let last = self.bins.iter().rposition(|&c| c > 0);
-        match (first, last) {
-            (Some(first), Some(last)) => {
-                put_varint(&mut out, zigzag(self.offset + first as i32));
-                put_varint(&mut out, (last - first + 1) as u64);
-                for &c in &self.bins[first..=last] {
-                    put_varint(&mut out, c);
-                }
-            }
-            _ => {
-                put_varint(&mut out, 0);
-                put_varint(&mut out, 0);
-            }
+        // Empty bins at both ends are left out.
+        let (first, counts) = self.counted();
+        put_varint(&mut out, zigzag(first));
+        put_varint(&mut out, counts.len() as u64);
+        for &c in counts {
+            put_varint(&mut out, c);
         }
         out
     }
@@ -467,6 +497,60 @@ mod tests {
         let sum = s.estimated_sum();
         assert!((sum - 104.55).abs() <= 104.55 * RELATIVE_ACCURACY, "{sum}");
         assert_eq!(QuantileSketch::new().bucket_counts(&[1.0]), vec![0, 0]);
+    }
+
+    /// A value whose key is `k`: inside its bucket, away from the edges.
+    fn value_with_key(k: i32) -> f64 {
+        ((f64::from(k) - 0.5) * gamma_ln()).exp()
+    }
+
+    #[test]
+    fn growing_by_a_few_keys_keeps_the_counts_in_place() {
+        let mut s = QuantileSketch::new();
+        s.add(value_with_key(0));
+        let bins = s.bins.as_ptr();
+        // Before the slack, every add below the lowest key moved all the counts to a new buffer.
+        for k in 1..SLACK {
+            assert_eq!(key_of(value_with_key(-k)), -k);
+            s.add(value_with_key(-k));
+            assert_eq!(s.bins.as_ptr(), bins, "bins reallocated for key {}", -k);
+            s.add(value_with_key(k));
+            assert_eq!(s.bins.as_ptr(), bins, "bins reallocated for key {k}");
+        }
+        assert_eq!(s.count(), 1 + 2 * (SLACK as u64 - 1));
+    }
+
+    #[test]
+    fn empty_bins_are_neither_encoded_nor_compared() {
+        let mut one = QuantileSketch::new();
+        one.add(1.0);
+        assert!(one.bins.len() > 1, "room to grow is kept");
+        // version, count, zero count, min, max, first key (zigzag 0), one bin holding 1.
+        let mut want = vec![1, 1, 0];
+        want.extend_from_slice(&1.0f64.to_le_bytes());
+        want.extend_from_slice(&1.0f64.to_le_bytes());
+        want.extend_from_slice(&[0, 1, 1]);
+        assert_eq!(one.to_bytes(), want);
+        let decoded = QuantileSketch::from_bytes(&want).unwrap();
+        assert_eq!(decoded.bins.len(), 1);
+        assert_eq!(decoded, one);
+
+        // The same counts reached by adds and by merges (different empty bins) are equal.
+        let values: Vec<f64> = (0..40).map(|i| value_with_key(i * 3 - 50)).collect();
+        let mut added = QuantileSketch::new();
+        values.iter().for_each(|&v| {
+            added.add(v);
+        });
+        let mut merged = QuantileSketch::new();
+        for &v in values.iter().rev() {
+            let mut single = QuantileSketch::new();
+            single.add(v);
+            merged.merge(&single);
+        }
+        assert_eq!(added, merged);
+        assert_eq!(added.to_bytes(), merged.to_bytes());
+        merged.add(2.0);
+        assert_ne!(added, merged);
     }
 
     proptest! {
