@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use rusqlite::{CachedStatement, Connection, OptionalExtension, Row, Statement, params};
 use telemetry_core::schema::ROLLUP_COLUMNS;
 use telemetry_core::{
     QuantileSketch, ROLLUP_LEVELS, Rollup, RollupKey, TelemetryRecord, bucket_start,
@@ -17,7 +17,7 @@ use crate::rows::{ROLLUP_INPUT_COLUMNS, rollup_input};
 /// looked up once per row on the writer's hot path, its keys are the caller's own labels, and it
 /// lives for one batch, so SipHash's flooding resistance buys nothing here.
 #[derive(Debug, Default, Clone, Copy)]
-struct FastHasher(u64);
+pub(crate) struct FastHasher(u64);
 
 impl FastHasher {
     fn add(&mut self, word: u64) {
@@ -70,16 +70,13 @@ pub(crate) fn hour_of(timestamp: f64) -> i64 {
     bucket_start(timestamp, MINUTE).div_euclid(HOUR) * HOUR
 }
 
-/// Finest level kept for a record (minute or hour), bucket start, model, engine, agent.
-type FinestKey<'a> = (i64, i64, &'a str, &'a str, &'a str);
-
 /// Rollups of a set of records: at every level of [`ROLLUP_LEVELS`] for records of detailed
 /// hours, at the hour and day levels only for the others.
 #[derive(Debug, Default)]
 pub(crate) struct BatchRollups<'a> {
     /// Finest level kept per record (minute or hour) and bucket start, keyed by borrowed labels
     /// so that adding a record allocates nothing.
-    finest: HashMap<FinestKey<'a>, Rollup, BuildHasherDefault<FastHasher>>,
+    finest: LevelRollups<'a>,
 }
 
 impl<'a> BatchRollups<'a> {
@@ -101,26 +98,58 @@ impl<'a> BatchRollups<'a> {
         self.finest.entry(key).or_default().add(r);
     }
 
-    /// Every level's rollups: the coarser ones merge the finest (each level divides the next, so
-    /// a finest bucket lies in exactly one coarser bucket).
-    pub(crate) fn into_levels(self) -> HashMap<RollupKey, Rollup> {
-        let mut out: HashMap<RollupKey, Rollup> = HashMap::with_capacity(self.finest.len() * 3);
-        for ((finest, start, model, engine, agent), rollup) in self.finest {
-            let key = |level: i64| RollupKey {
-                level,
-                bucket_start: start.div_euclid(level) * level,
-                model_id: model.to_owned(),
-                engine: engine.to_owned(),
-                agent: agent.to_owned(),
-            };
+    /// Every level's rollups, sorted by row key: the coarser ones merge the finest (each level
+    /// divides the next, so a finest bucket lies in exactly one coarser bucket). Keys stay
+    /// borrowed and the finest rollups are moved, not copied (a spread-out batch has about one
+    /// finest bucket per ten records); sorted, their rows go into `telemetry_rollup`'s B-tree in
+    /// key order (appended, mostly, instead of inserted all over its last pages).
+    pub(crate) fn into_levels(self) -> Vec<(KeyRef<'a>, Rollup)> {
+        let mut coarse = LevelRollups::with_capacity_and_hasher(
+            self.finest.len() / 4 + 4,
+            BuildHasherDefault::default(),
+        );
+        let mut out = Vec::with_capacity(self.finest.len() + self.finest.len() / 4 + 4);
+        for (key, rollup) in self.finest {
+            let (finest, start, model, engine, agent) = key;
             for &level in ROLLUP_LEVELS.iter().filter(|&&l| l > finest) {
-                out.entry(key(level)).or_default().merge(&rollup);
+                coarse
+                    .entry((level, start.div_euclid(level) * level, model, engine, agent))
+                    .or_default()
+                    .merge(&rollup);
             }
-            out.entry(key(finest)).or_default().merge(&rollup);
+            out.push((key, rollup));
         }
+        out.extend(coarse);
+        out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        // A finest key is never a coarser key of another finest bucket (an hour is kept at the
+        // minute level for all of a batch's records or for none), but merge them if it were.
+        out.dedup_by(|later, kept| {
+            let same = later.0 == kept.0;
+            if same {
+                kept.1.merge(&later.1);
+            }
+            same
+        });
         out
     }
 }
+
+/// A `telemetry_rollup` key with borrowed labels: level, bucket start, model, engine, agent.
+pub(crate) type KeyRef<'a> = (i64, i64, &'a str, &'a str, &'a str);
+
+/// The borrowed form of `key`.
+fn key_ref(key: &RollupKey) -> KeyRef<'_> {
+    (
+        key.level,
+        key.bucket_start,
+        &key.model_id,
+        &key.engine,
+        &key.agent,
+    )
+}
+
+/// A batch's rollups at every level, by row key.
+pub(crate) type LevelRollups<'a> = HashMap<KeyRef<'a>, Rollup, BuildHasherDefault<FastHasher>>;
 
 /// Which hours of a batch get minute summaries, decided before its rollups are built.
 ///
@@ -224,7 +253,7 @@ fn backfill_minutes(conn: &Connection, hour: i64) -> Result<(), StoreError> {
     }
     drop(rows);
     for (key, rollup) in &minutes {
-        write(conn, key, rollup, Write::Replace)?;
+        write(conn, key_ref(key), rollup, Write::Replace)?;
     }
     Ok(())
 }
@@ -238,7 +267,7 @@ const KEY_WHERE: &str =
 /// replaced.
 pub(crate) fn merge_into(
     conn: &Connection,
-    rollups: HashMap<RollupKey, Rollup>,
+    rollups: Vec<(KeyRef<'_>, Rollup)>,
 ) -> Result<(), StoreError> {
     let select = format!(
         "SELECT {} FROM telemetry_rollup WHERE {KEY_WHERE}",
@@ -246,27 +275,23 @@ pub(crate) fn merge_into(
     );
     let sql = |e| StoreError::sqlite("updating telemetry_rollup", e);
     let mut select = conn.prepare_cached(&select).map_err(sql)?;
+    let mut insert = statement(conn, Write::New)?;
+    let mut replace = statement(conn, Write::Replace)?;
     for (key, rollup) in rollups {
-        if write(conn, &key, &rollup, Write::New)? {
+        if write_with(&mut insert, key, &rollup)? {
             continue;
         }
+        let (level, start, model, engine, agent) = key;
         let stored = select
-            .query_row(
-                params![
-                    key.level,
-                    key.bucket_start,
-                    key.model_id,
-                    key.engine,
-                    key.agent
-                ],
-                |row| Ok(decode(row)),
-            )
+            .query_row(params![level, start, model, engine, agent], |row| {
+                Ok(decode(row))
+            })
             .optional()
             .map_err(sql)?
             .transpose()?;
         let mut merged = stored.unwrap_or_default();
         merged.merge(&rollup);
-        write(conn, &key, &merged, Write::Replace)?;
+        write_with(&mut replace, key, &merged)?;
     }
     Ok(())
 }
@@ -281,8 +306,8 @@ enum Write {
     Replace,
 }
 
-/// Inserts one rollup row, or replaces the stored one; returns whether a row was written.
-fn write(conn: &Connection, key: &RollupKey, r: &Rollup, how: Write) -> Result<bool, StoreError> {
+/// The (cached) statement that writes a rollup row the way `how` says.
+fn statement(conn: &Connection, how: Write) -> Result<CachedStatement<'_>, StoreError> {
     static SQL: std::sync::LazyLock<[String; 2]> = std::sync::LazyLock::new(|| {
         let params: Vec<String> = (1..=5 + ROLLUP_COLUMNS.len())
             .map(|i| format!("?{i}"))
@@ -299,18 +324,31 @@ fn write(conn: &Connection, key: &RollupKey, r: &Rollup, how: Write) -> Result<b
             format!("INSERT OR REPLACE {body}"),
         ]
     });
-    let sql = |e| StoreError::sqlite("writing telemetry_rollup", e);
     let text = match how {
         Write::New => &SQL[0],
         Write::Replace => &SQL[1],
     };
-    let mut stmt = conn.prepare_cached(text).map_err(sql)?;
+    conn.prepare_cached(text)
+        .map_err(|e| StoreError::sqlite("writing telemetry_rollup", e))
+}
+
+/// Inserts one rollup row, or replaces the stored one; returns whether a row was written.
+fn write(conn: &Connection, key: KeyRef<'_>, r: &Rollup, how: Write) -> Result<bool, StoreError> {
+    let mut stmt = statement(conn, how)?;
+    write_with(&mut stmt, key, r)
+}
+
+/// [`write`] with a statement from [`statement`], prepared once for many rows (looking a
+/// statement up in the cache hashes its whole text, about 600 bytes).
+fn write_with(stmt: &mut Statement<'_>, key: KeyRef<'_>, r: &Rollup) -> Result<bool, StoreError> {
+    let sql = |e| StoreError::sqlite("writing telemetry_rollup", e);
+    let (level, start, model, engine, agent) = key;
     let p = rusqlite::params![
-        key.level,
-        key.bucket_start,
-        key.model_id,
-        key.engine,
-        key.agent,
+        level,
+        start,
+        model,
+        engine,
+        agent,
         to_i64("call_count", r.call_count)?,
         to_i64("error_count", r.error_count)?,
         to_i64("prompt_tokens", r.prompt_tokens)?,
@@ -410,7 +448,7 @@ pub(crate) fn repair_after_prune(conn: &Connection, ts: f64) -> Result<(), Store
         }
         drop(rows);
         for (key, rollup) in &rebuilt {
-            write(conn, key, rollup, Write::Replace)?;
+            write(conn, key_ref(key), rollup, Write::Replace)?;
         }
     }
     Ok(())
@@ -447,7 +485,7 @@ pub(crate) fn rebuild_all(conn: &Connection, threshold: u64) -> Result<u64, Stor
             batch.add(r, n >= threshold);
         }
         for (key, rollup) in &batch.into_levels() {
-            write(conn, key, rollup, Write::Replace)?;
+            write(conn, *key, rollup, Write::Replace)?;
         }
         records.clear();
         Ok(())
@@ -464,4 +502,82 @@ pub(crate) fn rebuild_all(conn: &Connection, threshold: u64) -> Result<u64, Stor
     }
     flush(&mut records)?;
     Ok(read)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn record(ts: f64, model: &str, agent: &str) -> TelemetryRecord {
+        TelemetryRecord::builder(model, ts)
+            .agent(agent)
+            .latency_seconds(0.5 + ts % 7.0)
+            .build()
+    }
+
+    #[test]
+    fn levels_come_sorted_once_per_key_and_count_every_record_at_each_level() {
+        // Two days, one record every 7 minutes, three models and two agents; hours whose start
+        // divides by 7 200 s are kept at the minute level.
+        let start = 1_764_288_000.0;
+        let records: Vec<TelemetryRecord> = (0..600)
+            .map(|i| {
+                record(
+                    start + f64::from(i) * 420.0,
+                    ["m1", "m2", "m3"][i as usize % 3],
+                    ["a", "b"][i as usize % 2],
+                )
+            })
+            .rev()
+            .collect();
+        let detailed = |r: &TelemetryRecord| hour_of(r.timestamp) % 7_200 == 0;
+        let mut batch = BatchRollups::default();
+        for r in &records {
+            batch.add(r, detailed(r));
+        }
+        let levels = batch.into_levels();
+        for pair in levels.windows(2) {
+            assert!(
+                pair[0].0 < pair[1].0,
+                "{:?} then {:?}",
+                pair[0].0,
+                pair[1].0
+            );
+        }
+        for &level in &ROLLUP_LEVELS {
+            let calls: u64 = levels
+                .iter()
+                .filter(|(k, _)| k.0 == level)
+                .map(|(_, r)| r.call_count)
+                .sum();
+            let want = if level == MINUTE {
+                records.iter().filter(|r| detailed(r)).count() as u64
+            } else {
+                records.len() as u64
+            };
+            assert_eq!(calls, want, "level {level}");
+        }
+        // Each row equals the rollup of its records, sketches included.
+        for (key, rollup) in &levels {
+            let (level, start, model, engine, agent) = *key;
+            let mut want = Rollup::default();
+            records
+                .iter()
+                .filter(|r| {
+                    bucket_start(r.timestamp, level) == start
+                        && (level != MINUTE || detailed(r))
+                        && (r.model_id.as_str(), r.engine.as_str(), r.agent.as_str())
+                            == (model, engine, agent)
+                })
+                .for_each(|r| want.add(r));
+            assert_eq!(want.latency.count(), rollup.latency.count(), "{key:?}");
+            assert_eq!(&want.latency, &rollup.latency, "{key:?}");
+            assert_eq!(want.call_count, rollup.call_count, "{key:?}");
+            assert!(
+                (want.total_latency - rollup.total_latency).abs() < 1e-9,
+                "{key:?}"
+            );
+        }
+    }
 }
