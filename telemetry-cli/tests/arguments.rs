@@ -4,34 +4,20 @@
 
 mod common;
 
-use common::{now, seed, standard_records, stdout_of, telemetry, temp_db};
+use common::{now, on_db, seed, standard_records, stderr_on_exit, stdout_of, telemetry, temp_db};
 use jiff::Timestamp;
 use jiff::tz::{Offset, TimeZone};
 use serde_json::Value;
 
 fn total_calls(dir: &std::path::Path, db: &std::path::Path, since: &str) -> u64 {
-    let out = stdout_of(telemetry(dir).args([
-        "--db",
-        db.to_str().unwrap(),
-        "stats",
-        "--format",
-        "json",
-        "--since",
-        since,
-    ]));
+    let out = stdout_of(on_db(dir, db).args(["stats", "--format", "json", "--since", since]));
     let v: Value = serde_json::from_str(&out).unwrap();
     v["total_calls"].as_u64().unwrap()
 }
 
 /// stderr of a run that must fail with a usage error (exit 2), checked to be one line.
 fn usage_error(dir: &std::path::Path, args: &[&str]) -> String {
-    let out = telemetry(dir)
-        .args(args)
-        .assert()
-        .code(2)
-        .get_output()
-        .clone();
-    let err = String::from_utf8(out.stderr).unwrap();
+    let err = stderr_on_exit(telemetry(dir).args(args), 2);
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
     err
 }
@@ -108,12 +94,6 @@ fn top_zero_is_refused() {
         &["--db", db.to_str().unwrap(), "stats", "--top", "0"],
     );
     assert!(err.contains("--top") && err.contains('0'), "{err}");
-    let one = stdout_of(telemetry(dir.path()).args([
-        "--db",
-        db.to_str().unwrap(),
-        "stats",
-        "--top",
-        "1",
-    ]));
+    let one = stdout_of(on_db(dir.path(), &db).args(["stats", "--top", "1"]));
     assert!(one.contains("qwen") && !one.contains("llama"), "{one}");
 }

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{seed, standard_records, telemetry, temp_db};
+use common::{on_db, seed, standard_records, stderr_on_exit, telemetry, temp_db};
 use predicates::prelude::*;
 
 #[test]
@@ -58,14 +58,7 @@ fn read_commands_on_a_missing_database_exit_2_and_create_nothing() {
         &["export"],
         &["check"],
     ] {
-        let out = telemetry(dir.path())
-            .args(["--db", db.to_str().unwrap()])
-            .args(cmd)
-            .assert()
-            .code(2)
-            .get_output()
-            .clone();
-        let err = String::from_utf8(out.stderr).unwrap();
+        let err = stderr_on_exit(on_db(dir.path(), &db).args(cmd), 2);
         assert_eq!(err.trim_end().lines().count(), 1, "{cmd:?}: {err}");
         assert!(
             err.contains("no telemetry database") && err.contains("t.db"),
@@ -126,8 +119,7 @@ fn usage_errors_are_one_line_with_exit_2() {
         &["series", "--bucket", "1w"],
         &["frobnicate"],
     ] {
-        let out = telemetry(dir.path())
-            .args(["--db", db.to_str().unwrap()])
+        let out = on_db(dir.path(), &db)
             .args(args)
             .assert()
             .code(2)
@@ -140,19 +132,10 @@ fn usage_errors_are_one_line_with_exit_2() {
             "{err}"
         );
     }
-    let out = telemetry(dir.path())
-        .args([
-            "--db",
-            db.to_str().unwrap(),
-            "stats",
-            "--since",
-            "last tuesday",
-        ])
-        .assert()
-        .code(2)
-        .get_output()
-        .clone();
-    let err = String::from_utf8(out.stderr).unwrap();
+    let err = stderr_on_exit(
+        on_db(dir.path(), &db).args(["stats", "--since", "last tuesday"]),
+        2,
+    );
     assert!(
         err.contains("last tuesday") && err.contains("--since"),
         "{err}"

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{seed, standard_records, stdout_of, telemetry, temp_db};
+use common::{on_db, seed, standard_records, stdout_of, stdout_on_exit, telemetry, temp_db};
 use serde_json::Value;
 
 /// Deleting rows with plain SQL used to leave `check` "healthy" with the summaries' count as the
@@ -38,18 +38,10 @@ fn rows_deleted_outside_the_store_are_unhealthy_until_repaired() {
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert!(stderr.contains("disagree"), "{stderr}");
 
-    let json: Value = serde_json::from_str(
-        &String::from_utf8(
-            telemetry(dir.path())
-                .args(["--db", db, "check", "-f", "json"])
-                .assert()
-                .code(1)
-                .get_output()
-                .stdout
-                .clone(),
-        )
-        .unwrap(),
-    )
+    let json: Value = serde_json::from_str(&stdout_on_exit(
+        telemetry(dir.path()).args(["--db", db, "check", "-f", "json"]),
+        1,
+    ))
     .unwrap();
     assert_eq!(json["healthy"], false);
     assert_eq!(json["records"], 26);
@@ -99,13 +91,7 @@ fn an_inserted_row_is_named_and_repair_of_a_healthy_file_is_a_no_op() {
         .unwrap();
     }
     let db = db.to_str().unwrap();
-    let out = telemetry(dir.path())
-        .args(["--db", db, "check"])
-        .assert()
-        .code(1)
-        .get_output()
-        .clone();
-    let text = String::from_utf8(out.stdout).unwrap();
+    let text = stdout_on_exit(telemetry(dir.path()).args(["--db", db, "check"]), 1);
     // 1700000000 is 2023-11-14T22:13:20Z.
     assert!(
         text.contains("2023-11-14 (day summaries): 1 rows, summaries count 0"),
@@ -131,8 +117,8 @@ fn a_file_damaged_in_the_middle_gets_an_unhealthy_report() {
     let mid = bytes.len() / 2;
     bytes[mid..mid + 8_192].fill(0xA5);
     std::fs::write(&db, bytes).unwrap();
-    let out = telemetry(dir.path())
-        .args(["--db", db.to_str().unwrap(), "check"])
+    let out = on_db(dir.path(), &db)
+        .args(["check"])
         .assert()
         .code(1)
         .get_output()
@@ -145,13 +131,7 @@ fn a_file_damaged_in_the_middle_gets_an_unhealthy_report() {
         .unwrap_or_else(|| panic!("no integrity line: {text}"));
     assert_ne!(integrity.trim_end(), "integrity  ok", "{text}");
     // --repair refuses to touch a damaged file.
-    let out = telemetry(dir.path())
-        .args(["--db", db.to_str().unwrap(), "check", "--repair"])
-        .assert()
-        .code(1)
-        .get_output()
-        .clone();
-    let text = String::from_utf8(out.stdout).unwrap();
+    let text = stdout_on_exit(on_db(dir.path(), &db).args(["check", "--repair"]), 1);
     assert!(!text.contains("rebuilt"), "{text}");
 }
 
@@ -195,18 +175,10 @@ fn a_spread_database_is_healthy_and_tampered_summaries_are_still_found() {
             [level, extra],
         )
         .unwrap();
-        let json: Value = serde_json::from_str(
-            &String::from_utf8(
-                telemetry(dir.path())
-                    .args(["--db", db, "check", "-f", "json"])
-                    .assert()
-                    .code(1)
-                    .get_output()
-                    .stdout
-                    .clone(),
-            )
-            .unwrap(),
-        )
+        let json: Value = serde_json::from_str(&stdout_on_exit(
+            telemetry(dir.path()).args(["--db", db, "check", "-f", "json"]),
+            1,
+        ))
         .unwrap();
         let drift = json["rollup_drift"].as_array().unwrap();
         assert!(

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant, SystemTime};
 
-use common::{seed, spawn, standard_records, telemetry, telemetry_std, temp_db};
+use common::{on_db, seed, spawn, standard_records, telemetry_std, temp_db};
 use serde_json::Value;
 
 #[test]
@@ -21,8 +21,8 @@ fn a_reader_waits_for_a_database_being_created() {
             seed(&db, &standard_records());
         })
     };
-    let out = telemetry(dir.path())
-        .args(["--db", db.to_str().unwrap(), "stats", "--format", "json"])
+    let out = on_db(dir.path(), &db)
+        .args(["stats", "--format", "json"])
         .assert()
         .success()
         .get_output()
@@ -38,8 +38,8 @@ fn a_file_that_stays_empty_is_said_to_be_being_created() {
     let (dir, db) = temp_db();
     std::fs::write(&db, b"").unwrap();
     let started = Instant::now();
-    let out = telemetry(dir.path())
-        .args(["--db", db.to_str().unwrap(), "stats"])
+    let out = on_db(dir.path(), &db)
+        .args(["stats"])
         .assert()
         .failure()
         .get_output()
@@ -69,10 +69,7 @@ fn an_old_foreign_file_is_refused_without_waiting() {
         .set_modified(an_hour_ago)
         .unwrap();
     let started = Instant::now();
-    telemetry(dir.path())
-        .args(["--db", db.to_str().unwrap(), "stats"])
-        .assert()
-        .failure();
+    on_db(dir.path(), &db).args(["stats"]).assert().failure();
     assert!(
         started.elapsed() < Duration::from_secs(1),
         "waited for nothing"

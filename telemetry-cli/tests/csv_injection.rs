@@ -6,7 +6,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{now, seed, stdout_of, telemetry, temp_db};
+use common::{now, on_db, seed, stdout_of, temp_db};
 use telemetry_core::TelemetryRecord;
 use telemetry_core::schema::RECORD_COLUMNS;
 
@@ -26,11 +26,7 @@ fn hostile_db(path: &Path) {
 }
 
 fn export_csv(dir: &Path, db: &Path, extra: &[&str]) -> csv::StringRecord {
-    let out = stdout_of(
-        telemetry(dir)
-            .args(["--db", db.to_str().unwrap(), "export", "-f", "csv"])
-            .args(extra),
-    );
+    let out = stdout_of(on_db(dir, db).args(["export", "-f", "csv"]).args(extra));
     let mut reader = csv::Reader::from_reader(out.as_bytes());
     reader.records().next().unwrap().unwrap()
 }
@@ -56,13 +52,7 @@ fn export_csv_prefixes_formula_cells_unless_raw() {
     assert_eq!(&raw[column("agent")], AGENT);
     assert_eq!(&raw[column("error_message")], "\tTAB");
     // NDJSON is exact either way.
-    let ndjson = stdout_of(telemetry(dir.path()).args([
-        "--db",
-        db.to_str().unwrap(),
-        "export",
-        "-f",
-        "ndjson",
-    ]));
+    let ndjson = stdout_of(on_db(dir.path(), &db).args(["export", "-f", "ndjson"]));
     let back: TelemetryRecord = serde_json::from_str(ndjson.trim()).unwrap();
     assert_eq!(
         (back.model_id.as_str(), back.engine.as_str()),
@@ -76,8 +66,8 @@ fn series_csv_prefixes_formula_groups_unless_raw() {
     hostile_db(&db);
     let group = |extra: &[&str]| {
         let out = stdout_of(
-            telemetry(dir.path())
-                .args(["--db", db.to_str().unwrap(), "series", "--bucket", "1h"])
+            on_db(dir.path(), &db)
+                .args(["series", "--bucket", "1h"])
                 .args(["--by", "model", "--format", "csv"])
                 .args(extra),
         );

@@ -4,16 +4,14 @@
 
 mod common;
 
-use common::{exported, stdout_of, telemetry, temp_db};
+use common::{exported, on_db, stdout_of, telemetry, temp_db};
 use predicates::prelude::*;
 use telemetry_core::{EnergyMethod, Outcome};
 
 #[test]
 fn demo_then_export_gives_exactly_the_calls_made() {
     let (dir, db) = temp_db();
-    let out = stdout_of(telemetry(dir.path()).args([
-        "--db",
-        db.to_str().unwrap(),
+    let out = stdout_of(on_db(dir.path(), &db).args([
         "demo",
         "--calls",
         "120",
@@ -51,17 +49,8 @@ fn demo_then_export_gives_exactly_the_calls_made() {
 #[test]
 fn streaming_demo_with_the_mock_gpu_records_energy() {
     let (dir, db) = temp_db();
-    let out = stdout_of(telemetry(dir.path()).args([
-        "--db",
-        db.to_str().unwrap(),
-        "demo",
-        "--calls",
-        "80",
-        "--stream",
-        "--gpu",
-        "mock",
-        "--models",
-        "2",
+    let out = stdout_of(on_db(dir.path(), &db).args([
+        "demo", "--calls", "80", "--stream", "--gpu", "mock", "--models", "2",
     ]));
     assert!(out.contains("GPU energy: mock GPU"), "{out}");
     assert!(
@@ -88,8 +77,8 @@ fn streaming_demo_with_the_mock_gpu_records_energy() {
 #[test]
 fn default_gpu_in_instant_mode_is_the_mock_and_says_why() {
     let (dir, db) = temp_db();
-    telemetry(dir.path())
-        .args(["--db", db.to_str().unwrap(), "demo", "--calls", "10"])
+    on_db(dir.path(), &db)
+        .args(["demo", "--calls", "10"])
         .assert()
         .success()
         .stdout(predicate::str::contains("GPU energy: mock GPU"))
@@ -99,17 +88,8 @@ fn default_gpu_in_instant_mode_is_the_mock_and_says_why() {
 #[test]
 fn realtime_auto_falls_back_to_the_mock_without_a_gpu() {
     let (dir, db) = temp_db();
-    let out = telemetry(dir.path())
-        .args([
-            "--db",
-            db.to_str().unwrap(),
-            "demo",
-            "--realtime",
-            "--calls",
-            "3",
-            "--models",
-            "1",
-        ])
+    let out = on_db(dir.path(), &db)
+        .args(["demo", "--realtime", "--calls", "3", "--models", "1"])
         .assert()
         .success()
         .get_output()
@@ -136,24 +116,15 @@ fn realtime_auto_falls_back_to_the_mock_without_a_gpu() {
 #[test]
 fn impossible_gpu_choices_are_errors() {
     let (dir, db) = temp_db();
-    telemetry(dir.path())
-        .args(["--db", db.to_str().unwrap(), "demo", "--gpu", "nvml"])
+    on_db(dir.path(), &db)
+        .args(["demo", "--gpu", "nvml"])
         .assert()
         .code(2)
         .stderr(predicate::str::contains("--realtime"));
     assert!(!db.exists());
     // This machine may or may not have a GPU; without one the error is one line, exit 1.
-    let out = telemetry(dir.path())
-        .args([
-            "--db",
-            db.to_str().unwrap(),
-            "demo",
-            "--gpu",
-            "nvml",
-            "--realtime",
-            "--calls",
-            "1",
-        ])
+    let out = on_db(dir.path(), &db)
+        .args(["demo", "--gpu", "nvml", "--realtime", "--calls", "1"])
         .output()
         .unwrap();
     if !out.status.success() {
@@ -186,16 +157,8 @@ fn same_seed_gives_the_same_calls() {
     let runs: Vec<Vec<CallShape>> = (0..2)
         .map(|_| {
             let (dir, db) = temp_db();
-            telemetry(dir.path())
-                .args([
-                    "--db",
-                    db.to_str().unwrap(),
-                    "demo",
-                    "--calls",
-                    "40",
-                    "--seed",
-                    "7",
-                ])
+            on_db(dir.path(), &db)
+                .args(["demo", "--calls", "40", "--seed", "7"])
                 .assert()
                 .success();
             exported(dir.path(), &db)

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{seed, standard_records, stdout_of, telemetry, temp_db};
+use common::{on_db, seed, standard_records, stderr_on_exit, stdout_of, temp_db};
 use predicates::prelude::*;
 use serde_json::Value;
 use telemetry_core::TelemetryRecord;
@@ -14,8 +14,8 @@ fn json_is_an_array_of_records() {
     let (dir, db) = temp_db();
     let records = standard_records();
     seed(&db, &records);
-    let out = telemetry(dir.path())
-        .args(["--db", db.to_str().unwrap(), "export"])
+    let out = on_db(dir.path(), &db)
+        .args(["export"])
         .assert()
         .success()
         .stderr(predicate::str::contains("wrote 30 records"))
@@ -36,17 +36,8 @@ fn ndjson_to_a_file_with_a_time_filter() {
     let (dir, db) = temp_db();
     seed(&db, &standard_records());
     let file = dir.path().join("out.ndjson");
-    telemetry(dir.path())
-        .args([
-            "--db",
-            db.to_str().unwrap(),
-            "export",
-            "-f",
-            "ndjson",
-            "--since",
-            "30m",
-            "-o",
-        ])
+    on_db(dir.path(), &db)
+        .args(["export", "-f", "ndjson", "--since", "30m", "-o"])
         .arg(&file)
         .assert()
         .success()
@@ -63,13 +54,7 @@ fn ndjson_to_a_file_with_a_time_filter() {
 fn csv_has_the_table_columns() {
     let (dir, db) = temp_db();
     seed(&db, &standard_records());
-    let out = stdout_of(telemetry(dir.path()).args([
-        "--db",
-        db.to_str().unwrap(),
-        "export",
-        "--format",
-        "csv",
-    ]));
+    let out = stdout_of(on_db(dir.path(), &db).args(["export", "--format", "csv"]));
     let mut reader = csv::Reader::from_reader(out.as_bytes());
     let headers: Vec<String> = reader
         .headers()
@@ -96,13 +81,7 @@ fn csv_has_the_table_columns() {
 fn empty_export_is_valid_json() {
     let (dir, db) = temp_db();
     seed(&db, &standard_records());
-    let out = stdout_of(telemetry(dir.path()).args([
-        "--db",
-        db.to_str().unwrap(),
-        "export",
-        "--since",
-        "2099-01-01T00:00:00Z",
-    ]));
+    let out = stdout_of(on_db(dir.path(), &db).args(["export", "--since", "2099-01-01T00:00:00Z"]));
     let v: Vec<Value> = serde_json::from_str(&out).unwrap();
     assert!(v.is_empty());
 }
@@ -111,14 +90,8 @@ fn empty_export_is_valid_json() {
 fn unwritable_output_is_a_one_line_error() {
     let (dir, db) = temp_db();
     seed(&db, &standard_records());
-    let out = telemetry(dir.path())
-        .args([
-            "--db",
-            db.to_str().unwrap(),
-            "export",
-            "-o",
-            "/no/such/dir/out.json",
-        ])
+    let out = on_db(dir.path(), &db)
+        .args(["export", "-o", "/no/such/dir/out.json"])
         .assert()
         .code(1)
         .get_output()
@@ -137,14 +110,7 @@ fn count_rows(db: &std::path::Path) -> i64 {
 
 /// Runs `export -o output` and expects the one-line refusal (exit 2).
 fn assert_export_refused(dir: &std::path::Path, db: &std::path::Path, output: &std::path::Path) {
-    let out = telemetry(dir)
-        .args(["--db", db.to_str().unwrap(), "export", "-o"])
-        .arg(output)
-        .assert()
-        .code(2)
-        .get_output()
-        .clone();
-    let err = String::from_utf8(out.stderr).unwrap();
+    let err = stderr_on_exit(on_db(dir, db).args(["export", "-o"]).arg(output), 2);
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
     assert!(
         err.contains("refusing to write to") && err.contains("telemetry database"),
@@ -216,8 +182,8 @@ fn a_failed_export_leaves_no_partial_file() {
     let kept = dir.path().join("old.json");
     std::fs::write(&kept, "old contents").unwrap();
     for output in [&fresh, &kept] {
-        telemetry(dir.path())
-            .args(["--db", db.to_str().unwrap(), "export", "-o"])
+        on_db(dir.path(), &db)
+            .args(["export", "-o"])
             .arg(output)
             .assert()
             .code(1)
@@ -244,8 +210,8 @@ fn an_export_replaces_the_file_a_symlink_points_to() {
     std::os::unix::fs::symlink(&real, &link).unwrap();
     #[cfg(not(unix))]
     std::fs::copy(&real, &link).unwrap();
-    telemetry(dir.path())
-        .args(["--db", db.to_str().unwrap(), "export", "-f", "ndjson", "-o"])
+    on_db(dir.path(), &db)
+        .args(["export", "-f", "ndjson", "-o"])
         .arg(&link)
         .assert()
         .success();
@@ -265,8 +231,8 @@ fn export_files_are_private() {
     let file = dir.path().join("out.csv");
     std::fs::write(&file, "old").unwrap();
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
-    telemetry(dir.path())
-        .args(["--db", db.to_str().unwrap(), "export", "-f", "csv", "-o"])
+    on_db(dir.path(), &db)
+        .args(["export", "-f", "csv", "-o"])
         .arg(&file)
         .assert()
         .success();

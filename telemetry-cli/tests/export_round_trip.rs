@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{seed, stdout_of, telemetry, temp_db};
+use common::{on_db, seed, stdout_of, temp_db};
 use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::{Config, TestRunner};
 use telemetry_core::schema::RECORD_COLUMNS;
@@ -32,14 +32,7 @@ fn generated() -> Vec<TelemetryRecord> {
 fn export(format: &str, records: &[TelemetryRecord]) -> String {
     let (dir, db) = temp_db();
     seed(&db, records);
-    stdout_of(telemetry(dir.path()).args([
-        "--db",
-        db.to_str().unwrap(),
-        "export",
-        "--format",
-        format,
-        "--raw",
-    ]))
+    stdout_of(on_db(dir.path(), &db).args(["export", "--format", format, "--raw"]))
 }
 
 #[test]

@@ -7,7 +7,7 @@ mod common;
 
 use std::path::Path;
 
-use common::telemetry;
+use common::on_db;
 use predicates::prelude::*;
 
 /// An application's database: one `users` table, rollback journal (SQLite's default).
@@ -60,8 +60,7 @@ fn every_command_refuses_another_applications_database_untouched() {
         vec!["check"],
     ];
     for args in commands {
-        let output = telemetry(dir.path())
-            .args(["--db", db.to_str().unwrap()])
+        let output = on_db(dir.path(), &db)
             .args(&args)
             .assert()
             .failure()
@@ -95,15 +94,9 @@ fn clear_and_prune_leave_an_empty_file_empty() {
         // Nothing to confirm either.
         &["clear"],
     ] {
-        telemetry(dir.path())
-            .args(["--db", db.to_str().unwrap()])
-            .args(args)
-            .assert()
-            .success()
-            .stdout(
-                predicate::str::contains("nothing to clear")
-                    .and(predicate::str::contains("empty.db")),
-            );
+        on_db(dir.path(), &db).args(args).assert().success().stdout(
+            predicate::str::contains("nothing to clear").and(predicate::str::contains("empty.db")),
+        );
         assert_eq!(std::fs::metadata(&db).unwrap().len(), 0, "{args:?}");
         assert_eq!(side_files(&db), Vec::<String>::new(), "{args:?}");
     }

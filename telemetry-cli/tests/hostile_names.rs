@@ -6,7 +6,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{now, seed, stdout_of, telemetry, temp_db};
+use common::{now, on_db, seed, stderr_on_exit, stdout_of, temp_db};
 use serde_json::Value;
 use telemetry_core::TelemetryRecord;
 
@@ -43,13 +43,7 @@ fn assert_inert(text: &str, what: &str) {
 fn tables_escape_control_characters() {
     let (dir, db) = temp_db();
     hostile_db(&db);
-    let run = |args: &[&str]| {
-        stdout_of(
-            telemetry(dir.path())
-                .args(["--db", db.to_str().unwrap()])
-                .args(args),
-        )
-    };
+    let run = |args: &[&str]| stdout_of(on_db(dir.path(), &db).args(args));
     let by_model = run(&["stats"]);
     assert_inert(&by_model, "stats");
     assert!(by_model.contains("\\x1b]0;pwned\\x07"), "{by_model}");
@@ -73,13 +67,7 @@ fn tables_escape_control_characters() {
 fn machine_formats_stay_exact() {
     let (dir, db) = temp_db();
     hostile_db(&db);
-    let run = |args: &[&str]| {
-        stdout_of(
-            telemetry(dir.path())
-                .args(["--db", db.to_str().unwrap()])
-                .args(args),
-        )
-    };
+    let run = |args: &[&str]| stdout_of(on_db(dir.path(), &db).args(args));
     let stats: Value = serde_json::from_str(&run(&["stats", "--format", "json"])).unwrap();
     assert_eq!(stats["per_model"][0]["model_id"], TITLE);
     assert_eq!(stats["per_agent"][0]["agent"], NEWLINE);
@@ -110,24 +98,17 @@ fn machine_formats_stay_exact() {
 fn errors_and_reports_escape_paths() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join(format!("{TITLE}.db"));
-    let out = telemetry(dir.path())
-        .args(["--db", missing.to_str().unwrap(), "stats"])
-        .assert()
-        .code(2)
-        .get_output()
-        .clone();
-    let err = String::from_utf8(out.stderr).unwrap();
+    let err = stderr_on_exit(on_db(dir.path(), &missing).args(["stats"]), 2);
     assert_inert(&err, "error");
     assert!(err.contains("\\x1b]0;pwned\\x07.db"), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
 
     let db = dir.path().join(format!("x{NEWLINE}.db"));
     hostile_db(&db);
-    let report = stdout_of(telemetry(dir.path()).args(["--db", db.to_str().unwrap(), "check"]));
+    let report = stdout_of(on_db(dir.path(), &db).args(["check"]));
     assert_inert(&report, "check");
     assert!(report.contains("xa\\nb.db"), "{report}");
-    let cleared =
-        stdout_of(telemetry(dir.path()).args(["--db", db.to_str().unwrap(), "clear", "--yes"]));
+    let cleared = stdout_of(on_db(dir.path(), &db).args(["clear", "--yes"]));
     assert_inert(&cleared, "clear");
     assert_eq!(cleared.lines().count(), 1, "{cleared}");
 }

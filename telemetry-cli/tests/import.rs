@@ -5,7 +5,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{now, telemetry, temp_db};
+use common::{now, on_db, temp_db};
 use predicates::prelude::*;
 
 /// An OpenJarvis `telemetry.db` (older schema: no ITL or energy-method columns) with `n` good
@@ -47,13 +47,8 @@ fn imports_once_and_reports_rejected_rows() {
     let (dir, db) = temp_db();
     let peer = dir.path().join("peer.db");
     openjarvis_db(&peer, 25);
-    telemetry(dir.path())
-        .args([
-            "--db",
-            db.to_str().unwrap(),
-            "import-openjarvis",
-            peer.to_str().unwrap(),
-        ])
+    on_db(dir.path(), &db)
+        .args(["import-openjarvis", peer.to_str().unwrap()])
         .assert()
         .success()
         .stdout(
@@ -62,13 +57,8 @@ fn imports_once_and_reports_rejected_rows() {
                 .and(predicate::str::contains("rejected row 26"))
                 .and(predicate::str::contains("latency_seconds")),
         );
-    telemetry(dir.path())
-        .args([
-            "--db",
-            db.to_str().unwrap(),
-            "import-openjarvis",
-            peer.to_str().unwrap(),
-        ])
+    on_db(dir.path(), &db)
+        .args(["import-openjarvis", peer.to_str().unwrap()])
         .assert()
         .success()
         .stdout(
@@ -80,13 +70,8 @@ fn imports_once_and_reports_rejected_rows() {
 #[test]
 fn missing_source_is_exit_2_and_creates_nothing() {
     let (dir, db) = temp_db();
-    telemetry(dir.path())
-        .args([
-            "--db",
-            db.to_str().unwrap(),
-            "import-openjarvis",
-            "/no/such/peer.db",
-        ])
+    on_db(dir.path(), &db)
+        .args(["import-openjarvis", "/no/such/peer.db"])
         .assert()
         .code(2)
         .stderr(predicate::str::contains("/no/such/peer.db"));
@@ -98,13 +83,8 @@ fn a_file_that_is_not_sqlite_is_a_one_line_error() {
     let (dir, db) = temp_db();
     let junk = dir.path().join("junk.db");
     std::fs::write(&junk, vec![b'x'; 4096]).unwrap();
-    let out = telemetry(dir.path())
-        .args([
-            "--db",
-            db.to_str().unwrap(),
-            "import-openjarvis",
-            junk.to_str().unwrap(),
-        ])
+    let out = on_db(dir.path(), &db)
+        .args(["import-openjarvis", junk.to_str().unwrap()])
         .assert()
         .code(1)
         .get_output()

@@ -5,15 +5,15 @@
 
 mod common;
 
-use common::{seed, standard_records, stdout_of, telemetry, temp_db};
+use common::{on_db, seed, standard_records, stdout_of, temp_db};
 use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 use predicates::prelude::*;
 use telemetry_otel::semconv as sc;
 use telemetry_otel::testing::OtlpReceiver;
 
-/// `telemetry` with no OTEL_* variable from the environment running the tests.
-fn isolated(home: &std::path::Path) -> assert_cmd::Command {
-    let mut cmd = telemetry(home);
+/// `telemetry --db DB` with no OTEL_* variable from the environment running the tests.
+fn isolated(home: &std::path::Path, db: &std::path::Path) -> assert_cmd::Command {
+    let mut cmd = on_db(home, db);
     for (name, _) in std::env::vars_os() {
         if name.to_string_lossy().starts_with("OTEL_") {
             cmd.env_remove(name);
@@ -38,9 +38,7 @@ fn duration_count(receiver: &OtlpReceiver) -> u64 {
 fn demo_with_otlp_sends_a_span_and_a_duration_per_call() {
     let receiver = OtlpReceiver::start().unwrap();
     let (dir, db) = temp_db();
-    let out = stdout_of(isolated(dir.path()).args([
-        "--db",
-        db.to_str().unwrap(),
+    let out = stdout_of(isolated(dir.path(), &db).args([
         "demo",
         "--calls",
         "150",
@@ -107,9 +105,7 @@ fn device_point(receiver: &OtlpReceiver, name: &str) -> (f64, Vec<(String, Strin
 fn demo_with_otlp_and_the_mock_gpu_exports_its_device_series() {
     let receiver = OtlpReceiver::start().unwrap();
     let (dir, db) = temp_db();
-    let out = stdout_of(isolated(dir.path()).args([
-        "--db",
-        db.to_str().unwrap(),
+    let out = stdout_of(isolated(dir.path(), &db).args([
         "demo",
         "--calls",
         "40",
@@ -168,17 +164,9 @@ fn demo_with_the_collector_down_still_records_and_says_what_failed() {
     let dead = format!("http://{}", listener.local_addr().unwrap());
     drop(listener);
     let (dir, db) = temp_db();
-    let out = stdout_of(isolated(dir.path()).args([
-        "--db",
-        db.to_str().unwrap(),
-        "demo",
-        "--calls",
-        "40",
-        "--gpu",
-        "off",
-        "--otlp",
-        &dead,
-    ]));
+    let out = stdout_of(
+        isolated(dir.path(), &db).args(["demo", "--calls", "40", "--gpu", "off", "--otlp", &dead]),
+    );
     assert!(out.contains("recorded 40 calls"), "{out}");
     assert!(out.contains("otlp: 0 spans sent"), "{out}");
     assert!(out.contains("40 failed"), "{out}");
@@ -188,15 +176,15 @@ fn demo_with_the_collector_down_still_records_and_says_what_failed() {
 #[test]
 fn otlp_urls_that_cannot_work_are_usage_errors() {
     let (dir, db) = temp_db();
-    isolated(dir.path())
-        .args(["--db", db.to_str().unwrap(), "demo", "--calls", "1"])
+    isolated(dir.path(), &db)
+        .args(["demo", "--calls", "1"])
         .args(["--otlp", "https://collector:4318"])
         .assert()
         .code(2)
         .stderr(predicate::str::contains("--otlp").and(predicate::str::contains("TLS")));
     seed(&db, &standard_records());
-    isolated(dir.path())
-        .args(["--db", db.to_str().unwrap(), "export", "--format", "otlp"])
+    isolated(dir.path(), &db)
+        .args(["export", "--format", "otlp"])
         .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")
         .assert()
         .code(2)
@@ -209,9 +197,7 @@ fn export_format_otlp_backfills_spans_with_their_stored_times() {
     let (dir, db) = temp_db();
     let records = standard_records();
     seed(&db, &records);
-    let out = stdout_of(isolated(dir.path()).args([
-        "--db",
-        db.to_str().unwrap(),
+    let out = stdout_of(isolated(dir.path(), &db).args([
         "export",
         "--format",
         "otlp",
@@ -243,9 +229,7 @@ fn export_format_otlp_with_since_sends_only_the_range_and_fails_when_refused() {
     let receiver = OtlpReceiver::start().unwrap();
     let (dir, db) = temp_db();
     seed(&db, &standard_records());
-    stdout_of(isolated(dir.path()).args([
-        "--db",
-        db.to_str().unwrap(),
+    stdout_of(isolated(dir.path(), &db).args([
         "export",
         "--format",
         "otlp",
@@ -256,14 +240,14 @@ fn export_format_otlp_with_since_sends_only_the_range_and_fails_when_refused() {
     ]));
     assert_eq!(receiver.spans().len(), 20, "the 20 recent records");
     receiver.set_status(500);
-    isolated(dir.path())
-        .args(["--db", db.to_str().unwrap(), "export", "--format", "otlp"])
+    isolated(dir.path(), &db)
+        .args(["export", "--format", "otlp"])
         .args(["--endpoint", &receiver.endpoint()])
         .assert()
         .code(1)
         .stderr(predicate::str::contains("HTTP 500"));
-    isolated(dir.path())
-        .args(["--db", db.to_str().unwrap(), "export", "--format", "otlp"])
+    isolated(dir.path(), &db)
+        .args(["export", "--format", "otlp"])
         .args(["-o", "x.bin"])
         .assert()
         .code(2);

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{telemetry, temp_db};
+use common::{on_db, temp_db};
 
 #[test]
 fn a_toml_price_file_is_parsed() {
@@ -13,14 +13,8 @@ fn a_toml_price_file_is_parsed() {
     let prices = dir.path().join("prices.toml");
     // A typo on line 3: the TOML parser, not a missing feature, must be what refuses it.
     std::fs::write(&prices, "[models.m]\ninput = 1.0\noutptu = 2.0\n").unwrap();
-    let out = telemetry(dir.path())
-        .args([
-            "--db",
-            db.to_str().unwrap(),
-            "proxy",
-            "--listen",
-            "127.0.0.1:0",
-        ])
+    let out = on_db(dir.path(), &db)
+        .args(["proxy", "--listen", "127.0.0.1:0"])
         .args([
             "--gpu",
             "off",

@@ -11,7 +11,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Running, spawn, telemetry, telemetry_std, temp_db};
+use common::{Running, on_db, spawn, telemetry_std, temp_db};
 use telemetry_proxy::testing::{FakeReply, FakeUpstream, chat_completion, chat_stream};
 
 const CHAT: &str = r#"{"model":"asked","messages":[{"role":"user","content":"hi"}]}"#;
@@ -369,16 +369,8 @@ fn bad_arguments_are_one_line_errors() {
             "--prices",
         ),
     ] {
-        let out = telemetry(dir.path())
-            .args([
-                "--db",
-                db.to_str().unwrap(),
-                "proxy",
-                "--listen",
-                "127.0.0.1:0",
-                "--gpu",
-                "off",
-            ])
+        let out = on_db(dir.path(), &db)
+            .args(["proxy", "--listen", "127.0.0.1:0", "--gpu", "off"])
             .args(&args)
             .output()
             .unwrap();

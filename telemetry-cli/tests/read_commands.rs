@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{seed, standard_records, stdout_of, telemetry, temp_db};
+use common::{on_db, seed, standard_records, stderr_on_exit, stdout_of, telemetry, temp_db};
 use predicates::prelude::*;
 use serde_json::Value;
 
@@ -11,7 +11,7 @@ use serde_json::Value;
 fn stats_table_has_overview_and_groups() {
     let (dir, db) = temp_db();
     seed(&db, &standard_records());
-    let out = stdout_of(telemetry(dir.path()).args(["--db", db.to_str().unwrap(), "stats"]));
+    let out = stdout_of(on_db(dir.path(), &db).args(["stats"]));
     assert!(out.contains("calls   30 (2 errors)"), "{out}");
     let header = out.lines().find(|l| l.starts_with("model")).unwrap();
     for col in [
@@ -78,14 +78,8 @@ fn stats_json_is_aggregated_stats_and_filters_by_time() {
 fn empty_range_is_not_an_error() {
     let (dir, db) = temp_db();
     seed(&db, &standard_records());
-    telemetry(dir.path())
-        .args([
-            "--db",
-            db.to_str().unwrap(),
-            "stats",
-            "--since",
-            "2099-01-01T00:00:00Z",
-        ])
+    on_db(dir.path(), &db)
+        .args(["stats", "--since", "2099-01-01T00:00:00Z"])
         .assert()
         .success()
         .stdout(predicate::str::contains("no calls recorded"));
@@ -95,16 +89,8 @@ fn empty_range_is_not_an_error() {
 fn since_after_until_is_a_usage_error() {
     let (dir, db) = temp_db();
     seed(&db, &standard_records());
-    telemetry(dir.path())
-        .args([
-            "--db",
-            db.to_str().unwrap(),
-            "stats",
-            "--since",
-            "1h",
-            "--until",
-            "2h",
-        ])
+    on_db(dir.path(), &db)
+        .args(["stats", "--since", "1h", "--until", "2h"])
         .assert()
         .code(2)
         .stderr(predicate::str::contains("since"));
@@ -195,13 +181,7 @@ fn check_fails_on_a_damaged_database() {
     let mid = bytes.len() / 2;
     bytes[mid..mid + 8_192].fill(0xA5);
     std::fs::write(&db, bytes).unwrap();
-    let out = telemetry(dir.path())
-        .args(["--db", db.to_str().unwrap(), "check"])
-        .assert()
-        .code(1)
-        .get_output()
-        .clone();
-    let err = String::from_utf8(out.stderr).unwrap();
+    let err = stderr_on_exit(on_db(dir.path(), &db).args(["check"]), 1);
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
 }
 
@@ -219,14 +199,7 @@ fn not_a_telemetry_database_is_a_clear_error() {
         &["export"],
         &["check"],
     ] {
-        let out = telemetry(dir.path())
-            .args(["--db", db.to_str().unwrap()])
-            .args(cmd)
-            .assert()
-            .code(1)
-            .get_output()
-            .clone();
-        let err = String::from_utf8(out.stderr).unwrap();
+        let err = stderr_on_exit(on_db(dir.path(), &db).args(cmd), 1);
         assert_eq!(err.trim_end().lines().count(), 1, "{cmd:?}: {err}");
         assert!(
             err.contains("t.db") && err.contains("not"),

@@ -6,7 +6,9 @@ mod common;
 
 use std::path::Path;
 
-use common::{now, record, seed, standard_records, stdout_of, telemetry, temp_db};
+use common::{
+    now, on_db, record, seed, standard_records, stderr_on_exit, stdout_of, telemetry, temp_db,
+};
 use scraper::{Html, Selector};
 use serde_json::Value;
 use telemetry_core::TelemetryRecord;
@@ -17,12 +19,7 @@ fn sel(s: &str) -> Selector {
 
 /// Runs `report` with `args` into `out` and returns the parsed page.
 fn report(home: &Path, db: &Path, out: &Path, args: &[&str]) -> (String, Html) {
-    let printed = stdout_of(
-        telemetry(home)
-            .args(["--db", db.to_str().unwrap(), "report", "-o"])
-            .arg(out)
-            .args(args),
-    );
+    let printed = stdout_of(on_db(home, db).args(["report", "-o"]).arg(out).args(args));
     assert_eq!(printed.trim(), out.to_str().unwrap());
     let text = std::fs::read_to_string(out).unwrap();
     let doc = Html::parse_document(&text);
@@ -30,13 +27,7 @@ fn report(home: &Path, db: &Path, out: &Path, args: &[&str]) -> (String, Html) {
 }
 
 fn stats_json(home: &Path, db: &Path) -> Value {
-    let out = stdout_of(telemetry(home).args([
-        "--db",
-        db.to_str().unwrap(),
-        "stats",
-        "--format",
-        "json",
-    ]));
+    let out = stdout_of(on_db(home, db).args(["stats", "--format", "json"]));
     serde_json::from_str(&out).unwrap()
 }
 
@@ -335,14 +326,12 @@ fn report_refuses_to_overwrite_the_database() {
     seed(&db, &standard_records());
     let before = std::fs::read(&db).unwrap();
     for name in ["t.db", "t.db-wal"] {
-        let out = telemetry(dir.path())
-            .args(["--db", db.to_str().unwrap(), "report", "-o"])
-            .arg(dir.path().join(name))
-            .assert()
-            .code(2)
-            .get_output()
-            .clone();
-        let err = String::from_utf8(out.stderr).unwrap();
+        let err = stderr_on_exit(
+            on_db(dir.path(), &db)
+                .args(["report", "-o"])
+                .arg(dir.path().join(name)),
+            2,
+        );
         assert_eq!(err.trim_end().lines().count(), 1, "{err}");
         assert!(err.contains("refusing to write to"), "{err}");
     }

@@ -3,27 +3,20 @@
 
 mod common;
 
-use common::{seed, standard_records, telemetry, temp_db};
+use common::{on_db, seed, standard_records, temp_db};
 use predicates::prelude::*;
 
 #[test]
 fn prune_without_yes_is_refused_and_deletes_nothing() {
     let (dir, db) = temp_db();
     seed(&db, &standard_records());
-    telemetry(dir.path())
-        .args(["--db", db.to_str().unwrap(), "prune", "--older-than", "30m"])
+    on_db(dir.path(), &db)
+        .args(["prune", "--older-than", "30m"])
         .assert()
         .code(2)
         .stderr(predicate::str::contains("--yes").and(predicate::str::contains("not a terminal")));
-    telemetry(dir.path())
-        .args([
-            "--db",
-            db.to_str().unwrap(),
-            "prune",
-            "--older-than",
-            "30m",
-            "--yes",
-        ])
+    on_db(dir.path(), &db)
+        .args(["prune", "--older-than", "30m", "--yes"])
         .assert()
         .success()
         .stdout(predicate::str::contains("deleted 10 records older than"));
@@ -33,20 +26,13 @@ fn prune_without_yes_is_refused_and_deletes_nothing() {
 fn prune_keeps_newer_records() {
     let (dir, db) = temp_db();
     seed(&db, &standard_records());
-    telemetry(dir.path())
-        .args([
-            "--db",
-            db.to_str().unwrap(),
-            "prune",
-            "--older-than",
-            "2h",
-            "-y",
-        ])
+    on_db(dir.path(), &db)
+        .args(["prune", "--older-than", "2h", "-y"])
         .assert()
         .success()
         .stdout(predicate::str::contains("deleted 0 records"));
-    telemetry(dir.path())
-        .args(["--db", db.to_str().unwrap(), "clear", "--yes"])
+    on_db(dir.path(), &db)
+        .args(["clear", "--yes"])
         .assert()
         .success()
         .stdout(predicate::str::contains("deleted 30 records from"));
@@ -56,14 +42,14 @@ fn prune_keeps_newer_records() {
 fn clear_without_yes_is_refused() {
     let (dir, db) = temp_db();
     seed(&db, &standard_records());
-    telemetry(dir.path())
-        .args(["--db", db.to_str().unwrap(), "clear"])
+    on_db(dir.path(), &db)
+        .args(["clear"])
         .write_stdin("y\n")
         .assert()
         .code(2)
         .stderr(predicate::str::contains("refusing to delete every record"));
-    telemetry(dir.path())
-        .args(["--db", db.to_str().unwrap(), "clear", "--yes"])
+    on_db(dir.path(), &db)
+        .args(["clear", "--yes"])
         .assert()
         .success()
         .stdout(predicate::str::contains("deleted 30 records"));
@@ -76,8 +62,7 @@ fn deleting_from_a_missing_database_creates_nothing() {
         &["clear", "--yes"][..],
         &["prune", "--older-than", "1d", "--yes"],
     ] {
-        telemetry(dir.path())
-            .args(["--db", db.to_str().unwrap()])
+        on_db(dir.path(), &db)
             .args(args)
             .assert()
             .code(2)
@@ -89,14 +74,8 @@ fn deleting_from_a_missing_database_creates_nothing() {
 #[test]
 fn bad_duration_is_a_one_line_usage_error() {
     let (dir, db) = temp_db();
-    let out = telemetry(dir.path())
-        .args([
-            "--db",
-            db.to_str().unwrap(),
-            "prune",
-            "--older-than",
-            "a while",
-        ])
+    let out = on_db(dir.path(), &db)
+        .args(["prune", "--older-than", "a while"])
         .assert()
         .code(2)
         .get_output()

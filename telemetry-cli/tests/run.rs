@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{exported, stdout_of, telemetry, temp_db};
+use common::{exported, on_db, stdout_of, temp_db};
 use predicates::prelude::*;
 use telemetry_core::Outcome;
 use telemetry_openai::fake::{FakeServer, Reply};
@@ -37,9 +37,7 @@ fn run_records_every_call_with_the_servers_tokens() {
     let (dir, db) = temp_db();
     let prompts = dir.path().join("p.jsonl");
     std::fs::write(&prompts, "\"one\"\n{\"prompt\":\"two\"}\n\n{\"messages\":[{\"role\":\"user\",\"content\":\"three\"}]}\n").unwrap();
-    let out = stdout_of(telemetry(dir.path()).args([
-        "--db",
-        db.to_str().unwrap(),
+    let out = stdout_of(on_db(dir.path(), &db).args([
         "run",
         "--url",
         &server.url(),
@@ -95,8 +93,8 @@ fn run_records_every_call_with_the_servers_tokens() {
 fn failed_calls_are_recorded_and_all_failing_is_an_error() {
     let server = server();
     let (dir, db) = temp_db();
-    telemetry(dir.path())
-        .args(["--db", db.to_str().unwrap(), "run", "--url", &server.url()])
+    on_db(dir.path(), &db)
+        .args(["run", "--url", &server.url()])
         .args(["--model", "missing", "--calls", "2", "--engine", "test"])
         .assert()
         .code(1)
@@ -116,26 +114,14 @@ fn bad_prompt_files_are_usage_errors() {
     let (dir, db) = temp_db();
     let bad = dir.path().join("bad.jsonl");
     std::fs::write(&bad, "\"ok\"\n[1]\n").unwrap();
-    telemetry(dir.path())
-        .args([
-            "--db",
-            db.to_str().unwrap(),
-            "run",
-            "--url",
-            "http://127.0.0.1:9/v1",
-        ])
+    on_db(dir.path(), &db)
+        .args(["run", "--url", "http://127.0.0.1:9/v1"])
         .args(["--model", "m", "--prompts", bad.to_str().unwrap()])
         .assert()
         .code(2)
         .stderr(predicate::str::contains("bad.jsonl line 2"));
-    telemetry(dir.path())
-        .args([
-            "--db",
-            db.to_str().unwrap(),
-            "run",
-            "--url",
-            "http://127.0.0.1:9/v1",
-        ])
+    on_db(dir.path(), &db)
+        .args(["run", "--url", "http://127.0.0.1:9/v1"])
         .args(["--model", "m", "--prompts", "/nonexistent.jsonl"])
         .assert()
         .code(2)

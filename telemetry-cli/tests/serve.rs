@@ -11,7 +11,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::time::Duration;
 
-use common::{Running, on_db, record, seed, spawn, stdout_of, telemetry, telemetry_std, temp_db};
+use common::{Running, on_db, record, seed, spawn, stdout_of, telemetry_std, temp_db};
 use telemetry_store::TelemetryStore;
 
 /// A running `telemetry serve`, killed when dropped (a failing test leaves nothing behind).
@@ -307,8 +307,8 @@ fn one_line_error(output: &std::process::Output) -> String {
 fn startup_errors_are_one_line_with_a_non_zero_exit() {
     let (dir, db) = temp_db();
     let run = |db: &Path, listen: &str| {
-        telemetry(dir.path())
-            .args(["--db", db.to_str().unwrap(), "serve", "--listen", listen])
+        on_db(dir.path(), db)
+            .args(["serve", "--listen", listen])
             .timeout(Duration::from_secs(20))
             .output()
             .unwrap()

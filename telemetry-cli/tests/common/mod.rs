@@ -188,3 +188,15 @@ pub fn stdout_of(cmd: &mut Command) -> String {
     let out = cmd.assert().success().get_output().stdout.clone();
     String::from_utf8(out).unwrap()
 }
+
+/// Runs `cmd`, asserts that it exits with `code`, and returns its stdout as a string.
+pub fn stdout_on_exit(cmd: &mut Command, code: i32) -> String {
+    let out = cmd.assert().code(code).get_output().stdout.clone();
+    String::from_utf8(out).unwrap()
+}
+
+/// Runs `cmd`, asserts that it exits with `code`, and returns its stderr as a string.
+pub fn stderr_on_exit(cmd: &mut Command, code: i32) -> String {
+    let out = cmd.assert().code(code).get_output().stderr.clone();
+    String::from_utf8(out).unwrap()
+}
