@@ -4,23 +4,28 @@
 
 mod common;
 
+use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
 use common::{on_db, seed, spawn, standard_records, telemetry_std, temp_db};
 use serde_json::Value;
+
+/// Seeds `db` with the standard records 300 ms from now, on a thread of its own: a writer
+/// that is still creating the database when the command under test starts.
+fn seed_soon(db: &Path) -> std::thread::JoinHandle<()> {
+    let db = db.to_owned();
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        seed(&db, &standard_records());
+    })
+}
 
 #[test]
 fn a_reader_waits_for_a_database_being_created() {
     let (dir, db) = temp_db();
     // What a starting writer leaves for a moment: the empty file it created.
     std::fs::write(&db, b"").unwrap();
-    let writer = {
-        let db = db.clone();
-        std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(300));
-            seed(&db, &standard_records());
-        })
-    };
+    let writer = seed_soon(&db);
     let out = on_db(dir.path(), &db)
         .args(["stats", "--format", "json"])
         .assert()
@@ -80,13 +85,7 @@ fn an_old_foreign_file_is_refused_without_waiting() {
 fn serve_waits_for_a_database_being_created() {
     let (dir, db) = temp_db();
     std::fs::write(&db, b"").unwrap();
-    let writer = {
-        let db = db.clone();
-        std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(300));
-            seed(&db, &standard_records());
-        })
-    };
+    let writer = seed_soon(&db);
     let mut serve = spawn(
         telemetry_std(dir.path())
             .args([

@@ -7,10 +7,11 @@ mod common;
 
 use std::path::Path;
 
-use common::{seed, standard_records, telemetry};
+use common::{can_run_as_nobody, seed, standard_records, telemetry, telemetry_unprivileged};
 
-fn one_line_failure(home: &Path, db: &Path, args: &[&str]) -> String {
-    let out = telemetry(home)
+/// Runs `cmd --db DB ARGS`, expects it to fail, and returns its stderr, which must be one line.
+fn one_line_failure(mut cmd: assert_cmd::Command, db: &Path, args: &[&str]) -> String {
+    let out = cmd
         .arg("--db")
         .arg(db)
         .args(args)
@@ -44,7 +45,7 @@ fn a_directory_is_named_as_a_directory() {
         if args[0] == "import-openjarvis" {
             cmd_args[1] = peer.to_str().unwrap();
         }
-        let err = one_line_failure(home.path(), &dir, &cmd_args);
+        let err = one_line_failure(telemetry(home.path()), &dir, &cmd_args);
         assert!(
             err.contains(dir.to_str().unwrap()) && err.contains("is a directory"),
             "{args:?}: {err}"
@@ -66,7 +67,7 @@ fn a_parent_that_is_a_file_is_named() {
         if args[0] == "import-openjarvis" {
             cmd_args[1] = peer.to_str().unwrap();
         }
-        let err = one_line_failure(home.path(), &db, &cmd_args);
+        let err = one_line_failure(telemetry(home.path()), &db, &cmd_args);
         assert!(
             err.contains(&format!("{} is not a directory", file.display())),
             "{args:?}: {err}"
@@ -108,24 +109,10 @@ fn a_read_only_database_is_refused_with_its_path() {
     std::fs::write(&peer, "x").unwrap();
     std::fs::set_permissions(&peer, std::fs::Permissions::from_mode(0o444)).unwrap();
     let root = std::fs::metadata(&db).unwrap().uid() == 0;
-    let setpriv = Path::new("/usr/bin/setpriv");
-    let as_nobody = |c: &mut assert_cmd::Command| {
-        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-            .arg(assert_cmd::cargo::cargo_bin("telemetry"));
-    };
-    if root {
-        // setpriv must exist, and nobody must be able to reach the binary.
-        let mut probe = assert_cmd::Command::new(setpriv);
-        as_nobody(&mut probe);
-        if !setpriv.exists()
-            || !probe
-                .arg("--version")
-                .output()
-                .is_ok_and(|o| o.status.success())
-        {
-            eprintln!("skipped: running as root, and cannot run the binary as nobody");
-            return;
-        }
+    // As root, nobody must be able to run the binary through setpriv.
+    if root && !can_run_as_nobody(home.path()) {
+        eprintln!("skipped: running as root, and cannot run the binary as nobody");
+        return;
     }
     let before = std::fs::read(&db).unwrap();
     for args in &COMMANDS[2..] {
@@ -133,26 +120,7 @@ fn a_read_only_database_is_refused_with_its_path() {
         if args[0] == "import-openjarvis" {
             cmd_args[1] = peer.to_str().unwrap();
         }
-        let mut cmd = if root {
-            let mut c = assert_cmd::Command::new(setpriv);
-            as_nobody(&mut c);
-            c
-        } else {
-            assert_cmd::Command::cargo_bin("telemetry").unwrap()
-        };
-        let out = cmd
-            .env_remove("TELEMETRY_DB")
-            .env("HOME", home.path())
-            .env("TELEMETRY_NO_PROGRESS", "1")
-            .arg("--db")
-            .arg(&db)
-            .args(&cmd_args)
-            .assert()
-            .failure()
-            .get_output()
-            .clone();
-        let err = String::from_utf8(out.stderr).unwrap();
-        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+        let err = one_line_failure(telemetry_unprivileged(home.path()), &db, &cmd_args);
         assert!(
             err.contains(db.to_str().unwrap()) && err.contains("read-only"),
             "{args:?}: {err}"
@@ -179,24 +147,7 @@ fn a_read_only_directory_is_named_for_writers() {
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o555)).unwrap();
     std::fs::set_permissions(home.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let root = std::fs::metadata(&db).unwrap().uid() == 0;
-    let setpriv = Path::new("/usr/bin/setpriv");
-    let command = || {
-        if root {
-            let mut c = assert_cmd::Command::new(setpriv);
-            c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-                .arg(assert_cmd::cargo::cargo_bin("telemetry"));
-            c
-        } else {
-            assert_cmd::Command::cargo_bin("telemetry").unwrap()
-        }
-    };
-    if root
-        && !(setpriv.exists()
-            && command()
-                .arg("--version")
-                .output()
-                .is_ok_and(|o| o.status.success()))
-    {
+    if root && !can_run_as_nobody(home.path()) {
         eprintln!("skipped: running as root, and cannot run the binary as nobody");
         return;
     }
@@ -205,19 +156,7 @@ fn a_read_only_directory_is_named_for_writers() {
         &["clear", "--yes"][..],
         &["demo", "--calls", "3", "--gpu", "off"],
     ] {
-        let out = command()
-            .env_remove("TELEMETRY_DB")
-            .env("HOME", home.path())
-            .env("TELEMETRY_NO_PROGRESS", "1")
-            .arg("--db")
-            .arg(&db)
-            .args(args)
-            .assert()
-            .failure()
-            .get_output()
-            .clone();
-        let err = String::from_utf8(out.stderr).unwrap();
-        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+        let err = one_line_failure(telemetry_unprivileged(home.path()), &db, args);
         assert!(
             err.contains(db.to_str().unwrap()) && err.contains("directory"),
             "{args:?}: {err}"

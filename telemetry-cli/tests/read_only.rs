@@ -9,7 +9,7 @@ mod common;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use common::{record, seed, standard_records};
+use common::{SETPRIV, is_root, record, seed, standard_records, telemetry_unprivileged};
 use telemetry_store::TelemetryStore;
 
 fn set_mode(p: &Path, mode: u32) {
@@ -20,32 +20,6 @@ fn side(path: &Path, suffix: &str) -> PathBuf {
     let mut os = path.as_os_str().to_owned();
     os.push(suffix);
     os.into()
-}
-
-fn is_root() -> bool {
-    std::process::Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
-}
-
-/// `telemetry` as a user the permission bits apply to (see the module note).
-fn unprivileged(home: &Path) -> assert_cmd::Command {
-    let bin = assert_cmd::cargo::cargo_bin("telemetry");
-    let setpriv = Path::new("/usr/bin/setpriv");
-    let mut cmd = if is_root() && setpriv.exists() {
-        let mut c = std::process::Command::new(setpriv);
-        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-            .arg(bin);
-        c
-    } else {
-        std::process::Command::new(bin)
-    };
-    cmd.env_remove("TELEMETRY_DB")
-        .env_remove("XDG_DATA_HOME")
-        .env("HOME", home)
-        .env("TELEMETRY_NO_PROGRESS", "1");
-    assert_cmd::Command::from_std(cmd)
 }
 
 /// A directory others may enter, holding `ro/` for the database.
@@ -83,7 +57,7 @@ fn every_reader_works_in_a_read_only_directory() {
             &["export", "--format", "ndjson"],
             &["check"],
         ] {
-            let out = unprivileged(dir.path())
+            let out = telemetry_unprivileged(dir.path())
                 .args(["--db", path])
                 .args(args)
                 .output()
@@ -120,12 +94,12 @@ fn a_log_that_cannot_be_indexed_in_a_read_only_directory_is_explained() {
     set_mode(&db, 0o444);
     set_mode(&side(&db, "-wal"), 0o444);
     set_mode(db.parent().unwrap(), 0o555);
-    let out = unprivileged(dir.path())
+    let out = telemetry_unprivileged(dir.path())
         .args(["--db", db.to_str().unwrap(), "stats"])
         .output()
         .unwrap();
     set_mode(db.parent().unwrap(), 0o755);
-    if !is_root() || Path::new("/usr/bin/setpriv").exists() {
+    if !is_root() || Path::new(SETPRIV).exists() {
         let err = String::from_utf8(out.stderr).unwrap();
         assert_eq!(out.status.code(), Some(1), "{err}");
         assert_eq!(err.trim_end().lines().count(), 1, "{err}");

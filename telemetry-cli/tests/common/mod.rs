@@ -27,12 +27,55 @@ pub fn now() -> f64 {
 /// or `$XDG_DATA_HOME`, so a test never touches the real user database. The one place that says
 /// how the tests start the binary; [`telemetry`] and [`spawn`] build on it.
 pub fn telemetry_std(home: &Path) -> std::process::Command {
-    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("telemetry"));
+    with_test_env(
+        std::process::Command::new(assert_cmd::cargo::cargo_bin("telemetry")),
+        home,
+    )
+}
+
+/// `cmd` with the environment every test run of the binary gets (see [`telemetry_std`]).
+fn with_test_env(mut cmd: std::process::Command, home: &Path) -> std::process::Command {
     cmd.env_remove("TELEMETRY_DB")
         .env_remove("XDG_DATA_HOME")
         .env("HOME", home)
         .env("TELEMETRY_NO_PROGRESS", "1");
     cmd
+}
+
+/// Where the permission tests look for `setpriv`.
+pub const SETPRIV: &str = "/usr/bin/setpriv";
+
+/// Whether the tests run as root (who ignores permission bits).
+pub fn is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
+}
+
+/// [`telemetry`] as a user the permission bits apply to: as root, through [`SETPRIV`] as
+/// `nobody` where it exists; otherwise (not root, or no `setpriv`) the binary itself.
+pub fn telemetry_unprivileged(home: &Path) -> Command {
+    let bin = assert_cmd::cargo::cargo_bin("telemetry");
+    let cmd = if is_root() && Path::new(SETPRIV).exists() {
+        let mut c = std::process::Command::new(SETPRIV);
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(bin);
+        c
+    } else {
+        std::process::Command::new(bin)
+    };
+    Command::from_std(with_test_env(cmd, home))
+}
+
+/// Whether [`telemetry_unprivileged`] drops root: `setpriv` exists and `nobody` can run the
+/// binary through it (it must be able to reach the binary).
+pub fn can_run_as_nobody(home: &Path) -> bool {
+    Path::new(SETPRIV).exists()
+        && telemetry_unprivileged(home)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
 }
 
 /// [`telemetry_std`] as an `assert_cmd` command, for runs that end on their own.
