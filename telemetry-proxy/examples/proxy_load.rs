@@ -25,7 +25,16 @@
 //! without telemetry (forwarding only); `PROXY_LOAD_PROFILE=1` runs only blocking requests
 //! through the proxy for ROUNDS seconds (to attach a profiler); `PROXY_LOAD_LATENCY_ONLY=1` skips
 //! the saturated part; `PROXY_LOAD_BLOCKING_RATE` and `PROXY_LOAD_STREAM_RATE` change the fixed
-//! loads.
+//! loads; `PROXY_LOAD_STREAM_WORDS` (default 256) sets the stream's content chunks and
+//! `PROXY_LOAD_STREAM_GAP_US` (default 0) a pause before each event after the first, as a model's
+//! token rate would (the first event always goes at once).
+//!
+//! At a fixed load each path also prints its threads' run-queue wait per request (time runnable
+//! but without a CPU, from `/proc/self/task/*/schedstat`). On a 2-core machine with the
+//! generator, the upstream and the proxy in one process, a zero-gap stream keeps the fake
+//! upstream and the proxy busy for the whole burst, and the client's thread waits for a CPU:
+//! most of what the proxy "adds" to a stream's first frame there is that wait, and it grows with
+//! the burst's length (`PROXY_LOAD_STREAM_WORDS`), not in the proxy's code path.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
@@ -67,7 +76,11 @@ fn main() {
                 .unwrap();
             rt.block_on(async move {
                 let blocking = chat_completion("bench", 9, 16);
-                let stream = chat_stream("bench", 256, Some((9, 256)), Duration::ZERO);
+                let words = env_f64("PROXY_LOAD_STREAM_WORDS", 256.0) as usize;
+                let gap = Duration::from_micros(env_f64("PROXY_LOAD_STREAM_GAP_US", 0.0) as u64);
+                let mut stream = chat_stream("bench", words, Some((9, words as u64)), gap);
+                // The first event goes at once: the first frame then times the path, not the gap.
+                stream[0].0 = Duration::ZERO;
                 let upstream = FakeUpstream::start(move |req| {
                     if req.body.len() == STREAM.len() {
                         FakeReply::sse(stream.clone())
@@ -214,12 +227,19 @@ fn main() {
         ),
     ] {
         let (mut direct, mut proxied) = (Phase::default(), Phase::default());
+        let (mut wait_direct, mut wait_proxy) = (Cpu::default(), Cpu::default());
         for _ in 0..rounds {
+            let before = Cpu::waits();
             direct.merge(rt.block_on(phase(upstream, body, stream, second, u64::MAX, Some(rate))));
+            let middle = Cpu::waits();
             proxied.merge(rt.block_on(phase(proxy, body, stream, second, u64::MAX, Some(rate))));
+            wait_direct.add(&middle.minus(&before));
+            wait_proxy.add(&Cpu::waits().minus(&middle));
         }
         direct.print(&format!("{name} direct, {rate:.0}/s"));
+        wait_direct.print_waits(direct.latency.len());
         proxied.print(&format!("{name} proxy,  {rate:.0}/s"));
+        wait_proxy.print_waits(proxied.latency.len());
         print!(
             "{name}: at {rate:.0}/s added latency p50 {:+.0} us, p99 {:+.0} us",
             proxied.pct(&proxied.latency, 0.50) - direct.pct(&direct.latency, 0.50),
@@ -422,9 +442,10 @@ fn micros(d: Duration) -> u32 {
     u32::try_from(d.as_micros()).unwrap_or(u32::MAX)
 }
 
-/// CPU time (user + system) by thread, in clock ticks, from `/proc/self/task`: the generator
-/// (the main thread), the upstream, the proxy (its runtime's threads) and everything else
-/// (the store's writer).
+/// A figure by thread, from `/proc/self/task`: the generator (the main thread), the upstream,
+/// the proxy (its runtime's threads) and everything else (the store's writer). Either CPU time
+/// (user + system) in clock ticks ([`Cpu::now`]) or time spent runnable but waiting for a CPU,
+/// in nanoseconds ([`Cpu::waits`]).
 #[derive(Default, Clone, Copy)]
 struct Cpu {
     generator: u64,
@@ -434,7 +455,35 @@ struct Cpu {
 }
 
 impl Cpu {
+    /// CPU time by thread, clock ticks.
     fn now() -> Cpu {
+        Cpu::by_thread(|_, fields| {
+            // utime and stime are the 14th and 15th fields.
+            fields
+                .get(11)
+                .and_then(|u| u.parse::<u64>().ok())
+                .unwrap_or(0)
+                + fields
+                    .get(12)
+                    .and_then(|s| s.parse::<u64>().ok())
+                    .unwrap_or(0)
+        })
+    }
+
+    /// Run-queue wait by thread (schedstat's second field), ns: on a machine with fewer cores
+    /// than busy threads this is where a request's time goes when no code path is slow.
+    fn waits() -> Cpu {
+        Cpu::by_thread(|task, _| {
+            std::fs::read_to_string(task.join("schedstat"))
+                .unwrap_or_default()
+                .split_whitespace()
+                .nth(1)
+                .and_then(|w| w.parse().ok())
+                .unwrap_or(0)
+        })
+    }
+
+    fn by_thread(value: impl Fn(&std::path::Path, &[&str]) -> u64) -> Cpu {
         let mut cpu = Cpu::default();
         let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
             return cpu;
@@ -447,14 +496,7 @@ impl Cpu {
                 continue;
             };
             let fields: Vec<&str> = rest.split_whitespace().collect();
-            let ticks = fields
-                .get(11)
-                .and_then(|u| u.parse::<u64>().ok())
-                .unwrap_or(0)
-                + fields
-                    .get(12)
-                    .and_then(|s| s.parse::<u64>().ok())
-                    .unwrap_or(0);
+            let ticks = value(&task.path(), &fields);
             let name = head.split_once(" (").map_or("", |(_, n)| n);
             let slot = if task.file_name().to_string_lossy() == main {
                 &mut cpu.generator
@@ -484,6 +526,18 @@ impl Cpu {
         self.upstream += other.upstream;
         self.proxy += other.proxy;
         self.other += other.other;
+    }
+
+    /// Run-queue wait per request, by thread, in microseconds.
+    fn print_waits(&self, requests: usize) {
+        let us = |ns: u64| ns as f64 / 1000.0 / requests.max(1) as f64;
+        println!(
+            "    run-queue wait per request: generator {:.0} us, upstream {:.0} us, proxy {:.0} us, other {:.0} us",
+            us(self.generator),
+            us(self.upstream),
+            us(self.proxy),
+            us(self.other)
+        );
     }
 
     /// CPU microseconds per request, by thread.
