@@ -41,13 +41,25 @@ fn insert_sql(with_key: bool) -> String {
 /// Binds `r` to the first [`FIELD_COUNT`] parameters of an insert statement, in
 /// [`RECORD_COLUMNS`] order (from [`TelemetryRecord::field_values`]).
 /// `buf` is reused for the metadata JSON, so a batch allocates it once.
+///
+/// `bound` is the record whose values the statement holds now (bound by the previous call and
+/// executed since; SQLite keeps a statement's parameters across executions until they are
+/// cleared, which rusqlite does when the statement goes back to its cache): parameters whose
+/// value is the same in `r` are left as they are. Labels, unset options and constant settings
+/// mostly repeat from one record to the next, and a bind costs as much as comparing dozens of
+/// values. Pass `None` for a statement whose parameters are not known.
 pub(crate) fn bind_record(
     stmt: &mut Statement<'_>,
     r: &TelemetryRecord,
+    bound: Option<&TelemetryRecord>,
     buf: &mut Vec<u8>,
 ) -> Result<(), StoreError> {
     let bind = |e| StoreError::sqlite("binding a record", e);
+    let before = bound.map(TelemetryRecord::field_values);
     for (i, value) in r.field_values().into_iter().enumerate() {
+        if before.as_ref().is_some_and(|b| same(&b[i], &value)) {
+            continue;
+        }
         let param = i + 1;
         match value {
             FieldValue::Real(v) => stmt.raw_bind_parameter(param, v),
@@ -69,6 +81,22 @@ pub(crate) fn bind_record(
         .map_err(bind)?;
     }
     Ok(())
+}
+
+/// Whether binding `b` where `a` is bound would change nothing: the same variant and the same
+/// value, bit for bit. JSON is never taken as the same (comparing it costs about as much as
+/// serializing it).
+fn same(a: &FieldValue<'_>, b: &FieldValue<'_>) -> bool {
+    match (a, b) {
+        (FieldValue::Real(x), FieldValue::Real(y)) => x.to_bits() == y.to_bits(),
+        (FieldValue::OptReal(x), FieldValue::OptReal(y)) => {
+            x.map(f64::to_bits) == y.map(f64::to_bits)
+        }
+        (FieldValue::Count(x), FieldValue::Count(y)) => x == y,
+        (FieldValue::Flag(x), FieldValue::Flag(y)) => x == y,
+        (FieldValue::Text(x), FieldValue::Text(y)) => x == y,
+        _ => false,
+    }
 }
 
 /// Columns that [`telemetry_core::Rollup::add`] reads, for recomputing summaries from raw rows.

@@ -393,9 +393,12 @@ fn commit_records(
             .prepare_cached(&INSERT_SQL)
             .map_err(sql("preparing the insert"))?;
         let mut buf = Vec::with_capacity(256);
+        // The record whose values the statement holds (from the previous row inserted).
+        let mut bound: Option<&TelemetryRecord> = None;
         for r in records {
-            bind_record(&mut stmt, r, &mut buf)?;
+            bind_record(&mut stmt, r, bound, &mut buf)?;
             stmt.raw_execute().map_err(sql("inserting a row"))?;
+            bound = Some(r);
             rollups.add(r);
         }
         drop(stmt);
@@ -420,7 +423,7 @@ fn import(
         let mut fresh: Vec<&TelemetryRecord> = Vec::with_capacity(rows.len());
         let mut buf = Vec::with_capacity(256);
         for row in rows {
-            bind_record(&mut stmt, &row.record, &mut buf)?;
+            bind_record(&mut stmt, &row.record, None, &mut buf)?;
             stmt.raw_bind_parameter(IMPORT_KEY_PARAM, row.key.as_str())
                 .map_err(sql("binding an import key"))?;
             // Only rows actually inserted (key not seen before) count in the summaries.
