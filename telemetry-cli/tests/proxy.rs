@@ -250,27 +250,6 @@ fn metrics_and_health_are_answered_on_the_proxy_port() {
     assert_eq!(cost, 3.0 * (3.0 + 2.0 * 2.0), "priced from the TOML file");
 }
 
-/// The attribute `key` of `attributes`, as text (strings unquoted, integers in decimal).
-#[cfg(feature = "otlp")]
-fn attribute(
-    attributes: &[opentelemetry_proto::tonic::common::v1::KeyValue],
-    key: &str,
-) -> Option<String> {
-    use opentelemetry_proto::tonic::common::v1::any_value::Value;
-    match attributes
-        .iter()
-        .find(|kv| kv.key == key)?
-        .value
-        .as_ref()?
-        .value
-        .as_ref()?
-    {
-        Value::StringValue(s) => Some(s.clone()),
-        Value::IntValue(i) => Some(i.to_string()),
-        other => Some(format!("{other:?}")),
-    }
-}
-
 #[cfg(feature = "otlp")]
 #[test]
 fn otlp_spans_name_the_upstream_that_served_each_call() {
@@ -295,7 +274,9 @@ fn otlp_spans_name_the_upstream_that_served_each_call() {
         .spans()
         .iter()
         .map(|s| {
-            let get = |key| attribute(&s.attributes, key).unwrap_or_default();
+            let get = |key| {
+                telemetry_otel::testing::attribute_text(&s.attributes, key).unwrap_or_default()
+            };
             (
                 get("gen_ai.response.model"),
                 get("server.address"),
@@ -339,9 +320,12 @@ fn proxy_with_a_gpu_and_otlp_exports_the_gpus_device_series() {
         };
         assert_eq!(points.len(), 1, "{name}: one mock GPU");
         let attributes = &points[0].attributes;
-        assert_eq!(attribute(attributes, "hw.type").as_deref(), Some("gpu"));
         assert_eq!(
-            attribute(attributes, "hw.id").as_deref(),
+            telemetry_otel::testing::attribute_text(attributes, "hw.type").as_deref(),
+            Some("gpu")
+        );
+        assert_eq!(
+            telemetry_otel::testing::attribute_text(attributes, "hw.id").as_deref(),
             Some("GPU-mock-0000")
         );
     }

@@ -9,9 +9,38 @@ use std::time::{Duration, Instant};
 
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{KeyValue, any_value};
 use opentelemetry_proto::tonic::metrics::v1::Metric;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
+
+/// The attribute `key` of `attributes` as text: strings as they are, integers in decimal,
+/// anything else in its debug form; `None` when absent or valueless.
+///
+/// ```
+/// use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
+/// let attrs = [KeyValue {
+///     key: "server.port".into(),
+///     value: Some(AnyValue { value: Some(Value::IntValue(8080)) }),
+///     ..KeyValue::default()
+/// }];
+/// assert_eq!(telemetry_otel::testing::attribute_text(&attrs, "server.port").as_deref(), Some("8080"));
+/// assert_eq!(telemetry_otel::testing::attribute_text(&attrs, "server.address"), None);
+/// ```
+pub fn attribute_text(attributes: &[KeyValue], key: &str) -> Option<String> {
+    match attributes
+        .iter()
+        .find(|kv| kv.key == key)?
+        .value
+        .as_ref()?
+        .value
+        .as_ref()?
+    {
+        any_value::Value::StringValue(s) => Some(s.clone()),
+        any_value::Value::IntValue(i) => Some(i.to_string()),
+        other => Some(format!("{other:?}")),
+    }
+}
 
 /// Largest request body accepted (64 MiB).
 const MAX_BODY: usize = 64 << 20;

@@ -7,30 +7,15 @@
 
 use std::time::Duration;
 
-use opentelemetry_proto::tonic::common::v1::{KeyValue, any_value::Value};
 use opentelemetry_proto::tonic::metrics::v1::{
     AggregationTemporality, Metric, NumberDataPoint, metric::Data, number_data_point,
 };
 use telemetry_otel::semconv as sc;
-use telemetry_otel::testing::OtlpReceiver;
+use telemetry_otel::testing::{OtlpReceiver, attribute_text};
 use telemetry_otel::{DeviceReading, OtlpConfig, OtlpExporter};
 
 const T0: f64 = 1_764_300_000.0;
 const WAIT: Duration = Duration::from_secs(10);
-
-fn attr(attrs: &[KeyValue], key: &str) -> Option<String> {
-    match attrs
-        .iter()
-        .find(|kv| kv.key == key)?
-        .value
-        .as_ref()?
-        .value
-        .as_ref()?
-    {
-        Value::StringValue(s) => Some(s.clone()),
-        other => Some(format!("{other:?}")),
-    }
-}
 
 fn metric<'a>(metrics: &'a [Metric], name: &str) -> &'a Metric {
     metrics
@@ -50,13 +35,13 @@ fn points(m: &Metric) -> Vec<(String, &NumberDataPoint)> {
         .iter()
         .map(|p| {
             assert_eq!(
-                attr(&p.attributes, sc::HW_TYPE).as_deref(),
+                attribute_text(&p.attributes, sc::HW_TYPE).as_deref(),
                 Some("gpu"),
                 "{}",
                 m.name
             );
             (
-                attr(&p.attributes, sc::HW_ID).expect("hw.id is required"),
+                attribute_text(&p.attributes, sc::HW_ID).expect("hw.id is required"),
                 p,
             )
         })
@@ -133,7 +118,7 @@ fn device_readings_become_hw_metrics_with_the_conventions_names_units_and_attrib
     );
     assert_eq!(p.time_unix_nano, 1_764_300_001_000_000_000);
     assert_eq!(
-        attr(&p.attributes, sc::HW_NAME).as_deref(),
+        attribute_text(&p.attributes, sc::HW_NAME).as_deref(),
         Some("NVIDIA H100 80GB HBM3")
     );
 
@@ -159,7 +144,7 @@ fn device_readings_become_hw_metrics_with_the_conventions_names_units_and_attrib
     assert_eq!(util.len(), 1);
     assert_eq!((util[0].0.as_str(), double(util[0].1)), ("GPU-a", 0.25));
     assert_eq!(
-        attr(&util[0].1.attributes, sc::HW_GPU_TASK).as_deref(),
+        attribute_text(&util[0].1.attributes, sc::HW_GPU_TASK).as_deref(),
         Some("general")
     );
 
