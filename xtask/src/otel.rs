@@ -97,24 +97,13 @@ pub fn run(args: &[String]) -> Result<(), String> {
     )?;
 
     let endpoint = format!("http://127.0.0.1:{http_port}");
-    let demo = Command::new(&telemetry)
-        .arg("--db")
-        .arg(run_dir.join("demo.db"))
-        .args(["demo", "--stream", "--gpu", "mock", "--calls"])
-        .arg(CALLS.to_string())
-        .args(["--otlp", &endpoint])
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("could not start telemetry demo: {e}"))?;
-    let said = String::from_utf8_lossy(&demo.stdout);
-    let sent = format!("otlp: {CALLS} spans sent to {endpoint}/v1/traces (0 dropped, 0 failed)");
-    if !demo.status.success() || !said.contains(&sent) {
-        return Err(format!(
-            "telemetry demo --otlp ({}) did not say {sent:?}:\n{said}{}",
-            demo.status,
-            String::from_utf8_lossy(&demo.stderr)
-        ));
-    }
+    demo(
+        &telemetry,
+        &run_dir.join("demo.db"),
+        &endpoint,
+        false,
+        &format!("{endpoint}/v1/traces"),
+    )?;
 
     let deadline = Instant::now() + WAIT;
     let report = loop {
@@ -135,27 +124,13 @@ pub fn run(args: &[String]) -> Result<(), String> {
     // The same demo over OTLP/gRPC (telemetry-otel's `grpc` feature, on in the CLI by default):
     // rotel must accept every call and print the spans next to the first demo's.
     let grpc_endpoint = format!("http://127.0.0.1:{grpc_port}");
-    let demo = Command::new(&telemetry)
-        .arg("--db")
-        .arg(run_dir.join("demo-grpc.db"))
-        .args(["demo", "--stream", "--gpu", "mock", "--calls"])
-        .arg(CALLS.to_string())
-        .args(["--otlp", &grpc_endpoint])
-        .env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("could not start telemetry demo: {e}"))?;
-    let said = String::from_utf8_lossy(&demo.stdout);
-    let sent = format!(
-        "otlp: {CALLS} spans sent to {grpc_endpoint}/opentelemetry.proto.collector.trace.v1.TraceService/Export (0 dropped, 0 failed)"
-    );
-    if !demo.status.success() || !said.contains(&sent) {
-        return Err(format!(
-            "telemetry demo --otlp over gRPC ({}) did not say {sent:?}:\n{said}{}",
-            demo.status,
-            String::from_utf8_lossy(&demo.stderr)
-        ));
-    }
+    demo(
+        &telemetry,
+        &run_dir.join("demo-grpc.db"),
+        &grpc_endpoint,
+        true,
+        &format!("{grpc_endpoint}/opentelemetry.proto.collector.trace.v1.TraceService/Export"),
+    )?;
     let deadline = Instant::now() + WAIT;
     loop {
         let text = strip_ansi(&std::fs::read_to_string(&out).unwrap_or_default());
@@ -413,6 +388,43 @@ fn excerpt(text: &str) -> String {
         out.push_str("...\n");
     }
     out
+}
+
+/// Runs `telemetry demo --stream --gpu mock --calls CALLS --otlp endpoint` into `db` (over gRPC,
+/// `OTEL_EXPORTER_OTLP_PROTOCOL=grpc`, with `grpc`) and checks it says all its spans went to
+/// `traces_url` with none dropped or failed.
+fn demo(
+    telemetry: &Path,
+    db: &Path,
+    endpoint: &str,
+    grpc: bool,
+    traces_url: &str,
+) -> Result<(), String> {
+    let mut command = Command::new(telemetry);
+    command
+        .arg("--db")
+        .arg(db)
+        .args(["demo", "--stream", "--gpu", "mock", "--calls"])
+        .arg(CALLS.to_string())
+        .args(["--otlp", endpoint])
+        .stdin(Stdio::null());
+    if grpc {
+        command.env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc");
+    }
+    let demo = command
+        .output()
+        .map_err(|e| format!("could not start telemetry demo: {e}"))?;
+    let said = String::from_utf8_lossy(&demo.stdout);
+    let sent = format!("otlp: {CALLS} spans sent to {traces_url} (0 dropped, 0 failed)");
+    if !demo.status.success() || !said.contains(&sent) {
+        let over = if grpc { " over gRPC" } else { "" };
+        return Err(format!(
+            "telemetry demo --otlp{over} ({}) did not say {sent:?}:\n{said}{}",
+            demo.status,
+            String::from_utf8_lossy(&demo.stderr)
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
