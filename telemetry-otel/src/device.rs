@@ -230,8 +230,9 @@ fn gauge(
     })
 }
 
-/// A cumulative sum: a counter when `monotonic`, else an up-down counter.
-fn sum(
+/// A cumulative sum: a counter when `monotonic`, else an up-down counter; `None` without
+/// points. (The GenAI energy counter is built with it too.)
+pub(crate) fn sum(
     name: &str,
     description: &str,
     unit: &str,

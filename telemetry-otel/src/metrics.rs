@@ -7,7 +7,7 @@ use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequ
 use opentelemetry_proto::tonic::common::v1::{KeyValue, any_value};
 use opentelemetry_proto::tonic::metrics::v1::{
     AggregationTemporality, Histogram, HistogramDataPoint, Metric, NumberDataPoint,
-    ResourceMetrics, ScopeMetrics, Sum, metric, number_data_point,
+    ResourceMetrics, ScopeMetrics, metric, number_data_point,
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use telemetry_core::{Outcome, TelemetryRecord};
@@ -211,17 +211,7 @@ impl CounterInstrument {
                 ..Default::default()
             })
             .collect();
-        Some(Metric {
-            name: self.name.to_owned(),
-            description: self.description.to_owned(),
-            unit: self.unit.to_owned(),
-            data: Some(metric::Data::Sum(Sum {
-                data_points,
-                aggregation_temporality: AggregationTemporality::Cumulative as i32,
-                is_monotonic: true,
-            })),
-            ..Default::default()
-        })
+        crate::device::sum(self.name, self.description, self.unit, data_points, true)
     }
 }
 
