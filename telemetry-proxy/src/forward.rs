@@ -4,17 +4,18 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use http::header::{self, HeaderValue};
+use http::header;
 use http::{Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 
 use crate::body::{ForwardBody, ResponseBody};
+use crate::health::{self, HEALTH_PATH};
 use crate::hop::{self, AGENT_HEADER};
 use crate::metrics::{self, METRICS_PATH};
+use crate::reply::{chain, error_response};
 use crate::request::{Endpoint, RequestInfo};
-use crate::server::Shared;
+use crate::shared::Shared;
 use crate::stats::Counters;
-use crate::{HEALTH_PATH, health};
 
 /// Answers one request. Never fails: what cannot be forwarded gets an error response.
 pub(crate) async fn handle(
@@ -97,65 +98,5 @@ async fn forward(shared: &Shared, request: Request<Incoming>) -> Response<Respon
             }
             error_response(StatusCode::BAD_GATEWAY, "upstream_unreachable", &message)
         }
-    }
-}
-
-/// An OpenAI-style error body (`{"error": {"message", "type", "code"}}`), which OpenAI clients
-/// show to their caller.
-pub(crate) fn error_response(
-    status: StatusCode,
-    kind: &str,
-    message: &str,
-) -> Response<ResponseBody> {
-    let body = serde_json::json!({
-        "error": { "message": message, "type": kind, "code": status.as_u16() }
-    });
-    json_response(status, &body)
-}
-
-/// A JSON response of the proxy's own.
-pub(crate) fn json_response(
-    status: StatusCode,
-    body: &serde_json::Value,
-) -> Response<ResponseBody> {
-    let mut response = Response::new(ResponseBody::local(body.to_string()));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
-}
-
-/// An error and its sources in one line ("client error (Connect): tcp connect error: ...").
-pub(crate) fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(s) = source {
-        let s_text = s.to_string();
-        if !text.contains(&s_text) {
-            text.push_str(": ");
-            text.push_str(&s_text);
-        }
-        source = s.source();
-    }
-    text
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[derive(Debug, thiserror::Error)]
-    #[error("outer")]
-    struct Outer(#[source] std::io::Error);
-
-    #[test]
-    fn chain_joins_sources_once() {
-        let e = Outer(std::io::Error::new(
-            std::io::ErrorKind::ConnectionRefused,
-            "refused",
-        ));
-        assert_eq!(chain(&e), "outer: refused");
     }
 }

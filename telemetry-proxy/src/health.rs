@@ -8,9 +8,12 @@ use serde_json::json;
 use tokio::net::TcpStream;
 
 use crate::body::ResponseBody;
-use crate::forward::{error_response, json_response};
-use crate::server::Shared;
+use crate::reply::{error_response, json_response};
+use crate::shared::Shared;
 use crate::upstream::Upstream;
+
+/// The proxy's own endpoint, answered and never forwarded.
+pub const HEALTH_PATH: &str = "/telemetry/health";
 
 /// How long a reachability probe waits for a TCP connection.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);

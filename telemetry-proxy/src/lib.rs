@@ -81,8 +81,10 @@ mod health;
 mod hop;
 mod metrics;
 mod record;
+mod reply;
 mod request;
 mod server;
+mod shared;
 mod stats;
 mod telemetry;
 #[cfg(feature = "testing")]
@@ -95,12 +97,10 @@ pub use config::{
     DEFAULT_SHUTDOWN_GRACE, ProxyConfig,
 };
 pub use error::ProxyError;
+pub use health::HEALTH_PATH;
 pub use hop::AGENT_HEADER;
 pub use metrics::{METRICS_PATH, MetricsSource};
 pub use server::{Proxy, ShutdownReport, StatsHandle};
 pub use stats::ProxyStats;
 pub use telemetry::{DEFAULT_ENGINE_NAME, ProxyTelemetry};
 pub use upstream::{Routes, Upstream};
-
-/// The proxy's own endpoint, answered and never forwarded.
-pub const HEALTH_PATH: &str = "/telemetry/health";

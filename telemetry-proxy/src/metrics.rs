@@ -8,7 +8,7 @@ use http::header::{self, HeaderValue};
 use http::{Method, Response, StatusCode};
 
 use crate::body::ResponseBody;
-use crate::forward::error_response;
+use crate::reply::error_response;
 
 /// The path answered with the source's text.
 pub const METRICS_PATH: &str = "/metrics";

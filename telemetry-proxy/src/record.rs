@@ -179,7 +179,7 @@ impl Exchange {
 
     /// The upstream's body broke off.
     pub fn upstream_body_failed(mut self, error: &hyper::Error) {
-        self.end(End::BodyFailed(crate::forward::chain(error)));
+        self.end(End::BodyFailed(crate::reply::chain(error)));
     }
 
     /// The client went away before the response ended.

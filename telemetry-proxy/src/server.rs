@@ -18,26 +18,17 @@ use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
-use crate::body::ForwardBody;
 use crate::config::ProxyConfig;
 use crate::error::ProxyError;
 use crate::forward;
 use crate::record::Recorder;
+use crate::shared::Shared;
 use crate::stats::{Counters, ProxyStats};
 
 /// Idle upstream connections are kept this long for reuse.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Pause after a failed `accept` (e.g. out of file descriptors) before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(20);
-
-/// What every connection task shares.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    pub config: ProxyConfig,
-    pub client: Client<HttpConnector, ForwardBody>,
-    pub counters: Arc<Counters>,
-    pub recorder: Recorder,
-}
 
 /// A bound, not yet running, recording reverse proxy. Needs a tokio runtime with the `net` and
 /// `time` drivers enabled.

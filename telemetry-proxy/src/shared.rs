@@ -1,0 +1,21 @@
+//! [`Shared`]: what every connection task of a running proxy holds, built by the server and
+//! read by the request handlers.
+
+use std::sync::Arc;
+
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+
+use crate::body::ForwardBody;
+use crate::config::ProxyConfig;
+use crate::record::Recorder;
+use crate::stats::Counters;
+
+/// What every connection task shares.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub config: ProxyConfig,
+    pub client: Client<HttpConnector, ForwardBody>,
+    pub counters: Arc<Counters>,
+    pub recorder: Recorder,
+}
