@@ -16,13 +16,18 @@
 //!   runs the real-server tests and the recording-overhead measurement (see `llama.rs`).
 //! - `proxy-llama`: the official OpenAI Python client through `telemetry proxy` to that server;
 //!   the proxy's records must equal the server's usage (see `proxy_llama.rs`).
+//! - `proxy-bench`: `telemetry proxy` against nginx (and direct) in front of the same nginx
+//!   upstream under the same `wrk` load, interleaved: throughput, latency, CPU time per request
+//!   (see `proxy_bench.rs`).
 
 mod browser;
 mod llama;
 mod llama_build;
 mod manifests;
+mod nginx;
 mod otel;
 mod prometheus;
+mod proxy_bench;
 mod proxy_llama;
 mod tasks;
 mod util;
@@ -41,9 +46,10 @@ fn main() -> ExitCode {
         Some("otel") => otel::run(&args[1..]),
         Some("llama") => llama::run(&args[1..]),
         Some("proxy-llama") => proxy_llama::run(&args[1..]),
+        Some("proxy-bench") => proxy_bench::run(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <task>\n\ntasks:\n  ci [--no-bench]   format, clippy, tests (all feature sets), doctests, quick benches\n  bench             full criterion benches\n  gpu-check         build and run the NVML measurement example (needs an NVIDIA GPU)\n  gpu-bundle        build every GPU check into target/gpu-bundle with run.sh, for a GPU machine without Rust\n  browser           render the demo's HTML report in headless Chromium (screenshot in target/browser)\n  prometheus        check `telemetry serve` with promtool and a real Prometheus scraping it\n  otel              check `telemetry demo --otlp` with a real OTLP collector (rotel, from PyPI)\n  llama             install and start a real llama.cpp server, run the tests and measurements that need it\n  proxy-llama       the OpenAI Python client through `telemetry proxy` to a real llama.cpp server: records equal the server's usage"
+                "usage: cargo xtask <task>\n\ntasks:\n  ci [--no-bench]   format, clippy, tests (all feature sets), doctests, quick benches\n  bench             full criterion benches\n  gpu-check         build and run the NVML measurement example (needs an NVIDIA GPU)\n  gpu-bundle        build every GPU check into target/gpu-bundle with run.sh, for a GPU machine without Rust\n  browser           render the demo's HTML report in headless Chromium (screenshot in target/browser)\n  prometheus        check `telemetry serve` with promtool and a real Prometheus scraping it\n  otel              check `telemetry demo --otlp` with a real OTLP collector (rotel, from PyPI)\n  llama             install and start a real llama.cpp server, run the tests and measurements that need it\n  proxy-llama       the OpenAI Python client through `telemetry proxy` to a real llama.cpp server: records equal the server's usage\n  proxy-bench       telemetry proxy against nginx in front of the same upstream, same wrk load: throughput, latency, CPU per request"
             );
             return ExitCode::from(2);
         }

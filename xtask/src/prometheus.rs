@@ -19,7 +19,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::util::{
-    build_telemetry, free_port, log_tail, on_ci, status, target_dir, workspace_root,
+    build_telemetry, free_port, log_tail, on_ci, on_path, status, target_dir, workspace_root,
 };
 
 /// Calls in the first demo, and in the one written while Prometheus scrapes.
@@ -153,11 +153,6 @@ fn find_or_install(ci: bool) -> Result<bool, String> {
         "xtask prometheus: skipped the Prometheus check of `telemetry serve` (prometheus not found and apt-get could not install it)"
     );
     Ok(false)
-}
-
-fn on_path(name: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join(name).is_file()))
 }
 
 /// A child process killed and reaped when dropped, on every way out of the step.

@@ -62,3 +62,29 @@ pub fn log_tail(path: &Path) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(15)..].join("\n")
 }
+
+/// Whether an executable `name` is on `PATH`.
+pub fn on_path(name: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join(name).is_file()))
+}
+
+/// Installs Debian `packages` with apt-get (from the package lists as they are, then once more
+/// after `apt-get update`); whether apt-get said it succeeded.
+pub fn apt_install(packages: &[&str]) -> bool {
+    if !on_path("apt-get") {
+        return false;
+    }
+    let install = format!(
+        "DEBIAN_FRONTEND=noninteractive apt-get -o APT::Sandbox::User=root install -y -q --no-install-recommends {}",
+        packages.join(" ")
+    );
+    [install.clone(), format!("apt-get update -q && {install}")]
+        .iter()
+        .any(|script| {
+            Command::new("sh")
+                .args(["-c", script])
+                .status()
+                .is_ok_and(|s| s.success())
+        })
+}
