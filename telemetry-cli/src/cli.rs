@@ -1,14 +1,19 @@
-//! The command line, as clap derive types. `--help` text and examples live here.
+//! The command line, as clap derive types: every command's arguments live here (their `--help`
+//! examples in `help.rs`).
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+#[cfg(feature = "proxy")]
+use crate::help::PROXY_EXAMPLES;
 use crate::help::{
     CHECK_EXAMPLES, CLEAR_EXAMPLES, DEMO_EXAMPLES, EXAMPLES, EXPORT_EXAMPLES, IMPORT_EXAMPLES,
-    PRUNE_EXAMPLES, REPORT_EXAMPLES, SERIES_EXAMPLES, STATS_EXAMPLES,
+    PRUNE_EXAMPLES, REPORT_EXAMPLES, RUN_EXAMPLES, SERIES_EXAMPLES, SERVE_EXAMPLES, STATS_EXAMPLES,
 };
+use crate::listen::parse_listen;
 use crate::timearg::{parse_duration, parse_time};
 
 /// Record and inspect inference telemetry: calls, latency, tokens, cost and GPU energy.
@@ -33,8 +38,8 @@ pub enum Command {
     Demo(DemoArgs),
     /// Send real calls to an OpenAI-compatible server (llama.cpp, vLLM, Ollama, ...), record
     /// them, then show their stats.
-    #[command(after_help = crate::commands::run::EXAMPLES)]
-    Run(crate::commands::run::RunArgs),
+    #[command(after_help = RUN_EXAMPLES)]
+    Run(RunArgs),
     /// Overview and per-model (or engine, agent) table: calls, tokens, cost, latency, energy.
     #[command(after_help = STATS_EXAMPLES)]
     Stats(StatsArgs),
@@ -61,13 +66,13 @@ pub enum Command {
     #[command(after_help = CHECK_EXAMPLES)]
     Check(CheckArgs),
     /// Serve Prometheus metrics (GET /metrics) computed from the database at each scrape.
-    #[command(after_help = crate::commands::serve::EXAMPLES)]
-    Serve(crate::commands::serve::ServeArgs),
+    #[command(after_help = SERVE_EXAMPLES)]
+    Serve(ServeArgs),
     /// Recording reverse proxy: point an application's OpenAI base URL at it and every call to
     /// the upstream server is recorded (tokens, TTFT, ITL, errors, cost, GPU energy).
     #[cfg(feature = "proxy")]
-    #[command(after_help = crate::commands::proxy::EXAMPLES)]
-    Proxy(crate::commands::proxy::ProxyArgs),
+    #[command(after_help = PROXY_EXAMPLES)]
+    Proxy(ProxyArgs),
 }
 
 /// Where GPU energy comes from in `demo`.
@@ -334,6 +339,107 @@ pub struct CheckArgs {
     /// with integrity errors is not touched.
     #[arg(long)]
     pub repair: bool,
+}
+
+/// `telemetry run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Base URL of the OpenAI-compatible API (e.g. http://127.0.0.1:8080/v1).
+    #[arg(long)]
+    pub url: String,
+    /// Model to ask for (the server's name or alias).
+    #[arg(long)]
+    pub model: String,
+    /// Stream the answers (records TTFT and inter-token latency).
+    #[arg(long)]
+    pub stream: bool,
+    /// Number of calls.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub calls: u64,
+    /// Calls in flight at once (threads).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=256))]
+    pub concurrency: u64,
+    /// The prompt of every call.
+    #[arg(long, conflicts_with = "prompts")]
+    pub prompt: Option<String>,
+    /// JSON Lines file of prompts, used in turn: each line a string, {"prompt": "..."} or
+    /// {"messages": [{"role": "user", "content": "..."}]}.
+    #[arg(long, value_name = "FILE.jsonl")]
+    pub prompts: Option<PathBuf>,
+    /// Completion token limit per call.
+    #[arg(long, default_value_t = 64)]
+    pub max_tokens: u64,
+    /// Sampling temperature (server default when absent).
+    #[arg(long)]
+    pub temperature: Option<f64>,
+    /// The record's engine (default: asked of the server: llama.cpp, vllm, ollama, ...).
+    #[arg(long)]
+    pub engine: Option<String>,
+    /// The record's agent.
+    #[arg(long, default_value = "telemetry-run")]
+    pub agent: String,
+    /// API key [default: $OPENAI_API_KEY].
+    #[arg(long, env = "OPENAI_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Ask the server not to reuse its prompt cache (llama.cpp `cache_prompt: false`), for
+    /// repeatable timings.
+    #[arg(long)]
+    pub no_cache_prompt: bool,
+    /// Seconds to wait for the first token (and for a blocking answer).
+    #[arg(long, default_value_t = 300)]
+    pub timeout: u64,
+    /// Also export each call live to an OpenTelemetry collector over OTLP/HTTP [URL default:
+    /// $OTEL_EXPORTER_OTLP_ENDPOINT, else http://localhost:4318].
+    #[arg(long, value_name = "URL", num_args = 0..=1, default_missing_value = "")]
+    pub otlp: Option<String>,
+}
+
+/// `telemetry serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on, IP:PORT or HOST:PORT (port 0 picks a free port; the address is
+    /// printed).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9464", value_parser = parse_listen)]
+    pub listen: SocketAddr,
+}
+
+#[cfg(feature = "proxy")]
+/// `telemetry proxy`.
+#[derive(Debug, Args)]
+pub struct ProxyArgs {
+    /// Address to listen on, IP:PORT or HOST:PORT (port 0 picks a free port; the address is
+    /// printed).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8000", value_parser = parse_listen)]
+    pub listen: SocketAddr,
+    /// The server requests go to (plain http://host:port, optionally with a path prefix).
+    #[arg(long, value_name = "URL")]
+    pub upstream: String,
+    /// Requests for MODEL go to URL instead (repeatable).
+    #[arg(long, value_name = "MODEL=URL")]
+    pub route: Vec<String>,
+    /// The records' engine name.
+    #[arg(long, value_name = "NAME", default_value = telemetry_proxy::DEFAULT_ENGINE_NAME)]
+    pub engine_name: String,
+    /// The agent of calls without an X-Telemetry-Agent header.
+    #[arg(long, value_name = "NAME", default_value = "")]
+    pub agent: String,
+    /// GPU energy per call: auto = NVML when an NVIDIA GPU is usable, else none; mock = the
+    /// scripted mock GPU (not a measurement).
+    #[arg(long, value_enum, default_value_t = GpuChoice::Auto)]
+    pub gpu: GpuChoice,
+    /// Price table (TOML or JSON) for the records' cost.
+    #[arg(long, value_name = "FILE")]
+    pub prices: Option<PathBuf>,
+    /// Seconds responses in flight may take to finish after SIGINT/SIGTERM.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    pub shutdown_grace: u64,
+    /// Worker threads (1: a single-threaded runtime, the fastest on a small machine).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=256))]
+    pub threads: u64,
+    /// Also export each call live to an OpenTelemetry collector over OTLP/HTTP [URL default:
+    /// $OTEL_EXPORTER_OTLP_ENDPOINT, else http://localhost:4318].
+    #[arg(long, value_name = "URL", num_args = 0..=1, default_missing_value = "")]
+    pub otlp: Option<String>,
 }
 
 #[cfg(test)]

@@ -2,8 +2,6 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::error::CliError;
-
 /// Environment variable naming the database when `--db` is not given.
 pub const DB_ENV: &str = "TELEMETRY_DB";
 
@@ -29,6 +27,37 @@ impl DbOrigin {
     }
 }
 
+/// Why the database path cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum DbPathError {
+    /// A read command was pointed at a database that does not exist; nothing was created.
+    #[error(
+        "no telemetry database at {} ({}); record some calls first (e.g. `telemetry demo`) or pass --db PATH",
+        path.display(),
+        origin.describe()
+    )]
+    MissingDatabase {
+        /// The path looked at.
+        path: PathBuf,
+        /// Where that path came from.
+        origin: DbOrigin,
+    },
+    /// The database path cannot be a database file: it is a directory, or one of its parents is
+    /// not a directory.
+    #[error("{} cannot be a telemetry database ({}): {reason}", path.display(), origin.describe())]
+    BadDatabasePath {
+        /// The path.
+        path: PathBuf,
+        /// Where that path came from.
+        origin: DbOrigin,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Neither `--db`, `$TELEMETRY_DB`, `$XDG_DATA_HOME` nor `$HOME` says where the database is.
+    #[error("cannot find a data directory: $HOME is not set; pass --db PATH or set $TELEMETRY_DB")]
+    NoDataDir,
+}
+
 /// A resolved database path and where it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DbPath {
@@ -40,18 +69,18 @@ pub struct DbPath {
 
 impl DbPath {
     /// Resolves from the flag and the process environment.
-    pub fn resolve(flag: Option<&Path>) -> Result<DbPath, CliError> {
+    pub fn resolve(flag: Option<&Path>) -> Result<DbPath, DbPathError> {
         resolve_with(flag, |name| std::env::var_os(name).map(PathBuf::from))
     }
 
-    /// Errors with [`CliError::MissingDatabase`] unless the file exists, and with
-    /// [`CliError::BadDatabasePath`] when the path is a directory or under a file (creates
+    /// Errors with [`DbPathError::MissingDatabase`] unless the file exists, and with
+    /// [`DbPathError::BadDatabasePath`] when the path is a directory or under a file (creates
     /// nothing).
-    pub fn require_existing(&self) -> Result<&Path, CliError> {
+    pub fn require_existing(&self) -> Result<&Path, DbPathError> {
         if self.path.is_file() {
             return Ok(&self.path);
         }
-        let bad = |reason: String| CliError::BadDatabasePath {
+        let bad = |reason: String| DbPathError::BadDatabasePath {
             path: self.path.clone(),
             origin: self.origin,
             reason,
@@ -70,7 +99,7 @@ impl DbPath {
         {
             return Err(bad(format!("{} is not a directory", blocker.display())));
         }
-        Err(CliError::MissingDatabase {
+        Err(DbPathError::MissingDatabase {
             path: self.path.clone(),
             origin: self.origin,
         })
@@ -82,7 +111,7 @@ impl DbPath {
 pub fn resolve_with(
     flag: Option<&Path>,
     env: impl Fn(&str) -> Option<PathBuf>,
-) -> Result<DbPath, CliError> {
+) -> Result<DbPath, DbPathError> {
     let set = |name: &str| env(name).filter(|p| !p.as_os_str().is_empty());
     if let Some(path) = flag {
         return Ok(DbPath {
@@ -99,7 +128,7 @@ pub fn resolve_with(
     let data_dir = match set("XDG_DATA_HOME").filter(|p| p.is_absolute()) {
         Some(dir) => dir,
         None => set("HOME")
-            .ok_or(CliError::NoDataDir)?
+            .ok_or(DbPathError::NoDataDir)?
             .join(".local")
             .join("share"),
     };
@@ -163,7 +192,7 @@ mod tests {
     fn no_home_is_an_error() {
         assert!(matches!(
             resolve_with(None, env_of(&[])),
-            Err(CliError::NoDataDir)
+            Err(DbPathError::NoDataDir)
         ));
     }
 
@@ -173,7 +202,7 @@ mod tests {
             path: PathBuf::from("/definitely/not/here.db"),
             origin: DbOrigin::Env,
         };
-        let err = db.require_existing().unwrap_err();
+        let err = crate::error::CliError::from(db.require_existing().unwrap_err());
         assert_eq!(err.exit_code(), 2);
         let msg = err.to_string();
         assert!(

@@ -1,8 +1,11 @@
 //! [`CliError`]: everything a command can fail with, and its exit code.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use crate::dbpath::DbOrigin;
+use crate::commands::report::ChartError;
+use crate::dbpath::DbPathError;
+use crate::output::count;
 
 /// Exit code for usage errors, a missing database, and deletions refused without `--yes`
 /// (clap's own usage errors use it too).
@@ -14,29 +17,9 @@ pub const EXIT_FAILURE: u8 = 1;
 /// [`exit_code`](CliError::exit_code).
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
-    /// A read command was pointed at a database that does not exist; nothing was created.
-    #[error(
-        "no telemetry database at {} ({}); record some calls first (e.g. `telemetry demo`) or pass --db PATH",
-        path.display(),
-        origin.describe()
-    )]
-    MissingDatabase {
-        /// The path looked at.
-        path: PathBuf,
-        /// Where that path came from.
-        origin: DbOrigin,
-    },
-    /// The database path cannot be a database file: it is a directory, or one of its parents is
-    /// not a directory.
-    #[error("{} cannot be a telemetry database ({}): {reason}", path.display(), origin.describe())]
-    BadDatabasePath {
-        /// The path.
-        path: PathBuf,
-        /// Where that path came from.
-        origin: DbOrigin,
-        /// What is wrong with it.
-        reason: String,
-    },
+    /// The database path is missing, cannot be a database, or cannot be found.
+    #[error(transparent)]
+    DbPath(#[from] DbPathError),
     /// The database file is empty: another process is creating it (and did not finish within a
     /// couple of seconds), or its creation was cut short.
     #[error(
@@ -47,9 +30,6 @@ pub enum CliError {
         /// The file.
         path: PathBuf,
     },
-    /// Neither `--db`, `$TELEMETRY_DB`, `$XDG_DATA_HOME` nor `$HOME` says where the database is.
-    #[error("cannot find a data directory: $HOME is not set; pass --db PATH or set $TELEMETRY_DB")]
-    NoDataDir,
     /// A file to read does not exist.
     #[error("{what} {} does not exist", path.display())]
     InputNotFound {
@@ -127,24 +107,80 @@ pub enum CliError {
     },
     /// `report` could not draw a chart.
     #[error("report: {0}")]
-    Chart(String),
-    /// The demo could not run (GPU or engine setup).
-    #[error("demo failed: {0}")]
-    Demo(String),
-    /// `run` could not make a single successful call.
-    #[error("run failed: {0}")]
-    Run(String),
+    Chart(#[from] ChartError),
+    /// The GPU energy source could not be started (`--gpu`).
+    #[error("GPU energy source: {0}")]
+    Gpu(#[from] GpuSetupError),
+    /// `run`: every call failed (each was recorded).
+    #[error("run failed: all {} calls failed (recorded): {}", count(*calls), first_failure.as_deref().unwrap_or_default())]
+    AllCallsFailed {
+        /// The calls made.
+        calls: u64,
+        /// The first failure: the error and its `error_kind`.
+        first_failure: Option<String>,
+    },
     /// `serve` could not start (address in use, no permission, signal handlers).
     #[error("serve: {0}")]
-    Serve(String),
-    /// `proxy` could not start (address in use, no permission, signal handlers, GPU).
+    Serve(#[source] ServerError),
+    /// `proxy` could not start (address in use, no permission, signal handlers).
     #[cfg(feature = "proxy")]
     #[error("proxy: {0}")]
-    Proxy(String),
-    /// OTLP export failed (backfill: the collector refused or could not be reached).
-    #[cfg_attr(not(feature = "otlp"), allow(dead_code))]
+    Proxy(#[source] ServerError),
+    /// The live OTLP export (`--otlp`) could not start.
+    #[cfg(feature = "otlp")]
+    #[error("otlp: --otlp: {0}")]
+    OtlpStart(#[source] telemetry_otel::StartError),
+    /// OTLP backfill failed (the collector refused or could not be reached).
+    #[cfg(feature = "otlp")]
     #[error("otlp: {0}")]
-    Otlp(String),
+    Otlp(#[source] telemetry_otel::ExportError),
+}
+
+/// Why a command that listens (`serve`, `proxy`) could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The tokio runtime could not be built.
+    #[error("starting the server runtime failed: {0}")]
+    Runtime(#[source] std::io::Error),
+    /// Binding or reading the listening address failed.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The SIGINT/SIGTERM handlers could not be installed.
+    #[error("installing a signal handler: {0}")]
+    Signal(#[source] std::io::Error),
+    /// The exposition could not be rendered (other than a failed query).
+    #[error("{0}")]
+    Render(#[source] telemetry_prometheus::RenderError),
+    /// The proxy could not bind or start.
+    #[cfg(feature = "proxy")]
+    #[error("{0}")]
+    Proxy(#[source] telemetry_proxy::ProxyError),
+}
+
+/// Why the GPU energy source (`--gpu`) could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum GpuSetupError {
+    /// `--gpu nvml` without `--realtime` in `demo`.
+    #[error(
+        "--gpu nvml needs --realtime: instant calls take no real time, so a real GPU has nothing to measure"
+    )]
+    NvmlNeedsRealTime,
+    /// NVML could not be loaded or read.
+    #[cfg_attr(not(feature = "nvml"), allow(dead_code))]
+    #[error("{0}")]
+    Nvml(#[source] telemetry_gpu::GpuError),
+    /// This build has no NVML support.
+    #[cfg_attr(feature = "nvml", allow(dead_code))]
+    #[error("this build has no NVML support (feature `nvml` is off)")]
+    NoNvmlSupport,
+    /// The mock GPU's sampler could not start.
+    #[error("starting the mock GPU: {0}")]
+    Mock(#[source] telemetry_gpu::GpuError),
 }
 
 impl CliError {
@@ -152,9 +188,8 @@ impl CliError {
     /// deletion; 1 for everything else.
     pub fn exit_code(&self) -> u8 {
         match self {
-            CliError::MissingDatabase { .. }
-            | CliError::BadDatabasePath { .. }
-            | CliError::NoDataDir
+            CliError::DbPath(_)
+            | CliError::Gpu(GpuSetupError::NvmlNeedsRealTime)
             | CliError::InputNotFound { .. }
             | CliError::NeedsConfirmation { .. }
             | CliError::OutputIsDatabase { .. }
@@ -195,7 +230,7 @@ mod tests {
 
     #[test]
     fn exit_codes_follow_the_policy() {
-        assert_eq!(CliError::NoDataDir.exit_code(), 2);
+        assert_eq!(CliError::from(DbPathError::NoDataDir).exit_code(), 2);
         let refused = CliError::NeedsConfirmation {
             action: "clear".into(),
         };

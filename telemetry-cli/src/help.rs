@@ -107,3 +107,43 @@ Examples:
   telemetry check
   telemetry --db /var/lib/telemetry.db check --format json
   telemetry check --repair        # rebuild the summaries from the rows if they disagree";
+
+/// Examples shown by `telemetry run --help`.
+pub const RUN_EXAMPLES: &str = "\
+Examples:
+  telemetry run --url http://127.0.0.1:8080/v1 --model smollm2-135m --calls 20 --stream
+  telemetry run --url http://localhost:11434/v1 --model llama3.2 --prompts prompts.jsonl --concurrency 4
+  OPENAI_API_KEY=sk-... telemetry run --url https://api.example.com/v1 --model gpt-4o-mini --calls 5";
+
+/// Examples shown by `telemetry serve --help`.
+pub const SERVE_EXAMPLES: &str = "\
+GET /metrics is the Prometheus text format (0.0.4): call, token, cost and energy counters and
+latency, time-to-first-token and time-per-output-token histograms by model, engine and agent,
+computed read-only from the database at each scrape. GET / is a small index page. The metrics
+are listed in the telemetry-prometheus crate docs and the README.
+
+Examples:
+  telemetry serve                              http://127.0.0.1:9464/metrics
+  telemetry --db /srv/telemetry.db serve --listen 0.0.0.0:9464
+  curl -s http://127.0.0.1:9464/metrics | promtool check metrics
+
+prometheus.yml:
+  scrape_configs:
+    - job_name: inference
+      static_configs: [{ targets: ['127.0.0.1:9464'] }]";
+
+/// Examples shown by `telemetry proxy --help`.
+#[cfg(feature = "proxy")]
+pub const PROXY_EXAMPLES: &str = "\
+Every request is forwarded unchanged (streams byte for byte, as they arrive). POST
+/v1/chat/completions and /v1/completions are recorded: model, tokens (the server's usage, else
+counted chunks), TTFT, inter-token latency, server timings, errors, cost, GPU energy. A request
+header X-Telemetry-Agent: NAME sets the call's agent (and is not forwarded). The proxy answers
+GET /telemetry/health (JSON) and GET /metrics (Prometheus, from the database) itself.
+
+Examples:
+  telemetry proxy --upstream http://127.0.0.1:8080
+      then: OPENAI_BASE_URL=http://127.0.0.1:8000/v1 python app.py
+  telemetry proxy --listen 0.0.0.0:8000 --upstream http://gpu1:8080 \\
+      --route qwen3-32b=http://gpu2:8080 --engine-name llama.cpp --prices prices.toml
+  telemetry --db /srv/telemetry.db proxy --upstream http://127.0.0.1:8000 --gpu nvml";

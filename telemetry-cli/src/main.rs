@@ -25,12 +25,18 @@
 mod cli;
 mod commands;
 mod confirm;
+mod csv_record;
 mod dbpath;
+mod emit;
 mod error;
 mod help;
+mod listen;
 mod outfile;
 mod output;
+mod present;
 mod progress;
+mod read;
+mod recording;
 mod timearg;
 
 use std::process::ExitCode;

@@ -11,8 +11,8 @@ use telemetry_core::schema::SCHEMA_VERSION;
 use telemetry_store::TelemetryStore;
 
 use crate::cli::{CheckArgs, CheckFormat};
-use crate::commands::emit;
 use crate::dbpath::DbPath;
+use crate::emit::emit;
 use crate::error::CliError;
 use crate::output::{bytes, count, escape_controls};
 use crate::timearg::format_time;

@@ -6,8 +6,8 @@ use std::io::Write;
 use telemetry_store::TelemetryStore;
 
 use crate::cli::ImportArgs;
-use crate::commands::emit;
 use crate::dbpath::DbPath;
+use crate::emit::emit;
 use crate::error::CliError;
 use crate::output::{self, count, escape_controls};
 use crate::progress;

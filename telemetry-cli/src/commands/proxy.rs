@@ -5,80 +5,21 @@
 //! publish records still waiting for GPU energy and flush the store.
 
 use std::io::Write;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::Args;
 use telemetry_agg::TelemetryAggregator;
-use telemetry_core::EventBus;
 use telemetry_prometheus::{CONTENT_TYPE, RenderOptions, render};
 use telemetry_proxy::{MetricsSource, Proxy, ProxyConfig, ProxyTelemetry, Routes, Upstream};
-use telemetry_store::{OverflowPolicy, TelemetryStore};
-use telemetry_wrap::PriceTable;
 
-use crate::cli::GpuChoice;
-use crate::commands::demo::gpu;
-use crate::commands::emit;
-use crate::commands::otlp::LiveExport;
-use crate::commands::serve::{parse_listen, shutdown_signal};
+use crate::cli::ProxyArgs;
 use crate::dbpath::DbPath;
-use crate::error::CliError;
+use crate::emit::emit;
+use crate::error::{CliError, ServerError};
+use crate::listen::shutdown_signal;
 use crate::output::{count, escape_controls};
-
-/// Examples shown by `telemetry proxy --help`.
-pub const EXAMPLES: &str = "\
-Every request is forwarded unchanged (streams byte for byte, as they arrive). POST
-/v1/chat/completions and /v1/completions are recorded: model, tokens (the server's usage, else
-counted chunks), TTFT, inter-token latency, server timings, errors, cost, GPU energy. A request
-header X-Telemetry-Agent: NAME sets the call's agent (and is not forwarded). The proxy answers
-GET /telemetry/health (JSON) and GET /metrics (Prometheus, from the database) itself.
-
-Examples:
-  telemetry proxy --upstream http://127.0.0.1:8080
-      then: OPENAI_BASE_URL=http://127.0.0.1:8000/v1 python app.py
-  telemetry proxy --listen 0.0.0.0:8000 --upstream http://gpu1:8080 \\
-      --route qwen3-32b=http://gpu2:8080 --engine-name llama.cpp --prices prices.toml
-  telemetry --db /srv/telemetry.db proxy --upstream http://127.0.0.1:8000 --gpu nvml";
-
-/// `telemetry proxy`.
-#[derive(Debug, Args)]
-pub struct ProxyArgs {
-    /// Address to listen on, IP:PORT or HOST:PORT (port 0 picks a free port; the address is
-    /// printed).
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8000", value_parser = parse_listen)]
-    pub listen: SocketAddr,
-    /// The server requests go to (plain http://host:port, optionally with a path prefix).
-    #[arg(long, value_name = "URL")]
-    pub upstream: String,
-    /// Requests for MODEL go to URL instead (repeatable).
-    #[arg(long, value_name = "MODEL=URL")]
-    pub route: Vec<String>,
-    /// The records' engine name.
-    #[arg(long, value_name = "NAME", default_value = telemetry_proxy::DEFAULT_ENGINE_NAME)]
-    pub engine_name: String,
-    /// The agent of calls without an X-Telemetry-Agent header.
-    #[arg(long, value_name = "NAME", default_value = "")]
-    pub agent: String,
-    /// GPU energy per call: auto = NVML when an NVIDIA GPU is usable, else none; mock = the
-    /// scripted mock GPU (not a measurement).
-    #[arg(long, value_enum, default_value_t = GpuChoice::Auto)]
-    pub gpu: GpuChoice,
-    /// Price table (TOML or JSON) for the records' cost.
-    #[arg(long, value_name = "FILE")]
-    pub prices: Option<PathBuf>,
-    /// Seconds responses in flight may take to finish after SIGINT/SIGTERM.
-    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
-    pub shutdown_grace: u64,
-    /// Worker threads (1: a single-threaded runtime, the fastest on a small machine).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=256))]
-    pub threads: u64,
-    /// Also export each call live to an OpenTelemetry collector over OTLP/HTTP [URL default:
-    /// $OTEL_EXPORTER_OTLP_ENDPOINT, else http://localhost:4318].
-    #[arg(long, value_name = "URL", num_args = 0..=1, default_missing_value = "")]
-    pub otlp: Option<String>,
-}
+use crate::recording::{AutoFallback, CallClock, Recording};
 
 /// `/metrics` of the proxy: the database's exposition, read at each scrape.
 struct DbMetrics(PathBuf);
@@ -101,32 +42,21 @@ pub fn run(db: &DbPath, args: &ProxyArgs, out: &mut dyn Write) -> Result<(), Cli
     for spec in &args.route {
         routes = routes.route_spec(spec).map_err(usage)?;
     }
-    let prices = match &args.prices {
-        Some(path) => Some(
-            PriceTable::from_path(path)
-                .map_err(|e| CliError::Usage(format!("--prices {}: {e}", path.display())))?,
-        ),
-        None => None,
-    };
-    let (sampler, gpu_description) = choose_gpu(args.gpu)?;
-
-    // A store that cannot keep up drops (and counts) records instead of making requests wait:
-    // the bus hands each record to the store on the proxy's own thread.
-    let store = TelemetryStore::builder(&db.path)
-        .overflow(OverflowPolicy::DropNewest)
-        .open()?;
-    let bus = Arc::new(EventBus::new());
-    store.subscribe_to_bus(&bus);
-    let otlp = LiveExport::start(args.otlp.as_deref(), &bus)?.map(|o| o.with_gpu(sampler.as_ref()));
-    let mut telemetry = ProxyTelemetry::new(Arc::clone(&bus))
+    let recording = Recording::builder(&db.path)
+        .prices(args.prices.as_deref())
+        .gpu(args.gpu, CallClock::Real, AutoFallback::Off)
+        .drop_when_full()
+        .otlp(args.otlp.as_deref())
+        .start()?;
+    let mut telemetry = ProxyTelemetry::new(Arc::clone(&recording.bus))
         .engine_name(&args.engine_name)
         .agent(&args.agent)
-        .store(store.clone());
-    if let Some(p) = prices {
+        .store(recording.store.clone());
+    if let Some(p) = recording.prices.clone() {
         telemetry = telemetry.price_table(p);
     }
-    if let Some(s) = sampler {
-        telemetry = telemetry.gpu_sampler(s);
+    if let Some(s) = recording.sampler() {
+        telemetry = telemetry.gpu_sampler(Arc::clone(s));
     }
     let config = ProxyConfig::new(routes.clone())
         .telemetry(telemetry.clone())
@@ -143,13 +73,13 @@ pub fn run(db: &DbPath, args: &ProxyArgs, out: &mut dyn Write) -> Result<(), Cli
             .enable_all()
             .build()
     }
-    .map_err(|e| CliError::Proxy(format!("starting the runtime failed: {e}")))?;
+    .map_err(|e| CliError::Proxy(ServerError::Runtime(e)))?;
     let report = runtime.block_on(async {
         // Handlers first: a signal that arrives once the address is printed must stop cleanly.
-        let stop = shutdown_signal().map_err(|e| CliError::Proxy(e.to_string()))?;
+        let stop = shutdown_signal().map_err(CliError::Proxy)?;
         let proxy = Proxy::bind(args.listen, config)
             .await
-            .map_err(|e| CliError::Proxy(e.to_string()))?;
+            .map_err(|e| CliError::Proxy(ServerError::Proxy(e)))?;
         let addr = proxy.local_addr();
         let mut banner = format!(
             "proxy listening on http://{addr} (OpenAI base URL http://{addr}/v1), forwarding to {}\n",
@@ -163,8 +93,9 @@ pub fn run(db: &DbPath, args: &ProxyArgs, out: &mut dyn Write) -> Result<(), Cli
             ));
         }
         banner.push_str(&format!(
-            "recording into {}; GPU energy: {gpu_description}\nhealth: http://{addr}/telemetry/health  metrics: http://{addr}/metrics  (Ctrl-C to stop)\n",
+            "recording into {}; GPU energy: {}\nhealth: http://{addr}/telemetry/health  metrics: http://{addr}/metrics  (Ctrl-C to stop)\n",
             escape_controls(&db.path.display().to_string()),
+            recording.gpu.description,
         ));
         emit(out, &banner)?;
         Ok::<_, CliError>(proxy.run(stop).await)
@@ -173,10 +104,8 @@ pub fn run(db: &DbPath, args: &ProxyArgs, out: &mut dyn Write) -> Result<(), Cli
 
     // Records waiting for their GPU energy are published, then the store commits everything.
     telemetry.flush();
-    let flushed = store.flush();
-    let otlp_line = otlp.map(LiveExport::finish);
-    let stats = store.stats();
-    let closed = store.close();
+    let mut finished = recording.finish();
+    let stats = &finished.stats;
     let s = report.stats;
     emit(
         out,
@@ -198,34 +127,8 @@ pub fn run(db: &DbPath, args: &ProxyArgs, out: &mut dyn Write) -> Result<(), Cli
             },
         ),
     )?;
-    if let Some(line) = otlp_line {
-        emit(out, &line)?;
+    if let Some(line) = &finished.otlp_line {
+        emit(out, line)?;
     }
-    flushed?;
-    closed?;
-    Ok(())
-}
-
-/// The GPU sampler for `choice`, and one line saying where energy comes from.
-fn choose_gpu(
-    choice: GpuChoice,
-) -> Result<(Option<Arc<telemetry_gpu::GpuSampler>>, String), CliError> {
-    match choice {
-        GpuChoice::Off => Ok((None, "off".to_owned())),
-        GpuChoice::Mock => {
-            let source = gpu::mock(true, None)?;
-            Ok((source.sampler, source.description))
-        }
-        GpuChoice::Nvml => {
-            let source = gpu::nvml().map_err(CliError::Proxy)?;
-            Ok((source.sampler, source.description))
-        }
-        GpuChoice::Auto => match gpu::nvml() {
-            Ok(source) => Ok((source.sampler, source.description)),
-            Err(why) => Ok((
-                None,
-                format!("off (no usable NVIDIA GPU: {})", escape_controls(&why)),
-            )),
-        },
-    }
+    finished.store_result()
 }

@@ -6,9 +6,9 @@ use std::path::Path;
 use telemetry_store::TelemetryStore;
 
 use crate::cli::{ClearArgs, PruneArgs};
-use crate::commands::emit;
 use crate::confirm::confirm;
 use crate::dbpath::DbPath;
+use crate::emit::emit;
 use crate::error::CliError;
 use crate::output::{self, count};
 use crate::timearg::{format_duration, format_time, now_unix};

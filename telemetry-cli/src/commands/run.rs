@@ -3,89 +3,24 @@
 //! client to point at any server.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use clap::Args;
-use telemetry_agg::TelemetryAggregator;
-use telemetry_core::{EventBus, TimeRange};
 use telemetry_openai::{OpenAiConfig, OpenAiEngine};
-use telemetry_store::TelemetryStore;
 use telemetry_wrap::{GenerateParams, InferenceEngine, InstrumentedEngine, Message};
 
-use crate::cli::StatsGroup;
-use crate::commands::otlp::LiveExport;
-use crate::commands::{emit, stats};
+use crate::cli::RunArgs;
 use crate::dbpath::DbPath;
+use crate::emit::emit;
 use crate::error::CliError;
-use crate::output::{self, count, escape_controls};
+use crate::output::{count, escape_controls};
 use crate::progress;
-use crate::timearg::now_unix;
-
-/// Examples shown by `telemetry run --help`.
-pub const EXAMPLES: &str = "\
-Examples:
-  telemetry run --url http://127.0.0.1:8080/v1 --model smollm2-135m --calls 20 --stream
-  telemetry run --url http://localhost:11434/v1 --model llama3.2 --prompts prompts.jsonl --concurrency 4
-  OPENAI_API_KEY=sk-... telemetry run --url https://api.example.com/v1 --model gpt-4o-mini --calls 5";
+use crate::recording::Recording;
 
 /// The prompt when neither `--prompt` nor `--prompts` is given.
 const DEFAULT_PROMPT: &str = "Explain in two sentences why the sky is blue.";
-
-/// `telemetry run`.
-#[derive(Debug, Args)]
-pub struct RunArgs {
-    /// Base URL of the OpenAI-compatible API (e.g. http://127.0.0.1:8080/v1).
-    #[arg(long)]
-    pub url: String,
-    /// Model to ask for (the server's name or alias).
-    #[arg(long)]
-    pub model: String,
-    /// Stream the answers (records TTFT and inter-token latency).
-    #[arg(long)]
-    pub stream: bool,
-    /// Number of calls.
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
-    pub calls: u64,
-    /// Calls in flight at once (threads).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=256))]
-    pub concurrency: u64,
-    /// The prompt of every call.
-    #[arg(long, conflicts_with = "prompts")]
-    pub prompt: Option<String>,
-    /// JSON Lines file of prompts, used in turn: each line a string, {"prompt": "..."} or
-    /// {"messages": [{"role": "user", "content": "..."}]}.
-    #[arg(long, value_name = "FILE.jsonl")]
-    pub prompts: Option<PathBuf>,
-    /// Completion token limit per call.
-    #[arg(long, default_value_t = 64)]
-    pub max_tokens: u64,
-    /// Sampling temperature (server default when absent).
-    #[arg(long)]
-    pub temperature: Option<f64>,
-    /// The record's engine (default: asked of the server: llama.cpp, vllm, ollama, ...).
-    #[arg(long)]
-    pub engine: Option<String>,
-    /// The record's agent.
-    #[arg(long, default_value = "telemetry-run")]
-    pub agent: String,
-    /// API key [default: $OPENAI_API_KEY].
-    #[arg(long, env = "OPENAI_API_KEY", hide_env_values = true)]
-    pub api_key: Option<String>,
-    /// Ask the server not to reuse its prompt cache (llama.cpp `cache_prompt: false`), for
-    /// repeatable timings.
-    #[arg(long)]
-    pub no_cache_prompt: bool,
-    /// Seconds to wait for the first token (and for a blocking answer).
-    #[arg(long, default_value_t = 300)]
-    pub timeout: u64,
-    /// Also export each call live to an OpenTelemetry collector over OTLP/HTTP [URL default:
-    /// $OTEL_EXPORTER_OTLP_ENDPOINT, else http://localhost:4318].
-    #[arg(long, value_name = "URL", num_args = 0..=1, default_missing_value = "")]
-    pub otlp: Option<String>,
-}
 
 /// Runs `run`.
 pub fn run(db: &DbPath, args: &RunArgs, out: &mut dyn Write) -> Result<(), CliError> {
@@ -101,11 +36,11 @@ pub fn run(db: &DbPath, args: &RunArgs, out: &mut dyn Write) -> Result<(), CliEr
     }
     let engine = OpenAiEngine::detect(config);
 
-    let store = TelemetryStore::open(&db.path)?;
-    let bus = Arc::new(EventBus::new());
-    store.subscribe_to_bus(&bus);
-    let otlp = LiveExport::start(args.otlp.as_deref(), &bus)?;
-    let mut engine = InstrumentedEngine::new(engine, Arc::clone(&bus)).with_agent(&args.agent);
+    let recording = Recording::builder(&db.path)
+        .otlp(args.otlp.as_deref())
+        .start()?;
+    let mut engine =
+        InstrumentedEngine::new(engine, Arc::clone(&recording.bus)).with_agent(&args.agent);
     // The server's address in every record (`server.address`/`server.port`, as OpenTelemetry
     // names them; OTLP spans carry them).
     if let Some((host, port)) = server_of(&args.url) {
@@ -136,8 +71,6 @@ pub fn run(db: &DbPath, args: &RunArgs, out: &mut dyn Write) -> Result<(), CliEr
         ),
     )?;
 
-    let started_wall = now_unix();
-    let started = Instant::now();
     let bar = progress::bar(args.calls, "calls", progress::enabled());
     let next = AtomicU64::new(0);
     let failed = AtomicU64::new(0);
@@ -165,19 +98,11 @@ pub fn run(db: &DbPath, args: &RunArgs, out: &mut dyn Write) -> Result<(), CliEr
     });
     bar.finish_and_clear();
     engine.flush();
-    store.flush()?;
-    let otlp_line = otlp.map(LiveExport::finish);
-    let written = store.stats().written;
-    store.close()?;
+    let mut finished = recording.finish();
+    finished.store_result()?;
     let failed = failed.load(Ordering::Relaxed);
 
-    let mut summary = format!(
-        "recorded {} calls ({} failed) into {} in {:.2} s\n",
-        count(written),
-        count(failed),
-        output::path(&db.path),
-        started.elapsed().as_secs_f64(),
-    );
+    let mut summary = finished.summary_line(failed, &db.path);
     let first_error = first_error
         .into_inner()
         .unwrap_or_else(PoisonError::into_inner);
@@ -187,21 +112,18 @@ pub fn run(db: &DbPath, args: &RunArgs, out: &mut dyn Write) -> Result<(), CliEr
             escape_controls(&e.to_string())
         ));
     }
-    if let Some(line) = otlp_line {
-        summary.push_str(&line);
+    if let Some(line) = &finished.otlp_line {
+        summary.push_str(line);
     }
     summary.push('\n');
     emit(out, &summary)?;
 
-    let agg = TelemetryAggregator::open(&db.path)?;
-    let range = TimeRange::new(Some(started_wall.floor()), Some(now_unix().ceil() + 1.0))?;
-    stats::print_table(&agg, &range, StatsGroup::Model, out)?;
+    finished.print_stats(&db.path, out)?;
     if failed == args.calls {
-        return Err(CliError::Run(format!(
-            "all {} calls failed (recorded): {}",
-            count(failed),
-            first_error.unwrap_or_default()
-        )));
+        return Err(CliError::AllCallsFailed {
+            calls: failed,
+            first_failure: first_error,
+        });
     }
     Ok(())
 }

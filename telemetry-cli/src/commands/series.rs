@@ -5,10 +5,12 @@ use std::io::Write;
 use telemetry_agg::{Bucket, GroupBy, SeriesPoint};
 
 use crate::cli::{BucketArg, SeriesArgs, SeriesFormat, SeriesGroup};
-use crate::commands::{csv_record, emit, open_aggregator, time_range};
+use crate::csv_record;
 use crate::dbpath::DbPath;
+use crate::emit::emit;
 use crate::error::CliError;
 use crate::output::{Align, Table, count, joules, seconds, usd};
+use crate::read::{open_aggregator, time_range};
 use crate::timearg::format_time;
 
 /// Runs `series`.

@@ -12,14 +12,12 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::io::Write;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use clap::Args;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
@@ -33,27 +31,13 @@ use telemetry_prometheus::{Format, RenderError, RenderOptions, render};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use crate::commands::{emit, open_aggregator};
+use crate::cli::ServeArgs;
 use crate::dbpath::DbPath;
-use crate::error::CliError;
+use crate::emit::emit;
+use crate::error::{CliError, ServerError};
+use crate::listen::shutdown_signal;
 use crate::output::escape_controls;
-
-/// Examples shown by `telemetry serve --help`.
-pub const EXAMPLES: &str = "\
-GET /metrics is the Prometheus text format (0.0.4): call, token, cost and energy counters and
-latency, time-to-first-token and time-per-output-token histograms by model, engine and agent,
-computed read-only from the database at each scrape. GET / is a small index page. The metrics
-are listed in the telemetry-prometheus crate docs and the README.
-
-Examples:
-  telemetry serve                              http://127.0.0.1:9464/metrics
-  telemetry --db /srv/telemetry.db serve --listen 0.0.0.0:9464
-  curl -s http://127.0.0.1:9464/metrics | promtool check metrics
-
-prometheus.yml:
-  scrape_configs:
-    - job_name: inference
-      static_configs: [{ targets: ['127.0.0.1:9464'] }]";
+use crate::read::open_aggregator;
 
 /// How long a connection may take to send its request headers.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -66,34 +50,14 @@ const MAX_RENDERS: usize = 4;
 /// Pause after a failed `accept` (e.g. out of file descriptors) before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
-/// `telemetry serve`.
-#[derive(Debug, Args)]
-pub struct ServeArgs {
-    /// Address to listen on, IP:PORT or HOST:PORT (port 0 picks a free port; the address is
-    /// printed).
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9464", value_parser = parse_listen)]
-    pub listen: SocketAddr,
-}
-
-/// `127.0.0.1:9464`, `[::1]:9464`, or a host name with a port (`localhost:9464`, its first
-/// address).
-pub(crate) fn parse_listen(text: &str) -> Result<SocketAddr, String> {
-    if let Ok(addr) = text.parse() {
-        return Ok(addr);
-    }
-    if !text.contains(':') {
-        return Err(format!(
-            "expected HOST:PORT, e.g. 127.0.0.1:9464 (got {text:?})"
-        ));
-    }
-    std::net::ToSocketAddrs::to_socket_addrs(text)
-        .map_err(|e| format!("cannot resolve {text:?}: {e}"))?
-        .next()
-        .ok_or_else(|| format!("{text:?} resolves to no address"))
-}
-
 /// Runs `serve` until SIGINT or SIGTERM.
 pub fn run(db: &DbPath, args: &ServeArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    let listen_failed = |source| {
+        CliError::Serve(ServerError::Listen {
+            addr: args.listen,
+            source,
+        })
+    };
     // A file that is not a telemetry database fails now, not at the first scrape; one being
     // created by another process is waited for, as by the other readers.
     let path = db.require_existing()?.to_path_buf();
@@ -103,16 +67,14 @@ pub fn run(db: &DbPath, args: &ServeArgs, out: &mut dyn Write) -> Result<(), Cli
         .enable_time()
         .max_blocking_threads(MAX_RENDERS)
         .build()
-        .map_err(|e| CliError::Serve(format!("starting the server runtime failed: {e}")))?;
+        .map_err(|e| CliError::Serve(ServerError::Runtime(e)))?;
     runtime.block_on(async {
         // Handlers first: a signal that arrives once the address is printed must stop cleanly.
-        let stop = shutdown_signal()?;
+        let stop = shutdown_signal().map_err(CliError::Serve)?;
         let listener = TcpListener::bind(args.listen)
             .await
-            .map_err(|e| CliError::Serve(format!("cannot listen on {}: {e}", args.listen)))?;
-        let addr = listener
-            .local_addr()
-            .map_err(|e| CliError::Serve(format!("cannot listen on {}: {e}", args.listen)))?;
+            .map_err(listen_failed)?;
+        let addr = listener.local_addr().map_err(listen_failed)?;
         emit(
             out,
             &format!(
@@ -136,31 +98,7 @@ fn scrape(path: &Path, format: Format) -> Result<String, RenderError> {
 fn render_error(e: RenderError) -> CliError {
     match e {
         RenderError::Query(e) => CliError::Agg(e),
-        other => CliError::Serve(other.to_string()),
-    }
-}
-
-/// Completes at the first SIGINT or SIGTERM. The handlers are installed before it returns.
-pub(crate) fn shutdown_signal() -> Result<impl Future<Output = ()>, CliError> {
-    let failed = |e: std::io::Error| CliError::Serve(format!("installing a signal handler: {e}"));
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut interrupt = signal(SignalKind::interrupt()).map_err(failed)?;
-        let mut terminate = signal(SignalKind::terminate()).map_err(failed)?;
-        Ok(async move {
-            tokio::select! {
-                _ = interrupt.recv() => {}
-                _ = terminate.recv() => {}
-            }
-        })
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = failed;
-        Ok(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
+        other => CliError::Serve(ServerError::Render(other)),
     }
 }
 
@@ -310,20 +248,6 @@ mod tests {
             assert!(HeaderValue::from_str(ct).is_ok(), "{ct}");
         }
         assert_eq!(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8");
-    }
-
-    #[test]
-    fn listen_addresses_parse() {
-        assert_eq!(
-            parse_listen("127.0.0.1:9464"),
-            Ok(SocketAddr::from(([127, 0, 0, 1], 9464)))
-        );
-        assert_eq!(parse_listen("[::1]:0").map(|a| a.is_ipv6()), Ok(true));
-        assert!(
-            parse_listen("localhost:9464").is_ok_and(|a| a.port() == 9464 && a.ip().is_loopback())
-        );
-        assert!(parse_listen("9464").unwrap_err().contains("HOST:PORT"));
-        assert!(parse_listen("127.0.0.1:99999").is_err());
     }
 
     #[test]

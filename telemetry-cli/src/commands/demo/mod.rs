@@ -2,28 +2,22 @@
 //! the stats of the run.
 
 mod engine;
-pub(crate) mod gpu;
 
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Instant;
 
-use telemetry_agg::TelemetryAggregator;
-use telemetry_core::{EventBus, TimeRange};
-use telemetry_store::TelemetryStore;
 use telemetry_wrap::{
     GenerateParams, InferenceEngine, InstrumentedEngine, Message, SimTiming, SimulatedEngine,
 };
 
-use crate::cli::{DemoArgs, StatsGroup};
-use crate::commands::otlp::LiveExport;
-use crate::commands::{emit, stats};
+use crate::cli::DemoArgs;
 use crate::dbpath::DbPath;
+use crate::emit::emit;
 use crate::error::CliError;
 use crate::output::{self, count, escape_controls};
 use crate::progress;
-use crate::timearg::now_unix;
+use crate::recording::{AutoFallback, CallClock, Recording};
 use engine::{DemoEngine, VirtualGpu};
 
 /// Share of simulated calls that fail (overloaded, timeout, rate limited), so errors show.
@@ -52,16 +46,19 @@ pub fn run(db: &DbPath, args: &DemoArgs, out: &mut dyn Write) -> Result<(), CliE
     } else {
         SimTiming::Instant
     };
-    let gpu = gpu::choose(args.gpu, args.realtime)?;
+    let clock = if args.realtime {
+        CallClock::Real
+    } else {
+        CallClock::Simulated
+    };
+    let recording = Recording::builder(&db.path)
+        .gpu(args.gpu, clock, AutoFallback::Mock)
+        .otlp(args.otlp.as_deref())
+        .start()?;
+    let gpu = &recording.gpu;
     if let Some(note) = &gpu.note {
         eprintln!("telemetry: {}", escape_controls(note));
     }
-
-    let store = TelemetryStore::open(&db.path)?;
-    let bus = Arc::new(EventBus::new());
-    store.subscribe_to_bus(&bus);
-    let otlp =
-        LiveExport::start(args.otlp.as_deref(), &bus)?.map(|o| o.with_gpu(gpu.sampler.as_ref()));
 
     let sim = SimulatedEngine::new()
         .with_seed(args.seed)
@@ -79,7 +76,7 @@ pub fn run(db: &DbPath, args: &DemoArgs, out: &mut dyn Write) -> Result<(), CliE
     let engines: Vec<InstrumentedEngine<&DemoEngine>> = AGENTS
         .iter()
         .map(|agent| {
-            let engine = InstrumentedEngine::new(&demo, Arc::clone(&bus))
+            let engine = InstrumentedEngine::new(&demo, Arc::clone(&recording.bus))
                 .with_agent(agent)
                 .with_price_table(SimulatedEngine::price_table());
             match &gpu.sampler {
@@ -108,8 +105,6 @@ pub fn run(db: &DbPath, args: &DemoArgs, out: &mut dyn Write) -> Result<(), CliE
         ),
     )?;
 
-    let started_wall = now_unix();
-    let started = Instant::now();
     let bar = progress::bar(args.calls, "calls", progress::enabled());
     // On the simulated clock a call's GPU window is only its own if calls take turns: another
     // thread advancing the shared clock mid-call would stretch it.
@@ -147,35 +142,24 @@ pub fn run(db: &DbPath, args: &DemoArgs, out: &mut dyn Write) -> Result<(), CliE
     for engine in &engines {
         engine.flush();
     }
-    store.flush()?;
-    let otlp_line = otlp.map(LiveExport::finish);
-    let stats = store.stats();
-    store.close()?;
-    let elapsed = started.elapsed();
-    let ended_wall = now_unix();
+    let mut finished = recording.finish();
+    finished.store_result()?;
+    let stats = &finished.stats;
 
-    let mut summary = format!(
-        "recorded {} calls ({} failed) into {} in {:.2} s\n",
-        count(stats.written),
-        count(failed.load(Ordering::Relaxed)),
-        output::path(&db.path),
-        elapsed.as_secs_f64(),
-    );
+    let mut summary = finished.summary_line(failed.load(Ordering::Relaxed), &db.path);
     if stats.rejected + stats.dropped + stats.bus_errors > 0 {
         summary.push_str(&format!(
             "warning: the store refused {} records and dropped {} ({} bus errors)\n",
             stats.rejected, stats.dropped, stats.bus_errors
         ));
     }
-    if let Some(line) = otlp_line {
-        summary.push_str(&line);
+    if let Some(line) = &finished.otlp_line {
+        summary.push_str(line);
     }
     summary.push('\n');
     emit(out, &summary)?;
 
-    let agg = TelemetryAggregator::open(&db.path)?;
-    let range = TimeRange::new(Some(started_wall.floor()), Some(ended_wall.ceil() + 1.0))?;
-    stats::print_table(&agg, &range, StatsGroup::Model, out)?;
+    finished.print_stats(&db.path, out)?;
     emit(
         out,
         &format!(

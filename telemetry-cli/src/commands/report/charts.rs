@@ -231,7 +231,7 @@ pub fn histogram_chart(
             .x_labels(6)
             .y_labels(5)
             .x_label_formatter(&|x| x_label(10f64.powf(*x)))
-            .y_label_formatter(&|y| crate::commands::report::format::axis_number(*y))
+            .y_label_formatter(&|y| super::format::axis_number(*y))
             .label_style(LABEL_FONT.into_font().color(&INK))
             .axis_style(AXIS)
             .bold_line_style(GRID)

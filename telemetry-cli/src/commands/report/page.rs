@@ -9,13 +9,13 @@ use std::fmt::Write as _;
 
 use telemetry_agg::{AggregatedStats, SeriesPoint};
 
-use super::ReportData;
 use super::charts::{self, ChartError, Line};
+use super::data::ReportData;
 use super::format::{axis_number, axis_seconds, axis_usd, bucket_name, escape, time_label};
 use crate::cli::StatsGroup;
-use crate::commands::stats::describe_range;
 use crate::error::CliError;
 use crate::output::{count, joules, number, seconds, usd};
+use crate::present::describe_range;
 use crate::timearg::format_time;
 
 /// Groups drawn as lines in the per-group charts (the ones with the most calls); the table
@@ -68,7 +68,7 @@ pub fn render(data: &ReportData) -> Result<String, CliError> {
 }
 
 fn chart_error(e: ChartError) -> CliError {
-    CliError::Chart(e.to_string())
+    CliError::Chart(e)
 }
 
 fn group_noun(by: StatsGroup) -> &'static str {

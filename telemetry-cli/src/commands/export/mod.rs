@@ -1,22 +1,26 @@
 //! `telemetry export`: streams records as JSON, NDJSON or CSV, in constant memory.
 
+mod otlp;
+
 use std::io::{BufWriter, Write};
 
 use telemetry_core::TelemetryRecord;
 use telemetry_core::schema::RECORD_COLUMNS;
 
 use crate::cli::{ExportArgs, ExportFormat};
-use crate::commands::{csv_record, emit, open_aggregator, time_range};
+use crate::csv_record;
 use crate::dbpath::DbPath;
+use crate::emit::emit;
 use crate::error::CliError;
 use crate::outfile::OutputFile;
 use crate::output::{self, count};
 use crate::progress;
+use crate::read::{open_aggregator, time_range};
 
 /// Runs `export`.
 pub fn run(db: &DbPath, args: &ExportArgs, out: &mut dyn Write) -> Result<(), CliError> {
     if args.format == ExportFormat::Otlp {
-        return crate::commands::otlp::backfill(db, args, out);
+        return otlp::backfill(db, args, out);
     }
     let agg = open_aggregator(db)?;
     let range = time_range(&args.range)?;

@@ -1,5 +1,6 @@
-//! Where `demo` gets GPU energy: real NVML, the mock GPU on the real clock, the mock GPU on a
-//! virtual clock that instant calls advance, or nothing.
+//! Where a recording gets GPU energy: real NVML, the mock GPU on the real clock, the mock GPU on
+//! a virtual clock that instant calls advance (`demo` without `--realtime`), or nothing. Chosen
+//! here once for every command that records.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,9 +10,29 @@ use telemetry_gpu::{
 };
 
 use crate::cli::GpuChoice;
-use crate::error::CliError;
+use crate::error::GpuSetupError;
+use crate::output::escape_controls;
 
-/// The GPU source chosen for a demo run.
+/// The clock the recorded calls run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallClock {
+    /// Calls take real time (`run`, `proxy`, `demo --realtime`).
+    Real,
+    /// Calls take no real time; their synthetic durations advance a virtual clock (`demo`).
+    Simulated,
+}
+
+/// What `--gpu auto` uses when no NVIDIA GPU is usable on the real clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AutoFallback {
+    /// The mock GPU, with a note on stderr saying why (`demo`: energy shows in a demo).
+    Mock,
+    /// No energy, said in the description (`proxy`: no invented joules in real records).
+    #[cfg_attr(not(feature = "proxy"), allow(dead_code))]
+    Off,
+}
+
+/// The GPU source chosen for a recording.
 pub struct GpuSource {
     /// The sampler to attach to the engine, if any.
     pub sampler: Option<Arc<GpuSampler>>,
@@ -24,46 +45,64 @@ pub struct GpuSource {
     pub note: Option<String>,
 }
 
+impl GpuSource {
+    /// No GPU source: energy is not recorded.
+    pub fn none() -> Self {
+        off("off (no energy recorded)".to_string())
+    }
+}
+
 /// Timeline kept for the simulated clock: longer than the slowest simulated call.
 const VIRTUAL_HISTORY: Duration = Duration::from_secs(35);
 
 /// Lowest and highest power of the mock GPU's trace, watts.
 const MOCK_POWER_RANGE: (f64, f64) = (180.0, 690.0);
 
-/// Chooses and starts the GPU source. `realtime`: calls take real time.
-pub fn choose(choice: GpuChoice, realtime: bool) -> Result<GpuSource, CliError> {
+/// Chooses and starts the GPU source for calls on `clock`; `auto` on the real clock falls back
+/// as `fallback` says.
+pub fn choose(
+    choice: GpuChoice,
+    clock: CallClock,
+    fallback: AutoFallback,
+) -> Result<GpuSource, GpuSetupError> {
+    let realtime = clock == CallClock::Real;
     match choice {
-        GpuChoice::Off => Ok(GpuSource {
-            sampler: None,
-            virtual_clock: None,
-            description: "off (no energy recorded)".to_string(),
-            note: None,
-        }),
+        GpuChoice::Off => Ok(GpuSource::none()),
         GpuChoice::Mock => mock(realtime, None),
-        GpuChoice::Nvml => {
-            if !realtime {
-                return Err(CliError::Usage(
-                    "--gpu nvml needs --realtime: instant calls take no real time, so a real GPU has nothing to measure"
-                        .to_string(),
-                ));
-            }
-            nvml().map_err(CliError::Demo)
-        }
+        GpuChoice::Nvml if !realtime => Err(GpuSetupError::NvmlNeedsRealTime),
+        GpuChoice::Nvml => nvml(),
         GpuChoice::Auto if !realtime => mock(
             false,
             Some("instant mode: calls take no real time, so energy comes from the mock GPU on the simulated clock (use --realtime to measure a real GPU)".to_string()),
         ),
-        GpuChoice::Auto => match nvml() {
-            Ok(source) => Ok(source),
-            Err(why) => mock(true, Some(format!("no usable NVIDIA GPU ({why}); using the mock GPU"))),
+        GpuChoice::Auto => match (nvml(), fallback) {
+            (Ok(source), _) => Ok(source),
+            (Err(why), AutoFallback::Mock) => mock(
+                true,
+                Some(format!("no usable NVIDIA GPU ({why}); using the mock GPU")),
+            ),
+            (Err(why), AutoFallback::Off) => Ok(off(format!(
+                "off (no usable NVIDIA GPU: {})",
+                escape_controls(&why.to_string())
+            ))),
         },
     }
 }
 
+/// No GPU source.
+fn off(description: String) -> GpuSource {
+    GpuSource {
+        sampler: None,
+        virtual_clock: None,
+        description,
+        note: None,
+    }
+}
+
 #[cfg(feature = "nvml")]
-pub(crate) fn nvml() -> Result<GpuSource, String> {
-    let backend = telemetry_gpu::NvmlBackend::new().map_err(|e| e.to_string())?;
-    let sampler = GpuSampler::new(backend).map_err(|e| e.to_string())?;
+fn nvml() -> Result<GpuSource, GpuSetupError> {
+    let backend = telemetry_gpu::NvmlBackend::new().map_err(GpuSetupError::Nvml)?;
+    let sampler = GpuSampler::new(backend).map_err(GpuSetupError::Nvml)?;
     let names: Vec<String> = sampler
         .devices()
         .iter()
@@ -81,15 +120,14 @@ pub(crate) fn nvml() -> Result<GpuSource, String> {
 }
 
 #[cfg(not(feature = "nvml"))]
-pub(crate) fn nvml() -> Result<GpuSource, String> {
-    Err("this build has no NVML support (feature `nvml` is off)".to_string())
+fn nvml() -> Result<GpuSource, GpuSetupError> {
+    Err(GpuSetupError::NoNvmlSupport)
 }
 
-pub(crate) fn mock(realtime: bool, note: Option<String>) -> Result<GpuSource, CliError> {
+fn mock(realtime: bool, note: Option<String>) -> Result<GpuSource, GpuSetupError> {
     let backend = MockBackend::single(power_trace());
     let (lo, hi) = MOCK_POWER_RANGE;
-    let gpu_err =
-        |e: telemetry_gpu::GpuError| CliError::Demo(format!("starting the mock GPU: {e}"));
+    let gpu_err = GpuSetupError::Mock;
     if realtime {
         let sampler = GpuSampler::with_config(
             backend,
@@ -166,20 +204,25 @@ mod tests {
         }
     }
 
+    const INSTANT: CallClock = CallClock::Simulated;
+
     #[test]
     fn nvml_in_instant_mode_is_a_usage_error() {
-        let err = choose(GpuChoice::Nvml, false).err().unwrap();
+        let err = choose(GpuChoice::Nvml, INSTANT, AutoFallback::Mock)
+            .err()
+            .unwrap();
+        let err = crate::error::CliError::from(err);
         assert_eq!(err.exit_code(), 2);
         assert!(err.to_string().contains("--realtime"));
     }
 
     #[test]
     fn auto_in_instant_mode_uses_the_virtual_mock() {
-        let source = choose(GpuChoice::Auto, false).unwrap();
+        let source = choose(GpuChoice::Auto, INSTANT, AutoFallback::Mock).unwrap();
         assert!(source.virtual_clock.is_some() && source.sampler.is_some());
         assert!(source.description.contains("mock"));
         assert!(source.note.unwrap().contains("instant mode"));
-        let off = choose(GpuChoice::Off, false).unwrap();
+        let off = choose(GpuChoice::Off, INSTANT, AutoFallback::Mock).unwrap();
         assert!(off.sampler.is_none());
     }
 }

@@ -1,5 +1,6 @@
 //! OTLP export from the command line: live while recording (`demo`, `run`, `proxy` with
-//! `--otlp [URL]`) and backfill of stored records (`export --format otlp`).
+//! `--otlp [URL]`), and the configuration that the backfill of stored records
+//! (`export --format otlp`) shares.
 //!
 //! The endpoint is the URL given, else the standard `OTEL_EXPORTER_OTLP_*` variables, else
 //! `http://localhost:4318`; headers, resource and limits come from the variables (see
@@ -10,25 +11,20 @@
 //! hands the sampler's newest reading of each device to the exporter a few times per metric
 //! interval, and once more when the export finishes.
 
-use std::io::Write;
 use std::sync::Arc;
 
 use telemetry_core::EventBus;
 use telemetry_gpu::GpuSampler;
 
-use crate::cli::ExportArgs;
-use crate::dbpath::DbPath;
 use crate::error::CliError;
 
 #[cfg(feature = "otlp")]
 use {
-    crate::commands::{emit, open_aggregator, time_range},
-    crate::output::{self, count},
-    crate::progress,
+    crate::output::count,
     std::sync::mpsc,
     std::thread::JoinHandle,
-    std::time::{Duration, Instant},
-    telemetry_otel::{Backfill, DeviceReading, OtlpConfig, OtlpExporter},
+    std::time::Duration,
+    telemetry_otel::{DeviceReading, OtlpConfig, OtlpExporter},
 };
 
 /// Records the live exporter holds before dropping new ones, unless `OTEL_BSP_MAX_QUEUE_SIZE`
@@ -43,7 +39,7 @@ const SHUTDOWN_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10
 
 /// The configuration for `--otlp [URL]` / `--endpoint URL`: `url` when given and not empty.
 #[cfg(feature = "otlp")]
-fn config(url: Option<&str>, flag: &str) -> Result<OtlpConfig, CliError> {
+pub(crate) fn config(url: Option<&str>, flag: &str) -> Result<OtlpConfig, CliError> {
     let usage = |e: telemetry_otel::ConfigError| CliError::Usage(format!("{flag}: {e}"));
     let mut config = OtlpConfig::from_env().map_err(usage)?;
     if let Some(url) = url.map(str::trim).filter(|u| !u.is_empty()) {
@@ -128,8 +124,7 @@ impl LiveExport {
             if std::env::var_os("OTEL_BSP_MAX_QUEUE_SIZE").is_none() {
                 config = config.with_queue_capacity(LIVE_QUEUE);
             }
-            let exporter =
-                OtlpExporter::start(config).map_err(|e| CliError::Otlp(format!("--otlp: {e}")))?;
+            let exporter = OtlpExporter::start(config).map_err(CliError::OtlpStart)?;
             exporter.subscribe_to_bus(bus);
             Ok(Some(LiveExport {
                 exporter: Arc::new(exporter),
@@ -225,59 +220,5 @@ impl LiveExport {
         {
             String::new()
         }
-    }
-}
-
-/// `telemetry export --format otlp`: sends the stored records in the range to a collector,
-/// spans with their original times, then the metrics over them.
-pub fn backfill(db: &DbPath, args: &ExportArgs, out: &mut dyn Write) -> Result<(), CliError> {
-    if args.output.is_some() || args.raw {
-        return Err(CliError::Usage(
-            "--format otlp sends to a collector (--endpoint URL): -o/--output and --raw do not apply"
-                .to_owned(),
-        ));
-    }
-    #[cfg(feature = "otlp")]
-    {
-        let config = config(args.endpoint.as_deref(), "--endpoint")?;
-        let traces = config.traces_endpoint().to_owned();
-        let agg = open_aggregator(db)?;
-        let range = time_range(&args.range)?;
-        let show = progress::enabled();
-        let total = if show { agg.record_count(&range)? } else { 0 };
-        let bar = progress::bar(total, "spans", show);
-        let started = Instant::now();
-        let mut backfill = Backfill::new(config);
-        let fail = |e: telemetry_otel::ExportError| CliError::Otlp(e.to_string());
-        for record in agg.export_records(&range)? {
-            backfill.push(record?).map_err(fail)?;
-            bar.inc(1);
-        }
-        let summary = backfill.finish().map_err(fail)?;
-        bar.finish_and_clear();
-        let seconds = started.elapsed().as_secs_f64();
-        emit(
-            out,
-            &format!(
-                "exported {} records as spans to {} in {} requests{} in {:.2} s ({} spans/s)\n",
-                count(summary.spans),
-                output::escape_controls(&traces),
-                count(summary.span_requests),
-                if summary.metrics_sent {
-                    ", then their metrics"
-                } else {
-                    ""
-                },
-                seconds,
-                count((summary.spans as f64 / seconds.max(1e-9)) as u64),
-            ),
-        )
-    }
-    #[cfg(not(feature = "otlp"))]
-    {
-        let _ = (db, out);
-        Err(CliError::Usage(
-            "--format otlp: this telemetry was built without the `otlp` feature".to_owned(),
-        ))
     }
 }

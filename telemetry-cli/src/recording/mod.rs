@@ -1,0 +1,218 @@
+//! One way to start recording and one way to finish it, for every command that records
+//! (`demo`, `run`, `proxy`).
+//!
+//! [`Recording::builder`] opens the store, subscribes it to a new bus, chooses and starts the
+//! GPU source ([`gpu::choose`]), starts the live OTLP export (`--otlp`, with the GPU's device
+//! series) and loads the price table (`--prices`). The command then builds its engines or proxy
+//! on [`Recording::bus`] and makes its calls; [`Recording::finish`] flushes the store, finishes
+//! the OTLP export and closes the store, and the [`Finished`] recording prints the usual summary
+//! line and stats table.
+//!
+//! ```text
+//! let recording = Recording::builder(&db.path)
+//!     .gpu(args.gpu, CallClock::Real, AutoFallback::Off)
+//!     .otlp(args.otlp.as_deref())
+//!     .start()?;
+//! // ... engines publish on recording.bus ...
+//! engine.flush(); // records still waiting for GPU energy
+//! let mut finished = recording.finish();
+//! ```
+
+pub(crate) mod gpu;
+pub(crate) mod otlp;
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use telemetry_agg::TelemetryAggregator;
+use telemetry_core::{EventBus, TimeRange};
+use telemetry_gpu::GpuSampler;
+use telemetry_store::{OverflowPolicy, StoreError, StoreStats, TelemetryStore};
+use telemetry_wrap::PriceTable;
+
+use crate::cli::{GpuChoice, StatsGroup};
+use crate::error::CliError;
+use crate::output::{self, count};
+use crate::present::print_table;
+use crate::timearg::now_unix;
+pub(crate) use gpu::{AutoFallback, CallClock, GpuSource};
+use otlp::LiveExport;
+
+/// What a recording is started with; see [`Recording::builder`].
+#[derive(Debug)]
+#[must_use]
+pub(crate) struct RecordingBuilder<'a> {
+    db: &'a Path,
+    overflow: Option<OverflowPolicy>,
+    gpu: Option<(GpuChoice, CallClock, AutoFallback)>,
+    otlp: Option<&'a str>,
+    prices: Option<&'a Path>,
+}
+
+impl<'a> RecordingBuilder<'a> {
+    /// A store that cannot keep up drops (and counts) new records instead of making callers
+    /// wait (`proxy`: the bus hands each record to the store on the proxy's own thread).
+    #[cfg_attr(not(feature = "proxy"), allow(dead_code))]
+    pub(crate) fn drop_when_full(mut self) -> Self {
+        self.overflow = Some(OverflowPolicy::DropNewest);
+        self
+    }
+
+    /// GPU energy from `choice` (`--gpu`) for calls on `clock`; without this, none.
+    pub(crate) fn gpu(
+        mut self,
+        choice: GpuChoice,
+        clock: CallClock,
+        fallback: AutoFallback,
+    ) -> Self {
+        self.gpu = Some((choice, clock, fallback));
+        self
+    }
+
+    /// `--otlp [URL]`: `Some("")` for the default endpoint, `None` for no export.
+    pub(crate) fn otlp(mut self, url: Option<&'a str>) -> Self {
+        self.otlp = url;
+        self
+    }
+
+    /// `--prices FILE`: the price table, loaded at [`start`](Self::start).
+    #[cfg_attr(not(feature = "proxy"), allow(dead_code))]
+    pub(crate) fn prices(mut self, path: Option<&'a Path>) -> Self {
+        self.prices = path;
+        self
+    }
+
+    /// Loads the prices, starts the GPU source, opens the store, subscribes it to a new bus and
+    /// starts the OTLP export, in that order. A bad price file or `--otlp` URL is a usage error.
+    pub(crate) fn start(self) -> Result<Recording, CliError> {
+        let prices = match self.prices {
+            Some(path) => Some(
+                PriceTable::from_path(path)
+                    .map_err(|e| CliError::Usage(format!("--prices {}: {e}", path.display())))?,
+            ),
+            None => None,
+        };
+        let gpu = match self.gpu {
+            Some((choice, clock, fallback)) => gpu::choose(choice, clock, fallback)?,
+            None => GpuSource::none(),
+        };
+        let mut store = TelemetryStore::builder(self.db);
+        if let Some(policy) = self.overflow {
+            store = store.overflow(policy);
+        }
+        let store = store.open()?;
+        let bus = Arc::new(EventBus::new());
+        store.subscribe_to_bus(&bus);
+        let otlp = LiveExport::start(self.otlp, &bus)?.map(|o| o.with_gpu(gpu.sampler.as_ref()));
+        Ok(Recording {
+            store,
+            bus,
+            gpu,
+            prices,
+            otlp,
+            started: Instant::now(),
+            started_wall: now_unix(),
+        })
+    }
+}
+
+/// A recording in progress: the store, the bus it listens to, the GPU source and the prices.
+pub(crate) struct Recording {
+    /// The store, subscribed to [`bus`](Self::bus).
+    pub store: TelemetryStore,
+    /// Where engines and the proxy publish their records.
+    pub bus: Arc<EventBus>,
+    /// The GPU source (no sampler when energy is off).
+    pub gpu: GpuSource,
+    /// The `--prices` table, if one was given.
+    #[cfg_attr(not(feature = "proxy"), allow(dead_code))]
+    pub prices: Option<PriceTable>,
+    otlp: Option<LiveExport>,
+    started: Instant,
+    started_wall: f64,
+}
+
+impl Recording {
+    /// A recording into the database at `db`, without GPU, OTLP or prices until asked for.
+    pub(crate) fn builder(db: &Path) -> RecordingBuilder<'_> {
+        RecordingBuilder {
+            db,
+            overflow: None,
+            gpu: None,
+            otlp: None,
+            prices: None,
+        }
+    }
+
+    /// The GPU sampler to attach to engines, if any.
+    #[cfg_attr(not(feature = "proxy"), allow(dead_code))]
+    pub(crate) fn sampler(&self) -> Option<&Arc<GpuSampler>> {
+        self.gpu.sampler.as_ref()
+    }
+
+    /// Flushes the store (everything published so far: flush engines waiting for GPU energy
+    /// first), finishes the OTLP export (within 10 s) and closes the store. A store failure is
+    /// kept in the [`Finished`] recording, so the summary can still be printed.
+    pub(crate) fn finish(self) -> Finished {
+        let flushed = self.store.flush();
+        let otlp_line = self.otlp.map(LiveExport::finish);
+        let stats = self.store.stats();
+        let closed = self.store.close();
+        Finished {
+            stats,
+            otlp_line,
+            elapsed: self.started.elapsed(),
+            started_wall: self.started_wall,
+            ended_wall: now_unix(),
+            store_error: flushed.and(closed).err(),
+        }
+    }
+}
+
+/// A finished recording: what the store wrote and what the OTLP export sent.
+#[derive(Debug)]
+pub(crate) struct Finished {
+    /// The store's counters at the end.
+    pub stats: StoreStats,
+    /// The OTLP export's summary line (with its newline), with `--otlp`.
+    pub otlp_line: Option<String>,
+    /// From the start of the recording to its end.
+    pub elapsed: Duration,
+    started_wall: f64,
+    ended_wall: f64,
+    store_error: Option<StoreError>,
+}
+
+impl Finished {
+    /// The first failure of the final flush or close, if any (once).
+    pub(crate) fn store_result(&mut self) -> Result<(), CliError> {
+        match self.store_error.take() {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
+        }
+    }
+
+    /// `recorded N calls (F failed) into DB in S s`, with its newline.
+    pub(crate) fn summary_line(&self, failed: u64, db: &Path) -> String {
+        format!(
+            "recorded {} calls ({} failed) into {} in {:.2} s\n",
+            count(self.stats.written),
+            count(failed),
+            output::path(db),
+            self.elapsed.as_secs_f64(),
+        )
+    }
+
+    /// The stats table, by model, of the calls recorded (the whole seconds the recording
+    /// spanned, read back from the database at `db`).
+    pub(crate) fn print_stats(&self, db: &Path, out: &mut dyn Write) -> Result<(), CliError> {
+        let agg = TelemetryAggregator::open(db)?;
+        let range = TimeRange::new(
+            Some(self.started_wall.floor()),
+            Some(self.ended_wall.ceil() + 1.0),
+        )?;
+        print_table(&agg, &range, StatsGroup::Model, out)
+    }
+}
