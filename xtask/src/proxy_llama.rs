@@ -1,16 +1,28 @@
-//! `cargo xtask proxy-llama`: the official OpenAI Python client (`pip install openai`) through
-//! `telemetry proxy` to a real llama.cpp server.
+//! `cargo xtask proxy-llama`: the official OpenAI and Anthropic Python SDKs through
+//! `telemetry proxy` to real llama.cpp servers, every API and mode the proxy records.
 //!
-//! Starts llama.cpp's server as `cargo xtask llama` does ([`crate::llama`], same cache), installs
-//! the `openai` package into a venv under `target/proxy-client/` (idempotent, retried), builds
-//! `telemetry` and starts `telemetry proxy` in front of the server. The client then makes a
-//! blocking call, a stream with `stream_options.include_usage`, a stream without it and an invalid
-//! request through the proxy, each with its own `X-Telemetry-Agent`, and 50 blocking calls direct
-//! and 50 through the proxy, interleaved (median latency of each). After SIGTERM to the proxy the
-//! records in its database must equal what the client saw: the server's usage, the response's
-//! model, counted content chunks when the server sent no usage, `http_400` for the invalid
-//! request, one record per call. The transcript (client output, checks, `telemetry stats`) is
-//! written to `target/proxy-llama/transcript.txt`.
+//! Starts llama.cpp's server as `cargo xtask llama` does ([`crate::llama`], same cache) twice,
+//! both with `--metrics`: one for generation, one with `--embeddings --pooling mean` (SmolLM2 has
+//! no pooling of its own, and `/v1/embeddings` refuses pooling `none`). Installs the pinned SDKs
+//! ([`SDKS`]) into a venv under `target/proxy-client/` (idempotent, retried), builds `telemetry`
+//! and starts `telemetry proxy` in front of the first server, routing the embeddings model to the
+//! second (`--route`). The SDKs then make, through the proxy, one call per API × mode (Chat
+//! Completions blocking, streamed with `stream_options.include_usage` and without it;
+//! Completions blocking and streamed; Responses and Messages blocking and streamed; embeddings),
+//! each with its own `X-Telemetry-Agent`, reading the servers' `/metrics` counters before and
+//! after each; then an invalid request, and 50 blocking calls direct and 50 through the proxy,
+//! interleaved (median latency of each).
+//!
+//! After SIGTERM to the proxy, each record must equal the usage the SDK returned (prompt,
+//! completion, cached, cache-write and reasoning tokens), or the server's counters where the
+//! client asked for no usage, and the server's counters in any case; the sum of the recorded
+//! output tokens must equal the delta of `llamacpp:tokens_predicted_total`; the invalid request
+//! is `http_400` with the server's message; one record per call. Rows outside [`ASSERTED`]
+//! (APIs whose recording has not landed yet) are shown but do not fail the step;
+//! `TELEMETRY_PROXY_LLAMA_ASSERT=all` (or a comma-separated list of APIs / agents) asserts them.
+//! The transcript (SDK output, checks, table, `telemetry stats`) is written to
+//! `target/proxy-llama/transcript.txt`, the table API × mode (recorded tokens, SDK usage, server
+//! counter delta) to `target/proxy-llama/table.txt`.
 //!
 //! Without Python or a server that runs here, one line says what was skipped — unless `CI=true`.
 
@@ -26,6 +38,15 @@ use crate::util::{build_telemetry, on_ci, target_dir, workspace_root};
 const CLIENT: &str = include_str!("proxy_llama/client.py");
 /// Calls direct and through the proxy for the latency comparison.
 const LATENCY_CALLS: &str = "50";
+/// The SDKs the client uses, pinned (the versions the issue names).
+pub const SDKS: [(&str, &str); 2] = [("openai", "3.51.0"), ("anthropic", "2.10.0")];
+/// The model name the proxy routes to the embeddings server.
+const EMBED_MODEL: &str = "smollm2-135m-embed";
+/// The rows (record `api` names, or single agents of client.py) whose checks fail the step: the
+/// APIs whose recording is on main. The others are shown in the table only.
+const ASSERTED: &[&str] = &["chat-blocking", "openai_completions"];
+/// Overrides [`ASSERTED`]: `all`, or a comma-separated list of APIs and agents.
+const ASSERT_ENV: &str = "TELEMETRY_PROXY_LLAMA_ASSERT";
 
 /// `cargo xtask proxy-llama`.
 pub fn run(args: &[String]) -> Result<(), String> {
@@ -40,7 +61,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
         }
         Err(Unavailable::Missing(why) | Unavailable::IllegalInstruction(why)) if !on_ci() => {
             eprintln!(
-                "xtask proxy-llama: skipped the OpenAI client through the proxy to llama.cpp: {why}"
+                "xtask proxy-llama: skipped the Python SDKs through the proxy to llama.cpp: {why}"
             );
             Ok(())
         }
@@ -65,43 +86,67 @@ fn check(root: &Path) -> Result<PathBuf, Unavailable> {
     std::fs::write(&script, CLIENT)
         .map_err(|e| failed(format!("writing {}: {e}", script.display())))?;
     let telemetry = build_telemetry(&target).map_err(failed)?;
-    let server = llama::start(&mut installed, &cache, &[])?;
+    let server = llama::start(&mut installed, &cache, &["--metrics"])?;
     let direct = format!("http://127.0.0.1:{}", server.port);
     eprintln!("xtask proxy-llama: llama-server ready at {direct}");
+    let embed_server = llama::start(
+        &mut installed,
+        &cache,
+        &["--metrics", "--embeddings", "--pooling", "mean"],
+    )?;
+    let embed = format!("http://127.0.0.1:{}", embed_server.port);
+    eprintln!("xtask proxy-llama: llama-server --embeddings ready at {embed}");
+    let route = format!("{EMBED_MODEL}={embed}");
 
     let db = work.join("proxy.db");
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
     }
-    let mut proxy = ProxyChild::start(&telemetry, &db, &direct)?;
+    let mut proxy = ProxyChild::start(&telemetry, &db, &direct, &route)?;
     let mut transcript = format!(
-        "$ telemetry --db {} proxy --listen 127.0.0.1:0 --upstream {direct} --engine-name llama.cpp --gpu off\n{}\n",
+        "$ telemetry --db {} proxy --listen 127.0.0.1:0 --upstream {direct} --route {route} --engine-name llama.cpp --gpu off\n{}\n",
         db.display(),
         proxy.banner.trim_end()
     );
     let proxy_url = format!("http://{}", proxy.addr);
+    let sdks: Vec<String> = SDKS.iter().map(|(p, v)| format!("{p}=={v}")).collect();
     transcript.push_str(&format!(
-        "\n$ python client.py calls {proxy_url} {direct} {MODEL_ALIAS}   # official openai package\n"
+        "\n$ python client.py calls {proxy_url} {direct} {embed} {MODEL_ALIAS} {EMBED_MODEL}   # {}\n",
+        sdks.join(" ")
     ));
     let seen = work.join("seen.json");
     transcript.push_str(&python_step(
         &python,
         &script,
-        &["calls", &proxy_url, &direct, MODEL_ALIAS],
+        &[
+            "calls",
+            &proxy_url,
+            &direct,
+            &embed,
+            MODEL_ALIAS,
+            EMBED_MODEL,
+        ],
         &[seen.to_str().unwrap_or_default(), LATENCY_CALLS],
     )?);
     let stopped = proxy.terminate()?;
     transcript.push_str(&format!("\n$ kill -TERM <proxy>\n{}\n", stopped.trim_end()));
     drop(server);
+    drop(embed_server);
 
-    transcript.push_str(
-        "\n$ python client.py verify proxy.db seen.json   # records vs what the client saw\n",
-    );
+    let asserted = std::env::var(ASSERT_ENV).unwrap_or_else(|_| ASSERTED.join(","));
+    let table = work.join("table.txt");
+    transcript.push_str(&format!(
+        "\n$ python client.py verify proxy.db seen.json table.txt {asserted}   # records vs SDK usage vs server counters\n"
+    ));
     let verified = python_step(
         &python,
         &script,
         &["verify", db.to_str().unwrap_or_default()],
-        &[seen.to_str().unwrap_or_default()],
+        &[
+            seen.to_str().unwrap_or_default(),
+            table.to_str().unwrap_or_default(),
+            &asserted,
+        ],
     );
     let verified_ok = verified.is_ok();
     transcript.push_str(&verified.unwrap_or_else(|e| match e {
@@ -126,7 +171,7 @@ fn check(root: &Path) -> Result<PathBuf, Unavailable> {
     print!("{transcript}");
     if !verified_ok {
         return Err(failed(
-            "the proxy's records do not match what the OpenAI client saw (see above)".into(),
+            "the proxy's records do not match the SDKs' usage or the servers' counters (see the table above)".into(),
         ));
     }
     if !stats.status.success() {
@@ -135,14 +180,13 @@ fn check(root: &Path) -> Result<PathBuf, Unavailable> {
     Ok(path)
 }
 
-/// A venv under `target/proxy-client/` with the `openai` package; its python.
+/// A venv under `target/proxy-client/` with the pinned [`SDKS`]; its python.
 fn client_venv(target: &Path) -> Result<PathBuf, Unavailable> {
     let venv = target.join("proxy-client/venv");
     let python = venv.join("bin/python");
     if !python.exists() {
-        let system = llama::which_python().ok_or_else(|| {
-            Unavailable::Missing("no python3 on PATH for the OpenAI client".into())
-        })?;
+        let system = llama::which_python()
+            .ok_or_else(|| Unavailable::Missing("no python3 on PATH for the SDKs".into()))?;
         llama::run_retried("creating the client venv", || {
             Command::new(&system)
                 .arg("-m")
@@ -151,15 +195,25 @@ fn client_venv(target: &Path) -> Result<PathBuf, Unavailable> {
                 .status()
         })?;
     }
-    let has_openai = Command::new(&python)
-        .args(["-c", "import openai"])
+    // Exits 0 only when every pinned version is the one installed.
+    let probe = SDKS
+        .iter()
+        .map(|(package, version)| {
+            format!("__import__('importlib.metadata').metadata.version('{package}') == '{version}'")
+        })
+        .collect::<Vec<_>>()
+        .join(" and ");
+    let installed = Command::new(&python)
+        .args(["-c", &format!("import sys; sys.exit(0 if {probe} else 1)")])
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
-    if !has_openai {
-        llama::run_retried("pip install openai", || {
+    if !installed {
+        let pins: Vec<String> = SDKS.iter().map(|(p, v)| format!("{p}=={v}")).collect();
+        llama::run_retried(&format!("pip install {}", pins.join(" ")), || {
             Command::new(&python)
-                .args(["-m", "pip", "install", "-q", "openai"])
+                .args(["-m", "pip", "install", "-q"])
+                .args(&pins)
                 .status()
         })?;
     }
@@ -186,7 +240,7 @@ fn python_step(
         Ok(text)
     } else {
         Err(Unavailable::Failed(format!(
-            "{text}the OpenAI client step `{}` failed ({})",
+            "{text}the SDK client step `{}` failed ({})",
             args.first().copied().unwrap_or_default(),
             output.status
         )))
@@ -201,11 +255,17 @@ struct ProxyChild {
 }
 
 impl ProxyChild {
-    fn start(telemetry: &Path, db: &Path, upstream: &str) -> Result<ProxyChild, Unavailable> {
+    fn start(
+        telemetry: &Path,
+        db: &Path,
+        upstream: &str,
+        route: &str,
+    ) -> Result<ProxyChild, Unavailable> {
         let mut child = Command::new(telemetry)
             .arg("--db")
             .arg(db)
             .args(["proxy", "--listen", "127.0.0.1:0", "--upstream", upstream])
+            .args(["--route", route])
             .args(["--engine-name", "llama.cpp", "--gpu", "off"])
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -124,7 +124,7 @@ pub fn ci(args: &[String]) -> Result<(), String> {
             &["run", "-q", "-p", "xtask", "--", "llama"],
         ),
         step(
-            "OpenAI Python client through telemetry proxy to llama.cpp",
+            "OpenAI and Anthropic SDKs through telemetry proxy to llama.cpp",
             &["run", "-q", "-p", "xtask", "--", "proxy-llama"],
         ),
     ]);
