@@ -10,7 +10,8 @@ use telemetry_core::ValidationError;
 /// pick another file ([`NotADatabase`](Self::NotADatabase), [`NotTelemetry`](Self::NotTelemetry),
 /// [`Corrupt`](Self::Corrupt),
 /// [`SchemaTooNew`](Self::SchemaTooNew)), slow down ([`QueueFull`](Self::QueueFull)), retry later
-/// ([`WriteFailed`](Self::WriteFailed)) or stop using a closed store ([`Closed`](Self::Closed)).
+/// ([`WriteFailed`](Self::WriteFailed)), open the store again
+/// ([`FileGone`](Self::FileGone)) or stop using a closed store ([`Closed`](Self::Closed)).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
@@ -107,6 +108,21 @@ pub enum StoreError {
         /// The last error.
         message: String,
     },
+    /// The database file was deleted, or another file was moved over it, while the store had
+    /// it open. The writer stopped for good: it never writes into a file that is no longer the
+    /// one at the path, and everything it still held, or is given later, is dropped and counted
+    /// ([`StoreStats::dropped`](crate::StoreStats::dropped), of which
+    /// [`StoreStats::lost`](crate::StoreStats::lost) were accepted before). Open the store again
+    /// to create (or open) the database now at the path.
+    #[error(
+        "{path} was {what} while the telemetry store had it open; nothing more is written (records are dropped): open the store again to use the file now at that path"
+    )]
+    FileGone {
+        /// The database file.
+        path: PathBuf,
+        /// What happened to it: `deleted` or `replaced by another file`.
+        what: &'static str,
+    },
     /// The queue was full and the overflow policy is
     /// [`DropNewest`](crate::OverflowPolicy::DropNewest): this record was dropped and counted in
     /// [`StoreStats::dropped`](crate::StoreStats::dropped).
@@ -177,6 +193,18 @@ pub enum RecordError {
         /// The last error.
         message: String,
     },
+    /// The database file was deleted or replaced while the store had it open (see
+    /// [`StoreError::FileGone`]): the record was not queued, and is counted in
+    /// [`StoreStats::dropped`](crate::StoreStats::dropped).
+    #[error(
+        "{path} was {what} while the telemetry store had it open; nothing more is written (records are dropped): open the store again to use the file now at that path"
+    )]
+    FileGone {
+        /// The database file.
+        path: PathBuf,
+        /// What happened to it: `deleted` or `replaced by another file`.
+        what: &'static str,
+    },
     /// The store was closed (or its writer stopped); nothing more is accepted.
     #[error("the telemetry store is closed")]
     Closed,
@@ -207,6 +235,7 @@ impl RecordError {
                 message,
             },
             StoreError::Closed => RecordError::Closed,
+            StoreError::FileGone { path, what } => RecordError::FileGone { path, what },
             other => RecordError::WriteFailed {
                 path: path.to_path_buf(),
                 attempts: 1,
@@ -231,6 +260,7 @@ impl From<RecordError> for StoreError {
                 message,
             },
             RecordError::Closed => StoreError::Closed,
+            RecordError::FileGone { path, what } => StoreError::FileGone { path, what },
         }
     }
 }

@@ -22,7 +22,16 @@
 //!   never waits and counts what it drops. Memory is bounded by the queue capacity plus two batches.
 //! - **Failures**: an I/O error in the writer never panics; the batch is kept and retried with
 //!   backoff, `flush` reports [`StoreError::WriteFailed`], and [`TelemetryStore::stats`] /
-//!   [`TelemetryStore::health`] expose the counts and the last error.
+//!   [`TelemetryStore::health`] expose the counts and the last error. Records still pending
+//!   when such a store is closed (a full disk at shutdown) are counted in [`StoreStats::lost`]:
+//!   after `close` every accepted record is written, rejected or lost.
+//! - **The file itself**: before and after each write transaction the writer checks that the
+//!   file at the path is still the one it opened (device and inode). Once it was deleted or
+//!   another file was moved over it, the writer stops for good rather than write into a file
+//!   nobody reads: [`TelemetryStore::health`] says [`Health::Stopped`] with the reason, `flush`,
+//!   `close` and `record` return [`StoreError::FileGone`], and what the writer held or is given
+//!   later is counted in [`StoreStats::lost`] / [`StoreStats::dropped`], never as written. It
+//!   does not create a new file at the path by itself (see "A file that goes" below).
 //! - **Deletion** is explicit and only through [`TelemetryStore::prune_before`] and
 //!   [`TelemetryStore::clear`]; summaries stay exactly those of the remaining rows.
 //! - **Import**: [`TelemetryStore::import_openjarvis`] appends an OpenJarvis `telemetry.db`,
@@ -55,6 +64,22 @@
 //! # Ok::<(), telemetry_store::StoreError>(())
 //! ```
 //!
+//! ## A file that goes
+//!
+//! SQLite writes through its open file descriptor, so a database deleted (`rm`) or replaced
+//! (`mv` over it) under a running store goes on taking records that nobody will read, and its
+//! `-wal`/`-shm` files, found by the path's name, make readers of a file moved over the path see
+//! the old database's pages instead of its own. The store notices at its next write (or at once
+//! in `health`), stops, empties its write-ahead log into the old file so that the path reads as
+//! what is there now, and reports.
+//!
+//! It stops rather than create a fresh database at the path and go on: a deletion may be
+//! deliberate (disk space, a reset) or a mistake, and a replaced file may be a restored backup
+//! or another application's database; writing on silently would hide the loss behind a file
+//! that looks complete, and writing into whatever was moved there mixes data the operator did
+//! not ask to mix. Stopping keeps the loss visible (health, errors, the counts, a non-zero exit
+//! of the CLI) and the fix is one restart, which opens or creates the file then at the path.
+//!
 //! ## Feature flags
 //!
 //! None: the crate always needs SQLite (bundled through `rusqlite`) and refinery.
@@ -62,6 +87,7 @@
 
 mod builder;
 mod error;
+mod identity;
 mod import;
 mod open;
 mod queue;

@@ -65,6 +65,8 @@ struct State {
     /// Set while commits have failed for longer than the retry budget: (attempts, last error).
     /// Records are then refused instead of queued.
     failing: Option<(u32, String)>,
+    /// Set for good once the database file was deleted or replaced (what happened to it).
+    gone: Option<&'static str>,
 }
 
 /// What the writer takes at once.
@@ -121,6 +123,12 @@ impl Queue {
         loop {
             if s.closed {
                 return Err(RecordError::Closed);
+            }
+            if let Some(what) = s.gone {
+                return Err(RecordError::FileGone {
+                    path: self.path.clone(),
+                    what,
+                });
             }
             if let Some((attempts, message)) = &s.failing {
                 return Err(RecordError::WriteFailed {
@@ -332,6 +340,27 @@ impl Queue {
         s.controls = 0;
         let blocked = s.blocked_producers > 0;
         drop(s);
+        if blocked {
+            self.space_cv.notify_all();
+        }
+        n
+    }
+
+    /// Writer side, once the database file is gone: refuses records from now on with
+    /// [`RecordError::FileGone`] and removes those queued (controls stay, in order, for the
+    /// writer to answer); returns how many records it removed.
+    pub(crate) fn refuse_records(&self, what: &'static str) -> usize {
+        let mut s = self.lock();
+        s.gone = Some(what);
+        let n = s.records;
+        let (controls, records): (VecDeque<Msg>, VecDeque<Msg>) = std::mem::take(&mut s.msgs)
+            .into_iter()
+            .partition(|m| matches!(m, Msg::Control(_)));
+        s.msgs = controls;
+        s.records = 0;
+        let blocked = s.blocked_producers > 0;
+        drop(s);
+        drop(records);
         if blocked {
             self.space_cv.notify_all();
         }

@@ -11,9 +11,15 @@ pub struct StoreStats {
     /// Records dropped: refused by a full queue under
     /// [`OverflowPolicy::DropNewest`](crate::OverflowPolicy::DropNewest), refused by `record`
     /// while the writer had been failing for longer than its
-    /// [retry budget](crate::StoreBuilder::write_retry_budget), or still queued when a store
-    /// whose writer could not commit was closed.
+    /// [retry budget](crate::StoreBuilder::write_retry_budget) or after its database file was
+    /// deleted or replaced, and the [`lost`](Self::lost) ones.
     pub dropped: u64,
+    /// The part of [`dropped`](Self::dropped) that had been accepted (queued) and was then
+    /// given up unwritten: records still pending when a store whose writer could not commit
+    /// (a full disk) was closed, and those the writer held when it found its database file
+    /// deleted or replaced. After [`close`](crate::TelemetryStore::close), every accepted record
+    /// is `written`, `rejected` or `lost`; none is left `pending`.
+    pub lost: u64,
     /// Records refused: by validation in `record`, or by the writer when a record that passed
     /// validation still could not be committed (a batch failing for a reason other than I/O is
     /// split until the record is isolated; the others are written). Nothing of them is written.
@@ -42,8 +48,45 @@ pub enum Health {
         /// The last error.
         last_error: String,
     },
+    /// The writer stopped for good because its database file was deleted or replaced (see
+    /// [`StoreError::FileGone`](crate::StoreError::FileGone)): nothing more is written, records
+    /// are dropped and counted. Open the store again to use the file now at the path.
+    Stopped {
+        /// What happened, naming the file.
+        reason: String,
+    },
     /// The store is closed; nothing more is written.
     Closed,
+}
+
+impl Health {
+    /// A short name of the state, for machine-readable reports: `healthy`, `failing`,
+    /// `stopped` or `closed`.
+    pub fn state(&self) -> &'static str {
+        match self {
+            Health::Healthy => "healthy",
+            Health::Failing { .. } => "failing",
+            Health::Stopped { .. } => "stopped",
+            Health::Closed => "closed",
+        }
+    }
+}
+
+impl std::fmt::Display for Health {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Health::Healthy => f.write_str("healthy"),
+            Health::Failing {
+                consecutive_failures,
+                last_error,
+            } => write!(
+                f,
+                "failing ({consecutive_failures} commits in a row failed; last error: {last_error})"
+            ),
+            Health::Stopped { reason } => write!(f, "stopped: {reason}"),
+            Health::Closed => f.write_str("closed"),
+        }
+    }
 }
 
 /// The counters, shared by the handles and the writer.
@@ -51,6 +94,7 @@ pub enum Health {
 pub(crate) struct Counters {
     pub(crate) written: AtomicU64,
     pub(crate) dropped: AtomicU64,
+    pub(crate) lost: AtomicU64,
     pub(crate) rejected: AtomicU64,
     pub(crate) failed_batches: AtomicU64,
     pub(crate) bus_errors: AtomicU64,
@@ -60,6 +104,8 @@ pub(crate) struct Counters {
     pub(crate) writer_running: AtomicBool,
     pub(crate) last_error: Mutex<Option<String>>,
     pub(crate) last_rejection: Mutex<Option<String>>,
+    /// Why the writer stopped for good (its file deleted or replaced), once it has.
+    pub(crate) stopped: Mutex<Option<String>>,
 }
 
 impl Counters {
@@ -77,6 +123,17 @@ impl Counters {
             .unwrap_or_else(PoisonError::into_inner) = Some(message);
     }
 
+    pub(crate) fn set_stopped(&self, reason: String) {
+        *self.stopped.lock().unwrap_or_else(PoisonError::into_inner) = Some(reason);
+    }
+
+    pub(crate) fn stopped(&self) -> Option<String> {
+        self.stopped
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
     pub(crate) fn last_error(&self) -> Option<String> {
         self.last_error
             .lock()
@@ -89,6 +146,7 @@ impl Counters {
         StoreStats {
             written: load(&self.written),
             dropped: load(&self.dropped),
+            lost: load(&self.lost),
             rejected: load(&self.rejected),
             pending: queued as u64 + load(&self.in_flight),
             failed_batches: load(&self.failed_batches),
@@ -103,6 +161,9 @@ impl Counters {
     }
 
     pub(crate) fn health(&self) -> Health {
+        if let Some(reason) = self.stopped() {
+            return Health::Stopped { reason };
+        }
         if !self.writer_running.load(Ordering::Acquire) {
             return Health::Closed;
         }

@@ -13,6 +13,7 @@ use telemetry_core::{
 
 use crate::builder::{Durability, Location, StoreBuilder};
 use crate::error::{RecordError, StoreError};
+use crate::identity::FileWatch;
 use crate::import::{ImportProgress, ImportReport, read_openjarvis};
 use crate::open::open_connection;
 use crate::queue::{ControlKind, Queue, Reply};
@@ -36,6 +37,8 @@ struct Inner {
     queue: Arc<Queue>,
     counters: Arc<Counters>,
     path: Option<PathBuf>,
+    /// Whether the file at `path` is still the one opened, for [`TelemetryStore::health`].
+    watch: Option<FileWatch>,
     durability: Durability,
     writer: Mutex<Option<JoinHandle<()>>>,
 }
@@ -87,10 +90,16 @@ impl TelemetryStore {
             options.overflow,
             shown_path.clone(),
         ));
+        let watch = match &options.location {
+            Location::File(p) => Some(FileWatch::new(p)),
+            Location::Memory => None,
+        };
         let counters = Arc::new(Counters::default());
         counters.writer_running.store(true, Ordering::Release);
         let writer = Writer {
-            conn,
+            conn: Some(conn),
+            watch: watch.clone(),
+            gone: None,
             queue: Arc::clone(&queue),
             counters: Arc::clone(&counters),
             flush_interval: options.flush_interval,
@@ -116,6 +125,7 @@ impl TelemetryStore {
                     Location::File(p) => Some(p),
                     Location::Memory => None,
                 },
+                watch,
                 durability: options.durability,
                 writer: Mutex::new(Some(handle)),
             }),
@@ -158,7 +168,11 @@ impl TelemetryStore {
                 let path = self.inner.path.as_deref().unwrap_or(Path::new(":memory:"));
                 RecordError::from_reply(e, path)
             }),
-            Err(e @ (RecordError::QueueFull { .. } | RecordError::WriteFailed { .. })) => {
+            Err(
+                e @ (RecordError::QueueFull { .. }
+                | RecordError::WriteFailed { .. }
+                | RecordError::FileGone { .. }),
+            ) => {
                 self.inner.counters.dropped.fetch_add(1, Ordering::Relaxed);
                 Err(e)
             }
@@ -189,11 +203,12 @@ impl TelemetryStore {
 
     /// Returns once every record accepted before this call is committed.
     ///
-    /// If the writer cannot commit (disk full, file removed, permissions), it retries a few times
+    /// If the writer cannot commit (disk full, permissions, locked), it retries a few times
     /// with backoff and this returns [`StoreError::WriteFailed`] naming the file and the last
-    /// error; the records stay queued and are retried in the background. A record that cannot
-    /// be committed for a reason of its own is refused alone (see [`StoreStats::rejected`]) and
-    /// does not make `flush` fail.
+    /// error; the records stay queued and are retried in the background. Once the database file
+    /// was deleted or replaced it returns [`StoreError::FileGone`] (nothing is retried). A
+    /// record that cannot be committed for a reason of its own is refused alone (see
+    /// [`StoreStats::rejected`]) and does not make `flush` fail.
     pub fn flush(&self) -> Result<(), StoreError> {
         self.control(ControlKind::Flush).map(drop)
     }
@@ -203,7 +218,9 @@ impl TelemetryStore {
     /// same.
     ///
     /// If the writer still cannot commit after its retries, the records it holds are counted as
-    /// dropped and the error is returned.
+    /// [lost](StoreStats::lost) (and dropped) and the error is returned; a store whose file was
+    /// deleted or replaced returns [`StoreError::FileGone`]. Read [`stats`](Self::stats) after
+    /// `close` for the final counts: nothing is pending then.
     pub fn close(&self) -> Result<(), StoreError> {
         let mut writer = self
             .inner
@@ -326,10 +343,33 @@ impl TelemetryStore {
         self.inner.counters.snapshot(self.inner.queue.len())
     }
 
-    /// Whether the writer is committing, failing (with the last error), or closed.
+    /// Whether the writer is committing, failing (with the last error), stopped for good (its
+    /// database file was deleted or replaced), or closed.
+    ///
+    /// The file is compared with the one opened here too (one `stat`), so a file deleted while
+    /// nothing is being recorded shows as [`Health::Stopped`] at once; the writer stops at its
+    /// next write. A store that stopped stays `Stopped` after it is closed.
     pub fn health(&self) -> Health {
+        if let Some(reason) = self.inner.counters.stopped() {
+            return Health::Stopped { reason };
+        }
         if self.inner.queue.is_closed() {
             return Health::Closed;
+        }
+        if let Some((path, change)) = self
+            .inner
+            .watch
+            .as_ref()
+            .zip(self.inner.path.as_ref())
+            .and_then(|(w, p)| Some((p, w.changed()?)))
+        {
+            let reason = StoreError::FileGone {
+                path: path.clone(),
+                what: change.describe(),
+            };
+            return Health::Stopped {
+                reason: reason.to_string(),
+            };
         }
         self.inner.counters.health()
     }

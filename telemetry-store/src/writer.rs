@@ -11,6 +11,15 @@
 //! A batch failing for any other reason (a record the database cannot take although it passed
 //! validation) is split in halves until the offending records are isolated: those are refused
 //! and counted, every other record is committed, and the writer moves on.
+//!
+//! Before and after every write transaction the writer checks that the file at the path is still
+//! the one it opened ([`FileWatch`]). Once it is not (deleted, or another file moved over it),
+//! the writer stops for good: what it holds and what is queued is counted as lost, the queue
+//! refuses records from then on, every control gets [`StoreError::FileGone`], and the
+//! connection is closed, so that the `-wal`/`-shm` files at the path, which belong to the old
+//! file, are checkpointed into it and removed rather than read as part of whatever is at the
+//! path now. A batch whose after-check fails is lost, not written: it may have gone to the old
+//! file.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -22,6 +31,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use telemetry_core::TelemetryRecord;
 
 use crate::error::{StoreError, is_io};
+use crate::identity::{FileChange, FileWatch};
 use crate::import::ImportRow;
 use crate::queue::{Control, ControlKind, Queue};
 use crate::rollups::{
@@ -40,7 +50,12 @@ pub(crate) fn backoff(attempt: u32) -> Duration {
 const CONTROL_ATTEMPTS: u32 = 5;
 
 pub(crate) struct Writer {
-    pub(crate) conn: Connection,
+    /// `None` once the database file is gone (closed, so that nothing more is written).
+    pub(crate) conn: Option<Connection>,
+    /// Whether the file at the path is still the one opened (`None` in memory).
+    pub(crate) watch: Option<FileWatch>,
+    /// What happened to the file, once the writer found it deleted or replaced.
+    pub(crate) gone: Option<&'static str>,
     pub(crate) queue: Arc<Queue>,
     pub(crate) counters: Arc<Counters>,
     pub(crate) flush_interval: std::time::Duration,
@@ -72,7 +87,7 @@ impl Writer {
                 };
                 let committed = self.commit_carry(attempts);
                 if let Some(control) = taken.control {
-                    let stop = if committed {
+                    let stop = if committed && self.check_file().is_ok() {
                         self.run_control(control)
                     } else {
                         self.refuse(vec![control])
@@ -115,10 +130,22 @@ impl Writer {
                 let failures = self.counters.consecutive_failures.load(Ordering::Relaxed);
                 thread::sleep(backoff(failures));
             }
-            let result = match commit_records(&mut self.conn, &self.carry, self.minute_threshold) {
+            // Never write into a file that is no longer the one at the path.
+            if self.check_file().is_err() {
+                return false;
+            }
+            let Some(conn) = self.conn.as_mut() else {
+                return false;
+            };
+            let result = match commit_records(conn, &self.carry, self.minute_threshold) {
                 Err(e) if !is_io(&e) => self.isolate(),
                 other => other,
             };
+            // A file that went during the commit: the batch is lost, not written (and a failure
+            // may be the file going).
+            if self.check_file().is_err() {
+                return false;
+            }
             match result {
                 Ok(()) => {
                     let n = self.carry.len() as u64;
@@ -147,7 +174,16 @@ impl Writer {
             if lo == hi {
                 continue;
             }
-            match commit_records(&mut self.conn, &records[lo..hi], self.minute_threshold) {
+            let committed = match self.check_file() {
+                Ok(()) => match self.conn.as_mut() {
+                    Some(conn) => commit_records(conn, &records[lo..hi], self.minute_threshold),
+                    None => Err(self.gone_error()),
+                },
+                Err(e) => Err(e),
+            };
+            // As in `commit_carry`: what went to a file no longer at the path is not written.
+            let committed = committed.and_then(|()| self.check_file());
+            match committed {
                 Ok(()) => {
                     let n = (hi - lo) as u64;
                     self.counters.written.fetch_add(n, Ordering::Relaxed);
@@ -167,6 +203,63 @@ impl Writer {
         }
         self.queue.recycle(records);
         Ok(())
+    }
+
+    /// `Err(FileGone)` once the file at the path is not the one the writer opened; the first
+    /// time, stops the writer for good. Either way, records the writer still holds are lost.
+    fn check_file(&mut self) -> Result<(), StoreError> {
+        if self.gone.is_none()
+            && let Some(change) = self.watch.as_ref().and_then(FileWatch::changed)
+        {
+            self.stop_for_good(change.describe());
+        }
+        if self.gone.is_some() {
+            self.lose_carry();
+            return Err(self.gone_error());
+        }
+        Ok(())
+    }
+
+    /// The file is gone: refuse records from now on, count what is queued or held as lost, and
+    /// close the connection (see the module's notes).
+    fn stop_for_good(&mut self, what: &'static str) {
+        self.gone = Some(what);
+        // First, so that by the time a caller is refused, readers of the path see its file.
+        if let Some(conn) = self.conn.take() {
+            release_shared_files(conn);
+        }
+        let queued = self.queue.refuse_records(what) as u64;
+        self.counters.lost.fetch_add(queued, Ordering::Relaxed);
+        self.counters.dropped.fetch_add(queued, Ordering::Relaxed);
+        let held = self.carry.len() as u64;
+        self.lose_carry();
+        let reason = self.gone_error().to_string();
+        tracing::error!(
+            lost = queued + held,
+            "{reason}; the writer stopped and counted the records it held as lost"
+        );
+        self.counters.set_stopped(reason);
+        if self.failing_since.take().is_some() {
+            self.queue.set_failing(None);
+        }
+    }
+
+    /// Counts the records the writer holds as lost, and lets them go.
+    fn lose_carry(&mut self) {
+        let n = self.carry.len() as u64;
+        if n > 0 {
+            self.carry.clear();
+            self.counters.lost.fetch_add(n, Ordering::Relaxed);
+            self.counters.dropped.fetch_add(n, Ordering::Relaxed);
+            self.counters.in_flight.store(0, Ordering::Relaxed);
+        }
+    }
+
+    fn gone_error(&self) -> StoreError {
+        StoreError::FileGone {
+            path: self.path.clone(),
+            what: self.gone.unwrap_or(FileChange::Deleted.describe()),
+        }
     }
 
     fn refuse_record(&self, r: &TelemetryRecord, e: &StoreError) {
@@ -216,25 +309,32 @@ impl Writer {
         }
     }
 
-    /// Replies with an error to controls whose preceding records could not be committed. On
-    /// `Stop`, gives up: what is still queued is counted as dropped. Returns whether to exit.
+    /// Replies with an error to controls whose preceding records could not be committed (or all
+    /// controls, once the file is gone). On `Stop`, gives up: what is still queued or held is
+    /// counted as lost. Returns whether to exit.
     fn refuse(&mut self, controls: Vec<Control>) -> bool {
         let mut stop = false;
         for control in controls {
             if matches!(control.kind, ControlKind::Stop) {
                 stop = true;
-                let lost = self.carry.len() + self.queue.close_and_discard();
-                self.carry.clear();
-                self.counters.in_flight.store(0, Ordering::Relaxed);
-                self.counters
-                    .dropped
-                    .fetch_add(lost as u64, Ordering::Relaxed);
-                tracing::error!(
-                    lost,
-                    "telemetry store closed with records it could not write"
-                );
+                let queued = self.queue.close_and_discard() as u64;
+                self.counters.lost.fetch_add(queued, Ordering::Relaxed);
+                self.counters.dropped.fetch_add(queued, Ordering::Relaxed);
+                let lost = queued + self.carry.len() as u64;
+                self.lose_carry();
+                if lost > 0 {
+                    tracing::error!(
+                        lost,
+                        "telemetry store closed with records it could not write"
+                    );
+                }
             }
-            let _ = control.reply.send(Err(self.write_failed()));
+            let error = if self.gone.is_some() {
+                self.gone_error()
+            } else {
+                self.write_failed()
+            };
+            let _ = control.reply.send(Err(error));
         }
         stop
     }
@@ -274,7 +374,12 @@ impl Writer {
             if attempt > 0 {
                 thread::sleep(backoff(attempt));
             }
-            match f(&mut self.conn) {
+            self.check_file()?;
+            let Some(conn) = self.conn.as_mut() else {
+                return Err(self.gone_error());
+            };
+            match f(conn).and_then(|v| self.check_file().map(|()| v)) {
+                Err(e @ StoreError::FileGone { .. }) => return Err(e),
                 Ok(v) => {
                     self.note_success();
                     return Ok(v);
@@ -284,6 +389,30 @@ impl Writer {
         }
         Err(self.write_failed())
     }
+}
+
+/// Closes the connection to a file no longer at its path so that its `-wal` and `-shm` files,
+/// which SQLite finds by the path's name, stop shadowing whatever is at the path now.
+///
+/// SQLite does not checkpoint on close a database whose file has moved, and leaves both files
+/// behind: a database moved over the path would be read through the old one's log (its own
+/// records hidden by the old file's pages), and a checkpoint by anyone would write those pages
+/// into it. So the log is first checkpointed into the old file (pages committed before the
+/// change, nothing new) and truncated to nothing; the index then says the log is empty.
+fn release_shared_files(conn: Connection) {
+    match conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+        r.get::<_, i64>(0)
+    }) {
+        Ok(0) => {}
+        Ok(_) => tracing::warn!(
+            "the write-ahead log of a database no longer at its path could not be emptied (in \
+             use by another connection); readers of the path may see its pages until it is"
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "emptying the write-ahead log of a database no longer at its path failed")
+        }
+    }
+    drop(conn);
 }
 
 fn sql(context: &'static str) -> impl Fn(rusqlite::Error) -> StoreError {

@@ -165,3 +165,38 @@ fn a_full_disk_is_reported_to_callers_and_committed_rows_stay_intact() {
     drop(conn);
     drop(mount);
 }
+
+/// Records still pending when a store on a full disk (a 1 MiB tmpfs) is closed are counted:
+/// `lost` (and so `dropped`), none left `pending`, and every record offered is written or
+/// dropped.
+#[test]
+fn records_pending_on_a_full_disk_at_close_are_counted_as_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(mount) = Tmpfs::mount(dir.path(), "1m") else {
+        eprintln!(
+            "skipped: cannot mount a tmpfs here (needs root); the locked-file test covers the logic"
+        );
+        return;
+    };
+    let path = mount.0.join("t.db");
+    let store = TelemetryStore::builder(&path)
+        .batch_size(500)
+        .write_retry_budget(Duration::from_millis(500))
+        .open()
+        .unwrap();
+    let (accepted, err) = produce_until_refused(&store, 200_000, Duration::from_secs(60));
+    assert!(err.is_some(), "a 1 MiB disk took 200 000 records");
+    let before = store.stats();
+    assert!(before.pending > 0, "{before:?}");
+    assert_eq!(before.lost, 0, "{before:?}");
+
+    assert!(store.close().is_err());
+    let after = store.stats();
+    assert_eq!(after.pending, 0, "{after:?}");
+    assert_eq!(after.lost, before.pending, "{before:?} {after:?}");
+    assert_eq!(after.written, before.written, "{after:?}");
+    // The refused record is dropped too.
+    assert_eq!(after.written + after.dropped, accepted + 1, "{after:?}");
+    drop(store);
+    drop(mount);
+}
