@@ -367,7 +367,7 @@ fn run(shared: &Shared, mut sender: Sender) {
             metrics.observe_device(reading);
         }
         let draining = closing || flushing;
-        if metrics.changed && (draining || Instant::now() >= next_metrics) {
+        if metrics.unsent && (draining || Instant::now() >= next_metrics) {
             let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
             if remaining != Some(Duration::ZERO) {
                 let result = sender.send_metrics(&mut metrics, now_ns(), remaining);

@@ -59,7 +59,9 @@
 //!   `.gpu.{power_w,utilization_pct,memory_used_gb,temperature_c}`, `.cost_usd`, `.cost_unknown`,
 //!   `.tokens_counted`, `.batch_id`, `.warmup`, `.metadata` (the metadata object as JSON).
 //!
-//! **Metrics**, cumulative temporality, per attribute set (`gen_ai.operation.name`,
+//! **Metrics**, cumulative temporality (every export carries the totals since the start, and
+//! after a refused or failed export the next one, the last at shutdown included, sends the
+//! current totals again until the collector acknowledges one), per attribute set (`gen_ai.operation.name`,
 //! `gen_ai.provider.name`, `gen_ai.request.model`, `gen_ai.response.model`, `server.*`):
 //!
 //! | metric | type, unit | recorded |

@@ -228,8 +228,10 @@ pub(crate) struct MetricsState {
     cost_total: CounterInstrument,
     /// The newest reading of each device (live export only).
     devices: Devices,
-    /// Records or device readings observed since the last [`MetricsState::request`].
-    pub(crate) changed: bool,
+    /// Records or device readings observed since the last metrics export the collector
+    /// acknowledged: the totals are resent (cumulative, so nothing is counted twice) at every
+    /// export until one succeeds, the last one at shutdown included.
+    pub(crate) unsent: bool,
 }
 
 impl MetricsState {
@@ -280,7 +282,7 @@ impl MetricsState {
                 series: HashMap::new(),
             },
             devices: Devices::default(),
-            changed: false,
+            unsent: false,
         }
     }
 
@@ -291,7 +293,7 @@ impl MetricsState {
 
     /// Adds one call to every instrument it concerns.
     pub(crate) fn observe(&mut self, r: &TelemetryRecord) {
-        self.changed = true;
+        self.unsent = true;
         let key = Key::of(r);
         let duration_key = match error_type(r) {
             Some(kind) => key.with(sc::ERROR_TYPE, kind),
@@ -328,18 +330,17 @@ impl MetricsState {
     /// Keeps a device's reading for the device-level series (when it is the device's newest).
     pub(crate) fn observe_device(&mut self, reading: DeviceReading) {
         if self.devices.observe(reading) {
-            self.changed = true;
+            self.unsent = true;
         }
     }
 
     /// Every series, cumulative from the start, as of `time_ns` (device series as of their newest
     /// reading); `None` before any record or device reading.
     pub(crate) fn request(
-        &mut self,
+        &self,
         resource: &Resource,
         time_ns: u64,
     ) -> Option<ExportMetricsServiceRequest> {
-        self.changed = false;
         let start = self.start_ns.min(time_ns);
         let mut metrics: Vec<Metric> = [
             self.duration.metric(start, time_ns),
@@ -393,7 +394,7 @@ mod tests {
 
     #[test]
     fn no_records_no_request() {
-        let mut m = MetricsState::new(1);
+        let m = MetricsState::new(1);
         assert!(m.request(&Resource::default(), 2).is_none());
     }
 }

@@ -71,6 +71,7 @@ impl Sender {
     }
 
     /// Posts the cumulative metrics as of `time_ns`; `Ok(false)` when there was nothing to send.
+    /// Only an acknowledged request clears `metrics.unsent`.
     pub(crate) fn send_metrics(
         &mut self,
         metrics: &mut MetricsState,
@@ -89,6 +90,7 @@ impl Sender {
             &self.buffer,
             timeout,
         )?;
+        metrics.unsent = false;
         Ok(true)
     }
 }

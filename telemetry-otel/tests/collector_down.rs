@@ -131,3 +131,36 @@ fn flush_after_shutdown_says_closed() {
         Err(FlushError::Closed)
     );
 }
+
+#[test]
+fn metrics_refused_once_are_sent_again_with_the_current_totals_until_acknowledged() {
+    let receiver = OtlpReceiver::start().unwrap();
+    let exporter = OtlpExporter::start(OtlpConfig::new(&receiver.endpoint()).unwrap()).unwrap();
+    receiver.set_status(503);
+    for _ in 0..3 {
+        exporter.record(record());
+    }
+    exporter.flush(Duration::from_secs(5)).unwrap();
+    let refused = exporter.stats();
+    assert_eq!(refused.metric_exports, 0, "{refused:?}");
+    assert_eq!(
+        refused.export_errors, 2,
+        "spans and metrics refused: {refused:?}"
+    );
+    receiver.set_status(200);
+    // Nothing new since the refused export: only its totals are left to send.
+    exporter.shutdown(Duration::from_secs(5)).unwrap();
+    let stats = exporter.stats();
+    assert_eq!(stats.metric_exports, 1, "{stats:?}");
+    // Cumulative: the acknowledged export carries the calls of the refused one.
+    let duration = receiver
+        .last_metrics()
+        .into_iter()
+        .find(|m| m.name == "gen_ai.client.operation.duration")
+        .expect("the duration histogram reached the collector");
+    let Some(opentelemetry_proto::tonic::metrics::v1::metric::Data::Histogram(h)) = duration.data
+    else {
+        panic!("not a histogram: {duration:?}");
+    };
+    assert_eq!(h.data_points.iter().map(|p| p.count).sum::<u64>(), 3);
+}
