@@ -18,6 +18,9 @@ pub struct BackfillSummary {
     pub span_requests: u64,
     /// Whether a metrics request was sent (none for zero records).
     pub metrics_sent: bool,
+    /// Calls some of whose metric measurements were folded into an overflow series (see
+    /// [`OtlpConfig::with_cardinality_limit`]).
+    pub calls_folded: u64,
 }
 
 /// Sends records as they are pushed, in batches of the configuration's batch size, blocking on
@@ -52,9 +55,10 @@ impl Backfill {
     /// A backfill to the configured collector.
     pub fn new(config: OtlpConfig) -> Self {
         let max_batch = config.max_batch;
+        let limit = config.cardinality_limit;
         Backfill {
             sender: Sender::new(config),
-            metrics: MetricsState::new(u64::MAX),
+            metrics: MetricsState::new(u64::MAX, limit),
             batch: Vec::with_capacity(max_batch),
             max_batch,
             first_start: u64::MAX,
@@ -89,6 +93,7 @@ impl Backfill {
         if !self.batch.is_empty() {
             self.send_batch()?;
         }
+        self.summary.calls_folded = self.metrics.calls_folded;
         if self.first_start != u64::MAX {
             self.metrics.set_start(self.first_start);
             self.summary.metrics_sent =

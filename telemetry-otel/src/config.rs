@@ -12,6 +12,10 @@ pub const DEFAULT_ENDPOINT: &str = "http://localhost:4318";
 /// The collector address for [`Protocol::Grpc`] when none is configured (OTLP/gRPC's port).
 pub const DEFAULT_GRPC_ENDPOINT: &str = "http://localhost:4317";
 
+/// Series per metric instrument before the overflow series takes the rest (the OpenTelemetry
+/// metrics SDK's default cardinality limit).
+pub const DEFAULT_CARDINALITY_LIMIT: usize = 2000;
+
 /// How requests reach the collector. Both send the same protobuf messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
@@ -85,6 +89,7 @@ pub struct OtlpConfig {
     pub(crate) max_batch: usize,
     pub(crate) schedule_delay: Duration,
     pub(crate) metric_interval: Duration,
+    pub(crate) cardinality_limit: usize,
 }
 
 impl OtlpConfig {
@@ -110,6 +115,7 @@ impl OtlpConfig {
             max_batch: 512,
             schedule_delay: Duration::from_secs(5),
             metric_interval: Duration::from_secs(60),
+            cardinality_limit: DEFAULT_CARDINALITY_LIMIT,
         })
     }
 
@@ -341,6 +347,22 @@ impl OtlpConfig {
     pub fn with_metric_interval(mut self, interval: Duration) -> Self {
         self.metric_interval = interval;
         self
+    }
+
+    /// Attribute sets (series) each metric instrument keeps at most (at least 1; default
+    /// [`DEFAULT_CARDINALITY_LIMIT`], the OpenTelemetry SDK's). Measurements of further attribute
+    /// sets are folded into one overflow series per instrument, whose only attribute is
+    /// `otel.metric.overflow = true`; [`ExporterStats::calls_folded`](crate::ExporterStats)
+    /// counts the calls concerned. Series are never evicted (cumulative temporality), so this
+    /// bounds the exporter's memory and each request's size whatever model names clients send.
+    pub fn with_cardinality_limit(mut self, limit: usize) -> Self {
+        self.cardinality_limit = limit.max(1);
+        self
+    }
+
+    /// Attribute sets each metric instrument keeps before folding into its overflow series.
+    pub fn cardinality_limit(&self) -> usize {
+        self.cardinality_limit
     }
 
     /// The URL spans are posted to.

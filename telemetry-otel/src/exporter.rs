@@ -48,6 +48,10 @@ pub struct ExporterStats {
     pub device_readings: u64,
     /// Device readings refused because their queue was full or the exporter shut down.
     pub device_readings_dropped: u64,
+    /// Calls at least one of whose metric measurements was folded into an instrument's
+    /// overflow series (`otel.metric.overflow = true`) because the instrument already had
+    /// [`OtlpConfig::cardinality_limit`] attribute sets. Their spans are sent as usual.
+    pub calls_folded: u64,
 }
 
 #[derive(Debug, Default)]
@@ -295,7 +299,7 @@ fn now_ns() -> u64 {
 fn run(shared: &Shared, mut sender: Sender) {
     let delay = sender.config().schedule_delay;
     let interval = sender.config().metric_interval;
-    let mut metrics = MetricsState::new(now_ns());
+    let mut metrics = MetricsState::new(now_ns(), sender.config().cardinality_limit);
     let mut next_spans = Instant::now() + delay;
     let mut next_metrics = Instant::now() + interval;
     let mut batch: Vec<Arc<TelemetryRecord>> = Vec::with_capacity(shared.batch);
@@ -340,6 +344,7 @@ fn run(shared: &Shared, mut sender: Sender) {
             for r in &batch {
                 metrics.observe(r);
             }
+            let folded = metrics.calls_folded;
             let n = batch.len() as u64;
             let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
             let result = if remaining == Some(Duration::ZERO) {
@@ -351,6 +356,14 @@ fn run(shared: &Shared, mut sender: Sender) {
             };
             let mut s = shared.lock();
             s.in_flight = 0;
+            if folded > 0 && s.stats.calls_folded == 0 {
+                tracing::warn!(
+                    limit = sender.config().cardinality_limit,
+                    "OTLP metrics: more attribute sets than the cardinality limit; further ones \
+                     are folded into the otel.metric.overflow series"
+                );
+            }
+            s.stats.calls_folded = folded;
             match result {
                 Ok(_) => s.stats.spans_exported += n,
                 Err(e) => {

@@ -74,6 +74,12 @@
 //! | `telemetry.client.energy` | monotonic sum, `J` | the same energy, summed |
 //! | `telemetry.client.cost` | monotonic sum, `{USD}` | calls with a cost |
 //!
+//! Each instrument keeps at most [`OtlpConfig::cardinality_limit`] attribute sets (2000 by
+//! default, the OpenTelemetry SDK's): clients choose model names, and cumulative series are
+//! never evicted. Measurements of further attribute sets go to one overflow point per
+//! instrument whose only attribute is `otel.metric.overflow = true`;
+//! [`ExporterStats::calls_folded`] counts the calls concerned.
+//!
 //! **Device-level series**, from OpenTelemetry's hardware conventions, when the caller feeds
 //! readings of its GPUs ([`OtlpExporter::device_reading`], a [`DeviceReading`] per device about
 //! once per metric interval; the CLI does it from its GPU sampler): each device's newest
@@ -129,7 +135,9 @@ pub mod testing;
 mod transport;
 
 pub use backfill::{Backfill, BackfillSummary};
-pub use config::{DEFAULT_ENDPOINT, DEFAULT_GRPC_ENDPOINT, OtlpConfig, Protocol};
+pub use config::{
+    DEFAULT_CARDINALITY_LIMIT, DEFAULT_ENDPOINT, DEFAULT_GRPC_ENDPOINT, OtlpConfig, Protocol,
+};
 pub use device::DeviceReading;
 pub use error::{ConfigError, ExportError, FlushError, StartError};
 pub use exporter::{ExporterStats, OtlpExporter};

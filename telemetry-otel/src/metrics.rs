@@ -71,6 +71,58 @@ impl Key {
     }
 }
 
+/// One instrument's data points by attribute set, at most `limit` of them; measurements of
+/// further attribute sets go to the overflow point (`otel.metric.overflow = true`), as the
+/// OpenTelemetry metrics SDK does. Cumulative series are never evicted, so this is what bounds
+/// memory and request size when clients choose the model names.
+#[derive(Debug)]
+struct Series<T> {
+    points: HashMap<Key, T>,
+    overflow: Option<T>,
+    limit: usize,
+    /// Measurements that went to the overflow point.
+    folded: u64,
+}
+
+impl<T> Series<T> {
+    fn new(limit: usize) -> Self {
+        Series {
+            points: HashMap::new(),
+            overflow: None,
+            limit,
+            folded: 0,
+        }
+    }
+
+    /// The point of `key`, or the overflow point when `key` is new and the limit is reached.
+    fn slot(&mut self, key: Key, new: impl FnOnce() -> T) -> &mut T {
+        if self.points.len() < self.limit || self.points.contains_key(&key) {
+            return self.points.entry(key).or_insert_with(new);
+        }
+        self.folded += 1;
+        self.overflow.get_or_insert_with(new)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.points.is_empty() && self.overflow.is_none()
+    }
+
+    /// Every point with its attributes, the overflow point last.
+    fn attributed(&self) -> impl Iterator<Item = (Vec<KeyValue>, &T)> {
+        self.points
+            .iter()
+            .map(|(k, v)| (k.attributes(), v))
+            .chain(self.overflow.iter().map(|v| (overflow_attributes(), v)))
+    }
+}
+
+fn overflow_attributes() -> Vec<KeyValue> {
+    vec![kv(
+        sc::OTEL_METRIC_OVERFLOW,
+        any_value::Value::BoolValue(true),
+    )]
+}
+
 /// An explicit-bucket histogram: bucket `i` counts values in `(bounds[i-1], bounds[i]]`, the
 /// last one values above every bound.
 #[derive(Debug, Clone)]
@@ -108,9 +160,9 @@ impl Buckets {
         self.max = self.max.max(value);
     }
 
-    fn point(&self, key: &Key, start: u64, time: u64) -> HistogramDataPoint {
+    fn point(&self, attributes: Vec<KeyValue>, start: u64, time: u64) -> HistogramDataPoint {
         HistogramDataPoint {
-            attributes: key.attributes(),
+            attributes,
             start_time_unix_nano: start,
             time_unix_nano: time,
             count: self.count,
@@ -131,7 +183,7 @@ struct HistogramInstrument {
     description: &'static str,
     unit: &'static str,
     bounds: &'static [f64],
-    series: HashMap<Key, Buckets>,
+    series: Series<Buckets>,
 }
 
 impl HistogramInstrument {
@@ -140,21 +192,21 @@ impl HistogramInstrument {
         description: &'static str,
         unit: &'static str,
         bounds: &'static [f64],
+        limit: usize,
     ) -> Self {
         HistogramInstrument {
             name,
             description,
             unit,
             bounds,
-            series: HashMap::new(),
+            series: Series::new(limit),
         }
     }
 
     fn observe_n(&mut self, key: Key, value: f64, n: u64) {
         let bounds = self.bounds;
         self.series
-            .entry(key)
-            .or_insert_with(|| Buckets::new(bounds))
+            .slot(key, || Buckets::new(bounds))
             .observe_n(value, n);
     }
 
@@ -164,8 +216,8 @@ impl HistogramInstrument {
         }
         let data_points = self
             .series
-            .iter()
-            .map(|(k, b)| b.point(k, start, time))
+            .attributed()
+            .map(|(a, b)| b.point(a, start, time))
             .collect();
         Some(Metric {
             name: self.name.to_owned(),
@@ -186,13 +238,13 @@ struct CounterInstrument {
     name: &'static str,
     description: &'static str,
     unit: &'static str,
-    series: HashMap<Key, f64>,
+    series: Series<f64>,
 }
 
 impl CounterInstrument {
     fn add(&mut self, key: Key, value: f64) {
         if value.is_finite() && value >= 0.0 {
-            *self.series.entry(key).or_insert(0.0) += value;
+            *self.series.slot(key, || 0.0) += value;
         }
     }
 
@@ -202,9 +254,9 @@ impl CounterInstrument {
         }
         let data_points = self
             .series
-            .iter()
-            .map(|(k, v)| NumberDataPoint {
-                attributes: k.attributes(),
+            .attributed()
+            .map(|(attributes, v)| NumberDataPoint {
+                attributes,
                 start_time_unix_nano: start,
                 time_unix_nano: time,
                 value: Some(number_data_point::Value::AsDouble(*v)),
@@ -232,11 +284,14 @@ pub(crate) struct MetricsState {
     /// acknowledged: the totals are resent (cumulative, so nothing is counted twice) at every
     /// export until one succeeds, the last one at shutdown included.
     pub(crate) unsent: bool,
+    /// Calls at least one of whose measurements went to an overflow series.
+    pub(crate) calls_folded: u64,
 }
 
 impl MetricsState {
-    /// Cumulative series starting at `start_ns` (unix nanoseconds).
-    pub(crate) fn new(start_ns: u64) -> Self {
+    /// Cumulative series starting at `start_ns` (unix nanoseconds), at most `limit` attribute
+    /// sets per instrument.
+    pub(crate) fn new(start_ns: u64, limit: usize) -> Self {
         MetricsState {
             start_ns,
             duration: HistogramInstrument::new(
@@ -244,45 +299,51 @@ impl MetricsState {
                 "GenAI operation duration.",
                 "s",
                 &sc::DURATION_BUCKETS,
+                limit,
             ),
             tokens: HistogramInstrument::new(
                 sc::GEN_AI_CLIENT_TOKEN_USAGE,
                 "Number of input and output tokens used.",
                 "{token}",
                 &sc::TOKEN_BUCKETS,
+                limit,
             ),
             ttfc: HistogramInstrument::new(
                 sc::GEN_AI_CLIENT_OPERATION_TIME_TO_FIRST_CHUNK,
                 "Time to receive the first chunk of a stream.",
                 "s",
                 &sc::CHUNK_BUCKETS,
+                limit,
             ),
             tpoc: HistogramInstrument::new(
                 sc::GEN_AI_CLIENT_OPERATION_TIME_PER_OUTPUT_CHUNK,
                 "Time per output chunk after the first (each call's mean, once per chunk).",
                 "s",
                 &sc::CHUNK_BUCKETS,
+                limit,
             ),
             energy: HistogramInstrument::new(
                 sc::TELEMETRY_CLIENT_OPERATION_ENERGY,
                 "GPU energy attributed to each call.",
                 "J",
                 &sc::ENERGY_BUCKETS,
+                limit,
             ),
             energy_total: CounterInstrument {
                 name: sc::TELEMETRY_CLIENT_ENERGY,
                 description: "GPU energy attributed to calls.",
                 unit: "J",
-                series: HashMap::new(),
+                series: Series::new(limit),
             },
             cost_total: CounterInstrument {
                 name: sc::TELEMETRY_CLIENT_COST,
                 description: "Cost of calls in US dollars.",
                 unit: "{USD}",
-                series: HashMap::new(),
+                series: Series::new(limit),
             },
             devices: Devices::default(),
             unsent: false,
+            calls_folded: 0,
         }
     }
 
@@ -293,6 +354,30 @@ impl MetricsState {
 
     /// Adds one call to every instrument it concerns.
     pub(crate) fn observe(&mut self, r: &TelemetryRecord) {
+        let folded_before = self.folded();
+        self.observe_measurements(r);
+        if self.folded() != folded_before {
+            self.calls_folded += 1;
+        }
+    }
+
+    /// Measurements folded into an overflow series so far, over every instrument.
+    fn folded(&self) -> u64 {
+        [
+            &self.duration,
+            &self.tokens,
+            &self.ttfc,
+            &self.tpoc,
+            &self.energy,
+        ]
+        .iter()
+        .map(|h| h.series.folded)
+        .sum::<u64>()
+            + self.energy_total.series.folded
+            + self.cost_total.series.folded
+    }
+
+    fn observe_measurements(&mut self, r: &TelemetryRecord) {
         self.unsent = true;
         let key = Key::of(r);
         let duration_key = match error_type(r) {
@@ -394,7 +479,7 @@ mod tests {
 
     #[test]
     fn no_records_no_request() {
-        let m = MetricsState::new(1);
+        let m = MetricsState::new(1, 10);
         assert!(m.request(&Resource::default(), 2).is_none());
     }
 }

@@ -44,6 +44,10 @@ pub const SERVER_ADDRESS: &str = "server.address";
 pub const SERVER_PORT: &str = "server.port";
 /// Resource attribute naming the service.
 pub const SERVICE_NAME: &str = "service.name";
+/// The only attribute of a metric's overflow series (boolean `true`): the measurements whose own
+/// attribute set did not fit under the cardinality limit, as the OpenTelemetry metrics SDK
+/// specifies.
+pub const OTEL_METRIC_OVERFLOW: &str = "otel.metric.overflow";
 
 // --- GenAI metrics ----------------------------------------------------------------------------
 

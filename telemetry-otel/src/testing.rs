@@ -50,7 +50,7 @@ const MAX_BODY: usize = 64 << 20;
 pub struct Received {
     /// Decoded span requests, in arrival order (empty for a counting receiver).
     pub traces: Vec<ExportTraceServiceRequest>,
-    /// Decoded metric requests, in arrival order (empty for a counting receiver).
+    /// Decoded metric requests, in arrival order.
     pub metrics: Vec<ExportMetricsServiceRequest>,
     /// Spans received.
     pub span_count: u64,
@@ -62,6 +62,8 @@ pub struct Received {
     pub last_headers: Vec<(String, String)>,
     /// Requests that were not OTLP protobuf on a known path.
     pub bad_requests: u64,
+    /// Body size of the last metrics request, bytes.
+    pub last_metrics_size: usize,
 }
 
 #[derive(Debug)]
@@ -103,7 +105,8 @@ impl OtlpReceiver {
         Self::with_keep(true)
     }
 
-    /// A receiver that decodes and counts spans but keeps nothing (for throughput runs).
+    /// A receiver that decodes and counts spans but keeps only the metric requests (for
+    /// throughput runs: a few metric requests, many spans).
     pub fn counting() -> std::io::Result<Self> {
         Self::with_keep(false)
     }
@@ -168,6 +171,11 @@ impl OtlpReceiver {
             .flat_map(|r| &r.scope_spans)
             .flat_map(|s| s.spans.iter().cloned())
             .collect()
+    }
+
+    /// The size in bytes of the body of the last metrics request.
+    pub fn last_metrics_size(&self) -> usize {
+        self.shared.lock().last_metrics_size
     }
 
     /// The metrics of the last metrics request (cumulative: the latest totals).
@@ -307,9 +315,8 @@ fn record(shared: &Shared, path: &str, headers: Vec<(String, String)>, body: &[u
         "/v1/metrics" if protobuf => match ExportMetricsServiceRequest::decode(body) {
             Ok(req) => {
                 r.metric_requests += 1;
-                if shared.keep {
-                    r.metrics.push(req);
-                }
+                r.last_metrics_size = body.len();
+                r.metrics.push(req);
             }
             Err(_) => r.bad_requests += 1,
         },

@@ -207,6 +207,13 @@ impl LiveExport {
                 s.metric_exports,
                 if s.metric_exports == 1 { "" } else { "s" },
             );
+            if s.calls_folded > 0 {
+                line.push_str(&format!(
+                    "; {} calls folded into the otel.metric.overflow series (more than {} series per metric)",
+                    count(s.calls_folded),
+                    self.exporter.config().cardinality_limit(),
+                ));
+            }
             if let Err(e) = shutdown {
                 line.push_str(&format!("; {e}"));
             }

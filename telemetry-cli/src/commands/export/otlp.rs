@@ -53,10 +53,13 @@ pub fn backfill(db: &DbPath, args: &ExportArgs, out: &mut dyn Write) -> Result<(
                 count(summary.spans),
                 output::escape_controls(&traces),
                 count(summary.span_requests),
-                if summary.metrics_sent {
-                    ", then their metrics"
-                } else {
-                    ""
+                match (summary.metrics_sent, summary.calls_folded) {
+                    (false, _) => String::new(),
+                    (true, 0) => ", then their metrics".to_owned(),
+                    (true, n) => format!(
+                        ", then their metrics ({} calls folded into the otel.metric.overflow series)",
+                        count(n)
+                    ),
                 },
                 seconds,
                 count((summary.spans as f64 / seconds.max(1e-9)) as u64),
