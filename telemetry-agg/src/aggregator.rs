@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::Connection;
 use telemetry_core::{QuantileSketch, Rollup, TimeRange};
 
-use crate::collect::{GroupRollup, collect, count, data_extent, max_id};
+use crate::collect::{GroupRollup, collect, collect_limited, count, data_extent, max_id};
 use crate::error::AggError;
 use crate::export::RecordIter;
 use crate::histogram::LatencyHistogram;
@@ -99,20 +99,28 @@ impl TelemetryAggregator {
     /// exporters that keep their own histograms (the Prometheus exposition) read: the sketches
     /// give bucket counts without touching raw rows.
     pub fn rollups_by_group(&self, range: &TimeRange) -> Result<Vec<RollupGroup>, AggError> {
-        let mut out: Vec<RollupGroup> = self
-            .groups(range)?
-            .into_iter()
-            .map(|g| RollupGroup {
-                model_id: g.model_id,
-                engine: g.engine,
-                agent: g.agent,
-                rollup: g.rollup,
-            })
-            .collect();
-        out.sort_by(|a, b| {
-            (&a.model_id, &a.engine, &a.agent).cmp(&(&b.model_id, &b.engine, &b.agent))
-        });
-        Ok(out)
+        Ok(sorted_groups(self.groups(range)?))
+    }
+
+    /// [`rollups_by_group`](Self::rollups_by_group) keeping at most `limit` groups: the first
+    /// met in the stored summaries (the earliest day's, then by model, engine and agent), so a
+    /// group keeps its place from one call to the next as new ones appear. The calls of every
+    /// other group are merged into [`LimitedGroups::overflow`]. Memory stays bounded by `limit`
+    /// however many groups the database holds (clients can choose model names).
+    pub fn rollups_by_group_limited(
+        &self,
+        range: &TimeRange,
+        limit: usize,
+    ) -> Result<LimitedGroups, AggError> {
+        let tx = self.read_tx()?;
+        let (groups, overflow, folded_groups) =
+            collect_limited(&self.conn, range, limit)?.into_limited();
+        drop(tx);
+        Ok(LimitedGroups {
+            groups: sorted_groups(groups),
+            overflow,
+            folded_groups,
+        })
     }
 
     /// The `n` models with the most calls (ties broken by name).
@@ -314,6 +322,31 @@ pub struct RollupGroup {
     pub agent: String,
     /// Sums, counts and sketches of the group's calls in the range.
     pub rollup: Rollup,
+}
+
+/// What [`TelemetryAggregator::rollups_by_group_limited`] returns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LimitedGroups {
+    /// The groups kept, ordered by model, engine, then agent.
+    pub groups: Vec<RollupGroup>,
+    /// The merged calls of every group beyond the limit; `None` when none was.
+    pub overflow: Option<Rollup>,
+    /// How many groups were merged into `overflow`.
+    pub folded_groups: u64,
+}
+
+fn sorted_groups(groups: Vec<GroupRollup>) -> Vec<RollupGroup> {
+    let mut out: Vec<RollupGroup> = groups
+        .into_iter()
+        .map(|g| RollupGroup {
+            model_id: g.model_id,
+            engine: g.engine,
+            agent: g.agent,
+            rollup: g.rollup,
+        })
+        .collect();
+    out.sort_by(|a, b| (&a.model_id, &a.engine, &a.agent).cmp(&(&b.model_id, &b.engine, &b.agent)));
+    out
 }
 
 /// Merges `groups` by `label`, then orders by call count (descending), then label.

@@ -1,7 +1,8 @@
 //! Reading a range into per-group [`Rollup`]s: stored summaries for the whole buckets of the
 //! [`plan`](crate::plan), raw rows for the rest.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
 
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, Row, params};
@@ -24,12 +25,17 @@ pub(crate) struct GroupRollup {
     pub rollup: Rollup,
 }
 
-/// Rollups by `(bucket, model, engine, agent)`, looked up without allocating.
+/// Rollups by `(bucket, model, engine, agent)`, looked up without allocating; with a limit, at
+/// most that many groups, the rest merged into one overflow rollup.
 #[derive(Debug, Default)]
 pub(crate) struct Groups {
     index: HashMap<Vec<u8>, usize>,
     groups: Vec<GroupRollup>,
     key: Vec<u8>,
+    limit: Option<usize>,
+    overflow: Option<Rollup>,
+    /// Hashes of the keys merged into `overflow` (8 bytes per folded group, to count them).
+    folded: HashSet<u64>,
 }
 
 impl Groups {
@@ -43,6 +49,12 @@ impl Groups {
         }
         let i = match self.index.get(self.key.as_slice()) {
             Some(&i) => i,
+            None if self.limit.is_some_and(|l| self.groups.len() >= l) => {
+                let mut hasher = std::hash::DefaultHasher::new();
+                self.key.hash(&mut hasher);
+                self.folded.insert(hasher.finish());
+                return self.overflow.get_or_insert_with(Rollup::default);
+            }
             None => {
                 self.groups.push(GroupRollup {
                     bucket,
@@ -61,6 +73,12 @@ impl Groups {
     /// The groups, in no particular order.
     pub(crate) fn into_groups(self) -> Vec<GroupRollup> {
         self.groups
+    }
+
+    /// The groups, the overflow rollup and how many groups it merged.
+    pub(crate) fn into_limited(self) -> (Vec<GroupRollup>, Option<Rollup>, u64) {
+        let folded = self.folded.len() as u64;
+        (self.groups, self.overflow, folded)
     }
 }
 
@@ -120,7 +138,30 @@ pub(crate) fn collect(
     range: &TimeRange,
     width: Option<i64>,
 ) -> Result<Groups, AggError> {
-    let mut groups = Groups::default();
+    collect_into(conn, range, width, Groups::default())
+}
+
+/// [`collect`] over the whole range (no buckets) keeping the first `limit` groups met (rollup
+/// rows are read by bucket, then labels: the groups seen earliest) and merging the others into
+/// one overflow rollup, so memory stays bounded by `limit` whatever the number of groups.
+pub(crate) fn collect_limited(
+    conn: &Connection,
+    range: &TimeRange,
+    limit: usize,
+) -> Result<Groups, AggError> {
+    let groups = Groups {
+        limit: Some(limit),
+        ..Groups::default()
+    };
+    collect_into(conn, range, None, groups)
+}
+
+fn collect_into(
+    conn: &Connection,
+    range: &TimeRange,
+    width: Option<i64>,
+    mut groups: Groups,
+) -> Result<Groups, AggError> {
     let Some((lo, hi)) = effective_bounds(conn, range)? else {
         return Ok(groups);
     };

@@ -87,7 +87,7 @@ mod row;
 mod series;
 mod stats;
 
-pub use aggregator::{RollupGroup, TelemetryAggregator};
+pub use aggregator::{LimitedGroups, RollupGroup, TelemetryAggregator};
 pub use error::{AggError, SqliteError};
 pub use export::RecordIter;
 pub use health::{RollupCheck, RollupDrift};

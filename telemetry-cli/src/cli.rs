@@ -401,6 +401,23 @@ pub struct ServeArgs {
     /// printed).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9464", value_parser = parse_listen)]
     pub listen: SocketAddr,
+    /// Label sets (model, engine, agent) exposed per metric at most: the calls of the others
+    /// are merged into one series labelled otel_metric_overflow="true", and
+    /// inference_folded_series says how many label sets that is (model names come from
+    /// clients; this bounds each scrape).
+    #[arg(long, value_name = "N", default_value_t = telemetry_prometheus::DEFAULT_SERIES_LIMIT,
+          value_parser = parse_series_limit)]
+    pub series_limit: usize,
+}
+
+/// A series limit of at least 1.
+fn parse_series_limit(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!(
+            "expected a whole number of at least 1 (got {text:?})"
+        )),
+    }
 }
 
 #[cfg(feature = "proxy")]
@@ -440,6 +457,11 @@ pub struct ProxyArgs {
     /// $OTEL_EXPORTER_OTLP_ENDPOINT, else http://localhost:4318].
     #[arg(long, value_name = "URL", num_args = 0..=1, default_missing_value = "")]
     pub otlp: Option<String>,
+    /// Label sets (model, engine, agent) exposed per metric on /metrics at most; the calls of
+    /// the others are merged into one series labelled otel_metric_overflow="true".
+    #[arg(long, value_name = "N", default_value_t = telemetry_prometheus::DEFAULT_SERIES_LIMIT,
+          value_parser = parse_series_limit)]
+    pub series_limit: usize,
 }
 
 #[cfg(test)]

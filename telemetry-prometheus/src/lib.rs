@@ -25,6 +25,15 @@
 //! | `inference_latency_seconds` | histogram | wall time per call, [`buckets::LATENCY_SECONDS`] |
 //! | `inference_time_to_first_token_seconds` | histogram | TTFT of the calls that have one, same buckets |
 //! | `inference_time_per_output_token_seconds` | histogram | per-call mean inter-token latency, [`buckets::TIME_PER_OUTPUT_TOKEN_SECONDS`] |
+//! | `inference_folded_series` | gauge | label sets beyond the series limit, merged into the overflow series (0 when none) |
+//!
+//! Model names come from clients, so the label sets exposed are bounded: at most
+//! [`DEFAULT_SERIES_LIMIT`] (2000, the OpenTelemetry SDK's cardinality limit;
+//! [`RenderOptions::with_series_limit`]) per metric. The first met keep their series (those of
+//! the earliest day, then by name, so a series does not come and go between scrapes); the calls
+//! of all the others are merged into one series per metric labelled only
+//! `otel_metric_overflow="true"` (plus `outcome` for the call counter), as OpenTelemetry's
+//! overflow series. A scrape's size and memory are then bounded whatever the database holds.
 //!
 //! Histogram buckets are fixed; their counts are re-binned at each scrape from the stored
 //! quantile sketches (0.5 % relative accuracy), so a value within 0.5 % of a bound may be counted
@@ -72,4 +81,7 @@ mod render;
 
 pub use error::RenderError;
 pub use format::{Format, OPENMETRICS_CONTENT_TYPE};
-pub use render::{CONTENT_TYPE, DEFAULT_NAMESPACE, RenderOptions, render, render_groups};
+pub use render::{
+    CONTENT_TYPE, DEFAULT_NAMESPACE, DEFAULT_SERIES_LIMIT, OVERFLOW_LABEL, RenderOptions, render,
+    render_groups,
+};

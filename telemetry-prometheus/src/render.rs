@@ -5,7 +5,7 @@ use prometheus_client::encoding::{DescriptorEncoder, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 use telemetry_agg::{RollupGroup, TelemetryAggregator};
-use telemetry_core::{QuantileSketch, TimeRange};
+use telemetry_core::{QuantileSketch, Rollup, TimeRange};
 
 use crate::buckets::{LATENCY_SECONDS, TIME_PER_OUTPUT_TOKEN_SECONDS};
 use crate::error::RenderError;
@@ -17,13 +17,22 @@ pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CON
 /// The default metric name prefix: `inference_calls_total`, `inference_latency_seconds`, ...
 pub const DEFAULT_NAMESPACE: &str = "inference";
 
-/// What [`render`] exposes: the metric name prefix, the time range of the records counted and
-/// the text format.
+/// Label sets (model, engine, agent) exposed per metric by default before the overflow series
+/// takes the rest (the OpenTelemetry metrics SDK's default cardinality limit).
+pub const DEFAULT_SERIES_LIMIT: usize = 2000;
+
+/// The label of the series that holds the calls of the label sets beyond the series limit
+/// (`otel.metric.overflow` in OpenTelemetry, spelled as a Prometheus label).
+pub const OVERFLOW_LABEL: &str = "otel_metric_overflow";
+
+/// What [`render`] exposes: the metric name prefix, the time range of the records counted, the
+/// text format and the series limit.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RenderOptions {
     namespace: String,
     range: TimeRange,
     format: Format,
+    series_limit: usize,
 }
 
 impl Default for RenderOptions {
@@ -32,6 +41,7 @@ impl Default for RenderOptions {
             namespace: DEFAULT_NAMESPACE.to_owned(),
             range: TimeRange::all(),
             format: Format::default(),
+            series_limit: DEFAULT_SERIES_LIMIT,
         }
     }
 }
@@ -62,6 +72,21 @@ impl RenderOptions {
         self
     }
 
+    /// Exposes at most `limit` label sets (model, engine, agent) per metric (at least 1; default
+    /// [`DEFAULT_SERIES_LIMIT`]): the first met (earliest day, then by name) keep their series,
+    /// the calls of the others are merged into one series labelled
+    /// `otel_metric_overflow="true"`, and `{namespace}_folded_series` says how many were merged.
+    /// Model names come from clients: this bounds the scrape's size and the memory it takes.
+    pub fn with_series_limit(mut self, limit: usize) -> Self {
+        self.series_limit = limit.max(1);
+        self
+    }
+
+    /// Label sets exposed per metric at most.
+    pub fn series_limit(&self) -> usize {
+        self.series_limit
+    }
+
     /// The text format written.
     pub fn format(&self) -> Format {
         self.format
@@ -84,22 +109,47 @@ impl RenderOptions {
 /// the metrics.
 pub fn render(agg: &TelemetryAggregator, options: &RenderOptions) -> Result<String, RenderError> {
     check_namespace(&options.namespace)?;
-    let groups = agg.rollups_by_group(&options.range)?;
-    render_groups(groups, options)
+    let limited = agg.rollups_by_group_limited(&options.range, options.series_limit)?;
+    encode(
+        Exposition {
+            namespace: options.namespace.clone(),
+            groups: limited.groups,
+            overflow: limited.overflow,
+            folded: limited.folded_groups,
+        },
+        options,
+    )
 }
 
 /// Renders already-read groups (what [`render`] does after its query); for callers that keep
-/// their own rollups, e.g. live in a proxy.
+/// their own rollups, e.g. live in a proxy. Groups beyond the series limit, in the order given,
+/// are merged into the overflow series.
 pub fn render_groups(
-    groups: Vec<RollupGroup>,
+    mut groups: Vec<RollupGroup>,
     options: &RenderOptions,
 ) -> Result<String, RenderError> {
     check_namespace(&options.namespace)?;
+    let rest = groups.split_off(groups.len().min(options.series_limit));
+    let folded = rest.len() as u64;
+    let overflow = rest.into_iter().fold(None, |acc: Option<Rollup>, g| {
+        let mut r = acc.unwrap_or_default();
+        r.merge(&g.rollup);
+        Some(r)
+    });
+    encode(
+        Exposition {
+            namespace: options.namespace.clone(),
+            groups,
+            overflow,
+            folded,
+        },
+        options,
+    )
+}
+
+fn encode(exposition: Exposition, options: &RenderOptions) -> Result<String, RenderError> {
     let mut registry = Registry::default();
-    registry.register_collector(Box::new(Exposition {
-        namespace: options.namespace.clone(),
-        groups,
-    }));
+    registry.register_collector(Box::new(exposition));
     let mut out = String::new();
     match options.format {
         Format::Prometheus => {
@@ -128,16 +178,36 @@ fn check_namespace(ns: &str) -> Result<(), RenderError> {
 struct Exposition {
     namespace: String,
     groups: Vec<RollupGroup>,
+    /// The merged calls of the groups beyond the series limit.
+    overflow: Option<Rollup>,
+    /// How many groups `overflow` merged.
+    folded: u64,
 }
 
-type Labels<'a> = [(&'static str, &'a str); 3];
+/// One series' labels and rollup: a group's, or the overflow series'.
+struct Series<'a> {
+    labels: Vec<(&'static str, &'a str)>,
+    rollup: &'a Rollup,
+}
 
-fn labels(g: &RollupGroup) -> Labels<'_> {
-    [
-        ("model", g.model_id.as_str()),
-        ("engine", g.engine.as_str()),
-        ("agent", g.agent.as_str()),
-    ]
+impl Exposition {
+    /// Every series, the overflow one last.
+    fn series(&self) -> impl Iterator<Item = Series<'_>> {
+        self.groups
+            .iter()
+            .map(|g| Series {
+                labels: vec![
+                    ("model", g.model_id.as_str()),
+                    ("engine", g.engine.as_str()),
+                    ("agent", g.agent.as_str()),
+                ],
+                rollup: &g.rollup,
+            })
+            .chain(self.overflow.iter().map(|rollup| Series {
+                labels: vec![(OVERFLOW_LABEL, "true")],
+                rollup,
+            }))
+    }
 }
 
 impl Exposition {
@@ -147,7 +217,7 @@ impl Exposition {
         name: &str,
         help: &str,
         unit: Option<Unit>,
-        value: impl Fn(&RollupGroup) -> V,
+        value: impl Fn(&Rollup) -> V,
     ) -> Result<(), std::fmt::Error>
     where
         V: prometheus_client::encoding::EncodeCounterValue,
@@ -155,11 +225,10 @@ impl Exposition {
         let name = format!("{}_{name}", self.namespace);
         let mut family =
             encoder.encode_descriptor(&name, help, unit.as_ref(), MetricType::Counter)?;
-        for g in &self.groups {
-            let l = labels(g);
+        for g in self.series() {
             family
-                .encode_family(&l)?
-                .encode_counter::<NoLabelSet, V, f64>(&value(g), None)?;
+                .encode_family(&g.labels)?
+                .encode_counter::<NoLabelSet, V, f64>(&value(g.rollup), None)?;
         }
         Ok(())
     }
@@ -170,15 +239,14 @@ impl Exposition {
         name: &str,
         help: &str,
         bounds: &[f64],
-        data: impl Fn(&RollupGroup) -> Option<Histo<'_>>,
+        data: impl Fn(&Rollup) -> Option<Histo<'_>>,
     ) -> Result<(), std::fmt::Error> {
         let name = format!("{}_{name}", self.namespace);
         let mut family =
             encoder.encode_descriptor(&name, help, Some(&Unit::Seconds), MetricType::Histogram)?;
-        for g in &self.groups {
-            let Some(h) = data(g) else { continue };
-            let l = labels(g);
-            encode_histogram(family.encode_family(&l)?, &h, bounds)?;
+        for g in self.series() {
+            let Some(h) = data(g.rollup) else { continue };
+            encode_histogram(family.encode_family(&g.labels)?, &h, bounds)?;
         }
         Ok(())
     }
@@ -222,62 +290,68 @@ impl Collector for Exposition {
                 None,
                 MetricType::Counter,
             )?;
-            for g in &self.groups {
-                let r = &g.rollup;
+            for g in self.series() {
+                let r = g.rollup;
                 for (outcome, n) in [
                     ("ok", r.call_count.saturating_sub(r.error_count)),
                     ("error", r.error_count),
                 ] {
-                    let l: [(&str, &str); 4] = [
-                        ("model", g.model_id.as_str()),
-                        ("engine", g.engine.as_str()),
-                        ("agent", g.agent.as_str()),
-                        ("outcome", outcome),
-                    ];
+                    let mut l = g.labels.clone();
+                    l.push(("outcome", outcome));
                     family
                         .encode_family(&l)?
                         .encode_counter::<NoLabelSet, u64, f64>(&n, None)?;
                 }
             }
         }
+        {
+            let name = format!("{}_folded_series", self.namespace);
+            let mut family = e.encode_descriptor(
+                &name,
+                "Label sets (model, engine, agent) beyond the series limit, whose calls are in the series labelled otel_metric_overflow=\"true\"",
+                None,
+                MetricType::Gauge,
+            )?;
+            family.encode_gauge(&(self.folded as i64))?;
+        }
         self.counter(
             e,
             "input_tokens",
             "Input (prompt) tokens of the recorded calls",
             None,
-            |g| g.rollup.prompt_tokens,
+            |r| r.prompt_tokens,
         )?;
         self.counter(
             e,
             "output_tokens",
             "Output (completion) tokens of the recorded calls",
             None,
-            |g| g.rollup.completion_tokens,
+            |r| r.completion_tokens,
         )?;
         self.counter(
             e,
             "cost",
             "Cost of the recorded calls, US dollars (engine-reported or from a price table)",
             Some(Unit::Other("usd".to_owned())),
-            |g| g.rollup.total_cost,
+            |r| r.total_cost,
         )?;
         self.counter(
             e,
             "energy",
             "GPU energy attributed to the recorded calls that have a measurement",
             Some(Unit::Joules),
-            |g| g.rollup.energy_sum,
+            |r| r.energy_sum,
         )?;
         self.histogram(
             e,
             "latency",
             "Wall time of each call (buckets re-binned from the stored 0.5 % quantile sketches)",
             &LATENCY_SECONDS,
-            |g| {
+            |r| {
                 Some(Histo {
-                    sketch: &g.rollup.latency,
+                    sketch: &r.latency,
                     scale: 1.0,
-                    sum: Some(g.rollup.total_latency),
+                    sum: Some(r.total_latency),
                 })
             },
         )?;
@@ -286,11 +360,11 @@ impl Collector for Exposition {
             "time_to_first_token",
             "Time to first token of the calls that measured one (buckets re-binned from the stored sketches)",
             &LATENCY_SECONDS,
-            |g| {
-                (g.rollup.ttft.count() > 0).then_some(Histo {
-                    sketch: &g.rollup.ttft,
+            |r| {
+                (r.ttft.count() > 0).then_some(Histo {
+                    sketch: &r.ttft,
                     scale: 1.0,
-                    sum: Some(g.rollup.ttft_sum),
+                    sum: Some(r.ttft_sum),
                 })
             },
         )?;
@@ -299,9 +373,9 @@ impl Collector for Exposition {
             "time_per_output_token",
             "Mean inter-token latency of each streamed call (buckets re-binned from the stored sketches; the sum is estimated from them)",
             &TIME_PER_OUTPUT_TOKEN_SECONDS,
-            |g| {
-                (g.rollup.itl.count() > 0).then_some(Histo {
-                    sketch: &g.rollup.itl,
+            |r| {
+                (r.itl.count() > 0).then_some(Histo {
+                    sketch: &r.itl,
                     scale: 1e-3,
                     sum: None,
                 })

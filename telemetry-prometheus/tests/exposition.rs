@@ -217,7 +217,82 @@ fn an_empty_database_renders_the_families_without_series() {
     )
     .unwrap();
     assert!(text.contains("# TYPE inference_calls_total counter"));
-    assert!(!text.lines().any(|l| l.starts_with("inference_")));
+    let samples: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("inference_"))
+        .collect();
+    assert_eq!(samples, ["inference_folded_series 0"]);
+}
+
+#[test]
+fn label_sets_beyond_the_series_limit_fold_into_the_overflow_series() {
+    const MODELS: usize = 100_000;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    // Day 0 holds models 0..MODELS, day 1 one more call of model 0 and a new name that sorts
+    // first: the groups met first (day 0, by name) keep their series.
+    let mut records: Vec<TelemetryRecord> = (0..MODELS)
+        .map(|i| {
+            TelemetryRecord::builder(format!("model-{i:06}"), T0 + (i % 80_000) as f64)
+                .engine("vllm")
+                .tokens(10, 5)
+                .latency_seconds(0.2)
+                .build()
+        })
+        .collect();
+    for model in ["model-000000", "a-new-name"] {
+        records.push(
+            TelemetryRecord::builder(model, T0 + 86_400.0)
+                .engine("vllm")
+                .latency_seconds(0.2)
+                .error("timeout", "slow")
+                .build(),
+        );
+    }
+    write(&path, &records);
+    let agg = TelemetryAggregator::open(&path).unwrap();
+    let limit = telemetry_prometheus::DEFAULT_SERIES_LIMIT;
+    let text = render(&agg, &RenderOptions::default()).unwrap();
+    let ok_series = text
+        .lines()
+        .filter(|l| l.starts_with("inference_calls_total{") && l.contains(r#"outcome="ok""#))
+        .count();
+    assert_eq!(ok_series, limit + 1, "the kept series and the overflow one");
+    let overflow = r#"{otel_metric_overflow="true",outcome="#;
+    let folded_ok = line_value(&text, &format!("inference_calls_total{overflow}\"ok\"}}"));
+    let folded_errors = line_value(
+        &text,
+        &format!("inference_calls_total{overflow}\"error\"}}"),
+    );
+    assert_eq!(folded_ok, (MODELS - limit) as f64);
+    assert_eq!(folded_errors, 1.0, "the new name of day 1");
+    assert_eq!(
+        line_value(&text, "inference_folded_series "),
+        (MODELS - limit + 1) as f64
+    );
+    assert_eq!(
+        line_value(
+            &text,
+            r#"inference_calls_total{model="model-000000",engine="vllm",agent="",outcome="error"}"#
+        ),
+        1.0,
+        "a kept group keeps its later calls"
+    );
+    assert_eq!(
+        line_value(
+            &text,
+            r#"inference_latency_seconds_count{otel_metric_overflow="true"}"#
+        ),
+        (MODELS - limit + 1) as f64
+    );
+    // The scrape is the size of `limit` series, not of 100 000 (about 2 KB per series).
+    assert!(text.len() < (limit + 1) * 3000, "{} bytes", text.len());
+
+    let small = render(&agg, &RenderOptions::new().with_series_limit(1)).unwrap();
+    assert_eq!(
+        line_value(&small, "inference_folded_series "),
+        MODELS as f64
+    );
 }
 
 #[test]
@@ -245,10 +320,12 @@ fn openmetrics_has_the_same_samples_with_its_own_framing() {
             .filter(|l| !l.starts_with('#'))
             .map(|l| {
                 let (series, value) = l.rsplit_once(' ').unwrap();
-                let (name, labels) = series.split_once('{').unwrap();
+                // `inference_folded_series` has no labels.
+                let (name, labels) = series.split_once('{').unwrap_or((series, ""));
                 let mut labels: Vec<String> = labels
                     .trim_end_matches('}')
                     .split("\",")
+                    .filter(|kv| !kv.is_empty())
                     .map(|kv| {
                         let (k, v) = kv.split_once('=').unwrap();
                         let v = v.trim_matches('"');

@@ -21,8 +21,9 @@ use crate::listen::shutdown_signal;
 use crate::output::{count, escape_controls};
 use crate::recording::{AutoFallback, CallClock, Recording};
 
-/// `/metrics` of the proxy: the database's exposition, read at each scrape.
-struct DbMetrics(PathBuf);
+/// `/metrics` of the proxy: the database's exposition, read at each scrape, at most this many
+/// label sets per metric.
+struct DbMetrics(PathBuf, usize);
 
 impl MetricsSource for DbMetrics {
     fn content_type(&self) -> &'static str {
@@ -31,7 +32,7 @@ impl MetricsSource for DbMetrics {
 
     fn render(&self) -> Result<String, String> {
         let agg = TelemetryAggregator::open(&self.0).map_err(|e| e.to_string())?;
-        render(&agg, &RenderOptions::default()).map_err(|e| e.to_string())
+        render(&agg, &RenderOptions::new().with_series_limit(self.1)).map_err(|e| e.to_string())
     }
 }
 
@@ -61,7 +62,7 @@ pub fn run(db: &DbPath, args: &ProxyArgs, out: &mut dyn Write) -> Result<(), Cli
     let config = ProxyConfig::new(routes.clone())
         .telemetry(telemetry.clone())
         .shutdown_grace(Duration::from_secs(args.shutdown_grace))
-        .metrics(Arc::new(DbMetrics(db.path.clone())));
+        .metrics(Arc::new(DbMetrics(db.path.clone(), args.series_limit)));
 
     let runtime = if args.threads <= 1 {
         tokio::runtime::Builder::new_current_thread()

@@ -12,7 +12,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -82,16 +82,33 @@ pub fn run(db: &DbPath, args: &ServeArgs, out: &mut dyn Write) -> Result<(), Cli
                 escape_controls(&path.display().to_string())
             ),
         )?;
-        serve(listener, Arc::new(path), stop).await;
+        serve(
+            listener,
+            Arc::new(Source {
+                path,
+                series_limit: args.series_limit,
+            }),
+            stop,
+        )
+        .await;
         Ok(())
     })
 }
 
-/// The exposition text of the database at `path` in `format`, read now.
-fn scrape(path: &Path, format: Format) -> Result<String, RenderError> {
+/// What a scrape reads: the database, and the label sets it exposes at most.
+#[derive(Debug)]
+struct Source {
+    path: PathBuf,
+    series_limit: usize,
+}
+
+/// The exposition text of the database of `source` in `format`, read now.
+fn scrape(source: &Source, format: Format) -> Result<String, RenderError> {
     render(
-        &TelemetryAggregator::open(path)?,
-        &RenderOptions::new().with_format(format),
+        &TelemetryAggregator::open(&source.path)?,
+        &RenderOptions::new()
+            .with_format(format)
+            .with_series_limit(source.series_limit),
     )
 }
 
@@ -103,7 +120,7 @@ fn render_error(e: RenderError) -> CliError {
 }
 
 /// Accepts connections until `stop` completes, then drains them for up to [`SHUTDOWN_GRACE`].
-async fn serve(listener: TcpListener, db: Arc<PathBuf>, stop: impl Future<Output = ()>) {
+async fn serve(listener: TcpListener, db: Arc<Source>, stop: impl Future<Output = ()>) {
     let graceful = GracefulShutdown::new();
     let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut stop = pin!(stop);
@@ -145,7 +162,7 @@ async fn serve(listener: TcpListener, db: Arc<PathBuf>, stop: impl Future<Output
 }
 
 async fn handle(
-    db: Arc<PathBuf>,
+    db: Arc<Source>,
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let accept = request
@@ -166,7 +183,7 @@ async fn handle(
 /// 404, other methods 405. `/metrics` is OpenMetrics when `accept` prefers it
 /// ([`Format::negotiate`]), the Prometheus text format otherwise.
 async fn respond(
-    db: Arc<PathBuf>,
+    db: Arc<Source>,
     method: &Method,
     path: &str,
     accept: Option<&str>,
@@ -255,7 +272,10 @@ mod tests {
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
-        let db = Arc::new(PathBuf::from("/nonexistent/t.db"));
+        let db = Arc::new(Source {
+            path: PathBuf::from("/nonexistent/t.db"),
+            series_limit: 10,
+        });
         let status = |method: Method, path: &str| {
             rt.block_on(respond(Arc::clone(&db), &method, path, None))
                 .status()
