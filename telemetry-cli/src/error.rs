@@ -56,6 +56,24 @@ pub enum CliError {
     /// The store failed (opening, writing, pruning, importing).
     #[error("{0}")]
     Store(#[from] telemetry_store::StoreError),
+    /// A recording command (`demo`, `run`, `proxy`) ended with records its store could not
+    /// write (a full disk, the database deleted or replaced while recording).
+    #[error(
+        "{source}; {} records written, {} dropped ({} of them accepted but never written)",
+        count(*written),
+        count(*dropped),
+        count(*lost)
+    )]
+    RecordingIncomplete {
+        /// The store's error at the final flush or close.
+        source: telemetry_store::StoreError,
+        /// Records written.
+        written: u64,
+        /// Records dropped or refused (including the lost ones).
+        dropped: u64,
+        /// Records accepted and never written.
+        lost: u64,
+    },
     /// Reading the database failed (not a telemetry database, unknown schema, bad row).
     #[error("{0}")]
     Agg(#[from] telemetry_agg::AggError),

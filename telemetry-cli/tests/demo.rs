@@ -179,3 +179,31 @@ fn same_seed_gives_the_same_calls() {
     assert_eq!(runs[0].len(), 40);
     assert_eq!(runs[0], runs[1]);
 }
+
+/// The database deleted while `demo` records (real time, so the calls outlast the deletion):
+/// the loss is said on stderr and the exit status is 1, not a summary of calls "recorded" into
+/// a file that is gone.
+#[test]
+fn a_database_deleted_during_the_demo_fails_it_and_says_so() {
+    let (dir, db) = temp_db();
+    let mut run = common::spawn(
+        common::telemetry_std(dir.path())
+            .args(["--db", db.to_str().unwrap(), "demo", "--realtime"])
+            .args(["--calls", "2", "--concurrency", "2", "--gpu", "off"])
+            .stderr(std::process::Stdio::piped()),
+    );
+    // The first line is printed once the store is open.
+    assert!(run.first_line.starts_with("demo: "), "{}", run.first_line);
+    std::fs::remove_file(&db).unwrap();
+    let status = run.wait_exit(
+        std::time::Duration::from_secs(60),
+        "demo did not finish in 60 s",
+    );
+    let stdout = run.rest_of_stdout();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut run.child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(stderr.contains("was deleted"), "{stderr}");
+    assert!(stderr.contains("0 records written"), "{stderr}");
+    assert!(!stdout.contains("recorded 2 calls"), "{stdout}");
+}

@@ -6,95 +6,16 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::Read;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Running, on_db, spawn, telemetry_std, temp_db};
-use telemetry_proxy::testing::{FakeReply, FakeUpstream, chat_completion, chat_stream};
+use common::proxy::{RunningCli, fake_upstream};
+use common::{on_db, temp_db};
+use telemetry_proxy::testing::{FakeReply, chat_completion, chat_stream};
 
 const CHAT: &str = r#"{"model":"asked","messages":[{"role":"user","content":"hi"}]}"#;
 const STREAM: &str = r#"{"model":"asked","messages":[],"stream":true}"#;
-
-/// A running `telemetry proxy`, killed when dropped.
-struct RunningCli {
-    run: Running,
-    addr: SocketAddr,
-}
-
-impl RunningCli {
-    fn start(home: &Path, db: &Path, upstream: &str, extra: &[&str]) -> RunningCli {
-        let run = spawn(
-            telemetry_std(home)
-                .args([
-                    "--db",
-                    db.to_str().unwrap(),
-                    "proxy",
-                    "--listen",
-                    "127.0.0.1:0",
-                ])
-                .args(["--upstream", upstream, "--agent", "cli-test"])
-                // No GPU unless the test asks for one.
-                .args(if extra.contains(&"--gpu") {
-                    &[][..]
-                } else {
-                    &["--gpu", "off"][..]
-                })
-                .args(["--engine-name", "fake-llama"])
-                .args(extra),
-        );
-        // "proxy listening on http://127.0.0.1:PORT (OpenAI base URL ...), forwarding to ..."
-        let addr = run.addr_between("proxy listening on http://", " ");
-        RunningCli { run, addr }
-    }
-
-    fn connect(&self, method: &str, path: &str, body: &str) -> TcpStream {
-        let mut stream = TcpStream::connect(self.addr).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .unwrap();
-        write!(
-            stream,
-            "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .unwrap();
-        stream
-    }
-
-    fn request(&self, method: &str, path: &str, body: &str) -> String {
-        let mut bytes = Vec::new();
-        self.connect(method, path, body)
-            .read_to_end(&mut bytes)
-            .unwrap();
-        String::from_utf8(bytes).unwrap()
-    }
-
-    fn terminate(&mut self) {
-        self.run.sigterm();
-    }
-
-    fn wait(&mut self) -> (std::process::ExitStatus, String) {
-        let status = self
-            .run
-            .wait_exit(Duration::from_secs(20), "proxy ignored SIGTERM");
-        (status, self.run.rest_of_stdout())
-    }
-}
-
-/// A fake upstream on a runtime of its own (the test itself is synchronous).
-fn fake_upstream(
-    handler: impl Fn(&telemetry_proxy::testing::ReceivedRequest) -> FakeReply + Send + Sync + 'static,
-) -> (tokio::runtime::Runtime, FakeUpstream) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let upstream = rt.block_on(FakeUpstream::start(handler));
-    (rt, upstream)
-}
 
 fn rows(db: &Path) -> Vec<(String, String, String, String, i64, i64, bool)> {
     let conn = rusqlite::Connection::open(db).unwrap();

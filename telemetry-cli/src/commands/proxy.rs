@@ -106,18 +106,16 @@ pub fn run(db: &DbPath, args: &ProxyArgs, out: &mut dyn Write) -> Result<(), Cli
     // Records waiting for their GPU energy are published, then the store commits everything.
     telemetry.flush();
     let mut finished = recording.finish();
-    let stats = &finished.stats;
     let s = report.stats;
     emit(
         out,
         &format!(
-            "proxy stopped: {} requests, {} calls recorded ({} failed, {} cancelled); {} records written, {} dropped{}\n",
+            "proxy stopped: {} requests, {} calls recorded ({} failed, {} cancelled); {}{}\n",
             count(s.requests),
             count(s.calls_recorded),
             count(s.calls_failed),
             count(s.calls_cancelled),
-            count(stats.written),
-            count(stats.dropped + stats.rejected),
+            finished.written_and_dropped(),
             if report.connections_cut > 0 {
                 format!(
                     "; {} connections cut after the grace period",

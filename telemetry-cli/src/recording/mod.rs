@@ -20,6 +20,7 @@
 
 pub(crate) mod gpu;
 pub(crate) mod otlp;
+mod watch;
 
 use std::io::Write;
 use std::path::Path;
@@ -39,6 +40,7 @@ use crate::present::print_table;
 use crate::timearg::now_unix;
 pub(crate) use gpu::{AutoFallback, CallClock, GpuSource};
 use otlp::LiveExport;
+use watch::StoreWatch;
 
 /// What a recording is started with; see [`Recording::builder`].
 #[derive(Debug)]
@@ -106,7 +108,9 @@ impl<'a> RecordingBuilder<'a> {
         let bus = Arc::new(EventBus::new());
         store.subscribe_to_bus(&bus);
         let otlp = LiveExport::start(self.otlp, &bus)?.map(|o| o.with_gpu(gpu.sampler.as_ref()));
+        let watch = StoreWatch::start(store.clone());
         Ok(Recording {
+            watch,
             store,
             bus,
             gpu,
@@ -130,6 +134,8 @@ pub(crate) struct Recording {
     #[cfg_attr(not(feature = "proxy"), allow(dead_code))]
     pub prices: Option<PriceTable>,
     otlp: Option<LiveExport>,
+    /// Says on stderr when the store fails or stops while recording.
+    watch: Option<StoreWatch>,
     started: Instant,
     started_wall: f64,
 }
@@ -154,12 +160,17 @@ impl Recording {
 
     /// Flushes the store (everything published so far: flush engines waiting for GPU energy
     /// first), finishes the OTLP export (within 10 s) and closes the store. A store failure is
-    /// kept in the [`Finished`] recording, so the summary can still be printed.
+    /// kept in the [`Finished`] recording, so the summary can still be printed. The counts are
+    /// read once the store is closed: what it could not write by then (a full disk, its file
+    /// deleted) is counted in [`StoreStats::lost`], none is left pending.
     pub(crate) fn finish(self) -> Finished {
+        if let Some(watch) = self.watch {
+            watch.stop();
+        }
         let flushed = self.store.flush();
         let otlp_line = self.otlp.map(LiveExport::finish);
-        let stats = self.store.stats();
         let closed = self.store.close();
+        let stats = self.store.stats();
         Finished {
             stats,
             otlp_line,
@@ -186,12 +197,36 @@ pub(crate) struct Finished {
 }
 
 impl Finished {
-    /// The first failure of the final flush or close, if any (once).
+    /// The first failure of the final flush or close, if any (once), with what the store wrote,
+    /// dropped and could not write.
     pub(crate) fn store_result(&mut self) -> Result<(), CliError> {
         match self.store_error.take() {
-            Some(e) => Err(e.into()),
+            Some(source) => Err(CliError::RecordingIncomplete {
+                source,
+                written: self.stats.written,
+                dropped: self.stats.dropped + self.stats.rejected,
+                lost: self.stats.lost,
+            }),
             None => Ok(()),
         }
+    }
+
+    /// `N records written, M dropped` (with how many of those were accepted but never written:
+    /// pending at exit on a full disk, or held when the database file went).
+    pub(crate) fn written_and_dropped(&self) -> String {
+        let s = &self.stats;
+        let mut text = format!(
+            "{} records written, {} dropped",
+            count(s.written),
+            count(s.dropped + s.rejected)
+        );
+        if s.lost > 0 {
+            text.push_str(&format!(
+                " ({} of them accepted but never written)",
+                count(s.lost)
+            ));
+        }
+        text
     }
 
     /// `recorded N calls (F failed) into DB in S s`, with its newline.

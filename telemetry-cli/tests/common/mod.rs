@@ -12,6 +12,9 @@ use std::process::{Child, ChildStdout, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
+
+#[cfg(feature = "proxy")]
+pub mod proxy;
 use telemetry_core::{EnergyMethod, TelemetryRecord};
 use telemetry_store::TelemetryStore;
 

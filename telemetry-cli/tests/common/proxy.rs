@@ -1,0 +1,120 @@
+//! `telemetry proxy` in front of a fake upstream, for the tests of the proxy command.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use telemetry_proxy::testing::{FakeReply, FakeUpstream};
+
+use super::{Running, spawn, telemetry_std};
+
+/// A running `telemetry proxy`, killed when dropped.
+pub struct RunningCli {
+    /// The process.
+    pub run: Running,
+    /// Where it listens.
+    pub addr: SocketAddr,
+}
+
+impl RunningCli {
+    /// Starts the proxy (stderr inherited) and waits until it listens.
+    pub fn start(home: &Path, db: &Path, upstream: &str, extra: &[&str]) -> RunningCli {
+        Self::launch(home, db, upstream, extra, Stdio::inherit())
+    }
+
+    /// As [`start`](Self::start), with stderr piped: read it with
+    /// [`wait_with_stderr`](Self::wait_with_stderr) (a proxy writes only a few lines there).
+    pub fn start_capturing_stderr(
+        home: &Path,
+        db: &Path,
+        upstream: &str,
+        extra: &[&str],
+    ) -> RunningCli {
+        Self::launch(home, db, upstream, extra, Stdio::piped())
+    }
+
+    fn launch(home: &Path, db: &Path, upstream: &str, extra: &[&str], stderr: Stdio) -> RunningCli {
+        let run = spawn(
+            telemetry_std(home)
+                .stderr(stderr)
+                .args([
+                    "--db",
+                    db.to_str().unwrap(),
+                    "proxy",
+                    "--listen",
+                    "127.0.0.1:0",
+                ])
+                .args(["--upstream", upstream, "--agent", "cli-test"])
+                // No GPU unless the test asks for one.
+                .args(if extra.contains(&"--gpu") {
+                    &[][..]
+                } else {
+                    &["--gpu", "off"][..]
+                })
+                .args(["--engine-name", "fake-llama"])
+                .args(extra),
+        );
+        // "proxy listening on http://127.0.0.1:PORT (OpenAI base URL ...), forwarding to ..."
+        let addr = run.addr_between("proxy listening on http://", " ");
+        RunningCli { run, addr }
+    }
+
+    pub fn connect(&self, method: &str, path: &str, body: &str) -> TcpStream {
+        let mut stream = TcpStream::connect(self.addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        write!(
+            stream,
+            "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        stream
+    }
+
+    pub fn request(&self, method: &str, path: &str, body: &str) -> String {
+        let mut bytes = Vec::new();
+        self.connect(method, path, body)
+            .read_to_end(&mut bytes)
+            .unwrap();
+        String::from_utf8(bytes).unwrap()
+    }
+
+    pub fn terminate(&mut self) {
+        self.run.sigterm();
+    }
+
+    pub fn wait(&mut self) -> (std::process::ExitStatus, String) {
+        let status = self
+            .run
+            .wait_exit(Duration::from_secs(20), "proxy ignored SIGTERM");
+        (status, self.run.rest_of_stdout())
+    }
+
+    /// As [`wait`](Self::wait), also returning stderr (started with
+    /// [`start_capturing_stderr`](Self::start_capturing_stderr)).
+    pub fn wait_with_stderr(&mut self) -> (std::process::ExitStatus, String, String) {
+        let (status, stdout) = self.wait();
+        let mut stderr = String::new();
+        if let Some(mut pipe) = self.run.child.stderr.take() {
+            pipe.read_to_string(&mut stderr).unwrap();
+        }
+        (status, stdout, stderr)
+    }
+}
+
+/// A fake upstream on a runtime of its own (the test itself is synchronous).
+pub fn fake_upstream(
+    handler: impl Fn(&telemetry_proxy::testing::ReceivedRequest) -> FakeReply + Send + Sync + 'static,
+) -> (tokio::runtime::Runtime, FakeUpstream) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let upstream = rt.block_on(FakeUpstream::start(handler));
+    (rt, upstream)
+}
