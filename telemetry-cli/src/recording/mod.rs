@@ -213,6 +213,7 @@ impl Finished {
 
     /// `N records written, M dropped` (with how many of those were accepted but never written:
     /// pending at exit on a full disk, or held when the database file went).
+    #[cfg_attr(not(feature = "proxy"), allow(dead_code))]
     pub(crate) fn written_and_dropped(&self) -> String {
         let s = &self.stats;
         let mut text = format!(
