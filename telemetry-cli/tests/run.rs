@@ -127,3 +127,22 @@ fn bad_prompt_files_are_usage_errors() {
         .code(2)
         .stderr(predicate::str::contains("prompts file"));
 }
+
+#[test]
+fn urls_no_call_can_reach_are_usage_errors_and_write_nothing() {
+    let (dir, db) = temp_db();
+    for url in [
+        "notaurl",
+        "http://",
+        "ftp://x/v1",
+        "http://127.0.0.1:99999/v1",
+        "http://h:0",
+    ] {
+        on_db(dir.path(), &db)
+            .args(["run", "--url", url, "--model", "m", "--calls", "2"])
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains("--url"));
+        assert!(!db.exists(), "{url}: nothing is written");
+    }
+}

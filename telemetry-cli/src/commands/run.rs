@@ -24,6 +24,14 @@ const DEFAULT_PROMPT: &str = "Explain in two sentences why the sky is blue.";
 
 /// Runs `run`.
 pub fn run(db: &DbPath, args: &RunArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    // A URL no call can reach is the user's mistake, said before anything is written.
+    let (host, port) = server_of(&args.url).ok_or_else(|| {
+        CliError::Usage(format!(
+            "--url {:?}: expected http://HOST[:PORT][/PATH] (or https://), with a port from 1 to \
+             65535, e.g. http://127.0.0.1:8080/v1",
+            escape_controls(&args.url)
+        ))
+    })?;
     let prompts = load_prompts(args)?;
     let mut config = OpenAiConfig::new(&args.url)
         .without_api_key()
@@ -43,11 +51,9 @@ pub fn run(db: &DbPath, args: &RunArgs, out: &mut dyn Write) -> Result<(), CliEr
         InstrumentedEngine::new(engine, Arc::clone(&recording.bus)).with_agent(&args.agent);
     // The server's address in every record (`server.address`/`server.port`, as OpenTelemetry
     // names them; OTLP spans carry them).
-    if let Some((host, port)) = server_of(&args.url) {
-        engine = engine
-            .with_metadata(serde_json::json!({ "server.address": host, "server.port": port }))
-            .map_err(|e| CliError::Usage(format!("--url: {e}")))?;
-    }
+    engine = engine
+        .with_metadata(serde_json::json!({ "server.address": host, "server.port": port }))
+        .map_err(|e| CliError::Usage(format!("--url: {e}")))?;
 
     let mut params = GenerateParams::new(&args.model).with_max_tokens(args.max_tokens);
     if let Some(t) = args.temperature {
@@ -233,7 +239,7 @@ mod tests {
 }
 
 /// Host and port of an `http(s)://host[:port][/path]` URL (the scheme's port when none is
-/// given); `None` when the URL has no host.
+/// given); `None` when the URL has another scheme, no host, or a port outside 1..=65535.
 fn server_of(url: &str) -> Option<(String, u16)> {
     let (default, rest) = if let Some(rest) = url.strip_prefix("http://") {
         (80, rest)
@@ -254,7 +260,8 @@ fn server_of(url: &str) -> Option<(String, u16)> {
             None => (authority, None),
         }
     };
-    (!host.is_empty()).then(|| (host.to_owned(), port.unwrap_or(default)))
+    let port = port.unwrap_or(default);
+    (!host.is_empty() && port != 0).then(|| (host.to_owned(), port))
 }
 
 #[cfg(test)]
@@ -275,5 +282,8 @@ mod server_tests {
         assert_eq!(server_of("http://host:notaport"), None);
         assert_eq!(server_of("http:///v1"), None);
         assert_eq!(server_of("localhost:8080"), None);
+        assert_eq!(server_of("http://x:0/v1"), None);
+        assert_eq!(server_of("http://x:99999/v1"), None);
+        assert_eq!(server_of("ftp://x/v1"), None);
     }
 }
