@@ -1,11 +1,11 @@
 //! [`TelemetryAggregator`]: the read-only query API.
 
 use std::cmp::Ordering;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use rusqlite::Connection;
-use telemetry_core::{QuantileSketch, Rollup, TimeRange};
+use telemetry_core::{QuantileSketch, Rollup, TelemetryRecord, TimeRange};
 
 use crate::collect::{GroupRollup, collect, collect_limited, count, data_extent, max_id};
 use crate::error::AggError;
@@ -82,18 +82,60 @@ impl TelemetryAggregator {
     /// Totals, percentiles and ratios of the range, with the per-model, per-engine and
     /// per-agent breakdowns. An empty database or range gives zeroed stats.
     pub fn summary(&self, range: &TimeRange) -> Result<AggregatedStats, AggError> {
-        let groups = self.groups(range)?;
-        let mut all = Rollup::default();
-        for g in &groups {
-            all.merge(&g.rollup);
-        }
-        let mut stats = AggregatedStats::from_rollup(&all);
-        stats.per_model = per_model(&groups);
-        stats.per_engine = per_engine(&groups);
-        stats.per_agent = per_agent(&groups);
-        Ok(stats)
+        Ok(summary_of(&self.groups(range)?))
     }
 
+    /// [`summary`](Self::summary) of the records of `range` that `keep` accepts, e.g. those of
+    /// one benchmark run (a run id in their metadata). Unlike the other queries it reads every
+    /// raw row of the range (the summaries know nothing of metadata), so keep the range close
+    /// to the records wanted.
+    pub fn summary_matching(
+        &self,
+        range: &TimeRange,
+        mut keep: impl FnMut(&TelemetryRecord) -> bool,
+    ) -> Result<AggregatedStats, AggError> {
+        let mut index: HashMap<(String, String, String), usize> = HashMap::new();
+        let mut groups: Vec<GroupRollup> = Vec::new();
+        for record in self.export_records(range)? {
+            let record = record?;
+            if !keep(&record) {
+                continue;
+            }
+            let key = (
+                record.model_id.clone(),
+                record.engine.clone(),
+                record.agent.clone(),
+            );
+            let i = *index.entry(key).or_insert_with(|| {
+                groups.push(GroupRollup {
+                    bucket: 0,
+                    model_id: record.model_id.clone(),
+                    engine: record.engine.clone(),
+                    agent: record.agent.clone(),
+                    rollup: Rollup::default(),
+                });
+                groups.len() - 1
+            });
+            groups[i].rollup.add(&record);
+        }
+        Ok(summary_of(&groups))
+    }
+}
+
+/// Totals and breakdowns of `groups`.
+fn summary_of(groups: &[GroupRollup]) -> AggregatedStats {
+    let mut all = Rollup::default();
+    for g in groups {
+        all.merge(&g.rollup);
+    }
+    let mut stats = AggregatedStats::from_rollup(&all);
+    stats.per_model = per_model(groups);
+    stats.per_engine = per_engine(groups);
+    stats.per_agent = per_agent(groups);
+    stats
+}
+
+impl TelemetryAggregator {
     /// The merged [`Rollup`] (sums, counts and quantile sketches) of each (model, engine, agent)
     /// group with a call in the range, ordered by model, engine, then agent. This is what
     /// exporters that keep their own histograms (the Prometheus exposition) read: the sketches

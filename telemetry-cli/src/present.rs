@@ -3,27 +3,13 @@
 //! (`stats`, `report`).
 
 use std::fmt::Write as _;
-use std::io::Write;
 
-use telemetry_agg::{AggregatedStats, TelemetryAggregator};
+use telemetry_agg::AggregatedStats;
 use telemetry_core::TimeRange;
 
 use crate::cli::StatsGroup;
-use crate::emit::emit;
-use crate::error::CliError;
 use crate::output::{Align, Table, count, joules, number, seconds, usd};
 use crate::timearg::format_time;
-
-/// Prints the stats of `range` in `agg` as a table grouped by `by`.
-pub fn print_table(
-    agg: &TelemetryAggregator,
-    range: &TimeRange,
-    by: StatsGroup,
-    out: &mut dyn Write,
-) -> Result<(), CliError> {
-    let stats = agg.summary(range)?;
-    emit(out, &render(&stats, range, by))
-}
 
 /// One line of the per-group table, whatever the grouping.
 struct GroupRow<'a> {

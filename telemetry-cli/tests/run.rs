@@ -146,3 +146,42 @@ fn urls_no_call_can_reach_are_usage_errors_and_write_nothing() {
         assert!(!db.exists(), "{url}: nothing is written");
     }
 }
+
+#[test]
+fn the_table_of_a_run_counts_its_own_calls_not_those_of_the_run_before() {
+    let server = server();
+    let (dir, db) = temp_db();
+    let run = |calls: &str| {
+        stdout_of(on_db(dir.path(), &db).args([
+            "run",
+            "--url",
+            &server.url(),
+            "--model",
+            "m",
+            "--stream",
+            "--calls",
+            calls,
+        ]))
+    };
+    let first = run("3");
+    let second = run("2");
+    // The table's overview line counts the run's calls ("calls 2 ...").
+    let calls_line = |out: &str| {
+        out.lines()
+            .find(|l| l.trim_start().starts_with("calls "))
+            .unwrap_or_else(|| panic!("no calls line in {out}"))
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(calls_line(&first), "3", "{first}");
+    assert_eq!(calls_line(&second), "2", "{second}");
+    let records = exported(dir.path(), &db);
+    assert_eq!(records.len(), 5);
+    let runs: std::collections::BTreeSet<_> = records
+        .iter()
+        .map(|r| r.metadata["telemetry.run_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(runs.len(), 2, "one run id per run");
+}

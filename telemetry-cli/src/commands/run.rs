@@ -17,7 +17,7 @@ use crate::emit::emit;
 use crate::error::CliError;
 use crate::output::{count, escape_controls};
 use crate::progress;
-use crate::recording::Recording;
+use crate::recording::{RUN_ID_KEY, Recording};
 
 /// The prompt when neither `--prompt` nor `--prompts` is given.
 const DEFAULT_PROMPT: &str = "Explain in two sentences why the sky is blue.";
@@ -50,9 +50,14 @@ pub fn run(db: &DbPath, args: &RunArgs, out: &mut dyn Write) -> Result<(), CliEr
     let mut engine =
         InstrumentedEngine::new(engine, Arc::clone(&recording.bus)).with_agent(&args.agent);
     // The server's address in every record (`server.address`/`server.port`, as OpenTelemetry
-    // names them; OTLP spans carry them).
+    // names them; OTLP spans carry them), and the run id that selects the run's own calls for
+    // its table.
     engine = engine
-        .with_metadata(serde_json::json!({ "server.address": host, "server.port": port }))
+        .with_metadata(serde_json::json!({
+            "server.address": host,
+            "server.port": port,
+            RUN_ID_KEY: recording.run_id,
+        }))
         .map_err(|e| CliError::Usage(format!("--url: {e}")))?;
 
     let mut params = GenerateParams::new(&args.model).with_max_tokens(args.max_tokens);

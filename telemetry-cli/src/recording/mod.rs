@@ -34,9 +34,10 @@ use telemetry_store::{OverflowPolicy, StoreError, StoreStats, TelemetryStore};
 use telemetry_wrap::PriceTable;
 
 use crate::cli::{GpuChoice, StatsGroup};
+use crate::emit::emit;
 use crate::error::CliError;
 use crate::output::{self, count};
-use crate::present::print_table;
+use crate::present::render;
 use crate::timearg::now_unix;
 pub(crate) use gpu::{AutoFallback, CallClock, GpuSource};
 use otlp::LiveExport;
@@ -116,6 +117,7 @@ impl<'a> RecordingBuilder<'a> {
             gpu,
             prices,
             otlp,
+            run_id: new_run_id(),
             started: Instant::now(),
             started_wall: now_unix(),
         })
@@ -136,8 +138,26 @@ pub(crate) struct Recording {
     otlp: Option<LiveExport>,
     /// Says on stderr when the store fails or stops while recording.
     watch: Option<StoreWatch>,
+    /// Put in the metadata of every record of this recording ([`RUN_ID_KEY`]), so that its
+    /// table shows its own calls, not those of another recording of the same seconds.
+    pub run_id: String,
     started: Instant,
     started_wall: f64,
+}
+
+/// The metadata key of the recording's id in each record `demo` and `run` make.
+pub(crate) const RUN_ID_KEY: &str = "telemetry.run_id";
+
+/// 16 random hex digits (std's per-process random hash keys, mixed with the clock).
+fn new_run_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::hash::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    format!("{:016x}", h.finish())
 }
 
 impl Recording {
@@ -175,6 +195,7 @@ impl Recording {
             stats,
             otlp_line,
             elapsed: self.started.elapsed(),
+            run_id: self.run_id,
             started_wall: self.started_wall,
             ended_wall: now_unix(),
             store_error: flushed.and(closed).err(),
@@ -191,6 +212,7 @@ pub(crate) struct Finished {
     pub otlp_line: Option<String>,
     /// From the start of the recording to its end.
     pub elapsed: Duration,
+    run_id: String,
     started_wall: f64,
     ended_wall: f64,
     store_error: Option<StoreError>,
@@ -243,12 +265,17 @@ impl Finished {
 
     /// The stats table, by model, of the calls recorded (the whole seconds the recording
     /// spanned, read back from the database at `db`).
+    /// The stats table of this recording's own calls: the records of its time span that carry
+    /// its run id (another recording of the same seconds is left out).
     pub(crate) fn print_stats(&self, db: &Path, out: &mut dyn Write) -> Result<(), CliError> {
         let agg = TelemetryAggregator::open(db)?;
         let range = TimeRange::new(
             Some(self.started_wall.floor()),
             Some(self.ended_wall.ceil() + 1.0),
         )?;
-        print_table(&agg, &range, StatsGroup::Model, out)
+        let stats = agg.summary_matching(&range, |r| {
+            r.metadata.get(RUN_ID_KEY).and_then(|v| v.as_str()) == Some(self.run_id.as_str())
+        })?;
+        emit(out, &render(&stats, &range, StatsGroup::Model))
     }
 }

@@ -17,7 +17,7 @@ use crate::emit::emit;
 use crate::error::CliError;
 use crate::output::{self, count, escape_controls};
 use crate::progress;
-use crate::recording::{AutoFallback, CallClock, Recording};
+use crate::recording::{AutoFallback, CallClock, RUN_ID_KEY, Recording};
 use engine::{DemoEngine, VirtualGpu};
 
 /// Share of simulated calls that fail (overloaded, timeout, rate limited), so errors show.
@@ -73,18 +73,22 @@ pub fn run(db: &DbPath, args: &DemoArgs, out: &mut dyn Write) -> Result<(), CliE
             _ => None,
         },
     };
+    // The run id in every record, so that the table shows this demo's calls only.
+    let metadata = serde_json::json!({ RUN_ID_KEY: recording.run_id });
     let engines: Vec<InstrumentedEngine<&DemoEngine>> = AGENTS
         .iter()
         .map(|agent| {
             let engine = InstrumentedEngine::new(&demo, Arc::clone(&recording.bus))
                 .with_agent(agent)
-                .with_price_table(SimulatedEngine::price_table());
-            match &gpu.sampler {
+                .with_price_table(SimulatedEngine::price_table())
+                .with_metadata(metadata.clone())
+                .map_err(|e| CliError::Usage(format!("run id: {e}")))?;
+            Ok(match &gpu.sampler {
                 Some(sampler) => engine.with_gpu_sampler(Arc::clone(sampler)),
                 None => engine,
-            }
+            })
         })
-        .collect();
+        .collect::<Result<_, CliError>>()?;
 
     emit(
         out,
