@@ -3,7 +3,9 @@
 //! Records a demo into `target/browser/demo.db`, writes `target/browser/report.html`, then runs
 //! headless Chromium twice on it: `--screenshot` (kept as `target/browser/report.png` for a person
 //! to look at) and `--dump-dom`. It checks that both exit 0, that the rendered DOM holds the
-//! charts' SVG, and that the screenshot is not blank (its pixels vary).
+//! charts' SVG, that the screenshot is not blank (its pixels vary), and that model names made
+//! of controls and a right-to-left override (recorded with `telemetry run` against a loopback
+//! answer) are shown as their escapes, never raw.
 //!
 //! Chromium is installed with apt when missing. With `CI=true` a failed install fails the step;
 //! elsewhere one line says what was skipped.
@@ -58,6 +60,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
             .stdout(Stdio::null()),
         "telemetry demo",
     )?;
+    record_hostile_names(&telemetry, &db)?;
     let html = dir.join("report.html");
     status(
         Command::new(&telemetry)
@@ -82,6 +85,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
     check_exit(&dom, "chromium --dump-dom")?;
     let dom = String::from_utf8_lossy(&dom.stdout);
     check_dom(&dom)?;
+    check_hostile_names(&dom)?;
     let spread = pixel_spread(&png)?;
     if spread < 100.0 {
         return Err(format!(
@@ -205,6 +209,96 @@ fn check_exit(out: &Output, what: &str) -> Result<(), String> {
     ))
 }
 
+/// Model names that would lie on screen if shown raw (a right-to-left override that makes one
+/// name read as another, a terminal escape, a C1 control), each with the text the report must
+/// show for it: the escapes the terminal tables show.
+const HOSTILE_NAMES: [(&str, &str); 3] = [
+    ("gpt-\u{202e}inim-o4", "gpt-\\u{202e}inim-o4"),
+    ("red\u{1b}[31mtext", "red\\x1b[31mtext"),
+    ("next\u{85}line", "next\\u{85}line"),
+];
+
+/// Records one call for each of [`HOSTILE_NAMES`] with `telemetry run` against a one-shot
+/// OpenAI-compatible answer served on a loopback port.
+fn record_hostile_names(telemetry: &Path, db: &Path) -> Result<(), String> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| format!("binding a loopback port: {e}"))?;
+    let port = listener
+        .local_addr()
+        .map_err(|e| format!("reading the loopback port: {e}"))?
+        .port();
+    let calls = HOSTILE_NAMES.len();
+    let server = std::thread::spawn(move || {
+        use std::io::{BufRead, BufReader, Read, Write};
+        for stream in listener.incoming().take(calls) {
+            let Ok(stream) = stream else { continue };
+            let Ok(mut writer) = stream.try_clone() else {
+                continue;
+            };
+            let mut reader = BufReader::new(stream);
+            let mut length = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
+                    break;
+                }
+                if let Some((name, value)) = line.split_once(':')
+                    && name.eq_ignore_ascii_case("content-length")
+                {
+                    length = value.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0u8; length];
+            let _ = reader.read_exact(&mut body);
+            let answer = r#"{"choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}}"#;
+            let _ = write!(
+                writer,
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+                answer.len()
+            );
+        }
+    });
+    for (name, _) in HOSTILE_NAMES {
+        status(
+            Command::new(telemetry)
+                .arg("--db")
+                .arg(db)
+                .args(["run", "--url", &format!("http://127.0.0.1:{port}/v1")])
+                .args(["--model", name, "--calls", "1", "--engine", "hostile"])
+                .stdout(Stdio::null()),
+            "telemetry run (hostile model names)",
+        )?;
+    }
+    server
+        .join()
+        .map_err(|_| "the loopback answer thread panicked".to_owned())
+}
+
+/// The report shows each hostile name as its escaped form and never the raw characters.
+fn check_hostile_names(dom: &str) -> Result<(), String> {
+    for (raw, shown) in HOSTILE_NAMES {
+        if !dom.contains(&format!(">{shown}</th>")) {
+            return Err(format!(
+                "the rendered table does not show {raw:?} as {shown:?}"
+            ));
+        }
+    }
+    // The text shown (outside tags; a machine-read attribute such as `data-group` may keep
+    // the exact name) holds none of the raw characters.
+    let mut in_tag = false;
+    for c in dom.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' => in_tag = false,
+            '\u{202e}' | '\u{1b}' | '\u{85}' if !in_tag => {
+                return Err(format!("the rendered page shows a raw {c:?}"));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// Every chart's figure holds an `<svg>` in the DOM the browser built.
 fn check_dom(dom: &str) -> Result<(), String> {
     for id in CHARTS {
@@ -259,6 +353,18 @@ fn pixel_spread(png_path: &Path) -> Result<f64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hostile_names_must_show_escaped() {
+        let shown: String = HOSTILE_NAMES
+            .iter()
+            .map(|(_, s)| format!("<th>{s}</th>"))
+            .collect();
+        assert!(check_hostile_names(&shown.replace("<th>", "<th scope=\"row\">")).is_ok());
+        let raw = format!("{shown}<th>{}</th>", HOSTILE_NAMES[0].0);
+        assert!(check_hostile_names(&raw).is_err());
+        assert!(check_hostile_names("<th>gpt-4o</th>").is_err());
+    }
 
     #[test]
     fn a_dom_without_a_chart_svg_is_refused() {

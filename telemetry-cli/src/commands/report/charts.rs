@@ -261,6 +261,8 @@ fn short(label: &str) -> String {
     if label.is_empty() {
         return "(none)".to_owned();
     }
+    // Controls and bidi overrides shown as escapes, as everywhere on the page.
+    let label = &*crate::output::escape_controls(label);
     if label.chars().count() <= 22 {
         return label.to_owned();
     }

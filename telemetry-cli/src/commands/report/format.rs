@@ -2,10 +2,20 @@
 
 use telemetry_agg::Bucket;
 
+use crate::output::escape_controls;
 use crate::timearg::format_time;
 
-/// `text` with `& < > " '` replaced by entities: safe in element content and quoted attributes.
+/// `text` as shown on the page: control characters (C0, DEL, C1) and bidirectional overrides
+/// and isolates made visible (`\n`, `\x1b`, `\u{202e}`, as the terminal tables show them, so a
+/// name cannot pass for another), then [`escape_exact`]: safe in element content and quoted
+/// attributes.
 pub fn escape(text: &str) -> String {
+    escape_exact(&escape_controls(text))
+}
+
+/// `text` with `& < > " '` replaced by entities and nothing else changed (for machine-read
+/// attributes such as `data-group`).
+pub fn escape_exact(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
@@ -103,6 +113,11 @@ mod tests {
             "&lt;script&gt;alert(&quot;x&quot; &amp; &#39;y&#39;)&lt;/script&gt;"
         );
         assert_eq!(escape("llama-3.1-8b"), "llama-3.1-8b");
+        assert_eq!(
+            escape("gpt\u{202e}4-mini\x1b[0m\n<"),
+            "gpt\\u{202e}4-mini\\x1b[0m\\n&lt;"
+        );
+        assert_eq!(escape_exact("a\u{202e}b"), "a\u{202e}b");
     }
 
     #[test]

@@ -11,7 +11,9 @@ use telemetry_agg::{AggregatedStats, SeriesPoint};
 
 use super::charts::{self, ChartError, Line};
 use super::data::ReportData;
-use super::format::{axis_number, axis_seconds, axis_usd, bucket_name, escape, time_label};
+use super::format::{
+    axis_number, axis_seconds, axis_usd, bucket_name, escape, escape_exact, time_label,
+};
 use crate::cli::StatsGroup;
 use crate::error::CliError;
 use crate::output::{count, joules, number, seconds, usd};
@@ -276,7 +278,7 @@ fn group_table(html: &mut String, data: &ReportData) {
         let _ = write!(
             html,
             "<tr><th scope=\"row\" data-group=\"{0}\">{1}</th>",
-            escape(r.label),
+            escape_exact(r.label),
             escape(display_label(r.label))
         );
         for (field, value, text) in &r.cells {
