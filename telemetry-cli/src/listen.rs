@@ -23,6 +23,28 @@ pub(crate) fn parse_listen(text: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("{text:?} resolves to no address"))
 }
 
+/// For `proxy`: a warning when `addr` is not a loopback address. The proxy has no
+/// authentication, so on any other address whoever reaches it can send requests through it to
+/// the upstreams (an open relay, with the proxy's network position) and read
+/// `/telemetry/health`, which lists them.
+#[cfg_attr(not(feature = "proxy"), allow(dead_code))]
+pub(crate) fn exposure_warning(addr: &SocketAddr) -> Option<String> {
+    if addr.ip().is_loopback() {
+        return None;
+    }
+    let reach = if addr.ip().is_unspecified() {
+        "every interface of this machine"
+    } else {
+        "a non-loopback address"
+    };
+    Some(format!(
+        "warning: --listen {addr} is {reach}: the proxy has no authentication, so anyone who \
+         can reach it can send requests through it to the upstream (an open relay) and read \
+         /telemetry/health, which lists the upstreams; listen on 127.0.0.1, or put a firewall \
+         or an authenticating front before it"
+    ))
+}
+
 /// Completes at the first SIGINT or SIGTERM. The handlers are installed before it returns.
 pub(crate) fn shutdown_signal() -> Result<impl Future<Output = ()>, ServerError> {
     #[cfg(unix)]
@@ -48,6 +70,25 @@ pub(crate) fn shutdown_signal() -> Result<impl Future<Output = ()>, ServerError>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_loopback_listen_address_goes_without_a_warning() {
+        for quiet in ["127.0.0.1:8000", "[::1]:8000", "127.0.0.2:1"] {
+            assert_eq!(exposure_warning(&quiet.parse().unwrap()), None);
+        }
+        for (loud, words) in [
+            ("0.0.0.0:8000", "every interface"),
+            ("[::]:8000", "every interface"),
+            ("192.168.1.5:8000", "non-loopback"),
+        ] {
+            let addr = loud.parse().unwrap();
+            let line = exposure_warning(&addr).unwrap_or_default();
+            assert!(
+                line.contains(words) && line.contains("no authentication"),
+                "{line}"
+            );
+        }
+    }
 
     #[test]
     fn listen_addresses_parse() {

@@ -285,3 +285,54 @@ fn bad_arguments_are_one_line_errors() {
         assert_eq!(err.trim().lines().count(), 1, "{err}");
     }
 }
+
+/// `--listen` on every interface: a warning on stderr (the proxy has no authentication: an open
+/// relay, its health listing the upstreams); on loopback none.
+#[test]
+fn a_listen_address_beyond_loopback_is_warned_about() {
+    let (dir, db) = temp_db();
+    let (_rt, upstream) = fake_upstream(|_| FakeReply::json(200, chat_completion("m", 1, 1)));
+    for (listen, warned) in [("0.0.0.0:0", true), ("127.0.0.1:0", false)] {
+        let mut proxy = RunningCli::start_listening_on(dir.path(), &db, &upstream.url(), listen);
+        let health = proxy.request("GET", "/telemetry/health", "");
+        assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+        proxy.terminate();
+        let (status, stdout, stderr) = proxy.wait_with_stderr();
+        assert!(status.success(), "{stdout}\n{stderr}");
+        let warning = stderr.contains("telemetry: warning: --listen")
+            && stderr.contains("no authentication")
+            && stderr.contains("open relay");
+        assert_eq!(warning, warned, "{listen}: {stderr}");
+    }
+}
+
+/// The proxy's `/metrics` answers OpenMetrics to a scraper that prefers it (what Prometheus
+/// sends), the Prometheus text format otherwise, as `serve` does.
+#[test]
+fn metrics_on_the_proxy_port_honour_an_openmetrics_accept() {
+    let (dir, db) = temp_db();
+    let (_rt, upstream) = fake_upstream(|_| FakeReply::json(200, chat_completion("m", 1, 1)));
+    let mut proxy = RunningCli::start(dir.path(), &db, &upstream.url(), &[]);
+    let prometheus = "Accept: application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1\r\n";
+    let open = proxy.request_with_headers("GET", "/metrics", prometheus, "");
+    let (head, body) = open.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let head = head.to_ascii_lowercase();
+    assert!(
+        head.contains("content-type: application/openmetrics-text; version=1.0.0"),
+        "{head}"
+    );
+    assert!(head.contains("vary: accept"), "{head}");
+    assert!(body.trim_end().ends_with("# EOF"), "{body}");
+    let plain = proxy.request("GET", "/metrics", "");
+    let (head, body) = plain.split_once("\r\n\r\n").unwrap();
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: text/plain; version=0.0.4"),
+        "{head}"
+    );
+    assert!(!body.contains("# EOF"), "{body}");
+    proxy.terminate();
+    let (status, rest) = proxy.wait();
+    assert!(status.success(), "{rest}");
+}

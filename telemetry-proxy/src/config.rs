@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use std::sync::Arc;
 
-use crate::metrics::MetricsSource;
+use crate::metrics::{MetricsEndpoint, MetricsSource};
 use crate::telemetry::ProxyTelemetry;
 use crate::upstream::Routes;
 
@@ -27,7 +27,7 @@ pub struct ProxyConfig {
     pub(crate) max_connections: usize,
     pub(crate) capture_limit: usize,
     pub(crate) telemetry: ProxyTelemetry,
-    pub(crate) metrics: Option<Arc<dyn MetricsSource>>,
+    pub(crate) metrics: Option<Arc<MetricsEndpoint>>,
 }
 
 impl std::fmt::Debug for dyn MetricsSource {
@@ -91,10 +91,11 @@ impl ProxyConfig {
     }
 
     /// Answers `GET /metrics` on the proxy's port with `source`'s text instead of forwarding
-    /// it.
+    /// it (at most [`MAX_CONCURRENT_RENDERS`](crate::MAX_CONCURRENT_RENDERS) renders at once,
+    /// the scraper's `Accept` header handed to the source).
     #[must_use]
     pub fn metrics(mut self, source: Arc<dyn MetricsSource>) -> Self {
-        self.metrics = Some(source);
+        self.metrics = Some(Arc::new(MetricsEndpoint::new(source)));
         self
     }
 

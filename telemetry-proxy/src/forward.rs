@@ -5,13 +5,13 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use http::header;
-use http::{Request, Response, StatusCode, Version};
+use http::{Method, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 
 use crate::body::{ForwardBody, ResponseBody};
 use crate::health::{self, HEALTH_PATH};
 use crate::hop::{self, AGENT_HEADER};
-use crate::metrics::{self, METRICS_PATH};
+use crate::metrics::METRICS_PATH;
 use crate::reply::{chain, error_response};
 use crate::request::{Endpoint, RequestInfo};
 use crate::shared::Shared;
@@ -23,15 +23,29 @@ pub(crate) async fn handle(
     request: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, Infallible> {
     Counters::bump(&shared.counters.requests);
+    if request.method() == Method::CONNECT {
+        return Ok(connect_refused());
+    }
     if request.uri().path() == HEALTH_PATH {
         return Ok(health::respond(&shared, request.method()).await);
     }
-    if let Some(source) = &shared.config.metrics
+    if let Some(metrics) = &shared.config.metrics
         && request.uri().path() == METRICS_PATH
     {
-        return Ok(metrics::respond(source, request.method()).await);
+        return Ok(metrics.respond(request.method(), request.headers()).await);
     }
     Ok(forward(&shared, request).await)
+}
+
+/// `CONNECT` asks for a tunnel, which a reverse proxy does not give: it would relay any bytes to
+/// any host the client names. 501 rather than 405: no resource here supports it.
+fn connect_refused() -> Response<ResponseBody> {
+    error_response(
+        StatusCode::NOT_IMPLEMENTED,
+        "connect_not_supported",
+        "CONNECT is not supported: this is a reverse proxy for HTTP APIs (point the client's \
+         base URL at it), not a forward proxy or tunnel",
+    )
 }
 
 async fn forward(shared: &Shared, request: Request<Incoming>) -> Response<ResponseBody> {

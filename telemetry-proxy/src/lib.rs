@@ -38,10 +38,18 @@
 //!   `tokens_counted` and no tokens.
 //! - `GET /telemetry/health` ([`HEALTH_PATH`]) is answered by the proxy: JSON with each
 //!   upstream's reachability, the telemetry store's health and the proxy's counters; `200` when
-//!   all is well, else `503`.
+//!   all is well, else `503`. The store's `health` is an object: `{"state": "healthy"}`,
+//!   `{"state": "failing", "consecutive_failures", "last_error"}`, `{"state": "stopped",
+//!   "reason"}` (its database file was deleted or replaced) or `{"state": "closed"}`.
 //! - `GET /metrics` ([`METRICS_PATH`]) is answered by the proxy when its configuration has a
-//!   [`MetricsSource`] ([`ProxyConfig::metrics`]; the CLI's is the Prometheus exposition of the
-//!   database the proxy records into), else forwarded.
+//!   [`MetricsSource`] ([`ProxyConfig::metrics`]; the CLI's is the Prometheus or OpenMetrics
+//!   exposition of the database the proxy records into, as the scraper's `Accept` prefers),
+//!   else forwarded. At most [`MAX_CONCURRENT_RENDERS`] renders run at once.
+//! - `CONNECT` is answered `501` (`connect_not_supported`), never tunnelled: this is a reverse
+//!   proxy for HTTP APIs.
+//! - There is no authentication: whoever reaches the proxy's port can send requests through it
+//!   to the upstreams and read the health endpoint, which lists them. Listen on loopback, or put
+//!   a firewall or an authenticating front before it (the CLI warns about any other address).
 //! - [`Proxy::run`] serves until its shutdown future completes, then lets in-flight responses
 //!   finish for a bounded grace period.
 //!
@@ -99,7 +107,7 @@ pub use config::{
 pub use error::ProxyError;
 pub use health::HEALTH_PATH;
 pub use hop::AGENT_HEADER;
-pub use metrics::{METRICS_PATH, MetricsSource};
+pub use metrics::{Exposition, MAX_CONCURRENT_RENDERS, METRICS_PATH, MetricsSource};
 pub use server::{Proxy, ShutdownReport, StatsHandle};
 pub use stats::ProxyStats;
 pub use telemetry::{DEFAULT_ENGINE_NAME, ProxyTelemetry};

@@ -72,7 +72,7 @@ impl Recorder {
         let healthy = health == telemetry_store::Health::Healthy;
         let store = serde_json::json!({
             "healthy": healthy,
-            "health": format!("{health:?}"),
+            "health": health_json(&health),
             "written": stats.written,
             "pending": stats.pending,
             "dropped": stats.dropped,
@@ -251,6 +251,25 @@ impl Drop for Exchange {
     }
 }
 
+/// The store's health as JSON: `{"state": "healthy" | "failing" | "stopped" | "closed", ...}`
+/// with `consecutive_failures` and `last_error` when failing, `reason` when stopped.
+fn health_json(health: &telemetry_store::Health) -> Value {
+    use telemetry_store::Health;
+    let mut v = serde_json::json!({ "state": health.state() });
+    match health {
+        Health::Failing {
+            consecutive_failures,
+            last_error,
+        } => {
+            v["consecutive_failures"] = (*consecutive_failures).into();
+            v["last_error"] = last_error.as_str().into();
+        }
+        Health::Stopped { reason } => v["reason"] = reason.as_str().into(),
+        _ => {}
+    }
+    v
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -400,5 +419,32 @@ mod tests {
         );
         // An upstream the recorder was not built with: no server named.
         assert_eq!(served_by(routes.default_upstream()), serde_json::json!({}));
+    }
+
+    #[test]
+    fn the_stores_health_is_a_json_value_with_its_state_and_details() {
+        use telemetry_store::Health;
+        assert_eq!(
+            health_json(&Health::Healthy),
+            serde_json::json!({"state": "healthy"})
+        );
+        assert_eq!(
+            health_json(&Health::Failing {
+                consecutive_failures: 4,
+                last_error: "database or disk is full".into()
+            }),
+            serde_json::json!({"state": "failing", "consecutive_failures": 4,
+                               "last_error": "database or disk is full"})
+        );
+        assert_eq!(
+            health_json(&Health::Stopped {
+                reason: "/d/t.db was deleted".into()
+            }),
+            serde_json::json!({"state": "stopped", "reason": "/d/t.db was deleted"})
+        );
+        assert_eq!(
+            health_json(&Health::Closed),
+            serde_json::json!({"state": "closed"})
+        );
     }
 }

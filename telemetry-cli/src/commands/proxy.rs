@@ -10,14 +10,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use telemetry_agg::TelemetryAggregator;
-use telemetry_prometheus::{CONTENT_TYPE, RenderOptions, render};
-use telemetry_proxy::{MetricsSource, Proxy, ProxyConfig, ProxyTelemetry, Routes, Upstream};
+use telemetry_prometheus::{Format, RenderOptions, render};
+use telemetry_proxy::{
+    Exposition, MetricsSource, Proxy, ProxyConfig, ProxyTelemetry, Routes, Upstream,
+};
 
 use crate::cli::ProxyArgs;
 use crate::dbpath::DbPath;
 use crate::emit::emit;
 use crate::error::{CliError, ServerError};
-use crate::listen::shutdown_signal;
+use crate::listen::{exposure_warning, shutdown_signal};
 use crate::output::{count, escape_controls};
 use crate::recording::{AutoFallback, CallClock, Recording};
 
@@ -26,13 +28,19 @@ use crate::recording::{AutoFallback, CallClock, Recording};
 struct DbMetrics(PathBuf, usize);
 
 impl MetricsSource for DbMetrics {
-    fn content_type(&self) -> &'static str {
-        CONTENT_TYPE
-    }
-
-    fn render(&self) -> Result<String, String> {
+    /// OpenMetrics to a scraper that prefers it, the Prometheus text format otherwise (as
+    /// `serve`).
+    fn render(&self, accept: Option<&str>) -> Result<Exposition, String> {
+        let format = Format::negotiate(accept);
         let agg = TelemetryAggregator::open(&self.0).map_err(|e| e.to_string())?;
-        render(&agg, &RenderOptions::new().with_series_limit(self.1)).map_err(|e| e.to_string())
+        let options = RenderOptions::new()
+            .with_format(format)
+            .with_series_limit(self.1);
+        let text = render(&agg, &options).map_err(|e| e.to_string())?;
+        Ok(Exposition {
+            content_type: format.content_type(),
+            text,
+        })
     }
 }
 
@@ -82,6 +90,9 @@ pub fn run(db: &DbPath, args: &ProxyArgs, out: &mut dyn Write) -> Result<(), Cli
             .await
             .map_err(|e| CliError::Proxy(ServerError::Proxy(e)))?;
         let addr = proxy.local_addr();
+        if let Some(warning) = exposure_warning(&addr) {
+            eprintln!("telemetry: {warning}");
+        }
         let mut banner = format!(
             "proxy listening on http://{addr} (OpenAI base URL http://{addr}/v1), forwarding to {}\n",
             escape_controls(&args.upstream)

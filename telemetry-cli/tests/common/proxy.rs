@@ -10,6 +10,9 @@ use telemetry_proxy::testing::{FakeReply, FakeUpstream};
 
 use super::{Running, spawn, telemetry_std};
 
+/// Where the proxies of the tests listen unless a test says otherwise.
+const LOOPBACK: &str = "127.0.0.1:0";
+
 /// A running `telemetry proxy`, killed when dropped.
 pub struct RunningCli {
     /// The process.
@@ -21,7 +24,7 @@ pub struct RunningCli {
 impl RunningCli {
     /// Starts the proxy (stderr inherited) and waits until it listens.
     pub fn start(home: &Path, db: &Path, upstream: &str, extra: &[&str]) -> RunningCli {
-        Self::launch(home, db, upstream, extra, Stdio::inherit())
+        Self::launch(home, db, upstream, LOOPBACK, extra, Stdio::inherit())
     }
 
     /// As [`start`](Self::start), with stderr piped: read it with
@@ -32,20 +35,29 @@ impl RunningCli {
         upstream: &str,
         extra: &[&str],
     ) -> RunningCli {
-        Self::launch(home, db, upstream, extra, Stdio::piped())
+        Self::launch(home, db, upstream, LOOPBACK, extra, Stdio::piped())
     }
 
-    fn launch(home: &Path, db: &Path, upstream: &str, extra: &[&str], stderr: Stdio) -> RunningCli {
+    /// As [`start_capturing_stderr`](Self::start_capturing_stderr), listening on `listen`
+    /// (port 0); [`addr`](Self::addr) is then the loopback address of that port.
+    pub fn start_listening_on(home: &Path, db: &Path, upstream: &str, listen: &str) -> RunningCli {
+        let mut proxy = Self::launch(home, db, upstream, listen, &[], Stdio::piped());
+        proxy.addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        proxy
+    }
+
+    fn launch(
+        home: &Path,
+        db: &Path,
+        upstream: &str,
+        listen: &str,
+        extra: &[&str],
+        stderr: Stdio,
+    ) -> RunningCli {
         let run = spawn(
             telemetry_std(home)
                 .stderr(stderr)
-                .args([
-                    "--db",
-                    db.to_str().unwrap(),
-                    "proxy",
-                    "--listen",
-                    "127.0.0.1:0",
-                ])
+                .args(["--db", db.to_str().unwrap(), "proxy", "--listen", listen])
                 .args(["--upstream", upstream, "--agent", "cli-test"])
                 // No GPU unless the test asks for one.
                 .args(if extra.contains(&"--gpu") {
@@ -62,13 +74,24 @@ impl RunningCli {
     }
 
     pub fn connect(&self, method: &str, path: &str, body: &str) -> TcpStream {
+        self.connect_with_headers(method, path, "", body)
+    }
+
+    /// As [`connect`](Self::connect), with `headers` (each line ending in `\r\n`) added.
+    pub fn connect_with_headers(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &str,
+        body: &str,
+    ) -> TcpStream {
         let mut stream = TcpStream::connect(self.addr).unwrap();
         stream
             .set_read_timeout(Some(Duration::from_secs(30)))
             .unwrap();
         write!(
             stream,
-            "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n{headers}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
         )
         .unwrap();
@@ -76,8 +99,19 @@ impl RunningCli {
     }
 
     pub fn request(&self, method: &str, path: &str, body: &str) -> String {
+        self.request_with_headers(method, path, "", body)
+    }
+
+    /// As [`request`](Self::request), with `headers` (each line ending in `\r\n`) added.
+    pub fn request_with_headers(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &str,
+        body: &str,
+    ) -> String {
         let mut bytes = Vec::new();
-        self.connect(method, path, body)
+        self.connect_with_headers(method, path, headers, body)
             .read_to_end(&mut bytes)
             .unwrap();
         String::from_utf8(bytes).unwrap()
