@@ -200,3 +200,36 @@ fn records_pending_on_a_full_disk_at_close_are_counted_as_lost() {
     drop(store);
     drop(mount);
 }
+
+/// The same accounting without root: another process holds the write lock until after `close`,
+/// so the records queued then are never written; they are counted as lost, none pending.
+#[test]
+fn records_pending_on_a_locked_file_at_close_are_counted_as_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let store = TelemetryStore::builder(&path)
+        .batch_size(10)
+        .busy_timeout(Duration::from_millis(1))
+        .write_retry_budget(Duration::from_millis(200))
+        .open()
+        .unwrap();
+    for i in 0..5 {
+        store.record(&common::sample("before", i)).unwrap();
+    }
+    store.flush().unwrap();
+    let lock = common::connect(&path);
+    lock.execute_batch("BEGIN IMMEDIATE").unwrap();
+    for i in 0..25 {
+        store.record(&common::sample("locked", i)).unwrap();
+    }
+    assert_eq!(store.stats().pending, 25);
+    assert!(store.close().is_err());
+    let stats = store.stats();
+    assert_eq!(
+        (stats.written, stats.pending, stats.lost, stats.dropped),
+        (5, 0, 25, 25),
+        "{stats:?}"
+    );
+    drop(lock);
+    assert_eq!(count(&path), 5);
+}
