@@ -186,22 +186,14 @@ fn same_seed_gives_the_same_calls() {
 #[test]
 fn a_database_deleted_during_the_demo_fails_it_and_says_so() {
     let (dir, db) = temp_db();
-    let mut run = common::spawn(
+    let (status, first, stdout, stderr) = common::delete_db_while_recording(
         common::telemetry_std(dir.path())
             .args(["--db", db.to_str().unwrap(), "demo", "--realtime"])
-            .args(["--calls", "2", "--concurrency", "2", "--gpu", "off"])
-            .stderr(std::process::Stdio::piped()),
+            .args(["--calls", "2", "--concurrency", "2", "--gpu", "off"]),
+        &db,
     );
     // The first line is printed once the store is open.
-    assert!(run.first_line.starts_with("demo: "), "{}", run.first_line);
-    std::fs::remove_file(&db).unwrap();
-    let status = run.wait_exit(
-        std::time::Duration::from_secs(60),
-        "demo did not finish in 60 s",
-    );
-    let stdout = run.rest_of_stdout();
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut run.child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(first.starts_with("demo: "), "{first}");
     assert_eq!(status.code(), Some(1), "{stdout}\n{stderr}");
     assert!(stderr.contains("was deleted"), "{stderr}");
     assert!(stderr.contains("0 records written"), "{stderr}");

@@ -185,3 +185,23 @@ fn the_table_of_a_run_counts_its_own_calls_not_those_of_the_run_before() {
         .collect();
     assert_eq!(runs.len(), 2, "one run id per run");
 }
+
+/// The database deleted while `run` records (slow streams, so the calls outlast the deletion):
+/// said on stderr, exit status 1.
+#[test]
+fn a_database_deleted_during_a_run_fails_it_and_says_so() {
+    let server =
+        FakeServer::start(|_| Reply::sse_events(STREAM.as_bytes(), Duration::from_millis(300)))
+            .unwrap();
+    let (dir, db) = temp_db();
+    let (status, first, stdout, stderr) = common::delete_db_while_recording(
+        common::telemetry_std(dir.path())
+            .args(["--db", db.to_str().unwrap(), "run", "--url", &server.url()])
+            .args(["--model", "m", "--stream", "--calls", "2", "--prompt", "hi"]),
+        &db,
+    );
+    assert!(first.starts_with("run: "), "{first}");
+    assert_eq!(status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(stderr.contains("was deleted"), "{stderr}");
+    assert!(!stdout.contains("recorded 2 calls"), "{stdout}");
+}

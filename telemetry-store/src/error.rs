@@ -120,7 +120,7 @@ pub enum StoreError {
     FileGone {
         /// The database file.
         path: PathBuf,
-        /// What happened to it: `deleted` or `replaced by another file`.
+        /// What happened to it: `deleted or moved away` or `replaced by another file`.
         what: &'static str,
     },
     /// The queue was full and the overflow policy is
@@ -202,7 +202,7 @@ pub enum RecordError {
     FileGone {
         /// The database file.
         path: PathBuf,
-        /// What happened to it: `deleted` or `replaced by another file`.
+        /// What happened to it: `deleted or moved away` or `replaced by another file`.
         what: &'static str,
     },
     /// The store was closed (or its writer stopped); nothing more is accepted.

@@ -18,17 +18,18 @@ use std::path::{Path, PathBuf};
 /// What became of the database file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum FileChange {
-    /// Nothing is at the path any more.
+    /// Nothing is at the path any more (the file, or a directory above it, was deleted or
+    /// renamed).
     Deleted,
     /// Another file is at the path.
     Replaced,
 }
 
 impl FileChange {
-    /// One phrase for errors and health: "deleted" / "replaced by another file".
+    /// One phrase for errors and health: "deleted or moved away" / "replaced by another file".
     pub(crate) fn describe(&self) -> &'static str {
         match self {
-            FileChange::Deleted => "deleted",
+            FileChange::Deleted => "deleted or moved away",
             FileChange::Replaced => "replaced by another file",
         }
     }
@@ -116,6 +117,17 @@ mod tests {
         assert_eq!(watch.changed(), Some(FileChange::Replaced));
 
         std::fs::remove_file(&path).unwrap();
+        assert_eq!(watch.changed(), Some(FileChange::Deleted));
+    }
+
+    #[test]
+    fn a_directory_moved_away_leaves_nothing_at_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("data");
+        std::fs::create_dir(&sub).unwrap();
+        std::fs::write(sub.join("t.db"), b"one").unwrap();
+        let watch = FileWatch::new(&sub.join("t.db"));
+        std::fs::rename(&sub, dir.path().join("elsewhere")).unwrap();
         assert_eq!(watch.changed(), Some(FileChange::Deleted));
     }
 

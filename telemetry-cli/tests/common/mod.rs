@@ -175,6 +175,27 @@ impl Drop for Running {
     }
 }
 
+/// Starts a recording command (`cmd` from [`telemetry_std`], recording into `db`), deletes
+/// `db` as soon as the command printed its first line (once its store is open), and waits up to
+/// 60 s for it to exit: (exit status, first line, rest of stdout, stderr).
+pub fn delete_db_while_recording(
+    cmd: &mut std::process::Command,
+    db: &Path,
+) -> (ExitStatus, String, String, String) {
+    let mut run = spawn(cmd.stderr(Stdio::piped()));
+    std::fs::remove_file(db).unwrap();
+    let status = run.wait_exit(Duration::from_secs(60), "not finished within 60 s");
+    let stdout = run.rest_of_stdout();
+    let mut stderr = String::new();
+    run.child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    (status, run.first_line.clone(), stdout, stderr)
+}
+
 /// A record of `model` on `engine` by `agent`, `age_s` seconds ago.
 pub fn record(model: &str, engine: &str, agent: &str, age_s: f64, i: u64) -> TelemetryRecord {
     let mut r = TelemetryRecord::builder(model, now() - age_s)
