@@ -20,6 +20,7 @@ fn rich(ts: f64) -> TelemetryRecord {
     let mut r = sample_record("planner", 13);
     r.timestamp = ts;
     r.is_streaming = true;
+    r.output_chunks = 7;
     r.is_warmup = true;
     r.tokens_counted = true;
     r.cost_unknown = true;

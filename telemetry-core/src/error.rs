@@ -87,6 +87,44 @@ pub enum ValidationError {
         /// `prompt_tokens`.
         prompt: u64,
     },
+    /// `prompt_tokens_cached + prompt_tokens_cache_write` is larger than `prompt_tokens`.
+    #[error(
+        "field `prompt_tokens_cache_write` is {cache_write}, more than prompt_tokens ({prompt}) less prompt_tokens_cached ({cached})"
+    )]
+    CacheWriteExceedsPrompt {
+        /// `prompt_tokens_cache_write`.
+        cache_write: u64,
+        /// `prompt_tokens_cached`.
+        cached: u64,
+        /// `prompt_tokens`.
+        prompt: u64,
+    },
+    /// `reasoning_tokens` is larger than `completion_tokens`.
+    #[error("field `reasoning_tokens` is {reasoning}, more than completion_tokens ({completion})")]
+    ReasoningExceedsCompletion {
+        /// `reasoning_tokens`.
+        reasoning: u64,
+        /// `completion_tokens`.
+        completion: u64,
+    },
+    /// A name field (`api`, `operation`) is neither empty nor a name.
+    #[error(
+        "field `{field}` must be empty or at most {max} bytes of a-z, 0-9, `_` and `.`, got {value:?}"
+    )]
+    NotAName {
+        /// The field.
+        field: &'static str,
+        /// The value, cut to 64 bytes.
+        value: String,
+        /// The most bytes a name has.
+        max: usize,
+    },
+    /// `output_chunks` is not 0 although the call did not stream.
+    #[error("field `output_chunks` is {chunks}, but is_streaming is false")]
+    ChunksWithoutStream {
+        /// `output_chunks`.
+        chunks: u64,
+    },
     /// `ttft` is larger than `latency_seconds`.
     #[error("field `ttft` is {ttft} s, more than latency_seconds ({latency} s)")]
     TtftExceedsLatency {
@@ -126,7 +164,11 @@ impl ValidationError {
             | ValidationError::OutOfRange { field, .. }
             | ValidationError::Empty { field }
             | ValidationError::TooLong { field, .. }
+            | ValidationError::NotAName { field, .. }
             | ValidationError::TooManyTokens { field, .. } => field,
+            ValidationError::CacheWriteExceedsPrompt { .. } => "prompt_tokens_cache_write",
+            ValidationError::ReasoningExceedsCompletion { .. } => "reasoning_tokens",
+            ValidationError::ChunksWithoutStream { .. } => "output_chunks",
             ValidationError::TimestampOutOfWindow { .. } => "timestamp",
             ValidationError::TokenTotalMismatch { .. } => "total_tokens",
             ValidationError::CachedExceedsPrompt { .. } => "prompt_tokens_cached",

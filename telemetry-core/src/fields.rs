@@ -342,6 +342,11 @@ record_fields![
     metadata,
     server_prefill_ms,
     server_decode_ms,
+    api,
+    operation,
+    reasoning_tokens,
+    prompt_tokens_cache_write,
+    output_chunks,
 ];
 
 /// The position of field `name` in [`RECORD_FIELDS`]; `None` for a name that is no field.

@@ -10,6 +10,7 @@
 //! - [`QuantileSketch`] and [`Rollup`]: the mergeable summaries behind fast, true percentiles.
 //! - [`RECORD_FIELDS`]: the one description of the record's fields, from which the columns, the
 //!   store's binding, the readers' decoding and the CSV and JSON layouts derive.
+//! - [`api`] and [`operation`]: the names of the APIs and GenAI operations a record names.
 //! - [`schema`]: the SQLite schema, defined once for the writer and the readers.
 //!
 //! ```
@@ -48,6 +49,7 @@ mod bus;
 mod error;
 mod event;
 mod fields;
+mod names;
 mod record;
 mod rollup;
 pub mod schema;
@@ -64,11 +66,12 @@ pub use fields::{
     FIELD_COUNT, FieldDecodeError, FieldKind, FieldValue, RECORD_FIELDS, RecordField, StoredValue,
     field_index,
 };
+pub use names::{api, operation};
 pub use record::{EnergyMethod, Outcome, TelemetryRecord, TelemetryRecordBuilder};
 pub use rollup::{ROLLUP_LEVELS, Rollup, RollupKey, bucket_start};
 pub use sketch::{QuantileSketch, RELATIVE_ACCURACY};
 pub use time_range::TimeRange;
 pub use validate::{
-    MAX_ERROR_MESSAGE_BYTES, MAX_LABEL_BYTES, MAX_METADATA_BYTES, MAX_TIMESTAMP, MAX_TOKENS,
-    MIN_TIMESTAMP,
+    MAX_ERROR_MESSAGE_BYTES, MAX_LABEL_BYTES, MAX_METADATA_BYTES, MAX_NAME_BYTES, MAX_TIMESTAMP,
+    MAX_TOKENS, MIN_TIMESTAMP, is_name,
 };

@@ -187,6 +187,24 @@ pub struct TelemetryRecord {
     /// The server's own decode (generation) time, milliseconds, as the server reported it
     /// (llama.cpp's `timings.predicted_ms`); `None` when the server reports none.
     pub server_decode_ms: Option<f64>,
+    /// The API the call spoke, as a name ([`api`](crate::api): `openai_chat`,
+    /// `anthropic_messages`, ...); empty when not known (records written before it existed).
+    pub api: String,
+    /// What the call did, as OpenTelemetry's GenAI conventions name it in
+    /// `gen_ai.operation.name` ([`operation`](crate::operation): `chat`, `text_completion`,
+    /// `embeddings`, ...); empty when not known.
+    pub operation: String,
+    /// Output tokens spent on reasoning (OpenAI `completion_tokens_details.reasoning_tokens`,
+    /// `output_tokens_details.reasoning_tokens`): a part of `completion_tokens`, 0 when the
+    /// server reports none.
+    pub reasoning_tokens: u64,
+    /// Input tokens written to the prompt cache (Anthropic `cache_creation_input_tokens`): a part
+    /// of `prompt_tokens`, as `prompt_tokens_cached` (the tokens read from it) is.
+    pub prompt_tokens_cache_write: u64,
+    /// Stream chunks that carried output of any kind (text, tool-call arguments, reasoning): the
+    /// number of points TTFT and the inter-token gaps are measured at, so per-chunk figures are
+    /// per chunk (one chunk may hold several tokens). 0 for a call that did not stream.
+    pub output_chunks: u64,
 }
 
 impl Default for TelemetryRecord {
@@ -232,6 +250,11 @@ impl Default for TelemetryRecord {
             metadata: Value::Object(serde_json::Map::new()),
             server_prefill_ms: None,
             server_decode_ms: None,
+            api: String::new(),
+            operation: String::new(),
+            reasoning_tokens: 0,
+            prompt_tokens_cache_write: 0,
+            output_chunks: 0,
         }
     }
 }

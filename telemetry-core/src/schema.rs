@@ -13,12 +13,13 @@
 //! This module holds SQL text only; it performs no I/O.
 
 /// Version of the newest migration; a database at another version is refused by readers.
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 
 /// The migrations, in order: (refinery name, SQL).
 pub const MIGRATIONS: &[(&str, &str)] = &[
     ("V1__initial", V1_INITIAL),
     ("V2__server_timings", V2_SERVER_TIMINGS),
+    ("V3__api_fields", V3_API_FIELDS),
 ];
 
 /// Columns of `telemetry` holding record fields, in [`TelemetryRecord`](crate::TelemetryRecord)
@@ -133,6 +134,16 @@ CREATE TABLE telemetry_rollup (
 const V2_SERVER_TIMINGS: &str = r#"
 ALTER TABLE telemetry ADD COLUMN server_prefill_ms REAL;
 ALTER TABLE telemetry ADD COLUMN server_decode_ms REAL;
+"#;
+
+/// What the APIs report beyond prompt and completion tokens, and which API and operation a call
+/// was; rows written before have empty names and zero counts.
+const V3_API_FIELDS: &str = r#"
+ALTER TABLE telemetry ADD COLUMN api TEXT NOT NULL DEFAULT '';
+ALTER TABLE telemetry ADD COLUMN operation TEXT NOT NULL DEFAULT '';
+ALTER TABLE telemetry ADD COLUMN reasoning_tokens INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE telemetry ADD COLUMN prompt_tokens_cache_write INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE telemetry ADD COLUMN output_chunks INTEGER NOT NULL DEFAULT 0;
 "#;
 
 #[cfg(test)]

@@ -72,6 +72,11 @@ pub fn sample_record(tag: &str, i: u64) -> TelemetryRecord {
         metadata: json!({ "id": i, "tag": tag, "nested": { "ok": true } }),
         server_prefill_ms: some(41.25 + (i % 4) as f64),
         server_decode_ms: some(180.5),
+        api: ["openai_chat", "anthropic_messages", ""][(i % 3) as usize].to_owned(),
+        operation: ["chat", "text_completion"][(i % 2) as usize].to_owned(),
+        reasoning_tokens: i % 20,
+        prompt_tokens_cache_write: i % 7,
+        output_chunks: if i.is_multiple_of(2) { 10 + i % 25 } else { 0 },
         ..r
     }
 }
@@ -145,6 +150,13 @@ pub fn arb_record() -> impl Strategy<Value = TelemetryRecord> {
         any::<(bool, bool, bool, bool)>(),
         arb_metadata(),
         optionals,
+        (
+            0usize..6,
+            0usize..4,
+            0.0f64..=1.0,
+            0.0f64..=1.0,
+            0u64..100_000,
+        ),
     )
         .prop_map(
             |(
@@ -156,8 +168,10 @@ pub fn arb_record() -> impl Strategy<Value = TelemetryRecord> {
                 (streaming, warmup, counted, unknown),
                 metadata,
                 optionals,
+                (api, operation, reasoning_frac, write_frac, chunks),
             )| {
                 let mut r = TelemetryRecord::default();
+                let cached = (prompt as f64 * cached_frac) as u64;
                 fill_optional(&mut r, |k| optionals[k]);
                 let outcome = [Outcome::Ok, Outcome::Error, Outcome::Cancelled][outcome];
                 TelemetryRecord {
@@ -168,7 +182,26 @@ pub fn arb_record() -> impl Strategy<Value = TelemetryRecord> {
                     prompt_tokens: prompt,
                     completion_tokens: completion,
                     total_tokens: prompt + completion,
-                    prompt_tokens_cached: (prompt as f64 * cached_frac) as u64,
+                    prompt_tokens_cached: cached,
+                    prompt_tokens_cache_write: ((prompt - cached) as f64 * write_frac) as u64,
+                    reasoning_tokens: (completion as f64 * reasoning_frac) as u64,
+                    output_chunks: if streaming { chunks } else { 0 },
+                    api: [
+                        "",
+                        crate::api::OPENAI_CHAT,
+                        crate::api::OPENAI_COMPLETIONS,
+                        crate::api::OPENAI_RESPONSES,
+                        crate::api::OPENAI_EMBEDDINGS,
+                        crate::api::ANTHROPIC_MESSAGES,
+                    ][api]
+                        .to_owned(),
+                    operation: [
+                        "",
+                        crate::operation::CHAT,
+                        crate::operation::TEXT_COMPLETION,
+                        crate::operation::EMBEDDINGS,
+                    ][operation]
+                        .to_owned(),
                     latency_seconds: latency,
                     ttft: ttft_frac.map(|f| latency * f),
                     cost_usd: cost,

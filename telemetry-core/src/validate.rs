@@ -13,6 +13,8 @@ pub const MAX_METADATA_BYTES: usize = 64 * 1024;
 pub const MAX_LABEL_BYTES: usize = 512;
 /// Largest accepted `error_message`, bytes.
 pub const MAX_ERROR_MESSAGE_BYTES: usize = 16 * 1024;
+/// Longest accepted name (`api`, `operation`), bytes.
+pub const MAX_NAME_BYTES: usize = 64;
 /// Earliest accepted timestamp: 2000-01-01T00:00:00Z.
 pub const MIN_TIMESTAMP: f64 = 946_684_800.0;
 /// Latest accepted timestamp: 2100-01-01T00:00:00Z.
@@ -31,7 +33,11 @@ impl TelemetryRecord {
     /// Rules: every number finite; durations, energies, powers and cost not negative; percentages
     /// within 0–100; `timestamp` within [`MIN_TIMESTAMP`]..=[`MAX_TIMESTAMP`]; token counts at most
     /// [`MAX_TOKENS`], `total_tokens == prompt_tokens + completion_tokens`, cached tokens at most the
-    /// prompt tokens; `ttft` not above `latency_seconds`; `model_id` not empty; labels at most
+    /// prompt tokens, and with the cache-write tokens too (`prompt_tokens_cached +
+    /// prompt_tokens_cache_write <= prompt_tokens`); reasoning tokens at most the completion
+    /// tokens; `output_chunks` at most [`MAX_TOKENS`] and 0 unless `is_streaming`; `api` and
+    /// `operation` empty or names (at most [`MAX_NAME_BYTES`] of `a-z`, `0-9`, `_`, `.`); `ttft`
+    /// not above `latency_seconds`; `model_id` not empty; labels at most
     /// [`MAX_LABEL_BYTES`]; `metadata` a JSON object of at most [`MAX_METADATA_BYTES`]; an `ok`
     /// outcome carries no error kind.
     ///
@@ -61,6 +67,8 @@ impl TelemetryRecord {
         label("batch_id", &r.batch_id, MAX_LABEL_BYTES)?;
         label("error_kind", &r.error_kind, MAX_LABEL_BYTES)?;
         label("error_message", &r.error_message, MAX_ERROR_MESSAGE_BYTES)?;
+        name("api", &r.api)?;
+        name("operation", &r.operation)?;
 
         tokens("prompt_tokens", r.prompt_tokens)?;
         tokens("completion_tokens", r.completion_tokens)?;
@@ -77,6 +85,27 @@ impl TelemetryRecord {
             return Err(ValidationError::CachedExceedsPrompt {
                 cached: r.prompt_tokens_cached,
                 prompt: r.prompt_tokens,
+            });
+        }
+        tokens("prompt_tokens_cache_write", r.prompt_tokens_cache_write)?;
+        if r.prompt_tokens_cache_write > r.prompt_tokens - r.prompt_tokens_cached {
+            return Err(ValidationError::CacheWriteExceedsPrompt {
+                cache_write: r.prompt_tokens_cache_write,
+                cached: r.prompt_tokens_cached,
+                prompt: r.prompt_tokens,
+            });
+        }
+        tokens("reasoning_tokens", r.reasoning_tokens)?;
+        if r.reasoning_tokens > r.completion_tokens {
+            return Err(ValidationError::ReasoningExceedsCompletion {
+                reasoning: r.reasoning_tokens,
+                completion: r.completion_tokens,
+            });
+        }
+        tokens("output_chunks", r.output_chunks)?;
+        if r.output_chunks > 0 && !r.is_streaming {
+            return Err(ValidationError::ChunksWithoutStream {
+                chunks: r.output_chunks,
             });
         }
 
@@ -185,6 +214,36 @@ fn label(field: &'static str, value: &str, max: usize) -> Result<(), ValidationE
     } else {
         Ok(())
     }
+}
+
+/// Whether `value` is a name, as the record's `api` and `operation` take one: 1 to
+/// [`MAX_NAME_BYTES`] bytes of `a-z`, `0-9`, `_` and `.`.
+///
+/// ```
+/// assert!(telemetry_core::is_name("text_completion"));
+/// assert!(!telemetry_core::is_name("Text Completion"));
+/// ```
+pub fn is_name(value: &str) -> bool {
+    !value.is_empty()
+        && value.len() <= MAX_NAME_BYTES
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'.')
+}
+
+fn name(field: &'static str, value: &str) -> Result<(), ValidationError> {
+    if value.is_empty() || is_name(value) {
+        return Ok(());
+    }
+    let mut end = value.len().min(MAX_NAME_BYTES);
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    Err(ValidationError::NotAName {
+        field,
+        value: value[..end].to_owned(),
+        max: MAX_NAME_BYTES,
+    })
 }
 
 fn metadata(value: &Value) -> Result<(), ValidationError> {
@@ -409,6 +468,98 @@ mod tests {
         r.completion_tokens = u64::MAX;
         r.total_tokens = u64::MAX;
         assert!(r.validate().is_err());
+    }
+
+    #[test]
+    fn api_token_rules() {
+        let mut r = valid();
+        r.prompt_tokens_cached = 4;
+        r.prompt_tokens_cache_write = 6;
+        assert_eq!(r.validate(), Ok(()));
+        r.prompt_tokens_cache_write = 7;
+        let err = r.validate().unwrap_err();
+        assert_eq!(err.field(), "prompt_tokens_cache_write");
+        assert!(err.to_string().contains('7'), "{err}");
+
+        let mut r = valid();
+        r.reasoning_tokens = 5;
+        assert_eq!(r.validate(), Ok(()));
+        r.reasoning_tokens = 6;
+        assert_eq!(field_of(&r), "reasoning_tokens");
+
+        let mut r = valid();
+        r.output_chunks = 3;
+        assert_eq!(
+            field_of(&r),
+            "output_chunks",
+            "a call that did not stream has no chunks"
+        );
+        r.is_streaming = true;
+        assert_eq!(r.validate(), Ok(()));
+    }
+
+    #[test]
+    fn api_and_operation_are_names() {
+        for good in ["", "chat", "openai_chat", "gen.v2_x"] {
+            let mut r = valid();
+            r.api = good.into();
+            r.operation = good.into();
+            assert_eq!(r.validate(), Ok(()), "{good:?}");
+        }
+        let long = "a".repeat(MAX_NAME_BYTES + 1);
+        for bad in ["Chat", "chat ", "tèxt", "a/b", "x-y", long.as_str()] {
+            let mut r = valid();
+            r.api = bad.into();
+            assert_eq!(field_of(&r), "api", "{bad:?}");
+            let mut r = valid();
+            r.operation = bad.into();
+            let err = r.validate().unwrap_err();
+            assert_eq!(err.field(), "operation", "{bad:?}");
+            assert!(err.to_string().contains(&bad[..bad.len().min(8)]), "{err}");
+        }
+    }
+
+    /// Whatever count fields the table holds, a count above [`MAX_TOKENS`] is refused, naming
+    /// the field: a count added to the table but not to `validate` fails here.
+    #[test]
+    fn every_count_field_of_the_table_is_bounded() {
+        use crate::fields::{FieldKind, RECORD_FIELDS, StoredValue};
+        let mut checked = 0;
+        for (i, field) in RECORD_FIELDS.iter().enumerate() {
+            if field.kind != FieldKind::Count {
+                continue;
+            }
+            let mut r = valid();
+            r.is_streaming = true;
+            r.set_field(i, StoredValue::Integer(MAX_TOKENS as i64 + 1))
+                .expect("a count");
+            assert_eq!(field_of(&r), field.name);
+            checked += 1;
+        }
+        assert!(checked >= 7, "{checked}");
+    }
+
+    /// Whatever text fields the table holds, an over-long value is refused, naming the field:
+    /// a text field added to the table but not to `validate` fails here (the enums, which
+    /// take only their own strings, are checked by decoding).
+    #[test]
+    fn every_text_field_of_the_table_is_bounded() {
+        use crate::fields::{FieldKind, RECORD_FIELDS, StoredValue};
+        let long = "x".repeat(MAX_ERROR_MESSAGE_BYTES + 1);
+        let mut checked = 0;
+        for (i, field) in RECORD_FIELDS.iter().enumerate() {
+            if field.kind != FieldKind::Text {
+                continue;
+            }
+            let mut r = valid();
+            r.outcome = Outcome::Error;
+            if r.set_field(i, StoredValue::Text(long.as_bytes())).is_err() {
+                continue;
+            }
+            assert_eq!(field_of(&r), field.name);
+            checked += 1;
+        }
+        assert!(checked >= 9, "{checked}");
     }
 
     #[test]

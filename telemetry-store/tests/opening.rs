@@ -195,7 +195,7 @@ fn a_database_corrupt_in_the_middle_is_refused_before_any_write() {
 }
 
 #[test]
-fn a_version_1_database_gains_the_server_timing_columns_and_keeps_its_rows() {
+fn a_version_1_database_gains_the_later_columns_and_keeps_its_rows() {
     use telemetry_core::schema::MIGRATIONS;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("v1.db");
@@ -233,5 +233,16 @@ fn a_version_1_database_gains_the_server_timing_columns_and_keeps_its_rows() {
         (rows[0].server_prefill_ms, rows[0].server_decode_ms),
         (None, None)
     );
+    // And the API columns of V3: no names, no counts.
+    assert_eq!((rows[0].api.as_str(), rows[0].operation.as_str()), ("", ""));
+    assert_eq!(
+        (
+            rows[0].reasoning_tokens,
+            rows[0].prompt_tokens_cache_write,
+            rows[0].output_chunks
+        ),
+        (0, 0, 0)
+    );
+    assert_ne!(new.api, "");
     assert_eq!(rows[1], new);
 }
