@@ -101,9 +101,11 @@ impl Recorder {
             .iter()
             .find(|(u, _)| Arc::ptr_eq(u, upstream))
             .map_or(&self.0.context, |(_, c)| c);
+        let (api, operation) = info.endpoint.names();
         let mut builder = context
             .call(info.model.as_deref().unwrap_or_default())
-            .streaming(info.stream);
+            .streaming(info.stream)
+            .api(api, operation);
         if let Some(agent) = agent {
             builder = builder.agent(agent);
         }
@@ -343,6 +345,10 @@ mod tests {
         assert!(!rec.tokens_counted && !rec.cost_unknown);
         assert_eq!(rec.cost_usd, 20.0);
         assert_eq!(rec.outcome, Outcome::Ok);
+        assert_eq!(
+            (rec.api.as_str(), rec.operation.as_str()),
+            ("openai_chat", "chat")
+        );
     }
 
     #[test]

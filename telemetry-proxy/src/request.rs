@@ -15,6 +15,15 @@ pub(crate) enum Endpoint {
 }
 
 impl Endpoint {
+    /// The record's `api` and `operation` of a call to this endpoint.
+    pub fn names(self) -> (&'static str, &'static str) {
+        use telemetry_core::{api, operation};
+        match self {
+            Endpoint::Chat => (api::OPENAI_CHAT, operation::CHAT),
+            Endpoint::Completions => (api::OPENAI_COMPLETIONS, operation::TEXT_COMPLETION),
+        }
+    }
+
     /// The endpoint a request is for, if it is one the proxy records.
     pub fn of(method: &Method, path: &str) -> Option<Endpoint> {
         if method != Method::POST {

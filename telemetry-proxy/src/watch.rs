@@ -320,7 +320,11 @@ mod tests {
         assert_eq!(seen.model.as_deref(), Some("m1"));
         assert_eq!(seen.usage, Some(Usage::new(4, 2)));
         assert_eq!(seen.phases.and_then(|p| p.decode_ms), Some(5.0));
-        assert_eq!(call.text_chunks(), 2, "the role-only chunk is not a token");
+        assert_eq!(
+            call.output_chunks(),
+            2,
+            "the role-only chunk is not a token"
+        );
         call.finish();
         let r = record(&bus);
         assert!(r.ttft.is_some() && r.mean_itl_ms.is_some());
@@ -336,7 +340,7 @@ mod tests {
         );
         let seen = w.end();
         assert_eq!(seen.error.unwrap().error_kind(), "stream_incomplete");
-        assert_eq!(call.text_chunks(), 1);
+        assert_eq!(call.output_chunks(), 1);
 
         let mut w = Watch::new(StatusCode::OK, &sse_headers(), 1024, &mut call);
         w.data(

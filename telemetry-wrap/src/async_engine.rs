@@ -196,7 +196,7 @@ pub struct InstrumentedAsyncStream<E: AsyncInferenceEngine> {
 impl<E: AsyncInferenceEngine> InstrumentedAsyncStream<E> {
     /// Text chunks seen so far.
     pub fn chunks_seen(&self) -> u64 {
-        self.call.as_ref().map_or(self.chunks, Call::text_chunks)
+        self.call.as_ref().map_or(self.chunks, Call::output_chunks)
     }
 }
 

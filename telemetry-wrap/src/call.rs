@@ -33,6 +33,8 @@ pub struct CallBuilder<'a> {
     is_streaming: bool,
     agent: Option<Arc<str>>,
     gap_capacity: usize,
+    api: &'static str,
+    operation: &'static str,
 }
 
 impl<'a> CallBuilder<'a> {
@@ -43,6 +45,8 @@ impl<'a> CallBuilder<'a> {
             is_streaming: false,
             agent: None,
             gap_capacity: 0,
+            api: "",
+            operation: "",
         }
     }
 
@@ -50,6 +54,15 @@ impl<'a> CallBuilder<'a> {
     /// call without reported usage counts its text chunks as completion tokens.
     pub fn streaming(mut self, is_streaming: bool) -> Self {
         self.is_streaming = is_streaming;
+        self
+    }
+
+    /// The API the call speaks and its GenAI operation, as names (telemetry-core's
+    /// [`api`](telemetry_core::api) and [`operation`](telemetry_core::operation); the record's
+    /// `api` and `operation`). A string that is not a name is recorded as empty.
+    pub fn api(mut self, api: &'static str, operation: &'static str) -> Self {
+        self.api = api;
+        self.operation = operation;
         self
     }
 
@@ -95,6 +108,8 @@ impl<'a> CallBuilder<'a> {
             model: self.model,
             agent,
             is_streaming: self.is_streaming,
+            api: self.api,
+            operation: self.operation,
             gpu,
             stream: StreamState {
                 gaps: Vec::with_capacity(self.gap_capacity),
@@ -121,11 +136,14 @@ impl<'a> CallBuilder<'a> {
 /// knows the call's energy (the caller never waits for it).
 ///
 /// What the record gets: latency on a monotonic clock from `start` to the end (or a longer
-/// engine-reported offset); TTFT at the first chunk with non-empty text; inter-token
-/// statistics from the gaps between text chunks; tokens from [`set_usage`] or, for a streamed
-/// call without usage, the count of text chunks (`tokens_counted`); cost from
-/// [`set_cost`] or the context's price table (else 0 and `cost_unknown`). A call is `Send`, so
-/// it can move between threads or async tasks while it runs.
+/// engine-reported offset); TTFT at the first output chunk (non-empty text, or
+/// [`on_output`](Self::on_output)); inter-token statistics from the gaps between output
+/// chunks, and their number in `output_chunks` (streams only); tokens from [`set_usage`] or,
+/// for a streamed call without usage, the count of output chunks (`tokens_counted`); cost from
+/// [`set_cost`] or the context's price table (else 0 and `cost_unknown`; a price per token of
+/// counted tokens is `cost_unknown` too, as the count is not the server's). The API and
+/// operation named by [`CallBuilder::api`]. A call is `Send`, so it can move between threads or
+/// async tasks while it runs.
 ///
 /// [`finish`]: Self::finish
 /// [`fail`]: Self::fail
@@ -175,6 +193,8 @@ pub struct Call {
     model: String,
     agent: Arc<str>,
     is_streaming: bool,
+    api: &'static str,
+    operation: &'static str,
     gpu: Option<GpuWindow>,
     stream: StreamState,
     usage: UsageSource,
@@ -218,9 +238,15 @@ impl Call {
         self.start.elapsed()
     }
 
-    /// Text chunks observed so far.
-    pub fn text_chunks(&self) -> u64 {
+    /// Output chunks observed so far (chunks with text, or [`on_output`](Self::on_output)).
+    pub fn output_chunks(&self) -> u64 {
         self.stream.chunks
+    }
+
+    /// Whether the answer is streamed, once known (a proxy learns it from the response); this
+    /// replaces the builder's [`streaming`](CallBuilder::streaming).
+    pub fn set_streaming(&mut self, is_streaming: bool) {
+        self.is_streaming = is_streaming;
     }
 
     /// Notes one chunk of an engine's stream: its usage and server timings when present, and
@@ -257,6 +283,16 @@ impl Call {
         if !text.is_empty() {
             self.token_at(self.start.elapsed().as_secs_f64());
         }
+    }
+
+    /// Notes a chunk of output of any kind arriving now (text, tool-call arguments, reasoning:
+    /// whatever the caller's protocol calls output): the first sets TTFT, later ones add an
+    /// inter-token gap, each counts in `output_chunks` (and as a completion token when no usage
+    /// comes).
+    #[inline]
+    pub fn on_output(&mut self) {
+        self.stream.counting = true;
+        self.token_at(self.start.elapsed().as_secs_f64());
     }
 
     fn token_at(&mut self, t: f64) {
@@ -366,6 +402,9 @@ impl Call {
             error_message,
             server_prefill: self.server.server_prefill,
             server_decode: self.server.server_decode,
+            api: self.api,
+            operation: self.operation,
+            output_chunks: s.chunks,
         };
         let record = build_record(
             self.wall,

@@ -46,6 +46,12 @@ impl Price {
             Price::PerSecond { usd_per_second } => latency_seconds.max(0.0) * usd_per_second,
         }
     }
+
+    /// Whether the cost depends on token counts (a price per token), so that counts the server
+    /// did not report make it unknown.
+    pub fn per_token(&self) -> bool {
+        matches!(self, Price::PerToken { .. })
+    }
 }
 
 /// Prices per model id.

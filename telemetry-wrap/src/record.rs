@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use telemetry_core::{
     CallId, Event, EventBus, EventType, InferenceEnd, MAX_ERROR_MESSAGE_BYTES, MAX_LABEL_BYTES,
-    MAX_TOKENS, Outcome, TelemetryRecord,
+    MAX_TOKENS, Outcome, TelemetryRecord, is_name,
 };
 
 use crate::itl::ItlStats;
@@ -33,6 +33,11 @@ pub(crate) struct Measurement {
     /// The server's own prefill and decode times, when the engine reported them.
     pub server_prefill: Option<Duration>,
     pub server_decode: Option<Duration>,
+    /// The API and the GenAI operation of the call (names; empty when not known).
+    pub api: &'static str,
+    pub operation: &'static str,
+    /// Chunks of a stream that carried output.
+    pub output_chunks: u64,
 }
 
 /// Builds a record that passes [`TelemetryRecord::validate`] from whatever was measured.
@@ -50,18 +55,24 @@ pub(crate) fn build_record(
     // The total must stay within MAX_TOKENS too.
     let completion = m.usage.completion_tokens.min(MAX_TOKENS - prompt);
     let cached = m.usage.cached_tokens.min(prompt);
-    let usage = Usage::new(prompt, completion).with_cached(cached);
+    let cache_write = m.usage.cache_write_tokens.min(prompt - cached);
+    let reasoning = m.usage.reasoning_tokens.min(completion);
+    let usage = Usage::new(prompt, completion)
+        .with_cached(cached)
+        .with_cache_write(cache_write)
+        .with_reasoning(reasoning);
     let ttft = m.ttft.map(|t| finite_non_negative(t).min(latency));
     let decode = ttft.map(|t| (latency - t).max(0.0));
     let throughput = decode.filter(|d| *d > 0.0).map(|d| completion as f64 / d);
     let (cost_usd, cost_unknown) = match m.engine_cost.filter(|c| c.is_finite() && *c >= 0.0) {
         Some(c) => (c, false),
-        None => match options
-            .prices
-            .as_ref()
-            .and_then(|p| p.cost(&model, &usage, latency))
-        {
-            Some(c) => (finite_non_negative(c), false),
+        None => match options.prices.as_ref().and_then(|p| p.get(&model)) {
+            // Counted tokens are not the server's: a price per token of them is a guess (a
+            // stream without usage counts no prompt tokens at all).
+            Some(p) => (
+                finite_non_negative(p.cost(&usage, latency)),
+                m.tokens_counted && p.per_token(),
+            ),
             None => (0.0, true),
         },
     };
@@ -74,6 +85,15 @@ pub(crate) fn build_record(
         completion_tokens: completion,
         total_tokens: prompt + completion,
         prompt_tokens_cached: cached,
+        prompt_tokens_cache_write: cache_write,
+        reasoning_tokens: reasoning,
+        api: name_or_empty(m.api).to_owned(),
+        operation: name_or_empty(m.operation).to_owned(),
+        output_chunks: if m.is_streaming {
+            m.output_chunks.min(MAX_TOKENS)
+        } else {
+            0
+        },
         latency_seconds: latency,
         ttft,
         cost_usd,
@@ -113,6 +133,11 @@ fn model_label(mut model: String) -> String {
     let keep = truncate(&model, MAX_LABEL_BYTES).len();
     model.truncate(keep);
     model
+}
+
+/// `name` when it is one the record takes, else empty.
+fn name_or_empty(name: &str) -> &str {
+    if is_name(name) { name } else { "" }
 }
 
 /// Publishes `InferenceEnd` for `record` when anyone listens.
@@ -192,7 +217,10 @@ mod tests {
                 completion_tokens: u64::MAX,
                 total_tokens: 1,
                 cached_tokens: u64::MAX,
+                cache_write_tokens: u64::MAX,
+                reasoning_tokens: u64::MAX,
             },
+            output_chunks: u64::MAX,
             engine_cost: Some(-1.0),
             outcome: Outcome::Error,
             error_message: "x".repeat(MAX_ERROR_MESSAGE_BYTES * 2),

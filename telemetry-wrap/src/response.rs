@@ -13,6 +13,13 @@ pub struct Usage {
     pub total_tokens: u64,
     /// Input tokens served from a prompt cache (a subset of `prompt_tokens`).
     pub cached_tokens: u64,
+    /// Input tokens written to a prompt cache (Anthropic `cache_creation_input_tokens`; a
+    /// subset of `prompt_tokens`, apart from the cached ones).
+    #[serde(default)]
+    pub cache_write_tokens: u64,
+    /// Output tokens spent on reasoning (a subset of `completion_tokens`).
+    #[serde(default)]
+    pub reasoning_tokens: u64,
 }
 
 impl Usage {
@@ -23,6 +30,8 @@ impl Usage {
             completion_tokens: completion,
             total_tokens: prompt.saturating_add(completion),
             cached_tokens: 0,
+            cache_write_tokens: 0,
+            reasoning_tokens: 0,
         }
     }
 
@@ -30,6 +39,20 @@ impl Usage {
     #[must_use]
     pub fn with_cached(mut self, cached: u64) -> Self {
         self.cached_tokens = cached;
+        self
+    }
+
+    /// Sets the input tokens written to a prompt cache.
+    #[must_use]
+    pub fn with_cache_write(mut self, cache_write: u64) -> Self {
+        self.cache_write_tokens = cache_write;
+        self
+    }
+
+    /// Sets the output tokens spent on reasoning.
+    #[must_use]
+    pub fn with_reasoning(mut self, reasoning: u64) -> Self {
+        self.reasoning_tokens = reasoning;
         self
     }
 }

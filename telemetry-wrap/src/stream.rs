@@ -29,7 +29,7 @@ impl<E: InferenceEngine> InstrumentedStream<E> {
 
     /// Text chunks seen so far.
     pub fn chunks_seen(&self) -> u64 {
-        self.call.as_ref().map_or(self.chunks, Call::text_chunks)
+        self.call.as_ref().map_or(self.chunks, Call::output_chunks)
     }
 }
 
@@ -54,13 +54,13 @@ pub(crate) fn observe<Err: std::error::Error>(
     match item {
         Some(Ok(chunk)) => c.on_chunk(chunk),
         Some(Err(e)) => {
-            *chunks = c.text_chunks();
+            *chunks = c.output_chunks();
             if let Some(c) = call.take() {
                 c.fail(kind(e), e);
             }
         }
         None => {
-            *chunks = c.text_chunks();
+            *chunks = c.output_chunks();
             if let Some(c) = call.take() {
                 c.finish();
             }

@@ -28,7 +28,7 @@ fn ttft_is_the_first_non_empty_content_and_gaps_follow() {
     std::thread::sleep(ms(5));
     call.on_text("lo");
     call.on_text("");
-    assert_eq!(call.text_chunks(), 2);
+    assert_eq!(call.output_chunks(), 2);
     call.finish();
 
     let r = seen.only_record();
@@ -187,4 +187,89 @@ fn a_call_moves_to_another_thread_and_ends_there() {
         panic!()
     };
     assert_eq!(end.call_id, id);
+}
+
+#[test]
+fn output_of_any_kind_is_a_chunk_and_records_name_api_and_operation() {
+    let (ctx, seen) = context();
+    let mut call = ctx
+        .call("m")
+        .api(telemetry_core::api::ANTHROPIC_MESSAGES, "chat")
+        .start();
+    // Learnt from the response: it streams.
+    call.set_streaming(true);
+    call.on_output(); // a tool-call argument delta: output, no text
+    call.on_text("a");
+    call.on_output();
+    assert_eq!(call.output_chunks(), 3);
+    call.set_usage(
+        Usage::new(40, 12)
+            .with_cached(10)
+            .with_cache_write(20)
+            .with_reasoning(5),
+    );
+    call.finish();
+    let r = seen.only_record();
+    assert_eq!(r.validate(), Ok(()));
+    assert!(r.is_streaming && r.ttft.is_some());
+    assert_eq!(r.output_chunks, 3);
+    assert_eq!(
+        (r.api.as_str(), r.operation.as_str()),
+        ("anthropic_messages", "chat")
+    );
+    assert_eq!(
+        (
+            r.prompt_tokens_cached,
+            r.prompt_tokens_cache_write,
+            r.reasoning_tokens
+        ),
+        (10, 20, 5)
+    );
+}
+
+#[test]
+fn chunks_of_a_call_that_did_not_stream_and_names_that_are_not_names_are_dropped() {
+    let (ctx, seen) = context();
+    let mut call = ctx.call("m").api("Not A Name", "chat").start();
+    call.on_text("x");
+    call.set_usage(Usage::new(1, 1).with_cache_write(5).with_reasoning(9));
+    call.finish();
+    let r = seen.only_record();
+    assert_eq!(r.validate(), Ok(()));
+    assert_eq!((r.output_chunks, r.api.as_str()), (0, ""));
+    assert_eq!((r.prompt_tokens_cache_write, r.reasoning_tokens), (1, 1));
+}
+
+#[test]
+fn a_per_token_price_of_counted_tokens_is_unknown() {
+    let bus = Arc::new(EventBus::new());
+    let seen = Collector::attach(&bus);
+    let prices = PriceTable::new()
+        .with(
+            "m",
+            Price::PerToken {
+                input: 1.0,
+                cached_input: 1.0,
+                output: 2.0,
+            },
+        )
+        .with(
+            "gpu",
+            Price::PerSecond {
+                usd_per_second: 1.0,
+            },
+        );
+    let ctx = CallContext::new(bus, "e").with_price_table(prices);
+    for model in ["m", "gpu"] {
+        let mut call = ctx.call(model).streaming(true).start();
+        call.on_text("a");
+        call.on_text("b");
+        call.finish();
+    }
+    let records = seen.records();
+    // No usage: the prompt is not known, so neither is a price per token of it.
+    assert_eq!((records[0].cost_usd, records[0].cost_unknown), (4.0, true));
+    assert!(records[0].tokens_counted);
+    // A price per second does not depend on the counts.
+    assert!(!records[1].cost_unknown && records[1].cost_usd >= 0.0);
 }

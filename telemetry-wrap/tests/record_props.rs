@@ -16,12 +16,21 @@ use telemetry_wrap::{
 };
 
 fn usage() -> impl Strategy<Value = Usage> {
-    (any::<u64>(), any::<u64>(), any::<u64>(), any::<u64>()).prop_map(|(p, c, t, k)| Usage {
-        prompt_tokens: p >> (p % 64),
-        completion_tokens: c >> (c % 64),
-        total_tokens: t,
-        cached_tokens: k >> (k % 64),
-    })
+    (
+        any::<u64>(),
+        any::<u64>(),
+        any::<u64>(),
+        any::<u64>(),
+        any::<(u64, u64)>(),
+    )
+        .prop_map(|(p, c, t, k, (w, r))| Usage {
+            prompt_tokens: p >> (p % 64),
+            completion_tokens: c >> (c % 64),
+            total_tokens: t,
+            cached_tokens: k >> (k % 64),
+            cache_write_tokens: w >> (w % 64),
+            reasoning_tokens: r >> (r % 64),
+        })
 }
 
 fn duration() -> impl Strategy<Value = Option<Duration>> {
