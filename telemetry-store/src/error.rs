@@ -289,7 +289,10 @@ impl StoreError {
 pub(crate) fn is_io(e: &StoreError) -> bool {
     use rusqlite::ErrorCode as C;
     match e {
-        StoreError::Io { .. } | StoreError::WriteFailed { .. } | StoreError::Closed => true,
+        StoreError::Io { .. }
+        | StoreError::WriteFailed { .. }
+        | StoreError::FileGone { .. }
+        | StoreError::Closed => true,
         StoreError::Sqlite { source, .. } => matches!(
             source.0.sqlite_error_code(),
             Some(
@@ -389,11 +392,25 @@ mod record_error_tests {
         }
     }
 
+    /// A file found gone while a failing batch is split (isolating a bad record) ends the
+    /// split: its records are lost with the file, not refused one by one as bad records.
+    #[test]
+    fn a_file_gone_is_not_blamed_on_the_records() {
+        assert!(is_io(&StoreError::FileGone {
+            path: "/d/t.db".into(),
+            what: "deleted or moved away",
+        }));
+    }
+
     #[test]
     fn every_recording_error_converts_to_the_same_store_error() {
         let cases = [
             RecordError::QueueFull { capacity: 8 },
             RecordError::Closed,
+            RecordError::FileGone {
+                path: "/d/t.db".into(),
+                what: "replaced by another file",
+            },
             RecordError::WriteFailed {
                 path: "/d".into(),
                 attempts: 2,
