@@ -1,110 +1,154 @@
 //! The bodies the proxy sends: [`ForwardBody`] (a request to the upstream: the part read ahead,
-//! then the rest as it arrives) and [`ResponseBody`] (a response to the client: the upstream's
-//! frames passed on as they arrive, each shown to the call's [`Exchange`] on the way, or a
-//! response of the proxy's own).
+//! then the rest as it arrives, within the body timeout) and [`ResponseBody`] (a response to the
+//! client: the upstream's frames passed on as they arrive, each shown to the call's
+//! [`Exchange`] on the way — decoded on the side when compressed — within the between-chunks
+//! timeout; or a response of the proxy's own).
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll, ready};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
+use tokio::sync::Notify;
+use tokio::time::{Instant, Sleep};
 
+use crate::budget::Charge;
+use crate::decode::Decoder;
 use crate::record::Exchange;
+use crate::stats::Counters;
+
+/// Why a client's request body did not reach the upstream whole.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ClientBodyError {
+    /// The client's upload broke off (it closed the connection, or sent a malformed body).
+    #[error("the client's request body broke off: {0}")]
+    Aborted(#[source] hyper::Error),
+    /// The client did not send its whole body in time.
+    #[error("the client did not send its whole request body within {0:?}")]
+    Timeout(Duration),
+}
+
+impl ClientBodyError {
+    /// The client body error somewhere in `error`'s sources, if that is why it failed.
+    pub fn find<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a ClientBodyError> {
+        let mut source = Some(error);
+        while let Some(e) = source {
+            if let Some(found) = e.downcast_ref::<ClientBodyError>() {
+                return Some(found);
+            }
+            source = e.source();
+        }
+        None
+    }
+}
 
 /// A request body on its way to the upstream.
 #[derive(Debug)]
 pub(crate) struct ForwardBody {
-    /// Frames read ahead (to learn the request's model), sent first.
+    /// Frames read ahead (to find the request's model), sent first.
     read_ahead: VecDeque<Frame<Bytes>>,
     read_ahead_len: u64,
+    /// The budget held by the frames read ahead, given back as they leave.
+    charge: Option<Charge>,
     /// The rest, passed on as it arrives.
     rest: Option<Incoming>,
+    /// When the whole body must have arrived (the client's body timeout).
+    deadline: Pin<Box<Sleep>>,
+    timeout: Duration,
+    /// Told once the whole body has been handed to the upstream connection: the wait for the
+    /// response's first byte begins then.
+    sent: Arc<Notify>,
+    told: bool,
 }
 
 impl ForwardBody {
-    /// The client's body, passed on as it arrives.
-    pub fn streaming(body: Incoming) -> ForwardBody {
-        ForwardBody {
-            read_ahead: VecDeque::new(),
-            read_ahead_len: 0,
-            rest: Some(body),
-        }
-    }
-
-    /// Reads up to `limit` bytes of `body` ahead. Returns the body to forward (all of it, in
-    /// its original frames) and, when the whole body fitted in `limit`, its bytes in one piece.
-    pub async fn read_ahead(
-        mut body: Incoming,
-        limit: usize,
-    ) -> Result<(ForwardBody, Option<Bytes>), hyper::Error> {
-        let mut frames = VecDeque::new();
-        let mut len = 0usize;
-        let mut over = false;
-        let mut rest = None;
-        loop {
-            if body.is_end_stream() {
-                break;
-            }
-            let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await
-            else {
-                break;
-            };
-            let frame = frame?;
-            if let Some(data) = frame.data_ref() {
-                len += data.len();
-            }
-            frames.push_back(frame);
-            if len > limit {
-                over = true;
-                rest = Some(body);
-                break;
-            }
-        }
-        let whole = (!over).then(|| concat(&frames, len));
-        let forward = ForwardBody {
-            read_ahead: frames,
-            read_ahead_len: len as u64,
+    /// The body to forward: `read_ahead` (holding `charge` of the budget) first, then `rest`
+    /// (if the body goes on), which must end by `deadline`.
+    pub fn new(
+        read_ahead: VecDeque<Frame<Bytes>>,
+        charge: Option<Charge>,
+        rest: Option<Incoming>,
+        deadline: Instant,
+        timeout: Duration,
+    ) -> ForwardBody {
+        let read_ahead_len = read_ahead
+            .iter()
+            .filter_map(Frame::data_ref)
+            .map(|d| d.len() as u64)
+            .sum();
+        let mut body = ForwardBody {
+            read_ahead,
+            read_ahead_len,
+            charge,
             rest,
+            deadline: Box::pin(tokio::time::sleep_until(deadline)),
+            timeout,
+            sent: Arc::new(Notify::new()),
+            told: false,
         };
-        Ok((forward, whole))
+        // hyper does not poll a body that says it is empty.
+        body.tell_if_sent();
+        body
     }
-}
 
-/// The data frames in one `Bytes` (without copying when there is one frame).
-fn concat(frames: &VecDeque<Frame<Bytes>>, len: usize) -> Bytes {
-    let mut data = frames.iter().filter_map(Frame::data_ref);
-    match (data.next(), data.next()) {
-        (None, _) => Bytes::new(),
-        (Some(one), None) => one.clone(),
-        _ => {
-            let mut all = BytesMut::with_capacity(len);
-            for d in frames.iter().filter_map(Frame::data_ref) {
-                all.extend_from_slice(d);
-            }
-            all.freeze()
+    /// Notified once the whole body has been handed on (at once for an empty body).
+    pub fn sent(&self) -> Arc<Notify> {
+        Arc::clone(&self.sent)
+    }
+
+    fn tell_if_sent(&mut self) {
+        if !self.told && self.is_end_stream() {
+            self.told = true;
+            self.sent.notify_one();
         }
     }
 }
 
 impl Body for ForwardBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = ClientBodyError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, ClientBodyError>>> {
         let this = &mut *self;
         if let Some(frame) = this.read_ahead.pop_front() {
             if let Some(d) = frame.data_ref() {
                 this.read_ahead_len -= d.len() as u64;
+                if let Some(charge) = &mut this.charge {
+                    charge.release(d.len());
+                }
             }
+            this.tell_if_sent();
             return Poll::Ready(Some(Ok(frame)));
         }
-        match &mut this.rest {
-            Some(rest) => Pin::new(rest).poll_frame(cx),
-            None => Poll::Ready(None),
+        let Some(rest) = &mut this.rest else {
+            this.tell_if_sent();
+            return Poll::Ready(None);
+        };
+        match Pin::new(rest).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                this.tell_if_sent();
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(ClientBodyError::Aborted(e)))),
+            Poll::Ready(None) => {
+                this.tell_if_sent();
+                Poll::Ready(None)
+            }
+            Poll::Pending => {
+                if this.deadline.as_mut().poll(cx).is_ready() {
+                    // The rest is dropped: the client's connection is closed with it.
+                    this.rest = None;
+                    return Poll::Ready(Some(Err(ClientBodyError::Timeout(this.timeout))));
+                }
+                Poll::Pending
+            }
         }
     }
 
@@ -130,18 +174,48 @@ impl Body for ForwardBody {
     }
 }
 
+/// Why a response body sent to the client ended early.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ResponseError {
+    /// The upstream's body broke off.
+    #[error("the upstream's response broke off: {0}")]
+    Upstream(#[source] hyper::Error),
+    /// The upstream paused longer than the between-chunks timeout.
+    #[error("the upstream sent nothing for {0:?}")]
+    Stalled(Duration),
+}
+
+/// What a response from the upstream needs on its way to the client.
+#[derive(Debug)]
+pub(crate) struct Relay {
+    /// The upstream's body.
+    pub inner: Incoming,
+    /// The call being recorded, until its body ends.
+    pub exchange: Option<Exchange>,
+    /// Decodes a compressed body for the exchange (the client gets it as it came).
+    pub decoder: Option<Decoder>,
+    /// Budget held for what the exchange keeps of a whole (not streamed) body, up to `keep`
+    /// bytes; `None` for a stream, which keeps nothing.
+    pub charge: Option<Charge>,
+    /// Bytes of a whole body the exchange keeps at most.
+    pub keep: usize,
+    /// Longest pause between two frames.
+    pub chunk_timeout: Duration,
+    /// When the last frame arrived.
+    pub last: Instant,
+    /// Fires at `last + chunk_timeout` (or earlier: then it is pushed back).
+    pub timer: Option<Pin<Box<Sleep>>>,
+    /// Counters of the proxy.
+    pub counters: Arc<Counters>,
+}
+
 /// A response body on its way to the client.
 #[derive(Debug)]
 pub(crate) enum ResponseBody {
     /// The proxy's own response (health, 502).
     Local(Option<Bytes>),
     /// The upstream's body; each data frame is shown to the exchange on its way through.
-    Upstream {
-        /// The upstream's body.
-        inner: Incoming,
-        /// The call being recorded, until its body ends.
-        exchange: Option<Exchange>,
-    },
+    Upstream(Box<Relay>),
 }
 
 impl ResponseBody {
@@ -152,47 +226,136 @@ impl ResponseBody {
 }
 
 impl From<Bytes> for ResponseBody {
-    fn from(bytes: Bytes) -> ResponseBody {
-        ResponseBody::Local(Some(bytes))
+    fn from(bytes: Bytes) -> Self {
+        ResponseBody::local(bytes)
+    }
+}
+
+impl Relay {
+    /// Shows a data frame to the exchange (decoded, when the body is compressed).
+    fn show(&mut self, data: &Bytes) {
+        let Relay {
+            exchange,
+            decoder,
+            charge,
+            keep,
+            ..
+        } = self;
+        let Some(ex) = exchange.as_mut() else {
+            return;
+        };
+        let mut give_up = false;
+        // What a whole body's watch keeps comes out of the budget.
+        let mut charged = |ex: &mut Exchange, piece: &Bytes| {
+            if let Some(c) = charge.as_mut()
+                && c.bytes() < *keep
+                && !c.take(piece.len().min(*keep - c.bytes()))
+            {
+                give_up = true;
+            }
+            if !give_up {
+                ex.data(piece);
+            }
+        };
+        match decoder {
+            None => charged(ex, data),
+            Some(d) => {
+                let decoded = d.decode(data, &mut |piece| {
+                    charged(ex, &Bytes::copy_from_slice(piece));
+                });
+                if let Err(e) = decoded {
+                    ex.unreadable(&e.to_string());
+                }
+            }
+        }
+        if give_up {
+            ex.unreadable("the proxy's buffer budget was exhausted");
+            *charge = None;
+        }
+    }
+
+    /// The body ended: the decoder's last output, then the exchange completes.
+    fn finish(&mut self) {
+        if let (Some(d), Some(ex)) = (self.decoder.as_mut(), self.exchange.as_mut()) {
+            let finished = d.finish(&mut |piece| ex.data(&Bytes::copy_from_slice(piece)));
+            if let Err(e) = finished {
+                ex.unreadable(&e.to_string());
+            }
+        }
+        if let Some(ex) = self.exchange.take() {
+            ex.complete();
+        }
+    }
+
+    /// Whether the between-chunks timeout has passed; arms (or pushes back) the timer.
+    fn stalled(&mut self, cx: &mut Context<'_>) -> bool {
+        let due = self.last + self.chunk_timeout;
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
+        if timer.deadline() != due {
+            if Instant::now() < due {
+                timer.as_mut().reset(due);
+            } else {
+                return true;
+            }
+        }
+        timer.as_mut().poll(cx).is_ready()
     }
 }
 
 impl Body for ResponseBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = ResponseError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        match &mut *self {
-            ResponseBody::Local(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            ResponseBody::Upstream { inner, exchange } => {
-                let polled = ready!(Pin::new(&mut *inner).poll_frame(cx));
-                match &polled {
-                    Some(Ok(frame)) => {
-                        if let (Some(data), Some(ex)) = (frame.data_ref(), exchange.as_mut()) {
-                            ex.data(data);
-                        }
-                        // hyper stops polling a body that says it has ended: finish now.
-                        if inner.is_end_stream()
-                            && let Some(ex) = exchange.take()
-                        {
-                            ex.complete();
-                        }
+    ) -> Poll<Option<Result<Frame<Bytes>, ResponseError>>> {
+        let relay = match &mut *self {
+            ResponseBody::Local(bytes) => {
+                return Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b))));
+            }
+            ResponseBody::Upstream(relay) => &mut **relay,
+        };
+        let polled = match Pin::new(&mut relay.inner).poll_frame(cx) {
+            Poll::Ready(polled) => polled,
+            Poll::Pending => {
+                if relay.stalled(cx) {
+                    let timeout = relay.chunk_timeout;
+                    Counters::bump(&relay.counters.upstream_timeouts);
+                    if let Some(ex) = relay.exchange.take() {
+                        ex.fail(
+                            "upstream_timeout",
+                            format!("the upstream sent nothing for {timeout:?} mid-response"),
+                        );
                     }
-                    Some(Err(e)) => {
-                        if let Some(ex) = exchange.take() {
-                            ex.upstream_body_failed(e);
-                        }
-                    }
-                    None => {
-                        if let Some(ex) = exchange.take() {
-                            ex.complete();
-                        }
-                    }
+                    return Poll::Ready(Some(Err(ResponseError::Stalled(timeout))));
                 }
-                Poll::Ready(polled)
+                return Poll::Pending;
+            }
+        };
+        relay.last = Instant::now();
+        match polled {
+            Some(Ok(frame)) => {
+                if let Some(data) = frame.data_ref() {
+                    relay.show(data);
+                }
+                // hyper stops polling a body that says it has ended: finish now.
+                if relay.inner.is_end_stream() {
+                    relay.finish();
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Some(Err(e)) => {
+                if let Some(ex) = relay.exchange.take() {
+                    ex.upstream_body_failed(&e);
+                }
+                Poll::Ready(Some(Err(ResponseError::Upstream(e))))
+            }
+            None => {
+                relay.finish();
+                Poll::Ready(None)
             }
         }
     }
@@ -200,7 +363,7 @@ impl Body for ResponseBody {
     fn is_end_stream(&self) -> bool {
         match self {
             ResponseBody::Local(bytes) => bytes.is_none(),
-            ResponseBody::Upstream { inner, .. } => inner.is_end_stream(),
+            ResponseBody::Upstream(relay) => relay.inner.is_end_stream(),
         }
     }
 
@@ -209,21 +372,21 @@ impl Body for ResponseBody {
             ResponseBody::Local(bytes) => {
                 SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
             }
-            ResponseBody::Upstream { inner, .. } => inner.size_hint(),
+            ResponseBody::Upstream(relay) => relay.inner.size_hint(),
         }
     }
 }
 
 impl Drop for ResponseBody {
     fn drop(&mut self) {
-        if let ResponseBody::Upstream { inner, exchange } = self
-            && let Some(ex) = exchange.take()
+        if let ResponseBody::Upstream(relay) = self
+            && relay.exchange.is_some()
         {
             // Dropped before its end: the client went away (dropping `inner` aborts the
             // upstream request), unless everything had already arrived.
-            if inner.is_end_stream() {
-                ex.complete();
-            } else {
+            if relay.inner.is_end_stream() {
+                relay.finish();
+            } else if let Some(ex) = relay.exchange.take() {
                 ex.client_gone();
             }
         }

@@ -1,22 +1,40 @@
 //! [`ProxyConfig`]: where to forward, and the proxy's limits.
 
-use std::time::Duration;
-
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::metrics::{MetricsEndpoint, MetricsSource};
 use crate::telemetry::ProxyTelemetry;
 use crate::upstream::Routes;
 
-/// Default time allowed to connect to an upstream before the client gets a 502.
+/// Default time allowed to connect to an upstream (TCP, and TLS for `https://`) before the
+/// client gets a 502.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default time the upstream may take, once the whole request is sent, to begin its response
+/// (a blocking completion's whole generation fits in it: it is the OpenAI SDK's default
+/// request timeout). Then the client gets a 504.
+pub const DEFAULT_FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(600);
+/// Default longest pause between two pieces of an upstream's response body; then the response
+/// is ended (the client sees it cut short) and the call is recorded as an upstream timeout.
+pub const DEFAULT_CHUNK_TIMEOUT: Duration = Duration::from_secs(300);
+/// Default time a client has to send its whole request body, from its request head; then it
+/// gets a 408 (or its upload is cut) and the connection's slot is free again.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default most bytes the proxy holds at once, all connections together: request bodies read
+/// ahead to find their model, response bodies kept to be read at their end.
+pub const DEFAULT_BUFFER_BUDGET: usize = 256 << 20;
+/// Default time an idle pooled upstream connection is kept for reuse: below the 5 s keep-alive
+/// of uvicorn (vLLM, SGLang) and llama.cpp's server, so the proxy never sends a request on a
+/// connection the upstream is closing.
+pub const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(3);
 /// Default time in-flight responses get to finish at shutdown.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// Default most client connections open at once (more wait to be accepted).
 pub const DEFAULT_MAX_CONNECTIONS: usize = 8_192;
-/// Default most bytes of a completion request read ahead (to learn its model) and of a
-/// blocking completion response kept for parsing.
-pub const DEFAULT_CAPTURE_LIMIT: usize = 8 << 20;
+/// Default most bytes of one completion request read ahead (to find its model, wherever it is
+/// in the body) and of one blocking completion response kept for parsing.
+pub const DEFAULT_CAPTURE_LIMIT: usize = 32 << 20;
 
 /// How the proxy forwards, with its limits.
 #[derive(Debug, Clone)]
@@ -26,6 +44,12 @@ pub struct ProxyConfig {
     pub(crate) shutdown_grace: Duration,
     pub(crate) max_connections: usize,
     pub(crate) capture_limit: usize,
+    pub(crate) first_byte_timeout: Duration,
+    pub(crate) chunk_timeout: Duration,
+    pub(crate) body_timeout: Duration,
+    pub(crate) buffer_budget: usize,
+    pub(crate) pool_idle_timeout: Duration,
+    pub(crate) upstream_ca: Option<PathBuf>,
     pub(crate) telemetry: ProxyTelemetry,
     pub(crate) metrics: Option<Arc<MetricsEndpoint>>,
 }
@@ -45,18 +69,76 @@ impl ProxyConfig {
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             capture_limit: DEFAULT_CAPTURE_LIMIT,
+            first_byte_timeout: DEFAULT_FIRST_BYTE_TIMEOUT,
+            chunk_timeout: DEFAULT_CHUNK_TIMEOUT,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
+            buffer_budget: DEFAULT_BUFFER_BUDGET,
+            pool_idle_timeout: DEFAULT_POOL_IDLE_TIMEOUT,
+            upstream_ca: None,
             telemetry: ProxyTelemetry::default(),
             metrics: None,
         }
     }
 
-    /// Time allowed to connect to an upstream; then the client gets a 502.
+    /// Time allowed to connect to an upstream (TCP, and the TLS handshake of `https://`); then
+    /// the client gets a 502.
     #[must_use]
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
         self
     }
 
+    /// Time the upstream may take, once the whole request is sent, to begin its response; then
+    /// the client gets a `504` and the call is recorded as `upstream_timeout`.
+    #[must_use]
+    pub fn first_byte_timeout(mut self, timeout: Duration) -> Self {
+        self.first_byte_timeout = timeout;
+        self
+    }
+
+    /// Longest pause between two pieces of an upstream's response body; then the response is
+    /// ended early (a stream stops) and the call is recorded as `upstream_timeout`.
+    #[must_use]
+    pub fn chunk_timeout(mut self, timeout: Duration) -> Self {
+        self.chunk_timeout = timeout;
+        self
+    }
+
+    /// Time a client has to send its whole request body, counted from its request head; then
+    /// it gets a `408` (or, once forwarding has begun, its upload is cut) and the call is
+    /// recorded as `request_timeout`.
+    #[must_use]
+    pub fn body_timeout(mut self, timeout: Duration) -> Self {
+        self.body_timeout = timeout;
+        self
+    }
+
+    /// Most bytes the proxy holds at once, all connections together (request bodies read
+    /// ahead, response bodies kept for parsing). A request that needs more to be routed gets a
+    /// `503`; a response that would need more is forwarded all the same and recorded without
+    /// its tokens.
+    #[must_use]
+    pub fn buffer_budget(mut self, bytes: usize) -> Self {
+        self.buffer_budget = bytes;
+        self
+    }
+
+    /// How long an idle pooled upstream connection is kept for reuse. Keep it below the
+    /// upstream's own keep-alive timeout, or a request may be sent on a connection the upstream
+    /// is closing.
+    #[must_use]
+    pub fn pool_idle_timeout(mut self, timeout: Duration) -> Self {
+        self.pool_idle_timeout = timeout;
+        self
+    }
+
+    /// Also trusts the CA certificates of this PEM file for `https://` upstreams (a private
+    /// CA), besides the system's roots (else webpki-roots'). Read by [`Proxy::bind`](crate::Proxy::bind).
+    #[must_use]
+    pub fn upstream_ca(mut self, pem_file: impl Into<PathBuf>) -> Self {
+        self.upstream_ca = Some(pem_file.into());
+        self
+    }
     /// At shutdown, how long in-flight responses may take to finish before their connections
     /// are closed.
     #[must_use]
@@ -73,9 +155,11 @@ impl ProxyConfig {
         self
     }
 
-    /// Most bytes of a completion request read before forwarding (to learn its model and
-    /// whether it streams) and of a blocking completion response kept for parsing. Larger
-    /// bodies are still forwarded whole; their call is recorded without what could not be read.
+    /// Most bytes of a completion request read before forwarding (to find its model, wherever
+    /// it is in the body, and whether it streams) and of a blocking completion response kept
+    /// for parsing. With model routes, a request whose model is not found within this many
+    /// bytes gets a `413` (nothing is guessed); without, larger bodies are forwarded whole and
+    /// recorded without what could not be read.
     #[must_use]
     pub fn capture_limit(mut self, bytes: usize) -> Self {
         self.capture_limit = bytes;

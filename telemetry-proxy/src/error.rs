@@ -27,6 +27,17 @@ pub enum ProxyError {
         /// The model named twice.
         model: String,
     },
+    /// The `--upstream-ca` file could not be read as PEM CA certificates.
+    #[error("cannot use {path} as the upstreams' CA: {reason}")]
+    UpstreamCa {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The TLS client could not be set up.
+    #[error("cannot set up TLS for https upstreams: {0}")]
+    Tls(String),
     /// The listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {

@@ -82,27 +82,33 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod body;
+mod budget;
 mod config;
+mod decode;
 mod error;
 mod forward;
 mod health;
 mod hop;
+mod intake;
 mod metrics;
 mod record;
 mod reply;
 mod request;
+mod scan;
 mod server;
 mod shared;
 mod stats;
 mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod tls;
 mod upstream;
 mod watch;
 
 pub use config::{
-    DEFAULT_CAPTURE_LIMIT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_SHUTDOWN_GRACE, ProxyConfig,
+    DEFAULT_BODY_TIMEOUT, DEFAULT_BUFFER_BUDGET, DEFAULT_CAPTURE_LIMIT, DEFAULT_CHUNK_TIMEOUT,
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_FIRST_BYTE_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_POOL_IDLE_TIMEOUT, DEFAULT_SHUTDOWN_GRACE, ProxyConfig,
 };
 pub use error::ProxyError;
 pub use health::HEALTH_PATH;

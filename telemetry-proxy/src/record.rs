@@ -92,6 +92,21 @@ impl Recorder {
         agent: Option<&str>,
         upstream: &Arc<Upstream>,
     ) -> Exchange {
+        self.begin_at(info, agent, Some(upstream))
+    }
+
+    /// A call the proxy could not route (or whose request never arrived whole): no upstream
+    /// is named in its record.
+    pub fn begin_unrouted(&self, info: &RequestInfo, agent: Option<&str>) -> Exchange {
+        self.begin_at(info, agent, None)
+    }
+
+    fn begin_at(
+        &self,
+        info: &RequestInfo,
+        agent: Option<&str>,
+        upstream: Option<&Arc<Upstream>>,
+    ) -> Exchange {
         if !info.parsed {
             Counters::bump(&self.0.counters.requests_unparsed);
         }
@@ -99,7 +114,7 @@ impl Recorder {
             .0
             .upstreams
             .iter()
-            .find(|(u, _)| Arc::ptr_eq(u, upstream))
+            .find(|(u, _)| upstream.is_some_and(|up| Arc::ptr_eq(u, up)))
             .map_or(&self.0.context, |(_, c)| c);
         let (api, operation) = info.endpoint.names();
         let mut builder = context
@@ -174,9 +189,20 @@ impl Exchange {
         self.end(End::Complete);
     }
 
-    /// The upstream could not be reached; `kind` is the record's error kind.
-    pub fn unreachable(mut self, kind: &'static str, message: String) {
+    /// The call failed without a response to read: the upstream could not be reached or did
+    /// not answer in time, or the proxy could not route the request; `kind` is the record's
+    /// error kind.
+    pub fn fail(mut self, kind: &'static str, message: String) {
         self.end(End::Unreachable { kind, message });
+    }
+
+    /// The response cannot be read (a body that does not decode, the buffer budget spent): it
+    /// is still forwarded, and recorded without what it would have said.
+    pub fn unreadable(&mut self, why: &str) {
+        if let Some(w) = &mut self.watch {
+            tracing::debug!(why, "not reading this response");
+            w.give_up();
+        }
     }
 
     /// The upstream's body broke off.
@@ -371,7 +397,7 @@ mod tests {
     fn endings_map_to_outcomes() {
         let bus = Arc::new(EventBus::with_history(16));
         let r = recorder(&bus);
-        begin(&r, &info(None), None).unreachable("connect", "refused".into());
+        begin(&r, &info(None), None).fail("connect", "refused".into());
         let rec = last_record(&bus);
         assert_eq!(
             (rec.outcome, rec.error_kind.as_str(), rec.model_id.as_str()),

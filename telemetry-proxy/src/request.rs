@@ -1,9 +1,9 @@
 //! Which requests are calls ([`Endpoint`]) and what the proxy learns from a call's request body
 //! ([`RequestInfo`]), read with telemetry-openai's [`RequestSummary`].
 
-use bytes::Bytes;
 use http::Method;
-use telemetry_openai::protocol::RequestSummary;
+
+use crate::scan::BodyScan;
 
 /// The completion endpoints the proxy records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,21 +51,14 @@ pub(crate) struct RequestInfo {
 }
 
 impl RequestInfo {
-    /// Reads a request body (`None`: larger than the read-ahead limit).
-    pub fn parse(endpoint: Endpoint, body: Option<&Bytes>) -> RequestInfo {
-        match body.map(|b| RequestSummary::from_body(b)) {
-            Some(Ok(summary)) => RequestInfo {
-                endpoint,
-                model: summary.model.filter(|m| !m.is_empty()),
-                stream: summary.stream,
-                parsed: true,
-            },
-            _ => RequestInfo {
-                endpoint,
-                model: None,
-                stream: false,
-                parsed: false,
-            },
+    /// What a scan of the request body found; `parsed` when it read the whole top-level
+    /// object.
+    pub fn from_scan(endpoint: Endpoint, scan: &BodyScan, parsed: bool) -> RequestInfo {
+        RequestInfo {
+            endpoint,
+            model: scan.model().map(str::to_owned),
+            stream: scan.stream(),
+            parsed,
         }
     }
 }
@@ -89,19 +82,15 @@ mod tests {
     }
 
     #[test]
-    fn request_fields_are_read_when_present() {
-        let body = Bytes::from_static(br#"{"model":"m\u00e9","messages":[],"stream":true,"x":1}"#);
-        let info = RequestInfo::parse(Endpoint::Chat, Some(&body));
+    fn request_fields_come_from_the_scan() {
+        let mut scan = BodyScan::default();
+        scan.feed(br#"{"model":"m\u00e9","messages":[],"stream":true,"x":1}"#);
+        let info = RequestInfo::from_scan(Endpoint::Chat, &scan, true);
         assert_eq!(info.model.as_deref(), Some("m\u{e9}"));
         assert!(info.stream && info.parsed);
-        let info = RequestInfo::parse(Endpoint::Chat, Some(&Bytes::from_static(b"not json")));
-        assert!(!info.parsed && info.model.is_none() && !info.stream);
-        let info = RequestInfo::parse(Endpoint::Completions, None);
-        assert!(!info.parsed);
-        let info = RequestInfo::parse(
-            Endpoint::Chat,
-            Some(&Bytes::from_static(br#"{"model":""}"#)),
-        );
-        assert!(info.parsed && info.model.is_none());
+        let mut scan = BodyScan::default();
+        scan.feed(br#"{"model":""}"#);
+        let info = RequestInfo::from_scan(Endpoint::Completions, &scan, true);
+        assert!(info.parsed && info.model.is_none() && !info.stream);
     }
 }

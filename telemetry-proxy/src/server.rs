@@ -11,13 +11,13 @@ use std::time::Duration;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
+use crate::budget::ByteBudget;
 use crate::config::ProxyConfig;
 use crate::error::ProxyError;
 use crate::forward;
@@ -25,8 +25,11 @@ use crate::record::Recorder;
 use crate::shared::Shared;
 use crate::stats::{Counters, ProxyStats};
 
-/// Idle upstream connections are kept this long for reuse.
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Connections served while every connection slot is taken: they get `/telemetry/health`
+/// answered and anything else a quick 503, so the proxy can be watched while it is full.
+const OVERFLOW_SLOTS: usize = 32;
+/// How long an over-limit connection may take to send its request head.
+const OVERFLOW_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 /// Pause after a failed `accept` (e.g. out of file descriptors) before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(20);
 
@@ -92,14 +95,11 @@ impl Proxy {
         let addr = listener
             .local_addr()
             .map_err(|source| ProxyError::Bind { addr, source })?;
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(config.connect_timeout));
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .build(connector);
-        let counters = Arc::new(Counters::default());
+            .pool_idle_timeout(config.pool_idle_timeout)
+            .build(crate::tls::connector(&config)?);
+        let counters = Arc::new(Counters::new(ByteBudget::new(config.buffer_budget)));
         Ok(Proxy {
             listener,
             addr,
@@ -135,15 +135,23 @@ impl Proxy {
         } = self;
         let graceful = GracefulShutdown::new();
         let limit = Arc::new(Semaphore::new(shared.config.max_connections));
+        let overflow = Arc::new(Semaphore::new(OVERFLOW_SLOTS));
         let mut tasks = JoinSet::new();
         let mut shutdown = pin!(shutdown);
         loop {
-            let permit = tokio::select! {
-                biased;
-                () = &mut shutdown => break,
-                permit = Arc::clone(&limit).acquire_owned() => match permit {
-                    Ok(p) => p,
-                    Err(_) => break,
+            let (permit, over_limit) = match Arc::clone(&limit).try_acquire_owned() {
+                Ok(p) => (p, false),
+                Err(_) => tokio::select! {
+                    biased;
+                    () = &mut shutdown => break,
+                    permit = Arc::clone(&limit).acquire_owned() => match permit {
+                        Ok(p) => (p, false),
+                        Err(_) => break,
+                    },
+                    permit = Arc::clone(&overflow).acquire_owned() => match permit {
+                        Ok(p) => (p, true),
+                        Err(_) => break,
+                    },
                 },
             };
             let stream = tokio::select! {
@@ -161,19 +169,25 @@ impl Proxy {
             // Small SSE chunks must leave at once, not wait for Nagle.
             let _ = stream.set_nodelay(true);
             let conn_shared = Arc::clone(&shared);
-            let service =
-                service_fn(move |request| forward::handle(Arc::clone(&conn_shared), request));
-            let conn = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .serve_connection(TokioIo::new(stream), service);
-            let conn = graceful.watch(conn);
+            let mut builder = http1::Builder::new();
+            builder.timer(TokioTimer::new());
             let open = OpenConnection::new(Arc::clone(&shared.counters), permit);
-            tasks.spawn(async move {
-                if let Err(e) = conn.await {
-                    tracing::debug!(error = %e, "client connection ended with an error");
-                }
-                drop(open);
-            });
+            if over_limit {
+                Counters::bump(&shared.counters.connections_over_limit);
+                builder
+                    .keep_alive(false)
+                    .header_read_timeout(OVERFLOW_HEADER_TIMEOUT);
+                let service = service_fn(move |request| {
+                    forward::handle_over_limit(Arc::clone(&conn_shared), request)
+                });
+                let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+                tasks.spawn(serve(conn, open));
+            } else {
+                let service =
+                    service_fn(move |request| forward::handle(Arc::clone(&conn_shared), request));
+                let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+                tasks.spawn(serve(conn, open));
+            }
             // Reap finished connection tasks so the set stays as small as the open connections.
             while tasks.try_join_next().is_some() {}
         }
@@ -191,4 +205,12 @@ impl Proxy {
             stats: shared.counters.snapshot(),
         }
     }
+}
+
+/// Serves one client connection to its end; its slot is free again then.
+async fn serve(conn: impl Future<Output = Result<(), hyper::Error>>, open: OpenConnection) {
+    if let Err(e) = conn.await {
+        tracing::debug!(error = %e, "client connection ended with an error");
+    }
+    drop(open);
 }

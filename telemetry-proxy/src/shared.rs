@@ -4,18 +4,18 @@
 use std::sync::Arc;
 
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 
 use crate::body::ForwardBody;
 use crate::config::ProxyConfig;
 use crate::record::Recorder;
 use crate::stats::Counters;
+use crate::tls::Connector;
 
 /// What every connection task shares.
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub config: ProxyConfig,
-    pub client: Client<HttpConnector, ForwardBody>,
+    pub client: Client<Connector, ForwardBody>,
     pub counters: Arc<Counters>,
     pub recorder: Recorder,
 }

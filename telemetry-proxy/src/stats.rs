@@ -2,6 +2,9 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::budget::ByteBudget;
+use crate::config::DEFAULT_BUFFER_BUDGET;
+
 /// Counters of one proxy since it started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ProxyStats {
@@ -11,6 +14,20 @@ pub struct ProxyStats {
     pub connections: u64,
     /// Requests answered with a 502 because the upstream could not be reached.
     pub upstream_unreachable: u64,
+    /// Upstreams that did not begin their response, or paused mid-response, past their
+    /// timeout (the client got a 504, or its response ended early).
+    pub upstream_timeouts: u64,
+    /// Requests the proxy answered itself with a 4xx/503 instead of forwarding them: a body
+    /// that did not arrive in time, a model not found within the limits, the buffer budget
+    /// spent.
+    pub requests_refused: u64,
+    /// Connections turned away while every connection slot was taken (answered only
+    /// `/telemetry/health`, else a 503).
+    pub connections_over_limit: u64,
+    /// Bytes of bodies the proxy holds now, all connections together.
+    pub buffered_bytes: u64,
+    /// The most bytes of bodies held at once since the proxy started.
+    pub buffered_peak_bytes: u64,
     /// Completion calls whose record was handed to the telemetry bus (every outcome).
     pub calls_recorded: u64,
     /// Of those, calls the client abandoned before the response ended.
@@ -22,18 +39,46 @@ pub struct ProxyStats {
     pub requests_unparsed: u64,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Counters {
     pub requests: AtomicU64,
     pub connections: AtomicU64,
     pub upstream_unreachable: AtomicU64,
+    pub upstream_timeouts: AtomicU64,
+    pub requests_refused: AtomicU64,
+    pub connections_over_limit: AtomicU64,
+    /// The one budget of buffered bytes.
+    pub budget: ByteBudget,
     pub calls_recorded: AtomicU64,
     pub calls_cancelled: AtomicU64,
     pub calls_failed: AtomicU64,
     pub requests_unparsed: AtomicU64,
 }
 
+impl Default for Counters {
+    fn default() -> Self {
+        Counters::new(ByteBudget::new(DEFAULT_BUFFER_BUDGET))
+    }
+}
+
 impl Counters {
+    /// Zero counters, with `budget` for the bodies held.
+    pub fn new(budget: ByteBudget) -> Counters {
+        Counters {
+            requests: AtomicU64::new(0),
+            connections: AtomicU64::new(0),
+            upstream_unreachable: AtomicU64::new(0),
+            upstream_timeouts: AtomicU64::new(0),
+            requests_refused: AtomicU64::new(0),
+            connections_over_limit: AtomicU64::new(0),
+            budget,
+            calls_recorded: AtomicU64::new(0),
+            calls_cancelled: AtomicU64::new(0),
+            calls_failed: AtomicU64::new(0),
+            requests_unparsed: AtomicU64::new(0),
+        }
+    }
+
     pub fn bump(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
     }
@@ -44,6 +89,11 @@ impl Counters {
             requests: load(&self.requests),
             connections: load(&self.connections),
             upstream_unreachable: load(&self.upstream_unreachable),
+            upstream_timeouts: load(&self.upstream_timeouts),
+            requests_refused: load(&self.requests_refused),
+            connections_over_limit: load(&self.connections_over_limit),
+            buffered_bytes: self.budget.used() as u64,
+            buffered_peak_bytes: self.budget.peak() as u64,
             calls_recorded: load(&self.calls_recorded),
             calls_cancelled: load(&self.calls_cancelled),
             calls_failed: load(&self.calls_failed),

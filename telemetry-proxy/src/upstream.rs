@@ -10,10 +10,12 @@ use http::uri::{Authority, PathAndQuery, Scheme};
 
 use crate::error::ProxyError;
 
-/// An upstream server: `http://host:port` with an optional path prefix (`http://host/llm`
-/// forwards `/v1/models` to `/llm/v1/models`). Plain HTTP only: the proxy carries no TLS stack.
+/// An upstream server: `http://host:port` or `https://host:port`, with an optional path prefix
+/// (`http://host/llm` forwards `/v1/models` to `/llm/v1/models`). `https://` upstreams are
+/// reached over TLS (rustls), their name sent as SNI and their certificate checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Upstream {
+    scheme: Scheme,
     authority: Authority,
     /// The path prefix without a trailing slash; empty for none.
     prefix: String,
@@ -22,8 +24,9 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    /// Parses `http://host[:port][/prefix]`. Query strings, fragments, user info and schemes
-    /// other than `http` are refused.
+    /// Parses `http://host[:port][/prefix]` or `https://...`. Query strings, fragments, user
+    /// info (an API key belongs in a request header, not in the proxy's configuration) and other
+    /// schemes are refused.
     pub fn parse(url: &str) -> Result<Upstream, ProxyError> {
         let bad = |reason| ProxyError::InvalidUpstream {
             url: url.to_owned(),
@@ -31,16 +34,11 @@ impl Upstream {
         };
         let uri: Uri = url
             .parse()
-            .map_err(|_| bad("not a URL (expected http://host:port)"))?;
-        match uri.scheme() {
-            Some(s) if *s == Scheme::HTTP => {}
-            Some(s) if *s == Scheme::HTTPS => {
-                return Err(bad(
-                    "https is not supported (the proxy has no TLS); use a plain http upstream",
-                ));
-            }
-            _ => return Err(bad("the scheme must be http://")),
-        }
+            .map_err(|_| bad("not a URL (expected http://host:port or https://host)"))?;
+        let scheme = match uri.scheme() {
+            Some(s) if *s == Scheme::HTTP || *s == Scheme::HTTPS => s.clone(),
+            _ => return Err(bad("the scheme must be http:// or https://")),
+        };
         let authority = uri.authority().cloned().ok_or_else(|| bad("no host"))?;
         if authority.as_str().contains('@') {
             return Err(bad("user info is not supported"));
@@ -53,6 +51,7 @@ impl Upstream {
         }
         let prefix = uri.path().trim_end_matches('/').to_owned();
         Ok(Upstream {
+            scheme,
             authority,
             prefix,
             url: url.to_owned(),
@@ -69,7 +68,13 @@ impl Upstream {
         &self.authority
     }
 
-    /// `host` and port (80 when the URL names none), for a reachability probe.
+    /// Whether the upstream is reached over TLS.
+    pub fn is_https(&self) -> bool {
+        self.scheme == Scheme::HTTPS
+    }
+
+    /// `host` and port (80, or 443 for `https://`, when the URL names none), for a
+    /// reachability probe.
     pub(crate) fn host_port(&self) -> (&str, u16) {
         let host = self.authority.host();
         // An IPv6 literal keeps its brackets in `host()`.
@@ -77,7 +82,8 @@ impl Upstream {
             .strip_prefix('[')
             .and_then(|h| h.strip_suffix(']'))
             .unwrap_or(host);
-        (host, self.authority.port_u16().unwrap_or(80))
+        let default_port = if self.is_https() { 443 } else { 80 };
+        (host, self.authority.port_u16().unwrap_or(default_port))
     }
 
     /// The upstream URI for a request the client sent to `path_and_query`.
@@ -87,7 +93,7 @@ impl Upstream {
     ) -> Result<Uri, http::Error> {
         let pq = path_and_query.map_or("/", PathAndQuery::as_str);
         let builder = Uri::builder()
-            .scheme(Scheme::HTTP)
+            .scheme(self.scheme.clone())
             .authority(self.authority.clone());
         if self.prefix.is_empty() {
             builder.path_and_query(pq).build()
@@ -204,8 +210,15 @@ mod tests {
 
     #[test]
     fn refuses_what_it_cannot_forward_to() {
+        let tls = Upstream::parse("https://api.openai.com/v1").unwrap();
+        assert!(tls.is_https());
+        assert_eq!(tls.host_port(), ("api.openai.com", 443));
+        let pq: PathAndQuery = "/chat/completions".parse().unwrap();
+        assert_eq!(
+            tls.uri_for(Some(&pq)).unwrap().to_string(),
+            "https://api.openai.com/v1/chat/completions"
+        );
         for (url, why) in [
-            ("https://api.openai.com", "no TLS"),
             ("127.0.0.1:8080", "scheme"),
             ("http://", "URL"),
             ("http://u:p@host", "user info"),
@@ -236,7 +249,7 @@ mod tests {
             routes.clone().route_spec("llama=http://d:4"),
             Err(ProxyError::DuplicateRoute { .. })
         ));
-        for bad in ["llama", "=http://x", "m=", "m=https://x"] {
+        for bad in ["llama", "=http://x", "m=", "m=ftp://x"] {
             assert!(routes.clone().route_spec(bad).is_err(), "{bad}");
         }
     }

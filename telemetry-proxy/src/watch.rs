@@ -76,6 +76,21 @@ impl Watch {
         }
     }
 
+    /// Stops reading: the rest of the body goes by unread, and the call is recorded without
+    /// its tokens (a stream keeps the content chunks counted so far).
+    pub fn give_up(&mut self) {
+        match self {
+            Watch::Stream(s) => {
+                s.unparsed = true;
+                s.broken = true;
+            }
+            Watch::Whole(w) => {
+                w.over = true;
+                w.parts = Vec::new();
+            }
+        }
+    }
+
     /// The body ended normally: what it said.
     pub fn end(self) -> Seen {
         match self {

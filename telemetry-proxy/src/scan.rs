@@ -1,0 +1,530 @@
+//! [`BodyScan`]: the `model` and `stream` of a JSON request body, found wherever they are in its
+//! top-level object, by a streaming scan that is fed the body piece by piece as it arrives.
+//!
+//! JSON key order is the client's choice: a request may put a many-megabyte `messages` (a base64
+//! image) before `model`. The scan keeps no copy of the body — only the bytes of the top-level
+//! key being read and of the `model` and `stream` values (each bounded) — and skips everything
+//! else, strings included, at memchr speed. It is not a JSON validator: it follows strings,
+//! escapes and nesting well enough to know which keys are at the top level, and leaves the
+//! rest of the judging to the upstream.
+
+/// Longest `model` value kept (bytes as written in the body, escapes included).
+pub(crate) const MAX_MODEL_BYTES: usize = 4096;
+/// Longest top-level key compared with `model` / `stream` (longer keys are other keys).
+const MAX_KEY_BYTES: usize = 64;
+/// Longest literal kept for `stream` (`true`, `false`, `null`).
+const MAX_LITERAL_BYTES: usize = 8;
+
+/// Why a body cannot be read as a JSON object with a usable `model`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum ScanError {
+    /// Not a JSON object (at this byte offset).
+    #[error("the body is not a JSON object (unexpected byte {byte:#04x} at offset {offset})")]
+    NotAnObject {
+        /// Offset of the offending byte.
+        offset: u64,
+        /// The byte.
+        byte: u8,
+    },
+    /// `model` is not a string, or not one the scan can keep.
+    #[error("`model` is {0}")]
+    BadModel(&'static str),
+    /// `model` appears twice with different values (the proxy would route by one, the server
+    /// might answer with the other).
+    #[error("`model` is given twice, as {first:?} and {second:?}")]
+    TwoModels {
+        /// The first value.
+        first: String,
+        /// The second value.
+        second: String,
+    },
+}
+
+/// Which top-level key's value is being read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Key {
+    Model,
+    Stream,
+    Other,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Before the opening `{`.
+    Start,
+    /// Inside the top-level object, where a key or `}` comes next.
+    KeyOrEnd,
+    /// Inside a top-level key's string.
+    InKey { escaped: bool },
+    /// After a key, before `:`.
+    Colon,
+    /// After `:`, before the value.
+    Value,
+    /// Inside a top-level string value.
+    InString { escaped: bool },
+    /// Inside a nested object or array, `depth` levels deep.
+    Nested {
+        depth: u32,
+        in_string: bool,
+        escaped: bool,
+    },
+    /// Inside a number or literal at the top level.
+    Literal,
+    /// After a value, before `,` or `}`.
+    CommaOrEnd,
+    /// The top-level object is closed.
+    Done,
+    /// The body is not what the scan can read.
+    Failed,
+}
+
+/// A streaming scan of one request body.
+#[derive(Debug)]
+pub(crate) struct BodyScan {
+    state: State,
+    offset: u64,
+    key: Vec<u8>,
+    key_long: bool,
+    current: Key,
+    value: Vec<u8>,
+    value_long: bool,
+    model: Option<String>,
+    stream: Option<bool>,
+    error: Option<ScanError>,
+}
+
+impl Default for BodyScan {
+    fn default() -> Self {
+        BodyScan {
+            state: State::Start,
+            offset: 0,
+            key: Vec::new(),
+            key_long: false,
+            current: Key::Other,
+            value: Vec::new(),
+            value_long: false,
+            model: None,
+            stream: None,
+            error: None,
+        }
+    }
+}
+
+impl BodyScan {
+    /// Whether the top-level object has been read to its end.
+    pub fn is_done(&self) -> bool {
+        self.state == State::Done
+    }
+
+    /// Why the scan stopped, if the body is not what it can read.
+    pub fn error(&self) -> Option<&ScanError> {
+        self.error.as_ref()
+    }
+
+    /// The `model` found so far (a non-empty string).
+    pub fn model(&self) -> Option<&str> {
+        self.model.as_deref().filter(|m| !m.is_empty())
+    }
+
+    /// Whether a `model` key has been read (an empty string included).
+    pub fn has_model(&self) -> bool {
+        self.model.is_some()
+    }
+
+    /// `stream: true` was read.
+    pub fn stream(&self) -> bool {
+        self.stream == Some(true)
+    }
+
+    /// Whether a later `model` could still change what the scan says (it has not ended).
+    pub fn is_open(&self) -> bool {
+        !matches!(self.state, State::Done | State::Failed)
+    }
+
+    fn fail(&mut self, error: ScanError) {
+        self.error.get_or_insert(error);
+        self.state = State::Failed;
+    }
+
+    /// Reads the next piece of the body.
+    pub fn feed(&mut self, data: &[u8]) {
+        let mut i = 0;
+        while i < data.len() {
+            if !self.is_open() {
+                return;
+            }
+            i = self.step(data, i);
+        }
+    }
+
+    /// Reads from `data[i..]`; returns the index of the next unread byte.
+    fn step(&mut self, data: &[u8], i: usize) -> usize {
+        let b = data[i];
+        let next = i + 1;
+        match self.state {
+            State::Start => match b {
+                b' ' | b'\t' | b'\r' | b'\n' => {}
+                b'{' => self.state = State::KeyOrEnd,
+                // A UTF-8 byte-order mark before the object.
+                0xEF | 0xBB | 0xBF if self.offset < 3 => {}
+                _ => self.not_an_object(b),
+            },
+            State::KeyOrEnd => match b {
+                b' ' | b'\t' | b'\r' | b'\n' | b',' => {}
+                b'"' => {
+                    self.key.clear();
+                    self.key_long = false;
+                    self.state = State::InKey { escaped: false };
+                }
+                b'}' => self.state = State::Done,
+                _ => self.not_an_object(b),
+            },
+            State::InKey { escaped } => {
+                if escaped {
+                    self.push_key(b);
+                    self.state = State::InKey { escaped: false };
+                } else if b == b'"' {
+                    self.current = self.key_name();
+                    self.state = State::Colon;
+                } else {
+                    self.push_key(b);
+                    self.state = State::InKey {
+                        escaped: b == b'\\',
+                    };
+                }
+            }
+            State::Colon => match b {
+                b' ' | b'\t' | b'\r' | b'\n' => {}
+                b':' => self.state = State::Value,
+                _ => self.not_an_object(b),
+            },
+            State::Value => match b {
+                b' ' | b'\t' | b'\r' | b'\n' => {}
+                b'"' => {
+                    self.value.clear();
+                    self.value_long = false;
+                    self.state = State::InString { escaped: false };
+                }
+                b'{' | b'[' => {
+                    if self.current == Key::Model {
+                        self.fail(ScanError::BadModel("not a string"));
+                        return next;
+                    }
+                    self.state = State::Nested {
+                        depth: 1,
+                        in_string: false,
+                        escaped: false,
+                    };
+                }
+                b',' | b'}' | b':' | b']' => self.not_an_object(b),
+                _ => {
+                    self.value.clear();
+                    self.value_long = false;
+                    self.state = State::Literal;
+                    return i; // re-read as part of the literal
+                }
+            },
+            State::InString { escaped } => return self.in_string(data, i, escaped),
+            State::Nested {
+                depth,
+                in_string,
+                escaped,
+            } => return self.nested(data, i, depth, in_string, escaped),
+            State::Literal => match b {
+                b',' | b'}' | b' ' | b'\t' | b'\r' | b'\n' => {
+                    self.end_literal();
+                    self.state = State::CommaOrEnd;
+                    return i; // the delimiter is read by CommaOrEnd
+                }
+                _ => {
+                    if self.value.len() < MAX_LITERAL_BYTES {
+                        self.value.push(b);
+                    } else {
+                        self.value_long = true;
+                    }
+                }
+            },
+            State::CommaOrEnd => match b {
+                b' ' | b'\t' | b'\r' | b'\n' => {}
+                b',' => self.state = State::KeyOrEnd,
+                b'}' => self.state = State::Done,
+                _ => self.not_an_object(b),
+            },
+            State::Done | State::Failed => return data.len(),
+        }
+        self.offset += (next - i) as u64;
+        next
+    }
+
+    /// `byte`, at the scan's offset, is not what a JSON object has there.
+    fn not_an_object(&mut self, byte: u8) {
+        let offset = self.offset;
+        self.fail(ScanError::NotAnObject { offset, byte });
+    }
+
+    /// Fast path through a top-level string value: only the model's is kept.
+    fn in_string(&mut self, data: &[u8], start: usize, mut escaped: bool) -> usize {
+        let keep = self.current == Key::Model;
+        let mut i = start;
+        while i < data.len() {
+            if escaped {
+                escaped = false;
+                i += 1;
+                continue;
+            }
+            let Some(at) = memchr::memchr2(b'"', b'\\', &data[i..]) else {
+                i = data.len();
+                break;
+            };
+            let at = i + at;
+            if data[at] == b'\\' {
+                escaped = true;
+                i = at + 1;
+                continue;
+            }
+            // The closing quote.
+            if keep {
+                self.keep_value(&data[start..at]);
+            }
+            self.offset += (at + 1 - start) as u64;
+            self.state = State::CommaOrEnd;
+            if keep {
+                self.end_model();
+            }
+            return at + 1;
+        }
+        if keep {
+            self.keep_value(&data[start..i]);
+        }
+        self.offset += (i - start) as u64;
+        self.state = State::InString { escaped };
+        i
+    }
+
+    /// Skips a nested object or array: strings followed, brackets counted.
+    fn nested(
+        &mut self,
+        data: &[u8],
+        start: usize,
+        mut depth: u32,
+        mut in_string: bool,
+        mut escaped: bool,
+    ) -> usize {
+        let mut i = start;
+        while i < data.len() {
+            if in_string {
+                if escaped {
+                    escaped = false;
+                    i += 1;
+                    continue;
+                }
+                match memchr::memchr2(b'"', b'\\', &data[i..]) {
+                    None => {
+                        i = data.len();
+                        break;
+                    }
+                    Some(at) => {
+                        let at = i + at;
+                        if data[at] == b'\\' {
+                            escaped = true;
+                        } else {
+                            in_string = false;
+                        }
+                        i = at + 1;
+                    }
+                }
+                continue;
+            }
+            match data[i] {
+                b'"' => in_string = true,
+                b'{' | b'[' => depth = depth.saturating_add(1),
+                b'}' | b']' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        self.offset += (i + 1 - start) as u64;
+                        self.state = State::CommaOrEnd;
+                        return i + 1;
+                    }
+                }
+                _ => {}
+            }
+            i += 1;
+        }
+        self.offset += (i - start) as u64;
+        self.state = State::Nested {
+            depth,
+            in_string,
+            escaped,
+        };
+        i
+    }
+
+    fn push_key(&mut self, b: u8) {
+        if self.key.len() < MAX_KEY_BYTES {
+            self.key.push(b);
+        } else {
+            self.key_long = true;
+        }
+    }
+
+    /// The key just read (escapes decoded).
+    fn key_name(&self) -> Key {
+        if self.key_long {
+            return Key::Other;
+        }
+        let decoded = if self.key.contains(&b'\\') {
+            unescape(&self.key)
+        } else {
+            std::str::from_utf8(&self.key).ok().map(str::to_owned)
+        };
+        match decoded.as_deref() {
+            Some("model") => Key::Model,
+            Some("stream") => Key::Stream,
+            _ => Key::Other,
+        }
+    }
+
+    fn keep_value(&mut self, part: &[u8]) {
+        if self.value_long {
+            return;
+        }
+        if self.value.len() + part.len() > MAX_MODEL_BYTES {
+            self.value_long = true;
+            self.value = Vec::new();
+        } else {
+            self.value.extend_from_slice(part);
+        }
+    }
+
+    fn end_model(&mut self) {
+        if self.value_long {
+            self.fail(ScanError::BadModel("longer than 4096 bytes"));
+            return;
+        }
+        let Some(model) = unescape(&self.value) else {
+            self.fail(ScanError::BadModel("not a valid JSON string"));
+            return;
+        };
+        match self.model.take() {
+            Some(first) if first != model => self.fail(ScanError::TwoModels {
+                first,
+                second: model,
+            }),
+            _ => self.model = Some(model),
+        }
+    }
+
+    fn end_literal(&mut self) {
+        match self.current {
+            Key::Model => self.fail(ScanError::BadModel("not a string")),
+            Key::Stream if !self.value_long => match self.value.as_slice() {
+                b"true" => self.stream = Some(true),
+                b"false" | b"null" => self.stream = Some(false),
+                _ => {}
+            },
+            _ => {}
+        }
+    }
+}
+
+/// The text of a JSON string's inside (as written, escapes included).
+fn unescape(raw: &[u8]) -> Option<String> {
+    if !raw.contains(&b'\\') {
+        return std::str::from_utf8(raw).ok().map(str::to_owned);
+    }
+    let mut quoted = Vec::with_capacity(raw.len() + 2);
+    quoted.push(b'"');
+    quoted.extend_from_slice(raw);
+    quoted.push(b'"');
+    serde_json::from_slice(&quoted).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Scans `body` fed in pieces of `piece` bytes.
+    fn scan(body: &[u8], piece: usize) -> BodyScan {
+        let mut s = BodyScan::default();
+        for p in body.chunks(piece.max(1)) {
+            s.feed(p);
+        }
+        s
+    }
+
+    #[test]
+    fn finds_model_and_stream_anywhere_split_anywhere() {
+        let bodies: [&[u8]; 5] = [
+            br#"{"model":"m1","messages":[],"stream":true}"#,
+            br#"{"messages":[{"role":"user","content":"a \"model\":\"x\" {["}],"stream":true,"model":"m1"}"#,
+            b" \n{ \"stream\" : true ,\n \"nested\": {\"model\": \"no\", \"a\": [1, {\"b\": \"}\"}]}, \"model\" : \"m1\" }",
+            br#"{"mod\u0065l":"m\u0031","n":-1.5e3,"stream":true}"#,
+            b"\xEF\xBB\xBF{\"model\":\"m1\",\"stream\":true}",
+        ];
+        for body in bodies {
+            for piece in [1, 2, 3, 7, 64, body.len()] {
+                let s = scan(body, piece);
+                let text = String::from_utf8_lossy(body);
+                assert!(s.is_done(), "{text} / {piece}: {:?}", s.error());
+                assert_eq!(s.model(), Some("m1"), "{text} / {piece}");
+                assert!(s.stream(), "{text} / {piece}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_large_value_before_model_is_skipped_without_being_kept() {
+        let image = "A".repeat(3 << 20);
+        let body = format!(
+            r#"{{"messages":[{{"role":"user","content":[{{"type":"image_url","image_url":{{"url":"data:image/png;base64,{image}"}}}}]}}],"model":"big"}}"#
+        );
+        let s = scan(body.as_bytes(), 16 * 1024);
+        assert_eq!(s.model(), Some("big"));
+        assert!(s.is_done() && !s.stream());
+        assert!(s.value.capacity() <= MAX_MODEL_BYTES && s.key.capacity() <= MAX_KEY_BYTES);
+    }
+
+    #[test]
+    fn what_cannot_be_routed_says_why() {
+        let err = |body: &[u8]| scan(body, 3).error().cloned().unwrap();
+        assert!(matches!(
+            err(b"[1,2]"),
+            ScanError::NotAnObject {
+                offset: 0,
+                byte: b'['
+            }
+        ));
+        assert!(matches!(
+            err(b"{\"a\" 1}"),
+            ScanError::NotAnObject { offset: 5, .. }
+        ));
+        assert_eq!(err(br#"{"model":42}"#), ScanError::BadModel("not a string"));
+        assert_eq!(
+            err(br#"{"model":{"a":1}}"#),
+            ScanError::BadModel("not a string")
+        );
+        let long = format!(r#"{{"model":"{}"}}"#, "m".repeat(MAX_MODEL_BYTES + 1));
+        assert_eq!(
+            err(long.as_bytes()),
+            ScanError::BadModel("longer than 4096 bytes")
+        );
+        assert_eq!(
+            err(br#"{"model":"a","x":1,"model":"b"}"#),
+            ScanError::TwoModels {
+                first: "a".into(),
+                second: "b".into()
+            }
+        );
+        // The same model twice is one model.
+        let s = scan(br#"{"model":"a","model":"a"}"#, 1);
+        assert!(s.is_done() && s.model() == Some("a"));
+    }
+
+    #[test]
+    fn an_unfinished_body_is_still_open() {
+        let s = scan(br#"{"messages":[{"content":"abc"#, 4);
+        assert!(s.is_open() && !s.has_model() && s.error().is_none());
+        let s = scan(br#"{"model":"","stream":false}"#, 5);
+        assert!(s.has_model() && s.model().is_none() && !s.stream() && s.is_done());
+    }
+}
