@@ -166,6 +166,14 @@ impl Proxy {
                     }
                 },
             };
+            // A slot may have come free while this connection was awaited on an overflow one.
+            let (permit, over_limit) = match over_limit {
+                true => match Arc::clone(&limit).try_acquire_owned() {
+                    Ok(p) => (p, false),
+                    Err(_) => (permit, true),
+                },
+                false => (permit, false),
+            };
             // Small SSE chunks must leave at once, not wait for Nagle.
             let _ = stream.set_nodelay(true);
             let conn_shared = Arc::clone(&shared);

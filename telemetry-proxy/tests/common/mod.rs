@@ -172,3 +172,87 @@ pub async fn recording_proxy(
 pub fn records(records: &Records) -> Vec<telemetry_core::TelemetryRecord> {
     records.0.lock().unwrap().clone()
 }
+
+/// A proxy built by `configure` from a config whose records are kept in the returned
+/// [`Records`].
+pub async fn proxy_with(
+    configure: impl FnOnce(ProxyConfig) -> ProxyConfig,
+    routes: Routes,
+) -> (RunningProxy, Records) {
+    let bus = std::sync::Arc::new(telemetry_core::EventBus::new());
+    let records = Records::on(&bus);
+    let config =
+        configure(ProxyConfig::new(routes).telemetry(telemetry_proxy::ProxyTelemetry::new(bus)));
+    (RunningProxy::start(config).await, records)
+}
+
+/// Routes with every request to `url`.
+pub fn to(url: &str) -> Routes {
+    Routes::new(Upstream::parse(url).unwrap())
+}
+
+/// This process's resident memory, KiB (from /proc).
+pub fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// A loopback server that accepts connections, reads what they send and never answers.
+pub async fn silent_upstream() -> (String, tokio::task::JoinHandle<()>) {
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((mut stream, _)) = listener.accept().await {
+            held.push(tokio::spawn(async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                while matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {}
+                // Held open until the peer closes.
+                std::future::pending::<()>().await;
+            }));
+        }
+    });
+    (url, task)
+}
+
+/// A raw HTTP/1.1 request head for a POST of `len` body bytes to `path`.
+pub fn post_head(path: &str, len: usize) -> String {
+    format!(
+        "POST {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: {len}\r\n\r\n"
+    )
+}
+
+/// Reads what the peer sends until it closes or `timeout` passes; the text read.
+pub async fn read_reply(stream: &mut tokio::net::TcpStream, timeout: Duration) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(timeout, async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    got.extend_from_slice(&buf[..n]);
+                    // One response is enough.
+                    let text = String::from_utf8_lossy(&got);
+                    if let Some((head, body)) = text.split_once("\r\n\r\n")
+                        && let Some(len) = head
+                            .lines()
+                            .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_owned()))
+                            .and_then(|v| v.parse::<usize>().ok())
+                        && body.len() >= len
+                    {
+                        break;
+                    }
+                }
+            }
+        }
+    })
+    .await;
+    String::from_utf8_lossy(&got).into_owned()
+}
