@@ -10,7 +10,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{client, eventually, post, post_head, proxy_with, read_reply, records, rss_kib, send, to};
+use common::{
+    client, eventually, post, post_head, proxy_with, read_reply, records, rss_kib, send, to,
+};
 use http_body_util::Full;
 use telemetry_core::Outcome;
 use telemetry_proxy::testing::{FakeReply, FakeUpstream, chat_completion};
@@ -71,10 +73,18 @@ async fn trickling_bodies_are_cut_and_health_answers_while_every_slot_is_taken()
     let c = client();
     let asked = Instant::now();
     let health = send(&c, health_get(proxy.url("/telemetry/health"))).await;
-    assert!(health.status == 200 || health.status == 503, "{}", health.status);
+    assert!(
+        health.status == 200 || health.status == 503,
+        "{}",
+        health.status
+    );
     assert!(health.json()["proxy"]["connections"].as_u64().unwrap() >= SLOTS as u64);
     let busy = send(&client(), post(&proxy.url("/v1/chat/completions"), CHAT)).await;
-    assert!(asked.elapsed() < Duration::from_secs(2), "{:?}", asked.elapsed());
+    assert!(
+        asked.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        asked.elapsed()
+    );
     if busy.status == 503 {
         assert_eq!(busy.json()["error"]["type"], "proxy_busy");
     }
@@ -121,10 +131,9 @@ async fn unfinished_uploads_hold_no_more_than_the_buffer_budget() {
     .await;
     let rss_before = rss_kib();
     // Each client announces 8 MiB of `messages` before its model, sends half, and stops.
-    let chunk: &'static [u8] = Box::leak(
-        format!(r#"{{"messages":[{{"content":"{}"#, "A".repeat(SENT)).into_boxed_str(),
-    )
-    .as_bytes();
+    let chunk: &'static [u8] =
+        Box::leak(format!(r#"{{"messages":[{{"content":"{}"#, "A".repeat(SENT)).into_boxed_str())
+            .as_bytes();
     let mut held = Vec::new();
     for _ in 0..UPLOADS {
         let mut s = TcpStream::connect(proxy.addr).await.unwrap();
@@ -199,7 +208,11 @@ async fn a_client_that_aborts_its_upload_is_cancelled_not_an_upstream_failure() 
     }
     let stats = proxy.stats.get();
     assert_eq!(
-        (stats.upstream_unreachable, stats.calls_cancelled, stats.calls_failed),
+        (
+            stats.upstream_unreachable,
+            stats.calls_cancelled,
+            stats.calls_failed
+        ),
         (0, 2, 0)
     );
     proxy.shutdown().await;

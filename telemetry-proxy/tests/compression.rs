@@ -39,9 +39,10 @@ async fn compressed_blocking_answers_are_recorded_with_their_usage() {
             &proxy.url("/v1/chat/completions"),
             r#"{"model":"m","messages":[]}"#,
         );
-        request
-            .headers_mut()
-            .insert("accept-encoding", "gzip, deflate, br, zstd".parse().unwrap());
+        request.headers_mut().insert(
+            "accept-encoding",
+            "gzip, deflate, br, zstd".parse().unwrap(),
+        );
         let got = send(&client(), request).await;
         assert_eq!(got.status, 200);
         assert_eq!(got.headers["content-encoding"], encoding);
@@ -95,8 +96,7 @@ async fn a_gzip_stream_is_recorded_chunk_by_chunk() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_that_does_not_decode_is_forwarded_and_recorded_without_tokens() {
-    let reply =
-        FakeReply::json(200, &b"this is not gzip"[..]).header("content-encoding", "gzip");
+    let reply = FakeReply::json(200, &b"this is not gzip"[..]).header("content-encoding", "gzip");
     let upstream = FakeUpstream::start(move |_| reply.clone()).await;
     let (proxy, bus) = proxy_with(|c| c, to(&upstream.url())).await;
     let got = send(

@@ -88,7 +88,11 @@ async fn what_cannot_be_routed_is_a_4xx_that_says_why_and_is_recorded() {
         (r#"{"model":"big","messages":["#.into(), 400, "ended inside"),
     ];
     for (body, status, why) in &cases {
-        let got = send(&client(), post(&proxy.url("/v1/chat/completions"), body.clone())).await;
+        let got = send(
+            &client(),
+            post(&proxy.url("/v1/chat/completions"), body.clone()),
+        )
+        .await;
         assert_eq!(got.status, *status, "{why}");
         let error = &got.json()["error"];
         assert_eq!(error["type"], "unroutable_request");
@@ -114,7 +118,10 @@ async fn what_cannot_be_routed_is_a_4xx_that_says_why_and_is_recorded() {
     .await;
     let got = send(
         &client(),
-        post(&proxy.url("/v1/chat/completions"), image_request("big", 2 << 20)),
+        post(
+            &proxy.url("/v1/chat/completions"),
+            image_request("big", 2 << 20),
+        ),
     )
     .await;
     assert_eq!(got.status, 200);

@@ -52,7 +52,10 @@ async fn a_stream_that_stalls_is_ended_and_recorded_as_an_upstream_timeout() {
     // The head, the role chunk and two words at once; then nothing for an hour.
     let mut events = chat_stream("m", 2, None, Duration::ZERO);
     events.truncate(3);
-    events.push((Duration::from_secs(3600), Bytes::from_static(b"data: [DONE]\n\n")));
+    events.push((
+        Duration::from_secs(3600),
+        Bytes::from_static(b"data: [DONE]\n\n"),
+    ));
     let upstream = FakeUpstream::start(move |_| FakeReply::sse(events.clone())).await;
     let (proxy, bus) = proxy_with(
         |c| c.chunk_timeout(Duration::from_millis(300)),

@@ -243,7 +243,11 @@ pub async fn read_reply(stream: &mut tokio::net::TcpStream, timeout: Duration) -
                     if let Some((head, body)) = text.split_once("\r\n\r\n")
                         && let Some(len) = head
                             .lines()
-                            .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_owned()))
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().to_owned())
+                            })
                             .and_then(|v| v.parse::<usize>().ok())
                         && body.len() >= len
                     {
