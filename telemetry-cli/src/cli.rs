@@ -428,9 +428,14 @@ pub struct ProxyArgs {
     /// printed).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8000", value_parser = parse_listen)]
     pub listen: SocketAddr,
-    /// The server requests go to (plain http://host:port, optionally with a path prefix).
+    /// The server requests go to (http://host:port or https://host, optionally with a path
+    /// prefix).
     #[arg(long, value_name = "URL")]
     pub upstream: String,
+    /// Also trust the CA certificates in this PEM file for https:// upstreams (a private CA),
+    /// besides the system's.
+    #[arg(long, value_name = "FILE")]
+    pub upstream_ca: Option<PathBuf>,
     /// Requests for MODEL go to URL instead (repeatable).
     #[arg(long, value_name = "MODEL=URL")]
     pub route: Vec<String>,
@@ -447,6 +452,27 @@ pub struct ProxyArgs {
     /// Price table (TOML or JSON) for the records' cost.
     #[arg(long, value_name = "FILE")]
     pub prices: Option<PathBuf>,
+    /// Seconds allowed to connect to an upstream (TCP and TLS handshake); then a 502.
+    #[arg(long, value_name = "SECONDS", default_value_t = telemetry_proxy::DEFAULT_CONNECT_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
+    pub connect_timeout: u64,
+    /// Seconds an upstream may take, once the request is sent, to begin its response (a
+    /// blocking call's whole generation); then a 504.
+    #[arg(long, value_name = "SECONDS", default_value_t = telemetry_proxy::DEFAULT_FIRST_BYTE_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
+    pub first_byte_timeout: u64,
+    /// Longest pause, in seconds, between two pieces of an upstream's response; then the
+    /// response is ended early.
+    #[arg(long, value_name = "SECONDS", default_value_t = telemetry_proxy::DEFAULT_CHUNK_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
+    pub chunk_timeout: u64,
+    /// Seconds a client has to send its whole request body; then a 408.
+    #[arg(long, value_name = "SECONDS", default_value_t = telemetry_proxy::DEFAULT_BODY_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
+    pub body_timeout: u64,
+    /// MiB of request and response bodies the proxy holds at most, all connections together.
+    #[arg(long, value_name = "MIB", default_value_t = (telemetry_proxy::DEFAULT_BUFFER_BUDGET >> 20) as u64, value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+    pub buffer_budget: u64,
+    /// Most client connections served at once (a few more get /telemetry/health answered and a
+    /// 503 otherwise).
+    #[arg(long, value_name = "N", default_value_t = telemetry_proxy::DEFAULT_MAX_CONNECTIONS as u64, value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+    pub max_connections: u64,
     /// Seconds responses in flight may take to finish after SIGINT/SIGTERM.
     #[arg(long, value_name = "SECONDS", default_value_t = 30)]
     pub shutdown_grace: u64,

@@ -146,4 +146,7 @@ Examples:
       then: OPENAI_BASE_URL=http://127.0.0.1:8000/v1 python app.py
   telemetry proxy --listen 0.0.0.0:8000 --upstream http://gpu1:8080 \\
       --route qwen3-32b=http://gpu2:8080 --engine-name llama.cpp --prices prices.toml
+  telemetry proxy --upstream https://api.openai.com --prices prices.toml
+      (the client's API key is forwarded, never stored)
+  telemetry proxy --upstream https://vllm.internal --upstream-ca internal-ca.pem
   telemetry --db /srv/telemetry.db proxy --upstream http://127.0.0.1:8000 --gpu nvml";

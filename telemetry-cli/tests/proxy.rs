@@ -257,8 +257,17 @@ fn bad_arguments_are_one_line_errors() {
     let (dir, db) = temp_db();
     for (args, says) in [
         (
-            vec!["--upstream", "https://api.example.com"],
-            "https is not supported",
+            vec!["--upstream", "ftp://api.example.com"],
+            "the scheme must be http:// or https://",
+        ),
+        (
+            vec![
+                "--upstream",
+                "https://api.example.com",
+                "--upstream-ca",
+                "/nonexistent/ca.pem",
+            ],
+            "--upstream-ca: cannot use /nonexistent/ca.pem",
         ),
         (
             vec!["--upstream", "http://127.0.0.1:1", "--route", "nomodel"],
@@ -335,4 +344,115 @@ fn metrics_on_the_proxy_port_honour_an_openmetrics_accept() {
     proxy.terminate();
     let (status, rest) = proxy.wait();
     assert!(status.success(), "{rest}");
+}
+
+#[test]
+fn api_keys_are_forwarded_and_found_nowhere_else() {
+    let (dir, db) = temp_db();
+    // One secret per run, so nothing else can contain it by chance.
+    let secret = format!(
+        "sk-test-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    let events = chat_stream("served", 3, Some((5, 3)), Duration::ZERO);
+    let (_rt, upstream) = fake_upstream(move |req| {
+        if req.body.windows(6).any(|w| w == b"stream") {
+            FakeReply::sse(events.clone())
+        } else if req.body.windows(3).any(|w| w == b"bad") {
+            // An upstream that echoes the key in its error, as some do: the record keeps the
+            // server's message, so the key must be taken out of it.
+            let key = req.headers["x-api-key"].to_str().unwrap();
+            FakeReply::json(
+                401,
+                format!(r#"{{"error":{{"message":"invalid api key {key}","code":401}}}}"#),
+            )
+        } else {
+            FakeReply::json(200, chat_completion("served", 3, 2))
+        }
+    });
+    let stderr = dir.path().join("stderr.txt");
+    let run = spawn(
+        telemetry_std(dir.path())
+            .args([
+                "--db",
+                db.to_str().unwrap(),
+                "proxy",
+                "--listen",
+                "127.0.0.1:0",
+            ])
+            .args(["--upstream", &upstream.url(), "--gpu", "off"])
+            .stderr(std::fs::File::create(&stderr).unwrap()),
+    );
+    let addr = run.addr_between("proxy listening on http://", " ");
+    let mut proxy = RunningCli { run, addr };
+    let ask = |body: &str| {
+        let mut stream = TcpStream::connect(proxy.addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        write!(
+            stream,
+            "POST /v1/chat/completions HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\
+             Authorization: Bearer {secret}\r\nx-api-key: {secret}\r\napi-key: {secret}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut reply = String::new();
+        stream.read_to_string(&mut reply).unwrap();
+        reply
+    };
+    assert!(ask(CHAT).starts_with("HTTP/1.1 200"));
+    assert!(ask(STREAM).starts_with("HTTP/1.1 200"));
+    assert!(ask(r#"{"model":"bad","messages":[]}"#).starts_with("HTTP/1.1 401"));
+    for received in upstream.requests() {
+        for header in ["authorization", "x-api-key", "api-key"] {
+            let value = received.headers[header].to_str().unwrap();
+            assert!(value.contains(&secret), "{header} is forwarded");
+        }
+    }
+    let mut shown = proxy.request("GET", "/telemetry/health", "");
+    shown.push_str(&proxy.request("GET", "/metrics", ""));
+    // The WAL and shared memory as they are while the proxy runs, then the database after.
+    let mut files = Vec::new();
+    for suffix in ["-wal", "-shm"] {
+        files.push(std::fs::read(format!("{}{suffix}", db.display())).unwrap_or_default());
+    }
+    proxy.terminate();
+    let (status, rest) = proxy.wait();
+    assert!(status.success(), "{rest}");
+    assert!(rest.contains("3 records written"), "{rest}");
+    shown.push_str(&rest);
+    shown.push_str(&proxy.run.first_line);
+    shown.push_str(&std::fs::read_to_string(&stderr).unwrap());
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            files.push(std::fs::read(&path).unwrap());
+        }
+    }
+    assert!(!shown.contains(&secret), "shown: {shown}");
+    for bytes in &files {
+        assert!(
+            !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "a file holds the key"
+        );
+    }
+    assert_eq!(rows(&db).len(), 3);
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let message: String = conn
+        .query_row(
+            "SELECT error_message FROM telemetry WHERE outcome = 'error'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        message,
+        "HTTP 401 from the server: invalid api key [redacted]"
+    );
 }

@@ -19,6 +19,7 @@ use crate::metrics::METRICS_PATH;
 use crate::record::Exchange;
 use crate::reply::{chain, error_response};
 use crate::request::Endpoint;
+use crate::secrets::Secrets;
 use crate::shared::Shared;
 use crate::stats::Counters;
 use crate::upstream::Upstream;
@@ -125,7 +126,11 @@ async fn forward(shared: &Shared, request: Request<Incoming>) -> Response<Respon
     };
     parts.version = Version::HTTP_11;
 
-    let mut exchange = info.map(|info| shared.recorder.begin(&info, agent.as_deref(), upstream));
+    let mut exchange = info.map(|info| {
+        let mut ex = shared.recorder.begin(&info, agent.as_deref(), upstream);
+        ex.keep_out(Secrets::of(&parts.headers));
+        ex
+    });
     let sent = body.sent();
     let first_byte = config.first_byte_timeout;
     let responded = tokio::select! {

@@ -9,26 +9,47 @@
 //! - Forwarding: method, path, query, headers and body as received, except the hop-by-hop
 //!   headers (`Connection` and the headers it names, `Keep-Alive`, `TE`, `Trailer`,
 //!   `Transfer-Encoding`, `Upgrade`, `Proxy-*`, `Expect`), `Host` (set from the upstream URL)
-//!   and [`AGENT_HEADER`] (read as the call's agent). Plain HTTP/1.1 on both sides; no TLS.
+//!   and [`AGENT_HEADER`] (read as the call's agent). API keys (`Authorization`, `x-api-key`,
+//!   `api-key`) are forwarded and never stored, logged or shown. HTTP/1.1 from clients; to
+//!   upstreams HTTP/1.1, over TLS for `https://` ones (rustls with the ring provider, SNI and
+//!   certificate checks always on, the system's roots else webpki-roots', plus a private CA
+//!   with [`ProxyConfig::upstream_ca`]).
 //! - An upstream that cannot be reached gives the client a `502` with an OpenAI-style JSON
 //!   error body (`{"error": {"message", "type": "upstream_unreachable", "code": 502}}`).
 //! - Recorded: `POST /v1/chat/completions` and `POST /v1/completions`. Their request body is
-//!   read before forwarding (up to [`ProxyConfig::capture_limit`]) to learn the model — which
-//!   also picks the upstream with [`Routes`]. Other paths are forwarded as they stream and not
-//!   recorded.
+//!   read before forwarding to learn the model — which also picks the upstream with
+//!   [`Routes`] — by a streaming scan of the JSON top level that finds `model` wherever it is
+//!   (after megabytes of base64 image too) and keeps no copy of what it skips; a compressed
+//!   body (`Content-Encoding`) is scanned decoded. Routing never guesses: with model routes, a
+//!   body whose model cannot be known within the limits ([`ProxyConfig::capture_limit`], the
+//!   buffer budget) is answered with a 4xx (`413`, `400`, `415`; `503` when the budget is
+//!   spent) saying why, and recorded as `unroutable_request` (`proxy_busy`). Other paths are
+//!   forwarded as they stream and not recorded.
+//! - Bounded by construction: one byte budget ([`ProxyConfig::buffer_budget`]) for every body
+//!   the proxy holds, all connections together; a body timeout (`408`, recorded
+//!   `request_timeout`); upstream connect, first-byte and between-chunks timeouts (a `502`, a
+//!   `504`, or a stream ended early; recorded `connect` / `upstream_timeout`), with defaults
+//!   long enough for a slow prefill; pooled upstream connections idle at most
+//!   [`ProxyConfig::pool_idle_timeout`] (below the 5 s keep-alive of uvicorn and llama.cpp);
+//!   a fixed number of connection slots ([`ProxyConfig::max_connections`]) plus a few overflow
+//!   slots that answer `/telemetry/health` (and a quick `503` to anything else) while the
+//!   others are all taken. A client that aborts its upload is `cancelled`, not an upstream
+//!   failure.
+//! - Compressed answers (`gzip`, `deflate`, `br`, `zstd`) are forwarded untouched and decoded
+//!   on the side for recording, piece by piece with a bounded output.
 //! - Each recorded call becomes one [`TelemetryRecord`](telemetry_core::TelemetryRecord)
 //!   published on the bus of its [`ProxyTelemetry`] (where a store subscribes). The response is
 //!   read on the side with telemetry-openai's protocol module: an SSE stream event by event as
 //!   each frame passes (parsed in place, by reference; TTFT to the first chunk with non-empty
 //!   content, ITL between content chunks, on the proxy's clock), a whole body kept up to the
-//!   capture limit and read at its end. The record has the response's model (else the
+//!   capture limit (and the budget) and read at its end. The record has the response's model (else the
 //!   request's), the engine and agent of [`ProxyTelemetry`] (the agent of a request carrying
 //!   [`AGENT_HEADER`] is that header's value), the server's usage (else content chunks counted,
 //!   `tokens_counted`), the server's own prefill/decode times, and the cost from the price
 //!   table. Its metadata names the upstream that served the call (the one its route picked,
 //!   also when it could not be reached): `{"server.address": HOST, "server.port": PORT}`, the
 //!   host as the upstream URL spells it (an IPv6 address without brackets) and the URL's port,
-//!   80 when it names none — the names OpenTelemetry gives a server, so that an OTLP exporter
+//!   80 (443 for `https://`) when it names none — the names OpenTelemetry gives a server, so that an OTLP exporter
 //!   on the bus (telemetry-otel) sets them on the call's span and metrics. Outcomes: an
 //!   upstream 4xx/5xx is an error with the server's message (`http_400`, `http_429`, ...), an
 //!   error inside a stream or a stream without `[DONE]` too (`stream_error`,
@@ -95,6 +116,7 @@ mod record;
 mod reply;
 mod request;
 mod scan;
+mod secrets;
 mod server;
 mod shared;
 mod stats;

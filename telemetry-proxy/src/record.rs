@@ -6,7 +6,8 @@
 //! only makes the record say less.
 //!
 //! Every record names the upstream that served it: its metadata holds `server.address` (the
-//! upstream URL's host) and `server.port` (its port, 80 when the URL names none), as
+//! upstream URL's host) and `server.port` (its port, 80 — 443 for `https://` — when the URL
+//! names none), as
 //! OpenTelemetry's conventions name a server. The contexts carrying them are built once per
 //! upstream when the proxy starts; a call only picks its upstream's.
 
@@ -19,6 +20,7 @@ use serde_json::Value;
 use telemetry_wrap::{Call, CallContext, Usage};
 
 use crate::request::RequestInfo;
+use crate::secrets::Secrets;
 use crate::stats::Counters;
 use crate::telemetry::ProxyTelemetry;
 use crate::upstream::{Routes, Upstream};
@@ -128,6 +130,7 @@ impl Recorder {
             recorder: self.clone(),
             call: Some(Box::new(builder.start())),
             watch: None,
+            secrets: None,
         }
     }
 }
@@ -161,9 +164,24 @@ pub(crate) struct Exchange {
     /// The call, until it ends (boxed: the response body that holds the exchange stays small).
     call: Option<Box<Call>>,
     watch: Option<Watch>,
+    /// The request's API keys, kept out of the record's error message.
+    secrets: Option<Box<Secrets>>,
 }
 
 impl Exchange {
+    /// The request carried these API keys: an error message that quotes one has it redacted.
+    pub fn keep_out(&mut self, secrets: Option<Secrets>) {
+        self.secrets = secrets.map(Box::new);
+    }
+
+    /// `message`, without the request's API keys.
+    fn scrubbed(&self, message: String) -> String {
+        match &self.secrets {
+            Some(s) => s.scrub(message),
+            None => message,
+        }
+    }
+
     /// The upstream answered with `status` and `headers`.
     pub fn response(&mut self, status: StatusCode, headers: &HeaderMap) {
         if let Some(call) = &mut self.call {
@@ -235,16 +253,16 @@ impl Exchange {
             }
             End::Unreachable { kind, message } => {
                 Counters::bump(&counters.calls_failed);
-                call.fail(kind, message);
+                call.fail(kind, self.scrubbed(message));
             }
             End::BodyFailed(message) => {
                 Counters::bump(&counters.calls_failed);
-                call.fail("io", message);
+                call.fail("io", self.scrubbed(message));
             }
             End::Complete => match seen.error {
                 Some(e) => {
                     Counters::bump(&counters.calls_failed);
-                    call.fail(e.error_kind(), &e);
+                    call.fail(e.error_kind(), self.scrubbed(e.to_string()));
                 }
                 None => call.finish(),
             },

@@ -67,10 +67,19 @@ pub fn run(db: &DbPath, args: &ProxyArgs, out: &mut dyn Write) -> Result<(), Cli
     if let Some(s) = recording.sampler() {
         telemetry = telemetry.gpu_sampler(Arc::clone(s));
     }
-    let config = ProxyConfig::new(routes.clone())
+    let mut config = ProxyConfig::new(routes.clone())
         .telemetry(telemetry.clone())
         .shutdown_grace(Duration::from_secs(args.shutdown_grace))
+        .connect_timeout(Duration::from_secs(args.connect_timeout))
+        .first_byte_timeout(Duration::from_secs(args.first_byte_timeout))
+        .chunk_timeout(Duration::from_secs(args.chunk_timeout))
+        .body_timeout(Duration::from_secs(args.body_timeout))
+        .buffer_budget(usize::try_from(args.buffer_budget << 20).unwrap_or(usize::MAX))
+        .max_connections(usize::try_from(args.max_connections).unwrap_or(usize::MAX))
         .metrics(Arc::new(DbMetrics(db.path.clone(), args.series_limit)));
+    if let Some(ca) = &args.upstream_ca {
+        config = config.upstream_ca(ca);
+    }
 
     let runtime = if args.threads <= 1 {
         tokio::runtime::Builder::new_current_thread()
@@ -88,7 +97,13 @@ pub fn run(db: &DbPath, args: &ProxyArgs, out: &mut dyn Write) -> Result<(), Cli
         let stop = shutdown_signal().map_err(CliError::Proxy)?;
         let proxy = Proxy::bind(args.listen, config)
             .await
-            .map_err(|e| CliError::Proxy(ServerError::Proxy(e)))?;
+            .map_err(|e| match e {
+                // A CA file that cannot be used is the argument's fault.
+                telemetry_proxy::ProxyError::UpstreamCa { .. } => {
+                    CliError::Usage(format!("--upstream-ca: {e}"))
+                }
+                e => CliError::Proxy(ServerError::Proxy(e)),
+            })?;
         let addr = proxy.local_addr();
         if let Some(warning) = exposure_warning(&addr) {
             eprintln!("telemetry: {warning}");
