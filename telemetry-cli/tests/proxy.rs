@@ -374,32 +374,20 @@ fn api_keys_are_forwarded_and_found_nowhere_else() {
             FakeReply::json(200, chat_completion("served", 3, 2))
         }
     });
-    let stderr = dir.path().join("stderr.txt");
-    let run = spawn(
-        telemetry_std(dir.path())
-            .args([
-                "--db",
-                db.to_str().unwrap(),
-                "proxy",
-                "--listen",
-                "127.0.0.1:0",
-            ])
-            .args(["--upstream", &upstream.url(), "--gpu", "off"])
-            .stderr(std::fs::File::create(&stderr).unwrap()),
-    );
-    let addr = run.addr_between("proxy listening on http://", " ");
-    let mut proxy = RunningCli { run, addr };
+    let mut proxy = RunningCli::start_capturing_stderr(dir.path(), &db, &upstream.url(), &[]);
     let ask = |body: &str| {
-        let mut stream = TcpStream::connect(proxy.addr).unwrap();
+        let mut stream = std::net::TcpStream::connect(proxy.addr).unwrap();
         stream
             .set_read_timeout(Some(Duration::from_secs(30)))
             .unwrap();
-        write!(
-            stream,
-            "POST /v1/chat/completions HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\
+        std::io::Write::write_fmt(
+            &mut stream,
+            format_args!(
+                "POST /v1/chat/completions HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\
              Authorization: Bearer {secret}\r\nx-api-key: {secret}\r\napi-key: {secret}\r\n\
              Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
+                body.len()
+            ),
         )
         .unwrap();
         let mut reply = String::new();
@@ -423,12 +411,12 @@ fn api_keys_are_forwarded_and_found_nowhere_else() {
         files.push(std::fs::read(format!("{}{suffix}", db.display())).unwrap_or_default());
     }
     proxy.terminate();
-    let (status, rest) = proxy.wait();
+    let (status, rest, stderr) = proxy.wait_with_stderr();
     assert!(status.success(), "{rest}");
     assert!(rest.contains("3 records written"), "{rest}");
     shown.push_str(&rest);
     shown.push_str(&proxy.run.first_line);
-    shown.push_str(&std::fs::read_to_string(&stderr).unwrap());
+    shown.push_str(&stderr);
     for entry in std::fs::read_dir(dir.path()).unwrap() {
         let path = entry.unwrap().path();
         if path.is_file() {
