@@ -44,7 +44,7 @@ pub const SDKS: [(&str, &str); 2] = [("openai", "3.51.0"), ("anthropic", "2.10.0
 const EMBED_MODEL: &str = "smollm2-135m-embed";
 /// The rows (record `api` names, or single agents of client.py) whose checks fail the step: the
 /// APIs whose recording is on main. The others are shown in the table only.
-const ASSERTED: &[&str] = &["chat-blocking", "openai_completions"];
+const ASSERTED: &[&str] = &["chat-blocking", "chat-stream-usage", "openai_completions"];
 /// Overrides [`ASSERTED`]: `all`, or a comma-separated list of APIs and agents.
 const ASSERT_ENV: &str = "TELEMETRY_PROXY_LLAMA_ASSERT";
 
