@@ -131,7 +131,7 @@ struct ModelProbe<'a> {
 
 /// The `model` of a JSON object, if it has a non-empty one.
 fn model_of(json: &[u8]) -> Option<Option<String>> {
-    serde_json::from_slice::<ModelProbe<'_>>(json)
+    telemetry_openai::protocol::parse_json::<ModelProbe<'_>>(json)
         .ok()
         .map(|p| p.model.filter(|m| !m.is_empty()).map(Cow::into_owned))
 }

@@ -12,16 +12,19 @@
 //!   llama.cpp `timings`, Ollama's native counters) or gathered from a stream.
 //! - [`OpenAiError`]: why a call failed, with a stable [`error_kind`](OpenAiError::error_kind);
 //!   [`OpenAiError::from_http_response`] turns a status and body into one.
+//! - [`parse_json`]: serde_json over bytes at its `&str` reader's speed where it can.
 //! - [`detect`]: which server is behind a URL, from its discovery endpoints' answers.
 
 pub mod detect;
 mod error;
+mod json;
 mod sse;
 mod stream;
 mod types;
 mod usage;
 
 pub use error::{OpenAiError, ProtocolError, ServerError, http_error_kind};
+pub use json::parse_json;
 pub use sse::{DEFAULT_MAX_LINE_BYTES, SseEvent, SseParser};
 pub use stream::{ChunkSummary, Observed, StreamDelta, StreamObserver, decode_chunk};
 pub use types::{

@@ -116,7 +116,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
 /// assert_eq!(token.content, "Hel");
 /// ```
 pub fn decode_chunk(data: &[u8]) -> Result<ChunkSummary<'_>, OpenAiError> {
-    let probe: ChunkProbe<'_> = serde_json::from_slice(data)
+    let probe: ChunkProbe<'_> = crate::protocol::parse_json(data)
         .map_err(|e| OpenAiError::Protocol(ProtocolError::json("stream chunk", data, &e)))?;
     if probe.error.is_some() {
         return Err(OpenAiError::from_stream_error(data));

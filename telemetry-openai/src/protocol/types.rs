@@ -195,7 +195,7 @@ struct RequestProbe {
 impl RequestSummary {
     /// Reads the summary from a JSON request body.
     pub fn from_body(body: &[u8]) -> Result<Self, crate::protocol::ProtocolError> {
-        let probe: RequestProbe = serde_json::from_slice(body)
+        let probe: RequestProbe = crate::protocol::parse_json(body)
             .map_err(|e| crate::protocol::ProtocolError::json("request body", body, &e))?;
         Ok(RequestSummary {
             model: probe.model,

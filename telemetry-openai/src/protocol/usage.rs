@@ -161,7 +161,7 @@ impl ServerReport {
     /// Reads counts and timings from a whole (non-streamed) response body, or from one line of
     /// Ollama's native NDJSON stream.
     pub fn from_body(body: &[u8]) -> Result<Self, ProtocolError> {
-        let probe: ReportProbe = serde_json::from_slice(body)
+        let probe: ReportProbe = crate::protocol::parse_json(body)
             .map_err(|e| ProtocolError::json("response body", body, &e))?;
         let mut report = ServerReport::default();
         report.add(probe.usage.as_ref(), probe.timings.as_ref());
