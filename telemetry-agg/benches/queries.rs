@@ -1,7 +1,7 @@
 //! `summary()` over all records, an aligned and an unaligned range, and `export_records`
 //! throughput, on databases built through the real store once per run.
 //!
-//! By default (and for `cargo bench -p telemetry-agg -- --quick` in CI) the database holds
+//! By default (and in CI, which runs each benchmark once in criterion's test mode) the database holds
 //! 100 000 records. `TELEMETRY_BENCH_FULL=1` builds 1 M and 10 M record databases instead
 //! (about a minute per 10 M at ~300 K records/s); `TELEMETRY_BENCH_SIZES=1000000,...` picks the
 //! sizes explicitly. Records spread over 30 days, 8 models × 3 engines × 3 agents.

@@ -1,7 +1,7 @@
 //! Criterion benches of the GPU sampler: the call path (`begin` + `end`), completing a batch of
 //! windows, attribution over many windows, and building an energy curve from the timeline.
 //!
-//! `cargo bench -p telemetry-gpu --features mock` (CI: `-- --quick`).
+//! `cargo bench -p telemetry-gpu --features mock` (CI runs each benchmark once, in criterion's test mode).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::hint::black_box;

@@ -5,7 +5,7 @@
 //! kept for busy hours only, nearly every record opened its own minute rollup row).
 //!
 //! `cargo bench -p telemetry-store --bench ingest` (100 000 rows per iteration);
-//! `TELEMETRY_BENCH_FULL=1` uses 1 000 000. CI runs it with `-- --quick`. After criterion, the
+//! `TELEMETRY_BENCH_FULL=1` uses 1 000 000. CI runs each benchmark once (criterion's test mode). After criterion, the
 //! paths are run alternately and the median per-round ratio to raw is printed.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

@@ -3,7 +3,7 @@
 //!
 //! Calls are paced at one per 4 µs (250 000/s, below the writer's rate, so the queue never
 //! fills and the caller never blocks) and timed one by one; criterion reports the mean of the
-//! timed calls. `cargo bench -p telemetry-store --bench record` (CI: `-- --quick`).
+//! timed calls. `cargo bench -p telemetry-store --bench record` (CI runs it once, in criterion's test mode).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;

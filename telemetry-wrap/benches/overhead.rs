@@ -2,7 +2,7 @@
 //! subscriber, or a real `TelemetryStore` subscribed), and the per-chunk cost of an instrumented
 //! stream.
 //!
-//! `cargo bench -p telemetry-wrap --bench overhead`; CI runs it with `-- --quick`. Store rows:
+//! `cargo bench -p telemetry-wrap --bench overhead`; CI runs each benchmark once (test mode). Store rows:
 //!
 //! - `wrapped_store_subscribed` / `store_only_publish_record`: a writer that commits only when
 //!   flushed between timed batches of 10 000 calls (outside the timing): what a caller pays while

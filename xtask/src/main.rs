@@ -1,7 +1,7 @@
 //! Developer automation for the workspace, run as `cargo xtask <task>`.
 //!
 //! - `ci`: everything CI checks (format, clippy with warnings denied, tests for the feature sets
-//!   that matter, doctests, a quick pass of every criterion bench). `.ci/run` calls it.
+//!   that matter, doctests, every criterion bench run once in criterion's test mode). `.ci/run` calls it.
 //! - `bench`: the full criterion benches (set `TELEMETRY_BENCH_FULL=1` for the 10 M-row figures).
 //! - `gpu-check`: builds the NVML measurement example in release mode and runs it.
 //! - `gpu-bundle`: builds every GPU check into `target/gpu-bundle/` with `run.sh`, to carry to a
@@ -49,7 +49,7 @@ fn main() -> ExitCode {
         Some("proxy-bench") => proxy_bench::run(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <task>\n\ntasks:\n  ci [--no-bench]   format, clippy, tests (all feature sets), doctests, quick benches\n  bench             full criterion benches\n  gpu-check         build and run the NVML measurement example (needs an NVIDIA GPU)\n  gpu-bundle        build every GPU check into target/gpu-bundle with run.sh, for a GPU machine without Rust\n  browser           render the demo's HTML report in headless Chromium (screenshot in target/browser)\n  prometheus        check `telemetry serve` with promtool and a real Prometheus scraping it\n  otel              check `telemetry demo --otlp` with a real OTLP collector (rotel, from PyPI)\n  llama             install and start a real llama.cpp server, run the tests and measurements that need it\n  proxy-llama       the OpenAI Python client through `telemetry proxy` to a real llama.cpp server: records equal the server's usage\n  proxy-bench       telemetry proxy against nginx in front of the same upstream, same wrk load: throughput, latency, CPU per request"
+                "usage: cargo xtask <task>\n\ntasks:\n  ci [--no-bench]   format, clippy, tests (all feature sets), doctests, each bench run once\n  bench             full criterion benches\n  gpu-check         build and run the NVML measurement example (needs an NVIDIA GPU)\n  gpu-bundle        build every GPU check into target/gpu-bundle with run.sh, for a GPU machine without Rust\n  browser           render the demo's HTML report in headless Chromium (screenshot in target/browser)\n  prometheus        check `telemetry serve` with promtool and a real Prometheus scraping it\n  otel              check `telemetry demo --otlp` with a real OTLP collector (rotel, from PyPI)\n  llama             install and start a real llama.cpp server, run the tests and measurements that need it\n  proxy-llama       the OpenAI Python client through `telemetry proxy` to a real llama.cpp server: records equal the server's usage\n  proxy-bench       telemetry proxy against nginx in front of the same upstream, same wrk load: throughput, latency, CPU per request"
             );
             return ExitCode::from(2);
         }
