@@ -385,9 +385,18 @@ pub struct RunArgs {
     /// repeatable timings.
     #[arg(long)]
     pub no_cache_prompt: bool,
-    /// Seconds to wait for the first token (and for a blocking answer).
-    #[arg(long, default_value_t = 300)]
-    pub timeout: u64,
+    /// Seconds from sending a request to its first token (a stream's first chunk with content:
+    /// keep-alive comments do not count; a blocking call's answer). Recorded as
+    /// timeout_first_token.
+    #[arg(long, value_name = "SECONDS", default_value = "300", value_parser = parse_seconds)]
+    pub timeout: f64,
+    /// Seconds a stream may go without a chunk with content once it has one (keep-alive
+    /// comments do not count). Recorded as timeout_idle.
+    #[arg(long, value_name = "SECONDS", default_value = "60", value_parser = parse_seconds)]
+    pub idle_timeout: f64,
+    /// Seconds a whole call may take [default: no limit]. Recorded as timeout_total.
+    #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
+    pub total_timeout: Option<f64>,
     /// Also export each call live to an OpenTelemetry collector over OTLP/HTTP [URL default:
     /// $OTEL_EXPORTER_OTLP_ENDPOINT, else http://localhost:4318].
     #[arg(long, value_name = "URL", num_args = 0..=1, default_missing_value = "")]
@@ -408,6 +417,16 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = telemetry_prometheus::DEFAULT_SERIES_LIMIT,
           value_parser = parse_series_limit)]
     pub series_limit: usize,
+}
+
+/// A positive number of seconds (decimals allowed), at most a year.
+fn parse_seconds(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(s) if s > 0.0 && s <= 366.0 * 86_400.0 => Ok(s),
+        _ => Err(format!(
+            "expected a number of seconds above 0, e.g. 30 or 0.5 (got {text:?})"
+        )),
+    }
 }
 
 /// A series limit of at least 1.

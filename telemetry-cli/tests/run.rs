@@ -205,3 +205,100 @@ fn a_database_deleted_during_a_run_fails_it_and_says_so() {
     assert!(stderr.contains("was deleted"), "{stderr}");
     assert!(!stdout.contains("recorded 2 calls"), "{stdout}");
 }
+
+/// A stream that sends its head, then `parts`.
+fn streaming_server(
+    parts: Vec<telemetry_openai::fake::Part>,
+    end: telemetry_openai::fake::End,
+) -> FakeServer {
+    let reply = Reply {
+        parts,
+        ..Reply::sse(b"", 1, Duration::ZERO)
+    }
+    .ending(end);
+    FakeServer::start(move |req| match req.path.as_str() {
+        "/v1/models" => Reply::json(200, r#"{"data":[{"id":"m","owned_by":"llamacpp"}]}"#),
+        _ => reply.clone(),
+    })
+    .unwrap()
+}
+
+#[test]
+fn a_stream_of_pings_or_silence_ends_at_the_first_token_timeout_under_its_kind() {
+    use telemetry_openai::fake::{End, Part};
+    let ping = || Part::Bytes(b": ping\n\n".to_vec());
+    // Pings every 100 ms for 3 s, then a token: today recorded ok with a 3 s TTFT.
+    let pings: Vec<Part> = (0..30)
+        .flat_map(|_| [Part::Pause(Duration::from_millis(100)), ping()])
+        .chain([Part::Bytes(STREAM.as_bytes().to_vec())])
+        .collect();
+    // The head, then nothing for 3 s.
+    let silent = Vec::new();
+    for (name, parts, end) in [
+        ("pings", pings, End::Complete),
+        ("silence", silent, End::Stall(Duration::from_secs(3))),
+    ] {
+        let server = streaming_server(parts, end);
+        let (dir, db) = temp_db();
+        let started = std::time::Instant::now();
+        on_db(dir.path(), &db)
+            .args(["run", "--url", &server.url(), "--model", "m", "--stream"])
+            .args(["--calls", "1", "--timeout", "0.5", "--idle-timeout", "60"])
+            .assert()
+            .code(1)
+            .stderr(predicate::str::contains("timeout_first_token"));
+        assert!(
+            started.elapsed() < Duration::from_millis(2_500),
+            "{name}: took {:?}",
+            started.elapsed()
+        );
+        let records = exported(dir.path(), &db);
+        assert_eq!(records.len(), 1);
+        let r = &records[0];
+        assert_eq!(
+            (r.outcome, r.error_kind.as_str()),
+            (Outcome::Error, "timeout_first_token"),
+            "{name}"
+        );
+        assert!(r.ttft.is_none(), "{name}: no first token: {:?}", r.ttft);
+        assert!(r.latency_seconds < 2.0, "{name}: {}", r.latency_seconds);
+    }
+}
+
+#[test]
+fn the_between_chunks_and_total_timeouts_have_their_own_kinds() {
+    use telemetry_openai::fake::{End, Part};
+    let content = || {
+        Part::Bytes(
+            b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a\"}}]}\n\n".to_vec(),
+        )
+    };
+    let ping = || Part::Bytes(b": ping\n\n".to_vec());
+    let idle: Vec<Part> = std::iter::once(content())
+        .chain((0..30).flat_map(|_| [Part::Pause(Duration::from_millis(100)), ping()]))
+        .collect();
+    let flowing: Vec<Part> = (0..30)
+        .flat_map(|_| [Part::Pause(Duration::from_millis(100)), content()])
+        .collect();
+    for (parts, flags, kind) in [
+        (idle, ["--idle-timeout", "0.5"], "timeout_idle"),
+        (flowing, ["--total-timeout", "0.8"], "timeout_total"),
+    ] {
+        let server = streaming_server(parts, End::Complete);
+        let (dir, db) = temp_db();
+        on_db(dir.path(), &db)
+            .args(["run", "--url", &server.url(), "--model", "m", "--stream"])
+            .args(["--calls", "1"])
+            .args(flags)
+            .assert()
+            .code(1)
+            .stderr(predicate::str::contains(kind));
+        let records = exported(dir.path(), &db);
+        assert_eq!(records[0].error_kind, kind);
+        assert!(
+            records[0].latency_seconds < 2.0,
+            "{kind}: {}",
+            records[0].latency_seconds
+        );
+    }
+}

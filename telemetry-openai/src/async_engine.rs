@@ -5,11 +5,13 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use futures_core::Stream;
 use telemetry_wrap::{AsyncInferenceEngine, GenerateParams, GenerateResult, Message, StreamChunk};
 
 use crate::config::{Endpoint, OpenAiConfig, SharedConfig};
+use crate::deadline::Deadlines;
 use crate::protocol::{
     ChatCompletionResponse, CompletionResponse, OpenAiError, ProtocolError, StreamObserver, detect,
 };
@@ -35,7 +37,9 @@ impl AsyncOpenAiEngine {
         if let Some(t) = config.timeouts.connect {
             builder = builder.connect_timeout(t);
         }
-        if let Some(t) = config.timeouts.idle {
+        // The stream's own deadlines (first token, between chunks, total) end it; a read
+        // timeout only backs them up.
+        if let Some(t) = config.timeouts.longest_read() {
             builder = builder.read_timeout(t);
         }
         let client = builder
@@ -202,6 +206,36 @@ impl AsyncInferenceEngine for AsyncOpenAiEngine {
         messages: &[Message],
         params: &GenerateParams,
     ) -> Result<GenerateResult, OpenAiError> {
+        match self.config.timeouts.total {
+            Some(total) => tokio::time::timeout(total, self.generate_once(messages, params))
+                .await
+                .map_err(|_| OpenAiError::TimeoutTotal {
+                    timeout: total,
+                    chunks: 0,
+                })?,
+            None => self.generate_once(messages, params).await,
+        }
+    }
+
+    async fn stream(
+        &self,
+        messages: &[Message],
+        params: &GenerateParams,
+    ) -> Result<AsyncOpenAiStream, OpenAiError> {
+        self.stream_once(messages, params).await
+    }
+
+    fn error_kind(error: &OpenAiError) -> Cow<'static, str> {
+        error.error_kind()
+    }
+}
+
+impl AsyncOpenAiEngine {
+    async fn generate_once(
+        &self,
+        messages: &[Message],
+        params: &GenerateParams,
+    ) -> Result<GenerateResult, OpenAiError> {
         {
             let response = self.post(messages, params, false).await?;
             let body = response
@@ -241,25 +275,24 @@ impl AsyncInferenceEngine for AsyncOpenAiEngine {
         }
     }
 
-    async fn stream(
+    async fn stream_once(
         &self,
         messages: &[Message],
         params: &GenerateParams,
     ) -> Result<AsyncOpenAiStream, OpenAiError> {
         {
+            let started = Instant::now();
             let response = self.post(messages, params, true).await?;
             Ok(AsyncOpenAiStream {
                 response: Some(response),
                 read: None,
                 config: Arc::clone(&self.config),
+                deadlines: Deadlines::new(started, self.config.timeouts),
+                timer: None,
                 decoder: ChunkDecoder::default(),
                 ended: false,
             })
         }
-    }
-
-    fn error_kind(error: &OpenAiError) -> Cow<'static, str> {
-        error.error_kind()
     }
 }
 
@@ -273,6 +306,10 @@ pub struct AsyncOpenAiStream {
     response: Option<reqwest::Response>,
     read: Option<ReadFuture>,
     config: SharedConfig,
+    /// First token, between chunks, total: only chunks with content move them.
+    deadlines: Deadlines,
+    /// The timer of the next deadline, and when it fires.
+    timer: Option<(Instant, Pin<Box<tokio::time::Sleep>>)>,
     decoder: ChunkDecoder,
     ended: bool,
 }
@@ -332,6 +369,22 @@ impl Stream for AsyncOpenAiStream {
                 continue;
             };
             let Poll::Ready((response, chunk)) = read.as_mut().poll(cx) else {
+                // Waiting for bytes: the next deadline ends the wait (a keep-alive comment
+                // arriving meanwhile does not move it).
+                if let Some((at, error)) = this.deadlines.next() {
+                    if this.timer.as_ref().is_none_or(|(t, _)| *t != at) {
+                        let sleep = tokio::time::sleep_until(tokio::time::Instant::from_std(at));
+                        this.timer = Some((at, Box::pin(sleep)));
+                    }
+                    if let Some((_, timer)) = this.timer.as_mut()
+                        && timer.as_mut().poll(cx).is_ready()
+                    {
+                        this.read = None;
+                        this.timer = None;
+                        this.decoder.fail(error);
+                        continue;
+                    }
+                }
                 return Poll::Pending;
             };
             this.read = None;
@@ -339,6 +392,8 @@ impl Stream for AsyncOpenAiStream {
                 Ok(Some(bytes)) => {
                     this.response = Some(response);
                     this.decoder.feed(&bytes);
+                    let chunks = this.decoder.observer().content_chunks();
+                    this.deadlines.saw(chunks, Instant::now());
                 }
                 Ok(None) => this.decoder.eof(),
                 Err(e) => {

@@ -3,10 +3,13 @@
 use std::borrow::Cow;
 use std::io::Read;
 use std::sync::Arc;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::Instant;
 
 use telemetry_wrap::{GenerateParams, GenerateResult, InferenceEngine, Message, StreamChunk};
 
 use crate::config::{Endpoint, OpenAiConfig, SharedConfig};
+use crate::deadline::Deadlines;
 use crate::protocol::{
     ChatCompletionResponse, CompletionResponse, OpenAiError, ProtocolError, StreamObserver, detect,
 };
@@ -152,9 +155,14 @@ impl OpenAiEngine {
             request = request.header(name, value);
         }
         let timeouts = self.config.timeouts;
-        let mut config = request.config().timeout_recv_response(timeouts.first_token);
+        let mut config = request
+            .config()
+            .timeout_recv_response(timeouts.first_token)
+            .timeout_global(timeouts.total);
         if stream {
-            config = config.timeout_per_read(timeouts.idle);
+            // The stream's own deadlines (first token, between chunks, total) end it; this
+            // only bounds how long the reader thread of an abandoned stream lingers.
+            config = config.timeout_per_read(timeouts.longest_read());
         }
         let response = config
             .build()
@@ -191,6 +199,13 @@ pub(crate) fn map_ureq_error(e: ureq::Error, config: &OpenAiConfig, phase: Phase
         ureq::Error::Timeout(Timeout::Connect | Timeout::Resolve) => OpenAiError::TimeoutConnect {
             url: config.base_url.clone(),
             timeout: config.timeouts.connect.unwrap_or_default(),
+        },
+        ureq::Error::Timeout(Timeout::Global) => OpenAiError::TimeoutTotal {
+            timeout: config.timeouts.total.unwrap_or_default(),
+            chunks: match phase {
+                Phase::Body { chunks } => chunks,
+                Phase::Head => 0,
+            },
         },
         ureq::Error::Timeout(Timeout::PerRead) => match phase {
             Phase::Body { chunks } if chunks > 0 => OpenAiError::TimeoutIdle {
@@ -301,11 +316,13 @@ impl InferenceEngine for OpenAiEngine {
         messages: &[Message],
         params: &GenerateParams,
     ) -> Result<OpenAiStream, OpenAiError> {
+        let started = Instant::now();
         let response = self.post(messages, params, true)?;
+        let reader = spawn_reader(Box::new(response.into_body().into_reader()))?;
         Ok(OpenAiStream {
-            reader: Some(Box::new(response.into_body().into_reader())),
+            reader: Some(reader),
             config: Arc::clone(&self.config),
-            buf: vec![0; READ_BUFFER],
+            deadlines: Deadlines::new(started, self.config.timeouts),
             decoder: ChunkDecoder::default(),
             ended: false,
         })
@@ -324,11 +341,40 @@ impl InferenceEngine for OpenAiEngine {
 /// idle timeout or a body that ends without `[DONE]` is yielded as an error and ends the
 /// stream.
 pub struct OpenAiStream {
-    reader: Option<Box<dyn Read + Send>>,
+    /// What the reader thread read from the socket, in order; an empty `Vec` is the body's end.
+    reader: Option<Receiver<std::io::Result<Vec<u8>>>>,
     config: SharedConfig,
-    buf: Vec<u8>,
+    deadlines: Deadlines,
     decoder: ChunkDecoder,
     ended: bool,
+}
+
+/// Reads the body on a thread of its own and hands what it reads over a channel, so that the
+/// stream can wait for it with a deadline that moves (first token, between chunks, total): a
+/// socket read can only be given one timeout when the request is made. A stream abandoned at a
+/// deadline drops the receiver; the thread stops at its next read (bounded by the longest
+/// timeout) and closes the connection.
+fn spawn_reader(
+    mut body: Box<dyn Read + Send>,
+) -> Result<Receiver<std::io::Result<Vec<u8>>>, OpenAiError> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(16);
+    std::thread::Builder::new()
+        .name("openai-stream".to_owned())
+        .spawn(move || {
+            let mut buf = vec![0u8; READ_BUFFER];
+            loop {
+                let item = match body.read(&mut buf) {
+                    Ok(n) => Ok(buf[..n].to_vec()),
+                    Err(e) => Err(e),
+                };
+                let last = !matches!(&item, Ok(b) if !b.is_empty());
+                if tx.send(item).is_err() || last {
+                    return;
+                }
+            }
+        })
+        .map_err(|e| OpenAiError::Io(format!("cannot start the stream's reader thread: {e}")))?;
+    Ok(rx)
 }
 
 impl std::fmt::Debug for OpenAiStream {
@@ -346,25 +392,44 @@ impl OpenAiStream {
         self.decoder.observer()
     }
 
-    /// Reads once from the socket and parses what came.
+    /// Waits for the next read, up to the next deadline, and parses what came.
     fn fill(&mut self) {
-        let Some(reader) = self.reader.as_mut() else {
+        let Some(reader) = self.reader.as_ref() else {
             self.decoder.eof();
             return;
         };
-        match reader.read(&mut self.buf) {
-            Ok(0) => {
+        let next = self.deadlines.next();
+        let item = match &next {
+            Some((at, _)) => reader.recv_timeout(at.saturating_duration_since(Instant::now())),
+            None => reader.recv().map_err(|_| RecvTimeoutError::Disconnected),
+        };
+        match item {
+            Ok(Ok(bytes)) if bytes.is_empty() => {
                 self.reader = None;
                 self.decoder.eof();
             }
-            Ok(n) => self.decoder.feed(&self.buf[..n]),
-            Err(e) => {
+            Ok(Ok(bytes)) => {
+                self.decoder.feed(&bytes);
+                let chunks = self.decoder.observer().content_chunks();
+                self.deadlines.saw(chunks, Instant::now());
+            }
+            Ok(Err(e)) => {
                 let phase = Phase::Body {
                     chunks: self.decoder.observer().content_chunks(),
                 };
                 self.reader = None;
                 self.decoder
                     .fail(map_ureq_error(ureq::Error::from(e), &self.config, phase));
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                self.reader = None;
+                if let Some((_, e)) = next {
+                    self.decoder.fail(e);
+                }
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                self.reader = None;
+                self.decoder.eof();
             }
         }
     }
@@ -387,10 +452,8 @@ impl Iterator for OpenAiStream {
                 }
                 None if self.decoder.saw_done() => {
                     self.ended = true;
-                    // Drain the rest of the body so the connection can be reused.
-                    if let Some(mut reader) = self.reader.take() {
-                        let _ = std::io::copy(&mut reader, &mut std::io::sink());
-                    }
+                    // The reader thread reads the rest of the body and ends.
+                    self.reader = None;
                     return Some(Ok(final_chunk(self.decoder.observer())));
                 }
                 None => self.fill(),

@@ -18,31 +18,50 @@ pub enum Endpoint {
     Completions,
 }
 
-/// Timeouts of one call. `None` waits for ever.
+/// Timeouts of one call, each recorded under its own error kind. `None` waits for ever.
 ///
 /// - `connect`: establishing the TCP connection (`timeout_connect`).
-/// - `first_token`: from sending the request to the response head; for a stream, also until
-///   its first chunk with content (`timeout_first_token`). For a blocking call the head comes
-///   with the whole answer, so this bounds the whole generation.
-/// - `idle`: the longest gap between two reads of a started stream (`timeout_idle`).
+/// - `first_token`: from sending the request to the first chunk with content of a stream
+///   (`timeout_first_token`); SSE comments (`: ping`), role-only and empty chunks do not count,
+///   so a server that keeps a stream alive without producing text is cut at this time. For a
+///   blocking call, to the response head (which comes with the whole answer there).
+/// - `idle`: between chunks: the longest time from one chunk with content to the next
+///   (`timeout_idle`); keep-alive comments do not reset it.
+/// - `total`: the whole call, from sending the request to the end of the answer
+///   (`timeout_total`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
     /// TCP connect.
     pub connect: Option<Duration>,
-    /// Response head, and first content chunk of a stream.
+    /// Request to first content chunk (stream) or to the response head (blocking call).
     pub first_token: Option<Duration>,
-    /// Gap between reads of a stream.
+    /// Between two content chunks of a stream.
     pub idle: Option<Duration>,
+    /// The whole call.
+    pub total: Option<Duration>,
 }
 
 impl Default for Timeouts {
-    /// 10 s to connect, 300 s to the first token, 60 s between chunks.
+    /// 10 s to connect, 300 s to the first token, 60 s between chunks, no total limit.
     fn default() -> Self {
         Timeouts {
             connect: Some(Duration::from_secs(10)),
             first_token: Some(Duration::from_secs(300)),
             idle: Some(Duration::from_secs(60)),
+            total: None,
         }
+    }
+}
+
+impl Timeouts {
+    /// The longest of the timeouts that bound a read (first token, idle, total): a read
+    /// abandoned at a deadline returns within this at the latest. `None` when none is set.
+    #[cfg(any(feature = "blocking", feature = "async"))]
+    pub(crate) fn longest_read(&self) -> Option<Duration> {
+        [self.first_token, self.idle, self.total]
+            .into_iter()
+            .flatten()
+            .max()
     }
 }
 
@@ -136,7 +155,14 @@ impl OpenAiConfig {
         self
     }
 
-    /// Sets the idle timeout between stream reads.
+    /// Sets the total timeout of a call.
+    #[must_use]
+    pub fn with_total_timeout(mut self, t: Option<Duration>) -> Self {
+        self.timeouts.total = t;
+        self
+    }
+
+    /// Sets the idle (between content chunks) timeout of a stream.
     #[must_use]
     pub fn with_idle_timeout(mut self, t: Option<Duration>) -> Self {
         self.timeouts.idle = t;

@@ -61,6 +61,8 @@ mod async_engine;
 #[cfg(feature = "blocking")]
 mod blocking;
 mod config;
+#[cfg(any(feature = "blocking", feature = "async"))]
+mod deadline;
 #[cfg(feature = "fake")]
 pub mod fake;
 pub mod protocol;

@@ -35,7 +35,9 @@ pub fn run(db: &DbPath, args: &RunArgs, out: &mut dyn Write) -> Result<(), CliEr
     let prompts = load_prompts(args)?;
     let mut config = OpenAiConfig::new(&args.url)
         .without_api_key()
-        .with_first_token_timeout(Some(Duration::from_secs(args.timeout)));
+        .with_first_token_timeout(Some(Duration::from_secs_f64(args.timeout)))
+        .with_idle_timeout(Some(Duration::from_secs_f64(args.idle_timeout)))
+        .with_total_timeout(args.total_timeout.map(Duration::from_secs_f64));
     if let Some(key) = args.api_key.as_deref().filter(|k| !k.trim().is_empty()) {
         config = config.with_api_key(key);
     }

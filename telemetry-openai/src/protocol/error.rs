@@ -60,7 +60,7 @@ pub(crate) fn snippet(text: &[u8]) -> String {
 ///
 /// Every variant maps to a short, stable [`error_kind`](Self::error_kind) for the record's
 /// `error_kind` column: `http_<status>` (`http_400`, `http_429`, `http_500`, `http_503`, ...),
-/// `connect`, `timeout_connect`, `timeout_first_token`, `timeout_idle`, `protocol`,
+/// `connect`, `timeout_connect`, `timeout_first_token`, `timeout_idle`, `timeout_total`, `protocol`,
 /// `stream_incomplete`, `stream_error`, `io`.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
@@ -101,19 +101,29 @@ pub enum OpenAiError {
         /// The timeout.
         timeout: Duration,
     },
-    /// The server did not answer (response head, or first chunk of a stream) within the
-    /// first-token timeout.
-    #[error("no answer within {timeout:?} (first-token timeout)")]
+    /// No answer (a blocking call's), or no first chunk with content (a stream's: comments such
+    /// as `: ping` and role-only chunks do not count), within the first-token timeout of
+    /// sending the request.
+    #[error("no first token within {timeout:?} (first-token timeout)")]
     TimeoutFirstToken {
         /// The timeout.
         timeout: Duration,
     },
-    /// A started stream sent nothing for longer than the idle timeout.
-    #[error("stream idle for more than {timeout:?} after {chunks} chunks")]
+    /// A started stream sent no chunk with content for longer than the between-chunks (idle)
+    /// timeout (comments and keep-alives do not count).
+    #[error("no chunk with content for more than {timeout:?} after {chunks} chunks")]
     TimeoutIdle {
         /// The timeout.
         timeout: Duration,
         /// Content chunks received before it stalled.
+        chunks: u64,
+    },
+    /// The call as a whole took longer than the total timeout.
+    #[error("the call took more than {timeout:?} (total timeout) after {chunks} chunks")]
+    TimeoutTotal {
+        /// The timeout.
+        timeout: Duration,
+        /// Content chunks received before then.
         chunks: u64,
     },
     /// The server's bytes do not follow the protocol.
@@ -141,6 +151,7 @@ impl OpenAiError {
             OpenAiError::TimeoutConnect { .. } => Cow::Borrowed("timeout_connect"),
             OpenAiError::TimeoutFirstToken { .. } => Cow::Borrowed("timeout_first_token"),
             OpenAiError::TimeoutIdle { .. } => Cow::Borrowed("timeout_idle"),
+            OpenAiError::TimeoutTotal { .. } => Cow::Borrowed("timeout_total"),
             OpenAiError::Protocol(_) => Cow::Borrowed("protocol"),
             OpenAiError::StreamIncomplete { .. } => Cow::Borrowed("stream_incomplete"),
             OpenAiError::Io(_) => Cow::Borrowed("io"),
@@ -288,7 +299,7 @@ mod tests {
 
     #[test]
     fn kinds_are_stable_strings() {
-        let cases: [(OpenAiError, &str); 10] = [
+        let cases: [(OpenAiError, &str); 11] = [
             (OpenAiError::from_http_response(429, b"{}"), "http_429"),
             (OpenAiError::from_http_response(418, b""), "http_418"),
             (OpenAiError::from_http_response(503, b"busy"), "http_503"),
@@ -316,6 +327,13 @@ mod tests {
                     chunks: 3,
                 },
                 "timeout_idle",
+            ),
+            (
+                OpenAiError::TimeoutTotal {
+                    timeout: Duration::from_secs(1),
+                    chunks: 3,
+                },
+                "timeout_total",
             ),
             (
                 OpenAiError::StreamIncomplete { chunks: 2 },
