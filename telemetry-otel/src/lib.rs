@@ -69,7 +69,7 @@
 //! | `gen_ai.client.operation.duration` | histogram, `s`, buckets 0.01 … 81.92 (doubling) | every call; `error.type` on failures |
 //! | `gen_ai.client.token.usage` | histogram, `{token}`, buckets 1 … 67108864 (×4) | input and output (`gen_ai.token.type`) of calls that did not fail |
 //! | `gen_ai.client.operation.time_to_first_chunk` | histogram, `s`, buckets 0.01 … 2.5 | streams with a TTFT |
-//! | `gen_ai.client.operation.time_per_output_chunk` | histogram, `s`, same buckets | streams: the call's mean inter-token latency once per chunk after the first (count and sum exact, buckets approximate: records keep ITL statistics, not each gap) |
+//! | `gen_ai.client.operation.time_per_output_chunk` | histogram, `s`, same buckets | streams: the call's mean gap between output chunks once per output chunk after the first (`output_chunks` − 1 observations: chunks, not tokens, as a chunk may carry several; count and sum exact, buckets approximate: records keep the gaps' statistics, not each gap) |
 //! | `telemetry.client.operation.energy` | histogram, `J`, buckets 0.1 … 10000 (1-2-5) | calls with measured GPU energy |
 //! | `telemetry.client.energy` | monotonic sum, `J` | the same energy, summed |
 //! | `telemetry.client.cost` | monotonic sum, `{USD}` | calls with a cost |

@@ -317,7 +317,7 @@ impl MetricsState {
             ),
             tpoc: HistogramInstrument::new(
                 sc::GEN_AI_CLIENT_OPERATION_TIME_PER_OUTPUT_CHUNK,
-                "Time per output chunk after the first (each call's mean, once per chunk).",
+                "Time between output chunks after the first (each call's mean gap, once per chunk).",
                 "s",
                 &sc::CHUNK_BUCKETS,
                 limit,
@@ -395,10 +395,12 @@ impl MetricsState {
             if let Some(ttft) = r.ttft {
                 self.ttfc.observe_n(key.clone(), ttft, 1);
             }
-            // The record keeps inter-token statistics, not each gap: its mean stands for every
-            // chunk after the first, so count and sum are exact and the buckets approximate.
+            // The record keeps the gaps' statistics, not each gap: their mean stands for every
+            // output chunk after the first (a chunk may hold many tokens, so chunks, not
+            // tokens), so count and sum are exact and the buckets approximate. A record that
+            // does not count its chunks (written before they were counted) adds nothing.
             if let Some(itl_ms) = r.mean_itl_ms {
-                let chunks_after_first = r.completion_tokens.saturating_sub(1);
+                let chunks_after_first = r.output_chunks.saturating_sub(1);
                 self.tpoc
                     .observe_n(key.clone(), itl_ms / 1000.0, chunks_after_first);
             }

@@ -48,6 +48,7 @@ fn records() -> Vec<TelemetryRecord> {
         .server_timings(40.0, 200.0)
         .build();
     streamed.is_streaming = true;
+    streamed.output_chunks = 11;
     streamed.mean_itl_ms = Some(20.0);
     streamed.p99_itl_ms = Some(31.0);
     let failed = TelemetryRecord::builder("qwen2.5-7b", T0 + 2.0)
@@ -248,7 +249,7 @@ fn metrics_have_the_conventions_names_units_buckets_and_counts() {
     else {
         unreachable!()
     };
-    // 11 output tokens: 10 chunks after the first, at the 20 ms mean.
+    // 11 output chunks: 10 after the first, at the 20 ms mean.
     assert_eq!(tpoc.data_points[0].count, 10);
     assert_eq!(
         tpoc.data_points[0].bucket_counts[1], 10,
@@ -424,4 +425,31 @@ fn backfill_stops_at_the_first_refused_request() {
     );
     let err = backfill.push(records().remove(0)).unwrap_err();
     assert!(err.to_string().contains("HTTP 503"), "{err}");
+}
+
+#[test]
+fn time_per_output_chunk_counts_chunks_not_tokens() {
+    // Three chunks 50 ms apart carrying 500 tokens of usage (a server that batches tokens).
+    let mut r = TelemetryRecord::builder("m", T0)
+        .engine("vllm")
+        .tokens(10, 500)
+        .latency_seconds(0.2)
+        .ttft(0.1)
+        .build();
+    r.is_streaming = true;
+    r.output_chunks = 3;
+    r.mean_itl_ms = Some(50.0);
+    let receiver = OtlpReceiver::start().unwrap();
+    let exporter = OtlpExporter::start(OtlpConfig::new(&receiver.endpoint()).unwrap()).unwrap();
+    exporter.record(Arc::new(r));
+    exporter.shutdown(WAIT).unwrap();
+    let metrics = receiver.last_metrics();
+    let Some(Data::Histogram(h)) =
+        &metric(&metrics, sc::GEN_AI_CLIENT_OPERATION_TIME_PER_OUTPUT_CHUNK).data
+    else {
+        panic!("not a histogram")
+    };
+    let p = &h.data_points[0];
+    assert_eq!(p.count, 2, "the gaps between 3 chunks, not 499 tokens");
+    assert!((p.sum.unwrap() - 0.1).abs() < 1e-9, "{:?}", p.sum);
 }
