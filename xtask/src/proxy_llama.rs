@@ -248,9 +248,10 @@ fn python_step(
 }
 
 /// `telemetry proxy` as a child, killed and reaped when dropped.
-struct ProxyChild {
+pub(crate) struct ProxyChild {
     child: Child,
-    addr: String,
+    /// Where it listens, `127.0.0.1:PORT`.
+    pub(crate) addr: String,
     banner: String,
 }
 
@@ -261,11 +262,21 @@ impl ProxyChild {
         upstream: &str,
         route: &str,
     ) -> Result<ProxyChild, Unavailable> {
+        ProxyChild::start_with(telemetry, db, &["--upstream", upstream, "--route", route])
+    }
+
+    /// `telemetry --db DB proxy --listen 127.0.0.1:0 --engine-name llama.cpp --gpu off` plus
+    /// `args` (the upstream at least).
+    pub(crate) fn start_with(
+        telemetry: &Path,
+        db: &Path,
+        args: &[&str],
+    ) -> Result<ProxyChild, Unavailable> {
         let mut child = Command::new(telemetry)
             .arg("--db")
             .arg(db)
-            .args(["proxy", "--listen", "127.0.0.1:0", "--upstream", upstream])
-            .args(["--route", route])
+            .args(["proxy", "--listen", "127.0.0.1:0"])
+            .args(args)
             .args(["--engine-name", "llama.cpp", "--gpu", "off"])
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -300,7 +311,7 @@ impl ProxyChild {
     }
 
     /// SIGTERM, then its last words (the shutdown summary) once it has exited 0.
-    fn terminate(&mut self) -> Result<String, Unavailable> {
+    pub(crate) fn terminate(&mut self) -> Result<String, Unavailable> {
         crate::util::status(
             Command::new("kill").args(["-TERM", &self.child.id().to_string()]),
             "kill -TERM telemetry proxy",

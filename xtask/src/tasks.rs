@@ -127,6 +127,10 @@ pub fn ci(args: &[String]) -> Result<(), String> {
             "OpenAI and Anthropic SDKs through telemetry proxy to llama.cpp",
             &["run", "-q", "-p", "xtask", "--", "proxy-llama"],
         ),
+        step(
+            "telemetry proxy over TLS (nginx, private CA) to llama.cpp",
+            &["run", "-q", "-p", "xtask", "--", "proxy-tls"],
+        ),
     ]);
     if !args.iter().any(|a| a == "--no-bench") {
         // Each benchmark run once (criterion's test mode: no `--bench` argument), built with the
