@@ -1,7 +1,10 @@
 //! [`StoreBuilder`] and its options: batching, queueing, overflow and durability.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
+
+use crate::maintenance::{Clock, system_clock};
 
 /// Default records per transaction.
 pub const DEFAULT_BATCH_SIZE: usize = 10_000;
@@ -21,6 +24,80 @@ pub const DEFAULT_WRITE_RETRY_BUDGET: Duration = Duration::from_secs(3);
 /// calls an hour and more) keeps its minute summaries, and a backfill of old, spread-out records
 /// (a few per minute at most) costs no minute row per record.
 pub const DEFAULT_MINUTE_ROLLUP_THRESHOLD: u64 = 1_024;
+
+/// Default time between two passes of a [`Retention`] window.
+pub const DEFAULT_RETENTION_CHECK: Duration = Duration::from_secs(60);
+
+/// A retention window: the store deletes the records older than `window` in the background,
+/// with their summaries, and hands the space back to the file system.
+///
+/// A pass runs when the store opens and then every [`check_every`](Self::check_every); it
+/// deletes the records before the start of the minute `window` ago, in steps of a few thousand
+/// rows that the writer runs between its batches (so recording never waits for more than one
+/// step; [`StoreStats::longest_prune_step`](crate::StoreStats::longest_prune_step) shows the
+/// longest), then hands the freed pages back in steps of 4 MiB.
+///
+/// The summaries (`telemetry_rollup`) follow the same window as the rows: they are an index of
+/// the rows (queries mix them with raw rows at a range's edges, and `telemetry check` compares
+/// them), so a summary outliving its rows would make `stats` disagree with `export`.
+///
+/// ```
+/// use std::time::Duration;
+/// use telemetry_store::{Retention, TelemetryStore};
+///
+/// let dir = std::env::temp_dir().join(format!("telemetry-store-retention-{}", std::process::id()));
+/// let store = TelemetryStore::builder(dir.join("telemetry.db"))
+///     .retention(Retention::new(Duration::from_secs(30 * 86_400)))
+///     .open()?;
+/// assert_eq!(store.stats().retention.map(|r| r.window), Some(Duration::from_secs(30 * 86_400)));
+/// store.close()?;
+/// # std::fs::remove_dir_all(&dir).ok();
+/// # Ok::<(), telemetry_store::StoreError>(())
+/// ```
+#[derive(Clone)]
+pub struct Retention {
+    pub(crate) window: Duration,
+    pub(crate) check_every: Duration,
+    pub(crate) clock: Clock,
+}
+
+impl std::fmt::Debug for Retention {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Retention")
+            .field("window", &self.window)
+            .field("check_every", &self.check_every)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Retention {
+    /// Keeps the records of the last `window` (measured against the wall clock).
+    pub fn new(window: Duration) -> Self {
+        Retention {
+            window,
+            check_every: DEFAULT_RETENTION_CHECK,
+            clock: Arc::new(system_clock),
+        }
+    }
+
+    /// Time between two passes (default [`DEFAULT_RETENTION_CHECK`]; at least 1 ms).
+    pub fn check_every(mut self, interval: Duration) -> Self {
+        self.check_every = interval.max(Duration::from_millis(1));
+        self
+    }
+
+    /// The clock the window is measured against, in unix seconds (default: the system's wall
+    /// clock): for simulations and tests that replay months in minutes.
+    pub fn clock(mut self, now: impl Fn() -> f64 + Send + Sync + 'static) -> Self {
+        self.clock = Arc::new(now);
+        self
+    }
+
+    /// The window.
+    pub fn window(&self) -> Duration {
+        self.window
+    }
+}
 
 /// What [`record`](crate::TelemetryStore::record) does when the queue is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -84,6 +161,7 @@ pub struct StoreBuilder {
     pub(crate) busy_timeout: Duration,
     pub(crate) write_retry_budget: Duration,
     pub(crate) minute_rollup_threshold: u64,
+    pub(crate) retention: Option<Retention>,
 }
 
 impl StoreBuilder {
@@ -98,6 +176,7 @@ impl StoreBuilder {
             busy_timeout: DEFAULT_BUSY_TIMEOUT,
             write_retry_budget: DEFAULT_WRITE_RETRY_BUDGET,
             minute_rollup_threshold: DEFAULT_MINUTE_ROLLUP_THRESHOLD,
+            retention: None,
         }
     }
 
@@ -164,6 +243,13 @@ impl StoreBuilder {
     /// change between runs on one file: every state it leaves is valid.
     pub fn minute_rollup_threshold(mut self, calls: u64) -> Self {
         self.minute_rollup_threshold = calls;
+        self
+    }
+
+    /// Deletes records older than a window in the background (default: none, everything is
+    /// kept); see [`Retention`].
+    pub fn retention(mut self, retention: Retention) -> Self {
+        self.retention = Some(retention);
         self
     }
 }

@@ -89,6 +89,7 @@ mod builder;
 mod error;
 mod identity;
 mod import;
+mod maintenance;
 mod open;
 mod queue;
 mod rollups;
@@ -99,10 +100,11 @@ mod writer;
 
 pub use builder::{
     DEFAULT_BATCH_SIZE, DEFAULT_BUSY_TIMEOUT, DEFAULT_FLUSH_INTERVAL,
-    DEFAULT_MINUTE_ROLLUP_THRESHOLD, DEFAULT_QUEUE_CAPACITY, DEFAULT_WRITE_RETRY_BUDGET,
-    Durability, OverflowPolicy, StoreBuilder,
+    DEFAULT_MINUTE_ROLLUP_THRESHOLD, DEFAULT_QUEUE_CAPACITY, DEFAULT_RETENTION_CHECK,
+    DEFAULT_WRITE_RETRY_BUDGET, Durability, OverflowPolicy, Retention, StoreBuilder,
 };
 pub use error::{RecordError, SqliteError, StoreError};
 pub use import::{ImportProgress, ImportReport};
-pub use stats::{Health, StoreStats};
+pub use maintenance::FileSpace;
+pub use stats::{Health, RetentionStats, StoreStats};
 pub use store::TelemetryStore;

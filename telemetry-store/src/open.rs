@@ -17,6 +17,11 @@ use crate::writer::backoff;
 /// index and table pages again and again, so checkpointing less often writes fewer copies.
 const WAL_AUTOCHECKPOINT_PAGES: u32 = 8_000;
 
+/// Bytes the write-ahead log keeps after a checkpoint resets it (SQLite's default keeps its
+/// largest size for ever): a prune or a compaction writes many pages through the log once, and
+/// that space goes back to the file system rather than stay beside the database.
+const WAL_SIZE_LIMIT: u64 = 64 << 20;
+
 /// Attempts at migrating when another process migrates the same new file at the same time.
 const MIGRATION_ATTEMPTS: u32 = 20;
 
@@ -232,6 +237,11 @@ fn configure(
     durability: Durability,
     path: &Path,
 ) -> Result<(), StoreError> {
+    // Only takes effect while the file has no table yet (a new file): pages freed by a prune
+    // can then be handed back to the file system in small steps (`PRAGMA incremental_vacuum`)
+    // instead of a full rewrite. On an existing file it changes nothing (`compact` converts one).
+    conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL")
+        .map_err(|e| classify(path, format!("setting auto_vacuum on {}", path.display()), e))?;
     if matches!(location, Location::File(_)) {
         // Changing the journal mode can meet another process's lock without the busy handler.
         let mut attempt = 0;
@@ -258,7 +268,8 @@ fn configure(
     };
     conn.execute_batch(&format!(
         "PRAGMA synchronous = {sync}; PRAGMA temp_store = MEMORY; \
-         PRAGMA cache_size = -16384; PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES};"
+         PRAGMA cache_size = -16384; PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}; \
+         PRAGMA journal_size_limit = {WAL_SIZE_LIMIT};"
     ))
     .map_err(|e| StoreError::sqlite("setting pragmas", e))
 }
@@ -301,4 +312,28 @@ pub(crate) fn is_busy(e: &rusqlite::Error) -> bool {
         e.sqlite_error_code(),
         Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
     )
+}
+
+/// The page counts of the database at `path`, read through a read-only connection.
+pub(crate) fn read_file_space(path: &Path) -> Result<crate::maintenance::FileSpace, StoreError> {
+    if !path.is_file() {
+        return Err(StoreError::Location {
+            path: path.to_path_buf(),
+            reason: "no such database file".to_owned(),
+        });
+    }
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| classify(path, format!("opening {}", path.display()), e))?;
+    crate::maintenance::FileSpace::read(&conn)
+        .map_err(|e| match e {
+            StoreError::Sqlite { source, .. } if source.code() == Some(26) => {
+                StoreError::NotADatabase {
+                    path: path.to_path_buf(),
+                }
+            }
+            other => other,
+        })
 }

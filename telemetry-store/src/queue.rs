@@ -30,6 +30,8 @@ pub(crate) enum ControlKind {
     Clear,
     /// Recompute every summary row from the rows.
     RebuildRollups,
+    /// Rewrite the file with incremental auto-vacuum.
+    Compact,
     /// Insert imported rows, ignoring those whose key is stored.
     Import(Vec<ImportRow>),
     /// Commit everything, then exit.
@@ -228,24 +230,37 @@ impl Queue {
     }
 
     /// Writer side: waits until a batch is full, the oldest queued record has waited
-    /// `flush_interval`, or a control message is queued; then takes up to `batch_size` records
-    /// and, if reached, the first control message after them.
-    pub(crate) fn take_batch(&self, flush_interval: Duration) -> Taken {
+    /// `flush_interval`, a control message is queued, or `wake_by` (the writer has other work
+    /// then: a prune's next step, a retention pass); then takes up to `batch_size` records
+    /// and, if reached, the first control message after them (possibly nothing at `wake_by`).
+    pub(crate) fn take_batch(&self, flush_interval: Duration, wake_by: Option<Instant>) -> Taken {
         let mut s = self.lock();
         let mut deadline: Option<Instant> = None;
         loop {
             if s.controls > 0 || s.records >= self.batch_size {
                 break;
             }
+            let now = Instant::now();
+            if wake_by.is_some_and(|w| now >= w) {
+                break;
+            }
             if s.records == 0 {
                 s.writer_sleeping = true;
-                s = self
-                    .writer_cv
-                    .wait(s)
-                    .unwrap_or_else(PoisonError::into_inner);
+                s = match wake_by {
+                    Some(w) => {
+                        self.writer_cv
+                            .wait_timeout(s, w - now)
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .0
+                    }
+                    None => self
+                        .writer_cv
+                        .wait(s)
+                        .unwrap_or_else(PoisonError::into_inner),
+                };
             } else {
-                let now = Instant::now();
                 let due = *deadline.get_or_insert(now + flush_interval);
+                let due = wake_by.map_or(due, |w| due.min(w));
                 if now >= due {
                     break;
                 }

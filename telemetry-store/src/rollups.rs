@@ -414,44 +414,105 @@ fn decode(row: &Row<'_>) -> Result<Rollup, StoreError> {
 }
 
 /// After deleting raw rows before `ts`: drops the rollup rows of buckets wholly before `ts` and
-/// rebuilds those of the buckets containing `ts` from the remaining raw rows, at every level —
-/// but the minute bucket only when its hour is detailed: a minute row in a sparse hour would
-/// make readers take the hour's other minutes (which have none) as empty.
+/// rebuilds those of the buckets containing `ts` (unless `ts` is their start: they lost
+/// nothing), finest level first, each from what is cheapest and exact:
+/// - the minute, from its raw rows (at most a minute of records) — but only when its hour is
+///   detailed: a minute row in a sparse hour would make readers take the hour's other minutes
+///   (which have none) as empty;
+/// - the hour, by merging its remaining minute rows when it is detailed (they cover every
+///   record of the hour), else from its raw rows (a sparse hour has fewer than the minute
+///   threshold);
+/// - the day, by merging its remaining hour rows (every record has one).
+///
+/// So a prune's cost does not grow with the records left in the cut day or hour, and the
+/// stepped prunes of retention (cut on minute boundaries) rebuild almost nothing.
 pub(crate) fn repair_after_prune(conn: &Connection, ts: f64) -> Result<(), StoreError> {
     let sql = |e| StoreError::sqlite("recomputing telemetry_rollup after a prune", e);
-    let columns = &*ROLLUP_INPUT_COLUMNS;
-    let select = format!(
-        "SELECT {columns} FROM telemetry WHERE timestamp >= ?1 AND timestamp < ?2 ORDER BY id"
-    );
-    let minutes_kept = is_detailed(conn, hour_of(ts))?;
+    let hour_detailed = is_detailed(conn, hour_of(ts))?;
     for &level in &ROLLUP_LEVELS {
         let start = bucket_start(ts, level);
-        conn.execute(
-            "DELETE FROM telemetry_rollup WHERE level = ?1 AND bucket_start <= ?2",
-            params![level, start],
-        )
+        // `ts` on the bucket's start: the bucket keeps all its records, and its row stays.
+        let untouched = start as f64 == ts;
+        let op = if untouched { "<" } else { "<=" };
+        conn.prepare_cached(&format!(
+            "DELETE FROM telemetry_rollup WHERE level = ?1 AND bucket_start {op} ?2"
+        ))
+        .and_then(|mut s| s.execute(params![level, start]))
         .map_err(sql)?;
-        if level == MINUTE && !minutes_kept {
+        if untouched {
             continue;
         }
-        let mut stmt = conn.prepare_cached(&select).map_err(sql)?;
-        let mut rows = stmt
-            .query(params![start as f64, start.saturating_add(level) as f64])
-            .map_err(sql)?;
-        let mut rebuilt: HashMap<RollupKey, Rollup> = HashMap::new();
-        while let Some(row) = rows.next().map_err(sql)? {
-            let record = rollup_input(row)?;
-            rebuilt
-                .entry(RollupKey::of(&record, level))
-                .or_default()
-                .add(&record);
-        }
-        drop(rows);
+        let end = start.saturating_add(level);
+        let rebuilt = match level {
+            MINUTE if !hour_detailed => continue,
+            MINUTE => from_raw_rows(conn, level, start, end)?,
+            HOUR if !hour_detailed => from_raw_rows(conn, level, start, end)?,
+            HOUR => from_finer_rows(conn, MINUTE, level, start, end)?,
+            _ => from_finer_rows(conn, HOUR, level, start, end)?,
+        };
         for (key, rollup) in &rebuilt {
             write(conn, key_ref(key), rollup, Write::Replace)?;
         }
     }
     Ok(())
+}
+
+/// The rollups at `level` of the raw rows in `[start, end)`.
+fn from_raw_rows(
+    conn: &Connection,
+    level: i64,
+    start: i64,
+    end: i64,
+) -> Result<HashMap<RollupKey, Rollup>, StoreError> {
+    let sql = |e| StoreError::sqlite("recomputing telemetry_rollup from the rows", e);
+    let select = format!(
+        "SELECT {} FROM telemetry WHERE timestamp >= ?1 AND timestamp < ?2 ORDER BY id",
+        &*ROLLUP_INPUT_COLUMNS
+    );
+    let mut stmt = conn.prepare_cached(&select).map_err(sql)?;
+    let mut rows = stmt.query(params![start as f64, end as f64]).map_err(sql)?;
+    let mut rebuilt: HashMap<RollupKey, Rollup> = HashMap::new();
+    while let Some(row) = rows.next().map_err(sql)? {
+        let record = rollup_input(row)?;
+        rebuilt
+            .entry(RollupKey::of(&record, level))
+            .or_default()
+            .add(&record);
+    }
+    Ok(rebuilt)
+}
+
+/// The rollups at `level` of the bucket `[start, end)`, merged from its stored rows at the
+/// finer level `finer` (which divides `level`, so those rows lie wholly inside the bucket).
+fn from_finer_rows(
+    conn: &Connection,
+    finer: i64,
+    level: i64,
+    start: i64,
+    end: i64,
+) -> Result<HashMap<RollupKey, Rollup>, StoreError> {
+    let sql = |e| StoreError::sqlite("merging telemetry_rollup rows after a prune", e);
+    let n = ROLLUP_COLUMNS.len();
+    let select = format!(
+        "SELECT {}, model_id, engine, agent FROM telemetry_rollup \
+         WHERE level = ?1 AND bucket_start >= ?2 AND bucket_start < ?3",
+        ROLLUP_COLUMNS.join(", ")
+    );
+    let mut stmt = conn.prepare_cached(&select).map_err(sql)?;
+    let mut rows = stmt.query(params![finer, start, end]).map_err(sql)?;
+    let mut merged: HashMap<RollupKey, Rollup> = HashMap::new();
+    while let Some(row) = rows.next().map_err(sql)? {
+        let rollup = decode(row)?;
+        let key = RollupKey {
+            level,
+            bucket_start: start,
+            model_id: row.get(n).map_err(sql)?,
+            engine: row.get(n + 1).map_err(sql)?,
+            agent: row.get(n + 2).map_err(sql)?,
+        };
+        merged.entry(key).or_default().merge(&rollup);
+    }
+    Ok(merged)
 }
 
 /// Deletes every `telemetry_rollup` row and recomputes every level from the raw rows (inside the

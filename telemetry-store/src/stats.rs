@@ -1,7 +1,8 @@
 //! [`StoreStats`] and [`Health`]: what the store has done and whether its writer is well.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
 
 /// Counters of a store since it was opened (this process only).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -33,6 +34,30 @@ pub struct StoreStats {
     /// Records from the event bus that could not be recorded (invalid, dropped, store closed).
     pub bus_errors: u64,
     /// The last commit error, if any commit failed since the store was opened.
+    pub last_error: Option<String>,
+    /// Rows deleted by [`prune_before`](crate::TelemetryStore::prune_before),
+    /// [`clear`](crate::TelemetryStore::clear) and the retention window.
+    pub pruned: u64,
+    /// Bytes the database file handed back to the file system after deletions.
+    pub reclaimed_bytes: u64,
+    /// The longest single step of a prune (one transaction deleting old rows or handing pages
+    /// back): the longest a batch of new records waited for one.
+    pub longest_prune_step: Duration,
+    /// What the retention window did, when the store has one.
+    pub retention: Option<RetentionStats>,
+}
+
+/// What the [retention window](crate::StoreBuilder::retention) did since the store was opened.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RetentionStats {
+    /// The window: records older than this are deleted.
+    pub window: Duration,
+    /// Passes completed (one is started at open, then one every
+    /// [`check_every`](crate::Retention::check_every)).
+    pub passes: u64,
+    /// The cutoff of the last completed pass (unix seconds): no record before it is left.
+    pub last_cutoff: Option<i64>,
+    /// Why the last pass failed, if one did (it is tried again at the next).
     pub last_error: Option<String>,
 }
 
@@ -106,6 +131,15 @@ pub(crate) struct Counters {
     pub(crate) last_rejection: Mutex<Option<String>>,
     /// Why the writer stopped for good (its file deleted or replaced), once it has.
     pub(crate) stopped: Mutex<Option<String>>,
+    pub(crate) pruned: AtomicU64,
+    pub(crate) reclaimed_bytes: AtomicU64,
+    pub(crate) longest_step_ns: AtomicU64,
+    /// The retention window in nanoseconds, or `u64::MAX` without one.
+    pub(crate) retention_window_ns: AtomicU64,
+    pub(crate) retention_passes: AtomicU64,
+    /// `i64::MIN` until a pass completes.
+    pub(crate) retention_cutoff: AtomicI64,
+    pub(crate) retention_error: Mutex<Option<String>>,
 }
 
 impl Counters {
@@ -134,6 +168,57 @@ impl Counters {
             .clone()
     }
 
+    /// A new set of counters, for a store with the retention `window` (if any).
+    pub(crate) fn new(window: Option<Duration>) -> Self {
+        let window_ns = window.map_or(u64::MAX, |w| {
+            u64::try_from(w.as_nanos()).unwrap_or(u64::MAX - 1)
+        });
+        Counters {
+            retention_window_ns: AtomicU64::new(window_ns),
+            retention_cutoff: AtomicI64::new(i64::MIN),
+            ..Counters::default()
+        }
+    }
+
+    pub(crate) fn note_step(&self, took: Duration) {
+        let ns = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        self.longest_step_ns.fetch_max(ns, Ordering::Relaxed);
+    }
+
+    pub(crate) fn note_retention_pass(&self, cutoff: i64) {
+        self.retention_cutoff.store(cutoff, Ordering::Relaxed);
+        self.retention_passes.fetch_add(1, Ordering::Relaxed);
+        *self
+            .retention_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = None;
+    }
+
+    pub(crate) fn set_retention_error(&self, message: String) {
+        *self
+            .retention_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(message);
+    }
+
+    fn retention(&self) -> Option<RetentionStats> {
+        let window = self.retention_window_ns.load(Ordering::Relaxed);
+        if window == u64::MAX {
+            return None;
+        }
+        let cutoff = self.retention_cutoff.load(Ordering::Relaxed);
+        Some(RetentionStats {
+            window: Duration::from_nanos(window),
+            passes: self.retention_passes.load(Ordering::Relaxed),
+            last_cutoff: (cutoff != i64::MIN).then_some(cutoff),
+            last_error: self
+                .retention_error
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
+        })
+    }
+
     pub(crate) fn last_error(&self) -> Option<String> {
         self.last_error
             .lock()
@@ -157,6 +242,10 @@ impl Counters {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .clone(),
+            pruned: load(&self.pruned),
+            reclaimed_bytes: load(&self.reclaimed_bytes),
+            longest_prune_step: Duration::from_nanos(load(&self.longest_step_ns)),
+            retention: self.retention(),
         }
     }
 

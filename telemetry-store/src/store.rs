@@ -5,20 +5,28 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use telemetry_core::{
     EventBus, EventType, MAX_TIMESTAMP, MIN_TIMESTAMP, SubscriptionId, TelemetryRecord,
     ValidationError,
 };
 
-use crate::builder::{Durability, Location, StoreBuilder};
+use crate::builder::{Durability, Location, Retention, StoreBuilder};
 use crate::error::{RecordError, StoreError};
 use crate::identity::FileWatch;
 use crate::import::{ImportProgress, ImportReport, read_openjarvis};
+use crate::maintenance::FileSpace;
 use crate::open::open_connection;
 use crate::queue::{ControlKind, Queue, Reply};
 use crate::stats::{Counters, Health, StoreStats};
 use crate::writer::Writer;
+
+/// The writer's retention window and when its next pass is due.
+pub(crate) struct RetentionPolicy {
+    pub(crate) policy: Retention,
+    pub(crate) next_pass: Instant,
+}
 
 /// An append-only SQLite telemetry store with a background writer.
 ///
@@ -94,7 +102,9 @@ impl TelemetryStore {
             Location::File(p) => Some(FileWatch::new(p)),
             Location::Memory => None,
         };
-        let counters = Arc::new(Counters::default());
+        let counters = Arc::new(Counters::new(
+            options.retention.as_ref().map(Retention::window),
+        ));
         counters.writer_running.store(true, Ordering::Release);
         let writer = Writer {
             conn: Some(conn),
@@ -108,6 +118,11 @@ impl TelemetryStore {
             retry_budget: options.write_retry_budget,
             failing_since: None,
             minute_threshold: options.minute_rollup_threshold,
+            prunes: std::collections::VecDeque::new(),
+            retention: options.retention.map(|policy| RetentionPolicy {
+                policy,
+                next_pass: Instant::now(),
+            }),
         };
         let handle = std::thread::Builder::new()
             .name("telemetry-store-writer".to_owned())
@@ -247,10 +262,17 @@ impl TelemetryStore {
     /// Deletes the rows with `timestamp < timestamp`, after everything queued before this call is
     /// committed; returns how many rows went. One of the two deletions (with [`clear`](Self::clear)).
     ///
-    /// `telemetry_rollup` stays exactly the rollup of the remaining rows: summary rows of buckets
-    /// wholly before `timestamp` are deleted, and those of the buckets containing it are
-    /// recomputed from the remaining rows, at every level, in the same transaction. A timestamp
-    /// beyond the range records can have (2000–2100) prunes everything or nothing.
+    /// The writer deletes in steps (the oldest whole minutes, a few thousand rows per
+    /// transaction) between its batches, so records keep being committed meanwhile, then hands
+    /// the freed pages back to the file system in steps of 4 MiB (on files created by this
+    /// crate; an older file keeps them for reuse until [`compact`](Self::compact)ed), and
+    /// returns when all is done. Rows recorded meanwhile with a timestamp before `timestamp`
+    /// go too.
+    ///
+    /// `telemetry_rollup` stays exactly the rollup of the remaining rows after every step:
+    /// summary rows of buckets wholly before the step's cut are deleted, and those of the
+    /// buckets containing it are recomputed, at every level, in the step's transaction. A
+    /// timestamp beyond the range records can have (2000–2100) prunes everything or nothing.
     pub fn prune_before(&self, timestamp: f64) -> Result<u64, StoreError> {
         if !timestamp.is_finite() {
             return Err(StoreError::Invalid(ValidationError::NotFinite {
@@ -265,10 +287,31 @@ impl TelemetryStore {
     }
 
     /// Deletes every row and every summary row, after everything queued before this call is
-    /// committed; returns how many rows went. One of the two deletions (with
-    /// [`prune_before`](Self::prune_before)).
+    /// committed (in one transaction), then hands the freed pages back as
+    /// [`prune_before`](Self::prune_before) does; returns how many rows went. One of the two
+    /// deletions (with [`prune_before`](Self::prune_before)).
     pub fn clear(&self) -> Result<u64, StoreError> {
         self.control(ControlKind::Clear)
+    }
+
+    /// Rewrites the whole file (SQLite `VACUUM`) so that later prunes hand the space they free
+    /// back to the file system: needed once for a file created before this crate made every
+    /// new file so (`auto_vacuum = INCREMENTAL`); on a converted file it only packs the pages.
+    /// Returns the file's size afterwards, in bytes.
+    ///
+    /// It holds the write lock for the whole rewrite: records of this store wait in its queue,
+    /// and writers in other processes wait and then drop or fail (run it while nothing else
+    /// records). It needs free disk of about twice [`FileSpace::used_bytes`]: once for SQLite's
+    /// temporary copy (in `SQLITE_TMPDIR`, `TMPDIR` or `/var/tmp`), once for the write-ahead log
+    /// beside the file; see [`file_space`](Self::file_space). Every row and summary row is kept
+    /// as it is.
+    pub fn compact(&self) -> Result<u64, StoreError> {
+        self.control(ControlKind::Compact)
+    }
+
+    /// How the database file at `path` uses its pages (read-only; nothing is created).
+    pub fn file_space(path: impl AsRef<Path>) -> Result<FileSpace, StoreError> {
+        crate::open::read_file_space(path.as_ref())
     }
 
     /// Recomputes every `telemetry_rollup` row, at every level, from the rows of `telemetry`, in

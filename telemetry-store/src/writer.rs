@@ -21,6 +21,7 @@
 //! path now. A batch whose after-check fails is lost, not written: it may have gone to the old
 //! file.
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -33,12 +34,12 @@ use telemetry_core::TelemetryRecord;
 use crate::error::{StoreError, is_io};
 use crate::identity::{FileChange, FileWatch};
 use crate::import::ImportRow;
+use crate::maintenance::{Origin, Pruning, retention_cutoff};
 use crate::queue::{Control, ControlKind, Queue};
-use crate::rollups::{
-    BatchRollups, MinuteDetail, hour_of, merge_into, rebuild_all, repair_after_prune,
-};
+use crate::rollups::{BatchRollups, MinuteDetail, hour_of, merge_into, rebuild_all};
 use crate::rows::{IMPORT_KEY_PARAM, IMPORT_SQL, INSERT_SQL, bind_record};
 use crate::stats::Counters;
+use crate::store::RetentionPolicy;
 
 /// The wait before retry `attempt` of a failed commit (or of opening and migrating, which
 /// retry the same way): 10 ms doubling per attempt, at most 1 s.
@@ -68,6 +69,10 @@ pub(crate) struct Writer {
     pub(crate) failing_since: Option<Instant>,
     /// Calls an hour must reach before it gets minute summaries.
     pub(crate) minute_threshold: u64,
+    /// Prunes in progress, oldest first: the first advances one step between batches.
+    pub(crate) prunes: VecDeque<Pruning>,
+    /// The retention window, if any, and when its next pass is due.
+    pub(crate) retention: Option<RetentionPolicy>,
 }
 
 impl Writer {
@@ -75,7 +80,14 @@ impl Writer {
     pub(crate) fn run(mut self) {
         loop {
             if self.carry.is_empty() {
-                let taken = self.queue.take_batch(self.flush_interval);
+                // With a prune in progress, commit what is queued now (a partial batch) and go
+                // on with the prune's next step; else sleep until the next retention pass.
+                let wake_by = if self.prunes.is_empty() {
+                    self.retention.as_ref().map(|r| r.next_pass)
+                } else {
+                    Some(Instant::now())
+                };
+                let taken = self.queue.take_batch(self.flush_interval, wake_by);
                 self.counters
                     .in_flight
                     .store(taken.records.len() as u64, Ordering::Relaxed);
@@ -95,6 +107,9 @@ impl Writer {
                     if stop {
                         break;
                     }
+                }
+                if committed {
+                    self.maintain();
                 }
             } else {
                 let failures = self.counters.consecutive_failures.load(Ordering::Relaxed);
@@ -343,9 +358,25 @@ impl Writer {
     fn run_control(&mut self, control: Control) -> bool {
         let (reply, stop) = match control.kind {
             ControlKind::Flush => (Ok(0), false),
-            ControlKind::Stop => (Ok(0), true),
-            ControlKind::Prune(ts) => (self.retrying(|conn| prune(conn, ts)), false),
-            ControlKind::Clear => (self.retrying(clear), false),
+            ControlKind::Stop => {
+                self.finish_prunes();
+                (Ok(0), true)
+            }
+            ControlKind::Prune(ts) => {
+                let origin = Origin::Caller(control.reply);
+                self.prunes.push_back(Pruning::before(ts, origin));
+                return false;
+            }
+            ControlKind::Clear => match self.retrying(clear) {
+                Ok(n) => {
+                    self.counters.pruned.fetch_add(n, Ordering::Relaxed);
+                    let origin = Origin::Caller(control.reply);
+                    self.prunes.push_back(Pruning::reclaim_only(n, origin));
+                    return false;
+                }
+                Err(e) => (Err(e), false),
+            },
+            ControlKind::Compact => (self.retrying(compact), false),
             ControlKind::RebuildRollups => {
                 let threshold = self.minute_threshold;
                 (
@@ -364,6 +395,87 @@ impl Writer {
         };
         let _ = control.reply.send(reply);
         stop
+    }
+
+    /// Advances the oldest prune by one step, or starts a retention pass when one is due.
+    fn maintain(&mut self) {
+        if self.prunes.is_empty() {
+            self.start_retention_pass();
+        }
+        if self.prunes.is_empty() {
+            return;
+        }
+        let started = Instant::now();
+        // As for batches: never write into a file that is no longer the one at the path.
+        let result = self.check_file().and_then(|()| {
+            match (self.conn.as_mut(), self.prunes.front_mut()) {
+                (Some(conn), Some(pruning)) => pruning.step(conn),
+                _ => Err(self.gone_error()),
+            }
+        });
+        let result = result.and_then(|outcome| self.check_file().map(|()| outcome));
+        self.counters.note_step(started.elapsed());
+        match result {
+            Ok(outcome) => {
+                self.counters
+                    .pruned
+                    .fetch_add(outcome.deleted, Ordering::Relaxed);
+                self.counters
+                    .reclaimed_bytes
+                    .fetch_add(outcome.reclaimed, Ordering::Relaxed);
+                if outcome.done
+                    && let Some(pruning) = self.prunes.pop_front()
+                {
+                    match pruning.origin {
+                        Origin::Caller(reply) => {
+                            let _ = reply.send(Ok(pruning.deleted));
+                        }
+                        Origin::Retention(cutoff) => self.counters.note_retention_pass(cutoff),
+                    }
+                }
+            }
+            Err(e) => {
+                let Some(pruning) = self.prunes.pop_front() else {
+                    return;
+                };
+                match pruning.origin {
+                    Origin::Caller(reply) => {
+                        let _ = reply.send(Err(e));
+                    }
+                    Origin::Retention(_) => {
+                        // Tried again at the next pass; recording is not affected.
+                        tracing::warn!(error = %e, "telemetry retention pass failed; retrying later");
+                        self.counters.set_retention_error(e.to_string());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Queues a retention pass when one is due.
+    fn start_retention_pass(&mut self) {
+        let Some(retention) = &mut self.retention else {
+            return;
+        };
+        let now = Instant::now();
+        if now < retention.next_pass {
+            return;
+        }
+        retention.next_pass = now + retention.policy.check_every;
+        let cutoff = retention_cutoff((retention.policy.clock)(), retention.policy.window);
+        self.prunes.push_back(Pruning::before(
+            cutoff as f64,
+            Origin::Retention(cutoff),
+        ));
+    }
+
+    /// At `Stop`: completes the prunes a caller waits for (step by step, as nothing else is
+    /// left to commit); a retention pass in progress is left for the next run.
+    fn finish_prunes(&mut self) {
+        self.prunes.retain(Pruning::has_caller);
+        while !self.prunes.is_empty() {
+            self.maintain();
+        }
     }
 
     fn retrying<T>(
@@ -568,16 +680,6 @@ fn import(
     Ok(inserted)
 }
 
-fn prune(conn: &mut Connection, ts: f64) -> Result<u64, StoreError> {
-    let tx = begin(conn)?;
-    let deleted = tx
-        .execute("DELETE FROM telemetry WHERE timestamp < ?1", [ts])
-        .map_err(sql("pruning rows"))?;
-    repair_after_prune(&tx, ts)?;
-    tx.commit().map_err(sql("committing a prune"))?;
-    Ok(deleted as u64)
-}
-
 fn clear(conn: &mut Connection) -> Result<u64, StoreError> {
     let tx = begin(conn)?;
     let deleted = tx
@@ -587,6 +689,21 @@ fn clear(conn: &mut Connection) -> Result<u64, StoreError> {
         .map_err(sql("clearing summaries"))?;
     tx.commit().map_err(sql("committing a clear"))?;
     Ok(deleted as u64)
+}
+
+/// `VACUUM` with incremental auto-vacuum, its temporary copy on disk rather than in memory
+/// (the copy is the size of the data), then the write-ahead log folded back and truncated.
+fn compact(conn: &mut Connection) -> Result<u64, StoreError> {
+    let result = conn.execute_batch(
+        "PRAGMA temp_store = FILE; PRAGMA auto_vacuum = INCREMENTAL; VACUUM;",
+    );
+    // Back to the setting of `open::configure` whatever happened.
+    let restored = conn.execute_batch("PRAGMA temp_store = MEMORY");
+    result.map_err(sql("rewriting the file (VACUUM)"))?;
+    restored.map_err(sql("setting pragmas"))?;
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        .map_err(sql("checkpointing after VACUUM"))?;
+    Ok(crate::maintenance::FileSpace::read(conn)?.file_bytes())
 }
 
 fn rebuild_rollups(conn: &mut Connection, minute_threshold: u64) -> Result<u64, StoreError> {
