@@ -10,8 +10,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[cfg(feature = "proxy")]
 use crate::help::PROXY_EXAMPLES;
 use crate::help::{
-    CHECK_EXAMPLES, CLEAR_EXAMPLES, DEMO_EXAMPLES, EXAMPLES, EXPORT_EXAMPLES, IMPORT_EXAMPLES,
-    PRUNE_EXAMPLES, REPORT_EXAMPLES, RUN_EXAMPLES, SERIES_EXAMPLES, SERVE_EXAMPLES, STATS_EXAMPLES,
+    CHECK_EXAMPLES, CLEAR_EXAMPLES, COMPACT_EXAMPLES, DEMO_EXAMPLES, EXAMPLES, EXPORT_EXAMPLES,
+    IMPORT_EXAMPLES, PRUNE_EXAMPLES, REPORT_EXAMPLES, RUN_EXAMPLES, SERIES_EXAMPLES,
+    SERVE_EXAMPLES, STATS_EXAMPLES,
 };
 use crate::listen::parse_listen;
 use crate::timearg::{parse_duration, parse_time};
@@ -58,6 +59,10 @@ pub enum Command {
     /// Delete every record.
     #[command(after_help = CLEAR_EXAMPLES)]
     Clear(ClearArgs),
+    /// Rewrite the database once so that deleting records gives disk space back (needed once
+    /// for a file created by an earlier version; needs free disk for two copies of the data).
+    #[command(after_help = COMPACT_EXAMPLES)]
+    Compact(CompactArgs),
     /// Import an OpenJarvis `telemetry.db` (idempotent: importing twice adds nothing).
     #[command(name = "import-openjarvis", after_help = IMPORT_EXAMPLES)]
     ImportOpenjarvis(ImportArgs),
@@ -293,6 +298,25 @@ pub struct ExportArgs {
     pub endpoint: Option<String>,
 }
 
+/// `--retain DURATION` of the long-running commands (`proxy`, `serve`, `run`).
+#[derive(Debug, Args)]
+pub struct RetainArgs {
+    /// Keep only the records of this window (90s, 15m, 2h, 30d): older ones, and their
+    /// summaries, are deleted in the background (at start, then every minute) in small
+    /// transactions, and their space is given back to the file system [default:
+    /// $TELEMETRY_RETAIN, else keep everything].
+    #[arg(long, value_name = "DURATION", env = "TELEMETRY_RETAIN", value_parser = parse_duration)]
+    pub retain: Option<Duration>,
+}
+
+/// `telemetry compact`.
+#[derive(Debug, Args)]
+pub struct CompactArgs {
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+}
+
 /// `telemetry prune`.
 #[derive(Debug, Args)]
 pub struct PruneArgs {
@@ -401,6 +425,9 @@ pub struct RunArgs {
     /// $OTEL_EXPORTER_OTLP_ENDPOINT, else http://localhost:4318].
     #[arg(long, value_name = "URL", num_args = 0..=1, default_missing_value = "")]
     pub otlp: Option<String>,
+    /// Retention window.
+    #[command(flatten)]
+    pub retention: RetainArgs,
 }
 
 /// `telemetry serve`.
@@ -417,6 +444,10 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = telemetry_prometheus::DEFAULT_SERIES_LIMIT,
           value_parser = parse_series_limit)]
     pub series_limit: usize,
+    /// Retention window; `serve` then opens a writer of its own for it (scrapes stay
+    /// read-only and never wait for it).
+    #[command(flatten)]
+    pub retention: RetainArgs,
 }
 
 /// A positive number of seconds (decimals allowed), at most a year.
@@ -507,6 +538,9 @@ pub struct ProxyArgs {
     #[arg(long, value_name = "N", default_value_t = telemetry_prometheus::DEFAULT_SERIES_LIMIT,
           value_parser = parse_series_limit)]
     pub series_limit: usize,
+    /// Retention window (also reported in /telemetry/health).
+    #[command(flatten)]
+    pub retention: RetainArgs,
 }
 
 #[cfg(test)]

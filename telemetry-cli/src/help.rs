@@ -82,9 +82,28 @@ Examples:
 pub const PRUNE_EXAMPLES: &str = "\
 Without --yes, asks for confirmation on a terminal and refuses (exit 2) otherwise.
 
+Deletes in small transactions (a recorder writing the same file waits for one at a time), then
+gives the space back to the file system (a file created by an earlier version: run `telemetry
+compact` once). Long-running commands can do this on their own: `--retain 30d` on `proxy`,
+`serve` and `run`.
+
 Examples:
   telemetry prune --older-than 30d
   telemetry prune --older-than 12h --yes";
+
+/// Shown after the options of `telemetry compact --help`.
+pub const COMPACT_EXAMPLES: &str = "\
+Files created by this version give the space of deleted records back by themselves; a file
+created before keeps it for reuse, so it never shrinks. `compact` converts it once: a full
+rewrite (SQLite VACUUM) that prints how much free disk it needs (two copies of the data: the
+temporary copy in $SQLITE_TMPDIR, $TMPDIR or /var/tmp, and the write-ahead log beside the file),
+refuses before writing anything if there is not enough, and holds the write lock throughout:
+stop recorders (proxy, run) first. Without --yes, asks for confirmation on a terminal and refuses
+(exit 2) otherwise.
+
+Examples:
+  telemetry compact
+  SQLITE_TMPDIR=/big/tmp telemetry compact --yes";
 
 /// Shown after the options of `telemetry clear --help`.
 pub const CLEAR_EXAMPLES: &str = "\

@@ -444,3 +444,42 @@ fn api_keys_are_forwarded_and_found_nowhere_else() {
         "HTTP 401 from the server: invalid api key [redacted]"
     );
 }
+
+/// `--retain 1h`: records older than an hour go in the background at start, the health
+/// endpoint says so, the proxy keeps recording, and the exit line tells what was deleted.
+#[test]
+fn retain_prunes_old_records_and_health_and_exit_say_so() {
+    let (dir, db) = temp_db();
+    let old: Vec<_> = (0..50)
+        .map(|i| common::record("old", "vllm", "a", 7_200.0 + i as f64, i))
+        .collect();
+    common::seed(&db, &old);
+    let (_rt, upstream) = fake_upstream(|_| FakeReply::json(200, chat_completion("served", 3, 2)));
+    let mut proxy = RunningCli::start(dir.path(), &db, &upstream.url(), &["--retain", "1h"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let health = loop {
+        let health = proxy.request("GET", "/telemetry/health", "");
+        if health.contains("\"passes\":1") {
+            break health;
+        }
+        assert!(Instant::now() < deadline, "no retention pass: {health}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    assert!(health.contains("\"window_s\":3600"), "{health}");
+    assert!(health.contains("\"pruned\":50"), "{health}");
+    proxy.request("POST", "/v1/chat/completions", CHAT);
+    proxy.terminate();
+    let (status, rest) = proxy.wait();
+    assert!(status.success(), "{rest}");
+    assert!(rest.contains("1 records written"), "{rest}");
+    assert!(
+        rest.contains("retention 1h: deleted 50 records older than"),
+        "{rest}"
+    );
+    assert_eq!(rows(&db).len(), 1);
+    common::on_db(dir.path(), &db)
+        .arg("check")
+        .assert()
+        .success();
+}

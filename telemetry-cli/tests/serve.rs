@@ -390,3 +390,49 @@ fn random_model_names_fold_into_one_overflow_series_and_the_scrape_stays_bounded
     }
     server.terminate();
 }
+
+/// `TELEMETRY_RETAIN=1h serve`: a writer of serve's own deletes what is older than the window
+/// while scrapes go on; the exit line says what it deleted, and `check` stays healthy.
+#[test]
+fn retain_from_the_environment_prunes_while_serving() {
+    let (dir, db) = temp_db();
+    let mut records: Vec<_> = (0..40)
+        .map(|i| record("old", "vllm", "a", 7_200.0 + i as f64, i))
+        .collect();
+    records.extend((0..10).map(|i| record("new", "vllm", "a", 10.0, i)));
+    seed(&db, &records);
+    let run = spawn(
+        telemetry_std(dir.path())
+            .env("TELEMETRY_RETAIN", "1h")
+            .args([
+                "--db",
+                db.to_str().unwrap(),
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+            ]),
+    );
+    let addr = run.addr_between("serving http://", "/metrics");
+    let mut server = Server { run, addr };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = server.get("/metrics");
+        assert_eq!(r.status, 200);
+        if calls_total(&r.body) == 10.0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "old records still counted: {}",
+            r.body
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(server.terminate().success());
+    let rest = server.run.rest_of_stdout();
+    assert!(
+        rest.contains("retention 1h: deleted 40 records older than"),
+        "{rest}"
+    );
+    on_db(dir.path(), &db).arg("check").assert().success();
+}

@@ -82,6 +82,17 @@ impl Recorder {
             "bus_errors": stats.bus_errors,
             "failed_batches": stats.failed_batches,
             "last_error": stats.last_error,
+            "pruned": stats.pruned,
+            "reclaimed_bytes": stats.reclaimed_bytes,
+            "longest_prune_step_ms": stats.longest_prune_step.as_secs_f64() * 1e3,
+            // `--retain`: a failed pass is retried at the next and does not affect recording,
+            // so it shows here without making the proxy unhealthy.
+            "retention": stats.retention.as_ref().map(|r| serde_json::json!({
+                "window_s": r.window.as_secs(),
+                "passes": r.passes,
+                "last_cutoff": r.last_cutoff,
+                "last_error": r.last_error,
+            })),
         });
         (serde_json::json!({ "store": store }), healthy)
     }

@@ -95,7 +95,10 @@ fn report(what: &str, mut delays: Vec<Duration>, prune: Option<Duration>, step: 
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let n: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(1_000_000);
+    let n: u64 = args
+        .next()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1_000_000);
     let rate: f64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(200.0);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("pause.db");
@@ -114,7 +117,9 @@ fn main() {
 
     // 2. The recorder's own store prunes in the background.
     let store = TelemetryStore::builder(&path)
-        .retention(Retention::new(Duration::from_secs(86_400)).check_every(Duration::from_secs(3_600)))
+        .retention(
+            Retention::new(Duration::from_secs(86_400)).check_every(Duration::from_secs(3_600)),
+        )
         .open()
         .unwrap();
     let started = Instant::now();
@@ -163,7 +168,12 @@ fn main() {
     let (deleted, took, step) = pruner.join().unwrap();
     store.close().unwrap();
     assert_eq!(deleted, n);
-    report("3. prune_before from a second store", delays, Some(took), step);
+    report(
+        "3. prune_before from a second store",
+        delays,
+        Some(took),
+        step,
+    );
 
     // 4. One transaction, as before.
     fill_old(&path, n);
@@ -189,5 +199,10 @@ fn main() {
     let delays = record_until(&store, rate, Duration::ZERO, &done);
     let took = pruner.join().unwrap();
     store.close().unwrap();
-    report("4. one DELETE transaction (for comparison)", delays, Some(took), Duration::ZERO);
+    report(
+        "4. one DELETE transaction (for comparison)",
+        delays,
+        Some(took),
+        Duration::ZERO,
+    );
 }

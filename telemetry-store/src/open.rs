@@ -241,7 +241,13 @@ fn configure(
     // can then be handed back to the file system in small steps (`PRAGMA incremental_vacuum`)
     // instead of a full rewrite. On an existing file it changes nothing (`compact` converts one).
     conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL")
-        .map_err(|e| classify(path, format!("setting auto_vacuum on {}", path.display()), e))?;
+        .map_err(|e| {
+            classify(
+                path,
+                format!("setting auto_vacuum on {}", path.display()),
+                e,
+            )
+        })?;
     if matches!(location, Location::File(_)) {
         // Changing the journal mode can meet another process's lock without the busy handler.
         let mut attempt = 0;
@@ -327,13 +333,12 @@ pub(crate) fn read_file_space(path: &Path) -> Result<crate::maintenance::FileSpa
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(|e| classify(path, format!("opening {}", path.display()), e))?;
-    crate::maintenance::FileSpace::read(&conn)
-        .map_err(|e| match e {
-            StoreError::Sqlite { source, .. } if source.code() == Some(26) => {
-                StoreError::NotADatabase {
-                    path: path.to_path_buf(),
-                }
+    crate::maintenance::FileSpace::read(&conn).map_err(|e| match e {
+        StoreError::Sqlite { source, .. } if source.code() == Some(26) => {
+            StoreError::NotADatabase {
+                path: path.to_path_buf(),
             }
-            other => other,
-        })
+        }
+        other => other,
+    })
 }

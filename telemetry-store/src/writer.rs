@@ -407,12 +407,12 @@ impl Writer {
         }
         let started = Instant::now();
         // As for batches: never write into a file that is no longer the one at the path.
-        let result = self.check_file().and_then(|()| {
-            match (self.conn.as_mut(), self.prunes.front_mut()) {
-                (Some(conn), Some(pruning)) => pruning.step(conn),
-                _ => Err(self.gone_error()),
-            }
-        });
+        let result =
+            self.check_file()
+                .and_then(|()| match (self.conn.as_mut(), self.prunes.front_mut()) {
+                    (Some(conn), Some(pruning)) => pruning.step(conn),
+                    _ => Err(self.gone_error()),
+                });
         let result = result.and_then(|outcome| self.check_file().map(|()| outcome));
         self.counters.note_step(started.elapsed());
         match result {
@@ -463,10 +463,8 @@ impl Writer {
         }
         retention.next_pass = now + retention.policy.check_every;
         let cutoff = retention_cutoff((retention.policy.clock)(), retention.policy.window);
-        self.prunes.push_back(Pruning::before(
-            cutoff as f64,
-            Origin::Retention(cutoff),
-        ));
+        self.prunes
+            .push_back(Pruning::before(cutoff as f64, Origin::Retention(cutoff)));
     }
 
     /// At `Stop`: completes the prunes a caller waits for (step by step, as nothing else is
@@ -694,9 +692,8 @@ fn clear(conn: &mut Connection) -> Result<u64, StoreError> {
 /// `VACUUM` with incremental auto-vacuum, its temporary copy on disk rather than in memory
 /// (the copy is the size of the data), then the write-ahead log folded back and truncated.
 fn compact(conn: &mut Connection) -> Result<u64, StoreError> {
-    let result = conn.execute_batch(
-        "PRAGMA temp_store = FILE; PRAGMA auto_vacuum = INCREMENTAL; VACUUM;",
-    );
+    let result =
+        conn.execute_batch("PRAGMA temp_store = FILE; PRAGMA auto_vacuum = INCREMENTAL; VACUUM;");
     // Back to the setting of `open::configure` whatever happened.
     let restored = conn.execute_batch("PRAGMA temp_store = MEMORY");
     result.map_err(sql("rewriting the file (VACUUM)"))?;

@@ -80,14 +80,15 @@ fn a_window_keeps_the_file_flat_while_a_writer_records_for_twelve_simulated_hour
 
     // From the third hour on (a window's worth of rows, plus a batch), the file stays flat.
     let steady = &pages[2..];
-    let (lo, hi) = (
-        *steady.iter().min().unwrap(),
-        *steady.iter().max().unwrap(),
-    );
+    let (lo, hi) = (*steady.iter().min().unwrap(), *steady.iter().max().unwrap());
     assert!(hi * 10 <= lo * 12, "pages per hour: {pages:?}");
     let conn = common::connect(&path);
     let rows = common::read_all(&conn);
-    assert_eq!(rows.len() as u64, HOUR, "the last hour is kept, nothing more");
+    assert_eq!(
+        rows.len() as u64,
+        HOUR,
+        "the last hour is kept, nothing more"
+    );
     assert!(rows.iter().all(|r| r.timestamp >= T0 + (11 * HOUR) as f64));
     common::assert_rollups_eq(&common::read_rollups(&conn), &common::rollups_of(&rows));
     assert_eq!(stats.pruned, 11 * HOUR, "{stats:?}");

@@ -31,7 +31,10 @@ fn on_disk(path: &Path) -> u64 {
 }
 
 fn fill(path: &Path, from: u64, to: u64) {
-    let store = TelemetryStore::builder(path).batch_size(5_000).open().unwrap();
+    let store = TelemetryStore::builder(path)
+        .batch_size(5_000)
+        .open()
+        .unwrap();
     for i in from..to {
         store.record(&busy(i)).unwrap();
     }
@@ -119,7 +122,10 @@ fn compact_converts_an_old_file_and_keeps_every_row_and_summary() {
     store.prune_before(T0 + 5_000.0).unwrap();
     store.flush().unwrap();
     let kept = TelemetryStore::file_space(&path).unwrap();
-    assert!(kept.free_pages > 0, "an old file keeps what it freed: {kept:?}");
+    assert!(
+        kept.free_pages > 0,
+        "an old file keeps what it freed: {kept:?}"
+    );
 
     let conn = common::connect(&path);
     let rows = common::read_all(&conn);

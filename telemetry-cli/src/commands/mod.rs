@@ -2,6 +2,7 @@
 //! what several share lives beside this folder (`recording`, `read`, `present`, `emit`, ...).
 
 mod check;
+mod compact;
 mod demo;
 mod export;
 mod import;
@@ -31,6 +32,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Check(args) => check::run(&db, &args, &mut out),
         Command::Prune(args) => retention::prune(&db, &args, &mut out),
         Command::Clear(args) => retention::clear(&db, &args, &mut out),
+        Command::Compact(args) => compact::run(&db, &args, &mut out),
         Command::ImportOpenjarvis(args) => import::run(&db, &args, &mut out),
         Command::Demo(args) => demo::run(&db, &args, &mut out),
         Command::Run(args) => run::run(&db, &args, &mut out),

@@ -56,6 +56,7 @@ pub fn run(db: &DbPath, args: &ProxyArgs, out: &mut dyn Write) -> Result<(), Cli
         .gpu(args.gpu, CallClock::Real, AutoFallback::Off)
         .drop_when_full()
         .otlp(args.otlp.as_deref())
+        .retain(args.retention.retain)
         .start()?;
     let mut telemetry = ProxyTelemetry::new(Arc::clone(&recording.bus))
         .engine_name(&args.engine_name)
@@ -154,6 +155,9 @@ pub fn run(db: &DbPath, args: &ProxyArgs, out: &mut dyn Write) -> Result<(), Cli
     )?;
     if let Some(line) = &finished.otlp_line {
         emit(out, line)?;
+    }
+    if let Some(line) = finished.retention_line() {
+        emit(out, &line)?;
     }
     finished.store_result()
 }

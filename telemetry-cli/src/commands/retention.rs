@@ -35,16 +35,36 @@ pub fn prune(db: &DbPath, args: &PruneArgs, out: &mut dyn Write) -> Result<(), C
     confirm(&action, args.yes)?;
     let store = TelemetryStore::open(path)?;
     let deleted = store.prune_before(cutoff)?;
+    let stats = store.stats();
     store.close()?;
     emit(
         out,
         &format!(
-            "deleted {} records older than {} from {}\n",
+            "deleted {} records older than {} from {}; {}\n",
             count(deleted),
             format_time(cutoff),
-            output::path(path)
+            output::path(path),
+            space_note(path, stats.reclaimed_bytes)
         ),
     )
+}
+
+/// What happened to the space of the deleted records: given back, or (a file created by an
+/// earlier version) kept for reuse until `compact`.
+fn space_note(path: &Path, reclaimed: u64) -> String {
+    match TelemetryStore::file_space(path) {
+        Ok(space) if !space.incremental && space.free_pages > 0 => format!(
+            "the file keeps {} of free pages for new records (it was created by an earlier \
+             version: run `telemetry compact` once so that deletions give space back)",
+            output::bytes(space.free_bytes())
+        ),
+        Ok(space) => format!(
+            "{} given back to the file system, the file is {}",
+            output::bytes(reclaimed),
+            output::bytes(space.file_bytes())
+        ),
+        Err(_) => format!("{} given back to the file system", output::bytes(reclaimed)),
+    }
 }
 
 /// Deletes every record.
@@ -59,13 +79,15 @@ pub fn clear(db: &DbPath, args: &ClearArgs, out: &mut dyn Write) -> Result<(), C
     )?;
     let store = TelemetryStore::open(path)?;
     let deleted = store.clear()?;
+    let stats = store.stats();
     store.close()?;
     emit(
         out,
         &format!(
-            "deleted {} records from {}\n",
+            "deleted {} records from {}; {}\n",
             count(deleted),
-            output::path(path)
+            output::path(path),
+            space_note(path, stats.reclaimed_bytes)
         ),
     )
 }

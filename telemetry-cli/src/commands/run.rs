@@ -48,6 +48,7 @@ pub fn run(db: &DbPath, args: &RunArgs, out: &mut dyn Write) -> Result<(), CliEr
 
     let recording = Recording::builder(&db.path)
         .otlp(args.otlp.as_deref())
+        .retain(args.retention.retain)
         .start()?;
     let mut engine =
         InstrumentedEngine::new(engine, Arc::clone(&recording.bus)).with_agent(&args.agent);
@@ -127,6 +128,9 @@ pub fn run(db: &DbPath, args: &RunArgs, out: &mut dyn Write) -> Result<(), CliEr
     }
     if let Some(line) = &finished.otlp_line {
         summary.push_str(line);
+    }
+    if let Some(line) = finished.retention_line() {
+        summary.push_str(&line);
     }
     summary.push('\n');
     emit(out, &summary)?;

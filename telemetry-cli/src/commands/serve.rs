@@ -1,7 +1,10 @@
 //! `telemetry serve`: the Prometheus endpoint of a database. Every scrape of `/metrics` opens the
 //! file read-only and renders it from the stored rollups (`telemetry_prometheus::render`), so
 //! records written meanwhile by another process (`demo`, `run`, the proxy) are counted, nothing
-//! is cached, and the database is never written or locked for writing.
+//! is cached, and the database is never written or locked for writing by a scrape. With
+//! `--retain`, a store of the process's own (its own connection and writer thread) deletes old
+//! records in the background, in short transactions; scrapes do not wait for it (WAL readers
+//! never wait for a writer).
 //!
 //! The server is HTTP/1 on hyper over a single-threaded tokio runtime: connections are tasks, a
 //! scrape's SQLite reads run on a small blocking pool so scrapes proceed side by side, a
@@ -28,6 +31,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use telemetry_agg::TelemetryAggregator;
 use telemetry_prometheus::{Format, RenderError, RenderOptions, render};
+use telemetry_store::{Retention, TelemetryStore};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
@@ -38,6 +42,7 @@ use crate::error::{CliError, ServerError};
 use crate::listen::shutdown_signal;
 use crate::output::escape_controls;
 use crate::read::open_aggregator;
+use crate::recording::retention_line;
 
 /// How long a connection may take to send its request headers.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -62,6 +67,17 @@ pub fn run(db: &DbPath, args: &ServeArgs, out: &mut dyn Write) -> Result<(), Cli
     // created by another process is waited for, as by the other readers.
     let path = db.require_existing()?.to_path_buf();
     render(&open_aggregator(db)?, &RenderOptions::default()).map_err(render_error)?;
+    // `--retain`: a writer of this process's own deletes old records in the background, on its
+    // own connection and thread; a scrape reads on its own read-only connection, which in WAL
+    // mode never waits for a writer.
+    let retention = match args.retention.retain {
+        Some(window) => Some(
+            TelemetryStore::builder(&path)
+                .retention(Retention::new(window))
+                .open()?,
+        ),
+        None => None,
+    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .enable_time()
@@ -91,8 +107,16 @@ pub fn run(db: &DbPath, args: &ServeArgs, out: &mut dyn Write) -> Result<(), Cli
             stop,
         )
         .await;
-        Ok(())
-    })
+        Ok::<_, CliError>(())
+    })?;
+    if let Some(store) = retention {
+        let stats = store.stats();
+        store.close()?;
+        if let Some(line) = retention_line(&stats) {
+            emit(out, &line)?;
+        }
+    }
+    Ok(())
 }
 
 /// What a scrape reads: the database, and the label sets it exposes at most.

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use telemetry_agg::TelemetryAggregator;
 use telemetry_core::{EventBus, TimeRange};
 use telemetry_gpu::GpuSampler;
-use telemetry_store::{OverflowPolicy, StoreError, StoreStats, TelemetryStore};
+use telemetry_store::{OverflowPolicy, Retention, StoreError, StoreStats, TelemetryStore};
 use telemetry_wrap::PriceTable;
 
 use crate::cli::{GpuChoice, StatsGroup};
@@ -38,7 +38,7 @@ use crate::emit::emit;
 use crate::error::CliError;
 use crate::output::{self, count};
 use crate::present::render;
-use crate::timearg::now_unix;
+use crate::timearg::{format_duration, format_time, now_unix};
 pub(crate) use gpu::{AutoFallback, CallClock, GpuSource};
 use otlp::LiveExport;
 use watch::StoreWatch;
@@ -52,6 +52,7 @@ pub(crate) struct RecordingBuilder<'a> {
     gpu: Option<(GpuChoice, CallClock, AutoFallback)>,
     otlp: Option<&'a str>,
     prices: Option<&'a Path>,
+    retain: Option<Duration>,
 }
 
 impl<'a> RecordingBuilder<'a> {
@@ -80,6 +81,12 @@ impl<'a> RecordingBuilder<'a> {
         self
     }
 
+    /// `--retain DURATION`: the store deletes older records in the background.
+    pub(crate) fn retain(mut self, window: Option<Duration>) -> Self {
+        self.retain = window;
+        self
+    }
+
     /// `--prices FILE`: the price table, loaded at [`start`](Self::start).
     #[cfg_attr(not(feature = "proxy"), allow(dead_code))]
     pub(crate) fn prices(mut self, path: Option<&'a Path>) -> Self {
@@ -104,6 +111,9 @@ impl<'a> RecordingBuilder<'a> {
         let mut store = TelemetryStore::builder(self.db);
         if let Some(policy) = self.overflow {
             store = store.overflow(policy);
+        }
+        if let Some(window) = self.retain {
+            store = store.retention(Retention::new(window));
         }
         let store = store.open()?;
         let bus = Arc::new(EventBus::new());
@@ -169,6 +179,7 @@ impl Recording {
             gpu: None,
             otlp: None,
             prices: None,
+            retain: None,
         }
     }
 
@@ -263,8 +274,11 @@ impl Finished {
         )
     }
 
-    /// The stats table, by model, of the calls recorded (the whole seconds the recording
-    /// spanned, read back from the database at `db`).
+    /// What the retention window did (`--retain`), with its newline; `None` without one.
+    pub(crate) fn retention_line(&self) -> Option<String> {
+        retention_line(&self.stats)
+    }
+
     /// The stats table of this recording's own calls: the records of its time span that carry
     /// its run id (another recording of the same seconds is left out).
     pub(crate) fn print_stats(&self, db: &Path, out: &mut dyn Write) -> Result<(), CliError> {
@@ -278,4 +292,28 @@ impl Finished {
         })?;
         emit(out, &render(&stats, &range, StatsGroup::Model))
     }
+}
+
+/// `retention 30d: deleted N records older than T in P passes, gave back X` (with its
+/// newline), from a store's counters; `None` when it has no retention window.
+pub(crate) fn retention_line(stats: &StoreStats) -> Option<String> {
+    let retention = stats.retention.as_ref()?;
+    let cutoff = retention.last_cutoff.map_or_else(
+        || "(no pass finished)".to_owned(),
+        |c| format_time(c as f64),
+    );
+    let error = retention
+        .last_error
+        .as_deref()
+        .map_or_else(String::new, |e| format!("; last pass failed: {e}"));
+    Some(format!(
+        "retention {}: deleted {} records older than {} in {} passes, gave back {} \
+         (longest step {:.1} ms){error}\n",
+        format_duration(retention.window),
+        count(stats.pruned),
+        cutoff,
+        count(retention.passes),
+        output::bytes(stats.reclaimed_bytes),
+        stats.longest_prune_step.as_secs_f64() * 1e3,
+    ))
 }
