@@ -21,7 +21,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use telemetry_core::TelemetryRecord;
 use telemetry_store::{Retention, TelemetryStore};
 
 const DAY: f64 = 86_400.0;
