@@ -102,7 +102,7 @@ pub struct DemoArgs {
     /// Number of simulated models to spread the calls over (at most the 5 the simulator has).
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=64))]
     pub models: u64,
-    /// Calls in flight at once (threads).
+    /// Calls in flight at once.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=256))]
     pub concurrency: u64,
     /// Stream the outputs (records TTFT and inter-token latency).
@@ -380,7 +380,7 @@ pub struct RunArgs {
     /// Number of calls.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     pub calls: u64,
-    /// Calls in flight at once (threads).
+    /// Calls in flight at once.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=256))]
     pub concurrency: u64,
     /// The prompt of every call.

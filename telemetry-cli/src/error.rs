@@ -12,6 +12,8 @@ use crate::output::count;
 pub const EXIT_USAGE: u8 = 2;
 /// Exit code for runtime failures and an unhealthy `check`.
 pub const EXIT_FAILURE: u8 = 1;
+/// Exit code of a command stopped by SIGINT (128 + the signal's number, as shells report it).
+pub const EXIT_INTERRUPTED: u8 = 130;
 
 /// Why a command failed. `main` prints it as one line on stderr and exits with
 /// [`exit_code`](CliError::exit_code).
@@ -137,6 +139,12 @@ pub enum CliError {
         /// The first failure: the error and its `error_kind`.
         first_failure: Option<String>,
     },
+    /// `run` was interrupted (SIGINT); what ran is recorded and its table printed.
+    #[error("run interrupted after {} calls (what ran is recorded)", count(*calls))]
+    Interrupted {
+        /// The calls started.
+        calls: u64,
+    },
     /// `serve` could not start (address in use, no permission, signal handlers).
     #[error("serve: {0}")]
     Serve(#[source] ServerError),
@@ -212,6 +220,7 @@ impl CliError {
             | CliError::NeedsConfirmation { .. }
             | CliError::OutputIsDatabase { .. }
             | CliError::Usage(_) => EXIT_USAGE,
+            CliError::Interrupted { .. } => EXIT_INTERRUPTED,
             _ => EXIT_FAILURE,
         }
     }

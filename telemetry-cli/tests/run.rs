@@ -302,3 +302,56 @@ fn the_between_chunks_and_total_timeouts_have_their_own_kinds() {
         );
     }
 }
+
+#[test]
+fn sigint_stops_sending_records_the_calls_in_flight_as_cancelled_and_prints_the_table() {
+    // Each stream takes ~3 s (10 events 300 ms apart): SIGINT lands with 3 calls in flight.
+    let server = FakeServer::start(|req| match req.path.as_str() {
+        "/v1/models" => Reply::json(200, r#"{"data":[{"id":"m","owned_by":"llamacpp"}]}"#),
+        _ => Reply::sse_events(STREAM.repeat(3).as_bytes(), Duration::from_millis(300)),
+    })
+    .unwrap();
+    let (dir, db) = temp_db();
+    let mut run = common::spawn(
+        common::telemetry_std(dir.path())
+            .args(["--db", db.to_str().unwrap(), "run", "--url", &server.url()])
+            .args([
+                "--model",
+                "m",
+                "--stream",
+                "--calls",
+                "1000000",
+                "--concurrency",
+                "3",
+            ])
+            .stderr(std::process::Stdio::piped()),
+    );
+    assert!(run.first_line.starts_with("run: "), "{}", run.first_line);
+    std::thread::sleep(Duration::from_millis(1_000));
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &run.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = run.wait_exit(Duration::from_secs(10), "run ignored SIGINT");
+    let stdout = run.rest_of_stdout();
+    assert_eq!(exit.code(), Some(130), "{stdout}");
+    assert!(
+        stdout.contains("interrupted: stopped after 3 calls, 3 in flight recorded as cancelled"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("calls "), "the table of what ran: {stdout}");
+    let sent = server
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/v1/chat/completions")
+        .count();
+    let records = exported(dir.path(), &db);
+    assert_eq!(records.len(), sent, "every call sent is recorded");
+    assert_eq!(sent, 3);
+    assert!(
+        records.iter().all(|r| r.outcome == Outcome::Cancelled),
+        "{:?}",
+        records.iter().map(|r| r.outcome).collect::<Vec<_>>()
+    );
+}

@@ -1,6 +1,8 @@
 //! `telemetry run`: real calls to an OpenAI-compatible server through the instrumented
-//! `OpenAiEngine`, recorded into the store, then the stats of the run — a small benchmark
-//! client to point at any server.
+//! `AsyncOpenAiEngine` (`--concurrency` tasks on one thread), recorded into the store, then the
+//! stats of the run — a small benchmark client to point at any server. SIGINT stops it
+//! cleanly: no new call, the calls in flight dropped (recorded as cancelled), the store
+//! flushed, the table of what ran printed, exit 130; a second SIGINT exits at once.
 
 use std::io::Write;
 use std::path::Path;
@@ -8,8 +10,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use telemetry_openai::{OpenAiConfig, OpenAiEngine};
-use telemetry_wrap::{GenerateParams, InferenceEngine, InstrumentedEngine, Message};
+use futures_core::Stream;
+use indicatif::ProgressBar;
+use telemetry_openai::{AsyncOpenAiEngine, OpenAiConfig};
+use telemetry_wrap::{AsyncInferenceEngine, GenerateParams, InstrumentedEngine, Message};
 
 use crate::cli::RunArgs;
 use crate::dbpath::DbPath;
@@ -44,14 +48,20 @@ pub fn run(db: &DbPath, args: &RunArgs, out: &mut dyn Write) -> Result<(), CliEr
     if let Some(engine) = &args.engine {
         config = config.with_engine_id(engine);
     }
-    let engine = OpenAiEngine::detect(config);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Usage(format!("starting the run's runtime failed: {e}")))?;
+    let engine = runtime
+        .block_on(AsyncOpenAiEngine::detect(config))
+        .map_err(|e| CliError::Usage(format!("--url: {e}")))?;
 
     let recording = Recording::builder(&db.path)
         .otlp(args.otlp.as_deref())
         .retain(args.retention.retain)
         .start()?;
     let mut engine =
-        InstrumentedEngine::new(engine, Arc::clone(&recording.bus)).with_agent(&args.agent);
+        InstrumentedEngine::new_async(engine, Arc::clone(&recording.bus)).with_agent(&args.agent);
     // The server's address in every record (`server.address`/`server.port`, as OpenTelemetry
     // names them; OTLP spans carry them), and the run id that selects the run's own calls for
     // its table.
@@ -85,41 +95,38 @@ pub fn run(db: &DbPath, args: &RunArgs, out: &mut dyn Write) -> Result<(), CliEr
         ),
     )?;
 
-    let bar = progress::bar(args.calls, "calls", progress::enabled());
-    let next = AtomicU64::new(0);
-    let failed = AtomicU64::new(0);
-    let first_error = Mutex::new(None::<String>);
-    std::thread::scope(|scope| {
-        for _ in 0..args.concurrency {
-            scope.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= args.calls {
-                        break;
-                    }
-                    let messages = &prompts[(i % prompts.len() as u64) as usize];
-                    if let Err(e) = call(&engine, messages, &params, args.stream) {
-                        failed.fetch_add(1, Ordering::Relaxed);
-                        first_error
-                            .lock()
-                            .unwrap_or_else(PoisonError::into_inner)
-                            .get_or_insert(format!("{e} ({})", e.error_kind()));
-                    }
-                    bar.inc(1);
-                }
-            });
-        }
+    let shared = Arc::new(Shared {
+        engine,
+        prompts,
+        params,
+        stream: args.stream,
+        calls: args.calls,
+        next: AtomicU64::new(0),
+        failed: AtomicU64::new(0),
+        first_error: Mutex::new(None),
+        bar: progress::bar(args.calls, "calls", progress::enabled()),
     });
-    bar.finish_and_clear();
-    engine.flush();
+    let interrupted = runtime.block_on(drive(&shared, args.concurrency))?;
+    shared.bar.finish_and_clear();
+    shared.engine.flush();
     let mut finished = recording.finish();
     finished.store_result()?;
-    let failed = failed.load(Ordering::Relaxed);
+    let failed = shared.failed.load(Ordering::Relaxed);
+    let sent = shared.next.load(Ordering::Relaxed).min(args.calls);
 
     let mut summary = finished.summary_line(failed, &db.path);
-    let first_error = first_error
-        .into_inner()
-        .unwrap_or_else(PoisonError::into_inner);
+    if let Some(cancelled) = interrupted {
+        summary.push_str(&format!(
+            "interrupted: stopped after {} calls, {} in flight recorded as cancelled\n",
+            count(sent),
+            count(cancelled),
+        ));
+    }
+    let first_error = shared
+        .first_error
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take();
     if let Some(e) = &first_error {
         summary.push_str(&format!(
             "first failure: {}\n",
@@ -136,6 +143,9 @@ pub fn run(db: &DbPath, args: &RunArgs, out: &mut dyn Write) -> Result<(), CliEr
     emit(out, &summary)?;
 
     finished.print_stats(&db.path, out)?;
+    if interrupted.is_some() {
+        return Err(CliError::Interrupted { calls: sent });
+    }
     if failed == args.calls {
         return Err(CliError::AllCallsFailed {
             calls: failed,
@@ -145,20 +155,94 @@ pub fn run(db: &DbPath, args: &RunArgs, out: &mut dyn Write) -> Result<(), CliEr
     Ok(())
 }
 
-/// One call, read to the end; the error is recorded by the instrumented engine either way.
-fn call(
-    engine: &InstrumentedEngine<OpenAiEngine>,
+/// What the workers share.
+struct Shared {
+    engine: InstrumentedEngine<AsyncOpenAiEngine>,
+    prompts: Vec<Vec<Message>>,
+    params: GenerateParams,
+    stream: bool,
+    calls: u64,
+    /// Calls started (may pass `calls`: each worker takes one more number before it stops).
+    next: AtomicU64,
+    failed: AtomicU64,
+    first_error: Mutex<Option<String>>,
+    bar: ProgressBar,
+}
+
+/// Runs `concurrency` workers until every call is made or SIGINT comes. On SIGINT no call is
+/// started any more and the calls in flight are dropped, which records each as cancelled;
+/// `Some(calls in flight)` then. A second SIGINT exits at once.
+async fn drive(shared: &Arc<Shared>, concurrency: u64) -> Result<Option<u64>, CliError> {
+    let mut interrupt = interrupt_signal()?;
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..concurrency {
+        workers.spawn(worker(Arc::clone(shared)));
+    }
+    let interrupted = tokio::select! {
+        () = async { while workers.join_next().await.is_some() {} } => false,
+        _ = interrupt.recv() => true,
+    };
+    if !interrupted {
+        return Ok(None);
+    }
+    // A second SIGINT while the in-flight calls are recorded and the store flushed: leave now.
+    tokio::spawn(async move {
+        if interrupt.recv().await.is_some() {
+            std::process::exit(130);
+        }
+    });
+    workers.abort_all();
+    let mut cancelled = 0;
+    while let Some(joined) = workers.join_next().await {
+        if joined.is_err_and(|e| e.is_cancelled()) {
+            cancelled += 1;
+        }
+    }
+    Ok(Some(cancelled))
+}
+
+/// SIGINT (Ctrl-C) as a stream of events.
+fn interrupt_signal() -> Result<tokio::signal::unix::Signal, CliError> {
+    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .map_err(|e| CliError::Usage(format!("installing the SIGINT handler: {e}")))
+}
+
+/// Takes call numbers until there are none left.
+async fn worker(shared: Arc<Shared>) {
+    loop {
+        let i = shared.next.fetch_add(1, Ordering::Relaxed);
+        if i >= shared.calls {
+            return;
+        }
+        let messages = &shared.prompts[(i % shared.prompts.len() as u64) as usize];
+        if let Err(e) = call(&shared.engine, messages, &shared.params, shared.stream).await {
+            shared.failed.fetch_add(1, Ordering::Relaxed);
+            shared
+                .first_error
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get_or_insert(format!("{e} ({})", e.error_kind()));
+        }
+        shared.bar.inc(1);
+    }
+}
+
+/// One call, read to the end; the error is recorded by the instrumented engine either way
+/// (and a call dropped before its end is recorded as cancelled).
+async fn call(
+    engine: &InstrumentedEngine<AsyncOpenAiEngine>,
     messages: &[Message],
     params: &GenerateParams,
     stream: bool,
 ) -> Result<(), telemetry_openai::protocol::OpenAiError> {
     if stream {
-        for chunk in engine.stream(messages, params)? {
+        let mut chunks = std::pin::pin!(engine.stream(messages, params).await?);
+        while let Some(chunk) = std::future::poll_fn(|cx| chunks.as_mut().poll_next(cx)).await {
             chunk?;
         }
         Ok(())
     } else {
-        engine.generate(messages, params).map(drop)
+        engine.generate(messages, params).await.map(drop)
     }
 }
 
