@@ -102,7 +102,7 @@ pub struct DemoArgs {
     /// Number of simulated models to spread the calls over (at most the 5 the simulator has).
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=64))]
     pub models: u64,
-    /// Calls in flight at once.
+    /// Calls in flight at once (threads).
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=256))]
     pub concurrency: u64,
     /// Stream the outputs (records TTFT and inter-token latency).
