@@ -35,7 +35,7 @@ pub const DEFAULT_RETENTION_CHECK: Duration = Duration::from_secs(60);
 /// deletes the records before the start of the minute `window` ago, in steps of a few thousand
 /// rows that the writer runs between its batches (so recording never waits for more than one
 /// step; [`StoreStats::longest_prune_step`](crate::StoreStats::longest_prune_step) shows the
-/// longest), then hands the freed pages back in steps of 4 MiB.
+/// longest), then hands the freed pages back in steps of 1 MiB.
 ///
 /// The summaries (`telemetry_rollup`) follow the same window as the rows: they are an index of
 /// the rows (queries mix them with raw rows at a range's edges, and `telemetry check` compares

@@ -27,8 +27,8 @@ use crate::rollups::repair_after_prune;
 /// machine of `docs/benchmarks.md`.
 pub(crate) const PRUNE_STEP_ROWS: i64 = 4_000;
 
-/// Free pages one reclaim step hands back at most (4 MiB at the default page size).
-pub(crate) const RECLAIM_STEP_PAGES: i64 = 1_024;
+/// Free pages one reclaim step hands back at most (1 MiB at the default page size).
+pub(crate) const RECLAIM_STEP_PAGES: i64 = 256;
 
 const MINUTE: i64 = ROLLUP_LEVELS[0];
 

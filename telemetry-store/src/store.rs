@@ -119,6 +119,7 @@ impl TelemetryStore {
             failing_since: None,
             minute_threshold: options.minute_rollup_threshold,
             prunes: std::collections::VecDeque::new(),
+            next_step: Instant::now(),
             retention: options.retention.map(|policy| RetentionPolicy {
                 policy,
                 next_pass: Instant::now(),
@@ -264,7 +265,7 @@ impl TelemetryStore {
     ///
     /// The writer deletes in steps (the oldest whole minutes, a few thousand rows per
     /// transaction) between its batches, so records keep being committed meanwhile, then hands
-    /// the freed pages back to the file system in steps of 4 MiB (on files created by this
+    /// the freed pages back to the file system in steps of 1 MiB (on files created by this
     /// crate; an older file keeps them for reuse until [`compact`](Self::compact)ed), and
     /// returns when all is done. Rows recorded meanwhile with a timestamp before `timestamp`
     /// go too.

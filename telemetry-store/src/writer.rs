@@ -73,6 +73,8 @@ pub(crate) struct Writer {
     pub(crate) prunes: VecDeque<Pruning>,
     /// The retention window, if any, and when its next pass is due.
     pub(crate) retention: Option<RetentionPolicy>,
+    /// When the next step of a prune may start.
+    pub(crate) next_step: Instant,
 }
 
 impl Writer {
@@ -80,12 +82,12 @@ impl Writer {
     pub(crate) fn run(mut self) {
         loop {
             if self.carry.is_empty() {
-                // With a prune in progress, commit what is queued now (a partial batch) and go
-                // on with the prune's next step; else sleep until the next retention pass.
+                // With a prune in progress, commit what is queued by its next step (a partial
+                // batch); else sleep until the next retention pass.
                 let wake_by = if self.prunes.is_empty() {
                     self.retention.as_ref().map(|r| r.next_pass)
                 } else {
-                    Some(Instant::now())
+                    Some(self.next_step)
                 };
                 let taken = self.queue.take_batch(self.flush_interval, wake_by);
                 self.counters
@@ -402,7 +404,7 @@ impl Writer {
         if self.prunes.is_empty() {
             self.start_retention_pass();
         }
-        if self.prunes.is_empty() {
+        if self.prunes.is_empty() || Instant::now() < self.next_step {
             return;
         }
         let started = Instant::now();
@@ -414,7 +416,12 @@ impl Writer {
                     _ => Err(self.gone_error()),
                 });
         let result = result.and_then(|outcome| self.check_file().map(|()| outcome));
-        self.counters.note_step(started.elapsed());
+        let took = started.elapsed();
+        self.counters.note_step(took);
+        // Leave the write lock free for as long as the step held it: a writer in another
+        // process waits in SQLite's busy handler, which polls (sleeping up to 100 ms), and
+        // steps back to back would starve it.
+        self.next_step = Instant::now() + took;
         match result {
             Ok(outcome) => {
                 self.counters
@@ -472,6 +479,9 @@ impl Writer {
     fn finish_prunes(&mut self) {
         self.prunes.retain(Pruning::has_caller);
         while !self.prunes.is_empty() {
+            if let Some(wait) = self.next_step.checked_duration_since(Instant::now()) {
+                thread::sleep(wait);
+            }
             self.maintain();
         }
     }
