@@ -114,6 +114,11 @@ pub struct DemoArgs {
     /// Sleep for the simulated durations instead of using synthetic timings.
     #[arg(long)]
     pub realtime: bool,
+    /// Instant mode: the simulated calls' timestamps are spread evenly over this span ending
+    /// now (so `series` and the report's charts over time have many buckets); `--span 0` keeps
+    /// the real times of the calls (a few seconds). Ignored with --realtime.
+    #[arg(long, value_name = "DURATION", default_value = "1d", value_parser = parse_span)]
+    pub span: Duration,
     /// Seed of the simulated engine: the same seed gives the same calls when calls take turns
     /// (instant mode with the mock GPU) or with --concurrency 1.
     #[arg(long, default_value_t = 42)]
@@ -448,6 +453,14 @@ pub struct ServeArgs {
     /// read-only and never wait for it).
     #[command(flatten)]
     pub retention: RetainArgs,
+}
+
+/// A duration such as `1d` or `6h`, or `0` for none.
+fn parse_span(text: &str) -> Result<Duration, String> {
+    if text.trim() == "0" {
+        return Ok(Duration::ZERO);
+    }
+    crate::timearg::parse_duration(text)
 }
 
 /// A positive number of seconds (decimals allowed), at most a year.

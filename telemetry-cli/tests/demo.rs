@@ -199,3 +199,38 @@ fn a_database_deleted_during_the_demo_fails_it_and_says_so() {
     assert!(stderr.contains("0 records written"), "{stderr}");
     assert!(!stdout.contains("recorded 2 calls"), "{stdout}");
 }
+
+#[test]
+fn instant_demo_spreads_its_calls_over_a_simulated_day_so_series_has_many_buckets() {
+    let (dir, db) = temp_db();
+    let out = stdout_of(on_db(dir.path(), &db).args(["demo", "--calls", "240", "--gpu", "off"]));
+    assert!(out.contains("recorded 240 calls"), "{out}");
+    assert!(out.contains("240"), "the table counts every call: {out}");
+    let series =
+        stdout_of(on_db(dir.path(), &db).args(["series", "--bucket", "1h", "--format", "json"]));
+    let points: Vec<serde_json::Value> = serde_json::from_str(&series).unwrap();
+    assert!(points.len() >= 24, "{} hourly buckets", points.len());
+    let calls: u64 = points
+        .iter()
+        .map(|p| p["call_count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(calls, 240);
+    let records = exported(dir.path(), &db);
+    let (first, last) = (records[0].timestamp, records[records.len() - 1].timestamp);
+    assert!((last - first) > 0.95 * 86_400.0, "{}", last - first);
+
+    // --span 0 keeps the calls' real times; --span 2h spreads over two hours.
+    for (span, at_most) in [("0", 60.0), ("2h", 7_200.0)] {
+        let (dir, db) = temp_db();
+        stdout_of(
+            on_db(dir.path(), &db).args(["demo", "--calls", "50", "--gpu", "off", "--span", span]),
+        );
+        let records = exported(dir.path(), &db);
+        let width = records[records.len() - 1].timestamp - records[0].timestamp;
+        assert!(
+            width <= at_most && width > at_most / 4.0 || span == "0",
+            "{span}: {width}"
+        );
+        assert!(width <= at_most, "{span}: {width}");
+    }
+}

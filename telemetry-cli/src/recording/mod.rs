@@ -279,6 +279,12 @@ impl Finished {
         retention_line(&self.stats)
     }
 
+    /// The records of this recording lie from `since` on (the demo's simulated span starts
+    /// before the recording did).
+    pub(crate) fn records_since(&mut self, since: f64) {
+        self.started_wall = self.started_wall.min(since);
+    }
+
     /// The stats table of this recording's own calls: the records of its time span that carry
     /// its run id (another recording of the same seconds is left out).
     pub(crate) fn print_stats(&self, db: &Path, out: &mut dyn Write) -> Result<(), CliError> {

@@ -6,6 +6,9 @@ mod engine;
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use telemetry_core::{Event, EventBus, EventType, TelemetryRecord};
 
 use telemetry_wrap::{
     GenerateParams, InferenceEngine, InstrumentedEngine, Message, SimTiming, SimulatedEngine,
@@ -18,6 +21,7 @@ use crate::error::CliError;
 use crate::output::{self, count, escape_controls};
 use crate::progress;
 use crate::recording::{AutoFallback, CallClock, RUN_ID_KEY, Recording};
+use crate::timearg::now_unix;
 use engine::{DemoEngine, VirtualGpu};
 
 /// Share of simulated calls that fail (overloaded, timeout, rate limited), so errors show.
@@ -75,10 +79,15 @@ pub fn run(db: &DbPath, args: &DemoArgs, out: &mut dyn Write) -> Result<(), CliE
     };
     // The run id in every record, so that the table shows this demo's calls only.
     let metadata = serde_json::json!({ RUN_ID_KEY: recording.run_id });
+    let spread = (!args.realtime && !args.span.is_zero())
+        .then(|| Spread::relay(&recording.bus, args.span, args.calls));
+    let engine_bus = spread
+        .as_ref()
+        .map_or_else(|| Arc::clone(&recording.bus), |s| Arc::clone(&s.bus));
     let engines: Vec<InstrumentedEngine<&DemoEngine>> = AGENTS
         .iter()
         .map(|agent| {
-            let engine = InstrumentedEngine::new(&demo, Arc::clone(&recording.bus))
+            let engine = InstrumentedEngine::new(&demo, Arc::clone(&engine_bus))
                 .with_agent(agent)
                 .with_price_table(SimulatedEngine::price_table())
                 .with_metadata(metadata.clone())
@@ -148,6 +157,9 @@ pub fn run(db: &DbPath, args: &DemoArgs, out: &mut dyn Write) -> Result<(), CliE
     }
     let mut finished = recording.finish();
     finished.store_result()?;
+    if let Some(spread) = &spread {
+        finished.records_since(spread.start);
+    }
     let stats = &finished.stats;
 
     let mut summary = finished.summary_line(failed.load(Ordering::Relaxed), &db.path);
@@ -167,10 +179,38 @@ pub fn run(db: &DbPath, args: &DemoArgs, out: &mut dyn Write) -> Result<(), CliE
     emit(
         out,
         &format!(
-            "\nnext: telemetry --db {} stats --by agent   (or: series --bucket 1m, export, check)\n",
+            "\nnext: telemetry --db {} stats --by agent   (or: series --bucket 1h, report, export, check)\n",
             output::path(&db.path)
         ),
     )
+}
+
+/// Instant mode's simulated span: the engines publish on a bus of their own, and each record
+/// is passed on to the recording's bus with its timestamp moved to the next of `calls` evenly
+/// spaced instants over the span ending now, so a demo of a few seconds reads like a day of
+/// traffic (in the order the calls ended).
+struct Spread {
+    bus: Arc<EventBus>,
+    start: f64,
+}
+
+impl Spread {
+    fn relay(to: &Arc<EventBus>, span: Duration, calls: u64) -> Self {
+        let bus = Arc::new(EventBus::new());
+        let start = now_unix() - span.as_secs_f64();
+        let step = span.as_secs_f64() / calls.max(1) as f64;
+        let seen = AtomicU64::new(0);
+        let to = Arc::clone(to);
+        bus.subscribe(EventType::TelemetryRecord, move |event| {
+            if let Some(record) = event.as_record() {
+                let k = seen.fetch_add(1, Ordering::Relaxed);
+                let mut moved = TelemetryRecord::clone(record);
+                moved.timestamp = start + (k as f64 + 0.5) * step;
+                to.publish(Event::TelemetryRecord(Arc::new(moved)));
+            }
+        });
+        Spread { bus, start }
+    }
 }
 
 /// Makes one call; `false` when it failed (the failure is recorded all the same).
