@@ -115,8 +115,12 @@ fn prune_gives_space_back_and_compact_converts_an_old_file_keeping_every_record(
         .assert()
         .code(2)
         .stderr(predicate::str::contains("--yes"));
+    let out = common::stdout_of(on_db(dir.path(), &db).arg("check"));
+    assert!(out.contains("kept for reuse"), "{out}");
     let out = common::stdout_of(on_db(dir.path(), &db).args(["compact", "--yes"]));
     assert!(out.contains("compacted"), "{out}");
+    let out = common::stdout_of(on_db(dir.path(), &db).arg("check"));
+    assert!(out.contains("0 B free, given back by prunes"), "{out}");
     assert_eq!(common::exported(dir.path(), &db), before);
     on_db(dir.path(), &db).arg("check").assert().success();
 

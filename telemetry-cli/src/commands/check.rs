@@ -33,6 +33,11 @@ struct Report {
     integrity: Vec<String>,
     file_bytes: u64,
     wal_bytes: u64,
+    /// Bytes of free pages in the file; `None` when the page counts could not be read.
+    free_bytes: Option<u64>,
+    /// Whether prunes give freed pages back to the file system (files created since
+    /// incremental auto-vacuum); else they are kept for reuse until `compact`.
+    gives_space_back: Option<bool>,
     /// Rows the summaries were rebuilt from (`--repair`); `None` when nothing was rebuilt.
     repaired_from_rows: Option<u64>,
     problems: Vec<String>,
@@ -130,6 +135,8 @@ fn inspect(path: &Path) -> Result<Report, CliError> {
         integrity: Vec::new(),
         file_bytes: file_size(path),
         wal_bytes: file_size(&wal_path(path)),
+        free_bytes: None,
+        gives_space_back: None,
         repaired_from_rows: None,
         problems: Vec::new(),
         healthy: false,
@@ -144,6 +151,11 @@ fn inspect(path: &Path) -> Result<Report, CliError> {
         Err(e) => return Err(e.into()),
     };
     if let Some(agg) = agg {
+        // A file the aggregator opened is ours: reading its page counts creates nothing new.
+        if let Ok(space) = TelemetryStore::file_space(path) {
+            report.free_bytes = Some(space.free_bytes());
+            report.gives_space_back = Some(space.incremental);
+        }
         match agg.schema_version() {
             Ok(v) => {
                 report.schema_version = Some(v);
@@ -237,9 +249,18 @@ fn render(r: &Report) -> String {
         "integrity  {}",
         escape_controls(&r.integrity.join(", "))
     );
+    let space = match (r.free_bytes, r.gives_space_back) {
+        (Some(free), Some(true)) => format!("; {} free, given back by prunes", bytes(free)),
+        (Some(free), Some(false)) => format!(
+            "; {} free, kept for reuse (an earlier version's file: `telemetry compact` once makes \
+             prunes give space back)",
+            bytes(free)
+        ),
+        _ => String::new(),
+    };
     let _ = writeln!(
         text,
-        "size       {} (+ {} write-ahead log)",
+        "size       {} (+ {} write-ahead log){space}",
         bytes(r.file_bytes),
         bytes(r.wal_bytes)
     );
