@@ -178,10 +178,12 @@ fn collect_into(
         merge_row(row, start, g)
     })?;
     read_raw(conn, range, lo, hi, &plan, &mut |record| {
-        let minute = bucket_start(record.timestamp, ROLLUP_LEVELS[0]);
+        // The record's own second: for buckets of a minute or more the same bucket as its
+        // minute's, and what buckets shorter than the summaries' finest need.
+        let second = bucket_start(record.timestamp, 1);
         groups
             .entry(
-                series_bucket(minute),
+                series_bucket(second),
                 &record.model_id,
                 &record.engine,
                 &record.agent,

@@ -11,6 +11,8 @@ use crate::error::AggError;
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(rename_all = "lowercase"))]
 pub enum Bucket {
+    /// 1 second: read from the raw rows (the summaries start at minutes), for short runs.
+    Second,
     /// 60 seconds.
     Minute,
     /// 3 600 seconds.
@@ -23,6 +25,7 @@ impl Bucket {
     /// The width in seconds.
     pub const fn width_seconds(self) -> i64 {
         match self {
+            Bucket::Second => 1,
             Bucket::Minute => 60,
             Bucket::Hour => 3_600,
             Bucket::Day => 86_400,
@@ -33,9 +36,10 @@ impl Bucket {
 impl FromStr for Bucket {
     type Err = AggError;
 
-    /// Parses `1m`/`minute`, `1h`/`hour` or `1d`/`day` (case-insensitive).
+    /// Parses `1s`/`second`, `1m`/`minute`, `1h`/`hour` or `1d`/`day` (case-insensitive).
     fn from_str(s: &str) -> Result<Self, AggError> {
         match s.trim().to_ascii_lowercase().as_str() {
+            "1s" | "s" | "second" => Ok(Bucket::Second),
             "1m" | "m" | "minute" => Ok(Bucket::Minute),
             "1h" | "h" | "hour" => Ok(Bucket::Hour),
             "1d" | "d" | "day" => Ok(Bucket::Day),

@@ -90,3 +90,28 @@ fn edge_buckets_count_only_the_part_inside_the_range() {
         .is_empty()
     );
 }
+
+#[test]
+fn second_buckets_come_from_the_raw_rows_for_a_short_run() {
+    // A run of a few seconds: with minute buckets one point, with second buckets one per second.
+    let at = [0.2, 1.5, 1.7, 5.0, 5.9];
+    let recs: Vec<TelemetryRecord> = at
+        .iter()
+        .map(|t| common::rec("m", "e", DAY0 + 7.0 + t, 0.1))
+        .collect();
+    let (_dir, path) = write_db(&recs);
+    let agg = TelemetryAggregator::open(&path).unwrap();
+    let minutes = agg
+        .series(&TimeRange::all(), Bucket::Minute, GroupBy::None)
+        .unwrap();
+    assert_eq!(minutes.len(), 1);
+    let seconds = agg
+        .series(&TimeRange::all(), Bucket::Second, GroupBy::None)
+        .unwrap();
+    let got: Vec<(i64, u64)> = seconds
+        .iter()
+        .map(|p| (p.bucket_start - DAY0 as i64, p.call_count))
+        .collect();
+    assert_eq!(got, [(7, 1), (8, 2), (12, 2)]);
+    assert_eq!("1s".parse::<Bucket>().unwrap(), Bucket::Second);
+}

@@ -179,6 +179,9 @@ pub struct StatsArgs {
 /// Bucket width of `series`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum BucketArg {
+    /// One second (read from the raw rows: for short runs).
+    #[value(name = "1s", alias = "second")]
+    Second,
     /// One minute.
     #[value(name = "1m", alias = "minute")]
     Minute,
@@ -238,8 +241,12 @@ pub struct SeriesArgs {
 /// Bucket width of the charts of `report`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ReportBucket {
-    /// Minutes up to 6 hours of data, hours up to 15 days, days beyond.
+    /// Seconds up to 10 minutes of data, minutes up to 6 hours, hours up to 15 days, days
+    /// beyond.
     Auto,
+    /// One second (read from the raw rows).
+    #[value(name = "1s", alias = "second")]
+    Second,
     /// One minute.
     #[value(name = "1m", alias = "minute")]
     Minute,

@@ -18,6 +18,7 @@ pub fn run(db: &DbPath, args: &SeriesArgs, out: &mut dyn Write) -> Result<(), Cl
     let agg = open_aggregator(db)?;
     let range = time_range(&args.range)?;
     let bucket = match args.bucket {
+        BucketArg::Second => Bucket::Second,
         BucketArg::Minute => Bucket::Minute,
         BucketArg::Hour => Bucket::Hour,
         BucketArg::Day => Bucket::Day,

@@ -48,6 +48,7 @@ pub fn gather(
     let extent = agg.time_extent(range)?;
     let bucket = match bucket {
         ReportBucket::Auto => auto_bucket(extent),
+        ReportBucket::Second => Bucket::Second,
         ReportBucket::Minute => Bucket::Minute,
         ReportBucket::Hour => Bucket::Hour,
         ReportBucket::Day => Bucket::Day,
@@ -81,11 +82,14 @@ pub fn gather(
     })
 }
 
-/// The finest bucket that keeps a chart to a few hundred points: minutes up to 6 hours of data,
-/// hours up to 15 days, days beyond.
+/// The finest bucket that keeps a chart to a few hundred points: seconds up to 10 minutes of
+/// data (a short run: those come from the raw rows, a few thousand at most), minutes up to 6
+/// hours, hours up to 15 days, days beyond.
 pub fn auto_bucket(extent: Option<(f64, f64)>) -> Bucket {
     let span = extent.map_or(0.0, |(a, b)| b - a);
-    if span <= 6.0 * 3_600.0 {
+    if extent.is_some() && span <= 600.0 {
+        Bucket::Second
+    } else if span <= 6.0 * 3_600.0 {
         Bucket::Minute
     } else if span <= 15.0 * 86_400.0 {
         Bucket::Hour
@@ -102,6 +106,7 @@ mod tests {
     fn auto_bucket_keeps_charts_to_hundreds_of_points() {
         assert_eq!(auto_bucket(None), Bucket::Minute);
         assert_eq!(auto_bucket(Some((0.0, 3_600.0))), Bucket::Minute);
+        assert_eq!(auto_bucket(Some((0.0, 22.0))), Bucket::Second);
         assert_eq!(auto_bucket(Some((0.0, 7.0 * 3_600.0))), Bucket::Hour);
         assert_eq!(auto_bucket(Some((0.0, 30.0 * 86_400.0))), Bucket::Day);
     }

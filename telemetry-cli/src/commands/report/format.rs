@@ -83,10 +83,13 @@ pub fn axis_usd(v: f64) -> String {
 pub fn time_label(unix: f64, bucket: Bucket) -> String {
     // RFC 3339 `YYYY-MM-DDTHH:MM:SSZ`; anything else (out of range) passes through.
     let text = format_time(unix);
-    let (Some(date), Some(clock)) = (text.get(5..10), text.get(11..16)) else {
+    let (Some(date), Some(clock), Some(seconds)) =
+        (text.get(5..10), text.get(11..16), text.get(11..19))
+    else {
         return text;
     };
     match bucket {
+        Bucket::Second => seconds.to_owned(),
         Bucket::Day => date.to_owned(),
         Bucket::Hour => format!("{date} {clock}"),
         Bucket::Minute => clock.to_owned(),
@@ -96,6 +99,7 @@ pub fn time_label(unix: f64, bucket: Bucket) -> String {
 /// `1m`, `1h` or `1d`.
 pub fn bucket_name(bucket: Bucket) -> &'static str {
     match bucket {
+        Bucket::Second => "1 second",
         Bucket::Minute => "1 minute",
         Bucket::Hour => "1 hour",
         Bucket::Day => "1 day",
