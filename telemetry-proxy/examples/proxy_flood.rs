@@ -166,6 +166,7 @@ async fn main() {
     }
     // Mid-flood: is the proxy still answering?
     tokio::time::sleep(Duration::from_secs(seconds / 2)).await;
+    let open_fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, Iterator::count);
     let (health, health_took) = ask(
         &addr,
         "GET /telemetry/health HTTP/1.1\r\nHost: flood\r\nConnection: close\r\n\r\n",
@@ -196,7 +197,7 @@ async fn main() {
         mib(after)
     );
     println!(
-        "  mid-flood: health {health:?} in {health_took:.2?}; a real request {real:?} in {real_took:.2?}"
+        "  mid-flood: {open_fds} open file descriptors in the proxy; health {health:?} in {health_took:.2?}; a real request {real:?} in {real_took:.2?}"
     );
     let _ = Command::new("kill")
         .args(["-TERM", &pid.to_string()])

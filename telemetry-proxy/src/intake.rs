@@ -13,8 +13,9 @@
 use std::collections::VecDeque;
 use std::pin::Pin;
 
+use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, StatusCode, header};
-use hyper::body::{Body, Incoming};
+use hyper::body::{Body, Frame, Incoming};
 use tokio::time::Instant;
 
 use crate::body::ForwardBody;
@@ -65,7 +66,7 @@ pub(crate) async fn read_ahead(
             // The body cannot be read; it is forwarded all the same.
             Err(_) => None,
         };
-    let mut frames = VecDeque::new();
+    let mut frames = Frames::default();
     let mut charge = shared.counters.budget.charge();
     let mut len = 0usize;
     let mut rest = None;
@@ -119,7 +120,7 @@ pub(crate) async fn read_ahead(
                 _ => {}
             }
         }
-        frames.push_back(frame);
+        frames.push(frame);
         let scanned = !scan.is_open() || decode_error.is_some();
         // A model found is enough to route by once a limit is reached (a second `model` after
         // it, beyond the limits, cannot be seen).
@@ -183,8 +184,44 @@ pub(crate) async fn read_ahead(
     let parsed = scan.is_done() && decode_error.is_none();
     let info = RequestInfo::from_scan(endpoint, &scan, parsed);
     let charge = (charge.bytes() > 0).then_some(charge);
-    let forward = ForwardBody::new(frames, charge, rest, deadline, config.body_timeout);
+    let forward = ForwardBody::new(frames.done(), charge, rest, deadline, config.body_timeout);
     Ok((forward, info))
+}
+
+/// Pieces of a body smaller than this are copied together: hyper hands each piece of a body as
+/// a slice of its read buffer, so a client that sends a byte at a time would otherwise make
+/// every byte held pin a buffer of 8 KiB or more (the budget counts the bytes, not the buffers).
+const COALESCE_BELOW: usize = 16 * 1024;
+
+/// The frames read ahead, small data frames copied into one.
+#[derive(Default)]
+struct Frames {
+    frames: VecDeque<Frame<Bytes>>,
+    small: BytesMut,
+}
+
+impl Frames {
+    fn push(&mut self, frame: Frame<Bytes>) {
+        match frame.data_ref() {
+            Some(data) if data.len() < COALESCE_BELOW => self.small.extend_from_slice(data),
+            _ => {
+                self.flush();
+                self.frames.push_back(frame);
+            }
+        }
+    }
+
+    fn flush(&mut self) {
+        if !self.small.is_empty() {
+            let small = std::mem::take(&mut self.small);
+            self.frames.push_back(Frame::data(small.freeze()));
+        }
+    }
+
+    fn done(mut self) -> VecDeque<Frame<Bytes>> {
+        self.flush();
+        self.frames
+    }
 }
 
 fn refusal(
