@@ -237,5 +237,10 @@ fn refuse(shared: &Shared, refusal: Refusal, agent: Option<&str>) -> Response<Re
         Counters::bump(&shared.counters.requests_refused);
         exchange.fail(refusal.kind, refusal.message.clone());
     }
-    error_response(refusal.status, refusal.kind, &refusal.message)
+    let mut response = error_response(refusal.status, refusal.kind, &refusal.message);
+    // The rest of a refused body is not read: the connection closes after the answer.
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+    response
 }
