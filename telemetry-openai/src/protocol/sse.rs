@@ -6,7 +6,8 @@
 //! `:` is a comment; `data:` lines accumulate (joined by `\n`) until a blank line dispatches the
 //! event; one space after the colon is dropped; `event:` names the event. Two non-standard
 //! habits of real servers are understood as well: llama.cpp's `error: {...}` line and the
-//! `data: [DONE]` sentinel.
+//! `data: [DONE]` sentinel. A UTF-8 byte order mark opening the stream is skipped (also when its
+//! three bytes come in separate reads), as the standard says.
 //!
 //! Nothing is allocated per byte or per event in the common case: a `data:` line that arrives
 //! whole within one slice is handed out as a borrowed sub-slice of that input. Only a line split
@@ -75,6 +76,9 @@ pub struct SseParser {
     is_error: bool,
     /// The previous slice ended in `\r`: a `\n` opening the next one belongs to that line end.
     skip_lf: bool,
+    /// Bytes of a leading byte order mark matched so far; `BOM_DONE` once the stream's start
+    /// is past.
+    bom: u8,
     saw_done: bool,
     events: u64,
     max_line: usize,
@@ -100,6 +104,7 @@ impl SseParser {
             pending: Pending::None,
             is_error: false,
             skip_lf: false,
+            bom: 0,
             saw_done: false,
             events: 0,
             max_line,
@@ -123,6 +128,7 @@ impl SseParser {
         self.pending = Pending::None;
         self.is_error = false;
         self.skip_lf = false;
+        self.bom = 0;
         self.saw_done = false;
         self.events = 0;
     }
@@ -136,10 +142,17 @@ impl SseParser {
         F: FnMut(SseEvent<'_>),
     {
         let mut pos = 0;
-        if self.skip_lf {
+        if self.bom != BOM_DONE {
+            pos = self.skip_bom(input);
+            if pos == input.len() {
+                return Ok(());
+            }
+        }
+        // An empty slice says nothing about what follows a `\r`.
+        if self.skip_lf && pos < input.len() {
             self.skip_lf = false;
-            if input.first() == Some(&b'\n') {
-                pos = 1;
+            if input[pos] == b'\n' {
+                pos += 1;
             }
         }
         while pos < input.len() {
@@ -190,6 +203,12 @@ impl SseParser {
         F: FnMut(SseEvent<'_>),
     {
         self.skip_lf = false;
+        if self.bom != BOM_DONE {
+            // The stream ended inside what could have been a BOM: those bytes were a line.
+            let partial = BOM[..usize::from(self.bom)].to_vec();
+            self.line.extend_from_slice(&partial);
+            self.bom = BOM_DONE;
+        }
         if !self.line.is_empty() {
             let line = std::mem::take(&mut self.line);
             let result = self.owned_line(&line, &mut on_event);
@@ -199,6 +218,28 @@ impl SseParser {
         }
         self.dispatch(&[], &mut on_event);
         Ok(())
+    }
+
+    /// Matches `input`'s start against the rest of a leading byte order mark; returns how many
+    /// bytes of `input` it took. A mismatch after a partial match replays the bytes taken
+    /// before as the start of the first line (they were not a BOM).
+    fn skip_bom(&mut self, input: &[u8]) -> usize {
+        let mut taken = 0;
+        while usize::from(self.bom) < BOM.len() {
+            let Some(&b) = input.get(taken) else {
+                return taken;
+            };
+            if b != BOM[usize::from(self.bom)] {
+                let partial = &BOM[..usize::from(self.bom)];
+                self.line.extend_from_slice(partial);
+                self.bom = BOM_DONE;
+                return taken;
+            }
+            self.bom += 1;
+            taken += 1;
+        }
+        self.bom = BOM_DONE;
+        taken
     }
 
     fn too_long(&mut self) -> ProtocolError {
@@ -322,6 +363,11 @@ impl SseParser {
         self.is_error = false;
     }
 }
+
+/// The UTF-8 byte order mark.
+const BOM: [u8; 3] = [0xEF, 0xBB, 0xBF];
+/// `SseParser::bom` once the start of the stream is past.
+const BOM_DONE: u8 = u8::MAX;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Field {
@@ -450,6 +496,63 @@ mod tests {
         let mut multi = SseParser::with_max_line(16);
         let err = multi.feed(b"data: 0123456789\ndata: 0123456789\n", |_| {});
         assert_eq!(err, Err(ProtocolError::SseLineTooLong { limit: 16 }));
+    }
+
+    #[test]
+    fn a_leading_bom_does_not_drop_the_first_event() {
+        let body = b"\xEF\xBB\xBFdata: {\"x\":1}\n\ndata: [DONE]\n\n";
+        let want = [Ev::Data("{\"x\":1}".into()), Ev::Done];
+        for split in 1..=body.len() {
+            assert_eq!(parse_split(body, split), want, "split every {split} bytes");
+        }
+        // Only at the very start: later, the bytes are part of a line.
+        let later = parse_split(b"data: a\n\n\xEF\xBB\xBFdata: b\n\n", 4);
+        assert_eq!(later, [Ev::Data("a".into())]);
+        // Bytes that start like a BOM but are not one stay in the first line.
+        let not_bom = parse_split(b"\xEFdata: a\n\n", 1);
+        assert!(not_bom.is_empty(), "{not_bom:?}");
+    }
+
+    #[test]
+    fn an_empty_read_between_cr_and_lf_keeps_them_one_line_end() {
+        let mut parser = SseParser::new();
+        let mut out = Vec::new();
+        collect(&mut parser, b"data: a\r", &mut out);
+        collect(&mut parser, b"", &mut out);
+        collect(&mut parser, b"\ndata: b\r", &mut out);
+        collect(&mut parser, b"", &mut out);
+        collect(&mut parser, b"\n\r", &mut out);
+        collect(&mut parser, b"", &mut out);
+        collect(&mut parser, b"\n", &mut out);
+        assert_eq!(out, [Ev::Data("a\nb".into())], "one event of two lines");
+    }
+
+    proptest::proptest! {
+        /// Any body cut into pieces anywhere, empty pieces included, gives the events of the
+        /// whole body.
+        #[test]
+        fn any_cut_gives_the_same_events(
+            cuts in proptest::collection::vec(0usize..=BODY.len() + 3, 0..24),
+            bom in proptest::bool::ANY,
+        ) {
+            let mut body = Vec::new();
+            if bom {
+                body.extend_from_slice(b"\xEF\xBB\xBF");
+            }
+            body.extend_from_slice(BODY);
+            let whole = parse_split(BODY, BODY.len());
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(body.len())).collect();
+            cuts.sort_unstable();
+            let mut parser = SseParser::new();
+            let mut out = Vec::new();
+            let mut from = 0;
+            for cut in cuts.into_iter().chain([body.len()]) {
+                collect(&mut parser, &body[from..cut], &mut out);
+                from = cut;
+            }
+            parser.finish(|e| out.push(own(e))).expect("bounded");
+            proptest::prop_assert_eq!(out, whole);
+        }
     }
 
     #[test]
