@@ -13,16 +13,26 @@
 //! - [`OpenAiError`]: why a call failed, with a stable [`error_kind`](OpenAiError::error_kind);
 //!   [`OpenAiError::from_http_response`] turns a status and body into one.
 //! - [`parse_json`]: serde_json over bytes at its `&str` reader's speed where it can.
+//! - One module per API beside the Chat Completions / Completions one above, each owning its
+//!   usage rules, its output-chunk rule (TTFT is the first output of any kind: text, tool-call
+//!   arguments, reasoning) and its terminal event: [`responses`] (OpenAI Responses),
+//!   [`messages`] (Anthropic Messages), [`embeddings`] (input tokens, no stream). [`Api`]
+//!   names them; [`read_body`] reads any API's whole body and [`ApiStream`] any API's stream.
 //! - [`detect`]: which server is behind a URL, from its discovery endpoints' answers.
 
+mod api;
 pub mod detect;
+pub mod embeddings;
 mod error;
 mod json;
+pub mod messages;
+pub mod responses;
 mod sse;
 mod stream;
 mod types;
 mod usage;
 
+pub use api::{Api, ApiStream, EventFacts, model_of, read_body};
 pub use error::{OpenAiError, ProtocolError, ServerError, http_error_kind};
 pub use json::parse_json;
 pub use sse::{DEFAULT_MAX_LINE_BYTES, SseEvent, SseParser};
@@ -33,4 +43,7 @@ pub use types::{
     CompletionRequest, CompletionResponse, MessageContent, RequestSummary, StreamOptions,
     finish_reason,
 };
-pub use usage::{ApiUsage, PromptTokensDetails, ServerPhases, ServerReport, ServerTimings};
+pub use usage::{
+    ApiUsage, CompletionTokensDetails, PromptTokensDetails, ServerPhases, ServerReport,
+    ServerTimings,
+};

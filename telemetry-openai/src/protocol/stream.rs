@@ -1,10 +1,13 @@
-//! Streamed answers: [`decode_chunk`] reads one `data:` event, [`StreamObserver`] follows a whole
-//! stream (content chunks, usage, timings, finish reason, `[DONE]`).
+//! Streamed Chat Completions and Completions answers: [`decode_chunk`] reads one `data:` event,
+//! [`StreamObserver`] follows a whole stream (output chunks, usage, timings, finish reason, the
+//! terminal `[DONE]`).
 //!
 //! Neither looks at a clock: the caller timestamps the events [`StreamObserver::observe`]
-//! reports as content (TTFT is the time to the first chunk with non-empty content, since
-//! llama.cpp sends a role-only chunk with `content: null` before it computes anything; ITL is
-//! the gap between content chunks).
+//! reports as output. A chunk is output when it carries generated text of any kind: `content`
+//! (chat) or `text` (completions), `reasoning_content` / `reasoning`, or a tool call's
+//! `function.name` or `function.arguments` delta. TTFT is the time to the first output chunk
+//! (llama.cpp sends a role-only chunk with `content: null` before it computes anything, which is
+//! not output); ITL is the gap between output chunks.
 
 use std::borrow::Cow;
 
@@ -24,6 +27,8 @@ pub struct ChunkSummary<'a> {
     /// (it is generated output too, so it counts for TTFT). Empty for role-only, finish and
     /// usage chunks.
     pub content: Cow<'a, str>,
+    /// Whether a choice's delta carries a tool call's name or arguments (output without text).
+    pub tool_call: bool,
     /// Set on a finish chunk.
     pub finish_reason: Option<FinishReason>,
     /// Token counts (final chunk with `include_usage`, or every chunk with vLLM's continuous
@@ -34,9 +39,15 @@ pub struct ChunkSummary<'a> {
 }
 
 impl ChunkSummary<'_> {
-    /// Whether the chunk carries generated text (and so is a token for TTFT and ITL).
+    /// Whether the chunk carries generated text.
     pub fn has_content(&self) -> bool {
         !self.content.is_empty()
+    }
+
+    /// Whether the chunk carries output of any kind (text or a tool call): a point for TTFT
+    /// and ITL.
+    pub fn has_output(&self) -> bool {
+        self.has_content() || self.tool_call
     }
 }
 
@@ -70,11 +81,37 @@ struct DeltaProbe<'a> {
     reasoning_content: Option<Text<'a>>,
     #[serde(default, borrow)]
     reasoning: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    tool_calls: Option<Vec<ToolCallProbe<'a>>>,
+}
+
+#[derive(Deserialize)]
+struct ToolCallProbe<'a> {
+    #[serde(default, borrow)]
+    function: Option<FunctionProbe<'a>>,
+}
+
+#[derive(Deserialize)]
+struct FunctionProbe<'a> {
+    #[serde(default, borrow)]
+    name: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    arguments: Option<Text<'a>>,
+}
+
+impl ToolCallProbe<'_> {
+    fn has_output(&self) -> bool {
+        self.function.as_ref().is_some_and(|f| {
+            [&f.name, &f.arguments]
+                .into_iter()
+                .any(|t| t.as_ref().is_some_and(|t| !t.0.is_empty()))
+        })
+    }
 }
 
 /// A JSON string borrowed from the input when it has no escapes (serde's own `Cow` impl always
 /// copies inside an `Option`).
-struct Text<'a>(Cow<'a, str>);
+pub(crate) struct Text<'a>(pub(crate) Cow<'a, str>);
 
 impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -130,18 +167,22 @@ pub fn decode_chunk(data: &[u8]) -> Result<ChunkSummary<'_>, OpenAiError> {
         if summary.finish_reason.is_none() {
             summary.finish_reason = choice.finish_reason.map(|t| finish_reason(&t.0));
         }
-        if summary.content.is_empty() {
-            let text = match choice.delta {
-                Some(d) => [d.content, d.reasoning_content, d.reasoning]
+        let (text, tool_calls) = match choice.delta {
+            Some(d) => (
+                [d.content, d.reasoning_content, d.reasoning]
                     .into_iter()
                     .flatten()
                     .find(|t| !t.0.is_empty()),
-                None => choice.text,
-            };
-            if let Some(t) = text {
-                summary.content = t.0;
-            }
+                d.tool_calls,
+            ),
+            None => (choice.text, None),
+        };
+        if summary.content.is_empty()
+            && let Some(t) = text
+        {
+            summary.content = t.0;
         }
+        summary.tool_call |= tool_calls.is_some_and(|c| c.iter().any(ToolCallProbe::has_output));
     }
     Ok(summary)
 }
@@ -152,14 +193,22 @@ pub fn decode_chunk(data: &[u8]) -> Result<ChunkSummary<'_>, OpenAiError> {
 pub struct StreamDelta<'a> {
     /// The chunk's text (see [`ChunkSummary::content`]).
     pub content: Cow<'a, str>,
+    /// Whether the chunk carries a tool call's name or arguments.
+    pub tool_call: bool,
     /// Set on a finish chunk.
     pub finish_reason: Option<FinishReason>,
 }
 
 impl StreamDelta<'_> {
-    /// Whether the chunk carries generated text (and so is a token for TTFT and ITL).
+    /// Whether the chunk carries generated text.
     pub fn has_content(&self) -> bool {
         !self.content.is_empty()
+    }
+
+    /// Whether the chunk carries output of any kind (text or a tool call): a point for TTFT
+    /// and ITL.
+    pub fn has_output(&self) -> bool {
+        self.has_content() || self.tool_call
     }
 }
 
@@ -203,6 +252,7 @@ pub enum Observed<'a> {
 #[derive(Debug, Clone, Default)]
 pub struct StreamObserver {
     content_chunks: u64,
+    output_chunks: u64,
     report: ServerReport,
     finish_reason: Option<FinishReason>,
     done: bool,
@@ -223,6 +273,9 @@ impl StreamObserver {
                 if chunk.has_content() {
                     self.content_chunks += 1;
                 }
+                if chunk.has_output() {
+                    self.output_chunks += 1;
+                }
                 if chunk.usage.is_some() || chunk.timings.is_some() {
                     self.report
                         .add(chunk.usage.as_ref(), chunk.timings.as_ref());
@@ -232,6 +285,7 @@ impl StreamObserver {
                 }
                 Ok(Observed::Chunk(StreamDelta {
                     content: chunk.content,
+                    tool_call: chunk.tool_call,
                     finish_reason: chunk.finish_reason,
                 }))
             }
@@ -246,6 +300,11 @@ impl StreamObserver {
     /// Chunks with non-empty content so far.
     pub fn content_chunks(&self) -> u64 {
         self.content_chunks
+    }
+
+    /// Chunks with output of any kind (text or a tool call) so far.
+    pub fn output_chunks(&self) -> u64 {
+        self.output_chunks
     }
 
     /// Usage and server timings reported so far.
@@ -263,12 +322,12 @@ impl StreamObserver {
         self.done
     }
 
-    /// The token counts: the server's usage, else `completion_tokens` = content chunks and
+    /// The token counts: the server's usage, else `completion_tokens` = output chunks and
     /// `true` (counted, not reported).
     pub fn usage(&self) -> (Usage, bool) {
         match self.report.usage {
             Some(u) => (u, false),
-            None => (Usage::new(0, self.content_chunks), true),
+            None => (Usage::new(0, self.output_chunks), true),
         }
     }
 
@@ -307,6 +366,37 @@ mod tests {
         assert_eq!(c.content, "think");
         let c = decode_chunk(br#"{"choices":[{"delta":{"content":"","reasoning":"r"}}]}"#).unwrap();
         assert_eq!(c.content, "r");
+    }
+
+    #[test]
+    fn tool_call_deltas_are_output_without_text() {
+        let name = decode_chunk(
+            br#"{"choices":[{"delta":{"role":"assistant","content":null,"tool_calls":[{"index":0,"id":"c1","type":"function","function":{"name":"get_weather","arguments":""}}]}}]}"#,
+        )
+        .unwrap();
+        assert!(name.has_output() && !name.has_content());
+        let args = decode_chunk(
+            br#"{"choices":[{"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"ci"}}]}}]}"#,
+        )
+        .unwrap();
+        assert!(args.has_output());
+        let empty = decode_chunk(
+            br#"{"choices":[{"delta":{"tool_calls":[{"index":0,"function":{"arguments":""}}]},"finish_reason":null}]}"#,
+        )
+        .unwrap();
+        assert!(!empty.has_output());
+        let mut obs = StreamObserver::new();
+        for data in [
+            &br#"{"choices":[{"delta":{"role":"assistant","content":null}}]}"#[..],
+            br#"{"choices":[{"delta":{"tool_calls":[{"index":0,"function":{"name":"f","arguments":""}}]}}]}"#,
+            br#"{"choices":[{"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{}"}}]}}]}"#,
+            br#"{"choices":[{"delta":{},"finish_reason":"tool_calls"}]}"#,
+        ] {
+            obs.observe(SseEvent::Data(data)).unwrap();
+        }
+        assert_eq!((obs.output_chunks(), obs.content_chunks()), (2, 0));
+        assert_eq!(obs.usage(), (Usage::new(0, 2), true));
+        assert_eq!(obs.finish_reason(), Some(FinishReason::ToolCalls));
     }
 
     #[test]

@@ -186,10 +186,12 @@ pub struct RequestSummary {
 struct RequestProbe {
     #[serde(default)]
     model: Option<String>,
+    /// Any value: a server decides what a non-boolean means (the proxy learns whether the
+    /// answer streams from the response), so it must not make the model unreadable.
     #[serde(default)]
-    stream: Option<bool>,
+    stream: Option<Value>,
     #[serde(default)]
-    stream_options: Option<StreamOptions>,
+    stream_options: Option<Value>,
 }
 
 impl RequestSummary {
@@ -199,11 +201,10 @@ impl RequestSummary {
             .map_err(|e| crate::protocol::ProtocolError::json("request body", body, &e))?;
         Ok(RequestSummary {
             model: probe.model,
-            stream: probe.stream == Some(true),
+            stream: probe.stream == Some(Value::Bool(true)),
             include_usage: probe
                 .stream_options
-                .and_then(|o| o.include_usage)
-                .unwrap_or(false),
+                .is_some_and(|o| o.get("include_usage") == Some(&Value::Bool(true))),
         })
     }
 }

@@ -29,6 +29,17 @@ pub struct PromptTokensDetails {
     pub extra: Map<String, Value>,
 }
 
+/// `usage.completion_tokens_details` (and the Responses API's `output_tokens_details`).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct CompletionTokensDetails {
+    /// Output tokens spent on reasoning.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning_tokens: Option<u64>,
+    /// Other fields (`audio_tokens`, ...).
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
 /// The `usage` object of a response or final stream chunk.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct ApiUsage {
@@ -44,20 +55,31 @@ pub struct ApiUsage {
     /// Details of the input tokens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt_tokens_details: Option<PromptTokensDetails>,
-    /// Other fields (`completion_tokens_details`, ...).
+    /// Details of the output tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_tokens_details: Option<CompletionTokensDetails>,
+    /// Other fields.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
 
 impl ApiUsage {
-    /// The record's token counts: prompt, completion and cached (`cached_tokens`, 0 if absent).
+    /// The record's token counts: prompt, completion, cached (`cached_tokens`) and reasoning
+    /// (`reasoning_tokens`), 0 where absent.
     pub fn to_usage(&self) -> Usage {
         let cached = self
             .prompt_tokens_details
             .as_ref()
             .and_then(|d| d.cached_tokens)
             .unwrap_or(0);
-        Usage::new(self.prompt_tokens, self.completion_tokens).with_cached(cached)
+        let reasoning = self
+            .completion_tokens_details
+            .as_ref()
+            .and_then(|d| d.reasoning_tokens)
+            .unwrap_or(0);
+        Usage::new(self.prompt_tokens, self.completion_tokens)
+            .with_cached(cached)
+            .with_reasoning(reasoning)
     }
 
     /// Whether `prompt_tokens_details.cached_tokens` is present.
@@ -235,6 +257,12 @@ mod tests {
         .unwrap();
         assert_eq!(r.usage, Some(Usage::new(2006, 300).with_cached(1920)));
         assert_eq!(r.phases, None);
+        let r = ServerReport::from_body(
+            br#"{"usage":{"prompt_tokens":9,"completion_tokens":300,"total_tokens":309,
+                "completion_tokens_details":{"reasoning_tokens":256}}}"#,
+        )
+        .unwrap();
+        assert_eq!(r.usage, Some(Usage::new(9, 300).with_reasoning(256)));
     }
 
     #[test]

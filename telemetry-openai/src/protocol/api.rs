@@ -1,0 +1,367 @@
+//! [`Api`]: which API a call speaks, and what is common to reading any of them: a whole body
+//! ([`read_body`]) or a stream ([`ApiStream`]), each by the rules of its own module
+//! ([`stream`](super::StreamObserver) for Chat Completions and Completions,
+//! [`responses`](super::responses), [`messages`](super::messages),
+//! [`embeddings`](super::embeddings)).
+
+use serde::Deserialize;
+use telemetry_core::{api, operation};
+
+use crate::protocol::embeddings;
+use crate::protocol::error::{OpenAiError, ProtocolError};
+use crate::protocol::messages::{self, MessagesStream};
+use crate::protocol::responses::{self, ResponsesStream};
+use crate::protocol::sse::SseEvent;
+use crate::protocol::stream::{Observed, StreamObserver, Text};
+use crate::protocol::usage::ServerReport;
+
+/// An API whose calls are recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Api {
+    /// OpenAI Chat Completions.
+    ChatCompletions,
+    /// OpenAI Completions (legacy).
+    Completions,
+    /// OpenAI Responses.
+    Responses,
+    /// Anthropic Messages.
+    Messages,
+    /// OpenAI Embeddings.
+    Embeddings,
+}
+
+impl Api {
+    /// Every API.
+    pub const ALL: [Api; 5] = [
+        Api::ChatCompletions,
+        Api::Completions,
+        Api::Responses,
+        Api::Messages,
+        Api::Embeddings,
+    ];
+
+    /// The record's `api`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Api::ChatCompletions => api::OPENAI_CHAT,
+            Api::Completions => api::OPENAI_COMPLETIONS,
+            Api::Responses => api::OPENAI_RESPONSES,
+            Api::Messages => api::ANTHROPIC_MESSAGES,
+            Api::Embeddings => api::OPENAI_EMBEDDINGS,
+        }
+    }
+
+    /// The record's `operation` (GenAI `gen_ai.operation.name`).
+    pub fn operation(self) -> &'static str {
+        match self {
+            Api::ChatCompletions | Api::Responses | Api::Messages => operation::CHAT,
+            Api::Completions => operation::TEXT_COMPLETION,
+            Api::Embeddings => operation::EMBEDDINGS,
+        }
+    }
+
+    /// The paths the API is served at, the first the canonical one (llama.cpp also serves
+    /// Chat Completions and Responses without the `/v1`; its `/completions` and `/embeddings`
+    /// answer in its own format, not these APIs').
+    pub fn paths(self) -> &'static [&'static str] {
+        match self {
+            Api::ChatCompletions => &["/v1/chat/completions", "/chat/completions"],
+            Api::Completions => &["/v1/completions"],
+            Api::Responses => &["/v1/responses", "/responses"],
+            Api::Messages => &["/v1/messages"],
+            Api::Embeddings => &["/v1/embeddings"],
+        }
+    }
+
+    /// Whether the API streams (`stream: true` in its request); embeddings do not.
+    pub fn streams(self) -> bool {
+        self != Api::Embeddings
+    }
+}
+
+/// What one stream event was, for the caller's clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct EventFacts {
+    /// The event carries output of some kind (text, tool-call arguments, reasoning): a point
+    /// for TTFT and ITL, and one output chunk.
+    pub output: bool,
+    /// The API's terminal event (`[DONE]`, `response.completed`, `message_stop`): the call is
+    /// over whatever comes after.
+    pub terminal: bool,
+}
+
+impl EventFacts {
+    pub(crate) fn terminal() -> EventFacts {
+        EventFacts {
+            output: false,
+            terminal: true,
+        }
+    }
+}
+
+pub(crate) type ModelText<'a> = Text<'a>;
+
+/// A model name as the record takes it: non-empty.
+pub(crate) fn model_text(model: Option<ModelText<'_>>) -> Option<String> {
+    model.filter(|m| !m.0.is_empty()).map(|m| m.0.into_owned())
+}
+
+/// Whether a JSON value is present and says something: a non-empty string, or any value but
+/// `null` and `""`.
+pub(crate) struct NonEmpty(pub(crate) bool);
+
+impl<'de> Deserialize<'de> for NonEmpty {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = NonEmpty;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("any value")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<NonEmpty, E> {
+                Ok(NonEmpty(!v.is_empty()))
+            }
+            fn visit_unit<E: serde::de::Error>(self) -> Result<NonEmpty, E> {
+                Ok(NonEmpty(false))
+            }
+            fn visit_none<E: serde::de::Error>(self) -> Result<NonEmpty, E> {
+                Ok(NonEmpty(false))
+            }
+            fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<NonEmpty, E> {
+                Ok(NonEmpty(true))
+            }
+            fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<NonEmpty, E> {
+                Ok(NonEmpty(true))
+            }
+            fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<NonEmpty, E> {
+                Ok(NonEmpty(true))
+            }
+            fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<NonEmpty, E> {
+                Ok(NonEmpty(true))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<NonEmpty, A::Error> {
+                while a.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(NonEmpty(true))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<NonEmpty, A::Error> {
+                while a
+                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                    .is_some()
+                {}
+                Ok(NonEmpty(true))
+            }
+        }
+        d.deserialize_any(Visit)
+    }
+}
+
+#[derive(Deserialize)]
+struct ModelProbe<'a> {
+    #[serde(borrow, default)]
+    model: Option<ModelText<'a>>,
+}
+
+/// The top-level `model` of a JSON object, if it has a non-empty one (`None` for bytes that
+/// are not a JSON object).
+pub fn model_of(json: &[u8]) -> Option<String> {
+    serde_json::from_slice::<ModelProbe<'_>>(json)
+        .ok()
+        .and_then(|p| model_text(p.model))
+}
+
+/// Reads a whole (non-streamed) response body of `api`: the server's usage and timings, and
+/// the response's model.
+///
+/// ```
+/// use telemetry_openai::protocol::{Api, read_body};
+///
+/// let body = br#"{"type":"message","model":"m","usage":{"input_tokens":3,"cache_read_input_tokens":4,"output_tokens":2}}"#;
+/// let (report, model) = read_body(Api::Messages, body).unwrap();
+/// let usage = report.usage.unwrap();
+/// assert_eq!((usage.prompt_tokens, usage.cached_tokens, usage.completion_tokens), (7, 4, 2));
+/// assert_eq!(model.as_deref(), Some("m"));
+/// ```
+pub fn read_body(api: Api, body: &[u8]) -> Result<(ServerReport, Option<String>), ProtocolError> {
+    match api {
+        Api::ChatCompletions | Api::Completions => {
+            Ok((ServerReport::from_body(body)?, model_of(body)))
+        }
+        Api::Responses => responses::read_body(body),
+        Api::Messages => messages::read_body(body),
+        Api::Embeddings => embeddings::read_body(body),
+    }
+}
+
+/// Follows one stream of any API, event by event: output chunks, the terminal event, usage and
+/// the model, each by its API's rules.
+///
+/// ```
+/// use telemetry_openai::protocol::{Api, ApiStream, SseParser};
+///
+/// let body = concat!(
+///     "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"model\":\"m\",\"usage\":{\"input_tokens\":5,\"output_tokens\":1}}}\n\n",
+///     "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hi\"}}\n\n",
+///     "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{},\"usage\":{\"output_tokens\":2}}\n\n",
+///     "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+/// );
+/// let mut stream = ApiStream::new(Api::Messages);
+/// let mut outputs = 0;
+/// SseParser::new().feed(body.as_bytes(), |event| {
+///     if stream.observe(event).is_ok_and(|facts| facts.output) {
+///         outputs += 1; // timestamp here: TTFT, ITL
+///     }
+/// }).unwrap();
+/// assert_eq!((outputs, stream.output_chunks()), (1, 1));
+/// assert!(stream.saw_terminal() && stream.end().is_ok());
+/// let usage = stream.report().usage.unwrap();
+/// assert_eq!((usage.prompt_tokens, usage.completion_tokens), (5, 2));
+/// assert_eq!(stream.model(), Some("m"));
+/// ```
+#[derive(Debug, Clone)]
+pub struct ApiStream {
+    inner: Inner,
+    output_chunks: u64,
+}
+
+#[derive(Debug, Clone)]
+enum Inner {
+    Chat {
+        observer: StreamObserver,
+        model: Option<String>,
+        model_probed: bool,
+    },
+    Responses(ResponsesStream),
+    Messages(MessagesStream),
+}
+
+impl ApiStream {
+    /// A stream of `api` at its start (embeddings do not stream; their "stream" is read as Chat
+    /// Completions').
+    pub fn new(api: Api) -> ApiStream {
+        let inner = match api {
+            Api::Responses => Inner::Responses(ResponsesStream::default()),
+            Api::Messages => Inner::Messages(MessagesStream::default()),
+            Api::ChatCompletions | Api::Completions | Api::Embeddings => Inner::Chat {
+                observer: StreamObserver::new(),
+                model: None,
+                model_probed: false,
+            },
+        };
+        ApiStream {
+            inner,
+            output_chunks: 0,
+        }
+    }
+
+    /// Takes one event. An error the server sent inside the stream is
+    /// [`OpenAiError::StreamError`] (or `Http` with its code), bytes that are not the protocol
+    /// [`OpenAiError::Protocol`].
+    #[inline]
+    pub fn observe(&mut self, event: SseEvent<'_>) -> Result<EventFacts, OpenAiError> {
+        let facts = match &mut self.inner {
+            Inner::Chat {
+                observer,
+                model,
+                model_probed,
+            } => {
+                if !*model_probed && let SseEvent::Data(json) = event {
+                    *model = model_of(json);
+                    *model_probed = model.is_some();
+                }
+                match observer.observe(event)? {
+                    Observed::Chunk(delta) => EventFacts {
+                        output: delta.has_output(),
+                        terminal: false,
+                    },
+                    Observed::Done => EventFacts::terminal(),
+                }
+            }
+            Inner::Responses(s) => s.observe(event)?,
+            Inner::Messages(s) => s.observe(event)?,
+        };
+        if facts.output {
+            self.output_chunks += 1;
+        }
+        Ok(facts)
+    }
+
+    /// Output chunks so far.
+    pub fn output_chunks(&self) -> u64 {
+        self.output_chunks
+    }
+
+    /// Usage and server timings reported so far.
+    pub fn report(&self) -> ServerReport {
+        match &self.inner {
+            Inner::Chat { observer, .. } => *observer.report(),
+            Inner::Responses(s) => *s.report(),
+            Inner::Messages(s) => *s.report(),
+        }
+    }
+
+    /// The response's model, once an event named it.
+    pub fn model(&self) -> Option<&str> {
+        match &self.inner {
+            Inner::Chat { model, .. } => model.as_deref(),
+            Inner::Responses(s) => s.model(),
+            Inner::Messages(s) => s.model(),
+        }
+    }
+
+    /// Whether the API's terminal event came.
+    pub fn saw_terminal(&self) -> bool {
+        match &self.inner {
+            Inner::Chat { observer, .. } => observer.saw_done(),
+            Inner::Responses(s) => s.saw_terminal(),
+            Inner::Messages(s) => s.saw_terminal(),
+        }
+    }
+
+    /// Checks the stream's end: [`OpenAiError::StreamIncomplete`] unless the terminal event
+    /// came.
+    pub fn end(&self) -> Result<(), OpenAiError> {
+        if self.saw_terminal() {
+            Ok(())
+        } else {
+            Err(OpenAiError::StreamIncomplete {
+                chunks: self.output_chunks,
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_paths() {
+        for api in Api::ALL {
+            assert!(telemetry_core::is_name(api.name()), "{api:?}");
+            assert!(api.paths()[0].starts_with("/v1/"));
+        }
+        assert_eq!(Api::Completions.operation(), "text_completion");
+        assert!(!Api::Embeddings.streams());
+    }
+
+    #[test]
+    fn chat_streams_take_their_model_and_end_at_done() {
+        let mut s = ApiStream::new(Api::ChatCompletions);
+        let f = s
+            .observe(SseEvent::Data(
+                br#"{"model":"m","choices":[{"delta":{"role":"assistant","content":null}}]}"#,
+            ))
+            .unwrap();
+        assert_eq!(f, EventFacts::default());
+        assert!(s.end().is_err());
+        assert_eq!(s.observe(SseEvent::Done).unwrap(), EventFacts::terminal());
+        assert_eq!(s.model(), Some("m"));
+        assert!(s.end().is_ok());
+    }
+}

@@ -1,0 +1,238 @@
+//! OpenAI Responses, `POST /v1/responses`: its usage rules, output events and terminal event.
+//!
+//! - Usage: `usage.input_tokens` (cached ones included), `usage.output_tokens` (reasoning
+//!   included), `input_tokens_details.cached_tokens`, `output_tokens_details.reasoning_tokens`;
+//!   in a whole body at the top level, in a stream inside the terminal event's `response`.
+//! - Output (a point for TTFT and ITL): every `response.*.delta` event with a non-empty
+//!   `delta`: `response.output_text.delta`, `response.function_call_arguments.delta`,
+//!   `response.reasoning_text.delta`, `response.reasoning_summary_text.delta`, refusals, ...
+//! - Terminal: `response.completed` or `response.incomplete` (the call ended; `incomplete`
+//!   says a limit cut it), `response.failed` (an error, with the response's `error`). An
+//!   `error` event is an error too.
+
+use serde::Deserialize;
+use telemetry_wrap::Usage;
+
+use crate::protocol::api::{EventFacts, ModelText, NonEmpty, model_text};
+use crate::protocol::error::{OpenAiError, ProtocolError, ServerError};
+use crate::protocol::sse::SseEvent;
+use crate::protocol::stream::Text;
+use crate::protocol::usage::ServerReport;
+
+/// A Responses `usage` object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+pub struct ResponsesUsage {
+    /// Input tokens, cached ones included.
+    #[serde(default)]
+    pub input_tokens: u64,
+    /// Output tokens, reasoning included.
+    #[serde(default)]
+    pub output_tokens: u64,
+    /// `input_tokens_details`.
+    #[serde(default)]
+    pub input_tokens_details: Option<InputDetails>,
+    /// `output_tokens_details`.
+    #[serde(default)]
+    pub output_tokens_details: Option<OutputDetails>,
+}
+
+/// `usage.input_tokens_details`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+pub struct InputDetails {
+    /// Input tokens read from the prompt cache.
+    #[serde(default)]
+    pub cached_tokens: Option<u64>,
+}
+
+/// `usage.output_tokens_details`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+pub struct OutputDetails {
+    /// Output tokens spent on reasoning.
+    #[serde(default)]
+    pub reasoning_tokens: Option<u64>,
+}
+
+impl ResponsesUsage {
+    /// The record's token counts.
+    pub fn to_usage(&self) -> Usage {
+        Usage::new(self.input_tokens, self.output_tokens)
+            .with_cached(
+                self.input_tokens_details
+                    .and_then(|d| d.cached_tokens)
+                    .unwrap_or(0),
+            )
+            .with_reasoning(
+                self.output_tokens_details
+                    .and_then(|d| d.reasoning_tokens)
+                    .unwrap_or(0),
+            )
+    }
+}
+
+#[derive(Deserialize)]
+struct ResponseProbe<'a> {
+    #[serde(default, borrow)]
+    model: Option<ModelText<'a>>,
+    #[serde(default)]
+    usage: Option<ResponsesUsage>,
+    #[serde(default)]
+    error: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct EventProbe<'a> {
+    #[serde(default, borrow, rename = "type")]
+    kind: Option<Text<'a>>,
+    #[serde(default)]
+    delta: Option<NonEmpty>,
+    #[serde(default, borrow)]
+    response: Option<ResponseProbe<'a>>,
+}
+
+/// Reads a whole Responses body: usage and model.
+pub fn read_body(body: &[u8]) -> Result<(ServerReport, Option<String>), ProtocolError> {
+    let probe: ResponseProbe<'_> = serde_json::from_slice(body)
+        .map_err(|e| ProtocolError::json("responses body", body, &e))?;
+    let report = ServerReport {
+        usage: probe.usage.map(|u| u.to_usage()),
+        phases: None,
+    };
+    Ok((report, model_text(probe.model)))
+}
+
+/// Follows one Responses stream.
+#[derive(Debug, Clone, Default)]
+pub struct ResponsesStream {
+    report: ServerReport,
+    model: Option<String>,
+    terminal: bool,
+}
+
+impl ResponsesStream {
+    /// Takes one event.
+    pub fn observe(&mut self, event: SseEvent<'_>) -> Result<EventFacts, OpenAiError> {
+        let data = match event {
+            SseEvent::Data(data) => data,
+            SseEvent::Error(payload) => return Err(OpenAiError::from_stream_error(payload)),
+            SseEvent::Done => return Ok(EventFacts::default()),
+        };
+        let probe: EventProbe<'_> = serde_json::from_slice(data)
+            .map_err(|e| ProtocolError::json("responses event", data, &e))?;
+        let kind = probe.kind.as_ref().map_or("", |k| &*k.0);
+        let mut error = None;
+        if let Some(r) = probe.response {
+            if self.model.is_none() {
+                self.model = model_text(r.model);
+            }
+            if let Some(u) = r.usage {
+                self.report.usage = Some(u.to_usage());
+            }
+            error = r.error;
+        }
+        match kind {
+            "response.completed" | "response.incomplete" => {
+                self.terminal = true;
+                Ok(EventFacts::terminal())
+            }
+            "response.failed" => {
+                self.terminal = true;
+                let e = error
+                    .map(|e| ServerError::from_body(e.to_string().as_bytes()))
+                    .unwrap_or_default();
+                Err(OpenAiError::StreamError {
+                    code: e.code,
+                    message: if e.message.is_empty() {
+                        "response.failed".to_owned()
+                    } else {
+                        e.message
+                    },
+                })
+            }
+            "error" => Err(OpenAiError::from_stream_error(data)),
+            k if k.ends_with(".delta") => Ok(EventFacts {
+                output: probe.delta.is_some_and(|d| d.0),
+                terminal: false,
+            }),
+            _ => Ok(EventFacts::default()),
+        }
+    }
+
+    /// Usage reported so far (the terminal event's).
+    pub fn report(&self) -> &ServerReport {
+        &self.report
+    }
+
+    /// The response's model, once an event named it.
+    pub fn model(&self) -> Option<&str> {
+        self.model.as_deref()
+    }
+
+    /// Whether the terminal event came.
+    pub fn saw_terminal(&self) -> bool {
+        self.terminal
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(events: &[&str]) -> (ResponsesStream, Vec<EventFacts>, Option<OpenAiError>) {
+        let mut s = ResponsesStream::default();
+        let mut facts = Vec::new();
+        let mut error = None;
+        for e in events {
+            match s.observe(SseEvent::Data(e.as_bytes())) {
+                Ok(f) => facts.push(f),
+                Err(e) => error = Some(e),
+            }
+        }
+        (s, facts, error)
+    }
+
+    #[test]
+    fn text_function_arguments_and_reasoning_deltas_are_output() {
+        let (s, facts, error) = run(&[
+            r#"{"type":"response.created","response":{"id":"r","model":"m1","status":"in_progress"}}"#,
+            r#"{"type":"response.reasoning_text.delta","delta":"hmm","item_id":"rs"}"#,
+            r#"{"type":"response.output_text.delta","delta":"","item_id":"m"}"#,
+            r#"{"type":"response.output_text.delta","delta":"Hi","item_id":"m"}"#,
+            r#"{"type":"response.function_call_arguments.delta","delta":"{\"a\"","item_id":"fc"}"#,
+            r#"{"type":"response.output_text.done","text":"Hi"}"#,
+            r#"{"type":"response.completed","response":{"model":"m1","usage":{"input_tokens":12,"output_tokens":30,"input_tokens_details":{"cached_tokens":4},"output_tokens_details":{"reasoning_tokens":20}}}}"#,
+        ]);
+        assert!(error.is_none());
+        let outputs: Vec<bool> = facts.iter().map(|f| f.output).collect();
+        assert_eq!(outputs, [false, true, false, true, true, false, false]);
+        assert!(facts[6].terminal && s.saw_terminal());
+        assert_eq!(s.model(), Some("m1"));
+        assert_eq!(
+            s.report().usage,
+            Some(Usage::new(12, 30).with_cached(4).with_reasoning(20))
+        );
+    }
+
+    #[test]
+    fn a_failed_response_or_an_error_event_is_an_error() {
+        let (s, _, error) = run(&[
+            r#"{"type":"response.failed","response":{"error":{"code":"server_error","message":"boom"}}}"#,
+        ]);
+        assert!(s.saw_terminal());
+        assert!(error.unwrap().to_string().contains("boom"));
+        let (_, _, error) = run(&[r#"{"type":"error","code":"429","message":"slow down"}"#]);
+        let e = error.unwrap();
+        assert_eq!(e.error_kind(), "http_429");
+    }
+
+    #[test]
+    fn whole_bodies() {
+        let (report, model) = read_body(
+            br#"{"id":"r","object":"response","model":"m2","status":"completed","output":[],
+               "usage":{"input_tokens":5,"output_tokens":7,"total_tokens":12,"input_tokens_details":{"cached_tokens":0}}}"#,
+        )
+        .unwrap();
+        assert_eq!(report.usage, Some(Usage::new(5, 7)));
+        assert_eq!(model.as_deref(), Some("m2"));
+        assert!(read_body(b"[").is_err());
+    }
+}
