@@ -41,9 +41,9 @@
 //! **A span per call**, each the root of its own trace: kind `CLIENT`, named
 //! `{gen_ai.operation.name} {gen_ai.request.model}`, starting at the record's `timestamp` and
 //! lasting its `latency_seconds`, with
-//! - `gen_ai.operation.name`: `chat`, unless the record's metadata says
-//!   `"gen_ai.operation.name": "text_completion"` (records do not carry the endpoint; every
-//!   engine of this workspace sends chat messages);
+//! - `gen_ai.operation.name`: the record's `operation` (`chat`, `text_completion`,
+//!   `embeddings`, `generate_content`; the proxy names it from the endpoint); for a record
+//!   without one, `text_completion` when its metadata says so, else `chat`;
 //! - `gen_ai.provider.name` (the engine), `gen_ai.request.model` and `gen_ai.response.model` (both
 //!   the record's model: it keeps one), `gen_ai.usage.input_tokens`, `gen_ai.usage.output_tokens`,
 //!   `gen_ai.usage.cache_read.input_tokens` when some were cached;

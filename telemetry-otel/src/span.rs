@@ -72,9 +72,19 @@ pub(crate) fn request(resource: &Resource, spans: Vec<Span>) -> ExportTraceServi
     }
 }
 
-/// The `gen_ai.operation.name` of a record: the metadata's `gen_ai.operation.name` when it is
-/// `chat` or `text_completion`, else `chat` (every engine of this workspace sends chat messages).
+/// The `gen_ai.operation.name` of a record: the record's own `operation` when it is one of the
+/// conventions' values (`chat`, `text_completion`, `embeddings`, `generate_content`); else, for
+/// records written before they named it, the metadata's `gen_ai.operation.name` when it is
+/// `chat` or `text_completion`, else `chat`.
 pub fn operation_name(record: &TelemetryRecord) -> &'static str {
+    use telemetry_core::operation;
+    match record.operation.as_str() {
+        operation::CHAT => return operation::CHAT,
+        operation::TEXT_COMPLETION => return operation::TEXT_COMPLETION,
+        operation::EMBEDDINGS => return operation::EMBEDDINGS,
+        operation::GENERATE_CONTENT => return operation::GENERATE_CONTENT,
+        _ => {}
+    }
     match record
         .metadata
         .get(sc::GEN_AI_OPERATION_NAME)
@@ -362,6 +372,23 @@ mod tests {
             .build();
         assert_eq!(operation_name(&plain), "chat");
         assert_eq!(server(&plain), (None, None));
+    }
+
+    #[test]
+    fn the_records_operation_names_the_span_and_wins_over_metadata() {
+        for op in ["text_completion", "embeddings", "chat"] {
+            let mut r = TelemetryRecord::builder("m", 1.7e9)
+                .metadata(json!({"gen_ai.operation.name": "chat"}))
+                .build();
+            r.operation = op.to_owned();
+            assert_eq!(operation_name(&r), op);
+            let s = span(&r, [1; 16], [2; 8]);
+            assert_eq!(s.name, format!("{op} m"));
+            assert_eq!(
+                attr(&s, sc::GEN_AI_OPERATION_NAME),
+                Some(&any_value::Value::StringValue(op.into()))
+            );
+        }
     }
 
     #[test]

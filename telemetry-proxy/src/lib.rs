@@ -16,8 +16,11 @@
 //!   with [`ProxyConfig::upstream_ca`]).
 //! - An upstream that cannot be reached gives the client a `502` with an OpenAI-style JSON
 //!   error body (`{"error": {"message", "type": "upstream_unreachable", "code": 502}}`).
-//! - Recorded: `POST /v1/chat/completions` and `POST /v1/completions`. Their request body is
-//!   read before forwarding to learn the model — which also picks the upstream with
+//! - Recorded: the calls of every API real clients speak, each read by telemetry-openai's
+//!   protocol module for it: OpenAI Chat Completions (`POST /v1/chat/completions`, and
+//!   llama.cpp's `/chat/completions`), Completions (`/v1/completions`), Responses
+//!   (`/v1/responses`, `/responses`), Anthropic Messages (`/v1/messages`) and Embeddings
+//!   (`/v1/embeddings`). Their request body is read before forwarding to learn the model — which also picks the upstream with
 //!   [`Routes`] — by a streaming scan of the JSON top level that finds `model` wherever it is
 //!   (after megabytes of base64 image too) and keeps no copy of what it skips; a compressed
 //!   body (`Content-Encoding`) is scanned decoded. Routing never guesses: with model routes, a
@@ -25,6 +28,14 @@
 //!   buffer budget) is answered with a 4xx (`413`, `400`, `415`; `503` when the budget is
 //!   spent) saying why, and recorded as `unroutable_request` (`proxy_busy`). Other paths are
 //!   forwarded as they stream and not recorded.
+//! - Which paths: a request is a call when it is a `POST` whose path, read the way the upstreams
+//!   read it, is one of those. The path is percent-decoded once (llama.cpp's cpp-httplib and
+//!   vLLM's uvicorn both decode before routing: `/v1/chat/%63ompletions` is the chat endpoint to
+//!   them), repeated slashes count as one (nginx, in front of many servers, merges them by
+//!   default), trailing slashes are dropped, and letters compare without case (llama.cpp and
+//!   vLLM route case-sensitively, gateways in front of others do not). Recognising a spelling
+//!   the upstream then refuses costs a record of a failed call (`http_404`), which is true; not
+//!   recognising one it serves would let calls through unrecorded.
 //! - Bounded by construction: one byte budget ([`ProxyConfig::buffer_budget`]) for every body
 //!   the proxy holds, all connections together; a body timeout (`408`, recorded
 //!   `request_timeout`); upstream connect, first-byte and between-chunks timeouts (a `502`, a
@@ -38,25 +49,31 @@
 //! - Compressed answers (`gzip`, `deflate`, `br`, `zstd`) are forwarded untouched and decoded
 //!   on the side for recording, piece by piece with a bounded output.
 //! - Each recorded call becomes one [`TelemetryRecord`](telemetry_core::TelemetryRecord)
-//!   published on the bus of its [`ProxyTelemetry`] (where a store subscribes). The response is
-//!   read on the side with telemetry-openai's protocol module: an SSE stream event by event as
-//!   each frame passes (parsed in place, by reference; TTFT to the first chunk with non-empty
-//!   content, ITL between content chunks, on the proxy's clock), a whole body kept up to the
-//!   capture limit (and the budget) and read at its end. The record has the response's model (else the
-//!   request's), the engine and agent of [`ProxyTelemetry`] (the agent of a request carrying
-//!   [`AGENT_HEADER`] is that header's value), the server's usage (else content chunks counted,
-//!   `tokens_counted`), the server's own prefill/decode times, and the cost from the price
-//!   table. Its metadata names the upstream that served the call (the one its route picked,
-//!   also when it could not be reached): `{"server.address": HOST, "server.port": PORT}`, the
-//!   host as the upstream URL spells it (an IPv6 address without brackets) and the URL's port,
-//!   80 (443 for `https://`) when it names none — the names OpenTelemetry gives a server, so that an OTLP exporter
-//!   on the bus (telemetry-otel) sets them on the call's span and metrics. Outcomes: an
-//!   upstream 4xx/5xx is an error with the server's message (`http_400`, `http_429`, ...), an
-//!   error inside a stream or a stream without `[DONE]` too (`stream_error`,
-//!   `stream_incomplete`); an unreachable upstream is `connect` (the client gets the 502); a
-//!   client that leaves first is `cancelled` (the upstream request is dropped, which aborts
-//!   it). A body that is not the protocol is forwarded all the same and recorded with
-//!   `tokens_counted` and no tokens.
+//!   published on the bus of its [`ProxyTelemetry`] (where a store subscribes), naming its API
+//!   and operation (`api`: `openai_chat`, `openai_completions`, `openai_responses`,
+//!   `anthropic_messages`, `openai_embeddings`; `operation`: `chat`, `text_completion`,
+//!   `embeddings`). Whether a call streamed is the response's to say (`text/event-stream` on a
+//!   success), not the request's `stream` flag. A stream is read event by event as each frame
+//!   passes (parsed in place, by reference); TTFT is the first output of any kind (text,
+//!   tool-call arguments, reasoning, on the proxy's clock), ITL runs between output chunks, and
+//!   their number is the record's `output_chunks`. A whole body is kept up to the capture limit
+//!   (and the budget) and read at its end. The record has the response's model (else the request's), the engine
+//!   and agent of [`ProxyTelemetry`] (the agent of a request carrying [`AGENT_HEADER`] is that
+//!   header's value), the server's usage with its API's rules (cached, cache-write and reasoning
+//!   tokens included; else output chunks counted, `tokens_counted`, and a price per token of them
+//!   `cost_unknown`), the server's own prefill/decode times, and the cost from the price table.
+//!   Its metadata names the upstream that served the call (the one its route picked, also when
+//!   it could not be reached): `{"server.address": HOST, "server.port": PORT}`, the host as the
+//!   upstream URL spells it (an IPv6 address without brackets) and the URL's port, 80 (443 for `https://`)
+//!   when it names none — the names OpenTelemetry gives a server, so that an OTLP exporter on the bus
+//!   (telemetry-otel) sets them on the call's span and metrics. Outcomes: an upstream 4xx/5xx is
+//!   an error with the server's message (`http_400`, `http_429`, ...), an error inside a stream
+//!   or a stream without its API's terminal event too (`stream_error`, `stream_incomplete`); an
+//!   unreachable upstream is `connect` (the client gets the 502); a client that leaves first is
+//!   `cancelled` (the upstream request is dropped, which aborts it) — unless the stream's
+//!   terminal event (`[DONE]`, `response.completed`, `message_stop`) had come: that call is
+//!   `ok` whatever the client or the upstream's connection does after it. A body that is not
+//!   the protocol is forwarded all the same and recorded with `tokens_counted` and no tokens.
 //! - `GET /telemetry/health` ([`HEALTH_PATH`]) is answered by the proxy: JSON with each
 //!   upstream's reachability, the telemetry store's health and the proxy's counters; `200` when
 //!   all is well, else `503`. The store's `health` is an object: `{"state": "healthy"}`,

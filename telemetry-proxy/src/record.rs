@@ -19,6 +19,8 @@ use http::{HeaderMap, StatusCode};
 use serde_json::Value;
 use telemetry_wrap::{Call, CallContext, Usage};
 
+use telemetry_openai::protocol::Api;
+
 use crate::request::RequestInfo;
 use crate::secrets::Secrets;
 use crate::stats::Counters;
@@ -140,6 +142,7 @@ impl Recorder {
         Exchange {
             recorder: self.clone(),
             call: Some(Box::new(builder.start())),
+            api: info.endpoint.0,
             watch: None,
             secrets: None,
         }
@@ -174,6 +177,8 @@ pub(crate) struct Exchange {
     recorder: Recorder,
     /// The call, until it ends (boxed: the response body that holds the exchange stays small).
     call: Option<Box<Call>>,
+    /// The API the call speaks.
+    api: Api,
     watch: Option<Watch>,
     /// The request's API keys, kept out of the record's error message.
     secrets: Option<Box<Secrets>>,
@@ -197,6 +202,7 @@ impl Exchange {
     pub fn response(&mut self, status: StatusCode, headers: &HeaderMap) {
         if let Some(call) = &mut self.call {
             self.watch = Some(Watch::new(
+                self.api,
                 status,
                 headers,
                 self.recorder.0.capture_limit,
@@ -255,6 +261,9 @@ impl Exchange {
             (None, _) => Seen::default(),
         };
         apply(&mut call, &seen);
+        // A stream whose terminal event came is over: what the client or the upstream's
+        // connection does after it changes nothing.
+        let end = if seen.terminal { End::Complete } else { end };
         let counters = &self.recorder.0.counters;
         Counters::bump(&counters.calls_recorded);
         match end {
@@ -358,7 +367,7 @@ mod tests {
 
     fn info(model: Option<&str>) -> RequestInfo {
         RequestInfo {
-            endpoint: Endpoint::Chat,
+            endpoint: Endpoint(Api::ChatCompletions),
             model: model.map(str::to_owned),
             stream: false,
             parsed: true,

@@ -8,12 +8,10 @@
 //! call's [`Call::on_text`] then, so it is timestamped when the proxy received it and no copy of
 //! the stream is kept.
 
-use std::borrow::Cow;
-
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode, header};
 use telemetry_openai::protocol::{
-    Observed, OpenAiError, ServerPhases, ServerReport, SseEvent, SseParser, StreamObserver,
+    Api, ApiStream, OpenAiError, ServerPhases, SseParser, model_of, read_body,
 };
 use telemetry_wrap::{Call, Usage};
 
@@ -33,6 +31,8 @@ pub(crate) struct Seen {
     pub streaming: bool,
     /// Whether (part of) the body could not be read as the protocol: its tokens are not known.
     pub unparsed: bool,
+    /// Whether the stream's terminal event came: the call is over, whatever happens after.
+    pub terminal: bool,
 }
 
 /// Reads one response as it goes by.
@@ -45,19 +45,42 @@ pub(crate) enum Watch {
 }
 
 impl Watch {
-    /// A watch for a response with `status` and `headers`; whole bodies are kept up to `limit`
-    /// bytes. A stream marks `call` as one whose content chunks are its tokens unless the server
-    /// reports usage.
-    pub fn new(status: StatusCode, headers: &HeaderMap, limit: usize, call: &mut Call) -> Watch {
+    /// A watch for a response of `api` with `status` and `headers`; whole bodies are kept up
+    /// to `limit` bytes. Whether a call that succeeded streamed is the response's to say
+    /// (`text/event-stream`), whatever the request asked (an error answer says nothing about
+    /// it, so the request's `stream` stands); a stream marks `call` as one whose output chunks
+    /// are its tokens unless the server reports usage.
+    pub fn new(
+        api: Api,
+        status: StatusCode,
+        headers: &HeaderMap,
+        limit: usize,
+        call: &mut Call,
+    ) -> Watch {
         let sse = headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.trim_start().starts_with("text/event-stream"));
-        if sse && status.is_success() {
+            .is_some_and(|v| {
+                v.trim_start()
+                    .get(..17)
+                    .is_some_and(|t| t.eq_ignore_ascii_case("text/event-stream"))
+            });
+        let streaming = sse && status.is_success();
+        if status.is_success() {
+            call.set_streaming(streaming);
+        }
+        if streaming {
             call.on_text("");
-            Watch::Stream(Box::default())
+            Watch::Stream(Box::new(StreamWatch {
+                parser: SseParser::new(),
+                stream: ApiStream::new(api),
+                error: None,
+                unparsed: false,
+                broken: false,
+            }))
         } else {
             Watch::Whole(WholeWatch {
+                api,
                 status,
                 parts: Vec::new(),
                 len: 0,
@@ -112,28 +135,13 @@ impl Watch {
 }
 
 /// An SSE stream followed event by event.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct StreamWatch {
     parser: SseParser,
-    observer: StreamObserver,
-    model: Option<String>,
-    model_probed: bool,
+    stream: ApiStream,
     error: Option<OpenAiError>,
     unparsed: bool,
     broken: bool,
-}
-
-#[derive(serde::Deserialize)]
-struct ModelProbe<'a> {
-    #[serde(borrow, default)]
-    model: Option<Cow<'a, str>>,
-}
-
-/// The `model` of a JSON object, if it has a non-empty one.
-fn model_of(json: &[u8]) -> Option<Option<String>> {
-    telemetry_openai::protocol::parse_json::<ModelProbe<'_>>(json)
-        .ok()
-        .map(|p| p.model.filter(|m| !m.is_empty()).map(Cow::into_owned))
 }
 
 impl StreamWatch {
@@ -143,28 +151,17 @@ impl StreamWatch {
         }
         let StreamWatch {
             parser,
-            observer,
-            model,
-            model_probed,
+            stream,
             error,
             unparsed,
             ..
         } = self;
-        let fed = parser.feed(data, |event| {
-            if !*model_probed
-                && let SseEvent::Data(json) = event
-                && let Some(m) = model_of(json)
-            {
-                *model = m;
-                *model_probed = true;
-            }
-            match observer.observe(event) {
-                Ok(Observed::Chunk(chunk)) if chunk.has_content() => call.on_text(&chunk.content),
-                Ok(_) => {}
-                Err(OpenAiError::Protocol(_)) => *unparsed = true,
-                Err(e) => {
-                    error.get_or_insert(e);
-                }
+        let fed = parser.feed(data, |event| match stream.observe(event) {
+            Ok(facts) if facts.output => call.on_output(),
+            Ok(_) => {}
+            Err(OpenAiError::Protocol(_)) => *unparsed = true,
+            Err(e) => {
+                error.get_or_insert(e);
             }
         });
         if fed.is_err() {
@@ -178,12 +175,12 @@ impl StreamWatch {
         if finished && !self.broken {
             let StreamWatch {
                 parser,
-                observer,
+                stream,
                 error,
                 unparsed,
                 ..
             } = &mut *self;
-            let flushed = parser.finish(|event| match observer.observe(event) {
+            let flushed = parser.finish(|event| match stream.observe(event) {
                 Ok(_) => {}
                 Err(OpenAiError::Protocol(_)) => *unparsed = true,
                 Err(e) => {
@@ -193,21 +190,24 @@ impl StreamWatch {
             if flushed.is_err() {
                 self.unparsed = true;
             }
-            if !self.unparsed
-                && self.error.is_none()
-                && let Err(e) = self.observer.end()
-            {
-                self.error = Some(e);
-            }
         }
-        let report = self.observer.report();
+        let terminal = self.stream.saw_terminal();
+        if finished
+            && !self.unparsed
+            && self.error.is_none()
+            && let Err(e) = self.stream.end()
+        {
+            self.error = Some(e);
+        }
+        let report = self.stream.report();
         Seen {
-            model: self.model,
+            model: self.stream.model().map(str::to_owned),
             usage: report.usage,
             phases: report.phases,
             error: self.error,
             streaming: true,
             unparsed: self.unparsed,
+            terminal,
         }
     }
 }
@@ -215,6 +215,7 @@ impl StreamWatch {
 /// A whole body, kept up to a limit and read at its end.
 #[derive(Debug)]
 pub(crate) struct WholeWatch {
+    api: Api,
     status: StatusCode,
     parts: Vec<Bytes>,
     len: usize,
@@ -242,7 +243,7 @@ impl WholeWatch {
         let body = concat(self.parts, self.len.min(self.limit));
         if !self.status.is_success() {
             return Seen {
-                model: model_of(&body).flatten(),
+                model: model_of(&body),
                 error: Some(OpenAiError::from_http_response(self.status.as_u16(), &body)),
                 ..Seen::default()
             };
@@ -253,9 +254,9 @@ impl WholeWatch {
                 ..Seen::default()
             };
         }
-        match ServerReport::from_body(&body) {
-            Ok(report) => Seen {
-                model: model_of(&body).flatten(),
+        match read_body(self.api, &body) {
+            Ok((report, model)) => Seen {
+                model,
                 usage: report.usage,
                 phases: report.phases,
                 unparsed: report.usage.is_none(),
@@ -290,6 +291,7 @@ mod tests {
     use http::HeaderValue;
     use std::sync::Arc;
     use telemetry_core::{EventBus, TelemetryRecord};
+    use telemetry_openai::protocol::Api;
     use telemetry_wrap::CallContext;
 
     fn sse_headers() -> HeaderMap {
@@ -326,7 +328,13 @@ mod tests {
             "data: [DONE]\n\n",
         );
         let (mut call, bus) = call();
-        let mut w = Watch::new(StatusCode::OK, &sse_headers(), 1024, &mut call);
+        let mut w = Watch::new(
+            Api::ChatCompletions,
+            StatusCode::OK,
+            &sse_headers(),
+            1024,
+            &mut call,
+        );
         for piece in body.as_bytes().chunks(7) {
             w.data(&Bytes::copy_from_slice(piece), &mut call);
         }
@@ -348,7 +356,13 @@ mod tests {
     #[test]
     fn a_stream_without_done_or_with_an_error_event_is_an_error() {
         let (mut call, _bus) = call();
-        let mut w = Watch::new(StatusCode::OK, &sse_headers(), 1024, &mut call);
+        let mut w = Watch::new(
+            Api::ChatCompletions,
+            StatusCode::OK,
+            &sse_headers(),
+            1024,
+            &mut call,
+        );
         w.data(
             &Bytes::from_static(b"data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n"),
             &mut call,
@@ -357,7 +371,13 @@ mod tests {
         assert_eq!(seen.error.unwrap().error_kind(), "stream_incomplete");
         assert_eq!(call.output_chunks(), 1);
 
-        let mut w = Watch::new(StatusCode::OK, &sse_headers(), 1024, &mut call);
+        let mut w = Watch::new(
+            Api::ChatCompletions,
+            StatusCode::OK,
+            &sse_headers(),
+            1024,
+            &mut call,
+        );
         w.data(
             &Bytes::from_static(b"error: {\"code\":500,\"message\":\"boom\"}\n\ndata: [DONE]\n\n"),
             &mut call,
@@ -369,7 +389,13 @@ mod tests {
     #[test]
     fn garbage_is_unparsed_not_an_error() {
         let (mut call, _bus) = call();
-        let mut w = Watch::new(StatusCode::OK, &sse_headers(), 1024, &mut call);
+        let mut w = Watch::new(
+            Api::ChatCompletions,
+            StatusCode::OK,
+            &sse_headers(),
+            1024,
+            &mut call,
+        );
         w.data(
             &Bytes::from_static(b"data: not json\n\ndata: [DONE]\n\n"),
             &mut call,
@@ -377,7 +403,13 @@ mod tests {
         let seen = w.end();
         assert!(seen.unparsed && seen.error.is_none());
 
-        let mut w = Watch::new(StatusCode::OK, &HeaderMap::new(), 1024, &mut call);
+        let mut w = Watch::new(
+            Api::ChatCompletions,
+            StatusCode::OK,
+            &HeaderMap::new(),
+            1024,
+            &mut call,
+        );
         w.data(&Bytes::from_static(b"<html>"), &mut call);
         let seen = w.end();
         assert!(seen.unparsed && seen.error.is_none() && !seen.streaming);
@@ -386,7 +418,13 @@ mod tests {
     #[test]
     fn whole_bodies_give_usage_or_the_servers_error() {
         let (mut call, _bus) = call();
-        let mut w = Watch::new(StatusCode::OK, &HeaderMap::new(), 1024, &mut call);
+        let mut w = Watch::new(
+            Api::ChatCompletions,
+            StatusCode::OK,
+            &HeaderMap::new(),
+            1024,
+            &mut call,
+        );
         let body = br#"{"model":"m2","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":5,"total_tokens":8}}"#;
         let (a, b) = body.split_at(20);
         w.data(&Bytes::copy_from_slice(a), &mut call);
@@ -396,7 +434,13 @@ mod tests {
         assert_eq!(seen.model.as_deref(), Some("m2"));
         assert!(!seen.unparsed);
 
-        let mut w = Watch::new(StatusCode::BAD_REQUEST, &HeaderMap::new(), 1024, &mut call);
+        let mut w = Watch::new(
+            Api::ChatCompletions,
+            StatusCode::BAD_REQUEST,
+            &HeaderMap::new(),
+            1024,
+            &mut call,
+        );
         w.data(
             &Bytes::from_static(
                 br#"{"error":{"code":400,"message":"no messages","type":"invalid_request_error"}}"#,
@@ -411,7 +455,13 @@ mod tests {
     #[test]
     fn a_body_over_the_limit_is_not_kept() {
         let (mut call, _bus) = call();
-        let mut w = Watch::new(StatusCode::OK, &HeaderMap::new(), 8, &mut call);
+        let mut w = Watch::new(
+            Api::ChatCompletions,
+            StatusCode::OK,
+            &HeaderMap::new(),
+            8,
+            &mut call,
+        );
         w.data(&Bytes::from_static(b"{\"usage\":"), &mut call);
         w.data(&Bytes::from_static(b"{}}"), &mut call);
         let Watch::Whole(whole) = &w else { panic!() };
