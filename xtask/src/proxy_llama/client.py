@@ -344,13 +344,12 @@ def verify(db, out, table_path, asserted):
     recorded_completion += inv["completion_tokens"] if inv else 0
     w = seen["window"]
     server_completion = w["chat"]["completion"] + w["embed"]["completion"]
-    all_on = all(asserted_row(agent, api) for agent, api, _, _ in ROWS)
     lines.append("-" * 108)
     lines.append(f"sum of recorded output tokens {recorded_completion}; servers' "
                  f"llamacpp:tokens_predicted_total delta {server_completion} "
                  f"(chat server {w['chat']['completion']}, embeddings server {w['embed']['completion']})")
     check(f"sum of recorded output tokens {recorded_completion} == tokens_predicted_total delta "
-          f"{server_completion}", recorded_completion == server_completion, all_on)
+          f"{server_completion}", recorded_completion == server_completion)
     n = seen["latency"]["calls"]
     check(f"py-latency: {len(rows.get('py-latency', []))} records for {n} calls through the proxy",
           len(rows.get("py-latency", [])) == n)
