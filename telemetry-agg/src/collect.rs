@@ -3,16 +3,19 @@
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
+use std::sync::LazyLock;
 
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, Row, params};
 use telemetry_core::schema::ROLLUP_COLUMNS;
 use telemetry_core::{
-    Outcome, QuantileSketch, ROLLUP_LEVELS, Rollup, TelemetryRecord, TimeRange, bucket_start,
+    ROLLUP_FIELDS, ROLLUP_INPUT_FIELDS, ROLLUP_INPUTS, ROLLUP_LEVELS, Rollup, TelemetryRecord,
+    TimeRange, bucket_start,
 };
 
 use crate::error::AggError;
 use crate::plan::{HOUR, Plan, plan};
+use crate::row::stored;
 
 /// One group's rollup: `(bucket, model, engine, agent)`; `bucket` is 0 unless a series asked for
 /// buckets.
@@ -318,48 +321,16 @@ fn text<'r>(row: &'r Row<'_>, i: usize, start: i64) -> Result<&'r str, AggError>
 /// Adds the summary columns of `row` (starting at column 4) to `into`.
 fn merge_row(row: &Row<'_>, start: i64, into: &mut Rollup) -> Result<(), AggError> {
     const BASE: usize = 4;
-    let bad = |i: usize, detail: String| AggError::BadRollup {
-        level: 0,
-        bucket_start: start,
-        column: ROLLUP_COLUMNS[i],
-        detail,
-    };
-    let int = |i: usize| -> Result<u64, AggError> {
-        let v: i64 = row.get(BASE + i).map_err(rollup_sql)?;
-        u64::try_from(v).map_err(|_| bad(i, format!("negative count {v}")))
-    };
-    let real = |i: usize| -> Result<f64, AggError> { row.get(BASE + i).map_err(rollup_sql) };
-    let sketch = |i: usize| -> Result<QuantileSketch, AggError> {
-        match row.get_ref(BASE + i).map_err(rollup_sql)? {
-            ValueRef::Blob(b) => QuantileSketch::from_bytes(b).map_err(|e| bad(i, e.to_string())),
-            other => Err(bad(
-                i,
-                format!("expected a blob, found {:?}", other.data_type()),
-            )),
-        }
-    };
-    let r = into;
-    r.call_count += int(0)?;
-    r.error_count += int(1)?;
-    r.prompt_tokens += int(2)?;
-    r.completion_tokens += int(3)?;
-    r.total_tokens += int(4)?;
-    r.total_latency += real(5)?;
-    r.total_cost += real(6)?;
-    r.ttft_sum += real(7)?;
-    r.ttft_count += int(8)?;
-    r.energy_sum += real(9)?;
-    r.energy_count += int(10)?;
-    r.energy_completion_tokens += int(11)?;
-    r.prefill_energy_sum += real(12)?;
-    r.decode_energy_sum += real(13)?;
-    r.gpu_util_sum += real(14)?;
-    r.gpu_util_count += int(15)?;
-    r.throughput_sum += real(16)?;
-    r.throughput_count += int(17)?;
-    r.latency.merge(&sketch(18)?);
-    r.ttft.merge(&sketch(19)?);
-    r.itl.merge(&sketch(20)?);
+    for i in 0..ROLLUP_FIELDS.len() {
+        let value = row.get_ref(BASE + i).map_err(rollup_sql)?;
+        into.merge_stored(i, stored(value))
+            .map_err(|e| AggError::BadRollup {
+                level: 0,
+                bucket_start: start,
+                column: e.column,
+                detail: e.detail,
+            })?;
+    }
     Ok(())
 }
 
@@ -381,11 +352,9 @@ fn is_raw(range: &TimeRange, plan: &Plan, ts: f64) -> bool {
     range.contains(ts) && !plan.covers_minute(bucket_start(ts, ROLLUP_LEVELS[0]))
 }
 
-/// Columns [`Rollup::add`] reads, after `id`.
-const RAW_COLUMNS: &str = "id, timestamp, model_id, engine, agent, prompt_tokens, \
-    completion_tokens, total_tokens, latency_seconds, cost_usd, ttft, energy_joules, \
-    prefill_energy_joules, decode_energy_joules, gpu_utilization_pct, throughput_tok_per_sec, \
-    mean_itl_ms, outcome";
+/// `id`, then the columns [`Rollup::add`] reads ([`ROLLUP_INPUTS`], `timestamp` first).
+static RAW_COLUMNS: LazyLock<String> =
+    LazyLock::new(|| format!("id, {}", ROLLUP_INPUTS.join(", ")));
 
 fn read_raw(
     conn: &Connection,
@@ -395,8 +364,10 @@ fn read_raw(
     plan: &Plan,
     f: &mut dyn FnMut(&TelemetryRecord),
 ) -> Result<(), AggError> {
-    let sql =
-        format!("SELECT {RAW_COLUMNS} FROM telemetry WHERE timestamp >= ?1 AND timestamp <= ?2");
+    let sql = format!(
+        "SELECT {} FROM telemetry WHERE timestamp >= ?1 AND timestamp <= ?2",
+        *RAW_COLUMNS
+    );
     let mut stmt = conn.prepare_cached(&sql).map_err(raw_sql)?;
     let mut record = TelemetryRecord::default();
     for (a, b) in raw_windows(lo, hi, plan) {
@@ -416,47 +387,14 @@ fn read_raw(
 /// Reads the [`RAW_COLUMNS`] of `row` into `r`, reusing its string buffers.
 fn fill_rollup_input(row: &Row<'_>, r: &mut TelemetryRecord) -> Result<(), AggError> {
     let id: i64 = row.get(0).map_err(raw_sql)?;
-    let bad = |column: &'static str, detail: String| AggError::BadRow {
-        row_id: id,
-        column,
-        detail,
-    };
-    let get_str = |i: usize, column: &'static str, out: &mut String| -> Result<(), AggError> {
-        let s = row
-            .get_ref(i)
-            .map_err(raw_sql)?
-            .as_str()
-            .map_err(|e| bad(column, e.to_string()))?;
-        out.clear();
-        out.push_str(s);
-        Ok(())
-    };
-    let count = |i: usize, column: &'static str| -> Result<u64, AggError> {
-        let v: i64 = row.get(i).map_err(raw_sql)?;
-        u64::try_from(v).map_err(|_| bad(column, format!("negative count {v}")))
-    };
-    r.timestamp = row.get(1).map_err(raw_sql)?;
-    get_str(2, "model_id", &mut r.model_id)?;
-    get_str(3, "engine", &mut r.engine)?;
-    get_str(4, "agent", &mut r.agent)?;
-    r.prompt_tokens = count(5, "prompt_tokens")?;
-    r.completion_tokens = count(6, "completion_tokens")?;
-    r.total_tokens = count(7, "total_tokens")?;
-    r.latency_seconds = row.get(8).map_err(raw_sql)?;
-    r.cost_usd = row.get(9).map_err(raw_sql)?;
-    r.ttft = row.get(10).map_err(raw_sql)?;
-    r.energy_joules = row.get(11).map_err(raw_sql)?;
-    r.prefill_energy_joules = row.get(12).map_err(raw_sql)?;
-    r.decode_energy_joules = row.get(13).map_err(raw_sql)?;
-    r.gpu_utilization_pct = row.get(14).map_err(raw_sql)?;
-    r.throughput_tok_per_sec = row.get(15).map_err(raw_sql)?;
-    r.mean_itl_ms = row.get(16).map_err(raw_sql)?;
-    let outcome = row
-        .get_ref(17)
-        .map_err(raw_sql)?
-        .as_str()
-        .map_err(|e| bad("outcome", e.to_string()))?;
-    r.outcome = Outcome::parse(outcome)
-        .ok_or_else(|| bad("outcome", format!("unknown outcome {outcome:?}")))?;
+    for (i, field) in ROLLUP_INPUT_FIELDS.into_iter().enumerate() {
+        let value = row.get_ref(i + 1).map_err(raw_sql)?;
+        r.set_field(field, stored(value))
+            .map_err(|e| AggError::BadRow {
+                row_id: id,
+                column: e.field,
+                detail: e.detail,
+            })?;
+    }
     Ok(())
 }

@@ -27,7 +27,7 @@ pub(crate) fn read_record(row: &Row<'_>, id: i64) -> Result<TelemetryRecord, Agg
 }
 
 /// rusqlite's borrowed value as core's [`StoredValue`].
-fn stored(value: ValueRef<'_>) -> StoredValue<'_> {
+pub(crate) fn stored(value: ValueRef<'_>) -> StoredValue<'_> {
     match value {
         ValueRef::Null => StoredValue::Null,
         ValueRef::Integer(v) => StoredValue::Integer(v),

@@ -52,6 +52,7 @@ mod fields;
 mod names;
 mod record;
 mod rollup;
+mod rollup_fields;
 pub mod schema;
 mod sketch;
 #[cfg(feature = "testing")]
@@ -68,7 +69,11 @@ pub use fields::{
 };
 pub use names::{api, operation};
 pub use record::{EnergyMethod, Outcome, TelemetryRecord, TelemetryRecordBuilder};
-pub use rollup::{ROLLUP_LEVELS, Rollup, RollupKey, bucket_start};
+pub use rollup::{ROLLUP_LEVELS, RollupKey, bucket_start};
+pub use rollup_fields::{
+    ROLLUP_FIELD_COUNT, ROLLUP_FIELDS, ROLLUP_INPUT_FIELDS, ROLLUP_INPUTS, Rollup,
+    RollupDecodeError, RollupField, RollupKind, RollupValue,
+};
 pub use sketch::{QuantileSketch, RELATIVE_ACCURACY};
 pub use time_range::TimeRange;
 pub use validate::{

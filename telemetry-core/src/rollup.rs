@@ -3,10 +3,10 @@
 //! The store keeps one `Rollup` per (level, bucket, model, engine, agent) in the
 //! `telemetry_rollup` table (see [`schema`](crate::schema)), updated in the same transaction as
 //! the rows. The query layer merges whole buckets from there and builds rollups of the raw rows at
-//! the unaligned edges of a range with [`Rollup::add`], so both sides share this one definition.
+//! the unaligned edges of a range with [`Rollup::add`], so both sides share this one definition
+//! (the aggregates themselves are described once, in [`ROLLUP_FIELDS`](crate::ROLLUP_FIELDS)).
 
 use crate::record::TelemetryRecord;
-use crate::sketch::QuantileSketch;
 
 /// Bucket widths, in seconds, kept in `telemetry_rollup.level`: minute, hour, day (UTC).
 pub const ROLLUP_LEVELS: [i64; 3] = [60, 3_600, 86_400];
@@ -28,133 +28,6 @@ pub fn bucket_start(timestamp: f64, width: i64) -> i64 {
     // `as` saturates (NaN becomes 0); clamping the quotient keeps the product inside i64.
     let q = ((timestamp / width as f64).floor() as i64).clamp(i64::MIN / width, i64::MAX / width);
     q * width
-}
-
-/// Sums, counts and sketches of a set of records. Every field merges by addition, so rollups of
-/// disjoint sets combine into the rollup of their union.
-///
-/// Means are over the records that have the value: `ttft_sum / ttft_count`, and so on. Ratios are
-/// ratios of sums: energy per output token is `energy_sum / energy_completion_tokens`, over the
-/// records that have an energy measurement.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Rollup {
-    /// Records.
-    pub call_count: u64,
-    /// Records with outcome `error`.
-    pub error_count: u64,
-    /// Σ prompt tokens.
-    pub prompt_tokens: u64,
-    /// Σ completion tokens.
-    pub completion_tokens: u64,
-    /// Σ total tokens.
-    pub total_tokens: u64,
-    /// Σ latency, seconds.
-    pub total_latency: f64,
-    /// Σ cost, USD.
-    pub total_cost: f64,
-    /// Σ TTFT over records that have one.
-    pub ttft_sum: f64,
-    /// Records with a TTFT.
-    pub ttft_count: u64,
-    /// Σ energy, joules, over records that have one.
-    pub energy_sum: f64,
-    /// Records with an energy measurement.
-    pub energy_count: u64,
-    /// Σ completion tokens over records with an energy measurement.
-    pub energy_completion_tokens: u64,
-    /// Σ prefill energy, joules.
-    pub prefill_energy_sum: f64,
-    /// Σ decode energy, joules.
-    pub decode_energy_sum: f64,
-    /// Σ GPU utilization over records that have one.
-    pub gpu_util_sum: f64,
-    /// Records with a GPU utilization.
-    pub gpu_util_count: u64,
-    /// Σ throughput over records that have one.
-    pub throughput_sum: f64,
-    /// Records with a throughput.
-    pub throughput_count: u64,
-    /// Latency, seconds.
-    pub latency: QuantileSketch,
-    /// TTFT, seconds.
-    pub ttft: QuantileSketch,
-    /// Per-call mean inter-token latency, milliseconds.
-    pub itl: QuantileSketch,
-}
-
-impl Rollup {
-    /// Largest value a count or token sum holds: `i64::MAX`, so that every sum fits an SQLite
-    /// INTEGER. Sums stop there rather than wrap or fail (with validated records, at most
-    /// [`MAX_TOKENS`](crate::MAX_TOKENS) tokens each, that takes over 9 × 10^9 calls in one bucket).
-    pub const COUNT_MAX: u64 = i64::MAX as u64;
-
-    /// Adds one (validated) record. Counts saturate at [`Rollup::COUNT_MAX`] rather than wrap.
-    pub fn add(&mut self, r: &TelemetryRecord) {
-        sat(&mut self.call_count, 1);
-        sat(&mut self.error_count, u64::from(r.is_error()));
-        sat(&mut self.prompt_tokens, r.prompt_tokens);
-        sat(&mut self.completion_tokens, r.completion_tokens);
-        sat(&mut self.total_tokens, r.total_tokens);
-        self.total_latency += r.latency_seconds;
-        self.total_cost += r.cost_usd;
-        self.latency.add(r.latency_seconds);
-        if let Some(t) = r.ttft {
-            self.ttft_sum += t;
-            sat(&mut self.ttft_count, 1);
-            self.ttft.add(t);
-        }
-        if let Some(e) = r.energy_joules {
-            self.energy_sum += e;
-            sat(&mut self.energy_count, 1);
-            sat(&mut self.energy_completion_tokens, r.completion_tokens);
-        }
-        self.prefill_energy_sum += r.prefill_energy_joules.unwrap_or(0.0);
-        self.decode_energy_sum += r.decode_energy_joules.unwrap_or(0.0);
-        if let Some(u) = r.gpu_utilization_pct {
-            self.gpu_util_sum += u;
-            sat(&mut self.gpu_util_count, 1);
-        }
-        if let Some(t) = r.throughput_tok_per_sec {
-            self.throughput_sum += t;
-            sat(&mut self.throughput_count, 1);
-        }
-        if let Some(itl) = r.mean_itl_ms {
-            self.itl.add(itl);
-        }
-    }
-
-    /// Adds everything in `other` (counts saturate at [`Rollup::COUNT_MAX`]).
-    pub fn merge(&mut self, o: &Rollup) {
-        sat(&mut self.call_count, o.call_count);
-        sat(&mut self.error_count, o.error_count);
-        sat(&mut self.prompt_tokens, o.prompt_tokens);
-        sat(&mut self.completion_tokens, o.completion_tokens);
-        sat(&mut self.total_tokens, o.total_tokens);
-        self.total_latency += o.total_latency;
-        self.total_cost += o.total_cost;
-        self.ttft_sum += o.ttft_sum;
-        sat(&mut self.ttft_count, o.ttft_count);
-        self.energy_sum += o.energy_sum;
-        sat(&mut self.energy_count, o.energy_count);
-        sat(
-            &mut self.energy_completion_tokens,
-            o.energy_completion_tokens,
-        );
-        self.prefill_energy_sum += o.prefill_energy_sum;
-        self.decode_energy_sum += o.decode_energy_sum;
-        self.gpu_util_sum += o.gpu_util_sum;
-        sat(&mut self.gpu_util_count, o.gpu_util_count);
-        self.throughput_sum += o.throughput_sum;
-        sat(&mut self.throughput_count, o.throughput_count);
-        self.latency.merge(&o.latency);
-        self.ttft.merge(&o.ttft);
-        self.itl.merge(&o.itl);
-    }
-}
-
-/// `*sum += add`, stopping at [`Rollup::COUNT_MAX`].
-fn sat(sum: &mut u64, add: u64) {
-    *sum = sum.saturating_add(add).min(Rollup::COUNT_MAX);
 }
 
 /// Identifies one row of `telemetry_rollup`.
@@ -188,6 +61,7 @@ impl RollupKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Rollup;
     use crate::record::EnergyMethod;
 
     #[test]

@@ -26,32 +26,20 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
 /// field order (excluding `id` and `import_key`): the names of
 /// [`RECORD_FIELDS`](crate::RECORD_FIELDS), where each field is described once.
 pub use crate::fields::RECORD_COLUMNS;
+use crate::rollup_fields::{ROLLUP_FIELD_COUNT, ROLLUP_FIELDS};
 
 /// Columns of `telemetry_rollup` after the key columns (`level`, `bucket_start`, `model_id`,
-/// `engine`, `agent`), in [`Rollup`](crate::Rollup) field order.
-pub const ROLLUP_COLUMNS: [&str; 21] = [
-    "call_count",
-    "error_count",
-    "prompt_tokens",
-    "completion_tokens",
-    "total_tokens",
-    "total_latency",
-    "total_cost",
-    "ttft_sum",
-    "ttft_count",
-    "energy_sum",
-    "energy_count",
-    "energy_completion_tokens",
-    "prefill_energy_sum",
-    "decode_energy_sum",
-    "gpu_util_sum",
-    "gpu_util_count",
-    "throughput_sum",
-    "throughput_count",
-    "latency_sketch",
-    "ttft_sketch",
-    "itl_sketch",
-];
+/// `engine`, `agent`), in [`Rollup`](crate::Rollup) field order: the names of
+/// [`ROLLUP_FIELDS`](crate::ROLLUP_FIELDS), where each aggregate is described once.
+pub const ROLLUP_COLUMNS: [&str; ROLLUP_FIELD_COUNT] = {
+    let mut out = [""; ROLLUP_FIELD_COUNT];
+    let mut i = 0;
+    while i < ROLLUP_FIELD_COUNT {
+        out[i] = ROLLUP_FIELDS[i].name;
+        i += 1;
+    }
+    out
+};
 
 const V1_INITIAL: &str = r#"
 CREATE TABLE telemetry (

@@ -352,14 +352,6 @@ pub(crate) fn to_i64(field: &'static str, value: u64) -> Result<i64, StoreError>
     i64::try_from(value).map_err(|_| StoreError::ValueTooLarge { field, value })
 }
 
-/// SQLite INTEGER → `u64`, refusing negatives.
-pub(crate) fn to_u64(column: &'static str, value: i64) -> Result<u64, StoreError> {
-    u64::try_from(value).map_err(|_| StoreError::Decode {
-        column,
-        detail: format!("negative count {value}"),
-    })
-}
-
 #[cfg(test)]
 mod record_error_tests {
     use std::path::Path;

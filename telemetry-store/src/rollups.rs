@@ -7,11 +7,11 @@ use std::hash::{BuildHasherDefault, Hasher};
 use rusqlite::{CachedStatement, Connection, OptionalExtension, Row, Statement, params};
 use telemetry_core::schema::ROLLUP_COLUMNS;
 use telemetry_core::{
-    QuantileSketch, ROLLUP_LEVELS, Rollup, RollupKey, TelemetryRecord, bucket_start,
+    ROLLUP_FIELDS, ROLLUP_LEVELS, Rollup, RollupKey, RollupValue, TelemetryRecord, bucket_start,
 };
 
-use crate::error::{StoreError, to_i64, to_u64};
-use crate::rows::{ROLLUP_INPUT_COLUMNS, rollup_input};
+use crate::error::{StoreError, to_i64};
+use crate::rows::{ROLLUP_INPUT_COLUMNS, rollup_input, stored};
 
 /// A multiply-rotate hasher (as in rustc's `FxHasher`) for the per-batch rollup map: it is
 /// looked up once per row on the writer's hot path, its keys are the caller's own labels, and it
@@ -343,74 +343,35 @@ fn write(conn: &Connection, key: KeyRef<'_>, r: &Rollup, how: Write) -> Result<b
 fn write_with(stmt: &mut Statement<'_>, key: KeyRef<'_>, r: &Rollup) -> Result<bool, StoreError> {
     let sql = |e| StoreError::sqlite("writing telemetry_rollup", e);
     let (level, start, model, engine, agent) = key;
-    let p = rusqlite::params![
-        level,
-        start,
-        model,
-        engine,
-        agent,
-        to_i64("call_count", r.call_count)?,
-        to_i64("error_count", r.error_count)?,
-        to_i64("prompt_tokens", r.prompt_tokens)?,
-        to_i64("completion_tokens", r.completion_tokens)?,
-        to_i64("total_tokens", r.total_tokens)?,
-        r.total_latency,
-        r.total_cost,
-        r.ttft_sum,
-        to_i64("ttft_count", r.ttft_count)?,
-        r.energy_sum,
-        to_i64("energy_count", r.energy_count)?,
-        to_i64("energy_completion_tokens", r.energy_completion_tokens)?,
-        r.prefill_energy_sum,
-        r.decode_energy_sum,
-        r.gpu_util_sum,
-        to_i64("gpu_util_count", r.gpu_util_count)?,
-        r.throughput_sum,
-        to_i64("throughput_count", r.throughput_count)?,
-        r.latency.to_bytes(),
-        r.ttft.to_bytes(),
-        r.itl.to_bytes(),
-    ];
-    Ok(stmt.execute(p).map_err(sql)? > 0)
+    stmt.raw_bind_parameter(1, level).map_err(sql)?;
+    stmt.raw_bind_parameter(2, start).map_err(sql)?;
+    stmt.raw_bind_parameter(3, model).map_err(sql)?;
+    stmt.raw_bind_parameter(4, engine).map_err(sql)?;
+    stmt.raw_bind_parameter(5, agent).map_err(sql)?;
+    for (i, (field, value)) in ROLLUP_FIELDS.iter().zip(r.values()).enumerate() {
+        let at = 6 + i;
+        match value {
+            RollupValue::Count(v) => stmt.raw_bind_parameter(at, to_i64(field.name, v)?),
+            RollupValue::Sum(v) => stmt.raw_bind_parameter(at, v),
+            RollupValue::Sketch(s) => stmt.raw_bind_parameter(at, s.to_bytes()),
+        }
+        .map_err(sql)?;
+    }
+    Ok(stmt.raw_execute().map_err(sql)? > 0)
 }
 
 /// Decodes the [`ROLLUP_COLUMNS`] of a row.
 fn decode(row: &Row<'_>) -> Result<Rollup, StoreError> {
     let sql = |e| StoreError::sqlite("reading telemetry_rollup", e);
-    let int = |i: usize| -> Result<u64, StoreError> {
-        to_u64(ROLLUP_COLUMNS[i], row.get::<_, i64>(i).map_err(sql)?)
-    };
-    let real = |i: usize| -> Result<f64, StoreError> { row.get::<_, f64>(i).map_err(sql) };
-    let sketch = |i: usize| -> Result<QuantileSketch, StoreError> {
-        let bytes: Vec<u8> = row.get(i).map_err(sql)?;
-        QuantileSketch::from_bytes(&bytes).map_err(|e| StoreError::Decode {
-            column: ROLLUP_COLUMNS[i],
-            detail: e.to_string(),
-        })
-    };
-    Ok(Rollup {
-        call_count: int(0)?,
-        error_count: int(1)?,
-        prompt_tokens: int(2)?,
-        completion_tokens: int(3)?,
-        total_tokens: int(4)?,
-        total_latency: real(5)?,
-        total_cost: real(6)?,
-        ttft_sum: real(7)?,
-        ttft_count: int(8)?,
-        energy_sum: real(9)?,
-        energy_count: int(10)?,
-        energy_completion_tokens: int(11)?,
-        prefill_energy_sum: real(12)?,
-        decode_energy_sum: real(13)?,
-        gpu_util_sum: real(14)?,
-        gpu_util_count: int(15)?,
-        throughput_sum: real(16)?,
-        throughput_count: int(17)?,
-        latency: sketch(18)?,
-        ttft: sketch(19)?,
-        itl: sketch(20)?,
-    })
+    let mut r = Rollup::default();
+    for i in 0..ROLLUP_FIELDS.len() {
+        r.merge_stored(i, stored(row.get_ref(i).map_err(sql)?))
+            .map_err(|e| StoreError::Decode {
+                column: e.column,
+                detail: e.detail,
+            })?;
+    }
+    Ok(r)
 }
 
 /// After deleting raw rows before `ts`: drops the rollup rows of buckets wholly before `ts` and

@@ -6,7 +6,9 @@ use std::sync::LazyLock;
 use rusqlite::types::ValueRef;
 use rusqlite::{Row, Statement};
 use telemetry_core::schema::RECORD_COLUMNS;
-use telemetry_core::{FieldValue, StoredValue, TelemetryRecord, field_index};
+use telemetry_core::{
+    FieldValue, ROLLUP_INPUT_FIELDS, ROLLUP_INPUTS, StoredValue, TelemetryRecord,
+};
 
 use crate::error::{StoreError, to_i64};
 
@@ -98,42 +100,6 @@ fn same(a: &FieldValue<'_>, b: &FieldValue<'_>) -> bool {
         _ => false,
     }
 }
-
-/// Columns that [`telemetry_core::Rollup::add`] reads, for recomputing summaries from raw rows.
-const ROLLUP_INPUTS: [&str; 17] = [
-    "timestamp",
-    "model_id",
-    "engine",
-    "agent",
-    "prompt_tokens",
-    "completion_tokens",
-    "total_tokens",
-    "latency_seconds",
-    "cost_usd",
-    "ttft",
-    "energy_joules",
-    "prefill_energy_joules",
-    "decode_energy_joules",
-    "gpu_utilization_pct",
-    "throughput_tok_per_sec",
-    "mean_itl_ms",
-    "outcome",
-];
-
-/// Where each of [`ROLLUP_INPUTS`] is in [`RECORD_FIELDS`](telemetry_core::RECORD_FIELDS),
-/// resolved at compile time (a name that is no field does not compile).
-const ROLLUP_INPUT_FIELDS: [usize; ROLLUP_INPUTS.len()] = {
-    let mut out = [0; ROLLUP_INPUTS.len()];
-    let mut i = 0;
-    while i < ROLLUP_INPUTS.len() {
-        out[i] = match field_index(ROLLUP_INPUTS[i]) {
-            Some(f) => f,
-            None => panic!("a rollup input is not a record field"),
-        };
-        i += 1;
-    }
-    out
-};
 
 /// [`ROLLUP_INPUTS`] as a select list.
 pub(crate) static ROLLUP_INPUT_COLUMNS: LazyLock<String> =
