@@ -1,5 +1,6 @@
 //! The stats types: [`ModelStats`], [`EngineStats`], [`AgentStats`] and [`AggregatedStats`],
-//! all derived from merged [`Rollup`]s with the same rules.
+//! all derived from merged [`Rollup`]s with the same rules, each field written once (in
+//! `stats_fields!`).
 //!
 //! - `total_*` are sums over the calls in the range.
 //! - `avg_*` are means over the calls that have the value (an unmeasured TTFT is not a zero),
@@ -24,8 +25,75 @@ fn q(sketch: &QuantileSketch, quantile: f64) -> Option<f64> {
     sketch.quantile(quantile)
 }
 
+/// Calls `$m!` with the stats fields every stats type has (after its label and call count, which
+/// each names itself), once each: its doc, type, and how it is derived from a merged rollup.
+macro_rules! stats_fields {
+    ($m:ident ! ($($args:tt)*)) => {
+        $m! {
+            ($($args)*)
+            /// Calls whose outcome is `error`.
+            error_count: u64 = |r| r.error_count;
+            /// Σ total tokens.
+            total_tokens: u64 = |r| r.total_tokens;
+            /// Σ prompt (input) tokens.
+            prompt_tokens: u64 = |r| r.prompt_tokens;
+            /// Σ completion (output) tokens.
+            completion_tokens: u64 = |r| r.completion_tokens;
+            /// Σ latency, seconds.
+            total_latency: f64 = |r| r.total_latency;
+            /// `total_latency / call_count`, seconds.
+            avg_latency: f64 = |r| mean(r.total_latency, r.call_count);
+            /// Σ cost, USD.
+            total_cost: f64 = |r| r.total_cost;
+            /// Mean TTFT over calls that have one, seconds (0 when none has).
+            avg_ttft: f64 = |r| mean(r.ttft_sum, r.ttft_count);
+            /// Σ GPU energy, joules.
+            total_energy_joules: f64 = |r| r.energy_sum;
+            /// Σ prefill-phase GPU energy, joules.
+            total_prefill_energy_joules: f64 = |r| r.prefill_energy_sum;
+            /// Σ decode-phase GPU energy, joules.
+            total_decode_energy_joules: f64 = |r| r.decode_energy_sum;
+            /// Σ energy / Σ completion tokens, over calls with an energy measurement, joules per
+            /// token; `None` when those calls produced no tokens.
+            energy_per_output_token_joules: Option<f64> =
+                |r| ratio(r.energy_sum, r.energy_completion_tokens as f64);
+            /// Σ completion tokens / Σ energy, over calls with an energy measurement; `None` when
+            /// their energy sums to zero.
+            output_tokens_per_joule: Option<f64> =
+                |r| ratio(r.energy_completion_tokens as f64, r.energy_sum);
+            /// Mean GPU utilization over calls that have one, percent (0 when none has).
+            avg_gpu_utilization_pct: f64 = |r| mean(r.gpu_util_sum, r.gpu_util_count);
+            /// Mean of the per-call throughputs, tokens/s (peer-compatible; 0 when none has one).
+            avg_throughput_tok_per_sec: f64 = |r| mean(r.throughput_sum, r.throughput_count);
+            /// Median latency, seconds.
+            latency_p50: Option<f64> = |r| q(&r.latency, 0.50);
+            /// 90th percentile latency, seconds.
+            latency_p90: Option<f64> = |r| q(&r.latency, 0.90);
+            /// 95th percentile latency, seconds.
+            latency_p95: Option<f64> = |r| q(&r.latency, 0.95);
+            /// 99th percentile latency, seconds.
+            latency_p99: Option<f64> = |r| q(&r.latency, 0.99);
+            /// Median TTFT, seconds.
+            ttft_p50: Option<f64> = |r| q(&r.ttft, 0.50);
+            /// 95th percentile TTFT, seconds.
+            ttft_p95: Option<f64> = |r| q(&r.ttft, 0.95);
+            /// 99th percentile TTFT, seconds.
+            ttft_p99: Option<f64> = |r| q(&r.ttft, 0.99);
+            /// Median of the per-call mean inter-token latencies, milliseconds.
+            itl_p50: Option<f64> = |r| q(&r.itl, 0.50);
+            /// 95th percentile of the per-call mean inter-token latencies, milliseconds.
+            itl_p95: Option<f64> = |r| q(&r.itl, 0.95);
+            /// 99th percentile of the per-call mean inter-token latencies, milliseconds.
+            itl_p99: Option<f64> = |r| q(&r.itl, 0.99);
+        }
+    };
+}
+
 macro_rules! group_stats {
-    ($(#[$doc:meta])* $name:ident, $key:ident, $key_doc:literal) => {
+    (
+        ($(#[$doc:meta])* $name:ident, $key:ident, $key_doc:literal)
+        $( $(#[$fdoc:meta])* $field:ident : $ty:ty = |$r:ident| $e:expr ; )*
+    ) => {
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq, Default)]
         #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
@@ -34,58 +102,7 @@ macro_rules! group_stats {
             pub $key: String,
             /// Calls, failed ones included.
             pub call_count: u64,
-            /// Calls whose outcome is `error`.
-            pub error_count: u64,
-            /// Σ total tokens.
-            pub total_tokens: u64,
-            /// Σ prompt (input) tokens.
-            pub prompt_tokens: u64,
-            /// Σ completion (output) tokens.
-            pub completion_tokens: u64,
-            /// Σ latency, seconds.
-            pub total_latency: f64,
-            /// `total_latency / call_count`, seconds.
-            pub avg_latency: f64,
-            /// Σ cost, USD.
-            pub total_cost: f64,
-            /// Mean TTFT over calls that have one, seconds (0 when none has).
-            pub avg_ttft: f64,
-            /// Σ GPU energy, joules.
-            pub total_energy_joules: f64,
-            /// Σ prefill-phase GPU energy, joules.
-            pub total_prefill_energy_joules: f64,
-            /// Σ decode-phase GPU energy, joules.
-            pub total_decode_energy_joules: f64,
-            /// Σ energy / Σ completion tokens, over calls with an energy measurement, joules per
-            /// token; `None` when those calls produced no tokens.
-            pub energy_per_output_token_joules: Option<f64>,
-            /// Σ completion tokens / Σ energy, over calls with an energy measurement; `None` when
-            /// their energy sums to zero.
-            pub output_tokens_per_joule: Option<f64>,
-            /// Mean GPU utilization over calls that have one, percent (0 when none has).
-            pub avg_gpu_utilization_pct: f64,
-            /// Mean of the per-call throughputs, tokens/s (peer-compatible; 0 when none has one).
-            pub avg_throughput_tok_per_sec: f64,
-            /// Median latency, seconds.
-            pub latency_p50: Option<f64>,
-            /// 90th percentile latency, seconds.
-            pub latency_p90: Option<f64>,
-            /// 95th percentile latency, seconds.
-            pub latency_p95: Option<f64>,
-            /// 99th percentile latency, seconds.
-            pub latency_p99: Option<f64>,
-            /// Median TTFT, seconds.
-            pub ttft_p50: Option<f64>,
-            /// 95th percentile TTFT, seconds.
-            pub ttft_p95: Option<f64>,
-            /// 99th percentile TTFT, seconds.
-            pub ttft_p99: Option<f64>,
-            /// Median of the per-call mean inter-token latencies, milliseconds.
-            pub itl_p50: Option<f64>,
-            /// 95th percentile of the per-call mean inter-token latencies, milliseconds.
-            pub itl_p95: Option<f64>,
-            /// 99th percentile of the per-call mean inter-token latencies, milliseconds.
-            pub itl_p99: Option<f64>,
+            $( $(#[$fdoc])* pub $field: $ty, )*
         }
 
         impl $name {
@@ -94,163 +111,74 @@ macro_rules! group_stats {
                 $name {
                     $key: key,
                     call_count: r.call_count,
-                    error_count: r.error_count,
-                    total_tokens: r.total_tokens,
-                    prompt_tokens: r.prompt_tokens,
-                    completion_tokens: r.completion_tokens,
-                    total_latency: r.total_latency,
-                    avg_latency: mean(r.total_latency, r.call_count),
-                    total_cost: r.total_cost,
-                    avg_ttft: mean(r.ttft_sum, r.ttft_count),
-                    total_energy_joules: r.energy_sum,
-                    total_prefill_energy_joules: r.prefill_energy_sum,
-                    total_decode_energy_joules: r.decode_energy_sum,
-                    energy_per_output_token_joules: ratio(
-                        r.energy_sum,
-                        r.energy_completion_tokens as f64,
-                    ),
-                    output_tokens_per_joule: ratio(r.energy_completion_tokens as f64, r.energy_sum),
-                    avg_gpu_utilization_pct: mean(r.gpu_util_sum, r.gpu_util_count),
-                    avg_throughput_tok_per_sec: mean(r.throughput_sum, r.throughput_count),
-                    latency_p50: q(&r.latency, 0.50),
-                    latency_p90: q(&r.latency, 0.90),
-                    latency_p95: q(&r.latency, 0.95),
-                    latency_p99: q(&r.latency, 0.99),
-                    ttft_p50: q(&r.ttft, 0.50),
-                    ttft_p95: q(&r.ttft, 0.95),
-                    ttft_p99: q(&r.ttft, 0.99),
-                    itl_p50: q(&r.itl, 0.50),
-                    itl_p95: q(&r.itl, 0.95),
-                    itl_p99: q(&r.itl, 0.99),
+                    $( $field: {
+                        let $r = r;
+                        $e
+                    }, )*
                 }
             }
         }
     };
 }
 
-group_stats!(
+stats_fields!(group_stats!(
     /// Stats of the calls to one model (all engines and agents), as in the seed's `ModelStats`.
     ModelStats,
     model_id,
     "The model, exactly as stored."
-);
-group_stats!(
+));
+stats_fields!(group_stats!(
     /// Stats of the calls served by one engine (all models and agents).
     EngineStats,
     engine,
     "The engine, exactly as stored (`\"\"` when the records named none)."
-);
-group_stats!(
+));
+stats_fields!(group_stats!(
     /// Stats of the calls made by one agent (all models and engines).
     AgentStats,
     agent,
     "The agent, exactly as stored (`\"\"` when the records named none)."
-);
+));
 
-/// Totals of a range plus the per-model, per-engine and per-agent breakdowns (the seed's
-/// `AggregatedStats`, extended). An empty range gives [`Default`]: zeros, `None` percentiles and
-/// empty lists.
-#[derive(Debug, Clone, PartialEq, Default)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-pub struct AggregatedStats {
-    /// Calls, failed ones included.
-    pub total_calls: u64,
-    /// Calls whose outcome is `error`.
-    pub error_count: u64,
-    /// Σ total tokens.
-    pub total_tokens: u64,
-    /// Σ prompt tokens.
-    pub prompt_tokens: u64,
-    /// Σ completion tokens.
-    pub completion_tokens: u64,
-    /// Σ cost, USD.
-    pub total_cost: f64,
-    /// Σ latency, seconds.
-    pub total_latency: f64,
-    /// `total_latency / total_calls`, seconds.
-    pub avg_latency: f64,
-    /// Mean TTFT over calls that have one, seconds.
-    pub avg_ttft: f64,
-    /// Σ GPU energy, joules.
-    pub total_energy_joules: f64,
-    /// Σ prefill-phase GPU energy, joules.
-    pub total_prefill_energy_joules: f64,
-    /// Σ decode-phase GPU energy, joules.
-    pub total_decode_energy_joules: f64,
-    /// Σ energy / Σ completion tokens over calls with an energy measurement (`None` if no tokens).
-    pub energy_per_output_token_joules: Option<f64>,
-    /// Σ completion tokens / Σ energy over calls with an energy measurement (`None` if no energy).
-    pub output_tokens_per_joule: Option<f64>,
-    /// Mean GPU utilization over calls that have one, percent.
-    pub avg_gpu_utilization_pct: f64,
-    /// Mean of the per-call throughputs, tokens/s.
-    pub avg_throughput_tok_per_sec: f64,
-    /// Median latency, seconds.
-    pub latency_p50: Option<f64>,
-    /// 90th percentile latency, seconds.
-    pub latency_p90: Option<f64>,
-    /// 95th percentile latency, seconds.
-    pub latency_p95: Option<f64>,
-    /// 99th percentile latency, seconds.
-    pub latency_p99: Option<f64>,
-    /// Median TTFT, seconds.
-    pub ttft_p50: Option<f64>,
-    /// 95th percentile TTFT, seconds.
-    pub ttft_p95: Option<f64>,
-    /// 99th percentile TTFT, seconds.
-    pub ttft_p99: Option<f64>,
-    /// Median per-call mean ITL, milliseconds.
-    pub itl_p50: Option<f64>,
-    /// 95th percentile per-call mean ITL, milliseconds.
-    pub itl_p95: Option<f64>,
-    /// 99th percentile per-call mean ITL, milliseconds.
-    pub itl_p99: Option<f64>,
-    /// Per model, by call count (descending), then name.
-    pub per_model: Vec<ModelStats>,
-    /// Per engine, by call count (descending), then name.
-    pub per_engine: Vec<EngineStats>,
-    /// Per agent, by call count (descending), then name.
-    pub per_agent: Vec<AgentStats>,
-}
-
-impl AggregatedStats {
-    /// Totals from the merged rollup of the whole range; the lists are filled by the caller.
-    pub(crate) fn from_rollup(r: &Rollup) -> Self {
-        // One derivation for every type: reuse the per-group one.
-        let s = ModelStats::from_rollup(String::new(), r);
-        AggregatedStats {
-            total_calls: s.call_count,
-            error_count: s.error_count,
-            total_tokens: s.total_tokens,
-            prompt_tokens: s.prompt_tokens,
-            completion_tokens: s.completion_tokens,
-            total_cost: s.total_cost,
-            total_latency: s.total_latency,
-            avg_latency: s.avg_latency,
-            avg_ttft: s.avg_ttft,
-            total_energy_joules: s.total_energy_joules,
-            total_prefill_energy_joules: s.total_prefill_energy_joules,
-            total_decode_energy_joules: s.total_decode_energy_joules,
-            energy_per_output_token_joules: s.energy_per_output_token_joules,
-            output_tokens_per_joule: s.output_tokens_per_joule,
-            avg_gpu_utilization_pct: s.avg_gpu_utilization_pct,
-            avg_throughput_tok_per_sec: s.avg_throughput_tok_per_sec,
-            latency_p50: s.latency_p50,
-            latency_p90: s.latency_p90,
-            latency_p95: s.latency_p95,
-            latency_p99: s.latency_p99,
-            ttft_p50: s.ttft_p50,
-            ttft_p95: s.ttft_p95,
-            ttft_p99: s.ttft_p99,
-            itl_p50: s.itl_p50,
-            itl_p95: s.itl_p95,
-            itl_p99: s.itl_p99,
-            per_model: Vec::new(),
-            per_engine: Vec::new(),
-            per_agent: Vec::new(),
+macro_rules! aggregated_stats {
+    (() $( $(#[$fdoc:meta])* $field:ident : $ty:ty = |$r:ident| $e:expr ; )*) => {
+        /// Totals of a range plus the per-model, per-engine and per-agent breakdowns (the seed's
+        /// `AggregatedStats`, extended). An empty range gives [`Default`]: zeros, `None`
+        /// percentiles and empty lists.
+        #[derive(Debug, Clone, PartialEq, Default)]
+        #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+        pub struct AggregatedStats {
+            /// Calls, failed ones included.
+            pub total_calls: u64,
+            $( $(#[$fdoc])* pub $field: $ty, )*
+            /// Per model, by call count (descending), then name.
+            pub per_model: Vec<ModelStats>,
+            /// Per engine, by call count (descending), then name.
+            pub per_engine: Vec<EngineStats>,
+            /// Per agent, by call count (descending), then name.
+            pub per_agent: Vec<AgentStats>,
         }
-    }
+
+        impl AggregatedStats {
+            /// Totals from the merged rollup of the whole range; the lists are filled by the
+            /// caller.
+            pub(crate) fn from_rollup(r: &Rollup) -> Self {
+                AggregatedStats {
+                    total_calls: r.call_count,
+                    $( $field: {
+                        let $r = r;
+                        $e
+                    }, )*
+                    per_model: Vec::new(),
+                    per_engine: Vec::new(),
+                    per_agent: Vec::new(),
+                }
+            }
+        }
+    };
 }
+
+stats_fields!(aggregated_stats!());
 
 #[cfg(test)]
 mod tests {
