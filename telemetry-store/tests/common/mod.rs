@@ -10,7 +10,7 @@ use rusqlite::Connection;
 use rusqlite::types::ValueRef;
 use telemetry_core::schema::{RECORD_COLUMNS, ROLLUP_COLUMNS};
 use telemetry_core::{
-    QuantileSketch, ROLLUP_LEVELS, Rollup, RollupKey, StoredValue, TelemetryRecord,
+    ROLLUP_FIELDS, ROLLUP_LEVELS, Rollup, RollupKey, RollupValue, StoredValue, TelemetryRecord,
 };
 use telemetry_store::DEFAULT_MINUTE_ROLLUP_THRESHOLD;
 
@@ -31,18 +31,22 @@ pub fn read_all(conn: &Connection) -> Vec<TelemetryRecord> {
     while let Some(row) = rows.next().unwrap() {
         let mut r = TelemetryRecord::default();
         for i in 0..RECORD_COLUMNS.len() {
-            let value = match row.get_ref(i).unwrap() {
-                ValueRef::Null => StoredValue::Null,
-                ValueRef::Integer(v) => StoredValue::Integer(v),
-                ValueRef::Real(v) => StoredValue::Real(v),
-                ValueRef::Text(t) => StoredValue::Text(t),
-                ValueRef::Blob(b) => StoredValue::Blob(b),
-            };
-            r.set_field(i, value).unwrap();
+            r.set_field(i, stored(row.get_ref(i).unwrap())).unwrap();
         }
         out.push(r);
     }
     out
+}
+
+/// rusqlite's borrowed value as core's [`StoredValue`].
+pub fn stored(value: ValueRef<'_>) -> StoredValue<'_> {
+    match value {
+        ValueRef::Null => StoredValue::Null,
+        ValueRef::Integer(v) => StoredValue::Integer(v),
+        ValueRef::Real(v) => StoredValue::Real(v),
+        ValueRef::Text(t) => StoredValue::Text(t),
+        ValueRef::Blob(b) => StoredValue::Blob(b),
+    }
 }
 
 /// Opens a plain connection (not through the store).
@@ -58,11 +62,10 @@ pub fn read_rollups(conn: &Connection) -> BTreeMap<RollupKey, Rollup> {
     );
     let mut stmt = conn.prepare(&sql).unwrap();
     stmt.query_map([], |r| {
-        let u = |i: usize| -> rusqlite::Result<u64> { Ok(r.get::<_, i64>(i + 5)? as u64) };
-        let f = |i: usize| -> rusqlite::Result<f64> { r.get(i + 5) };
-        let s = |i: usize| -> rusqlite::Result<QuantileSketch> {
-            Ok(QuantileSketch::from_bytes(&r.get::<_, Vec<u8>>(i + 5)?).unwrap())
-        };
+        let mut rollup = Rollup::default();
+        for i in 0..ROLLUP_COLUMNS.len() {
+            rollup.merge_stored(i, stored(r.get_ref(i + 5)?)).unwrap();
+        }
         Ok((
             RollupKey {
                 level: r.get(0)?,
@@ -71,29 +74,7 @@ pub fn read_rollups(conn: &Connection) -> BTreeMap<RollupKey, Rollup> {
                 engine: r.get(3)?,
                 agent: r.get(4)?,
             },
-            Rollup {
-                call_count: u(0)?,
-                error_count: u(1)?,
-                prompt_tokens: u(2)?,
-                completion_tokens: u(3)?,
-                total_tokens: u(4)?,
-                total_latency: f(5)?,
-                total_cost: f(6)?,
-                ttft_sum: f(7)?,
-                ttft_count: u(8)?,
-                energy_sum: f(9)?,
-                energy_count: u(10)?,
-                energy_completion_tokens: u(11)?,
-                prefill_energy_sum: f(12)?,
-                decode_energy_sum: f(13)?,
-                gpu_util_sum: f(14)?,
-                gpu_util_count: u(15)?,
-                throughput_sum: f(16)?,
-                throughput_count: u(17)?,
-                latency: s(18)?,
-                ttft: s(19)?,
-                itl: s(20)?,
-            },
+            rollup,
         ))
     })
     .unwrap()
@@ -181,39 +162,14 @@ pub fn assert_rollups_eq(got: &BTreeMap<RollupKey, Rollup>, want: &BTreeMap<Roll
     );
     for (key, g) in got {
         let w = &want[key];
-        let ints = |r: &Rollup| {
-            [
-                r.call_count,
-                r.error_count,
-                r.prompt_tokens,
-                r.completion_tokens,
-                r.total_tokens,
-                r.ttft_count,
-                r.energy_count,
-                r.energy_completion_tokens,
-                r.gpu_util_count,
-                r.throughput_count,
-            ]
-        };
-        let floats = |r: &Rollup| {
-            [
-                r.total_latency,
-                r.total_cost,
-                r.ttft_sum,
-                r.energy_sum,
-                r.prefill_energy_sum,
-                r.decode_energy_sum,
-                r.gpu_util_sum,
-                r.throughput_sum,
-            ]
-        };
-        assert_eq!(ints(g), ints(w), "{key:?}");
-        for (a, b) in floats(g).iter().zip(floats(w)) {
-            assert!(close(*a, b), "{key:?}: {a} vs {b}");
+        for ((field, a), b) in ROLLUP_FIELDS.iter().zip(g.values()).zip(w.values()) {
+            match (a, b) {
+                (RollupValue::Sum(a), RollupValue::Sum(b)) => {
+                    assert!(close(a, b), "{key:?} {}: {a} vs {b}", field.name);
+                }
+                (a, b) => assert_eq!(a, b, "{key:?} {}", field.name),
+            }
         }
-        assert_eq!(g.latency, w.latency, "{key:?} latency sketch");
-        assert_eq!(g.ttft, w.ttft, "{key:?} ttft sketch");
-        assert_eq!(g.itl, w.itl, "{key:?} itl sketch");
     }
 }
 
