@@ -85,6 +85,12 @@ macro_rules! stats_fields {
             itl_p95: Option<f64> = |r| q(&r.itl, 0.95);
             /// 99th percentile of the per-call mean inter-token latencies, milliseconds.
             itl_p99: Option<f64> = |r| q(&r.itl, 0.99);
+            /// Σ the server's own prefill time (llama.cpp `timings`), milliseconds, over the
+            /// calls whose server reported it (0 when none did).
+            total_server_prefill_ms: f64 = |r| r.server_prefill_ms_sum;
+            /// Σ the server's own decode time, milliseconds, over the calls whose server
+            /// reported it (0 when none did).
+            total_server_decode_ms: f64 = |r| r.server_decode_ms_sum;
         }
     };
 }

@@ -23,6 +23,8 @@ struct GroupRow<'a> {
     tokens_per_s: f64,
     energy: f64,
     joules_per_token: Option<f64>,
+    /// Σ the server's own prefill and decode times, milliseconds.
+    server_ms: [f64; 2],
 }
 
 macro_rules! group_row {
@@ -38,6 +40,7 @@ macro_rules! group_row {
             tokens_per_s: $s.avg_throughput_tok_per_sec,
             energy: $s.total_energy_joules,
             joules_per_token: $s.energy_per_output_token_joules,
+            server_ms: [$s.total_server_prefill_ms, $s.total_server_decode_ms],
         }
     };
 }
@@ -143,6 +146,8 @@ fn group_table(heading: &str, rows: &[GroupRow<'_>]) -> Table {
         ("tok/s", Align::Right),
         ("energy", Align::Right),
         ("J/tok", Align::Right),
+        ("srv prefill", Align::Right),
+        ("srv decode", Align::Right),
     ]);
     for r in rows {
         let has_energy = r.joules_per_token.is_some() || r.energy > 0.0;
@@ -164,6 +169,8 @@ fn group_table(heading: &str, rows: &[GroupRow<'_>]) -> Table {
             (r.tokens_per_s > 0.0).then(|| number(r.tokens_per_s)),
             has_energy.then(|| joules(r.energy)),
             r.joules_per_token.map(number),
+            (r.server_ms[0] > 0.0).then(|| seconds(r.server_ms[0] / 1e3)),
+            (r.server_ms[1] > 0.0).then(|| seconds(r.server_ms[1] / 1e3)),
         ]);
     }
     table
@@ -249,6 +256,33 @@ mod tests {
         );
         let by_engine = render(&stats, &TimeRange::all(), StatsGroup::Engine);
         assert!(by_engine.contains("(none)"), "{by_engine}");
+    }
+
+    #[test]
+    fn server_times_show_when_any_group_has_them() {
+        let mut timed = model("a", 2, None);
+        timed.total_server_prefill_ms = 1_500.0;
+        timed.total_server_decode_ms = 250.0;
+        let stats = AggregatedStats {
+            total_calls: 3,
+            per_model: vec![timed, model("b", 1, None)],
+            ..AggregatedStats::default()
+        };
+        let text = render(&stats, &TimeRange::all(), StatsGroup::Model);
+        let header = text.lines().find(|l| l.starts_with("model")).unwrap();
+        assert!(
+            header.contains("srv prefill") && header.contains("srv decode"),
+            "{header}"
+        );
+        let row = text.lines().find(|l| l.starts_with("a ")).unwrap();
+        assert!(row.contains("1.50 s") && row.contains("250.0 ms"), "{row}");
+        let untimed = AggregatedStats {
+            total_calls: 1,
+            per_model: vec![model("b", 1, None)],
+            ..AggregatedStats::default()
+        };
+        let text = render(&untimed, &TimeRange::all(), StatsGroup::Model);
+        assert!(!text.contains("srv "), "{text}");
     }
 
     #[test]

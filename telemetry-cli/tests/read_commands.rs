@@ -25,6 +25,48 @@ fn stats_table_has_overview_and_groups() {
     assert!(qwen < llama, "ordered by calls: {out}");
 }
 
+/// The server's own prefill and decode times (llama.cpp `timings`) are summed per model: in the
+/// table when a model has them, and in the JSON of every group and the totals.
+#[test]
+fn stats_by_model_shows_the_server_times() {
+    let (dir, db) = temp_db();
+    let mut records = standard_records();
+    for (i, r) in records
+        .iter_mut()
+        .enumerate()
+        .filter(|(_, r)| r.model_id == "llama")
+    {
+        r.server_prefill_ms = Some(100.0 + 2.0 * i as f64);
+        r.server_decode_ms = Some(400.0);
+    }
+    seed(&db, &records);
+    let out = stdout_of(on_db(dir.path(), &db).args(["stats", "--by", "model"]));
+    let header = out.lines().find(|l| l.starts_with("model")).unwrap();
+    assert!(
+        header.contains("srv prefill") && header.contains("srv decode"),
+        "{header}"
+    );
+    // 10 calls: Σ prefill = 1000 + 90 ms, Σ decode = 4 s.
+    let llama = out.lines().find(|l| l.starts_with("llama")).unwrap();
+    assert!(
+        llama.contains("1.09 s") && llama.contains("4.00 s"),
+        "{llama}"
+    );
+    let json: Value = serde_json::from_str(&stdout_of(
+        on_db(dir.path(), &db).args(["stats", "--format", "json"]),
+    ))
+    .unwrap();
+    assert_eq!(json["total_server_prefill_ms"], 1_090.0);
+    assert_eq!(json["total_server_decode_ms"], 4_000.0);
+    let qwen = json["per_model"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["model_id"] == "qwen")
+        .unwrap();
+    assert_eq!(qwen["total_server_prefill_ms"], 0.0);
+}
+
 #[test]
 fn stats_groups_by_engine_and_agent_and_cuts_to_top() {
     let (dir, db) = temp_db();

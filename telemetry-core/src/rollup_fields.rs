@@ -282,6 +282,11 @@ rollup_fields! {
     ttft: Sketch "ttft_sketch" = |r| r.ttft;
     /// Per-call mean inter-token latency, milliseconds.
     itl: Sketch "itl_sketch" = |r| r.mean_itl_ms;
+    /// Σ the server's own prefill time (llama.cpp `timings`), milliseconds, over records that
+    /// have it.
+    server_prefill_ms_sum: Sum = |r| r.server_prefill_ms.unwrap_or(0.0);
+    /// Σ the server's own decode time, milliseconds, over records that have it.
+    server_decode_ms_sum: Sum = |r| r.server_decode_ms.unwrap_or(0.0);
 }
 
 impl Rollup {
@@ -333,6 +338,8 @@ pub const ROLLUP_INPUTS: &[&str] = &[
     "prefill_energy_joules",
     "decode_energy_joules",
     "outcome",
+    "server_prefill_ms",
+    "server_decode_ms",
 ];
 
 /// Where each of [`ROLLUP_INPUTS`] is in [`RECORD_FIELDS`](crate::RECORD_FIELDS), for

@@ -13,13 +13,14 @@
 //! This module holds SQL text only; it performs no I/O.
 
 /// Version of the newest migration; a database at another version is refused by readers.
-pub const SCHEMA_VERSION: i32 = 3;
+pub const SCHEMA_VERSION: i32 = 4;
 
 /// The migrations, in order: (refinery name, SQL).
 pub const MIGRATIONS: &[(&str, &str)] = &[
     ("V1__initial", V1_INITIAL),
     ("V2__server_timings", V2_SERVER_TIMINGS),
     ("V3__api_fields", V3_API_FIELDS),
+    ("V4__server_timing_sums", V4_SERVER_TIMING_SUMS),
 ];
 
 /// Columns of `telemetry` holding record fields, in [`TelemetryRecord`](crate::TelemetryRecord)
@@ -132,6 +133,27 @@ ALTER TABLE telemetry ADD COLUMN operation TEXT NOT NULL DEFAULT '';
 ALTER TABLE telemetry ADD COLUMN reasoning_tokens INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE telemetry ADD COLUMN prompt_tokens_cache_write INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE telemetry ADD COLUMN output_chunks INTEGER NOT NULL DEFAULT 0;
+"#;
+
+/// The sums of the server's prefill and decode times in the summaries, back-filled from the
+/// rows for the summaries already stored (each record counts in the bucket of each level that
+/// holds it: `bucket_start = floor(timestamp / level) * level`, timestamps being positive).
+const V4_SERVER_TIMING_SUMS: &str = r#"
+ALTER TABLE telemetry_rollup ADD COLUMN server_prefill_ms_sum REAL NOT NULL DEFAULT 0;
+ALTER TABLE telemetry_rollup ADD COLUMN server_decode_ms_sum REAL NOT NULL DEFAULT 0;
+UPDATE telemetry_rollup AS r
+SET server_prefill_ms_sum = s.prefill, server_decode_ms_sum = s.decode
+FROM (
+    SELECT l.level AS level,
+           (CAST(t.timestamp AS INTEGER) / l.level) * l.level AS bucket_start,
+           t.model_id AS model_id, t.engine AS engine, t.agent AS agent,
+           TOTAL(t.server_prefill_ms) AS prefill, TOTAL(t.server_decode_ms) AS decode
+    FROM telemetry AS t, (SELECT 60 AS level UNION ALL SELECT 3600 UNION ALL SELECT 86400) AS l
+    WHERE t.server_prefill_ms IS NOT NULL OR t.server_decode_ms IS NOT NULL
+    GROUP BY 1, 2, 3, 4, 5
+) AS s
+WHERE r.level = s.level AND r.bucket_start = s.bucket_start AND r.model_id = s.model_id
+  AND r.engine = s.engine AND r.agent = s.agent;
 "#;
 
 #[cfg(test)]
