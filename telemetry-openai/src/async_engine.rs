@@ -10,12 +10,10 @@ use std::time::Instant;
 use futures_core::Stream;
 use telemetry_wrap::{AsyncInferenceEngine, GenerateParams, GenerateResult, Message, StreamChunk};
 
-use crate::config::{Endpoint, OpenAiConfig, SharedConfig};
+use crate::config::{OpenAiConfig, SharedConfig};
 use crate::deadline::Deadlines;
-use crate::protocol::{
-    ChatCompletionResponse, CompletionResponse, OpenAiError, ProtocolError, StreamObserver, detect,
-};
-use crate::result::{ChunkDecoder, final_chunk, generate_result};
+use crate::protocol::{OpenAiError, StreamObserver, detect};
+use crate::result::{ChunkDecoder, decode_body, final_chunk};
 
 /// An async engine for any OpenAI-compatible server (feature `async`), the counterpart of
 /// [`OpenAiEngine`](crate::OpenAiEngine) for tokio programs: wrap it with
@@ -242,36 +240,7 @@ impl AsyncOpenAiEngine {
                 .bytes()
                 .await
                 .map_err(|e| map_reqwest_error(&e, &self.config, None))?;
-            match self.config.endpoint {
-                Endpoint::Chat => {
-                    let r: ChatCompletionResponse = serde_json::from_slice(&body)
-                        .map_err(|e| ProtocolError::json("chat completion response", &body, &e))?;
-                    let finish = r.choices.first().and_then(|c| c.finish_reason.clone());
-                    let text = r.text().to_owned();
-                    Ok(generate_result(
-                        text,
-                        r.usage.as_ref(),
-                        r.timings.as_ref(),
-                        finish,
-                    ))
-                }
-                Endpoint::Completions => {
-                    let mut r: CompletionResponse = serde_json::from_slice(&body)
-                        .map_err(|e| ProtocolError::json("completion response", &body, &e))?;
-                    let (text, finish) = if r.choices.is_empty() {
-                        (String::new(), None)
-                    } else {
-                        let c = r.choices.swap_remove(0);
-                        (c.text, c.finish_reason)
-                    };
-                    Ok(generate_result(
-                        text,
-                        r.usage.as_ref(),
-                        r.timings.as_ref(),
-                        finish,
-                    ))
-                }
-            }
+            decode_body(self.config.endpoint, &body)
         }
     }
 

@@ -8,12 +8,10 @@ use std::time::Instant;
 
 use telemetry_wrap::{GenerateParams, GenerateResult, InferenceEngine, Message, StreamChunk};
 
-use crate::config::{Endpoint, OpenAiConfig, SharedConfig};
+use crate::config::{OpenAiConfig, SharedConfig};
 use crate::deadline::Deadlines;
-use crate::protocol::{
-    ChatCompletionResponse, CompletionResponse, OpenAiError, ProtocolError, StreamObserver, detect,
-};
-use crate::result::{ChunkDecoder, final_chunk, generate_result};
+use crate::protocol::{OpenAiError, ProtocolError, StreamObserver, detect};
+use crate::result::{ChunkDecoder, decode_body, final_chunk};
 
 /// Largest error body read to find the server's message.
 const ERROR_BODY_LIMIT: u64 = 1 << 20;
@@ -279,36 +277,7 @@ impl InferenceEngine for OpenAiEngine {
     ) -> Result<GenerateResult, OpenAiError> {
         let response = self.post(messages, params, false)?;
         let body = read_body(response, BODY_LIMIT).map_err(|e| self.map_error(e, Phase::Head))?;
-        match self.config.endpoint {
-            Endpoint::Chat => {
-                let r: ChatCompletionResponse = serde_json::from_slice(&body)
-                    .map_err(|e| ProtocolError::json("chat completion response", &body, &e))?;
-                let finish = r.choices.first().and_then(|c| c.finish_reason.clone());
-                let text = r.text().to_owned();
-                Ok(generate_result(
-                    text,
-                    r.usage.as_ref(),
-                    r.timings.as_ref(),
-                    finish,
-                ))
-            }
-            Endpoint::Completions => {
-                let mut r: CompletionResponse = serde_json::from_slice(&body)
-                    .map_err(|e| ProtocolError::json("completion response", &body, &e))?;
-                let (text, finish) = if r.choices.is_empty() {
-                    (String::new(), None)
-                } else {
-                    let c = r.choices.swap_remove(0);
-                    (c.text, c.finish_reason)
-                };
-                Ok(generate_result(
-                    text,
-                    r.usage.as_ref(),
-                    r.timings.as_ref(),
-                    finish,
-                ))
-            }
-        }
+        decode_body(self.config.endpoint, &body)
     }
 
     fn stream(

@@ -1,10 +1,12 @@
 //! Turning what the server said into the wrapper's [`GenerateResult`] and final [`StreamChunk`].
 
-use std::time::Duration;
-
 use telemetry_wrap::{EngineTimings, FinishReason, GenerateResult, StreamChunk};
 
-use crate::protocol::{ApiUsage, ServerReport, ServerTimings, StreamObserver, finish_reason};
+use crate::config::Endpoint;
+use crate::protocol::{
+    ApiUsage, ChatCompletionResponse, CompletionResponse, OpenAiError, ProtocolError, ServerReport,
+    ServerTimings, StreamObserver, finish_reason,
+};
 
 /// The result of a blocking call.
 pub(crate) fn generate_result(
@@ -28,11 +30,46 @@ pub(crate) fn generate_result(
 
 /// The server's prefill and decode times as [`EngineTimings`] (nothing else set).
 pub(crate) fn server_timings(report: &ServerReport) -> EngineTimings {
-    let ms = |m: f64| Duration::try_from_secs_f64(m / 1000.0).ok();
+    let phases = report.phases.unwrap_or_default();
     EngineTimings {
-        server_prefill: report.prefill_ms().and_then(ms),
-        server_decode: report.decode_ms().and_then(ms),
+        server_prefill: phases.prefill(),
+        server_decode: phases.decode(),
         ..EngineTimings::default()
+    }
+}
+
+/// The [`GenerateResult`] of a whole (non-streamed) response `body` of `endpoint`: the one
+/// decoder of both the blocking and the async engine.
+pub(crate) fn decode_body(endpoint: Endpoint, body: &[u8]) -> Result<GenerateResult, OpenAiError> {
+    match endpoint {
+        Endpoint::Chat => {
+            let r: ChatCompletionResponse = serde_json::from_slice(body)
+                .map_err(|e| ProtocolError::json("chat completion response", body, &e))?;
+            let finish = r.choices.first().and_then(|c| c.finish_reason.clone());
+            let text = r.text().to_owned();
+            Ok(generate_result(
+                text,
+                r.usage.as_ref(),
+                r.timings.as_ref(),
+                finish,
+            ))
+        }
+        Endpoint::Completions => {
+            let mut r: CompletionResponse = serde_json::from_slice(body)
+                .map_err(|e| ProtocolError::json("completion response", body, &e))?;
+            let (text, finish) = if r.choices.is_empty() {
+                (String::new(), None)
+            } else {
+                let c = r.choices.swap_remove(0);
+                (c.text, c.finish_reason)
+            };
+            Ok(generate_result(
+                text,
+                r.usage.as_ref(),
+                r.timings.as_ref(),
+                finish,
+            ))
+        }
     }
 }
 

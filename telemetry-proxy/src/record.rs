@@ -12,7 +12,6 @@
 //! upstream when the proxy starts; a call only picks its upstream's.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
@@ -304,8 +303,7 @@ fn apply(call: &mut Call, seen: &Seen) {
         None => {}
     }
     if let Some(p) = seen.phases {
-        let ms = |v: f64| Duration::try_from_secs_f64(v / 1e3).ok();
-        call.set_server_timings(p.prefill_ms.and_then(ms), p.decode_ms.and_then(ms));
+        call.set_server_timings(p.prefill(), p.decode());
     }
 }
 

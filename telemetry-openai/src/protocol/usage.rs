@@ -12,6 +12,8 @@
 //!
 //! [`ServerReport`] folds all of these into one small `Copy` value.
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use telemetry_wrap::Usage;
@@ -139,6 +141,23 @@ pub struct ServerPhases {
     pub predicted_n: Option<u64>,
     /// Prompt tokens taken from the cache.
     pub cache_n: Option<u64>,
+}
+
+impl ServerPhases {
+    /// [`prefill_ms`](Self::prefill_ms) as a [`Duration`]; `None` when absent or not a duration.
+    pub fn prefill(&self) -> Option<Duration> {
+        self.prefill_ms.and_then(ms_duration)
+    }
+
+    /// [`decode_ms`](Self::decode_ms) as a [`Duration`]; `None` when absent or not a duration.
+    pub fn decode(&self) -> Option<Duration> {
+        self.decode_ms.and_then(ms_duration)
+    }
+}
+
+/// Milliseconds as a [`Duration`]; `None` for a negative, infinite or NaN value.
+fn ms_duration(ms: f64) -> Option<Duration> {
+    Duration::try_from_secs_f64(ms / 1e3).ok()
 }
 
 /// What a server reported about one call: token counts and its own timings.
