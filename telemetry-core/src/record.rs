@@ -138,7 +138,10 @@ pub struct TelemetryRecord {
     pub gpu_temperature_c: Option<f64>,
     /// Completion tokens per second of decode time (`completion_tokens / decode_latency_seconds`).
     pub throughput_tok_per_sec: Option<f64>,
-    /// Prefill time, seconds (equals TTFT when the engine streams).
+    /// Prefill time as the client sees it, seconds: by definition the TTFT (the wrapper sets it
+    /// equal to [`ttft`](Self::ttft), the only client-side measure of prefill, and `None` when
+    /// no TTFT was measured). The server's own prefill time, when it reports one, is
+    /// [`server_prefill_ms`](Self::server_prefill_ms).
     pub prefill_latency_seconds: Option<f64>,
     /// Decode time, seconds (latency minus prefill).
     pub decode_latency_seconds: Option<f64>,

@@ -98,6 +98,8 @@ pub(crate) fn build_record(
         ttft,
         cost_usd,
         throughput_tok_per_sec: throughput,
+        // Defined as the TTFT (see the field's docs): the client cannot see the server's
+        // prefill, which `server_prefill_ms` carries when the server reports it.
         prefill_latency_seconds: ttft,
         decode_latency_seconds: decode,
         is_streaming: m.is_streaming,
