@@ -3,7 +3,7 @@
 /// The two text expositions [`render`](crate::render) writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Format {
-    /// The Prometheus text format, version 0.0.4 ([`CONTENT_TYPE`](crate::CONTENT_TYPE)): what
+    /// The Prometheus text format, version 0.0.4 ([`CONTENT_TYPE`]): what
     /// every scraper reads, and what `promtool check metrics` checks.
     #[default]
     Prometheus,
@@ -11,6 +11,10 @@ pub enum Format {
     /// `_total`, units declared, a closing `# EOF`. Prometheus asks for it first.
     OpenMetrics,
 }
+
+/// The `Content-Type` of [`render`](crate::render)'s output: the Prometheus text format,
+/// version 0.0.4.
+pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
 
 /// The `Content-Type` of [`Format::OpenMetrics`].
 pub const OPENMETRICS_CONTENT_TYPE: &str =
@@ -20,7 +24,7 @@ impl Format {
     /// The `Content-Type` header value of this format.
     pub fn content_type(self) -> &'static str {
         match self {
-            Format::Prometheus => crate::CONTENT_TYPE,
+            Format::Prometheus => CONTENT_TYPE,
             Format::OpenMetrics => OPENMETRICS_CONTENT_TYPE,
         }
     }

@@ -80,8 +80,7 @@ mod format;
 mod render;
 
 pub use error::RenderError;
-pub use format::{Format, OPENMETRICS_CONTENT_TYPE};
+pub use format::{CONTENT_TYPE, Format, OPENMETRICS_CONTENT_TYPE};
 pub use render::{
-    CONTENT_TYPE, DEFAULT_NAMESPACE, DEFAULT_SERIES_LIMIT, OVERFLOW_LABEL, RenderOptions, render,
-    render_groups,
+    DEFAULT_NAMESPACE, DEFAULT_SERIES_LIMIT, OVERFLOW_LABEL, RenderOptions, render, render_groups,
 };

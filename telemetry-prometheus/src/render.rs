@@ -11,9 +11,6 @@ use crate::buckets::{LATENCY_SECONDS, TIME_PER_OUTPUT_TOKEN_SECONDS};
 use crate::error::RenderError;
 use crate::format::Format;
 
-/// The `Content-Type` of [`render`]'s output: the Prometheus text format, version 0.0.4.
-pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
-
 /// The default metric name prefix: `inference_calls_total`, `inference_latency_seconds`, ...
 pub const DEFAULT_NAMESPACE: &str = "inference";
 

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures_core::Stream;
+use telemetry_core::EventBus;
 
 use crate::call::Call;
 use crate::engine::default_error_kind;
@@ -15,6 +16,16 @@ use crate::instrumented::{InstrumentedEngine, end_with_result};
 use crate::request::{GenerateParams, Message};
 use crate::response::{GenerateResult, StreamChunk};
 use crate::stream::{observe, opened};
+
+#[cfg_attr(docsrs, doc(cfg(feature = "async")))]
+impl<E: AsyncInferenceEngine> InstrumentedEngine<E> {
+    /// Wraps an async engine; records go to `bus` (an `EventBus` or an `Arc` of one).
+    pub fn new_async(engine: E, bus: impl Into<Arc<EventBus>>) -> Self {
+        let passthrough = engine.is_instrumented();
+        let id = engine.engine_id().to_owned();
+        Self::with_parts(engine, bus.into(), &id, passthrough)
+    }
+}
 
 /// An async inference engine: the same shape as [`InferenceEngine`](crate::InferenceEngine),
 /// with futures and [`futures_core::Stream`]s, usable from any executor.

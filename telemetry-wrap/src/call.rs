@@ -24,6 +24,14 @@ static NEXT_CALL_ID: AtomicU64 = AtomicU64::new(1);
 /// arrive and a huge token limit does not reserve megabytes.
 const GAP_CAPACITY_LIMIT: u64 = 1024;
 
+impl CallContext {
+    /// Starts describing a call of `model` (the record's `model_id` unless
+    /// [`Call::set_model`] replaces it); [`CallBuilder::start`] starts it.
+    pub fn call(&self, model: impl Into<String>) -> CallBuilder<'_> {
+        CallBuilder::new(self, model.into())
+    }
+}
+
 /// Describes a call before it starts; made by [`CallContext::call`].
 #[derive(Debug)]
 #[must_use = "a call is only started by `start`"]

@@ -5,7 +5,6 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use telemetry_core::{EventBus, MAX_LABEL_BYTES};
 
-use crate::call::CallBuilder;
 use crate::error::ConfigError;
 use crate::gpu::GpuAttachment;
 use crate::options::{CallOptions, truncate};
@@ -115,13 +114,6 @@ impl CallContext {
     /// Default agent, metadata and price table.
     pub fn options(&self) -> &CallOptions {
         &self.shared.options
-    }
-
-    /// Starts describing a call of `model` (the record's `model_id` unless
-    /// [`Call::set_model`](crate::Call::set_model) replaces it); [`CallBuilder::start`] starts
-    /// it.
-    pub fn call(&self, model: impl Into<String>) -> CallBuilder<'_> {
-        CallBuilder::new(self, model.into())
     }
 
     /// Completes every record still waiting for GPU energy (feature `gpu`) and publishes it;

@@ -57,7 +57,12 @@ pub struct InstrumentedEngine<E> {
 }
 
 impl<E> InstrumentedEngine<E> {
-    fn with_parts(inner: E, bus: Arc<EventBus>, engine_id: &str, passthrough: bool) -> Self {
+    pub(crate) fn with_parts(
+        inner: E,
+        bus: Arc<EventBus>,
+        engine_id: &str,
+        passthrough: bool,
+    ) -> Self {
         InstrumentedEngine {
             inner,
             ctx: CallContext::new(bus, engine_id),
@@ -170,17 +175,6 @@ impl<E> InstrumentedEngine<E> {
 impl<E: InferenceEngine> InstrumentedEngine<E> {
     /// Wraps a blocking engine; records go to `bus` (an `EventBus` or an `Arc` of one).
     pub fn new(engine: E, bus: impl Into<Arc<EventBus>>) -> Self {
-        let passthrough = engine.is_instrumented();
-        let id = engine.engine_id().to_owned();
-        Self::with_parts(engine, bus.into(), &id, passthrough)
-    }
-}
-
-#[cfg(feature = "async")]
-#[cfg_attr(docsrs, doc(cfg(feature = "async")))]
-impl<E: crate::AsyncInferenceEngine> InstrumentedEngine<E> {
-    /// Wraps an async engine; records go to `bus` (an `EventBus` or an `Arc` of one).
-    pub fn new_async(engine: E, bus: impl Into<Arc<EventBus>>) -> Self {
         let passthrough = engine.is_instrumented();
         let id = engine.engine_id().to_owned();
         Self::with_parts(engine, bus.into(), &id, passthrough)
