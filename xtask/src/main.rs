@@ -27,6 +27,7 @@ mod browser;
 mod llama;
 mod llama_build;
 mod manifests;
+mod modules;
 mod nginx;
 mod otel;
 mod prometheus;

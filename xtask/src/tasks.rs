@@ -61,6 +61,13 @@ pub fn ci(args: &[String]) -> Result<(), String> {
             violations.join("\n")
         ));
     }
+    // Inside each crate, modules point one way too (no circle of files naming each other).
+    for (name, _) in manifests::LAYERS {
+        let found = crate::modules::circles(&root.join(name).join("src"))?;
+        if !found.is_empty() {
+            return Err(format!("{name}: modules in a circle: {found:?}"));
+        }
+    }
     let mut steps = vec![
         step("format", &["fmt", "--all", "--", "--check"]),
         step(
