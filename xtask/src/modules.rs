@@ -15,6 +15,41 @@ use std::path::{Path, PathBuf};
 /// A module's path inside its crate: `[]` for the root, `["commands", "run"]`, ...
 type ModPath = Vec<String>;
 
+/// Circles known and being taken apart elsewhere, so that the check guards every other crate
+/// meanwhile: (crate, the circle's modules, sorted). A circle not listed fails the check, and so
+/// does a listed one that is gone (remove its line then).
+pub const KNOWN_CIRCLES: &[(&str, &[&str])] = &[
+    // The proxy's rooms are reshaped by issue 24's proxy part (stats → config → metrics → body
+    // → stats, through `DEFAULT_BUFFER_BUDGET`, `MetricsSource`, `ResponseBody`, `Counters`).
+    (
+        "telemetry-proxy",
+        &["body", "config", "metrics", "record", "stats"],
+    ),
+];
+
+/// What is wrong with the module graph of `krate` (sources under `src`): its circles that are
+/// not in [`KNOWN_CIRCLES`], and the known ones it no longer has.
+pub fn problems(krate: &str, src: &Path) -> Result<Vec<String>, String> {
+    let found = circles(src)?;
+    let known: Vec<Vec<String>> = KNOWN_CIRCLES
+        .iter()
+        .filter(|(c, _)| *c == krate)
+        .map(|(_, m)| m.iter().map(|s| (*s).to_owned()).collect())
+        .collect();
+    let mut out: Vec<String> = found
+        .iter()
+        .filter(|c| !known.contains(c))
+        .map(|c| format!("{krate}: modules in a circle: {}", c.join(", ")))
+        .collect();
+    out.extend(known.iter().filter(|k| !found.contains(k)).map(|k| {
+        format!(
+            "{krate}: the known circle {} is gone: remove it from KNOWN_CIRCLES",
+            k.join(", ")
+        )
+    }));
+    Ok(out)
+}
+
 /// The circles (strongly connected groups of more than one module) of the crate whose sources
 /// are under `src`, each as sorted `a::b` names (`crate` for the root), sorted.
 pub fn circles(src: &Path) -> Result<Vec<Vec<String>>, String> {
@@ -572,8 +607,8 @@ mod tests {
     fn no_crate_of_the_workspace_has_a_circle_of_modules() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         for (name, _) in crate::manifests::LAYERS {
-            let found = circles(&root.join(name).join("src")).unwrap();
-            assert!(found.is_empty(), "{name}: modules in a circle: {found:?}");
+            let found = problems(name, &root.join(name).join("src")).unwrap();
+            assert!(found.is_empty(), "{}", found.join("\n"));
         }
     }
 

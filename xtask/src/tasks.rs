@@ -63,9 +63,9 @@ pub fn ci(args: &[String]) -> Result<(), String> {
     }
     // Inside each crate, modules point one way too (no circle of files naming each other).
     for (name, _) in manifests::LAYERS {
-        let found = crate::modules::circles(&root.join(name).join("src"))?;
+        let found = crate::modules::problems(name, &root.join(name).join("src"))?;
         if !found.is_empty() {
-            return Err(format!("{name}: modules in a circle: {found:?}"));
+            return Err(found.join("\n"));
         }
     }
     let mut steps = vec![
