@@ -30,6 +30,16 @@ pub const KNOWN_CIRCLES: &[(&str, &[&str])] = &[
     // store (`RetentionPolicy`) → open.
     ("telemetry-store", &["builder", "maintenance", "queue"]),
     ("telemetry-store", &["open", "store", "writer"]),
+    // The OpenAI protocol's per-API modules (issue 21) name each other through `protocol::api`.
+    (
+        "telemetry-openai",
+        &[
+            "protocol::api",
+            "protocol::embeddings",
+            "protocol::messages",
+            "protocol::responses",
+        ],
+    ),
 ];
 
 /// What is wrong with the module graph of `krate` (sources under `src`): its circles that are
