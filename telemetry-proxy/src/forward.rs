@@ -239,8 +239,9 @@ fn refuse(shared: &Shared, refusal: Refusal, agent: Option<&str>) -> Response<Re
     }
     let mut response = error_response(refusal.status, refusal.kind, &refusal.message);
     // The rest of a refused body is not read: the connection closes after the answer.
-    response
-        .headers_mut()
-        .insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+    response.headers_mut().insert(
+        header::CONNECTION,
+        header::HeaderValue::from_static("close"),
+    );
     response
 }
