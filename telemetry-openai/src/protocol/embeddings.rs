@@ -38,7 +38,7 @@ pub fn read_body(body: &[u8]) -> Result<(ServerReport, Option<String>), Protocol
         .map_err(|e| ProtocolError::json("embeddings body", body, &e))?;
     let report = ServerReport {
         usage: probe.usage.map(|u| Usage::new(u.prompt_tokens, 0)),
-        phases: None,
+        ..ServerReport::default()
     };
     Ok((report, model_text(probe.model)))
 }

@@ -107,7 +107,7 @@ pub fn read_body(body: &[u8]) -> Result<(ServerReport, Option<String>), Protocol
         serde_json::from_slice(body).map_err(|e| ProtocolError::json("messages body", body, &e))?;
     let report = ServerReport {
         usage: probe.usage.map(|u| u.to_usage()),
-        phases: None,
+        ..ServerReport::default()
     };
     Ok((report, model_text(probe.model)))
 }

@@ -95,7 +95,7 @@ pub fn read_body(body: &[u8]) -> Result<(ServerReport, Option<String>), Protocol
         .map_err(|e| ProtocolError::json("responses body", body, &e))?;
     let report = ServerReport {
         usage: probe.usage.map(|u| u.to_usage()),
-        phases: None,
+        ..ServerReport::default()
     };
     Ok((report, model_text(probe.model)))
 }

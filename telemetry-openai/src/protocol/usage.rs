@@ -178,6 +178,8 @@ pub struct ServerReport {
     pub usage: Option<Usage>,
     /// Server-side timings, when the server sent them.
     pub phases: Option<ServerPhases>,
+    /// `usage` was taken from llama.cpp's `timings` (a later `usage` replaces it).
+    pub(crate) usage_from_timings: bool,
 }
 
 /// The fields of any response body that carry counts or timings; the rest is skipped.
@@ -231,9 +233,27 @@ impl ServerReport {
 
     /// Folds in a `usage` and a `timings` object (a later one replaces an earlier one). When
     /// `usage` has no `cached_tokens`, llama.cpp's `timings.cache_n` stands in for it.
+    ///
+    /// Until a `usage` comes, llama.cpp's `timings` stand in for it: `prompt_n + cache_n` prompt
+    /// tokens (`cache_n` of them cached) and `predicted_n` completion tokens are the server's own
+    /// counts (a Chat stream without `include_usage` has them on its finish chunk).
     pub fn add(&mut self, usage: Option<&ApiUsage>, timings: Option<&ServerTimings>) {
         if let Some(t) = timings {
-            self.phases = Some(t.phases());
+            let phases = t.phases();
+            self.phases = Some(phases);
+            if usage.is_none()
+                && (self.usage.is_none() || self.usage_from_timings)
+                && let (Some(prompt), Some(predicted)) = (phases.prompt_n, phases.predicted_n)
+            {
+                let cached = phases.cache_n.unwrap_or(0);
+                self.usage =
+                    Some(Usage::new(prompt.saturating_add(cached), predicted).with_cached(cached));
+                self.usage_from_timings = true;
+                return;
+            }
+        }
+        if usage.is_some() {
+            self.usage_from_timings = false;
         }
         if let Some(u) = usage {
             let mut usage = u.to_usage();
@@ -320,6 +340,29 @@ mod tests {
         assert_eq!(r.usage, Some(Usage::new(8, 2).with_cached(3)));
         assert_eq!(r.decode_ms(), None, "a negative time is dropped");
         assert_eq!(r.phases.unwrap().prompt_n, Some(5));
+    }
+
+    #[test]
+    fn llama_timings_are_the_servers_counts_until_a_usage_comes() {
+        let timings: ServerTimings = serde_json::from_str(
+            r#"{"cache_n":32,"prompt_n":4,"prompt_ms":1.0,"predicted_n":24,"predicted_ms":9.0}"#,
+        )
+        .unwrap();
+        let mut r = ServerReport::default();
+        r.add(None, Some(&timings));
+        assert_eq!(r.usage, Some(Usage::new(36, 24).with_cached(32)));
+        let usage: ApiUsage = serde_json::from_str(
+            r#"{"prompt_tokens":36,"completion_tokens":25,"total_tokens":61}"#,
+        )
+        .unwrap();
+        r.add(Some(&usage), None);
+        assert_eq!(
+            r.usage,
+            Some(Usage::new(36, 25).with_cached(32)),
+            "usage wins"
+        );
+        r.add(None, Some(&timings));
+        assert_eq!(r.usage.map(|u| u.completion_tokens), Some(25), "and stays");
     }
 
     #[test]
