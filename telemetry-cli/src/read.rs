@@ -18,7 +18,7 @@ const SCHEMA_POLL: Duration = Duration::from_millis(50);
 /// A file changed this recently, without the schema, may be a database being created.
 const RECENT: Duration = Duration::from_secs(5);
 
-/// Opens the database read-only; a missing file is [`CliError::MissingDatabase`] (exit 2) and
+/// Opens the database read-only; a missing file is [`DbPathError::MissingDatabase`](crate::dbpath::DbPathError::MissingDatabase) (exit 2) and
 /// nothing is created.
 ///
 /// A database being created by another process (`demo` just started) is briefly an empty file,
