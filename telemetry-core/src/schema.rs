@@ -31,7 +31,7 @@ use crate::rollup_fields::{ROLLUP_FIELD_COUNT, ROLLUP_FIELDS};
 
 /// Columns of `telemetry_rollup` after the key columns (`level`, `bucket_start`, `model_id`,
 /// `engine`, `agent`), in [`Rollup`](crate::Rollup) field order: the names of
-/// [`ROLLUP_FIELDS`](crate::ROLLUP_FIELDS), where each aggregate is described once.
+/// [`ROLLUP_FIELDS`], where each aggregate is described once.
 pub const ROLLUP_COLUMNS: [&str; ROLLUP_FIELD_COUNT] = {
     let mut out = [""; ROLLUP_FIELD_COUNT];
     let mut i = 0;
