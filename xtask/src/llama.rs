@@ -60,6 +60,23 @@ pub enum Unavailable {
     IllegalInstruction(String),
 }
 
+impl Unavailable {
+    /// What a step's `run` returns for this: off CI, a missing tool or a server that cannot run
+    /// here is one line on stderr (`xtask TASK: skipped WHAT: why`) and success; anything else,
+    /// and everything on CI, is the error.
+    pub fn skip_off_ci(self, task: &str, what: &str) -> Result<(), String> {
+        match self {
+            Unavailable::Missing(why) | Unavailable::IllegalInstruction(why) if !on_ci() => {
+                eprintln!("xtask {task}: skipped {what}: {why}");
+                Ok(())
+            }
+            Unavailable::Missing(why)
+            | Unavailable::Failed(why)
+            | Unavailable::IllegalInstruction(why) => Err(why),
+        }
+    }
+}
+
 /// The cache directory: `<workspace>/target/llama` (or under `$CARGO_TARGET_DIR`).
 pub fn cache_dir(root: &Path) -> PathBuf {
     target_dir(root).join("llama")

@@ -32,7 +32,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::llama::{self, MODEL_ALIAS, Unavailable};
-use crate::util::{build_telemetry, on_ci, target_dir, workspace_root};
+use crate::util::{build_telemetry, target_dir, workspace_root};
 
 /// The client script, written next to its venv.
 const CLIENT: &str = include_str!("proxy_llama/client.py");
@@ -65,17 +65,10 @@ pub fn run(args: &[String]) -> Result<(), String> {
             eprintln!("xtask proxy-llama: transcript in {}", transcript.display());
             Ok(())
         }
-        Err(Unavailable::Missing(why) | Unavailable::IllegalInstruction(why)) if !on_ci() => {
-            eprintln!(
-                "xtask proxy-llama: skipped the Python SDKs through the proxy to llama.cpp: {why}"
-            );
-            Ok(())
-        }
-        Err(
-            Unavailable::Missing(why)
-            | Unavailable::Failed(why)
-            | Unavailable::IllegalInstruction(why),
-        ) => Err(why),
+        Err(e) => e.skip_off_ci(
+            "proxy-llama",
+            "the Python SDKs through the proxy to llama.cpp",
+        ),
     }
 }
 

@@ -37,15 +37,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
             eprintln!("xtask proxy-tls: {summary}");
             Ok(())
         }
-        Err(Unavailable::Missing(why) | Unavailable::IllegalInstruction(why)) if !on_ci() => {
-            eprintln!("xtask proxy-tls: skipped telemetry proxy over TLS to llama.cpp: {why}");
-            Ok(())
-        }
-        Err(
-            Unavailable::Missing(why)
-            | Unavailable::Failed(why)
-            | Unavailable::IllegalInstruction(why),
-        ) => Err(why),
+        Err(e) => e.skip_off_ci("proxy-tls", "telemetry proxy over TLS to llama.cpp"),
     }
 }
 
