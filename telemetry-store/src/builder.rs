@@ -4,7 +4,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::maintenance::{Clock, system_clock};
+/// The clock retention measures its window against: unix seconds.
+pub(crate) type Clock = Arc<dyn Fn() -> f64 + Send + Sync>;
+
+/// The wall clock.
+pub(crate) fn system_clock() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
 
 /// Default records per transaction.
 pub const DEFAULT_BATCH_SIZE: usize = 10_000;

@@ -11,13 +11,13 @@
 //! after [`TelemetryStore::compact`](crate::TelemetryStore::compact)). A recorder therefore
 //! waits at most one step for its batch, whatever the size of the prune.
 
-use std::sync::Arc;
 use std::sync::mpsc::SyncSender;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 use telemetry_core::{ROLLUP_LEVELS, bucket_start};
 
+use crate::builder::Retention;
 use crate::error::StoreError;
 use crate::queue::Reply;
 use crate::rollups::repair_after_prune;
@@ -243,14 +243,10 @@ impl FileSpace {
     }
 }
 
-/// The clock retention measures its window against: unix seconds.
-pub(crate) type Clock = Arc<dyn Fn() -> f64 + Send + Sync>;
-
-/// The wall clock.
-pub(crate) fn system_clock() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
+/// The writer's retention window and when its next pass is due.
+pub(crate) struct RetentionPolicy {
+    pub(crate) policy: Retention,
+    pub(crate) next_pass: Instant,
 }
 
 /// The cutoff of a retention pass at `now`: the start of the minute `window` before it, so

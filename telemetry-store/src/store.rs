@@ -16,17 +16,11 @@ use crate::builder::{Durability, Location, Retention, StoreBuilder};
 use crate::error::{RecordError, StoreError};
 use crate::identity::FileWatch;
 use crate::import::{ImportProgress, ImportReport, read_openjarvis};
-use crate::maintenance::FileSpace;
+use crate::maintenance::{FileSpace, RetentionPolicy};
 use crate::open::open_connection;
 use crate::queue::{ControlKind, Queue, Reply};
 use crate::stats::{Counters, Health, StoreStats};
 use crate::writer::Writer;
-
-/// The writer's retention window and when its next pass is due.
-pub(crate) struct RetentionPolicy {
-    pub(crate) policy: Retention,
-    pub(crate) next_pass: Instant,
-}
 
 /// An append-only SQLite telemetry store with a background writer.
 ///

@@ -34,12 +34,11 @@ use telemetry_core::TelemetryRecord;
 use crate::error::{StoreError, is_io};
 use crate::identity::{FileChange, FileWatch};
 use crate::import::ImportRow;
-use crate::maintenance::{Origin, Pruning, retention_cutoff};
+use crate::maintenance::{Origin, Pruning, RetentionPolicy, retention_cutoff};
 use crate::queue::{Control, ControlKind, Queue};
 use crate::rollups::{BatchRollups, MinuteDetail, hour_of, merge_into, rebuild_all};
 use crate::rows::{IMPORT_KEY_PARAM, IMPORT_SQL, INSERT_SQL, bind_record};
 use crate::stats::Counters;
-use crate::store::RetentionPolicy;
 
 /// The wait before retry `attempt` of a failed commit (or of opening and migrating, which
 /// retry the same way): 10 ms doubling per attempt, at most 1 s.

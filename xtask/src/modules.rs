@@ -25,11 +25,6 @@ pub const KNOWN_CIRCLES: &[(&str, &[&str])] = &[
         "telemetry-proxy",
         &["body", "config", "metrics", "record", "stats"],
     ),
-    // The store's retention and maintenance (issue 25) came in with these: builder → maintenance
-    // (`Clock`) → queue (`Reply`) → builder (`OverflowPolicy`), and open → writer (`backoff`) →
-    // store (`RetentionPolicy`) → open.
-    ("telemetry-store", &["builder", "maintenance", "queue"]),
-    ("telemetry-store", &["open", "store", "writer"]),
     // The OpenAI protocol's per-API modules (issue 21) name each other through `protocol::api`.
     (
         "telemetry-openai",
