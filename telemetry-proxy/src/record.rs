@@ -337,6 +337,7 @@ fn health_json(health: &telemetry_store::Health) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::budget::ByteBudget;
     use crate::request::Endpoint;
     use telemetry_core::{EventBus, Outcome, TelemetryRecord};
     use telemetry_wrap::{Price, PriceTable};
@@ -354,7 +355,8 @@ mod tests {
             .engine_name("llama.cpp")
             .agent("default-agent")
             .price_table(prices);
-        Recorder::new(Arc::new(Counters::default()), telemetry, &routes(), 1 << 20)
+        let counters = Counters::new(ByteBudget::new(crate::DEFAULT_BUFFER_BUDGET));
+        Recorder::new(Arc::new(counters), telemetry, &routes(), 1 << 20)
     }
 
     fn routes() -> Routes {

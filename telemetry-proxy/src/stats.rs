@@ -3,7 +3,6 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::budget::ByteBudget;
-use crate::config::DEFAULT_BUFFER_BUDGET;
 
 /// Counters of one proxy since it started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -53,12 +52,6 @@ pub(crate) struct Counters {
     pub calls_cancelled: AtomicU64,
     pub calls_failed: AtomicU64,
     pub requests_unparsed: AtomicU64,
-}
-
-impl Default for Counters {
-    fn default() -> Self {
-        Counters::new(ByteBudget::new(DEFAULT_BUFFER_BUDGET))
-    }
 }
 
 impl Counters {
