@@ -18,18 +18,7 @@ type ModPath = Vec<String>;
 /// Circles known and being taken apart elsewhere, so that the check guards every other crate
 /// meanwhile: (crate, the circle's modules, sorted). A circle not listed fails the check, and so
 /// does a listed one that is gone (remove its line then).
-pub const KNOWN_CIRCLES: &[(&str, &[&str])] = &[
-    // The OpenAI protocol's per-API modules (issue 21) name each other through `protocol::api`.
-    (
-        "telemetry-openai",
-        &[
-            "protocol::api",
-            "protocol::embeddings",
-            "protocol::messages",
-            "protocol::responses",
-        ],
-    ),
-];
+pub const KNOWN_CIRCLES: &[(&str, &[&str])] = &[];
 
 /// What is wrong with the module graph of `krate` (sources under `src`): its circles that are
 /// not in [`KNOWN_CIRCLES`], and the known ones it no longer has.

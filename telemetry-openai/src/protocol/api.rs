@@ -7,12 +7,13 @@
 use serde::Deserialize;
 use telemetry_core::{api, operation};
 
+use crate::protocol::common::{EventFacts, ModelText, model_text};
 use crate::protocol::embeddings;
 use crate::protocol::error::{OpenAiError, ProtocolError};
 use crate::protocol::messages::{self, MessagesStream};
 use crate::protocol::responses::{self, ResponsesStream};
 use crate::protocol::sse::SseEvent;
-use crate::protocol::stream::{Observed, StreamObserver, Text};
+use crate::protocol::stream::{Observed, StreamObserver};
 use crate::protocol::usage::ServerReport;
 
 /// An API whose calls are recorded.
@@ -76,88 +77,6 @@ impl Api {
     /// Whether the API streams (`stream: true` in its request); embeddings do not.
     pub fn streams(self) -> bool {
         self != Api::Embeddings
-    }
-}
-
-/// What one stream event was, for the caller's clock.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct EventFacts {
-    /// The event carries output of some kind (text, tool-call arguments, reasoning): a point
-    /// for TTFT and ITL, and one output chunk.
-    pub output: bool,
-    /// The API's terminal event (`[DONE]`, `response.completed`, `message_stop`): the call is
-    /// over whatever comes after.
-    pub terminal: bool,
-}
-
-impl EventFacts {
-    pub(crate) fn terminal() -> EventFacts {
-        EventFacts {
-            output: false,
-            terminal: true,
-        }
-    }
-}
-
-pub(crate) type ModelText<'a> = Text<'a>;
-
-/// A model name as the record takes it: non-empty.
-pub(crate) fn model_text(model: Option<ModelText<'_>>) -> Option<String> {
-    model.filter(|m| !m.0.is_empty()).map(|m| m.0.into_owned())
-}
-
-/// Whether a JSON value is present and says something: a non-empty string, or any value but
-/// `null` and `""`.
-pub(crate) struct NonEmpty(pub(crate) bool);
-
-impl<'de> Deserialize<'de> for NonEmpty {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Visit;
-        impl<'de> serde::de::Visitor<'de> for Visit {
-            type Value = NonEmpty;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("any value")
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<NonEmpty, E> {
-                Ok(NonEmpty(!v.is_empty()))
-            }
-            fn visit_unit<E: serde::de::Error>(self) -> Result<NonEmpty, E> {
-                Ok(NonEmpty(false))
-            }
-            fn visit_none<E: serde::de::Error>(self) -> Result<NonEmpty, E> {
-                Ok(NonEmpty(false))
-            }
-            fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<NonEmpty, E> {
-                Ok(NonEmpty(true))
-            }
-            fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<NonEmpty, E> {
-                Ok(NonEmpty(true))
-            }
-            fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<NonEmpty, E> {
-                Ok(NonEmpty(true))
-            }
-            fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<NonEmpty, E> {
-                Ok(NonEmpty(true))
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                mut a: A,
-            ) -> Result<NonEmpty, A::Error> {
-                while a.next_element::<serde::de::IgnoredAny>()?.is_some() {}
-                Ok(NonEmpty(true))
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut a: A,
-            ) -> Result<NonEmpty, A::Error> {
-                while a
-                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
-                    .is_some()
-                {}
-                Ok(NonEmpty(true))
-            }
-        }
-        d.deserialize_any(Visit)
     }
 }
 

@@ -4,7 +4,7 @@
 use serde::Deserialize;
 use telemetry_wrap::Usage;
 
-use crate::protocol::api::{ModelText, model_text};
+use crate::protocol::common::{ModelText, model_text};
 use crate::protocol::error::ProtocolError;
 use crate::protocol::usage::ServerReport;
 

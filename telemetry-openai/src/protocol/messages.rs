@@ -14,7 +14,7 @@
 use serde::Deserialize;
 use telemetry_wrap::Usage;
 
-use crate::protocol::api::{EventFacts, ModelText, model_text};
+use crate::protocol::common::{EventFacts, ModelText, model_text};
 use crate::protocol::error::{OpenAiError, ProtocolError};
 use crate::protocol::sse::SseEvent;
 use crate::protocol::stream::Text;

@@ -21,6 +21,7 @@
 //! - [`detect`]: which server is behind a URL, from its discovery endpoints' answers.
 
 mod api;
+mod common;
 pub mod detect;
 pub mod embeddings;
 mod error;
@@ -32,7 +33,8 @@ mod stream;
 mod types;
 mod usage;
 
-pub use api::{Api, ApiStream, EventFacts, model_of, read_body};
+pub use api::{Api, ApiStream, model_of, read_body};
+pub use common::EventFacts;
 pub use error::{OpenAiError, ProtocolError, ServerError, http_error_kind};
 pub use json::parse_json;
 pub use sse::{DEFAULT_MAX_LINE_BYTES, SseEvent, SseParser};

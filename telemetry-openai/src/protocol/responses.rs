@@ -13,7 +13,7 @@
 use serde::Deserialize;
 use telemetry_wrap::Usage;
 
-use crate::protocol::api::{EventFacts, ModelText, NonEmpty, model_text};
+use crate::protocol::common::{EventFacts, ModelText, NonEmpty, model_text};
 use crate::protocol::error::{OpenAiError, ProtocolError, ServerError};
 use crate::protocol::sse::SseEvent;
 use crate::protocol::stream::Text;
