@@ -12,10 +12,10 @@ use telemetry_core::{
     ROLLUP_FIELDS, ROLLUP_INPUT_FIELDS, ROLLUP_INPUTS, ROLLUP_LEVELS, Rollup, TelemetryRecord,
     TimeRange, bucket_start,
 };
+use telemetry_sqlite::stored_value;
 
 use crate::error::AggError;
 use crate::plan::{HOUR, Plan, plan};
-use crate::row::stored;
 
 /// One group's rollup: `(bucket, model, engine, agent)`; `bucket` is 0 unless a series asked for
 /// buckets.
@@ -323,7 +323,7 @@ fn merge_row(row: &Row<'_>, start: i64, into: &mut Rollup) -> Result<(), AggErro
     const BASE: usize = 4;
     for i in 0..ROLLUP_FIELDS.len() {
         let value = row.get_ref(BASE + i).map_err(rollup_sql)?;
-        into.merge_stored(i, stored(value))
+        into.merge_stored(i, stored_value(value))
             .map_err(|e| AggError::BadRollup {
                 level: 0,
                 bucket_start: start,
@@ -389,7 +389,7 @@ fn fill_rollup_input(row: &Row<'_>, r: &mut TelemetryRecord) -> Result<(), AggEr
     let id: i64 = row.get(0).map_err(raw_sql)?;
     for (i, field) in ROLLUP_INPUT_FIELDS.into_iter().enumerate() {
         let value = row.get_ref(i + 1).map_err(raw_sql)?;
-        r.set_field(field, stored(value))
+        r.set_field(field, stored_value(value))
             .map_err(|e| AggError::BadRow {
                 row_id: id,
                 column: e.field,

@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+pub use telemetry_sqlite::SqliteError;
+
 /// Why opening a database or answering a query failed. Each variant names the file, the value or
 /// the row and column involved, so a caller can tell the user what to fix.
 #[derive(Debug, thiserror::Error)]
@@ -130,49 +132,14 @@ impl AggError {
     /// Whether SQLite found the file damaged (`SQLITE_CORRUPT`: "database disk image is
     /// malformed"), as opposed to missing, not ours, or unreadable for another reason.
     pub fn is_corruption(&self) -> bool {
-        matches!(
-            self,
-            AggError::Sqlite { source, .. }
-                if source.0.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseCorrupt)
-        )
+        matches!(self, AggError::Sqlite { source, .. } if source.is_corruption())
     }
 
     pub(crate) fn sqlite(context: impl Into<String>, source: rusqlite::Error) -> Self {
         AggError::Sqlite {
             context: context.into(),
-            source: SqliteError(source),
+            source: telemetry_sqlite::wrap(source),
         }
-    }
-}
-
-/// An error from SQLite, kept opaque so that the public API names none of rusqlite's types (which
-/// would pin callers to this crate's exact rusqlite). It prints SQLite's message;
-/// [`code`](Self::code) gives SQLite's extended result code when SQLite itself failed, and
-/// [`source`](std::error::Error::source) leads to the underlying error.
-#[derive(Debug)]
-pub struct SqliteError(pub(crate) rusqlite::Error);
-
-impl SqliteError {
-    /// SQLite's extended result code (`SQLITE_BUSY` is 5, `SQLITE_CORRUPT` 11, `SQLITE_FULL` 13,
-    /// see <https://sqlite.org/rescode.html>), when the error came from SQLite itself rather than
-    /// from converting a value.
-    pub fn code(&self) -> Option<i32> {
-        match &self.0 {
-            rusqlite::Error::SqliteFailure(e, _) => Some(e.extended_code),
-            _ => None,
-        }
-    }
-}
-
-impl std::fmt::Display for SqliteError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl std::error::Error for SqliteError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.0)
     }
 }
 

@@ -3,8 +3,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension};
+use rusqlite::{Connection, ErrorCode, OpenFlags};
 use telemetry_core::schema::SCHEMA_VERSION;
+use telemetry_sqlite::{MIGRATION_HISTORY, SqliteError, applied_version, error_code};
 
 use crate::error::AggError;
 
@@ -90,7 +91,7 @@ pub(crate) fn open_read_only(path: &Path) -> Result<ReadOnly, AggError> {
     let journal = len_of(&side_file(path, "-journal")).unwrap_or(0);
     if wal_bytes > 0 || journal > 0 {
         return match open_with(path, Access::Shared) {
-            Err(AggError::Sqlite { source, .. }) if cannot_open_log(&source.0) => {
+            Err(AggError::Sqlite { source, .. }) if cannot_open_log(&source) => {
                 Err(AggError::WalUnreadable {
                     path: path.to_path_buf(),
                     wal,
@@ -117,7 +118,7 @@ pub(crate) fn open_read_only(path: &Path) -> Result<ReadOnly, AggError> {
             Ok((conn, cleanup))
         }
         // The log cannot be created: no writer can work here either.
-        Err(AggError::Sqlite { source, .. }) if cannot_open_log(&source.0) => {
+        Err(AggError::Sqlite { source, .. }) if cannot_open_log(&source) => {
             open_with(path, Access::Immutable).map(|conn| (conn, None))
         }
         Err(e) => Err(e),
@@ -141,9 +142,9 @@ fn open_with(path: &Path, access: Access) -> Result<Connection, AggError> {
 }
 
 /// Errors SQLite gives when it cannot open or write the log's index, or replay the log.
-fn cannot_open_log(e: &rusqlite::Error) -> bool {
+fn cannot_open_log(e: &SqliteError) -> bool {
     matches!(
-        e.sqlite_error_code(),
+        error_code(e),
         Some(
             ErrorCode::CannotOpen
                 | ErrorCode::ReadOnly
@@ -207,15 +208,8 @@ fn check_schema(conn: &Connection, path: &Path) -> Result<(), AggError> {
             table: "telemetry",
         });
     }
-    let found = if has("refinery_schema_history") {
-        conn.query_row(
-            "SELECT MAX(version) FROM refinery_schema_history",
-            [],
-            |r| r.get::<_, Option<i64>>(0),
-        )
-        .optional()
-        .map_err(|e| classify(path, ctx(), e))?
-        .flatten()
+    let found = if has(MIGRATION_HISTORY) {
+        applied_version(conn).map_err(|e| classify(path, ctx(), e))?
     } else {
         None
     };
@@ -237,13 +231,8 @@ fn check_schema(conn: &Connection, path: &Path) -> Result<(), AggError> {
 
 /// `MAX(version)` of the migration history of `path`.
 pub(crate) fn schema_version(conn: &Connection, path: &Path) -> Result<i32, AggError> {
-    let found: Option<i64> = conn
-        .query_row(
-            "SELECT MAX(version) FROM refinery_schema_history",
-            [],
-            |r| r.get(0),
-        )
-        .map_err(|e| AggError::sqlite("reading refinery_schema_history", e))?;
+    let found = applied_version(conn)
+        .map_err(|e| AggError::sqlite(format!("reading {MIGRATION_HISTORY}"), e))?;
     found
         .and_then(|v| i32::try_from(v).ok())
         .ok_or(AggError::UnsupportedSchema {

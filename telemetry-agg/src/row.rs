@@ -3,9 +3,9 @@
 //! decoded, comes from core's field table ([`TelemetryRecord::set_field`]).
 
 use rusqlite::Row;
-use rusqlite::types::ValueRef;
 use telemetry_core::schema::RECORD_COLUMNS;
-use telemetry_core::{FIELD_COUNT, StoredValue, TelemetryRecord};
+use telemetry_core::{FIELD_COUNT, TelemetryRecord};
+use telemetry_sqlite::stored_value;
 
 use crate::error::AggError;
 
@@ -20,19 +20,8 @@ pub(crate) fn read_record(row: &Row<'_>, id: i64) -> Result<TelemetryRecord, Agg
     for i in 0..FIELD_COUNT {
         let value = row.get_ref(i + 1).map_err(|e| bad(i, e.to_string()))?;
         record
-            .set_field(i, stored(value))
+            .set_field(i, stored_value(value))
             .map_err(|e| bad(i, e.detail))?;
     }
     Ok(record)
-}
-
-/// rusqlite's borrowed value as core's [`StoredValue`].
-pub(crate) fn stored(value: ValueRef<'_>) -> StoredValue<'_> {
-    match value {
-        ValueRef::Null => StoredValue::Null,
-        ValueRef::Integer(v) => StoredValue::Integer(v),
-        ValueRef::Real(v) => StoredValue::Real(v),
-        ValueRef::Text(t) => StoredValue::Text(t),
-        ValueRef::Blob(b) => StoredValue::Blob(b),
-    }
 }

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use telemetry_core::ValidationError;
+pub use telemetry_sqlite::SqliteError;
 
 /// What went wrong in a [`TelemetryStore`](crate::TelemetryStore) operation.
 ///
@@ -269,7 +270,7 @@ impl StoreError {
     pub(crate) fn sqlite(context: impl Into<String>, source: rusqlite::Error) -> Self {
         StoreError::Sqlite {
             context: context.into(),
-            source: SqliteError(source),
+            source: telemetry_sqlite::wrap(source),
         }
     }
 
@@ -294,7 +295,7 @@ pub(crate) fn is_io(e: &StoreError) -> bool {
         | StoreError::FileGone { .. }
         | StoreError::Closed => true,
         StoreError::Sqlite { source, .. } => matches!(
-            source.0.sqlite_error_code(),
+            telemetry_sqlite::error_code(source),
             Some(
                 C::DatabaseBusy
                     | C::DatabaseLocked
@@ -313,37 +314,6 @@ pub(crate) fn is_io(e: &StoreError) -> bool {
             )
         ),
         _ => false,
-    }
-}
-
-/// An error from SQLite, kept opaque so that the public API names none of rusqlite's types (which
-/// would pin callers to this crate's exact rusqlite). It prints SQLite's message;
-/// [`code`](Self::code) gives SQLite's extended result code when SQLite itself failed, and
-/// [`source`](std::error::Error::source) leads to the underlying error.
-#[derive(Debug)]
-pub struct SqliteError(pub(crate) rusqlite::Error);
-
-impl SqliteError {
-    /// SQLite's extended result code (`SQLITE_BUSY` is 5, `SQLITE_CORRUPT` 11, `SQLITE_FULL` 13,
-    /// see <https://sqlite.org/rescode.html>), when the error came from SQLite itself rather than
-    /// from converting a value.
-    pub fn code(&self) -> Option<i32> {
-        match &self.0 {
-            rusqlite::Error::SqliteFailure(e, _) => Some(e.extended_code),
-            _ => None,
-        }
-    }
-}
-
-impl std::fmt::Display for SqliteError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl std::error::Error for SqliteError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.0)
     }
 }
 

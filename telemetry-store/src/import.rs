@@ -16,9 +16,9 @@ use rusqlite::{Connection, OpenFlags, Row};
 use telemetry_core::{
     EnergyMethod, FieldKind, RECORD_FIELDS, StoredValue, TelemetryRecord, field_index,
 };
+use telemetry_sqlite::stored_value;
 
 use crate::error::StoreError;
-use crate::rows::stored;
 
 /// Rows sent to the writer per transaction.
 pub(crate) const IMPORT_CHUNK: usize = 5_000;
@@ -244,7 +244,7 @@ fn peer_cells(row: &Row<'_>, present: &[&str]) -> Result<TelemetryRecord, (&'sta
 /// [`UNKNOWN_IF_ZERO`] are `None`, a negative count becomes one that validation refuses,
 /// metadata that is not JSON is kept as a string, an energy method we do not know is "not said".
 fn peer_cell(row: &Row<'_>, i: usize, column: &str, r: &mut TelemetryRecord) -> Result<(), String> {
-    let value = stored(row.get_ref(i).map_err(|e| e.to_string())?);
+    let value = stored_value(row.get_ref(i).map_err(|e| e.to_string())?);
     let Some(field) = field_index(column) else {
         // `id`: must be an integer.
         return match value {

@@ -5,8 +5,9 @@ use std::path::Path;
 use std::thread;
 use std::time::Duration;
 
-use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension};
+use rusqlite::{Connection, ErrorCode, OpenFlags};
 use telemetry_core::schema::{MIGRATIONS, SCHEMA_VERSION};
+use telemetry_sqlite::{MIGRATION_HISTORY, applied_version};
 
 use crate::builder::{Durability, Location};
 use crate::error::StoreError;
@@ -157,15 +158,9 @@ fn check_existing(conn: &Connection, path: &Path, verify: bool) -> Result<(), St
         .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
         .map_err(|e| classify(path, ctx(), e))?;
     let has = |name: &str| names.iter().any(|t| t == name);
-    let history = has(HISTORY);
+    let history = has(MIGRATION_HISTORY);
     if history {
-        let found: Option<i64> = conn
-            .query_row(&format!("SELECT MAX(version) FROM {HISTORY}"), [], |r| {
-                r.get(0)
-            })
-            .optional()
-            .map_err(|e| classify(path, ctx(), e))?
-            .flatten();
+        let found = applied_version(conn).map_err(|e| classify(path, ctx(), e))?;
         if let Some(found) = found.filter(|v| *v > i64::from(SCHEMA_VERSION)) {
             return Err(StoreError::SchemaTooNew {
                 path: path.to_path_buf(),
@@ -179,7 +174,7 @@ fn check_existing(conn: &Connection, path: &Path, verify: bool) -> Result<(), St
     let others: Vec<&str> = names
         .iter()
         .map(String::as_str)
-        .filter(|n| *n != HISTORY)
+        .filter(|n| *n != MIGRATION_HISTORY)
         .collect();
     if others.is_empty() {
         return Ok(());
@@ -206,9 +201,6 @@ fn check_existing(conn: &Connection, path: &Path, verify: bool) -> Result<(), St
         objects: listed.join(", "),
     })
 }
-
-/// refinery's table of applied migrations.
-const HISTORY: &str = "refinery_schema_history";
 
 /// `PRAGMA quick_check`: refuses a database damaged anywhere (not just in the pages read so far),
 /// before anything is written to it.

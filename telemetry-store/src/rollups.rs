@@ -9,9 +9,10 @@ use telemetry_core::schema::ROLLUP_COLUMNS;
 use telemetry_core::{
     ROLLUP_FIELDS, ROLLUP_LEVELS, Rollup, RollupKey, RollupValue, TelemetryRecord, bucket_start,
 };
+use telemetry_sqlite::stored_value;
 
 use crate::error::{StoreError, to_i64};
-use crate::rows::{ROLLUP_INPUT_COLUMNS, rollup_input, stored};
+use crate::rows::{ROLLUP_INPUT_COLUMNS, rollup_input};
 
 /// A multiply-rotate hasher (as in rustc's `FxHasher`) for the per-batch rollup map: it is
 /// looked up once per row on the writer's hot path, its keys are the caller's own labels, and it
@@ -365,7 +366,7 @@ fn decode(row: &Row<'_>) -> Result<Rollup, StoreError> {
     let sql = |e| StoreError::sqlite("reading telemetry_rollup", e);
     let mut r = Rollup::default();
     for i in 0..ROLLUP_FIELDS.len() {
-        r.merge_stored(i, stored(row.get_ref(i).map_err(sql)?))
+        r.merge_stored(i, stored_value(row.get_ref(i).map_err(sql)?))
             .map_err(|e| StoreError::Decode {
                 column: e.column,
                 detail: e.detail,

@@ -3,12 +3,10 @@
 
 use std::sync::LazyLock;
 
-use rusqlite::types::ValueRef;
 use rusqlite::{Row, Statement};
 use telemetry_core::schema::RECORD_COLUMNS;
-use telemetry_core::{
-    FieldValue, ROLLUP_INPUT_FIELDS, ROLLUP_INPUTS, StoredValue, TelemetryRecord,
-};
+use telemetry_core::{FieldValue, ROLLUP_INPUT_FIELDS, ROLLUP_INPUTS, TelemetryRecord};
+use telemetry_sqlite::stored_value;
 
 use crate::error::{StoreError, to_i64};
 
@@ -112,22 +110,11 @@ pub(crate) fn rollup_input(row: &Row<'_>) -> Result<TelemetryRecord, StoreError>
         let value = row
             .get_ref(i)
             .map_err(|e| StoreError::sqlite("reading telemetry rows", e))?;
-        r.set_field(field, stored(value))
+        r.set_field(field, stored_value(value))
             .map_err(|e| StoreError::Decode {
                 column: e.field,
                 detail: e.detail,
             })?;
     }
     Ok(r)
-}
-
-/// rusqlite's borrowed value as core's [`StoredValue`].
-pub(crate) fn stored(value: ValueRef<'_>) -> StoredValue<'_> {
-    match value {
-        ValueRef::Null => StoredValue::Null,
-        ValueRef::Integer(v) => StoredValue::Integer(v),
-        ValueRef::Real(v) => StoredValue::Real(v),
-        ValueRef::Text(t) => StoredValue::Text(t),
-        ValueRef::Blob(b) => StoredValue::Blob(b),
-    }
 }

@@ -12,15 +12,16 @@ use toml::{Table, Value};
 /// dependency and is not listed.
 pub const LAYERS: &[(&str, u8)] = &[
     ("telemetry-core", 0),
-    ("telemetry-store", 1),
+    ("telemetry-sqlite", 1),
     ("telemetry-gpu", 1),
     ("telemetry-otel", 1),
-    ("telemetry-agg", 2),
-    ("telemetry-wrap", 2),
-    ("telemetry-prometheus", 3),
-    ("telemetry-openai", 3),
-    ("telemetry-proxy", 4),
-    ("telemetry-cli", 5),
+    ("telemetry-store", 2),
+    ("telemetry-agg", 3),
+    ("telemetry-wrap", 3),
+    ("telemetry-prometheus", 4),
+    ("telemetry-openai", 4),
+    ("telemetry-proxy", 5),
+    ("telemetry-cli", 6),
 ];
 
 /// Dependencies that the layers allow but the design forbids outside tests: the query layer reads
@@ -199,13 +200,14 @@ mod tests {
             member("telemetry-core", "[dependencies]\ntelemetry-wrap = \"1\"\n"),
             member(
                 "telemetry-store",
-                "[dev-dependencies]\ntelemetry-gpu = \"1\"\n",
+                "[dev-dependencies]\ntelemetry-agg = \"1\"\n",
             ),
             member("telemetry-wrap", "[dependencies]\ntelemetry-core = \"1\"\n"),
             member(
                 "telemetry-gpu",
-                "[target.'cfg(unix)'.dependencies]\ntelemetry-agg = \"1\"\n",
+                "[target.'cfg(unix)'.dependencies]\ntelemetry-otel = \"1\"\n",
             ),
+            member("telemetry-otel", ""),
             member("telemetry-agg", "[dependencies]\ntelemetry-store = \"1\"\n"),
             member("telemetry-new", ""),
         ];
@@ -216,11 +218,11 @@ mod tests {
             "{joined}"
         );
         assert!(
-            joined.contains("telemetry-store (layer 1) depends on telemetry-gpu"),
+            joined.contains("telemetry-store (layer 2) depends on telemetry-agg (layer 3)"),
             "{joined}"
         );
         assert!(
-            joined.contains("telemetry-gpu (layer 1) depends on telemetry-agg"),
+            joined.contains("telemetry-gpu (layer 1) depends on telemetry-otel (layer 1)"),
             "{joined}"
         );
         assert!(

@@ -7,11 +7,11 @@ use std::path::Path;
 use std::process::Command;
 
 use rusqlite::Connection;
-use rusqlite::types::ValueRef;
 use telemetry_core::schema::{RECORD_COLUMNS, ROLLUP_COLUMNS};
 use telemetry_core::{
-    ROLLUP_FIELDS, ROLLUP_LEVELS, Rollup, RollupKey, RollupValue, StoredValue, TelemetryRecord,
+    ROLLUP_FIELDS, ROLLUP_LEVELS, Rollup, RollupKey, RollupValue, TelemetryRecord,
 };
+use telemetry_sqlite::stored_value;
 use telemetry_store::DEFAULT_MINUTE_ROLLUP_THRESHOLD;
 
 /// A valid record whose fields all depend on `i` (and `tag`, stored in `agent`).
@@ -31,22 +31,12 @@ pub fn read_all(conn: &Connection) -> Vec<TelemetryRecord> {
     while let Some(row) = rows.next().unwrap() {
         let mut r = TelemetryRecord::default();
         for i in 0..RECORD_COLUMNS.len() {
-            r.set_field(i, stored(row.get_ref(i).unwrap())).unwrap();
+            r.set_field(i, stored_value(row.get_ref(i).unwrap()))
+                .unwrap();
         }
         out.push(r);
     }
     out
-}
-
-/// rusqlite's borrowed value as core's [`StoredValue`].
-pub fn stored(value: ValueRef<'_>) -> StoredValue<'_> {
-    match value {
-        ValueRef::Null => StoredValue::Null,
-        ValueRef::Integer(v) => StoredValue::Integer(v),
-        ValueRef::Real(v) => StoredValue::Real(v),
-        ValueRef::Text(t) => StoredValue::Text(t),
-        ValueRef::Blob(b) => StoredValue::Blob(b),
-    }
 }
 
 /// Opens a plain connection (not through the store).
@@ -64,7 +54,9 @@ pub fn read_rollups(conn: &Connection) -> BTreeMap<RollupKey, Rollup> {
     stmt.query_map([], |r| {
         let mut rollup = Rollup::default();
         for i in 0..ROLLUP_COLUMNS.len() {
-            rollup.merge_stored(i, stored(r.get_ref(i + 5)?)).unwrap();
+            rollup
+                .merge_stored(i, stored_value(r.get_ref(i + 5)?))
+                .unwrap();
         }
         Ok((
             RollupKey {
