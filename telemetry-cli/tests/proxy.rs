@@ -10,9 +10,9 @@ use std::io::Read;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::proxy::{RunningCli, fake_upstream};
+use common::proxy::RunningCli;
 use common::{on_db, temp_db};
-use telemetry_proxy::testing::{FakeReply, chat_completion, chat_stream};
+use telemetry_openai::fake::{FakeServer, Reply, chat_completion, chat_stream};
 
 const CHAT: &str = r#"{"model":"asked","messages":[{"role":"user","content":"hi"}]}"#;
 const STREAM: &str = r#"{"model":"asked","messages":[],"stream":true}"#;
@@ -47,13 +47,14 @@ fn sigterm_mid_stream_lets_it_finish_and_loses_no_record() {
     // A 1.3 s stream: 30 words 40 ms apart, with usage.
     let events = chat_stream("served", 30, Some((7, 30)), Duration::from_millis(40));
     let expected_last = events.last().unwrap().1.clone();
-    let (_rt, upstream) = fake_upstream(move |req| {
+    let upstream = FakeServer::start(move |req| {
         if req.body.windows(6).any(|w| w == b"stream") {
-            FakeReply::sse(events.clone())
+            Reply::events(events.clone())
         } else {
-            FakeReply::json(200, chat_completion("served", 11, 4))
+            Reply::json(200, chat_completion("served", 11, 4))
         }
-    });
+    })
+    .unwrap();
     let mut proxy = RunningCli::start(dir.path(), &db, &upstream.url(), &[]);
 
     let blocking = proxy.request("POST", "/v1/chat/completions", CHAT);
@@ -115,7 +116,8 @@ fn sigterm_mid_stream_lets_it_finish_and_loses_no_record() {
 #[test]
 fn metrics_and_health_are_answered_on_the_proxy_port() {
     let (dir, db) = temp_db();
-    let (_rt, upstream) = fake_upstream(|_| FakeReply::json(200, chat_completion("served", 3, 2)));
+    let upstream =
+        FakeServer::start(|_| Reply::json(200, chat_completion("served", 3, 2))).unwrap();
     let prices = dir.path().join("prices.toml");
     std::fs::write(
         &prices,
@@ -175,8 +177,8 @@ fn metrics_and_health_are_answered_on_the_proxy_port() {
 #[test]
 fn otlp_spans_name_the_upstream_that_served_each_call() {
     let (dir, db) = temp_db();
-    let (_rt, a) = fake_upstream(|_| FakeReply::json(200, chat_completion("a", 1, 1)));
-    let (_rt_b, b) = fake_upstream(|_| FakeReply::json(200, chat_completion("b", 2, 2)));
+    let a = FakeServer::start(|_| Reply::json(200, chat_completion("a", 1, 1))).unwrap();
+    let b = FakeServer::start(|_| Reply::json(200, chat_completion("b", 2, 2))).unwrap();
     let receiver = telemetry_otel::testing::OtlpReceiver::start().unwrap();
     let route = format!("big={}", b.url());
     let mut proxy = RunningCli::start(
@@ -215,7 +217,8 @@ fn otlp_spans_name_the_upstream_that_served_each_call() {
 fn proxy_with_a_gpu_and_otlp_exports_the_gpus_device_series() {
     use opentelemetry_proto::tonic::metrics::v1::metric::Data;
     let (dir, db) = temp_db();
-    let (_rt, upstream) = fake_upstream(|_| FakeReply::json(200, chat_completion("served", 3, 2)));
+    let upstream =
+        FakeServer::start(|_| Reply::json(200, chat_completion("served", 3, 2))).unwrap();
     let receiver = telemetry_otel::testing::OtlpReceiver::start().unwrap();
     let mut proxy = RunningCli::start(
         dir.path(),
@@ -300,7 +303,7 @@ fn bad_arguments_are_one_line_errors() {
 #[test]
 fn a_listen_address_beyond_loopback_is_warned_about() {
     let (dir, db) = temp_db();
-    let (_rt, upstream) = fake_upstream(|_| FakeReply::json(200, chat_completion("m", 1, 1)));
+    let upstream = FakeServer::start(|_| Reply::json(200, chat_completion("m", 1, 1))).unwrap();
     for (listen, warned) in [("0.0.0.0:0", true), ("127.0.0.1:0", false)] {
         let mut proxy = RunningCli::start_listening_on(dir.path(), &db, &upstream.url(), listen);
         let health = proxy.request("GET", "/telemetry/health", "");
@@ -320,7 +323,7 @@ fn a_listen_address_beyond_loopback_is_warned_about() {
 #[test]
 fn metrics_on_the_proxy_port_honour_an_openmetrics_accept() {
     let (dir, db) = temp_db();
-    let (_rt, upstream) = fake_upstream(|_| FakeReply::json(200, chat_completion("m", 1, 1)));
+    let upstream = FakeServer::start(|_| Reply::json(200, chat_completion("m", 1, 1))).unwrap();
     let mut proxy = RunningCli::start(dir.path(), &db, &upstream.url(), &[]);
     let prometheus = "Accept: application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1\r\n";
     let open = proxy.request_with_headers("GET", "/metrics", prometheus, "");
@@ -359,21 +362,22 @@ fn api_keys_are_forwarded_and_found_nowhere_else() {
             .as_nanos()
     );
     let events = chat_stream("served", 3, Some((5, 3)), Duration::ZERO);
-    let (_rt, upstream) = fake_upstream(move |req| {
+    let upstream = FakeServer::start(move |req| {
         if req.body.windows(6).any(|w| w == b"stream") {
-            FakeReply::sse(events.clone())
+            Reply::events(events.clone())
         } else if req.body.windows(3).any(|w| w == b"bad") {
             // An upstream that echoes the key in its error, as some do: the record keeps the
             // server's message, so the key must be taken out of it.
             let key = req.headers["x-api-key"].to_str().unwrap();
-            FakeReply::json(
+            Reply::json(
                 401,
                 format!(r#"{{"error":{{"message":"invalid api key {key}","code":401}}}}"#),
             )
         } else {
-            FakeReply::json(200, chat_completion("served", 3, 2))
+            Reply::json(200, chat_completion("served", 3, 2))
         }
-    });
+    })
+    .unwrap();
     let mut proxy = RunningCli::start_capturing_stderr(dir.path(), &db, &upstream.url(), &[]);
     let ask = |body: &str| {
         let mut stream = std::net::TcpStream::connect(proxy.addr).unwrap();
@@ -454,7 +458,8 @@ fn retain_prunes_old_records_and_health_and_exit_say_so() {
         .map(|i| common::record("old", "vllm", "a", 7_200.0 + i as f64, i))
         .collect();
     common::seed(&db, &old);
-    let (_rt, upstream) = fake_upstream(|_| FakeReply::json(200, chat_completion("served", 3, 2)));
+    let upstream =
+        FakeServer::start(|_| Reply::json(200, chat_completion("served", 3, 2))).unwrap();
     let mut proxy = RunningCli::start(dir.path(), &db, &upstream.url(), &["--retain", "1h"]);
     let deadline = Instant::now() + Duration::from_secs(20);
     let health = loop {

@@ -15,9 +15,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::proxy::{RunningCli, fake_upstream};
+use common::proxy::RunningCli;
 use common::{seed, standard_records, temp_db};
-use telemetry_proxy::testing::{FakeReply, chat_completion};
+use telemetry_openai::fake::{FakeServer, Reply, chat_completion};
 
 const CHAT: &str = r#"{"model":"asked","messages":[{"role":"user","content":"hi"}]}"#;
 
@@ -151,7 +151,8 @@ fn change_under_load(
     db: &Path,
     change: impl FnOnce(),
 ) -> (u64, std::process::ExitStatus, String, String, String) {
-    let (_rt, upstream) = fake_upstream(|_| FakeReply::json(200, chat_completion("served", 5, 3)));
+    let upstream =
+        FakeServer::start(|_| Reply::json(200, chat_completion("served", 5, 3))).unwrap();
     let mut proxy = RunningCli::start_capturing_stderr(home, db, &upstream.url(), &[]);
     let load = Load::start(&proxy);
     wait_until("200 records are written", || {
@@ -262,7 +263,8 @@ fn records_pending_on_a_full_disk_at_shutdown_are_counted() {
         return;
     };
     let db = mount.0.join("t.db");
-    let (_rt, upstream) = fake_upstream(|_| FakeReply::json(200, chat_completion("served", 5, 3)));
+    let upstream =
+        FakeServer::start(|_| Reply::json(200, chat_completion("served", 5, 3))).unwrap();
     let mut proxy = RunningCli::start_capturing_stderr(dir.path(), &db, &upstream.url(), &[]);
     let load = Load::start(&proxy);
     wait_until("the store fails (disk full)", || {

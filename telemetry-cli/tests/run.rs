@@ -6,6 +6,8 @@ mod common;
 
 use std::time::Duration;
 
+use bytes::Bytes;
+
 use common::{exported, on_db, stdout_of, temp_db};
 use predicates::prelude::*;
 use telemetry_core::Outcome;
@@ -20,7 +22,7 @@ const STREAM: &str = concat!(
 );
 
 fn server() -> FakeServer {
-    FakeServer::start(|req| match req.path.as_str() {
+    FakeServer::start(|req| match req.path() {
         "/v1/models" => Reply::json(200, r#"{"data":[{"id":"m","owned_by":"llamacpp"}]}"#),
         _ if req.json()["model"] == "missing" => Reply::json(
             404,
@@ -40,7 +42,7 @@ fn run_records_every_call_with_the_servers_tokens() {
     let out = stdout_of(on_db(dir.path(), &db).args([
         "run",
         "--url",
-        &server.url(),
+        &server.base_url(),
         "--model",
         "smollm2",
         "--stream",
@@ -65,8 +67,11 @@ fn run_records_every_call_with_the_servers_tokens() {
             (r.engine.as_str(), r.agent.as_str()),
             ("llama.cpp", "telemetry-run")
         );
-        // `server.url()` is http://127.0.0.1:PORT/v1.
-        let port: u64 = server.url()[17..].trim_end_matches("/v1").parse().unwrap();
+        // `server.base_url()` is http://127.0.0.1:PORT/v1.
+        let port: u64 = server.base_url()[17..]
+            .trim_end_matches("/v1")
+            .parse()
+            .unwrap();
         assert_eq!(
             r.metadata["server.address"], "127.0.0.1",
             "{:?}",
@@ -77,7 +82,7 @@ fn run_records_every_call_with_the_servers_tokens() {
     let bodies: Vec<_> = server
         .requests()
         .iter()
-        .filter(|r| r.path == "/v1/chat/completions")
+        .filter(|r| r.path() == "/v1/chat/completions")
         .map(|r| r.json())
         .collect();
     assert_eq!(bodies.len(), 6);
@@ -94,7 +99,7 @@ fn failed_calls_are_recorded_and_all_failing_is_an_error() {
     let server = server();
     let (dir, db) = temp_db();
     on_db(dir.path(), &db)
-        .args(["run", "--url", &server.url()])
+        .args(["run", "--url", &server.base_url()])
         .args(["--model", "missing", "--calls", "2", "--engine", "test"])
         .assert()
         .code(1)
@@ -155,7 +160,7 @@ fn the_table_of_a_run_counts_its_own_calls_not_those_of_the_run_before() {
         stdout_of(on_db(dir.path(), &db).args([
             "run",
             "--url",
-            &server.url(),
+            &server.base_url(),
             "--model",
             "m",
             "--stream",
@@ -196,7 +201,13 @@ fn a_database_deleted_during_a_run_fails_it_and_says_so() {
     let (dir, db) = temp_db();
     let (status, first, stdout, stderr) = common::delete_db_while_recording(
         common::telemetry_std(dir.path())
-            .args(["--db", db.to_str().unwrap(), "run", "--url", &server.url()])
+            .args([
+                "--db",
+                db.to_str().unwrap(),
+                "run",
+                "--url",
+                &server.base_url(),
+            ])
             .args(["--model", "m", "--stream", "--calls", "2", "--prompt", "hi"]),
         &db,
     );
@@ -216,7 +227,7 @@ fn streaming_server(
         ..Reply::sse(b"", 1, Duration::ZERO)
     }
     .ending(end);
-    FakeServer::start(move |req| match req.path.as_str() {
+    FakeServer::start(move |req| match req.path() {
         "/v1/models" => Reply::json(200, r#"{"data":[{"id":"m","owned_by":"llamacpp"}]}"#),
         _ => reply.clone(),
     })
@@ -226,11 +237,11 @@ fn streaming_server(
 #[test]
 fn a_stream_of_pings_or_silence_ends_at_the_first_token_timeout_under_its_kind() {
     use telemetry_openai::fake::{End, Part};
-    let ping = || Part::Bytes(b": ping\n\n".to_vec());
+    let ping = || Part::Bytes(Bytes::from_static(b": ping\n\n"));
     // Pings every 100 ms for 3 s, then a token: today recorded ok with a 3 s TTFT.
     let pings: Vec<Part> = (0..30)
         .flat_map(|_| [Part::Pause(Duration::from_millis(100)), ping()])
-        .chain([Part::Bytes(STREAM.as_bytes().to_vec())])
+        .chain([Part::Bytes(Bytes::from_static(STREAM.as_bytes()))])
         .collect();
     // The head, then nothing for 3 s.
     let silent = Vec::new();
@@ -242,7 +253,14 @@ fn a_stream_of_pings_or_silence_ends_at_the_first_token_timeout_under_its_kind()
         let (dir, db) = temp_db();
         let started = std::time::Instant::now();
         on_db(dir.path(), &db)
-            .args(["run", "--url", &server.url(), "--model", "m", "--stream"])
+            .args([
+                "run",
+                "--url",
+                &server.base_url(),
+                "--model",
+                "m",
+                "--stream",
+            ])
             .args(["--calls", "1", "--timeout", "0.5", "--idle-timeout", "60"])
             .assert()
             .code(1)
@@ -269,11 +287,11 @@ fn a_stream_of_pings_or_silence_ends_at_the_first_token_timeout_under_its_kind()
 fn the_between_chunks_and_total_timeouts_have_their_own_kinds() {
     use telemetry_openai::fake::{End, Part};
     let content = || {
-        Part::Bytes(
-            b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a\"}}]}\n\n".to_vec(),
-        )
+        Part::Bytes(Bytes::from_static(
+            b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a\"}}]}\n\n",
+        ))
     };
-    let ping = || Part::Bytes(b": ping\n\n".to_vec());
+    let ping = || Part::Bytes(Bytes::from_static(b": ping\n\n"));
     let idle: Vec<Part> = std::iter::once(content())
         .chain((0..30).flat_map(|_| [Part::Pause(Duration::from_millis(100)), ping()]))
         .collect();
@@ -287,7 +305,14 @@ fn the_between_chunks_and_total_timeouts_have_their_own_kinds() {
         let server = streaming_server(parts, End::Complete);
         let (dir, db) = temp_db();
         on_db(dir.path(), &db)
-            .args(["run", "--url", &server.url(), "--model", "m", "--stream"])
+            .args([
+                "run",
+                "--url",
+                &server.base_url(),
+                "--model",
+                "m",
+                "--stream",
+            ])
             .args(["--calls", "1"])
             .args(flags)
             .assert()
@@ -306,7 +331,7 @@ fn the_between_chunks_and_total_timeouts_have_their_own_kinds() {
 #[test]
 fn sigint_stops_sending_records_the_calls_in_flight_as_cancelled_and_prints_the_table() {
     // Each stream takes ~3 s (10 events 300 ms apart): SIGINT lands with 3 calls in flight.
-    let server = FakeServer::start(|req| match req.path.as_str() {
+    let server = FakeServer::start(|req| match req.path() {
         "/v1/models" => Reply::json(200, r#"{"data":[{"id":"m","owned_by":"llamacpp"}]}"#),
         _ => Reply::sse_events(STREAM.repeat(3).as_bytes(), Duration::from_millis(300)),
     })
@@ -314,7 +339,13 @@ fn sigint_stops_sending_records_the_calls_in_flight_as_cancelled_and_prints_the_
     let (dir, db) = temp_db();
     let mut run = common::spawn(
         common::telemetry_std(dir.path())
-            .args(["--db", db.to_str().unwrap(), "run", "--url", &server.url()])
+            .args([
+                "--db",
+                db.to_str().unwrap(),
+                "run",
+                "--url",
+                &server.base_url(),
+            ])
             .args([
                 "--model",
                 "m",
@@ -344,7 +375,7 @@ fn sigint_stops_sending_records_the_calls_in_flight_as_cancelled_and_prints_the_
     let sent = server
         .requests()
         .iter()
-        .filter(|r| r.path == "/v1/chat/completions")
+        .filter(|r| r.path() == "/v1/chat/completions")
         .count();
     let records = exported(dir.path(), &db);
     assert_eq!(records.len(), sent, "every call sent is recorded");

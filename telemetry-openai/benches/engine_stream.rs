@@ -35,7 +35,7 @@ fn bench(c: &mut Criterion) {
     // 16 KiB writes, as a server flushing a busy stream would.
     let reply = Reply::sse(&body, 16 << 10, Duration::ZERO);
     let server = FakeServer::start(move |_| reply.clone()).unwrap();
-    let config = OpenAiConfig::new(server.url())
+    let config = OpenAiConfig::new(server.base_url())
         .without_api_key()
         .with_engine_id("llama.cpp");
     let messages = [Message::user("hi")];
@@ -46,7 +46,7 @@ fn bench(c: &mut Criterion) {
     group.sample_size(30);
 
     let agent = ureq::Agent::new_with_defaults();
-    let url = format!("{}/chat/completions", server.url());
+    let url = format!("{}/chat/completions", server.base_url());
     group.bench_function("raw_read", |b| {
         let mut buf = vec![0u8; 16 << 10];
         b.iter(|| {

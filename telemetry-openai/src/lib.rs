@@ -49,7 +49,7 @@
 //! - `blocking` (default): `OpenAiEngine` and its stream, on `ureq` (plain HTTP).
 //! - `async` (default): `AsyncOpenAiEngine` and its stream, on `reqwest` and tokio (plain HTTP).
 //! - `tls`: HTTPS for the blocking engine (`ureq` with rustls and ring; no aws-lc).
-//! - `fake`: the public `fake::FakeServer` (std only).
+//! - `fake`: the public `fake::FakeServer`, for tests (hyper on a tokio runtime of its own thread).
 //!
 //! With `default-features = false` the crate is the [`protocol`] module, its configuration
 //! types and nothing that does HTTP.

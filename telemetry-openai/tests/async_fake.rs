@@ -13,7 +13,7 @@ use telemetry_openai::{AsyncOpenAiEngine, OpenAiConfig, Timeouts};
 use telemetry_wrap::{AsyncInferenceEngine, GenerateParams, InstrumentedEngine, Message};
 
 fn config(server: &FakeServer) -> OpenAiConfig {
-    OpenAiConfig::new(server.url())
+    OpenAiConfig::new(server.base_url())
         .without_api_key()
         .with_engine_id("vllm")
 }
@@ -123,12 +123,12 @@ async fn failures_have_the_same_kinds_as_blocking() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn detects_the_engine() {
-    let server = FakeServer::start(|req| match req.path.as_str() {
+    let server = FakeServer::start(|req| match req.path() {
         "/api/version" => Reply::json(200, r#"{"version":"0.5.1"}"#),
         _ => Reply::json(404, "404 page not found"),
     })
     .unwrap();
-    let engine = AsyncOpenAiEngine::detect(OpenAiConfig::new(server.url()))
+    let engine = AsyncOpenAiEngine::detect(OpenAiConfig::new(server.base_url()))
         .await
         .unwrap();
     assert_eq!(engine.engine_id(), "ollama");

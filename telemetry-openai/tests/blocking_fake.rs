@@ -16,7 +16,7 @@ fn params() -> GenerateParams {
 }
 
 fn config(server: &FakeServer) -> OpenAiConfig {
-    OpenAiConfig::new(server.url())
+    OpenAiConfig::new(server.base_url())
         .without_api_key()
         .with_engine_id("llama.cpp")
 }
@@ -248,7 +248,7 @@ fn without_usage_tokens_are_counted() {
 fn requests_carry_key_headers_alias_and_extras() {
     let server = FakeServer::start(|_| Reply::json(200, transcript("openai_chat.json"))).unwrap();
     let engine = OpenAiEngine::new(
-        OpenAiConfig::new(server.url())
+        OpenAiConfig::new(server.base_url())
             .with_api_key("sk-test")
             .with_header("x-team", "search")
             .with_alias("small", "smollm2-135m"),
@@ -261,7 +261,7 @@ fn requests_carry_key_headers_alias_and_extras() {
         .unwrap();
     let req = &server.requests()[0];
     assert_eq!(
-        (req.method.as_str(), req.path.as_str()),
+        (req.method.as_str(), req.path()),
         ("POST", "/v1/chat/completions")
     );
     assert_eq!(req.header("authorization"), Some("Bearer sk-test"));
@@ -286,14 +286,14 @@ fn engine_id_is_detected_from_discovery_endpoints() {
     ];
     for (path, body, engine_id) in cases {
         let server = FakeServer::start(move |req| {
-            if req.path == path {
+            if req.path() == path {
                 Reply::json(200, body)
             } else {
                 Reply::json(404, r#"{"detail":"Not Found"}"#)
             }
         })
         .unwrap();
-        let engine = OpenAiEngine::detect(OpenAiConfig::new(server.url()));
+        let engine = OpenAiEngine::detect(OpenAiConfig::new(server.base_url()));
         assert_eq!(engine.engine_id(), engine_id);
     }
 }

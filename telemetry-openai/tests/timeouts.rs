@@ -35,7 +35,7 @@ fn stream(parts: Vec<Part>) -> Reply {
 }
 
 fn bytes(s: &str) -> Part {
-    Part::Bytes(s.as_bytes().to_vec())
+    Part::Bytes(s.as_bytes().to_vec().into())
 }
 
 /// `n` pings `gap` apart.
@@ -115,7 +115,7 @@ fn cases() -> Vec<Case> {
 }
 
 fn config(server: &FakeServer, timeouts: Timeouts) -> OpenAiConfig {
-    OpenAiConfig::new(server.url())
+    OpenAiConfig::new(server.base_url())
         .without_api_key()
         .with_engine_id("vllm")
         .with_timeouts(timeouts)

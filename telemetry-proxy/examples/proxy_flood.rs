@@ -3,7 +3,7 @@
 //! one after come from the same harness.
 //!
 //! ```text
-//! cargo run --release -p telemetry-proxy --features testing --example proxy_flood -- \
+//! cargo run --release -p telemetry-proxy --example proxy_flood -- \
 //!     TELEMETRY_BINARY slow|partial CONNECTIONS [SECONDS]
 //! ```
 //!
@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use telemetry_proxy::testing::{FakeReply, FakeUpstream, chat_completion};
+use telemetry_openai::fake::{FakeServer, Reply, chat_completion};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -85,7 +85,7 @@ async fn main() {
         .first()
         .map_or(if slow { 20 } else { 10 }, |s| s.parse().unwrap());
 
-    let upstream = FakeUpstream::start(|_| FakeReply::json(200, chat_completion("m", 3, 2))).await;
+    let upstream = FakeServer::start(|_| Reply::json(200, chat_completion("m", 3, 2))).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("flood.db");
     let mut child = Command::new(binary)

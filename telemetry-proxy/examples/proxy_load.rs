@@ -4,7 +4,7 @@
 //! a SQLite store through the bus, as `telemetry proxy` does.
 //!
 //! ```text
-//! cargo run --release -p telemetry-proxy --features testing --example proxy_load -- [ROUNDS] [RSS_REQUESTS]
+//! cargo run --release -p telemetry-proxy --example proxy_load -- [ROUNDS] [RSS_REQUESTS]
 //! ```
 //!
 //! - **Throughput at saturation**: ROUNDS (default 5) rounds of one second direct then one second
@@ -47,7 +47,7 @@ use http::Request;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use telemetry_core::EventBus;
-use telemetry_proxy::testing::{FakeReply, FakeUpstream, chat_completion, chat_stream};
+use telemetry_openai::fake::{FakeServer, Reply, chat_completion, chat_stream};
 use telemetry_proxy::{Proxy, ProxyConfig, ProxyTelemetry, Routes, Upstream};
 use telemetry_store::TelemetryStore;
 
@@ -65,36 +65,22 @@ fn main() {
     let rounds: usize = args.first().map_or(5, |s| s.parse().expect("ROUNDS"));
     let rss_requests: u64 = args.get(1).map_or(0, |s| s.parse().expect("RSS_REQUESTS"));
 
-    // The upstream, on a thread and runtime of its own.
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::Builder::new()
-        .name("upstream".into())
-        .spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let blocking = chat_completion("bench", 9, 16);
-                let words = env_f64("PROXY_LOAD_STREAM_WORDS", 256.0) as usize;
-                let gap = Duration::from_micros(env_f64("PROXY_LOAD_STREAM_GAP_US", 0.0) as u64);
-                let mut stream = chat_stream("bench", words, Some((9, words as u64)), gap);
-                // The first event goes at once: the first frame then times the path, not the gap.
-                stream[0].0 = Duration::ZERO;
-                let upstream = FakeUpstream::start(move |req| {
-                    if req.body.len() == STREAM.len() {
-                        FakeReply::sse(stream.clone())
-                    } else {
-                        FakeReply::json(200, blocking.clone())
-                    }
-                })
-                .await;
-                tx.send(upstream.addr()).unwrap();
-                std::future::pending::<()>().await;
-            });
-        })
-        .unwrap();
-    let upstream: SocketAddr = rx.recv().unwrap();
+    // The upstream, on a thread (`fake-server`) and runtime of its own.
+    let blocking = chat_completion("bench", 9, 16);
+    let words = env_f64("PROXY_LOAD_STREAM_WORDS", 256.0) as usize;
+    let gap = Duration::from_micros(env_f64("PROXY_LOAD_STREAM_GAP_US", 0.0) as u64);
+    let mut stream = chat_stream("bench", words, Some((9, words as u64)), gap);
+    // The first event goes at once: the first frame then times the path, not the gap.
+    stream[0].0 = Duration::ZERO;
+    let fake = FakeServer::start(move |req| {
+        if req.body.len() == STREAM.len() {
+            Reply::events(stream.clone())
+        } else {
+            Reply::json(200, blocking.clone())
+        }
+    })
+    .unwrap();
+    let upstream: SocketAddr = fake.addr();
 
     // The proxy, recording into a store, on a thread and single-threaded runtime of its own
     // (as `telemetry proxy` runs by default).
@@ -500,7 +486,7 @@ impl Cpu {
             let name = head.split_once(" (").map_or("", |(_, n)| n);
             let slot = if task.file_name().to_string_lossy() == main {
                 &mut cpu.generator
-            } else if name == "upstream" {
+            } else if name == "fake-server" {
                 &mut cpu.upstream
             } else if name.starts_with("proxy") {
                 &mut cpu.proxy

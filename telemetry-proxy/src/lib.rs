@@ -113,9 +113,10 @@
 //!
 //! - `gpu`: GPU energy per call through telemetry-gpu's `GpuSampler`
 //!   (`ProxyTelemetry::gpu_sampler`).
-//! - `testing`: [`testing::FakeUpstream`], a fake upstream server on loopback that answers with
-//!   whole bodies or delayed chunks, keeps what it received and counts abandoned streams; and
-//!   canned llama.cpp-style chat completions and streams. For tests and benches.
+//!
+//! The tests, examples and benches answer from telemetry-openai's fake server
+//! (`telemetry_openai::fake::FakeServer`, its `fake` feature): scripted replies, delays and
+//! abrupt ends, the requests it received and the streams a client abandoned.
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -138,8 +139,6 @@ mod server;
 mod shared;
 mod stats;
 mod telemetry;
-#[cfg(feature = "testing")]
-pub mod testing;
 mod tls;
 mod upstream;
 mod watch;

@@ -11,7 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::{client, eventually, post, recording_proxy, records, send};
 use telemetry_core::{Outcome, TelemetryRecord};
-use telemetry_proxy::testing::{FakeReply, FakeUpstream};
+use telemetry_openai::fake::{FakeServer, Reply};
 
 /// `body` cut every `step` bytes, as an upstream's reads might arrive.
 fn cut(body: &str, step: usize) -> Vec<(Duration, Bytes)> {
@@ -25,9 +25,9 @@ fn cut(body: &str, step: usize) -> Vec<(Duration, Bytes)> {
 async fn record_of(
     path: &str,
     request: &'static str,
-    reply: impl Fn() -> FakeReply + Send + Sync + 'static,
+    reply: impl Fn() -> Reply + Send + Sync + 'static,
 ) -> (TelemetryRecord, Vec<u8>) {
-    let upstream = FakeUpstream::start(move |_| reply()).await;
+    let upstream = FakeServer::start(move |_| reply()).unwrap();
     let (proxy, bus) = recording_proxy(&upstream.url(), |t| t).await;
     let got = send(&client(), post(&proxy.url(path), request)).await;
     eventually("the record", || records(&bus).len() == 1).await;
@@ -71,7 +71,7 @@ async fn a_responses_stream_has_its_usage_reasoning_and_output_chunks() {
         let (r, body) = record_of(
             "/v1/responses",
             r#"{"model":"asked","input":"hi","stream":true}"#,
-            move || FakeReply::sse(cut(RESPONSES_STREAM, step)),
+            move || Reply::events(cut(RESPONSES_STREAM, step)),
         )
         .await;
         assert_eq!(body, RESPONSES_STREAM.as_bytes(), "forwarded unchanged");
@@ -94,7 +94,7 @@ async fn a_messages_stream_of_thinking_and_tool_input_is_recorded() {
         let (r, _) = record_of(
             "/v1/messages",
             r#"{"model":"asked","max_tokens":64,"messages":[],"stream":true}"#,
-            move || FakeReply::sse(cut(MESSAGES_STREAM, step)),
+            move || Reply::events(cut(MESSAGES_STREAM, step)),
         )
         .await;
         assert_eq!(r.api, "anthropic_messages");
@@ -116,7 +116,7 @@ async fn a_tool_call_stream_has_ttft_and_the_servers_tokens_even_after_a_bom() {
         let (r, _) = record_of(
             "/v1/chat/completions",
             r#"{"model":"asked","messages":[],"stream":true}"#,
-            move || FakeReply::sse(cut(TOOL_STREAM, step)),
+            move || Reply::events(cut(TOOL_STREAM, step)),
         )
         .await;
         assert_eq!(
@@ -136,7 +136,7 @@ async fn blocking_messages_responses_and_embeddings_have_their_usage() {
         "/v1/messages",
         r#"{"model":"asked","max_tokens":8,"messages":[]}"#,
         || {
-            FakeReply::json(
+            Reply::json(
                 200,
                 r#"{"type":"message","model":"claude-x","content":[],"usage":{"input_tokens":4,"cache_read_input_tokens":6,"output_tokens":2}}"#,
             )
@@ -149,7 +149,7 @@ async fn blocking_messages_responses_and_embeddings_have_their_usage() {
     );
     assert!(!r.is_streaming && r.output_chunks == 0 && r.ttft.is_none());
     let (r, _) = record_of("/v1/responses", r#"{"model":"asked","input":"x"}"#, || {
-        FakeReply::json(
+        Reply::json(
             200,
             r#"{"object":"response","model":"m","usage":{"input_tokens":3,"output_tokens":5,"output_tokens_details":{"reasoning_tokens":2}}}"#,
         )
@@ -160,7 +160,7 @@ async fn blocking_messages_responses_and_embeddings_have_their_usage() {
         (3, 5, 2)
     );
     let (r, _) = record_of("/v1/embeddings", r#"{"model":"e","input":["a","b"]}"#, || {
-        FakeReply::json(
+        Reply::json(
             200,
             r#"{"object":"list","data":[{"embedding":[0.1]}],"model":"e","usage":{"prompt_tokens":8,"total_tokens":8}}"#,
         )
@@ -190,7 +190,7 @@ async fn spellings_the_upstream_may_route_as_chat_are_recorded() {
         "/chat/completions",
     ] {
         let (r, _) = record_of(path, r#"{"model":"m","stream":true}"#, || {
-            FakeReply::sse(vec![
+            Reply::events(vec![
                 (
                     Duration::ZERO,
                     Bytes::from_static(&CHAT_STREAM.as_bytes()[..51]),
@@ -215,7 +215,7 @@ async fn an_event_stream_answer_is_a_stream_whatever_the_request_said() {
     let (r, _) = record_of(
         "/v1/chat/completions",
         r#"{"model":"asked","stream":"yes"}"#,
-        || FakeReply::sse(cut(CHAT_STREAM, 9)),
+        || Reply::events(cut(CHAT_STREAM, 9)),
     )
     .await;
     assert!(r.is_streaming, "the response is text/event-stream");
@@ -227,13 +227,13 @@ async fn an_event_stream_answer_is_a_stream_whatever_the_request_said() {
 async fn a_client_that_leaves_after_done_made_an_ok_call() {
     use http_body_util::BodyExt;
     // The upstream sends [DONE], then waits before ending its body.
-    let upstream = FakeUpstream::start(|_| {
-        FakeReply::sse(vec![
+    let upstream = FakeServer::start(|_| {
+        Reply::events(vec![
             (Duration::ZERO, Bytes::from_static(CHAT_STREAM.as_bytes())),
             (Duration::from_secs(3), Bytes::from_static(b": bye\n\n")),
         ])
     })
-    .await;
+    .unwrap();
     let (proxy, bus) = recording_proxy(&upstream.url(), |t| t).await;
     let response = client()
         .request(post(

@@ -15,7 +15,7 @@ use common::{
 };
 use http_body_util::Full;
 use telemetry_core::Outcome;
-use telemetry_proxy::testing::{FakeReply, FakeUpstream, chat_completion};
+use telemetry_openai::fake::{FakeServer, Reply, chat_completion};
 use telemetry_proxy::{Routes, Upstream};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -32,7 +32,7 @@ fn health_get(url: String) -> http::Request<Full<bytes::Bytes>> {
 async fn trickling_bodies_are_cut_and_health_answers_while_every_slot_is_taken() {
     const SLOTS: usize = 16;
     const TRICKLERS: usize = 40;
-    let upstream = FakeUpstream::start(|_| FakeReply::json(200, chat_completion("m", 3, 2))).await;
+    let upstream = FakeServer::start(|_| Reply::json(200, chat_completion("m", 3, 2))).unwrap();
     let (proxy, _bus) = proxy_with(
         |c| {
             c.max_connections(SLOTS)
@@ -115,7 +115,7 @@ async fn unfinished_uploads_hold_no_more_than_the_buffer_budget() {
     const UPLOADS: usize = 48;
     const SENT: usize = 4 << 20;
     const BUDGET: usize = 16 << 20;
-    let upstream = FakeUpstream::start(|_| FakeReply::json(200, chat_completion("m", 3, 2))).await;
+    let upstream = FakeServer::start(|_| Reply::json(200, chat_completion("m", 3, 2))).unwrap();
     // With a model route every body is read until its model is found: the worst case.
     let routes = Routes::new(Upstream::parse(&upstream.url()).unwrap())
         .route_spec(&format!("big={}", upstream.url()))
@@ -188,7 +188,7 @@ async fn unfinished_uploads_hold_no_more_than_the_buffer_budget() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_aborts_its_upload_is_cancelled_not_an_upstream_failure() {
-    let upstream = FakeUpstream::start(|_| FakeReply::json(200, chat_completion("m", 3, 2))).await;
+    let upstream = FakeServer::start(|_| Reply::json(200, chat_completion("m", 3, 2))).unwrap();
     // Small capture limit: the second upload is past it, so forwarding has begun when it breaks.
     let (proxy, bus) = proxy_with(|c| c.capture_limit(64 * 1024), to(&upstream.url())).await;
     for sent in [10 * 1024, 200 * 1024] {

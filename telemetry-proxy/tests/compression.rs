@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::{client, eventually, post, proxy_with, records, send, to};
 use telemetry_core::Outcome;
-use telemetry_proxy::testing::{FakeReply, FakeUpstream, chat_completion, chat_stream};
+use telemetry_openai::fake::{FakeServer, Reply, chat_completion, chat_stream};
 
 fn gzip(data: &[u8]) -> Vec<u8> {
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
@@ -32,8 +32,8 @@ async fn compressed_blocking_answers_are_recorded_with_their_usage() {
         ("zstd", zstd::stream::encode_all(&plain[..], 3).unwrap()),
     ];
     for (encoding, body) in encodings {
-        let reply = FakeReply::json(200, body.clone()).header("content-encoding", encoding);
-        let upstream = FakeUpstream::start(move |_| reply.clone()).await;
+        let reply = Reply::json(200, body.clone()).header("content-encoding", encoding);
+        let upstream = FakeServer::start(move |_| reply.clone()).unwrap();
         let (proxy, bus) = proxy_with(|c| c, to(&upstream.url())).await;
         let mut request = post(
             &proxy.url("/v1/chat/completions"),
@@ -74,8 +74,8 @@ async fn a_gzip_stream_is_recorded_chunk_by_chunk() {
     let tail = encoder.finish().unwrap();
     chunks.push((Duration::ZERO, Bytes::from(tail)));
     let sent: Vec<u8> = chunks.iter().flat_map(|(_, b)| b.to_vec()).collect();
-    let reply = FakeReply::sse(chunks).header("content-encoding", "gzip");
-    let upstream = FakeUpstream::start(move |_| reply.clone()).await;
+    let reply = Reply::events(chunks).header("content-encoding", "gzip");
+    let upstream = FakeServer::start(move |_| reply.clone()).unwrap();
     let (proxy, bus) = proxy_with(|c| c, to(&upstream.url())).await;
     let got = send(
         &client(),
@@ -96,8 +96,8 @@ async fn a_gzip_stream_is_recorded_chunk_by_chunk() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_that_does_not_decode_is_forwarded_and_recorded_without_tokens() {
-    let reply = FakeReply::json(200, &b"this is not gzip"[..]).header("content-encoding", "gzip");
-    let upstream = FakeUpstream::start(move |_| reply.clone()).await;
+    let reply = Reply::json(200, &b"this is not gzip"[..]).header("content-encoding", "gzip");
+    let upstream = FakeServer::start(move |_| reply.clone()).unwrap();
     let (proxy, bus) = proxy_with(|c| c, to(&upstream.url())).await;
     let got = send(
         &client(),

@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::{RunningProxy, client, eventually, post, send};
 use http_body_util::{BodyExt, Full};
-use telemetry_proxy::testing::{FakeReply, FakeUpstream, chat_stream};
+use telemetry_openai::fake::{FakeServer, Reply, chat_stream};
 
 const STREAM_REQUEST: &str = r#"{"model":"smollm2","messages":[],"stream":true}"#;
 
@@ -53,7 +53,7 @@ async fn unreachable_upstream_is_a_502_with_a_json_error() {
 async fn client_gone_mid_stream_cancels_and_aborts_upstream() {
     // A long stream: the client reads the first event and hangs up.
     let events = chat_stream("smollm2", 200, None, Duration::from_millis(20));
-    let upstream = FakeUpstream::start(move |_| FakeReply::sse(events.clone())).await;
+    let upstream = FakeServer::start(move |_| Reply::events(events.clone())).unwrap();
     let proxy = RunningProxy::to(&upstream.url()).await;
 
     let c = client();
@@ -83,13 +83,13 @@ async fn client_gone_mid_stream_cancels_and_aborts_upstream() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_gone_before_any_chunk_is_recorded_once() {
     // The upstream takes long to answer; the client gives up first.
-    let upstream = FakeUpstream::start(|_| {
-        FakeReply::sse(vec![(
+    let upstream = FakeServer::start(|_| {
+        Reply::events(vec![(
             Duration::from_secs(30),
             Bytes::from_static(b"data: [DONE]\n\n"),
         )])
     })
-    .await;
+    .unwrap();
     let proxy = RunningProxy::to(&upstream.url()).await;
     let c = client();
     let request = c.request(post(&proxy.url("/v1/chat/completions"), STREAM_REQUEST));
@@ -107,7 +107,7 @@ async fn client_gone_before_any_chunk_is_recorded_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_reports_upstreams_and_is_not_forwarded() {
-    let upstream = FakeUpstream::start(|_| FakeReply::json(200, "{}")).await;
+    let upstream = FakeServer::start(|_| Reply::json(200, "{}")).unwrap();
     let proxy = RunningProxy::to(&upstream.url()).await;
     let c = client();
     let get = |url: String| {
@@ -147,7 +147,7 @@ async fn health_reports_upstreams_and_is_not_forwarded() {
 async fn shutdown_lets_a_stream_in_flight_finish() {
     let events = chat_stream("smollm2", 20, Some((5, 20)), Duration::from_millis(15));
     let expected: Vec<u8> = events.iter().flat_map(|(_, b)| b.to_vec()).collect();
-    let upstream = FakeUpstream::start(move |_| FakeReply::sse(events.clone())).await;
+    let upstream = FakeServer::start(move |_| Reply::events(events.clone())).unwrap();
     let proxy = RunningProxy::to(&upstream.url()).await;
     let url = proxy.url("/v1/chat/completions");
     let reader = tokio::spawn(async move { send(&client(), post(&url, STREAM_REQUEST)).await });

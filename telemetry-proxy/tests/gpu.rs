@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::{client, eventually, post, recording_proxy, records, send};
 use telemetry_gpu::{GpuSampler, MockBackend, PowerProfile, SamplerConfig, SystemClock};
-use telemetry_proxy::testing::{FakeReply, FakeUpstream, chat_stream};
+use telemetry_openai::fake::{FakeServer, Reply, chat_stream};
 
 const STREAM: &str = r#"{"model":"m","messages":[],"stream":true}"#;
 const WATTS: f64 = 400.0;
@@ -26,7 +26,7 @@ async fn overlapping_streams_share_the_gpu_energy() {
     );
     // ~300 ms streams.
     let events = chat_stream("m", 10, Some((4, 10)), Duration::from_millis(25));
-    let upstream = FakeUpstream::start(move |_| FakeReply::sse(events.clone())).await;
+    let upstream = FakeServer::start(move |_| Reply::events(events.clone())).unwrap();
     let attached = Arc::clone(&sampler);
     let (proxy, bus) = recording_proxy(&upstream.url(), move |t| t.gpu_sampler(attached)).await;
     let url = proxy.url("/v1/chat/completions");

@@ -14,18 +14,18 @@ use bytes::Bytes;
 use common::{RunningProxy, client, send};
 use http::Request;
 use http_body_util::Full;
-use telemetry_proxy::testing::{FakeReply, FakeUpstream, chat_completion};
+use telemetry_openai::fake::{FakeServer, Reply, chat_completion};
 use telemetry_proxy::{
     Exposition, MAX_CONCURRENT_RENDERS, MetricsSource, ProxyConfig, ProxyTelemetry, Routes,
     Upstream,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-async fn upstream() -> FakeUpstream {
-    FakeUpstream::start(|_| FakeReply::json(200, chat_completion("m", 1, 1))).await
+async fn upstream() -> FakeServer {
+    FakeServer::start(|_| Reply::json(200, chat_completion("m", 1, 1))).unwrap()
 }
 
-fn config(upstream: &FakeUpstream) -> ProxyConfig {
+fn config(upstream: &FakeServer) -> ProxyConfig {
     ProxyConfig::new(Routes::new(Upstream::parse(&upstream.url()).unwrap()))
 }
 

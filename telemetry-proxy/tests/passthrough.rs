@@ -12,7 +12,7 @@ use bytes::Bytes;
 use common::{RunningProxy, client, post, send};
 use http::Request;
 use http_body_util::{Channel, Full};
-use telemetry_proxy::testing::{FakeReply, FakeUpstream, chat_completion, chat_stream};
+use telemetry_openai::fake::{FakeServer, Reply, chat_completion, chat_stream};
 
 const REQUEST: &str = r#"{"model":"smollm2","messages":[{"role":"user","content":"Hi \u00e9"}],"temperature":0.7,"custom":{"a":[1,2]}}"#;
 
@@ -20,10 +20,9 @@ const REQUEST: &str = r#"{"model":"smollm2","messages":[{"role":"user","content"
 async fn blocking_completion_is_forwarded_byte_for_byte() {
     let reply = chat_completion("smollm2", 9, 4);
     let expected = reply.clone();
-    let upstream = FakeUpstream::start(move |_| {
-        FakeReply::json(200, reply.clone()).header("x-upstream", "kept")
-    })
-    .await;
+    let upstream =
+        FakeServer::start(move |_| Reply::json(200, reply.clone()).header("x-upstream", "kept"))
+            .unwrap();
     let proxy = RunningProxy::to(&upstream.url()).await;
 
     let request = Request::post(proxy.url("/v1/chat/completions?trace=1"))
@@ -58,7 +57,7 @@ async fn blocking_completion_is_forwarded_byte_for_byte() {
 async fn stream_is_forwarded_byte_for_byte() {
     let events = chat_stream("smollm2", 40, Some((9, 40)), Duration::from_millis(1));
     let expected: Vec<u8> = events.iter().flat_map(|(_, b)| b.to_vec()).collect();
-    let upstream = FakeUpstream::start(move |_| FakeReply::sse(events.clone())).await;
+    let upstream = FakeServer::start(move |_| Reply::events(events.clone())).unwrap();
     let proxy = RunningProxy::to(&upstream.url()).await;
 
     let body = r#"{"model":"smollm2","messages":[],"stream":true}"#;
@@ -74,22 +73,19 @@ async fn stream_is_forwarded_byte_for_byte() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn error_bodies_come_back_unchanged() {
-    let upstream = FakeUpstream::start(|req| {
+    let upstream = FakeServer::start(|req| {
         if req.uri.path() == "/v1/chat/completions" {
-            FakeReply::json(
+            Reply::json(
                 400,
                 r#"{"error":{"code":400,"message":"the request exceeds the available context size","type":"exceed_context_size_error"}}"#,
             )
         } else {
-            FakeReply {
-                status: 503,
+            Reply {
                 headers: vec![("content-type".into(), "text/plain".into()), ("retry-after".into(), "3".into())],
-                body: Bytes::from_static(b"Loading model\n"),
-                chunks: Vec::new(),
+                ..Reply::json(503, Bytes::from_static(b"Loading model\n"))
             }
         }
-    })
-    .await;
+    }).unwrap();
     let proxy = RunningProxy::to(&upstream.url()).await;
     let c = client();
 
@@ -112,7 +108,7 @@ async fn error_bodies_come_back_unchanged() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chunked_uploads_arrive_whole() {
-    let upstream = FakeUpstream::start(|req| FakeReply::json(200, req.body.clone())).await;
+    let upstream = FakeServer::start(|req| Reply::json(200, req.body.clone())).unwrap();
     let proxy = RunningProxy::to(&upstream.url()).await;
     let c = client::<Channel<Bytes, Infallible>>();
     let pieces = [&REQUEST[..10], &REQUEST[10..47], &REQUEST[47..]];
@@ -148,7 +144,7 @@ async fn a_delayed_chunk_arrives_when_sent_not_batched() {
         ),
         (Duration::ZERO, Bytes::from_static(b"data: [DONE]\n\n")),
     ];
-    let upstream = FakeUpstream::start(move |_| FakeReply::sse(events.clone())).await;
+    let upstream = FakeServer::start(move |_| Reply::events(events.clone())).unwrap();
     let proxy = RunningProxy::to(&upstream.url()).await;
 
     let got = send(&client(), post(&proxy.url("/v1/chat/completions"), REQUEST)).await;
@@ -183,13 +179,13 @@ async fn a_delayed_chunk_arrives_when_sent_not_batched() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn other_paths_are_forwarded_too() {
-    let upstream = FakeUpstream::start(|req| {
-        FakeReply::json(
+    let upstream = FakeServer::start(|req| {
+        Reply::json(
             200,
             format!(r#"{{"method":"{}","path":"{}"}}"#, req.method, req.uri),
         )
     })
-    .await;
+    .unwrap();
     let proxy = RunningProxy::to(&format!("{}/prefix", upstream.url())).await;
     let c = client();
     for (method, path) in [

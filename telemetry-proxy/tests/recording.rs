@@ -12,7 +12,7 @@ use bytes::Bytes;
 use common::{RunningProxy, client, eventually, post, recording_proxy, records, send};
 use http_body_util::BodyExt;
 use telemetry_core::{EventBus, Outcome};
-use telemetry_proxy::testing::{FakeReply, FakeUpstream, chat_completion, chat_stream};
+use telemetry_openai::fake::{FakeServer, Reply, chat_completion, chat_stream};
 use telemetry_proxy::{AGENT_HEADER, ProxyConfig, ProxyTelemetry, Routes, Upstream};
 use telemetry_wrap::{Price, PriceTable};
 
@@ -22,7 +22,7 @@ const STREAM: &str = r#"{"model":"requested","messages":[],"stream":true}"#;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_blocking_call_is_recorded_with_the_servers_usage_model_and_agent() {
     let upstream =
-        FakeUpstream::start(|_| FakeReply::json(200, chat_completion("served-model", 17, 9))).await;
+        FakeServer::start(|_| Reply::json(200, chat_completion("served-model", 17, 9))).unwrap();
     let prices = PriceTable::new().with(
         "served-model",
         Price::PerToken {
@@ -83,7 +83,7 @@ async fn a_stream_is_recorded_with_ttft_to_the_first_content_and_itl() {
     // Role-only chunk, 8 words, finish, usage, [DONE]; 30 ms apart: the first content arrives
     // ~60 ms after the request.
     let events = chat_stream("served", 8, Some((5, 8)), Duration::from_millis(30));
-    let upstream = FakeUpstream::start(move |_| FakeReply::sse(events.clone())).await;
+    let upstream = FakeServer::start(move |_| Reply::events(events.clone())).unwrap();
     let (proxy, bus) = recording_proxy(&upstream.url(), |t| t).await;
     let got = send(&client(), post(&proxy.url("/v1/chat/completions"), STREAM)).await;
     assert_eq!(got.status, 200);
@@ -111,7 +111,7 @@ async fn a_stream_is_recorded_with_ttft_to_the_first_content_and_itl() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_without_usage_has_its_content_chunks_counted() {
     let events = chat_stream("served", 12, None, Duration::ZERO);
-    let upstream = FakeUpstream::start(move |_| FakeReply::sse(events.clone())).await;
+    let upstream = FakeServer::start(move |_| Reply::events(events.clone())).unwrap();
     let (proxy, bus) = recording_proxy(&upstream.url(), |t| t).await;
     send(&client(), post(&proxy.url("/v1/chat/completions"), STREAM)).await;
     eventually("the record", || records(&bus).len() == 1).await;
@@ -124,13 +124,12 @@ async fn a_stream_without_usage_has_its_content_chunks_counted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_errors_are_recorded_with_the_servers_message() {
-    let upstream = FakeUpstream::start(|_| {
-        FakeReply::json(
+    let upstream = FakeServer::start(|_| {
+        Reply::json(
             400,
             r#"{"error":{"code":400,"message":"'messages' is required","type":"invalid_request_error"}}"#,
         )
-    })
-    .await;
+    }).unwrap();
     let (proxy, bus) = recording_proxy(&upstream.url(), |t| t).await;
     let got = send(&client(), post(&proxy.url("/v1/chat/completions"), STREAM)).await;
     assert_eq!(got.status, 400);
@@ -150,7 +149,7 @@ async fn upstream_errors_are_recorded_with_the_servers_message() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unparseable_answer_is_forwarded_and_recorded_without_tokens() {
-    let upstream = FakeUpstream::start(|_| FakeReply::json(200, "<html>surprise</html>")).await;
+    let upstream = FakeServer::start(|_| Reply::json(200, "<html>surprise</html>")).unwrap();
     let (proxy, bus) = recording_proxy(&upstream.url(), |t| t).await;
     let got = send(
         &client(),
@@ -190,7 +189,7 @@ async fn unreachable_upstream_is_a_recorded_failure() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_gone_mid_stream_is_recorded_cancelled_with_the_chunks_so_far() {
     let events = chat_stream("served", 200, None, Duration::from_millis(20));
-    let upstream = FakeUpstream::start(move |_| FakeReply::sse(events.clone())).await;
+    let upstream = FakeServer::start(move |_| Reply::events(events.clone())).unwrap();
     let (proxy, bus) = recording_proxy(&upstream.url(), |t| t).await;
     let c = client();
     let response = c
@@ -222,8 +221,8 @@ async fn client_gone_mid_stream_is_recorded_cancelled_with_the_chunks_so_far() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routes_send_each_model_to_its_upstream_and_records_say_which_model() {
-    let a = FakeUpstream::start(|_| FakeReply::json(200, chat_completion("a", 1, 1))).await;
-    let b = FakeUpstream::start(|_| FakeReply::json(200, chat_completion("b", 2, 2))).await;
+    let a = FakeServer::start(|_| Reply::json(200, chat_completion("a", 1, 1))).unwrap();
+    let b = FakeServer::start(|_| Reply::json(200, chat_completion("b", 2, 2))).unwrap();
     let bus = Arc::new(EventBus::new());
     let kept = common::Records::on(&bus);
     let routes = Routes::new(Upstream::parse(&a.url()).unwrap())
@@ -253,8 +252,8 @@ async fn routes_send_each_model_to_its_upstream_and_records_say_which_model() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_record_names_the_upstream_that_served_it() {
-    let a = FakeUpstream::start(|_| FakeReply::json(200, chat_completion("a", 1, 1))).await;
-    let b = FakeUpstream::start(|_| FakeReply::json(200, chat_completion("b", 2, 2))).await;
+    let a = FakeServer::start(|_| Reply::json(200, chat_completion("a", 1, 1))).unwrap();
+    let b = FakeServer::start(|_| Reply::json(200, chat_completion("b", 2, 2))).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let dead = listener.local_addr().unwrap();
     drop(listener);
@@ -309,7 +308,7 @@ async fn each_record_names_the_upstream_that_served_it() {
 async fn a_thousand_concurrent_streams_are_recorded_exactly_once_each() {
     const N: usize = 1000;
     let events = chat_stream("served", 16, Some((3, 16)), Duration::from_millis(2));
-    let upstream = FakeUpstream::start(move |_| FakeReply::sse(events.clone())).await;
+    let upstream = FakeServer::start(move |_| Reply::events(events.clone())).unwrap();
     let (proxy, bus) = recording_proxy(&upstream.url(), |t| t).await;
     let url = proxy.url("/v1/chat/completions");
     let c = client::<http_body_util::Full<Bytes>>();
@@ -357,7 +356,7 @@ async fn records_reach_the_sqlite_store_through_the_bus() {
     let bus = Arc::new(EventBus::new());
     store.subscribe_to_bus(&bus);
     let upstream =
-        FakeUpstream::start(|_| FakeReply::json(200, chat_completion("stored", 4, 6))).await;
+        FakeServer::start(|_| Reply::json(200, chat_completion("stored", 4, 6))).unwrap();
     let proxy = RunningProxy::start(
         ProxyConfig::new(Routes::new(Upstream::parse(&upstream.url()).unwrap()))
             .telemetry(ProxyTelemetry::new(Arc::clone(&bus)).store(store.clone())),
@@ -402,7 +401,7 @@ async fn a_store_that_cannot_keep_up_drops_and_counts_records_and_requests_still
         .unwrap();
     let bus = Arc::new(EventBus::new());
     store.subscribe_to_bus(&bus);
-    let upstream = FakeUpstream::start(|_| FakeReply::json(200, chat_completion("m", 1, 1))).await;
+    let upstream = FakeServer::start(|_| Reply::json(200, chat_completion("m", 1, 1))).unwrap();
     let proxy = RunningProxy::start(
         ProxyConfig::new(Routes::new(Upstream::parse(&upstream.url()).unwrap()))
             .telemetry(ProxyTelemetry::new(Arc::clone(&bus)).store(store.clone())),

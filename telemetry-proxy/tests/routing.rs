@@ -9,7 +9,7 @@ use std::io::Write;
 
 use common::{client, eventually, post, proxy_with, records, send};
 use telemetry_core::Outcome;
-use telemetry_proxy::testing::{FakeReply, FakeUpstream, chat_completion};
+use telemetry_openai::fake::{FakeServer, Reply, chat_completion};
 use telemetry_proxy::{Routes, Upstream};
 
 /// A chat request whose `messages` (one base64 image of `image_bytes`) come before `model`.
@@ -20,9 +20,9 @@ fn image_request(model: &str, image_bytes: usize) -> String {
     )
 }
 
-async fn two_upstreams() -> (FakeUpstream, FakeUpstream, Routes) {
-    let small = FakeUpstream::start(|_| FakeReply::json(200, chat_completion("small", 1, 1))).await;
-    let big = FakeUpstream::start(|_| FakeReply::json(200, chat_completion("big", 2, 2))).await;
+async fn two_upstreams() -> (FakeServer, FakeServer, Routes) {
+    let small = FakeServer::start(|_| Reply::json(200, chat_completion("small", 1, 1))).unwrap();
+    let big = FakeServer::start(|_| Reply::json(200, chat_completion("big", 2, 2))).unwrap();
     let routes = Routes::new(Upstream::parse(&small.url()).unwrap())
         .route_spec(&format!("big={}", big.url()))
         .unwrap();

@@ -15,7 +15,7 @@ use common::{
 };
 use http_body_util::BodyExt;
 use telemetry_core::Outcome;
-use telemetry_proxy::testing::{FakeReply, FakeUpstream, chat_stream};
+use telemetry_openai::fake::{FakeServer, Reply, chat_stream};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const CHAT: &str = r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#;
@@ -56,7 +56,7 @@ async fn a_stream_that_stalls_is_ended_and_recorded_as_an_upstream_timeout() {
         Duration::from_secs(3600),
         Bytes::from_static(b"data: [DONE]\n\n"),
     ));
-    let upstream = FakeUpstream::start(move |_| FakeReply::sse(events.clone())).await;
+    let upstream = FakeServer::start(move |_| Reply::events(events.clone())).unwrap();
     let (proxy, bus) = proxy_with(
         |c| c.chunk_timeout(Duration::from_millis(300)),
         to(&upstream.url()),
@@ -100,7 +100,7 @@ async fn a_stream_that_stalls_is_ended_and_recorded_as_an_upstream_timeout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_that_does_not_arrive_in_time_is_a_408_and_frees_the_connection() {
-    let upstream = FakeUpstream::start(|_| FakeReply::json(200, "{}")).await;
+    let upstream = FakeServer::start(|_| Reply::json(200, "{}")).unwrap();
     let (proxy, bus) = proxy_with(
         |c| c.body_timeout(Duration::from_millis(400)),
         to(&upstream.url()),

@@ -18,7 +18,7 @@ use hyper_util::rt::TokioIo;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use telemetry_core::Outcome;
-use telemetry_proxy::testing::chat_completion;
+use telemetry_openai::fake::chat_completion;
 
 /// A CA made now, and a TLS upstream on loopback with a certificate it signed for `localhost`,
 /// answering every request with a chat completion; it notes the SNI name each client sent.

@@ -826,7 +826,7 @@ fn front_config(listen: SocketAddr, upstream: SocketAddr, access_log: &Path) -> 
     )
 }
 
-/// A llama.cpp-style chat completion (as telemetry-proxy's `testing::chat_completion` gives it).
+/// A llama.cpp-style chat completion (as `telemetry_openai::fake::chat_completion` gives it).
 fn chat_completion() -> String {
     concat!(
         r#"{"id":"chatcmpl-fake","object":"chat.completion","created":1764000000,"model":"bench","#,

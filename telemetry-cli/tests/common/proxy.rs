@@ -6,8 +6,6 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use telemetry_proxy::testing::{FakeReply, FakeUpstream};
-
 use super::{Running, spawn, telemetry_std};
 
 /// Where the proxies of the tests listen unless a test says otherwise.
@@ -138,17 +136,4 @@ impl RunningCli {
         }
         (status, stdout, stderr)
     }
-}
-
-/// A fake upstream on a runtime of its own (the test itself is synchronous).
-pub fn fake_upstream(
-    handler: impl Fn(&telemetry_proxy::testing::ReceivedRequest) -> FakeReply + Send + Sync + 'static,
-) -> (tokio::runtime::Runtime, FakeUpstream) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let upstream = rt.block_on(FakeUpstream::start(handler));
-    (rt, upstream)
 }
