@@ -2,8 +2,11 @@
 //! aggregates and posts.
 //!
 //! The queue is a `Mutex<VecDeque>` with a condition variable rather than a channel so that a
-//! caller wakes the export thread only when a batch just filled (a channel wakes its receiver on
-//! every send, a system call per record); otherwise the thread wakes on its own timer.
+//! caller wakes the export thread only when the first record arrives in an empty queue or a
+//! batch just filled, and only if the thread sleeps (a channel wakes its receiver on every send,
+//! a system call per record); otherwise the thread wakes on its own timer. The first record must
+//! wake it: with an empty queue the thread sleeps until the next metric export (60 s by
+//! default), and only once awake does it set its timer to the schedule delay for that record.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -87,8 +90,9 @@ impl Shared {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The caller's whole cost: one uncontended lock, a push, and a wake-up only when a batch
-    /// just filled while the thread sleeps.
+    /// The caller's whole cost: one uncontended lock, a push, and a wake-up only when the
+    /// record is the first in an empty queue or fills a batch while the thread sleeps (at most
+    /// twice per batch).
     fn push(&self, record: Arc<TelemetryRecord>) -> bool {
         let mut s = self.lock();
         if s.closing || s.queue.len() >= self.capacity {
@@ -97,7 +101,7 @@ impl Shared {
         }
         s.queue.push_back(record);
         s.stats.accepted += 1;
-        let wake = s.worker_sleeping && s.queue.len() == self.batch;
+        let wake = s.worker_sleeping && (s.queue.len() == 1 || s.queue.len() == self.batch);
         drop(s);
         if wake {
             self.work.notify_one();

@@ -352,6 +352,24 @@ fn a_full_batch_is_sent_without_waiting_for_the_timer() {
 }
 
 #[test]
+fn a_record_after_an_idle_spell_is_sent_after_the_schedule_delay_not_the_metric_interval() {
+    let receiver = OtlpReceiver::start().unwrap();
+    let config = OtlpConfig::new(&receiver.endpoint())
+        .unwrap()
+        .with_schedule_delay(Duration::from_millis(1))
+        .with_metric_interval(Duration::from_secs(3600));
+    let exporter = OtlpExporter::start(config).unwrap();
+    // Time for the export thread to find the queue empty and sleep until the next metric
+    // export: the record must wake it (it once slept on until then, an hour here).
+    std::thread::sleep(Duration::from_millis(100));
+    exporter.record(Arc::new(records().remove(0)));
+    assert!(
+        receiver.wait_until(WAIT, |r| r.span_count == 1),
+        "{:?}",
+        exporter.stats()
+    );
+}
+#[test]
 fn shutdown_flushes_everything_queued() {
     let receiver = OtlpReceiver::start().unwrap();
     let config = OtlpConfig::new(&receiver.endpoint())
