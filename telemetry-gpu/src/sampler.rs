@@ -362,6 +362,22 @@ impl GpuSampler {
         })
     }
 
+    /// The newest reading of each device that carries the energy counter, in the order of
+    /// [`devices`](Self::devices), with the time the counter was read. The counter is read only
+    /// every [`counter_interval`](SamplerConfig::counter_interval) (1 s by default, against a
+    /// sample every 100 ms), so the newest reading ([`latest_readings`](Self::latest_readings))
+    /// usually has no `energy_mj`: this is where a device's cumulative energy is found. Devices
+    /// with no counter reading in the kept history are left out. One short lock, no GPU access.
+    pub fn latest_counter_readings(&self) -> Vec<crate::GpuReading> {
+        self.shared.with_timeline(|timeline| {
+            timeline
+                .devices()
+                .iter()
+                .filter_map(|d| d.samples().rev().find(|r| r.energy_mj.is_some()).copied())
+                .collect()
+        })
+    }
+
     /// Counters describing the work so far.
     pub fn stats(&self) -> SamplerStats {
         self.shared.stats()

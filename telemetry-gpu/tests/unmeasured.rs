@@ -227,3 +227,23 @@ fn latest_readings_are_each_devices_newest_and_stay_put_when_it_vanishes() {
         "a lost device keeps its last reading"
     );
 }
+
+#[test]
+fn latest_counter_readings_are_each_devices_newest_counter_value_between_counter_reads() {
+    let rig = Rig::new(vec![constant(300.0), constant(150.0)]);
+    rig.tick_to(ms(1500));
+    // Power every 100 ms, the counter once a second: the newest reading has none.
+    assert!(
+        rig.sampler
+            .latest_readings()
+            .iter()
+            .all(|r| r.timestamp == ms(1500) && r.energy_mj.is_none())
+    );
+    let counters = rig.sampler.latest_counter_readings();
+    let seen: Vec<_> = counters.iter().map(|r| (r.device, r.timestamp)).collect();
+    assert_eq!(seen, [(0, ms(1000)), (1, ms(1000))], "the reads at 1 s");
+    // What each device used until then: 1 s at 300 W and at 150 W.
+    for (r, mj) in counters.iter().zip([300_000.0, 150_000.0]) {
+        assert_close(r.energy_mj.unwrap() as f64, mj, 1e-3, "counter");
+    }
+}

@@ -83,13 +83,25 @@ struct DeviceFeed {
     thread: JoinHandle<()>,
 }
 
-/// Hands the newest reading of each of `sampler`'s devices to `exporter` (only enqueues).
+/// Hands the newest reading of each of `sampler`'s devices to `exporter` (only enqueues), with
+/// the device's newest energy counter value when the newest reading has none: the counter is
+/// read once a second and the rest every tick, so the newest reading alone mostly carries no
+/// energy, and `hw.energy` went missing whenever no feed fell on a counter tick. Every value is
+/// stamped now, as it always was: the sampler's clock may be simulated (`demo`), so its times
+/// do not translate into wall time; the counter value is then at most about a second old.
 #[cfg(feature = "otlp")]
 fn feed_devices(sampler: &GpuSampler, exporter: &OtlpExporter) {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64());
+    let counters = sampler.latest_counter_readings();
     for r in sampler.latest_readings() {
+        let energy_mj = r.energy_mj.or_else(|| {
+            counters
+                .iter()
+                .find(|c| c.device == r.device)
+                .and_then(|c| c.energy_mj)
+        });
         let info = sampler.devices().iter().find(|d| d.index == r.device);
         let id = info
             .map(|d| d.uuid.clone())
@@ -99,7 +111,7 @@ fn feed_devices(sampler: &GpuSampler, exporter: &OtlpExporter) {
             id,
             name: info.map(|d| d.name.clone()).unwrap_or_default(),
             time_unix_s: now,
-            energy_joules: r.energy_mj.map(|mj| mj as f64 / 1000.0),
+            energy_joules: energy_mj.map(|mj| mj as f64 / 1000.0),
             power_watts: Some(r.power_w()),
             utilization: r.utilization_pct.map(|pct| f64::from(pct) / 100.0),
             memory_used_bytes: r.memory_used_bytes,
