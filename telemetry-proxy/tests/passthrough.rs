@@ -6,13 +6,19 @@
 mod common;
 
 use std::convert::Infallible;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::{RunningProxy, client, post, send};
-use http::Request;
-use http_body_util::{Channel, Full};
+use http::{Request, Response};
+use http_body_util::channel::Sender;
+use http_body_util::{BodyExt, Channel, Full};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
 use telemetry_openai::fake::{FakeServer, Reply, chat_completion, chat_stream};
+use tokio::sync::mpsc;
 
 const REQUEST: &str = r#"{"model":"smollm2","messages":[{"role":"user","content":"Hi \u00e9"}],"temperature":0.7,"custom":{"a":[1,2]}}"#;
 
@@ -134,33 +140,88 @@ async fn chunked_uploads_arrive_whole() {
     proxy.shutdown().await;
 }
 
+/// An upstream whose streamed answers the test writes itself: for each request it hands over
+/// the sender of the answer's body (an SSE stream), so that a test can send the next chunk
+/// once the client has the previous one.
+async fn hand_fed_upstream() -> (String, mpsc::Receiver<Sender<Bytes, Infallible>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (streams, handed) = mpsc::channel(1);
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let streams = streams.clone();
+            let service = service_fn(move |_| {
+                let streams = streams.clone();
+                async move {
+                    let (tx, body) = Channel::<Bytes, Infallible>::new(1);
+                    let _ = streams.send(tx).await;
+                    Response::builder()
+                        .header("content-type", "text/event-stream")
+                        .body(body)
+                }
+            });
+            tokio::spawn(http1::Builder::new().serve_connection(TokioIo::new(stream), service));
+        }
+    });
+    (url, handed)
+}
+
+/// The next data frame of `body` and when it arrived (`None` at the end); fails after 10 s.
+async fn next_frame(body: &mut Incoming) -> Option<(Instant, Bytes)> {
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(10), body.frame())
+            .await
+            .expect("a frame within 10 s")?
+            .unwrap();
+        if let Ok(data) = frame.into_data() {
+            return Some((Instant::now(), data));
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delayed_chunk_arrives_when_sent_not_batched() {
-    let events = vec![
-        (Duration::ZERO, Bytes::from_static(b"data: {\"a\":1}\n\n")),
-        (
-            Duration::from_millis(200),
-            Bytes::from_static(b"data: {\"b\":2}\n\n"),
-        ),
-        (Duration::ZERO, Bytes::from_static(b"data: [DONE]\n\n")),
-    ];
-    let upstream = FakeServer::start(move |_| Reply::events(events.clone())).unwrap();
-    let proxy = RunningProxy::to(&upstream.url()).await;
+    // Each chunk is sent upstream only once the client has the one before (else the wait for
+    // it fails): a proxy holding a chunk back until more comes cannot pass, and the times
+    // measured are the proxy's own, not those of a busy machine's scheduling before the send.
+    let (url, mut streams) = hand_fed_upstream().await;
+    let proxy = RunningProxy::to(&url).await;
+    let c = client();
+    let response = c
+        .request(post(&proxy.url("/v1/chat/completions"), REQUEST))
+        .await
+        .unwrap();
+    let mut body = response.into_body();
+    let mut upstream = streams.recv().await.unwrap();
 
-    let got = send(&client(), post(&proxy.url("/v1/chat/completions"), REQUEST)).await;
+    let sent = Instant::now();
+    upstream
+        .send_data(Bytes::from_static(b"data: {\"a\":1}\n\n"))
+        .await
+        .unwrap();
+    let mut frames = vec![next_frame(&mut body).await.expect("the first event")];
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for event in [&b"data: {\"b\":2}\n\n"[..], b"data: [DONE]\n\n"] {
+        upstream.send_data(Bytes::from_static(event)).await.unwrap();
+    }
+    drop(upstream);
+    while let Some(frame) = next_frame(&mut body).await {
+        frames.push(frame);
+    }
+
+    let got: Vec<u8> = frames.iter().flat_map(|(_, b)| b.to_vec()).collect();
     assert_eq!(
-        got.body(),
+        got,
         b"data: {\"a\":1}\n\ndata: {\"b\":2}\n\ndata: [DONE]\n\n"
     );
-    let first = got.frames[0].0;
-    let second = got
-        .frames
+    let first = frames[0].0;
+    let second = frames
         .iter()
         .find(|(_, b)| b.starts_with(b"data: {\"b\""))
         .expect("the second event in a frame of its own")
         .0;
     assert_eq!(
-        &got.frames[0].1[..],
+        &frames[0].1[..],
         b"data: {\"a\":1}\n\n",
         "first event alone"
     );
@@ -170,9 +231,9 @@ async fn a_delayed_chunk_arrives_when_sent_not_batched() {
         "second chunk {gap:?} after the first"
     );
     assert!(
-        first - got.sent < Duration::from_millis(150),
+        first - sent < Duration::from_millis(150),
         "first chunk held back: {:?}",
-        first - got.sent
+        first - sent
     );
     proxy.shutdown().await;
 }
