@@ -7,6 +7,7 @@
 use serde::Deserialize;
 use telemetry_core::{api, operation};
 
+use crate::protocol::chunk::scan_chunk;
 use crate::protocol::common::{EventFacts, ModelText, model_text};
 use crate::protocol::embeddings;
 use crate::protocol::error::{OpenAiError, ProtocolError};
@@ -189,16 +190,38 @@ impl ApiStream {
                 model,
                 model_probed,
             } => {
-                if !*model_probed && let SseEvent::Data(json) = event {
-                    *model = model_of(json);
-                    *model_probed = model.is_some();
-                }
-                match observer.observe(event)? {
-                    Observed::Chunk(delta) => EventFacts {
-                        output: delta.has_output(),
+                let scanned = match event {
+                    SseEvent::Data(json) => scan_chunk(json).map(|chunk| (json, chunk)),
+                    _ => None,
+                };
+                if let Some((json, chunk)) = scanned {
+                    if !*model_probed {
+                        *model = match chunk.model {
+                            Some(m) => m.decode().map_or_else(
+                                || model_of(json),
+                                |m| (!m.is_empty()).then(|| m.into_owned()),
+                            ),
+                            None => None,
+                        };
+                        *model_probed = model.is_some();
+                    }
+                    observer.observe_scanned(&chunk);
+                    EventFacts {
+                        output: chunk.has_output(),
                         terminal: false,
-                    },
-                    Observed::Done => EventFacts::terminal(),
+                    }
+                } else {
+                    if !*model_probed && let SseEvent::Data(json) = event {
+                        *model = model_of(json);
+                        *model_probed = model.is_some();
+                    }
+                    match observer.observe(event)? {
+                        Observed::Chunk(delta) => EventFacts {
+                            output: delta.has_output(),
+                            terminal: false,
+                        },
+                        Observed::Done => EventFacts::terminal(),
+                    }
                 }
             }
             Inner::Responses(s) => s.observe(event)?,

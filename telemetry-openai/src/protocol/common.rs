@@ -4,7 +4,7 @@
 
 use serde::Deserialize;
 
-use crate::protocol::stream::Text;
+use crate::protocol::json::Text;
 
 /// What one stream event was, for the caller's clock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -11,13 +11,16 @@
 //!   (`signature_delta` is not output).
 //! - Terminal: `message_stop`. An `error` event is an error.
 
+use std::borrow::Cow;
+
 use serde::Deserialize;
 use telemetry_wrap::Usage;
 
 use crate::protocol::common::{EventFacts, ModelText, model_text};
 use crate::protocol::error::{OpenAiError, ProtocolError};
+use crate::protocol::json::Text;
+use crate::protocol::scanner::{Keys, RawStr, Scanner};
 use crate::protocol::sse::SseEvent;
-use crate::protocol::stream::Text;
 use crate::protocol::usage::ServerReport;
 
 /// A Messages `usage` object; a field the server left out is `None`.
@@ -112,6 +115,197 @@ pub fn read_body(body: &[u8]) -> Result<(ServerReport, Option<String>), Protocol
     Ok((report, model_text(probe.model)))
 }
 
+/// What a stream takes from one event; the scanner and serde both give it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub(crate) struct Event<'a> {
+    kind: Kind,
+    /// The model of the event's `message`, when it has one (`Some(None)`: a message without).
+    message_model: Option<Option<Cow<'a, str>>>,
+    /// The event's `usage`, else its message's.
+    usage: Option<MessagesUsage>,
+    /// Its delta carries output: a non-empty `text_delta`, `input_json_delta` or
+    /// `thinking_delta`.
+    output: bool,
+}
+
+/// The event types a stream acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum Kind {
+    MessageStart,
+    ContentBlockDelta,
+    MessageStop,
+    Error,
+    #[default]
+    Other,
+}
+
+impl Kind {
+    fn of(kind: &str) -> Kind {
+        match kind {
+            "message_start" => Kind::MessageStart,
+            "content_block_delta" => Kind::ContentBlockDelta,
+            "message_stop" => Kind::MessageStop,
+            "error" => Kind::Error,
+            _ => Kind::Other,
+        }
+    }
+}
+
+/// Whether a delta of type `kind` with these texts is output.
+fn delta_output(kind: &str, text: bool, partial_json: bool, thinking: bool) -> bool {
+    match kind {
+        "text_delta" => text,
+        "input_json_delta" => partial_json,
+        "thinking_delta" => thinking,
+        _ => false,
+    }
+}
+
+/// Reads one event with serde (the reference).
+pub(crate) fn decode_event(data: &[u8]) -> Result<Event<'_>, ProtocolError> {
+    let probe: EventProbe<'_> = serde_json::from_slice(data)
+        .map_err(|e| ProtocolError::json("messages event", data, &e))?;
+    let non_empty = |t: &Option<Text<'_>>| t.as_ref().is_some_and(|t| !t.0.is_empty());
+    Ok(Event {
+        kind: Kind::of(probe.kind.as_ref().map_or("", |k| &*k.0)),
+        usage: probe
+            .usage
+            .or_else(|| probe.message.as_ref().and_then(|m| m.usage)),
+        output: probe.delta.is_some_and(|d| {
+            delta_output(
+                d.kind.as_ref().map_or("", |k| &*k.0),
+                non_empty(&d.text),
+                non_empty(&d.partial_json),
+                non_empty(&d.thinking),
+            )
+        }),
+        message_model: probe.message.map(|m| m.model.map(|t| t.0)),
+    })
+}
+
+/// Reads one event as [`decode_event`] does, with the [`Scanner`]; `None` where it is not sure.
+pub(crate) fn scan_event(data: &[u8]) -> Option<Event<'_>> {
+    let mut s = Scanner::new(data)?;
+    let mut keys = Keys::default();
+    let (mut kind, mut message, mut output, mut usage) = (None, None, false, None);
+    s.object(|s, key| {
+        match key {
+            "type" => {
+                keys.once(0)?;
+                kind = s.opt_string()?;
+            }
+            "message" => {
+                keys.once(1)?;
+                if !s.null()? {
+                    message = Some(scan_message(s)?);
+                }
+            }
+            "delta" => {
+                keys.once(2)?;
+                if !s.null()? {
+                    output = scan_delta(s)?;
+                }
+            }
+            "usage" => {
+                keys.once(3)?;
+                if !s.null()? {
+                    usage = Some(scan_usage(s)?);
+                }
+            }
+            _ => s.skip()?,
+        }
+        Some(())
+    })?;
+    s.end()?;
+    let kind = match kind {
+        Some(k) => Kind::of(&k.decode()?),
+        None => Kind::Other,
+    };
+    let message_model = match message {
+        Some((Some(model), _)) => Some(Some(model.decode()?)),
+        Some((None, _)) => Some(None),
+        None => None,
+    };
+    Some(Event {
+        kind,
+        usage: usage.or(message.and_then(|(_, u)| u)),
+        output,
+        message_model,
+    })
+}
+
+/// A `message`: its model and usage.
+fn scan_message<'a>(s: &mut Scanner<'a>) -> Option<(Option<RawStr<'a>>, Option<MessagesUsage>)> {
+    let mut keys = Keys::default();
+    let (mut model, mut usage) = (None, None);
+    s.object(|s, key| {
+        match key {
+            "model" => {
+                keys.once(0)?;
+                model = s.opt_string()?;
+            }
+            "usage" => {
+                keys.once(1)?;
+                if !s.null()? {
+                    usage = Some(scan_usage(s)?);
+                }
+            }
+            _ => s.skip()?,
+        }
+        Some(())
+    })?;
+    Some((model, usage))
+}
+
+/// A `delta`: whether it carries output.
+fn scan_delta(s: &mut Scanner<'_>) -> Option<bool> {
+    let mut keys = Keys::default();
+    let mut fields: [Option<RawStr<'_>>; 4] = [None; 4];
+    s.object(|s, key| {
+        let slot = match key {
+            "type" => 0,
+            "text" => 1,
+            "partial_json" => 2,
+            "thinking" => 3,
+            _ => return s.skip(),
+        };
+        keys.once(slot)?;
+        fields[slot as usize] = s.opt_string()?;
+        Some(())
+    })?;
+    let [kind, text, partial_json, thinking] = fields;
+    let non_empty = |t: Option<RawStr<'_>>| t.is_some_and(|t| !t.is_empty());
+    let kind = match kind {
+        Some(k) => k.decode()?,
+        None => Cow::Borrowed(""),
+    };
+    Some(delta_output(
+        &kind,
+        non_empty(text),
+        non_empty(partial_json),
+        non_empty(thinking),
+    ))
+}
+
+/// A [`MessagesUsage`].
+fn scan_usage(s: &mut Scanner<'_>) -> Option<MessagesUsage> {
+    let mut keys = Keys::default();
+    let mut u = MessagesUsage::default();
+    s.object(|s, key| {
+        let (slot, field) = match key {
+            "input_tokens" => (0, &mut u.input_tokens),
+            "output_tokens" => (1, &mut u.output_tokens),
+            "cache_read_input_tokens" => (2, &mut u.cache_read_input_tokens),
+            "cache_creation_input_tokens" => (3, &mut u.cache_creation_input_tokens),
+            _ => return s.skip(),
+        };
+        keys.once(slot)?;
+        *field = s.opt_u64()?;
+        Some(())
+    })?;
+    Some(u)
+}
+
 /// Follows one Messages stream.
 #[derive(Debug, Clone, Default)]
 pub struct MessagesStream {
@@ -129,45 +323,32 @@ impl MessagesStream {
             SseEvent::Error(payload) => return Err(OpenAiError::from_stream_error(payload)),
             SseEvent::Done => return Ok(EventFacts::default()),
         };
-        let probe: EventProbe<'_> = serde_json::from_slice(data)
-            .map_err(|e| ProtocolError::json("messages event", data, &e))?;
-        let kind = probe.kind.as_ref().map_or("", |k| &*k.0);
-        let usage = probe
-            .usage
-            .or_else(|| probe.message.as_ref().and_then(|m| m.usage));
-        if let Some(u) = usage {
+        let event = match scan_event(data) {
+            Some(event) => event,
+            None => decode_event(data)?,
+        };
+        if let Some(u) = event.usage {
             let merged = self.usage.map_or(u, |old| old.updated(u));
             self.usage = Some(merged);
             self.report.usage = Some(merged.to_usage());
         }
-        match kind {
-            "message_start" => {
-                if let Some(m) = probe.message {
-                    self.model = model_text(m.model);
+        match event.kind {
+            Kind::MessageStart => {
+                if let Some(model) = event.message_model {
+                    self.model = model.filter(|m| !m.is_empty()).map(Cow::into_owned);
                 }
                 Ok(EventFacts::default())
             }
-            "content_block_delta" => {
-                let output = probe.delta.is_some_and(|d| {
-                    let text = match d.kind.as_ref().map_or("", |k| &*k.0) {
-                        "text_delta" => d.text,
-                        "input_json_delta" => d.partial_json,
-                        "thinking_delta" => d.thinking,
-                        _ => None,
-                    };
-                    text.is_some_and(|t| !t.0.is_empty())
-                });
-                Ok(EventFacts {
-                    output,
-                    terminal: false,
-                })
-            }
-            "message_stop" => {
+            Kind::ContentBlockDelta => Ok(EventFacts {
+                output: event.output,
+                terminal: false,
+            }),
+            Kind::MessageStop => {
                 self.terminal = true;
                 Ok(EventFacts::terminal())
             }
-            "error" => Err(OpenAiError::from_stream_error(data)),
-            _ => Ok(EventFacts::default()),
+            Kind::Error => Err(OpenAiError::from_stream_error(data)),
+            Kind::Other => Ok(EventFacts::default()),
         }
     }
 

@@ -7,7 +7,10 @@
 //!   kept in `extra`. [`RequestSummary`] reads just the model and stream flags of any request.
 //! - [`SseParser`]: incremental `text/event-stream` parsing of slices split anywhere.
 //! - [`decode_chunk`] and [`StreamObserver`]: what each stream event holds (content, finish
-//!   reason, usage, timings, errors) and the state of a whole stream.
+//!   reason, usage, timings, errors) and the state of a whole stream. The observers read each
+//!   event with a scanner that takes only what they need and builds nothing for the rest (a
+//!   few hundred instructions for a token chunk, against serde's thousands), and fall back to
+//!   serde wherever it is not sure, so they read every event as serde does.
 //! - [`ServerReport`]: token counts and server timings from a whole body (OpenAI usage,
 //!   llama.cpp `timings`, Ollama's native counters) or gathered from a stream.
 //! - [`OpenAiError`]: why a call failed, with a stable [`error_kind`](OpenAiError::error_kind);
@@ -21,24 +24,29 @@
 //! - [`detect`]: which server is behind a URL, from its discovery endpoints' answers.
 
 mod api;
+mod chunk;
 mod common;
 pub mod detect;
 pub mod embeddings;
 mod error;
 mod json;
 pub mod messages;
+#[cfg(test)]
+mod oracle;
 pub mod responses;
+mod scanner;
 mod sse;
 mod stream;
 mod types;
 mod usage;
 
 pub use api::{Api, ApiStream, model_of, read_body};
+pub use chunk::{ChunkSummary, decode_chunk};
 pub use common::EventFacts;
 pub use error::{OpenAiError, ProtocolError, ServerError, http_error_kind};
 pub use json::parse_json;
 pub use sse::{DEFAULT_MAX_LINE_BYTES, SseEvent, SseParser};
-pub use stream::{ChunkSummary, Observed, StreamDelta, StreamObserver, decode_chunk};
+pub use stream::{Observed, StreamDelta, StreamObserver};
 pub use types::{
     AssistantMessage, ChatChoice, ChatCompletionChunk, ChatCompletionRequest,
     ChatCompletionResponse, ChatMessage, ChunkChoice, CompletionChoice, CompletionChunk,

@@ -10,13 +10,16 @@
 //!   says a limit cut it), `response.failed` (an error, with the response's `error`). An
 //!   `error` event is an error too.
 
+use std::borrow::Cow;
+
 use serde::Deserialize;
 use telemetry_wrap::Usage;
 
 use crate::protocol::common::{EventFacts, ModelText, NonEmpty, model_text};
 use crate::protocol::error::{OpenAiError, ProtocolError, ServerError};
+use crate::protocol::json::Text;
+use crate::protocol::scanner::{Keys, Scanner};
 use crate::protocol::sse::SseEvent;
-use crate::protocol::stream::Text;
 use crate::protocol::usage::ServerReport;
 
 /// A Responses `usage` object.
@@ -100,6 +103,187 @@ pub fn read_body(body: &[u8]) -> Result<(ServerReport, Option<String>), Protocol
     Ok((report, model_text(probe.model)))
 }
 
+/// What a stream takes from one event; the scanner and serde both give it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub(crate) struct Event<'a> {
+    kind: Kind,
+    /// The event's `response`: its model, usage and error.
+    response: Option<Response<'a>>,
+    /// Its `delta` says something (a non-empty string, or any value but `null`).
+    output: bool,
+}
+
+/// The parts of an event's `response` a stream takes.
+#[derive(Debug, Clone, PartialEq, Default)]
+struct Response<'a> {
+    model: Option<Cow<'a, str>>,
+    usage: Option<ResponsesUsage>,
+    error: Option<serde_json::Value>,
+}
+
+/// The event types a stream acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum Kind {
+    /// `response.completed`, `response.incomplete`.
+    Ended,
+    Failed,
+    Error,
+    /// Any `response.*.delta`.
+    Delta,
+    #[default]
+    Other,
+}
+
+impl Kind {
+    fn of(kind: &str) -> Kind {
+        match kind {
+            "response.completed" | "response.incomplete" => Kind::Ended,
+            "response.failed" => Kind::Failed,
+            "error" => Kind::Error,
+            k if k.ends_with(".delta") => Kind::Delta,
+            _ => Kind::Other,
+        }
+    }
+}
+
+/// Reads one event with serde (the reference).
+pub(crate) fn decode_event(data: &[u8]) -> Result<Event<'_>, ProtocolError> {
+    let probe: EventProbe<'_> = serde_json::from_slice(data)
+        .map_err(|e| ProtocolError::json("responses event", data, &e))?;
+    Ok(Event {
+        kind: Kind::of(probe.kind.as_ref().map_or("", |k| &*k.0)),
+        response: probe.response.map(|r| Response {
+            model: r.model.map(|m| m.0),
+            usage: r.usage,
+            error: r.error,
+        }),
+        output: probe.delta.is_some_and(|d| d.0),
+    })
+}
+
+/// Reads one event as [`decode_event`] does, with the [`Scanner`]; `None` where it is not sure
+/// (a `response.error` that is not `null`, a `delta` that is not a string, ...).
+pub(crate) fn scan_event(data: &[u8]) -> Option<Event<'_>> {
+    let mut s = Scanner::new(data)?;
+    let mut keys = Keys::default();
+    let (mut kind, mut response, mut output) = (None, None, false);
+    s.object(|s, key| {
+        match key {
+            "type" => {
+                keys.once(0)?;
+                kind = s.opt_string()?;
+            }
+            "delta" => {
+                keys.once(1)?;
+                output = s.opt_string()?.is_some_and(|d| !d.is_empty());
+            }
+            "response" => {
+                keys.once(2)?;
+                if !s.null()? {
+                    response = Some(scan_response(s)?);
+                }
+            }
+            _ => s.skip()?,
+        }
+        Some(())
+    })?;
+    s.end()?;
+    let kind = match kind {
+        Some(k) => Kind::of(&k.decode()?),
+        None => Kind::Other,
+    };
+    Some(Event {
+        kind,
+        response,
+        output,
+    })
+}
+
+/// An event's `response`.
+fn scan_response<'a>(s: &mut Scanner<'a>) -> Option<Response<'a>> {
+    let mut keys = Keys::default();
+    let mut model = None;
+    let mut response = Response::default();
+    s.object(|s, key| {
+        match key {
+            "model" => {
+                keys.once(0)?;
+                model = s.opt_string()?;
+            }
+            "usage" => {
+                keys.once(1)?;
+                if !s.null()? {
+                    response.usage = Some(scan_usage(s)?);
+                }
+            }
+            "error" => {
+                keys.once(2)?;
+                if !s.null()? {
+                    return None;
+                }
+            }
+            _ => s.skip()?,
+        }
+        Some(())
+    })?;
+    if let Some(m) = model {
+        response.model = Some(m.decode()?);
+    }
+    Some(response)
+}
+
+/// A [`ResponsesUsage`].
+fn scan_usage(s: &mut Scanner<'_>) -> Option<ResponsesUsage> {
+    let mut keys = Keys::default();
+    let mut u = ResponsesUsage::default();
+    s.object(|s, key| {
+        match key {
+            "input_tokens" => {
+                keys.once(0)?;
+                u.input_tokens = s.u64()?;
+            }
+            "output_tokens" => {
+                keys.once(1)?;
+                u.output_tokens = s.u64()?;
+            }
+            "input_tokens_details" => {
+                keys.once(2)?;
+                if !s.null()? {
+                    u.input_tokens_details = Some(InputDetails {
+                        cached_tokens: scan_detail(s, "cached_tokens")?,
+                    });
+                }
+            }
+            "output_tokens_details" => {
+                keys.once(3)?;
+                if !s.null()? {
+                    u.output_tokens_details = Some(OutputDetails {
+                        reasoning_tokens: scan_detail(s, "reasoning_tokens")?,
+                    });
+                }
+            }
+            _ => s.skip()?,
+        }
+        Some(())
+    })?;
+    Some(u)
+}
+
+/// A details object: its count `name`.
+fn scan_detail(s: &mut Scanner<'_>, name: &str) -> Option<Option<u64>> {
+    let mut keys = Keys::default();
+    let mut count = None;
+    s.object(|s, key| {
+        if key != name {
+            return s.skip();
+        }
+        keys.once(0)?;
+        count = s.opt_u64()?;
+        Some(())
+    })?;
+    Some(count)
+}
+
 /// Follows one Responses stream.
 #[derive(Debug, Clone, Default)]
 pub struct ResponsesStream {
@@ -116,25 +300,26 @@ impl ResponsesStream {
             SseEvent::Error(payload) => return Err(OpenAiError::from_stream_error(payload)),
             SseEvent::Done => return Ok(EventFacts::default()),
         };
-        let probe: EventProbe<'_> = serde_json::from_slice(data)
-            .map_err(|e| ProtocolError::json("responses event", data, &e))?;
-        let kind = probe.kind.as_ref().map_or("", |k| &*k.0);
+        let event = match scan_event(data) {
+            Some(event) => event,
+            None => decode_event(data)?,
+        };
         let mut error = None;
-        if let Some(r) = probe.response {
+        if let Some(r) = event.response {
             if self.model.is_none() {
-                self.model = model_text(r.model);
+                self.model = r.model.filter(|m| !m.is_empty()).map(Cow::into_owned);
             }
             if let Some(u) = r.usage {
                 self.report.usage = Some(u.to_usage());
             }
             error = r.error;
         }
-        match kind {
-            "response.completed" | "response.incomplete" => {
+        match event.kind {
+            Kind::Ended => {
                 self.terminal = true;
                 Ok(EventFacts::terminal())
             }
-            "response.failed" => {
+            Kind::Failed => {
                 self.terminal = true;
                 let e = error
                     .map(|e| ServerError::from_body(e.to_string().as_bytes()))
@@ -148,12 +333,12 @@ impl ResponsesStream {
                     },
                 })
             }
-            "error" => Err(OpenAiError::from_stream_error(data)),
-            k if k.ends_with(".delta") => Ok(EventFacts {
-                output: probe.delta.is_some_and(|d| d.0),
+            Kind::Error => Err(OpenAiError::from_stream_error(data)),
+            Kind::Delta => Ok(EventFacts {
+                output: event.output,
                 terminal: false,
             }),
-            _ => Ok(EventFacts::default()),
+            Kind::Other => Ok(EventFacts::default()),
         }
     }
 

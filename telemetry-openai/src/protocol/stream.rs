@@ -1,6 +1,7 @@
-//! Streamed Chat Completions and Completions answers: [`decode_chunk`] reads one `data:` event,
-//! [`StreamObserver`] follows a whole stream (output chunks, usage, timings, finish reason, the
-//! terminal `[DONE]`).
+//! Streamed Chat Completions and Completions answers: [`StreamObserver`] follows a whole stream
+//! (output chunks, usage, timings, finish reason, the terminal `[DONE]`), reading each `data:`
+//! event with [`chunk`](super::chunk)'s scanner, or with [`decode_chunk`] where the scanner is
+//! not sure.
 //!
 //! Neither looks at a clock: the caller timestamps the events [`StreamObserver::observe`]
 //! reports as output. A chunk is output when it carries generated text of any kind: `content`
@@ -11,181 +12,14 @@
 
 use std::borrow::Cow;
 
-use serde::Deserialize;
 use telemetry_wrap::{FinishReason, Usage};
 
-use crate::protocol::error::{OpenAiError, ProtocolError};
+#[cfg(doc)]
+use crate::protocol::chunk::ChunkSummary;
+use crate::protocol::chunk::{ScannedChunk, decode_chunk, scan_chunk};
+use crate::protocol::error::OpenAiError;
 use crate::protocol::sse::SseEvent;
-use crate::protocol::types::finish_reason;
 use crate::protocol::usage::{ApiUsage, ServerReport, ServerTimings};
-
-/// What one stream chunk holds, decoded without copying its text when it has no escapes.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct ChunkSummary<'a> {
-    /// The text this chunk adds: the first choice with non-empty `delta.content` (chat) or
-    /// `text` (completions); for reasoning models, the reasoning text when there is no content
-    /// (it is generated output too, so it counts for TTFT). Empty for role-only, finish and
-    /// usage chunks.
-    pub content: Cow<'a, str>,
-    /// Whether a choice's delta carries a tool call's name or arguments (output without text).
-    pub tool_call: bool,
-    /// Set on a finish chunk.
-    pub finish_reason: Option<FinishReason>,
-    /// Token counts (final chunk with `include_usage`, or every chunk with vLLM's continuous
-    /// usage stats).
-    pub usage: Option<ApiUsage>,
-    /// llama.cpp's server timings.
-    pub timings: Option<ServerTimings>,
-}
-
-impl ChunkSummary<'_> {
-    /// Whether the chunk carries generated text.
-    pub fn has_content(&self) -> bool {
-        !self.content.is_empty()
-    }
-
-    /// Whether the chunk carries output of any kind (text or a tool call): a point for TTFT
-    /// and ITL.
-    pub fn has_output(&self) -> bool {
-        self.has_content() || self.tool_call
-    }
-}
-
-#[derive(Deserialize)]
-struct ChunkProbe<'a> {
-    #[serde(default, borrow)]
-    choices: Vec<ChoiceProbe<'a>>,
-    #[serde(default)]
-    usage: Option<ApiUsage>,
-    #[serde(default)]
-    timings: Option<ServerTimings>,
-    #[serde(default)]
-    error: Option<serde::de::IgnoredAny>,
-}
-
-#[derive(Deserialize)]
-struct ChoiceProbe<'a> {
-    #[serde(default, borrow)]
-    delta: Option<DeltaProbe<'a>>,
-    #[serde(default, borrow)]
-    text: Option<Text<'a>>,
-    #[serde(default, borrow)]
-    finish_reason: Option<Text<'a>>,
-}
-
-#[derive(Deserialize)]
-struct DeltaProbe<'a> {
-    #[serde(default, borrow)]
-    content: Option<Text<'a>>,
-    #[serde(default, borrow)]
-    reasoning_content: Option<Text<'a>>,
-    #[serde(default, borrow)]
-    reasoning: Option<Text<'a>>,
-    #[serde(default, borrow)]
-    tool_calls: Option<Vec<ToolCallProbe<'a>>>,
-}
-
-#[derive(Deserialize)]
-struct ToolCallProbe<'a> {
-    #[serde(default, borrow)]
-    function: Option<FunctionProbe<'a>>,
-}
-
-#[derive(Deserialize)]
-struct FunctionProbe<'a> {
-    #[serde(default, borrow)]
-    name: Option<Text<'a>>,
-    #[serde(default, borrow)]
-    arguments: Option<Text<'a>>,
-}
-
-impl ToolCallProbe<'_> {
-    fn has_output(&self) -> bool {
-        self.function.as_ref().is_some_and(|f| {
-            [&f.name, &f.arguments]
-                .into_iter()
-                .any(|t| t.as_ref().is_some_and(|t| !t.0.is_empty()))
-        })
-    }
-}
-
-/// A JSON string borrowed from the input when it has no escapes (serde's own `Cow` impl always
-/// copies inside an `Option`).
-pub(crate) struct Text<'a>(pub(crate) Cow<'a, str>);
-
-impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Visit;
-        impl<'de> serde::de::Visitor<'de> for Visit {
-            type Value = Text<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_borrowed_str<E: serde::de::Error>(
-                self,
-                v: &'de str,
-            ) -> Result<Self::Value, E> {
-                Ok(Text(Cow::Borrowed(v)))
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(Text(Cow::Owned(v.to_owned())))
-            }
-            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Self::Value, E> {
-                Ok(Text(Cow::Owned(v)))
-            }
-        }
-        d.deserialize_str(Visit)
-    }
-}
-
-/// Decodes the data of one stream event (a chat or completion chunk).
-///
-/// A chunk that carries `{"error": ...}` (vLLM and Ollama report failures inside the stream
-/// this way) is an [`OpenAiError::StreamError`]; bytes that are not a JSON object are
-/// [`OpenAiError::Protocol`].
-///
-/// ```
-/// use telemetry_openai::protocol::decode_chunk;
-///
-/// let role_only = decode_chunk(br#"{"choices":[{"index":0,"delta":{"role":"assistant","content":null}}]}"#).unwrap();
-/// assert!(!role_only.has_content());
-/// let token = decode_chunk(br#"{"choices":[{"index":0,"delta":{"content":"Hel"}}]}"#).unwrap();
-/// assert_eq!(token.content, "Hel");
-/// ```
-pub fn decode_chunk(data: &[u8]) -> Result<ChunkSummary<'_>, OpenAiError> {
-    let probe: ChunkProbe<'_> = crate::protocol::parse_json(data)
-        .map_err(|e| OpenAiError::Protocol(ProtocolError::json("stream chunk", data, &e)))?;
-    if probe.error.is_some() {
-        return Err(OpenAiError::from_stream_error(data));
-    }
-    let mut summary = ChunkSummary {
-        usage: probe.usage,
-        timings: probe.timings,
-        ..ChunkSummary::default()
-    };
-    for choice in probe.choices {
-        if summary.finish_reason.is_none() {
-            summary.finish_reason = choice.finish_reason.map(|t| finish_reason(&t.0));
-        }
-        let (text, tool_calls) = match choice.delta {
-            Some(d) => (
-                [d.content, d.reasoning_content, d.reasoning]
-                    .into_iter()
-                    .flatten()
-                    .find(|t| !t.0.is_empty()),
-                d.tool_calls,
-            ),
-            None => (choice.text, None),
-        };
-        if summary.content.is_empty()
-            && let Some(t) = text
-        {
-            summary.content = t.0;
-        }
-        summary.tool_call |= tool_calls.is_some_and(|c| c.iter().any(ToolCallProbe::has_output));
-    }
-    Ok(summary)
-}
 
 /// The part of a chunk a client acts on: its text and finish reason (usage and timings are
 /// folded into the observer's [`report`](StreamObserver::report)).
@@ -269,20 +103,17 @@ impl StreamObserver {
     pub fn observe<'a>(&mut self, event: SseEvent<'a>) -> Result<Observed<'a>, OpenAiError> {
         match event {
             SseEvent::Data(data) => {
-                let chunk = decode_chunk(data)?;
-                if chunk.has_content() {
-                    self.content_chunks += 1;
-                }
-                if chunk.has_output() {
-                    self.output_chunks += 1;
-                }
-                if chunk.usage.is_some() || chunk.timings.is_some() {
-                    self.report
-                        .add(chunk.usage.as_ref(), chunk.timings.as_ref());
-                }
-                if chunk.finish_reason.is_some() {
-                    self.finish_reason = chunk.finish_reason;
-                }
+                let chunk = match scan_chunk(data).and_then(ScannedChunk::into_summary) {
+                    Some(chunk) => chunk,
+                    None => decode_chunk(data)?,
+                };
+                self.fold(
+                    chunk.has_content(),
+                    chunk.has_output(),
+                    chunk.usage.as_ref(),
+                    chunk.timings.as_ref(),
+                    chunk.finish_reason,
+                );
                 Ok(Observed::Chunk(StreamDelta {
                     content: chunk.content,
                     tool_call: chunk.tool_call,
@@ -294,6 +125,36 @@ impl StreamObserver {
                 self.done = true;
                 Ok(Observed::Done)
             }
+        }
+    }
+
+    /// Takes a chunk [`scan_chunk`] read, as [`observe`](Self::observe) takes its data (the
+    /// text is not decoded: a recorder only needs to know there is some).
+    pub(crate) fn observe_scanned(&mut self, chunk: &ScannedChunk<'_>) {
+        self.fold(
+            chunk.has_content(),
+            chunk.has_output(),
+            chunk.usage.as_ref(),
+            chunk.timings.as_ref(),
+            chunk.finish_reason,
+        );
+    }
+
+    fn fold(
+        &mut self,
+        content: bool,
+        output: bool,
+        usage: Option<&ApiUsage>,
+        timings: Option<&ServerTimings>,
+        finish_reason: Option<FinishReason>,
+    ) {
+        self.content_chunks += u64::from(content);
+        self.output_chunks += u64::from(output);
+        if usage.is_some() || timings.is_some() {
+            self.report.add(usage, timings);
+        }
+        if finish_reason.is_some() {
+            self.finish_reason = finish_reason;
         }
     }
 

@@ -1,0 +1,433 @@
+//! One chunk of a streamed Chat Completions or Completions answer, read two ways:
+//! [`decode_chunk`] with serde (the reference, and the public decoder) and [`scan_chunk`] with
+//! the [`Scanner`], which reads only what a recorder takes and declines whatever it is not sure
+//! of. The observers try the scanner first and fall back to serde, so a stream is read as
+//! serde reads it, at a fraction of the cost.
+//!
+//! A chunk is output when it carries generated text of any kind: `content` (chat) or `text`
+//! (completions), `reasoning_content` / `reasoning`, or a tool call's `function.name` or
+//! `function.arguments` delta.
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+use telemetry_wrap::FinishReason;
+
+use crate::protocol::error::{OpenAiError, ProtocolError};
+use crate::protocol::json::Text;
+use crate::protocol::scanner::{Keys, RawStr, Scanner};
+use crate::protocol::types::finish_reason;
+use crate::protocol::usage::{
+    ApiUsage, CompletionTokensDetails, PromptTokensDetails, ServerTimings,
+};
+
+/// What one stream chunk holds, decoded without copying its text when it has no escapes.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ChunkSummary<'a> {
+    /// The text this chunk adds: the first choice with non-empty `delta.content` (chat) or
+    /// `text` (completions); for reasoning models, the reasoning text when there is no content
+    /// (it is generated output too, so it counts for TTFT). Empty for role-only, finish and
+    /// usage chunks.
+    pub content: Cow<'a, str>,
+    /// Whether a choice's delta carries a tool call's name or arguments (output without text).
+    pub tool_call: bool,
+    /// Set on a finish chunk.
+    pub finish_reason: Option<FinishReason>,
+    /// Token counts (final chunk with `include_usage`, or every chunk with vLLM's continuous
+    /// usage stats).
+    pub usage: Option<ApiUsage>,
+    /// llama.cpp's server timings.
+    pub timings: Option<ServerTimings>,
+}
+
+impl ChunkSummary<'_> {
+    /// Whether the chunk carries generated text.
+    pub fn has_content(&self) -> bool {
+        !self.content.is_empty()
+    }
+
+    /// Whether the chunk carries output of any kind (text or a tool call): a point for TTFT
+    /// and ITL.
+    pub fn has_output(&self) -> bool {
+        self.has_content() || self.tool_call
+    }
+}
+
+#[derive(Deserialize)]
+struct ChunkProbe<'a> {
+    #[serde(default, borrow)]
+    choices: Vec<ChoiceProbe<'a>>,
+    #[serde(default)]
+    usage: Option<ApiUsage>,
+    #[serde(default)]
+    timings: Option<ServerTimings>,
+    #[serde(default)]
+    error: Option<serde::de::IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+struct ChoiceProbe<'a> {
+    #[serde(default, borrow)]
+    delta: Option<DeltaProbe<'a>>,
+    #[serde(default, borrow)]
+    text: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    finish_reason: Option<Text<'a>>,
+}
+
+#[derive(Deserialize)]
+struct DeltaProbe<'a> {
+    #[serde(default, borrow)]
+    content: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    reasoning_content: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    reasoning: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    tool_calls: Option<Vec<ToolCallProbe<'a>>>,
+}
+
+#[derive(Deserialize)]
+struct ToolCallProbe<'a> {
+    #[serde(default, borrow)]
+    function: Option<FunctionProbe<'a>>,
+}
+
+#[derive(Deserialize)]
+struct FunctionProbe<'a> {
+    #[serde(default, borrow)]
+    name: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    arguments: Option<Text<'a>>,
+}
+
+impl ToolCallProbe<'_> {
+    fn has_output(&self) -> bool {
+        self.function.as_ref().is_some_and(|f| {
+            [&f.name, &f.arguments]
+                .into_iter()
+                .any(|t| t.as_ref().is_some_and(|t| !t.0.is_empty()))
+        })
+    }
+}
+
+/// Decodes the data of one stream event (a chat or completion chunk).
+///
+/// A chunk that carries `{"error": ...}` (vLLM and Ollama report failures inside the stream
+/// this way) is an [`OpenAiError::StreamError`]; bytes that are not a JSON object are
+/// [`OpenAiError::Protocol`].
+///
+/// ```
+/// use telemetry_openai::protocol::decode_chunk;
+///
+/// let role_only = decode_chunk(br#"{"choices":[{"index":0,"delta":{"role":"assistant","content":null}}]}"#).unwrap();
+/// assert!(!role_only.has_content());
+/// let token = decode_chunk(br#"{"choices":[{"index":0,"delta":{"content":"Hel"}}]}"#).unwrap();
+/// assert_eq!(token.content, "Hel");
+/// ```
+pub fn decode_chunk(data: &[u8]) -> Result<ChunkSummary<'_>, OpenAiError> {
+    let probe: ChunkProbe<'_> = crate::protocol::parse_json(data)
+        .map_err(|e| OpenAiError::Protocol(ProtocolError::json("stream chunk", data, &e)))?;
+    if probe.error.is_some() {
+        return Err(OpenAiError::from_stream_error(data));
+    }
+    let mut summary = ChunkSummary {
+        usage: probe.usage,
+        timings: probe.timings,
+        ..ChunkSummary::default()
+    };
+    for choice in probe.choices {
+        if summary.finish_reason.is_none() {
+            summary.finish_reason = choice.finish_reason.map(|t| finish_reason(&t.0));
+        }
+        let (text, tool_calls) = match choice.delta {
+            Some(d) => (
+                [d.content, d.reasoning_content, d.reasoning]
+                    .into_iter()
+                    .flatten()
+                    .find(|t| !t.0.is_empty()),
+                d.tool_calls,
+            ),
+            None => (choice.text, None),
+        };
+        if summary.content.is_empty()
+            && let Some(t) = text
+        {
+            summary.content = t.0;
+        }
+        summary.tool_call |= tool_calls.is_some_and(|c| c.iter().any(ToolCallProbe::has_output));
+    }
+    Ok(summary)
+}
+
+/// What [`scan_chunk`] read from a chunk: [`ChunkSummary`]'s fields with the text left
+/// undecoded, and the chunk's top-level `model` (what [`model_of`](super::model_of) reads).
+/// `usage` and `timings` leave their `extra` maps empty: nothing downstream reads them.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub(crate) struct ScannedChunk<'a> {
+    /// The text, chosen as [`ChunkSummary::content`] is.
+    pub content: Option<RawStr<'a>>,
+    pub tool_call: bool,
+    pub finish_reason: Option<FinishReason>,
+    pub usage: Option<ApiUsage>,
+    pub timings: Option<ServerTimings>,
+    /// The top-level `model`, as it stands.
+    pub model: Option<RawStr<'a>>,
+}
+
+impl<'a> ScannedChunk<'a> {
+    pub fn has_content(&self) -> bool {
+        self.content.is_some_and(|c| !c.is_empty())
+    }
+
+    pub fn has_output(&self) -> bool {
+        self.has_content() || self.tool_call
+    }
+
+    /// The [`ChunkSummary`] serde gives for the same chunk (but for the `extra` maps); `None`
+    /// if the text does not decode (which the scanner rules out).
+    pub fn into_summary(self) -> Option<ChunkSummary<'a>> {
+        Some(ChunkSummary {
+            content: match self.content {
+                Some(c) => c.decode()?,
+                None => Cow::Borrowed(""),
+            },
+            tool_call: self.tool_call,
+            finish_reason: self.finish_reason,
+            usage: self.usage,
+            timings: self.timings,
+        })
+    }
+}
+
+/// Reads a chunk as [`decode_chunk`] and [`model_of`](super::model_of) would, without building
+/// what it skips; `None` where it is not sure (then ask them). A chunk whose `error` is not
+/// `null` is left to [`decode_chunk`].
+pub(crate) fn scan_chunk(data: &[u8]) -> Option<ScannedChunk<'_>> {
+    let mut s = Scanner::new(data)?;
+    let mut chunk = ScannedChunk::default();
+    let mut keys = Keys::default();
+    s.object(|s, key| match key {
+        "choices" => {
+            keys.once(0)?;
+            s.array(|s| scan_choice(s, &mut chunk))
+        }
+        "usage" => {
+            keys.once(1)?;
+            if !s.null()? {
+                chunk.usage = Some(scan_usage(s)?);
+            }
+            Some(())
+        }
+        "timings" => {
+            keys.once(2)?;
+            if !s.null()? {
+                chunk.timings = Some(scan_timings(s)?);
+            }
+            Some(())
+        }
+        "model" => {
+            keys.once(3)?;
+            chunk.model = s.opt_string()?;
+            Some(())
+        }
+        // A failure inside the stream: left to serde, which builds the error.
+        "error" => {
+            keys.once(4)?;
+            s.null()?.then_some(())
+        }
+        _ => s.skip(),
+    })?;
+    s.end()?;
+    Some(chunk)
+}
+
+/// One element of `choices`, folded into `chunk` as [`decode_chunk`] folds it.
+fn scan_choice<'a>(s: &mut Scanner<'a>, chunk: &mut ScannedChunk<'a>) -> Option<()> {
+    let mut keys = Keys::default();
+    let (mut delta, mut text, mut finish) = (None, None, None);
+    s.object(|s, key| match key {
+        "delta" => {
+            keys.once(0)?;
+            if !s.null()? {
+                delta = Some(scan_delta(s)?);
+            }
+            Some(())
+        }
+        "text" => {
+            keys.once(1)?;
+            text = s.opt_string()?;
+            Some(())
+        }
+        "finish_reason" => {
+            keys.once(2)?;
+            finish = s.opt_string()?;
+            Some(())
+        }
+        _ => s.skip(),
+    })?;
+    if chunk.finish_reason.is_none()
+        && let Some(f) = finish
+    {
+        chunk.finish_reason = Some(finish_reason(&f.decode()?));
+    }
+    let (text, tool_call) = match delta {
+        Some((text, tool_call)) => (text, tool_call),
+        None => (text, false),
+    };
+    if !chunk.has_content() && text.is_some() {
+        chunk.content = text;
+    }
+    chunk.tool_call |= tool_call;
+    Some(())
+}
+
+/// A `delta`: its text (the first non-empty of `content`, `reasoning_content`, `reasoning`)
+/// and whether a tool call in it carries output.
+fn scan_delta<'a>(s: &mut Scanner<'a>) -> Option<(Option<RawStr<'a>>, bool)> {
+    let mut keys = Keys::default();
+    let mut texts = [None; 3];
+    let mut tool_call = false;
+    s.object(|s, key| {
+        let slot = match key {
+            "content" => 0,
+            "reasoning_content" => 1,
+            "reasoning" => 2,
+            "tool_calls" => {
+                keys.once(3)?;
+                if !s.null()? {
+                    s.array(|s| {
+                        tool_call |= scan_tool_call(s)?;
+                        Some(())
+                    })?;
+                }
+                return Some(());
+            }
+            _ => return s.skip(),
+        };
+        keys.once(slot)?;
+        texts[slot as usize] = s.opt_string()?;
+        Some(())
+    })?;
+    let text = texts.into_iter().flatten().find(|t| !t.is_empty());
+    Some((text, tool_call))
+}
+
+/// One tool call delta: whether its `function` has a non-empty `name` or `arguments`.
+fn scan_tool_call(s: &mut Scanner<'_>) -> Option<bool> {
+    let mut keys = Keys::default();
+    let mut output = false;
+    s.object(|s, key| {
+        if key != "function" {
+            return s.skip();
+        }
+        keys.once(0)?;
+        if s.null()? {
+            return Some(());
+        }
+        let mut inner = Keys::default();
+        s.object(|s, key| {
+            let slot = match key {
+                "name" => 0,
+                "arguments" => 1,
+                _ => return s.skip(),
+            };
+            inner.once(slot)?;
+            output |= s.opt_string()?.is_some_and(|t| !t.is_empty());
+            Some(())
+        })
+    })?;
+    Some(output)
+}
+
+/// A `usage` object ([`ApiUsage`]; its unknown fields are skipped, checked as its flattened
+/// map would read them).
+fn scan_usage(s: &mut Scanner<'_>) -> Option<ApiUsage> {
+    let mut keys = Keys::default();
+    let mut usage = ApiUsage::default();
+    s.object(|s, key| {
+        match key {
+            "prompt_tokens" => {
+                keys.once(0)?;
+                usage.prompt_tokens = s.u64()?;
+            }
+            "completion_tokens" => {
+                keys.once(1)?;
+                usage.completion_tokens = s.u64()?;
+            }
+            "total_tokens" => {
+                keys.once(2)?;
+                usage.total_tokens = s.u64()?;
+            }
+            "prompt_tokens_details" => {
+                keys.once(3)?;
+                if !s.null()? {
+                    usage.prompt_tokens_details = Some(PromptTokensDetails {
+                        cached_tokens: scan_detail(s, "cached_tokens")?,
+                        ..PromptTokensDetails::default()
+                    });
+                }
+            }
+            "completion_tokens_details" => {
+                keys.once(4)?;
+                if !s.null()? {
+                    usage.completion_tokens_details = Some(CompletionTokensDetails {
+                        reasoning_tokens: scan_detail(s, "reasoning_tokens")?,
+                        ..CompletionTokensDetails::default()
+                    });
+                }
+            }
+            _ => s.skip_checked()?,
+        }
+        Some(())
+    })?;
+    Some(usage)
+}
+
+/// A details object: its count `name` (the rest skipped as a flattened map reads it).
+fn scan_detail(s: &mut Scanner<'_>, name: &str) -> Option<Option<u64>> {
+    let mut keys = Keys::default();
+    let mut count = None;
+    s.object(|s, key| {
+        if key != name {
+            return s.skip_checked();
+        }
+        keys.once(0)?;
+        count = s.opt_u64()?;
+        Some(())
+    })?;
+    Some(count)
+}
+
+/// llama.cpp's `timings` ([`ServerTimings`]).
+fn scan_timings(s: &mut Scanner<'_>) -> Option<ServerTimings> {
+    let mut keys = Keys::default();
+    let mut t = ServerTimings::default();
+    s.object(|s, key| {
+        match key {
+            "cache_n" => {
+                keys.once(0)?;
+                t.cache_n = s.opt_i64()?;
+            }
+            "prompt_n" => {
+                keys.once(1)?;
+                t.prompt_n = s.opt_i64()?;
+            }
+            "prompt_ms" => {
+                keys.once(2)?;
+                t.prompt_ms = s.opt_f64()?;
+            }
+            "predicted_n" => {
+                keys.once(3)?;
+                t.predicted_n = s.opt_i64()?;
+            }
+            "predicted_ms" => {
+                keys.once(4)?;
+                t.predicted_ms = s.opt_f64()?;
+            }
+            _ => s.skip_checked()?,
+        }
+        Some(())
+    })?;
+    Some(t)
+}

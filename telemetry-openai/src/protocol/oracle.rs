@@ -1,0 +1,607 @@
+//! The scanners against serde: wherever a scanner reads an event, serde must read it too and
+//! say the same. Events are generated near each API's shapes (known keys in any order, some
+//! twice, values of the wrong type, escapes in keys and strings, unicode, whitespace, numbers
+//! at the edges of their types, nested junk), then some are damaged a byte at a time; the real
+//! transcripts must all take the fast path.
+
+use proptest::prelude::*;
+
+use crate::protocol::chunk::{decode_chunk, scan_chunk};
+use crate::protocol::usage::{ApiUsage, ServerTimings};
+use crate::protocol::{SseEvent, SseParser, messages, model_of, responses};
+
+/// A small deterministic generator (xorshift*), seeded by proptest, with a level of noise:
+/// how often a value has the wrong type, a key comes twice, a string a broken escape, an event
+/// a damaged byte (none for half the seeds, so that many events are valid).
+struct Rng(u64, usize);
+
+impl Rng {
+    fn new(seed: u64) -> Rng {
+        let mut rng = Rng(seed.max(1), 0);
+        rng.1 = rng.pick(&[0, 0, 2, 10]);
+        rng
+    }
+
+    /// True at the noise level, in percent.
+    fn noisy(&mut self) -> bool {
+        self.below(100) < self.1
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    /// True `percent` % of the time.
+    fn chance(&mut self, percent: usize) -> bool {
+        self.below(100) < percent
+    }
+
+    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+        items[self.below(items.len())]
+    }
+}
+
+/// Makes a value.
+type Make = fn(&mut Rng) -> J;
+
+/// Checks one event; whether the scanner read it.
+type Agree = fn(&[u8]) -> Result<bool, TestCaseError>;
+
+/// A JSON value whose rendering the test controls (key order, duplicates, escapes, spaces).
+enum J {
+    Null,
+    Bool(bool),
+    Num(&'static str),
+    Str(String),
+    Arr(Vec<J>),
+    Obj(Vec<(String, J)>),
+}
+
+const NUMBERS: &[&str] = &[
+    "0",
+    "7",
+    "42",
+    "1795894335",
+    "18446744073709551615",
+    "18446744073709551616",
+    "9223372036854775808",
+    "-1",
+    "-0",
+    "12.5",
+    "0.001",
+    "194.232",
+    "3.0",
+    "1e5",
+    "1E400",
+    "-2.5e-3",
+    "164.75143127805921",
+    "123456789012345678901234567890",
+];
+
+const CHARS: &[char] = &[
+    'a', 'Z', ' ', '"', '\\', '/', '\n', '\t', '\u{1}', '\u{7f}', 'é', '€', '😀', '\u{2028}',
+];
+
+const WORDS: &[&str] = &[
+    "",
+    "stop",
+    "length",
+    "tool_calls",
+    "Hello",
+    " w1",
+    "m",
+    "text_delta",
+    "input_json_delta",
+    "thinking_delta",
+    "signature_delta",
+    "message_start",
+    "content_block_delta",
+    "message_delta",
+    "message_stop",
+    "error",
+    "ping",
+    "response.created",
+    "response.output_text.delta",
+    "response.function_call_arguments.delta",
+    "response.completed",
+    "response.incomplete",
+    "response.failed",
+    "response.output_text.done",
+];
+
+fn text(rng: &mut Rng) -> J {
+    if rng.chance(60) {
+        return J::Str(rng.pick(WORDS).to_owned());
+    }
+    let len = rng.below(6);
+    J::Str((0..len).map(|_| rng.pick(CHARS)).collect())
+}
+
+/// Any value, `depth` levels deep at most.
+fn any(rng: &mut Rng, depth: usize) -> J {
+    match rng.below(if depth == 0 { 4 } else { 6 }) {
+        0 => J::Null,
+        1 => J::Bool(rng.chance(50)),
+        2 => J::Num(rng.pick(NUMBERS)),
+        3 => text(rng),
+        4 => J::Arr((0..rng.below(3)).map(|_| any(rng, depth - 1)).collect()),
+        _ => J::Obj(
+            (0..rng.below(3))
+                .map(|_| {
+                    (
+                        rng.pick(&["k", "type", "delta", "model"]).to_owned(),
+                        any(rng, depth - 1),
+                    )
+                })
+                .collect(),
+        ),
+    }
+}
+
+/// Mostly `good`, else `null` or any value (a wrong type, often).
+fn typed(rng: &mut Rng, good: impl FnOnce(&mut Rng) -> J) -> J {
+    if !rng.noisy() {
+        return good(rng);
+    }
+    if rng.chance(50) { J::Null } else { any(rng, 2) }
+}
+
+fn num(rng: &mut Rng) -> J {
+    J::Num(if rng.noisy() {
+        rng.pick(NUMBERS)
+    } else {
+        rng.pick(&["0", "7", "42", "1795894335"])
+    })
+}
+
+/// An object of some of `fields` (each made by its function), shuffled, a field now and
+/// then twice, and a junk key now and then.
+fn object(rng: &mut Rng, fields: &[(&str, Make)]) -> J {
+    let mut members = Vec::new();
+    for (key, make) in fields {
+        if rng.chance(75) {
+            let value = typed(rng, make);
+            members.push(((*key).to_owned(), value));
+        }
+        if rng.noisy() && rng.chance(20) {
+            members.push(((*key).to_owned(), make(rng)));
+        }
+    }
+    if rng.chance(30) {
+        members.push(("junk".to_owned(), any(rng, 3)));
+    }
+    for i in (1..members.len()).rev() {
+        members.swap(i, rng.below(i + 1));
+    }
+    J::Obj(members)
+}
+
+fn array(rng: &mut Rng, item: Make) -> J {
+    J::Arr((0..rng.below(3)).map(|_| item(rng)).collect())
+}
+
+fn chat_chunk(rng: &mut Rng) -> J {
+    object(
+        rng,
+        &[
+            ("id", text),
+            ("model", text),
+            ("created", num),
+            ("choices", |r| array(r, choice)),
+            ("usage", |r| {
+                object(
+                    r,
+                    &[
+                        ("prompt_tokens", num),
+                        ("completion_tokens", num),
+                        ("total_tokens", num),
+                        ("prompt_tokens_details", |r| {
+                            object(r, &[("cached_tokens", num), ("audio_tokens", num)])
+                        }),
+                        ("completion_tokens_details", |r| {
+                            object(r, &[("reasoning_tokens", num)])
+                        }),
+                    ],
+                )
+            }),
+            ("timings", |r| {
+                object(
+                    r,
+                    &[
+                        ("cache_n", num),
+                        ("prompt_n", num),
+                        ("prompt_ms", num),
+                        ("predicted_n", num),
+                        ("predicted_ms", num),
+                        ("prompt_per_second", num),
+                    ],
+                )
+            }),
+            ("error", |r| if r.noisy() { any(r, 1) } else { J::Null }),
+        ],
+    )
+}
+
+fn choice(rng: &mut Rng) -> J {
+    object(
+        rng,
+        &[
+            ("index", num),
+            ("text", text),
+            ("finish_reason", text),
+            ("logprobs", |r| any(r, 2)),
+            ("delta", |r| {
+                object(
+                    r,
+                    &[
+                        ("role", text),
+                        ("content", text),
+                        ("reasoning_content", text),
+                        ("reasoning", text),
+                        ("tool_calls", |r| {
+                            array(r, |r| {
+                                object(
+                                    r,
+                                    &[
+                                        ("index", num),
+                                        ("id", text),
+                                        ("function", |r| {
+                                            object(r, &[("name", text), ("arguments", text)])
+                                        }),
+                                    ],
+                                )
+                            })
+                        }),
+                    ],
+                )
+            }),
+        ],
+    )
+}
+
+fn messages_usage(rng: &mut Rng) -> J {
+    object(
+        rng,
+        &[
+            ("input_tokens", num),
+            ("output_tokens", num),
+            ("cache_read_input_tokens", num),
+            ("cache_creation_input_tokens", num),
+            ("service_tier", text),
+        ],
+    )
+}
+
+fn messages_event(rng: &mut Rng) -> J {
+    object(
+        rng,
+        &[
+            ("type", text),
+            ("index", num),
+            ("message", |r| {
+                object(
+                    r,
+                    &[
+                        ("id", text),
+                        ("model", text),
+                        ("content", |r| any(r, 2)),
+                        ("usage", messages_usage),
+                    ],
+                )
+            }),
+            ("delta", |r| {
+                object(
+                    r,
+                    &[
+                        ("type", text),
+                        ("text", text),
+                        ("partial_json", text),
+                        ("thinking", text),
+                        ("stop_reason", text),
+                    ],
+                )
+            }),
+            ("usage", messages_usage),
+        ],
+    )
+}
+
+fn responses_event(rng: &mut Rng) -> J {
+    object(
+        rng,
+        &[
+            ("type", text),
+            ("delta", text),
+            ("item_id", text),
+            ("sequence_number", num),
+            ("response", |r| {
+                object(
+                    r,
+                    &[
+                        ("id", text),
+                        ("model", text),
+                        ("output", |r| any(r, 3)),
+                        ("error", |r| if r.noisy() { any(r, 2) } else { J::Null }),
+                        ("usage", |r| {
+                            object(
+                                r,
+                                &[
+                                    ("input_tokens", num),
+                                    ("output_tokens", num),
+                                    ("total_tokens", num),
+                                    ("input_tokens_details", |r| {
+                                        object(r, &[("cached_tokens", num)])
+                                    }),
+                                    ("output_tokens_details", |r| {
+                                        object(r, &[("reasoning_tokens", num)])
+                                    }),
+                                ],
+                            )
+                        }),
+                    ],
+                )
+            }),
+        ],
+    )
+}
+
+/// Writes `j` as JSON, with random whitespace and escapes (and rarely a broken one).
+fn render(j: &J, rng: &mut Rng, out: &mut String) {
+    let space = |rng: &mut Rng, out: &mut String| {
+        if rng.chance(10) {
+            out.push_str(rng.pick(&[" ", "\n", "\t", "\r\n  "]));
+        }
+    };
+    space(rng, out);
+    match j {
+        J::Null => out.push_str("null"),
+        J::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        J::Num(n) => out.push_str(n),
+        J::Str(s) => string(s, false, rng, out),
+        J::Arr(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                render(item, rng, out);
+            }
+            space(rng, out);
+            out.push(']');
+        }
+        J::Obj(members) => {
+            out.push('{');
+            for (i, (key, value)) in members.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                space(rng, out);
+                string(key, true, rng, out);
+                space(rng, out);
+                out.push(':');
+                render(value, rng, out);
+            }
+            space(rng, out);
+            out.push('}');
+        }
+    }
+    space(rng, out);
+}
+
+/// A string; a key's characters are escaped without need only in noisy events (an escaped
+/// key is always declined).
+fn string(s: &str, key: bool, rng: &mut Rng, out: &mut String) {
+    out.push('"');
+    for c in s.chars() {
+        let escape = matches!(c, '"' | '\\' | '\0'..='\u{1f}')
+            || if key {
+                rng.noisy() && rng.chance(10)
+            } else {
+                rng.chance(3)
+            };
+        if !escape {
+            out.push(c);
+            continue;
+        }
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' if rng.chance(50) => out.push_str("\\n"),
+            '\t' if rng.chance(50) => out.push_str("\\t"),
+            '/' if rng.chance(50) => out.push_str("\\/"),
+            _ => {
+                let mut units = [0u16; 2];
+                for unit in c.encode_utf16(&mut units) {
+                    out.push_str(&format!("\\u{unit:04x}"));
+                }
+            }
+        }
+    }
+    if rng.noisy() && rng.chance(10) {
+        out.push_str(rng.pick(&["\\ud83d", "\\ude00", "\\x", "\u{1}", "\\u12"]));
+    }
+    out.push('"');
+}
+
+/// `json`, now and then damaged: a byte dropped, doubled or replaced.
+fn damage(json: String, rng: &mut Rng) -> Vec<u8> {
+    let mut bytes = json.into_bytes();
+    if bytes.is_empty() || rng.1 == 0 || !rng.chance(40) {
+        return bytes;
+    }
+    let at = rng.below(bytes.len());
+    match rng.below(3) {
+        0 => {
+            bytes.remove(at);
+        }
+        1 => bytes.insert(at, bytes[at]),
+        _ => bytes[at] = rng.pick(b"{}[]\",:\\0-.e nu\x01\x1f\xff"),
+    }
+    bytes
+}
+
+fn event(rng: &mut Rng, make: Make) -> Vec<u8> {
+    let mut json = String::new();
+    render(&make(rng), rng, &mut json);
+    damage(json, rng)
+}
+
+fn named_usage(u: Option<ApiUsage>) -> Option<ApiUsage> {
+    u.map(|mut u| {
+        u.extra.clear();
+        if let Some(d) = &mut u.prompt_tokens_details {
+            d.extra.clear();
+        }
+        if let Some(d) = &mut u.completion_tokens_details {
+            d.extra.clear();
+        }
+        u
+    })
+}
+
+fn named_timings(t: Option<ServerTimings>) -> Option<ServerTimings> {
+    t.map(|mut t| {
+        t.extra.clear();
+        t
+    })
+}
+
+/// Checks one chat chunk; whether the scanner read it.
+fn agree_chat(data: &[u8]) -> Result<bool, TestCaseError> {
+    let Some(fast) = scan_chunk(data) else {
+        return Ok(false);
+    };
+    let shown = String::from_utf8_lossy(data);
+    let serde = decode_chunk(data);
+    prop_assert!(
+        serde.is_ok(),
+        "scanned what serde refuses: {shown} ({serde:?})"
+    );
+    let Ok(serde) = serde else { unreachable!() };
+    let model = fast.model.map(|m| m.decode());
+    prop_assert!(!matches!(model, Some(None)), "{shown}");
+    let model = model
+        .flatten()
+        .filter(|m| !m.is_empty())
+        .map(|m| m.into_owned());
+    prop_assert_eq!(model, model_of(data), "model of {}", shown);
+    prop_assert_eq!(fast.has_output(), serde.has_output(), "{}", shown);
+    let summary = fast.into_summary();
+    prop_assert!(summary.is_some(), "{shown}");
+    let Some(mut summary) = summary else {
+        unreachable!()
+    };
+    let mut serde = serde;
+    serde.usage = named_usage(serde.usage);
+    serde.timings = named_timings(serde.timings);
+    summary.usage = named_usage(summary.usage);
+    prop_assert_eq!(summary, serde, "{}", shown);
+    Ok(true)
+}
+
+fn agree_messages(data: &[u8]) -> Result<bool, TestCaseError> {
+    let Some(fast) = messages::scan_event(data) else {
+        return Ok(false);
+    };
+    let serde = messages::decode_event(data);
+    prop_assert_eq!(Ok(fast), serde, "{}", String::from_utf8_lossy(data));
+    Ok(true)
+}
+
+fn agree_responses(data: &[u8]) -> Result<bool, TestCaseError> {
+    let Some(fast) = responses::scan_event(data) else {
+        return Ok(false);
+    };
+    let serde = responses::decode_event(data);
+    prop_assert_eq!(Ok(fast), serde, "{}", String::from_utf8_lossy(data));
+    Ok(true)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(3000))]
+
+    #[test]
+    fn chat_chunks_scan_as_serde_reads_them(seed in 1u64..) {
+        agree_chat(&event(&mut Rng::new(seed), chat_chunk))?;
+    }
+
+    #[test]
+    fn messages_events_scan_as_serde_reads_them(seed in 1u64..) {
+        agree_messages(&event(&mut Rng::new(seed), messages_event))?;
+    }
+
+    #[test]
+    fn responses_events_scan_as_serde_reads_them(seed in 1u64..) {
+        agree_responses(&event(&mut Rng::new(seed), responses_event))?;
+    }
+}
+
+/// The generated events are not all declined: a good share takes the fast path.
+#[test]
+fn the_scanners_read_most_generated_events() -> Result<(), TestCaseError> {
+    let mut taken = [0; 3];
+    for seed in 1..=2000 {
+        let rng = &mut Rng::new(seed);
+        taken[0] += usize::from(agree_chat(&event(rng, chat_chunk))?);
+        taken[1] += usize::from(agree_messages(&event(rng, messages_event))?);
+        taken[2] += usize::from(agree_responses(&event(rng, responses_event))?);
+    }
+    // Each generated event has many fields each with a chance of a wrong type: about a
+    // quarter (chat) to a half are valid.
+    assert!(
+        taken.iter().all(|&n| n > 300),
+        "fast path taken {taken:?} of 2000"
+    );
+    Ok(())
+}
+
+/// Every event of the recorded transcripts (llama.cpp, vLLM, Ollama) takes the fast path and
+/// agrees with serde.
+#[test]
+fn every_event_of_the_real_transcripts_takes_the_fast_path() -> Result<(), TestCaseError> {
+    let chat = [
+        include_str!("../../tests/transcripts/llama_cpp_chat_stream.sse"),
+        include_str!("../../tests/transcripts/vllm_chat_stream.sse"),
+        include_str!("../../tests/transcripts/ollama_chat_stream.sse"),
+        include_str!("../../tests/transcripts/ollama_chat_stream_no_usage.sse"),
+    ];
+    let transcripts: [(&[&str], Agree); 3] = [
+        (&chat, agree_chat),
+        (
+            &[include_str!(
+                "../../tests/transcripts/llama_cpp_messages_stream.sse"
+            )],
+            agree_messages,
+        ),
+        (
+            &[include_str!(
+                "../../tests/transcripts/llama_cpp_responses_stream.sse"
+            )],
+            agree_responses,
+        ),
+    ];
+    for (bodies, agree) in transcripts {
+        for body in bodies {
+            let mut events = Vec::new();
+            SseParser::new()
+                .feed(body.as_bytes(), |e| {
+                    if let SseEvent::Data(d) = e {
+                        events.push(d.to_vec());
+                    }
+                })
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
+            assert!(events.len() > 3, "{body}");
+            for data in events {
+                prop_assert!(agree(&data)?, "declined {}", String::from_utf8_lossy(&data));
+            }
+        }
+    }
+    Ok(())
+}
