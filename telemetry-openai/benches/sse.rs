@@ -1,10 +1,12 @@
 //! SSE parsing throughput (target ≥ 500 MB/s) and the cost of decoding and observing each chunk,
-//! over a llama.cpp-shaped stream of 1 000 chunks fed in 4 KiB and 1 KiB reads.
+//! over a llama.cpp-shaped stream of 1 000 chunks fed in 4 KiB and 1 KiB reads; and what a
+//! recorder pays per event of each API's stream (`api_stream`: `ApiStream`, as the proxy reads
+//! them), over llama.cpp-shaped Chat, Responses and Messages streams of 1 000 output events.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
-use telemetry_openai::protocol::{Observed, SseEvent, SseParser, StreamObserver};
+use telemetry_openai::protocol::{Api, ApiStream, Observed, SseEvent, SseParser, StreamObserver};
 
 /// A stream as llama.cpp sends it: a role chunk, 1 000 one-token chunks, a finish chunk with
 /// timings, a usage chunk and `[DONE]`.
@@ -32,6 +34,97 @@ fn llama_stream(tokens: usize) -> Vec<u8> {
     body.extend_from_slice(br#""choices":[],"usage":{"completion_tokens":1000,"prompt_tokens":12,"total_tokens":1012}}"#);
     body.extend_from_slice(b"\n\ndata: [DONE]\n\n");
     body
+}
+
+/// A Responses stream as llama.cpp sends it: created, in progress, `tokens` text deltas, the
+/// text done, completed with usage.
+fn responses_stream(tokens: usize) -> Vec<u8> {
+    let mut body = String::new();
+    let mut event = |kind: &str, data: &str| {
+        body.push_str(&format!(
+            "event: {kind}\ndata: {{\"type\":\"{kind}\",{data}}}\n\n"
+        ));
+    };
+    let response = r#""response":{"id":"resp_VrWBRl9q6ACnqDJThlvc8qyq7DqdzWnQ","object":"response","status":"in_progress"}"#;
+    event("response.created", response);
+    event("response.in_progress", response);
+    for i in 0..tokens {
+        event(
+            "response.output_text.delta",
+            &format!(r#""item_id":"msg_vzPGYn98XxAoYfiRPzTW9Z5QwA87VVyx","delta":" tok{i}""#),
+        );
+    }
+    event(
+        "response.output_text.done",
+        r#""item_id":"msg_vzPGYn98XxAoYfiRPzTW9Z5QwA87VVyx","text":"..." "#,
+    );
+    event(
+        "response.completed",
+        &format!(
+            r#""response":{{"id":"resp_VrWBRl9q6ACnqDJThlvc8qyq7DqdzWnQ","object":"response","status":"completed","model":"smollm2-135m","output":[],"usage":{{"input_tokens":33,"output_tokens":{tokens},"total_tokens":1033,"input_tokens_details":{{"cached_tokens":32}}}}}}"#
+        ),
+    );
+    body.into_bytes()
+}
+
+/// A Messages stream as llama.cpp sends it: message start with usage, a block of `tokens`
+/// text deltas, message delta with usage, message stop.
+fn messages_stream(tokens: usize) -> Vec<u8> {
+    let mut body = String::new();
+    let mut event = |kind: &str, data: &str| {
+        body.push_str(&format!(
+            "event: {kind}\ndata: {{\"type\":\"{kind}\",{data}}}\n\n"
+        ));
+    };
+    event(
+        "message_start",
+        r#""message":{"id":"chatcmpl-DSX3fZ53oYfPN9tbWtZfaYBSckqwZJYz","type":"message","role":"assistant","content":[],"model":"smollm2-135m","stop_reason":null,"stop_sequence":null,"usage":{"cache_read_input_tokens":32,"input_tokens":1,"output_tokens":0}}"#,
+    );
+    event(
+        "content_block_start",
+        r#""index":0,"content_block":{"type":"text","text":""}"#,
+    );
+    for i in 0..tokens {
+        event(
+            "content_block_delta",
+            &format!(r#""index":0,"delta":{{"type":"text_delta","text":" tok{i}"}}"#),
+        );
+    }
+    event("content_block_stop", r#""index":0"#);
+    event(
+        "message_delta",
+        &format!(
+            r#""delta":{{"stop_reason":"max_tokens","stop_sequence":null}},"usage":{{"output_tokens":{tokens}}}"#
+        ),
+    );
+    event("message_stop", r#""index":0"#);
+    body.into_bytes()
+}
+
+/// `ApiStream` over each API's stream, per output event.
+fn api_stream(c: &mut Criterion) {
+    let mut group = c.benchmark_group("api_stream");
+    group.throughput(Throughput::Elements(1000));
+    for (name, api, body) in [
+        ("chat", Api::ChatCompletions, llama_stream(1000)),
+        ("responses", Api::Responses, responses_stream(1000)),
+        ("messages", Api::Messages, messages_stream(1000)),
+    ] {
+        group.bench_function(name, |b| {
+            let mut parser = SseParser::new();
+            b.iter(|| {
+                parser.reset();
+                let mut stream = ApiStream::new(api);
+                for part in body.chunks(4096) {
+                    parser.feed(part, |e| drop(stream.observe(e))).unwrap();
+                }
+                assert_eq!(stream.output_chunks(), 1000);
+                assert!(stream.end().is_ok() && stream.report().usage.is_some());
+                black_box(stream.model().map(str::len))
+            });
+        });
+    }
+    group.finish();
 }
 
 fn parse(c: &mut Criterion) {
@@ -84,5 +177,5 @@ fn parse(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, parse);
+criterion_group!(benches, parse, api_stream);
 criterion_main!(benches);
