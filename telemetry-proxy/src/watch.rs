@@ -294,13 +294,19 @@ mod tests {
     use telemetry_openai::protocol::Api;
     use telemetry_wrap::CallContext;
 
-    fn sse_headers() -> HeaderMap {
+    /// A watch on a Chat stream (`text/event-stream`, 200).
+    fn chat_stream(call: &mut Call) -> Watch {
         let mut h = HeaderMap::new();
         h.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/event-stream; charset=utf-8"),
         );
-        h
+        Watch::new(Api::ChatCompletions, StatusCode::OK, &h, 1024, call)
+    }
+
+    /// A watch on a whole Chat body with `status`, kept up to `limit` bytes.
+    fn whole(status: StatusCode, limit: usize, call: &mut Call) -> Watch {
+        Watch::new(Api::ChatCompletions, status, &HeaderMap::new(), limit, call)
     }
 
     /// A call on a bus of its own, and that bus.
@@ -328,13 +334,7 @@ mod tests {
             "data: [DONE]\n\n",
         );
         let (mut call, bus) = call();
-        let mut w = Watch::new(
-            Api::ChatCompletions,
-            StatusCode::OK,
-            &sse_headers(),
-            1024,
-            &mut call,
-        );
+        let mut w = chat_stream(&mut call);
         for piece in body.as_bytes().chunks(7) {
             w.data(&Bytes::copy_from_slice(piece), &mut call);
         }
@@ -356,13 +356,7 @@ mod tests {
     #[test]
     fn a_stream_without_done_or_with_an_error_event_is_an_error() {
         let (mut call, _bus) = call();
-        let mut w = Watch::new(
-            Api::ChatCompletions,
-            StatusCode::OK,
-            &sse_headers(),
-            1024,
-            &mut call,
-        );
+        let mut w = chat_stream(&mut call);
         w.data(
             &Bytes::from_static(b"data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n"),
             &mut call,
@@ -371,13 +365,7 @@ mod tests {
         assert_eq!(seen.error.unwrap().error_kind(), "stream_incomplete");
         assert_eq!(call.output_chunks(), 1);
 
-        let mut w = Watch::new(
-            Api::ChatCompletions,
-            StatusCode::OK,
-            &sse_headers(),
-            1024,
-            &mut call,
-        );
+        let mut w = chat_stream(&mut call);
         w.data(
             &Bytes::from_static(b"error: {\"code\":500,\"message\":\"boom\"}\n\ndata: [DONE]\n\n"),
             &mut call,
@@ -389,13 +377,7 @@ mod tests {
     #[test]
     fn garbage_is_unparsed_not_an_error() {
         let (mut call, _bus) = call();
-        let mut w = Watch::new(
-            Api::ChatCompletions,
-            StatusCode::OK,
-            &sse_headers(),
-            1024,
-            &mut call,
-        );
+        let mut w = chat_stream(&mut call);
         w.data(
             &Bytes::from_static(b"data: not json\n\ndata: [DONE]\n\n"),
             &mut call,
@@ -403,13 +385,7 @@ mod tests {
         let seen = w.end();
         assert!(seen.unparsed && seen.error.is_none());
 
-        let mut w = Watch::new(
-            Api::ChatCompletions,
-            StatusCode::OK,
-            &HeaderMap::new(),
-            1024,
-            &mut call,
-        );
+        let mut w = whole(StatusCode::OK, 1024, &mut call);
         w.data(&Bytes::from_static(b"<html>"), &mut call);
         let seen = w.end();
         assert!(seen.unparsed && seen.error.is_none() && !seen.streaming);
@@ -418,13 +394,7 @@ mod tests {
     #[test]
     fn whole_bodies_give_usage_or_the_servers_error() {
         let (mut call, _bus) = call();
-        let mut w = Watch::new(
-            Api::ChatCompletions,
-            StatusCode::OK,
-            &HeaderMap::new(),
-            1024,
-            &mut call,
-        );
+        let mut w = whole(StatusCode::OK, 1024, &mut call);
         let body = br#"{"model":"m2","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":5,"total_tokens":8}}"#;
         let (a, b) = body.split_at(20);
         w.data(&Bytes::copy_from_slice(a), &mut call);
@@ -434,13 +404,7 @@ mod tests {
         assert_eq!(seen.model.as_deref(), Some("m2"));
         assert!(!seen.unparsed);
 
-        let mut w = Watch::new(
-            Api::ChatCompletions,
-            StatusCode::BAD_REQUEST,
-            &HeaderMap::new(),
-            1024,
-            &mut call,
-        );
+        let mut w = whole(StatusCode::BAD_REQUEST, 1024, &mut call);
         w.data(
             &Bytes::from_static(
                 br#"{"error":{"code":400,"message":"no messages","type":"invalid_request_error"}}"#,
@@ -455,13 +419,7 @@ mod tests {
     #[test]
     fn a_body_over_the_limit_is_not_kept() {
         let (mut call, _bus) = call();
-        let mut w = Watch::new(
-            Api::ChatCompletions,
-            StatusCode::OK,
-            &HeaderMap::new(),
-            8,
-            &mut call,
-        );
+        let mut w = whole(StatusCode::OK, 8, &mut call);
         w.data(&Bytes::from_static(b"{\"usage\":"), &mut call);
         w.data(&Bytes::from_static(b"{}}"), &mut call);
         let Watch::Whole(whole) = &w else { panic!() };
