@@ -21,6 +21,8 @@
 //!   arguments, reasoning) and its terminal event: [`responses`] (OpenAI Responses),
 //!   [`messages`] (Anthropic Messages), [`embeddings`] (input tokens, no stream). [`Api`]
 //!   names them; [`read_body`] reads any API's whole body and [`ApiStream`] any API's stream.
+//! - [`IncludeUsageFilter`] and [`ask_for_usage`]: asking a server for a stream's usage on the
+//!   client's behalf, and taking out of the stream what that added.
 //! - [`detect`]: which server is behind a URL, from its discovery endpoints' answers.
 
 mod api;
@@ -29,6 +31,7 @@ mod common;
 pub mod detect;
 pub mod embeddings;
 mod error;
+mod include_usage;
 mod json;
 pub mod messages;
 #[cfg(test)]
@@ -44,6 +47,9 @@ pub use api::{Api, ApiStream, model_of, read_body};
 pub use chunk::{ChunkSummary, decode_chunk};
 pub use common::EventFacts;
 pub use error::{OpenAiError, ProtocolError, ServerError, http_error_kind};
+pub use include_usage::{
+    Filtered, IncludeUsageFilter, STREAM_OPTIONS_MEMBER, UsageAsk, ask_for_usage,
+};
 pub use json::parse_json;
 pub use sse::{DEFAULT_MAX_LINE_BYTES, SseEvent, SseParser};
 pub use stream::{Observed, StreamDelta, StreamObserver};
