@@ -543,6 +543,11 @@ pub struct ProxyArgs {
     /// 503 otherwise).
     #[arg(long, value_name = "N", default_value_t = telemetry_proxy::DEFAULT_MAX_CONNECTIONS as u64, value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
     pub max_connections: u64,
+    /// Do not ask upstreams for the usage of Chat Completions / Completions streams whose
+    /// request does not (such streams are then recorded with what they carry: llama.cpp's
+    /// timings, else counted output chunks) [env: TELEMETRY_NO_USAGE_INJECTION=1].
+    #[arg(long, env = "TELEMETRY_NO_USAGE_INJECTION", hide_env = true)]
+    pub no_usage_injection: bool,
     /// Seconds responses in flight may take to finish after SIGINT/SIGTERM.
     #[arg(long, value_name = "SECONDS", default_value_t = 30)]
     pub shutdown_grace: u64,
@@ -601,6 +606,31 @@ mod tests {
             (a.by, a.top, a.format),
             (StatsGroup::Engine, Some(3), StatsFormat::Json)
         );
+    }
+
+    #[cfg(feature = "proxy")]
+    #[test]
+    fn usage_injection_is_on_unless_turned_off() {
+        let no_injection = |args: &[&str]| {
+            let cli = Cli::try_parse_from(args).unwrap();
+            let Command::Proxy(a) = cli.command else {
+                panic!("not proxy")
+            };
+            a.no_usage_injection
+        };
+        assert!(!no_injection(&[
+            "telemetry",
+            "proxy",
+            "--upstream",
+            "http://h:1"
+        ]));
+        assert!(no_injection(&[
+            "telemetry",
+            "proxy",
+            "--upstream",
+            "http://h:1",
+            "--no-usage-injection"
+        ]));
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! The bodies the proxy sends: [`ForwardBody`] (a request to the upstream: the part read ahead,
-//! then the rest as it arrives, within the body timeout) and [`ResponseBody`] (a response to the
-//! client: the upstream's frames passed on as they arrive, each shown to the call's
-//! [`Exchange`] on the way — decoded on the side when compressed — within the between-chunks
-//! timeout; or a response of the proxy's own).
+//! then the rest as it arrives, within the body timeout; a whole one can be edited to ask for
+//! usage, keeping the original for a retry) and [`ResponseBody`] (a response to the client: the
+//! upstream's frames passed on as they arrive, each shown to the call's [`Exchange`] on the way —
+//! decoded on the side when compressed — within the between-chunks timeout, and given to the
+//! client through an [`IncludeUsageFilter`] when the proxy asked for usage; or a response of the
+//! proxy's own).
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -13,11 +15,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
+use telemetry_openai::protocol::{Filtered, IncludeUsageFilter};
 use tokio::sync::Notify;
 use tokio::time::{Instant, Sleep};
 
 use crate::budget::Charge;
 use crate::decode::Decoder;
+use crate::inject::{Edit, edit_frames};
 use crate::record::Exchange;
 use crate::stats::Counters;
 
@@ -58,6 +62,7 @@ pub(crate) struct ForwardBody {
     rest: Option<Incoming>,
     /// When the whole body must have arrived (the client's body timeout).
     deadline: Pin<Box<Sleep>>,
+    deadline_at: Instant,
     timeout: Duration,
     /// Told once the whole body has been handed to the upstream connection: the wait for the
     /// response's first byte begins then.
@@ -86,6 +91,7 @@ impl ForwardBody {
             charge,
             rest,
             deadline: Box::pin(tokio::time::sleep_until(deadline)),
+            deadline_at: deadline,
             timeout,
             sent: Arc::new(Notify::new()),
             told: false,
@@ -93,6 +99,30 @@ impl ForwardBody {
         // hyper does not poll a body that says it is empty.
         body.tell_if_sent();
         body
+    }
+
+    /// Bytes read ahead (not yet sent), when they are the whole body.
+    pub fn whole_len(&self) -> Option<u64> {
+        self.rest.is_none().then_some(self.read_ahead_len)
+    }
+
+    /// Applies `edit` to a whole body not yet sent; returns the body as it was (holding
+    /// `charge`, which the caller took for its bytes), to send again if the edited one is
+    /// refused. `None`, and the body unchanged, when it is not whole or the edit does not fit.
+    pub fn inject(&mut self, edit: &Edit, charge: Charge) -> Option<ForwardBody> {
+        if self.rest.is_some() {
+            return None;
+        }
+        let (edited, len) = edit_frames(&self.read_ahead, edit)?;
+        let original = std::mem::replace(&mut self.read_ahead, edited);
+        self.read_ahead_len = len;
+        Some(ForwardBody::new(
+            original,
+            Some(charge),
+            None,
+            self.deadline_at,
+            self.timeout,
+        ))
     }
 
     /// Notified once the whole body has been handed on (at once for an empty body).
@@ -207,6 +237,12 @@ pub(crate) struct Relay {
     pub timer: Option<Pin<Box<Sleep>>>,
     /// Counters of the proxy.
     pub counters: Arc<Counters>,
+    /// What the client gets of a stream the proxy asked usage for (the exchange sees it all).
+    pub filter: Option<Box<IncludeUsageFilter>>,
+    /// The start of the body, read before the response went on: sent first.
+    pub head: Option<Bytes>,
+    /// The upstream's body has ended and everything has been passed on.
+    pub ended: bool,
 }
 
 /// A response body on its way to the client.
@@ -274,6 +310,29 @@ impl Relay {
         }
     }
 
+    /// What the client gets of a data frame (through the filter, if any); at the `end` of the
+    /// body, with what the filter held.
+    fn for_client(&mut self, data: Bytes, end: bool) -> Bytes {
+        let Some(filter) = self.filter.as_mut() else {
+            return data;
+        };
+        let out = match filter.feed(&data) {
+            Filtered::Input(range) => data.slice(range),
+            Filtered::Output(bytes) => Bytes::copy_from_slice(bytes),
+        };
+        if !end {
+            return out;
+        }
+        let held = filter.finish();
+        if held.is_empty() {
+            return out;
+        }
+        let mut all = Vec::with_capacity(out.len() + held.len());
+        all.extend_from_slice(&out);
+        all.extend_from_slice(held);
+        Bytes::from(all)
+    }
+
     /// The body ended: the decoder's last output, then the exchange completes.
     fn finish(&mut self) {
         if let (Some(d), Some(ex)) = (self.decoder.as_mut(), self.exchange.as_mut()) {
@@ -318,52 +377,86 @@ impl Body for ResponseBody {
             }
             ResponseBody::Upstream(relay) => &mut **relay,
         };
-        let polled = match Pin::new(&mut relay.inner).poll_frame(cx) {
-            Poll::Ready(polled) => polled,
-            Poll::Pending => {
-                if relay.stalled(cx) {
-                    let timeout = relay.chunk_timeout;
-                    Counters::bump(&relay.counters.upstream_timeouts);
-                    if let Some(ex) = relay.exchange.take() {
-                        ex.fail(
-                            "upstream_timeout",
-                            format!("the upstream sent nothing for {timeout:?} mid-response"),
-                        );
-                    }
-                    return Poll::Ready(Some(Err(ResponseError::Stalled(timeout))));
-                }
-                return Poll::Pending;
-            }
-        };
-        relay.last = Instant::now();
-        match polled {
-            Some(Ok(frame)) => {
-                if let Some(data) = frame.data_ref() {
-                    relay.show(data);
-                }
-                // hyper stops polling a body that says it has ended: finish now.
-                if relay.inner.is_end_stream() {
-                    relay.finish();
-                }
-                Poll::Ready(Some(Ok(frame)))
-            }
-            Some(Err(e)) => {
-                if let Some(ex) = relay.exchange.take() {
-                    ex.upstream_body_failed(&e);
-                }
-                Poll::Ready(Some(Err(ResponseError::Upstream(e))))
-            }
-            None => {
+        if let Some(head) = relay.head.take() {
+            relay.show(&head);
+            let end = relay.inner.is_end_stream();
+            let head = relay.for_client(head, end);
+            if end {
                 relay.finish();
-                Poll::Ready(None)
+                relay.ended = true;
             }
+            return Poll::Ready(Some(Ok(Frame::data(head))));
+        }
+        if relay.ended {
+            return Poll::Ready(None);
+        }
+        loop {
+            let polled = match Pin::new(&mut relay.inner).poll_frame(cx) {
+                Poll::Ready(polled) => polled,
+                Poll::Pending => {
+                    if relay.stalled(cx) {
+                        let timeout = relay.chunk_timeout;
+                        Counters::bump(&relay.counters.upstream_timeouts);
+                        if let Some(ex) = relay.exchange.take() {
+                            ex.fail(
+                                "upstream_timeout",
+                                format!("the upstream sent nothing for {timeout:?} mid-response"),
+                            );
+                        }
+                        return Poll::Ready(Some(Err(ResponseError::Stalled(timeout))));
+                    }
+                    return Poll::Pending;
+                }
+            };
+            relay.last = Instant::now();
+            return match polled {
+                Some(Ok(frame)) => {
+                    // hyper stops polling a body that says it has ended: finish now.
+                    let end = relay.inner.is_end_stream();
+                    let frame = match frame.into_data() {
+                        Ok(data) => {
+                            relay.show(&data);
+                            let filtered = relay.filter.is_some();
+                            let data = relay.for_client(data, end);
+                            if filtered && data.is_empty() && !end {
+                                // Held back (an event not yet whole, or taken out).
+                                continue;
+                            }
+                            Frame::data(data)
+                        }
+                        Err(other) => other,
+                    };
+                    if end {
+                        relay.finish();
+                        relay.ended = true;
+                    }
+                    Poll::Ready(Some(Ok(frame)))
+                }
+                Some(Err(e)) => {
+                    if let Some(ex) = relay.exchange.take() {
+                        ex.upstream_body_failed(&e);
+                    }
+                    Poll::Ready(Some(Err(ResponseError::Upstream(e))))
+                }
+                None => {
+                    relay.finish();
+                    relay.ended = true;
+                    let held = relay.for_client(Bytes::new(), true);
+                    Poll::Ready((!held.is_empty()).then(|| Ok(Frame::data(held))))
+                }
+            };
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
             ResponseBody::Local(bytes) => bytes.is_none(),
-            ResponseBody::Upstream(relay) => relay.inner.is_end_stream(),
+            ResponseBody::Upstream(relay) => {
+                relay.ended
+                    || (relay.head.is_none()
+                        && relay.filter.is_none()
+                        && relay.inner.is_end_stream())
+            }
         }
     }
 
@@ -372,7 +465,17 @@ impl Body for ResponseBody {
             ResponseBody::Local(bytes) => {
                 SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
             }
-            ResponseBody::Upstream(relay) => relay.inner.size_hint(),
+            ResponseBody::Upstream(relay) if relay.filter.is_some() => SizeHint::default(),
+            ResponseBody::Upstream(relay) => {
+                let head = relay.head.as_ref().map_or(0, |h| h.len() as u64);
+                let inner = relay.inner.size_hint();
+                let mut hint = SizeHint::new();
+                hint.set_lower(inner.lower() + head);
+                if let Some(upper) = inner.upper() {
+                    hint.set_upper(upper + head);
+                }
+                hint
+            }
         }
     }
 }
@@ -384,7 +487,7 @@ impl Drop for ResponseBody {
         {
             // Dropped before its end: the client went away (dropping `inner` aborts the
             // upstream request), unless everything had already arrived.
-            if relay.inner.is_end_stream() {
+            if relay.inner.is_end_stream() && relay.head.is_none() {
                 relay.finish();
             } else if let Some(ex) = relay.exchange.take() {
                 ex.client_gone();

@@ -50,6 +50,7 @@ pub struct ProxyConfig {
     pub(crate) buffer_budget: usize,
     pub(crate) pool_idle_timeout: Duration,
     pub(crate) upstream_ca: Option<PathBuf>,
+    pub(crate) usage_injection: bool,
     pub(crate) telemetry: ProxyTelemetry,
     pub(crate) metrics: Option<Arc<MetricsEndpoint>>,
 }
@@ -75,6 +76,7 @@ impl ProxyConfig {
             buffer_budget: DEFAULT_BUFFER_BUDGET,
             pool_idle_timeout: DEFAULT_POOL_IDLE_TIMEOUT,
             upstream_ca: None,
+            usage_injection: true,
             telemetry: ProxyTelemetry::default(),
             metrics: None,
         }
@@ -139,6 +141,20 @@ impl ProxyConfig {
         self.upstream_ca = Some(pem_file.into());
         self
     }
+    /// Whether the proxy asks the upstream for the usage of Chat Completions and Completions
+    /// streams whose request does not (on by default): it adds
+    /// `"stream_options": {"include_usage": true}` to the request and takes out of the stream
+    /// what that added, so the client gets the stream it asked for and the record the server's
+    /// own token counts. An upstream that refuses the option (a `400`/`422` naming it, where the
+    /// same request without it succeeds) is remembered and not asked again. Off, such streams are
+    /// forwarded untouched and recorded with what they carry (llama.cpp's `timings`, else
+    /// counted output chunks, `tokens_counted`).
+    #[must_use]
+    pub fn usage_injection(mut self, on: bool) -> Self {
+        self.usage_injection = on;
+        self
+    }
+
     /// At shutdown, how long in-flight responses may take to finish before their connections
     /// are closed.
     #[must_use]

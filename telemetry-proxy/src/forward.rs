@@ -3,10 +3,14 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Duration;
 
-use http::header;
+use bytes::{Bytes, BytesMut};
+use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version};
-use hyper::body::Incoming;
+use http_body_util::BodyExt;
+use hyper::body::{Body, Incoming};
+use telemetry_openai::protocol::IncludeUsageFilter;
 
 use tokio::time::Instant;
 
@@ -14,6 +18,7 @@ use crate::body::{ClientBodyError, ForwardBody, Relay, ResponseBody};
 use crate::decode::Decoder;
 use crate::health::{self, HEALTH_PATH};
 use crate::hop::{self, AGENT_HEADER};
+use crate::inject::{self, UsagePlan};
 use crate::intake::{self, Refusal};
 use crate::metrics::METRICS_PATH;
 use crate::record::Exchange;
@@ -92,7 +97,7 @@ async fn forward(shared: &Shared, request: Request<Incoming>) -> Response<Respon
     parts.headers.remove(header::HOST);
 
     let endpoint = Endpoint::of(&parts.method, parts.uri.path());
-    let (body, info) = match endpoint {
+    let (mut body, info) = match endpoint {
         Some(endpoint) => {
             match intake::read_ahead(shared, endpoint, &parts.headers, body, deadline).await {
                 Ok((body, info)) => (body, Some(info)),
@@ -126,39 +131,94 @@ async fn forward(shared: &Shared, request: Request<Incoming>) -> Response<Respon
     };
     parts.version = Version::HTTP_11;
 
+    // Ask for the stream's usage on the client's behalf (see crate::inject).
+    let mut original = None;
+    if let Some(info) = &info
+        && let UsagePlan::Ask(edit) = &info.usage
+        && !shared.refusals.refuses(upstream, info.endpoint.0)
+        && let Some(len) = body.whole_len()
+    {
+        let mut charge = shared.counters.budget.charge();
+        if charge.take(len as usize) {
+            let headers = parts.headers.clone();
+            if let Some(first) = body.inject(edit, charge) {
+                Counters::bump(&shared.counters.usage_asked);
+                if let Some(new_len) = body.whole_len()
+                    && parts.headers.contains_key(header::CONTENT_LENGTH)
+                {
+                    parts
+                        .headers
+                        .insert(header::CONTENT_LENGTH, HeaderValue::from(new_len));
+                }
+                // The stream is filtered as it passes: it must come uncompressed.
+                parts.headers.insert(
+                    header::ACCEPT_ENCODING,
+                    HeaderValue::from_static("identity"),
+                );
+                original = Some((headers, first));
+            }
+        }
+    }
+
     let mut exchange = info.map(|info| {
         let mut ex = shared.recorder.begin(&info, agent.as_deref(), upstream);
         ex.keep_out(Secrets::of(&parts.headers));
         ex
     });
-    let sent = body.sent();
-    let first_byte = config.first_byte_timeout;
-    let responded = tokio::select! {
-        biased;
-        response = shared.client.request(Request::from_parts(parts, body)) => Some(response),
-        () = async {
-            sent.notified().await;
-            tokio::time::sleep(first_byte).await;
-        } => None,
+    let again = original.as_ref().map(|_| {
+        let (method, uri, version) = (parts.method.clone(), parts.uri.clone(), parts.version);
+        (method, uri, version)
+    });
+    let response = match send(shared, Request::from_parts(parts, body)).await {
+        Sent::Response(response) => response,
+        Sent::Failed(e) => return failed(shared, upstream, exchange, &e),
+        Sent::TimedOut => return first_byte_timeout(shared, upstream, exchange),
     };
-    let response = match responded {
-        Some(Ok(response)) => response,
-        Some(Err(e)) => return failed(shared, upstream, exchange, &e),
-        None => {
-            Counters::bump(&shared.counters.upstream_timeouts);
-            let message = format!(
-                "upstream {upstream} did not begin its response within {first_byte:?} of the request"
-            );
-            if let Some(ex) = exchange {
-                ex.fail("upstream_timeout", message.clone());
+    let mut head = None;
+    let mut asked = original.is_some();
+    let response = match (original, again) {
+        (Some((headers, first)), Some((method, uri, version)))
+            if inject::may_refuse(response.status()) =>
+        {
+            let (rparts, mut rbody) = response.into_parts();
+            let (read, whole) = read_head(&mut rbody, config.chunk_timeout).await;
+            if whole && inject::names_the_option(&read) {
+                // Perhaps the upstream refuses the option: the client's request as it was.
+                Counters::bump(&shared.counters.usage_refused);
+                asked = false;
+                let mut request = Request::new(first);
+                *request.method_mut() = method;
+                *request.uri_mut() = uri;
+                *request.version_mut() = version;
+                *request.headers_mut() = headers;
+                let response = match send(shared, request).await {
+                    Sent::Response(response) => response,
+                    Sent::Failed(e) => return failed(shared, upstream, exchange, &e),
+                    Sent::TimedOut => return first_byte_timeout(shared, upstream, exchange),
+                };
+                let api = exchange.as_ref().map(Exchange::api);
+                if !inject::may_refuse(response.status())
+                    && let Some(api) = api
+                    && shared.refusals.remember(upstream, api)
+                {
+                    tracing::warn!(
+                        %upstream,
+                        "the upstream refuses stream_options.include_usage: its streams are forwarded as sent, and recorded without the server's usage"
+                    );
+                }
+                response
+            } else {
+                head = Some(read);
+                Response::from_parts(rparts, rbody)
             }
-            return error_response(StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", &message);
         }
+        _ => response,
     };
     let (mut parts, inner) = response.into_parts();
     hop::strip(&mut parts.headers);
     let mut decoder = None;
     let mut charge = None;
+    let mut filter = None;
     if let Some(ex) = exchange.as_mut() {
         ex.response(parts.status, &parts.headers);
         let limit = config.capture_limit;
@@ -173,6 +233,10 @@ async fn forward(shared: &Shared, request: Request<Incoming>) -> Response<Respon
             .is_some_and(|v| v.trim_start().starts_with("text/event-stream"));
         if !streaming {
             charge = Some(shared.counters.budget.charge());
+        } else if asked && parts.status.is_success() && decoder.is_none() {
+            // The client gets the stream as it would have come without the option.
+            parts.headers.remove(header::CONTENT_LENGTH);
+            filter = Some(Box::new(IncludeUsageFilter::new()));
         }
     }
     let relay = Relay {
@@ -185,8 +249,76 @@ async fn forward(shared: &Shared, request: Request<Incoming>) -> Response<Respon
         last: Instant::now(),
         timer: None,
         counters: Arc::clone(&shared.counters),
+        filter,
+        head,
+        ended: false,
     };
     Response::from_parts(parts, ResponseBody::Upstream(Box::new(relay)))
+}
+
+/// How sending a request to the upstream went.
+enum Sent {
+    /// The response head came.
+    Response(Response<Incoming>),
+    /// The request failed (the client's body, or the upstream).
+    Failed(hyper_util::client::legacy::Error),
+    /// No response head within the first-byte timeout of the whole request having gone.
+    TimedOut,
+}
+
+/// Sends `request` to the upstream; its response head is due within the first-byte timeout of
+/// the whole body having gone.
+async fn send(shared: &Shared, request: Request<ForwardBody>) -> Sent {
+    let sent = request.body().sent();
+    let first_byte = shared.config.first_byte_timeout;
+    tokio::select! {
+        biased;
+        response = shared.client.request(request) => match response {
+            Ok(response) => Sent::Response(response),
+            Err(e) => Sent::Failed(e),
+        },
+        () = async {
+            sent.notified().await;
+            tokio::time::sleep(first_byte).await;
+        } => Sent::TimedOut,
+    }
+}
+
+/// The upstream did not begin its response in time: a 504.
+fn first_byte_timeout(
+    shared: &Shared,
+    upstream: &Upstream,
+    exchange: Option<Exchange>,
+) -> Response<ResponseBody> {
+    Counters::bump(&shared.counters.upstream_timeouts);
+    let message = format!(
+        "upstream {upstream} did not begin its response within {:?} of the request",
+        shared.config.first_byte_timeout
+    );
+    if let Some(ex) = exchange {
+        ex.fail("upstream_timeout", message.clone());
+    }
+    error_response(StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", &message)
+}
+
+/// Reads the start of an error answer (up to [`inject::REJECTION_BODY_LIMIT`] bytes, each piece
+/// within `timeout`); `true` with it when that is the whole body.
+async fn read_head(body: &mut Incoming, timeout: Duration) -> (Bytes, bool) {
+    let mut read = BytesMut::new();
+    while !body.is_end_stream() && read.len() <= inject::REJECTION_BODY_LIMIT {
+        match tokio::time::timeout(timeout, body.frame()).await {
+            Ok(Some(Ok(frame))) => {
+                if let Ok(data) = frame.into_data() {
+                    read.extend_from_slice(&data);
+                }
+            }
+            Ok(None) => return (read.freeze(), true),
+            // A broken or stalled body: what came goes on, the rest is the relay's to see.
+            Ok(Some(Err(_))) | Err(_) => return (read.freeze(), false),
+        }
+    }
+    let whole = body.is_end_stream();
+    (read.freeze(), whole)
 }
 
 /// The upstream request failed: the client's body broke off or timed out (its fault, not the

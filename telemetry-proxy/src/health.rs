@@ -66,6 +66,8 @@ pub(crate) async fn respond(shared: &Shared, method: &Method) -> Response<Respon
             "calls_cancelled": s.calls_cancelled,
             "calls_failed": s.calls_failed,
             "requests_unparsed": s.requests_unparsed,
+            "usage_asked": s.usage_asked,
+            "usage_refused": s.usage_refused,
         },
     });
     let status = if healthy {

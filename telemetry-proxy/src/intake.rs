@@ -2,6 +2,9 @@
 //! the upstream) and `stream`: a streaming scan of the JSON top level ([`BodyScan`]), decoded on
 //! the side when the body is compressed, with every byte held charged to the proxy's one
 //! [`ByteBudget`](crate::budget::ByteBudget), and the whole body due within the body timeout.
+//! A Chat Completions or Completions stream (uncompressed, with usage injection on) is read to
+//! its end, within the same limits, and its [`UsagePlan`](crate::inject::UsagePlan) made
+//! ([`crate::inject`]).
 //!
 //! Routing never guesses. With model routes, reading goes on until the top-level object has
 //! been read (so a second, different `model` is caught); a body whose model cannot be known
@@ -20,9 +23,11 @@ use tokio::time::Instant;
 
 use crate::body::ForwardBody;
 use crate::decode::Decoder;
+use crate::inject;
 use crate::request::{Endpoint, RequestInfo};
 use crate::scan::BodyScan;
 use crate::shared::Shared;
+use telemetry_openai::protocol::Api;
 
 /// Why a request was answered by the proxy instead of forwarded.
 #[derive(Debug)]
@@ -66,6 +71,10 @@ pub(crate) async fn read_ahead(
             // The body cannot be read; it is forwarded all the same.
             Err(_) => None,
         };
+    // A stream whose usage may be asked for is read whole: it is edited, and kept for a retry.
+    let may_ask = config.usage_injection
+        && matches!(endpoint.0, Api::ChatCompletions | Api::Completions)
+        && matches!(decoder, Some(None));
     let mut frames = Frames::default();
     let mut charge = shared.counters.budget.charge();
     let mut len = 0usize;
@@ -122,10 +131,11 @@ pub(crate) async fn read_ahead(
         }
         frames.push(frame);
         let scanned = !scan.is_open() || decode_error.is_some();
+        let whole_wanted = may_ask && scan.is_done() && scan.stream();
         // A model found is enough to route by once a limit is reached (a second `model` after
         // it, beyond the limits, cannot be seen).
         let routed = !must_route || scan.has_model();
-        if over_budget || len > limit || scanned {
+        if over_budget || len > limit || (scanned && !whole_wanted) {
             if !routed && !scanned {
                 return Err(if over_budget {
                     refusal(
@@ -182,7 +192,10 @@ pub(crate) async fn read_ahead(
         }
     }
     let parsed = scan.is_done() && decode_error.is_none();
-    let info = RequestInfo::from_scan(endpoint, &scan, parsed);
+    let mut info = RequestInfo::from_scan(endpoint, &scan, parsed);
+    if may_ask && rest.is_none() {
+        info.usage = inject::plan(endpoint.0, &scan);
+    }
     let charge = (charge.bytes() > 0).then_some(charge);
     let forward = ForwardBody::new(frames.done(), charge, rest, deadline, config.body_timeout);
     Ok((forward, info))

@@ -14,6 +14,21 @@
 //!   upstreams HTTP/1.1, over TLS for `https://` ones (rustls with the ring provider, SNI and
 //!   certificate checks always on, the system's roots else webpki-roots', plus a private CA
 //!   with [`ProxyConfig::upstream_ca`]).
+//! - Exact tokens for every stream: a Chat Completions or Completions stream whose request does
+//!   not ask for its usage is asked for it on the client's behalf
+//!   (`"stream_options": {"include_usage": true}` added to the body, `Content-Length` fixed,
+//!   `Accept-Encoding: identity`), and what the option adds to the stream is taken out of what
+//!   the client gets (the usage-only chunk, `"usage": null` members, llama.cpp's `timings` moved
+//!   back to the finish chunk), so the client receives the events it would have received without
+//!   the proxy while the record has the server's counts. An upstream that answers such a request
+//!   with a `400`/`422` naming `stream_options` or `include_usage` gets the client's request as
+//!   it was, and when that succeeds it is remembered (per upstream and API) and not asked again;
+//!   a `400` about anything else is the client's and goes to it as it came. Not asked: bodies
+//!   that are compressed, beyond the capture limit or the budget, or whose `stream_options` is
+//!   unusual (given twice, not an object, `continuous_usage_stats`). Off with
+//!   [`ProxyConfig::usage_injection`]; such streams are then recorded with what they carry
+//!   (llama.cpp's `timings`, else counted output chunks, `tokens_counted`, and a per-token cost
+//!   `cost_unknown`).
 //! - An upstream that cannot be reached gives the client a `502` with an OpenAI-style JSON
 //!   error body (`{"error": {"message", "type": "upstream_unreachable", "code": 502}}`).
 //! - Recorded: the calls of every API real clients speak, each read by telemetry-openai's
@@ -128,6 +143,7 @@ mod error;
 mod forward;
 mod health;
 mod hop;
+mod inject;
 mod intake;
 mod metrics;
 mod record;

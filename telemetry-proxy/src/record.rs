@@ -184,6 +184,11 @@ pub(crate) struct Exchange {
 }
 
 impl Exchange {
+    /// The API the call speaks.
+    pub fn api(&self) -> Api {
+        self.api
+    }
+
     /// The request carried these API keys: an error message that quotes one has it redacted.
     pub fn keep_out(&mut self, secrets: Option<Secrets>) {
         self.secrets = secrets.map(Box::new);
@@ -371,6 +376,7 @@ mod tests {
             model: model.map(str::to_owned),
             stream: false,
             parsed: true,
+            usage: Default::default(),
         }
     }
 

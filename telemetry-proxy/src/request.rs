@@ -13,6 +13,7 @@
 use http::Method;
 use telemetry_openai::protocol::Api;
 
+use crate::inject::UsagePlan;
 use crate::scan::BodyScan;
 
 /// The calls the proxy records: one API each.
@@ -92,6 +93,8 @@ pub(crate) struct RequestInfo {
     pub stream: bool,
     /// Whether the body was read whole and parsed as a JSON object.
     pub parsed: bool,
+    /// What to do about the stream's usage.
+    pub usage: UsagePlan,
 }
 
 impl RequestInfo {
@@ -103,6 +106,7 @@ impl RequestInfo {
             model: scan.model().map(str::to_owned),
             stream: scan.stream(),
             parsed,
+            usage: UsagePlan::NotAStream,
         }
     }
 }

@@ -1,10 +1,12 @@
 //! [`BodyScan`]: the `model` and `stream` of a JSON request body, found wherever they are in its
-//! top-level object, by a streaming scan that is fed the body piece by piece as it arrives.
+//! top-level object, by a streaming scan that is fed the body piece by piece as it arrives; and
+//! where its object opens and its `stream_options` value lies, for asking the upstream for usage
+//! ([`crate::inject`]).
 //!
 //! JSON key order is the client's choice: a request may put a many-megabyte `messages` (a base64
 //! image) before `model`. The scan keeps no copy of the body — only the bytes of the top-level
-//! key being read and of the `model` and `stream` values (each bounded) — and skips everything
-//! else, strings included, at memchr speed. It is not a JSON validator: it follows strings,
+//! key being read and of the `model`, `stream` and `stream_options` values (each bounded) — and
+//! skips everything else, strings included, at memchr speed. It is not a JSON validator: it follows strings,
 //! escapes and nesting well enough to know which keys are at the top level, and leaves the
 //! rest of the judging to the upstream.
 
@@ -14,6 +16,25 @@ pub(crate) const MAX_MODEL_BYTES: usize = 4096;
 const MAX_KEY_BYTES: usize = 64;
 /// Longest literal kept for `stream` (`true`, `false`, `null`).
 const MAX_LITERAL_BYTES: usize = 8;
+/// Longest `stream_options` value kept (a longer one is not rewritten).
+pub(crate) const MAX_STREAM_OPTIONS_BYTES: usize = 1024;
+
+/// The top-level `stream_options` of a body, as far as the scan has read.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) enum StreamOptionsSeen {
+    /// Not (yet) seen.
+    #[default]
+    Absent,
+    /// Its value: at `start..end` of the body (`end` once it has ended), its bytes (`None`
+    /// when longer than [`MAX_STREAM_OPTIONS_BYTES`]).
+    Value {
+        start: u64,
+        end: Option<u64>,
+        raw: Option<Vec<u8>>,
+    },
+    /// Given twice: which one the server takes is its own choice.
+    Twice,
+}
 
 /// Why a body cannot be read as a JSON object with a usable `model`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -45,6 +66,7 @@ pub(crate) enum ScanError {
 enum Key {
     Model,
     Stream,
+    StreamOptions,
     Other,
 }
 
@@ -91,6 +113,9 @@ pub(crate) struct BodyScan {
     model: Option<String>,
     stream: Option<bool>,
     error: Option<ScanError>,
+    /// Offset of the top-level object's `{`.
+    object_at: Option<u64>,
+    stream_options: StreamOptionsSeen,
 }
 
 impl Default for BodyScan {
@@ -106,6 +131,8 @@ impl Default for BodyScan {
             model: None,
             stream: None,
             error: None,
+            object_at: None,
+            stream_options: StreamOptionsSeen::Absent,
         }
     }
 }
@@ -136,6 +163,16 @@ impl BodyScan {
         self.stream == Some(true)
     }
 
+    /// Offset of the top-level object's opening `{`.
+    pub fn object_at(&self) -> Option<u64> {
+        self.object_at
+    }
+
+    /// The top-level `stream_options` read so far.
+    pub fn stream_options(&self) -> &StreamOptionsSeen {
+        &self.stream_options
+    }
+
     /// Whether a later `model` could still change what the scan says (it has not ended).
     pub fn is_open(&self) -> bool {
         !matches!(self.state, State::Done | State::Failed)
@@ -164,7 +201,10 @@ impl BodyScan {
         match self.state {
             State::Start => match b {
                 b' ' | b'\t' | b'\r' | b'\n' => {}
-                b'{' => self.state = State::KeyOrEnd,
+                b'{' => {
+                    self.object_at = Some(self.offset);
+                    self.state = State::KeyOrEnd;
+                }
                 // A UTF-8 byte-order mark before the object.
                 0xEF | 0xBB | 0xBF if self.offset < 3 => {}
                 _ => self.not_an_object(b),
@@ -200,6 +240,12 @@ impl BodyScan {
             },
             State::Value => match b {
                 b' ' | b'\t' | b'\r' | b'\n' => {}
+                _ if self.current == Key::StreamOptions
+                    && !matches!(b, b',' | b'}' | b':' | b']')
+                    && !self.value_begins(b) =>
+                {
+                    return i; // re-read as a literal
+                }
                 b'"' => {
                     self.value.clear();
                     self.value_long = false;
@@ -232,6 +278,7 @@ impl BodyScan {
             } => return self.nested(data, i, depth, in_string, escaped),
             State::Literal => match b {
                 b',' | b'}' | b' ' | b'\t' | b'\r' | b'\n' => {
+                    self.value_ended();
                     self.end_literal();
                     self.state = State::CommaOrEnd;
                     return i; // the delimiter is read by CommaOrEnd
@@ -241,6 +288,9 @@ impl BodyScan {
                         self.value.push(b);
                     } else {
                         self.value_long = true;
+                    }
+                    if self.current == Key::StreamOptions {
+                        self.capture(&[b]);
                     }
                 }
             },
@@ -286,8 +336,10 @@ impl BodyScan {
             if keep {
                 self.keep_value(&data[start..at]);
             }
+            self.capture(&data[start..=at]);
             self.offset += (at + 1 - start) as u64;
             self.state = State::CommaOrEnd;
+            self.value_ended();
             if keep {
                 self.end_model();
             }
@@ -296,6 +348,7 @@ impl BodyScan {
         if keep {
             self.keep_value(&data[start..i]);
         }
+        self.capture(&data[start..i]);
         self.offset += (i - start) as u64;
         self.state = State::InString { escaped };
         i
@@ -341,8 +394,10 @@ impl BodyScan {
                 b'}' | b']' => {
                     depth -= 1;
                     if depth == 0 {
+                        self.capture(&data[start..=i]);
                         self.offset += (i + 1 - start) as u64;
                         self.state = State::CommaOrEnd;
+                        self.value_ended();
                         return i + 1;
                     }
                 }
@@ -350,6 +405,7 @@ impl BodyScan {
             }
             i += 1;
         }
+        self.capture(&data[start..i]);
         self.offset += (i - start) as u64;
         self.state = State::Nested {
             depth,
@@ -380,7 +436,55 @@ impl BodyScan {
         match decoded.as_deref() {
             Some("model") => Key::Model,
             Some("stream") => Key::Stream,
+            Some("stream_options") => Key::StreamOptions,
             _ => Key::Other,
+        }
+    }
+
+    /// The `stream_options` value begins with byte `b` (at the scan's offset); `false` when it
+    /// is a literal, whose first byte is then read again as one.
+    fn value_begins(&mut self, b: u8) -> bool {
+        self.stream_options = match self.stream_options {
+            StreamOptionsSeen::Absent => StreamOptionsSeen::Value {
+                start: self.offset,
+                end: None,
+                raw: Some(Vec::new()),
+            },
+            _ => StreamOptionsSeen::Twice,
+        };
+        if matches!(b, b'"' | b'{' | b'[') {
+            self.capture(&[b]);
+            return true;
+        }
+        self.value.clear();
+        self.value_long = false;
+        self.state = State::Literal;
+        false
+    }
+
+    /// Bytes of the `stream_options` value being read (nothing for other values).
+    fn capture(&mut self, bytes: &[u8]) {
+        if self.current != Key::StreamOptions {
+            return;
+        }
+        if let StreamOptionsSeen::Value { end: None, raw, .. } = &mut self.stream_options
+            && let Some(kept) = raw
+        {
+            if kept.len() + bytes.len() > MAX_STREAM_OPTIONS_BYTES {
+                *raw = None;
+            } else {
+                kept.extend_from_slice(bytes);
+            }
+        }
+    }
+
+    /// A top-level value ended at the scan's offset.
+    fn value_ended(&mut self) {
+        if self.current == Key::StreamOptions
+            && let StreamOptionsSeen::Value { end, .. } = &mut self.stream_options
+            && end.is_none()
+        {
+            *end = Some(self.offset);
         }
     }
 

@@ -110,6 +110,7 @@ impl Proxy {
                     &config.routes,
                     config.capture_limit,
                 ),
+                refusals: crate::inject::Refusals::new(&config.routes),
                 config,
                 client,
                 counters,

@@ -7,6 +7,7 @@ use hyper_util::client::legacy::Client;
 
 use crate::body::ForwardBody;
 use crate::config::ProxyConfig;
+use crate::inject::Refusals;
 use crate::record::Recorder;
 use crate::stats::Counters;
 use crate::tls::Connector;
@@ -18,4 +19,6 @@ pub(crate) struct Shared {
     pub client: Client<Connector, ForwardBody>,
     pub counters: Arc<Counters>,
     pub recorder: Recorder,
+    /// The upstreams known to refuse `stream_options`.
+    pub refusals: Refusals,
 }

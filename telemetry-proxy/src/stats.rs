@@ -36,6 +36,12 @@ pub struct ProxyStats {
     /// Completion calls whose request body was larger than the read-ahead limit, or not JSON:
     /// forwarded, recorded without a model from the request.
     pub requests_unparsed: u64,
+    /// Streams whose request the proxy asked for usage (`stream_options.include_usage`) on the
+    /// client's behalf.
+    pub usage_asked: u64,
+    /// Of those, requests an upstream refused because of the option: sent again as the client
+    /// sent them.
+    pub usage_refused: u64,
 }
 
 #[derive(Debug)]
@@ -52,6 +58,8 @@ pub(crate) struct Counters {
     pub calls_cancelled: AtomicU64,
     pub calls_failed: AtomicU64,
     pub requests_unparsed: AtomicU64,
+    pub usage_asked: AtomicU64,
+    pub usage_refused: AtomicU64,
 }
 
 impl Counters {
@@ -69,6 +77,8 @@ impl Counters {
             calls_cancelled: AtomicU64::new(0),
             calls_failed: AtomicU64::new(0),
             requests_unparsed: AtomicU64::new(0),
+            usage_asked: AtomicU64::new(0),
+            usage_refused: AtomicU64::new(0),
         }
     }
 
@@ -91,6 +101,8 @@ impl Counters {
             calls_cancelled: load(&self.calls_cancelled),
             calls_failed: load(&self.calls_failed),
             requests_unparsed: load(&self.requests_unparsed),
+            usage_asked: load(&self.usage_asked),
+            usage_refused: load(&self.usage_refused),
         }
     }
 }

@@ -150,7 +150,9 @@ async fn shutdown_lets_a_stream_in_flight_finish() {
     let upstream = FakeServer::start(move |_| Reply::events(events.clone())).unwrap();
     let proxy = RunningProxy::to(&upstream.url()).await;
     let url = proxy.url("/v1/chat/completions");
-    let reader = tokio::spawn(async move { send(&client(), post(&url, STREAM_REQUEST)).await });
+    // The client asks for the usage chunk the upstream sends (so the stream is not filtered).
+    let request = r#"{"model":"smollm2","messages":[],"stream":true,"stream_options":{"include_usage":true}}"#;
+    let reader = tokio::spawn(async move { send(&client(), post(&url, request)).await });
     eventually("the stream to start", || upstream.request_count() == 1).await;
 
     let report = proxy.shutdown().await;

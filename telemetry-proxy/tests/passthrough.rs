@@ -66,10 +66,12 @@ async fn stream_is_forwarded_byte_for_byte() {
     let upstream = FakeServer::start(move |_| Reply::events(events.clone())).unwrap();
     let proxy = RunningProxy::to(&upstream.url()).await;
 
-    let body = r#"{"model":"smollm2","messages":[],"stream":true}"#;
+    // The client asks for the usage chunk the upstream sends: the proxy asks nothing more.
+    let body = r#"{"model":"smollm2","messages":[],"stream":true,"stream_options":{"include_usage":true}}"#;
     let got = send(&client(), post(&proxy.url("/v1/chat/completions"), body)).await;
     assert_eq!(got.status, 200);
     assert_eq!(got.headers["content-type"], "text/event-stream");
+    assert_eq!(upstream.requests()[0].body, body.as_bytes());
     assert_eq!(got.body(), expected);
     // Passed on as they came, not gathered into one body.
     assert!(got.frames.len() > 10, "{} frames", got.frames.len());

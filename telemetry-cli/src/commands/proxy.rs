@@ -77,6 +77,7 @@ pub fn run(db: &DbPath, args: &ProxyArgs, out: &mut dyn Write) -> Result<(), Cli
         .body_timeout(Duration::from_secs(args.body_timeout))
         .buffer_budget(usize::try_from(args.buffer_budget << 20).unwrap_or(usize::MAX))
         .max_connections(usize::try_from(args.max_connections).unwrap_or(usize::MAX))
+        .usage_injection(!args.no_usage_injection)
         .metrics(Arc::new(DbMetrics(db.path.clone(), args.series_limit)));
     if let Some(ca) = &args.upstream_ca {
         config = config.upstream_ca(ca);

@@ -3,7 +3,9 @@
 //! or header — and keeps the requests it received, so engines, proxies and users' own code can
 //! be tested without a model. It runs on a thread and tokio runtime of its own, so blocking
 //! and async tests use it alike; [`chat_completion`] and [`chat_stream`] give llama.cpp-style
-//! bodies to answer with.
+//! bodies to answer with, [`chat_stream_as`] a stream as llama.cpp or the OpenAI API sends it
+//! with and without `include_usage` ([`FakeRequest::asks_for_usage`] says which a request
+//! wants).
 //!
 //! ```
 //! use telemetry_openai::fake::{FakeServer, Reply, chat_completion};
@@ -23,7 +25,7 @@ mod reply;
 mod request;
 mod server;
 
-pub use bodies::{chat_completion, chat_stream};
+pub use bodies::{StreamFlavour, chat_completion, chat_stream, chat_stream_as};
 pub use reply::{End, Part, Reply};
 pub use request::FakeRequest;
 pub use server::FakeServer;

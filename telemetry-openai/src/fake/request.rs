@@ -31,4 +31,10 @@ impl FakeRequest {
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
     }
+
+    /// Whether the request asks for its stream's usage (`stream_options.include_usage: true`),
+    /// as a server reads it.
+    pub fn asks_for_usage(&self) -> bool {
+        self.json().pointer("/stream_options/include_usage") == Some(&serde_json::Value::Bool(true))
+    }
 }

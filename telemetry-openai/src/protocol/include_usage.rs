@@ -236,8 +236,7 @@ impl IncludeUsageFilter {
                 let mut member = Vec::with_capacity(timings.value.len() + 12);
                 member.extend_from_slice(b",\"timings\":");
                 member.extend_from_slice(&json[timings.value.clone()]);
-                self.held
-                    .splice(self.held_close..self.held_close, member.into_iter());
+                self.held.splice(self.held_close..self.held_close, member);
                 self.held_timings = true;
             }
             self.release();
@@ -313,7 +312,11 @@ fn has_finish_reason(json: &[u8]) -> bool {
 
 /// The range of the JSON payload of an event made of one `data:` line and its blank line.
 fn data_payload(event: &[u8], first: bool) -> Option<Range<usize>> {
-    let start = if first && event.starts_with(BOM) { 3 } else { 0 };
+    let start = if first && event.starts_with(BOM) {
+        3
+    } else {
+        0
+    };
     let line = &event[start..];
     let rest = line.strip_prefix(b"data:")?;
     let mut from = start + 5;
@@ -415,7 +418,10 @@ fn last_brace(bytes: &[u8]) -> Option<usize> {
 
 /// The index of the first non-whitespace byte at or after `i`.
 fn ws(json: &[u8], mut i: usize) -> usize {
-    while json.get(i).is_some_and(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n')) {
+    while json
+        .get(i)
+        .is_some_and(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+    {
         i += 1;
     }
     i
@@ -508,7 +514,8 @@ mod tests {
     }
 
     const HEAD: &str = r#""created":1,"id":"c","model":"m","system_fingerprint":"b1","object":"chat.completion.chunk""#;
-    const TIMINGS: &str = r#"{"cache_n":3,"prompt_n":4,"prompt_ms":1.5,"predicted_n":2,"predicted_ms":2.5}"#;
+    const TIMINGS: &str =
+        r#"{"cache_n":3,"prompt_n":4,"prompt_ms":1.5,"predicted_n":2,"predicted_ms":2.5}"#;
 
     fn llama(include_usage: bool, eol: &str) -> String {
         let ev = |json: String| format!("data: {json}{eol}{eol}");
@@ -536,10 +543,17 @@ mod tests {
     }
 
     fn openai(include_usage: bool) -> String {
-        let usage = if include_usage { r#","usage":null"# } else { "" };
+        let usage = if include_usage {
+            r#","usage":null"#
+        } else {
+            ""
+        };
         let mut s = String::new();
         for (delta, finish) in [
-            (r#"{"role":"assistant","content":"","refusal":null}"#, "null"),
+            (
+                r#"{"role":"assistant","content":"","refusal":null}"#,
+                "null",
+            ),
             (r#"{"content":"Hi \"usage\":null"}"#, "null"),
             ("{}", r#""stop""#),
         ] {
@@ -567,9 +581,15 @@ mod tests {
 
     #[test]
     fn a_vllm_stream_loses_its_usage_chunk() {
-        let chunk = |c: &str| format!("data: {{\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{c}]}}\n\n");
+        let chunk = |c: &str| {
+            format!(
+                "data: {{\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{c}]}}\n\n"
+            )
+        };
         let plain = chunk(r#"{"index":0,"delta":{"content":"a"}}"#)
-            + &chunk(r#"{"index":0,"delta":{"content":""},"finish_reason":"stop","stop_reason":null}"#)
+            + &chunk(
+                r#"{"index":0,"delta":{"content":""},"finish_reason":"stop","stop_reason":null}"#,
+            )
             + "data: [DONE]\n\n";
         let usage = "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"total_tokens\":6,\"completion_tokens\":1}}\n\n";
         let injected = plain.replace("data: [DONE]", &format!("{usage}data: [DONE]"));
@@ -619,7 +639,8 @@ mod tests {
         assert_eq!(
             filter.feed(b"data: [DONE]\n\n"),
             Filtered::Output(
-                b"data: {\"choices\":[{\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n".as_slice()
+                b"data: {\"choices\":[{\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n"
+                    .as_slice()
             )
         );
         // A stream that ends after it gets it at the end.
@@ -636,8 +657,12 @@ mod tests {
             UsageAsk::ReplaceValue(br#"{"include_usage":true}"#.to_vec())
         );
         assert_eq!(
-            ask_for_usage(Some(br#"{"include_obfuscation":false,"include_usage":null}"#)),
-            UsageAsk::ReplaceValue(br#"{"include_obfuscation":false,"include_usage":true}"#.to_vec())
+            ask_for_usage(Some(
+                br#"{"include_obfuscation":false,"include_usage":null}"#
+            )),
+            UsageAsk::ReplaceValue(
+                br#"{"include_obfuscation":false,"include_usage":true}"#.to_vec()
+            )
         );
         assert_eq!(
             ask_for_usage(Some(br#" { "include_usage" : true } "#)),
