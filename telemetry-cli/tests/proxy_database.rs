@@ -8,8 +8,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
@@ -18,6 +17,7 @@ use std::time::{Duration, Instant};
 use common::proxy::RunningCli;
 use common::{seed, standard_records, temp_db};
 use telemetry_openai::fake::{FakeServer, Reply, chat_completion};
+use telemetry_store::testing::Tmpfs;
 
 const CHAT: &str = r#"{"model":"asked","messages":[{"role":"user","content":"hi"}]}"#;
 
@@ -228,26 +228,6 @@ fn a_database_replaced_under_the_proxy_keeps_the_new_files_records() {
     );
 }
 
-/// A small tmpfs, mounted for the test (needs root).
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir)
-            .output()
-            .is_ok_and(|o| o.status.success());
-        ok.then(|| Tmpfs(dir.to_path_buf()))
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
-}
-
 /// A full disk (a 512 KiB tmpfs) at shutdown: the records the store still held are counted, so
 /// written + dropped = calls recorded, and the exit status is 1.
 #[test]
@@ -255,14 +235,15 @@ fn records_pending_on_a_full_disk_at_shutdown_are_counted() {
     let dir = tempfile::tempdir().unwrap();
     let mount_point = dir.path().join("disk");
     std::fs::create_dir(&mount_point).unwrap();
-    let Some(mount) = Tmpfs::mount(&mount_point, "512k") else {
-        eprintln!(
-            "skipped: cannot mount a tmpfs here (needs root); telemetry-store's \
-             records_pending_on_a_locked_file_at_close_are_counted_as_lost covers the counting"
-        );
+    let Some(mount) = Tmpfs::mount_or_skip(
+        &mount_point,
+        "512k",
+        "telemetry-store's records_pending_on_a_locked_file_at_close_are_counted_as_lost covers \
+         the counting",
+    ) else {
         return;
     };
-    let db = mount.0.join("t.db");
+    let db = mount.path().join("t.db");
     let upstream =
         FakeServer::start(|_| Reply::json(200, chat_completion("served", 5, 3))).unwrap();
     let mut proxy = RunningCli::start_capturing_stderr(dir.path(), &db, &upstream.url(), &[]);

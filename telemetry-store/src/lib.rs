@@ -82,7 +82,11 @@
 //!
 //! ## Feature flags
 //!
-//! None: the crate always needs SQLite (bundled through `rusqlite`) and refinery.
+//! The crate always needs SQLite (bundled through `rusqlite`) and refinery.
+//!
+//! - `testing`: [`testing`], test support: [`testing::Tmpfs`], a small real disk that fills up
+//!   (mounting it needs root), for tests of a full disk here and in the programs built on the
+//!   store.
 #![deny(missing_docs)]
 
 mod builder;
@@ -97,6 +101,9 @@ mod rows;
 mod stats;
 mod store;
 mod writer;
+
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use builder::{
     DEFAULT_BATCH_SIZE, DEFAULT_BUSY_TIMEOUT, DEFAULT_FLUSH_INTERVAL,

@@ -6,11 +6,11 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
+use telemetry_store::testing::Tmpfs;
 use telemetry_store::{OverflowPolicy, RecordError, StoreError, TelemetryStore};
 
 fn count(path: &Path) -> i64 {
@@ -102,24 +102,17 @@ fn a_failure_past_the_retry_budget_reaches_record_instead_of_blocking_for_ever()
     store.close().unwrap();
 }
 
-/// A small tmpfs, mounted for the test (needs root; skipped with one line otherwise).
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir)
-            .output()
-            .is_ok_and(|o| o.status.success());
-        ok.then(|| Tmpfs(dir.to_path_buf()))
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
+/// A store on a real full disk: a 1 MiB tmpfs (needs root; `None`, the test skipped with one
+/// line, otherwise), a batch of 500 and half a second of write retries.
+fn store_on_a_small_disk(dir: &Path) -> Option<(Tmpfs, PathBuf, TelemetryStore)> {
+    let mount = Tmpfs::mount_or_skip(dir, "1m", "the locked-file test covers the logic")?;
+    let path = mount.path().join("t.db");
+    let store = TelemetryStore::builder(&path)
+        .batch_size(500)
+        .write_retry_budget(Duration::from_millis(500))
+        .open()
+        .unwrap();
+    Some((mount, path, store))
 }
 
 /// A real full disk (a 1 MiB tmpfs): `record` and `flush` fail with the file and "full" within
@@ -127,18 +120,9 @@ impl Drop for Tmpfs {
 #[test]
 fn a_full_disk_is_reported_to_callers_and_committed_rows_stay_intact() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(mount) = Tmpfs::mount(dir.path(), "1m") else {
-        eprintln!(
-            "skipped: cannot mount a tmpfs here (needs root); the locked-file test covers the logic"
-        );
+    let Some((mount, path, store)) = store_on_a_small_disk(dir.path()) else {
         return;
     };
-    let path = mount.0.join("t.db");
-    let store = TelemetryStore::builder(&path)
-        .batch_size(500)
-        .write_retry_budget(Duration::from_millis(500))
-        .open()
-        .unwrap();
     let started = Instant::now();
     let (_, err) = produce_until_refused(&store, 200_000, Duration::from_secs(60));
     let err = err.expect("a 1 MiB disk took 200 000 records");
@@ -172,18 +156,9 @@ fn a_full_disk_is_reported_to_callers_and_committed_rows_stay_intact() {
 #[test]
 fn records_pending_on_a_full_disk_at_close_are_counted_as_lost() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(mount) = Tmpfs::mount(dir.path(), "1m") else {
-        eprintln!(
-            "skipped: cannot mount a tmpfs here (needs root); the locked-file test covers the logic"
-        );
+    let Some((mount, _, store)) = store_on_a_small_disk(dir.path()) else {
         return;
     };
-    let path = mount.0.join("t.db");
-    let store = TelemetryStore::builder(&path)
-        .batch_size(500)
-        .write_retry_budget(Duration::from_millis(500))
-        .open()
-        .unwrap();
     let (accepted, err) = produce_until_refused(&store, 200_000, Duration::from_secs(60));
     assert!(err.is_some(), "a 1 MiB disk took 200 000 records");
     let before = store.stats();
