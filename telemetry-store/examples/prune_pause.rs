@@ -74,6 +74,32 @@ fn record_until(
     delays
 }
 
+/// Fills the file with `n` old records again, then records at `rate` (see [`record_until`])
+/// while `prune` runs on another thread, started half a second in so that the recorder is
+/// going; returns the recorder's delays and what `prune` returned.
+fn record_while_pruned<T: Send>(
+    path: &Path,
+    n: u64,
+    rate: f64,
+    prune: impl FnOnce(&Path) -> T + Send,
+) -> (Vec<Duration>, T) {
+    fill_old(path, n);
+    let store = TelemetryStore::open(path).unwrap();
+    let done = AtomicBool::new(false);
+    let (delays, pruned) = thread::scope(|s| {
+        let pruner = s.spawn(|| {
+            thread::sleep(Duration::from_millis(500));
+            let pruned = prune(path);
+            done.store(true, Ordering::Release);
+            pruned
+        });
+        let delays = record_until(&store, rate, Duration::ZERO, &done);
+        (delays, pruner.join().unwrap())
+    });
+    store.close().unwrap();
+    (delays, pruned)
+}
+
 fn report(what: &str, mut delays: Vec<Duration>, prune: Option<Duration>, step: Duration) {
     delays.sort_unstable();
     let q = |p: f64| delays[((delays.len() - 1) as f64 * p) as usize].as_secs_f64() * 1e3;
@@ -146,26 +172,15 @@ fn main() {
     );
 
     // 3. Another store (another process, in practice) prunes.
-    fill_old(&path, n);
-    let store = TelemetryStore::open(&path).unwrap();
-    let done = Arc::new(AtomicBool::new(false));
-    let pruner = {
-        let (path, done) = (path.clone(), Arc::clone(&done));
-        thread::spawn(move || {
-            thread::sleep(Duration::from_millis(500));
-            let other = TelemetryStore::open(&path).unwrap();
-            let started = Instant::now();
-            let deleted = other.prune_before(now() - DAY).unwrap();
-            let took = started.elapsed();
-            let step = other.stats().longest_prune_step;
-            other.close().unwrap();
-            done.store(true, Ordering::Release);
-            (deleted, took, step)
-        })
-    };
-    let delays = record_until(&store, rate, Duration::ZERO, &done);
-    let (deleted, took, step) = pruner.join().unwrap();
-    store.close().unwrap();
+    let (delays, (deleted, took, step)) = record_while_pruned(&path, n, rate, |path| {
+        let other = TelemetryStore::open(path).unwrap();
+        let started = Instant::now();
+        let deleted = other.prune_before(now() - DAY).unwrap();
+        let took = started.elapsed();
+        let step = other.stats().longest_prune_step;
+        other.close().unwrap();
+        (deleted, took, step)
+    });
     assert_eq!(deleted, n);
     report(
         "3. prune_before from a second store",
@@ -175,29 +190,17 @@ fn main() {
     );
 
     // 4. One transaction, as before.
-    fill_old(&path, n);
-    let store = TelemetryStore::open(&path).unwrap();
-    let done = Arc::new(AtomicBool::new(false));
-    let pruner = {
-        let (path, done) = (path.clone(), Arc::clone(&done));
-        thread::spawn(move || {
-            thread::sleep(Duration::from_millis(500));
-            let conn = rusqlite::Connection::open(&path).unwrap();
-            conn.busy_timeout(Duration::from_secs(30)).unwrap();
-            let started = Instant::now();
-            conn.execute_batch(&format!(
-                "BEGIN IMMEDIATE; DELETE FROM telemetry WHERE timestamp < {}; COMMIT;",
-                now() - DAY
-            ))
-            .unwrap();
-            let took = started.elapsed();
-            done.store(true, Ordering::Release);
-            took
-        })
-    };
-    let delays = record_until(&store, rate, Duration::ZERO, &done);
-    let took = pruner.join().unwrap();
-    store.close().unwrap();
+    let (delays, took) = record_while_pruned(&path, n, rate, |path| {
+        let conn = rusqlite::Connection::open(path).unwrap();
+        conn.busy_timeout(Duration::from_secs(30)).unwrap();
+        let started = Instant::now();
+        conn.execute_batch(&format!(
+            "BEGIN IMMEDIATE; DELETE FROM telemetry WHERE timestamp < {}; COMMIT;",
+            now() - DAY
+        ))
+        .unwrap();
+        started.elapsed()
+    });
     report(
         "4. one DELETE transaction (for comparison)",
         delays,
