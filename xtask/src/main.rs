@@ -19,6 +19,8 @@
 //! - `proxy-tls`: `telemetry proxy` over https (nginx terminating TLS with a certificate made at
 //!   run time, `--upstream-ca`) to that server; records equal the server's usage (see
 //!   `proxy_tls.rs`).
+//! - `storage`: a file of 1 M records pruned in two halves must give back at least 75 % of the
+//!   space of each (see `storage.rs`).
 //! - `proxy-bench`: `telemetry proxy` against nginx (and direct) in front of the same nginx
 //!   upstream under the same `wrk` load, interleaved: throughput, latency, CPU time per request
 //!   (see `proxy_bench.rs`).
@@ -34,6 +36,7 @@ mod prometheus;
 mod proxy_bench;
 mod proxy_llama;
 mod proxy_tls;
+mod storage;
 mod tasks;
 mod util;
 
@@ -53,9 +56,10 @@ fn main() -> ExitCode {
         Some("proxy-llama") => proxy_llama::run(&args[1..]),
         Some("proxy-bench") => proxy_bench::run(&args[1..]),
         Some("proxy-tls") => proxy_tls::run(&args[1..]),
+        Some("storage") => storage::run(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <task>\n\ntasks:\n  ci [--no-bench]   format, clippy, tests (all feature sets), doctests, each bench run once\n  bench             full criterion benches\n  gpu-check         build and run the NVML measurement example (needs an NVIDIA GPU)\n  gpu-bundle        build every GPU check into target/gpu-bundle with run.sh, for a GPU machine without Rust\n  browser           render the demo's HTML report in headless Chromium (screenshot in target/browser)\n  prometheus        check `telemetry serve` with promtool and a real Prometheus scraping it\n  otel              check `telemetry demo --otlp` with a real OTLP collector (rotel, from PyPI)\n  llama             install and start a real llama.cpp server, run the tests and measurements that need it\n  proxy-llama       the OpenAI Python client through `telemetry proxy` to a real llama.cpp server: records equal the server's usage\n  proxy-tls         telemetry proxy over https (nginx TLS front, private CA) to llama.cpp: records equal the server's usage\n  proxy-bench       telemetry proxy against nginx in front of the same upstream, same wrk load: throughput, latency, CPU per request"
+                "usage: cargo xtask <task>\n\ntasks:\n  ci [--no-bench]   format, clippy, tests (all feature sets), doctests, each bench run once\n  bench             full criterion benches\n  gpu-check         build and run the NVML measurement example (needs an NVIDIA GPU)\n  gpu-bundle        build every GPU check into target/gpu-bundle with run.sh, for a GPU machine without Rust\n  browser           render the demo's HTML report in headless Chromium (screenshot in target/browser)\n  prometheus        check `telemetry serve` with promtool and a real Prometheus scraping it\n  otel              check `telemetry demo --otlp` with a real OTLP collector (rotel, from PyPI)\n  llama             install and start a real llama.cpp server, run the tests and measurements that need it\n  proxy-llama       the OpenAI Python client through `telemetry proxy` to a real llama.cpp server: records equal the server's usage\n  proxy-tls         telemetry proxy over https (nginx TLS front, private CA) to llama.cpp: records equal the server's usage\n  storage [N]       prune a file of N (1 000 000) records in two halves: at least 75 % of the space of each must come back\n  proxy-bench       telemetry proxy against nginx in front of the same upstream, same wrk load: throughput, latency, CPU per request"
             );
             return ExitCode::from(2);
         }
