@@ -9,13 +9,15 @@ use rusqlite::types::ValueRef;
 use rusqlite::{Connection, Row, params};
 use telemetry_core::schema::ROLLUP_COLUMNS;
 use telemetry_core::{
-    ROLLUP_FIELDS, ROLLUP_INPUT_FIELDS, ROLLUP_INPUTS, ROLLUP_LEVELS, Rollup, TelemetryRecord,
-    TimeRange, bucket_start,
+    ROLLUP_FIELDS, ROLLUP_INPUT_FIELDS, ROLLUP_INPUTS, ROLLUP_LEVELS, Rollup, StringCache,
+    TelemetryRecord, TimeRange, bucket_start,
 };
+
 use telemetry_sqlite::stored_value;
 
 use crate::error::AggError;
 use crate::plan::{HOUR, Plan, plan};
+use crate::row::set_field;
 
 /// One group's rollup: `(bucket, model, engine, agent)`; `bucket` is 0 unless a series asked for
 /// buckets.
@@ -370,6 +372,7 @@ fn read_raw(
     );
     let mut stmt = conn.prepare_cached(&sql).map_err(raw_sql)?;
     let mut record = TelemetryRecord::default();
+    let mut cache = StringCache::new();
     for (a, b) in raw_windows(lo, hi, plan) {
         let mut rows = stmt.query(params![a, b]).map_err(raw_sql)?;
         while let Some(row) = rows.next().map_err(raw_sql)? {
@@ -377,24 +380,24 @@ fn read_raw(
             if !is_raw(range, plan, ts) {
                 continue;
             }
-            fill_rollup_input(row, &mut record)?;
+            fill_rollup_input(conn, &mut cache, row, &mut record)?;
             f(&record);
         }
     }
     Ok(())
 }
 
-/// Reads the [`RAW_COLUMNS`] of `row` into `r`, reusing its string buffers.
-fn fill_rollup_input(row: &Row<'_>, r: &mut TelemetryRecord) -> Result<(), AggError> {
+/// Reads the [`RAW_COLUMNS`] of `row` (read on `conn`) into `r`, reusing its string buffers.
+fn fill_rollup_input(
+    conn: &Connection,
+    cache: &mut StringCache,
+    row: &Row<'_>,
+    r: &mut TelemetryRecord,
+) -> Result<(), AggError> {
     let id: i64 = row.get(0).map_err(raw_sql)?;
     for (i, field) in ROLLUP_INPUT_FIELDS.into_iter().enumerate() {
         let value = row.get_ref(i + 1).map_err(raw_sql)?;
-        r.set_field(field, stored_value(value))
-            .map_err(|e| AggError::BadRow {
-                row_id: id,
-                column: e.field,
-                detail: e.detail,
-            })?;
+        set_field(conn, cache, r, id, field, stored_value(value))?;
     }
     Ok(())
 }

@@ -15,7 +15,7 @@ use std::thread::JoinHandle;
 
 use rusqlite::{Connection, params};
 use telemetry_core::schema::RECORD_COLUMNS;
-use telemetry_core::{TelemetryRecord, TimeRange};
+use telemetry_core::{StringCache, TelemetryRecord, TimeRange};
 
 use crate::error::AggError;
 use crate::open::open_read_only;
@@ -85,7 +85,11 @@ impl Pager {
 
     /// The next page (empty once done). A row that cannot be read is an `Err` item; a SQLite
     /// failure is the error of the call.
-    fn next_page(&mut self, conn: &Connection) -> Result<Vec<Item>, AggError> {
+    fn next_page(
+        &mut self,
+        conn: &Connection,
+        cache: &mut StringCache,
+    ) -> Result<Vec<Item>, AggError> {
         let mut page = Vec::new();
         if self.done {
             return Ok(page);
@@ -103,7 +107,7 @@ impl Pager {
             let id: i64 = row.get(0).map_err(sql)?;
             let ts: f64 = row.get(1).map_err(sql)?;
             self.cursor = Some((ts, id));
-            page.push(read_record(row, id));
+            page.push(read_record(conn, cache, row, id));
         }
         if (page.len() as i64) < PAGE {
             self.done = true;
@@ -142,7 +146,12 @@ pub struct RecordIter<'a> {
 #[derive(Debug)]
 enum Source<'a> {
     /// Small exports: pages read on the caller's thread.
-    Inline { conn: &'a Connection, pager: Pager },
+    Inline {
+        conn: &'a Connection,
+        pager: Pager,
+        /// Texts stored once, met so far on `conn`.
+        cache: StringCache,
+    },
     /// Large exports: slice `i` is read by worker `i % workers`.
     Parallel {
         receivers: Vec<Receiver<Message>>,
@@ -183,6 +192,7 @@ impl<'a> RecordIter<'a> {
             _ => Source::Inline {
                 conn,
                 pager: Pager::new(since, until, true, max_id),
+                cache: StringCache::new(),
             },
         };
         Ok(RecordIter {
@@ -195,8 +205,8 @@ impl<'a> RecordIter<'a> {
     /// Refills `page`; `false` when there is nothing more.
     fn refill(&mut self) -> Result<bool, AggError> {
         match &mut self.source {
-            Source::Inline { conn, pager } => {
-                let page = pager.next_page(conn)?;
+            Source::Inline { conn, pager, cache } => {
+                let page = pager.next_page(conn, cache)?;
                 let more = !page.is_empty();
                 self.page = page.into_iter();
                 Ok(more)
@@ -276,9 +286,10 @@ fn parallel<'a>(path: &Path, lo: f64, hi: f64, max_id: i64) -> Result<Source<'a>
 
 /// A worker: every page of each of its slices, in order; stops when the reader is gone.
 fn work(conn: &Connection, pagers: Vec<Pager>, tx: &SyncSender<Message>) {
+    let mut cache = StringCache::new();
     for mut pager in pagers {
         loop {
-            let message = match pager.next_page(conn) {
+            let message = match pager.next_page(conn, &mut cache) {
                 Ok(page) if page.is_empty() => break,
                 Ok(page) => Message::Page(page),
                 Err(e) => {

@@ -22,7 +22,7 @@ fn rows(db: &Path) -> Vec<(String, String, String, String, i64, i64, bool)> {
     let mut stmt = conn
         .prepare(
             "SELECT model_id, engine, agent, outcome, prompt_tokens, completion_tokens, is_streaming \
-             FROM telemetry ORDER BY timestamp",
+             FROM telemetry_records ORDER BY timestamp",
         )
         .unwrap();
     stmt.query_map([], |r| {
@@ -438,7 +438,7 @@ fn api_keys_are_forwarded_and_found_nowhere_else() {
     let conn = rusqlite::Connection::open(&db).unwrap();
     let message: String = conn
         .query_row(
-            "SELECT error_message FROM telemetry WHERE outcome = 'error'",
+            "SELECT error_message FROM telemetry_records WHERE outcome = 'error'",
             [],
             |r| r.get(0),
         )

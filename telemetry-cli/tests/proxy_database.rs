@@ -135,7 +135,7 @@ fn count_rows(db: &Path, agent: &str) -> (i64, i64) {
         rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
             .unwrap();
     conn.query_row(
-        "SELECT count(*), count(*) FILTER (WHERE agent = ?1) FROM telemetry",
+        "SELECT count(*), count(*) FILTER (WHERE agent = ?1) FROM telemetry_records",
         [agent],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )

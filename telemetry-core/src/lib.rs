@@ -55,6 +55,7 @@ mod rollup;
 mod rollup_fields;
 pub mod schema;
 mod sketch;
+mod strings;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod time_range;
@@ -75,6 +76,7 @@ pub use rollup_fields::{
     RollupDecodeError, RollupField, RollupKind, RollupValue,
 };
 pub use sketch::{QuantileSketch, RELATIVE_ACCURACY};
+pub use strings::{STRING_BY_ID_SQL, StringCache, parse_stored_id, stored_id};
 pub use time_range::TimeRange;
 pub use validate::{
     MAX_ERROR_MESSAGE_BYTES, MAX_LABEL_BYTES, MAX_METADATA_BYTES, MAX_NAME_BYTES, MAX_TIMESTAMP,

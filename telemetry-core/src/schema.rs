@@ -5,6 +5,10 @@
 //!   field, named as the field ([`RECORD_COLUMNS`]); `metadata` is JSON text, booleans are 0/1,
 //!   `None` is `NULL`, enums are their strings. `import_key` is set only on rows imported from
 //!   another database, to make imports idempotent.
+//!   From V5 a text or JSON cell may hold instead the id of its text in `telemetry_strings`,
+//!   as a blob of its decimal digits (a text met more than once is stored there once; see
+//!   [`StringCache`](crate::StringCache)); the view `telemetry_records` shows every row with its
+//!   texts.
 //! - `telemetry_rollup`: one [`Rollup`](crate::Rollup) per (level, bucket_start, model_id,
 //!   engine, agent) for each level of [`ROLLUP_LEVELS`](crate::ROLLUP_LEVELS), written in the same
 //!   transaction as the rows ([`ROLLUP_COLUMNS`]; sketches are
@@ -13,7 +17,7 @@
 //! This module holds SQL text only; it performs no I/O.
 
 /// Version of the newest migration; a database at another version is refused by readers.
-pub const SCHEMA_VERSION: i32 = 4;
+pub const SCHEMA_VERSION: i32 = 5;
 
 /// The migrations, in order: (refinery name, SQL).
 pub const MIGRATIONS: &[(&str, &str)] = &[
@@ -21,6 +25,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("V2__server_timings", V2_SERVER_TIMINGS),
     ("V3__api_fields", V3_API_FIELDS),
     ("V4__server_timing_sums", V4_SERVER_TIMING_SUMS),
+    ("V5__strings_stored_once", V5_STRINGS_STORED_ONCE),
 ];
 
 /// Columns of `telemetry` holding record fields, in [`TelemetryRecord`](crate::TelemetryRecord)
@@ -156,6 +161,68 @@ WHERE r.level = s.level AND r.bucket_start = s.bucket_start AND r.model_id = s.m
   AND r.engine = s.engine AND r.agent = s.agent;
 "#;
 
+/// Texts stored once (see [`StringCache`](crate::StringCache)): a text or JSON cell of `telemetry`
+/// may hold the id of its text in `telemetry_strings`, as a blob of the id's decimal digits (an
+/// integer would be turned into text by the columns' `TEXT` affinity; no text or JSON field is
+/// ever stored as a blob otherwise); rows written before keep their texts, and
+/// every reader takes both. `telemetry_records` shows the rows with their texts, for SQL users
+/// (a migration that adds a record column recreates it).
+const V5_STRINGS_STORED_ONCE: &str = r#"
+CREATE TABLE telemetry_strings (
+    id   INTEGER PRIMARY KEY,
+    text TEXT NOT NULL UNIQUE
+);
+CREATE VIEW telemetry_records AS SELECT
+    id,
+    timestamp,
+    CASE WHEN typeof(model_id) = 'blob' THEN (SELECT text FROM telemetry_strings WHERE id = CAST(CAST(model_id AS TEXT) AS INTEGER)) ELSE model_id END AS model_id,
+    CASE WHEN typeof(engine) = 'blob' THEN (SELECT text FROM telemetry_strings WHERE id = CAST(CAST(engine AS TEXT) AS INTEGER)) ELSE engine END AS engine,
+    CASE WHEN typeof(agent) = 'blob' THEN (SELECT text FROM telemetry_strings WHERE id = CAST(CAST(agent AS TEXT) AS INTEGER)) ELSE agent END AS agent,
+    prompt_tokens,
+    completion_tokens,
+    total_tokens,
+    prompt_tokens_cached,
+    latency_seconds,
+    ttft,
+    cost_usd,
+    energy_joules,
+    power_watts,
+    gpu_utilization_pct,
+    gpu_memory_used_gb,
+    gpu_temperature_c,
+    throughput_tok_per_sec,
+    prefill_latency_seconds,
+    decode_latency_seconds,
+    is_streaming,
+    mean_itl_ms,
+    median_itl_ms,
+    p90_itl_ms,
+    p95_itl_ms,
+    p99_itl_ms,
+    std_itl_ms,
+    prefill_energy_joules,
+    decode_energy_joules,
+    CASE WHEN typeof(energy_method) = 'blob' THEN (SELECT text FROM telemetry_strings WHERE id = CAST(CAST(energy_method AS TEXT) AS INTEGER)) ELSE energy_method END AS energy_method,
+    CASE WHEN typeof(energy_vendor) = 'blob' THEN (SELECT text FROM telemetry_strings WHERE id = CAST(CAST(energy_vendor AS TEXT) AS INTEGER)) ELSE energy_vendor END AS energy_vendor,
+    CASE WHEN typeof(batch_id) = 'blob' THEN (SELECT text FROM telemetry_strings WHERE id = CAST(CAST(batch_id AS TEXT) AS INTEGER)) ELSE batch_id END AS batch_id,
+    is_warmup,
+    CASE WHEN typeof(outcome) = 'blob' THEN (SELECT text FROM telemetry_strings WHERE id = CAST(CAST(outcome AS TEXT) AS INTEGER)) ELSE outcome END AS outcome,
+    CASE WHEN typeof(error_kind) = 'blob' THEN (SELECT text FROM telemetry_strings WHERE id = CAST(CAST(error_kind AS TEXT) AS INTEGER)) ELSE error_kind END AS error_kind,
+    CASE WHEN typeof(error_message) = 'blob' THEN (SELECT text FROM telemetry_strings WHERE id = CAST(CAST(error_message AS TEXT) AS INTEGER)) ELSE error_message END AS error_message,
+    tokens_counted,
+    cost_unknown,
+    CASE WHEN typeof(metadata) = 'blob' THEN (SELECT text FROM telemetry_strings WHERE id = CAST(CAST(metadata AS TEXT) AS INTEGER)) ELSE metadata END AS metadata,
+    server_prefill_ms,
+    server_decode_ms,
+    CASE WHEN typeof(api) = 'blob' THEN (SELECT text FROM telemetry_strings WHERE id = CAST(CAST(api AS TEXT) AS INTEGER)) ELSE api END AS api,
+    CASE WHEN typeof(operation) = 'blob' THEN (SELECT text FROM telemetry_strings WHERE id = CAST(CAST(operation AS TEXT) AS INTEGER)) ELSE operation END AS operation,
+    reasoning_tokens,
+    prompt_tokens_cache_write,
+    output_chunks,
+    import_key
+FROM telemetry;
+"#;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,6 +235,26 @@ mod tests {
                 all.contains(&format!("    {c} ")) || all.contains(&format!("ADD COLUMN {c} ")),
                 "{c} missing"
             );
+        }
+    }
+
+    /// The view shows every record column, texts stored once resolved (a column added to the
+    /// table but not to the view fails here).
+    #[test]
+    fn the_records_view_has_every_column() {
+        for f in crate::RECORD_FIELDS.iter() {
+            let c = f.name;
+            let plain = format!("\n    {c},\n");
+            let resolved = format!(
+                "CASE WHEN typeof({c}) = 'blob' THEN (SELECT text FROM telemetry_strings \
+                 WHERE id = CAST(CAST({c} AS TEXT) AS INTEGER)) ELSE {c} END AS {c},"
+            );
+            let found = if f.kind.stored_once() {
+                V5_STRINGS_STORED_ONCE.contains(&resolved)
+            } else {
+                V5_STRINGS_STORED_ONCE.contains(&plain)
+            };
+            assert!(found, "{c} missing from telemetry_records");
         }
     }
 

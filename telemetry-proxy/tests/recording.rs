@@ -382,7 +382,7 @@ async fn records_reach_the_sqlite_store_through_the_bus() {
     let conn = rusqlite::Connection::open(&path).unwrap();
     let (n, model, tokens): (i64, String, i64) = conn
         .query_row(
-            "SELECT COUNT(*), MIN(model_id), SUM(total_tokens) FROM telemetry",
+            "SELECT COUNT(*), MIN(model_id), SUM(total_tokens) FROM telemetry_records",
             [],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )

@@ -100,6 +100,7 @@ mod rollups;
 mod rows;
 mod stats;
 mod store;
+mod strings;
 mod writer;
 
 #[cfg(feature = "testing")]

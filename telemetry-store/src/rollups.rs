@@ -7,7 +7,8 @@ use std::hash::{BuildHasherDefault, Hasher};
 use rusqlite::{CachedStatement, Connection, OptionalExtension, Row, Statement, params};
 use telemetry_core::schema::ROLLUP_COLUMNS;
 use telemetry_core::{
-    ROLLUP_FIELDS, ROLLUP_LEVELS, Rollup, RollupKey, RollupValue, TelemetryRecord, bucket_start,
+    ROLLUP_FIELDS, ROLLUP_LEVELS, Rollup, RollupKey, RollupValue, StringCache, TelemetryRecord,
+    bucket_start,
 };
 use telemetry_sqlite::stored_value;
 
@@ -243,8 +244,9 @@ fn backfill_minutes(conn: &Connection, hour: i64) -> Result<(), StoreError> {
         ])
         .map_err(sql)?;
     let mut minutes: HashMap<RollupKey, Rollup> = HashMap::new();
+    let mut cache = StringCache::new();
     while let Some(row) = rows.next().map_err(sql)? {
-        let record = rollup_input(row)?;
+        let record = rollup_input(conn, &mut cache, row)?;
         if hour_of(record.timestamp) == hour {
             minutes
                 .entry(RollupKey::of(&record, MINUTE))
@@ -434,8 +436,9 @@ fn from_raw_rows(
     let mut stmt = conn.prepare_cached(&select).map_err(sql)?;
     let mut rows = stmt.query(params![start as f64, end as f64]).map_err(sql)?;
     let mut rebuilt: HashMap<RollupKey, Rollup> = HashMap::new();
+    let mut cache = StringCache::new();
     while let Some(row) = rows.next().map_err(sql)? {
-        let record = rollup_input(row)?;
+        let record = rollup_input(conn, &mut cache, row)?;
         rebuilt
             .entry(RollupKey::of(&record, level))
             .or_default()
@@ -497,6 +500,7 @@ pub(crate) fn rebuild_all(conn: &Connection, threshold: u64) -> Result<u64, Stor
     let mut read = 0u64;
     let mut current: Option<i64> = None;
     let mut records: Vec<TelemetryRecord> = Vec::new();
+    let mut cache = StringCache::new();
     let flush = |records: &mut Vec<TelemetryRecord>| -> Result<(), StoreError> {
         let mut calls: HashMap<i64, u64> = HashMap::new();
         for r in records.iter() {
@@ -514,7 +518,7 @@ pub(crate) fn rebuild_all(conn: &Connection, threshold: u64) -> Result<u64, Stor
         Ok(())
     };
     while let Some(row) = rows.next().map_err(sql)? {
-        let record = rollup_input(row)?;
+        let record = rollup_input(conn, &mut cache, row)?;
         read += 1;
         let bucket = bucket_start(record.timestamp, day);
         if current.is_some_and(|c| c != bucket) {

@@ -20,6 +20,7 @@ use crate::maintenance::{FileSpace, RetentionPolicy};
 use crate::open::open_connection;
 use crate::queue::{ControlKind, Queue, Reply};
 use crate::stats::{Counters, Health, StoreStats};
+use crate::strings::Interner;
 use crate::writer::Writer;
 
 /// An append-only SQLite telemetry store with a background writer.
@@ -114,6 +115,7 @@ impl TelemetryStore {
             minute_threshold: options.minute_rollup_threshold,
             prunes: std::collections::VecDeque::new(),
             next_step: Instant::now(),
+            interner: Interner::default(),
             retention: options.retention.map(|policy| RetentionPolicy {
                 policy,
                 next_pass: Instant::now(),

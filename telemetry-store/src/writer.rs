@@ -37,8 +37,9 @@ use crate::import::ImportRow;
 use crate::maintenance::{Origin, Pruning, RetentionPolicy, retention_cutoff};
 use crate::queue::{Control, ControlKind, Queue};
 use crate::rollups::{BatchRollups, MinuteDetail, hour_of, merge_into, rebuild_all};
-use crate::rows::{IMPORT_KEY_PARAM, IMPORT_SQL, INSERT_SQL, bind_record};
+use crate::rows::{BindState, IMPORT_KEY_PARAM, IMPORT_SQL, INSERT_SQL, bind_record};
 use crate::stats::Counters;
+use crate::strings::Interner;
 
 /// The wait before retry `attempt` of a failed commit (or of opening and migrating, which
 /// retry the same way): 10 ms doubling per attempt, at most 1 s.
@@ -74,6 +75,8 @@ pub(crate) struct Writer {
     pub(crate) retention: Option<RetentionPolicy>,
     /// When the next step of a prune may start.
     pub(crate) next_step: Instant,
+    /// Which texts the rows store once (schema V5).
+    pub(crate) interner: Interner,
 }
 
 impl Writer {
@@ -153,7 +156,12 @@ impl Writer {
             let Some(conn) = self.conn.as_mut() else {
                 return false;
             };
-            let result = match commit_records(conn, &self.carry, self.minute_threshold) {
+            let result = match commit_records(
+                conn,
+                &mut self.interner,
+                &self.carry,
+                self.minute_threshold,
+            ) {
                 Err(e) if !is_io(&e) => self.isolate(),
                 other => other,
             };
@@ -192,7 +200,12 @@ impl Writer {
             }
             let committed = match self.check_file() {
                 Ok(()) => match self.conn.as_mut() {
-                    Some(conn) => commit_records(conn, &records[lo..hi], self.minute_threshold),
+                    Some(conn) => commit_records(
+                        conn,
+                        &mut self.interner,
+                        &records[lo..hi],
+                        self.minute_threshold,
+                    ),
                     None => Err(self.gone_error()),
                 },
                 Err(e) => Err(e),
@@ -387,7 +400,10 @@ impl Writer {
             }
             ControlKind::Import(rows) => {
                 let threshold = self.minute_threshold;
-                let result = self.retrying(|conn| import(conn, &rows, threshold));
+                // Lent to the import (the closure cannot borrow the writer it runs in).
+                let mut interner = std::mem::take(&mut self.interner);
+                let result = self.retrying(|conn| import(conn, &mut interner, &rows, threshold));
+                self.interner = interner;
                 if let Ok(n) = result {
                     self.counters.written.fetch_add(n, Ordering::Relaxed);
                 }
@@ -626,6 +642,21 @@ impl<'a, 'd> DetailedRollups<'a, 'd> {
 /// SQLite has been through its pages.
 fn commit_records(
     conn: &mut Connection,
+    interner: &mut Interner,
+    records: &[Arc<TelemetryRecord>],
+    minute_threshold: u64,
+) -> Result<(), StoreError> {
+    let result = insert_records(conn, interner, records, minute_threshold);
+    match result {
+        Ok(()) => interner.committed(),
+        Err(_) => interner.rolled_back(),
+    }
+    result
+}
+
+fn insert_records(
+    conn: &mut Connection,
+    interner: &mut Interner,
     records: &[Arc<TelemetryRecord>],
     minute_threshold: u64,
 ) -> Result<(), StoreError> {
@@ -640,11 +671,11 @@ fn commit_records(
         let mut stmt = tx
             .prepare_cached(&INSERT_SQL)
             .map_err(sql("preparing the insert"))?;
-        let mut buf = Vec::with_capacity(256);
+        let mut state = BindState::new();
         // The record whose values the statement holds (from the previous row inserted).
         let mut bound: Option<&TelemetryRecord> = None;
         for r in records {
-            bind_record(&mut stmt, r, bound, &mut buf)?;
+            bind_record(&mut stmt, r, bound, &mut state, interner, &tx)?;
             stmt.raw_execute().map_err(sql("inserting a row"))?;
             bound = Some(r);
             rollups.add(r);
@@ -658,6 +689,21 @@ fn commit_records(
 
 fn import(
     conn: &mut Connection,
+    interner: &mut Interner,
+    rows: &[ImportRow],
+    minute_threshold: u64,
+) -> Result<u64, StoreError> {
+    let result = import_rows(conn, interner, rows, minute_threshold);
+    match result {
+        Ok(_) => interner.committed(),
+        Err(_) => interner.rolled_back(),
+    }
+    result
+}
+
+fn import_rows(
+    conn: &mut Connection,
+    interner: &mut Interner,
     rows: &[ImportRow],
     minute_threshold: u64,
 ) -> Result<u64, StoreError> {
@@ -669,9 +715,15 @@ fn import(
             .map_err(sql("preparing the import insert"))?;
         let mut hours = HourCounts::default();
         let mut fresh: Vec<&TelemetryRecord> = Vec::with_capacity(rows.len());
-        let mut buf = Vec::with_capacity(256);
         for row in rows {
-            bind_record(&mut stmt, &row.record, None, &mut buf)?;
+            bind_record(
+                &mut stmt,
+                &row.record,
+                None,
+                &mut BindState::new(),
+                interner,
+                &tx,
+            )?;
             stmt.raw_bind_parameter(IMPORT_KEY_PARAM, row.key.as_str())
                 .map_err(sql("binding an import key"))?;
             // Only rows actually inserted (key not seen before) count in the summaries.

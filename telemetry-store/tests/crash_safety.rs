@@ -100,7 +100,7 @@ fn killed_writers_leave_a_sound_file_with_every_acknowledged_record() {
             .unwrap();
         assert_eq!(check, "ok", "round {round}");
         let mut stmt = conn
-            .prepare("SELECT json_extract(metadata, '$.id') FROM telemetry")
+            .prepare("SELECT json_extract(metadata, '$.id') FROM telemetry_records")
             .unwrap();
         let stored: HashSet<u64> = stmt
             .query_map([], |r| r.get::<_, i64>(0))

@@ -92,7 +92,7 @@ fn read_only(path: &Path) -> Connection {
 fn rows(path: &Path, agent: &str) -> (i64, i64) {
     read_only(path)
         .query_row(
-            "SELECT count(*), count(*) FILTER (WHERE agent = ?1) FROM telemetry",
+            "SELECT count(*), count(*) FILTER (WHERE agent = ?1) FROM telemetry_records",
             [agent],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )

@@ -27,6 +27,7 @@ fn summaries_stored_before_v4_get_their_server_timing_sums() {
     {
         // The database as a version-3 store left it: no sum columns, no V4 in the history.
         let conn = common::connect(&path);
+        common::texts_back_into_rows(&conn);
         conn.execute_batch(
             "ALTER TABLE telemetry_rollup DROP COLUMN server_prefill_ms_sum;
              ALTER TABLE telemetry_rollup DROP COLUMN server_decode_ms_sum;

@@ -19,10 +19,11 @@ pub fn sample(tag: &str, i: u64) -> TelemetryRecord {
     telemetry_core::testing::sample_record(tag, i)
 }
 
-/// Every row of `telemetry`, in id order, decoded through core's field table.
+/// Every row of `telemetry`, in id order, decoded through core's field table (through the
+/// `telemetry_records` view, which shows the texts stored once).
 pub fn read_all(conn: &Connection) -> Vec<TelemetryRecord> {
     let sql = format!(
-        "SELECT {} FROM telemetry ORDER BY id",
+        "SELECT {} FROM telemetry_records ORDER BY id",
         RECORD_COLUMNS.join(", ")
     );
     let mut stmt = conn.prepare(&sql).unwrap();
@@ -37,6 +38,27 @@ pub fn read_all(conn: &Connection) -> Vec<TelemetryRecord> {
         out.push(r);
     }
     out
+}
+
+/// Turns a file back into what a store before schema V5 wrote: every text in its row (none
+/// stored once), no `telemetry_strings` or `telemetry_records`, no V5 in the history.
+pub fn texts_back_into_rows(conn: &Connection) {
+    let set: Vec<String> = telemetry_core::RECORD_FIELDS
+        .iter()
+        .filter(|f| f.kind.stored_once())
+        .map(|f| {
+            let c = f.name;
+            format!("{c} = (SELECT {c} FROM telemetry_records AS v WHERE v.id = telemetry.id)")
+        })
+        .collect();
+    conn.execute_batch(&format!(
+        "UPDATE telemetry SET {};
+         DROP VIEW telemetry_records;
+         DROP TABLE telemetry_strings;
+         DELETE FROM refinery_schema_history WHERE version = 5;",
+        set.join(", ")
+    ))
+    .unwrap();
 }
 
 /// Opens a plain connection (not through the store).

@@ -1,0 +1,116 @@
+//! Texts stored once (schema V5): the writer's [`Interner`] decides, for each text or JSON cell,
+//! whether the row holds the text itself or the id of the text in `telemetry_strings`.
+//!
+//! A text is stored there from the second time the writer meets it: a label or a run's metadata,
+//! repeated on every record, then costs one small integer a row instead of its bytes, while a
+//! text met once (a unique error message, per-request metadata) stays in its row and costs no
+//! extra table entry. Texts shorter than an id would be stay in the rows. The writer remembers
+//! the texts it stored (and hashes of those met once) in bounded maps; what it forgot is found
+//! again in the table, whose `UNIQUE` index also gives a second process the same id.
+
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasher, RandomState};
+
+use rusqlite::{Connection, OptionalExtension, params};
+use telemetry_core::{STRING_BY_ID_SQL, StoredValue};
+use telemetry_core::{StringCache, TelemetryRecord};
+
+use crate::error::StoreError;
+
+/// Texts shorter than this stay in the rows: an id of the first 8 million texts takes up to 3
+/// bytes (and the empty text takes none).
+const MIN_LEN: usize = 4;
+/// Texts (with their ids) the writer remembers; past it, it starts again from the table.
+const MAX_KNOWN: usize = 16_384;
+/// Hashes of texts met once that the writer remembers (8 bytes each).
+const MAX_SEEN: usize = 65_536;
+
+/// The writer's half: texts to ids, for the rows it inserts.
+#[derive(Debug, Default)]
+pub(crate) struct Interner {
+    known: HashMap<Box<str>, i64>,
+    seen: HashSet<u64>,
+    hasher: RandomState,
+    /// Texts added to `known` in the transaction under way: forgotten if it rolls back.
+    pending: Vec<Box<str>>,
+}
+
+impl Interner {
+    /// The id to store for `text` instead of the text (`None`: store the text). Inserts the text
+    /// into `telemetry_strings` (in the caller's transaction) the second time it is met.
+    pub(crate) fn id(&mut self, tx: &Connection, text: &str) -> Result<Option<i64>, StoreError> {
+        if text.len() < MIN_LEN {
+            return Ok(None);
+        }
+        if let Some(&id) = self.known.get(text) {
+            return Ok(Some(id));
+        }
+        if self.seen.len() >= MAX_SEEN {
+            self.seen.clear();
+        }
+        if self.seen.insert(self.hasher.hash_one(text)) {
+            // Met for the first time (as far as this writer remembers): stored in the row.
+            return Ok(None);
+        }
+        let id = match lookup(tx, text)? {
+            Some(id) => id,
+            None => {
+                tx.prepare_cached("INSERT INTO telemetry_strings (text) VALUES (?1)")
+                    .and_then(|mut s| s.execute(params![text]))
+                    .map_err(|e| StoreError::sqlite("storing a text once", e))?;
+                tx.last_insert_rowid()
+            }
+        };
+        if self.known.len() >= MAX_KNOWN {
+            self.known.clear();
+        }
+        self.known.insert(text.into(), id);
+        self.pending.push(text.into());
+        Ok(Some(id))
+    }
+
+    /// The transaction that used [`id`](Self::id) committed: its ids are for good.
+    pub(crate) fn committed(&mut self) {
+        self.pending.clear();
+    }
+
+    /// The transaction rolled back: the texts it stored are gone, and so are their ids.
+    pub(crate) fn rolled_back(&mut self) {
+        for text in self.pending.drain(..) {
+            self.known.remove(&text);
+        }
+    }
+}
+
+/// The id of `text` in `telemetry_strings`, if it is stored there.
+fn lookup(tx: &Connection, text: &str) -> Result<Option<i64>, StoreError> {
+    tx.prepare_cached("SELECT id FROM telemetry_strings WHERE text = ?1")
+        .and_then(|mut s| s.query_row(params![text], |r| r.get(0)).optional())
+        .map_err(|e| StoreError::sqlite("looking up a stored text", e))
+}
+
+/// Sets field `field` of `r` from a cell read on `conn`, the text of a stored id looked up.
+pub(crate) fn set_field_from_cell(
+    conn: &Connection,
+    cache: &mut StringCache,
+    r: &mut TelemetryRecord,
+    field: usize,
+    value: StoredValue<'_>,
+) -> Result<(), StoreError> {
+    let value = cache.resolve(field, value, |id| text_of(conn, id))?;
+    r.set_field(field, value).map_err(|e| StoreError::Decode {
+        column: e.field,
+        detail: e.detail,
+    })
+}
+
+/// The text of id `id` in `telemetry_strings`.
+fn text_of(conn: &Connection, id: i64) -> Result<String, StoreError> {
+    conn.prepare_cached(STRING_BY_ID_SQL)
+        .and_then(|mut s| s.query_row(params![id], |r| r.get(0)).optional())
+        .map_err(|e| StoreError::sqlite("reading a stored text", e))?
+        .ok_or_else(|| StoreError::Decode {
+            column: "telemetry_strings",
+            detail: format!("no text with id {id}"),
+        })
+}
