@@ -16,6 +16,7 @@ use crate::protocol::responses::{self, ResponsesStream};
 use crate::protocol::sse::SseEvent;
 use crate::protocol::stream::{Observed, StreamObserver};
 use crate::protocol::usage::ServerReport;
+use crate::protocol::whole;
 
 /// An API whose calls are recorded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -109,9 +110,7 @@ pub fn model_of(json: &[u8]) -> Option<String> {
 /// ```
 pub fn read_body(api: Api, body: &[u8]) -> Result<(ServerReport, Option<String>), ProtocolError> {
     match api {
-        Api::ChatCompletions | Api::Completions => {
-            Ok((ServerReport::from_body(body)?, model_of(body)))
-        }
+        Api::ChatCompletions | Api::Completions => whole::read_chat_body(body),
         Api::Responses => responses::read_body(body),
         Api::Messages => messages::read_body(body),
         Api::Embeddings => embeddings::read_body(body),

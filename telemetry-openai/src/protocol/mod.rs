@@ -42,6 +42,7 @@ mod sse;
 mod stream;
 mod types;
 mod usage;
+mod whole;
 
 pub use api::{Api, ApiStream, model_of, read_body};
 pub use chunk::{ChunkSummary, decode_chunk};
