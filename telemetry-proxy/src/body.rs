@@ -22,6 +22,7 @@ use tokio::time::{Instant, Sleep};
 use crate::budget::Charge;
 use crate::decode::Decoder;
 use crate::inject::{Edit, edit_frames};
+use crate::pool::InUse;
 use crate::record::Exchange;
 use crate::stats::Counters;
 
@@ -243,6 +244,9 @@ pub(crate) struct Relay {
     pub head: Option<Bytes>,
     /// The upstream's body has ended and everything has been passed on.
     pub ended: bool,
+    /// The upstream connection, given back to its pool when the body has ended (dropped with
+    /// a body that has not: the connection closes).
+    pub conn: Option<InUse<ForwardBody>>,
 }
 
 /// A response body on its way to the client.
@@ -333,7 +337,8 @@ impl Relay {
         Bytes::from(all)
     }
 
-    /// The body ended: the decoder's last output, then the exchange completes.
+    /// The body ended: the decoder's last output, then the exchange completes and the
+    /// connection goes back to its pool.
     fn finish(&mut self) {
         if let (Some(d), Some(ex)) = (self.decoder.as_mut(), self.exchange.as_mut()) {
             let finished = d.finish(&mut |piece| ex.data(&Bytes::copy_from_slice(piece)));
@@ -343,6 +348,9 @@ impl Relay {
         }
         if let Some(ex) = self.exchange.take() {
             ex.complete();
+        }
+        if let Some(conn) = self.conn.take() {
+            conn.give_back();
         }
     }
 
@@ -482,11 +490,10 @@ impl Body for ResponseBody {
 
 impl Drop for ResponseBody {
     fn drop(&mut self) {
-        if let ResponseBody::Upstream(relay) = self
-            && relay.exchange.is_some()
-        {
+        if let ResponseBody::Upstream(relay) = self {
             // Dropped before its end: the client went away (dropping `inner` aborts the
-            // upstream request), unless everything had already arrived.
+            // upstream request and closes its connection), unless everything had already
+            // arrived (an empty body is never polled).
             if relay.inner.is_end_stream() && relay.head.is_none() {
                 relay.finish();
             } else if let Some(ex) = relay.exchange.take() {

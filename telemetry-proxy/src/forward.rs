@@ -21,12 +21,14 @@ use crate::hop::{self, AGENT_HEADER};
 use crate::inject::{self, UsagePlan};
 use crate::intake::{self, Refusal};
 use crate::metrics::METRICS_PATH;
+use crate::pool::{InUse, Pool, UpstreamError};
 use crate::record::Exchange;
 use crate::reply::{chain, error_response};
 use crate::request::Endpoint;
 use crate::secrets::Secrets;
 use crate::shared::Shared;
 use crate::stats::Counters;
+use crate::tls::Connector;
 use crate::upstream::Upstream;
 
 /// Answers one request. Never fails: what cannot be forwarded gets an error response.
@@ -93,8 +95,6 @@ async fn forward(shared: &Shared, request: Request<Incoming>) -> Response<Respon
         .remove(AGENT_HEADER)
         .and_then(|v| v.to_str().ok().map(str::to_owned));
     hop::strip(&mut parts.headers);
-    // The client side sets Host from the upstream's URL.
-    parts.headers.remove(header::HOST);
 
     let endpoint = Endpoint::of(&parts.method, parts.uri.path());
     let (mut body, info) = match endpoint {
@@ -119,7 +119,7 @@ async fn forward(shared: &Shared, request: Request<Incoming>) -> Response<Respon
     let upstream = config
         .routes
         .pick(info.as_ref().and_then(|i| i.model.as_deref()));
-    parts.uri = match upstream.uri_for(parts.uri.path_and_query()) {
+    parts.uri = match upstream.target_for(std::mem::take(&mut parts.uri)) {
         Ok(uri) => uri,
         Err(e) => {
             return error_response(
@@ -130,6 +130,15 @@ async fn forward(shared: &Shared, request: Request<Incoming>) -> Response<Respon
         }
     };
     parts.version = Version::HTTP_11;
+    let Some(pool) = shared.pools.of(upstream) else {
+        // Every upstream the routes pick has its pool, made from the same routes.
+        return error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "proxy_error",
+            &format!("no connection pool for upstream {upstream}"),
+        );
+    };
+    parts.headers.insert(header::HOST, pool.host().clone());
 
     // Ask for the stream's usage on the client's behalf (see crate::inject).
     let mut original = None;
@@ -169,14 +178,14 @@ async fn forward(shared: &Shared, request: Request<Incoming>) -> Response<Respon
         let (method, uri, version) = (parts.method.clone(), parts.uri.clone(), parts.version);
         (method, uri, version)
     });
-    let response = match send(shared, Request::from_parts(parts, body)).await {
-        Sent::Response(response) => response,
+    let (response, conn) = match send(shared, pool, Request::from_parts(parts, body)).await {
+        Sent::Response(response, conn) => (response, conn),
         Sent::Failed(e) => return failed(shared, upstream, exchange, &e),
         Sent::TimedOut => return first_byte_timeout(shared, upstream, exchange),
     };
     let mut head = None;
     let mut asked = original.is_some();
-    let response = match (original, again) {
+    let (response, conn) = match (original, again) {
         (Some((headers, first)), Some((method, uri, version)))
             if inject::may_refuse(response.status()) =>
         {
@@ -191,8 +200,12 @@ async fn forward(shared: &Shared, request: Request<Incoming>) -> Response<Respon
                 *request.uri_mut() = uri;
                 *request.version_mut() = version;
                 *request.headers_mut() = headers;
-                let response = match send(shared, request).await {
-                    Sent::Response(response) => response,
+                if whole {
+                    // The refusal was read to its end: its connection can serve again.
+                    conn.give_back();
+                }
+                let (response, conn) = match send(shared, pool, request).await {
+                    Sent::Response(response, conn) => (response, conn),
                     Sent::Failed(e) => return failed(shared, upstream, exchange, &e),
                     Sent::TimedOut => return first_byte_timeout(shared, upstream, exchange),
                 };
@@ -206,13 +219,13 @@ async fn forward(shared: &Shared, request: Request<Incoming>) -> Response<Respon
                         "the upstream refuses stream_options.include_usage: its streams are forwarded as sent, and recorded without the server's usage"
                     );
                 }
-                response
+                (response, conn)
             } else {
                 head = Some(read);
-                Response::from_parts(rparts, rbody)
+                (Response::from_parts(rparts, rbody), conn)
             }
         }
-        _ => response,
+        _ => (response, conn),
     };
     let (mut parts, inner) = response.into_parts();
     hop::strip(&mut parts.headers);
@@ -252,29 +265,34 @@ async fn forward(shared: &Shared, request: Request<Incoming>) -> Response<Respon
         filter,
         head,
         ended: false,
+        conn: Some(conn),
     };
     Response::from_parts(parts, ResponseBody::Upstream(Box::new(relay)))
 }
 
 /// How sending a request to the upstream went.
 enum Sent {
-    /// The response head came.
-    Response(Response<Incoming>),
+    /// The response head came, on this connection.
+    Response(Response<Incoming>, InUse<ForwardBody>),
     /// The request failed (the client's body, or the upstream).
-    Failed(hyper_util::client::legacy::Error),
+    Failed(UpstreamError),
     /// No response head within the first-byte timeout of the whole request having gone.
     TimedOut,
 }
 
 /// Sends `request` to the upstream; its response head is due within the first-byte timeout of
 /// the whole body having gone.
-async fn send(shared: &Shared, request: Request<ForwardBody>) -> Sent {
+async fn send(
+    shared: &Shared,
+    pool: &Pool<ForwardBody, Connector>,
+    request: Request<ForwardBody>,
+) -> Sent {
     let sent = request.body().sent();
     let first_byte = shared.config.first_byte_timeout;
     tokio::select! {
         biased;
-        response = shared.client.request(request) => match response {
-            Ok(response) => Sent::Response(response),
+        response = pool.send(request) => match response {
+            Ok((response, conn)) => Sent::Response(response, conn),
             Err(e) => Sent::Failed(e),
         },
         () = async {
@@ -327,7 +345,7 @@ fn failed(
     shared: &Shared,
     upstream: &Upstream,
     exchange: Option<Exchange>,
-    e: &hyper_util::client::legacy::Error,
+    e: &UpstreamError,
 ) -> Response<ResponseBody> {
     match ClientBodyError::find(e) {
         Some(ClientBodyError::Aborted(_)) => {

@@ -146,6 +146,7 @@ mod hop;
 mod inject;
 mod intake;
 mod metrics;
+mod pool;
 mod record;
 mod reply;
 mod request;

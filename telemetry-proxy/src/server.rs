@@ -1,4 +1,4 @@
-//! [`Proxy`]: the listener, one HTTP/1 connection task per client, the pooled upstream client,
+//! [`Proxy`]: the listener, one HTTP/1 connection task per client, the upstream pools,
 //! and graceful shutdown.
 
 use std::future::Future;
@@ -10,8 +10,7 @@ use std::time::Duration;
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -21,6 +20,7 @@ use crate::budget::ByteBudget;
 use crate::config::ProxyConfig;
 use crate::error::ProxyError;
 use crate::forward;
+use crate::pool::Pools;
 use crate::record::Recorder;
 use crate::shared::Shared;
 use crate::stats::{Counters, ProxyStats};
@@ -95,10 +95,11 @@ impl Proxy {
         let addr = listener
             .local_addr()
             .map_err(|source| ProxyError::Bind { addr, source })?;
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(config.pool_idle_timeout)
-            .build(crate::tls::connector(&config)?);
+        let pools = Pools::new(
+            &config.routes,
+            &crate::tls::connector(&config)?,
+            config.pool_idle_timeout,
+        );
         let counters = Arc::new(Counters::new(ByteBudget::new(config.buffer_budget)));
         Ok(Proxy {
             listener,
@@ -112,7 +113,7 @@ impl Proxy {
                 ),
                 refusals: crate::inject::Refusals::new(&config.routes),
                 config,
-                client,
+                pools,
                 counters,
             }),
         })

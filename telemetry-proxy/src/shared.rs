@@ -3,11 +3,10 @@
 
 use std::sync::Arc;
 
-use hyper_util::client::legacy::Client;
-
 use crate::body::ForwardBody;
 use crate::config::ProxyConfig;
 use crate::inject::Refusals;
+use crate::pool::Pools;
 use crate::record::Recorder;
 use crate::stats::Counters;
 use crate::tls::Connector;
@@ -16,7 +15,8 @@ use crate::tls::Connector;
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub config: ProxyConfig,
-    pub client: Client<Connector, ForwardBody>,
+    /// The connections to each upstream.
+    pub pools: Pools<ForwardBody, Connector>,
     pub counters: Arc<Counters>,
     pub recorder: Recorder,
     /// The upstreams known to refuse `stream_options`.

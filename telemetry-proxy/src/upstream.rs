@@ -6,6 +6,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use http::Uri;
+use http::header::HeaderValue;
 use http::uri::{Authority, PathAndQuery, Scheme};
 
 use crate::error::ProxyError;
@@ -86,15 +87,14 @@ impl Upstream {
         (host, self.authority.port_u16().unwrap_or(default_port))
     }
 
-    /// The upstream URI for a request the client sent to `path_and_query`.
-    pub(crate) fn uri_for(
-        &self,
-        path_and_query: Option<&PathAndQuery>,
-    ) -> Result<Uri, http::Error> {
-        let pq = path_and_query.map_or("/", PathAndQuery::as_str);
-        let builder = Uri::builder()
-            .scheme(self.scheme.clone())
-            .authority(self.authority.clone());
+    /// The request target (origin-form: `/path?query`, after the URL's prefix) for a request
+    /// the client sent to `uri`; `uri` itself when it needs no change.
+    pub(crate) fn target_for(&self, uri: Uri) -> Result<Uri, http::Error> {
+        if self.prefix.is_empty() && uri.scheme().is_none() && uri.authority().is_none() {
+            return Ok(uri);
+        }
+        let pq = uri.path_and_query().map_or("/", PathAndQuery::as_str);
+        let builder = Uri::builder();
         if self.prefix.is_empty() {
             builder.path_and_query(pq).build()
         } else {
@@ -102,6 +102,28 @@ impl Upstream {
                 .path_and_query(format!("{}{}", self.prefix, pq))
                 .build()
         }
+    }
+
+    /// `scheme://authority/`: where a connection to the upstream is made.
+    pub(crate) fn connect_uri(&self) -> Uri {
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(self.scheme.clone());
+        parts.authority = Some(self.authority.clone());
+        parts.path_and_query = Some(PathAndQuery::from_static("/"));
+        // Scheme, authority and path are each valid: the parts always make a URI.
+        Uri::from_parts(parts).unwrap_or_default()
+    }
+
+    /// The `Host` header of requests to the upstream: its host, with the port when the URL
+    /// names one other than the scheme's default.
+    pub(crate) fn host_header(&self) -> HeaderValue {
+        let default_port = if self.is_https() { 443 } else { 80 };
+        let host = match self.authority.port_u16() {
+            Some(port) if port != default_port => self.authority.as_str(),
+            _ => self.authority.host(),
+        };
+        // An authority is made of characters a header value may hold.
+        HeaderValue::from_str(host).unwrap_or_else(|_| HeaderValue::from_static("localhost"))
     }
 }
 
@@ -191,21 +213,29 @@ mod tests {
 
     #[test]
     fn parses_plain_http_with_and_without_prefix() {
+        let target = |u: &Upstream, uri: &str| u.target_for(uri.parse().unwrap()).unwrap();
         let u = Upstream::parse("http://127.0.0.1:8080").unwrap();
-        let pq: PathAndQuery = "/v1/models?x=1".parse().unwrap();
-        assert_eq!(
-            u.uri_for(Some(&pq)).unwrap().to_string(),
-            "http://127.0.0.1:8080/v1/models?x=1"
-        );
+        assert_eq!(target(&u, "/v1/models?x=1"), "/v1/models?x=1");
+        // A client's absolute-form target goes out in origin form.
+        assert_eq!(target(&u, "http://proxy:1/v1/models?x=1"), "/v1/models?x=1");
+        assert_eq!(u.connect_uri(), "http://127.0.0.1:8080/");
+        assert_eq!(u.host_header(), "127.0.0.1:8080");
         assert_eq!(u.host_port(), ("127.0.0.1", 8080));
         let u = Upstream::parse("http://host/llm/").unwrap();
-        assert_eq!(
-            u.uri_for(Some(&pq)).unwrap().to_string(),
-            "http://host/llm/v1/models?x=1"
-        );
+        assert_eq!(target(&u, "/v1/models?x=1"), "/llm/v1/models?x=1");
+        assert_eq!(target(&u, "http://proxy:1"), "/llm/");
+        assert_eq!(u.host_header(), "host");
         assert_eq!(u.host_port(), ("host", 80));
         let u = Upstream::parse("http://[::1]:9000").unwrap();
         assert_eq!(u.host_port(), ("::1", 9000));
+        assert_eq!(u.host_header(), "[::1]:9000");
+        // The scheme's own port is not named (as hyper-util's client wrote it).
+        assert_eq!(Upstream::parse("http://h:80").unwrap().host_header(), "h");
+        assert_eq!(Upstream::parse("https://h:443").unwrap().host_header(), "h");
+        assert_eq!(
+            Upstream::parse("https://h:80").unwrap().host_header(),
+            "h:80"
+        );
     }
 
     #[test]
@@ -213,11 +243,12 @@ mod tests {
         let tls = Upstream::parse("https://api.openai.com/v1").unwrap();
         assert!(tls.is_https());
         assert_eq!(tls.host_port(), ("api.openai.com", 443));
-        let pq: PathAndQuery = "/chat/completions".parse().unwrap();
         assert_eq!(
-            tls.uri_for(Some(&pq)).unwrap().to_string(),
-            "https://api.openai.com/v1/chat/completions"
+            tls.target_for("/chat/completions".parse().unwrap())
+                .unwrap(),
+            "/v1/chat/completions"
         );
+        assert_eq!(tls.connect_uri(), "https://api.openai.com/");
         for (url, why) in [
             ("127.0.0.1:8080", "scheme"),
             ("http://", "URL"),
