@@ -62,8 +62,10 @@ pub(crate) struct ForwardBody {
     /// The rest, passed on as it arrives.
     rest: Option<Incoming>,
     /// When the whole body must have arrived (the client's body timeout).
-    deadline: Pin<Box<Sleep>>,
-    deadline_at: Instant,
+    deadline: Instant,
+    /// Fires at `deadline`: armed the first time the rest of the body is awaited (a body read
+    /// ahead whole never needs it).
+    timer: Option<Pin<Box<Sleep>>>,
     timeout: Duration,
     /// Told once the whole body has been handed to the upstream connection: the wait for the
     /// response's first byte begins then.
@@ -91,8 +93,8 @@ impl ForwardBody {
             read_ahead_len,
             charge,
             rest,
-            deadline: Box::pin(tokio::time::sleep_until(deadline)),
-            deadline_at: deadline,
+            deadline,
+            timer: None,
             timeout,
             sent: Arc::new(Notify::new()),
             told: false,
@@ -121,7 +123,7 @@ impl ForwardBody {
             original,
             Some(charge),
             None,
-            self.deadline_at,
+            self.deadline,
             self.timeout,
         ))
     }
@@ -173,7 +175,11 @@ impl Body for ForwardBody {
                 Poll::Ready(None)
             }
             Poll::Pending => {
-                if this.deadline.as_mut().poll(cx).is_ready() {
+                let deadline = this.deadline;
+                let timer = this
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                if timer.as_mut().poll(cx).is_ready() {
                     // The rest is dropped: the client's connection is closed with it.
                     this.rest = None;
                     return Poll::Ready(Some(Err(ClientBodyError::Timeout(this.timeout))));
