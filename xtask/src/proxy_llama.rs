@@ -15,7 +15,10 @@
 //!
 //! After SIGTERM to the proxy, each record must equal the usage the SDK returned (prompt,
 //! completion, cached, cache-write and reasoning tokens), or the server's counters where the
-//! client asked for no usage, and the server's counters in any case; the sum of the recorded
+//! client asked for no usage (the proxy asks the server for it: `tokens_counted` must be 0), and
+//! the server's counters in any case; the Chat stream without `include_usage` must reach the SDK
+//! without usage (no usage-only chunk) and with the chunks (keys, deltas, finish reasons) the SDK
+//! gets from llama.cpp directly; the sum of the recorded
 //! output tokens must equal the delta of `llamacpp:tokens_predicted_total`; the invalid request
 //! is `http_400` with the server's message; one record per call. Rows outside [`ASSERTED`]
 //! (modes whose exact recording has not landed yet) are shown but do not fail the step;

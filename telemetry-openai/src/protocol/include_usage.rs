@@ -53,8 +53,9 @@
 //! ```
 
 use std::ops::Range;
+use std::sync::LazyLock;
 
-use memchr::memmem;
+use memchr::memmem::Finder;
 use serde_json::{Map, Value};
 
 /// The member a request without `stream_options` gets (written after its object's `{`, with a
@@ -296,14 +297,19 @@ fn event_end(buf: &[u8], from: usize) -> Option<usize> {
     }
 }
 
+/// Searchers built once (building one costs more than a search through a chunk).
+static USAGE: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"usage\""));
+static FINISH_REASON: LazyLock<Finder<'static>> =
+    LazyLock::new(|| Finder::new(b"\"finish_reason\""));
+
 /// Whether an event may be one the option changed: it has a `"usage"` key or a finish reason.
 fn needs_reading(event: &[u8]) -> bool {
-    memmem::find(event, b"\"usage\"").is_some() || has_finish_reason(event)
+    USAGE.find(event).is_some() || has_finish_reason(event)
 }
 
 /// Whether `json` has a `"finish_reason"` whose value is a string.
 fn has_finish_reason(json: &[u8]) -> bool {
-    memmem::find_iter(json, b"\"finish_reason\"").any(|at| {
+    FINISH_REASON.find_iter(json).any(|at| {
         let rest = &json[at + 15..];
         let rest = &rest[ws(rest, 0)..];
         rest.first() == Some(&b':') && rest.get(ws(rest, 1)) == Some(&b'"')

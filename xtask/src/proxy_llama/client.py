@@ -14,6 +14,7 @@ import sqlite3
 import statistics
 import sys
 import time
+import urllib.error
 import urllib.request
 
 # (agent, API name as the record stores it, mode, SDK): the calls whose tokens are checked.
@@ -123,21 +124,33 @@ def calls(proxy, chat_url, embed_url, model, embed_model, out, n):
                                             extra_body=extra, extra_headers=tag("chat-blocking"))
         return {"usage": openai_usage(r.usage), "model": r.model, "text": r.choices[0].message.content}
 
-    def chat_stream(agent, include):
+    def chunk_shape(chunk):
+        """What a client can see of a chunk, less the values that change per call (id, created,
+        timings' numbers): its keys, its choices' deltas and finish reasons, its usage."""
+        d = chunk.to_dict()
+        return [sorted(d.keys()),
+                [[c.get("finish_reason"), c.get("delta")] for c in d.get("choices", [])],
+                d.get("usage")]
+
+    def chat_stream(agent, include, client=None):
         def go():
             kwargs = {"stream_options": {"include_usage": True}} if include else {}
-            stream = through.chat.completions.create(
+            stream = (client or through).chat.completions.create(
                 model=model, messages=messages, max_tokens=24, stream=True, extra_body=extra,
                 extra_headers=tag(agent), **kwargs)
-            text, chunks, usage = [], 0, None
+            text, chunks, usage, shapes, usage_chunks = [], 0, None, [], 0
             for chunk in stream:
+                shapes.append(chunk_shape(chunk))
                 if chunk.usage is not None:
                     usage = openai_usage(chunk.usage)
+                if not chunk.choices:
+                    usage_chunks += 1
                 for choice in chunk.choices:
                     if choice.delta.content:
                         chunks += 1
                         text.append(choice.delta.content)
-            return {"usage": usage, "chunks": chunks, "text": "".join(text)}
+            return {"usage": usage, "chunks": chunks, "text": "".join(text), "shapes": shapes,
+                    "usage_chunks": usage_chunks}
         return go
 
     def completions_blocking():
@@ -234,6 +247,15 @@ def calls(proxy, chat_url, embed_url, model, embed_model, out, n):
     print(f"server counters over these calls: chat server {w['chat']['prompt']} prompt "
           f"({w['chat']['cached']} from its cache) + {w['chat']['completion']} predicted; "
           f"embeddings server {w['embed']['prompt']} prompt")
+
+    # Streams the proxy asked usage for: the Chat and Completions streams without include_usage.
+    try:
+        with urllib.request.urlopen(proxy + "/telemetry/health", timeout=30) as r:
+            seen["proxy_counters"] = json.load(r)["proxy"]
+    except urllib.error.HTTPError as e:  # 503 when degraded: the same JSON
+        seen["proxy_counters"] = json.load(e)["proxy"]
+    # The plain stream as llama.cpp gives it without the proxy (after the counters' window).
+    seen["direct-plain"] = chat_stream("direct-plain", False, straight)()
 
     times = {"direct": [], "proxy": []}
     for i in range(n):
@@ -335,6 +357,24 @@ def verify(db, out, table_path, asserted):
                   f"{s['usage'].get('cache_write', 0) if s['usage'] else 0}",
                   (r["reasoning_tokens"], r["prompt_tokens_cache_write"]) ==
                   ((s["usage"] or {}).get("reasoning", 0), (s["usage"] or {}).get("cache_write", 0)), on)
+    counters = seen.get("proxy_counters", {})
+    if "usage_asked" in counters:
+        check(f"the proxy asked the server for usage on the 2 streams sent without it "
+              f"(usage_asked {counters['usage_asked']}, usage_refused {counters['usage_refused']})",
+              (counters["usage_asked"], counters["usage_refused"]) == (2, 0),
+              asserted_row("chat-stream-plain", "openai_chat"))
+    plain, direct = seen["rows"].get("chat-stream-plain", {}), seen.get("direct-plain")
+    if "shapes" in plain and direct:
+        on = asserted_row("chat-stream-plain", "openai_chat")
+        check(f"chat-stream-plain: the SDK saw no usage (usage {plain['usage']}, "
+              f"{plain['usage_chunks']} chunks without choices) though the proxy asked for it",
+              plain["usage"] is None and plain["usage_chunks"] == 0, on)
+        check(f"chat-stream-plain: the SDK's {len(plain['shapes'])} chunks through the proxy == "
+              f"the {len(direct['shapes'])} it gets from llama.cpp directly (keys, deltas, finish "
+              f"reasons, usage)", plain["shapes"] == direct["shapes"], on)
+        if plain["shapes"] != direct["shapes"]:
+            print("  through the proxy:", json.dumps(plain["shapes"][-3:]))
+            print("  directly:         ", json.dumps(direct["shapes"][-3:]))
     invalid = rows.get("py-invalid", [])
     inv = invalid[0] if len(invalid) == 1 else None
     check(f"py-invalid: one record, error/http_400 with the server's message: "
