@@ -64,7 +64,7 @@ pub(crate) async fn read_ahead(
                     StatusCode::UNSUPPORTED_MEDIA_TYPE,
                     "unroutable_request",
                     format!("cannot find the model to route this request: {e}"),
-                    &scan,
+                    &mut scan,
                     endpoint,
                 ));
             }
@@ -94,7 +94,7 @@ pub(crate) async fn read_ahead(
                         "the request body did not arrive within {:?}",
                         config.body_timeout
                     ),
-                    &scan,
+                    &mut scan,
                     endpoint,
                 ));
             }
@@ -107,7 +107,7 @@ pub(crate) async fn read_ahead(
                         "reading the request body failed: {}",
                         crate::reply::chain(&e)
                     ),
-                    &scan,
+                    &mut scan,
                     endpoint,
                 );
                 r.client_gone = true;
@@ -145,7 +145,7 @@ pub(crate) async fn read_ahead(
                             "the proxy's buffer budget ({} bytes, all requests together) is spent; the model of this request was not found in its first {len} bytes",
                             shared.counters.budget.limit()
                         ),
-                        &scan,
+                        &mut scan,
                         endpoint,
                     )
                 } else {
@@ -155,7 +155,7 @@ pub(crate) async fn read_ahead(
                         format!(
                             "the request's model was not found in its first {limit} bytes (the proxy's capture limit): cannot pick an upstream"
                         ),
-                        &scan,
+                        &mut scan,
                         endpoint,
                     )
                 });
@@ -186,13 +186,13 @@ pub(crate) async fn read_ahead(
                 StatusCode::BAD_REQUEST,
                 "unroutable_request",
                 format!("cannot find the model to route this request: {why}"),
-                &scan,
+                &mut scan,
                 endpoint,
             ));
         }
     }
     let parsed = scan.is_done() && decode_error.is_none();
-    let mut info = RequestInfo::from_scan(endpoint, &scan, parsed);
+    let mut info = RequestInfo::from_scan(endpoint, &mut scan, parsed);
     if may_ask && rest.is_none() {
         info.usage = inject::plan(endpoint.0, &scan);
     }
@@ -241,7 +241,7 @@ fn refusal(
     status: StatusCode,
     kind: &'static str,
     message: String,
-    scan: &BodyScan,
+    scan: &mut BodyScan,
     endpoint: Endpoint,
 ) -> Box<Refusal> {
     Box::new(Refusal {

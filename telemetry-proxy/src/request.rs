@@ -98,12 +98,12 @@ pub(crate) struct RequestInfo {
 }
 
 impl RequestInfo {
-    /// What a scan of the request body found; `parsed` when it read the whole top-level
-    /// object.
-    pub fn from_scan(endpoint: Endpoint, scan: &BodyScan, parsed: bool) -> RequestInfo {
+    /// What a scan of the request body found (its model is taken out of it); `parsed` when
+    /// it read the whole top-level object.
+    pub fn from_scan(endpoint: Endpoint, scan: &mut BodyScan, parsed: bool) -> RequestInfo {
         RequestInfo {
             endpoint,
-            model: scan.model().map(str::to_owned),
+            model: scan.take_model(),
             stream: scan.stream(),
             parsed,
             usage: UsagePlan::NotAStream,
@@ -164,17 +164,17 @@ mod tests {
         let chat = Endpoint(Api::ChatCompletions);
         let mut scan = BodyScan::default();
         scan.feed(br#"{"model":"m\u00e9","messages":[],"stream":true,"x":1}"#);
-        let info = RequestInfo::from_scan(chat, &scan, true);
+        let info = RequestInfo::from_scan(chat, &mut scan, true);
         assert_eq!(info.model.as_deref(), Some("m\u{e9}"));
         assert!(info.stream && info.parsed);
         let mut scan = BodyScan::default();
         scan.feed(br#"{"model":""}"#);
-        let info = RequestInfo::from_scan(Endpoint(Api::Completions), &scan, true);
+        let info = RequestInfo::from_scan(Endpoint(Api::Completions), &mut scan, true);
         assert!(info.parsed && info.model.is_none() && !info.stream);
         // A stream flag that is not a boolean does not hide the model.
         let mut scan = BodyScan::default();
         scan.feed(br#"{"model":"m","stream":"yes"}"#);
-        let info = RequestInfo::from_scan(chat, &scan, true);
+        let info = RequestInfo::from_scan(chat, &mut scan, true);
         assert!(!info.stream);
         assert_eq!(info.model.as_deref(), Some("m"));
     }

@@ -105,7 +105,9 @@ enum State {
 pub(crate) struct BodyScan {
     state: State,
     offset: u64,
-    key: Vec<u8>,
+    /// The top-level key being read, as written (escapes included), up to its bound.
+    key: [u8; MAX_KEY_BYTES],
+    key_len: usize,
     key_long: bool,
     current: Key,
     value: Vec<u8>,
@@ -123,7 +125,8 @@ impl Default for BodyScan {
         BodyScan {
             state: State::Start,
             offset: 0,
-            key: Vec::new(),
+            key: [0; MAX_KEY_BYTES],
+            key_len: 0,
             key_long: false,
             current: Key::Other,
             value: Vec::new(),
@@ -149,8 +152,14 @@ impl BodyScan {
     }
 
     /// The `model` found so far (a non-empty string).
+    #[cfg(test)]
     pub fn model(&self) -> Option<&str> {
         self.model.as_deref().filter(|m| !m.is_empty())
+    }
+
+    /// Takes the `model` found (a non-empty string) out of the scan.
+    pub fn take_model(&mut self) -> Option<String> {
+        self.model.take().filter(|m| !m.is_empty())
     }
 
     /// Whether a `model` key has been read (an empty string included).
@@ -212,27 +221,14 @@ impl BodyScan {
             State::KeyOrEnd => match b {
                 b' ' | b'\t' | b'\r' | b'\n' | b',' => {}
                 b'"' => {
-                    self.key.clear();
+                    self.key_len = 0;
                     self.key_long = false;
                     self.state = State::InKey { escaped: false };
                 }
                 b'}' => self.state = State::Done,
                 _ => self.not_an_object(b),
             },
-            State::InKey { escaped } => {
-                if escaped {
-                    self.push_key(b);
-                    self.state = State::InKey { escaped: false };
-                } else if b == b'"' {
-                    self.current = self.key_name();
-                    self.state = State::Colon;
-                } else {
-                    self.push_key(b);
-                    self.state = State::InKey {
-                        escaped: b == b'\\',
-                    };
-                }
-            }
+            State::InKey { escaped } => return self.in_key(data, i, escaped),
             State::Colon => match b {
                 b' ' | b'\t' | b'\r' | b'\n' => {}
                 b':' => self.state = State::Value,
@@ -283,6 +279,7 @@ impl BodyScan {
                     self.state = State::CommaOrEnd;
                     return i; // the delimiter is read by CommaOrEnd
                 }
+                _ if self.current == Key::Other => {}
                 _ => {
                     if self.value.len() < MAX_LITERAL_BYTES {
                         self.value.push(b);
@@ -415,12 +412,46 @@ impl BodyScan {
         i
     }
 
-    fn push_key(&mut self, b: u8) {
-        if self.key.len() < MAX_KEY_BYTES {
-            self.key.push(b);
-        } else {
+    /// Fast path through a top-level key: its bytes are kept up to the bound.
+    fn in_key(&mut self, data: &[u8], start: usize, mut escaped: bool) -> usize {
+        let mut i = start;
+        while i < data.len() {
+            if escaped {
+                escaped = false;
+                i += 1;
+                continue;
+            }
+            let Some(at) = memchr::memchr2(b'"', b'\\', &data[i..]) else {
+                i = data.len();
+                break;
+            };
+            let at = i + at;
+            if data[at] == b'\\' {
+                escaped = true;
+                i = at + 1;
+                continue;
+            }
+            // The closing quote.
+            self.push_key(&data[start..at]);
+            self.offset += (at + 1 - start) as u64;
+            self.current = self.key_name();
+            self.state = State::Colon;
+            return at + 1;
+        }
+        self.push_key(&data[start..i]);
+        self.offset += (i - start) as u64;
+        self.state = State::InKey { escaped };
+        i
+    }
+
+    fn push_key(&mut self, part: &[u8]) {
+        let room = MAX_KEY_BYTES - self.key_len;
+        if part.len() > room {
             self.key_long = true;
         }
+        let kept = part.len().min(room);
+        self.key[self.key_len..self.key_len + kept].copy_from_slice(&part[..kept]);
+        self.key_len += kept;
     }
 
     /// The key just read (escapes decoded).
@@ -428,17 +459,17 @@ impl BodyScan {
         if self.key_long {
             return Key::Other;
         }
-        let decoded = if self.key.contains(&b'\\') {
-            unescape(&self.key)
-        } else {
-            std::str::from_utf8(&self.key).ok().map(str::to_owned)
-        };
-        match decoded.as_deref() {
-            Some("model") => Key::Model,
-            Some("stream") => Key::Stream,
-            Some("stream_options") => Key::StreamOptions,
+        let key = &self.key[..self.key_len];
+        let name = |text: &[u8]| match text {
+            b"model" => Key::Model,
+            b"stream" => Key::Stream,
+            b"stream_options" => Key::StreamOptions,
             _ => Key::Other,
+        };
+        if !key.contains(&b'\\') {
+            return name(key);
         }
+        unescape(key).map_or(Key::Other, |k| name(k.as_bytes()))
     }
 
     /// The `stream_options` value begins with byte `b` (at the scan's offset); `false` when it
@@ -505,7 +536,13 @@ impl BodyScan {
             self.fail(ScanError::BadModel("longer than 4096 bytes"));
             return;
         }
-        let Some(model) = unescape(&self.value) else {
+        let raw = std::mem::take(&mut self.value);
+        let decoded = if raw.contains(&b'\\') {
+            unescape(&raw)
+        } else {
+            String::from_utf8(raw).ok()
+        };
+        let Some(model) = decoded else {
             self.fail(ScanError::BadModel("not a valid JSON string"));
             return;
         };
@@ -558,7 +595,10 @@ mod tests {
 
     #[test]
     fn finds_model_and_stream_anywhere_split_anywhere() {
-        let bodies: [&[u8]; 5] = [
+        let long_key = format!(r#"{{"{}":1,"stream":true,"model":"m1"}}"#, "k".repeat(70));
+        let bodies: [&[u8]; 7] = [
+            long_key.as_bytes(),
+            br#"{"model\"":"no","modelx":2,"stream":true,"model":"m1"}"#,
             br#"{"model":"m1","messages":[],"stream":true}"#,
             br#"{"messages":[{"role":"user","content":"a \"model\":\"x\" {["}],"stream":true,"model":"m1"}"#,
             b" \n{ \"stream\" : true ,\n \"nested\": {\"model\": \"no\", \"a\": [1, {\"b\": \"}\"}]}, \"model\" : \"m1\" }",
@@ -585,7 +625,7 @@ mod tests {
         let s = scan(body.as_bytes(), 16 * 1024);
         assert_eq!(s.model(), Some("big"));
         assert!(s.is_done() && !s.stream());
-        assert!(s.value.capacity() <= MAX_MODEL_BYTES && s.key.capacity() <= MAX_KEY_BYTES);
+        assert!(s.value.capacity() <= MAX_MODEL_BYTES);
     }
 
     #[test]
