@@ -184,20 +184,50 @@ pub struct ServerReport {
 
 /// The fields of any response body that carry counts or timings; the rest is skipped.
 #[derive(Deserialize)]
-struct ReportProbe {
+pub(crate) struct ReportProbe {
     #[serde(default)]
-    usage: Option<ApiUsage>,
+    pub(crate) usage: Option<ApiUsage>,
     #[serde(default)]
-    timings: Option<ServerTimings>,
+    pub(crate) timings: Option<ServerTimings>,
     // Ollama's native API.
     #[serde(default)]
-    prompt_eval_count: Option<u64>,
+    pub(crate) prompt_eval_count: Option<u64>,
     #[serde(default)]
-    eval_count: Option<u64>,
+    pub(crate) eval_count: Option<u64>,
+    /// Nanoseconds.
     #[serde(default)]
-    prompt_eval_duration: Option<u64>,
+    pub(crate) prompt_eval_duration: Option<u64>,
+    /// Nanoseconds.
     #[serde(default)]
-    eval_duration: Option<u64>,
+    pub(crate) eval_duration: Option<u64>,
+}
+
+impl ReportProbe {
+    /// The report of one whole body: its `usage` and `timings`, for which Ollama's native
+    /// counts and durations stand in when they are missing.
+    pub(crate) fn report(&self) -> ServerReport {
+        let mut report = ServerReport::default();
+        report.add(self.usage.as_ref(), self.timings.as_ref());
+        if self.usage.is_none() && (self.prompt_eval_count.is_some() || self.eval_count.is_some()) {
+            report.usage = Some(Usage::new(
+                self.prompt_eval_count.unwrap_or(0),
+                self.eval_count.unwrap_or(0),
+            ));
+        }
+        if self.timings.is_none()
+            && (self.prompt_eval_duration.is_some() || self.eval_duration.is_some())
+        {
+            let ms = |ns: u64| ns as f64 / 1e6;
+            report.phases = Some(ServerPhases {
+                prefill_ms: self.prompt_eval_duration.map(ms),
+                decode_ms: self.eval_duration.map(ms),
+                prompt_n: self.prompt_eval_count,
+                predicted_n: self.eval_count,
+                cache_n: None,
+            });
+        }
+        report
+    }
 }
 
 impl ServerReport {
@@ -206,29 +236,7 @@ impl ServerReport {
     pub fn from_body(body: &[u8]) -> Result<Self, ProtocolError> {
         let probe: ReportProbe = crate::protocol::parse_json(body)
             .map_err(|e| ProtocolError::json("response body", body, &e))?;
-        let mut report = ServerReport::default();
-        report.add(probe.usage.as_ref(), probe.timings.as_ref());
-        if probe.usage.is_none()
-            && (probe.prompt_eval_count.is_some() || probe.eval_count.is_some())
-        {
-            report.usage = Some(Usage::new(
-                probe.prompt_eval_count.unwrap_or(0),
-                probe.eval_count.unwrap_or(0),
-            ));
-        }
-        if probe.timings.is_none()
-            && (probe.prompt_eval_duration.is_some() || probe.eval_duration.is_some())
-        {
-            let ms = |ns: u64| ns as f64 / 1e6;
-            report.phases = Some(ServerPhases {
-                prefill_ms: probe.prompt_eval_duration.map(ms),
-                decode_ms: probe.eval_duration.map(ms),
-                prompt_n: probe.prompt_eval_count,
-                predicted_n: probe.eval_count,
-                cache_n: None,
-            });
-        }
-        Ok(report)
+        Ok(probe.report())
     }
 
     /// Folds in a `usage` and a `timings` object (a later one replaces an earlier one). When

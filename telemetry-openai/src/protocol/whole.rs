@@ -21,10 +21,9 @@ use serde::de::{self, IgnoredAny, MapAccess, Visitor};
 
 use crate::protocol::error::ProtocolError;
 use crate::protocol::usage::{
-    ApiUsage, CompletionTokensDetails, PromptTokensDetails, ServerPhases, ServerReport,
+    ApiUsage, CompletionTokensDetails, PromptTokensDetails, ReportProbe, ServerReport,
     ServerTimings,
 };
-use telemetry_wrap::Usage;
 
 /// Reads a whole Chat Completions or Completions response body: the server's report and the
 /// response's model (non-empty).
@@ -35,27 +34,7 @@ pub(crate) fn read_chat_body(body: &[u8]) -> Result<(ServerReport, Option<String
         Model::One(Some(m)) if !m.is_empty() => Some(m.into_owned()),
         _ => None,
     };
-    let mut report = ServerReport::default();
-    report.add(probe.usage.as_ref(), probe.timings.as_ref());
-    if probe.usage.is_none() && (probe.prompt_eval_count.is_some() || probe.eval_count.is_some()) {
-        report.usage = Some(Usage::new(
-            probe.prompt_eval_count.unwrap_or(0),
-            probe.eval_count.unwrap_or(0),
-        ));
-    }
-    if probe.timings.is_none()
-        && (probe.prompt_eval_duration.is_some() || probe.eval_duration.is_some())
-    {
-        let ms = |ns: u64| ns as f64 / 1e6;
-        report.phases = Some(ServerPhases {
-            prefill_ms: probe.prompt_eval_duration.map(ms),
-            decode_ms: probe.eval_duration.map(ms),
-            prompt_n: probe.prompt_eval_count,
-            predicted_n: probe.eval_count,
-            cache_n: None,
-        });
-    }
-    Ok((report, model))
+    Ok((probe.server.report(), model))
 }
 
 /// The top-level `model` as `model_of` read it.
@@ -69,12 +48,8 @@ enum Model<'a> {
 }
 
 struct WholeProbe<'a> {
-    usage: Option<ApiUsage>,
-    timings: Option<ServerTimings>,
-    prompt_eval_count: Option<u64>,
-    eval_count: Option<u64>,
-    prompt_eval_duration: Option<u64>,
-    eval_duration: Option<u64>,
+    /// What [`ServerReport::from_body`] reads.
+    server: ReportProbe,
     model: Model<'a>,
 }
 
@@ -170,12 +145,14 @@ impl<'de: 'a, 'a> Deserialize<'de> for WholeProbe<'a> {
                     eval_duration,
                 ] = counts.map(Option::flatten);
                 Ok(WholeProbe {
-                    usage: usage.flatten().map(LeanUsage::into_api),
-                    timings: timings.flatten().map(LeanTimings::into_api),
-                    prompt_eval_count,
-                    eval_count,
-                    prompt_eval_duration,
-                    eval_duration,
+                    server: ReportProbe {
+                        usage: usage.flatten().map(LeanUsage::into_api),
+                        timings: timings.flatten().map(LeanTimings::into_api),
+                        prompt_eval_count,
+                        eval_count,
+                        prompt_eval_duration,
+                        eval_duration,
+                    },
                     model,
                 })
             }
