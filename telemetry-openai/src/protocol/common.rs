@@ -1,10 +1,15 @@
 //! What every API's reader shares ([`api`](super::api) and the per-API modules alike): the
-//! facts of one stream event ([`EventFacts`]), a model name as the record takes it, and a JSON
-//! value that says something. A leaf: it names no API module, so they all can name it.
+//! facts of one stream event ([`EventFacts`]), the reading of a Responses or Messages event, a
+//! model name as the record takes it, what a whole body gives, and a JSON value that says
+//! something. A leaf: it names no API module, so they all can name it.
 
 use serde::Deserialize;
+use telemetry_wrap::Usage;
 
+use crate::protocol::error::{OpenAiError, ProtocolError};
 use crate::protocol::json::Text;
+use crate::protocol::sse::SseEvent;
+use crate::protocol::usage::ServerReport;
 
 /// What one stream event was, for the caller's clock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -32,6 +37,61 @@ pub(crate) type ModelText<'a> = Text<'a>;
 pub(crate) fn model_text(model: Option<ModelText<'_>>) -> Option<String> {
     model.filter(|m| !m.0.is_empty()).map(|m| m.0.into_owned())
 }
+
+/// What a whole body gives a recorder: a report of its `usage` alone, and its model.
+pub(crate) fn whole_body(
+    usage: Option<Usage>,
+    model: Option<ModelText<'_>>,
+) -> (ServerReport, Option<String>) {
+    let report = ServerReport {
+        usage,
+        ..ServerReport::default()
+    };
+    (report, model_text(model))
+}
+
+/// The data of one event of a Responses or Messages stream and what `scan` reads from it, or
+/// where it is not sure, `decode`: `None` for `[DONE]` (which these APIs do not send), an error
+/// event as [`OpenAiError::StreamError`].
+#[inline]
+pub(crate) fn read_event<'a, E>(
+    event: SseEvent<'a>,
+    scan: impl FnOnce(&'a [u8]) -> Option<E>,
+    decode: impl FnOnce(&'a [u8]) -> Result<E, ProtocolError>,
+) -> Result<Option<(&'a [u8], E)>, OpenAiError> {
+    let data = match event {
+        SseEvent::Data(data) => data,
+        SseEvent::Error(payload) => return Err(OpenAiError::from_stream_error(payload)),
+        SseEvent::Done => return Ok(None),
+    };
+    let event = match scan(data) {
+        Some(event) => event,
+        None => decode(data)?,
+    };
+    Ok(Some((data, event)))
+}
+
+/// The accessors of a Responses or Messages stream, whose fields `report`, `model` and
+/// `terminal` hold what they give; the literals are their docs.
+macro_rules! stream_accessors {
+    (report: $report:literal, model: $model:literal, terminal: $terminal:literal $(,)?) => {
+        #[doc = $report]
+        pub fn report(&self) -> &ServerReport {
+            &self.report
+        }
+
+        #[doc = $model]
+        pub fn model(&self) -> Option<&str> {
+            self.model.as_deref()
+        }
+
+        #[doc = $terminal]
+        pub fn saw_terminal(&self) -> bool {
+            self.terminal
+        }
+    };
+}
+pub(crate) use stream_accessors;
 
 /// Whether a JSON value is present and says something: a non-empty string, or any value but
 /// `null` and `""`.

@@ -16,7 +16,7 @@ use std::borrow::Cow;
 use serde::Deserialize;
 use telemetry_wrap::Usage;
 
-use crate::protocol::common::{EventFacts, ModelText, model_text};
+use crate::protocol::common::{EventFacts, ModelText, read_event, stream_accessors, whole_body};
 use crate::protocol::error::{OpenAiError, ProtocolError};
 use crate::protocol::json::Text;
 use crate::protocol::scanner::{Keys, RawStr, Scanner};
@@ -108,11 +108,7 @@ struct EventProbe<'a> {
 pub fn read_body(body: &[u8]) -> Result<(ServerReport, Option<String>), ProtocolError> {
     let probe: MessageProbe<'_> =
         serde_json::from_slice(body).map_err(|e| ProtocolError::json("messages body", body, &e))?;
-    let report = ServerReport {
-        usage: probe.usage.map(|u| u.to_usage()),
-        ..ServerReport::default()
-    };
-    Ok((report, model_text(probe.model)))
+    Ok(whole_body(probe.usage.map(|u| u.to_usage()), probe.model))
 }
 
 /// What a stream takes from one event; the scanner and serde both give it.
@@ -196,31 +192,22 @@ pub(crate) fn scan_event(data: &[u8]) -> Option<Event<'_>> {
             }
             "message" => {
                 keys.once(1)?;
-                if !s.null()? {
-                    message = Some(scan_message(s)?);
-                }
+                message = s.opt(scan_message)?;
             }
             "delta" => {
                 keys.once(2)?;
-                if !s.null()? {
-                    output = scan_delta(s)?;
-                }
+                output = s.opt(scan_delta)?.unwrap_or(false);
             }
             "usage" => {
                 keys.once(3)?;
-                if !s.null()? {
-                    usage = Some(scan_usage(s)?);
-                }
+                usage = s.opt(scan_usage)?;
             }
             _ => s.skip()?,
         }
         Some(())
     })?;
     s.end()?;
-    let kind = match kind {
-        Some(k) => Kind::of(&k.decode()?),
-        None => Kind::Other,
-    };
+    let kind = kind.map_or(Some(Kind::Other), |k| Some(Kind::of(&k.decode()?)))?;
     let message_model = match message {
         Some((Some(model), _)) => Some(Some(model.decode()?)),
         Some((None, _)) => Some(None),
@@ -246,9 +233,7 @@ fn scan_message<'a>(s: &mut Scanner<'a>) -> Option<(Option<RawStr<'a>>, Option<M
             }
             "usage" => {
                 keys.once(1)?;
-                if !s.null()? {
-                    usage = Some(scan_usage(s)?);
-                }
+                usage = s.opt(scan_usage)?;
             }
             _ => s.skip()?,
         }
@@ -318,14 +303,8 @@ pub struct MessagesStream {
 impl MessagesStream {
     /// Takes one event.
     pub fn observe(&mut self, event: SseEvent<'_>) -> Result<EventFacts, OpenAiError> {
-        let data = match event {
-            SseEvent::Data(data) => data,
-            SseEvent::Error(payload) => return Err(OpenAiError::from_stream_error(payload)),
-            SseEvent::Done => return Ok(EventFacts::default()),
-        };
-        let event = match scan_event(data) {
-            Some(event) => event,
-            None => decode_event(data)?,
+        let Some((data, event)) = read_event(event, scan_event, decode_event)? else {
+            return Ok(EventFacts::default());
         };
         if let Some(u) = event.usage {
             let merged = self.usage.map_or(u, |old| old.updated(u));
@@ -352,20 +331,11 @@ impl MessagesStream {
         }
     }
 
-    /// Usage reported so far.
-    pub fn report(&self) -> &ServerReport {
-        &self.report
-    }
-
-    /// The message's model, once `message_start` named it.
-    pub fn model(&self) -> Option<&str> {
-        self.model.as_deref()
-    }
-
-    /// Whether `message_stop` came.
-    pub fn saw_terminal(&self) -> bool {
-        self.terminal
-    }
+    stream_accessors!(
+        report: "Usage reported so far.",
+        model: "The message's model, once `message_start` named it.",
+        terminal: "Whether `message_stop` came.",
+    );
 }
 
 #[cfg(test)]

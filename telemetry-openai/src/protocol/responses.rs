@@ -15,7 +15,9 @@ use std::borrow::Cow;
 use serde::Deserialize;
 use telemetry_wrap::Usage;
 
-use crate::protocol::common::{EventFacts, ModelText, NonEmpty, model_text};
+use crate::protocol::common::{
+    EventFacts, ModelText, NonEmpty, read_event, stream_accessors, whole_body,
+};
 use crate::protocol::error::{OpenAiError, ProtocolError, ServerError};
 use crate::protocol::json::Text;
 use crate::protocol::scanner::{Keys, Scanner};
@@ -96,11 +98,7 @@ struct EventProbe<'a> {
 pub fn read_body(body: &[u8]) -> Result<(ServerReport, Option<String>), ProtocolError> {
     let probe: ResponseProbe<'_> = serde_json::from_slice(body)
         .map_err(|e| ProtocolError::json("responses body", body, &e))?;
-    let report = ServerReport {
-        usage: probe.usage.map(|u| u.to_usage()),
-        ..ServerReport::default()
-    };
-    Ok((report, model_text(probe.model)))
+    Ok(whole_body(probe.usage.map(|u| u.to_usage()), probe.model))
 }
 
 /// What a stream takes from one event; the scanner and serde both give it.
@@ -179,19 +177,14 @@ pub(crate) fn scan_event(data: &[u8]) -> Option<Event<'_>> {
             }
             "response" => {
                 keys.once(2)?;
-                if !s.null()? {
-                    response = Some(scan_response(s)?);
-                }
+                response = s.opt(scan_response)?;
             }
             _ => s.skip()?,
         }
         Some(())
     })?;
     s.end()?;
-    let kind = match kind {
-        Some(k) => Kind::of(&k.decode()?),
-        None => Kind::Other,
-    };
+    let kind = kind.map_or(Some(Kind::Other), |k| Some(Kind::of(&k.decode()?)))?;
     Some(Event {
         kind,
         response,
@@ -212,9 +205,7 @@ fn scan_response<'a>(s: &mut Scanner<'a>) -> Option<Response<'a>> {
             }
             "usage" => {
                 keys.once(1)?;
-                if !s.null()? {
-                    response.usage = Some(scan_usage(s)?);
-                }
+                response.usage = s.opt(scan_usage)?;
             }
             "error" => {
                 keys.once(2)?;
@@ -295,14 +286,8 @@ pub struct ResponsesStream {
 impl ResponsesStream {
     /// Takes one event.
     pub fn observe(&mut self, event: SseEvent<'_>) -> Result<EventFacts, OpenAiError> {
-        let data = match event {
-            SseEvent::Data(data) => data,
-            SseEvent::Error(payload) => return Err(OpenAiError::from_stream_error(payload)),
-            SseEvent::Done => return Ok(EventFacts::default()),
-        };
-        let event = match scan_event(data) {
-            Some(event) => event,
-            None => decode_event(data)?,
+        let Some((data, event)) = read_event(event, scan_event, decode_event)? else {
+            return Ok(EventFacts::default());
         };
         let mut error = None;
         if let Some(r) = event.response {
@@ -342,20 +327,11 @@ impl ResponsesStream {
         }
     }
 
-    /// Usage reported so far (the terminal event's).
-    pub fn report(&self) -> &ServerReport {
-        &self.report
-    }
-
-    /// The response's model, once an event named it.
-    pub fn model(&self) -> Option<&str> {
-        self.model.as_deref()
-    }
-
-    /// Whether the terminal event came.
-    pub fn saw_terminal(&self) -> bool {
-        self.terminal
-    }
+    stream_accessors!(
+        report: "Usage reported so far (the terminal event's).",
+        model: "The response's model, once an event named it.",
+        terminal: "Whether the terminal event came.",
+    );
 }
 
 #[cfg(test)]

@@ -267,6 +267,15 @@ impl<'a> Scanner<'a> {
         })
     }
 
+    /// A value `read` reads, or `null`.
+    #[inline]
+    pub fn opt<T>(&mut self, read: impl FnOnce(&mut Self) -> Option<T>) -> Option<Option<T>> {
+        if self.null()? {
+            return Some(None);
+        }
+        read(self).map(Some)
+    }
+
     /// A string or `null`.
     pub fn opt_string(&mut self) -> Option<Option<RawStr<'a>>> {
         if self.null()? {
