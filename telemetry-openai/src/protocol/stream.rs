@@ -55,6 +55,20 @@ pub enum Observed<'a> {
     Done,
 }
 
+/// Folds a chunk, a [`ChunkSummary`] or a [`ScannedChunk`] (their fields and methods are
+/// named alike), into a [`StreamObserver`].
+macro_rules! fold {
+    ($observer:expr, $chunk:expr) => {
+        $observer.fold(
+            $chunk.has_content(),
+            $chunk.has_output(),
+            $chunk.usage.as_ref(),
+            $chunk.timings.as_ref(),
+            $chunk.finish_reason,
+        )
+    };
+}
+
 /// Follows one streamed answer, event by event: counts content chunks, keeps the latest usage
 /// and timings and the finish reason, and knows whether `[DONE]` came.
 ///
@@ -107,13 +121,7 @@ impl StreamObserver {
                     Some(chunk) => chunk,
                     None => decode_chunk(data)?,
                 };
-                self.fold(
-                    chunk.has_content(),
-                    chunk.has_output(),
-                    chunk.usage.as_ref(),
-                    chunk.timings.as_ref(),
-                    chunk.finish_reason,
-                );
+                fold!(self, chunk);
                 Ok(Observed::Chunk(StreamDelta {
                     content: chunk.content,
                     tool_call: chunk.tool_call,
@@ -131,13 +139,7 @@ impl StreamObserver {
     /// Takes a chunk [`scan_chunk`] read, as [`observe`](Self::observe) takes its data (the
     /// text is not decoded: a recorder only needs to know there is some).
     pub(crate) fn observe_scanned(&mut self, chunk: &ScannedChunk<'_>) {
-        self.fold(
-            chunk.has_content(),
-            chunk.has_output(),
-            chunk.usage.as_ref(),
-            chunk.timings.as_ref(),
-            chunk.finish_reason,
-        );
+        fold!(self, chunk);
     }
 
     fn fold(
