@@ -310,45 +310,33 @@ impl BodyScan {
     }
 
     /// Fast path through a top-level string value: only the model's is kept.
-    fn in_string(&mut self, data: &[u8], start: usize, mut escaped: bool) -> usize {
+    fn in_string(&mut self, data: &[u8], start: usize, escaped: bool) -> usize {
         let keep = self.current == Key::Model;
-        let mut i = start;
-        while i < data.len() {
-            if escaped {
-                escaped = false;
-                i += 1;
-                continue;
+        match closing_quote(data, start, escaped) {
+            Ok(at) => {
+                if keep {
+                    self.keep_value(&data[start..at]);
+                }
+                self.capture(&data[start..=at]);
+                self.offset += (at + 1 - start) as u64;
+                self.state = State::CommaOrEnd;
+                self.value_ended();
+                if keep {
+                    self.end_model();
+                }
+                at + 1
             }
-            let Some(at) = memchr::memchr2(b'"', b'\\', &data[i..]) else {
-                i = data.len();
-                break;
-            };
-            let at = i + at;
-            if data[at] == b'\\' {
-                escaped = true;
-                i = at + 1;
-                continue;
+            Err(escaped) => {
+                let i = data.len();
+                if keep {
+                    self.keep_value(&data[start..i]);
+                }
+                self.capture(&data[start..i]);
+                self.offset += (i - start) as u64;
+                self.state = State::InString { escaped };
+                i
             }
-            // The closing quote.
-            if keep {
-                self.keep_value(&data[start..at]);
-            }
-            self.capture(&data[start..=at]);
-            self.offset += (at + 1 - start) as u64;
-            self.state = State::CommaOrEnd;
-            self.value_ended();
-            if keep {
-                self.end_model();
-            }
-            return at + 1;
         }
-        if keep {
-            self.keep_value(&data[start..i]);
-        }
-        self.capture(&data[start..i]);
-        self.offset += (i - start) as u64;
-        self.state = State::InString { escaped };
-        i
     }
 
     /// Skips a nested object or array: strings followed, brackets counted.
@@ -363,24 +351,16 @@ impl BodyScan {
         let mut i = start;
         while i < data.len() {
             if in_string {
-                if escaped {
-                    escaped = false;
-                    i += 1;
-                    continue;
-                }
-                match memchr::memchr2(b'"', b'\\', &data[i..]) {
-                    None => {
+                match closing_quote(data, i, escaped) {
+                    Ok(at) => {
+                        in_string = false;
+                        escaped = false;
+                        i = at + 1;
+                    }
+                    Err(more) => {
+                        escaped = more;
                         i = data.len();
                         break;
-                    }
-                    Some(at) => {
-                        let at = i + at;
-                        if data[at] == b'\\' {
-                            escaped = true;
-                        } else {
-                            in_string = false;
-                        }
-                        i = at + 1;
                     }
                 }
                 continue;
@@ -413,35 +393,23 @@ impl BodyScan {
     }
 
     /// Fast path through a top-level key: its bytes are kept up to the bound.
-    fn in_key(&mut self, data: &[u8], start: usize, mut escaped: bool) -> usize {
-        let mut i = start;
-        while i < data.len() {
-            if escaped {
-                escaped = false;
-                i += 1;
-                continue;
+    fn in_key(&mut self, data: &[u8], start: usize, escaped: bool) -> usize {
+        match closing_quote(data, start, escaped) {
+            Ok(at) => {
+                self.push_key(&data[start..at]);
+                self.offset += (at + 1 - start) as u64;
+                self.current = self.key_name();
+                self.state = State::Colon;
+                at + 1
             }
-            let Some(at) = memchr::memchr2(b'"', b'\\', &data[i..]) else {
-                i = data.len();
-                break;
-            };
-            let at = i + at;
-            if data[at] == b'\\' {
-                escaped = true;
-                i = at + 1;
-                continue;
+            Err(escaped) => {
+                let i = data.len();
+                self.push_key(&data[start..i]);
+                self.offset += (i - start) as u64;
+                self.state = State::InKey { escaped };
+                i
             }
-            // The closing quote.
-            self.push_key(&data[start..at]);
-            self.offset += (at + 1 - start) as u64;
-            self.current = self.key_name();
-            self.state = State::Colon;
-            return at + 1;
         }
-        self.push_key(&data[start..i]);
-        self.offset += (i - start) as u64;
-        self.state = State::InKey { escaped };
-        i
     }
 
     fn push_key(&mut self, part: &[u8]) {
@@ -566,6 +534,31 @@ impl BodyScan {
             _ => {}
         }
     }
+}
+
+/// Finds the closing quote of a string whose inside goes on at `data[start..]` (`escaped`: the
+/// byte at `start` is escaped): `Ok` its index, or `Err` at the end of `data`, whether the
+/// next byte is escaped.
+#[inline]
+fn closing_quote(data: &[u8], start: usize, mut escaped: bool) -> Result<usize, bool> {
+    let mut i = start;
+    while i < data.len() {
+        if escaped {
+            escaped = false;
+            i += 1;
+            continue;
+        }
+        let Some(at) = memchr::memchr2(b'"', b'\\', &data[i..]) else {
+            return Err(false);
+        };
+        let at = i + at;
+        if data[at] != b'\\' {
+            return Ok(at);
+        }
+        escaped = true;
+        i = at + 1;
+    }
+    Err(escaped)
 }
 
 /// The text of a JSON string's inside (as written, escapes included).
