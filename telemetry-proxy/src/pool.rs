@@ -56,15 +56,7 @@ impl UpstreamError {
 #[derive(Debug)]
 pub(crate) struct Pools<B, C>(Vec<Arc<Pool<B, C>>>);
 
-impl<B, C> Pools<B, C>
-where
-    B: Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
-    C: Service<Uri> + Clone,
-    C::Response: Read + Write + Unpin + Send + 'static,
-    C::Error: Into<BoxError>,
-{
+impl<B, C: Clone> Pools<B, C> {
     /// A pool for each upstream of `routes`, its connections made with `connector` and idle at
     /// most `idle_timeout`.
     pub fn new(routes: &Routes, connector: &C, idle_timeout: Duration) -> Pools<B, C> {
@@ -116,15 +108,7 @@ pub(crate) struct InUse<B> {
     idle: Arc<IdleList<B>>,
 }
 
-impl<B, C> Pool<B, C>
-where
-    B: Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
-    C: Service<Uri> + Clone,
-    C::Response: Read + Write + Unpin + Send + 'static,
-    C::Error: Into<BoxError>,
-{
+impl<B, C> Pool<B, C> {
     fn new(upstream: &Arc<Upstream>, connector: C, idle_timeout: Duration) -> Pool<B, C> {
         Pool {
             upstream: Arc::clone(upstream),
@@ -137,7 +121,17 @@ where
             }),
         }
     }
+}
 
+impl<B, C> Pool<B, C>
+where
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+    C: Service<Uri> + Clone,
+    C::Response: Read + Write + Unpin + Send + 'static,
+    C::Error: Into<BoxError>,
+{
     /// The `Host` header value of this upstream's requests.
     pub fn host(&self) -> &HeaderValue {
         &self.host
