@@ -277,14 +277,18 @@ def calls(proxy, chat_url, embed_url, model, embed_model, out, n):
 def verify(db, out, table_path, asserted):
     seen = json.load(open(out))
     conn = sqlite3.connect(db)
-    have = {row[1] for row in conn.execute("PRAGMA table_info(telemetry)")}
+    # Schema V5 stores a repeated text once and puts its id in the row: the view
+    # telemetry_records shows every row with its texts (files before V5 have only the table).
+    views = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'view'")}
+    table = "telemetry_records" if "telemetry_records" in views else "telemetry"
+    have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
     optional = [c for c in ("api", "operation", "output_chunks", "reasoning_tokens",
                             "prompt_tokens_cache_write") if c in have]
     columns = ["agent", "model_id", "prompt_tokens", "completion_tokens", "prompt_tokens_cached",
                "tokens_counted", "outcome", "error_kind", "error_message", "is_streaming", "ttft",
                "server_prefill_ms"] + optional
     rows = {}
-    for values in conn.execute(f"SELECT {', '.join(columns)} FROM telemetry"):
+    for values in conn.execute(f"SELECT {', '.join(columns)} FROM {table}"):
         r = dict(zip(columns, values))
         rows.setdefault(r["agent"], []).append(r)
     every = asserted == ["all"]
