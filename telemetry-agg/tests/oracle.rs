@@ -323,23 +323,13 @@ fn a_file_from_before_v5_and_its_new_rows_match_the_oracle() {
     {
         // Back to what a version-4 store wrote.
         let conn = rusqlite::Connection::open(&path).unwrap();
-        let texts = [
-            "model_id",
-            "engine",
-            "agent",
-            "energy_method",
-            "energy_vendor",
-            "batch_id",
-            "outcome",
-            "error_kind",
-            "error_message",
-            "metadata",
-            "api",
-            "operation",
-        ];
-        let set: Vec<String> = texts
+        // Every text or JSON column, from the field table (as the store's tests do it), so a
+        // text field added later is turned back too.
+        let set: Vec<String> = telemetry_core::RECORD_FIELDS
             .iter()
-            .map(|c| {
+            .filter(|f| f.kind.stored_once())
+            .map(|f| {
+                let c = f.name;
                 format!("{c} = (SELECT {c} FROM telemetry_records AS v WHERE v.id = telemetry.id)")
             })
             .collect();
