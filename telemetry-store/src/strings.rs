@@ -36,10 +36,15 @@ pub(crate) struct Interner {
 }
 
 impl Interner {
+    /// Whether [`id`](Self::id) may give `text` an id: `false` for a text shorter than an id.
+    pub(crate) fn may_store(text: &str) -> bool {
+        text.len() >= MIN_LEN
+    }
+
     /// The id to store for `text` instead of the text (`None`: store the text). Inserts the text
     /// into `telemetry_strings` (in the caller's transaction) the second time it is met.
     pub(crate) fn id(&mut self, tx: &Connection, text: &str) -> Result<Option<i64>, StoreError> {
-        if text.len() < MIN_LEN {
+        if !Self::may_store(text) {
             return Ok(None);
         }
         if let Some(&id) = self.known.get(text) {

@@ -37,7 +37,10 @@ use crate::import::ImportRow;
 use crate::maintenance::{Origin, Pruning, RetentionPolicy, retention_cutoff};
 use crate::queue::{Control, ControlKind, Queue};
 use crate::rollups::{BatchRollups, MinuteDetail, hour_of, merge_into, rebuild_all};
-use crate::rows::{BindState, IMPORT_KEY_PARAM, IMPORT_SQL, INSERT_SQL, bind_record};
+use crate::rows::{
+    BindState, IMPORT_KEY_PARAM, IMPORT_SQL, INSERT_ROWS_SQL, INSERT_SQL, ROWS_PER_INSERT,
+    bind_record,
+};
 use crate::stats::Counters;
 use crate::strings::Interner;
 
@@ -668,19 +671,40 @@ fn insert_records(
         }
         let detail = MinuteDetail::decide(&tx, &hours.into_counts(), minute_threshold)?;
         let mut rollups = DetailedRollups::new(&detail);
-        let mut stmt = tx
-            .prepare_cached(&INSERT_SQL)
-            .map_err(sql("preparing the insert"))?;
-        let mut state = BindState::new();
-        // The record whose values the statement holds (from the previous row inserted).
-        let mut bound: Option<&TelemetryRecord> = None;
-        for r in records {
-            bind_record(&mut stmt, r, bound, &mut state, interner, &tx)?;
-            stmt.raw_execute().map_err(sql("inserting a row"))?;
-            bound = Some(r);
-            rollups.add(r);
+        // Whole statements of ROWS_PER_INSERT rows, then the rest one row at a time.
+        let mut chunks = records.chunks_exact(ROWS_PER_INSERT);
+        if chunks.len() > 0 {
+            let mut stmt = tx
+                .prepare_cached(&INSERT_ROWS_SQL)
+                .map_err(sql("preparing the insert"))?;
+            let mut state = BindState::new(ROWS_PER_INSERT);
+            // The records whose values the statement holds (from the previous rows inserted).
+            let mut bound: Option<&[Arc<TelemetryRecord>]> = None;
+            for chunk in &mut chunks {
+                for (row, r) in chunk.iter().enumerate() {
+                    let before = bound.and_then(|b| b.get(row)).map(|b| &**b);
+                    bind_record(&mut stmt, row, r, before, &mut state, interner, &tx)?;
+                    rollups.add(r);
+                }
+                stmt.raw_execute().map_err(sql("inserting rows"))?;
+                bound = Some(chunk);
+            }
         }
-        drop(stmt);
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut stmt = tx
+                .prepare_cached(&INSERT_SQL)
+                .map_err(sql("preparing the insert"))?;
+            let mut state = BindState::new(1);
+            // The record whose values the statement holds (from the previous row inserted).
+            let mut bound: Option<&TelemetryRecord> = None;
+            for r in rest {
+                bind_record(&mut stmt, 0, r, bound, &mut state, interner, &tx)?;
+                stmt.raw_execute().map_err(sql("inserting a row"))?;
+                bound = Some(r);
+                rollups.add(r);
+            }
+        }
         merge_into(&tx, rollups.rollups.into_levels())?;
         detail.backfill(&tx)?;
     }
@@ -718,9 +742,10 @@ fn import_rows(
         for row in rows {
             bind_record(
                 &mut stmt,
+                0,
                 &row.record,
                 None,
-                &mut BindState::new(),
+                &mut BindState::new(1),
                 interner,
                 &tx,
             )?;

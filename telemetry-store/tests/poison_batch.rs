@@ -131,3 +131,49 @@ fn a_batch_failing_for_a_non_io_reason_is_split_and_only_the_offenders_are_refus
     assert_eq!(count(&path), 1 + 492 + 1);
     store.close().unwrap();
 }
+
+/// The writer inserts a batch's rows several to a statement: a row failing in the middle of one
+/// (here a trigger refuses rows of 13 prompt tokens) must leave none of that statement's rows
+/// behind, and every other record of the batch is written once, in order, as it was recorded.
+#[test]
+fn a_row_failing_inside_a_many_row_insert_is_refused_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let store = TelemetryStore::builder(&path)
+        .batch_size(10_000)
+        .flush_interval(Duration::from_secs(5))
+        .open()
+        .unwrap();
+    common::connect(&path)
+        .execute_batch(
+            "CREATE TRIGGER refuse_13 BEFORE INSERT ON telemetry WHEN NEW.prompt_tokens = 13 \
+             BEGIN SELECT RAISE(ABORT, 'thirteen prompt tokens'); END;",
+        )
+        .unwrap();
+    let records: Vec<TelemetryRecord> = (0..50u64)
+        .map(|i| {
+            let mut r = common::sample("poison", i);
+            if [3, 17, 18, 40].contains(&i) {
+                r.prompt_tokens = 13;
+                r.total_tokens = r.prompt_tokens + r.completion_tokens;
+            }
+            r
+        })
+        .collect();
+    for r in &records {
+        store.record(r).unwrap();
+    }
+    store.flush().unwrap();
+    let stats = store.stats();
+    assert_eq!(stats.rejected, 4, "{stats:?}");
+    assert_eq!(stats.written, 46, "{stats:?}");
+    let reason = stats.last_rejection.unwrap();
+    assert!(reason.contains("thirteen prompt tokens"), "{reason}");
+    let good: Vec<TelemetryRecord> = records
+        .into_iter()
+        .filter(|r| r.prompt_tokens != 13)
+        .collect();
+    assert_eq!(common::read_all(&common::connect(&path)), good);
+    assert_eq!(store.health(), Health::Healthy);
+    store.close().unwrap();
+}
