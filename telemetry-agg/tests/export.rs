@@ -25,7 +25,7 @@ fn rich(ts: f64) -> TelemetryRecord {
     r.tokens_counted = true;
     r.cost_unknown = true;
     r.energy_method = EnergyMethod::PowerIntegration;
-    r.metadata = json!({"request": {"id": 42, "tags": ["a", "b"]}, "ratio": 0.1 + 0.2});
+    r.metadata = json!({"request": {"id": 42, "tags": ["a", "b"]}, "ratio": 0.1 + 0.2}).into();
     r
 }
 

@@ -315,7 +315,8 @@ fn a_file_from_before_v5_and_its_new_rows_match_the_oracle() {
                 DAY0 + i as f64 * 61.7,
                 i,
             );
-            r.metadata = serde_json::json!({ "telemetry.run_id": format!("run-{}", i / 1_000) });
+            r.metadata =
+                serde_json::json!({ "telemetry.run_id": format!("run-{}", i / 1_000) }).into();
             r
         })
         .collect();

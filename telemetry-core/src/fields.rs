@@ -12,6 +12,7 @@
 
 use serde_json::Value;
 
+use crate::metadata::Metadata;
 use crate::record::{EnergyMethod, Outcome, TelemetryRecord};
 
 /// How a field is stored, written and read; follows from the field's Rust type.
@@ -244,16 +245,16 @@ impl FieldType for Outcome {
     }
 }
 
-impl FieldType for Value {
+impl FieldType for Metadata {
     const KIND: FieldKind = FieldKind::Json;
     fn value(&self) -> FieldValue<'_> {
-        FieldValue::Json(self)
+        FieldValue::Json(self.value())
     }
     fn set(&mut self, stored: StoredValue<'_>) -> Result<(), String> {
         *self = match text(stored)? {
-            "{}" => Value::Object(serde_json::Map::new()),
+            "{}" => Metadata::new(),
             s => match serde_json::from_str::<Value>(s) {
-                Ok(v @ Value::Object(_)) => v,
+                Ok(v @ Value::Object(_)) => Metadata::from(v),
                 Ok(_) => return Err("not a JSON object".to_owned()),
                 Err(e) => return Err(format!("invalid JSON: {e}")),
             },

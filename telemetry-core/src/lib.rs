@@ -3,7 +3,8 @@
 //! The vocabulary of the inference-telemetry workspace, with no I/O:
 //!
 //! - [`TelemetryRecord`]: one inference call (timing, tokens, cost, energy, GPU state, outcome),
-//!   with [`TelemetryRecord::validate`] saying exactly which field is wrong.
+//!   with [`TelemetryRecord::validate`] saying exactly which field is wrong; its [`Metadata`]
+//!   is shared, not copied, between the records that carry the same.
 //! - [`TimeRange`]: the inclusive `since <= timestamp <= until` filter of every query.
 //! - [`Event`] / [`EventType`] and the [`EventBus`] that carries them from instrumented engines
 //!   to the store, synchronously, in registration order, containing panicking subscribers.
@@ -49,6 +50,7 @@ mod bus;
 mod error;
 mod event;
 mod fields;
+mod metadata;
 mod names;
 mod record;
 mod rollup;
@@ -68,6 +70,7 @@ pub use fields::{
     FIELD_COUNT, FieldDecodeError, FieldKind, FieldValue, RECORD_FIELDS, RecordField, StoredValue,
     field_index,
 };
+pub use metadata::Metadata;
 pub use names::{api, operation};
 pub use record::{EnergyMethod, Outcome, TelemetryRecord, TelemetryRecordBuilder};
 pub use rollup::{ROLLUP_LEVELS, RollupKey, bucket_start};

@@ -1,6 +1,6 @@
 //! [`TelemetryRecord`]: one inference call, as stored.
 
-use serde_json::Value;
+use crate::metadata::Metadata;
 
 /// How the energy of a call was measured.
 ///
@@ -182,7 +182,7 @@ pub struct TelemetryRecord {
     /// The price of the model was unknown, so `cost_usd` is 0 rather than a guess.
     pub cost_unknown: bool,
     /// Caller metadata; must be a JSON object of at most [`MAX_METADATA_BYTES`](crate::MAX_METADATA_BYTES).
-    pub metadata: Value,
+    pub metadata: Metadata,
     /// The server's own prefill (prompt processing) time, milliseconds, as the server reported it
     /// (llama.cpp's `timings.prompt_ms`); `None` when the server reports none. Compare it with
     /// `ttft`, which also holds the network and queueing the client saw.
@@ -250,7 +250,7 @@ impl Default for TelemetryRecord {
             error_message: String::new(),
             tokens_counted: false,
             cost_unknown: false,
-            metadata: Value::Object(serde_json::Map::new()),
+            metadata: Metadata::new(),
             server_prefill_ms: None,
             server_decode_ms: None,
             api: String::new(),
@@ -350,9 +350,10 @@ impl TelemetryRecordBuilder {
         self
     }
 
-    /// Sets the metadata (must be a JSON object to validate).
-    pub fn metadata(mut self, metadata: Value) -> Self {
-        self.record.metadata = metadata;
+    /// Sets the metadata (must be a JSON object to validate): a `serde_json::Value`, or a
+    /// [`Metadata`] that records share.
+    pub fn metadata(mut self, metadata: impl Into<Metadata>) -> Self {
+        self.record.metadata = metadata.into();
         self
     }
 

@@ -69,7 +69,7 @@ pub fn sample_record(tag: &str, i: u64) -> TelemetryRecord {
         error_message: if error { "took too long" } else { "" }.to_owned(),
         tokens_counted: i.is_multiple_of(5),
         cost_unknown: i.is_multiple_of(7),
-        metadata: json!({ "id": i, "tag": tag, "nested": { "ok": true } }),
+        metadata: json!({ "id": i, "tag": tag, "nested": { "ok": true } }).into(),
         server_prefill_ms: some(41.25 + (i % 4) as f64),
         server_decode_ms: some(180.5),
         api: ["openai_chat", "anthropic_messages", ""][(i % 3) as usize].to_owned(),
@@ -225,7 +225,7 @@ pub fn arb_record() -> impl Strategy<Value = TelemetryRecord> {
                     error_message: message,
                     tokens_counted: counted,
                     cost_unknown: unknown,
-                    metadata,
+                    metadata: metadata.into(),
                     ..r
                 }
             },

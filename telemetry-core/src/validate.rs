@@ -1,9 +1,5 @@
 //! Validation of [`TelemetryRecord`]s: what a store refuses, and why.
 
-use std::io;
-
-use serde_json::Value;
-
 use crate::error::ValidationError;
 use crate::record::{Outcome, TelemetryRecord};
 
@@ -157,7 +153,7 @@ impl TelemetryRecord {
                 error_kind_len: r.error_kind.len(),
             });
         }
-        metadata(&r.metadata)
+        r.metadata.check()
     }
 }
 
@@ -244,56 +240,6 @@ fn name(field: &'static str, value: &str) -> Result<(), ValidationError> {
         value: value[..end].to_owned(),
         max: MAX_NAME_BYTES,
     })
-}
-
-fn metadata(value: &Value) -> Result<(), ValidationError> {
-    let Value::Object(map) = value else {
-        return Err(ValidationError::MetadataNotObject {
-            kind: json_kind(value),
-        });
-    };
-    if map.is_empty() {
-        return Ok(());
-    }
-    let mut counter = ByteCounter(0);
-    // Writing to a counter cannot fail except through serde_json's own map-key errors, which a
-    // `Value` never produces; treat any error as oversized rather than panic.
-    if serde_json::to_writer(&mut counter, value).is_err() || counter.0 > MAX_METADATA_BYTES {
-        return Err(ValidationError::MetadataTooLarge {
-            len: counter.0,
-            max: MAX_METADATA_BYTES,
-        });
-    }
-    Ok(())
-}
-
-/// Name of a JSON value's kind, for error messages.
-fn json_kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
-/// Counts bytes written, stopping early once past the limit.
-struct ByteCounter(usize);
-
-impl io::Write for ByteCounter {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0 += buf.len();
-        if self.0 > MAX_METADATA_BYTES {
-            return Err(io::Error::other("metadata over limit"));
-        }
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
 }
 
 #[cfg(test)]
@@ -582,13 +528,13 @@ mod tests {
     fn metadata_must_be_a_small_object() {
         for bad in [json!(null), json!([1, 2]), json!("s"), json!(3)] {
             let mut r = valid();
-            r.metadata = bad;
+            r.metadata = bad.into();
             let err = r.validate().unwrap_err();
             assert_eq!(err.field(), "metadata");
             assert!(matches!(err, ValidationError::MetadataNotObject { .. }));
         }
         let mut r = valid();
-        r.metadata = json!({ "blob": "x".repeat(MAX_METADATA_BYTES) });
+        r.metadata = json!({ "blob": "x".repeat(MAX_METADATA_BYTES) }).into();
         let err = r.validate().unwrap_err();
         assert!(
             matches!(err, ValidationError::MetadataTooLarge { .. }),
@@ -596,7 +542,7 @@ mod tests {
         );
 
         let mut r = valid();
-        r.metadata = json!({ "user": "alice", "tags": [1, 2, 3] });
+        r.metadata = json!({ "user": "alice", "tags": [1, 2, 3] }).into();
         assert_eq!(r.validate(), Ok(()));
     }
 }

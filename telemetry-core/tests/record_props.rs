@@ -28,7 +28,7 @@ proptest! {
         let record = TelemetryRecord {
             timestamp, latency_seconds: latency, cost_usd: cost, ttft, gpu_utilization_pct: util,
             prompt_tokens: prompt, completion_tokens: completion, total_tokens: total,
-            prompt_tokens_cached: cached, model_id, error_kind: kind, metadata,
+            prompt_tokens_cached: cached, model_id, error_kind: kind, metadata: metadata.into(),
             ..TelemetryRecord::default()
         };
         if let Err(e) = record.validate() {

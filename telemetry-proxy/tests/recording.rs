@@ -276,7 +276,7 @@ async fn each_record_names_the_upstream_that_served_it() {
     eventually("three records", || records(&kept).len() == 3).await;
     let served: Vec<_> = records(&kept)
         .into_iter()
-        .map(|r| (r.model_id, r.outcome, r.metadata))
+        .map(|r| (r.model_id, r.outcome, r.metadata.value().clone()))
         .collect();
     let server =
         |host: &str, port: u16| serde_json::json!({"server.address": host, "server.port": port});

@@ -265,8 +265,10 @@ fn peer_cell(row: &Row<'_>, i: usize, column: &str, r: &mut TelemetryRecord) -> 
         }
         StoredValue::Text(t) if kind == FieldKind::Json => {
             let raw = String::from_utf8_lossy(t);
-            r.metadata = serde_json::from_str(if raw.is_empty() { "{}" } else { &raw })
-                .unwrap_or_else(|_| serde_json::json!({ "openjarvis_metadata": raw }));
+            r.metadata =
+                serde_json::from_str::<serde_json::Value>(if raw.is_empty() { "{}" } else { &raw })
+                    .unwrap_or_else(|_| serde_json::json!({ "openjarvis_metadata": raw }))
+                    .into();
             return Ok(());
         }
         other => other,

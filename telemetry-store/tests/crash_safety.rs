@@ -41,7 +41,7 @@ fn child_ingest() {
     let mut id = base;
     loop {
         let mut record = common::sample("crash", id);
-        record.metadata = serde_json::json!({ "id": id });
+        record.metadata = serde_json::json!({ "id": id }).into();
         store.record(&record).unwrap();
         if sync {
             writeln!(out, "ack {id}").unwrap();

@@ -19,7 +19,7 @@ use telemetry_store::TelemetryStore;
 fn run_record(i: u64) -> TelemetryRecord {
     let mut r = common::sample("chat-assistant", i);
     r.timestamp = 1_764_300_000.0 + i as f64 * 0.5;
-    r.metadata = json!({ "telemetry.run_id": "4b3b6c435aed5e91", "server.port": 8080 });
+    r.metadata = json!({ "telemetry.run_id": "4b3b6c435aed5e91", "server.port": 8080 }).into();
     if i == 7 {
         r.error_message = "a message met once".to_owned();
     }

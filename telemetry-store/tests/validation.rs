@@ -18,7 +18,7 @@ fn bad_records_are_refused_naming_the_field_and_nothing_is_written() {
     let mut negative = good.clone();
     negative.cost_usd = -0.5;
     let mut big_metadata = good.clone();
-    big_metadata.metadata = json!({ "blob": "x".repeat(70 * 1024) });
+    big_metadata.metadata = json!({ "blob": "x".repeat(70 * 1024) }).into();
     let mut empty_model = good.clone();
     empty_model.model_id = String::new();
     let mut negative_energy = good.clone();

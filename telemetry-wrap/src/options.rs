@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use serde_json::{Map, Value};
-use telemetry_core::{MAX_LABEL_BYTES, TelemetryRecord};
+use serde_json::Value;
+use telemetry_core::{MAX_LABEL_BYTES, Metadata, TelemetryRecord};
 
 use crate::error::ConfigError;
 use crate::price::PriceTable;
@@ -14,7 +14,7 @@ use crate::price::PriceTable;
 #[derive(Debug, Clone)]
 pub struct CallOptions {
     pub(crate) agent: Arc<str>,
-    pub(crate) metadata: Map<String, Value>,
+    pub(crate) metadata: Metadata,
     pub(crate) prices: Option<Arc<PriceTable>>,
 }
 
@@ -22,7 +22,7 @@ impl Default for CallOptions {
     fn default() -> Self {
         CallOptions {
             agent: Arc::from(""),
-            metadata: Map::new(),
+            metadata: Metadata::new(),
             prices: None,
         }
     }
@@ -41,21 +41,20 @@ impl CallOptions {
         self
     }
 
-    /// Sets the metadata copied into every record. It must be a JSON object small enough for
+    /// Sets the metadata of every record. It must be a JSON object small enough for
     /// [`TelemetryRecord::validate`], else it is refused here rather than every record later.
+    /// It is built and checked once: the records share it ([`Metadata`]), none copies it.
     pub fn with_metadata(mut self, metadata: Value) -> Result<Self, ConfigError> {
         let probe = TelemetryRecord {
             model_id: "probe".into(),
             timestamp: telemetry_core::MIN_TIMESTAMP,
-            metadata,
+            metadata: metadata.into(),
             ..TelemetryRecord::default()
         };
         if let Err(e) = probe.validate() {
             return Err(ConfigError::InvalidMetadata(e));
         }
-        if let Value::Object(map) = probe.metadata {
-            self.metadata = map;
-        }
+        self.metadata = probe.metadata;
         Ok(self)
     }
 
@@ -71,8 +70,8 @@ impl CallOptions {
         &self.agent
     }
 
-    /// The metadata.
-    pub fn metadata(&self) -> &Map<String, Value> {
+    /// The metadata (a JSON object).
+    pub fn metadata(&self) -> &Metadata {
         &self.metadata
     }
 

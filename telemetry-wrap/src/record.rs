@@ -106,7 +106,8 @@ pub(crate) fn build_record(
         outcome: m.outcome,
         tokens_counted: m.tokens_counted,
         cost_unknown,
-        metadata: serde_json::Value::Object(options.metadata.clone()),
+        // Shared with every record of the context: a reference count, no copy.
+        metadata: options.metadata.clone(),
         server_prefill_ms: m.server_prefill.map(|d| d.as_secs_f64() * 1e3),
         server_decode_ms: m.server_decode.map(|d| d.as_secs_f64() * 1e3),
         ..TelemetryRecord::default()
