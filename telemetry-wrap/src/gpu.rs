@@ -26,6 +26,7 @@ fn publish_now(record: TelemetryRecord, bus: &EventBus) {
 mod with_gpu {
     use std::time::Duration;
 
+    use telemetry_core::EnergyMethod;
     use telemetry_gpu::{GpuSampler, Timestamp, WindowHandle};
 
     use super::*;
@@ -80,14 +81,13 @@ mod with_gpu {
                 .map(|s| (window.t0 + Duration::from_secs_f64(s)).min(t1));
             let bus = Arc::clone(bus);
             sampler.end(window.handle, t1, first_token, move |reading| {
-                let mut with_energy = record.clone();
-                reading.apply_to(&mut with_energy);
+                let mut record = record;
+                let before = GpuFields::of(&record);
+                reading.apply_to(&mut record);
                 // A reading the store would refuse (it should not happen) must not lose the call.
-                let record = if with_energy.validate().is_ok() {
-                    with_energy
-                } else {
-                    record
-                };
+                if record.validate().is_err() {
+                    before.restore(&mut record);
+                }
                 publish_now(record, &bus);
             });
         }
@@ -96,6 +96,76 @@ mod with_gpu {
             if let Some(sampler) = &self.0 {
                 sampler.flush();
             }
+        }
+    }
+
+    /// The fields of a record that a GPU reading sets, as they were before it: what a record
+    /// goes back to when the reading would make it invalid (kept rather than a copy of the
+    /// whole record, labels and metadata included, for every call).
+    struct GpuFields {
+        energy_joules: Option<f64>,
+        power_watts: Option<f64>,
+        gpu_utilization_pct: Option<f64>,
+        gpu_memory_used_gb: Option<f64>,
+        gpu_temperature_c: Option<f64>,
+        prefill_energy_joules: Option<f64>,
+        decode_energy_joules: Option<f64>,
+        energy_method: EnergyMethod,
+        energy_vendor: String,
+    }
+
+    impl GpuFields {
+        fn of(r: &TelemetryRecord) -> Self {
+            GpuFields {
+                energy_joules: r.energy_joules,
+                power_watts: r.power_watts,
+                gpu_utilization_pct: r.gpu_utilization_pct,
+                gpu_memory_used_gb: r.gpu_memory_used_gb,
+                gpu_temperature_c: r.gpu_temperature_c,
+                prefill_energy_joules: r.prefill_energy_joules,
+                decode_energy_joules: r.decode_energy_joules,
+                energy_method: r.energy_method,
+                // Empty as the call built it: no allocation.
+                energy_vendor: r.energy_vendor.clone(),
+            }
+        }
+
+        fn restore(self, r: &mut TelemetryRecord) {
+            r.energy_joules = self.energy_joules;
+            r.power_watts = self.power_watts;
+            r.gpu_utilization_pct = self.gpu_utilization_pct;
+            r.gpu_memory_used_gb = self.gpu_memory_used_gb;
+            r.gpu_temperature_c = self.gpu_temperature_c;
+            r.prefill_energy_joules = self.prefill_energy_joules;
+            r.decode_energy_joules = self.decode_energy_joules;
+            r.energy_method = self.energy_method;
+            r.energy_vendor = self.energy_vendor;
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn a_refused_reading_leaves_the_record_as_the_call_built_it() {
+            let built = TelemetryRecord::builder("m", 1.7e9)
+                .latency_seconds(1.0)
+                .build();
+            let mut r = built.clone();
+            let before = GpuFields::of(&r);
+            r.energy_joules = Some(-1.0);
+            r.power_watts = Some(1.0);
+            r.gpu_utilization_pct = Some(1.0);
+            r.gpu_memory_used_gb = Some(1.0);
+            r.gpu_temperature_c = Some(1.0);
+            r.prefill_energy_joules = Some(1.0);
+            r.decode_energy_joules = Some(1.0);
+            r.energy_method = EnergyMethod::Counter;
+            r.energy_vendor = "nvidia".into();
+            assert!(r.validate().is_err());
+            before.restore(&mut r);
+            assert_eq!(r, built);
         }
     }
 }
