@@ -18,7 +18,7 @@ use http::{HeaderMap, StatusCode};
 use serde_json::Value;
 use telemetry_wrap::{Call, CallContext, Usage};
 
-use telemetry_openai::protocol::Api;
+use telemetry_openai::protocol::{Api, OpenAiError};
 
 use crate::request::RequestInfo;
 use crate::secrets::Secrets;
@@ -264,10 +264,10 @@ impl Exchange {
             (Some(w), _) => w.cut(),
             (None, _) => Seen::default(),
         };
-        apply(&mut call, &seen);
+        let (terminal, error) = (seen.terminal, apply(&mut call, seen));
         // A stream whose terminal event came is over: what the client or the upstream's
         // connection does after it changes nothing.
-        let end = if seen.terminal { End::Complete } else { end };
+        let end = if terminal { End::Complete } else { end };
         let counters = &self.recorder.0.counters;
         Counters::bump(&counters.calls_recorded);
         match end {
@@ -283,7 +283,7 @@ impl Exchange {
                 Counters::bump(&counters.calls_failed);
                 call.fail("io", self.scrubbed(message));
             }
-            End::Complete => match seen.error {
+            End::Complete => match error {
                 Some(e) => {
                     Counters::bump(&counters.calls_failed);
                     call.fail(e.error_kind(), self.scrubbed(e.to_string()));
@@ -294,11 +294,12 @@ impl Exchange {
     }
 }
 
-/// What the response said, into the call: its model, the server's usage (or no tokens, counted,
-/// for a body that is not the protocol) and the server's own times.
-fn apply(call: &mut Call, seen: &Seen) {
-    if let Some(model) = &seen.model {
-        call.set_model(model.as_str());
+/// What the response said, into the call: its model (moved, not copied), the server's usage (or
+/// no tokens, counted, for a body that is not the protocol) and the server's own times; returns
+/// the error the response reported.
+fn apply(call: &mut Call, seen: Seen) -> Option<OpenAiError> {
+    if let Some(model) = seen.model {
+        call.set_model(model);
     }
     match seen.usage {
         Some(usage) => call.set_usage(usage),
@@ -310,6 +311,7 @@ fn apply(call: &mut Call, seen: &Seen) {
     if let Some(p) = seen.phases {
         call.set_server_timings(p.prefill(), p.decode());
     }
+    seen.error
 }
 
 impl Drop for Exchange {

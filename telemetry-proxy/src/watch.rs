@@ -82,7 +82,8 @@ impl Watch {
             Watch::Whole(WholeWatch {
                 api,
                 status,
-                parts: Vec::new(),
+                first: Bytes::new(),
+                more: Vec::new(),
                 len: 0,
                 limit,
                 over: false,
@@ -107,10 +108,7 @@ impl Watch {
                 s.unparsed = true;
                 s.broken = true;
             }
-            Watch::Whole(w) => {
-                w.over = true;
-                w.parts = Vec::new();
-            }
+            Watch::Whole(w) => w.drop_parts(),
         }
     }
 
@@ -217,7 +215,10 @@ impl StreamWatch {
 pub(crate) struct WholeWatch {
     api: Api,
     status: StatusCode,
-    parts: Vec<Bytes>,
+    /// The body's first part, and the others: most bodies come in one part, kept without
+    /// allocating a list.
+    first: Bytes,
+    more: Vec<Bytes>,
     len: usize,
     limit: usize,
     over: bool,
@@ -231,16 +232,26 @@ impl WholeWatch {
         self.len += data.len();
         if self.len > self.limit && self.status.is_success() {
             // Too large to read: forwarded all the same, recorded without its tokens.
-            self.over = true;
-            self.parts = Vec::new();
+            self.drop_parts();
         } else if self.len <= self.limit.saturating_add(data.len()) {
             // An error body is kept up to the limit: its message is at the start.
-            self.parts.push(data.clone());
+            if self.first.is_empty() {
+                self.first = data.clone();
+            } else {
+                self.more.push(data.clone());
+            }
         }
     }
 
+    /// Stops keeping the body.
+    fn drop_parts(&mut self) {
+        self.over = true;
+        self.first = Bytes::new();
+        self.more = Vec::new();
+    }
+
     fn end(self) -> Seen {
-        let body = concat(self.parts, self.len.min(self.limit));
+        let body = concat(self.first, self.more, self.len.min(self.limit));
         if !self.status.is_success() {
             return Seen {
                 model: model_of(&body),
@@ -271,18 +282,16 @@ impl WholeWatch {
 }
 
 /// The parts in one buffer (no copy for a single part).
-fn concat(mut parts: Vec<Bytes>, len: usize) -> Bytes {
-    match parts.len() {
-        0 => Bytes::new(),
-        1 => parts.pop().unwrap_or_default(),
-        _ => {
-            let mut all = Vec::with_capacity(len);
-            for p in &parts {
-                all.extend_from_slice(p);
-            }
-            Bytes::from(all)
-        }
+fn concat(first: Bytes, more: Vec<Bytes>, len: usize) -> Bytes {
+    if more.is_empty() {
+        return first;
     }
+    let mut all = Vec::with_capacity(len);
+    all.extend_from_slice(&first);
+    for p in &more {
+        all.extend_from_slice(p);
+    }
+    Bytes::from(all)
 }
 
 #[cfg(test)]
@@ -423,7 +432,7 @@ mod tests {
         w.data(&Bytes::from_static(b"{\"usage\":"), &mut call);
         w.data(&Bytes::from_static(b"{}}"), &mut call);
         let Watch::Whole(whole) = &w else { panic!() };
-        assert!(whole.parts.is_empty() && whole.over);
+        assert!(whole.first.is_empty() && whole.more.is_empty() && whole.over);
         assert!(w.end().unparsed);
     }
 }
