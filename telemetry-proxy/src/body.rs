@@ -21,10 +21,12 @@ use tokio::time::{Instant, Sleep};
 
 use crate::budget::Charge;
 use crate::decode::Decoder;
+use crate::h1::ConnError;
 use crate::inject::{Edit, edit_frames};
-use crate::pool::InUse;
+use crate::pool::UpstreamBody;
 use crate::record::Exchange;
 use crate::stats::Counters;
+use crate::tls::Io;
 
 /// Why a client's request body did not reach the upstream whole.
 #[derive(Debug, thiserror::Error)]
@@ -216,7 +218,7 @@ impl Body for ForwardBody {
 pub(crate) enum ResponseError {
     /// The upstream's body broke off.
     #[error("the upstream's response broke off: {0}")]
-    Upstream(#[source] hyper::Error),
+    Upstream(#[source] ConnError),
     /// The upstream paused longer than the between-chunks timeout.
     #[error("the upstream sent nothing for {0:?}")]
     Stalled(Duration),
@@ -225,8 +227,8 @@ pub(crate) enum ResponseError {
 /// What a response from the upstream needs on its way to the client.
 #[derive(Debug)]
 pub(crate) struct Relay {
-    /// The upstream's body.
-    pub inner: Incoming,
+    /// The upstream's body (holding its connection until it ends).
+    pub inner: UpstreamBody<Io>,
     /// The call being recorded, until its body ends.
     pub exchange: Option<Exchange>,
     /// Decodes a compressed body for the exchange (the client gets it as it came).
@@ -250,9 +252,6 @@ pub(crate) struct Relay {
     pub head: Option<Bytes>,
     /// The upstream's body has ended and everything has been passed on.
     pub ended: bool,
-    /// The upstream connection, given back to its pool when the body has ended (dropped with
-    /// a body that has not: the connection closes).
-    pub conn: Option<InUse<ForwardBody>>,
 }
 
 /// A response body on its way to the client.
@@ -343,8 +342,8 @@ impl Relay {
         Bytes::from(all)
     }
 
-    /// The body ended: the decoder's last output, then the exchange completes and the
-    /// connection goes back to its pool.
+    /// The body ended (its connection went back to its pool at once): the decoder's last
+    /// output, then the exchange completes.
     fn finish(&mut self) {
         if let (Some(d), Some(ex)) = (self.decoder.as_mut(), self.exchange.as_mut()) {
             let finished = d.finish(&mut |piece| ex.data(&Bytes::copy_from_slice(piece)));
@@ -354,9 +353,6 @@ impl Relay {
         }
         if let Some(ex) = self.exchange.take() {
             ex.complete();
-        }
-        if let Some(conn) = self.conn.take() {
-            conn.give_back();
         }
     }
 
@@ -497,9 +493,9 @@ impl Body for ResponseBody {
 impl Drop for ResponseBody {
     fn drop(&mut self) {
         if let ResponseBody::Upstream(relay) = self {
-            // Dropped before its end: the client went away (dropping `inner` aborts the
-            // upstream request and closes its connection), unless everything had already
-            // arrived (an empty body is never polled).
+            // Dropped before its end: the client went away (dropping `inner` closes the
+            // upstream connection), unless everything had already arrived (an empty body is
+            // never polled).
             if relay.inner.is_end_stream() && relay.head.is_none() {
                 relay.finish();
             } else if let Some(ex) = relay.exchange.take() {

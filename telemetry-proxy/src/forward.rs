@@ -21,14 +21,14 @@ use crate::hop::{self, AGENT_HEADER};
 use crate::inject::{self, UsagePlan};
 use crate::intake::{self, Refusal};
 use crate::metrics::METRICS_PATH;
-use crate::pool::{InUse, Pool, UpstreamError};
+use crate::pool::{Pool, UpstreamBody, UpstreamError};
 use crate::record::Exchange;
 use crate::reply::{chain, error_response};
 use crate::request::Endpoint;
 use crate::secrets::Secrets;
 use crate::shared::Shared;
 use crate::stats::Counters;
-use crate::tls::Connector;
+use crate::tls::{Connector, Io};
 use crate::upstream::Upstream;
 
 /// Answers one request. Never fails: what cannot be forwarded gets an error response.
@@ -178,14 +178,14 @@ async fn forward(shared: &Shared, request: Request<Incoming>) -> Response<Respon
         let (method, uri, version) = (parts.method.clone(), parts.uri.clone(), parts.version);
         (method, uri, version)
     });
-    let (response, conn) = match send(shared, pool, Request::from_parts(parts, body)).await {
-        Sent::Response(response, conn) => (response, conn),
+    let response = match send(shared, pool, Request::from_parts(parts, body)).await {
+        Sent::Response(response) => response,
         Sent::Failed(e) => return failed(shared, upstream, exchange, &e),
         Sent::TimedOut => return first_byte_timeout(shared, upstream, exchange),
     };
     let mut head = None;
     let mut asked = original.is_some();
-    let (response, conn) = match (original, again) {
+    let response = match (original, again) {
         (Some((headers, first)), Some((method, uri, version)))
             if inject::may_refuse(response.status()) =>
         {
@@ -200,12 +200,9 @@ async fn forward(shared: &Shared, request: Request<Incoming>) -> Response<Respon
                 *request.uri_mut() = uri;
                 *request.version_mut() = version;
                 *request.headers_mut() = headers;
-                if whole {
-                    // The refusal was read to its end: its connection can serve again.
-                    conn.give_back();
-                }
-                let (response, conn) = match send(shared, pool, request).await {
-                    Sent::Response(response, conn) => (response, conn),
+                // The refusal was read to its end: its connection is back in the pool.
+                let response = match send(shared, pool, request).await {
+                    Sent::Response(response) => response,
                     Sent::Failed(e) => return failed(shared, upstream, exchange, &e),
                     Sent::TimedOut => return first_byte_timeout(shared, upstream, exchange),
                 };
@@ -219,13 +216,13 @@ async fn forward(shared: &Shared, request: Request<Incoming>) -> Response<Respon
                         "the upstream refuses stream_options.include_usage: its streams are forwarded as sent, and recorded without the server's usage"
                     );
                 }
-                (response, conn)
+                response
             } else {
                 head = Some(read);
-                (Response::from_parts(rparts, rbody), conn)
+                Response::from_parts(rparts, rbody)
             }
         }
-        _ => (response, conn),
+        _ => response,
     };
     let (mut parts, inner) = response.into_parts();
     hop::strip(&mut parts.headers);
@@ -265,15 +262,14 @@ async fn forward(shared: &Shared, request: Request<Incoming>) -> Response<Respon
         filter,
         head,
         ended: false,
-        conn: Some(conn),
     };
     Response::from_parts(parts, ResponseBody::Upstream(Box::new(relay)))
 }
 
 /// How sending a request to the upstream went.
 enum Sent {
-    /// The response head came, on this connection.
-    Response(Response<Incoming>, InUse<ForwardBody>),
+    /// The response head came (its body holds the connection).
+    Response(Response<UpstreamBody<Io>>),
     /// The request failed (the client's body, or the upstream).
     Failed(UpstreamError),
     /// No response head within the first-byte timeout of the whole request having gone.
@@ -282,17 +278,13 @@ enum Sent {
 
 /// Sends `request` to the upstream; its response head is due within the first-byte timeout of
 /// the whole body having gone.
-async fn send(
-    shared: &Shared,
-    pool: &Pool<ForwardBody, Connector>,
-    request: Request<ForwardBody>,
-) -> Sent {
+async fn send(shared: &Shared, pool: &Pool<Connector>, request: Request<ForwardBody>) -> Sent {
     let sent = request.body().sent();
     let first_byte = shared.config.first_byte_timeout;
     tokio::select! {
         biased;
         response = pool.send(request) => match response {
-            Ok((response, conn)) => Sent::Response(response, conn),
+            Ok(response) => Sent::Response(response),
             Err(e) => Sent::Failed(e),
         },
         () = async {
@@ -321,7 +313,7 @@ fn first_byte_timeout(
 
 /// Reads the start of an error answer (up to [`inject::REJECTION_BODY_LIMIT`] bytes, each piece
 /// within `timeout`); `true` with it when that is the whole body.
-async fn read_head(body: &mut Incoming, timeout: Duration) -> (Bytes, bool) {
+async fn read_head(body: &mut UpstreamBody<Io>, timeout: Duration) -> (Bytes, bool) {
     let mut read = BytesMut::new();
     while !body.is_end_stream() && read.len() <= inject::REJECTION_BODY_LIMIT {
         match tokio::time::timeout(timeout, body.frame()).await {

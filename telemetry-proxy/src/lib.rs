@@ -141,6 +141,7 @@ mod config;
 mod decode;
 mod error;
 mod forward;
+mod h1;
 mod health;
 mod hop;
 mod inject;

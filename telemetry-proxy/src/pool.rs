@@ -1,33 +1,42 @@
 //! The proxy's upstream connections: one [`Pool`] per upstream of the routes, built when the
-//! proxy starts, of HTTP/1 connections made with hyper's `client::conn::http1` over the
+//! proxy starts, of HTTP/1.1 connections of the proxy's own client (`h1.rs`: the IO and a read
+//! buffer, driven inline by the request's future: no connection task, no channel) over the
 //! proxy's connector (TCP, TLS for `https://` upstreams, the connect timeout: `tls.rs`; the
 //! pool takes any connector and any request body, and names neither module).
 //!
-//! A connection is used by one request at a time. Its sender comes back to its pool when the
-//! response body has been read to its end (a body dropped before it ends closes the connection)
-//! and the connection is ready for the next request; the most recently used idle connection is
+//! A connection is used by one request at a time: the request is written whole (its head and
+//! the body's ready frames in one vectored write, the rest as it comes), then the response head
+//! read. The response body ([`UpstreamBody`]) holds the connection, and gives it back to its
+//! pool when it has been read to its end and the upstream keeps the connection open (a body
+//! dropped before its end closes the connection); the most recently used idle connection is
 //! taken first (LIFO: it is the least likely to have been closed by the upstream), and one idle
 //! longer than the pool's idle timeout is dropped, never used (below the 5 s keep-alive of
-//! uvicorn and llama.cpp, so the upstream does not close it under a request). A request that
-//! an idle connection could not take (the upstream had closed it) is sent again on a new one:
-//! hyper hands it back unsent.
+//! uvicorn and llama.cpp, so the upstream does not close it under a request). An idle
+//! connection the upstream has closed is seen when taken (a read that does not wait) and
+//! dropped; one that turns out closed under a request before any byte of the response (the
+//! close was on its way) has the request sent again on a new connection, when the request was
+//! written whole at once (it is kept until its response begins).
 //!
-//! Nothing is hashed, allocated or spawned per request on this path (hyper-util's pooled client
-//! hashed its pool key twice, allocated a checkout and spawned a task per request to learn when
-//! the connection was idle again, about 11 K instructions a call).
+//! Nothing is hashed, spawned or sent between tasks per request on this path (hyper-util's
+//! pooled client hashed its pool key twice, allocated a checkout and spawned a task per request
+//! to learn when the connection was idle again, about 11 K instructions a call; hyper's own
+//! connection task, its dispatch channel and second task per request were another 16 K).
 
 use std::collections::VecDeque;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::header::HeaderValue;
-use http::{Request, Response, Uri};
-use hyper::body::{Body, Incoming};
-use hyper::client::conn::http1::{self, SendRequest};
-use hyper::rt::{Read, Write};
+use http::{Method, Request, Response, Uri};
+use hyper::body::{Body, Frame, SizeHint};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 use tower_service::Service;
 
+use crate::h1::{self, BodyDecoder, Conn, ConnError, Outgoing};
 use crate::upstream::{Routes, Upstream};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -41,7 +50,7 @@ pub(crate) enum UpstreamError {
     /// The connection failed while the request was sent or its answer awaited (the client's
     /// body breaking off included: see [`ClientBodyError`](crate::body::ClientBodyError)).
     #[error("the request failed")]
-    Request(#[source] hyper::Error),
+    Request(#[source] ConnError),
 }
 
 impl UpstreamError {
@@ -51,15 +60,19 @@ impl UpstreamError {
     }
 }
 
-/// The pools of every upstream of the routes: requests with bodies `B`, connections made by
-/// `C`.
-#[derive(Debug)]
-pub(crate) struct Pools<B, C>(Vec<Arc<Pool<B, C>>>);
+/// The pools of every upstream of the routes, their connections made by `C`.
+pub(crate) struct Pools<C: Service<Uri>>(Vec<Arc<Pool<C>>>);
 
-impl<B, C: Clone> Pools<B, C> {
+impl<C: Service<Uri>> std::fmt::Debug for Pools<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(&self.0).finish()
+    }
+}
+
+impl<C: Service<Uri> + Clone> Pools<C> {
     /// A pool for each upstream of `routes`, its connections made with `connector` and idle at
     /// most `idle_timeout`.
-    pub fn new(routes: &Routes, connector: &C, idle_timeout: Duration) -> Pools<B, C> {
+    pub fn new(routes: &Routes, connector: &C, idle_timeout: Duration) -> Pools<C> {
         Pools(
             routes
                 .all()
@@ -70,46 +83,54 @@ impl<B, C: Clone> Pools<B, C> {
     }
 
     /// The pool of `upstream` (one of the routes' the pools were built from).
-    pub fn of(&self, upstream: &Arc<Upstream>) -> Option<&Arc<Pool<B, C>>> {
+    pub fn of(&self, upstream: &Arc<Upstream>) -> Option<&Arc<Pool<C>>> {
         self.0.iter().find(|p| Arc::ptr_eq(&p.upstream, upstream))
     }
 }
 
 /// The connections to one upstream.
-#[derive(Debug)]
-pub(crate) struct Pool<B, C> {
+pub(crate) struct Pool<C: Service<Uri>> {
     upstream: Arc<Upstream>,
     /// `scheme://authority/`: what the connector connects to.
     connect_uri: Uri,
     /// The `Host` header of every request (the port only when not the scheme's default).
     host: HeaderValue,
     connector: C,
-    idle: Arc<IdleList<B>>,
+    idle: Arc<IdleList<C::Response>>,
 }
 
 /// The idle connections of a pool, the most recently used at the back.
-#[derive(Debug)]
-pub(crate) struct IdleList<B> {
+pub(crate) struct IdleList<I> {
     timeout: Duration,
-    list: Mutex<VecDeque<Idle<B>>>,
+    list: Mutex<VecDeque<Idle<I>>>,
 }
 
-#[derive(Debug)]
-struct Idle<B> {
-    sender: SendRequest<B>,
+impl<I> std::fmt::Debug for IdleList<I> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let idle = self.list.lock().map_or(0, |l| l.len());
+        f.debug_struct("IdleList")
+            .field("timeout", &self.timeout)
+            .field("idle", &idle)
+            .finish()
+    }
+}
+
+struct Idle<I> {
+    conn: Box<Conn<I>>,
     since: Instant,
 }
 
-/// A connection in use by one request, until its response body ends
-/// ([`InUse::give_back`]) or is dropped.
-#[derive(Debug)]
-pub(crate) struct InUse<B> {
-    sender: SendRequest<B>,
-    idle: Arc<IdleList<B>>,
+impl<C: Service<Uri>> std::fmt::Debug for Pool<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("upstream", &self.upstream)
+            .field("idle", &self.idle)
+            .finish_non_exhaustive()
+    }
 }
 
-impl<B, C> Pool<B, C> {
-    fn new(upstream: &Arc<Upstream>, connector: C, idle_timeout: Duration) -> Pool<B, C> {
+impl<C: Service<Uri>> Pool<C> {
+    fn new(upstream: &Arc<Upstream>, connector: C, idle_timeout: Duration) -> Pool<C> {
         Pool {
             upstream: Arc::clone(upstream),
             connect_uri: upstream.connect_uri(),
@@ -121,51 +142,71 @@ impl<B, C> Pool<B, C> {
             }),
         }
     }
-}
 
-impl<B, C> Pool<B, C>
-where
-    B: Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
-    C: Service<Uri> + Clone,
-    C::Response: Read + Write + Unpin + Send + 'static,
-    C::Error: Into<BoxError>,
-{
     /// The `Host` header value of this upstream's requests.
     pub fn host(&self) -> &HeaderValue {
         &self.host
     }
+}
 
+impl<C> Pool<C>
+where
+    C: Service<Uri> + Clone,
+    C::Response: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    C::Error: Into<BoxError>,
+{
     /// Sends `request` (origin-form target, `Host` set) on an idle connection, else a new one;
-    /// returns the response head and the connection, which is busy until the body ends.
-    pub async fn send(
+    /// returns the response, whose body holds the connection until it ends.
+    pub async fn send<B>(
         &self,
-        mut request: Request<B>,
-    ) -> Result<(Response<Incoming>, InUse<B>), UpstreamError> {
-        loop {
-            let (mut sender, reused) = match self.idle.checkout() {
-                Some(sender) => (sender, true),
-                None => (self.connect().await?, false),
-            };
-            match sender.try_send_request(request).await {
-                Ok(response) => {
-                    let conn = InUse {
-                        sender,
-                        idle: Arc::clone(&self.idle),
-                    };
-                    return Ok((response, conn));
+        request: Request<B>,
+    ) -> Result<Response<UpstreamBody<C::Response>>, UpstreamError>
+    where
+        B: Body<Data = Bytes> + Unpin,
+        B::Error: Into<BoxError>,
+    {
+        let (parts, mut body) = request.into_parts();
+        let head_request = parts.method == Method::HEAD;
+        let (head, send) = h1::encode_head(&parts, &body).map_err(UpstreamError::Request)?;
+        drop(parts);
+        let (mut conn, mut reused) = match self.idle.checkout() {
+            Some(conn) => (conn, true),
+            None => (self.connect().await?, false),
+        };
+        // The body's frames ready now go with the head (after the connection is had: the
+        // first-byte timeout starts when the body has gone).
+        let mut out = Outgoing::new(head, send);
+        std::future::poll_fn(|cx| Poll::Ready(out.gather(&mut body, cx)))
+            .await
+            .map_err(UpstreamError::Request)?;
+        let head = loop {
+            match h1::exchange(&mut conn, &mut out, &mut body, head_request).await {
+                Ok(head) => break head,
+                // The idle connection had been closed: the same bytes again, on a new one.
+                Err((_, true)) if reused => {
+                    conn = self.connect().await?;
+                    reused = false;
                 }
-                Err(mut e) => match e.take_message() {
-                    // Never sent: the idle connection had been closed. Again, on another.
-                    Some(unsent) if reused => request = unsent,
-                    _ => return Err(UpstreamError::Request(e.into_error())),
-                },
+                Err((e, _)) => return Err(UpstreamError::Request(e)),
             }
-        }
+        };
+        let mut body = UpstreamBody {
+            conn: Some(conn),
+            decoder: BodyDecoder::new(head.framing),
+            keep_alive: head.keep_alive,
+            idle: Arc::clone(&self.idle),
+        };
+        body.end_if_done();
+        let mut response = Response::new(body);
+        *response.status_mut() = head.status;
+        *response.version_mut() = head.version;
+        *response.headers_mut() = head.headers;
+        Ok(response)
     }
 
-    async fn connect(&self) -> Result<SendRequest<B>, UpstreamError> {
+    /// A new connection, boxed: it moves between the pool and the requests' bodies by pointer
+    /// (a TLS connection's state is over a kilobyte).
+    async fn connect(&self) -> Result<Box<Conn<C::Response>>, UpstreamError> {
         let mut connector = self.connector.clone();
         std::future::poll_fn(|cx| connector.poll_ready(cx))
             .await
@@ -174,33 +215,25 @@ where
             .call(self.connect_uri.clone())
             .await
             .map_err(|e| UpstreamError::Connect(e.into()))?;
-        let (sender, connection) = http1::handshake(io)
-            .await
-            .map_err(|e| UpstreamError::Connect(Box::new(e)))?;
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "upstream connection ended with an error");
-            }
-        });
-        Ok(sender)
+        Ok(Box::new(Conn::new(io)))
     }
 }
 
-impl<B: Body + 'static> IdleList<B> {
-    /// The most recently used idle connection that is ready, if any; those idle too long are
-    /// dropped.
-    fn checkout(&self) -> Option<SendRequest<B>> {
+impl<I: AsyncRead + AsyncWrite + Unpin> IdleList<I> {
+    /// The most recently used idle connection that is still open, if any; those idle too long
+    /// or closed are dropped.
+    fn checkout(&self) -> Option<Box<Conn<I>>> {
         let now = Instant::now();
         let mut list = self.list.lock().unwrap_or_else(PoisonError::into_inner);
-        while let Some(c) = list.pop_back() {
-            if now.saturating_duration_since(c.since) < self.timeout && c.sender.is_ready() {
-                return Some(c.sender);
+        while let Some(mut c) = list.pop_back() {
+            if now.saturating_duration_since(c.since) < self.timeout && c.conn.is_open() {
+                return Some(c.conn);
             }
         }
         None
     }
 
-    fn push(&self, sender: SendRequest<B>) {
+    fn push(&self, conn: Box<Conn<I>>) {
         let now = Instant::now();
         let mut list = self.list.lock().unwrap_or_else(PoisonError::into_inner);
         // The oldest first: drop those idle too long.
@@ -210,28 +243,72 @@ impl<B: Body + 'static> IdleList<B> {
         {
             list.pop_front();
         }
-        list.push_back(Idle { sender, since: now });
+        list.push_back(Idle { conn, since: now });
     }
 }
 
-impl<B> InUse<B>
-where
-    B: Body + Send + 'static,
-{
-    /// The response body has been read to its end: the connection is idle once hyper has
-    /// finished with it (at once, unless the request body is still on its way).
-    pub fn give_back(self) {
-        let InUse { mut sender, idle } = self;
-        if sender.is_ready() {
-            idle.push(sender);
-        } else if !sender.is_closed()
-            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+/// A response body from an upstream: its pieces are slices of the connection's read buffer.
+/// The connection goes back to its pool when the body has been read to its end (and the
+/// upstream keeps it open); dropped before, it closes.
+#[derive(Debug)]
+pub(crate) struct UpstreamBody<I> {
+    /// `None` once the body has ended (or failed).
+    conn: Option<Box<Conn<I>>>,
+    decoder: BodyDecoder,
+    keep_alive: bool,
+    idle: Arc<IdleList<I>>,
+}
+
+impl<I: AsyncRead + AsyncWrite + Unpin> UpstreamBody<I> {
+    /// At the body's end: the connection goes back to its pool, unless it cannot serve again.
+    fn end_if_done(&mut self) {
+        if self.decoder.is_done()
+            && let Some(conn) = self.conn.take()
+            && self.keep_alive
+            && !conn.has_extra()
         {
-            runtime.spawn(async move {
-                if sender.ready().await.is_ok() {
-                    idle.push(sender);
-                }
-            });
+            self.idle.push(conn);
+        }
+    }
+}
+
+impl<I: AsyncRead + AsyncWrite + Unpin> Body for UpstreamBody<I> {
+    type Data = Bytes;
+    type Error = ConnError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, ConnError>>> {
+        let this = &mut *self;
+        let Some(conn) = this.conn.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let polled = std::task::ready!(conn.poll_body(&mut this.decoder, cx));
+        match polled {
+            Some(Ok(piece)) => {
+                this.end_if_done();
+                Poll::Ready(Some(Ok(Frame::data(piece))))
+            }
+            None => {
+                this.end_if_done();
+                Poll::Ready(None)
+            }
+            Some(Err(e)) => {
+                this.conn = None;
+                Poll::Ready(Some(Err(e)))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.decoder.is_done()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.decoder.remaining() {
+            Some(n) => SizeHint::with_exact(n),
+            None => SizeHint::default(),
         }
     }
 }

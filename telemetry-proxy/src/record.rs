@@ -245,7 +245,7 @@ impl Exchange {
     }
 
     /// The upstream's body broke off.
-    pub fn upstream_body_failed(mut self, error: &hyper::Error) {
+    pub fn upstream_body_failed(mut self, error: &(dyn std::error::Error + 'static)) {
         self.end(End::BodyFailed(crate::reply::chain(error)));
     }
 

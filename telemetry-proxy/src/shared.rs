@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use crate::body::ForwardBody;
 use crate::config::ProxyConfig;
 use crate::inject::Refusals;
 use crate::pool::Pools;
@@ -16,7 +15,7 @@ use crate::tls::Connector;
 pub(crate) struct Shared {
     pub config: ProxyConfig,
     /// The connections to each upstream.
-    pub pools: Pools<ForwardBody, Connector>,
+    pub pools: Pools<Connector>,
     pub counters: Arc<Counters>,
     pub recorder: Recorder,
     /// The upstreams known to refuse `stream_options`.

@@ -13,6 +13,7 @@ use std::time::Duration;
 use http::Uri;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioIo;
 use rustls::RootCertStore;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
@@ -24,6 +25,9 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The connector of the proxy's pooled client.
 pub(crate) type Connector = Timed<HttpsConnector<HttpConnector>>;
+
+/// A connection it makes (TCP or TLS), with tokio's IO traits.
+pub(crate) type Io = <Connector as tower_service::Service<Uri>>::Response;
 
 /// A connection to an upstream was not made within the connect timeout.
 #[derive(Debug, thiserror::Error)]
@@ -100,10 +104,11 @@ where
     C: tower_service::Service<Uri>,
     C::Error: Into<BoxError>,
     C::Future: Send + 'static,
+    C::Response: 'static,
 {
-    type Response = C::Response;
+    type Response = TokioIo<C::Response>;
     type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<C::Response, BoxError>> + Send>>;
+    type Future = Pin<Box<dyn Future<Output = Result<TokioIo<C::Response>, BoxError>> + Send>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         self.inner.poll_ready(cx).map_err(Into::into)
@@ -114,7 +119,7 @@ where
         let timeout = self.timeout;
         Box::pin(async move {
             match tokio::time::timeout(timeout, connecting).await {
-                Ok(connected) => connected.map_err(Into::into),
+                Ok(connected) => connected.map(TokioIo::new).map_err(Into::into),
                 Err(_) => Err(Box::new(ConnectTimeout(timeout)) as BoxError),
             }
         })
