@@ -155,8 +155,14 @@ impl SseParser {
                 pos += 1;
             }
         }
-        while pos < input.len() {
-            let Some(offset) = memchr2(b'\n', b'\r', &input[pos..]) else {
+        while let Some(&first) = input.get(pos) {
+            // A blank line `\n` (an event's end) is every other line: it needs no search.
+            let found = if first == b'\n' {
+                Some(0)
+            } else {
+                memchr2(b'\n', b'\r', &input[pos..])
+            };
+            let Some(offset) = found else {
                 if self.line.len() + (input.len() - pos) > self.max_line {
                     return Err(self.too_long());
                 }
@@ -381,6 +387,11 @@ enum Field {
 /// The field of a non-empty line and where its value starts; `None` for a comment.
 #[inline]
 fn split_field(line: &[u8]) -> Option<(Field, usize)> {
+    // Nearly every line of a stream is data.
+    if let Some(b"data:") = line.get(..5) {
+        let value = if line.get(5) == Some(&b' ') { 6 } else { 5 };
+        return Some((Field::Data, value));
+    }
     if line[0] == b':' {
         return None;
     }
