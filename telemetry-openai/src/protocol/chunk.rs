@@ -162,15 +162,16 @@ pub fn decode_chunk(data: &[u8]) -> Result<ChunkSummary<'_>, OpenAiError> {
 
 /// What [`scan_chunk`] read from a chunk: [`ChunkSummary`]'s fields with the text left
 /// undecoded, and the chunk's top-level `model` (what [`model_of`](super::model_of) reads).
-/// `usage` and `timings` leave their `extra` maps empty: nothing downstream reads them.
-#[derive(Debug, Clone, PartialEq, Default)]
+/// Plain data: `usage` and `timings` are kept without the `extra` maps of [`ApiUsage`] and
+/// [`ServerTimings`] (nothing downstream reads them), which are built only when there is one.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub(crate) struct ScannedChunk<'a> {
     /// The text, chosen as [`ChunkSummary::content`] is.
     pub content: Option<RawStr<'a>>,
     pub tool_call: bool,
     pub finish_reason: Option<FinishReason>,
-    pub usage: Option<ApiUsage>,
-    pub timings: Option<ServerTimings>,
+    pub usage: Option<ScannedUsage>,
+    pub timings: Option<ScannedTimings>,
     /// The top-level `model`, as it stands.
     pub model: Option<RawStr<'a>>,
 }
@@ -194,9 +195,69 @@ impl<'a> ScannedChunk<'a> {
             },
             tool_call: self.tool_call,
             finish_reason: self.finish_reason,
-            usage: self.usage,
-            timings: self.timings,
+            usage: self.usage.map(ScannedUsage::api),
+            timings: self.timings.map(ScannedTimings::api),
         })
+    }
+}
+
+/// A `usage` object's counts, as [`ApiUsage`] holds them (but its maps of other fields).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub(crate) struct ScannedUsage {
+    prompt_tokens: u64,
+    completion_tokens: u64,
+    total_tokens: u64,
+    /// `prompt_tokens_details`, if present: its `cached_tokens`.
+    prompt_details: Option<Option<u64>>,
+    /// `completion_tokens_details`, if present: its `reasoning_tokens`.
+    completion_details: Option<Option<u64>>,
+}
+
+impl ScannedUsage {
+    /// The [`ApiUsage`] serde reads (with empty `extra` maps).
+    pub fn api(self) -> ApiUsage {
+        ApiUsage {
+            prompt_tokens: self.prompt_tokens,
+            completion_tokens: self.completion_tokens,
+            total_tokens: self.total_tokens,
+            prompt_tokens_details: self
+                .prompt_details
+                .map(|cached_tokens| PromptTokensDetails {
+                    cached_tokens,
+                    ..PromptTokensDetails::default()
+                }),
+            completion_tokens_details: self.completion_details.map(|reasoning_tokens| {
+                CompletionTokensDetails {
+                    reasoning_tokens,
+                    ..CompletionTokensDetails::default()
+                }
+            }),
+            ..ApiUsage::default()
+        }
+    }
+}
+
+/// llama.cpp's `timings`, as [`ServerTimings`] holds them (but its map of other fields).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub(crate) struct ScannedTimings {
+    cache_n: Option<i64>,
+    prompt_n: Option<i64>,
+    prompt_ms: Option<f64>,
+    predicted_n: Option<i64>,
+    predicted_ms: Option<f64>,
+}
+
+impl ScannedTimings {
+    /// The [`ServerTimings`] serde reads (with an empty `extra` map).
+    pub fn api(self) -> ServerTimings {
+        ServerTimings {
+            cache_n: self.cache_n,
+            prompt_n: self.prompt_n,
+            prompt_ms: self.prompt_ms,
+            predicted_n: self.predicted_n,
+            predicted_ms: self.predicted_ms,
+            ..ServerTimings::default()
+        }
     }
 }
 
@@ -204,35 +265,31 @@ impl<'a> ScannedChunk<'a> {
 /// what it skips; `None` where it is not sure (then ask them). A chunk whose `error` is not
 /// `null` is left to [`decode_chunk`].
 pub(crate) fn scan_chunk(data: &[u8]) -> Option<ScannedChunk<'_>> {
-    let mut s = Scanner::new(data)?;
+    let mut s = Scanner::new(data);
     let mut chunk = ScannedChunk::default();
     let mut keys = Keys::default();
     s.object(|s, key| match key {
-        "choices" => {
+        b"choices" => {
             keys.once(0)?;
             s.array(|s| scan_choice(s, &mut chunk))
         }
-        "usage" => {
+        b"usage" => {
             keys.once(1)?;
-            if !s.null()? {
-                chunk.usage = Some(scan_usage(s)?);
-            }
+            chunk.usage = s.opt(|s| s.apart(scan_usage))?;
             Some(())
         }
-        "timings" => {
+        b"timings" => {
             keys.once(2)?;
-            if !s.null()? {
-                chunk.timings = Some(scan_timings(s)?);
-            }
+            chunk.timings = s.opt(|s| s.apart(scan_timings))?;
             Some(())
         }
-        "model" => {
+        b"model" => {
             keys.once(3)?;
             chunk.model = s.opt_string()?;
             Some(())
         }
         // A failure inside the stream: left to serde, which builds the error.
-        "error" => {
+        b"error" => {
             keys.once(4)?;
             s.null()?.then_some(())
         }
@@ -243,23 +300,24 @@ pub(crate) fn scan_chunk(data: &[u8]) -> Option<ScannedChunk<'_>> {
 }
 
 /// One element of `choices`, folded into `chunk` as [`decode_chunk`] folds it.
+#[inline(always)]
 fn scan_choice<'a>(s: &mut Scanner<'a>, chunk: &mut ScannedChunk<'a>) -> Option<()> {
     let mut keys = Keys::default();
     let (mut delta, mut text, mut finish) = (None, None, None);
     s.object(|s, key| match key {
-        "delta" => {
+        b"delta" => {
             keys.once(0)?;
             if !s.null()? {
                 delta = Some(scan_delta(s)?);
             }
             Some(())
         }
-        "text" => {
+        b"text" => {
             keys.once(1)?;
             text = s.opt_string()?;
             Some(())
         }
-        "finish_reason" => {
+        b"finish_reason" => {
             keys.once(2)?;
             finish = s.opt_string()?;
             Some(())
@@ -284,20 +342,21 @@ fn scan_choice<'a>(s: &mut Scanner<'a>, chunk: &mut ScannedChunk<'a>) -> Option<
 
 /// A `delta`: its text (the first non-empty of `content`, `reasoning_content`, `reasoning`)
 /// and whether a tool call in it carries output.
+#[inline(always)]
 fn scan_delta<'a>(s: &mut Scanner<'a>) -> Option<(Option<RawStr<'a>>, bool)> {
     let mut keys = Keys::default();
     let mut texts = [None; 3];
     let mut tool_call = false;
     s.object(|s, key| {
         let slot = match key {
-            "content" => 0,
-            "reasoning_content" => 1,
-            "reasoning" => 2,
-            "tool_calls" => {
+            b"content" => 0,
+            b"reasoning_content" => 1,
+            b"reasoning" => 2,
+            b"tool_calls" => {
                 keys.once(3)?;
                 if !s.null()? {
                     s.array(|s| {
-                        tool_call |= scan_tool_call(s)?;
+                        tool_call |= s.apart(scan_tool_call)?;
                         Some(())
                     })?;
                 }
@@ -318,7 +377,7 @@ fn scan_tool_call(s: &mut Scanner<'_>) -> Option<bool> {
     let mut keys = Keys::default();
     let mut output = false;
     s.object(|s, key| {
-        if key != "function" {
+        if key != b"function" {
             return s.skip();
         }
         keys.once(0)?;
@@ -328,8 +387,8 @@ fn scan_tool_call(s: &mut Scanner<'_>) -> Option<bool> {
         let mut inner = Keys::default();
         s.object(|s, key| {
             let slot = match key {
-                "name" => 0,
-                "arguments" => 1,
+                b"name" => 0,
+                b"arguments" => 1,
                 _ => return s.skip(),
             };
             inner.once(slot)?;
@@ -342,40 +401,30 @@ fn scan_tool_call(s: &mut Scanner<'_>) -> Option<bool> {
 
 /// A `usage` object ([`ApiUsage`]; its unknown fields are skipped, checked as its flattened
 /// map would read them).
-fn scan_usage(s: &mut Scanner<'_>) -> Option<ApiUsage> {
+pub(crate) fn scan_usage(s: &mut Scanner<'_>) -> Option<ScannedUsage> {
     let mut keys = Keys::default();
-    let mut usage = ApiUsage::default();
+    let mut usage = ScannedUsage::default();
     s.object(|s, key| {
         match key {
-            "prompt_tokens" => {
+            b"prompt_tokens" => {
                 keys.once(0)?;
                 usage.prompt_tokens = s.u64()?;
             }
-            "completion_tokens" => {
+            b"completion_tokens" => {
                 keys.once(1)?;
                 usage.completion_tokens = s.u64()?;
             }
-            "total_tokens" => {
+            b"total_tokens" => {
                 keys.once(2)?;
                 usage.total_tokens = s.u64()?;
             }
-            "prompt_tokens_details" => {
+            b"prompt_tokens_details" => {
                 keys.once(3)?;
-                if !s.null()? {
-                    usage.prompt_tokens_details = Some(PromptTokensDetails {
-                        cached_tokens: scan_detail(s, "cached_tokens")?,
-                        ..PromptTokensDetails::default()
-                    });
-                }
+                usage.prompt_details = s.opt(|s| scan_detail(s, b"cached_tokens"))?;
             }
-            "completion_tokens_details" => {
+            b"completion_tokens_details" => {
                 keys.once(4)?;
-                if !s.null()? {
-                    usage.completion_tokens_details = Some(CompletionTokensDetails {
-                        reasoning_tokens: scan_detail(s, "reasoning_tokens")?,
-                        ..CompletionTokensDetails::default()
-                    });
-                }
+                usage.completion_details = s.opt(|s| scan_detail(s, b"reasoning_tokens"))?;
             }
             _ => s.skip_checked()?,
         }
@@ -385,7 +434,7 @@ fn scan_usage(s: &mut Scanner<'_>) -> Option<ApiUsage> {
 }
 
 /// A details object: its count `name` (the rest skipped as a flattened map reads it).
-fn scan_detail(s: &mut Scanner<'_>, name: &str) -> Option<Option<u64>> {
+fn scan_detail(s: &mut Scanner<'_>, name: &[u8]) -> Option<Option<u64>> {
     let mut keys = Keys::default();
     let mut count = None;
     s.object(|s, key| {
@@ -400,28 +449,28 @@ fn scan_detail(s: &mut Scanner<'_>, name: &str) -> Option<Option<u64>> {
 }
 
 /// llama.cpp's `timings` ([`ServerTimings`]).
-fn scan_timings(s: &mut Scanner<'_>) -> Option<ServerTimings> {
+pub(crate) fn scan_timings(s: &mut Scanner<'_>) -> Option<ScannedTimings> {
     let mut keys = Keys::default();
-    let mut t = ServerTimings::default();
+    let mut t = ScannedTimings::default();
     s.object(|s, key| {
         match key {
-            "cache_n" => {
+            b"cache_n" => {
                 keys.once(0)?;
                 t.cache_n = s.opt_i64()?;
             }
-            "prompt_n" => {
+            b"prompt_n" => {
                 keys.once(1)?;
                 t.prompt_n = s.opt_i64()?;
             }
-            "prompt_ms" => {
+            b"prompt_ms" => {
                 keys.once(2)?;
                 t.prompt_ms = s.opt_f64()?;
             }
-            "predicted_n" => {
+            b"predicted_n" => {
                 keys.once(3)?;
                 t.predicted_n = s.opt_i64()?;
             }
-            "predicted_ms" => {
+            b"predicted_ms" => {
                 keys.once(4)?;
                 t.predicted_ms = s.opt_f64()?;
             }

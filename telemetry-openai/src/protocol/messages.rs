@@ -136,23 +136,23 @@ enum Kind {
 }
 
 impl Kind {
-    fn of(kind: &str) -> Kind {
+    fn of(kind: &[u8]) -> Kind {
         match kind {
-            "message_start" => Kind::MessageStart,
-            "content_block_delta" => Kind::ContentBlockDelta,
-            "message_stop" => Kind::MessageStop,
-            "error" => Kind::Error,
+            b"message_start" => Kind::MessageStart,
+            b"content_block_delta" => Kind::ContentBlockDelta,
+            b"message_stop" => Kind::MessageStop,
+            b"error" => Kind::Error,
             _ => Kind::Other,
         }
     }
 }
 
 /// Whether a delta of type `kind` with these texts is output.
-fn delta_output(kind: &str, text: bool, partial_json: bool, thinking: bool) -> bool {
+fn delta_output(kind: &[u8], text: bool, partial_json: bool, thinking: bool) -> bool {
     match kind {
-        "text_delta" => text,
-        "input_json_delta" => partial_json,
-        "thinking_delta" => thinking,
+        b"text_delta" => text,
+        b"input_json_delta" => partial_json,
+        b"thinking_delta" => thinking,
         _ => false,
     }
 }
@@ -163,13 +163,13 @@ pub(crate) fn decode_event(data: &[u8]) -> Result<Event<'_>, ProtocolError> {
         .map_err(|e| ProtocolError::json("messages event", data, &e))?;
     let non_empty = |t: &Option<Text<'_>>| t.as_ref().is_some_and(|t| !t.0.is_empty());
     Ok(Event {
-        kind: Kind::of(probe.kind.as_ref().map_or("", |k| &*k.0)),
+        kind: Kind::of(probe.kind.as_ref().map_or(b"", |k| k.0.as_bytes())),
         usage: probe
             .usage
             .or_else(|| probe.message.as_ref().and_then(|m| m.usage)),
         output: probe.delta.is_some_and(|d| {
             delta_output(
-                d.kind.as_ref().map_or("", |k| &*k.0),
+                d.kind.as_ref().map_or(b"", |k| k.0.as_bytes()),
                 non_empty(&d.text),
                 non_empty(&d.partial_json),
                 non_empty(&d.thinking),
@@ -181,24 +181,24 @@ pub(crate) fn decode_event(data: &[u8]) -> Result<Event<'_>, ProtocolError> {
 
 /// Reads one event as [`decode_event`] does, with the [`Scanner`]; `None` where it is not sure.
 pub(crate) fn scan_event(data: &[u8]) -> Option<Event<'_>> {
-    let mut s = Scanner::new(data)?;
+    let mut s = Scanner::new(data);
     let mut keys = Keys::default();
     let (mut kind, mut message, mut output, mut usage) = (None, None, false, None);
     s.object(|s, key| {
         match key {
-            "type" => {
+            b"type" => {
                 keys.once(0)?;
                 kind = s.opt_string()?;
             }
-            "message" => {
+            b"message" => {
                 keys.once(1)?;
                 message = s.opt(scan_message)?;
             }
-            "delta" => {
+            b"delta" => {
                 keys.once(2)?;
                 output = s.opt(scan_delta)?.unwrap_or(false);
             }
-            "usage" => {
+            b"usage" => {
                 keys.once(3)?;
                 usage = s.opt(scan_usage)?;
             }
@@ -207,7 +207,7 @@ pub(crate) fn scan_event(data: &[u8]) -> Option<Event<'_>> {
         Some(())
     })?;
     s.end()?;
-    let kind = kind.map_or(Some(Kind::Other), |k| Some(Kind::of(&k.decode()?)))?;
+    let kind = kind.map_or(Some(Kind::Other), |k| Some(Kind::of(&k.bytes()?)))?;
     let message_model = match message {
         Some((Some(model), _)) => Some(Some(model.decode()?)),
         Some((None, _)) => Some(None),
@@ -227,11 +227,11 @@ fn scan_message<'a>(s: &mut Scanner<'a>) -> Option<(Option<RawStr<'a>>, Option<M
     let (mut model, mut usage) = (None, None);
     s.object(|s, key| {
         match key {
-            "model" => {
+            b"model" => {
                 keys.once(0)?;
                 model = s.opt_string()?;
             }
-            "usage" => {
+            b"usage" => {
                 keys.once(1)?;
                 usage = s.opt(scan_usage)?;
             }
@@ -248,10 +248,10 @@ fn scan_delta(s: &mut Scanner<'_>) -> Option<bool> {
     let mut fields: [Option<RawStr<'_>>; 4] = [None; 4];
     s.object(|s, key| {
         let slot = match key {
-            "type" => 0,
-            "text" => 1,
-            "partial_json" => 2,
-            "thinking" => 3,
+            b"type" => 0,
+            b"text" => 1,
+            b"partial_json" => 2,
+            b"thinking" => 3,
             _ => return s.skip(),
         };
         keys.once(slot)?;
@@ -261,8 +261,8 @@ fn scan_delta(s: &mut Scanner<'_>) -> Option<bool> {
     let [kind, text, partial_json, thinking] = fields;
     let non_empty = |t: Option<RawStr<'_>>| t.is_some_and(|t| !t.is_empty());
     let kind = match kind {
-        Some(k) => k.decode()?,
-        None => Cow::Borrowed(""),
+        Some(k) => k.bytes()?,
+        None => Cow::Borrowed(&b""[..]),
     };
     Some(delta_output(
         &kind,
@@ -278,10 +278,10 @@ fn scan_usage(s: &mut Scanner<'_>) -> Option<MessagesUsage> {
     let mut u = MessagesUsage::default();
     s.object(|s, key| {
         let (slot, field) = match key {
-            "input_tokens" => (0, &mut u.input_tokens),
-            "output_tokens" => (1, &mut u.output_tokens),
-            "cache_read_input_tokens" => (2, &mut u.cache_read_input_tokens),
-            "cache_creation_input_tokens" => (3, &mut u.cache_creation_input_tokens),
+            b"input_tokens" => (0, &mut u.input_tokens),
+            b"output_tokens" => (1, &mut u.output_tokens),
+            b"cache_read_input_tokens" => (2, &mut u.cache_read_input_tokens),
+            b"cache_creation_input_tokens" => (3, &mut u.cache_creation_input_tokens),
             _ => return s.skip(),
         };
         keys.once(slot)?;

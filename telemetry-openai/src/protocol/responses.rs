@@ -133,12 +133,12 @@ enum Kind {
 }
 
 impl Kind {
-    fn of(kind: &str) -> Kind {
+    fn of(kind: &[u8]) -> Kind {
         match kind {
-            "response.completed" | "response.incomplete" => Kind::Ended,
-            "response.failed" => Kind::Failed,
-            "error" => Kind::Error,
-            k if k.ends_with(".delta") => Kind::Delta,
+            b"response.completed" | b"response.incomplete" => Kind::Ended,
+            b"response.failed" => Kind::Failed,
+            b"error" => Kind::Error,
+            k if k.ends_with(b".delta") => Kind::Delta,
             _ => Kind::Other,
         }
     }
@@ -149,7 +149,7 @@ pub(crate) fn decode_event(data: &[u8]) -> Result<Event<'_>, ProtocolError> {
     let probe: EventProbe<'_> = serde_json::from_slice(data)
         .map_err(|e| ProtocolError::json("responses event", data, &e))?;
     Ok(Event {
-        kind: Kind::of(probe.kind.as_ref().map_or("", |k| &*k.0)),
+        kind: Kind::of(probe.kind.as_ref().map_or(b"", |k| k.0.as_bytes())),
         response: probe.response.map(|r| Response {
             model: r.model.map(|m| m.0),
             usage: r.usage,
@@ -162,20 +162,20 @@ pub(crate) fn decode_event(data: &[u8]) -> Result<Event<'_>, ProtocolError> {
 /// Reads one event as [`decode_event`] does, with the [`Scanner`]; `None` where it is not sure
 /// (a `response.error` that is not `null`, a `delta` that is not a string, ...).
 pub(crate) fn scan_event(data: &[u8]) -> Option<Event<'_>> {
-    let mut s = Scanner::new(data)?;
+    let mut s = Scanner::new(data);
     let mut keys = Keys::default();
     let (mut kind, mut response, mut output) = (None, None, false);
     s.object(|s, key| {
         match key {
-            "type" => {
+            b"type" => {
                 keys.once(0)?;
                 kind = s.opt_string()?;
             }
-            "delta" => {
+            b"delta" => {
                 keys.once(1)?;
                 output = s.opt_string()?.is_some_and(|d| !d.is_empty());
             }
-            "response" => {
+            b"response" => {
                 keys.once(2)?;
                 response = s.opt(scan_response)?;
             }
@@ -184,7 +184,7 @@ pub(crate) fn scan_event(data: &[u8]) -> Option<Event<'_>> {
         Some(())
     })?;
     s.end()?;
-    let kind = kind.map_or(Some(Kind::Other), |k| Some(Kind::of(&k.decode()?)))?;
+    let kind = kind.map_or(Some(Kind::Other), |k| Some(Kind::of(&k.bytes()?)))?;
     Some(Event {
         kind,
         response,
@@ -199,15 +199,15 @@ fn scan_response<'a>(s: &mut Scanner<'a>) -> Option<Response<'a>> {
     let mut response = Response::default();
     s.object(|s, key| {
         match key {
-            "model" => {
+            b"model" => {
                 keys.once(0)?;
                 model = s.opt_string()?;
             }
-            "usage" => {
+            b"usage" => {
                 keys.once(1)?;
                 response.usage = s.opt(scan_usage)?;
             }
-            "error" => {
+            b"error" => {
                 keys.once(2)?;
                 if !s.null()? {
                     return None;
@@ -229,27 +229,27 @@ fn scan_usage(s: &mut Scanner<'_>) -> Option<ResponsesUsage> {
     let mut u = ResponsesUsage::default();
     s.object(|s, key| {
         match key {
-            "input_tokens" => {
+            b"input_tokens" => {
                 keys.once(0)?;
                 u.input_tokens = s.u64()?;
             }
-            "output_tokens" => {
+            b"output_tokens" => {
                 keys.once(1)?;
                 u.output_tokens = s.u64()?;
             }
-            "input_tokens_details" => {
+            b"input_tokens_details" => {
                 keys.once(2)?;
                 if !s.null()? {
                     u.input_tokens_details = Some(InputDetails {
-                        cached_tokens: scan_detail(s, "cached_tokens")?,
+                        cached_tokens: scan_detail(s, b"cached_tokens")?,
                     });
                 }
             }
-            "output_tokens_details" => {
+            b"output_tokens_details" => {
                 keys.once(3)?;
                 if !s.null()? {
                     u.output_tokens_details = Some(OutputDetails {
-                        reasoning_tokens: scan_detail(s, "reasoning_tokens")?,
+                        reasoning_tokens: scan_detail(s, b"reasoning_tokens")?,
                     });
                 }
             }
@@ -261,7 +261,7 @@ fn scan_usage(s: &mut Scanner<'_>) -> Option<ResponsesUsage> {
 }
 
 /// A details object: its count `name`.
-fn scan_detail(s: &mut Scanner<'_>, name: &str) -> Option<Option<u64>> {
+fn scan_detail(s: &mut Scanner<'_>, name: &[u8]) -> Option<Option<u64>> {
     let mut keys = Keys::default();
     let mut count = None;
     s.object(|s, key| {

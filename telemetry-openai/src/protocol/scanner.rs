@@ -3,14 +3,23 @@
 //!
 //! serde builds its probes field by field and skips the rest through its generic machinery:
 //! for a ~200-byte chat chunk that was ~5.4 K instructions, most of a proxied stream's cost.
-//! The scanner walks the bytes once (3.8 K for the same chunk), checks every value it passes
-//! (it accepts only what serde_json accepts), and hands the caller the keys it asks about.
+//! The scanner walks the bytes once, checks every value it passes (it accepts only what
+//! serde_json accepts), and hands the caller the keys it asks about.
+//!
+//! Its walk is cheap where events spend their bytes: strings and digits pass eight bytes at a
+//! time; keys are compared as bytes; UTF-8 is checked only in a string that holds a byte that
+//! is not ASCII (outside strings JSON is ASCII, which the grammar checks). And where they spend
+//! their tokens: the common cases (a member, a plain string, an unsigned integer) are inlined
+//! into the caller's reading of its object, whose [`Scanner`] then lives in registers: the
+//! out-of-line paths (escapes, other numbers, nested values skipped, rare objects read through
+//! [`Scanner::apart`]) take the position by value and give it back.
 //!
 //! Every method returns `None` when the scanner is not sure: bytes that are not JSON, or JSON
 //! whose reading by serde it does not reproduce exactly (an escaped key, a lone surrogate, a
-//! number out of range, nesting deeper than [`MAX_DEPTH`], a value of an unexpected type). The
-//! caller then decodes the event with serde, whose answer stays the reference: the fast path
-//! may decline, never differ (`protocol::oracle` checks this against serde).
+//! number out of range, nesting deeper than [`MAX_DEPTH`], a value of an unexpected type, an
+//! event that is not UTF-8). The caller then decodes the event with serde, whose answer stays
+//! the reference: the fast path may decline, never differ (`protocol::oracle` checks this
+//! against serde).
 
 use std::borrow::Cow;
 
@@ -22,31 +31,71 @@ const MAX_DEPTH: u32 = 100;
 /// which serde_json refuses there.
 const MAX_NUMBER_LEN: usize = 300;
 
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGH: u64 = 0x8080_8080_8080_8080;
+
+/// The eight bytes at `pos`, as one little-endian word.
+#[inline(always)]
+fn word(bytes: &[u8], pos: usize) -> Option<u64> {
+    let eight: [u8; 8] = bytes.get(pos..pos + 8)?.try_into().ok()?;
+    Some(u64::from_le_bytes(eight))
+}
+
+/// Where the bytes `stops` marks (their high bits) begin in the word read at `pos`.
+#[inline(always)]
+fn first(pos: usize, stops: u64) -> usize {
+    pos + (stops.trailing_zeros() / 8) as usize
+}
+
 /// Where the run of ordinary string bytes from `pos` ends: at a quote, a backslash, a control
-/// character or the end. Eight bytes at a time (a token's text is a few bytes: memchr's set-up
-/// cost more than the whole string, a byte loop ten instructions a byte).
-fn plain_run(bytes: &[u8], mut pos: usize) -> usize {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    // The high bit of each byte of `w` that is zero: exact up to the first such byte (a borrow
-    // can only mark bytes after it), which is all that is needed.
-    let zeros = |w: u64| w.wrapping_sub(ONES) & !w & HIGH;
-    while let Some(word) = bytes.get(pos..pos + 8) {
-        let mut w = [0; 8];
-        w.copy_from_slice(word);
-        let w = u64::from_le_bytes(w);
-        let stops = zeros(w ^ (ONES * u64::from(b'"')))
-            | zeros(w ^ (ONES * u64::from(b'\\')))
-            | (w.wrapping_sub(ONES * 0x20) & !w & HIGH);
+/// character, a byte that is not ASCII, or the end. Eight bytes at a time (a token's text is a
+/// few bytes: memchr's set-up cost more than the whole string, a byte loop ten instructions a
+/// byte).
+#[inline(always)]
+fn plain_run(bytes: &[u8], pos: usize) -> usize {
+    let Some(rest) = bytes.get(pos..) else {
+        return pos;
+    };
+    let mut words = rest.chunks_exact(8);
+    let mut at = pos;
+    for word in &mut words {
+        let w = u64::from_le_bytes(word.try_into().unwrap_or([0; 8]));
+        // A byte `b` below 0x20 or a quote (0x22) is `b ^ 2` below 0x21, which the first
+        // subtraction marks; a backslash is the zero of the second; a byte that is not ASCII
+        // has its own high bit (and is all either term marks wrongly). Each term is exact up
+        // to its first mark (a borrow marks only later bytes): the lowest mark is the stop.
+        let stops = ((w ^ (ONES * 0x02)).wrapping_sub(ONES * 0x21)
+            | (w ^ (ONES * u64::from(b'\\'))).wrapping_sub(ONES)
+            | w)
+            & HIGH;
         if stops != 0 {
-            return pos + (stops.trailing_zeros() / 8) as usize;
+            return first(at, stops);
+        }
+        at += 8;
+    }
+    for &b in words.remainder() {
+        if b == b'"' || b == b'\\' || !(0x20..0x80).contains(&b) {
+            break;
+        }
+        at += 1;
+    }
+    at
+}
+
+/// Where the run of ASCII digits from `pos` ends.
+#[inline(always)]
+fn digit_run(bytes: &[u8], mut pos: usize) -> usize {
+    while let Some(w) = word(bytes, pos) {
+        // Marks a byte above '9' (adding 0x46 carries into its high bit), below '0' (the
+        // subtraction borrows) or not ASCII; a carry or borrow marks only later bytes.
+        let stops =
+            (w.wrapping_add(ONES * 0x46) | w.wrapping_sub(ONES * u64::from(b'0')) | w) & HIGH;
+        if stops != 0 {
+            return first(pos, stops);
         }
         pos += 8;
     }
-    while let Some(&b) = bytes.get(pos) {
-        if b == b'"' || b == b'\\' || b < 0x20 {
-            break;
-        }
+    while bytes.get(pos).is_some_and(u8::is_ascii_digit) {
         pos += 1;
     }
     pos
@@ -55,7 +104,7 @@ fn plain_run(bytes: &[u8], mut pos: usize) -> usize {
 /// A JSON string as it stands in the input, quotes included, escapes not decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct RawStr<'a> {
-    quoted: &'a str,
+    quoted: &'a [u8],
     escaped: bool,
 }
 
@@ -65,25 +114,40 @@ impl<'a> RawStr<'a> {
         self.quoted.len() == 2
     }
 
+    /// The bytes between the quotes.
+    fn inner(&self) -> &'a [u8] {
+        self.quoted
+            .get(1..self.quoted.len().saturating_sub(1))
+            .unwrap_or_default()
+    }
+
     /// The decoded text: borrowed when it has no escapes, else decoded by serde_json (so
     /// exactly as serde decodes it); `None` only if serde refuses it, which the scanner's
     /// checks rule out.
     pub fn decode(&self) -> Option<Cow<'a, str>> {
         if self.escaped {
-            serde_json::from_str::<String>(self.quoted)
+            serde_json::from_slice::<String>(self.quoted)
                 .ok()
                 .map(Cow::Owned)
         } else {
-            self.quoted
-                .get(1..self.quoted.len().saturating_sub(1))
-                .map(Cow::Borrowed)
+            std::str::from_utf8(self.inner()).ok().map(Cow::Borrowed)
+        }
+    }
+
+    /// The decoded text's bytes, borrowed when it has no escapes (UTF-8, which the scanner
+    /// checked; for a caller that compares them with known words).
+    pub fn bytes(&self) -> Option<Cow<'a, [u8]>> {
+        if self.escaped {
+            Some(Cow::Owned(self.decode()?.into_owned().into_bytes()))
+        } else {
+            Some(Cow::Borrowed(self.inner()))
         }
     }
 }
 
 /// A number's text, its grammar checked.
 struct Number<'a> {
-    text: &'a str,
+    text: &'a [u8],
     /// Has a sign, a fraction or an exponent: not a plain unsigned integer.
     plain: bool,
     exponent: bool,
@@ -96,6 +160,7 @@ pub(crate) struct Keys(u32);
 
 impl Keys {
     /// Notes key number `bit`; `None` when it was met before.
+    #[inline(always)]
     pub fn once(&mut self, bit: u32) -> Option<()> {
         let mask = 1 << bit;
         if self.0 & mask != 0 {
@@ -108,35 +173,45 @@ impl Keys {
 
 /// A cursor over one JSON document (one stream event's data).
 pub(crate) struct Scanner<'a> {
-    text: &'a str,
+    bytes: &'a [u8],
     pos: usize,
     depth: u32,
 }
 
 impl<'a> Scanner<'a> {
-    /// A scanner over `data`; `None` unless it is UTF-8 (serde reads other bytes differently).
-    pub fn new(data: &'a [u8]) -> Option<Scanner<'a>> {
-        Some(Scanner {
-            text: std::str::from_utf8(data).ok()?,
+    /// A scanner over `data`.
+    pub fn new(data: &'a [u8]) -> Scanner<'a> {
+        Scanner {
+            bytes: data,
             pos: 0,
             depth: 0,
-        })
+        }
     }
 
-    fn bytes(&self) -> &'a [u8] {
-        self.text.as_bytes()
+    /// Runs `read` on a copy of the scanner and takes its position back: a reader that stays
+    /// out of line (a rare object's, or a closure the compiler did not inline) then does not
+    /// take this scanner out of registers.
+    #[inline(always)]
+    pub fn apart<T>(&mut self, read: impl FnOnce(&mut Scanner<'a>) -> Option<T>) -> Option<T> {
+        let mut copy = Scanner { ..*self };
+        let value = read(&mut copy)?;
+        self.pos = copy.pos;
+        Some(value)
     }
 
     /// The next byte after whitespace, not taken.
+    #[inline(always)]
     fn peek(&mut self) -> Option<u8> {
-        let bytes = self.bytes();
-        while let Some(b' ' | b'\n' | b'\t' | b'\r') = bytes.get(self.pos) {
-            self.pos += 1;
+        let b = *self.bytes.get(self.pos)?;
+        if b > b' ' {
+            return Some(b);
         }
-        bytes.get(self.pos).copied()
+        self.pos = after_space(self.bytes, self.pos);
+        self.bytes.get(self.pos).copied()
     }
 
     /// Takes `byte` if it comes next (after whitespace).
+    #[inline(always)]
     fn eat(&mut self, byte: u8) -> bool {
         let found = self.peek() == Some(byte);
         if found {
@@ -145,31 +220,48 @@ impl<'a> Scanner<'a> {
         found
     }
 
+    /// After a member or an element: takes a comma (`Some(true)`: another follows) or `close`
+    /// (`Some(false)`); anything else is not JSON.
+    #[inline(always)]
+    fn more(&mut self, close: u8) -> Option<bool> {
+        let b = self.peek()?;
+        self.pos += 1;
+        if b == b',' {
+            Some(true)
+        } else {
+            (b == close).then_some(false)
+        }
+    }
+
     /// The document ends here (only whitespace left).
+    #[inline(always)]
     pub fn end(mut self) -> Option<()> {
         (self.peek().is_none()).then_some(())
     }
 
+    #[inline(always)]
     fn enter(&mut self) -> Option<()> {
         self.depth += 1;
         (self.depth <= MAX_DEPTH).then_some(())
     }
 
-    /// Reads an object: each key goes to `field`, which must read its value. A key with an
-    /// escape is not sure (serde would decode it, and it could name a field).
+    /// Reads an object: each key, as bytes, goes to `field`, which must read its value. A key
+    /// with an escape is not sure (serde would decode it, and it could name a field).
+    #[inline(always)]
     pub fn object(
         &mut self,
-        mut field: impl FnMut(&mut Self, &'a str) -> Option<()>,
+        mut field: impl FnMut(&mut Self, &'a [u8]) -> Option<()>,
     ) -> Option<()> {
         self.members(|s, key| {
             if key.escaped {
                 return None;
             }
-            field(s, key.quoted.get(1..key.quoted.len() - 1)?)
+            field(s, key.inner())
         })
     }
 
     /// Reads an object, handing each key as it stands to `field`.
+    #[inline(always)]
     fn members(
         &mut self,
         mut field: impl FnMut(&mut Self, RawStr<'a>) -> Option<()>,
@@ -184,12 +276,9 @@ impl<'a> Scanner<'a> {
                 if !self.eat(b':') {
                     return None;
                 }
-                field(self, key)?;
-                if self.eat(b'}') {
+                self.apart(|s| field(s, key))?;
+                if !self.more(b'}')? {
                     break;
-                }
-                if !self.eat(b',') {
-                    return None;
                 }
             }
         }
@@ -198,6 +287,7 @@ impl<'a> Scanner<'a> {
     }
 
     /// Reads an array, each element by `item`.
+    #[inline(always)]
     pub fn array(&mut self, mut item: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
         if !self.eat(b'[') {
             return None;
@@ -205,12 +295,9 @@ impl<'a> Scanner<'a> {
         self.enter()?;
         if !self.eat(b']') {
             loop {
-                item(self)?;
-                if self.eat(b']') {
+                self.apart(&mut item)?;
+                if !self.more(b']')? {
                     break;
-                }
-                if !self.eat(b',') {
-                    return None;
                 }
             }
         }
@@ -220,55 +307,57 @@ impl<'a> Scanner<'a> {
 
     /// Takes `null` if it comes next: `Some(true)`; `Some(false)` for any other value (not
     /// taken).
+    #[inline(always)]
     pub fn null(&mut self) -> Option<bool> {
         if self.peek()? != b'n' {
             return Some(false);
         }
-        self.literal("null")?;
+        self.literal(b"null")?;
         Some(true)
     }
 
-    fn literal(&mut self, word: &str) -> Option<()> {
+    #[inline(always)]
+    fn literal(&mut self, word: &[u8]) -> Option<()> {
         let end = self.pos + word.len();
-        if self.bytes().get(self.pos..end)? != word.as_bytes() {
+        if self.bytes.get(self.pos..end)? != word {
             return None;
         }
         self.pos = end;
         Some(())
     }
 
-    /// Reads a string: control characters refused and escapes checked as serde_json checks
-    /// them when it decodes (a surrogate must be a proper pair).
+    /// Reads a string: control characters refused, escapes checked as serde_json checks them
+    /// when it decodes (a surrogate must be a proper pair), and a string with bytes that are
+    /// not ASCII checked as UTF-8.
+    #[inline(always)]
     pub fn string(&mut self) -> Option<RawStr<'a>> {
-        if self.peek()? != b'"' {
-            return None;
-        }
-        let bytes = self.bytes();
+        self.peek()?;
         let start = self.pos;
-        let mut pos = start + 1;
-        let mut escaped = false;
-        loop {
-            pos = plain_run(bytes, pos);
-            match *bytes.get(pos)? {
-                b'"' => break,
-                b'\\' => {
-                    escaped = true;
-                    self.pos = pos;
-                    self.escape()?;
-                    pos = self.pos;
-                }
-                _ => return None,
-            }
-        }
-        self.pos = pos + 1;
+        let escaped = self.skip_string()?;
         Some(RawStr {
-            quoted: self.text.get(start..self.pos)?,
+            quoted: self.bytes.get(start..self.pos)?,
             escaped,
         })
     }
 
+    /// Passes a string (after whitespace); whether it has escapes.
+    #[inline(always)]
+    fn skip_string(&mut self) -> Option<bool> {
+        if self.peek()? != b'"' {
+            return None;
+        }
+        let end = plain_run(self.bytes, self.pos + 1);
+        if self.bytes.get(end) == Some(&b'"') {
+            self.pos = end + 1;
+            return Some(false);
+        }
+        let escaped;
+        (self.pos, escaped) = string_rest(self.bytes, self.pos, end)?;
+        Some(escaped)
+    }
+
     /// A value `read` reads, or `null`.
-    #[inline]
+    #[inline(always)]
     pub fn opt<T>(&mut self, read: impl FnOnce(&mut Self) -> Option<T>) -> Option<Option<T>> {
         if self.null()? {
             return Some(None);
@@ -277,6 +366,7 @@ impl<'a> Scanner<'a> {
     }
 
     /// A string or `null`.
+    #[inline(always)]
     pub fn opt_string(&mut self) -> Option<Option<RawStr<'a>>> {
         if self.null()? {
             return Some(None);
@@ -284,96 +374,48 @@ impl<'a> Scanner<'a> {
         self.string().map(Some)
     }
 
-    /// One escape, at its backslash.
-    fn escape(&mut self) -> Option<()> {
-        let kind = *self.bytes().get(self.pos + 1)?;
-        self.pos += 2;
-        match kind {
-            b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => Some(()),
-            b'u' => match self.hex4()? {
-                0xDC00..=0xDFFF => None,
-                0xD800..=0xDBFF => {
-                    if self.bytes().get(self.pos..self.pos + 2)? != b"\\u" {
-                        return None;
-                    }
-                    self.pos += 2;
-                    matches!(self.hex4()?, 0xDC00..=0xDFFF).then_some(())
-                }
-                _ => Some(()),
-            },
-            _ => None,
-        }
-    }
-
-    fn hex4(&mut self) -> Option<u16> {
-        let digits = self.text.get(self.pos..self.pos + 4)?;
-        if !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return None;
-        }
-        self.pos += 4;
-        u16::from_str_radix(digits, 16).ok()
-    }
-
     /// A number, by JSON's grammar (serde_json's: no leading zeros, digits on both sides of
-    /// the point, an exponent with digits).
+    /// the point, an exponent with digits). Inlined for an unsigned integer (counts, times,
+    /// indices); the rest by [`number_rest`].
+    #[inline(always)]
     fn number(&mut self) -> Option<Number<'a>> {
-        self.peek()?;
-        let bytes = self.bytes();
+        let first = self.peek()?;
         let start = self.pos;
-        let mut pos = start;
-        let digits = |pos: &mut usize| {
-            let from = *pos;
-            while bytes.get(*pos).is_some_and(u8::is_ascii_digit) {
-                *pos += 1;
+        let (end, plain, exponent) = if first.is_ascii_digit()
+            && let end = digit_run(self.bytes, start + 1)
+            && !matches!(self.bytes.get(end), Some(b'.' | b'e' | b'E'))
+        {
+            if first == b'0' && end > start + 1 {
+                return None;
             }
-            *pos - from
+            (end, true, false)
+        } else {
+            number_rest(self.bytes, start)?
         };
-        let negative = bytes.get(pos) == Some(&b'-');
-        if negative {
-            pos += 1;
-        }
-        let int = digits(&mut pos);
-        if int == 0 || (int > 1 && bytes.get(pos - int) == Some(&b'0')) {
-            return None;
-        }
-        let mut fraction = false;
-        if bytes.get(pos) == Some(&b'.') {
-            pos += 1;
-            fraction = true;
-            if digits(&mut pos) == 0 {
-                return None;
-            }
-        }
-        let mut exponent = false;
-        if let Some(b'e' | b'E') = bytes.get(pos) {
-            pos += 1;
-            exponent = true;
-            if let Some(b'+' | b'-') = bytes.get(pos) {
-                pos += 1;
-            }
-            if digits(&mut pos) == 0 {
-                return None;
-            }
-        }
-        self.pos = pos;
+        self.pos = end;
         Some(Number {
-            text: self.text.get(start..pos)?,
-            plain: !(negative || fraction || exponent),
+            text: self.bytes.get(start..end)?,
+            plain,
             exponent,
         })
     }
 
     /// An unsigned integer as serde reads a `u64` (a sign, fraction, exponent or overflow is
     /// not sure).
+    #[inline(always)]
     pub fn u64(&mut self) -> Option<u64> {
         let n = self.number()?;
         if !n.plain {
             return None;
         }
-        n.text.parse().ok()
+        n.text.iter().try_fold(0u64, |n, &d| {
+            n.checked_mul(10)?
+                .checked_add(u64::from(d.wrapping_sub(b'0')))
+        })
     }
 
     /// A `u64` or `null`.
+    #[inline(always)]
     pub fn opt_u64(&mut self) -> Option<Option<u64>> {
         if self.null()? {
             return Some(None);
@@ -396,35 +438,157 @@ impl<'a> Scanner<'a> {
             return Some(None);
         }
         let n = self.number()?;
-        serde_json::from_str(n.text).ok().map(Some)
+        serde_json::from_slice(n.text).ok().map(Some)
     }
 
-    /// Skips a value serde ignores (`IgnoredAny`: only its syntax is checked).
+    /// Skips a value serde ignores (`IgnoredAny`: only its syntax is checked). A string or an
+    /// unsigned integer inline, anything else out of line.
+    #[inline(always)]
     pub fn skip(&mut self) -> Option<()> {
-        self.skip_value(false)
+        match self.peek()? {
+            b'"' => self.skip_string().map(drop),
+            b'0'..=b'9' => self.number().map(drop),
+            _ => {
+                self.pos = skip_value(self.bytes, self.pos, self.depth, false)?;
+                Some(())
+            }
+        }
     }
 
     /// Skips a value serde reads as a value all the same (the unknown fields of a struct with
     /// a `flatten`ed map): its numbers must also be in range.
     pub fn skip_checked(&mut self) -> Option<()> {
-        self.skip_value(true)
+        self.pos = skip_value(self.bytes, self.pos, self.depth, true)?;
+        Some(())
     }
+}
 
-    fn skip_value(&mut self, checked: bool) -> Option<()> {
-        match self.peek()? {
-            b'"' => self.string().map(drop),
-            b'{' => self.members(|s, _| s.skip_value(checked)),
-            b'[' => self.array(|s| s.skip_value(checked)),
-            b't' => self.literal("true"),
-            b'f' => self.literal("false"),
-            b'n' => self.literal("null"),
-            b'-' | b'0'..=b'9' => {
-                let n = self.number()?;
-                (!checked || !n.exponent && n.text.len() <= MAX_NUMBER_LEN).then_some(())
+/// Where whitespace from `pos` ends.
+#[inline(never)]
+fn after_space(bytes: &[u8], mut pos: usize) -> usize {
+    while let Some(b' ' | b'\n' | b'\t' | b'\r') = bytes.get(pos) {
+        pos += 1;
+    }
+    pos
+}
+
+/// The rest of a string that starts at `start` (its quote) and whose plain run stopped at
+/// `pos`, at something else than its closing quote: where it ends (after the quote) and
+/// whether it has escapes.
+#[inline(never)]
+fn string_rest(bytes: &[u8], start: usize, mut pos: usize) -> Option<(usize, bool)> {
+    let (mut escaped, mut ascii) = (false, true);
+    loop {
+        match *bytes.get(pos)? {
+            b'"' => break,
+            b'\\' => {
+                escaped = true;
+                pos = escape(bytes, pos)?;
             }
-            _ => None,
+            0x80.. => {
+                ascii = false;
+                pos += 1;
+            }
+            _ => return None,
+        }
+        pos = plain_run(bytes, pos);
+    }
+    // Escapes are ASCII: the raw bytes are UTF-8 if and only if the decoded text is.
+    if !ascii {
+        std::str::from_utf8(bytes.get(start + 1..pos)?).ok()?;
+    }
+    Some((pos + 1, escaped))
+}
+
+/// One escape, at its backslash at `pos`; where the string goes on after it.
+fn escape(bytes: &[u8], pos: usize) -> Option<usize> {
+    match *bytes.get(pos + 1)? {
+        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => Some(pos + 2),
+        b'u' => match hex4(bytes, pos + 2)? {
+            0xDC00..=0xDFFF => None,
+            0xD800..=0xDBFF => {
+                if bytes.get(pos + 6..pos + 8)? != b"\\u" {
+                    return None;
+                }
+                matches!(hex4(bytes, pos + 8)?, 0xDC00..=0xDFFF).then_some(pos + 12)
+            }
+            _ => Some(pos + 6),
+        },
+        _ => None,
+    }
+}
+
+/// Four hex digits at `pos`.
+fn hex4(bytes: &[u8], pos: usize) -> Option<u16> {
+    bytes.get(pos..pos + 4)?.iter().try_fold(0u16, |n, &b| {
+        let digit = char::from(b).to_digit(16)?;
+        Some(n << 4 | u16::try_from(digit).ok()?)
+    })
+}
+
+/// A number at `start`, by the whole grammar: where it ends, whether it is a plain unsigned
+/// integer, whether it has an exponent.
+#[inline(never)]
+fn number_rest(bytes: &[u8], start: usize) -> Option<(usize, bool, bool)> {
+    let mut pos = start;
+    let negative = bytes.get(pos) == Some(&b'-');
+    if negative {
+        pos += 1;
+    }
+    let int_start = pos;
+    pos = digit_run(bytes, pos);
+    let int = pos - int_start;
+    if int == 0 || (int > 1 && bytes.get(int_start) == Some(&b'0')) {
+        return None;
+    }
+    let mut fraction = false;
+    if bytes.get(pos) == Some(&b'.') {
+        fraction = true;
+        let from = pos + 1;
+        pos = digit_run(bytes, from);
+        if pos == from {
+            return None;
         }
     }
+    let mut exponent = false;
+    if let Some(b'e' | b'E') = bytes.get(pos) {
+        pos += 1;
+        exponent = true;
+        if let Some(b'+' | b'-') = bytes.get(pos) {
+            pos += 1;
+        }
+        let from = pos;
+        pos = digit_run(bytes, from);
+        if pos == from {
+            return None;
+        }
+    }
+    Some((pos, !(negative || fraction || exponent), exponent))
+}
+
+/// Skips the value at `pos` (inside `depth` containers); where it ends. `checked`: its
+/// numbers must be in range as well (see [`Scanner::skip_checked`]).
+#[inline(never)]
+fn skip_value(bytes: &[u8], pos: usize, depth: u32, checked: bool) -> Option<usize> {
+    let mut s = Scanner { bytes, pos, depth };
+    let nested = |s: &mut Scanner<'_>| {
+        s.pos = skip_value(s.bytes, s.pos, s.depth, checked)?;
+        Some(())
+    };
+    match s.peek()? {
+        b'"' => s.skip_string().map(drop),
+        b'{' => s.members(|s, _| nested(s)),
+        b'[' => s.array(nested),
+        b't' => s.literal(b"true"),
+        b'f' => s.literal(b"false"),
+        b'n' => s.literal(b"null"),
+        b'-' | b'0'..=b'9' => {
+            let n = s.number()?;
+            (!checked || !n.exponent && n.text.len() <= MAX_NUMBER_LEN).then_some(())
+        }
+        _ => None,
+    }?;
+    Some(s.pos)
 }
 
 #[cfg(test)]
@@ -432,7 +596,8 @@ mod tests {
     use super::*;
 
     fn skips(json: &str) -> bool {
-        Scanner::new(json.as_bytes()).is_some_and(|mut s| s.skip().is_some() && s.end().is_some())
+        let mut s = Scanner::new(json.as_bytes());
+        s.skip().is_some() && s.end().is_some()
     }
 
     #[test]
@@ -474,14 +639,38 @@ mod tests {
             r#""plain""#,
             r#""""#,
             r#""a\"b\\c\/\b\f\n\r\t\u00e9\ud83d\ude00""#,
+            " \t\"after whitespace\"",
+            "\"caf\u{e9} \u{1f600}\"",
         ] {
-            let mut s = Scanner::new(case.as_bytes()).unwrap();
+            let mut s = Scanner::new(case.as_bytes());
             let raw = s.string().unwrap();
             let serde: String = serde_json::from_str(case).unwrap();
             assert_eq!(raw.decode().unwrap(), serde);
             assert_eq!(raw.is_empty(), serde.is_empty());
             assert_eq!(raw.escaped, case.contains('\\'));
+            assert_eq!(raw.quoted, case.trim_start().as_bytes());
         }
+    }
+
+    /// Bytes that are not UTF-8 inside a string are declined (serde would refuse them in a
+    /// string it reads, and skip them in one it ignores: either way, serde decides).
+    #[test]
+    fn a_string_that_is_not_utf8_is_declined() {
+        for case in [
+            &b"\"\xff\""[..],
+            b"\"ab\xe2\x82\"",
+            b"\"\xc3\xa9\\n\xc0\x80\"",
+        ] {
+            assert!(Scanner::new(case).string().is_none(), "{case:?}");
+            assert!(!skips_bytes(case), "{case:?}");
+        }
+        let fine = "[\"\u{e9}\\n\u{1f600}\", \"\u{20ac}\"]";
+        assert!(skips_bytes(fine.as_bytes()));
+    }
+
+    fn skips_bytes(json: &[u8]) -> bool {
+        let mut s = Scanner::new(json);
+        s.skip().is_some() && s.end().is_some()
     }
 
     #[test]
@@ -489,25 +678,50 @@ mod tests {
         let text = b"abcdefghijklmnop\"q\\r\x01s\xc3\xa9\x7f\x1f";
         for start in 0..text.len() {
             let expected = (start..text.len())
-                .find(|&i| matches!(text[i], b'"' | b'\\' | 0..=0x1f))
+                .find(|&i| matches!(text[i], b'"' | b'\\' | 0..=0x1f | 0x80..))
                 .unwrap_or(text.len());
             assert_eq!(plain_run(text, start), expected, "from {start}");
         }
     }
 
+    /// Every byte value, at every place of a word, then every byte value after it: the runs
+    /// stop exactly at the first byte they must stop at (a borrow or carry from one byte
+    /// must not mark an earlier one, nor hide the first).
+    #[test]
+    fn the_word_tricks_stop_at_the_first_byte_they_must() {
+        let string_stop = |b: u8| b == b'"' || b == b'\\' || !(0x20..0x80).contains(&b);
+        let digit_stop = |b: u8| !b.is_ascii_digit();
+        for at in 0..8 {
+            for first in 0..=255u8 {
+                for second in 0..=255u8 {
+                    let mut word = [b'a'; 12];
+                    word[at] = first;
+                    word[at + 1] = second;
+                    let want = (0..12).find(|&i| string_stop(word[i])).unwrap_or(12);
+                    assert_eq!(plain_run(&word, 0), want, "{word:?}");
+                    let mut digits = [b'7'; 12];
+                    digits[at] = first;
+                    digits[at + 1] = second;
+                    let want = (0..12).find(|&i| digit_stop(digits[i])).unwrap_or(12);
+                    assert_eq!(digit_run(&digits, 0), want, "{digits:?}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn numbers_are_read_or_declined() {
-        let u = |t: &str| Scanner::new(t.as_bytes()).unwrap().u64();
+        let u = |t: &str| Scanner::new(t.as_bytes()).u64();
         assert_eq!(u("18446744073709551615"), Some(u64::MAX));
         assert_eq!(u("18446744073709551616"), None);
         assert_eq!((u("-1"), u("1.0"), u("1e2")), (None, None, None));
-        let f = |t: &str| Scanner::new(t.as_bytes()).unwrap().opt_f64();
+        let f = |t: &str| Scanner::new(t.as_bytes()).opt_f64();
         assert_eq!(f("12.5"), Some(Some(12.5)));
         assert_eq!(f("null"), Some(None));
         assert_eq!(f("1e400"), None);
         let deep = "[".repeat(200) + &"]".repeat(200);
         assert!(!skips(&deep), "deeper than serde_json goes");
-        let mut checked = Scanner::new(b"[1e5]").unwrap();
+        let mut checked = Scanner::new(b"[1e5]");
         assert!(checked.skip_checked().is_none());
     }
 }

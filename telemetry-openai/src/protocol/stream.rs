@@ -16,7 +16,9 @@ use telemetry_wrap::{FinishReason, Usage};
 
 #[cfg(doc)]
 use crate::protocol::chunk::ChunkSummary;
-use crate::protocol::chunk::{ScannedChunk, decode_chunk, scan_chunk};
+use crate::protocol::chunk::{
+    ScannedChunk, ScannedTimings, ScannedUsage, decode_chunk, scan_chunk,
+};
 use crate::protocol::error::OpenAiError;
 use crate::protocol::sse::SseEvent;
 use crate::protocol::usage::{ApiUsage, ServerReport, ServerTimings};
@@ -53,20 +55,6 @@ pub enum Observed<'a> {
     Chunk(StreamDelta<'a>),
     /// The `[DONE]` sentinel.
     Done,
-}
-
-/// Folds a chunk, a [`ChunkSummary`] or a [`ScannedChunk`] (their fields and methods are
-/// named alike), into a [`StreamObserver`].
-macro_rules! fold {
-    ($observer:expr, $chunk:expr) => {
-        $observer.fold(
-            $chunk.has_content(),
-            $chunk.has_output(),
-            $chunk.usage.as_ref(),
-            $chunk.timings.as_ref(),
-            $chunk.finish_reason,
-        )
-    };
 }
 
 /// Follows one streamed answer, event by event: counts content chunks, keeps the latest usage
@@ -121,7 +109,13 @@ impl StreamObserver {
                     Some(chunk) => chunk,
                     None => decode_chunk(data)?,
                 };
-                fold!(self, chunk);
+                self.fold(
+                    chunk.has_content(),
+                    chunk.has_output(),
+                    chunk.usage.as_ref(),
+                    chunk.timings.as_ref(),
+                    chunk.finish_reason,
+                );
                 Ok(Observed::Chunk(StreamDelta {
                     content: chunk.content,
                     tool_call: chunk.tool_call,
@@ -137,9 +131,16 @@ impl StreamObserver {
     }
 
     /// Takes a chunk [`scan_chunk`] read, as [`observe`](Self::observe) takes its data (the
-    /// text is not decoded: a recorder only needs to know there is some).
+    /// text is not decoded: a recorder only needs to know there is some; `usage` and
+    /// `timings` are built only when the chunk has them).
     pub(crate) fn observe_scanned(&mut self, chunk: &ScannedChunk<'_>) {
-        fold!(self, chunk);
+        self.fold(
+            chunk.has_content(),
+            chunk.has_output(),
+            chunk.usage.map(ScannedUsage::api).as_ref(),
+            chunk.timings.map(ScannedTimings::api).as_ref(),
+            chunk.finish_reason,
+        );
     }
 
     fn fold(
