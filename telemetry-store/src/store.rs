@@ -116,6 +116,7 @@ impl TelemetryStore {
             prunes: std::collections::VecDeque::new(),
             next_step: Instant::now(),
             interner: Interner::default(),
+            known_rollups: crate::rollups::KnownRollups::default(),
             retention: options.retention.map(|policy| RetentionPolicy {
                 policy,
                 next_pass: Instant::now(),

@@ -36,7 +36,7 @@ use crate::identity::{FileChange, FileWatch};
 use crate::import::ImportRow;
 use crate::maintenance::{Origin, Pruning, RetentionPolicy, retention_cutoff};
 use crate::queue::{Control, ControlKind, Queue};
-use crate::rollups::{BatchRollups, MinuteDetail, hour_of, merge_into, rebuild_all};
+use crate::rollups::{BatchRollups, KnownRollups, MinuteDetail, hour_of, merge_into, rebuild_all};
 use crate::rows::{
     BindState, IMPORT_KEY_PARAM, IMPORT_SQL, INSERT_ROWS_SQL, INSERT_SQL, ROWS_PER_INSERT,
     bind_record,
@@ -80,6 +80,8 @@ pub(crate) struct Writer {
     pub(crate) next_step: Instant,
     /// Which texts the rows store once (schema V5).
     pub(crate) interner: Interner,
+    /// The summary rows the last batch left, for the next batch to merge into.
+    pub(crate) known_rollups: KnownRollups,
 }
 
 impl Writer {
@@ -162,6 +164,7 @@ impl Writer {
             let result = match commit_records(
                 conn,
                 &mut self.interner,
+                &mut self.known_rollups,
                 &self.carry,
                 self.minute_threshold,
             ) {
@@ -206,6 +209,7 @@ impl Writer {
                     Some(conn) => commit_records(
                         conn,
                         &mut self.interner,
+                        &mut self.known_rollups,
                         &records[lo..hi],
                         self.minute_threshold,
                     ),
@@ -373,6 +377,10 @@ impl Writer {
 
     /// Runs a control whose preceding records are committed; returns whether to exit.
     fn run_control(&mut self, control: Control) -> bool {
+        if !matches!(control.kind, ControlKind::Flush | ControlKind::Stop) {
+            // It writes summaries (or may): the rows known from the last batch may not be right.
+            self.known_rollups.forget();
+        }
         let (reply, stop) = match control.kind {
             ControlKind::Flush => (Ok(0), false),
             ControlKind::Stop => {
@@ -426,6 +434,8 @@ impl Writer {
             return;
         }
         let started = Instant::now();
+        // A prune step rewrites the summaries of the buckets it cuts.
+        self.known_rollups.forget();
         // As for batches: never write into a file that is no longer the one at the path.
         let result =
             self.check_file()
@@ -606,7 +616,13 @@ fn write_rollups<'a>(
     for r in records {
         rollups.add(r);
     }
-    merge_into(tx, rollups.rollups.into_levels())?;
+    // An import's summaries are not kept for the next batch (the writer forgets them at any
+    // control but a flush).
+    merge_into(
+        tx,
+        rollups.rollups.into_levels(),
+        &mut KnownRollups::default(),
+    )?;
     detail.backfill(tx)
 }
 
@@ -646,13 +662,20 @@ impl<'a, 'd> DetailedRollups<'a, 'd> {
 fn commit_records(
     conn: &mut Connection,
     interner: &mut Interner,
+    known: &mut KnownRollups,
     records: &[Arc<TelemetryRecord>],
     minute_threshold: u64,
 ) -> Result<(), StoreError> {
-    let result = insert_records(conn, interner, records, minute_threshold);
+    let result = insert_records(conn, interner, known, records, minute_threshold);
     match result {
-        Ok(()) => interner.committed(),
-        Err(_) => interner.rolled_back(),
+        Ok(()) => {
+            interner.committed();
+            known.committed();
+        }
+        Err(_) => {
+            interner.rolled_back();
+            known.forget();
+        }
     }
     result
 }
@@ -660,10 +683,12 @@ fn commit_records(
 fn insert_records(
     conn: &mut Connection,
     interner: &mut Interner,
+    known: &mut KnownRollups,
     records: &[Arc<TelemetryRecord>],
     minute_threshold: u64,
 ) -> Result<(), StoreError> {
     let tx = begin(conn)?;
+    known.check(&tx)?;
     {
         let mut hours = HourCounts::default();
         for r in records {
@@ -705,8 +730,12 @@ fn insert_records(
                 rollups.add(r);
             }
         }
-        merge_into(&tx, rollups.rollups.into_levels())?;
-        detail.backfill(&tx)?;
+        merge_into(&tx, rollups.rollups.into_levels(), known)?;
+        if detail.backfills() {
+            // Minute rows written besides the merge: not known.
+            known.forget();
+            detail.backfill(&tx)?;
+        }
     }
     tx.commit().map_err(sql("committing a batch"))
 }
