@@ -77,8 +77,13 @@ pub(crate) fn hour_of(timestamp: f64) -> i64 {
 #[derive(Debug, Default)]
 pub(crate) struct BatchRollups<'a> {
     /// Finest level kept per record (minute or hour) and bucket start, keyed by borrowed labels
-    /// so that adding a record allocates nothing.
-    finest: LevelRollups<'a>,
+    /// so that adding a record allocates nothing; in the order first met.
+    finest: Vec<(KeyRef<'a>, Rollup)>,
+    /// Where each key of `finest` is.
+    index: HashMap<KeyRef<'a>, usize, BuildHasherDefault<FastHasher>>,
+    /// The key of the last record added and where it is: a record's key is mostly the previous
+    /// record's, and comparing it costs a fraction of hashing it.
+    last: Option<(KeyRef<'a>, usize)>,
 }
 
 impl<'a> BatchRollups<'a> {
@@ -97,7 +102,21 @@ impl<'a> BatchRollups<'a> {
             r.engine.as_str(),
             r.agent.as_str(),
         );
-        self.finest.entry(key).or_default().add(r);
+        let at = match self.last {
+            Some((last, at)) if last == key => at,
+            _ => {
+                let next = self.finest.len();
+                let at = *self.index.entry(key).or_insert(next);
+                if at == next {
+                    self.finest.push((key, Rollup::default()));
+                }
+                self.last = Some((key, at));
+                at
+            }
+        };
+        if let Some((_, rollup)) = self.finest.get_mut(at) {
+            rollup.add(r);
+        }
     }
 
     /// Every level's rollups, sorted by row key: the coarser ones merge the finest (each level
