@@ -1,6 +1,6 @@
 //! The writer thread's cost per record for records shaped like `telemetry proxy`'s (a blocking
 //! chat call or a 20-chunk stream: the same labels and metadata on every record, times that
-//! change), committed in batches of a given size, as the proxy's writer commits them under load.
+//! change, one metadata shared by all), committed in batches of a given size, as the proxy's writer commits them under load.
 //!
 //! Records `N` records (default 20 000) in batches of `B` (default 80: what the writer takes
 //! per wake-up at ~1 100 calls/s under callgrind; ~1 000 at the proxy's full rate), one `flush`
@@ -18,16 +18,16 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use telemetry_core::TelemetryRecord;
+use telemetry_core::{Metadata, TelemetryRecord};
 use telemetry_store::TelemetryStore;
 
-fn proxy_record(i: usize, stream: bool) -> TelemetryRecord {
+fn proxy_record(i: usize, stream: bool, upstream: &Metadata) -> TelemetryRecord {
     let jitter = (i % 97) as f64 * 1e-5;
     let mut r = TelemetryRecord::builder("bench", 1_796_587_796.0 + i as f64 * 1e-3)
         .engine("openai-compatible")
         .tokens(9, if stream { 20 } else { 16 })
         .latency_seconds(0.0014 + jitter)
-        .metadata(serde_json::json!({ "server.address": "127.0.0.1", "server.port": 18786 }))
+        .metadata(upstream.clone())
         .build();
     r.cost_unknown = true;
     r.server_prefill_ms = Some(12.5);
@@ -62,8 +62,12 @@ fn main() {
         .max(1);
     let dir = tempfile::tempdir().unwrap();
     let store = TelemetryStore::open(dir.path().join("writer-cost.db")).unwrap();
-    let records: Vec<Arc<TelemetryRecord>> =
-        (0..n).map(|i| Arc::new(proxy_record(i, stream))).collect();
+    // One metadata shared by every record, as the proxy's upstream context is.
+    let upstream =
+        Metadata::from(serde_json::json!({ "server.address": "127.0.0.1", "server.port": 18786 }));
+    let records: Vec<Arc<TelemetryRecord>> = (0..n)
+        .map(|i| Arc::new(proxy_record(i, stream, &upstream)))
+        .collect();
     let start = Instant::now();
     for chunk in records.chunks(batch) {
         for r in chunk {

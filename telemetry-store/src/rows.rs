@@ -69,7 +69,7 @@ fn insert_sql(rows: usize, with_key: bool) -> String {
 /// per row of the statement, the metadata JSON of the record bound there and which of its
 /// parameters hold the id of a stored text rather than the text.
 pub(crate) struct BindState {
-    /// The metadata JSON of the record being bound.
+    /// The JSON text of a JSON field other than the metadata (whose text it keeps itself).
     json: Vec<u8>,
     rows: Vec<RowState>,
 }
@@ -106,7 +106,8 @@ impl BindState {
 /// are cleared, which rusqlite does when the statement goes back to its cache): parameters whose
 /// value is the same in `r` are left as they are. Labels, unset options and constant settings
 /// mostly repeat from one record to the next, and a bind costs as much as comparing dozens of
-/// values. Pass `None` for a row whose parameters are not known (with a fresh `state`).
+/// values. Pass `None` for a row with no parameter bound (all NULL: a statement fresh from
+/// rusqlite's cache, which clears them), with a fresh `state`.
 pub(crate) fn bind_record(
     stmt: &mut Statement<'_>,
     row: usize,
@@ -126,7 +127,11 @@ pub(crate) fn bind_record(
     };
     let before = bound.map(TelemetryRecord::field_values);
     for (i, value) in r.field_values().into_iter().enumerate() {
-        let unchanged = before.as_ref().is_some_and(|b| same(&b[i], &value));
+        let unchanged = match &before {
+            Some(b) => same(&b[i], &value),
+            // Nothing bound: the parameter is NULL.
+            None => matches!(value, FieldValue::OptReal(None)),
+        };
         let param = first + i;
         match value {
             FieldValue::Text(v) => {
@@ -134,33 +139,39 @@ pub(crate) fn bind_record(
                 bind_text(stmt, param, v, unchanged, once, interner, tx)?;
                 continue;
             }
-            // The same JSON value as the bound record's: its text is the one bound (comparing
-            // a small object costs a fraction of serializing it).
-            FieldValue::Json(v)
-                if before
-                    .as_ref()
-                    .is_some_and(|b| matches!(b[i], FieldValue::Json(w) if w == v)) =>
-            {
-                let text = std::str::from_utf8(&row.last_json).map_err(|e| StoreError::Decode {
-                    column: RECORD_COLUMNS[i],
-                    detail: e.to_string(),
-                })?;
-                let once = &mut row.stored_once[i];
-                bind_text(stmt, param, text, true, once, interner, tx)?;
-                continue;
-            }
             FieldValue::Json(v) => {
                 let encode = |detail: String| StoreError::Decode {
                     column: RECORD_COLUMNS[i],
                     detail,
                 };
-                state.json.clear();
-                serde_json::to_writer(&mut state.json, v).map_err(|e| encode(e.to_string()))?;
-                let text = std::str::from_utf8(&state.json).map_err(|e| encode(e.to_string()))?;
-                let unchanged = bound.is_some() && state.json == row.last_json;
+                // The bound record's value, or an equal one (records of one recorder mostly
+                // share one metadata; comparing a small object costs a fraction of writing it):
+                // its text is the one bound.
+                let equal = before.as_ref().is_some_and(
+                    |b| matches!(b[i], FieldValue::Json(w) if std::ptr::eq(w, v) || w == v),
+                );
+                if equal {
+                    let text =
+                        std::str::from_utf8(&row.last_json).map_err(|e| encode(e.to_string()))?;
+                    let once = &mut row.stored_once[i];
+                    bind_text(stmt, param, text, true, once, interner, tx)?;
+                    continue;
+                }
+                // The metadata's JSON is written once for all the records that share it.
+                let text = if std::ptr::eq(v, r.metadata.value()) {
+                    r.metadata.json()
+                } else {
+                    state.json.clear();
+                    serde_json::to_writer(&mut state.json, v).map_err(|e| encode(e.to_string()))?;
+                    std::str::from_utf8(&state.json).map_err(|e| encode(e.to_string()))?
+                };
+                let unchanged = bound.is_some() && text.as_bytes() == row.last_json;
                 let once = &mut row.stored_once[i];
                 bind_text(stmt, param, text, unchanged, once, interner, tx)?;
-                std::mem::swap(&mut state.json, &mut row.last_json);
+                if !unchanged {
+                    row.last_json.clear();
+                    row.last_json.extend_from_slice(text.as_bytes());
+                }
                 continue;
             }
             _ if unchanged => continue,

@@ -768,16 +768,12 @@ fn import_rows(
             .map_err(sql("preparing the import insert"))?;
         let mut hours = HourCounts::default();
         let mut fresh: Vec<&TelemetryRecord> = Vec::with_capacity(rows.len());
+        let mut state = BindState::new(1);
+        // The record whose values the statement holds (from the previous row).
+        let mut bound: Option<&TelemetryRecord> = None;
         for row in rows {
-            bind_record(
-                &mut stmt,
-                0,
-                &row.record,
-                None,
-                &mut BindState::new(1),
-                interner,
-                &tx,
-            )?;
+            bind_record(&mut stmt, 0, &row.record, bound, &mut state, interner, &tx)?;
+            bound = Some(&row.record);
             stmt.raw_bind_parameter(IMPORT_KEY_PARAM, row.key.as_str())
                 .map_err(sql("binding an import key"))?;
             // Only rows actually inserted (key not seen before) count in the summaries.
