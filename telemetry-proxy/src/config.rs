@@ -43,6 +43,7 @@ pub struct ProxyConfig {
     pub(crate) connect_timeout: Duration,
     pub(crate) shutdown_grace: Duration,
     pub(crate) max_connections: usize,
+    pub(crate) workers: usize,
     pub(crate) capture_limit: usize,
     pub(crate) first_byte_timeout: Duration,
     pub(crate) chunk_timeout: Duration,
@@ -69,6 +70,7 @@ impl ProxyConfig {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            workers: 1,
             capture_limit: DEFAULT_CAPTURE_LIMIT,
             first_byte_timeout: DEFAULT_FIRST_BYTE_TIMEOUT,
             chunk_timeout: DEFAULT_CHUNK_TIMEOUT,
@@ -168,6 +170,24 @@ impl ProxyConfig {
     #[must_use]
     pub fn max_connections(mut self, max: usize) -> Self {
         self.max_connections = max.max(1);
+        self
+    }
+
+    /// Workers serving the proxy's port (default 1, at least 1), each a thread with a
+    /// current-thread runtime of its own, as nginx's worker processes: the first is the runtime
+    /// that runs [`Proxy::run`](crate::Proxy::run), each other a thread that
+    /// [`Proxy::bind`](crate::Proxy::bind) starts. On Linux every worker has its own listening
+    /// socket on the same address (`SO_REUSEPORT`: the kernel spreads the connections), elsewhere
+    /// they share one. A connection stays on the worker that accepted it; each worker has its
+    /// own upstream connections, so no request is handed between threads. Shared by all: the
+    /// connection slots ([`max_connections`](Self::max_connections) is a total), the buffer
+    /// budget, the telemetry bus and store, and the counters' totals
+    /// ([`StatsHandle`](crate::StatsHandle), `/telemetry/health`). Worth it only with cores to
+    /// spare: on a machine whose cores the upstream and the clients keep busy, one worker costs
+    /// the least CPU per request.
+    #[must_use]
+    pub fn workers(mut self, n: usize) -> Self {
+        self.workers = n.max(1);
         self
     }
 

@@ -47,4 +47,14 @@ pub enum ProxyError {
         #[source]
         source: std::io::Error,
     },
+    /// A worker beyond the first ([`ProxyConfig::workers`](crate::ProxyConfig::workers))
+    /// could not be started: its runtime, its thread, or its listener's registration.
+    #[error("cannot start proxy worker {index}: {source}")]
+    Worker {
+        /// Which worker (1 is the first on a thread of its own).
+        index: usize,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
 }

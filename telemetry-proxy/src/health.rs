@@ -52,7 +52,7 @@ pub(crate) async fn respond(shared: &Shared, method: &Method) -> Response<Respon
         }));
     }
     let (telemetry, telemetry_ok) = shared.recorder.health();
-    let s = shared.counters.snapshot();
+    let s = shared.totals.snapshot();
     let healthy = all_reachable && telemetry_ok;
     let body = json!({
         "status": if healthy { "ok" } else { "degraded" },

@@ -105,6 +105,12 @@
 //!   a firewall or an authenticating front before it (the CLI warns about any other address).
 //! - [`Proxy::run`] serves until its shutdown future completes, then lets in-flight responses
 //!   finish for a bounded grace period.
+//! - Workers ([`ProxyConfig::workers`], default 1): N threads, each with a current-thread
+//!   runtime, its own listening socket on the proxy's address (`SO_REUSEPORT` on Linux, one
+//!   shared socket elsewhere) and its own upstream pools — nginx's worker model, nothing handed
+//!   between threads per request. The counters are kept per worker and summed when read
+//!   ([`StatsHandle`], `/telemetry/health`, [`ShutdownReport`]); the connection limit, the buffer
+//!   budget and the telemetry bus are every worker's. The shutdown reaches every worker.
 //!
 //! ```
 //! use std::net::SocketAddr;
@@ -160,6 +166,7 @@ mod telemetry;
 mod tls;
 mod upstream;
 mod watch;
+mod workers;
 
 pub use config::{
     DEFAULT_BODY_TIMEOUT, DEFAULT_BUFFER_BUDGET, DEFAULT_CAPTURE_LIMIT, DEFAULT_CHUNK_TIMEOUT,

@@ -1,5 +1,6 @@
 //! [`Proxy`]: the listener, one HTTP/1 connection task per client, the upstream pools,
-//! and graceful shutdown.
+//! and graceful shutdown — once per worker, the first on the caller's runtime and the others
+//! on threads of their own (`workers.rs`).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -23,7 +24,8 @@ use crate::forward;
 use crate::pool::Pools;
 use crate::record::Recorder;
 use crate::shared::Shared;
-use crate::stats::{Counters, ProxyStats};
+use crate::stats::{CounterSet, Counters, ProxyStats};
+use crate::workers::{self, Others, Stop};
 
 /// Connections served while every connection slot is taken: they get `/telemetry/health`
 /// answered and anything else a quick 503, so the proxy can be watched while it is full.
@@ -34,20 +36,35 @@ const OVERFLOW_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(20);
 
 /// A bound, not yet running, recording reverse proxy. Needs a tokio runtime with the `net` and
-/// `time` drivers enabled.
+/// `time` drivers enabled; with [`ProxyConfig::workers`] above 1, build it current-thread: it
+/// is the first worker, each other worker has a thread and a runtime of its own.
 #[derive(Debug)]
 pub struct Proxy {
-    listener: TcpListener,
     addr: SocketAddr,
+    /// The listener of the worker on the caller's runtime.
+    listener: TcpListener,
+    /// That worker.
+    first: Worker,
+    /// The workers on threads of their own (none with one worker).
+    others: Others,
+    counters: CounterSet,
+}
+
+/// One worker: what serves the connections of one listener, on one runtime, with its own
+/// upstream pools and counters; the connection slots are every worker's.
+#[derive(Debug)]
+struct Worker {
     shared: Arc<Shared>,
+    limit: Arc<Semaphore>,
+    overflow: Arc<Semaphore>,
 }
 
 /// Reads a running proxy's counters.
 #[derive(Debug, Clone)]
-pub struct StatsHandle(Arc<Counters>);
+pub struct StatsHandle(CounterSet);
 
 impl StatsHandle {
-    /// The counters now.
+    /// The counters now (every worker's together).
     pub fn get(&self) -> ProxyStats {
         self.0.snapshot()
     }
@@ -87,35 +104,70 @@ impl Drop for OpenConnection {
 }
 
 impl Proxy {
-    /// Binds `addr` (port 0 picks a free port; see [`local_addr`](Self::local_addr)).
+    /// Binds `addr` (port 0 picks a free port; see [`local_addr`](Self::local_addr)), with
+    /// one listener per worker ([`ProxyConfig::workers`]).
     pub async fn bind(addr: SocketAddr, config: ProxyConfig) -> Result<Proxy, ProxyError> {
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| ProxyError::Bind { addr, source })?;
-        let addr = listener
-            .local_addr()
-            .map_err(|source| ProxyError::Bind { addr, source })?;
-        let pools = Pools::new(
-            &config.routes,
-            &crate::tls::connector(&config)?,
-            config.pool_idle_timeout,
+        let (addr, listener, others) = if config.workers <= 1 {
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|source| ProxyError::Bind { addr, source })?;
+            let addr = listener
+                .local_addr()
+                .map_err(|source| ProxyError::Bind { addr, source })?;
+            (addr, listener, Vec::new())
+        } else {
+            let (addr, mut listeners) = workers::listeners(addr, config.workers)?;
+            let first = listeners.remove(0);
+            let listener =
+                TcpListener::from_std(first).map_err(|source| ProxyError::Bind { addr, source })?;
+            (addr, listener, listeners)
+        };
+        let connector = crate::tls::connector(&config)?;
+        let budget = ByteBudget::new(config.buffer_budget);
+        let shard = || Arc::new(Counters::new(budget.clone()));
+        let first_shard = shard();
+        let other_shards: Vec<_> = others.iter().map(|_| shard()).collect();
+        let counters = CounterSet::new(
+            std::iter::once(Arc::clone(&first_shard))
+                .chain(other_shards.iter().cloned())
+                .collect(),
         );
-        let counters = Arc::new(Counters::new(ByteBudget::new(config.buffer_budget)));
-        Ok(Proxy {
-            listener,
-            addr,
+        let refusals = Arc::new(crate::inject::Refusals::new(&config.routes));
+        let limit = Arc::new(Semaphore::new(config.max_connections));
+        let overflow = Arc::new(Semaphore::new(OVERFLOW_SLOTS));
+        // Each worker its own pools (a pooled connection is a task on the runtime that made
+        // it), recorder and counters; the budget, the connection slots and what is learnt of
+        // the upstreams are every worker's.
+        let worker = |shard: Arc<Counters>| Worker {
             shared: Arc::new(Shared {
                 recorder: Recorder::new(
-                    Arc::clone(&counters),
+                    Arc::clone(&shard),
                     config.telemetry.clone(),
                     &config.routes,
                     config.capture_limit,
                 ),
-                refusals: crate::inject::Refusals::new(&config.routes),
-                config,
-                pools,
-                counters,
+                refusals: Arc::clone(&refusals),
+                pools: Pools::new(&config.routes, &connector, config.pool_idle_timeout),
+                config: config.clone(),
+                counters: shard,
+                totals: counters.clone(),
             }),
+            limit: Arc::clone(&limit),
+            overflow: Arc::clone(&overflow),
+        };
+        let first = worker(first_shard);
+        let others = Others::spawn(others.into_iter().zip(other_shards.into_iter().map(
+            |shard| {
+                let worker = worker(shard);
+                move |listener, stop: Stop| worker.serve(listener, stop.wait())
+            },
+        )))?;
+        Ok(Proxy {
+            addr,
+            listener,
+            first,
+            others,
+            counters,
         })
     }
 
@@ -126,18 +178,39 @@ impl Proxy {
 
     /// A handle on the proxy's counters, usable while it runs.
     pub fn stats(&self) -> StatsHandle {
-        StatsHandle(Arc::clone(&self.shared.counters))
+        StatsHandle(self.counters.clone())
     }
 
     /// Serves until `shutdown` completes, then stops accepting, lets in-flight responses finish
-    /// (streams included) for up to the configured grace, and closes what is left.
+    /// (streams included) for up to the configured grace, and closes what is left. Every worker
+    /// stops at once; with several, the report sums them.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> ShutdownReport {
         let Proxy {
-            listener, shared, ..
+            listener,
+            first,
+            others,
+            counters,
+            ..
+        } = self;
+        let (shutdown, reports) = others.start(shutdown);
+        let cut = first.serve(listener, shutdown).await + reports.connections_cut().await;
+        ShutdownReport {
+            connections_cut: cut,
+            stats: counters.snapshot(),
+        }
+    }
+}
+
+impl Worker {
+    /// Serves until `shutdown` completes, then stops accepting and lets in-flight responses
+    /// finish for up to the grace; returns how many connections were cut after it.
+    async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) -> u64 {
+        let Worker {
+            shared,
+            limit,
+            overflow,
         } = self;
         let graceful = GracefulShutdown::new();
-        let limit = Arc::new(Semaphore::new(shared.config.max_connections));
-        let overflow = Arc::new(Semaphore::new(OVERFLOW_SLOTS));
         let mut tasks = JoinSet::new();
         let mut shutdown = pin!(shutdown);
         loop {
@@ -210,10 +283,7 @@ impl Proxy {
         // Connections past the grace are dropped here; their calls are recorded as cancelled.
         tasks.abort_all();
         while tasks.join_next().await.is_some() {}
-        ShutdownReport {
-            connections_cut: cut,
-            stats: shared.counters.snapshot(),
-        }
+        cut
     }
 }
 

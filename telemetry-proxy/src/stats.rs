@@ -1,5 +1,10 @@
 //! [`ProxyStats`]: what the proxy has done since it started.
+//!
+//! Each worker of a proxy counts in [`Counters`] of its own (no cache line written by two cores
+//! per request); a [`CounterSet`] holds every worker's and sums them when read, so the totals
+//! are exact whatever worker served what.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::budget::ByteBudget;
@@ -44,7 +49,10 @@ pub struct ProxyStats {
     pub usage_refused: u64,
 }
 
+/// One worker's counters. Aligned to two cache lines so that no two workers' counters (or an
+/// `Arc`'s counts beside them) share a line.
 #[derive(Debug)]
+#[repr(align(128))]
 pub(crate) struct Counters {
     pub requests: AtomicU64,
     pub connections: AtomicU64,
@@ -86,6 +94,7 @@ impl Counters {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// This worker's counts (with the budget, which every worker shares).
     pub fn snapshot(&self) -> ProxyStats {
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
         ProxyStats {
@@ -104,5 +113,91 @@ impl Counters {
             usage_asked: load(&self.usage_asked),
             usage_refused: load(&self.usage_refused),
         }
+    }
+}
+
+/// The counters of every worker of one proxy, summed when read.
+#[derive(Debug, Clone)]
+pub(crate) struct CounterSet(Arc<[Arc<Counters>]>);
+
+impl CounterSet {
+    /// The set of `shards`, one per worker; they share one budget.
+    pub fn new(shards: Vec<Arc<Counters>>) -> CounterSet {
+        CounterSet(shards.into())
+    }
+
+    /// The totals of every worker now. The budget is one for all, so its bytes are taken once.
+    pub fn snapshot(&self) -> ProxyStats {
+        let mut shards = self.0.iter().map(|c| c.snapshot());
+        let Some(mut total) = shards.next() else {
+            return ProxyStats::default();
+        };
+        for s in shards {
+            // Every field named: a new counter is a compile error here until it is summed.
+            let ProxyStats {
+                requests,
+                connections,
+                upstream_unreachable,
+                upstream_timeouts,
+                requests_refused,
+                connections_over_limit,
+                buffered_bytes: _,
+                buffered_peak_bytes: _,
+                calls_recorded,
+                calls_cancelled,
+                calls_failed,
+                requests_unparsed,
+                usage_asked,
+                usage_refused,
+            } = s;
+            total.requests += requests;
+            total.connections += connections;
+            total.upstream_unreachable += upstream_unreachable;
+            total.upstream_timeouts += upstream_timeouts;
+            total.requests_refused += requests_refused;
+            total.connections_over_limit += connections_over_limit;
+            total.calls_recorded += calls_recorded;
+            total.calls_cancelled += calls_cancelled;
+            total.calls_failed += calls_failed;
+            total.requests_unparsed += requests_unparsed;
+            total.usage_asked += usage_asked;
+            total.usage_refused += usage_refused;
+        }
+        total
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_set_sums_its_shards_and_counts_the_shared_budget_once() {
+        let budget = ByteBudget::new(1000);
+        let shards: Vec<_> = (0..3)
+            .map(|_| Arc::new(Counters::new(budget.clone())))
+            .collect();
+        let set = CounterSet::new(shards.clone());
+        for (i, shard) in shards.iter().enumerate() {
+            for _ in 0..=i {
+                Counters::bump(&shard.requests);
+                Counters::bump(&shard.calls_recorded);
+            }
+            Counters::bump(&shard.usage_refused);
+        }
+        Counters::bump(&shards[2].connections);
+        let mut held = budget.charge();
+        assert!(held.take(300));
+        let total = set.snapshot();
+        assert_eq!((total.requests, total.calls_recorded), (6, 6));
+        assert_eq!((total.usage_refused, total.connections), (3, 1));
+        assert_eq!(
+            (total.buffered_bytes, total.buffered_peak_bytes),
+            (300, 300)
+        );
+        assert_eq!(
+            CounterSet::new(Vec::new()).snapshot(),
+            ProxyStats::default()
+        );
     }
 }
