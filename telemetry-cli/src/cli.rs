@@ -551,7 +551,8 @@ pub struct ProxyArgs {
     /// Seconds responses in flight may take to finish after SIGINT/SIGTERM.
     #[arg(long, value_name = "SECONDS", default_value_t = 30)]
     pub shutdown_grace: u64,
-    /// Worker threads (1: a single-threaded runtime, the fastest on a small machine).
+    /// Worker threads, each with its own listener on the port and its own upstream connections
+    /// (1: the fastest on a machine whose cores the upstream and clients keep busy).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=256))]
     pub threads: u64,
     /// Also export each call live to an OpenTelemetry collector over OTLP/HTTP [URL default:

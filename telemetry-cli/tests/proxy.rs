@@ -488,3 +488,64 @@ fn retain_prunes_old_records_and_health_and_exit_say_so() {
         .assert()
         .success();
 }
+
+#[test]
+fn threads_2_serves_one_port_and_the_stop_line_and_health_count_every_worker() {
+    const CALLS: usize = 40;
+    let (dir, db) = temp_db();
+    let events = chat_stream("served", 30, Some((7, 30)), Duration::from_millis(40));
+    let upstream = FakeServer::start(move |req| {
+        if req.body.windows(6).any(|w| w == b"stream") {
+            Reply::events(events.clone())
+        } else {
+            Reply::json(200, chat_completion("served", 11, 4))
+        }
+    })
+    .unwrap();
+    let mut proxy = RunningCli::start(dir.path(), &db, &upstream.url(), &["--threads", "2"]);
+    assert!(
+        proxy.run.first_line.contains("; 2 worker threads)"),
+        "{}",
+        proxy.run.first_line
+    );
+    // Each request on a connection of its own: the kernel spreads them over both workers.
+    for _ in 0..CALLS {
+        let got = proxy.request("POST", "/v1/chat/completions", CHAT);
+        assert!(got.starts_with("HTTP/1.1 200"), "{got}");
+    }
+    for _ in 0..8 {
+        let health = proxy.request("GET", "/telemetry/health", "");
+        assert!(
+            health.contains(&format!("\"calls_recorded\":{CALLS}")),
+            "every worker's calls: {health}"
+        );
+    }
+    // A stream in flight at SIGTERM finishes, whichever worker has it.
+    let mut stream = proxy.connect("POST", "/v1/chat/completions", STREAM);
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).contains("\"content\":\" w0\"") {
+        let n = stream.read(&mut buf).unwrap();
+        assert!(n > 0, "the stream ended early");
+        got.extend_from_slice(&buf[..n]);
+    }
+    proxy.terminate();
+    stream.read_to_end(&mut got).unwrap();
+    assert!(
+        String::from_utf8(got)
+            .unwrap()
+            .contains("\"content\":\" w29\"")
+    );
+    let (status, rest) = proxy.wait();
+    assert!(status.success(), "exit {status:?}: {rest}");
+    let n = CALLS + 1;
+    assert!(
+        rest.contains(&format!("{n} calls recorded (0 failed, 0 cancelled)")),
+        "{rest}"
+    );
+    assert!(
+        rest.contains(&format!("{n} records written, 0 dropped")),
+        "{rest}"
+    );
+    assert_eq!(rows(&db).len(), n);
+}

@@ -83,17 +83,14 @@ pub fn run(db: &DbPath, args: &ProxyArgs, out: &mut dyn Write) -> Result<(), Cli
         config = config.upstream_ca(ca);
     }
 
-    let runtime = if args.threads <= 1 {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(usize::try_from(args.threads).unwrap_or(1))
-            .enable_all()
-            .build()
-    }
-    .map_err(|e| CliError::Proxy(ServerError::Runtime(e)))?;
+    // The first worker is this thread's runtime; with --threads N the others are threads of
+    // their own, each a current-thread runtime with its own listener (nginx's worker model).
+    let workers = usize::try_from(args.threads).unwrap_or(1);
+    config = config.workers(workers);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Proxy(ServerError::Runtime(e)))?;
     let report = runtime.block_on(async {
         // Handlers first: a signal that arrives once the address is printed must stop cleanly.
         let stop = shutdown_signal().map_err(CliError::Proxy)?;
@@ -111,7 +108,12 @@ pub fn run(db: &DbPath, args: &ProxyArgs, out: &mut dyn Write) -> Result<(), Cli
             eprintln!("telemetry: {warning}");
         }
         let mut banner = format!(
-            "proxy listening on http://{addr} (OpenAI base URL http://{addr}/v1), forwarding to {}\n",
+            "proxy listening on http://{addr} (OpenAI base URL http://{addr}/v1{}), forwarding to {}\n",
+            if workers > 1 {
+                format!("; {workers} worker threads")
+            } else {
+                String::new()
+            },
             escape_controls(&args.upstream)
         );
         for (model, upstream) in routes.all().into_iter().skip(1) {
