@@ -7,7 +7,7 @@
 use serde::Deserialize;
 use telemetry_core::{api, operation};
 
-use crate::protocol::chunk::scan_chunk;
+use crate::protocol::chunk::{ChunkMemo, scan_chunk_with};
 use crate::protocol::common::{EventFacts, ModelText, model_text};
 use crate::protocol::embeddings;
 use crate::protocol::error::{OpenAiError, ProtocolError};
@@ -154,6 +154,8 @@ enum Inner {
         observer: StreamObserver,
         model: Option<String>,
         model_probed: bool,
+        /// The members the chunks repeat, read once.
+        memo: ChunkMemo,
     },
     Responses(ResponsesStream),
     Messages(MessagesStream),
@@ -170,6 +172,7 @@ impl ApiStream {
                 observer: StreamObserver::new(),
                 model: None,
                 model_probed: false,
+                memo: ChunkMemo::default(),
             },
         };
         ApiStream {
@@ -188,9 +191,12 @@ impl ApiStream {
                 observer,
                 model,
                 model_probed,
+                memo,
             } => {
                 let scanned = match event {
-                    SseEvent::Data(json) => scan_chunk(json).map(|chunk| (json, chunk)),
+                    SseEvent::Data(json) => {
+                        scan_chunk_with(json, Some(memo)).map(|chunk| (json, chunk))
+                    }
                     _ => None,
                 };
                 if let Some((json, chunk)) = scanned {

@@ -265,38 +265,187 @@ impl ScannedTimings {
 /// what it skips; `None` where it is not sure (then ask them). A chunk whose `error` is not
 /// `null` is left to [`decode_chunk`].
 pub(crate) fn scan_chunk(data: &[u8]) -> Option<ScannedChunk<'_>> {
+    scan_chunk_with(data, None)
+}
+
+/// [`scan_chunk`], taking a run of members the stream's earlier chunks had from `memo` rather
+/// than reading it again, and leaving in `memo` this chunk's longest run when it took none.
+/// What it gives is what [`scan_chunk`] gives (`protocol::oracle` checks it).
+pub(crate) fn scan_chunk_with<'a>(
+    data: &'a [u8],
+    mut memo: Option<&mut ChunkMemo>,
+) -> Option<ScannedChunk<'a>> {
     let mut s = Scanner::new(data);
     let mut chunk = ScannedChunk::default();
     let mut keys = Keys::default();
-    s.object(|s, key| match key {
-        b"choices" => {
-            keys.once(0)?;
-            s.array(|s| scan_choice(s, &mut chunk))
+    let (mut run, mut longest, mut reused) = (None::<Run>, None::<Run>, false);
+    if s.open()? {
+        loop {
+            let start = s.token_start()?;
+            if let Some(memo) = memo.as_deref_mut()
+                && let Some(end) = memo.found_at(data, start)
+            {
+                if let Some(model) = memo.model {
+                    keys.once(3)?;
+                    chunk.model = match model {
+                        Some(place) => Some(place.at(data, start)?),
+                        None => None,
+                    };
+                }
+                s.jump(end);
+                reused = true;
+                #[cfg(test)]
+                {
+                    memo.reused += 1;
+                }
+            } else {
+                let (mut in_run, mut model) = (true, None);
+                match s.key()? {
+                    b"choices" => {
+                        keys.once(0)?;
+                        s.array(|s| scan_choice(s, &mut chunk))?;
+                        in_run = false;
+                    }
+                    b"usage" => {
+                        keys.once(1)?;
+                        chunk.usage = s.opt(|s| s.apart(scan_usage))?;
+                        in_run = false;
+                    }
+                    b"timings" => {
+                        keys.once(2)?;
+                        chunk.timings = s.opt(|s| s.apart(scan_timings))?;
+                        in_run = false;
+                    }
+                    // A failure inside the stream: left to serde, which builds the error.
+                    b"error" => {
+                        keys.once(4)?;
+                        if !s.null()? {
+                            return None;
+                        }
+                        in_run = false;
+                    }
+                    b"model" => {
+                        keys.once(3)?;
+                        let at = s.token_start()?;
+                        chunk.model = s.opt_string()?;
+                        model = Some(chunk.model.map(|m| Place::of(at, m)));
+                    }
+                    _ => s.skip()?,
+                }
+                if in_run {
+                    let r = run.get_or_insert(Run {
+                        start,
+                        end: start,
+                        model: None,
+                    });
+                    r.end = s.pos();
+                    r.model = r.model.or(model);
+                } else {
+                    Run::keep_longer(&mut longest, run.take());
+                }
+            }
+            if !s.next_member()? {
+                break;
+            }
         }
-        b"usage" => {
-            keys.once(1)?;
-            chunk.usage = s.opt(|s| s.apart(scan_usage))?;
-            Some(())
-        }
-        b"timings" => {
-            keys.once(2)?;
-            chunk.timings = s.opt(|s| s.apart(scan_timings))?;
-            Some(())
-        }
-        b"model" => {
-            keys.once(3)?;
-            chunk.model = s.opt_string()?;
-            Some(())
-        }
-        // A failure inside the stream: left to serde, which builds the error.
-        b"error" => {
-            keys.once(4)?;
-            s.null()?.then_some(())
-        }
-        _ => s.skip(),
-    })?;
+    }
     s.end()?;
+    if !reused && let Some(memo) = memo {
+        Run::keep_longer(&mut longest, run);
+        if let Some(longest) = longest {
+            memo.keep(data, longest);
+        }
+    }
     Some(chunk)
+}
+
+/// A run of top-level members that a stream's chunks repeat byte for byte (llama.cpp's
+/// `created`, `id`, `model`, `system_fingerprint` and `object` after `choices`; vLLM's and
+/// OpenAI's `id`, `object`, `created` and `model` before it), and what reading it gave, so that
+/// a chunk that has it again at a member's start takes it as read. Only members the scanner
+/// skips or `model` make a run: reading one gives the model alone and depends on nothing
+/// before it (every run is read at the top level of a chunk), and bytes equal to it, followed
+/// by what may follow a member, read the same.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ChunkMemo {
+    /// From the first member's key to the last member's value.
+    run: Vec<u8>,
+    /// The run's `model`, if it has one: where its string stands in the run, or `null`.
+    model: Option<Option<Place>>,
+    /// How many chunks took the run.
+    #[cfg(test)]
+    pub reused: u64,
+}
+
+impl ChunkMemo {
+    /// Where the run ends, if `data` has it at `start`.
+    #[inline(always)]
+    fn found_at(&self, data: &[u8], start: usize) -> Option<usize> {
+        let end = start + self.run.len();
+        let found = !self.run.is_empty()
+            && data.get(start..end)? == self.run.as_slice()
+            && matches!(
+                data.get(end),
+                Some(b',' | b'}' | b' ' | b'\n' | b'\t' | b'\r')
+            );
+        found.then_some(end)
+    }
+
+    /// Keeps `run` of `data` (its model's place made relative to it).
+    fn keep(&mut self, data: &[u8], run: Run) {
+        self.run.clear();
+        self.run
+            .extend_from_slice(data.get(run.start..run.end).unwrap_or_default());
+        self.model = run.model.map(|m| {
+            m.map(|p| Place {
+                start: p.start - run.start,
+                end: p.end - run.start,
+                ..p
+            })
+        });
+    }
+}
+
+/// A run of members met while reading a chunk.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    start: usize,
+    end: usize,
+    model: Option<Option<Place>>,
+}
+
+impl Run {
+    fn keep_longer(longest: &mut Option<Run>, run: Option<Run>) {
+        if let Some(run) = run
+            && longest.is_none_or(|l| run.end - run.start > l.end - l.start)
+        {
+            *longest = Some(run);
+        }
+    }
+}
+
+/// Where a string stands, quotes included, and whether it has escapes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Place {
+    start: usize,
+    end: usize,
+    escaped: bool,
+}
+
+impl Place {
+    fn of(start: usize, s: RawStr<'_>) -> Place {
+        Place {
+            start,
+            end: start + s.quoted().len(),
+            escaped: s.escaped(),
+        }
+    }
+
+    /// The string in `data`, its place counted from `base`.
+    fn at(self, data: &[u8], base: usize) -> Option<RawStr<'_>> {
+        let quoted = data.get(base + self.start..base + self.end)?;
+        Some(RawStr::again(quoted, self.escaped))
+    }
 }
 
 /// One element of `choices`, folded into `chunk` as [`decode_chunk`] folds it.

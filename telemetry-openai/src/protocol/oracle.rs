@@ -6,7 +6,7 @@
 
 use proptest::prelude::*;
 
-use crate::protocol::chunk::{decode_chunk, scan_chunk};
+use crate::protocol::chunk::{ChunkMemo, decode_chunk, scan_chunk, scan_chunk_with};
 use crate::protocol::usage::{ApiUsage, ServerTimings};
 use crate::protocol::{SseEvent, SseParser, messages, model_of, responses};
 
@@ -506,6 +506,86 @@ fn agree_chat(data: &[u8]) -> Result<bool, TestCaseError> {
     Ok(true)
 }
 
+/// One member, `"key":value`, of a value `make` makes (now and then of another type).
+fn member(rng: &mut Rng, key: &str, make: Make) -> String {
+    let mut out = String::new();
+    string(key, true, rng, &mut out);
+    out.push(':');
+    render(&typed(rng, make), rng, &mut out);
+    out
+}
+
+/// A stream of chat chunks whose top-level members other than `choices` repeat byte for byte
+/// from chunk to chunk, as servers send them (before `choices` or after it), each chunk now and
+/// then changed: a member dropped, given again, its value made anew, `choices` elsewhere, a
+/// `usage`, a byte damaged.
+fn chunk_stream(rng: &mut Rng) -> Vec<Vec<u8>> {
+    let fields: [(&str, Make); 6] = [
+        ("id", text),
+        ("object", text),
+        ("created", num),
+        ("model", text),
+        ("system_fingerprint", text),
+        ("junk", |r| any(r, 2)),
+    ];
+    let mut shared = Vec::new();
+    for (key, make) in fields {
+        if rng.chance(80) {
+            shared.push(member(rng, key, make));
+        }
+    }
+    let split = rng.below(shared.len() + 1);
+    (0..rng.below(6) + 2)
+        .map(|_| {
+            let mut members = shared.clone();
+            if rng.noisy() && !members.is_empty() {
+                let at = rng.below(members.len());
+                let (key, make) = fields[rng.below(fields.len())];
+                match rng.below(3) {
+                    0 => drop(members.remove(at)),
+                    1 => members[at] = member(rng, key, make),
+                    _ => members.insert(at, member(rng, key, make)),
+                }
+            }
+            // A longer last value: bytes equal to a run up to its end are not the run.
+            if rng.chance(15)
+                && let Some(last) = members.get_mut(split.saturating_sub(1))
+            {
+                last.push_str(rng.pick(&["7", "0", ".5", "e3", " ", "x"]));
+            }
+            let choices = member(rng, "choices", |r| array(r, choice));
+            let at = if rng.noisy() {
+                rng.below(members.len() + 1)
+            } else {
+                split.min(members.len())
+            };
+            members.insert(at, choices);
+            if rng.chance(20) {
+                let usage = member(rng, "usage", |r| object(r, &[("prompt_tokens", num)]));
+                members.push(usage);
+            }
+            // A key of the run given again after it (serde's duplicate field).
+            if rng.chance(10) {
+                members.push(member(rng, "model", text));
+            }
+            damage(format!("{{{}}}", members.join(",")), rng)
+        })
+        .collect()
+}
+
+/// Reads a stream's chunks with one memo: each reads as it does alone (and as serde reads it);
+/// how many took a run from the memo.
+fn agree_with_memo(events: &[Vec<u8>]) -> Result<u64, TestCaseError> {
+    let mut memo = ChunkMemo::default();
+    for data in events {
+        let with = scan_chunk_with(data, Some(&mut memo));
+        let alone = scan_chunk(data);
+        prop_assert_eq!(with, alone, "{}", String::from_utf8_lossy(data));
+        agree_chat(data)?;
+    }
+    Ok(memo.reused)
+}
+
 fn agree_messages(data: &[u8]) -> Result<bool, TestCaseError> {
     let Some(fast) = messages::scan_event(data) else {
         return Ok(false);
@@ -530,6 +610,11 @@ proptest! {
     #[test]
     fn chat_chunks_scan_as_serde_reads_them(seed in 1u64..) {
         agree_chat(&event(&mut Rng::new(seed), chat_chunk))?;
+    }
+
+    #[test]
+    fn chat_chunks_read_with_a_memo_as_alone(seed in 1u64..) {
+        agree_with_memo(&chunk_stream(&mut Rng::new(seed)))?;
     }
 
     #[test]
@@ -558,6 +643,14 @@ fn the_scanners_read_most_generated_events() -> Result<(), TestCaseError> {
     assert!(
         taken.iter().all(|&n| n > 300),
         "fast path taken {taken:?} of 2000"
+    );
+    let mut reused = 0;
+    for seed in 1..=500 {
+        reused += agree_with_memo(&chunk_stream(&mut Rng::new(seed)))?;
+    }
+    assert!(
+        reused > 300,
+        "runs taken from the memo {reused} times in 500 streams"
     );
     Ok(())
 }
@@ -598,8 +691,13 @@ fn every_event_of_the_real_transcripts_takes_the_fast_path() -> Result<(), TestC
                 })
                 .map_err(|e| TestCaseError::fail(e.to_string()))?;
             assert!(events.len() > 3, "{body}");
-            for data in events {
-                prop_assert!(agree(&data)?, "declined {}", String::from_utf8_lossy(&data));
+            for data in &events {
+                prop_assert!(agree(data)?, "declined {}", String::from_utf8_lossy(data));
+            }
+            if bodies == chat {
+                // Every chunk after the first repeats the first one's id, model, ...
+                let reused = agree_with_memo(&events)?;
+                prop_assert_eq!(reused, events.len() as u64 - 1, "{}", body);
             }
         }
     }

@@ -114,6 +114,21 @@ impl<'a> RawStr<'a> {
         self.quoted.len() == 2
     }
 
+    /// The string `quoted` (quotes included), read before with `escaped` escapes or none.
+    pub fn again(quoted: &'a [u8], escaped: bool) -> RawStr<'a> {
+        RawStr { quoted, escaped }
+    }
+
+    /// Whether it has escapes.
+    pub fn escaped(&self) -> bool {
+        self.escaped
+    }
+
+    /// The string as it stands, quotes included.
+    pub fn quoted(&self) -> &'a [u8] {
+        self.quoted
+    }
+
     /// The bytes between the quotes.
     fn inner(&self) -> &'a [u8] {
         self.quoted
@@ -266,24 +281,76 @@ impl<'a> Scanner<'a> {
         &mut self,
         mut field: impl FnMut(&mut Self, RawStr<'a>) -> Option<()>,
     ) -> Option<()> {
-        if !self.eat(b'{') {
-            return None;
-        }
-        self.enter()?;
-        if !self.eat(b'}') {
+        if self.open()? {
             loop {
                 let key = self.string()?;
                 if !self.eat(b':') {
                     return None;
                 }
                 self.apart(|s| field(s, key))?;
-                if !self.more(b'}')? {
+                if !self.next_member()? {
                     break;
                 }
             }
         }
-        self.depth -= 1;
         Some(())
+    }
+
+    /// Opens an object (for a caller that walks its members itself, as [`members`] does):
+    /// `Some(true)` when a member follows, `Some(false)` when it is `{}` (closed again).
+    ///
+    /// [`members`]: Self::members
+    #[inline(always)]
+    pub fn open(&mut self) -> Option<bool> {
+        if !self.eat(b'{') {
+            return None;
+        }
+        self.enter()?;
+        if self.eat(b'}') {
+            self.depth -= 1;
+            return Some(false);
+        }
+        Some(true)
+    }
+
+    /// A member's key with no escape (see [`object`](Self::object)), and its colon.
+    #[inline(always)]
+    pub fn key(&mut self) -> Option<&'a [u8]> {
+        let key = self.string()?;
+        if key.escaped || !self.eat(b':') {
+            return None;
+        }
+        Some(key.inner())
+    }
+
+    /// After a member of an object [`open`](Self::open)ed: whether another follows; at the
+    /// object's end it is closed.
+    #[inline(always)]
+    pub fn next_member(&mut self) -> Option<bool> {
+        let more = self.more(b'}')?;
+        if !more {
+            self.depth -= 1;
+        }
+        Some(more)
+    }
+
+    /// Where the next token starts (after whitespace); `None` at the end.
+    #[inline(always)]
+    pub fn token_start(&mut self) -> Option<usize> {
+        self.peek()?;
+        Some(self.pos)
+    }
+
+    /// Where the scanner is.
+    #[inline(always)]
+    pub fn pos(&self) -> usize {
+        self.pos
+    }
+
+    /// Passes bytes read before (a run of members the caller knows), up to `pos`.
+    #[inline(always)]
+    pub fn jump(&mut self, pos: usize) {
+        self.pos = pos;
     }
 
     /// Reads an array, each element by `item`.
