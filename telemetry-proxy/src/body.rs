@@ -14,7 +14,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::body::{Body, Frame, SizeHint};
 use telemetry_openai::protocol::{Filtered, IncludeUsageFilter};
 use tokio::sync::Notify;
 use tokio::time::{Instant, Sleep};
@@ -22,6 +22,7 @@ use tokio::time::{Instant, Sleep};
 use crate::budget::Charge;
 use crate::decode::Decoder;
 use crate::h1::ConnError;
+use crate::h1_server::{BodyError, RequestBody};
 use crate::inject::{Edit, edit_frames};
 use crate::pool::UpstreamBody;
 use crate::record::Exchange;
@@ -33,7 +34,7 @@ use crate::tls::Io;
 pub(crate) enum ClientBodyError {
     /// The client's upload broke off (it closed the connection, or sent a malformed body).
     #[error("the client's request body broke off: {0}")]
-    Aborted(#[source] hyper::Error),
+    Aborted(#[source] BodyError),
     /// The client did not send its whole body in time.
     #[error("the client did not send its whole request body within {0:?}")]
     Timeout(Duration),
@@ -62,7 +63,7 @@ pub(crate) struct ForwardBody {
     /// The budget held by the frames read ahead, given back as they leave.
     charge: Option<Charge>,
     /// The rest, passed on as it arrives.
-    rest: Option<Incoming>,
+    rest: Option<RequestBody>,
     /// When the whole body must have arrived (the client's body timeout).
     deadline: Instant,
     /// Fires at `deadline`: armed the first time the rest of the body is awaited (a body read
@@ -81,7 +82,7 @@ impl ForwardBody {
     pub fn new(
         read_ahead: VecDeque<Frame<Bytes>>,
         charge: Option<Charge>,
-        rest: Option<Incoming>,
+        rest: Option<RequestBody>,
         deadline: Instant,
         timeout: Duration,
     ) -> ForwardBody {
@@ -192,14 +193,14 @@ impl Body for ForwardBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.read_ahead.is_empty() && self.rest.as_ref().is_none_or(Incoming::is_end_stream)
+        self.read_ahead.is_empty() && self.rest.as_ref().is_none_or(RequestBody::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
         let mut hint = self
             .rest
             .as_ref()
-            .map_or_else(|| SizeHint::with_exact(0), Incoming::size_hint);
+            .map_or_else(|| SizeHint::with_exact(0), RequestBody::size_hint);
         let lower = hint.lower() + self.read_ahead_len;
         match hint.upper() {
             Some(upper) if upper == hint.lower() => hint.set_exact(lower),

@@ -1,7 +1,6 @@
 //! One request: answered locally (`/telemetry/health`) or forwarded to its upstream, with the
 //! response passed back as it arrives.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,13 +8,14 @@ use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version};
 use http_body_util::BodyExt;
-use hyper::body::{Body, Incoming};
+use hyper::body::Body;
 use telemetry_openai::protocol::IncludeUsageFilter;
 
 use tokio::time::Instant;
 
 use crate::body::{ClientBodyError, ForwardBody, Relay, ResponseBody};
 use crate::decode::Decoder;
+use crate::h1_server::RequestBody;
 use crate::health::{self, HEALTH_PATH};
 use crate::hop::{self, AGENT_HEADER};
 use crate::inject::{self, UsagePlan};
@@ -34,21 +34,21 @@ use crate::upstream::Upstream;
 /// Answers one request. Never fails: what cannot be forwarded gets an error response.
 pub(crate) async fn handle(
     shared: Arc<Shared>,
-    request: Request<Incoming>,
-) -> Result<Response<ResponseBody>, Infallible> {
+    request: Request<RequestBody>,
+) -> Response<ResponseBody> {
     Counters::bump(&shared.counters.requests);
     if request.method() == Method::CONNECT {
-        return Ok(connect_refused());
+        return connect_refused();
     }
     if request.uri().path() == HEALTH_PATH {
-        return Ok(health::respond(&shared, request.method()).await);
+        return health::respond(&shared, request.method()).await;
     }
     if let Some(metrics) = &shared.config.metrics
         && request.uri().path() == METRICS_PATH
     {
-        return Ok(metrics.respond(request.method(), request.headers()).await);
+        return metrics.respond(request.method(), request.headers()).await;
     }
-    Ok(forward(&shared, request).await)
+    forward(&shared, request).await
 }
 
 /// `CONNECT` asks for a tunnel, which a reverse proxy does not give: it would relay any bytes to
@@ -66,11 +66,11 @@ fn connect_refused() -> Response<ResponseBody> {
 /// endpoint as usual, anything else a 503 (the connection is closed after it).
 pub(crate) async fn handle_over_limit(
     shared: Arc<Shared>,
-    request: Request<Incoming>,
-) -> Result<Response<ResponseBody>, Infallible> {
+    request: Request<RequestBody>,
+) -> Response<ResponseBody> {
     Counters::bump(&shared.counters.requests);
     if request.uri().path() == HEALTH_PATH {
-        return Ok(health::respond(&shared, request.method()).await);
+        return health::respond(&shared, request.method()).await;
     }
     let mut response = error_response(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -83,10 +83,10 @@ pub(crate) async fn handle_over_limit(
     response
         .headers_mut()
         .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
-    Ok(response)
+    response
 }
 
-async fn forward(shared: &Shared, request: Request<Incoming>) -> Response<ResponseBody> {
+async fn forward(shared: &Shared, request: Request<RequestBody>) -> Response<ResponseBody> {
     let config = &shared.config;
     let deadline = Instant::now() + config.body_timeout;
     let (mut parts, body) = request.into_parts();

@@ -18,11 +18,12 @@ use std::pin::Pin;
 
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, StatusCode, header};
-use hyper::body::{Body, Frame, Incoming};
+use hyper::body::{Body, Frame};
 use tokio::time::Instant;
 
 use crate::body::ForwardBody;
 use crate::decode::Decoder;
+use crate::h1_server::RequestBody;
 use crate::inject;
 use crate::request::{Endpoint, RequestInfo};
 use crate::scan::BodyScan;
@@ -49,7 +50,7 @@ pub(crate) async fn read_ahead(
     shared: &Shared,
     endpoint: Endpoint,
     headers: &HeaderMap,
-    mut body: Incoming,
+    mut body: RequestBody,
     deadline: Instant,
 ) -> Result<(ForwardBody, RequestInfo), Box<Refusal>> {
     let config = &shared.config;
@@ -201,8 +202,8 @@ pub(crate) async fn read_ahead(
     Ok((forward, info))
 }
 
-/// Pieces of a body smaller than this are copied together: hyper hands each piece of a body as
-/// a slice of its read buffer, so a client that sends a byte at a time would otherwise make
+/// Pieces of a body smaller than this are copied together: the server hands each piece of a
+/// body as a slice of its read buffer, so a client that sends a byte at a time would otherwise make
 /// every byte held pin a buffer of 8 KiB or more (the budget counts the bytes, not the buffers).
 const COALESCE_BELOW: usize = 16 * 1024;
 

@@ -148,6 +148,7 @@ mod decode;
 mod error;
 mod forward;
 mod h1;
+mod h1_server;
 mod health;
 mod hop;
 mod inject;

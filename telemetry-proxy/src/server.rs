@@ -9,18 +9,15 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::budget::ByteBudget;
 use crate::config::ProxyConfig;
 use crate::error::ProxyError;
 use crate::forward;
+use crate::h1_server;
 use crate::pool::Pools;
 use crate::record::Recorder;
 use crate::shared::Shared;
@@ -30,8 +27,19 @@ use crate::workers::{self, Others, Stop};
 /// Connections served while every connection slot is taken: they get `/telemetry/health`
 /// answered and anything else a quick 503, so the proxy can be watched while it is full.
 const OVERFLOW_SLOTS: usize = 32;
-/// How long an over-limit connection may take to send its request head.
-const OVERFLOW_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// How a connection within the limit is served: keep-alive, a head due within 30 s of being
+/// awaited (hyper's default, which served clients before), up to 64 KiB of head.
+const SERVED: h1_server::Options = h1_server::Options {
+    header_timeout: Duration::from_secs(30),
+    keep_alive: true,
+    max_head: 64 * 1024,
+};
+/// An over-limit connection: one request, whose head is due within 5 s.
+const OVERFLOW: h1_server::Options = h1_server::Options {
+    header_timeout: Duration::from_secs(5),
+    keep_alive: false,
+    max_head: 64 * 1024,
+};
 /// Pause after a failed `accept` (e.g. out of file descriptors) before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(20);
 
@@ -210,7 +218,8 @@ impl Worker {
             limit,
             overflow,
         } = self;
-        let graceful = GracefulShutdown::new();
+        // Changed once, at shutdown: idle connections close, busy ones after their response.
+        let (stop, _) = watch::channel(false);
         let mut tasks = JoinSet::new();
         let mut shutdown = pin!(shutdown);
         loop {
@@ -251,32 +260,24 @@ impl Worker {
             };
             // Small SSE chunks must leave at once, not wait for Nagle.
             let _ = stream.set_nodelay(true);
-            let conn_shared = Arc::clone(&shared);
-            let mut builder = http1::Builder::new();
-            builder.timer(TokioTimer::new());
             let open = OpenConnection::new(Arc::clone(&shared.counters), permit);
             if over_limit {
                 Counters::bump(&shared.counters.connections_over_limit);
-                builder
-                    .keep_alive(false)
-                    .header_read_timeout(OVERFLOW_HEADER_TIMEOUT);
-                let service = service_fn(move |request| {
-                    forward::handle_over_limit(Arc::clone(&conn_shared), request)
-                });
-                let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
-                tasks.spawn(serve(conn, open));
-            } else {
-                let service =
-                    service_fn(move |request| forward::handle(Arc::clone(&conn_shared), request));
-                let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
-                tasks.spawn(serve(conn, open));
             }
+            tasks.spawn(serve(
+                Arc::clone(&shared),
+                stream,
+                over_limit,
+                stop.subscribe(),
+                open,
+            ));
             // Reap finished connection tasks so the set stays as small as the open connections.
             while tasks.try_join_next().is_some() {}
         }
         drop(listener);
         let grace = shared.config.shutdown_grace;
-        let cut = match tokio::time::timeout(grace, graceful.shutdown()).await {
+        stop.send_replace(true);
+        let cut = match tokio::time::timeout(grace, stop.closed()).await {
             Ok(()) => 0,
             Err(_) => shared.counters.connections.load(Ordering::Relaxed),
         };
@@ -288,9 +289,23 @@ impl Worker {
 }
 
 /// Serves one client connection to its end; its slot is free again then.
-async fn serve(conn: impl Future<Output = Result<(), hyper::Error>>, open: OpenConnection) {
-    if let Err(e) = conn.await {
-        tracing::debug!(error = %e, "client connection ended with an error");
+async fn serve(
+    shared: Arc<Shared>,
+    stream: TcpStream,
+    over_limit: bool,
+    stop: watch::Receiver<bool>,
+    open: OpenConnection,
+) {
+    if over_limit {
+        h1_server::serve(stream, OVERFLOW, stop, |request| {
+            forward::handle_over_limit(Arc::clone(&shared), request)
+        })
+        .await;
+    } else {
+        h1_server::serve(stream, SERVED, stop, |request| {
+            forward::handle(Arc::clone(&shared), request)
+        })
+        .await;
     }
     drop(open);
 }
