@@ -68,26 +68,29 @@ fn insert_sql(rows: usize, with_key: bool) -> String {
 /// What a statement's parameters hold between the records of one batch, for [`bind_record`]:
 /// per row of the statement, the metadata JSON of the record bound there and which of its
 /// parameters hold the id of a stored text rather than the text.
-pub(crate) struct BindState {
+pub(crate) struct BindState<'a> {
     /// The JSON text of a JSON field other than the metadata (whose text it keeps itself).
     json: Vec<u8>,
-    rows: Vec<RowState>,
+    rows: Vec<RowState<'a>>,
 }
 
-struct RowState {
+struct RowState<'a> {
+    /// The values of the record bound in this row (executed since), `None` while nothing is.
+    bound: Option<[FieldValue<'a>; FIELD_COUNT]>,
     /// The metadata JSON of the record bound in this row.
     last_json: Vec<u8>,
     /// Whether parameter `i + 1` of the row holds the id of a stored text rather than the text.
     stored_once: [bool; FIELD_COUNT],
 }
 
-impl BindState {
+impl BindState<'_> {
     /// The state of a statement of `rows` rows whose parameters are not bound yet.
     pub(crate) fn new(rows: usize) -> Self {
         BindState {
             json: Vec::with_capacity(256),
             rows: (0..rows)
                 .map(|_| RowState {
+                    bound: None,
                     last_json: Vec::with_capacity(256),
                     stored_once: [false; FIELD_COUNT],
                 })
@@ -101,19 +104,18 @@ impl BindState {
 /// the id of its text where the [`Interner`] stores the text once (in `tx`, the statement's
 /// transaction).
 ///
-/// `bound` is the record whose values that row of the statement holds now (bound by an earlier
-/// call and executed since; SQLite keeps a statement's parameters across executions until they
-/// are cleared, which rusqlite does when the statement goes back to its cache): parameters whose
+/// `state` holds the values of the record bound in that row of the statement before (and
+/// executed since; SQLite keeps a statement's parameters across executions until they are
+/// cleared, which rusqlite does when the statement goes back to its cache): parameters whose
 /// value is the same in `r` are left as they are. Labels, unset options and constant settings
 /// mostly repeat from one record to the next, and a bind costs as much as comparing dozens of
-/// values. Pass `None` for a row with no parameter bound (all NULL: a statement fresh from
-/// rusqlite's cache, which clears them), with a fresh `state`.
-pub(crate) fn bind_record(
+/// values. A fresh `state` is for a statement with no parameter bound (all NULL: fresh from
+/// rusqlite's cache, which clears them).
+pub(crate) fn bind_record<'a>(
     stmt: &mut Statement<'_>,
     row: usize,
-    r: &TelemetryRecord,
-    bound: Option<&TelemetryRecord>,
-    state: &mut BindState,
+    r: &'a TelemetryRecord,
+    state: &mut BindState<'a>,
     interner: &mut Interner,
     tx: &Connection,
 ) -> Result<(), StoreError> {
@@ -125,9 +127,10 @@ pub(crate) fn bind_record(
             detail: format!("no row {row} in the insert statement"),
         });
     };
-    let before = bound.map(TelemetryRecord::field_values);
-    for (i, value) in r.field_values().into_iter().enumerate() {
-        let unchanged = match &before {
+    let values = r.field_values();
+    let before = row.bound.as_ref();
+    for (i, &value) in values.iter().enumerate() {
+        let unchanged = match before {
             Some(b) => same(&b[i], &value),
             // Nothing bound: the parameter is NULL.
             None => matches!(value, FieldValue::OptReal(None)),
@@ -147,7 +150,7 @@ pub(crate) fn bind_record(
                 // The bound record's value, or an equal one (records of one recorder mostly
                 // share one metadata; comparing a small object costs a fraction of writing it):
                 // its text is the one bound.
-                let equal = before.as_ref().is_some_and(
+                let equal = before.is_some_and(
                     |b| matches!(b[i], FieldValue::Json(w) if std::ptr::eq(w, v) || w == v),
                 );
                 if equal {
@@ -165,7 +168,7 @@ pub(crate) fn bind_record(
                     serde_json::to_writer(&mut state.json, v).map_err(|e| encode(e.to_string()))?;
                     std::str::from_utf8(&state.json).map_err(|e| encode(e.to_string()))?
                 };
-                let unchanged = bound.is_some() && text.as_bytes() == row.last_json;
+                let unchanged = before.is_some() && text.as_bytes() == row.last_json;
                 let once = &mut row.stored_once[i];
                 bind_text(stmt, param, text, unchanged, once, interner, tx)?;
                 if !unchanged {
@@ -182,6 +185,7 @@ pub(crate) fn bind_record(
         }
         .map_err(bind)?;
     }
+    row.bound = Some(values);
     Ok(())
 }
 

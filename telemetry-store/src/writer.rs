@@ -703,16 +703,12 @@ fn insert_records(
                 .prepare_cached(&INSERT_ROWS_SQL)
                 .map_err(sql("preparing the insert"))?;
             let mut state = BindState::new(ROWS_PER_INSERT);
-            // The records whose values the statement holds (from the previous rows inserted).
-            let mut bound: Option<&[Arc<TelemetryRecord>]> = None;
             for chunk in &mut chunks {
                 for (row, r) in chunk.iter().enumerate() {
-                    let before = bound.and_then(|b| b.get(row)).map(|b| &**b);
-                    bind_record(&mut stmt, row, r, before, &mut state, interner, &tx)?;
+                    bind_record(&mut stmt, row, r, &mut state, interner, &tx)?;
                     rollups.add(r);
                 }
                 stmt.raw_execute().map_err(sql("inserting rows"))?;
-                bound = Some(chunk);
             }
         }
         let rest = chunks.remainder();
@@ -721,12 +717,9 @@ fn insert_records(
                 .prepare_cached(&INSERT_SQL)
                 .map_err(sql("preparing the insert"))?;
             let mut state = BindState::new(1);
-            // The record whose values the statement holds (from the previous row inserted).
-            let mut bound: Option<&TelemetryRecord> = None;
             for r in rest {
-                bind_record(&mut stmt, 0, r, bound, &mut state, interner, &tx)?;
+                bind_record(&mut stmt, 0, r, &mut state, interner, &tx)?;
                 stmt.raw_execute().map_err(sql("inserting a row"))?;
-                bound = Some(r);
                 rollups.add(r);
             }
         }
@@ -769,11 +762,8 @@ fn import_rows(
         let mut hours = HourCounts::default();
         let mut fresh: Vec<&TelemetryRecord> = Vec::with_capacity(rows.len());
         let mut state = BindState::new(1);
-        // The record whose values the statement holds (from the previous row).
-        let mut bound: Option<&TelemetryRecord> = None;
         for row in rows {
-            bind_record(&mut stmt, 0, &row.record, bound, &mut state, interner, &tx)?;
-            bound = Some(&row.record);
+            bind_record(&mut stmt, 0, &row.record, &mut state, interner, &tx)?;
             stmt.raw_bind_parameter(IMPORT_KEY_PARAM, row.key.as_str())
                 .map_err(sql("binding an import key"))?;
             // Only rows actually inserted (key not seen before) count in the summaries.
