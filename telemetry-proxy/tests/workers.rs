@@ -345,3 +345,36 @@ async fn a_failed_call_on_any_worker_is_counted_in_the_totals() {
     );
     assert!(published.agents_and_both_workers().1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_future_dropped_midway_stops_every_worker() {
+    let upstream =
+        FakeServer::start(|_| Reply::json(200, chat_completion("served", 1, 1))).unwrap();
+    let routes = Routes::new(Upstream::parse(&upstream.url()).unwrap());
+    let proxy = Proxy::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        ProxyConfig::new(routes).workers(3),
+    )
+    .await
+    .unwrap();
+    let addr = proxy.local_addr();
+    let stats = proxy.stats();
+    let run = tokio::spawn(proxy.run(std::future::pending()));
+    let c = fresh_connections();
+    for _ in 0..12 {
+        let got = send(
+            &c,
+            post(&format!("http://{addr}/v1/chat/completions"), CHAT),
+        )
+        .await;
+        assert_eq!(got.status, 200);
+    }
+    eventually("every call recorded", || stats.get().calls_recorded == 12).await;
+    run.abort();
+    assert!(run.await.unwrap_err().is_cancelled());
+    // Every worker's listener closes: the port can be bound again.
+    eventually("the port to be free", || {
+        std::net::TcpListener::bind(addr).is_ok()
+    })
+    .await;
+}
