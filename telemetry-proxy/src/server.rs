@@ -42,10 +42,6 @@ const OVERFLOW: h1_server::Options = h1_server::Options {
 };
 /// Pause after a failed `accept` (e.g. out of file descriptors) before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(20);
-/// The period of the timer that [`keep_a_timer_due`] keeps armed: shorter than every timer a
-/// request arms with the default settings (hyper's 30 s for a request head, the first-byte,
-/// body and between-chunks timeouts).
-const TIMER_TICK: Duration = Duration::from_secs(1);
 
 /// A bound, not yet running, recording reverse proxy. Needs a tokio runtime with the `net` and
 /// `time` drivers enabled; with [`ProxyConfig::workers`] above 1, build it current-thread: it
@@ -225,9 +221,6 @@ impl Worker {
         // Changed once, at shutdown: idle connections close, busy ones after their response.
         let (stop, _) = watch::channel(false);
         let mut tasks = JoinSet::new();
-        // Aborted when the worker stops (a JoinSet aborts its tasks when dropped).
-        let mut ticker = JoinSet::new();
-        ticker.spawn(keep_a_timer_due());
         let mut shutdown = pin!(shutdown);
         loop {
             let (permit, over_limit) = match Arc::clone(&limit).try_acquire_owned() {
@@ -292,22 +285,6 @@ impl Worker {
         tasks.abort_all();
         while tasks.join_next().await.is_some() {}
         cut
-    }
-}
-
-/// Keeps a timer of the worker's runtime due within [`TIMER_TICK`], for ever.
-///
-/// Arming a timer that is due before every other one makes tokio wake its own driver (an
-/// `eventfd` write, then one more `epoll_wait` round), even from the driver's thread. Every
-/// request arms such timers (hyper's request-head timeout as a keep-alive connection waits for
-/// its next request, the first-byte timeout once the request is sent); on a connection alone
-/// each of them was the earliest, which cost a system call and an epoll round per request.
-/// With this tick armed they never are: it costs one wake-up a second instead.
-async fn keep_a_timer_due() {
-    let mut tick = tokio::time::interval(TIMER_TICK);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
     }
 }
 
