@@ -8,7 +8,11 @@ use std::sync::{Arc, LazyLock, OnceLock};
 use serde_json::{Map, Value};
 
 use crate::error::ValidationError;
-use crate::validate::MAX_METADATA_BYTES;
+
+/// Largest accepted metadata, as compact JSON bytes (64 KiB). Defined here, beside the type that
+/// counts it, so that `validate` uses `metadata` and not the other way round (`record` uses
+/// `metadata`, `validate` uses `record`).
+pub const MAX_METADATA_BYTES: usize = 64 * 1024;
 
 /// The metadata of a [`TelemetryRecord`](crate::TelemetryRecord): a JSON object (empty by
 /// default), read through `Deref` as a [`serde_json::Value`].

@@ -3,8 +3,7 @@
 use crate::error::ValidationError;
 use crate::record::{Outcome, TelemetryRecord};
 
-/// Largest accepted metadata, as compact JSON bytes (64 KiB).
-pub const MAX_METADATA_BYTES: usize = 64 * 1024;
+pub use crate::metadata::MAX_METADATA_BYTES;
 /// Largest accepted `model_id`, `engine`, `agent`, `batch_id`, `energy_vendor` or `error_kind`, bytes.
 pub const MAX_LABEL_BYTES: usize = 512;
 /// Largest accepted `error_message`, bytes.

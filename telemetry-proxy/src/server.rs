@@ -130,7 +130,11 @@ impl Proxy {
                 TcpListener::from_std(first).map_err(|source| ProxyError::Bind { addr, source })?;
             (addr, listener, listeners)
         };
-        let connector = crate::tls::connector(&config)?;
+        let connector = crate::tls::connector(
+            &config.routes,
+            config.upstream_ca.as_deref(),
+            config.connect_timeout,
+        )?;
         let budget = ByteBudget::new(config.buffer_budget);
         let shard = || Arc::new(Counters::new(budget.clone()));
         let first_shard = shard();

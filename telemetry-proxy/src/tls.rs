@@ -1,6 +1,7 @@
 //! The upstream connector: TCP, and for `https://` upstreams TLS with rustls (ring provider),
 //! the server's name sent (SNI) and its certificate checked against the system's roots (else
-//! webpki-roots') plus the CA certificates of [`ProxyConfig::upstream_ca`]. The whole connection
+//! webpki-roots') plus the CA certificates of
+//! [`ProxyConfig::upstream_ca`](crate::ProxyConfig::upstream_ca). The whole connection
 //! (TCP and handshake) has the configured connect timeout.
 
 use std::future::Future;
@@ -18,8 +19,8 @@ use rustls::RootCertStore;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 
-use crate::config::ProxyConfig;
 use crate::error::ProxyError;
+use crate::upstream::Routes;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -34,15 +35,22 @@ pub(crate) type Io = <Connector as tower_service::Service<Uri>>::Response;
 #[error("no connection within {0:?}")]
 pub(crate) struct ConnectTimeout(Duration);
 
-/// Builds the connector for `config`'s upstreams.
-pub(crate) fn connector(config: &ProxyConfig) -> Result<Connector, ProxyError> {
+/// Builds the connector for the upstreams of `routes`: the CA certificates of `upstream_ca`
+/// trusted besides the system's, every connection made within `connect_timeout` (the settings of
+/// a [`ProxyConfig`](crate::ProxyConfig), taken one by one so that this module does not use the
+/// config's, which uses the metrics', which uses the bodies', which use this one's `Io`).
+pub(crate) fn connector(
+    routes: &Routes,
+    upstream_ca: Option<&Path>,
+    connect_timeout: Duration,
+) -> Result<Connector, ProxyError> {
     let mut http = HttpConnector::new();
     http.set_nodelay(true);
-    http.set_connect_timeout(Some(config.connect_timeout));
+    http.set_connect_timeout(Some(connect_timeout));
     http.enforce_http(false);
-    let https = config.routes.all().iter().any(|(_, u)| u.is_https());
-    let roots = if https || config.upstream_ca.is_some() {
-        roots(config.upstream_ca.as_deref())?
+    let https = routes.all().iter().any(|(_, u)| u.is_https());
+    let roots = if https || upstream_ca.is_some() {
+        roots(upstream_ca)?
     } else {
         // No https upstream: no roots to load (the connector still refuses nothing it is not
         // asked for: every URL is http://).
@@ -61,7 +69,7 @@ pub(crate) fn connector(config: &ProxyConfig) -> Result<Connector, ProxyError> {
         .wrap_connector(http);
     Ok(Timed {
         inner,
-        timeout: config.connect_timeout,
+        timeout: connect_timeout,
     })
 }
 
@@ -129,19 +137,20 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::upstream::{Routes, Upstream};
+    use crate::upstream::Upstream;
 
     #[test]
     fn a_ca_file_must_hold_certificates() {
         let dir = tempfile::tempdir().unwrap();
         let empty = dir.path().join("empty.pem");
         std::fs::write(&empty, "not a certificate\n").unwrap();
-        let config = ProxyConfig::new(Routes::new(Upstream::parse("https://h").unwrap()));
-        let err = connector(&config.clone().upstream_ca(&empty)).unwrap_err();
+        let routes = Routes::new(Upstream::parse("https://h").unwrap());
+        let timeout = Duration::from_secs(1);
+        let err = connector(&routes, Some(&empty), timeout).unwrap_err();
         assert!(err.to_string().contains("no PEM certificate"), "{err}");
         let missing = dir.path().join("missing.pem");
-        let err = connector(&config.clone().upstream_ca(&missing)).unwrap_err();
+        let err = connector(&routes, Some(&missing), timeout).unwrap_err();
         assert!(err.to_string().contains("missing.pem"), "{err}");
-        assert!(connector(&config).is_ok());
+        assert!(connector(&routes, None, timeout).is_ok());
     }
 }
