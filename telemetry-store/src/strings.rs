@@ -9,7 +9,9 @@
 //! again in the table, whose `UNIQUE` index also gives a second process the same id.
 
 use std::collections::{HashMap, HashSet};
-use std::hash::{BuildHasher, RandomState};
+use std::hash::BuildHasher;
+
+use foldhash::fast::RandomState;
 
 use rusqlite::{Connection, OptionalExtension, params};
 use telemetry_core::{STRING_BY_ID_SQL, StoredValue};
@@ -26,10 +28,14 @@ const MAX_KNOWN: usize = 16_384;
 const MAX_SEEN: usize = 65_536;
 
 /// The writer's half: texts to ids, for the rows it inserts.
+///
+/// Hashed with foldhash, randomly seeded per map, rather than SipHash: a few times cheaper for a
+/// label (the writer looks up each new text of each row), and the maps are bounded, so texts
+/// chosen to collide could slow the writer only so much.
 #[derive(Debug, Default)]
 pub(crate) struct Interner {
-    known: HashMap<Box<str>, i64>,
-    seen: HashSet<u64>,
+    known: HashMap<Box<str>, i64, RandomState>,
+    seen: HashSet<u64, RandomState>,
     hasher: RandomState,
     /// Texts added to `known` in the transaction under way: forgotten if it rolls back.
     pending: Vec<Box<str>>,
