@@ -125,7 +125,11 @@ impl Conn {
         let probe = stop.clone();
         let mut stop = stop;
         let mut stopping = *probe.borrow();
+        // Polled once, to put this task's waker on the channel's list: it stays there (the
+        // task's waker does not change) and wakes the task at the change, which `probe` then
+        // reads with one atomic load. Polling it at every wait took the list's lock each time.
         let mut stopped = pin!(stop.changed());
+        let mut listening = false;
         let mut timer = pin!(tokio::time::sleep_until(Instant::now()));
         let mut armed = false;
         loop {
@@ -147,11 +151,13 @@ impl Conn {
                     {
                         return Poll::Ready(Wait::Read(read));
                     }
-                    if !stopping && stopped.as_mut().poll(cx).is_ready() {
-                        stopping = true;
-                        if self.buf.is_empty() {
-                            return Poll::Ready(Wait::Stop);
-                        }
+                    if !listening && !stopping {
+                        listening = true;
+                        stopping = stopped.as_mut().poll(cx).is_ready();
+                    }
+                    stopping |= probe.has_changed().unwrap_or(true);
+                    if stopping && self.buf.is_empty() {
+                        return Poll::Ready(Wait::Stop);
                     }
                     // Deadlines only grow: a timer still armed for an older one fires early and
                     // is pushed to this one then.
@@ -318,16 +324,16 @@ impl Conn {
         let (parts, body) = response.into_parts();
         let mut body = pin!(body);
         let status = parts.status;
-        let mut keep = keep
-            && status != StatusCode::SWITCHING_PROTOCOLS
-            && !parts
-                .headers
-                .get(header::CONNECTION)
-                .is_some_and(|v| codec::has_token(v, "close"));
-        let declared = parts
-            .headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| codec::parse_length(v.as_bytes()));
+        // One pass over the names (a handful) rather than a hash lookup for each of the two.
+        let (mut close, mut declared) = (false, None);
+        for (name, value) in &parts.headers {
+            if name == header::CONNECTION {
+                close |= codec::has_token(value, "close");
+            } else if name == header::CONTENT_LENGTH {
+                declared = codec::parse_length(value.as_bytes());
+            }
+        }
+        let mut keep = keep && !close && status != StatusCode::SWITCHING_PROTOCOLS;
         let bodiless = is_head
             || status.is_informational()
             || status == StatusCode::NO_CONTENT
