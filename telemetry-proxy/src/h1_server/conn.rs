@@ -131,7 +131,7 @@ impl Conn {
         let mut stopped = pin!(stop.changed());
         let mut listening = false;
         let mut timer = pin!(tokio::time::sleep_until(Instant::now()));
-        let mut armed = false;
+        let (mut armed, mut registered) = (false, false);
         loop {
             let mut deadline = None;
             let head = loop {
@@ -160,16 +160,27 @@ impl Conn {
                         return Poll::Ready(Wait::Stop);
                     }
                     // Deadlines only grow: a timer still armed for an older one fires early and
-                    // is pushed to this one then.
-                    if !armed || timer.is_elapsed() {
+                    // is pushed to this one then. Once polled, the timer holds this task's waker:
+                    // until it is reset, whether it fired is read without polling it again.
+                    if !armed {
                         timer.as_mut().reset(due);
-                        armed = true;
+                        (armed, registered) = (true, false);
                     }
-                    while timer.as_mut().poll(cx).is_ready() {
+                    loop {
+                        let fired = if registered {
+                            timer.is_elapsed()
+                        } else {
+                            timer.as_mut().poll(cx).is_ready()
+                        };
+                        if !fired {
+                            registered = true;
+                            break;
+                        }
                         if Instant::now() >= due {
                             return Poll::Ready(Wait::Timeout);
                         }
                         timer.as_mut().reset(due);
+                        registered = false;
                     }
                     Poll::Pending
                 })
@@ -826,6 +837,30 @@ mod tests {
             waited >= Duration::from_millis(250) && waited < Duration::from_secs(3),
             "{waited:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn the_header_timer_armed_for_an_earlier_head_does_not_cut_a_later_one() {
+        let server = server(Options {
+            header_timeout: Duration::from_millis(400),
+            ..OPTIONS
+        })
+        .await;
+        let mut s = connect(&server).await;
+        // The first wait arms the timer for now + 400 ms; each later wait is due later.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        for (i, pause) in [(1, 250), (2, 250), (3, 0)] {
+            s.write_all(format!("GET /{i} HTTP/1.1\r\n\r\n").as_bytes())
+                .await
+                .unwrap();
+            let (got, closed) = read_until(&mut s, |t| t.ends_with(&format!("GET /{i} "))).await;
+            assert!(!closed, "closed before request {i}: {got}");
+            tokio::time::sleep(Duration::from_millis(pause)).await;
+        }
+        // Idle past the timeout after the last one: closed then.
+        let started = std::time::Instant::now();
+        let (_, closed) = read_until(&mut s, |_| false).await;
+        assert!(closed && started.elapsed() >= Duration::from_millis(300));
     }
 
     #[tokio::test]
