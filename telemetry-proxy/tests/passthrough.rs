@@ -1,5 +1,6 @@
 //! Everything the client sends reaches the upstream, and everything the upstream answers
-//! reaches the client, byte for byte — blocking, streaming, error bodies, chunked uploads —
+//! reaches the client, byte for byte — blocking, streaming, error bodies, chunked uploads, a
+//! client at HTTP/1.1's edges (`100 Continue`, pipelining, HTTP/1.0) —
 //! minus only the hop-by-hop headers.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -273,5 +274,78 @@ async fn other_paths_are_forwarded_too() {
         0,
         "only completion POSTs are calls"
     );
+    proxy.shutdown().await;
+}
+
+/// Reads from `s` until `done` holds for what came (or 5 s pass, or the connection closes).
+async fn read_until(s: &mut tokio::net::TcpStream, done: impl Fn(&str) -> bool) -> (String, bool) {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return true,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+            if done(&String::from_utf8_lossy(&got)) {
+                return false;
+            }
+        }
+    })
+    .await
+    .unwrap_or(false);
+    (String::from_utf8_lossy(&got).into_owned(), closed)
+}
+
+/// A client at HTTP/1.1's edges: a body sent only after the proxy's `100 Continue`, two
+/// requests pipelined in one write, an HTTP/1.0 request. Each is answered, in order, on its
+/// connection, and each completion is recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn continue_pipelined_and_http10_requests_are_answered_and_recorded() {
+    use tokio::io::AsyncWriteExt;
+    let upstream =
+        FakeServer::start(|_| Reply::json(200, chat_completion("smollm2", 9, 4))).unwrap();
+    let (proxy, records) = common::recording_proxy(&upstream.url(), |t| t).await;
+    let head = |version: &str, extra: &str| {
+        format!(
+            "POST /v1/chat/completions {version}\r\nHost: t\r\nContent-Type: application/json\r\n{extra}Content-Length: {}\r\n\r\n",
+            REQUEST.len()
+        )
+    };
+    let answers = |t: &str| t.matches("\"object\":\"chat.completion\"").count();
+
+    let mut s = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    s.write_all(head("HTTP/1.1", "Expect: 100-continue\r\n").as_bytes())
+        .await
+        .unwrap();
+    let (got, _) = read_until(&mut s, |t| t.ends_with("\r\n\r\n")).await;
+    assert_eq!(got, "HTTP/1.1 100 Continue\r\n\r\n");
+    s.write_all(REQUEST.as_bytes()).await.unwrap();
+    let (got, closed) = read_until(&mut s, |t| answers(t) == 1).await;
+    assert!(got.starts_with("HTTP/1.1 200 OK\r\n") && !closed, "{got}");
+
+    let two = [head("HTTP/1.1", ""), REQUEST.to_owned()]
+        .concat()
+        .repeat(2);
+    s.write_all(two.as_bytes()).await.unwrap();
+    let (got, closed) = read_until(&mut s, |t| answers(t) == 2).await;
+    assert_eq!(got.matches("HTTP/1.1 200 OK\r\n").count(), 2, "{got}");
+    assert!(!closed);
+
+    let mut s = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    s.write_all(
+        [head("HTTP/1.0", ""), REQUEST.to_owned()]
+            .concat()
+            .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let (got, closed) = read_until(&mut s, |_| false).await;
+    assert!(got.starts_with("HTTP/1.1 200 OK\r\n"), "{got}");
+    assert!(got.contains("connection: close\r\n") && answers(&got) == 1 && closed);
+
+    common::eventually("four records", || common::records(&records).len() == 4).await;
+    assert_eq!(upstream.request_count(), 4);
     proxy.shutdown().await;
 }
