@@ -224,8 +224,8 @@ async fn forward(shared: &Shared, request: Request<RequestBody>) -> Response<Res
         }
         _ => response,
     };
+    // The head comes without its hop-by-hop headers (h1.rs).
     let (mut parts, inner) = response.into_parts();
-    hop::strip(&mut parts.headers);
     let mut decoder = None;
     let mut charge = None;
     let mut filter = None;

@@ -7,7 +7,8 @@
 //!   write, the rest as they come, framed as the client framed them (its `Content-Length`, else
 //!   chunked; a body known whole gets its length).
 //! - Reading: the response head is parsed with `httparse` in the read buffer, its header values
-//!   kept as slices of it (no copies); interim `1xx` responses are skipped. The body's framing
+//!   kept as slices of it (no copies), its hop-by-hop headers read (framing, keep-alive) and
+//!   left out; interim `1xx` responses are skipped. The body's framing
 //!   follows RFC 9112 §6.3 ([`Framing`]): none for `HEAD`, `204`, `304`; chunked; a length; else
 //!   to the connection's close (not reused). [`BodyDecoder`] takes each piece of a body as a
 //!   slice of the read buffer, and looks past a piece for the body's end, so that the last
@@ -24,6 +25,8 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Version, request};
 use hyper::body::Body;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+
+use crate::hop;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -153,7 +156,8 @@ enum Parsed {
 }
 
 /// Parses the response head at the start of `buf`, taking it (and the interim `1xx` responses
-/// before it) out of `buf`. `Ok(None)`: the head is not complete yet.
+/// before it) out of `buf`. `Ok(None)`: the head is not complete yet. The head's headers are
+/// those of the response but the hop-by-hop ones (`hop.rs`), which describe this connection.
 pub(crate) fn parse_head(
     buf: &mut BytesMut,
     head_request: bool,
@@ -257,6 +261,7 @@ fn finish_head(
     let mut chunked = false;
     let mut close = false;
     let mut keep_alive = false;
+    let mut names_more = false;
     for span in &spans[..count] {
         let name = &head[span.name.0 as usize..span.name.1 as usize];
         let value = &head[span.value.0 as usize..span.value.1 as usize];
@@ -278,9 +283,19 @@ fn finish_head(
         } else if name == header::CONNECTION {
             for token in value.split(|&b| b == b',') {
                 let token = token.trim_ascii();
-                close |= token.eq_ignore_ascii_case(b"close");
-                keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
+                let (c, k) = (
+                    token.eq_ignore_ascii_case(b"close"),
+                    token.eq_ignore_ascii_case(b"keep-alive"),
+                );
+                close |= c;
+                keep_alive |= k;
+                names_more |= !(c || k || token.is_empty());
             }
+        }
+        // Hop-by-hop headers describe this connection: they are not kept (those a
+        // `Connection` header names beyond these are taken out below).
+        if hop::is_always(&name) && !(names_more && name == header::CONNECTION) {
+            continue;
         }
         let value = HeaderValue::from_maybe_shared(
             head.slice(span.value.0 as usize..span.value.1 as usize),
@@ -288,12 +303,17 @@ fn finish_head(
         .map_err(|_| ParseError::HeaderValue(name.clone()))?;
         headers.append(name, value);
     }
+    if names_more {
+        hop::strip(&mut headers);
+    }
     let framing =
         if head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
             Framing::Empty
         } else if transfer_encoding {
             // A length beside a transfer coding is ignored (RFC 9112 §6.3): it goes too.
-            headers.remove(header::CONTENT_LENGTH);
+            if length.is_some() {
+                headers.remove(header::CONTENT_LENGTH);
+            }
             if chunked {
                 Framing::Chunked
             } else {
@@ -898,6 +918,7 @@ mod tests {
         assert_eq!(h.framing, Framing::Length(5));
         assert!(h.keep_alive);
         assert_eq!(h.headers["content-type"], "application/json");
+        assert_eq!(h.headers.len(), 4);
         let all: Vec<_> = h.headers.get_all("x-a").iter().collect();
         assert_eq!(all, ["1", "2"]);
         assert_eq!(&b[..], b"hello", "the body stays in the buffer");
@@ -970,6 +991,27 @@ mod tests {
             ),
             Some((Framing::Length(3), true))
         );
+    }
+
+    #[test]
+    fn hop_by_hop_headers_are_read_and_left_out() {
+        let h = head(b"HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nTransfer-Encoding: chunked\r\nServer: x\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(h.framing, Framing::Chunked);
+        assert!(h.keep_alive);
+        assert_eq!(
+            h.headers.keys().map(HeaderName::as_str).collect::<Vec<_>>(),
+            ["server"]
+        );
+        // The names a Connection header lists go too.
+        let h = head(b"HTTP/1.1 200 OK\r\nConnection: close, X-Hop\r\nX-Hop: 1\r\nX-End: 2\r\nContent-Length: 0\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(!h.keep_alive);
+        let mut names: Vec<_> = h.headers.keys().map(HeaderName::as_str).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["content-length", "x-end"]);
     }
 
     #[test]

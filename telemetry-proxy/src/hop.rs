@@ -40,6 +40,11 @@ fn always_index(name: &str) -> Option<usize> {
     })
 }
 
+/// Whether `name` is always hop-by-hop (not counting the names a `Connection` header lists).
+pub(crate) fn is_always(name: &HeaderName) -> bool {
+    always_index(name.as_str()).is_some()
+}
+
 /// Removes the hop-by-hop headers: the fixed list and any header the `Connection` header names.
 ///
 /// One pass over the message's names (a handful) finds the hop-by-hop ones present, and only
