@@ -5,6 +5,7 @@
 //! (TCP and handshake) has the configured connect timeout.
 
 use std::future::Future;
+use std::io;
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -12,28 +13,60 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::Uri;
-use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioIo;
+use http::uri::Scheme;
 use rustls::RootCertStore;
-use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
 
 use crate::error::ProxyError;
 use crate::upstream::Routes;
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// The connector of the proxy's pools: TCP (no Nagle delay), and TLS for `https://` URIs, the
+/// whole within the connect timeout.
+#[derive(Clone)]
+pub(crate) struct Connector {
+    tls: TlsConnector,
+    timeout: Duration,
+}
 
-/// The connector of the proxy's pooled client.
-pub(crate) type Connector = Timed<HttpsConnector<HttpConnector>>;
+impl std::fmt::Debug for Connector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connector")
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
 
-/// A connection it makes (TCP or TLS), with tokio's IO traits.
-pub(crate) type Io = <Connector as tower_service::Service<Uri>>::Response;
+/// A connection to an upstream: TCP, or TLS over TCP (boxed: rustls' state is large).
+#[derive(Debug)]
+pub(crate) enum Io {
+    Tcp(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
 
-/// A connection to an upstream was not made within the connect timeout.
+/// Why no connection to an upstream was made.
 #[derive(Debug, thiserror::Error)]
-#[error("no connection within {0:?}")]
-pub(crate) struct ConnectTimeout(Duration);
+pub(crate) enum ConnectError {
+    /// The URI has no host (the pools' URIs always have one).
+    #[error("no host in {0}")]
+    NoHost(Uri),
+    /// TCP: the name did not resolve, or the connection was refused or failed.
+    #[error("tcp connect error")]
+    Tcp(#[source] io::Error),
+    /// The host cannot be a TLS server name.
+    #[error("{0:?} is not a valid TLS server name")]
+    ServerName(String),
+    /// The TLS handshake failed (the certificate not trusted, or not for this name, ...).
+    #[error("TLS handshake failed")]
+    Tls(#[source] io::Error),
+    /// A connection to an upstream was not made within the connect timeout.
+    #[error("no connection within {0:?}")]
+    Timeout(Duration),
+}
 
 /// Builds the connector for the upstreams of `routes`: the CA certificates of `upstream_ca`
 /// trusted besides the system's, every connection made within `connect_timeout` (the settings of
@@ -44,33 +77,133 @@ pub(crate) fn connector(
     upstream_ca: Option<&Path>,
     connect_timeout: Duration,
 ) -> Result<Connector, ProxyError> {
-    let mut http = HttpConnector::new();
-    http.set_nodelay(true);
-    http.set_connect_timeout(Some(connect_timeout));
-    http.enforce_http(false);
     let https = routes.all().iter().any(|(_, u)| u.is_https());
     let roots = if https || upstream_ca.is_some() {
         roots(upstream_ca)?
     } else {
-        // No https upstream: no roots to load (the connector still refuses nothing it is not
-        // asked for: every URL is http://).
+        // No https upstream: no roots to load (no TLS connection is ever made).
         RootCertStore::empty()
     };
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| ProxyError::Tls(e.to_string()))?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    let inner = HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(http);
-    Ok(Timed {
-        inner,
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Connector {
+        tls: TlsConnector::from(Arc::new(tls)),
         timeout: connect_timeout,
     })
+}
+
+impl Connector {
+    async fn connect(self, uri: Uri) -> Result<Io, ConnectError> {
+        let https = uri.scheme() == Some(&Scheme::HTTPS);
+        let Some(host) = uri.host() else {
+            return Err(ConnectError::NoHost(uri));
+        };
+        // An IPv6 literal keeps its brackets in `host()`.
+        let host = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
+        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+        let tcp = TcpStream::connect((host, port))
+            .await
+            .map_err(ConnectError::Tcp)?;
+        tcp.set_nodelay(true).map_err(ConnectError::Tcp)?;
+        if !https {
+            return Ok(Io::Tcp(tcp));
+        }
+        let name = ServerName::try_from(host.to_owned())
+            .map_err(|_| ConnectError::ServerName(host.to_owned()))?;
+        let tls = self
+            .tls
+            .connect(name, tcp)
+            .await
+            .map_err(ConnectError::Tls)?;
+        Ok(Io::Tls(Box::new(tls)))
+    }
+}
+
+impl tower_service::Service<Uri> for Connector {
+    type Response = Io;
+    type Error = ConnectError;
+    type Future = Pin<Box<dyn Future<Output = Result<Io, ConnectError>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), ConnectError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let connector = self.clone();
+        let timeout = self.timeout;
+        Box::pin(async move {
+            match tokio::time::timeout(timeout, connector.connect(uri)).await {
+                Ok(connected) => connected,
+                Err(_) => Err(ConnectError::Timeout(timeout)),
+            }
+        })
+    }
+}
+
+impl AsyncRead for Io {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Io::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            Io::Tls(s) => Pin::new(&mut **s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Io {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Io::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            Io::Tls(s) => Pin::new(&mut **s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Io::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Io::Tls(s) => Pin::new(&mut **s).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Io::Tcp(s) => s.is_write_vectored(),
+            Io::Tls(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Io::Tcp(s) => Pin::new(s).poll_flush(cx),
+            Io::Tls(s) => Pin::new(&mut **s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Io::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            Io::Tls(s) => Pin::new(&mut **s).poll_shutdown(cx),
+        }
+    }
 }
 
 /// The system's CA certificates (webpki-roots' when the system has none), plus `extra`'s.
@@ -98,40 +231,6 @@ fn roots(extra: Option<&Path>) -> Result<RootCertStore, ProxyError> {
         }
     }
     Ok(roots)
-}
-
-/// A connector whose connections (TCP and TLS handshake) must be made within `timeout`.
-#[derive(Debug, Clone)]
-pub(crate) struct Timed<C> {
-    inner: C,
-    timeout: Duration,
-}
-
-impl<C> tower_service::Service<Uri> for Timed<C>
-where
-    C: tower_service::Service<Uri>,
-    C::Error: Into<BoxError>,
-    C::Future: Send + 'static,
-    C::Response: 'static,
-{
-    type Response = TokioIo<C::Response>;
-    type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<TokioIo<C::Response>, BoxError>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        self.inner.poll_ready(cx).map_err(Into::into)
-    }
-
-    fn call(&mut self, uri: Uri) -> Self::Future {
-        let connecting = self.inner.call(uri);
-        let timeout = self.timeout;
-        Box::pin(async move {
-            match tokio::time::timeout(timeout, connecting).await {
-                Ok(connected) => connected.map(TokioIo::new).map_err(Into::into),
-                Err(_) => Err(Box::new(ConnectTimeout(timeout)) as BoxError),
-            }
-        })
-    }
 }
 
 #[cfg(test)]
