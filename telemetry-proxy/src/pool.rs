@@ -312,3 +312,156 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Body for UpstreamBody<I> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::net::SocketAddr;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use http_body_util::{BodyExt, Full};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    use super::*;
+
+    /// Connects to the URI's port on loopback.
+    #[derive(Clone)]
+    struct Tcp;
+
+    impl Service<Uri> for Tcp {
+        type Response = TcpStream;
+        type Error = std::io::Error;
+        type Future = Pin<Box<dyn Future<Output = std::io::Result<TcpStream>> + Send>>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, uri: Uri) -> Self::Future {
+            let port = uri.port_u16().unwrap_or(80);
+            Box::pin(TcpStream::connect(("127.0.0.1", port)))
+        }
+    }
+
+    /// What an upstream does with the `n`th request of a connection (from 1).
+    #[derive(Clone, Copy)]
+    enum Then {
+        Answer,
+        /// Answers, then closes the connection.
+        AnswerAndClose,
+        /// Closes the connection without answering.
+        Close,
+    }
+
+    /// An upstream on loopback: each connection's requests are read and dealt with by `plan`
+    /// (connection number from 0, request number from 1); counts its connections.
+    async fn upstream(plan: fn(usize, usize) -> Then) -> (SocketAddr, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let conns = Arc::new(AtomicUsize::new(0));
+        let count = Arc::clone(&conns);
+        tokio::spawn(async move {
+            while let Ok((mut tcp, _)) = listener.accept().await {
+                let conn = count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut n = 0;
+                    loop {
+                        let mut piece = [0u8; 1024];
+                        match tcp.read(&mut piece).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(got) => buf.extend_from_slice(&piece[..got]),
+                        }
+                        // Every request of the tests is a head and a 2-byte body.
+                        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            if buf.len() < end + 6 {
+                                break;
+                            }
+                            buf.drain(..end + 6);
+                            n += 1;
+                            let answer =
+                                format!("HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nc{conn}r{n}");
+                            match plan(conn, n) {
+                                Then::Answer => tcp.write_all(answer.as_bytes()).await.unwrap(),
+                                Then::AnswerAndClose => {
+                                    tcp.write_all(answer.as_bytes()).await.unwrap();
+                                    return;
+                                }
+                                Then::Close => return,
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        (addr, conns)
+    }
+
+    fn pool_to(addr: SocketAddr) -> Pool<Tcp> {
+        let upstream = Arc::new(Upstream::parse(&format!("http://{addr}")).unwrap());
+        Pool::new(&upstream, Tcp, Duration::from_secs(5))
+    }
+
+    /// Sends a request with a 2-byte body; the response's body as text.
+    async fn call(pool: &Pool<Tcp>) -> Result<String, UpstreamError> {
+        let request = Request::post("/v1/x")
+            .header(http::header::HOST, pool.host().clone())
+            .body(Full::new(Bytes::from_static(b"{}")))
+            .unwrap();
+        let response = pool.send(request).await?;
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        Ok(String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_connection_serves_again_once_its_body_has_ended() {
+        let (addr, conns) = upstream(|_, _| Then::Answer).await;
+        let pool = pool_to(addr);
+        assert_eq!(call(&pool).await.unwrap(), "c0r1");
+        assert_eq!(call(&pool).await.unwrap(), "c0r2");
+        assert_eq!(conns.load(Ordering::SeqCst), 1);
+        // A body dropped before its end closes its connection.
+        let request = Request::post("/").body(Full::new(Bytes::from_static(b"{}")));
+        let response = pool.send(request.unwrap()).await.unwrap();
+        assert!(!response.body().is_end_stream());
+        drop(response);
+        assert_eq!(call(&pool).await.unwrap(), "c1r1");
+    }
+
+    #[tokio::test]
+    async fn an_idle_connection_the_upstream_closed_is_not_used() {
+        let (addr, conns) = upstream(|_, _| Then::AnswerAndClose).await;
+        let pool = pool_to(addr);
+        assert_eq!(call(&pool).await.unwrap(), "c0r1");
+        // The close reaches the proxy's side before the next request takes a connection.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(call(&pool).await.unwrap(), "c1r1");
+        assert_eq!(conns.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_request_whose_reused_connection_closes_before_any_answer_goes_again() {
+        // The first connection answers its first request and closes under the second: the
+        // second is sent again, once, on a new connection.
+        let (addr, conns) = upstream(|conn, n| match (conn, n) {
+            (0, 1) => Then::Answer,
+            (0, _) => Then::Close,
+            _ => Then::Answer,
+        })
+        .await;
+        let pool = pool_to(addr);
+        assert_eq!(call(&pool).await.unwrap(), "c0r1");
+        assert_eq!(call(&pool).await.unwrap(), "c1r1");
+        assert_eq!(conns.load(Ordering::SeqCst), 2);
+        // A new connection that closes without an answer is an error, not sent again.
+        let (addr, conns) = upstream(|_, _| Then::Close).await;
+        let pool = pool_to(addr);
+        let e = call(&pool).await.unwrap_err();
+        assert!(
+            matches!(e, UpstreamError::Request(ConnError::ClosedBeforeHead)),
+            "{e:?}"
+        );
+        assert_eq!(conns.load(Ordering::SeqCst), 1);
+    }
+}
