@@ -10,8 +10,11 @@
 //!   headers (`Connection` and the headers it names, `Keep-Alive`, `TE`, `Trailer`,
 //!   `Transfer-Encoding`, `Upgrade`, `Proxy-*`, `Expect`), `Host` (set from the upstream URL)
 //!   and [`AGENT_HEADER`] (read as the call's agent). API keys (`Authorization`, `x-api-key`,
-//!   `api-key`) are forwarded and never stored, logged or shown. HTTP/1.1 from clients; to
-//!   upstreams HTTP/1.1, over TLS for `https://` ones (rustls with the ring provider, SNI and
+//!   `api-key`) are forwarded and never stored, logged or shown. HTTP/1.1 from clients (the
+//!   proxy's own server: keep-alive, pipelined requests answered in order, `Expect:
+//!   100-continue`, chunked uploads; a request head due within 30 s and at most 64 KiB, else
+//!   `431`; a malformed head answered `400` and closed; HTTP/1.0 clients answered without
+//!   chunks); to upstreams HTTP/1.1, over TLS for `https://` ones (rustls with the ring provider, SNI and
 //!   certificate checks always on, the system's roots else webpki-roots', plus a private CA
 //!   with [`ProxyConfig::upstream_ca`]).
 //! - Exact tokens for every stream: a Chat Completions or Completions stream whose request does
