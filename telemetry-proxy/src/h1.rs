@@ -19,6 +19,7 @@ use std::future::{Future, poll_fn};
 use std::io::{self, IoSlice};
 use std::pin::{Pin, pin};
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -887,13 +888,45 @@ where
     let first = std::mem::take(&mut out.pieces);
     let written = conn.write_all(&first).await;
     out.pieces = first;
-    written.map_err(|e| again(e, whole))?;
-    if !whole {
-        conn.write_rest(out, body).await.map_err(|e| (e, false))?;
+    if let Err(e) = written {
+        return early_answer(conn, head_request, e)
+            .await
+            .map_err(|e| again(e, whole));
+    }
+    if !whole && let Err(e) = conn.write_rest(out, body).await {
+        return early_answer(conn, head_request, e)
+            .await
+            .map_err(|e| (e, false));
     }
     conn.read_head(head_request)
         .await
         .map_err(|e| again(e, whole))
+}
+
+/// How long a request whose sending failed waits for an answer the upstream gave before it
+/// stopped reading (a `413` to a body too large, say): such an answer has already arrived.
+const EARLY_ANSWER_WAIT: Duration = Duration::from_millis(200);
+
+/// The answer the upstream sent before it stopped reading the request, if the request could
+/// not be written for that (the connection is not reused after it); else the error.
+async fn early_answer<I>(
+    conn: &mut Conn<I>,
+    head_request: bool,
+    e: ConnError,
+) -> Result<Head, ConnError>
+where
+    I: AsyncRead + AsyncWrite + Unpin,
+{
+    if !matches!(e, ConnError::Write(_)) {
+        return Err(e);
+    }
+    match tokio::time::timeout(EARLY_ANSWER_WAIT, conn.read_head(head_request)).await {
+        Ok(Ok(mut head)) => {
+            head.keep_alive = false;
+            Ok(head)
+        }
+        _ => Err(e),
+    }
 }
 
 #[cfg(test)]

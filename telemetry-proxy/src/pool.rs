@@ -15,7 +15,10 @@
 //! connection the upstream has closed is seen when taken (a read that does not wait) and
 //! dropped; one that turns out closed under a request before any byte of the response (the
 //! close was on its way) has the request sent again on a new connection, when the request was
-//! written whole at once (it is kept until its response begins).
+//! written whole at once (it is kept until its response begins). A request the upstream stops
+//! reading after answering it (a `413` before the body) gets that answer, as hyper's client gave
+//! it: when the writing fails, a response head already come is read (the connection is then
+//! not reused).
 //!
 //! Nothing is hashed, spawned or sent between tasks per request on this path (hyper-util's
 //! pooled client hashed its pool key twice, allocated a checkout and spawned a task per request
@@ -427,6 +430,37 @@ mod tests {
         assert!(!response.body().is_end_stream());
         drop(response);
         assert_eq!(call(&pool).await.unwrap(), "c1r1");
+    }
+
+    #[tokio::test]
+    async fn an_answer_the_upstream_gives_before_reading_the_body_is_the_response() {
+        // Like nginx with a body over its client_max_body_size: a 413 once the head is read,
+        // and the connection closed without reading the body.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut tcp, _)) = listener.accept().await {
+                let mut buf = Vec::new();
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let mut piece = [0u8; 1024];
+                    match tcp.read(&mut piece).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(got) => buf.extend_from_slice(&piece[..got]),
+                    }
+                }
+                let answer = b"HTTP/1.1 413 Payload Too Large\r\nconnection: close\r\ncontent-length: 3\r\n\r\nbig";
+                let _ = tcp.write_all(answer).await;
+                drop(tcp);
+            }
+        });
+        let pool = pool_to(addr);
+        let body = Bytes::from(vec![b'x'; 32 << 20]);
+        let request = Request::post("/v1/x").body(Full::new(body)).unwrap();
+        let response = pool.send(request).await.unwrap();
+        assert_eq!(response.status(), http::StatusCode::PAYLOAD_TOO_LARGE);
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"big");
+        assert!(pool.idle.checkout().is_none(), "not reused");
     }
 
     #[tokio::test]
