@@ -1,12 +1,15 @@
 //! SSE parsing throughput (target ≥ 500 MB/s) and the cost of decoding and observing each chunk,
-//! over a llama.cpp-shaped stream of 1 000 chunks fed in 4 KiB and 1 KiB reads; and what a
+//! over a llama.cpp-shaped stream of 1 000 chunks fed in 4 KiB and 1 KiB reads; what a
 //! recorder pays per event of each API's stream (`api_stream`: `ApiStream`, as the proxy reads
-//! them), over llama.cpp-shaped Chat, Responses and Messages streams of 1 000 output events.
+//! them), over llama.cpp-shaped Chat, Responses and Messages streams of 1 000 output events;
+//! and per whole answer (`api_body`: `read_body`, 1 000 llama.cpp-shaped answers of each API).
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
-use telemetry_openai::protocol::{Api, ApiStream, Observed, SseEvent, SseParser, StreamObserver};
+use telemetry_openai::protocol::{
+    Api, ApiStream, Observed, SseEvent, SseParser, StreamObserver, read_body,
+};
 
 /// A stream as llama.cpp sends it: a role chunk, 1 000 one-token chunks, a finish chunk with
 /// timings, a usage chunk and `[DONE]`.
@@ -127,6 +130,32 @@ fn api_stream(c: &mut Criterion) {
     group.finish();
 }
 
+/// `read_body` over each API's whole answer, per answer (llama.cpp's, as the proxy's bench
+/// upstream and the sdk helper's capture have them).
+fn api_body(c: &mut Criterion) {
+    let chat = br#"{"id":"chatcmpl-fake","object":"chat.completion","created":1764000000,"model":"bench","choices":[{"index":0,"finish_reason":"stop","message":{"role":"assistant","content":"Hello! How can I help you today?"}}],"usage":{"prompt_tokens":9,"completion_tokens":16,"total_tokens":25},"timings":{"prompt_n":9,"prompt_ms":12.5,"predicted_n":16,"predicted_ms":40.0,"cache_n":0}}"#;
+    let responses = br#"{"completed_at":1764000001,"created_at":1764000000,"id":"resp_VrWBRl9q6ACnqDJThlvc8qyq7DqdzWnQ","model":"smollm2-135m","object":"response","output":[{"content":[{"type":"output_text","annotations":[],"text":"Hello! How can I help you today?"}],"id":"msg_vzPGYn98XxAoYfiRPzTW9Z5QwA87VVyx","role":"assistant","status":"completed","type":"message"}],"status":"completed","usage":{"input_tokens":33,"output_tokens":5,"total_tokens":38,"input_tokens_details":{"cached_tokens":32}}}"#;
+    let messages = br#"{"id":"chatcmpl-DSX3fZ53oYfPN9tbWtZfaYBSckqwZJYz","type":"message","role":"assistant","content":[{"type":"text","text":"Hello! How can I help you today?"}],"model":"smollm2-135m","stop_reason":"max_tokens","stop_sequence":null,"usage":{"cache_read_input_tokens":32,"input_tokens":1,"output_tokens":5}}"#;
+    let mut group = c.benchmark_group("api_body");
+    group.throughput(Throughput::Elements(1000));
+    for (name, api, body) in [
+        ("chat", Api::ChatCompletions, &chat[..]),
+        ("responses", Api::Responses, &responses[..]),
+        ("messages", Api::Messages, &messages[..]),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                for _ in 0..1000 {
+                    let (report, model) = read_body(api, black_box(body)).unwrap();
+                    assert!(report.usage.is_some() && model.is_some());
+                    black_box((report, model));
+                }
+            });
+        });
+    }
+    group.finish();
+}
+
 fn parse(c: &mut Criterion) {
     let body = llama_stream(1000);
     let mut group = c.benchmark_group("sse_parse");
@@ -177,5 +206,5 @@ fn parse(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, parse, api_stream);
+criterion_group!(benches, parse, api_stream, api_body);
 criterion_main!(benches);

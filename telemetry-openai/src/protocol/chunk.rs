@@ -550,7 +550,9 @@ fn scan_tool_call(s: &mut Scanner<'_>) -> Option<bool> {
 
 /// A `usage` object ([`ApiUsage`]; its unknown fields are skipped, checked as its flattened
 /// map would read them).
-pub(crate) fn scan_usage(s: &mut Scanner<'_>) -> Option<ScannedUsage> {
+pub(crate) fn scan_usage(outer: &mut Scanner<'_>) -> Option<ScannedUsage> {
+    // A copy that stays in registers (this reader is out of line).
+    let s = &mut outer.clone();
     let mut keys = Keys::default();
     let mut usage = ScannedUsage::default();
     s.object(|s, key| {
@@ -579,10 +581,12 @@ pub(crate) fn scan_usage(s: &mut Scanner<'_>) -> Option<ScannedUsage> {
         }
         Some(())
     })?;
+    outer.jump(s.pos());
     Some(usage)
 }
 
 /// A details object: its count `name` (the rest skipped as a flattened map reads it).
+#[inline(always)]
 fn scan_detail(s: &mut Scanner<'_>, name: &[u8]) -> Option<Option<u64>> {
     let mut keys = Keys::default();
     let mut count = None;
@@ -598,7 +602,9 @@ fn scan_detail(s: &mut Scanner<'_>, name: &[u8]) -> Option<Option<u64>> {
 }
 
 /// llama.cpp's `timings` ([`ServerTimings`]).
-pub(crate) fn scan_timings(s: &mut Scanner<'_>) -> Option<ScannedTimings> {
+pub(crate) fn scan_timings(outer: &mut Scanner<'_>) -> Option<ScannedTimings> {
+    // A copy that stays in registers (this reader is out of line).
+    let s = &mut outer.clone();
     let mut keys = Keys::default();
     let mut t = ScannedTimings::default();
     s.object(|s, key| {
@@ -627,5 +633,6 @@ pub(crate) fn scan_timings(s: &mut Scanner<'_>) -> Option<ScannedTimings> {
         }
         Some(())
     })?;
+    outer.jump(s.pos());
     Some(t)
 }

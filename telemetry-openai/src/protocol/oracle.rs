@@ -8,7 +8,7 @@ use proptest::prelude::*;
 
 use crate::protocol::chunk::{ChunkMemo, decode_chunk, scan_chunk, scan_chunk_with};
 use crate::protocol::usage::{ApiUsage, ServerTimings};
-use crate::protocol::{SseEvent, SseParser, messages, model_of, responses};
+use crate::protocol::{SseEvent, SseParser, messages, model_of, responses, whole};
 
 /// A small deterministic generator (xorshift*), seeded by proptest, with a level of noise:
 /// how often a value has the wrong type, a key comes twice, a string a broken escape, an event
@@ -195,36 +195,73 @@ fn chat_chunk(rng: &mut Rng) -> J {
             ("model", text),
             ("created", num),
             ("choices", |r| array(r, choice)),
-            ("usage", |r| {
-                object(
-                    r,
-                    &[
-                        ("prompt_tokens", num),
-                        ("completion_tokens", num),
-                        ("total_tokens", num),
-                        ("prompt_tokens_details", |r| {
-                            object(r, &[("cached_tokens", num), ("audio_tokens", num)])
-                        }),
-                        ("completion_tokens_details", |r| {
-                            object(r, &[("reasoning_tokens", num)])
-                        }),
-                    ],
-                )
-            }),
-            ("timings", |r| {
-                object(
-                    r,
-                    &[
-                        ("cache_n", num),
-                        ("prompt_n", num),
-                        ("prompt_ms", num),
-                        ("predicted_n", num),
-                        ("predicted_ms", num),
-                        ("prompt_per_second", num),
-                    ],
-                )
-            }),
+            ("usage", chat_usage),
+            ("timings", timings),
             ("error", |r| if r.noisy() { any(r, 1) } else { J::Null }),
+        ],
+    )
+}
+
+fn chat_usage(rng: &mut Rng) -> J {
+    object(
+        rng,
+        &[
+            ("prompt_tokens", num),
+            ("completion_tokens", num),
+            ("total_tokens", num),
+            ("prompt_tokens_details", |r| {
+                object(r, &[("cached_tokens", num), ("audio_tokens", num)])
+            }),
+            ("completion_tokens_details", |r| {
+                object(r, &[("reasoning_tokens", num)])
+            }),
+        ],
+    )
+}
+
+fn timings(rng: &mut Rng) -> J {
+    object(
+        rng,
+        &[
+            ("cache_n", num),
+            ("prompt_n", num),
+            ("prompt_ms", num),
+            ("predicted_n", num),
+            ("predicted_ms", num),
+            ("prompt_per_second", num),
+        ],
+    )
+}
+
+/// A whole Chat Completions answer (llama.cpp's, OpenAI's, Ollama's counts), its model now
+/// and then given twice.
+fn chat_body(rng: &mut Rng) -> J {
+    let mut body = chat_body_once(rng);
+    if rng.chance(10)
+        && let J::Obj(members) = &mut body
+    {
+        let at = rng.below(members.len() + 1);
+        members.insert(at, ("model".to_owned(), text(rng)));
+    }
+    body
+}
+
+fn chat_body_once(rng: &mut Rng) -> J {
+    object(
+        rng,
+        &[
+            ("id", text),
+            ("object", text),
+            ("created", num),
+            ("model", |r| if r.chance(80) { text(r) } else { any(r, 2) }),
+            ("choices", |r| any(r, 3)),
+            ("usage", chat_usage),
+            ("timings", timings),
+            ("prompt_eval_count", num),
+            ("eval_count", num),
+            ("prompt_eval_duration", num),
+            ("eval_duration", num),
+            ("system_fingerprint", text),
         ],
     )
 }
@@ -586,6 +623,16 @@ fn agree_with_memo(events: &[Vec<u8>]) -> Result<u64, TestCaseError> {
     Ok(memo.reused)
 }
 
+/// Checks one whole Chat body; whether the scanner read it.
+fn agree_chat_body(body: &[u8]) -> Result<bool, TestCaseError> {
+    let Some(fast) = whole::scan_chat_body(body) else {
+        return Ok(false);
+    };
+    let serde = whole::read_chat_body_serde(body);
+    prop_assert_eq!(Ok(fast), serde, "{}", String::from_utf8_lossy(body));
+    Ok(true)
+}
+
 fn agree_messages(data: &[u8]) -> Result<bool, TestCaseError> {
     let Some(fast) = messages::scan_event(data) else {
         return Ok(false);
@@ -618,6 +665,11 @@ proptest! {
     }
 
     #[test]
+    fn chat_bodies_scan_as_serde_reads_them(seed in 1u64..) {
+        agree_chat_body(&event(&mut Rng::new(seed), chat_body))?;
+    }
+
+    #[test]
     fn messages_events_scan_as_serde_reads_them(seed in 1u64..) {
         agree_messages(&event(&mut Rng::new(seed), messages_event))?;
     }
@@ -644,6 +696,11 @@ fn the_scanners_read_most_generated_events() -> Result<(), TestCaseError> {
         taken.iter().all(|&n| n > 300),
         "fast path taken {taken:?} of 2000"
     );
+    let mut bodies = 0;
+    for seed in 1..=2000 {
+        bodies += usize::from(agree_chat_body(&event(&mut Rng::new(seed), chat_body))?);
+    }
+    assert!(bodies > 300, "whole bodies scanned {bodies} of 2000");
     let mut reused = 0;
     for seed in 1..=500 {
         reused += agree_with_memo(&chunk_stream(&mut Rng::new(seed)))?;

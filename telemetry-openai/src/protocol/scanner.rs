@@ -187,6 +187,7 @@ impl Keys {
 }
 
 /// A cursor over one JSON document (one stream event's data).
+#[derive(Clone)]
 pub(crate) struct Scanner<'a> {
     bytes: &'a [u8],
     pos: usize,
@@ -341,6 +342,12 @@ impl<'a> Scanner<'a> {
         Some(self.pos)
     }
 
+    /// The first byte of the next value (after whitespace), not taken.
+    #[inline(always)]
+    pub fn peek_value(&mut self) -> Option<u8> {
+        self.peek()
+    }
+
     /// Where the scanner is.
     #[inline(always)]
     pub fn pos(&self) -> usize {
@@ -491,6 +498,7 @@ impl<'a> Scanner<'a> {
     }
 
     /// A non-negative `i64` or `null` (a negative count is left to serde).
+    #[inline(always)]
     pub fn opt_i64(&mut self) -> Option<Option<i64>> {
         if self.null()? {
             return Some(None);
@@ -500,6 +508,7 @@ impl<'a> Scanner<'a> {
     }
 
     /// An `f64` or `null`, converted by serde_json itself (its rounding, its range).
+    #[inline(always)]
     pub fn opt_f64(&mut self) -> Option<Option<f64>> {
         if self.null()? {
             return Some(None);
@@ -524,6 +533,7 @@ impl<'a> Scanner<'a> {
 
     /// Skips a value serde reads as a value all the same (the unknown fields of a struct with
     /// a `flatten`ed map): its numbers must also be in range.
+    #[inline(always)]
     pub fn skip_checked(&mut self) -> Option<()> {
         self.pos = skip_value(self.bytes, self.pos, self.depth, true)?;
         Some(())
