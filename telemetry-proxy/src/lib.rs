@@ -15,8 +15,8 @@
 //!   100-continue`, chunked uploads; a request head due within 30 s and at most 64 KiB, else
 //!   `431`; a malformed head answered `400` and closed; HTTP/1.0 clients answered without
 //!   chunks); to upstreams HTTP/1.1, over TLS for `https://` ones (rustls with the ring
-//!   provider, SNI and certificate checks always on, the system's roots else webpki-roots', plus a private CA
-//!   with [`ProxyConfig::upstream_ca`]).
+//!   provider, SNI and certificate checks always on, the system's roots else webpki-roots',
+//!   plus a private CA with [`ProxyConfig::upstream_ca`]).
 //! - Exact tokens for every stream: a Chat Completions or Completions stream whose request does
 //!   not ask for its usage is asked for it on the client's behalf
 //!   (`"stream_options": {"include_usage": true}` added to the body, `Content-Length` fixed,
