@@ -65,6 +65,9 @@ pub(crate) enum ParseError {
     /// `101 Switching Protocols`, though the proxy never asks for an upgrade.
     #[error("101 Switching Protocols to a request that asked for no upgrade")]
     Upgrade,
+    /// The connection closed in the middle of the head.
+    #[error("the connection closed in the middle of the response head")]
+    Truncated,
     /// `Content-Length` is not a number, or its values disagree.
     #[error("invalid Content-Length")]
     ContentLength,
@@ -822,11 +825,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
                     Ok(0) if self.buf.is_empty() => {
                         return Poll::Ready(Err(ConnError::ClosedBeforeHead));
                     }
-                    Ok(0) => {
-                        return Poll::Ready(Err(ConnError::Parse(ParseError::Head(
-                            httparse::Error::Status,
-                        ))));
-                    }
+                    Ok(0) => return Poll::Ready(Err(ConnError::Parse(ParseError::Truncated))),
                     Ok(_) => {}
                     Err(e) => return Poll::Ready(Err(ConnError::Read(e))),
                 }

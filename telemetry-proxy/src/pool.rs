@@ -327,6 +327,7 @@ mod tests {
     use tokio::net::{TcpListener, TcpStream};
 
     use super::*;
+    use crate::h1::ParseError;
 
     /// Connects to the URI's port on loopback.
     #[derive(Clone)]
@@ -494,6 +495,32 @@ mod tests {
         let e = call(&pool).await.unwrap_err();
         assert!(
             matches!(e, UpstreamError::Request(ConnError::ClosedBeforeHead)),
+            "{e:?}"
+        );
+        assert_eq!(conns.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_head_cut_by_the_close_is_an_error_and_not_sent_again() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let conns = Arc::new(AtomicUsize::new(0));
+        let count = Arc::clone(&conns);
+        tokio::spawn(async move {
+            while let Ok((mut tcp, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                let mut piece = [0u8; 4096];
+                let _ = tcp.read(&mut piece).await;
+                let _ = tcp.write_all(b"HTTP/1.1 200 OK\r\ncontent-").await;
+            }
+        });
+        let pool = pool_to(addr);
+        let e = call(&pool).await.unwrap_err();
+        assert!(
+            matches!(
+                e,
+                UpstreamError::Request(ConnError::Parse(ParseError::Truncated))
+            ),
             "{e:?}"
         );
         assert_eq!(conns.load(Ordering::SeqCst), 1);
