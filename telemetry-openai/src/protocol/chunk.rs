@@ -275,6 +275,16 @@ pub(crate) fn scan_chunk_with<'a>(
     data: &'a [u8],
     mut memo: Option<&mut ChunkMemo>,
 ) -> Option<ScannedChunk<'a>> {
+    if let Some(memo) = memo.as_deref_mut()
+        && let Some(chunk) = memo.fill(data)
+    {
+        #[cfg(test)]
+        {
+            memo.reused += 1;
+            memo.filled += 1;
+        }
+        return Some(chunk);
+    }
     let mut s = Scanner::new(data);
     let mut chunk = ScannedChunk::default();
     let mut keys = Keys::default();
@@ -350,11 +360,14 @@ pub(crate) fn scan_chunk_with<'a>(
         }
     }
     s.end()?;
-    if !reused && let Some(memo) = memo {
-        Run::keep_longer(&mut longest, run);
-        if let Some(longest) = longest {
-            memo.keep(data, longest);
+    if let Some(memo) = memo {
+        if !reused {
+            Run::keep_longer(&mut longest, run);
+            if let Some(longest) = longest {
+                memo.keep(data, longest);
+            }
         }
+        memo.keep_hole(data, &chunk);
     }
     Some(chunk)
 }
@@ -372,9 +385,34 @@ pub(crate) struct ChunkMemo {
     run: Vec<u8>,
     /// The run's `model`, if it has one: where its string stands in the run, or `null`.
     model: Option<Option<Place>>,
-    /// How many chunks took the run.
+    /// The last chunk read whose only output is its text, with that text as a hole
+    /// ([`ChunkMemo::fill`]).
+    hole: Option<Hole>,
+    /// How many chunks took the run or filled the hole.
     #[cfg(test)]
     pub reused: u64,
+    /// How many chunks filled the hole.
+    #[cfg(test)]
+    pub filled: u64,
+}
+
+/// A chunk whose text is its only output, as the next chunks of a stream repeat it byte for
+/// byte but for that text (llama.cpp's, vLLM's and Ollama's content chunks differ in their
+/// token alone): its bytes before and after the text's string, and what else reading it gave.
+/// Reading the bytes before, any string, then the bytes after gives what reading it gave,
+/// with that string as the text: the scanner's reading of a string value depends on nothing
+/// but its place, and of the text's value on nothing but its being a string and not empty
+/// (an empty text would leave the place to the next candidate).
+#[derive(Debug, Clone, Default)]
+struct Hole {
+    /// The chunk: `bytes[..at]` before the text's string, `bytes[at + len..]` after it.
+    bytes: Vec<u8>,
+    at: usize,
+    len: usize,
+    finish_reason: Option<FinishReason>,
+    /// The chunk's `model` string: where it stands in the bytes before the text (`false`) or
+    /// in those after it (`true`, counted from their start).
+    model: Option<(bool, Place)>,
 }
 
 impl ChunkMemo {
@@ -389,6 +427,90 @@ impl ChunkMemo {
                 Some(b',' | b'}' | b' ' | b'\n' | b'\t' | b'\r')
             );
         found.then_some(end)
+    }
+
+    /// What [`scan_chunk`] gives for `data` when it is the hole's chunk with another text
+    /// (a string, not empty) in the hole; `None` when it is not.
+    #[inline(always)]
+    fn fill<'a>(&self, data: &'a [u8]) -> Option<ScannedChunk<'a>> {
+        let hole = self.hole.as_ref()?;
+        let before = hole.bytes.get(..hole.at)?;
+        let after = hole.bytes.get(hole.at + hole.len..)?;
+        let end = data.len().checked_sub(after.len())?;
+        if end < hole.at + 2 || data.get(..hole.at)? != before || data.get(end..)? != after {
+            return None;
+        }
+        let middle = data.get(hole.at..end)?;
+        let mut s = Scanner::new(middle);
+        let text = s.string()?;
+        if s.pos() != middle.len() || text.is_empty() {
+            return None;
+        }
+        let model = match hole.model {
+            None => None,
+            Some((false, place)) => Some(place.at(data, 0)?),
+            Some((true, place)) => Some(place.at(data, end)?),
+        };
+        Some(ScannedChunk {
+            content: Some(text),
+            tool_call: false,
+            finish_reason: hole.finish_reason,
+            usage: None,
+            timings: None,
+            model,
+        })
+    }
+
+    /// Keeps `data`, read as `chunk`, as the hole's chunk when its text is its only output and
+    /// it has no usage or timings; else forgets the hole.
+    fn keep_hole(&mut self, data: &[u8], chunk: &ScannedChunk<'_>) {
+        let mut hole = self.hole.take().unwrap_or_default();
+        let offset = |s: &[u8]| s.as_ptr().addr().checked_sub(data.as_ptr().addr());
+        let Some(text) = chunk.content else {
+            return;
+        };
+        if text.is_empty() || chunk.tool_call || chunk.usage.is_some() || chunk.timings.is_some()
+        {
+            return;
+        }
+        let Some(at) = offset(text.quoted()) else {
+            return;
+        };
+        let len = text.quoted().len();
+        if at + len > data.len() {
+            return;
+        }
+        let model = match chunk.model {
+            None => None,
+            Some(m) => {
+                let Some(start) = offset(m.quoted()) else {
+                    return;
+                };
+                let place = Place::of(start, m);
+                if place.end <= at {
+                    Some((false, place))
+                } else if place.start >= at + len {
+                    let base = at + len;
+                    Some((
+                        true,
+                        Place {
+                            start: place.start - base,
+                            end: place.end - base,
+                            ..place
+                        },
+                    ))
+                } else {
+                    return;
+                }
+            }
+        };
+        hole.bytes.clear();
+        hole.bytes.extend_from_slice(data);
+        hole.at = at;
+        hole.len = len;
+        hole.finish_reason = chunk.finish_reason;
+        hole.model = model;
+        self.hole = Some(hole);
     }
 
     /// Keeps `run` of `data` (its model's place made relative to it).

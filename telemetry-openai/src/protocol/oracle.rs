@@ -610,9 +610,75 @@ fn chunk_stream(rng: &mut Rng) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// A stream whose chunks repeat its first one but for the text (as llama.cpp's, vLLM's and
+/// Ollama's content chunks do): the text's string replaced by strings of every kind, by empty
+/// ones, other values and broken strings, the chunk now and then changed elsewhere by a byte,
+/// and chunks of another shape in between.
+fn hole_stream(rng: &mut Rng) -> Vec<Vec<u8>> {
+    let others = chunk_stream(rng);
+    let Some(first) = others.first().cloned() else {
+        return others;
+    };
+    let Some(text) = scan_chunk(&first).and_then(|c| c.content) else {
+        return others;
+    };
+    let at = text.quoted().as_ptr() as usize - first.as_ptr() as usize;
+    let after = at + text.quoted().len();
+    let mut events = vec![first.clone()];
+    for _ in 0..rng.below(8) + 2 {
+        let mut value = Vec::new();
+        match rng.below(12) {
+            0 => value.extend_from_slice(b"\"\""),
+            1 => {
+                let mut s = String::new();
+                render(&any(rng, 1), rng, &mut s);
+                value.extend_from_slice(s.as_bytes());
+            }
+            2 => value.extend_from_slice(rng.pick(&[
+                &b"\"ab"[..],
+                b"\"a\" ",
+                b" \"a\"",
+                b"\"a\\\"",
+                b"\"\\ud800\"",
+                b"\"a\",\"b\"",
+                b"\"\xc3\"",
+                b"\"\x01\"",
+            ])),
+            3 => {
+                if let Some(other) = others.get(rng.below(others.len())) {
+                    events.push(other.clone());
+                }
+                continue;
+            }
+            _ => {
+                let mut s = String::new();
+                render(&text_value(rng), rng, &mut s);
+                value.extend_from_slice(s.as_bytes());
+            }
+        }
+        let mut bytes = first[..at].to_vec();
+        bytes.extend_from_slice(&value);
+        bytes.extend_from_slice(&first[after..]);
+        if rng.chance(10) {
+            let i = rng.below(bytes.len());
+            bytes[i] = rng.pick(b"{}[]\",:\\0 x\xff");
+        }
+        events.push(bytes);
+    }
+    events
+}
+
+/// A string as [`text`] makes them, never `null`.
+fn text_value(rng: &mut Rng) -> J {
+    match text(rng) {
+        J::Str(s) => J::Str(s),
+        _ => J::Str("x".to_owned()),
+    }
+}
+
 /// Reads a stream's chunks with one memo: each reads as it does alone (and as serde reads it);
-/// how many took a run from the memo.
-fn agree_with_memo(events: &[Vec<u8>]) -> Result<u64, TestCaseError> {
+/// how many took a run from the memo or filled its hole, and how many filled its hole.
+fn agree_with_memo(events: &[Vec<u8>]) -> Result<(u64, u64), TestCaseError> {
     let mut memo = ChunkMemo::default();
     for data in events {
         let with = scan_chunk_with(data, Some(&mut memo));
@@ -620,7 +686,7 @@ fn agree_with_memo(events: &[Vec<u8>]) -> Result<u64, TestCaseError> {
         prop_assert_eq!(with, alone, "{}", String::from_utf8_lossy(data));
         agree_chat(data)?;
     }
-    Ok(memo.reused)
+    Ok((memo.reused, memo.filled))
 }
 
 /// Checks one whole Chat body; whether the scanner read it.
@@ -665,6 +731,11 @@ proptest! {
     }
 
     #[test]
+    fn chat_chunks_that_fill_the_memos_hole_read_as_alone(seed in 1u64..) {
+        agree_with_memo(&hole_stream(&mut Rng::new(seed)))?;
+    }
+
+    #[test]
     fn chat_bodies_scan_as_serde_reads_them(seed in 1u64..) {
         agree_chat_body(&event(&mut Rng::new(seed), chat_body))?;
     }
@@ -703,11 +774,19 @@ fn the_scanners_read_most_generated_events() -> Result<(), TestCaseError> {
     assert!(bodies > 300, "whole bodies scanned {bodies} of 2000");
     let mut reused = 0;
     for seed in 1..=500 {
-        reused += agree_with_memo(&chunk_stream(&mut Rng::new(seed)))?;
+        reused += agree_with_memo(&chunk_stream(&mut Rng::new(seed)))?.0;
     }
     assert!(
         reused > 300,
         "runs taken from the memo {reused} times in 500 streams"
+    );
+    let mut filled = 0;
+    for seed in 1..=500 {
+        filled += agree_with_memo(&hole_stream(&mut Rng::new(seed)))?.1;
+    }
+    assert!(
+        filled > 100,
+        "holes filled {filled} times in 500 streams"
     );
     Ok(())
 }
@@ -753,8 +832,10 @@ fn every_event_of_the_real_transcripts_takes_the_fast_path() -> Result<(), TestC
             }
             if bodies == chat {
                 // Every chunk after the first repeats the first one's id, model, ...
-                let reused = agree_with_memo(&events)?;
+                let (reused, filled) = agree_with_memo(&events)?;
                 prop_assert_eq!(reused, events.len() as u64 - 1, "{}", body);
+                // Their content chunks differ in the text alone.
+                prop_assert!(filled > 0, "no hole filled in {}", body);
             }
         }
     }
