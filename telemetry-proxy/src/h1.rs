@@ -38,9 +38,10 @@ pub(crate) const MAX_HEAD: usize = 64 * 1024;
 const HEADERS: usize = 48;
 /// Most headers a response head may have.
 pub(crate) const MAX_HEADERS: usize = 256;
-/// Bytes the read buffer is grown by when it has less than [`MIN_SPARE`] free.
+/// Free bytes the read buffer has before each read: an answer up to this size is read whole
+/// (a smaller room, left by the last answer, split answers of a few KiB in two reads, two
+/// writes to the client and two segments).
 const READ_SIZE: usize = 8 * 1024;
-const MIN_SPARE: usize = 1024;
 /// Longest chunk-size line (extensions included), and longest trailer section.
 const MAX_CHUNK_LINE: usize = 4096;
 const MAX_TRAILERS: usize = 16 * 1024;
@@ -730,9 +731,9 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
         self.poll_fill(&mut cx).is_pending()
     }
 
-    /// Reads what the IO has into the buffer (growing it when nearly full).
+    /// Reads what the IO has into the buffer ([`READ_SIZE`] free bytes made first).
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        if self.buf.capacity() - self.buf.len() < MIN_SPARE {
+        if self.buf.capacity() - self.buf.len() < READ_SIZE {
             self.buf.reserve(READ_SIZE);
         }
         let read = pin!(self.io.read_buf(&mut self.buf));
