@@ -8,6 +8,8 @@
 //! call's [`Call::on_text`] then, so it is timestamped when the proxy received it and no copy of
 //! the stream is kept.
 
+use std::time::Instant;
+
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode, header};
 use telemetry_openai::protocol::{
@@ -154,8 +156,12 @@ impl StreamWatch {
             unparsed,
             ..
         } = self;
+        // The events of one frame arrived together: one clock read for them all.
+        let mut arrived = None;
         let fed = parser.feed(data, |event| match stream.observe(event) {
-            Ok(facts) if facts.output => call.on_output(),
+            Ok(facts) if facts.output => {
+                call.on_output_at(*arrived.get_or_insert_with(Instant::now))
+            }
             Ok(_) => {}
             Err(OpenAiError::Protocol(_)) => *unparsed = true,
             Err(e) => {

@@ -303,6 +303,15 @@ impl Call {
         self.token_at(self.start.elapsed().as_secs_f64());
     }
 
+    /// [`on_output`](Self::on_output) for output that arrived at `at` (a proxy reads many
+    /// chunks at once: they all arrived when the read returned, and one clock read serves
+    /// them all). An instant before the call's start counts as its start.
+    #[inline]
+    pub fn on_output_at(&mut self, at: Instant) {
+        self.stream.counting = true;
+        self.token_at(at.saturating_duration_since(self.start).as_secs_f64());
+    }
+
     fn token_at(&mut self, t: f64) {
         let s = &mut self.stream;
         match s.first {

@@ -273,3 +273,33 @@ fn a_per_token_price_of_counted_tokens_is_unknown() {
     // A price per second does not depend on the counts.
     assert!(!records[1].cost_unknown && records[1].cost_usd >= 0.0);
 }
+
+#[test]
+fn output_at_an_instant_is_timed_at_that_instant() {
+    let (ctx, seen) = context();
+    let before = std::time::Instant::now();
+    let mut call = ctx.call("m").streaming(true).start();
+    std::thread::sleep(ms(30));
+    let at = std::time::Instant::now();
+    std::thread::sleep(ms(10));
+    let later = std::time::Instant::now();
+    // Two chunks read together share their instant, whenever they are noted; an instant
+    // before the call is its start.
+    call.on_output_at(at);
+    call.on_output_at(at);
+    call.on_output_at(later);
+    call.on_output_at(before);
+    assert_eq!(call.output_chunks(), 4);
+    call.finish();
+    let r = seen.only_record();
+    let ttft = r.ttft.unwrap();
+    assert!(
+        ttft >= 0.030 && ttft <= at.duration_since(before).as_secs_f64(),
+        "ttft {ttft}"
+    );
+    // Gaps: 0, `later - at`, and 0 for the instant before the start (never negative).
+    let mean = r.mean_itl_ms.unwrap();
+    let gap = later.duration_since(at).as_secs_f64() * 1000.0;
+    assert!((mean - gap / 3.0).abs() < 1e-6, "mean {mean}, gap {gap}");
+    assert_eq!(r.median_itl_ms, Some(0.0));
+}

@@ -469,8 +469,7 @@ impl ChunkMemo {
         let Some(text) = chunk.content else {
             return;
         };
-        if text.is_empty() || chunk.tool_call || chunk.usage.is_some() || chunk.timings.is_some()
-        {
+        if text.is_empty() || chunk.tool_call || chunk.usage.is_some() || chunk.timings.is_some() {
             return;
         }
         let Some(at) = offset(text.quoted()) else {

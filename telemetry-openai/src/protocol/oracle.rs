@@ -784,10 +784,7 @@ fn the_scanners_read_most_generated_events() -> Result<(), TestCaseError> {
     for seed in 1..=500 {
         filled += agree_with_memo(&hole_stream(&mut Rng::new(seed)))?.1;
     }
-    assert!(
-        filled > 100,
-        "holes filled {filled} times in 500 streams"
-    );
+    assert!(filled > 100, "holes filled {filled} times in 500 streams");
     Ok(())
 }
 
