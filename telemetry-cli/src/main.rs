@@ -48,6 +48,11 @@ use crate::cli::Cli;
 use crate::error::EXIT_USAGE;
 use crate::output::escape_controls;
 
+/// mimalloc: the proxy allocates per request and per stream chunk, and glibc's malloc and free
+/// were ~7 % of its worker thread's instructions (callgrind); mimalloc's are a fraction of that.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     // A bug must still read as one line, not a backtrace (exit code 101 says it was one).
     std::panic::set_hook(Box::new(|info| {
