@@ -507,13 +507,19 @@ impl<'a> Scanner<'a> {
         i64::try_from(n).ok().map(Some)
     }
 
-    /// An `f64` or `null`, converted by serde_json itself (its rounding, its range).
+    /// An `f64` or `null`, as serde_json converts it (a short decimal by [`short_f64`], the
+    /// rest by serde_json itself: its rounding, its range).
     #[inline(always)]
     pub fn opt_f64(&mut self) -> Option<Option<f64>> {
         if self.null()? {
             return Some(None);
         }
         let n = self.number()?;
+        if !n.exponent
+            && let Some(f) = short_f64(n.text)
+        {
+            return Some(Some(f));
+        }
         serde_json::from_slice(n.text).ok().map(Some)
     }
 
@@ -641,6 +647,40 @@ fn number_rest(bytes: &[u8], start: usize) -> Option<(usize, bool, bool)> {
         }
     }
     Some((pos, !(negative || fraction || exponent), exponent))
+}
+
+/// Powers of ten an `f64` holds exactly.
+const POW10: [f64; 16] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+];
+
+/// A number without exponent (grammar checked) of at most 15 digits: its digits `d` (below
+/// 2^53) and the `k` after the point make `d / 10^k` with both exactly held, whose one
+/// IEEE division is the correctly rounded value serde_json (`float_roundtrip`) gives too.
+/// `None` for a longer one.
+#[inline]
+fn short_f64(text: &[u8]) -> Option<f64> {
+    let (negative, digits) = match text.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, text),
+    };
+    if digits.len() > 16 {
+        return None;
+    }
+    let (mut mantissa, mut count, mut point) = (0u64, 0usize, None);
+    for (i, &b) in digits.iter().enumerate() {
+        if b == b'.' {
+            point = Some(digits.len() - i - 1);
+        } else {
+            mantissa = mantissa * 10 + u64::from(b.wrapping_sub(b'0'));
+            count += 1;
+        }
+    }
+    if count > 15 {
+        return None;
+    }
+    let f = mantissa as f64 / *POW10.get(point.unwrap_or(0))?;
+    Some(if negative { -f } else { f })
 }
 
 /// Skips the value at `pos` (inside `depth` containers); where it ends. `checked`: its
@@ -786,6 +826,30 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Short decimals convert as serde_json converts them, bit for bit.
+        #[test]
+        fn short_decimals_convert_as_serde_converts_them(
+            mantissa in 0u64..1_000_000_000_000_000,
+            digits in 1usize..=16,
+            point in 0usize..=16,
+            negative: bool,
+        ) {
+            let text = format!("{}", mantissa % 10u64.pow(digits.min(15) as u32));
+            let text = if point > 0 && point < text.len() {
+                format!("{}.{}", &text[..text.len() - point], &text[text.len() - point..])
+            } else if point > 0 {
+                format!("0.{}{text}", "0".repeat(point.saturating_sub(text.len())))
+            } else {
+                text
+            };
+            let text = if negative { format!("-{text}") } else { text };
+            let serde: f64 = serde_json::from_str(&text).unwrap();
+            let fast = Scanner::new(text.as_bytes()).opt_f64().unwrap().unwrap();
+            proptest::prop_assert_eq!(fast.to_bits(), serde.to_bits(), "{}", text);
+        }
+    }
+
     #[test]
     fn numbers_are_read_or_declined() {
         let u = |t: &str| Scanner::new(t.as_bytes()).u64();
@@ -796,6 +860,10 @@ mod tests {
         assert_eq!(f("12.5"), Some(Some(12.5)));
         assert_eq!(f("null"), Some(None));
         assert_eq!(f("1e400"), None);
+        assert_eq!(
+            f("-0").map(|v| v.map(f64::is_sign_negative)),
+            Some(Some(true))
+        );
         let deep = "[".repeat(200) + &"]".repeat(200);
         assert!(!skips(&deep), "deeper than serde_json goes");
         let mut checked = Scanner::new(b"[1e5]");
