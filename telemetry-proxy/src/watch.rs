@@ -158,7 +158,7 @@ impl StreamWatch {
         } = self;
         // The events of one frame arrived together: one clock read for them all.
         let mut arrived = None;
-        let fed = parser.feed(data, |event| match stream.observe(event) {
+        let fed = stream.feed(parser, data, |facts| match facts {
             Ok(facts) if facts.output => {
                 call.on_output_at(*arrived.get_or_insert_with(Instant::now))
             }

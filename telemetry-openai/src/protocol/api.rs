@@ -7,13 +7,13 @@
 use serde::Deserialize;
 use telemetry_core::{api, operation};
 
-use crate::protocol::chunk::{ChunkMemo, scan_chunk_with};
+use crate::protocol::chunk::{ChunkMemo, ScannedChunk, scan_chunk_with};
 use crate::protocol::common::{EventFacts, ModelText, model_text};
 use crate::protocol::embeddings;
 use crate::protocol::error::{OpenAiError, ProtocolError};
 use crate::protocol::messages::{self, MessagesStream};
 use crate::protocol::responses::{self, ResponsesStream};
-use crate::protocol::sse::SseEvent;
+use crate::protocol::sse::{SseEvent, SseParser};
 use crate::protocol::stream::{Observed, StreamObserver};
 use crate::protocol::usage::ServerReport;
 use crate::protocol::whole;
@@ -146,6 +146,11 @@ pub fn read_body(api: Api, body: &[u8]) -> Result<(ServerReport, Option<String>)
 pub struct ApiStream {
     inner: Inner,
     output_chunks: u64,
+    /// Events [`feed`](Self::feed) gave the parser alone since one took its fast path.
+    misses: u8,
+    /// Events that took [`feed`](Self::feed)'s fast path.
+    #[cfg(test)]
+    pub(crate) fast: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -178,6 +183,9 @@ impl ApiStream {
         ApiStream {
             inner,
             output_chunks: 0,
+            misses: 0,
+            #[cfg(test)]
+            fast: 0,
         }
     }
 
@@ -200,21 +208,7 @@ impl ApiStream {
                     _ => None,
                 };
                 if let Some((json, chunk)) = scanned {
-                    if !*model_probed {
-                        *model = match chunk.model {
-                            Some(m) => m.decode().map_or_else(
-                                || model_of(json),
-                                |m| (!m.is_empty()).then(|| m.into_owned()),
-                            ),
-                            None => None,
-                        };
-                        *model_probed = model.is_some();
-                    }
-                    observer.observe_scanned(&chunk);
-                    EventFacts {
-                        output: chunk.has_output(),
-                        terminal: false,
-                    }
+                    chat_scanned(observer, model, model_probed, json, &chunk)
                 } else {
                     if !*model_probed && let SseEvent::Data(json) = event {
                         *model = model_of(json);
@@ -236,6 +230,87 @@ impl ApiStream {
             self.output_chunks += 1;
         }
         Ok(facts)
+    }
+
+    /// Reads `input`, the body's next bytes, through `parser`: each event's facts (or error)
+    /// go to `on_event`, as `parser.feed(input, |event| on_event(stream.observe(event)))`
+    /// gives them, and the parser is left as that leaves it.
+    ///
+    /// Faster for Chat Completions and Completions: an event that repeats the stream's last
+    /// content chunk but for its text (as llama.cpp's, vLLM's and Ollama's do), written
+    /// `data: {...}\n\n`, is read from the bytes without the parser (see
+    /// [`SseParser::between_events`]); while such events may come, the parser is fed one event
+    /// at a time, so that it stands between events where the next one starts.
+    ///
+    /// ```
+    /// use telemetry_openai::protocol::{Api, ApiStream, SseParser};
+    ///
+    /// let chunk = |text: &str| format!("data: {{\"choices\":[{{\"delta\":{{\"content\":\"{text}\"}}}}]}}\n\n");
+    /// let body = [chunk("Hel"), chunk("lo"), chunk("!"), "data: [DONE]\n\n".into()].concat();
+    /// let (mut stream, mut parser) = (ApiStream::new(Api::ChatCompletions), SseParser::new());
+    /// let mut outputs = 0;
+    /// stream.feed(&mut parser, body.as_bytes(), |facts| outputs += usize::from(facts.unwrap().output)).unwrap();
+    /// assert_eq!((outputs, stream.output_chunks(), parser.events()), (3, 3, 4));
+    /// assert!(stream.end().is_ok());
+    /// ```
+    pub fn feed(
+        &mut self,
+        parser: &mut SseParser,
+        input: &[u8],
+        mut on_event: impl FnMut(Result<EventFacts, OpenAiError>),
+    ) -> Result<(), ProtocolError> {
+        if !matches!(self.inner, Inner::Chat { .. }) {
+            return parser.feed(input, |event| on_event(self.observe(event)));
+        }
+        let mut rest = input;
+        loop {
+            if parser.between_events() {
+                while let Some((used, facts)) = self.observe_canonical(rest) {
+                    parser.count_event();
+                    self.misses = 0;
+                    on_event(Ok(facts));
+                    rest = rest.get(used..).unwrap_or_default();
+                }
+            }
+            if rest.is_empty() {
+                return Ok(());
+            }
+            // The next event alone while the last few took the fast path, else all the rest.
+            let end = match self.misses {
+                0..MAX_MISSES => memchr::memmem::find(rest, b"\n\n").map_or(rest.len(), |i| i + 2),
+                _ => rest.len(),
+            };
+            self.misses = self.misses.saturating_add(1);
+            let (now, later) = rest.split_at(end);
+            parser.feed(now, |event| on_event(self.observe(event)))?;
+            rest = later;
+        }
+    }
+
+    /// The event `input` starts with, when it is a chunk that fills the memo's hole (see
+    /// [`feed`](Self::feed)): the bytes it takes and its facts.
+    #[inline]
+    fn observe_canonical(&mut self, input: &[u8]) -> Option<(usize, EventFacts)> {
+        let Inner::Chat {
+            observer,
+            model,
+            model_probed,
+            memo,
+        } = &mut self.inner
+        else {
+            return None;
+        };
+        let (json, chunk) = memo.fill_event(input)?;
+        let facts = chat_scanned(observer, model, model_probed, json, &chunk);
+        if facts.output {
+            self.output_chunks += 1;
+        }
+        #[cfg(test)]
+        {
+            self.fast += 1;
+        }
+        // `data: `, the chunk, `\n\n`.
+        Some((json.len() + 8, facts))
     }
 
     /// Output chunks so far.
@@ -280,6 +355,37 @@ impl ApiStream {
                 chunks: self.output_chunks,
             })
         }
+    }
+}
+
+/// Events in a row [`ApiStream::feed`] gives the parser one at a time without one taking the
+/// fast path, before it gives it whole reads again.
+const MAX_MISSES: u8 = 8;
+
+/// A Chat chunk the scanner read (`json` its bytes): the model if not known yet, the
+/// observer's state, the facts.
+#[inline(always)]
+fn chat_scanned(
+    observer: &mut StreamObserver,
+    model: &mut Option<String>,
+    model_probed: &mut bool,
+    json: &[u8],
+    chunk: &ScannedChunk<'_>,
+) -> EventFacts {
+    if !*model_probed {
+        *model = match chunk.model {
+            Some(m) => m.decode().map_or_else(
+                || model_of(json),
+                |m| (!m.is_empty()).then(|| m.into_owned()),
+            ),
+            None => None,
+        };
+        *model_probed = model.is_some();
+    }
+    observer.observe_scanned(chunk);
+    EventFacts {
+        output: chunk.has_output(),
+        terminal: false,
     }
 }
 

@@ -413,6 +413,8 @@ struct Hole {
     /// The chunk's `model` string: where it stands in the bytes before the text (`false`) or
     /// in those after it (`true`, counted from their start).
     model: Option<(bool, Place)>,
+    /// The chunk holds neither `\r` nor `\n`: as an event's data it was one `data:` line.
+    one_line: bool,
 }
 
 impl ChunkMemo {
@@ -446,19 +448,35 @@ impl ChunkMemo {
         if s.pos() != middle.len() || text.is_empty() {
             return None;
         }
-        let model = match hole.model {
-            None => None,
-            Some((false, place)) => Some(place.at(data, 0)?),
-            Some((true, place)) => Some(place.at(data, end)?),
-        };
-        Some(ScannedChunk {
-            content: Some(text),
-            tool_call: false,
-            finish_reason: hole.finish_reason,
-            usage: None,
-            timings: None,
-            model,
-        })
+        hole.chunk(data, text, end)
+    }
+
+    /// The event `input` starts with when it is `data: `, the hole's chunk with another text
+    /// (a string, not empty) in the hole, and `\n\n`, the chunk being one line: the chunk's
+    /// bytes and what [`scan_chunk`] gives for them (an [`SseParser`](super::SseParser)
+    /// standing between events reads those bytes as that one event's data).
+    #[inline]
+    pub(crate) fn fill_event<'a>(&self, input: &'a [u8]) -> Option<(&'a [u8], ScannedChunk<'a>)> {
+        let hole = self.hole.as_ref().filter(|h| h.one_line)?;
+        let data = input.strip_prefix(b"data: ")?;
+        let before = hole.bytes.get(..hole.at)?;
+        let after = hole.bytes.get(hole.at + hole.len..)?;
+        if data.get(..hole.at)? != before || data.get(hole.at) != Some(&b'"') {
+            return None;
+        }
+        let mut s = Scanner::new(data);
+        s.jump(hole.at);
+        let text = s.string()?;
+        let end = s.pos();
+        let json_end = end + after.len();
+        if text.is_empty()
+            || data.get(end..json_end)? != after
+            || data.get(json_end..json_end + 2)? != b"\n\n"
+        {
+            return None;
+        }
+        let json = data.get(..json_end)?;
+        Some((json, hole.chunk(json, text, end)?))
     }
 
     /// Keeps `data`, read as `chunk`, as the hole's chunk when its text is its only output and
@@ -509,6 +527,7 @@ impl ChunkMemo {
         hole.len = len;
         hole.finish_reason = chunk.finish_reason;
         hole.model = model;
+        hole.one_line = memchr::memchr2(b'\r', b'\n', data).is_none();
         self.hole = Some(hole);
     }
 
@@ -524,6 +543,27 @@ impl ChunkMemo {
                 ..p
             })
         });
+    }
+}
+
+impl Hole {
+    /// The hole's chunk read with `text` in the hole, `data` being that chunk and `end` where
+    /// the text ends in it.
+    #[inline(always)]
+    fn chunk<'a>(&self, data: &'a [u8], text: RawStr<'a>, end: usize) -> Option<ScannedChunk<'a>> {
+        let model = match self.model {
+            None => None,
+            Some((false, place)) => Some(place.at(data, 0)?),
+            Some((true, place)) => Some(place.at(data, end)?),
+        };
+        Some(ScannedChunk {
+            content: Some(text),
+            tool_call: false,
+            finish_reason: self.finish_reason,
+            usage: None,
+            timings: None,
+            model,
+        })
     }
 }
 

@@ -8,7 +8,7 @@ use proptest::prelude::*;
 
 use crate::protocol::chunk::{ChunkMemo, decode_chunk, scan_chunk, scan_chunk_with};
 use crate::protocol::usage::{ApiUsage, ServerTimings};
-use crate::protocol::{SseEvent, SseParser, messages, model_of, responses, whole};
+use crate::protocol::{Api, ApiStream, SseEvent, SseParser, messages, model_of, responses, whole};
 
 /// A small deterministic generator (xorshift*), seeded by proptest, with a level of noise:
 /// how often a value has the wrong type, a key comes twice, a string a broken escape, an event
@@ -689,6 +689,112 @@ fn agree_with_memo(events: &[Vec<u8>]) -> Result<(u64, u64), TestCaseError> {
     Ok((memo.reused, memo.filled))
 }
 
+/// An SSE body of `events` (JSON chunks), each written as servers write them (`data: ` and a
+/// blank line) or now and then otherwise: `data:` without its space, `\r\n` line ends, no
+/// blank line, a comment or an `event:` line first, the data split over two `data:` lines;
+/// `[DONE]` at the end, mostly.
+fn sse_body(events: &[Vec<u8>], rng: &mut Rng) -> Vec<u8> {
+    let mut body = Vec::new();
+    for data in events {
+        // Now and then one line end only: the next event's `data:` line joins this one.
+        let end: &[u8] = match rng.below(40) {
+            0 | 1 => b"\r\n\r\n",
+            2 => b"\n",
+            _ => b"\n\n",
+        };
+        match rng.below(40) {
+            0 => body.extend_from_slice(b": keep-alive\n"),
+            1 => body.extend_from_slice(b"event: error\n"),
+            2 => body.extend_from_slice(b"event: chunk\n"),
+            _ => {}
+        }
+        body.extend_from_slice(if rng.chance(5) { b"data:" } else { b"data: " });
+        if rng.chance(5) && data.len() > 1 {
+            let at = rng.below(data.len());
+            body.extend_from_slice(&data[..at]);
+            body.extend_from_slice(b"\ndata: ");
+            body.extend_from_slice(&data[at..]);
+        } else {
+            body.extend_from_slice(data);
+        }
+        body.extend_from_slice(end);
+    }
+    if rng.chance(80) {
+        body.extend_from_slice(b"data: [DONE]\n\n");
+    }
+    body
+}
+
+/// Reads `body`, cut at `cuts`, with [`ApiStream::feed`] and with the parser and
+/// [`ApiStream::observe`]: the same facts and errors, the same stream and parser after; how
+/// many events took the fast path.
+fn agree_feed(body: &[u8], cuts: &[usize]) -> Result<u64, TestCaseError> {
+    let (mut fast, mut fast_parser) = (ApiStream::new(Api::ChatCompletions), SseParser::new());
+    let (mut slow, mut slow_parser) = (ApiStream::new(Api::ChatCompletions), SseParser::new());
+    let (mut fast_seen, mut slow_seen) = (Vec::new(), Vec::new());
+    let mut start = 0;
+    for end in cuts.iter().copied().chain([body.len()]) {
+        let end = end.clamp(start, body.len());
+        let piece = &body[start..end];
+        start = end;
+        let a = fast.feed(&mut fast_parser, piece, |f| {
+            fast_seen.push(format!("{f:?}"))
+        });
+        let b = slow_parser.feed(piece, |e| slow_seen.push(format!("{:?}", slow.observe(e))));
+        prop_assert_eq!(format!("{a:?}"), format!("{b:?}"));
+        if a.is_err() {
+            break;
+        }
+    }
+    let text = String::from_utf8_lossy(body);
+    prop_assert_eq!(fast_seen, slow_seen, "{}", text);
+    prop_assert_eq!(
+        (fast.output_chunks(), fast.model(), fast.saw_terminal()),
+        (slow.output_chunks(), slow.model(), slow.saw_terminal()),
+        "{}",
+        text
+    );
+    prop_assert_eq!(
+        format!("{:?}", fast.report()),
+        format!("{:?}", slow.report())
+    );
+    prop_assert_eq!(
+        (
+            fast_parser.events(),
+            fast_parser.saw_done(),
+            fast_parser.between_events()
+        ),
+        (
+            slow_parser.events(),
+            slow_parser.saw_done(),
+            slow_parser.between_events()
+        )
+    );
+    Ok(fast.fast)
+}
+
+/// A generated stream whose chunks repeat one but for the text, as an SSE body cut in up to
+/// three places: `ApiStream::feed` agrees with the parser; how many events took its fast path.
+fn agree_feed_generated(seed: u64) -> Result<u64, TestCaseError> {
+    let rng = &mut Rng::new(seed);
+    let mut events = hole_stream(rng);
+    // Half the streams one line per chunk, as servers write them (the generator puts line
+    // ends between tokens now and then).
+    if rng.chance(50) {
+        for event in &mut events {
+            for b in event.iter_mut().filter(|b| matches!(b, b'\r' | b'\n')) {
+                *b = b' ';
+            }
+        }
+    }
+    let body = sse_body(&events, rng);
+    let mut cuts: Vec<usize> = (0..rng.below(4))
+        .map(|_| rng.below(body.len() + 1))
+        .collect();
+    cuts.sort_unstable();
+    agree_feed(&body, &cuts)
+}
+
 /// Checks one whole Chat body; whether the scanner read it.
 fn agree_chat_body(body: &[u8]) -> Result<bool, TestCaseError> {
     let Some(fast) = whole::scan_chat_body(body) else {
@@ -728,6 +834,11 @@ proptest! {
     #[test]
     fn chat_chunks_read_with_a_memo_as_alone(seed in 1u64..) {
         agree_with_memo(&chunk_stream(&mut Rng::new(seed)))?;
+    }
+
+    #[test]
+    fn chat_streams_fed_whole_read_as_event_by_event(seed in 1u64..) {
+        agree_feed_generated(seed)?;
     }
 
     #[test]
@@ -785,6 +896,14 @@ fn the_scanners_read_most_generated_events() -> Result<(), TestCaseError> {
         filled += agree_with_memo(&hole_stream(&mut Rng::new(seed)))?.1;
     }
     assert!(filled > 100, "holes filled {filled} times in 500 streams");
+    let mut fast = 0;
+    for seed in 1..=500 {
+        fast += agree_feed_generated(seed)?;
+    }
+    assert!(
+        fast > 30,
+        "events read without the parser {fast} times in 500 streams"
+    );
     Ok(())
 }
 
@@ -833,6 +952,13 @@ fn every_event_of_the_real_transcripts_takes_the_fast_path() -> Result<(), TestC
                 prop_assert_eq!(reused, events.len() as u64 - 1, "{}", body);
                 // Their content chunks differ in the text alone.
                 prop_assert!(filled > 0, "no hole filled in {}", body);
+                // Fed whole, and in two pieces cut anywhere: as the parser reads it.
+                let bytes = body.as_bytes();
+                let fast = agree_feed(bytes, &[])?;
+                prop_assert!(fast > 0, "no event read without the parser in {}", body);
+                for cut in 0..=bytes.len() {
+                    agree_feed(bytes, &[cut])?;
+                }
             }
         }
     }

@@ -121,6 +121,28 @@ impl SseParser {
         self.events
     }
 
+    /// Whether the parser stands between events: past the stream's start, no line begun, no
+    /// data or `event:` pending, no `\r` waiting for its `\n`. Input that then starts with
+    /// `data: `, a line holding neither `\r` nor `\n` (and not `[DONE]`), and `\n\n` is that
+    /// one [`SseEvent::Data`], after which the parser stands between events again: a caller
+    /// may read such an event itself and [`count_event`](Self::count_event) it.
+    #[inline]
+    pub fn between_events(&self) -> bool {
+        self.line.is_empty()
+            && self.pending == Pending::None
+            && !self.is_error
+            && !self.skip_lf
+            && self.bom == BOM_DONE
+    }
+
+    /// Counts an event the caller read itself from input that started where the parser stood
+    /// [`between_events`](Self::between_events), as feeding its bytes would have counted it
+    /// (the parser stays between events).
+    #[inline]
+    pub fn count_event(&mut self) {
+        self.events += 1;
+    }
+
     /// Forgets everything, keeping the buffers' capacity (to parse another body).
     pub fn reset(&mut self) {
         self.line.clear();
