@@ -226,6 +226,9 @@ struct StreamState {
     chunks: u64,
     /// A stream was opened: without usage, its text chunks are the completion tokens.
     counting: bool,
+    /// The last instant [`Call::on_output_at`] was given, and its seconds since the start (the
+    /// chunks of one read share it).
+    last_at: Option<(Instant, f64)>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -309,7 +312,15 @@ impl Call {
     #[inline]
     pub fn on_output_at(&mut self, at: Instant) {
         self.stream.counting = true;
-        self.token_at(at.saturating_duration_since(self.start).as_secs_f64());
+        let t = match self.stream.last_at {
+            Some((last, t)) if last == at => t,
+            _ => {
+                let t = at.saturating_duration_since(self.start).as_secs_f64();
+                self.stream.last_at = Some((at, t));
+                t
+            }
+        };
+        self.token_at(t);
     }
 
     fn token_at(&mut self, t: f64) {
