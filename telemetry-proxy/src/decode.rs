@@ -6,8 +6,6 @@
 
 use std::io::Write;
 
-use http::HeaderValue;
-
 /// Output handed on at once, at most (the decoders' own buffers are 32 KiB).
 const SLICE: usize = 64 * 1024;
 /// Most output one piece of input may decode to (a piece of a few KiB that inflates further is
@@ -116,14 +114,13 @@ impl Decoder {
     /// A decoder for a body with this `Content-Encoding` (none, or `identity`: no decoder),
     /// whose decoded size may not pass `limit` bytes.
     pub fn for_encoding(
-        encoding: Option<&HeaderValue>,
+        encoding: Option<&[u8]>,
         limit: u64,
     ) -> Result<Option<Decoder>, DecodeError> {
         let Some(value) = encoding else {
             return Ok(None);
         };
-        let name = value
-            .to_str()
+        let name = crate::fields::to_str(value)
             .unwrap_or_default()
             .trim()
             .to_ascii_lowercase();
@@ -155,7 +152,9 @@ impl Decoder {
             }
             _ => {
                 return Err(DecodeError::Unsupported(
-                    value.to_str().unwrap_or("(not text)").to_owned(),
+                    crate::fields::to_str(value)
+                        .unwrap_or("(not text)")
+                        .to_owned(),
                 ));
             }
         };
@@ -308,8 +307,7 @@ mod tests {
         piece: usize,
         limit: u64,
     ) -> Result<Vec<u8>, DecodeError> {
-        let value = HeaderValue::from_str(encoding).unwrap();
-        let mut d = Decoder::for_encoding(Some(&value), limit)?.unwrap();
+        let mut d = Decoder::for_encoding(Some(encoding.as_bytes()), limit)?.unwrap();
         let mut got = Vec::new();
         for p in body.chunks(piece) {
             d.decode(p, &mut |s| got.extend_from_slice(s))?;
@@ -410,7 +408,7 @@ mod tests {
             Err(DecodeError::Unsupported(_))
         ));
         assert!(
-            Decoder::for_encoding(Some(&HeaderValue::from_static("identity")), 1)
+            Decoder::for_encoding(Some(b"identity"), 1)
                 .unwrap()
                 .is_none()
         );

@@ -15,6 +15,7 @@ use tokio::time::Instant;
 
 use crate::body::{ClientBodyError, ForwardBody, Relay, ResponseBody};
 use crate::decode::Decoder;
+use crate::fields::Reply;
 use crate::h1_server::RequestBody;
 use crate::health::{self, HEALTH_PATH};
 use crate::hop::{self, AGENT_HEADER};
@@ -35,18 +36,21 @@ use crate::upstream::Upstream;
 pub(crate) async fn handle(
     shared: Arc<Shared>,
     request: Request<RequestBody>,
-) -> Response<ResponseBody> {
+) -> Reply<ResponseBody> {
     Counters::bump(&shared.counters.requests);
     if request.method() == Method::CONNECT {
-        return connect_refused();
+        return connect_refused().into();
     }
     if request.uri().path() == HEALTH_PATH {
-        return health::respond(&shared, request.method()).await;
+        return health::respond(&shared, request.method()).await.into();
     }
     if let Some(metrics) = &shared.config.metrics
         && request.uri().path() == METRICS_PATH
     {
-        return metrics.respond(request.method(), request.headers()).await;
+        return metrics
+            .respond(request.method(), request.headers())
+            .await
+            .into();
     }
     forward(&shared, request).await
 }
@@ -67,10 +71,10 @@ fn connect_refused() -> Response<ResponseBody> {
 pub(crate) async fn handle_over_limit(
     shared: Arc<Shared>,
     request: Request<RequestBody>,
-) -> Response<ResponseBody> {
+) -> Reply<ResponseBody> {
     Counters::bump(&shared.counters.requests);
     if request.uri().path() == HEALTH_PATH {
-        return health::respond(&shared, request.method()).await;
+        return health::respond(&shared, request.method()).await.into();
     }
     let mut response = error_response(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -83,10 +87,10 @@ pub(crate) async fn handle_over_limit(
     response
         .headers_mut()
         .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
-    response
+    response.into()
 }
 
-async fn forward(shared: &Shared, request: Request<RequestBody>) -> Response<ResponseBody> {
+async fn forward(shared: &Shared, request: Request<RequestBody>) -> Reply<ResponseBody> {
     let config = &shared.config;
     let deadline = Instant::now() + config.body_timeout;
     let (mut parts, body) = request.into_parts();
@@ -122,21 +126,23 @@ async fn forward(shared: &Shared, request: Request<RequestBody>) -> Response<Res
     parts.uri = match upstream.target_for(std::mem::take(&mut parts.uri)) {
         Ok(uri) => uri,
         Err(e) => {
-            return error_response(
+            return error_response::<ResponseBody>(
                 StatusCode::BAD_REQUEST,
                 "invalid_request_target",
                 &format!("cannot forward this request target: {e}"),
-            );
+            )
+            .into();
         }
     };
     parts.version = Version::HTTP_11;
     let Some(pool) = shared.pools.of(upstream) else {
         // Every upstream the routes pick has its pool, made from the same routes.
-        return error_response(
+        return error_response::<ResponseBody>(
             StatusCode::INTERNAL_SERVER_ERROR,
             "proxy_error",
             &format!("no connection pool for upstream {upstream}"),
-        );
+        )
+        .into();
     };
     parts.headers.insert(header::HOST, pool.host().clone());
 
@@ -178,7 +184,7 @@ async fn forward(shared: &Shared, request: Request<RequestBody>) -> Response<Res
         let (method, uri, version) = (parts.method.clone(), parts.uri.clone(), parts.version);
         (method, uri, version)
     });
-    let response = match send(shared, pool, Request::from_parts(parts, body)).await {
+    let mut response = match send(shared, pool, Request::from_parts(parts, body)).await {
         Sent::Response(response) => response,
         Sent::Failed(e) => return failed(shared, upstream, exchange, &e),
         Sent::TimedOut => return first_byte_timeout(shared, upstream, exchange),
@@ -187,10 +193,9 @@ async fn forward(shared: &Shared, request: Request<RequestBody>) -> Response<Res
     let mut asked = original.is_some();
     let response = match (original, again) {
         (Some((headers, first)), Some((method, uri, version)))
-            if inject::may_refuse(response.status()) =>
+            if inject::may_refuse(response.status) =>
         {
-            let (rparts, mut rbody) = response.into_parts();
-            let (read, whole) = read_head(&mut rbody, config.chunk_timeout).await;
+            let (read, whole) = read_head(&mut response.body, config.chunk_timeout).await;
             if whole && inject::names_the_option(&read) {
                 // Perhaps the upstream refuses the option: the client's request as it was.
                 Counters::bump(&shared.counters.usage_refused);
@@ -207,7 +212,7 @@ async fn forward(shared: &Shared, request: Request<RequestBody>) -> Response<Res
                     Sent::TimedOut => return first_byte_timeout(shared, upstream, exchange),
                 };
                 let api = exchange.as_ref().map(Exchange::api);
-                if !inject::may_refuse(response.status())
+                if !inject::may_refuse(response.status)
                     && let Some(api) = api
                     && shared.refusals.remember(upstream, api)
                 {
@@ -219,33 +224,35 @@ async fn forward(shared: &Shared, request: Request<RequestBody>) -> Response<Res
                 response
             } else {
                 head = Some(read);
-                Response::from_parts(rparts, rbody)
+                response
             }
         }
         _ => response,
     };
     // The head comes without its hop-by-hop headers (h1.rs).
-    let (mut parts, inner) = response.into_parts();
+    let Reply {
+        status,
+        mut fields,
+        body: inner,
+    } = response;
     let mut decoder = None;
     let mut charge = None;
     let mut filter = None;
     if let Some(ex) = exchange.as_mut() {
-        ex.response(parts.status, &parts.headers);
+        ex.response(status, &fields);
         let limit = config.capture_limit;
-        match Decoder::for_encoding(parts.headers.get(header::CONTENT_ENCODING), limit as u64) {
+        match Decoder::for_encoding(fields.get("content-encoding"), limit as u64) {
             Ok(d) => decoder = d,
             Err(e) => ex.unreadable(&e.to_string()),
         }
-        let streaming = parts
-            .headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.trim_start().starts_with("text/event-stream"));
+        let streaming = fields.get("content-type").is_some_and(|v| {
+            crate::fields::is_text(v) && v.trim_ascii_start().starts_with(b"text/event-stream")
+        });
         if !streaming {
             charge = Some(shared.counters.budget.charge());
-        } else if asked && parts.status.is_success() && decoder.is_none() {
+        } else if asked && status.is_success() && decoder.is_none() {
             // The client gets the stream as it would have come without the option.
-            parts.headers.remove(header::CONTENT_LENGTH);
+            fields.remove("content-length");
             filter = Some(Box::new(IncludeUsageFilter::new()));
         }
     }
@@ -263,13 +270,17 @@ async fn forward(shared: &Shared, request: Request<RequestBody>) -> Response<Res
         head,
         ended: false,
     };
-    Response::from_parts(parts, ResponseBody::Upstream(Box::new(relay)))
+    Reply {
+        status,
+        fields,
+        body: ResponseBody::Upstream(Box::new(relay)),
+    }
 }
 
 /// How sending a request to the upstream went.
 enum Sent {
     /// The response head came (its body holds the connection).
-    Response(Response<UpstreamBody<Io>>),
+    Response(Reply<UpstreamBody<Io>>),
     /// The request failed (the client's body, or the upstream).
     Failed(UpstreamError),
     /// No response head within the first-byte timeout of the whole request having gone.
@@ -299,7 +310,7 @@ fn first_byte_timeout(
     shared: &Shared,
     upstream: &Upstream,
     exchange: Option<Exchange>,
-) -> Response<ResponseBody> {
+) -> Reply<ResponseBody> {
     Counters::bump(&shared.counters.upstream_timeouts);
     let message = format!(
         "upstream {upstream} did not begin its response within {:?} of the request",
@@ -308,7 +319,7 @@ fn first_byte_timeout(
     if let Some(ex) = exchange {
         ex.fail("upstream_timeout", message.clone());
     }
-    error_response(StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", &message)
+    error_response::<ResponseBody>(StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", &message).into()
 }
 
 /// Reads the start of an error answer (up to [`inject::REJECTION_BODY_LIMIT`] bytes, each piece
@@ -338,8 +349,8 @@ fn failed(
     upstream: &Upstream,
     exchange: Option<Exchange>,
     e: &UpstreamError,
-) -> Response<ResponseBody> {
-    match ClientBodyError::find(e) {
+) -> Reply<ResponseBody> {
+    let response: Response<ResponseBody> = match ClientBodyError::find(e) {
         Some(ClientBodyError::Aborted(_)) => {
             // The client has gone: its call is cancelled (dropping the exchange says so).
             drop(exchange);
@@ -366,11 +377,12 @@ fn failed(
             }
             error_response(StatusCode::BAD_GATEWAY, "upstream_unreachable", &message)
         }
-    }
+    };
+    response.into()
 }
 
 /// Answers a request the proxy would not forward, and records its call with the reason.
-fn refuse(shared: &Shared, refusal: Refusal, agent: Option<&str>) -> Response<ResponseBody> {
+fn refuse(shared: &Shared, refusal: Refusal, agent: Option<&str>) -> Reply<ResponseBody> {
     let exchange = shared.recorder.begin_unrouted(&refusal.info, agent);
     if refusal.client_gone {
         // Dropped unended: recorded as cancelled.
@@ -379,11 +391,12 @@ fn refuse(shared: &Shared, refusal: Refusal, agent: Option<&str>) -> Response<Re
         Counters::bump(&shared.counters.requests_refused);
         exchange.fail(refusal.kind, refusal.message.clone());
     }
-    let mut response = error_response(refusal.status, refusal.kind, &refusal.message);
+    let mut reply = Reply::from(error_response::<ResponseBody>(
+        refusal.status,
+        refusal.kind,
+        &refusal.message,
+    ));
     // The rest of a refused body is not read: the connection closes after the answer.
-    response.headers_mut().insert(
-        header::CONNECTION,
-        header::HeaderValue::from_static("close"),
-    );
-    response
+    reply.fields.append("connection", b"close");
+    reply
 }

@@ -6,8 +6,8 @@
 //!   frames that are ready (a body read ahead whole: all of them) go with it in one vectored
 //!   write, the rest as they come, framed as the client framed them (its `Content-Length`, else
 //!   chunked; a body known whole gets its length).
-//! - Reading: the response head is parsed with `httparse` in the read buffer, its header values
-//!   kept as slices of it (no copies), its hop-by-hop headers read (framing, keep-alive) and
+//! - Reading: the response head is parsed with `httparse` in the read buffer, its header fields
+//!   kept as spans of it ([`Fields`]: no copies, no `HeaderMap`), its hop-by-hop headers read (framing, keep-alive) and
 //!   left out; interim `1xx` responses are skipped. The body's framing
 //!   follows RFC 9112 §6.3 ([`Framing`]): none for `HEAD`, `204`, `304`; chunked; a length; else
 //!   to the connection's close (not reused). [`BodyDecoder`] takes each piece of a body as a
@@ -22,11 +22,12 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header;
 use http::{Method, StatusCode, Version, request};
 use hyper::body::Body;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 
+use crate::fields::{self, Fields};
 use crate::hop;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -57,9 +58,6 @@ pub(crate) enum ParseError {
     /// The head did not end within [`MAX_HEAD`] bytes.
     #[error("response head longer than {MAX_HEAD} bytes")]
     HeadTooLong,
-    /// A header value HTTP does not allow.
-    #[error("invalid value of header {0}")]
-    HeaderValue(HeaderName),
     /// A status code outside 100–999... that `http` refuses.
     #[error("invalid status code {0}")]
     Status(u16),
@@ -134,9 +132,11 @@ pub(crate) enum Framing {
 /// A response head.
 #[derive(Debug)]
 pub(crate) struct Head {
+    /// The status.
     pub status: StatusCode,
-    pub version: Version,
-    pub headers: HeaderMap,
+    /// The header fields but the hop-by-hop ones, as they came.
+    pub headers: Fields,
+    /// How the body is delimited.
     pub framing: Framing,
     /// Whether the connection may carry another request once the body has ended.
     pub keep_alive: bool,
@@ -235,7 +235,7 @@ fn locate<'b>(
     })
 }
 
-/// Builds the head `locate` found: takes it out of `buf`, header values as slices of it.
+/// Builds the head `locate` found: takes it out of `buf`; its fields stay in its bytes.
 fn finish_head(
     buf: &mut BytesMut,
     parsed: Parsed,
@@ -260,32 +260,36 @@ fn finish_head(
     };
     let status = StatusCode::from_u16(code).map_err(|_| ParseError::Status(code))?;
 
-    let mut headers = HeaderMap::with_capacity(count);
+    let spans = spans.get(..count).unwrap_or_default();
+    let mut kept = Vec::with_capacity(spans.len());
     let mut length: Option<u64> = None;
     let mut transfer_encoding = false;
     let mut chunked = false;
     let mut close = false;
     let mut keep_alive = false;
     let mut names_more = false;
-    for span in &spans[..count] {
-        let name = &head[span.name.0 as usize..span.name.1 as usize];
-        let value = &head[span.value.0 as usize..span.value.1 as usize];
-        let name = HeaderName::from_bytes(name)
-            .map_err(|_| ParseError::Head(httparse::Error::HeaderName))?;
-        if name == header::CONTENT_LENGTH {
+    let at = |r: (u32, u32)| head.get(r.0 as usize..r.1 as usize).unwrap_or_default();
+    for span in spans {
+        // `httparse` has checked the name (a token) and the value (no control bytes but
+        // HTAB): all that `HeaderName` and `HeaderValue` would check again.
+        let (name, value) = (at(span.name), at(span.value));
+        // Hop-by-hop headers describe this connection: they are not kept.
+        let hop = if name.eq_ignore_ascii_case(b"content-length") {
             let n = content_length(value)?;
             if length.is_some_and(|l| l != n) {
                 return Err(ParseError::ContentLength);
             }
             length = Some(n);
-        } else if name == header::TRANSFER_ENCODING {
+            false
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             transfer_encoding = true;
             // The last coding of the last Transfer-Encoding header decides.
             chunked = value
                 .rsplit(|&b| b == b',')
                 .next()
                 .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-        } else if name == header::CONNECTION {
+            true
+        } else if name.eq_ignore_ascii_case(b"connection") {
             for token in value.split(|&b| b == b',') {
                 let token = token.trim_ascii();
                 let (c, k) = (
@@ -296,20 +300,26 @@ fn finish_head(
                 keep_alive |= k;
                 names_more |= !(c || k || token.is_empty());
             }
+            true
+        } else {
+            hop::is_always_name(name)
+        };
+        if !hop {
+            kept.push(fields::Span::new(span.name, span.value));
         }
-        // Hop-by-hop headers describe this connection: they are not kept (those a
-        // `Connection` header names beyond these are taken out below).
-        if hop::is_always(&name) && !(names_more && name == header::CONNECTION) {
-            continue;
-        }
-        let value = HeaderValue::from_maybe_shared(
-            head.slice(span.value.0 as usize..span.value.1 as usize),
-        )
-        .map_err(|_| ParseError::HeaderValue(name.clone()))?;
-        headers.append(name, value);
     }
+    let mut headers = Fields::new(head.clone(), kept);
     if names_more {
-        hop::strip(&mut headers);
+        // And those a `Connection` header names (rare: looked at only then).
+        let named: Vec<&[u8]> = spans
+            .iter()
+            .filter(|s| at(s.name).eq_ignore_ascii_case(b"connection"))
+            .filter(|s| fields::to_str(at(s.value)).is_some())
+            .flat_map(|s| at(s.value).split(|&b| b == b','))
+            .map(<[u8]>::trim_ascii)
+            .filter(|t| !t.is_empty())
+            .collect();
+        headers.retain(|name, _| !named.iter().any(|n| n.eq_ignore_ascii_case(name)));
     }
     let framing =
         if head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
@@ -317,7 +327,7 @@ fn finish_head(
         } else if transfer_encoding {
             // A length beside a transfer coding is ignored (RFC 9112 §6.3): it goes too.
             if length.is_some() {
-                headers.remove(header::CONTENT_LENGTH);
+                headers.remove("content-length");
             }
             if chunked {
                 Framing::Chunked
@@ -335,7 +345,6 @@ fn finish_head(
         !close && (version == Version::HTTP_11 || keep_alive) && framing != Framing::ToClose;
     Ok(Some(Head {
         status,
-        version,
         headers,
         framing,
         keep_alive,
@@ -947,13 +956,15 @@ mod tests {
         let mut b = buf(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 5\r\nX-A: 1\r\nx-a: 2\r\n\r\nhello");
         let h = parse_head(&mut b, false).unwrap().unwrap();
         assert_eq!(h.status, StatusCode::OK);
-        assert_eq!(h.version, Version::HTTP_11);
         assert_eq!(h.framing, Framing::Length(5));
         assert!(h.keep_alive);
-        assert_eq!(h.headers["content-type"], "application/json");
+        assert_eq!(
+            h.headers.get("content-type"),
+            Some(&b"application/json"[..])
+        );
         assert_eq!(h.headers.len(), 4);
-        let all: Vec<_> = h.headers.get_all("x-a").iter().collect();
-        assert_eq!(all, ["1", "2"]);
+        let all: Vec<_> = h.headers.get_all("x-a").collect();
+        assert_eq!(all, [&b"1"[..], &b"2"[..]]);
         assert_eq!(&b[..], b"hello", "the body stays in the buffer");
     }
 
@@ -969,7 +980,7 @@ mod tests {
         assert_eq!(framing(chunked, false), Some((Framing::Chunked, true)));
         let h = head(chunked.as_bytes()).unwrap().unwrap();
         assert!(
-            !h.headers.contains_key("content-length"),
+            !h.headers.contains("content-length"),
             "a length beside a coding goes"
         );
         assert_eq!(
@@ -1034,17 +1045,16 @@ mod tests {
         assert_eq!(h.framing, Framing::Chunked);
         assert!(h.keep_alive);
         assert_eq!(
-            h.headers.keys().map(HeaderName::as_str).collect::<Vec<_>>(),
-            ["server"]
+            h.headers.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+            [&b"Server"[..]]
         );
         // The names a Connection header lists go too.
         let h = head(b"HTTP/1.1 200 OK\r\nConnection: close, X-Hop\r\nX-Hop: 1\r\nX-End: 2\r\nContent-Length: 0\r\n\r\n")
             .unwrap()
             .unwrap();
         assert!(!h.keep_alive);
-        let mut names: Vec<_> = h.headers.keys().map(HeaderName::as_str).collect();
-        names.sort_unstable();
-        assert_eq!(names, ["content-length", "x-end"]);
+        let names: Vec<_> = h.headers.iter().map(|(n, _)| n).collect();
+        assert_eq!(names, [&b"X-End"[..], b"Content-Length"]);
     }
 
     #[test]
@@ -1122,7 +1132,7 @@ mod tests {
         many.extend_from_slice(b"\r\n");
         let h = head(&many).unwrap().unwrap();
         assert_eq!(h.headers.len(), 200);
-        assert_eq!(h.headers["x-h199"], "199");
+        assert_eq!(h.headers.get("x-h199"), Some(&b"199"[..]));
         let mut too_many = b"HTTP/1.1 200 OK\r\n".to_vec();
         for i in 0..MAX_HEADERS + 1 {
             too_many.extend_from_slice(format!("x-h{i}: {i}\r\n").as_bytes());

@@ -40,9 +40,22 @@ fn always_index(name: &str) -> Option<usize> {
     })
 }
 
-/// Whether `name` is always hop-by-hop (not counting the names a `Connection` header lists).
-pub(crate) fn is_always(name: &HeaderName) -> bool {
-    always_index(name.as_str()).is_some()
+/// Whether a header name as received (any case) is always hop-by-hop (not counting the names
+/// a `Connection` header lists).
+pub(crate) fn is_always_name(name: &[u8]) -> bool {
+    // A switch on the length leaves one or two names to compare (most names none).
+    let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
+    match name.len() {
+        2 => is("te"),
+        6 => is("expect"),
+        7 => is("trailer") || is("upgrade"),
+        10 => is("connection") || is("keep-alive"),
+        16 => is("proxy-connection"),
+        17 => is("transfer-encoding"),
+        18 => is("proxy-authenticate"),
+        19 => is("proxy-authorization"),
+        _ => false,
+    }
 }
 
 /// Removes the hop-by-hop headers: the fixed list and any header the `Connection` header names.
@@ -136,5 +149,24 @@ mod tests {
             assert_eq!(always_index(name.as_str()), Some(i), "{name}");
         }
         assert_eq!(always_index("content-type"), None);
+    }
+
+    #[test]
+    fn names_as_received_are_matched_without_case() {
+        for name in ALWAYS.iter() {
+            assert!(is_always_name(name.as_str().as_bytes()), "{name}");
+            let upper = name.as_str().to_ascii_uppercase();
+            assert!(is_always_name(upper.as_bytes()), "{upper}");
+        }
+        assert!(is_always_name(b"Transfer-Encoding"));
+        for other in [
+            &b"content-type"[..],
+            b"",
+            b"te-x",
+            b"proxy-authorization-and-more",
+            b"\xff",
+        ] {
+            assert!(!is_always_name(other), "{}", String::from_utf8_lossy(other));
+        }
     }
 }

@@ -57,21 +57,23 @@ pub(crate) async fn read_ahead(
     let must_route = config.routes.has_model_routes();
     let limit = config.capture_limit;
     let mut scan = BodyScan::default();
-    let mut decoder =
-        match Decoder::for_encoding(headers.get(header::CONTENT_ENCODING), limit as u64) {
-            Ok(d) => Some(d),
-            Err(e) if must_route => {
-                return Err(refusal(
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    "unroutable_request",
-                    format!("cannot find the model to route this request: {e}"),
-                    &mut scan,
-                    endpoint,
-                ));
-            }
-            // The body cannot be read; it is forwarded all the same.
-            Err(_) => None,
-        };
+    let mut decoder = match Decoder::for_encoding(
+        headers.get(header::CONTENT_ENCODING).map(|v| v.as_bytes()),
+        limit as u64,
+    ) {
+        Ok(d) => Some(d),
+        Err(e) if must_route => {
+            return Err(refusal(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unroutable_request",
+                format!("cannot find the model to route this request: {e}"),
+                &mut scan,
+                endpoint,
+            ));
+        }
+        // The body cannot be read; it is forwarded all the same.
+        Err(_) => None,
+    };
     // A stream whose usage may be asked for is read whole: it is edited, and kept for a retry.
     let may_ask = config.usage_injection
         && matches!(endpoint.0, Api::ChatCompletions | Api::Completions)

@@ -149,6 +149,7 @@ mod budget;
 mod config;
 mod decode;
 mod error;
+mod fields;
 mod forward;
 mod h1;
 mod h1_server;

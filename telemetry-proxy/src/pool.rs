@@ -33,12 +33,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::HeaderValue;
-use http::{Method, Request, Response, Uri};
+use http::{Method, Request, Uri};
 use hyper::body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 use tower_service::Service;
 
+use crate::fields::Reply;
 use crate::h1::{self, BodyDecoder, Conn, ConnError, Outgoing};
 use crate::upstream::{Routes, Upstream};
 
@@ -159,11 +160,12 @@ where
     C::Error: Into<BoxError>,
 {
     /// Sends `request` (origin-form target, `Host` set) on an idle connection, else a new one;
-    /// returns the response, whose body holds the connection until it ends.
+    /// returns the response (its header fields as they came, but the hop-by-hop ones), whose
+    /// body holds the connection until it ends.
     pub async fn send<B>(
         &self,
         request: Request<B>,
-    ) -> Result<Response<UpstreamBody<C::Response>>, UpstreamError>
+    ) -> Result<Reply<UpstreamBody<C::Response>>, UpstreamError>
     where
         B: Body<Data = Bytes> + Unpin,
         B::Error: Into<BoxError>,
@@ -200,11 +202,11 @@ where
             idle: Arc::clone(&self.idle),
         };
         body.end_if_done();
-        let mut response = Response::new(body);
-        *response.status_mut() = head.status;
-        *response.version_mut() = head.version;
-        *response.headers_mut() = head.headers;
-        Ok(response)
+        Ok(Reply {
+            status: head.status,
+            fields: head.headers,
+            body,
+        })
     }
 
     /// A new connection, boxed: it moves between the pool and the requests' bodies by pointer
@@ -414,7 +416,7 @@ mod tests {
             .body(Full::new(Bytes::from_static(b"{}")))
             .unwrap();
         let response = pool.send(request).await?;
-        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let body = response.body.collect().await.unwrap().to_bytes();
         Ok(String::from_utf8(body.to_vec()).unwrap())
     }
 
@@ -428,7 +430,7 @@ mod tests {
         // A body dropped before its end closes its connection.
         let request = Request::post("/").body(Full::new(Bytes::from_static(b"{}")));
         let response = pool.send(request.unwrap()).await.unwrap();
-        assert!(!response.body().is_end_stream());
+        assert!(!response.body.is_end_stream());
         drop(response);
         assert_eq!(call(&pool).await.unwrap(), "c1r1");
     }
@@ -458,8 +460,8 @@ mod tests {
         let body = Bytes::from(vec![b'x'; 32 << 20]);
         let request = Request::post("/v1/x").body(Full::new(body)).unwrap();
         let response = pool.send(request).await.unwrap();
-        assert_eq!(response.status(), http::StatusCode::PAYLOAD_TOO_LARGE);
-        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(response.status, http::StatusCode::PAYLOAD_TOO_LARGE);
+        let body = response.body.collect().await.unwrap().to_bytes();
         assert_eq!(&body[..], b"big");
         assert!(pool.idle.checkout().is_none(), "not reused");
     }

@@ -11,11 +11,13 @@
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::{HeaderMap, StatusCode, header};
+use http::StatusCode;
 use telemetry_openai::protocol::{
     Api, ApiStream, OpenAiError, ServerPhases, SseParser, model_of, read_body,
 };
 use telemetry_wrap::{Call, Usage};
+
+use crate::fields::Fields;
 
 /// What was read from one response, at its end.
 #[derive(Debug, Default)]
@@ -55,18 +57,16 @@ impl Watch {
     pub fn new(
         api: Api,
         status: StatusCode,
-        headers: &HeaderMap,
+        headers: &Fields,
         limit: usize,
         call: &mut Call,
     ) -> Watch {
-        let sse = headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| {
-                v.trim_start()
+        let sse = headers.get("content-type").is_some_and(|v| {
+            crate::fields::is_text(v)
+                && v.trim_ascii_start()
                     .get(..17)
-                    .is_some_and(|t| t.eq_ignore_ascii_case("text/event-stream"))
-            });
+                    .is_some_and(|t| t.eq_ignore_ascii_case(b"text/event-stream"))
+        });
         let streaming = sse && status.is_success();
         if status.is_success() {
             call.set_streaming(streaming);
@@ -311,17 +311,29 @@ mod tests {
 
     /// A watch on a Chat stream (`text/event-stream`, 200).
     fn chat_stream(call: &mut Call) -> Watch {
-        let mut h = HeaderMap::new();
+        let mut h = http::HeaderMap::new();
         h.insert(
-            header::CONTENT_TYPE,
+            http::header::CONTENT_TYPE,
             HeaderValue::from_static("text/event-stream; charset=utf-8"),
         );
-        Watch::new(Api::ChatCompletions, StatusCode::OK, &h, 1024, call)
+        Watch::new(
+            Api::ChatCompletions,
+            StatusCode::OK,
+            &(&h).into(),
+            1024,
+            call,
+        )
     }
 
     /// A watch on a whole Chat body with `status`, kept up to `limit` bytes.
     fn whole(status: StatusCode, limit: usize, call: &mut Call) -> Watch {
-        Watch::new(Api::ChatCompletions, status, &HeaderMap::new(), limit, call)
+        Watch::new(
+            Api::ChatCompletions,
+            status,
+            &Fields::default(),
+            limit,
+            call,
+        )
     }
 
     /// A call on a bus of its own, and that bus.

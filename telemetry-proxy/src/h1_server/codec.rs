@@ -6,6 +6,8 @@
 use std::mem::MaybeUninit;
 
 use bytes::{Bytes, BytesMut};
+
+use crate::fields::Fields;
 use http::header::{self, HeaderName, HeaderValue};
 use http::{HeaderMap, Method, Request, StatusCode, Uri, Version};
 
@@ -386,7 +388,7 @@ pub(crate) enum ConnectionHeader {
 pub(crate) fn write_head(
     out: &mut Vec<u8>,
     status: StatusCode,
-    headers: &HeaderMap,
+    fields: &Fields,
     length: Option<u64>,
     chunked: bool,
     connection: ConnectionHeader,
@@ -401,18 +403,11 @@ pub(crate) fn write_head(
         out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    for (name, value) in headers {
-        if name == header::CONTENT_LENGTH
-            || name == header::TRANSFER_ENCODING
-            || name == header::CONNECTION
-        {
-            continue;
-        }
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
+    fields.write_to(out, |name| {
+        name.eq_ignore_ascii_case(b"content-length")
+            || name.eq_ignore_ascii_case(b"transfer-encoding")
+            || name.eq_ignore_ascii_case(b"connection")
+    });
     if let Some(n) = length {
         out.extend_from_slice(b"content-length: ");
         write_decimal(out, n);
@@ -462,9 +457,8 @@ pub(crate) fn chunk_size_line(out: &mut Vec<u8>, len: usize) {
 }
 
 /// Whether a header value lists `token` (comma-separated, any case).
-pub(crate) fn has_token(value: &HeaderValue, token: &str) -> bool {
+pub(crate) fn has_token(value: &[u8], token: &str) -> bool {
     value
-        .as_bytes()
         .split(|&b| b == b',')
         .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
 }
@@ -693,7 +687,7 @@ mod tests {
         write_head(
             &mut out,
             StatusCode::OK,
-            &headers,
+            &(&headers).into(),
             Some(1234),
             false,
             ConnectionHeader::None,
@@ -705,7 +699,7 @@ mod tests {
         write_head(
             &mut out,
             StatusCode::BAD_GATEWAY,
-            &HeaderMap::new(),
+            &Fields::default(),
             None,
             true,
             ConnectionHeader::Close,

@@ -16,12 +16,14 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use http::header::{self, HeaderName};
-use http::{Method, Request, Response, StatusCode, Version};
+use http::header::HeaderName;
+use http::{Method, Request, StatusCode, Version};
 use hyper::body::Body;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
+
+use crate::fields::Reply;
 
 use super::body::{Inbound, RequestBody, lock, poll_read, poll_read_into};
 use super::codec::{self, BodyDecoder, ConnectionHeader, Framing, Head, HeadError};
@@ -51,7 +53,7 @@ pub(crate) async fn serve<S, F, B>(
     mut service: S,
 ) where
     S: FnMut(Request<RequestBody>) -> F,
-    F: Future<Output = Response<B>>,
+    F: Future<Output = Reply<B>>,
     B: Body<Data = Bytes>,
     B::Error: std::fmt::Display,
 {
@@ -118,7 +120,7 @@ impl Conn {
     ) -> End
     where
         S: FnMut(Request<RequestBody>) -> F,
-        F: Future<Output = Response<B>>,
+        F: Future<Output = Reply<B>>,
         B: Body<Data = Bytes>,
         B::Error: std::fmt::Display,
     {
@@ -213,7 +215,7 @@ impl Conn {
     ) -> End
     where
         S: FnMut(Request<RequestBody>) -> F,
-        F: Future<Output = Response<B>>,
+        F: Future<Output = Reply<B>>,
         B: Body<Data = Bytes>,
         B::Error: std::fmt::Display,
     {
@@ -323,7 +325,7 @@ impl Conn {
     /// write; then the body's frames as they come.
     async fn respond<B>(
         &mut self,
-        response: Response<B>,
+        response: Reply<B>,
         is_head: bool,
         http10: bool,
         keep: bool,
@@ -332,16 +334,19 @@ impl Conn {
         B: Body<Data = Bytes>,
         B::Error: std::fmt::Display,
     {
-        let (parts, body) = response.into_parts();
+        let Reply {
+            status,
+            fields,
+            body,
+        } = response;
         let mut body = pin!(body);
-        let status = parts.status;
-        // One pass over the names (a handful) rather than a hash lookup for each of the two.
+        // One pass over the names (a handful).
         let (mut close, mut declared) = (false, None);
-        for (name, value) in &parts.headers {
-            if name == header::CONNECTION {
+        for (name, value) in fields.iter() {
+            if name.eq_ignore_ascii_case(b"connection") {
                 close |= codec::has_token(value, "close");
-            } else if name == header::CONTENT_LENGTH {
-                declared = codec::parse_length(value.as_bytes());
+            } else if name.eq_ignore_ascii_case(b"content-length") {
+                declared = codec::parse_length(value);
             }
         }
         let mut keep = keep && !close && status != StatusCode::SWITCHING_PROTOCOLS;
@@ -401,7 +406,7 @@ impl Conn {
         codec::write_head(
             &mut self.out,
             status,
-            &parts.headers,
+            &fields,
             length,
             matches!(out, Out::Chunked),
             connection,
@@ -502,13 +507,17 @@ impl Conn {
     /// Answers a head that cannot be served (`400`, `431`); the connection closes after.
     async fn refuse(&mut self, e: &HeadError) -> End {
         tracing::debug!(error = %e, "refused a request head");
-        let response: Response<Bytes> =
-            crate::reply::error_response(e.status(), "invalid_request", &e.to_string());
-        let (parts, body) = response.into_parts();
+        let response: Reply<Bytes> =
+            crate::reply::error_response(e.status(), "invalid_request", &e.to_string()).into();
+        let Reply {
+            status,
+            fields,
+            body,
+        } = response;
         codec::write_head(
             &mut self.out,
-            parts.status,
-            &parts.headers,
+            status,
+            &fields,
             Some(body.len() as u64),
             false,
             ConnectionHeader::Close,
@@ -552,6 +561,7 @@ mod tests {
     use std::net::SocketAddr;
     use std::sync::atomic::{AtomicBool, Ordering};
 
+    use http::Response;
     use http_body_util::BodyExt;
     use hyper::body::{Frame, SizeHint};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -619,7 +629,7 @@ mod tests {
                 let text = format!("{} {path} {got}", parts.method);
                 let mut r = Response::new(Frames(VecDeque::from([Bytes::from(text)])));
                 r.headers_mut()
-                    .insert(header::CONTENT_TYPE, "text/plain".parse().unwrap());
+                    .insert(http::header::CONTENT_TYPE, "text/plain".parse().unwrap());
                 r
             }
         }
@@ -644,7 +654,8 @@ mod tests {
                 };
                 let flag = Arc::clone(&flag);
                 tokio::spawn(serve(stream, options, rx.clone(), move |r| {
-                    answer(r, Arc::clone(&flag))
+                    let answer = answer(r, Arc::clone(&flag));
+                    async move { Reply::from(answer.await) }
                 }));
             }
         });
