@@ -1,6 +1,7 @@
 //! [`Fields`]: a head's header fields as they came, without a `HeaderMap` — the bytes of the
 //! head and where each field's name and value lie in them, in the order received (duplicates
-//! kept) — and [`Reply`], a response made of a status, such fields and a body.
+//! kept) — and the messages made with them: [`Incoming`], a client's request, and [`Reply`], a
+//! response.
 //!
 //! A head has a handful of fields: a name is looked up by a scan that compares it without
 //! case, and the fields are written out again by copying their bytes. Nothing is parsed,
@@ -10,7 +11,7 @@
 //! the proxy more than the head's parse.
 
 use bytes::Bytes;
-use http::{HeaderMap, Response, StatusCode};
+use http::{HeaderMap, Method, Response, StatusCode, Uri};
 
 /// Where a field's name and value lie in its head's bytes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -85,12 +86,16 @@ impl Fields {
     }
 
     /// The values of every field named `name` (compared without case), in order.
-    #[cfg(test)]
     pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
         let name = name.as_bytes();
         self.iter()
             .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v)
+    }
+
+    /// How many bytes the fields' head has: about what writing them takes.
+    pub fn bytes_len(&self) -> usize {
+        self.bytes.len()
     }
 
     /// Whether a field is named `name` (compared without case).
@@ -193,6 +198,20 @@ pub(crate) fn to_str(value: &[u8]) -> Option<&str> {
     } else {
         None
     }
+}
+
+/// A client's request: its method and target, header fields (all, as sent) and body (the
+/// version is the server's to handle).
+#[derive(Debug)]
+pub(crate) struct Incoming<B> {
+    /// The method.
+    pub method: Method,
+    /// The request target.
+    pub uri: Uri,
+    /// The header fields.
+    pub fields: Fields,
+    /// The body.
+    pub body: B,
 }
 
 /// A response: its status, header fields and body.

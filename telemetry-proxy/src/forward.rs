@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use http::header::{self, HeaderValue};
-use http::{Method, Request, Response, StatusCode, Version};
+use http::header;
+use http::{Method, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Body;
 use telemetry_openai::protocol::IncludeUsageFilter;
@@ -15,7 +15,8 @@ use tokio::time::Instant;
 
 use crate::body::{ClientBodyError, ForwardBody, Relay, ResponseBody};
 use crate::decode::Decoder;
-use crate::fields::Reply;
+use crate::fields::{Incoming, Reply};
+use crate::h1::RequestHead;
 use crate::h1_server::RequestBody;
 use crate::health::{self, HEALTH_PATH};
 use crate::hop::{self, AGENT_HEADER};
@@ -35,20 +36,20 @@ use crate::upstream::Upstream;
 /// Answers one request. Never fails: what cannot be forwarded gets an error response.
 pub(crate) async fn handle(
     shared: Arc<Shared>,
-    request: Request<RequestBody>,
+    request: Incoming<RequestBody>,
 ) -> Reply<ResponseBody> {
     Counters::bump(&shared.counters.requests);
-    if request.method() == Method::CONNECT {
+    if request.method == Method::CONNECT {
         return connect_refused().into();
     }
-    if request.uri().path() == HEALTH_PATH {
-        return health::respond(&shared, request.method()).await.into();
+    if request.uri.path() == HEALTH_PATH {
+        return health::respond(&shared, &request.method).await.into();
     }
     if let Some(metrics) = &shared.config.metrics
-        && request.uri().path() == METRICS_PATH
+        && request.uri.path() == METRICS_PATH
     {
         return metrics
-            .respond(request.method(), request.headers())
+            .respond(&request.method, &request.fields)
             .await
             .into();
     }
@@ -70,11 +71,11 @@ fn connect_refused() -> Response<ResponseBody> {
 /// endpoint as usual, anything else a 503 (the connection is closed after it).
 pub(crate) async fn handle_over_limit(
     shared: Arc<Shared>,
-    request: Request<RequestBody>,
+    request: Incoming<RequestBody>,
 ) -> Reply<ResponseBody> {
     Counters::bump(&shared.counters.requests);
-    if request.uri().path() == HEALTH_PATH {
-        return health::respond(&shared, request.method()).await.into();
+    if request.uri.path() == HEALTH_PATH {
+        return health::respond(&shared, &request.method).await.into();
     }
     let mut response = error_response(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -90,20 +91,27 @@ pub(crate) async fn handle_over_limit(
     response.into()
 }
 
-async fn forward(shared: &Shared, request: Request<RequestBody>) -> Reply<ResponseBody> {
+async fn forward(shared: &Shared, request: Incoming<RequestBody>) -> Reply<ResponseBody> {
     let config = &shared.config;
     let deadline = Instant::now() + config.body_timeout;
-    let (mut parts, body) = request.into_parts();
-    let agent = parts
-        .headers
-        .remove(AGENT_HEADER)
-        .and_then(|v| v.to_str().ok().map(str::to_owned));
-    hop::strip(&mut parts.headers);
+    let Incoming {
+        method,
+        uri,
+        mut fields,
+        body,
+        ..
+    } = request;
+    let agent = fields
+        .get(AGENT_HEADER)
+        .and_then(crate::fields::to_str)
+        .map(str::to_owned);
+    // `Host` is set from the upstream's URL.
+    hop::strip(&mut fields, &[AGENT_HEADER, "host"]);
 
-    let endpoint = Endpoint::of(&parts.method, parts.uri.path());
+    let endpoint = Endpoint::of(&method, uri.path());
     let (mut body, info) = match endpoint {
         Some(endpoint) => {
-            match intake::read_ahead(shared, endpoint, &parts.headers, body, deadline).await {
+            match intake::read_ahead(shared, endpoint, &fields, body, deadline).await {
                 Ok((body, info)) => (body, Some(info)),
                 Err(refusal) => return refuse(shared, *refusal, agent.as_deref()),
             }
@@ -123,7 +131,7 @@ async fn forward(shared: &Shared, request: Request<RequestBody>) -> Reply<Respon
     let upstream = config
         .routes
         .pick(info.as_ref().and_then(|i| i.model.as_deref()));
-    parts.uri = match upstream.target_for(std::mem::take(&mut parts.uri)) {
+    let uri = match upstream.target_for(uri) {
         Ok(uri) => uri,
         Err(e) => {
             return error_response::<ResponseBody>(
@@ -134,7 +142,6 @@ async fn forward(shared: &Shared, request: Request<RequestBody>) -> Reply<Respon
             .into();
         }
     };
-    parts.version = Version::HTTP_11;
     let Some(pool) = shared.pools.of(upstream) else {
         // Every upstream the routes pick has its pool, made from the same routes.
         return error_response::<ResponseBody>(
@@ -144,7 +151,14 @@ async fn forward(shared: &Shared, request: Request<RequestBody>) -> Reply<Respon
         )
         .into();
     };
-    parts.headers.insert(header::HOST, pool.host().clone());
+    let mut head = RequestHead {
+        method,
+        uri,
+        host: Some(pool.host().clone()),
+        fields,
+        length: None,
+        identity: false,
+    };
 
     // Ask for the stream's usage on the client's behalf (see crate::inject).
     let mut original = None;
@@ -154,59 +168,44 @@ async fn forward(shared: &Shared, request: Request<RequestBody>) -> Reply<Respon
         && let Some(len) = body.whole_len()
     {
         let mut charge = shared.counters.budget.charge();
-        if charge.take(len as usize) {
-            let headers = parts.headers.clone();
-            if let Some(first) = body.inject(edit, charge) {
-                Counters::bump(&shared.counters.usage_asked);
-                if let Some(new_len) = body.whole_len()
-                    && parts.headers.contains_key(header::CONTENT_LENGTH)
-                {
-                    parts
-                        .headers
-                        .insert(header::CONTENT_LENGTH, HeaderValue::from(new_len));
-                }
-                // The stream is filtered as it passes: it must come uncompressed.
-                parts.headers.insert(
-                    header::ACCEPT_ENCODING,
-                    HeaderValue::from_static("identity"),
-                );
-                original = Some((headers, first));
+        if charge.take(len as usize)
+            && let Some(first) = body.inject(edit, charge)
+        {
+            Counters::bump(&shared.counters.usage_asked);
+            let as_sent = head.clone();
+            if let Some(new_len) = body.whole_len()
+                && head.fields.remove("content-length")
+            {
+                head.length = Some(new_len);
             }
+            // The stream is filtered as it passes: it must come uncompressed.
+            head.fields.remove("accept-encoding");
+            head.identity = true;
+            original = Some((as_sent, first));
         }
     }
 
     let mut exchange = info.map(|info| {
         let mut ex = shared.recorder.begin(&info, agent.as_deref(), upstream);
-        ex.keep_out(Secrets::of(&parts.headers));
+        ex.keep_out(Secrets::of(&head.fields));
         ex
     });
-    let again = original.as_ref().map(|_| {
-        let (method, uri, version) = (parts.method.clone(), parts.uri.clone(), parts.version);
-        (method, uri, version)
-    });
-    let mut response = match send(shared, pool, Request::from_parts(parts, body)).await {
+    let mut response = match send(shared, pool, head, body).await {
         Sent::Response(response) => response,
         Sent::Failed(e) => return failed(shared, upstream, exchange, &e),
         Sent::TimedOut => return first_byte_timeout(shared, upstream, exchange),
     };
     let mut head = None;
     let mut asked = original.is_some();
-    let response = match (original, again) {
-        (Some((headers, first)), Some((method, uri, version)))
-            if inject::may_refuse(response.status) =>
-        {
+    let response = match original {
+        Some((as_sent, first)) if inject::may_refuse(response.status) => {
             let (read, whole) = read_head(&mut response.body, config.chunk_timeout).await;
             if whole && inject::names_the_option(&read) {
                 // Perhaps the upstream refuses the option: the client's request as it was.
                 Counters::bump(&shared.counters.usage_refused);
                 asked = false;
-                let mut request = Request::new(first);
-                *request.method_mut() = method;
-                *request.uri_mut() = uri;
-                *request.version_mut() = version;
-                *request.headers_mut() = headers;
                 // The refusal was read to its end: its connection is back in the pool.
-                let response = match send(shared, pool, request).await {
+                let response = match send(shared, pool, as_sent, first).await {
                     Sent::Response(response) => response,
                     Sent::Failed(e) => return failed(shared, upstream, exchange, &e),
                     Sent::TimedOut => return first_byte_timeout(shared, upstream, exchange),
@@ -287,14 +286,19 @@ enum Sent {
     TimedOut,
 }
 
-/// Sends `request` to the upstream; its response head is due within the first-byte timeout of
+/// Sends a request to the upstream; its response head is due within the first-byte timeout of
 /// the whole body having gone.
-async fn send(shared: &Shared, pool: &Pool<Connector>, request: Request<ForwardBody>) -> Sent {
-    let sent = request.body().sent();
+async fn send(
+    shared: &Shared,
+    pool: &Pool<Connector>,
+    head: RequestHead,
+    body: ForwardBody,
+) -> Sent {
+    let sent = body.sent();
     let first_byte = shared.config.first_byte_timeout;
     tokio::select! {
         biased;
-        response = pool.send(request) => match response {
+        response = pool.send(head, body) => match response {
             Ok(response) => Sent::Response(response),
             Err(e) => Sent::Failed(e),
         },

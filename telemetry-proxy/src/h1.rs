@@ -22,8 +22,8 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::header;
-use http::{Method, StatusCode, Version, request};
+use http::header::HeaderValue;
+use http::{Method, StatusCode, Uri, Version};
 use hyper::body::Body;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 
@@ -576,40 +576,64 @@ pub(crate) enum Framed {
     Chunked,
 }
 
-/// Serializes a request's line and headers (`parts.uri` is the origin-form target), adding
-/// the body's framing when the headers do not give it: a `Content-Length` for a body of known
-/// length, else chunked.
+/// A request head to send to an upstream.
+#[derive(Debug, Clone)]
+pub(crate) struct RequestHead {
+    /// The method.
+    pub method: Method,
+    /// The request target, in origin form.
+    pub uri: Uri,
+    /// The `Host` field, written first.
+    pub host: Option<HeaderValue>,
+    /// The client's fields, written as they came (the caller has taken out those not to be
+    /// forwarded: hop-by-hop ones, `Host`, the agent's, and those set below).
+    pub fields: Fields,
+    /// A `Content-Length` of the proxy's (the body was rewritten), in place of the client's.
+    pub length: Option<u64>,
+    /// `Accept-Encoding: identity`, in place of the client's.
+    pub identity: bool,
+}
+
+/// Serializes a request's line and headers, adding the body's framing when the headers do not
+/// give it: a `Content-Length` for a body of known length, else chunked.
 pub(crate) fn encode_head(
-    parts: &request::Parts,
+    head: &RequestHead,
     body: &impl Body,
 ) -> Result<(Bytes, Framed), ConnError> {
-    let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-    let mut len = parts.method.as_str().len() + target.len() + 16;
-    let mut given = None;
-    for (name, value) in &parts.headers {
-        len += name.as_str().len() + value.len() + 4;
-        if name == header::CONTENT_LENGTH {
-            let n = content_length(value.as_bytes()).map_err(|_| ConnError::RequestLength)?;
-            given = Some(n);
+    let target = head.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let mut given = head.length;
+    if given.is_none() {
+        for value in head.fields.get_all("content-length") {
+            given = Some(content_length(value).map_err(|_| ConnError::RequestLength)?);
         }
     }
-    let mut out = Vec::with_capacity(len + 32);
-    out.extend_from_slice(parts.method.as_str().as_bytes());
+    let method = head.method.as_str();
+    let len = method.len() + target.len() + head.fields.bytes_len() + 128;
+    let mut out = Vec::with_capacity(len);
+    out.extend_from_slice(method.as_bytes());
     out.push(b' ');
     out.extend_from_slice(target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    for (name, value) in &parts.headers {
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
+    if let Some(host) = &head.host {
+        out.extend_from_slice(b"host: ");
+        out.extend_from_slice(host.as_bytes());
         out.extend_from_slice(b"\r\n");
+    }
+    head.fields.write_to(&mut out, |_| false);
+    if let Some(n) = head.length {
+        out.extend_from_slice(b"content-length: ");
+        out.extend_from_slice(n.to_string().as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if head.identity {
+        out.extend_from_slice(b"accept-encoding: identity\r\n");
     }
     let send = match given {
         Some(n) => Framed::Length(n),
         None if body.is_end_stream() => Framed::Length(0),
         None => match body.size_hint().exact() {
             Some(n) => {
-                if n > 0 || !matches!(parts.method, Method::GET | Method::HEAD) {
+                if n > 0 || !matches!(head.method, Method::GET | Method::HEAD) {
                     out.extend_from_slice(b"content-length: ");
                     out.extend_from_slice(n.to_string().as_bytes());
                     out.extend_from_slice(b"\r\n");
@@ -1242,44 +1266,69 @@ mod tests {
 
     #[test]
     fn a_request_head_is_serialized_with_its_framing() {
-        let request = http::Request::post("/v1/chat/completions?x=1")
-            .header("host", "up:8080")
-            .header("content-type", "application/json")
-            .body(http_body_util::Full::new(Bytes::from_static(b"{}")))
-            .unwrap();
-        let (parts, body) = request.into_parts();
-        let (head, send) = encode_head(&parts, &body).unwrap();
+        let request = |method: Method, target: &str, fields: &[(&str, &str)]| {
+            let mut map = http::HeaderMap::new();
+            for (name, value) in fields {
+                map.append(
+                    http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                    HeaderValue::from_str(value).unwrap(),
+                );
+            }
+            RequestHead {
+                method,
+                uri: target.parse().unwrap(),
+                host: None,
+                fields: Fields::from(&map),
+                length: None,
+                identity: false,
+            }
+        };
+        let mut head = request(
+            Method::POST,
+            "/v1/chat/completions?x=1",
+            &[("content-type", "application/json")],
+        );
+        head.host = Some(HeaderValue::from_static("up:8080"));
+        let full = http_body_util::Full::new(Bytes::from_static(b"{}"));
+        let (bytes, send) = encode_head(&head, &full).unwrap();
         assert_eq!(
-            &head[..],
+            &bytes[..],
             b"POST /v1/chat/completions?x=1 HTTP/1.1\r\nhost: up:8080\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n"
         );
         assert_eq!(send, Framed::Length(2));
         // A length the client gave is kept as given.
-        let request = http::Request::post("/")
-            .header("content-length", "2")
-            .body(http_body_util::Full::new(Bytes::from_static(b"{}")))
-            .unwrap();
-        let (parts, body) = request.into_parts();
-        let (head, send) = encode_head(&parts, &body).unwrap();
-        assert_eq!(&head[..], b"POST / HTTP/1.1\r\ncontent-length: 2\r\n\r\n");
+        let head = request(Method::POST, "/", &[("content-length", "2")]);
+        let (bytes, send) = encode_head(&head, &full).unwrap();
+        assert_eq!(&bytes[..], b"POST / HTTP/1.1\r\ncontent-length: 2\r\n\r\n");
         assert_eq!(send, Framed::Length(2));
+        // One the proxy sets (the body rewritten) goes in its place, and so does the encoding.
+        let mut head = request(Method::POST, "/", &[("accept", "*/*")]);
+        (head.length, head.identity) = (Some(5), true);
+        let (bytes, send) = encode_head(&head, &full).unwrap();
+        assert_eq!(
+            &bytes[..],
+            b"POST / HTTP/1.1\r\naccept: */*\r\ncontent-length: 5\r\naccept-encoding: identity\r\n\r\n"
+        );
+        assert_eq!(send, Framed::Length(5));
+        // An invalid length is an error.
+        let head = request(Method::POST, "/", &[("content-length", "x")]);
+        assert!(matches!(
+            encode_head(&head, &full),
+            Err(ConnError::RequestLength)
+        ));
         // A body of unknown length is chunked.
         let (_tx, body) = http_body_util::channel::Channel::<Bytes, BoxError>::new(1);
-        let request = http::Request::post("/").body(body).unwrap();
-        let (parts, body) = request.into_parts();
-        let (head, send) = encode_head(&parts, &body).unwrap();
+        let head = request(Method::POST, "/", &[]);
+        let (bytes, send) = encode_head(&head, &body).unwrap();
         assert_eq!(
-            &head[..],
+            &bytes[..],
             b"POST / HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n"
         );
         assert_eq!(send, Framed::Chunked);
         // No body: no length.
-        let request = http::Request::get("/v1/models")
-            .body(http_body_util::Empty::<Bytes>::new())
-            .unwrap();
-        let (parts, body) = request.into_parts();
-        let (head, _) = encode_head(&parts, &body).unwrap();
-        assert_eq!(&head[..], b"GET /v1/models HTTP/1.1\r\n\r\n");
+        let head = request(Method::GET, "/v1/models", &[]);
+        let (bytes, _) = encode_head(&head, &http_body_util::Empty::<Bytes>::new()).unwrap();
+        assert_eq!(&bytes[..], b"GET /v1/models HTTP/1.1\r\n\r\n");
     }
 
     /// A valid response: a head, then a body of `pieces` chunked or with a length.

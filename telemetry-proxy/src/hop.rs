@@ -1,47 +1,16 @@
 //! Hop-by-hop headers (RFC 9110 §7.6.1): they describe one connection, so the proxy drops them
 //! in both directions and forwards every other header unchanged.
 
-use http::HeaderMap;
-use http::header::{self, HeaderName};
+use crate::fields::Fields;
 
 /// The request header naming the agent of a call; the proxy reads it and does not forward it.
 pub const AGENT_HEADER: &str = "x-telemetry-agent";
 
-/// Headers that are always hop-by-hop. `Expect` is answered by the proxy's own server (it has
-/// read the body before forwarding), and `Host` is set by the client side from the upstream URL.
-static ALWAYS: [HeaderName; 10] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-    HeaderName::from_static("proxy-connection"),
-    header::EXPECT,
-];
-
-/// The index in [`ALWAYS`] of a (lower-case) header name: a match on the text, a length
-/// switch and a compare, where `HeaderName` equality against each listed name cost ten compares.
-fn always_index(name: &str) -> Option<usize> {
-    Some(match name {
-        "connection" => 0,
-        "keep-alive" => 1,
-        "proxy-authenticate" => 2,
-        "proxy-authorization" => 3,
-        "te" => 4,
-        "trailer" => 5,
-        "transfer-encoding" => 6,
-        "upgrade" => 7,
-        "proxy-connection" => 8,
-        "expect" => 9,
-        _ => return None,
-    })
-}
-
 /// Whether a header name as received (any case) is always hop-by-hop (not counting the names
-/// a `Connection` header lists).
+/// a `Connection` header lists): `Connection`, `Keep-Alive`, `Proxy-Authenticate`,
+/// `Proxy-Authorization`, `TE`, `Trailer`, `Transfer-Encoding`, `Upgrade`, `Proxy-Connection`
+/// and `Expect` (answered by the proxy's own server: it has read the body before forwarding).
+/// `Host` is the caller's to replace.
 pub(crate) fn is_always_name(name: &[u8]) -> bool {
     // A switch on the length leaves one or two names to compare (most names none).
     let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
@@ -58,49 +27,37 @@ pub(crate) fn is_always_name(name: &[u8]) -> bool {
     }
 }
 
-/// Removes the hop-by-hop headers: the fixed list and any header the `Connection` header names.
+/// Removes the hop-by-hop fields — the fixed list and any field a `Connection` field names —
+/// and those named in `also` (names compared without case).
 ///
-/// One pass over the message's names (a handful) finds the hop-by-hop ones present, and only
-/// those are removed: a removal per listed name, present or not, was twenty hash lookups per
-/// request and response, 4 % of the proxy's instructions per call.
-pub(crate) fn strip(headers: &mut HeaderMap) {
-    let mut present = [false; ALWAYS.len()];
-    for name in headers.keys() {
-        if let Some(i) = always_index(name.as_str()) {
-            present[i] = true;
+/// One pass over the fields (a handful) finds the names a `Connection` field lists beyond the
+/// fixed ones (rare: collected only then), and one more keeps the others.
+pub(crate) fn strip(fields: &mut Fields, also: &[&str]) {
+    let mut named: Vec<Vec<u8>> = Vec::new();
+    for value in fields.get_all("connection") {
+        // A value that is not text names nothing (as `HeaderValue::to_str` had it).
+        if !crate::fields::is_text(value) {
+            continue;
+        }
+        for token in value.split(|&b| b == b',') {
+            let token = token.trim_ascii();
+            if !token.is_empty() && !is_always_name(token) {
+                named.push(token.to_vec());
+            }
         }
     }
-    if present[0] {
-        // Names the `Connection` header lists beyond the fixed ones (rare: parsed only then).
-        let named: Vec<HeaderName> = headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-            .filter(|name| {
-                let lower = if name.bytes().any(|b| b.is_ascii_uppercase()) {
-                    std::borrow::Cow::Owned(name.to_ascii_lowercase())
-                } else {
-                    std::borrow::Cow::Borrowed(*name)
-                };
-                always_index(&lower).is_none()
-            })
-            .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
-            .collect();
-        for name in &named {
-            headers.remove(name);
-        }
-    }
-    for (name, _) in ALWAYS.iter().zip(present).filter(|(_, p)| *p) {
-        headers.remove(name);
-    }
+    fields.retain(|name, _| {
+        !(is_always_name(name)
+            || also.iter().any(|a| name.eq_ignore_ascii_case(a.as_bytes()))
+            || named.iter().any(|n| n.eq_ignore_ascii_case(name)))
+    });
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
+    use http::header::{self, HeaderName};
+    use http::{HeaderMap, HeaderValue};
 
     #[test]
     fn strips_fixed_and_named_hop_by_hop_headers() {
@@ -119,10 +76,11 @@ mod tests {
         h.append("x-multi", HeaderValue::from_static("a"));
         h.append("x-multi", HeaderValue::from_static("b"));
         h.insert(header::TE, HeaderValue::from_static("trailers"));
-        strip(&mut h);
-        assert_eq!(h.len(), 3, "{h:?}");
-        assert_eq!(h[header::AUTHORIZATION], "Bearer k");
-        assert_eq!(h.get_all("x-multi").iter().count(), 2);
+        let mut f = Fields::from(&h);
+        strip(&mut f, &[]);
+        assert_eq!(f.len(), 3, "{f:?}");
+        assert_eq!(f.get("authorization"), Some(&b"Bearer k"[..]));
+        assert_eq!(f.get_all("x-multi").count(), 2);
 
         // Names listed in two Connection headers, in any case, go; a header not named stays.
         let mut h = HeaderMap::new();
@@ -131,25 +89,47 @@ mod tests {
         for name in ["x-a", "x-b", "x-c", "keep-alive", "proxy-connection"] {
             h.insert(name, HeaderValue::from_static("1"));
         }
-        strip(&mut h);
-        assert_eq!(
-            h.keys().map(HeaderName::as_str).collect::<Vec<_>>(),
-            ["x-c"]
-        );
+        let mut f = Fields::from(&h);
+        strip(&mut f, &[]);
+        assert_eq!(f.iter().map(|(n, _)| n).collect::<Vec<_>>(), [&b"x-c"[..]]);
         let mut plain = HeaderMap::new();
         plain.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
-        let before = plain.clone();
-        strip(&mut plain);
-        assert_eq!(plain, before);
+        let mut f = Fields::from(&plain);
+        strip(&mut f, &[]);
+        assert_eq!(
+            f.iter().collect::<Vec<_>>(),
+            [(&b"content-type"[..], &b"text/plain"[..])]
+        );
     }
 
     #[test]
-    fn the_index_match_agrees_with_the_list() {
-        for (i, name) in ALWAYS.iter().enumerate() {
-            assert_eq!(always_index(name.as_str()), Some(i), "{name}");
-        }
-        assert_eq!(always_index("content-type"), None);
+    fn names_asked_for_go_too_in_any_case() {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("client"));
+        h.insert(AGENT_HEADER, HeaderValue::from_static("a"));
+        h.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
+        let mut f = Fields::from(&h);
+        f.append("X-Telemetry-Agent", b"b");
+        strip(&mut f, &["Host", AGENT_HEADER]);
+        assert_eq!(
+            f.iter().collect::<Vec<_>>(),
+            [(&b"accept"[..], &b"*/*"[..])]
+        );
     }
+
+    /// The names that are always hop-by-hop.
+    static ALWAYS: [HeaderName; 10] = [
+        header::CONNECTION,
+        HeaderName::from_static("keep-alive"),
+        header::PROXY_AUTHENTICATE,
+        header::PROXY_AUTHORIZATION,
+        header::TE,
+        header::TRAILER,
+        header::TRANSFER_ENCODING,
+        header::UPGRADE,
+        HeaderName::from_static("proxy-connection"),
+        header::EXPECT,
+    ];
 
     #[test]
     fn names_as_received_are_matched_without_case() {

@@ -17,12 +17,13 @@ use std::collections::VecDeque;
 use std::pin::Pin;
 
 use bytes::{Bytes, BytesMut};
-use http::{HeaderMap, StatusCode, header};
+use http::StatusCode;
 use hyper::body::{Body, Frame};
 use tokio::time::Instant;
 
 use crate::body::ForwardBody;
 use crate::decode::Decoder;
+use crate::fields::Fields;
 use crate::h1_server::RequestBody;
 use crate::inject;
 use crate::request::{Endpoint, RequestInfo};
@@ -49,7 +50,7 @@ pub(crate) struct Refusal {
 pub(crate) async fn read_ahead(
     shared: &Shared,
     endpoint: Endpoint,
-    headers: &HeaderMap,
+    headers: &Fields,
     mut body: RequestBody,
     deadline: Instant,
 ) -> Result<(ForwardBody, RequestInfo), Box<Refusal>> {
@@ -57,10 +58,7 @@ pub(crate) async fn read_ahead(
     let must_route = config.routes.has_model_routes();
     let limit = config.capture_limit;
     let mut scan = BodyScan::default();
-    let mut decoder = match Decoder::for_encoding(
-        headers.get(header::CONTENT_ENCODING).map(|v| v.as_bytes()),
-        limit as u64,
-    ) {
+    let mut decoder = match Decoder::for_encoding(headers.get("content-encoding"), limit as u64) {
         Ok(d) => Some(d),
         Err(e) if must_route => {
             return Err(refusal(

@@ -11,10 +11,11 @@
 use std::sync::Arc;
 
 use http::header::{self, HeaderValue};
-use http::{HeaderMap, Method, Response, StatusCode};
+use http::{Method, Response, StatusCode};
 use tokio::sync::Semaphore;
 
 use crate::body::ResponseBody;
+use crate::fields::Fields;
 use crate::reply::error_response;
 
 /// The path answered with the source's text.
@@ -68,7 +69,7 @@ impl MetricsEndpoint {
     pub(crate) async fn respond(
         &self,
         method: &Method,
-        headers: &HeaderMap,
+        headers: &Fields,
     ) -> Response<ResponseBody> {
         if method != Method::GET && method != Method::HEAD {
             return error_response(
@@ -78,8 +79,8 @@ impl MetricsEndpoint {
             );
         }
         let accept = headers
-            .get(header::ACCEPT)
-            .and_then(|v| v.to_str().ok())
+            .get("accept")
+            .and_then(crate::fields::to_str)
             .map(str::to_owned);
         let rendered = match Arc::clone(&self.turns).acquire_owned().await {
             Ok(turn) => {

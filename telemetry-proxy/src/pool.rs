@@ -33,14 +33,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::HeaderValue;
-use http::{Method, Request, Uri};
+use http::{Method, Uri};
 use hyper::body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 use tower_service::Service;
 
 use crate::fields::Reply;
-use crate::h1::{self, BodyDecoder, Conn, ConnError, Outgoing};
+use crate::h1::{self, BodyDecoder, Conn, ConnError, Outgoing, RequestHead};
 use crate::upstream::{Routes, Upstream};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -159,21 +159,20 @@ where
     C::Response: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     C::Error: Into<BoxError>,
 {
-    /// Sends `request` (origin-form target, `Host` set) on an idle connection, else a new one;
+    /// Sends a request (`head`, `body`) on an idle connection, else a new one;
     /// returns the response (its header fields as they came, but the hop-by-hop ones), whose
     /// body holds the connection until it ends.
     pub async fn send<B>(
         &self,
-        request: Request<B>,
+        head: RequestHead,
+        mut body: B,
     ) -> Result<Reply<UpstreamBody<C::Response>>, UpstreamError>
     where
         B: Body<Data = Bytes> + Unpin,
         B::Error: Into<BoxError>,
     {
-        let (parts, mut body) = request.into_parts();
-        let head_request = parts.method == Method::HEAD;
-        let (head, send) = h1::encode_head(&parts, &body).map_err(UpstreamError::Request)?;
-        drop(parts);
+        let head_request = head.method == Method::HEAD;
+        let (head, send) = h1::encode_head(&head, &body).map_err(UpstreamError::Request)?;
         let (mut conn, mut reused) = match self.idle.checkout() {
             Some(conn) => (conn, true),
             None => (self.connect().await?, false),
@@ -409,13 +408,25 @@ mod tests {
         Pool::new(&upstream, Tcp, Duration::from_secs(5))
     }
 
+    /// A `POST` to `target`, without fields.
+    fn post(target: &str) -> RequestHead {
+        RequestHead {
+            method: Method::POST,
+            uri: target.parse().unwrap(),
+            host: None,
+            fields: Default::default(),
+            length: None,
+            identity: false,
+        }
+    }
+
     /// Sends a request with a 2-byte body; the response's body as text.
     async fn call(pool: &Pool<Tcp>) -> Result<String, UpstreamError> {
-        let request = Request::post("/v1/x")
-            .header(http::header::HOST, pool.host().clone())
-            .body(Full::new(Bytes::from_static(b"{}")))
-            .unwrap();
-        let response = pool.send(request).await?;
+        let mut head = post("/v1/x");
+        head.host = Some(pool.host().clone());
+        let response = pool
+            .send(head, Full::new(Bytes::from_static(b"{}")))
+            .await?;
         let body = response.body.collect().await.unwrap().to_bytes();
         Ok(String::from_utf8(body.to_vec()).unwrap())
     }
@@ -428,8 +439,8 @@ mod tests {
         assert_eq!(call(&pool).await.unwrap(), "c0r2");
         assert_eq!(conns.load(Ordering::SeqCst), 1);
         // A body dropped before its end closes its connection.
-        let request = Request::post("/").body(Full::new(Bytes::from_static(b"{}")));
-        let response = pool.send(request.unwrap()).await.unwrap();
+        let body = Full::new(Bytes::from_static(b"{}"));
+        let response = pool.send(post("/"), body).await.unwrap();
         assert!(!response.body.is_end_stream());
         drop(response);
         assert_eq!(call(&pool).await.unwrap(), "c1r1");
@@ -458,8 +469,7 @@ mod tests {
         });
         let pool = pool_to(addr);
         let body = Bytes::from(vec![b'x'; 32 << 20]);
-        let request = Request::post("/v1/x").body(Full::new(body)).unwrap();
-        let response = pool.send(request).await.unwrap();
+        let response = pool.send(post("/v1/x"), Full::new(body)).await.unwrap();
         assert_eq!(response.status, http::StatusCode::PAYLOAD_TOO_LARGE);
         let body = response.body.collect().await.unwrap().to_bytes();
         assert_eq!(&body[..], b"big");

@@ -2,8 +2,7 @@
 //! are forwarded as they came and never stored: an upstream that echoes a key in its error
 //! message (some do) has it replaced in the record by `[redacted]`.
 
-use http::HeaderMap;
-use http::header::AUTHORIZATION;
+use crate::fields::{Fields, to_str};
 
 /// The headers that carry API keys.
 const KEY_HEADERS: [&str; 2] = ["x-api-key", "api-key"];
@@ -17,10 +16,10 @@ pub(crate) struct Secrets(Vec<String>);
 impl Secrets {
     /// The keys in `headers`, if any (for `Authorization`, the credentials after the scheme as
     /// well as the whole value).
-    pub fn of(headers: &HeaderMap) -> Option<Secrets> {
+    pub fn of(headers: &Fields) -> Option<Secrets> {
         let mut found = Vec::new();
-        for value in headers.get_all(AUTHORIZATION) {
-            if let Ok(v) = value.to_str() {
+        for value in headers.get_all("authorization") {
+            if let Some(v) = to_str(value) {
                 found.push(v.to_owned());
                 if let Some((_, credentials)) = v.split_once(' ') {
                     found.push(credentials.trim().to_owned());
@@ -29,7 +28,7 @@ impl Secrets {
         }
         for name in KEY_HEADERS {
             for value in headers.get_all(name) {
-                if let Ok(v) = value.to_str() {
+                if let Some(v) = to_str(value) {
                     found.push(v.trim().to_owned());
                 }
             }
@@ -54,7 +53,8 @@ impl Secrets {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
+    use http::header::AUTHORIZATION;
+    use http::{HeaderMap, HeaderValue};
 
     #[test]
     fn keys_are_found_and_scrubbed() {
@@ -65,11 +65,11 @@ mod tests {
         );
         h.insert("api-key", HeaderValue::from_static("azure-key-0987654"));
         h.insert("x-api-key", HeaderValue::from_static("short"));
-        let s = Secrets::of(&h).unwrap();
+        let s = Secrets::of(&(&h).into()).unwrap();
         assert_eq!(
             s.scrub("bad key sk-abcdefgh123 or azure-key-0987654; short".into()),
             "bad key [redacted] or [redacted]; short"
         );
-        assert!(Secrets::of(&HeaderMap::new()).is_none());
+        assert!(Secrets::of(&Fields::default()).is_none());
     }
 }

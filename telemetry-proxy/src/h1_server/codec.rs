@@ -7,9 +7,8 @@ use std::mem::MaybeUninit;
 
 use bytes::{Bytes, BytesMut};
 
-use crate::fields::Fields;
-use http::header::{self, HeaderName, HeaderValue};
-use http::{HeaderMap, Method, Request, StatusCode, Uri, Version};
+use crate::fields::{Fields, Span};
+use http::{Method, StatusCode, Uri, Version};
 
 /// Header fields a request head may have.
 pub(crate) const MAX_HEADERS: usize = 100;
@@ -59,8 +58,14 @@ pub(crate) enum Framing {
 /// A request head, parsed.
 #[derive(Debug)]
 pub(crate) struct Head {
-    /// Method, target, version and header fields (all as sent); the body is the caller's.
-    pub request: Request<()>,
+    /// The method.
+    pub method: Method,
+    /// The request target, as sent.
+    pub uri: Uri,
+    /// The version.
+    pub version: Version,
+    /// The header fields, all of them, as sent (in the head's bytes: uncopied).
+    pub fields: Fields,
     /// How the body is delimited.
     pub framing: Framing,
     /// Whether the client keeps the connection open after this exchange (HTTP/1.1 unless
@@ -71,13 +76,11 @@ pub(crate) struct Head {
 }
 
 /// Parses the request head at the start of `buf`. `Ok(None)` while it is incomplete; once
-/// complete its bytes are taken off `buf` (the header values and target keep pointing into
-/// them, uncopied). `scratch` is the caller's, reused from one head to the next.
-pub(crate) fn parse_head(
-    buf: &mut BytesMut,
-    max_head: usize,
-    scratch: &mut Vec<(HeaderName, usize, usize)>,
-) -> Result<Option<Head>, HeadError> {
+/// complete its bytes are taken off `buf` (the header fields and target keep pointing into
+/// them, uncopied).
+pub(crate) fn parse_head(buf: &mut BytesMut, max_head: usize) -> Result<Option<Head>, HeadError> {
+    // Spans are 32-bit offsets.
+    let max_head = max_head.min(u32::MAX as usize);
     let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     let mut parsed = httparse::Request::new(&mut []);
     let len = match parsed.parse_with_uninit_headers(buf, &mut slots) {
@@ -91,7 +94,8 @@ pub(crate) fn parse_head(
         Err(e) => return Err(HeadError::Malformed(e.to_string())),
     };
     let base = buf.as_ptr() as usize;
-    let offset = |s: &[u8]| s.as_ptr() as usize - base;
+    // Offsets into a head of at most `max_head` bytes (below 4 GiB).
+    let offset = |s: &[u8]| (s.as_ptr() as usize - base) as u32;
     let (Some(method), Some(path), Some(minor)) = (parsed.method, parsed.path, parsed.version)
     else {
         // A complete parse has all three.
@@ -104,36 +108,41 @@ pub(crate) fn parse_head(
     } else {
         Version::HTTP_10
     };
-    let target = (offset(path.as_bytes()), path.len());
+    let target = (offset(path.as_bytes()) as usize, path.len());
 
     let mut length: Option<u64> = None;
     let mut chunked = None;
     let (mut close, mut keep) = (false, false);
     let mut expect_continue = false;
-    scratch.clear();
+    let mut spans = Vec::with_capacity(parsed.headers.len());
     for h in parsed.headers.iter() {
-        let name = HeaderName::from_bytes(h.name.as_bytes())
-            .map_err(|_| HeadError::Malformed(format!("invalid header name {:?}", h.name)))?;
-        if name == header::CONTENT_LENGTH {
+        // `httparse` has checked the name (a token) and the value (no control bytes but
+        // HTAB): all that `HeaderName` and `HeaderValue` would check again.
+        let name = h.name.as_bytes();
+        if name.eq_ignore_ascii_case(b"content-length") {
             let n = parse_length(h.value).ok_or(HeadError::Framing("invalid Content-Length"))?;
             if length.is_some_and(|l| l != n) {
                 return Err(HeadError::Framing("differing Content-Length values"));
             }
             length = Some(n);
-        } else if name == header::TRANSFER_ENCODING {
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             // The last coding decides: the body is chunked only when it is `chunked`.
             let last = h.value.rsplit(|&b| b == b',').next().unwrap_or_default();
             chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-        } else if name == header::CONNECTION {
+        } else if name.eq_ignore_ascii_case(b"connection") {
             for token in h.value.split(|&b| b == b',') {
                 let token = token.trim_ascii();
                 close |= token.eq_ignore_ascii_case(b"close");
                 keep |= token.eq_ignore_ascii_case(b"keep-alive");
             }
-        } else if name == header::EXPECT {
+        } else if name.eq_ignore_ascii_case(b"expect") {
             expect_continue = h.value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
         }
-        scratch.push((name, offset(h.value), h.value.len()));
+        let (n, v) = (offset(name), offset(h.value));
+        spans.push(Span::new(
+            (n, n + name.len() as u32),
+            (v, v + h.value.len() as u32),
+        ));
     }
     let framing = match (chunked, length) {
         (None, length) => Framing::Length(length.unwrap_or(0)),
@@ -159,21 +168,11 @@ pub(crate) fn parse_head(
     let head = buf.split_to(len).freeze();
     let uri = Uri::from_maybe_shared(head.slice(target.0..target.0 + target.1))
         .map_err(|_| HeadError::Malformed("invalid request target".to_owned()))?;
-    // Room for the few headers the proxy adds (`Host`, `Accept-Encoding`, ...): a map filled to
-    // its capacity grows on the next insert (a new allocation and a rehash).
-    let mut headers = HeaderMap::with_capacity(scratch.len() + 3);
-    for (name, at, len) in scratch.drain(..) {
-        let value = HeaderValue::from_maybe_shared(head.slice(at..at + len))
-            .map_err(|_| HeadError::Malformed(format!("invalid value of header {name}")))?;
-        headers.append(name, value);
-    }
-    let mut request = Request::new(());
-    *request.method_mut() = method;
-    *request.uri_mut() = uri;
-    *request.version_mut() = version;
-    *request.headers_mut() = headers;
     Ok(Some(Head {
-        request,
+        method,
+        uri,
+        version,
+        fields: Fields::new(head, spans),
         framing,
         keep_alive,
         expect_continue: expect_continue && version == Version::HTTP_11,
@@ -469,7 +468,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn parse(text: &[u8]) -> Result<Option<Head>, HeadError> {
-        parse_head(&mut BytesMut::from(text), 64 * 1024, &mut Vec::new())
+        parse_head(&mut BytesMut::from(text), 64 * 1024)
     }
 
     const POST: &[u8] = b"POST /v1/chat/completions?x=1 HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nX-Two: 1\r\nx-two: 2\r\n\r\nhello";
@@ -477,18 +476,15 @@ mod tests {
     #[test]
     fn a_request_head_is_parsed_and_taken_off_the_buffer() {
         let mut buf = BytesMut::from(POST);
-        let head = parse_head(&mut buf, 1024, &mut Vec::new())
-            .unwrap()
-            .unwrap();
+        let head = parse_head(&mut buf, 1024).unwrap().unwrap();
         assert_eq!(&buf[..], b"hello");
-        let r = &head.request;
-        assert_eq!(r.method(), Method::POST);
-        assert_eq!(r.uri().path(), "/v1/chat/completions");
-        assert_eq!(r.uri().query(), Some("x=1"));
-        assert_eq!(r.version(), Version::HTTP_11);
-        assert_eq!(r.headers()["host"], "a");
-        let twos: Vec<_> = r.headers().get_all("x-two").iter().collect();
-        assert_eq!(twos, ["1", "2"]);
+        assert_eq!(head.method, Method::POST);
+        assert_eq!(head.uri.path(), "/v1/chat/completions");
+        assert_eq!(head.uri.query(), Some("x=1"));
+        assert_eq!(head.version, Version::HTTP_11);
+        assert_eq!(head.fields.get("host"), Some(&b"a"[..]));
+        let twos: Vec<_> = head.fields.get_all("x-two").collect();
+        assert_eq!(twos, [&b"1"[..], &b"2"[..]]);
         assert_eq!(head.framing, Framing::Length(5));
         assert!(head.keep_alive && !head.expect_continue);
     }
@@ -586,10 +582,10 @@ mod tests {
             .collect();
         assert_eq!(parse(&many).unwrap_err(), HeadError::TooManyHeaders);
         let long = [&b"GET /"[..], &[b'a'; 100], b" HTTP/1.1\r\n\r\n"].concat();
-        let e = parse_head(&mut BytesMut::from(&long[..]), 64, &mut Vec::new()).unwrap_err();
+        let e = parse_head(&mut BytesMut::from(&long[..]), 64).unwrap_err();
         assert_eq!(e, HeadError::TooLarge(64));
         // Incomplete and already past the limit: refused without waiting for the rest.
-        let e = parse_head(&mut BytesMut::from(&long[..80]), 64, &mut Vec::new()).unwrap_err();
+        let e = parse_head(&mut BytesMut::from(&long[..80]), 64).unwrap_err();
         assert_eq!(e.status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
     }
 
@@ -679,6 +675,7 @@ mod tests {
 
     #[test]
     fn response_heads_name_their_framing() {
+        use http::{HeaderMap, HeaderValue, header};
         let mut headers = HeaderMap::new();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("999"));
@@ -737,17 +734,16 @@ mod tests {
         fn heads_parse_the_same_whatever_the_split(cut in 0usize..200) {
             let cut = cut.min(POST.len());
             let mut buf = BytesMut::from(&POST[..cut]);
-            let mut scratch = Vec::new();
-            let first = parse_head(&mut buf, 1024, &mut scratch).unwrap();
+            let first = parse_head(&mut buf, 1024).unwrap();
             let head = match first {
                 Some(h) => h,
                 None => {
                     buf.extend_from_slice(&POST[cut..]);
-                    parse_head(&mut buf, 1024, &mut scratch).unwrap().unwrap()
+                    parse_head(&mut buf, 1024).unwrap().unwrap()
                 }
             };
             prop_assert_eq!(head.framing, Framing::Length(5));
-            prop_assert_eq!(head.request.headers().len(), 4);
+            prop_assert_eq!(head.fields.len(), 4);
         }
 
         #[test]

@@ -16,14 +16,13 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use http::header::HeaderName;
-use http::{Method, Request, StatusCode, Version};
+use http::{Method, StatusCode, Version};
 use hyper::body::Body;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::fields::Reply;
+use crate::fields::{Incoming, Reply};
 
 use super::body::{Inbound, RequestBody, lock, poll_read, poll_read_into};
 use super::codec::{self, BodyDecoder, ConnectionHeader, Framing, Head, HeadError};
@@ -52,7 +51,7 @@ pub(crate) async fn serve<S, F, B>(
     stop: watch::Receiver<bool>,
     mut service: S,
 ) where
-    S: FnMut(Request<RequestBody>) -> F,
+    S: FnMut(Incoming<RequestBody>) -> F,
     F: Future<Output = Reply<B>>,
     B: Body<Data = Bytes>,
     B::Error: std::fmt::Display,
@@ -61,7 +60,6 @@ pub(crate) async fn serve<S, F, B>(
         stream: Arc::new(stream),
         buf: BytesMut::new(),
         out: Vec::new(),
-        scratch: Vec::new(),
         reading: None,
         watch: false,
     };
@@ -104,7 +102,6 @@ struct Conn {
     buf: BytesMut,
     /// The head (and chunk-size line) being written.
     out: Vec<u8>,
-    scratch: Vec<(HeaderName, usize, usize)>,
     /// The body being read from the connection, holding the read buffer until it ends.
     reading: Option<Arc<Mutex<Inbound>>>,
     /// Whether the connection is read while the response is awaited, to see the client leave.
@@ -119,7 +116,7 @@ impl Conn {
         service: &mut S,
     ) -> End
     where
-        S: FnMut(Request<RequestBody>) -> F,
+        S: FnMut(Incoming<RequestBody>) -> F,
         F: Future<Output = Reply<B>>,
         B: Body<Data = Bytes>,
         B::Error: std::fmt::Display,
@@ -138,7 +135,7 @@ impl Conn {
             let mut deadline = None;
             let head = loop {
                 if !self.buf.is_empty() {
-                    match codec::parse_head(&mut self.buf, options.max_head, &mut self.scratch) {
+                    match codec::parse_head(&mut self.buf, options.max_head) {
                         Ok(Some(head)) => break head,
                         Ok(None) => {}
                         Err(e) => return self.refuse(&e).await,
@@ -214,21 +211,24 @@ impl Conn {
         stop: &watch::Receiver<bool>,
     ) -> End
     where
-        S: FnMut(Request<RequestBody>) -> F,
+        S: FnMut(Incoming<RequestBody>) -> F,
         F: Future<Output = Reply<B>>,
         B: Body<Data = Bytes>,
         B::Error: std::fmt::Display,
     {
         let Head {
-            request,
+            method,
+            uri,
+            version,
+            fields,
             framing,
             keep_alive,
             expect_continue,
         } = head;
-        let is_head = request.method() == Method::HEAD;
+        let is_head = method == Method::HEAD;
         // A tunnel is never given: nothing after a CONNECT is read as a request.
-        let connect = request.method() == Method::CONNECT;
-        let http10 = request.version() == Version::HTTP_10;
+        let connect = method == Method::CONNECT;
+        let http10 = version == Version::HTTP_10;
         let body = match framing {
             Framing::Length(0) => RequestBody::empty(),
             Framing::Length(n) if self.buf.len() as u64 >= n => {
@@ -249,7 +249,12 @@ impl Conn {
         self.watch = self.reading.is_none() && self.buf.is_empty();
 
         let response = {
-            let mut call = pin!(service(request.map(|()| body)));
+            let mut call = pin!(service(Incoming {
+                method,
+                uri,
+                fields,
+                body,
+            }));
             poll_fn(|cx| {
                 if let Poll::Ready(response) = call.as_mut().poll(cx) {
                     return Poll::Ready(Some(response));
@@ -600,10 +605,12 @@ mod tests {
 
     /// Answers `/stream` with three frames, `/nothing` with a 204, `/never` never (noting when
     /// the call is dropped), anything else with "METHOD PATH BODY".
-    async fn answer(request: Request<RequestBody>, dropped: Arc<AtomicBool>) -> Response<Frames> {
-        let (parts, body) = request.into_parts();
+    async fn answer(request: Incoming<RequestBody>, dropped: Arc<AtomicBool>) -> Response<Frames> {
+        let Incoming {
+            method, uri, body, ..
+        } = request;
         let frames = |v: Vec<&'static str>| Frames(v.into_iter().map(Bytes::from).collect());
-        match parts.uri.path() {
+        match uri.path() {
             "/stream" => Response::new(frames(vec!["one", "", "two", "three"])),
             "/nothing" => {
                 let mut r = Response::new(frames(vec![]));
@@ -626,7 +633,7 @@ mod tests {
                     Ok(b) => String::from_utf8_lossy(&b.to_bytes()).into_owned(),
                     Err(e) => format!("error: {e}"),
                 };
-                let text = format!("{} {path} {got}", parts.method);
+                let text = format!("{method} {path} {got}");
                 let mut r = Response::new(Frames(VecDeque::from([Bytes::from(text)])));
                 r.headers_mut()
                     .insert(http::header::CONTENT_TYPE, "text/plain".parse().unwrap());
