@@ -47,12 +47,14 @@ impl Fields {
         Fields { bytes, spans }
     }
 
+    #[inline]
     fn name_of(&self, span: &Span) -> &[u8] {
         self.bytes
             .get(span.name.0 as usize..span.name.1 as usize)
             .unwrap_or_default()
     }
 
+    #[inline]
     fn value_of(&self, span: &Span) -> &[u8] {
         self.bytes
             .get(span.value.0 as usize..span.value.1 as usize)
@@ -73,14 +75,14 @@ impl Fields {
     }
 
     /// The value of the first field named `name` (compared without case).
+    #[inline]
     pub fn get(&self, name: &str) -> Option<&[u8]> {
         let name = name.as_bytes();
         self.spans
             .iter()
             .find(|s| {
                 // Lengths first: most names differ in theirs.
-                (s.name.1 - s.name.0) as usize == name.len()
-                    && self.name_of(s).eq_ignore_ascii_case(name)
+                (s.name.1 - s.name.0) as usize == name.len() && same_name(self.name_of(s), name)
             })
             .map(|s| self.value_of(s))
     }
@@ -89,7 +91,7 @@ impl Fields {
     pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
         let name = name.as_bytes();
         self.iter()
-            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .filter(move |(n, _)| same_name(n, name))
             .map(|(_, v)| v)
     }
 
@@ -107,7 +109,7 @@ impl Fields {
     /// Removes every field named `name` (compared without case); whether there was one.
     pub fn remove(&mut self, name: &str) -> bool {
         let before = self.spans.len();
-        self.retain(|n, _| !n.eq_ignore_ascii_case(name.as_bytes()));
+        self.retain(|n, _| !same_name(n, name.as_bytes()));
         self.spans.len() != before
     }
 
@@ -183,6 +185,51 @@ impl From<&HeaderMap> for Fields {
     }
 }
 
+/// Whether two header names are the same but for the case of their ASCII letters (what
+/// `<[u8]>::eq_ignore_ascii_case` says), eight bytes at a time: names are compared on every
+/// lookup, and a byte at a time the compare of a matching name cost more than the rest of it.
+#[inline]
+pub(crate) fn same_name(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let (mut x, mut y) = (a.chunks_exact(8), b.chunks_exact(8));
+    for (p, q) in (&mut x).zip(&mut y) {
+        if lower8(word(p)) != lower8(word(q)) {
+            return false;
+        }
+    }
+    lower8(word(x.remainder())) == lower8(word(y.remainder()))
+}
+
+/// Up to eight bytes as a little-endian word (zeros after them).
+#[inline]
+fn word(bytes: &[u8]) -> u64 {
+    if let Ok(eight) = <[u8; 8]>::try_from(bytes) {
+        return u64::from_le_bytes(eight);
+    }
+    let mut w = [0u8; 8];
+    for (d, s) in w.iter_mut().zip(bytes) {
+        *d = *s;
+    }
+    u64::from_le_bytes(w)
+}
+
+/// The bytes of `w` with their ASCII capitals made lower case.
+#[inline]
+fn lower8(w: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // Each byte's low seven bits plus a bias sets the byte's high bit when they are at least
+    // `A`, or more than `Z` (at most 0x7f + 0x3f: no carry into the next byte).
+    let low = w & !HIGH;
+    let from_a = low + ONES * u64::from(0x80 - b'A');
+    let past_z = low + ONES * u64::from(0x80 - b'Z' - 1);
+    // A capital: at least `A`, not past `Z`, and its own high bit clear.
+    let capital = from_a & !past_z & !w & HIGH;
+    w | (capital >> 2)
+}
+
 /// Whether a header value is visible ASCII (and spaces, tabs) only: text, as
 /// `HeaderValue::to_str` has it.
 pub(crate) fn is_text(value: &[u8]) -> bool {
@@ -242,6 +289,52 @@ impl<B> From<Response<B>> for Reply<B> {
 mod tests {
     use super::*;
     use http::HeaderValue;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn names_compare_as_eq_ignore_ascii_case_does(
+            a in proptest::collection::vec(any::<u8>(), 0..40),
+            flips in proptest::collection::vec(any::<bool>(), 40),
+            other in any::<u8>(),
+            at in any::<usize>(),
+        ) {
+            // The same bytes with some letters' case flipped: equal.
+            let b: Vec<u8> = a
+                .iter()
+                .zip(&flips)
+                .map(|(&c, &f)| if f && c.is_ascii_alphabetic() { c ^ 0x20 } else { c })
+                .collect();
+            prop_assert!(same_name(&a, &b));
+            // One byte changed: as eq_ignore_ascii_case has it.
+            let mut c = a.clone();
+            if !c.is_empty() {
+                let i = at % c.len();
+                c[i] = other;
+            }
+            prop_assert_eq!(same_name(&a, &c), a.eq_ignore_ascii_case(&c));
+            prop_assert_eq!(same_name(&a, &a[..a.len() / 2]), a.is_empty());
+        }
+    }
+
+    #[test]
+    fn names_differ_by_more_than_case() {
+        assert!(same_name(b"Content-Length", b"content-length"));
+        assert!(same_name(
+            b"X-ABCDEFGHIJKLMNOPQRSTUVWXYZ",
+            b"x-abcdefghijklmnopqrstuvwxyz"
+        ));
+        for (a, b) in [
+            (&b"a^b"[..], &b"a~b"[..]),
+            (b"@", b"`"),
+            (b"[", b"{"),
+            (b"\xc1", b"\xe1"),
+            (b"content-lengtH", b"content-lengtx"),
+            (b"ab", b"abc"),
+        ] {
+            assert!(!same_name(a, b), "{a:?} {b:?}");
+        }
+    }
 
     /// Fields parsed from `text` (lines `name: value`), as a head's would be.
     fn fields(text: &str) -> Fields {

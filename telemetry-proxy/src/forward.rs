@@ -238,14 +238,15 @@ async fn forward(shared: &Shared, request: Incoming<RequestBody>) -> Reply<Respo
     let mut charge = None;
     let mut filter = None;
     if let Some(ex) = exchange.as_mut() {
-        ex.response(status, &fields);
+        let content_type = fields.get("content-type");
+        ex.response(status, content_type);
         let limit = config.capture_limit;
         match Decoder::for_encoding(fields.get("content-encoding"), limit as u64) {
             Ok(d) => decoder = d,
             Err(e) => ex.unreadable(&e.to_string()),
         }
-        let streaming = fields.get("content-type").is_some_and(|v| {
-            crate::fields::is_text(v) && v.trim_ascii_start().starts_with(b"text/event-stream")
+        let streaming = content_type.is_some_and(|v| {
+            v.trim_ascii_start().starts_with(b"text/event-stream") && crate::fields::is_text(v)
         });
         if !streaming {
             charge = Some(shared.counters.budget.charge());

@@ -27,7 +27,7 @@ use http::{Method, StatusCode, Uri, Version};
 use hyper::body::Body;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 
-use crate::fields::{self, Fields};
+use crate::fields::{self, Fields, same_name};
 use crate::hop;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -274,14 +274,14 @@ fn finish_head(
         // HTAB): all that `HeaderName` and `HeaderValue` would check again.
         let (name, value) = (at(span.name), at(span.value));
         // Hop-by-hop headers describe this connection: they are not kept.
-        let hop = if name.eq_ignore_ascii_case(b"content-length") {
+        let hop = if same_name(name, b"content-length") {
             let n = content_length(value)?;
             if length.is_some_and(|l| l != n) {
                 return Err(ParseError::ContentLength);
             }
             length = Some(n);
             false
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+        } else if same_name(name, b"transfer-encoding") {
             transfer_encoding = true;
             // The last coding of the last Transfer-Encoding header decides.
             chunked = value
@@ -289,7 +289,7 @@ fn finish_head(
                 .next()
                 .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
             true
-        } else if name.eq_ignore_ascii_case(b"connection") {
+        } else if same_name(name, b"connection") {
             for token in value.split(|&b| b == b',') {
                 let token = token.trim_ascii();
                 let (c, k) = (
@@ -313,7 +313,7 @@ fn finish_head(
         // And those a `Connection` header names (rare: looked at only then).
         let named: Vec<&[u8]> = spans
             .iter()
-            .filter(|s| at(s.name).eq_ignore_ascii_case(b"connection"))
+            .filter(|s| same_name(at(s.name), b"connection"))
             .filter(|s| fields::to_str(at(s.value)).is_some())
             .flat_map(|s| at(s.value).split(|&b| b == b','))
             .map(<[u8]>::trim_ascii)

@@ -1,7 +1,7 @@
 //! Hop-by-hop headers (RFC 9110 §7.6.1): they describe one connection, so the proxy drops them
 //! in both directions and forwards every other header unchanged.
 
-use crate::fields::Fields;
+use crate::fields::{Fields, same_name};
 
 /// The request header naming the agent of a call; the proxy reads it and does not forward it.
 pub const AGENT_HEADER: &str = "x-telemetry-agent";
@@ -13,7 +13,7 @@ pub const AGENT_HEADER: &str = "x-telemetry-agent";
 /// `Host` is the caller's to replace.
 pub(crate) fn is_always_name(name: &[u8]) -> bool {
     // A switch on the length leaves one or two names to compare (most names none).
-    let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
+    let is = |n: &str| same_name(name, n.as_bytes());
     match name.len() {
         2 => is("te"),
         6 => is("expect"),
@@ -48,8 +48,8 @@ pub(crate) fn strip(fields: &mut Fields, also: &[&str]) {
     }
     fields.retain(|name, _| {
         !(is_always_name(name)
-            || also.iter().any(|a| name.eq_ignore_ascii_case(a.as_bytes()))
-            || named.iter().any(|n| n.eq_ignore_ascii_case(name)))
+            || also.iter().any(|a| same_name(name, a.as_bytes()))
+            || named.iter().any(|n| same_name(n, name)))
     });
 }
 

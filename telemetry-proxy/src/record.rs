@@ -20,7 +20,6 @@ use telemetry_wrap::{Call, CallContext, Usage};
 
 use telemetry_openai::protocol::{Api, OpenAiError};
 
-use crate::fields::Fields;
 use crate::request::RequestInfo;
 use crate::secrets::Secrets;
 use crate::stats::Counters;
@@ -203,13 +202,13 @@ impl Exchange {
         }
     }
 
-    /// The upstream answered with `status` and `headers`.
-    pub fn response(&mut self, status: StatusCode, headers: &Fields) {
+    /// The upstream answered with `status` and a body of `content_type`.
+    pub fn response(&mut self, status: StatusCode, content_type: Option<&[u8]>) {
         if let Some(call) = &mut self.call {
             self.watch = Some(Watch::new(
                 self.api,
                 status,
-                headers,
+                content_type,
                 self.recorder.0.capture_limit,
                 call,
             ));
@@ -402,7 +401,7 @@ mod tests {
         let bus = Arc::new(EventBus::with_history(16));
         let r = recorder(&bus);
         let mut ex = begin(&r, &info(Some("req-model")), None);
-        ex.response(StatusCode::OK, &Fields::default());
+        ex.response(StatusCode::OK, None);
         ex.data(&Bytes::from_static(
             br#"{"model":"m","usage":{"prompt_tokens":10,"completion_tokens":5,"total_tokens":15}}"#,
         ));
@@ -429,7 +428,7 @@ mod tests {
         let bus = Arc::new(EventBus::with_history(16));
         let r = recorder(&bus);
         let mut ex = begin(&r, &info(Some("req-model")), Some("notebook"));
-        ex.response(StatusCode::OK, &Fields::default());
+        ex.response(StatusCode::OK, None);
         ex.data(&Bytes::from_static(b"<html>not json</html>"));
         ex.complete();
         let rec = last_record(&bus);
@@ -453,7 +452,7 @@ mod tests {
         drop(begin(&r, &info(Some("m")), None));
         assert_eq!(last_record(&bus).outcome, Outcome::Cancelled);
         let mut ex = begin(&r, &info(Some("m")), None);
-        ex.response(StatusCode::TOO_MANY_REQUESTS, &Fields::default());
+        ex.response(StatusCode::TOO_MANY_REQUESTS, None);
         ex.data(&Bytes::from_static(br#"{"error":{"message":"slow down"}}"#));
         ex.complete();
         let rec = last_record(&bus);

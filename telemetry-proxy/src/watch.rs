@@ -17,8 +17,6 @@ use telemetry_openai::protocol::{
 };
 use telemetry_wrap::{Call, Usage};
 
-use crate::fields::Fields;
-
 /// What was read from one response, at its end.
 #[derive(Debug, Default)]
 pub(crate) struct Seen {
@@ -49,7 +47,7 @@ pub(crate) enum Watch {
 }
 
 impl Watch {
-    /// A watch for a response of `api` with `status` and `headers`; whole bodies are kept up
+    /// A watch for a response of `api` with `status` and a body of `content_type`; whole bodies are kept up
     /// to `limit` bytes. Whether a call that succeeded streamed is the response's to say
     /// (`text/event-stream`), whatever the request asked (an error answer says nothing about
     /// it, so the request's `stream` stands); a stream marks `call` as one whose output chunks
@@ -57,15 +55,15 @@ impl Watch {
     pub fn new(
         api: Api,
         status: StatusCode,
-        headers: &Fields,
+        content_type: Option<&[u8]>,
         limit: usize,
         call: &mut Call,
     ) -> Watch {
-        let sse = headers.get("content-type").is_some_and(|v| {
-            crate::fields::is_text(v)
-                && v.trim_ascii_start()
-                    .get(..17)
-                    .is_some_and(|t| t.eq_ignore_ascii_case(b"text/event-stream"))
+        let sse = content_type.is_some_and(|v| {
+            v.trim_ascii_start()
+                .get(..17)
+                .is_some_and(|t| t.eq_ignore_ascii_case(b"text/event-stream"))
+                && crate::fields::is_text(v)
         });
         let streaming = sse && status.is_success();
         if status.is_success() {
@@ -303,7 +301,6 @@ fn concat(first: Bytes, more: Vec<Bytes>, len: usize) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
     use std::sync::Arc;
     use telemetry_core::{EventBus, TelemetryRecord};
     use telemetry_openai::protocol::Api;
@@ -311,15 +308,11 @@ mod tests {
 
     /// A watch on a Chat stream (`text/event-stream`, 200).
     fn chat_stream(call: &mut Call) -> Watch {
-        let mut h = http::HeaderMap::new();
-        h.insert(
-            http::header::CONTENT_TYPE,
-            HeaderValue::from_static("text/event-stream; charset=utf-8"),
-        );
+        let content_type = b"text/event-stream; charset=utf-8";
         Watch::new(
             Api::ChatCompletions,
             StatusCode::OK,
-            &(&h).into(),
+            Some(content_type),
             1024,
             call,
         )
@@ -327,13 +320,7 @@ mod tests {
 
     /// A watch on a whole Chat body with `status`, kept up to `limit` bytes.
     fn whole(status: StatusCode, limit: usize, call: &mut Call) -> Watch {
-        Watch::new(
-            Api::ChatCompletions,
-            status,
-            &Fields::default(),
-            limit,
-            call,
-        )
+        Watch::new(Api::ChatCompletions, status, None, limit, call)
     }
 
     /// A call on a bus of its own, and that bus.

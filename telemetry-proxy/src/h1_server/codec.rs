@@ -7,7 +7,7 @@ use std::mem::MaybeUninit;
 
 use bytes::{Bytes, BytesMut};
 
-use crate::fields::{Fields, Span};
+use crate::fields::{Fields, Span, same_name};
 use http::{Method, StatusCode, Uri, Version};
 
 /// Header fields a request head may have.
@@ -119,23 +119,23 @@ pub(crate) fn parse_head(buf: &mut BytesMut, max_head: usize) -> Result<Option<H
         // `httparse` has checked the name (a token) and the value (no control bytes but
         // HTAB): all that `HeaderName` and `HeaderValue` would check again.
         let name = h.name.as_bytes();
-        if name.eq_ignore_ascii_case(b"content-length") {
+        if same_name(name, b"content-length") {
             let n = parse_length(h.value).ok_or(HeadError::Framing("invalid Content-Length"))?;
             if length.is_some_and(|l| l != n) {
                 return Err(HeadError::Framing("differing Content-Length values"));
             }
             length = Some(n);
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+        } else if same_name(name, b"transfer-encoding") {
             // The last coding decides: the body is chunked only when it is `chunked`.
             let last = h.value.rsplit(|&b| b == b',').next().unwrap_or_default();
             chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-        } else if name.eq_ignore_ascii_case(b"connection") {
+        } else if same_name(name, b"connection") {
             for token in h.value.split(|&b| b == b',') {
                 let token = token.trim_ascii();
                 close |= token.eq_ignore_ascii_case(b"close");
                 keep |= token.eq_ignore_ascii_case(b"keep-alive");
             }
-        } else if name.eq_ignore_ascii_case(b"expect") {
+        } else if same_name(name, b"expect") {
             expect_continue = h.value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
         }
         let (n, v) = (offset(name), offset(h.value));
@@ -403,9 +403,9 @@ pub(crate) fn write_head(
         out.extend_from_slice(b"\r\n");
     }
     fields.write_to(out, |name| {
-        name.eq_ignore_ascii_case(b"content-length")
-            || name.eq_ignore_ascii_case(b"transfer-encoding")
-            || name.eq_ignore_ascii_case(b"connection")
+        same_name(name, b"content-length")
+            || same_name(name, b"transfer-encoding")
+            || same_name(name, b"connection")
     });
     if let Some(n) = length {
         out.extend_from_slice(b"content-length: ");

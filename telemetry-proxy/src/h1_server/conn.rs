@@ -22,7 +22,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::fields::{Incoming, Reply};
+use crate::fields::{Incoming, Reply, same_name};
 
 use super::body::{Inbound, RequestBody, lock, poll_read, poll_read_into};
 use super::codec::{self, BodyDecoder, ConnectionHeader, Framing, Head, HeadError};
@@ -348,9 +348,9 @@ impl Conn {
         // One pass over the names (a handful).
         let (mut close, mut declared) = (false, None);
         for (name, value) in fields.iter() {
-            if name.eq_ignore_ascii_case(b"connection") {
+            if same_name(name, b"connection") {
                 close |= codec::has_token(value, "close");
-            } else if name.eq_ignore_ascii_case(b"content-length") {
+            } else if same_name(name, b"content-length") {
                 declared = codec::parse_length(value);
             }
         }
