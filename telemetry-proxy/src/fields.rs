@@ -4,11 +4,11 @@
 //! response.
 //!
 //! A head has a handful of fields: a name is looked up by a scan that compares it without
-//! case, and the fields are written out again by copying their bytes. Nothing is parsed,
-//! validated or hashed again: `httparse` has checked the names (tokens) and values (no control
-//! bytes but HTAB) already, which is all `http::HeaderName` and `HeaderValue` check. Building a
-//! `HeaderMap` for a response head, reading three of its fields and writing it out again cost
-//! the proxy more than the head's parse.
+//! case ([`same_name`]), and the fields are written out again by copying their lines. Nothing is
+//! parsed, validated or hashed again: `httparse` has checked the names (tokens) and values (no
+//! control bytes but HTAB) already, which is all `http::HeaderName` and `HeaderValue` check.
+//! Building a `HeaderMap` for each head, reading a few of its fields and writing it out again
+//! cost the proxy more than parsing the head (about 6 K instructions of a 39 K call).
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, Response, StatusCode, Uri};

@@ -2,13 +2,14 @@
 //! and one read buffer) driven inline by the request's own future — no connection task, no
 //! channel — and the codec it speaks.
 //!
-//! - Writing: the request line and headers are serialized once into one buffer; the body's
+//! - Writing: the request line, the `Host`, the client's fields (copied as they came) and those
+//!   the proxy sets ([`RequestHead`]) are serialized once into one buffer; the body's
 //!   frames that are ready (a body read ahead whole: all of them) go with it in one vectored
 //!   write, the rest as they come, framed as the client framed them (its `Content-Length`, else
 //!   chunked; a body known whole gets its length).
 //! - Reading: the response head is parsed with `httparse` in the read buffer, its header fields
-//!   kept as spans of it ([`Fields`]: no copies, no `HeaderMap`), its hop-by-hop headers read (framing, keep-alive) and
-//!   left out; interim `1xx` responses are skipped. The body's framing
+//!   kept as spans of it ([`Fields`]: no copies, no `HeaderMap`), its hop-by-hop headers read
+//!   (framing, keep-alive) and left out; interim `1xx` responses are skipped. The body's framing
 //!   follows RFC 9112 §6.3 ([`Framing`]): none for `HEAD`, `204`, `304`; chunked; a length; else
 //!   to the connection's close (not reused). [`BodyDecoder`] takes each piece of a body as a
 //!   slice of the read buffer, and looks past a piece for the body's end, so that the last

@@ -47,11 +47,11 @@ pub(crate) enum Watch {
 }
 
 impl Watch {
-    /// A watch for a response of `api` with `status` and a body of `content_type`; whole bodies are kept up
-    /// to `limit` bytes. Whether a call that succeeded streamed is the response's to say
-    /// (`text/event-stream`), whatever the request asked (an error answer says nothing about
-    /// it, so the request's `stream` stands); a stream marks `call` as one whose output chunks
-    /// are its tokens unless the server reports usage.
+    /// A watch for a response of `api` with `status` and a body of `content_type`; whole
+    /// bodies are kept up to `limit` bytes. Whether a call that succeeded streamed is the
+    /// response's to say (`text/event-stream`), whatever the request asked (an error answer says
+    /// nothing about it, so the request's `stream` stands); a stream marks `call` as one whose
+    /// output chunks are its tokens unless the server reports usage.
     pub fn new(
         api: Api,
         status: StatusCode,
