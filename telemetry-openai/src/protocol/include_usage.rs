@@ -100,6 +100,14 @@ pub fn ask_for_usage(stream_options: Option<&[u8]>) -> UsageAsk {
     let Some(raw) = stream_options else {
         return UsageAsk::AddMember;
     };
+    // What clients that ask themselves send (the OpenAI SDKs, compactly or with a space):
+    // read below as an object of `include_usage: true` alone.
+    if matches!(
+        raw.trim_ascii(),
+        br#"{"include_usage":true}"# | br#"{"include_usage": true}"#
+    ) {
+        return UsageAsk::AlreadyAsked;
+    }
     let mut options = match serde_json::from_slice::<Value>(raw) {
         Ok(Value::Null) => Map::new(),
         Ok(Value::Object(map)) => map,
@@ -670,9 +678,19 @@ mod tests {
                 br#"{"include_obfuscation":false,"include_usage":true}"#.to_vec()
             )
         );
+        for asked in [
+            &br#" { "include_usage" : true } "#[..],
+            br#" {"include_usage":true}"#,
+            br#"{"include_usage": true}
+"#,
+            br#"{"include_usage":true,"include_obfuscation":false}"#,
+        ] {
+            assert_eq!(ask_for_usage(Some(asked)), UsageAsk::AlreadyAsked);
+        }
+        // Not what it looks like at first: given twice, the last wins (serde_json's Map).
         assert_eq!(
-            ask_for_usage(Some(br#" { "include_usage" : true } "#)),
-            UsageAsk::AlreadyAsked
+            ask_for_usage(Some(br#"{"include_usage":true,"include_usage":false}"#)),
+            UsageAsk::ReplaceValue(br#"{"include_usage":true}"#.to_vec())
         );
         for leave in [
             &br#"{"include_usage":"yes"}"#[..],
