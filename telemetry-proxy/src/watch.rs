@@ -1,12 +1,14 @@
 //! [`Watch`]: what the proxy reads from a completion response while passing it on — an SSE
-//! stream event by event (telemetry-openai's [`SseParser`] and [`StreamObserver`]), or a whole
-//! JSON body kept (up to the capture limit) and read once it has gone by.
+//! stream event by event (telemetry-openai's [`ApiStream::feed`] with its [`SseParser`]), or a
+//! whole JSON body kept (up to the capture limit) and read once it has gone by.
 //!
 //! Reading never fails and never changes what is forwarded: bytes it cannot understand only mark
 //! the call [`Seen::unparsed`]. Each stream frame is parsed in place, by reference, when it
-//! passes (well under a microsecond for a token chunk), and each content chunk is handed to the
-//! call's [`Call::on_text`] then, so it is timestamped when the proxy received it and no copy of
-//! the stream is kept.
+//! passes (a few hundred instructions for a token chunk), and each output chunk is handed to the
+//! call's [`Call::on_output_at`] with the instant its frame was read, so it is timestamped when
+//! the proxy received it and no copy of the stream is kept.
+//!
+//! [`ApiStream::feed`]: telemetry_openai::protocol::ApiStream::feed
 
 use std::time::Instant;
 
