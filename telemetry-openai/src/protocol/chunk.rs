@@ -237,8 +237,10 @@ impl ScannedUsage {
     }
 }
 
-/// llama.cpp's `timings`, as [`ServerTimings`] holds them (but its map of other fields).
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
+/// llama.cpp's `timings`, as [`ServerTimings`] holds them (but its map of other fields); also
+/// what serde reads of them where other fields need not be kept (a whole answer's).
+#[derive(Debug, Clone, Copy, PartialEq, Default, Deserialize)]
+#[serde(default)]
 pub(crate) struct ScannedTimings {
     cache_n: Option<i64>,
     prompt_n: Option<i64>,

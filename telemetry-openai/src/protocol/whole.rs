@@ -4,9 +4,9 @@
 //!
 //! These were two parses of the same body ([`ServerReport::from_body`], then
 //! [`model_of`](crate::protocol::model_of)), and `usage` and `timings` were read into
-//! [`ApiUsage`] and [`ServerTimings`], whose `flatten`ed maps of the other fields made serde
-//! buffer each object before reading it: about 15 K instructions for a 370-byte llama.cpp
-//! answer. Here one pass reads the known fields of both objects and skips the rest. What it
+//! [`ApiUsage`] and [`ServerTimings`](crate::protocol::usage::ServerTimings), whose
+//! `flatten`ed maps of the other fields made serde buffer each object before reading it: about
+//! 15 K instructions for a 370-byte llama.cpp answer. Here one pass reads the known fields of both objects and skips the rest. What it
 //! finds is what the two readings found: the same report, errors included (a `usage`, `timings`
 //! or Ollama field given twice is an error, as before), and the model `model_of` gave (`None`
 //! for one that is not a string, or given twice), which never fails the report. The one
@@ -30,7 +30,6 @@ use crate::protocol::error::ProtocolError;
 use crate::protocol::scanner::{Keys, Scanner};
 use crate::protocol::usage::{
     ApiUsage, CompletionTokensDetails, PromptTokensDetails, ReportProbe, ServerReport,
-    ServerTimings,
 };
 
 /// Reads a whole Chat Completions or Completions response body: the server's report and the
@@ -196,7 +195,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for WholeProbe<'a> {
                     Ok(())
                 }
                 let mut usage: Option<Option<LeanUsage>> = None;
-                let mut timings: Option<Option<LeanTimings>> = None;
+                let mut timings: Option<Option<ScannedTimings>> = None;
                 let mut counts: [Option<Option<u64>>; 4] = [None; 4];
                 let mut model = Model::Absent;
                 while let Some(field) = map.next_key::<Field>()? {
@@ -232,7 +231,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for WholeProbe<'a> {
                 Ok(WholeProbe {
                     server: ReportProbe {
                         usage: usage.flatten().map(LeanUsage::into_api),
-                        timings: timings.flatten().map(LeanTimings::into_api),
+                        timings: timings.flatten().map(ScannedTimings::api),
                         prompt_eval_count,
                         eval_count,
                         prompt_eval_duration,
@@ -341,34 +340,6 @@ impl LeanUsage {
                     extra: Default::default(),
                 }
             }),
-            extra: Default::default(),
-        }
-    }
-}
-
-/// [`ServerTimings`]' fields, without keeping the others.
-#[derive(Deserialize)]
-struct LeanTimings {
-    #[serde(default)]
-    cache_n: Option<i64>,
-    #[serde(default)]
-    prompt_n: Option<i64>,
-    #[serde(default)]
-    prompt_ms: Option<f64>,
-    #[serde(default)]
-    predicted_n: Option<i64>,
-    #[serde(default)]
-    predicted_ms: Option<f64>,
-}
-
-impl LeanTimings {
-    fn into_api(self) -> ServerTimings {
-        ServerTimings {
-            cache_n: self.cache_n,
-            prompt_n: self.prompt_n,
-            prompt_ms: self.prompt_ms,
-            predicted_n: self.predicted_n,
-            predicted_ms: self.predicted_ms,
             extra: Default::default(),
         }
     }
