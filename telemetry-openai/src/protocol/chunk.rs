@@ -438,19 +438,10 @@ impl ChunkMemo {
     #[inline(always)]
     fn fill<'a>(&self, data: &'a [u8]) -> Option<ScannedChunk<'a>> {
         let hole = self.hole.as_ref()?;
-        let before = hole.bytes.get(..hole.at)?;
-        let after = hole.bytes.get(hole.at + hole.len..)?;
-        let end = data.len().checked_sub(after.len())?;
-        if end < hole.at + 2 || data.get(..hole.at)? != before || data.get(end..)? != after {
-            return None;
+        match hole.fill_at_start(data)? {
+            (end, chunk) if end == data.len() => Some(chunk),
+            _ => None,
         }
-        let middle = data.get(hole.at..end)?;
-        let mut s = Scanner::new(middle);
-        let text = s.string()?;
-        if s.pos() != middle.len() || text.is_empty() {
-            return None;
-        }
-        hole.chunk(data, text, end)
     }
 
     /// The event `input` starts with when it is `data: `, the hole's chunk with another text
@@ -461,24 +452,11 @@ impl ChunkMemo {
     pub(crate) fn fill_event<'a>(&self, input: &'a [u8]) -> Option<(&'a [u8], ScannedChunk<'a>)> {
         let hole = self.hole.as_ref().filter(|h| h.one_line)?;
         let data = input.strip_prefix(b"data: ")?;
-        let before = hole.bytes.get(..hole.at)?;
-        let after = hole.bytes.get(hole.at + hole.len..)?;
-        if data.get(..hole.at)? != before || data.get(hole.at) != Some(&b'"') {
+        let (end, chunk) = hole.fill_at_start(data)?;
+        if data.get(end..end + 2)? != b"\n\n" {
             return None;
         }
-        let mut s = Scanner::new(data);
-        s.jump(hole.at);
-        let text = s.string()?;
-        let end = s.pos();
-        let json_end = end + after.len();
-        if text.is_empty()
-            || data.get(end..json_end)? != after
-            || data.get(json_end..json_end + 2)? != b"\n\n"
-        {
-            return None;
-        }
-        let json = data.get(..json_end)?;
-        Some((json, hole.chunk(json, text, end)?))
+        Some((data.get(..end)?, chunk))
     }
 
     /// Keeps `data`, read as `chunk`, as the hole's chunk when its text is its only output and
@@ -549,6 +527,27 @@ impl ChunkMemo {
 }
 
 impl Hole {
+    /// When `data` starts with the hole's chunk with another text (a string, not empty, right
+    /// where the old one began) in the hole: where that chunk ends in `data`, and what
+    /// [`scan_chunk`] gives for it.
+    #[inline(always)]
+    fn fill_at_start<'a>(&self, data: &'a [u8]) -> Option<(usize, ScannedChunk<'a>)> {
+        let before = self.bytes.get(..self.at)?;
+        let after = self.bytes.get(self.at + self.len..)?;
+        if data.get(..self.at)? != before || data.get(self.at) != Some(&b'"') {
+            return None;
+        }
+        let mut s = Scanner::new(data);
+        s.jump(self.at);
+        let text = s.string()?;
+        let end = s.pos();
+        let chunk_end = end + after.len();
+        if text.is_empty() || data.get(end..chunk_end)? != after {
+            return None;
+        }
+        Some((chunk_end, self.chunk(data.get(..chunk_end)?, text, end)?))
+    }
+
     /// The hole's chunk read with `text` in the hole, `data` being that chunk and `end` where
     /// the text ends in it.
     #[inline(always)]
