@@ -664,21 +664,14 @@ fn short_f64(text: &[u8]) -> Option<f64> {
         Some((b'-', rest)) => (true, rest),
         _ => (false, text),
     };
-    if digits.len() > 16 {
+    let point = digits.iter().position(|&b| b == b'.').map(|i| digits.len() - i - 1);
+    if digits.len() - usize::from(point.is_some()) > 15 {
         return None;
     }
-    let (mut mantissa, mut count, mut point) = (0u64, 0usize, None);
-    for (i, &b) in digits.iter().enumerate() {
-        if b == b'.' {
-            point = Some(digits.len() - i - 1);
-        } else {
-            mantissa = mantissa * 10 + u64::from(b.wrapping_sub(b'0'));
-            count += 1;
-        }
-    }
-    if count > 15 {
-        return None;
-    }
+    let mantissa = digits
+        .iter()
+        .filter(|&&b| b != b'.')
+        .fold(0u64, |n, &b| n * 10 + u64::from(b.wrapping_sub(b'0')));
     let f = mantissa as f64 / *POW10.get(point.unwrap_or(0))?;
     Some(if negative { -f } else { f })
 }
