@@ -247,6 +247,16 @@ pub(crate) fn to_str(value: &[u8]) -> Option<&str> {
     }
 }
 
+/// A `Content-Length` value: ASCII digits only (no sign, no list), at most 19 of them, space
+/// around them allowed.
+pub(crate) fn parse_length(value: &[u8]) -> Option<u64> {
+    let value = value.trim_ascii();
+    if value.is_empty() || value.len() > 19 || !value.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(value.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')))
+}
+
 /// A client's request: its method and target, header fields (all, as sent) and body (the
 /// version is the server's to handle).
 #[derive(Debug)]

@@ -312,15 +312,12 @@ fn finish_head(
     let mut headers = Fields::new(head.clone(), kept);
     if names_more {
         // And those a `Connection` header names (rare: looked at only then).
-        let named: Vec<&[u8]> = spans
+        let connection = spans
             .iter()
             .filter(|s| same_name(at(s.name), b"connection"))
-            .filter(|s| fields::to_str(at(s.value)).is_some())
-            .flat_map(|s| at(s.value).split(|&b| b == b','))
-            .map(<[u8]>::trim_ascii)
-            .filter(|t| !t.is_empty())
-            .collect();
-        headers.retain(|name, _| !named.iter().any(|n| n.eq_ignore_ascii_case(name)));
+            .map(|s| at(s.value));
+        let named: Vec<&[u8]> = hop::listed(connection).collect();
+        headers.retain(|name, _| !named.iter().any(|n| same_name(n, name)));
     }
     let framing =
         if head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
@@ -356,11 +353,7 @@ fn finish_head(
 fn content_length(value: &[u8]) -> Result<u64, ParseError> {
     let mut found = None;
     for part in value.split(|&b| b == b',') {
-        let part = part.trim_ascii();
-        if part.is_empty() || part.len() > 19 || !part.iter().all(u8::is_ascii_digit) {
-            return Err(ParseError::ContentLength);
-        }
-        let n = part.iter().fold(0u64, |n, &d| n * 10 + u64::from(d - b'0'));
+        let n = fields::parse_length(part).ok_or(ParseError::ContentLength)?;
         if found.is_some_and(|f| f != n) {
             return Err(ParseError::ContentLength);
         }

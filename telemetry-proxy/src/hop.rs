@@ -33,24 +33,28 @@ pub(crate) fn is_always_name(name: &[u8]) -> bool {
 /// One pass over the fields (a handful) finds the names a `Connection` field lists beyond the
 /// fixed ones (rare: collected only then), and one more keeps the others.
 pub(crate) fn strip(fields: &mut Fields, also: &[&str]) {
-    let mut named: Vec<Vec<u8>> = Vec::new();
-    for value in fields.get_all("connection") {
-        // A value that is not text names nothing (as `HeaderValue::to_str` had it).
-        if !crate::fields::is_text(value) {
-            continue;
-        }
-        for token in value.split(|&b| b == b',') {
-            let token = token.trim_ascii();
-            if !token.is_empty() && !is_always_name(token) {
-                named.push(token.to_vec());
-            }
-        }
-    }
+    let named: Vec<Vec<u8>> = listed(fields.get_all("connection"))
+        .filter(|name| !is_always_name(name))
+        .map(<[u8]>::to_vec)
+        .collect();
     fields.retain(|name, _| {
         !(is_always_name(name)
             || also.iter().any(|a| same_name(name, a.as_bytes()))
             || named.iter().any(|n| same_name(n, name)))
     });
+}
+
+/// The field names the `Connection` field values `connection` list (a value that is not text
+/// names nothing, as `HeaderValue::to_str` had it).
+pub(crate) fn listed<'a>(
+    connection: impl IntoIterator<Item = &'a [u8]>,
+) -> impl Iterator<Item = &'a [u8]> {
+    connection
+        .into_iter()
+        .filter(|value| crate::fields::is_text(value))
+        .flat_map(|value| value.split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+        .filter(|name| !name.is_empty())
 }
 
 #[cfg(test)]

@@ -664,7 +664,10 @@ fn short_f64(text: &[u8]) -> Option<f64> {
         Some((b'-', rest)) => (true, rest),
         _ => (false, text),
     };
-    let point = digits.iter().position(|&b| b == b'.').map(|i| digits.len() - i - 1);
+    let point = digits
+        .iter()
+        .position(|&b| b == b'.')
+        .map(|i| digits.len() - i - 1);
     if digits.len() - usize::from(point.is_some()) > 15 {
         return None;
     }

@@ -7,7 +7,7 @@ use std::mem::MaybeUninit;
 
 use bytes::{Bytes, BytesMut};
 
-use crate::fields::{Fields, Span, same_name};
+use crate::fields::{Fields, Span, parse_length, same_name};
 use http::{Method, StatusCode, Uri, Version};
 
 /// Header fields a request head may have.
@@ -177,15 +177,6 @@ pub(crate) fn parse_head(buf: &mut BytesMut, max_head: usize) -> Result<Option<H
         keep_alive,
         expect_continue: expect_continue && version == Version::HTTP_11,
     }))
-}
-
-/// A `Content-Length` value: ASCII digits only (no sign, no list), at most 19 of them.
-pub(crate) fn parse_length(value: &[u8]) -> Option<u64> {
-    let value = value.trim_ascii();
-    if value.is_empty() || value.len() > 19 || !value.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    Some(value.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')))
 }
 
 /// Why a request body could not be read.

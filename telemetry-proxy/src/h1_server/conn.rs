@@ -351,7 +351,7 @@ impl Conn {
             if same_name(name, b"connection") {
                 close |= codec::has_token(value, "close");
             } else if same_name(name, b"content-length") {
-                declared = codec::parse_length(value);
+                declared = crate::fields::parse_length(value);
             }
         }
         let mut keep = keep && !close && status != StatusCode::SWITCHING_PROTOCOLS;
