@@ -29,6 +29,7 @@ use hyper::body::Body;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 
 use crate::fields::{self, Fields, same_name};
+use crate::h1_server::chunk_size_line;
 use crate::hop;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -703,8 +704,9 @@ impl Outgoing {
             Framed::Length(n) if self.taken > n => return Err(ConnError::BodyLength(n)),
             Framed::Length(_) => self.pieces.push(data),
             Framed::Chunked => {
-                self.pieces
-                    .push(Bytes::from(format!("{:x}\r\n", data.len()).into_bytes()));
+                let mut size = Vec::with_capacity(18);
+                chunk_size_line(&mut size, data.len());
+                self.pieces.push(Bytes::from(size));
                 self.pieces.push(data);
                 self.pieces.push(Bytes::from_static(b"\r\n"));
             }

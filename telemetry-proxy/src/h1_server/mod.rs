@@ -17,4 +17,6 @@ mod codec;
 mod conn;
 
 pub(crate) use body::{BodyError, RequestBody};
+/// Also the upstream client's, for the request bodies it sends chunked.
+pub(crate) use codec::chunk_size_line;
 pub(crate) use conn::{Options, serve};
