@@ -16,7 +16,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
 use telemetry_openai::protocol::{Filtered, IncludeUsageFilter};
-use tokio::sync::Notify;
 use tokio::time::{Instant, Sleep};
 
 use crate::budget::Charge;
@@ -70,10 +69,6 @@ pub(crate) struct ForwardBody {
     /// ahead whole never needs it).
     timer: Option<Pin<Box<Sleep>>>,
     timeout: Duration,
-    /// Told once the whole body has been handed to the upstream connection: the wait for the
-    /// response's first byte begins then.
-    sent: Arc<Notify>,
-    told: bool,
 }
 
 impl ForwardBody {
@@ -91,7 +86,7 @@ impl ForwardBody {
             .filter_map(Frame::data_ref)
             .map(|d| d.len() as u64)
             .sum();
-        let mut body = ForwardBody {
+        ForwardBody {
             read_ahead,
             read_ahead_len,
             charge,
@@ -99,12 +94,7 @@ impl ForwardBody {
             deadline,
             timer: None,
             timeout,
-            sent: Arc::new(Notify::new()),
-            told: false,
-        };
-        // hyper does not poll a body that says it is empty.
-        body.tell_if_sent();
-        body
+        }
     }
 
     /// Bytes read ahead (not yet sent), when they are the whole body.
@@ -130,18 +120,6 @@ impl ForwardBody {
             self.timeout,
         ))
     }
-
-    /// Notified once the whole body has been handed on (at once for an empty body).
-    pub fn sent(&self) -> Arc<Notify> {
-        Arc::clone(&self.sent)
-    }
-
-    fn tell_if_sent(&mut self) {
-        if !self.told && self.is_end_stream() {
-            self.told = true;
-            self.sent.notify_one();
-        }
-    }
 }
 
 impl Body for ForwardBody {
@@ -160,23 +138,15 @@ impl Body for ForwardBody {
                     charge.release(d.len());
                 }
             }
-            this.tell_if_sent();
             return Poll::Ready(Some(Ok(frame)));
         }
         let Some(rest) = &mut this.rest else {
-            this.tell_if_sent();
             return Poll::Ready(None);
         };
         match Pin::new(rest).poll_frame(cx) {
-            Poll::Ready(Some(Ok(frame))) => {
-                this.tell_if_sent();
-                Poll::Ready(Some(Ok(frame)))
-            }
+            Poll::Ready(Some(Ok(frame))) => Poll::Ready(Some(Ok(frame))),
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(ClientBodyError::Aborted(e)))),
-            Poll::Ready(None) => {
-                this.tell_if_sent();
-                Poll::Ready(None)
-            }
+            Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => {
                 let deadline = this.deadline;
                 let timer = this

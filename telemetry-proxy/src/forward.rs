@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use crate::body::{ClientBodyError, ForwardBody, Relay, ResponseBody};
 use crate::decode::Decoder;
 use crate::fields::{Incoming, Reply};
-use crate::h1::RequestHead;
+use crate::h1::{ConnError, RequestHead};
 use crate::h1_server::RequestBody;
 use crate::health::{self, HEALTH_PATH};
 use crate::hop::{self, AGENT_HEADER};
@@ -295,18 +295,13 @@ async fn send(
     head: RequestHead,
     body: ForwardBody,
 ) -> Sent {
-    let sent = body.sent();
-    let first_byte = shared.config.first_byte_timeout;
-    tokio::select! {
-        biased;
-        response = pool.send(head, body) => match response {
-            Ok(response) => Sent::Response(response),
-            Err(e) => Sent::Failed(e),
-        },
-        () = async {
-            sent.notified().await;
-            tokio::time::sleep(first_byte).await;
-        } => Sent::TimedOut,
+    match pool
+        .send(head, body, shared.config.first_byte_timeout)
+        .await
+    {
+        Ok(response) => Sent::Response(response),
+        Err(UpstreamError::Request(ConnError::FirstByteTimeout(_))) => Sent::TimedOut,
+        Err(e) => Sent::Failed(e),
     }
 }
 

@@ -27,6 +27,7 @@ use http::header::HeaderValue;
 use http::{Method, StatusCode, Uri, Version};
 use hyper::body::Body;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::time::{Instant, Sleep};
 
 use crate::fields::{self, Fields, same_name};
 use crate::h1_server::chunk_size_line;
@@ -105,6 +106,9 @@ pub(crate) enum ConnError {
     /// The response is malformed.
     #[error("invalid response from the upstream")]
     Parse(#[source] ParseError),
+    /// No response head within the first-byte timeout of the request having gone.
+    #[error("no response head within {0:?} of the request")]
+    FirstByteTimeout(Duration),
 }
 
 impl ConnError {
@@ -731,6 +735,9 @@ impl Outgoing {
 pub(crate) struct Conn<I> {
     io: I,
     buf: BytesMut,
+    /// The first-byte timer, kept across the connection's requests (see
+    /// [`Conn::head_timer_fired`]); made at the first wait for a head.
+    head_timer: Option<Pin<Box<Sleep>>>,
 }
 
 impl<I> std::fmt::Debug for Conn<I> {
@@ -747,6 +754,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
         Conn {
             io,
             buf: BytesMut::with_capacity(READ_SIZE),
+            head_timer: None,
         }
     }
 
@@ -841,8 +849,14 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
         Ok(())
     }
 
-    /// Reads the response head (after any interim responses).
-    pub async fn read_head(&mut self, head_request: bool) -> Result<Head, ConnError> {
+    /// Reads the response head (after any interim responses); with `first_byte`, fails with
+    /// [`ConnError::FirstByteTimeout`] if it has not come within that time from now.
+    pub async fn read_head(
+        &mut self,
+        head_request: bool,
+        first_byte: Option<Duration>,
+    ) -> Result<Head, ConnError> {
+        let due = first_byte.map(|limit| (Instant::now() + limit, limit));
         poll_fn(|cx| {
             loop {
                 if !self.buf.is_empty()
@@ -851,7 +865,18 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
                 {
                     return Poll::Ready(Ok(head));
                 }
-                match ready!(self.poll_fill(cx)) {
+                let filled = match self.poll_fill(cx) {
+                    Poll::Ready(filled) => filled,
+                    Poll::Pending => {
+                        if let Some((due, limit)) = due
+                            && self.head_timer_fired(due, cx)
+                        {
+                            return Poll::Ready(Err(ConnError::FirstByteTimeout(limit)));
+                        }
+                        return Poll::Pending;
+                    }
+                };
+                match filled {
                     Ok(0) if self.buf.is_empty() => {
                         return Poll::Ready(Err(ConnError::ClosedBeforeHead));
                     }
@@ -862,6 +887,30 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
             }
         })
         .await
+    }
+
+    /// Whether `due` has passed; if not, the connection's timer wakes this task by then.
+    ///
+    /// One timer serves all of the connection's requests. A request's deadline is later than
+    /// the one before it (the limit is the proxy's), so the timer, once set, fires early and is
+    /// moved on to the current deadline then: most requests only poll it (which gives it this
+    /// task's waker), where a timer made per request is put into the runtime's timer wheel and
+    /// taken out again every time.
+    fn head_timer_fired(&mut self, due: Instant, cx: &mut Context<'_>) -> bool {
+        let timer = self
+            .head_timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
+        if timer.deadline() > due {
+            // A shorter limit than the last request's: the timer must not fire late.
+            timer.as_mut().reset(due);
+        }
+        while timer.as_mut().poll(cx).is_ready() {
+            if Instant::now() >= due {
+                return true;
+            }
+            timer.as_mut().reset(due);
+        }
+        false
     }
 
     /// The next piece of a body read by `decoder`; `None` at its end.
@@ -903,6 +952,7 @@ pub(crate) async fn exchange<I, B>(
     out: &mut Outgoing,
     body: &mut B,
     head_request: bool,
+    first_byte: Duration,
 ) -> Result<Head, (ConnError, bool)>
 where
     I: AsyncRead + AsyncWrite + Unpin,
@@ -927,7 +977,8 @@ where
             .await
             .map_err(|e| (e, false));
     }
-    conn.read_head(head_request)
+    // The whole request has gone: the first-byte timeout runs from now.
+    conn.read_head(head_request, Some(first_byte))
         .await
         .map_err(|e| again(e, whole))
 }
@@ -949,8 +1000,8 @@ where
     if !matches!(e, ConnError::Write(_)) {
         return Err(e);
     }
-    match tokio::time::timeout(EARLY_ANSWER_WAIT, conn.read_head(head_request)).await {
-        Ok(Ok(mut head)) => {
+    match conn.read_head(head_request, Some(EARLY_ANSWER_WAIT)).await {
+        Ok(mut head) => {
             head.keep_alive = false;
             Ok(head)
         }
@@ -969,6 +1020,101 @@ mod tests {
 
     fn head(s: &[u8]) -> Result<Option<Head>, ParseError> {
         parse_head(&mut buf(s), false)
+    }
+
+    /// Where a connection's first-byte timer lives (the same one across requests, or not).
+    fn timer_at<I>(conn: &Conn<I>) -> Option<*const Sleep> {
+        conn.head_timer
+            .as_ref()
+            .map(|t| std::ptr::from_ref::<Sleep>(t))
+    }
+
+    const OK_HEAD: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+
+    /// Answers `OK_HEAD` on `server` after `after`.
+    fn answer_later(
+        mut server: tokio::io::DuplexStream,
+        after: Duration,
+    ) -> tokio::task::JoinHandle<tokio::io::DuplexStream> {
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            tokio::io::AsyncWriteExt::write_all(&mut server, OK_HEAD)
+                .await
+                .unwrap();
+            server
+        })
+    }
+
+    #[tokio::test]
+    async fn the_first_byte_timer_is_kept_across_requests_and_never_fires_early() {
+        let (client, server) = tokio::io::duplex(4096);
+        let mut conn = Conn::new(client);
+        let limit = Duration::from_millis(150);
+        // The first request waits for its head: the timer is made, due `limit` from then.
+        let answering = answer_later(server, Duration::from_millis(20));
+        let head = conn.read_head(false, Some(limit)).await.unwrap();
+        assert_eq!(head.status, StatusCode::OK);
+        let _server = answering.await.unwrap();
+        let first = timer_at(&conn);
+        assert!(first.is_some(), "a wait for a head sets the timer");
+        // The next request starts later and is never answered: the timer, due earlier, fires
+        // early and is moved on; the request times out `limit` after it began, not before.
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        let began = Instant::now();
+        let got = conn.read_head(false, Some(limit)).await;
+        let waited = began.elapsed();
+        assert!(
+            matches!(got, Err(ConnError::FirstByteTimeout(l)) if l == limit),
+            "{got:?}"
+        );
+        assert!(
+            waited >= limit,
+            "timed out after {waited:?}, before {limit:?}"
+        );
+        assert!(
+            waited < Duration::from_secs(5),
+            "timed out after {waited:?}"
+        );
+        assert_eq!(
+            timer_at(&conn),
+            first,
+            "the same timer served both requests"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_shorter_first_byte_limit_than_the_last_one_is_kept() {
+        let (client, server) = tokio::io::duplex(4096);
+        let mut conn = Conn::new(client);
+        let answering = answer_later(server, Duration::from_millis(20));
+        conn.read_head(false, Some(Duration::from_secs(60)))
+            .await
+            .unwrap();
+        let _server = answering.await.unwrap();
+        // The timer is set for a minute from the first request: a 100 ms limit must still hold.
+        let limit = Duration::from_millis(100);
+        let began = Instant::now();
+        let got = conn.read_head(false, Some(limit)).await;
+        let waited = began.elapsed();
+        assert!(
+            matches!(got, Err(ConnError::FirstByteTimeout(_))),
+            "{got:?}"
+        );
+        assert!(
+            waited >= limit && waited < Duration::from_secs(5),
+            "{waited:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn without_a_limit_a_head_is_awaited_and_no_timer_is_made() {
+        let (client, server) = tokio::io::duplex(4096);
+        let mut conn = Conn::new(client);
+        let answering = answer_later(server, Duration::from_millis(20));
+        let head = conn.read_head(false, None).await.unwrap();
+        assert_eq!(head.status, StatusCode::OK);
+        let _server = answering.await.unwrap();
+        assert!(timer_at(&conn).is_none());
     }
 
     #[test]

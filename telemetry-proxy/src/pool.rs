@@ -161,11 +161,13 @@ where
 {
     /// Sends a request (`head`, `body`) on an idle connection, else a new one;
     /// returns the response (its header fields as they came, but the hop-by-hop ones), whose
-    /// body holds the connection until it ends.
+    /// body holds the connection until it ends. The response head is due within `first_byte`
+    /// of the whole request having gone (else [`ConnError::FirstByteTimeout`]).
     pub async fn send<B>(
         &self,
         head: RequestHead,
         mut body: B,
+        first_byte: Duration,
     ) -> Result<Reply<UpstreamBody<C::Response>>, UpstreamError>
     where
         B: Body<Data = Bytes> + Unpin,
@@ -184,7 +186,7 @@ where
             .await
             .map_err(UpstreamError::Request)?;
         let head = loop {
-            match h1::exchange(&mut conn, &mut out, &mut body, head_request).await {
+            match h1::exchange(&mut conn, &mut out, &mut body, head_request, first_byte).await {
                 Ok(head) => break head,
                 // The idle connection had been closed: the same bytes again, on a new one.
                 Err((_, true)) if reused => {
@@ -425,7 +427,11 @@ mod tests {
         let mut head = post("/v1/x");
         head.host = Some(pool.host().clone());
         let response = pool
-            .send(head, Full::new(Bytes::from_static(b"{}")))
+            .send(
+                head,
+                Full::new(Bytes::from_static(b"{}")),
+                Duration::from_secs(5),
+            )
             .await?;
         let body = response.body.collect().await.unwrap().to_bytes();
         Ok(String::from_utf8(body.to_vec()).unwrap())
@@ -440,7 +446,10 @@ mod tests {
         assert_eq!(conns.load(Ordering::SeqCst), 1);
         // A body dropped before its end closes its connection.
         let body = Full::new(Bytes::from_static(b"{}"));
-        let response = pool.send(post("/"), body).await.unwrap();
+        let response = pool
+            .send(post("/"), body, Duration::from_secs(5))
+            .await
+            .unwrap();
         assert!(!response.body.is_end_stream());
         drop(response);
         assert_eq!(call(&pool).await.unwrap(), "c1r1");
@@ -469,7 +478,10 @@ mod tests {
         });
         let pool = pool_to(addr);
         let body = Bytes::from(vec![b'x'; 32 << 20]);
-        let response = pool.send(post("/v1/x"), Full::new(body)).await.unwrap();
+        let response = pool
+            .send(post("/v1/x"), Full::new(body), Duration::from_secs(5))
+            .await
+            .unwrap();
         assert_eq!(response.status, http::StatusCode::PAYLOAD_TOO_LARGE);
         let body = response.body.collect().await.unwrap().to_bytes();
         assert_eq!(&body[..], b"big");
