@@ -762,6 +762,7 @@ fn insert_records(
                 bind_record(&mut stmt, 0, r, &mut state, interner, &tx)?;
                 stmt.raw_execute().map_err(sql("inserting a row"))?;
                 rollups.add(r);
+                yielder.rows_written(1);
             }
         }
         merge_into(&tx, rollups.rollups.into_levels(), known)?;
@@ -803,6 +804,7 @@ fn import_rows(
         let mut hours = HourCounts::default();
         let mut fresh: Vec<&TelemetryRecord> = Vec::with_capacity(rows.len());
         let mut state = BindState::new(1);
+        let mut yielder = Yielder::default();
         for row in rows {
             bind_record(&mut stmt, 0, &row.record, &mut state, interner, &tx)?;
             stmt.raw_bind_parameter(IMPORT_KEY_PARAM, row.key.as_str())
@@ -813,6 +815,8 @@ fn import_rows(
                 hours.add(row.record.timestamp);
                 fresh.push(&row.record);
             }
+            // An import is a batch like any other for the threads sharing the CPU.
+            yielder.rows_written(1);
         }
         write_rollups(&tx, fresh.iter().copied(), hours, minute_threshold)?;
     }
