@@ -29,6 +29,10 @@ impl Endpoint {
         if method != Method::POST || path.len() > 3 * MAX_PATH {
             return None;
         }
+        // A path as the APIs spell it (what clients send) is its own normal form.
+        if let Some(api) = Api::ALL.into_iter().find(|api| api.paths().contains(&path)) {
+            return Some(Endpoint(api));
+        }
         let mut normal = [0u8; MAX_PATH];
         let len = normalise(path.as_bytes(), &mut normal)?;
         let normal = &normal[..len];
@@ -157,6 +161,28 @@ mod tests {
         // Not an escape: kept as it is.
         assert_eq!(api("/v1/chat/%6completions"), None);
         assert_eq!(api(&format!("/v1/{}", "x".repeat(500))), None);
+    }
+
+    proptest::proptest! {
+        /// The shortcut for paths spelt as the APIs spell them gives what normalising gives.
+        #[test]
+        fn the_exact_path_shortcut_agrees_with_normalising(
+            path in proptest::sample::select(vec![
+                "/v1/chat/completions", "/chat/completions", "/v1/completions", "/v1/responses",
+                "/responses", "/v1/messages", "/v1/embeddings", "/v1/models", "/", "",
+            ]),
+            extra in "[/A-Za-z%0-9]{0,3}",
+        ) {
+            for candidate in [path.to_owned(), format!("{path}{extra}"), format!("{extra}{path}")] {
+                let mut normal = [0u8; MAX_PATH];
+                let slow = normalise(candidate.as_bytes(), &mut normal).and_then(|len| {
+                    Api::ALL
+                        .into_iter()
+                        .find(|api| api.paths().iter().any(|p| p.as_bytes() == &normal[..len]))
+                });
+                proptest::prop_assert_eq!(api(&candidate), slow, "{}", candidate);
+            }
+        }
     }
 
     #[test]
