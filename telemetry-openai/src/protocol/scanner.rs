@@ -324,6 +324,14 @@ impl<'a> Scanner<'a> {
         Some(key.inner())
     }
 
+    /// A member's key, any string (escapes too: a skipped object's keys name nothing), and
+    /// its colon.
+    #[inline(always)]
+    fn member_key(&mut self) -> Option<()> {
+        self.skip_string()?;
+        self.eat(b':').then_some(())
+    }
+
     /// After a member of an object [`open`](Self::open)ed: whether another follows; at the
     /// object's end it is closed.
     #[inline(always)]
@@ -507,19 +515,19 @@ impl<'a> Scanner<'a> {
         i64::try_from(n).ok().map(Some)
     }
 
-    /// An `f64` or `null`, as serde_json converts it (a short decimal by [`short_f64`], the
-    /// rest by serde_json itself: its rounding, its range).
+    /// An `f64` or `null`, as serde_json converts it (a short decimal by [`short_decimal`],
+    /// the rest by serde_json itself: its rounding, its range).
     #[inline(always)]
     pub fn opt_f64(&mut self) -> Option<Option<f64>> {
         if self.null()? {
             return Some(None);
         }
-        let n = self.number()?;
-        if !n.exponent
-            && let Some(f) = short_f64(n.text)
-        {
+        self.peek()?;
+        if let Some((end, f)) = short_decimal(self.bytes, self.pos) {
+            self.pos = end;
             return Some(Some(f));
         }
+        let n = self.number()?;
         serde_json::from_slice(n.text).ok().map(Some)
     }
 
@@ -654,59 +662,396 @@ const POW10: [f64; 16] = [
     1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
 ];
 
-/// A number without exponent (grammar checked) of at most 15 digits: its digits `d` (below
-/// 2^53) and the `k` after the point make `d / 10^k` with both exactly held, whose one
-/// IEEE division is the correctly rounded value serde_json (`float_roundtrip`) gives too.
-/// `None` for a longer one.
+/// The number at `start` when it is a decimal without exponent of at most 15 digits
+/// (`-?(0|[1-9][0-9]*)(.[0-9]+)?`, then neither a point nor an exponent): where it ends, and
+/// its value. Its digits `d` (below 2^53) and the `k` after the point make `d / 10^k` with
+/// both exactly held, whose one IEEE division is the correctly rounded value serde_json
+/// (`float_roundtrip`) gives too. `None` for any other number, and for what is not one (the
+/// caller's general reading then decides), so that the number is read in one pass, its
+/// digits as they are checked.
 #[inline]
-fn short_f64(text: &[u8]) -> Option<f64> {
-    let (negative, digits) = match text.split_first() {
-        Some((b'-', rest)) => (true, rest),
-        _ => (false, text),
-    };
-    let point = digits
-        .iter()
-        .position(|&b| b == b'.')
-        .map(|i| digits.len() - i - 1);
-    if digits.len() - usize::from(point.is_some()) > 15 {
+fn short_decimal(bytes: &[u8], start: usize) -> Option<(usize, f64)> {
+    let negative = bytes.get(start) == Some(&b'-');
+    let int_start = start + usize::from(negative);
+    let (int_end, int) = decimal_digits(bytes, int_start, 0);
+    let digits = int_end - int_start;
+    if digits == 0 || (digits > 1 && bytes.get(int_start) == Some(&b'0')) {
         return None;
     }
-    let mantissa = digits
-        .iter()
-        .filter(|&&b| b != b'.')
-        .fold(0u64, |n, &b| n * 10 + u64::from(b.wrapping_sub(b'0')));
-    let f = mantissa as f64 / *POW10.get(point.unwrap_or(0))?;
-    Some(if negative { -f } else { f })
+    let (end, mantissa) = match bytes.get(int_end) {
+        Some(b'.') => decimal_digits(bytes, int_end + 1, int),
+        _ => (int_end, int),
+    };
+    // The digits after the point (none without one).
+    let fraction = end.saturating_sub(int_end + 1);
+    if digits + fraction > 15
+        || (end == int_end + 1)
+        || matches!(bytes.get(end), Some(b'.' | b'e' | b'E'))
+    {
+        return None;
+    }
+    let f = mantissa as f64 / *POW10.get(fraction)?;
+    Some((end, if negative { -f } else { f }))
+}
+
+/// The run of ASCII digits from `pos`, folded into `mantissa` as they come: where it ends,
+/// and the mantissa (wrapped past 19 digits: a caller takes it only for 15 or fewer).
+#[inline(always)]
+fn decimal_digits(bytes: &[u8], mut pos: usize, mut mantissa: u64) -> (usize, u64) {
+    while let Some(&b) = bytes.get(pos)
+        && b.is_ascii_digit()
+    {
+        mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(b - b'0'));
+        pos += 1;
+    }
+    (pos, mantissa)
 }
 
 /// Skips the value at `pos` (inside `depth` containers); where it ends. `checked`: its
 /// numbers must be in range as well (see [`Scanner::skip_checked`]).
+///
+/// One loop over the value's tokens, its open containers kept as bits (a recursive walk paid
+/// a call, a scanner's set-up and a dispatch for each nested value: ~9 instructions a byte
+/// of a whole answer's `choices`). It accepts what the recursive walk it replaced accepted
+/// (`skip_value_recursive` in the tests, which check the two agree).
 #[inline(never)]
 fn skip_value(bytes: &[u8], pos: usize, depth: u32, checked: bool) -> Option<usize> {
     let mut s = Scanner { bytes, pos, depth };
-    let nested = |s: &mut Scanner<'_>| {
-        s.pos = skip_value(s.bytes, s.pos, s.depth, checked)?;
-        Some(())
-    };
-    match s.peek()? {
-        b'"' => s.skip_string().map(drop),
-        b'{' => s.members(|s, _| nested(s)),
-        b'[' => s.array(nested),
-        b't' => s.literal(b"true"),
-        b'f' => s.literal(b"false"),
-        b'n' => s.literal(b"null"),
-        b'-' | b'0'..=b'9' => {
-            let n = s.number()?;
-            (!checked || !n.exponent && n.text.len() <= MAX_NUMBER_LEN).then_some(())
+    // The containers open inside the value, the innermost in the lowest bit: 1 an object,
+    // 0 an array. `MAX_DEPTH` (below 128) bounds how many there are.
+    let mut objects: u128 = 0;
+    loop {
+        // A value.
+        match s.peek()? {
+            b'"' => drop(s.skip_string()?),
+            b'{' => {
+                s.pos += 1;
+                s.enter()?;
+                if !s.eat(b'}') {
+                    objects = objects << 1 | 1;
+                    s.member_key()?;
+                    continue;
+                }
+                s.depth -= 1;
+            }
+            b'[' => {
+                s.pos += 1;
+                s.enter()?;
+                if !s.eat(b']') {
+                    objects <<= 1;
+                    continue;
+                }
+                s.depth -= 1;
+            }
+            b't' => s.literal(b"true")?,
+            b'f' => s.literal(b"false")?,
+            b'n' => s.literal(b"null")?,
+            b'-' | b'0'..=b'9' => {
+                let n = s.number()?;
+                if checked && (n.exponent || n.text.len() > MAX_NUMBER_LEN) {
+                    return None;
+                }
+            }
+            _ => return None,
         }
-        _ => None,
-    }?;
-    Some(s.pos)
+        // After a value: the containers it closes, up to the next value.
+        loop {
+            if s.depth == depth {
+                return Some(s.pos);
+            }
+            let object = objects & 1 == 1;
+            let b = s.peek()?;
+            s.pos += 1;
+            if b == b',' {
+                if object {
+                    s.member_key()?;
+                }
+                break;
+            }
+            if b != if object { b'}' } else { b']' } {
+                return None;
+            }
+            objects >>= 1;
+            s.depth -= 1;
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// The recursive walk [`skip_value`] replaced: the reference it must agree with.
+    fn skip_value_recursive(bytes: &[u8], pos: usize, depth: u32, checked: bool) -> Option<usize> {
+        let mut s = Scanner { bytes, pos, depth };
+        let nested = |s: &mut Scanner<'_>| {
+            s.pos = skip_value_recursive(s.bytes, s.pos, s.depth, checked)?;
+            Some(())
+        };
+        match s.peek()? {
+            b'"' => s.skip_string().map(drop),
+            b'{' => s.members(|s, _| nested(s)),
+            b'[' => s.array(nested),
+            b't' => s.literal(b"true"),
+            b'f' => s.literal(b"false"),
+            b'n' => s.literal(b"null"),
+            b'-' | b'0'..=b'9' => {
+                let n = s.number()?;
+                (!checked || !n.exponent && n.text.len() <= MAX_NUMBER_LEN).then_some(())
+            }
+            _ => None,
+        }?;
+        Some(s.pos)
+    }
+
+    /// The conversion [`short_decimal`] replaced: a number of at most 15 digits without
+    /// exponent, its grammar checked before (the reference it must agree with).
+    fn short_f64(text: &[u8]) -> Option<f64> {
+        let (negative, digits) = match text.split_first() {
+            Some((b'-', rest)) => (true, rest),
+            _ => (false, text),
+        };
+        let point = digits
+            .iter()
+            .position(|&b| b == b'.')
+            .map(|i| digits.len() - i - 1);
+        if digits.len() - usize::from(point.is_some()) > 15 {
+            return None;
+        }
+        let mantissa = digits
+            .iter()
+            .filter(|&&b| b != b'.')
+            .fold(0u64, |n, &b| n * 10 + u64::from(b.wrapping_sub(b'0')));
+        let f = mantissa as f64 / *POW10.get(point.unwrap_or(0))?;
+        Some(if negative { -f } else { f })
+    }
+
+    /// [`Scanner::opt_f64`] as it was before [`short_decimal`]: where it ends and the value's
+    /// bits.
+    fn opt_f64_before(bytes: &[u8]) -> Option<(usize, Option<u64>)> {
+        let mut s = Scanner::new(bytes);
+        if s.null()? {
+            return Some((s.pos, None));
+        }
+        let n = s.number()?;
+        let f = match short_f64(n.text) {
+            Some(f) if !n.exponent => f,
+            _ => serde_json::from_slice::<f64>(n.text).ok()?,
+        };
+        Some((s.pos, Some(f.to_bits())))
+    }
+
+    fn opt_f64_now(bytes: &[u8]) -> Option<(usize, Option<u64>)> {
+        let mut s = Scanner::new(bytes);
+        let f = s.opt_f64()?;
+        Some((s.pos, f.map(f64::to_bits)))
+    }
+
+    /// Number-like text: a sign, digits, a point, digits, an exponent, then what follows,
+    /// each part there or not, and any of them wrong now and then.
+    fn number_text() -> impl Strategy<Value = String> {
+        let digits = |n| prop::collection::vec(prop::sample::select(&b"0123456789"[..]), 0..n);
+        let tail =
+            prop::sample::select(vec!["", ",", "}", "]", " ", ".", "e", "E3", ".5", "x", "-"]);
+        (
+            prop::sample::select(vec!["", "-", "+", "--", " ", "\n"]),
+            digits(20),
+            prop::sample::select(vec!["", "", ".", ".."]),
+            digits(20),
+            prop::sample::select(vec![
+                "", "", "e", "E", "e+", "e-", "e0", "e5", "E-3", "e400",
+            ]),
+            digits(4),
+            tail,
+        )
+            .prop_map(|(sign, int, point, fraction, e, exp, tail)| {
+                let text = |d: Vec<u8>| String::from_utf8(d).unwrap_or_default();
+                let exp = if e.is_empty() {
+                    String::new()
+                } else {
+                    text(exp)
+                };
+                format!("{sign}{}{point}{}{e}{exp}{tail}", text(int), text(fraction))
+            })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4000))]
+
+        /// Numbers read in one pass read as they were read before: the same value, bit for
+        /// bit, to the same place; declined where they were declined.
+        #[test]
+        fn decimals_read_in_one_pass_read_as_before(text in number_text()) {
+            prop_assert_eq!(opt_f64_now(text.as_bytes()), opt_f64_before(text.as_bytes()), "{:?}", text);
+        }
+
+        /// Any bytes from a number's alphabet, too.
+        #[test]
+        fn number_soup_reads_as_before(text in "[-+0-9.eE ,n]{0,24}") {
+            prop_assert_eq!(opt_f64_now(text.as_bytes()), opt_f64_before(text.as_bytes()), "{:?}", text);
+        }
+    }
+
+    #[test]
+    fn decimals_read_in_one_pass_read_as_before_at_their_edges() {
+        for text in [
+            "0",
+            "-0",
+            "0.0",
+            "-0.0",
+            "12.5",
+            "40.0",
+            "1.",
+            "1.e5",
+            "-",
+            "-.5",
+            ".5",
+            "01",
+            "00.5",
+            "0.000000000000001",
+            "0.0000000000000001",
+            "999999999999999",
+            "9999999999999999",
+            "99999999999999.9",
+            "999999999999999.9",
+            "1.5.3",
+            "1.5e",
+            "1.5e3",
+            "1E3",
+            "123456789012345678901234567890",
+            "null",
+            "nul",
+            "",
+            " 1.25 ",
+            "1.25}",
+        ] {
+            assert_eq!(
+                opt_f64_now(text.as_bytes()),
+                opt_f64_before(text.as_bytes()),
+                "{text:?}"
+            );
+        }
+    }
+
+    /// Pieces of JSON, right and wrong, that generated documents are made of.
+    const PIECES: &[&str] = &[
+        "{",
+        "}",
+        "[",
+        "]",
+        ",",
+        ":",
+        " ",
+        "\n",
+        "\"a\"",
+        "\"k\":",
+        "\"\\u00e9\\n\"",
+        "\"\\ud83d\"",
+        "\"\u{e9}\"",
+        "\"\\x\"",
+        "\"\u{1}\"",
+        "0",
+        "12",
+        "01",
+        "-",
+        "-3.25",
+        "1e5",
+        "1.",
+        "2E-3",
+        "true",
+        "false",
+        "null",
+        "nul",
+        "tru",
+        "\"",
+        "x",
+    ];
+
+    /// A document: any value serde_json writes, its bytes then cut, or changed in one place
+    /// to a piece; or pieces one after another.
+    fn document() -> impl Strategy<Value = Vec<u8>> {
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            any::<f64>().prop_map(serde_json::Value::from),
+            "[a-z\u{e9}\\\"\n]{0,6}".prop_map(serde_json::Value::from),
+        ];
+        let value = leaf.prop_recursive(6, 48, 5, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..5).prop_map(serde_json::Value::from),
+                prop::collection::vec(("[a-z\\\"]{0,3}", inner), 0..5).prop_map(|members| {
+                    serde_json::Value::Object(members.into_iter().collect())
+                }),
+            ]
+        });
+        let written =
+            (value, any::<u16>(), any::<u16>(), 0..4u8).prop_map(|(v, at, piece, how)| {
+                let mut bytes = serde_json::to_vec(&v).unwrap_or_default();
+                let at = usize::from(at) % (bytes.len() + 1);
+                let piece = PIECES[usize::from(piece) % PIECES.len()].as_bytes();
+                match how {
+                    0 => {}
+                    1 => bytes.truncate(at),
+                    2 => drop(bytes.splice(at..(at + 1).min(bytes.len()), piece.iter().copied())),
+                    _ => drop(bytes.splice(at..at, piece.iter().copied())),
+                }
+                bytes
+            });
+        let pieces = prop::collection::vec(0..PIECES.len(), 0..24)
+            .prop_map(|ids| ids.into_iter().flat_map(|i| PIECES[i].bytes()).collect());
+        prop_oneof![written, pieces]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4000))]
+
+        /// The loop skips what the recursive walk skipped, to the same place, from any place
+        /// and depth, checked or not.
+        #[test]
+        fn the_skip_loop_agrees_with_the_recursive_walk(
+            bytes in document(),
+            from in any::<u16>(),
+            depth in prop_oneof![Just(0u32), Just(1), 0..=MAX_DEPTH + 1, MAX_DEPTH - 3..=MAX_DEPTH],
+            checked: bool,
+        ) {
+            for pos in [0, usize::from(from) % (bytes.len() + 1)] {
+                prop_assert_eq!(
+                    skip_value(&bytes, pos, depth, checked),
+                    skip_value_recursive(&bytes, pos, depth, checked),
+                    "{:?} from {} at depth {}", String::from_utf8_lossy(&bytes), pos, depth
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_skip_loop_agrees_with_the_recursive_walk_on_deep_and_wide_values() {
+        let mut cases: Vec<String> = Vec::new();
+        for n in [1, 2, 99, 100, 101, 127, 128, 129, 200] {
+            cases.push("[".repeat(n) + &"]".repeat(n));
+            cases.push("[".repeat(n) + "1" + &"]".repeat(n));
+            cases.push("{\"a\":".repeat(n) + "{}" + &"}".repeat(n));
+            cases.push("[{\"a\":".repeat(n) + "0" + &"}]".repeat(n));
+            cases.push("[".repeat(n) + &"]".repeat(n - 1));
+        }
+        cases.push(r#"{"a":[1,2,{"b":"c","d":[true,false,null,-1.5e3]}],"e":{}} x"#.into());
+        cases.push(r#" { "a" : [ 1 , { } , [ ] ] , "\u0062" : "\ud83d\ude00" } "#.into());
+        cases.push(format!("[{}]", "1".repeat(MAX_NUMBER_LEN + 1)));
+        cases.push(format!("[{}]", "1".repeat(MAX_NUMBER_LEN)));
+        for case in &cases {
+            for depth in [0, 1, 50, MAX_DEPTH - 1, MAX_DEPTH] {
+                for checked in [false, true] {
+                    assert_eq!(
+                        skip_value(case.as_bytes(), 0, depth, checked),
+                        skip_value_recursive(case.as_bytes(), 0, depth, checked),
+                        "{case} at depth {depth}"
+                    );
+                }
+            }
+        }
+    }
 
     fn skips(json: &str) -> bool {
         let mut s = Scanner::new(json.as_bytes());
