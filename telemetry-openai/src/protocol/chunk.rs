@@ -18,7 +18,8 @@ use crate::protocol::json::Text;
 use crate::protocol::scanner::{Keys, RawStr, Scanner};
 use crate::protocol::types::finish_reason;
 use crate::protocol::usage::{
-    ApiUsage, CompletionTokensDetails, PromptTokensDetails, ServerTimings,
+    ApiUsage, CompletionTokensDetails, PromptTokensDetails, ServerPhases, ServerTimings,
+    UsageCounts,
 };
 
 /// What one stream chunk holds, decoded without copying its text when it has no escapes.
@@ -214,6 +215,18 @@ pub(crate) struct ScannedUsage {
 }
 
 impl ScannedUsage {
+    /// What a report takes of it: what [`ApiUsage::counts`] gives for the [`ApiUsage`] it
+    /// stands for ([`api`](Self::api)), without building that.
+    #[inline]
+    pub fn counts(self) -> UsageCounts {
+        UsageCounts::new(
+            self.prompt_tokens,
+            self.completion_tokens,
+            self.prompt_details.flatten(),
+            self.completion_details.flatten(),
+        )
+    }
+
     /// The [`ApiUsage`] serde reads (with empty `extra` maps).
     pub fn api(self) -> ApiUsage {
         ApiUsage {
@@ -250,6 +263,19 @@ pub(crate) struct ScannedTimings {
 }
 
 impl ScannedTimings {
+    /// Its phases: what [`ServerTimings::phases`] gives for the [`ServerTimings`] it stands
+    /// for ([`api`](Self::api)), without building that.
+    #[inline]
+    pub fn phases(self) -> ServerPhases {
+        ServerPhases::of_timings(
+            self.cache_n,
+            self.prompt_n,
+            self.prompt_ms,
+            self.predicted_n,
+            self.predicted_ms,
+        )
+    }
+
     /// The [`ServerTimings`] serde reads (with an empty `extra` map).
     pub fn api(self) -> ServerTimings {
         ServerTimings {

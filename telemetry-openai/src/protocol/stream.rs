@@ -21,7 +21,7 @@ use crate::protocol::chunk::{
 };
 use crate::protocol::error::OpenAiError;
 use crate::protocol::sse::SseEvent;
-use crate::protocol::usage::{ApiUsage, ServerReport, ServerTimings};
+use crate::protocol::usage::{ApiUsage, ServerPhases, ServerReport, ServerTimings, UsageCounts};
 
 /// The part of a chunk a client acts on: its text and finish reason (usage and timings are
 /// folded into the observer's [`report`](StreamObserver::report)).
@@ -112,8 +112,8 @@ impl StreamObserver {
                 self.fold(
                     chunk.has_content(),
                     chunk.has_output(),
-                    chunk.usage.as_ref(),
-                    chunk.timings.as_ref(),
+                    chunk.usage.as_ref().map(ApiUsage::counts),
+                    chunk.timings.as_ref().map(ServerTimings::phases),
                     chunk.finish_reason,
                 );
                 Ok(Observed::Chunk(StreamDelta {
@@ -137,8 +137,8 @@ impl StreamObserver {
         self.fold(
             chunk.has_content(),
             chunk.has_output(),
-            chunk.usage.map(ScannedUsage::api).as_ref(),
-            chunk.timings.map(ScannedTimings::api).as_ref(),
+            chunk.usage.map(ScannedUsage::counts),
+            chunk.timings.map(ScannedTimings::phases),
             chunk.finish_reason,
         );
     }
@@ -147,14 +147,14 @@ impl StreamObserver {
         &mut self,
         content: bool,
         output: bool,
-        usage: Option<&ApiUsage>,
-        timings: Option<&ServerTimings>,
+        usage: Option<UsageCounts>,
+        phases: Option<ServerPhases>,
         finish_reason: Option<FinishReason>,
     ) {
         self.content_chunks += u64::from(content);
         self.output_chunks += u64::from(output);
-        if usage.is_some() || timings.is_some() {
-            self.report.add(usage, timings);
+        if usage.is_some() || phases.is_some() {
+            self.report.add_counts(usage, phases);
         }
         if finish_reason.is_some() {
             self.finish_reason = finish_reason;

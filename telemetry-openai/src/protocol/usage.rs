@@ -69,26 +69,54 @@ impl ApiUsage {
     /// The record's token counts: prompt, completion, cached (`cached_tokens`) and reasoning
     /// (`reasoning_tokens`), 0 where absent.
     pub fn to_usage(&self) -> Usage {
-        let cached = self
-            .prompt_tokens_details
-            .as_ref()
-            .and_then(|d| d.cached_tokens)
-            .unwrap_or(0);
-        let reasoning = self
-            .completion_tokens_details
-            .as_ref()
-            .and_then(|d| d.reasoning_tokens)
-            .unwrap_or(0);
-        Usage::new(self.prompt_tokens, self.completion_tokens)
-            .with_cached(cached)
-            .with_reasoning(reasoning)
+        self.counts().usage
     }
 
     /// Whether `prompt_tokens_details.cached_tokens` is present.
     pub fn reports_cached(&self) -> bool {
-        self.prompt_tokens_details
-            .as_ref()
-            .is_some_and(|d| d.cached_tokens.is_some())
+        self.counts().reports_cached
+    }
+
+    /// What a report takes of it.
+    pub(crate) fn counts(&self) -> UsageCounts {
+        UsageCounts::new(
+            self.prompt_tokens,
+            self.completion_tokens,
+            self.prompt_tokens_details
+                .as_ref()
+                .and_then(|d| d.cached_tokens),
+            self.completion_tokens_details
+                .as_ref()
+                .and_then(|d| d.reasoning_tokens),
+        )
+    }
+}
+
+/// What a [`ServerReport`] takes of a `usage` object: its counts, and whether it gave
+/// `prompt_tokens_details.cached_tokens`. Read from an [`ApiUsage`] or, without building one,
+/// from what the scanner read.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct UsageCounts {
+    pub usage: Usage,
+    pub reports_cached: bool,
+}
+
+impl UsageCounts {
+    /// The counts of a `usage` with these fields (`cached` and `reasoning` as present in its
+    /// details, 0 where absent).
+    #[inline]
+    pub fn new(
+        prompt: u64,
+        completion: u64,
+        cached: Option<u64>,
+        reasoning: Option<u64>,
+    ) -> UsageCounts {
+        UsageCounts {
+            usage: Usage::new(prompt, completion)
+                .with_cached(cached.unwrap_or(0))
+                .with_reasoning(reasoning.unwrap_or(0)),
+            reports_cached: cached.is_some(),
+        }
     }
 }
 
@@ -118,13 +146,13 @@ pub struct ServerTimings {
 impl ServerTimings {
     /// The phases in a `Copy` form (negative or non-finite values dropped).
     pub fn phases(&self) -> ServerPhases {
-        ServerPhases {
-            prefill_ms: self.prompt_ms.filter(|m| m.is_finite() && *m >= 0.0),
-            decode_ms: self.predicted_ms.filter(|m| m.is_finite() && *m >= 0.0),
-            prompt_n: self.prompt_n.and_then(|n| u64::try_from(n).ok()),
-            predicted_n: self.predicted_n.and_then(|n| u64::try_from(n).ok()),
-            cache_n: self.cache_n.and_then(|n| u64::try_from(n).ok()),
-        }
+        ServerPhases::of_timings(
+            self.cache_n,
+            self.prompt_n,
+            self.prompt_ms,
+            self.predicted_n,
+            self.predicted_ms,
+        )
     }
 }
 
@@ -144,6 +172,25 @@ pub struct ServerPhases {
 }
 
 impl ServerPhases {
+    /// The phases of a llama.cpp `timings` object with these fields (negative or non-finite
+    /// values dropped).
+    #[inline]
+    pub(crate) fn of_timings(
+        cache_n: Option<i64>,
+        prompt_n: Option<i64>,
+        prompt_ms: Option<f64>,
+        predicted_n: Option<i64>,
+        predicted_ms: Option<f64>,
+    ) -> ServerPhases {
+        ServerPhases {
+            prefill_ms: prompt_ms.filter(|m| m.is_finite() && *m >= 0.0),
+            decode_ms: predicted_ms.filter(|m| m.is_finite() && *m >= 0.0),
+            prompt_n: prompt_n.and_then(|n| u64::try_from(n).ok()),
+            predicted_n: predicted_n.and_then(|n| u64::try_from(n).ok()),
+            cache_n: cache_n.and_then(|n| u64::try_from(n).ok()),
+        }
+    }
+
     /// [`prefill_ms`](Self::prefill_ms) as a [`Duration`]; `None` when absent or not a duration.
     pub fn prefill(&self) -> Option<Duration> {
         self.prefill_ms.and_then(ms_duration)
@@ -206,15 +253,43 @@ impl ReportProbe {
     /// The report of one whole body: its `usage` and `timings`, for which Ollama's native
     /// counts and durations stand in when they are missing.
     pub(crate) fn report(&self) -> ServerReport {
+        ReportParts {
+            usage: self.usage.as_ref().map(ApiUsage::counts),
+            phases: self.timings.as_ref().map(ServerTimings::phases),
+            prompt_eval_count: self.prompt_eval_count,
+            eval_count: self.eval_count,
+            prompt_eval_duration: self.prompt_eval_duration,
+            eval_duration: self.eval_duration,
+        }
+        .report()
+    }
+}
+
+/// What a whole body's report is made of: [`ReportProbe`]'s fields as a report reads them
+/// (a reader that did not build an [`ApiUsage`] or [`ServerTimings`] gives these directly).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct ReportParts {
+    pub usage: Option<UsageCounts>,
+    pub phases: Option<ServerPhases>,
+    pub prompt_eval_count: Option<u64>,
+    pub eval_count: Option<u64>,
+    pub prompt_eval_duration: Option<u64>,
+    pub eval_duration: Option<u64>,
+}
+
+impl ReportParts {
+    /// The report of one whole body: its `usage` and `timings`, for which Ollama's native
+    /// counts and durations stand in when they are missing.
+    pub(crate) fn report(&self) -> ServerReport {
         let mut report = ServerReport::default();
-        report.add(self.usage.as_ref(), self.timings.as_ref());
+        report.add_counts(self.usage, self.phases);
         if self.usage.is_none() && (self.prompt_eval_count.is_some() || self.eval_count.is_some()) {
             report.usage = Some(Usage::new(
                 self.prompt_eval_count.unwrap_or(0),
                 self.eval_count.unwrap_or(0),
             ));
         }
-        if self.timings.is_none()
+        if self.phases.is_none()
             && (self.prompt_eval_duration.is_some() || self.eval_duration.is_some())
         {
             let ms = |ns: u64| ns as f64 / 1e6;
@@ -246,8 +321,15 @@ impl ServerReport {
     /// tokens (`cache_n` of them cached) and `predicted_n` completion tokens are the server's own
     /// counts (a Chat stream without `include_usage` has them on its finish chunk).
     pub fn add(&mut self, usage: Option<&ApiUsage>, timings: Option<&ServerTimings>) {
-        if let Some(t) = timings {
-            let phases = t.phases();
+        self.add_counts(
+            usage.map(ApiUsage::counts),
+            timings.map(ServerTimings::phases),
+        );
+    }
+
+    /// [`add`](Self::add), from what the report takes of the `usage` and of the `timings`.
+    pub(crate) fn add_counts(&mut self, usage: Option<UsageCounts>, phases: Option<ServerPhases>) {
+        if let Some(phases) = phases {
             self.phases = Some(phases);
             if usage.is_none()
                 && (self.usage.is_none() || self.usage_from_timings)
@@ -264,8 +346,8 @@ impl ServerReport {
             self.usage_from_timings = false;
         }
         if let Some(u) = usage {
-            let mut usage = u.to_usage();
-            if !u.reports_cached()
+            let mut usage = u.usage;
+            if !u.reports_cached
                 && let Some(cached) = self.phases.and_then(|p| p.cache_n)
             {
                 usage.cached_tokens = cached.min(usage.prompt_tokens);

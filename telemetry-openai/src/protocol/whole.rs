@@ -29,7 +29,7 @@ use crate::protocol::chunk::{ScannedTimings, ScannedUsage, scan_timings, scan_us
 use crate::protocol::error::ProtocolError;
 use crate::protocol::scanner::{Keys, Scanner};
 use crate::protocol::usage::{
-    ApiUsage, CompletionTokensDetails, PromptTokensDetails, ReportProbe, ServerReport,
+    ApiUsage, CompletionTokensDetails, PromptTokensDetails, ReportParts, ReportProbe, ServerReport,
 };
 
 /// Reads a whole Chat Completions or Completions response body: the server's report and the
@@ -47,14 +47,7 @@ pub(crate) fn read_chat_body(body: &[u8]) -> Result<(ServerReport, Option<String
 pub(crate) fn scan_chat_body(body: &[u8]) -> Option<(ServerReport, Option<String>)> {
     let mut s = Scanner::new(body);
     let mut keys = Keys::default();
-    let mut probe = ReportProbe {
-        usage: None,
-        timings: None,
-        prompt_eval_count: None,
-        eval_count: None,
-        prompt_eval_duration: None,
-        eval_duration: None,
-    };
+    let mut probe = ReportParts::default();
     // `model` as `model_of` read it: its one string (or `null`); given twice, or not a string
     // or `null`, none.
     let mut model = Model::Absent;
@@ -62,12 +55,14 @@ pub(crate) fn scan_chat_body(body: &[u8]) -> Option<(ServerReport, Option<String
         let count = match key {
             b"usage" => {
                 keys.once(0)?;
-                probe.usage = s.opt(|s| s.apart(scan_usage))?.map(ScannedUsage::api);
+                probe.usage = s.opt(|s| s.apart(scan_usage))?.map(ScannedUsage::counts);
                 return Some(());
             }
             b"timings" => {
                 keys.once(1)?;
-                probe.timings = s.opt(|s| s.apart(scan_timings))?.map(ScannedTimings::api);
+                probe.phases = s
+                    .opt(|s| s.apart(scan_timings))?
+                    .map(ScannedTimings::phases);
                 return Some(());
             }
             b"model" => {
