@@ -15,7 +15,7 @@ use telemetry_wrap::FinishReason;
 
 use crate::protocol::error::{OpenAiError, ProtocolError};
 use crate::protocol::json::Text;
-use crate::protocol::scanner::{Keys, RawStr, Scanner};
+use crate::protocol::scanner::{Key, Keys, RawStr, Scanner};
 use crate::protocol::types::finish_reason;
 use crate::protocol::usage::{
     ApiUsage, CompletionTokensDetails, PromptTokensDetails, ServerPhases, ServerTimings,
@@ -743,32 +743,42 @@ pub(crate) fn scan_usage(outer: &mut Scanner<'_>) -> Option<ScannedUsage> {
     let s = &mut outer.clone();
     let mut keys = Keys::default();
     let mut usage = ScannedUsage::default();
-    s.object(|s, key| {
-        match key {
-            b"prompt_tokens" => {
-                keys.once(0)?;
-                usage.prompt_tokens = s.u64()?;
+    s.object_keyed(
+        &[
+            b"\"prompt_tokens\"",
+            b"\"completion_tokens\"",
+            b"\"total_tokens\"",
+            b"\"prompt_tokens_details\"",
+            b"\"completion_tokens_details\"",
+        ],
+        false,
+        |s, key| {
+            match key {
+                Key::Known(0) => {
+                    keys.once(0)?;
+                    usage.prompt_tokens = s.u64()?;
+                }
+                Key::Known(1) => {
+                    keys.once(1)?;
+                    usage.completion_tokens = s.u64()?;
+                }
+                Key::Known(2) => {
+                    keys.once(2)?;
+                    usage.total_tokens = s.u64()?;
+                }
+                Key::Known(3) => {
+                    keys.once(3)?;
+                    usage.prompt_details = s.opt(|s| scan_detail(s, b"cached_tokens"))?;
+                }
+                Key::Known(4) => {
+                    keys.once(4)?;
+                    usage.completion_details = s.opt(|s| scan_detail(s, b"reasoning_tokens"))?;
+                }
+                _ => s.skip_checked()?,
             }
-            b"completion_tokens" => {
-                keys.once(1)?;
-                usage.completion_tokens = s.u64()?;
-            }
-            b"total_tokens" => {
-                keys.once(2)?;
-                usage.total_tokens = s.u64()?;
-            }
-            b"prompt_tokens_details" => {
-                keys.once(3)?;
-                usage.prompt_details = s.opt(|s| scan_detail(s, b"cached_tokens"))?;
-            }
-            b"completion_tokens_details" => {
-                keys.once(4)?;
-                usage.completion_details = s.opt(|s| scan_detail(s, b"reasoning_tokens"))?;
-            }
-            _ => s.skip_checked()?,
-        }
-        Some(())
-    })?;
+            Some(())
+        },
+    )?;
     outer.jump(s.pos());
     Some(usage)
 }
@@ -795,32 +805,42 @@ pub(crate) fn scan_timings(outer: &mut Scanner<'_>) -> Option<ScannedTimings> {
     let s = &mut outer.clone();
     let mut keys = Keys::default();
     let mut t = ScannedTimings::default();
-    s.object(|s, key| {
-        match key {
-            b"cache_n" => {
-                keys.once(0)?;
-                t.cache_n = s.opt_i64()?;
+    s.object_keyed(
+        &[
+            b"\"cache_n\"",
+            b"\"prompt_n\"",
+            b"\"prompt_ms\"",
+            b"\"predicted_n\"",
+            b"\"predicted_ms\"",
+        ],
+        false,
+        |s, key| {
+            match key {
+                Key::Known(0) => {
+                    keys.once(0)?;
+                    t.cache_n = s.opt_i64()?;
+                }
+                Key::Known(1) => {
+                    keys.once(1)?;
+                    t.prompt_n = s.opt_i64()?;
+                }
+                Key::Known(2) => {
+                    keys.once(2)?;
+                    t.prompt_ms = s.opt_f64()?;
+                }
+                Key::Known(3) => {
+                    keys.once(3)?;
+                    t.predicted_n = s.opt_i64()?;
+                }
+                Key::Known(4) => {
+                    keys.once(4)?;
+                    t.predicted_ms = s.opt_f64()?;
+                }
+                _ => s.skip_checked()?,
             }
-            b"prompt_n" => {
-                keys.once(1)?;
-                t.prompt_n = s.opt_i64()?;
-            }
-            b"prompt_ms" => {
-                keys.once(2)?;
-                t.prompt_ms = s.opt_f64()?;
-            }
-            b"predicted_n" => {
-                keys.once(3)?;
-                t.predicted_n = s.opt_i64()?;
-            }
-            b"predicted_ms" => {
-                keys.once(4)?;
-                t.predicted_ms = s.opt_f64()?;
-            }
-            _ => s.skip_checked()?,
-        }
-        Some(())
-    })?;
+            Some(())
+        },
+    )?;
     outer.jump(s.pos());
     Some(t)
 }

@@ -255,13 +255,59 @@ fn chat_body_once(rng: &mut Rng) -> J {
             ("created", num),
             ("model", |r| if r.chance(80) { text(r) } else { any(r, 2) }),
             ("choices", |r| any(r, 3)),
-            ("usage", chat_usage),
-            ("timings", timings),
+            ("usage", body_usage),
+            ("timings", body_timings),
             ("prompt_eval_count", num),
             ("eval_count", num),
             ("prompt_eval_duration", num),
             ("eval_duration", num),
             ("system_fingerprint", text),
+            // Keys read by none, each a read one but for a letter more or less: a reader
+            // that takes its keys by comparing bytes must not take these.
+            ("usages", num),
+            ("usag", text),
+            ("model_", text),
+            ("timing", num),
+            ("eval_counts", num),
+            ("prompt_eval_duration_", num),
+        ],
+    )
+}
+
+/// A whole answer's `usage`: [`chat_usage`]'s fields, and keys like theirs.
+fn body_usage(rng: &mut Rng) -> J {
+    object(
+        rng,
+        &[
+            ("prompt_tokens", num),
+            ("completion_tokens", num),
+            ("total_tokens", num),
+            ("prompt_tokens_details", |r| {
+                object(r, &[("cached_tokens", num), ("cached_token", num)])
+            }),
+            ("completion_tokens_details", |r| {
+                object(r, &[("reasoning_tokens", num)])
+            }),
+            ("prompt_tokens_", num),
+            ("total_token", num),
+            ("completion_tokens_detail", num),
+        ],
+    )
+}
+
+/// A whole answer's `timings`: [`timings`]' fields, and keys like theirs.
+fn body_timings(rng: &mut Rng) -> J {
+    object(
+        rng,
+        &[
+            ("cache_n", num),
+            ("prompt_n", num),
+            ("prompt_ms", num),
+            ("predicted_n", num),
+            ("predicted_ms", num),
+            ("cache_n_", num),
+            ("prompt_m", num),
+            ("predicted_msx", num),
         ],
     )
 }

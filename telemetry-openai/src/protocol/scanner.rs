@@ -186,6 +186,15 @@ impl Keys {
     }
 }
 
+/// A member's key, as [`Scanner::object_keyed`] hands it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Key<'a> {
+    /// The key `known[i]` names.
+    Known(usize),
+    /// Any other key (no escapes), between its quotes.
+    Other(&'a [u8]),
+}
+
 /// A cursor over one JSON document (one stream event's data).
 #[derive(Clone)]
 pub(crate) struct Scanner<'a> {
@@ -274,6 +283,52 @@ impl<'a> Scanner<'a> {
             }
             field(s, key.inner())
         })
+    }
+
+    /// Reads an object as [`object`](Self::object) does, for a caller that reads the members
+    /// `known` names (each key with its quotes, `"usage"`) and skips the others: `field` gets
+    /// each member's key as [`Key::Known`] (its index in `known`) or [`Key::Other`], and must
+    /// read its value.
+    ///
+    /// A known key is taken by comparing the bytes where the member starts with it, without
+    /// reading the key as a string then matching it (a key that has an escape is none of them,
+    /// as for [`object`](Self::object)): a string that starts `"usage"` is that key, unescaped.
+    /// `sift`: first tell the keys whose first letter no known key has from the rest (for an
+    /// object whose members are mostly others).
+    #[inline(always)]
+    pub fn object_keyed<const N: usize>(
+        &mut self,
+        known: &[&[u8]; N],
+        sift: bool,
+        mut field: impl FnMut(&mut Self, Key<'a>) -> Option<()>,
+    ) -> Option<()> {
+        if self.open()? {
+            loop {
+                let key = self.keyed(known, sift)?;
+                self.apart(|s| field(s, key))?;
+                if !self.next_member()? {
+                    break;
+                }
+            }
+        }
+        Some(())
+    }
+
+    /// A member's key (one of `known`, quoted, or any other without escapes) and its colon.
+    #[inline(always)]
+    fn keyed<const N: usize>(&mut self, known: &[&[u8]; N], sift: bool) -> Option<Key<'a>> {
+        self.peek()?;
+        // The known keys' first letters (one bit each, folded to a constant).
+        let firsts = known.iter().fold(0u64, |m, k| m | letter(k.get(1)));
+        if !sift || firsts & letter(self.bytes.get(self.pos + 1)) != 0 {
+            for (i, quoted) in known.iter().enumerate() {
+                if self.bytes.get(self.pos..self.pos + quoted.len()) == Some(quoted) {
+                    self.pos += quoted.len();
+                    return self.eat(b':').then_some(Key::Known(i));
+                }
+            }
+        }
+        self.key().map(Key::Other)
     }
 
     /// Reads an object, handing each key as it stands to `field`.
@@ -552,6 +607,13 @@ impl<'a> Scanner<'a> {
         self.pos = skip_value(self.bytes, self.pos, self.depth, true)?;
         Some(())
     }
+}
+
+/// A byte as one bit of a set of letters (bytes alike in their low six bits share it; none:
+/// no bit).
+#[inline(always)]
+fn letter(byte: Option<&u8>) -> u64 {
+    byte.map_or(0, |&b| 1 << (b & 63))
 }
 
 /// Where whitespace from `pos` ends.
@@ -1023,6 +1085,117 @@ mod tests {
                     "{:?} from {} at depth {}", String::from_utf8_lossy(&bytes), pos, depth
                 );
             }
+        }
+    }
+
+    /// The keys [`keyed_reads_as_object`] looks for.
+    const KNOWN: [&[u8]; 4] = [
+        b"\"usage\"",
+        b"\"model\"",
+        b"\"prompt_n\"",
+        b"\"prompt_ms\"",
+    ];
+
+    /// Reads `json` as an object with [`Scanner::object`] and with [`Scanner::object_keyed`]
+    /// (looking for [`KNOWN`]), each key's value skipped: the keys each met, and where each
+    /// ended (`None` where it declined).
+    fn keyed_and_plain(json: &[u8], sift: bool) -> [Option<(Vec<Vec<u8>>, usize)>; 2] {
+        let plain = {
+            let mut s = Scanner::new(json);
+            let mut keys = Vec::new();
+            s.object(|s, key| {
+                keys.push(key.to_vec());
+                s.skip()
+            })
+            .map(|()| (keys, s.pos))
+        };
+        let keyed = {
+            let mut s = Scanner::new(json);
+            let mut keys = Vec::new();
+            s.object_keyed(&KNOWN, sift, |s, key| {
+                keys.push(match key {
+                    Key::Known(i) => KNOWN[i][1..KNOWN[i].len() - 1].to_vec(),
+                    Key::Other(other) => {
+                        // Another key is none of the known ones.
+                        if KNOWN.iter().any(|k| &k[1..k.len() - 1] == other) {
+                            return None;
+                        }
+                        other.to_vec()
+                    }
+                });
+                s.skip()
+            })
+            .map(|()| (keys, s.pos))
+        };
+        [keyed, plain]
+    }
+
+    /// An object of keys near the known ones: the same, escaped, longer, shorter, or sharing
+    /// a first letter, with spaces about, now and then cut or changed in one place.
+    fn keyed_object() -> impl Strategy<Value = Vec<u8>> {
+        let key = prop::sample::select(vec![
+            "\"usage\"",
+            "\"model\"",
+            "\"prompt_n\"",
+            "\"prompt_ms\"",
+            "\"usages\"",
+            "\"usag\"",
+            "\"model_\"",
+            "\"mode\"",
+            "\"prompt_\"",
+            "\"prompt_n_x\"",
+            "\"prompt_msx\"",
+            "\"\\u0075sage\"",
+            "\"mod\\u0065l\"",
+            "\"u\"",
+            "\"\"",
+            "\"p\"",
+            "\"id\"",
+            "\"x\\\"y\"",
+            "\"prompt_n",
+            "\"usage",
+            "\"m\u{e9}\"",
+            "\"usage\\n\"",
+        ]);
+        let space = prop::sample::select(vec!["", "", " ", "\n\t"]);
+        let value = prop::sample::select(vec![
+            "1",
+            "\"v\"",
+            "null",
+            "[1,{\"a\":2}]",
+            "{}",
+            "-1.5",
+            "x",
+        ]);
+        let member = (space.clone(), key, space.clone(), value)
+            .prop_map(|(a, k, b, v)| format!("{a}{k}{b}:{v}"));
+        (
+            prop::collection::vec(member, 0..6),
+            space,
+            any::<u16>(),
+            0..4u8,
+            any::<u8>(),
+        )
+            .prop_map(|(members, end, at, how, byte)| {
+                let mut bytes = format!("{{{}{end}}}", members.join(",")).into_bytes();
+                let at = usize::from(at) % bytes.len();
+                match how {
+                    0 => bytes.truncate(at),
+                    1 => bytes[at] = byte,
+                    _ => {}
+                }
+                bytes
+            })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4000))]
+
+        /// Keys taken by comparison read as keys read as strings then matched.
+        #[test]
+        fn keyed_reads_as_object(json in keyed_object(), sift: bool) {
+            let [keyed, plain] = keyed_and_plain(&json, sift);
+            prop_assert_eq!(keyed, plain, "{:?}", String::from_utf8_lossy(&json));
         }
     }
 

@@ -27,7 +27,7 @@ use serde::de::{self, IgnoredAny, MapAccess, Visitor};
 
 use crate::protocol::chunk::{ScannedTimings, ScannedUsage, scan_timings, scan_usage};
 use crate::protocol::error::ProtocolError;
-use crate::protocol::scanner::{Keys, Scanner};
+use crate::protocol::scanner::{Key, Keys, Scanner};
 use crate::protocol::usage::{
     ApiUsage, CompletionTokensDetails, PromptTokensDetails, ReportParts, ReportProbe, ServerReport,
 };
@@ -51,50 +51,62 @@ pub(crate) fn scan_chat_body(body: &[u8]) -> Option<(ServerReport, Option<String
     // `model` as `model_of` read it: its one string (or `null`); given twice, or not a string
     // or `null`, none.
     let mut model = Model::Absent;
-    s.object(|s, key| {
-        let count = match key {
-            b"usage" => {
-                keys.once(0)?;
-                probe.usage = s.opt(|s| s.apart(scan_usage))?.map(ScannedUsage::counts);
-                return Some(());
-            }
-            b"timings" => {
-                keys.once(1)?;
-                probe.phases = s
-                    .opt(|s| s.apart(scan_timings))?
-                    .map(ScannedTimings::phases);
-                return Some(());
-            }
-            b"model" => {
-                let value = match s.peek_value()? {
-                    b'"' | b'n' => s.opt_string()?,
-                    _ => {
-                        // Read as any value: its numbers too (a skip would not check them).
-                        s.skip_checked()?;
-                        model = Model::Unusable;
-                        return Some(());
-                    }
-                };
-                let value = match value {
-                    Some(m) => Some(m.decode()?),
-                    None => None,
-                };
-                model = match model {
-                    Model::Absent => Model::One(value),
-                    _ => Model::Unusable,
-                };
-                return Some(());
-            }
-            b"prompt_eval_count" => (2, &mut probe.prompt_eval_count),
-            b"eval_count" => (3, &mut probe.eval_count),
-            b"prompt_eval_duration" => (4, &mut probe.prompt_eval_duration),
-            b"eval_duration" => (5, &mut probe.eval_duration),
-            _ => return s.skip(),
-        };
-        keys.once(count.0)?;
-        *count.1 = s.opt_u64()?;
-        Some(())
-    })?;
+    s.object_keyed(
+        &[
+            b"\"usage\"",
+            b"\"timings\"",
+            b"\"model\"",
+            b"\"prompt_eval_count\"",
+            b"\"eval_count\"",
+            b"\"prompt_eval_duration\"",
+            b"\"eval_duration\"",
+        ],
+        true,
+        |s, key| {
+            let count = match key {
+                Key::Known(0) => {
+                    keys.once(0)?;
+                    probe.usage = s.opt(|s| s.apart(scan_usage))?.map(ScannedUsage::counts);
+                    return Some(());
+                }
+                Key::Known(1) => {
+                    keys.once(1)?;
+                    probe.phases = s
+                        .opt(|s| s.apart(scan_timings))?
+                        .map(ScannedTimings::phases);
+                    return Some(());
+                }
+                Key::Known(2) => {
+                    let value = match s.peek_value()? {
+                        b'"' | b'n' => s.opt_string()?,
+                        _ => {
+                            // Read as any value: its numbers too (a skip would not check them).
+                            s.skip_checked()?;
+                            model = Model::Unusable;
+                            return Some(());
+                        }
+                    };
+                    let value = match value {
+                        Some(m) => Some(m.decode()?),
+                        None => None,
+                    };
+                    model = match model {
+                        Model::Absent => Model::One(value),
+                        _ => Model::Unusable,
+                    };
+                    return Some(());
+                }
+                Key::Known(3) => (2, &mut probe.prompt_eval_count),
+                Key::Known(4) => (3, &mut probe.eval_count),
+                Key::Known(5) => (4, &mut probe.prompt_eval_duration),
+                Key::Known(6) => (5, &mut probe.eval_duration),
+                _ => return s.skip(),
+            };
+            keys.once(count.0)?;
+            *count.1 = s.opt_u64()?;
+            Some(())
+        },
+    )?;
     s.end()?;
     let model = match model {
         Model::One(Some(m)) if !m.is_empty() => Some(m.into_owned()),
