@@ -265,7 +265,7 @@ pub(crate) struct ScannedTimings {
 impl ScannedTimings {
     /// Its phases: what [`ServerTimings::phases`] gives for the [`ServerTimings`] it stands
     /// for ([`api`](Self::api)), without building that.
-    #[inline]
+    #[inline(always)]
     pub fn phases(self) -> ServerPhases {
         ServerPhases::of_timings(
             self.cache_n,

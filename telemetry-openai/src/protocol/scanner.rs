@@ -731,7 +731,7 @@ const POW10: [f64; 16] = [
 /// (`float_roundtrip`) gives too. `None` for any other number, and for what is not one (the
 /// caller's general reading then decides), so that the number is read in one pass, its
 /// digits as they are checked.
-#[inline]
+#[inline(always)]
 fn short_decimal(bytes: &[u8], start: usize) -> Option<(usize, f64)> {
     let negative = bytes.get(start) == Some(&b'-');
     let int_start = start + usize::from(negative);
