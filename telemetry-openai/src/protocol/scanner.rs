@@ -50,16 +50,11 @@ fn first(pos: usize, stops: u64) -> usize {
 /// Where the run of ordinary string bytes from `pos` ends: at a quote, a backslash, a control
 /// character, a byte that is not ASCII, or the end. Eight bytes at a time (a token's text is a
 /// few bytes: memchr's set-up cost more than the whole string, a byte loop ten instructions a
-/// byte).
+/// byte), each word read where the run stands, as [`digit_run`] does (setting up `chunks_exact`
+/// over the rest of the input cost more than a short key's one word).
 #[inline(always)]
-fn plain_run(bytes: &[u8], pos: usize) -> usize {
-    let Some(rest) = bytes.get(pos..) else {
-        return pos;
-    };
-    let mut words = rest.chunks_exact(8);
-    let mut at = pos;
-    for word in &mut words {
-        let w = u64::from_le_bytes(word.try_into().unwrap_or([0; 8]));
+fn plain_run(bytes: &[u8], mut pos: usize) -> usize {
+    while let Some(w) = word(bytes, pos) {
         // A byte `b` below 0x20 or a quote (0x22) is `b ^ 2` below 0x21, which the first
         // subtraction marks; a backslash is the zero of the second; a byte that is not ASCII
         // has its own high bit (and is all either term marks wrongly). Each term is exact up
@@ -69,17 +64,17 @@ fn plain_run(bytes: &[u8], pos: usize) -> usize {
             | w)
             & HIGH;
         if stops != 0 {
-            return first(at, stops);
+            return first(pos, stops);
         }
-        at += 8;
+        pos += 8;
     }
-    for &b in words.remainder() {
+    while let Some(&b) = bytes.get(pos) {
         if b == b'"' || b == b'\\' || !(0x20..0x80).contains(&b) {
             break;
         }
-        at += 1;
+        pos += 1;
     }
-    at
+    pos
 }
 
 /// Where the run of ASCII digits from `pos` ends.
