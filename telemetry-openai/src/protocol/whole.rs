@@ -17,7 +17,10 @@
 //! (as for stream chunks, with the chunks' `usage` and `timings` readers): [`scan_chat_body`]
 //! reads the same fields and declines wherever it is not sure, errors included
 //! (`protocol::oracle` checks it against serde): 8.7 K -> 5.4 K instructions for a 370-byte
-//! llama.cpp answer.
+//! llama.cpp answer. Then 5.3 K -> 3.7 K for the proxy bench's 390-byte one: the keys it reads
+//! taken by comparing bytes ([`Scanner::object_keyed`]), `choices` skipped in one loop, the
+//! timings' decimals read in one pass, and the report folded from the scanned counts without
+//! building [`ApiUsage`] and `ServerTimings`.
 
 use std::borrow::Cow;
 use std::fmt;
