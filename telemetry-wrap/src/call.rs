@@ -434,14 +434,16 @@ impl Call {
             operation: self.operation,
             output_chunks: s.chunks,
         };
-        let record = build_record(
+        // Into its `Arc` at once: the record (some 600 bytes) is not moved again on its way
+        // to the bus.
+        let record = Arc::new(build_record(
             self.wall,
             std::mem::take(&mut self.model),
             self.ctx.engine(),
             &self.agent,
             self.ctx.options(),
             m,
-        );
+        ));
         let bus = self.ctx.bus();
         publish_end(bus, self.id, &record);
         self.ctx.gpu().complete(self.gpu.take(), record, bus);

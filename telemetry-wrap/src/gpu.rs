@@ -17,9 +17,9 @@ pub(crate) use with_gpu::{GpuAttachment, GpuWindow};
 #[cfg(not(feature = "gpu"))]
 pub(crate) use without_gpu::{GpuAttachment, GpuWindow};
 
-/// Publishes a record that needs no GPU completion.
-fn publish_now(record: TelemetryRecord, bus: &EventBus) {
-    bus.publish(Event::from(record));
+/// Publishes a record that needs no GPU completion (already in the `Arc` its event shares).
+fn publish_now(record: Arc<TelemetryRecord>, bus: &EventBus) {
+    bus.publish(Event::TelemetryRecord(record));
 }
 
 #[cfg(feature = "gpu")]
@@ -67,7 +67,7 @@ mod with_gpu {
         pub fn complete(
             &self,
             window: Option<GpuWindow>,
-            record: TelemetryRecord,
+            record: Arc<TelemetryRecord>,
             bus: &Arc<EventBus>,
         ) {
             let (Some(sampler), Some(window)) = (&self.0, window) else {
@@ -82,11 +82,13 @@ mod with_gpu {
             let bus = Arc::clone(bus);
             sampler.end(window.handle, t1, first_token, move |reading| {
                 let mut record = record;
-                let before = GpuFields::of(&record);
-                reading.apply_to(&mut record);
+                // The call's `Arc` is not shared yet: no copy is made.
+                let r = Arc::make_mut(&mut record);
+                let before = GpuFields::of(r);
+                reading.apply_to(r);
                 // A reading the store would refuse (it should not happen) must not lose the call.
-                if record.validate().is_err() {
-                    before.restore(&mut record);
+                if r.validate().is_err() {
+                    before.restore(r);
                 }
                 publish_now(record, &bus);
             });
@@ -191,7 +193,7 @@ mod without_gpu {
         pub fn complete(
             &self,
             _window: Option<GpuWindow>,
-            record: TelemetryRecord,
+            record: Arc<TelemetryRecord>,
             bus: &Arc<EventBus>,
         ) {
             publish_now(record, bus);
