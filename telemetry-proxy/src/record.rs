@@ -255,10 +255,10 @@ impl Exchange {
     }
 
     fn end(&mut self, end: End) {
-        let Some(call) = self.call.take() else {
+        // The call stays in its box (some 300 bytes, not moved out) until it is delivered.
+        let Some(mut call) = self.call.take() else {
             return;
         };
-        let mut call = *call;
         let seen = match (self.watch.take(), &end) {
             (Some(w), End::Complete) => w.end(),
             (Some(w), _) => w.cut(),
@@ -273,22 +273,22 @@ impl Exchange {
         match end {
             End::ClientGone => {
                 Counters::bump(&counters.calls_cancelled);
-                call.cancel();
+                call.cancel_boxed();
             }
             End::Unreachable { kind, message } => {
                 Counters::bump(&counters.calls_failed);
-                call.fail(kind, self.scrubbed(message));
+                call.fail_boxed(kind, self.scrubbed(message));
             }
             End::BodyFailed(message) => {
                 Counters::bump(&counters.calls_failed);
-                call.fail("io", self.scrubbed(message));
+                call.fail_boxed("io", self.scrubbed(message));
             }
             End::Complete => match error {
                 Some(e) => {
                     Counters::bump(&counters.calls_failed);
-                    call.fail(e.error_kind(), self.scrubbed(e.to_string()));
+                    call.fail_boxed(e.error_kind(), self.scrubbed(e.to_string()));
                 }
-                None => call.finish(),
+                None => call.finish_boxed(),
             },
         }
     }

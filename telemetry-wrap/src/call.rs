@@ -398,6 +398,26 @@ impl Call {
         self.deliver(Outcome::Cancelled, Cow::Borrowed(""), String::new());
     }
 
+    /// [`finish`](Self::finish) for a call kept in a `Box` (as a proxy keeps the call of a
+    /// response in flight): it ends where it lies, without being moved out of the box first.
+    pub fn finish_boxed(mut self: Box<Self>) {
+        self.deliver(Outcome::Ok, Cow::Borrowed(""), String::new());
+    }
+
+    /// [`fail`](Self::fail) for a call kept in a `Box`, without moving it out of the box.
+    pub fn fail_boxed(
+        mut self: Box<Self>,
+        kind: impl Into<Cow<'static, str>>,
+        message: impl Display,
+    ) {
+        self.deliver(Outcome::Error, kind.into(), message.to_string());
+    }
+
+    /// [`cancel`](Self::cancel) for a call kept in a `Box`, without moving it out of the box.
+    pub fn cancel_boxed(mut self: Box<Self>) {
+        self.deliver(Outcome::Cancelled, Cow::Borrowed(""), String::new());
+    }
+
     /// Marks the call as a stream that was opened, so that without usage its text chunks are
     /// counted even when there were none.
     pub(crate) fn stream_opened(&mut self) {
@@ -484,6 +504,60 @@ mod tests {
                 .count(),
             1
         );
+    }
+
+    /// Each ending of a boxed call records what the same ending of an unboxed one does (but
+    /// for the clocks).
+    #[test]
+    fn a_boxed_call_ends_as_an_unboxed_one() {
+        type End = fn(Call, bool);
+        let ends: [End; 3] = [
+            |c, boxed| {
+                if boxed {
+                    Box::new(c).finish_boxed()
+                } else {
+                    c.finish()
+                }
+            },
+            |c, boxed| {
+                if boxed {
+                    Box::new(c).fail_boxed("http_500", "boom")
+                } else {
+                    c.fail("http_500", "boom")
+                }
+            },
+            |c, boxed| {
+                if boxed {
+                    Box::new(c).cancel_boxed()
+                } else {
+                    c.cancel()
+                }
+            },
+        ];
+        for end in ends {
+            let records: Vec<_> = [false, true]
+                .into_iter()
+                .map(|boxed| {
+                    let bus = Arc::new(EventBus::with_history(8));
+                    let ctx = CallContext::new(Arc::clone(&bus), "e").with_agent("a");
+                    let mut call = ctx.call("m").streaming(true).start();
+                    call.on_text("x");
+                    call.set_usage(Usage::new(3, 1));
+                    end(call, boxed);
+                    let mut r = bus
+                        .history()
+                        .iter()
+                        .find_map(|e| e.as_record().map(|r| (**r).clone()))
+                        .unwrap();
+                    assert_eq!(r.validate(), Ok(()));
+                    (r.timestamp, r.latency_seconds, r.ttft) = (0.0, 0.0, None);
+                    (r.prefill_latency_seconds, r.decode_latency_seconds) = (None, None);
+                    r.throughput_tok_per_sec = None;
+                    r
+                })
+                .collect();
+            assert_eq!(records[0], records[1]);
+        }
     }
 
     #[test]
