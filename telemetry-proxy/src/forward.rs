@@ -190,11 +190,13 @@ async fn forward(shared: &Shared, request: Incoming<RequestBody>) -> Reply<Respo
         ex.keep_out(Secrets::of(&head.fields));
         ex
     });
-    let mut response = match send(shared, pool, head, body).await {
+    let mut response = match send(shared, pool, &head, body).await {
         Sent::Response(response) => response,
         Sent::Failed(e) => return failed(shared, upstream, exchange, &e),
         Sent::TimedOut => return first_byte_timeout(shared, upstream, exchange),
     };
+    // Sent: not kept across the awaits below.
+    drop(head);
     let mut head = None;
     let mut asked = original.is_some();
     let response = match original {
@@ -205,7 +207,7 @@ async fn forward(shared: &Shared, request: Incoming<RequestBody>) -> Reply<Respo
                 Counters::bump(&shared.counters.usage_refused);
                 asked = false;
                 // The refusal was read to its end: its connection is back in the pool.
-                let response = match send(shared, pool, as_sent, first).await {
+                let response = match send(shared, pool, &as_sent, first).await {
                     Sent::Response(response) => response,
                     Sent::Failed(e) => return failed(shared, upstream, exchange, &e),
                     Sent::TimedOut => return first_byte_timeout(shared, upstream, exchange),
@@ -288,11 +290,12 @@ enum Sent {
 }
 
 /// Sends a request to the upstream; its response head is due within the first-byte timeout of
-/// the whole body having gone.
+/// the whole body having gone. The head is borrowed: it stays in the caller's future rather
+/// than being moved into this one and the pool's.
 async fn send(
     shared: &Shared,
     pool: &Pool<Connector>,
-    head: RequestHead,
+    head: &RequestHead,
     body: ForwardBody,
 ) -> Sent {
     match pool

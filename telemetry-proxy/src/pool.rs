@@ -162,10 +162,11 @@ where
     /// Sends a request (`head`, `body`) on an idle connection, else a new one;
     /// returns the response (its header fields as they came, but the hop-by-hop ones), whose
     /// body holds the connection until it ends. The response head is due within `first_byte`
-    /// of the whole request having gone (else [`ConnError::FirstByteTimeout`]).
+    /// of the whole request having gone (else [`ConnError::FirstByteTimeout`]). The head is only
+    /// read (serialized at once): borrowed, it is not moved into this future and the caller's.
     pub async fn send<B>(
         &self,
-        head: RequestHead,
+        head: &RequestHead,
         mut body: B,
         first_byte: Duration,
     ) -> Result<Reply<UpstreamBody<C::Response>>, UpstreamError>
@@ -174,7 +175,7 @@ where
         B::Error: Into<BoxError>,
     {
         let head_request = head.method == Method::HEAD;
-        let (head, send) = h1::encode_head(&head, &body).map_err(UpstreamError::Request)?;
+        let (head, send) = h1::encode_head(head, &body).map_err(UpstreamError::Request)?;
         let (mut conn, mut reused) = match self.idle.checkout() {
             Some(conn) => (conn, true),
             None => (self.connect().await?, false),
@@ -428,7 +429,7 @@ mod tests {
         head.host = Some(pool.host().clone());
         let response = pool
             .send(
-                head,
+                &head,
                 Full::new(Bytes::from_static(b"{}")),
                 Duration::from_secs(5),
             )
@@ -447,7 +448,7 @@ mod tests {
         // A body dropped before its end closes its connection.
         let body = Full::new(Bytes::from_static(b"{}"));
         let response = pool
-            .send(post("/"), body, Duration::from_secs(5))
+            .send(&post("/"), body, Duration::from_secs(5))
             .await
             .unwrap();
         assert!(!response.body.is_end_stream());
@@ -479,7 +480,7 @@ mod tests {
         let pool = pool_to(addr);
         let body = Bytes::from(vec![b'x'; 32 << 20]);
         let response = pool
-            .send(post("/v1/x"), Full::new(body), Duration::from_secs(5))
+            .send(&post("/v1/x"), Full::new(body), Duration::from_secs(5))
             .await
             .unwrap();
         assert_eq!(response.status, http::StatusCode::PAYLOAD_TOO_LARGE);
