@@ -203,7 +203,7 @@ pub(crate) struct Relay {
     /// The call being recorded, until its body ends.
     pub exchange: Option<Exchange>,
     /// Decodes a compressed body for the exchange (the client gets it as it came).
-    pub decoder: Option<Decoder>,
+    pub decoder: Option<Box<Decoder>>,
     /// Budget held for what the exchange keeps of a whole (not streamed) body, up to `keep`
     /// bytes; `None` for a stream, which keeps nothing.
     pub charge: Option<Charge>,

@@ -112,11 +112,13 @@ impl std::fmt::Debug for Decoder {
 
 impl Decoder {
     /// A decoder for a body with this `Content-Encoding` (none, or `identity`: no decoder),
-    /// whose decoded size may not pass `limit` bytes.
+    /// whose decoded size may not pass `limit` bytes. Boxed: a decoder's state is some 300
+    /// bytes, and the futures and relays that hold the answer (most often no decoder) move it
+    /// around by value.
     pub fn for_encoding(
         encoding: Option<&[u8]>,
         limit: u64,
-    ) -> Result<Option<Decoder>, DecodeError> {
+    ) -> Result<Option<Box<Decoder>>, DecodeError> {
         let Some(value) = encoding else {
             return Ok(None);
         };
@@ -158,14 +160,14 @@ impl Decoder {
                 ));
             }
         };
-        Ok(Some(Decoder {
+        Ok(Some(Box::new(Decoder {
             deflate_head: (encoding == "deflate").then(Vec::new),
             inner,
             encoding,
             out: 0,
             limit,
             failed: false,
-        }))
+        })))
     }
 
     /// Decodes the next piece of the body, handing the output to `out` in slices.
