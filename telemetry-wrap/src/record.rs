@@ -76,7 +76,19 @@ pub(crate) fn build_record(
             None => (0.0, true),
         },
     };
-    let mut record = TelemetryRecord {
+    let (error_kind, error_message) = if m.outcome == Outcome::Error {
+        let kind = truncate(&m.error_kind, MAX_LABEL_BYTES);
+        (
+            if kind.is_empty() { "error" } else { kind }.to_owned(),
+            truncate(&m.error_message, MAX_ERROR_MESSAGE_BYTES).to_owned(),
+        )
+    } else {
+        (String::new(), String::new())
+    };
+    let itl = m.itl.as_ref();
+    // Built as the returned value, not filled in afterwards: the record (some 600 bytes) is
+    // written where the caller wants it instead of being copied there.
+    TelemetryRecord {
         timestamp: wall,
         model_id: model_label(model),
         engine: truncate(engine, MAX_LABEL_BYTES).to_owned(),
@@ -110,22 +122,16 @@ pub(crate) fn build_record(
         metadata: options.metadata.clone(),
         server_prefill_ms: m.server_prefill.map(|d| d.as_secs_f64() * 1e3),
         server_decode_ms: m.server_decode.map(|d| d.as_secs_f64() * 1e3),
+        mean_itl_ms: itl.map(|i| i.mean),
+        median_itl_ms: itl.map(|i| i.median),
+        p90_itl_ms: itl.map(|i| i.p90),
+        p95_itl_ms: itl.map(|i| i.p95),
+        p99_itl_ms: itl.map(|i| i.p99),
+        std_itl_ms: itl.map(|i| i.std),
+        error_kind,
+        error_message,
         ..TelemetryRecord::default()
-    };
-    if let Some(itl) = m.itl {
-        record.mean_itl_ms = Some(itl.mean);
-        record.median_itl_ms = Some(itl.median);
-        record.p90_itl_ms = Some(itl.p90);
-        record.p95_itl_ms = Some(itl.p95);
-        record.p99_itl_ms = Some(itl.p99);
-        record.std_itl_ms = Some(itl.std);
     }
-    if m.outcome == Outcome::Error {
-        let kind = truncate(&m.error_kind, MAX_LABEL_BYTES);
-        record.error_kind = if kind.is_empty() { "error" } else { kind }.to_owned();
-        record.error_message = truncate(&m.error_message, MAX_ERROR_MESSAGE_BYTES).to_owned();
-    }
-    record
 }
 
 /// `model` cut to [`MAX_LABEL_BYTES`], or [`UNKNOWN_MODEL`] when blank; reuses the allocation.
