@@ -553,7 +553,10 @@ async fn write_all(stream: &TcpStream, slices: &mut [IoSlice<'_>]) -> io::Result
         match stream.try_write_vectored(slices) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => IoSlice::advance_slices(&mut slices, n),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => stream.writable().await?,
+            // Boxed: the wait's state is large and seldom needed (a small answer goes in one
+            // write); inline, it would make every future that writes (the response's
+            // included) that much larger to build and move.
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Box::pin(stream.writable()).await?,
             Err(e) => return Err(e),
         }
     }
