@@ -296,7 +296,7 @@ async fn send(
     shared: &Shared,
     pool: &Pool<Connector>,
     head: &RequestHead,
-    body: ForwardBody,
+    body: Box<ForwardBody>,
 ) -> Sent {
     match pool
         .send(head, body, shared.config.first_byte_timeout)

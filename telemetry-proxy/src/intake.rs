@@ -53,7 +53,7 @@ pub(crate) async fn read_ahead(
     headers: &Fields,
     mut body: RequestBody,
     deadline: Instant,
-) -> Result<(ForwardBody, RequestInfo), Box<Refusal>> {
+) -> Result<(Box<ForwardBody>, RequestInfo), Box<Refusal>> {
     let config = &shared.config;
     let must_route = config.routes.has_model_routes();
     let limit = config.capture_limit;
