@@ -186,7 +186,7 @@ async fn forward(shared: &Shared, request: Incoming<RequestBody>) -> Reply<Respo
     }
 
     let mut exchange = info.map(|info| {
-        let mut ex = shared.recorder.begin(&info, agent.as_deref(), upstream);
+        let mut ex = shared.recorder.begin(info, agent.as_deref(), upstream);
         ex.keep_out(Secrets::of(&head.fields));
         ex
     });
@@ -386,7 +386,7 @@ fn failed(
 
 /// Answers a request the proxy would not forward, and records its call with the reason.
 fn refuse(shared: &Shared, refusal: Refusal, agent: Option<&str>) -> Reply<ResponseBody> {
-    let exchange = shared.recorder.begin_unrouted(&refusal.info, agent);
+    let exchange = shared.recorder.begin_unrouted(refusal.info, agent);
     if refusal.client_gone {
         // Dropped unended: recorded as cancelled.
         drop(exchange);

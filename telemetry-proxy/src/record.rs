@@ -99,10 +99,11 @@ impl Recorder {
     }
 
     /// A call described by `info` begins, forwarded to `upstream` (one of the routes'); `agent`
-    /// is its `X-Telemetry-Agent` header.
+    /// is its `X-Telemetry-Agent` header. The description is taken: its model moves into the
+    /// call rather than being copied.
     pub fn begin(
         &self,
-        info: &RequestInfo,
+        info: RequestInfo,
         agent: Option<&str>,
         upstream: &Arc<Upstream>,
     ) -> Exchange {
@@ -111,13 +112,13 @@ impl Recorder {
 
     /// A call the proxy could not route (or whose request never arrived whole): no upstream
     /// is named in its record.
-    pub fn begin_unrouted(&self, info: &RequestInfo, agent: Option<&str>) -> Exchange {
+    pub fn begin_unrouted(&self, info: RequestInfo, agent: Option<&str>) -> Exchange {
         self.begin_at(info, agent, None)
     }
 
     fn begin_at(
         &self,
-        info: &RequestInfo,
+        info: RequestInfo,
         agent: Option<&str>,
         upstream: Option<&Arc<Upstream>>,
     ) -> Exchange {
@@ -132,7 +133,7 @@ impl Recorder {
             .map_or(&self.0.context, |(_, c)| c);
         let (api, operation) = info.endpoint.names();
         let mut builder = context
-            .call(info.model.as_deref().unwrap_or_default())
+            .call(info.model.unwrap_or_default())
             .streaming(info.stream)
             .api(api, operation);
         if let Some(agent) = agent {
@@ -383,7 +384,7 @@ mod tests {
     }
 
     /// `begin` for a call to the default upstream.
-    fn begin(r: &Recorder, info: &RequestInfo, agent: Option<&str>) -> Exchange {
+    fn begin(r: &Recorder, info: RequestInfo, agent: Option<&str>) -> Exchange {
         let upstream = Arc::clone(&r.0.upstreams[0].0);
         r.begin(info, agent, &upstream)
     }
@@ -400,7 +401,7 @@ mod tests {
     fn a_blocking_call_becomes_a_valid_record_with_cost() {
         let bus = Arc::new(EventBus::with_history(16));
         let r = recorder(&bus);
-        let mut ex = begin(&r, &info(Some("req-model")), None);
+        let mut ex = begin(&r, info(Some("req-model")), None);
         ex.response(StatusCode::OK, None);
         ex.data(&Bytes::from_static(
             br#"{"model":"m","usage":{"prompt_tokens":10,"completion_tokens":5,"total_tokens":15}}"#,
@@ -427,7 +428,7 @@ mod tests {
     fn the_header_agent_wins_and_unknown_bodies_have_no_tokens() {
         let bus = Arc::new(EventBus::with_history(16));
         let r = recorder(&bus);
-        let mut ex = begin(&r, &info(Some("req-model")), Some("notebook"));
+        let mut ex = begin(&r, info(Some("req-model")), Some("notebook"));
         ex.response(StatusCode::OK, None);
         ex.data(&Bytes::from_static(b"<html>not json</html>"));
         ex.complete();
@@ -443,15 +444,15 @@ mod tests {
     fn endings_map_to_outcomes() {
         let bus = Arc::new(EventBus::with_history(16));
         let r = recorder(&bus);
-        begin(&r, &info(None), None).fail("connect", "refused".into());
+        begin(&r, info(None), None).fail("connect", "refused".into());
         let rec = last_record(&bus);
         assert_eq!(
             (rec.outcome, rec.error_kind.as_str(), rec.model_id.as_str()),
             (Outcome::Error, "connect", "unknown")
         );
-        drop(begin(&r, &info(Some("m")), None));
+        drop(begin(&r, info(Some("m")), None));
         assert_eq!(last_record(&bus).outcome, Outcome::Cancelled);
-        let mut ex = begin(&r, &info(Some("m")), None);
+        let mut ex = begin(&r, info(Some("m")), None);
         ex.response(StatusCode::TOO_MANY_REQUESTS, None);
         ex.data(&Bytes::from_static(br#"{"error":{"message":"slow down"}}"#));
         ex.complete();
@@ -480,7 +481,7 @@ mod tests {
         let r = recorder(&bus);
         let routes = routes();
         let served_by = |upstream: &Arc<Upstream>| {
-            r.begin(&info(Some("m")), None, upstream).complete();
+            r.begin(info(Some("m")), None, upstream).complete();
             last_record(&bus).metadata
         };
         // The recorder's own upstreams (the proxy passes those it picked from the same routes).
