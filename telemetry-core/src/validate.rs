@@ -79,6 +79,7 @@ impl TelemetryRecord {
         // Each count at most MAX_TOKENS first, so the sum and difference cannot overflow.
         let tokens = r.prompt_tokens <= MAX_TOKENS
             && r.completion_tokens <= MAX_TOKENS
+            && r.total_tokens <= MAX_TOKENS
             && r.total_tokens == r.prompt_tokens + r.completion_tokens
             && r.prompt_tokens_cached <= r.prompt_tokens
             && r.prompt_tokens_cache_write <= r.prompt_tokens - r.prompt_tokens_cached
@@ -633,6 +634,26 @@ mod tests {
         let mut r = valid();
         r.metadata = json!({ "user": "alice", "tags": [1, 2, 3] }).into();
         assert_eq!(r.validate(), Ok(()));
+    }
+
+    #[test]
+    fn a_total_over_the_limit_is_refused_though_its_parts_are_within_it() {
+        // The quick pass once let this through: each part at most MAX_TOKENS, their sum over it.
+        let mut r = valid();
+        r.prompt_tokens_cached = 0;
+        r.prompt_tokens_cache_write = 0;
+        r.reasoning_tokens = 0;
+        r.prompt_tokens = MAX_TOKENS;
+        r.completion_tokens = 1;
+        r.total_tokens = MAX_TOKENS + 1;
+        assert!(matches!(
+            r.validate(),
+            Err(ValidationError::TooManyTokens {
+                field: "total_tokens",
+                ..
+            })
+        ));
+        assert_eq!(r.validate(), r.first_fault());
     }
 
     #[test]
