@@ -702,7 +702,7 @@ fn scan_delta<'a>(s: &mut Scanner<'a>) -> Option<(Option<RawStr<'a>>, bool)> {
             _ => return s.skip(),
         };
         keys.once(slot)?;
-        texts[slot as usize] = s.opt_string()?;
+        texts[slot] = s.opt_string()?;
         Some(())
     })?;
     let text = texts.into_iter().flatten().find(|t| !t.is_empty());
@@ -753,25 +753,24 @@ pub(crate) fn scan_usage(outer: &mut Scanner<'_>) -> Option<ScannedUsage> {
         ],
         false,
         |s, key| {
+            // A known key given twice is refused (serde reads a struct so).
+            if let Key::Known(i) = key {
+                keys.once(i)?;
+            }
             match key {
                 Key::Known(0) => {
-                    keys.once(0)?;
                     usage.prompt_tokens = s.u64()?;
                 }
                 Key::Known(1) => {
-                    keys.once(1)?;
                     usage.completion_tokens = s.u64()?;
                 }
                 Key::Known(2) => {
-                    keys.once(2)?;
                     usage.total_tokens = s.u64()?;
                 }
                 Key::Known(3) => {
-                    keys.once(3)?;
                     usage.prompt_details = s.opt(|s| scan_detail(s, b"cached_tokens"))?;
                 }
                 Key::Known(4) => {
-                    keys.once(4)?;
                     usage.completion_details = s.opt(|s| scan_detail(s, b"reasoning_tokens"))?;
                 }
                 _ => s.skip_checked()?,
@@ -815,25 +814,24 @@ pub(crate) fn scan_timings(outer: &mut Scanner<'_>) -> Option<ScannedTimings> {
         ],
         false,
         |s, key| {
+            // A known key given twice is refused (serde reads a struct so).
+            if let Key::Known(i) = key {
+                keys.once(i)?;
+            }
             match key {
                 Key::Known(0) => {
-                    keys.once(0)?;
                     t.cache_n = s.opt_i64()?;
                 }
                 Key::Known(1) => {
-                    keys.once(1)?;
                     t.prompt_n = s.opt_i64()?;
                 }
                 Key::Known(2) => {
-                    keys.once(2)?;
                     t.prompt_ms = s.opt_f64()?;
                 }
                 Key::Known(3) => {
-                    keys.once(3)?;
                     t.predicted_n = s.opt_i64()?;
                 }
                 Key::Known(4) => {
-                    keys.once(4)?;
                     t.predicted_ms = s.opt_f64()?;
                 }
                 _ => s.skip_checked()?,

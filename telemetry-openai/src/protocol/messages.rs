@@ -255,7 +255,7 @@ fn scan_delta(s: &mut Scanner<'_>) -> Option<bool> {
             _ => return s.skip(),
         };
         keys.once(slot)?;
-        fields[slot as usize] = s.opt_string()?;
+        fields[slot] = s.opt_string()?;
         Some(())
     })?;
     let [kind, text, partial_json, thinking] = fields;

@@ -171,7 +171,7 @@ pub(crate) struct Keys(u32);
 impl Keys {
     /// Notes key number `bit`; `None` when it was met before.
     #[inline(always)]
-    pub fn once(&mut self, bit: u32) -> Option<()> {
+    pub fn once(&mut self, bit: usize) -> Option<()> {
         let mask = 1 << bit;
         if self.0 & mask != 0 {
             return None;
