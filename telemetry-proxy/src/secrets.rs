@@ -20,21 +20,17 @@ impl Secrets {
         let mut found = Vec::new();
         // One pass over the fields; most requests carry a key in one of them, or none.
         for (name, value) in headers.iter() {
-            let is_key = match name.len() {
-                13 if same_name(name, b"authorization") => {
-                    if let Some(v) = to_str(value) {
-                        found.push(v.to_owned());
-                        if let Some((_, credentials)) = v.split_once(' ') {
-                            found.push(credentials.trim().to_owned());
-                        }
-                    }
-                    continue;
+            let authorization = same_name(name, b"authorization");
+            if !authorization && !KEY_HEADERS.iter().any(|k| same_name(name, k.as_bytes())) {
+                continue;
+            }
+            let Some(v) = to_str(value) else { continue };
+            if authorization {
+                found.push(v.to_owned());
+                if let Some((_, credentials)) = v.split_once(' ') {
+                    found.push(credentials.trim().to_owned());
                 }
-                n => KEY_HEADERS
-                    .iter()
-                    .any(|k| k.len() == n && same_name(name, k.as_bytes())),
-            };
-            if is_key && let Some(v) = to_str(value) {
+            } else {
                 found.push(v.trim().to_owned());
             }
         }
