@@ -1045,16 +1045,24 @@ mod tests {
         })
     }
 
-    #[tokio::test]
-    async fn the_first_byte_timer_is_kept_across_requests_and_never_fires_early() {
+    /// A connection whose first request, with `first_byte`, waited 20 ms for its `200` head;
+    /// its upstream end, kept open.
+    async fn answered_once(
+        first_byte: Option<Duration>,
+    ) -> (Conn<tokio::io::DuplexStream>, tokio::io::DuplexStream) {
         let (client, server) = tokio::io::duplex(4096);
         let mut conn = Conn::new(client);
+        let answering = answer_later(server, Duration::from_millis(20));
+        let head = conn.read_head(false, first_byte).await.unwrap();
+        assert_eq!(head.status, StatusCode::OK);
+        (conn, answering.await.unwrap())
+    }
+
+    #[tokio::test]
+    async fn the_first_byte_timer_is_kept_across_requests_and_never_fires_early() {
         let limit = Duration::from_millis(150);
         // The first request waits for its head: the timer is made, due `limit` from then.
-        let answering = answer_later(server, Duration::from_millis(20));
-        let head = conn.read_head(false, Some(limit)).await.unwrap();
-        assert_eq!(head.status, StatusCode::OK);
-        let _server = answering.await.unwrap();
+        let (mut conn, _server) = answered_once(Some(limit)).await;
         let first = timer_at(&conn);
         assert!(first.is_some(), "a wait for a head sets the timer");
         // The next request starts later and is never answered: the timer, due earlier, fires
@@ -1084,13 +1092,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_shorter_first_byte_limit_than_the_last_one_is_kept() {
-        let (client, server) = tokio::io::duplex(4096);
-        let mut conn = Conn::new(client);
-        let answering = answer_later(server, Duration::from_millis(20));
-        conn.read_head(false, Some(Duration::from_secs(60)))
-            .await
-            .unwrap();
-        let _server = answering.await.unwrap();
+        let (mut conn, _server) = answered_once(Some(Duration::from_secs(60))).await;
         // The timer is set for a minute from the first request: a 100 ms limit must still hold.
         let limit = Duration::from_millis(100);
         let began = Instant::now();
@@ -1108,12 +1110,7 @@ mod tests {
 
     #[tokio::test]
     async fn without_a_limit_a_head_is_awaited_and_no_timer_is_made() {
-        let (client, server) = tokio::io::duplex(4096);
-        let mut conn = Conn::new(client);
-        let answering = answer_later(server, Duration::from_millis(20));
-        let head = conn.read_head(false, None).await.unwrap();
-        assert_eq!(head.status, StatusCode::OK);
-        let _server = answering.await.unwrap();
+        let (conn, _server) = answered_once(None).await;
         assert!(timer_at(&conn).is_none());
     }
 
