@@ -13,7 +13,7 @@ use telemetry_core::{
 use telemetry_sqlite::stored_value;
 
 use crate::error::{StoreError, to_i64};
-use crate::rows::{ROLLUP_INPUT_COLUMNS, rollup_input};
+use crate::rows::{ROLLUP_INPUT_COLUMNS, rollup_input, same_text};
 
 /// A multiply-rotate hasher (as in rustc's `FxHasher`) for the per-batch rollup map: it is
 /// looked up once per row on the writer's hot path, its keys are the caller's own labels, and it
@@ -103,7 +103,7 @@ impl<'a> BatchRollups<'a> {
             r.agent.as_str(),
         );
         let at = match self.last {
-            Some((last, at)) if last == key => at,
+            Some((last, at)) if same_key(&last, &key) => at,
             _ => {
                 let next = self.finest.len();
                 let at = *self.index.entry(key).or_insert(next);
@@ -157,6 +157,12 @@ impl<'a> BatchRollups<'a> {
 
 /// A `telemetry_rollup` key with borrowed labels: level, bucket start, model, engine, agent.
 pub(crate) type KeyRef<'a> = (i64, i64, &'a str, &'a str, &'a str);
+
+/// `a == b` for two keys, their texts compared by [`same_text`] (records' agents are mostly
+/// empty: no `memcmp` for those).
+fn same_key(a: &KeyRef<'_>, b: &KeyRef<'_>) -> bool {
+    a.0 == b.0 && a.1 == b.1 && same_text(a.2, b.2) && same_text(a.3, b.3) && same_text(a.4, b.4)
+}
 
 /// The borrowed form of `key`.
 fn key_ref(key: &RollupKey) -> KeyRef<'_> {
