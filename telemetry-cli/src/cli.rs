@@ -526,7 +526,8 @@ pub struct ProxyArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = telemetry_proxy::DEFAULT_CONNECT_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
     pub connect_timeout: u64,
     /// Seconds an upstream may take, once the request is sent, to begin its response (a
-    /// blocking call's whole generation); then a 504.
+    /// blocking call's whole generation), and may go without reading any of a request it is
+    /// sent; then a 504.
     #[arg(long, value_name = "SECONDS", default_value_t = telemetry_proxy::DEFAULT_FIRST_BYTE_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
     pub first_byte_timeout: u64,
     /// Longest pause, in seconds, between two pieces of an upstream's response; then the

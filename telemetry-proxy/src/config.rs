@@ -93,7 +93,9 @@ impl ProxyConfig {
     }
 
     /// Time the upstream may take, once the whole request is sent, to begin its response; then
-    /// the client gets a `504` and the call is recorded as `upstream_timeout`.
+    /// the client gets a `504` and the call is recorded as `upstream_timeout`. An upstream that
+    /// stops reading a request (a large body it takes none of) is given as long, from the last
+    /// bytes it took, with the same outcome.
     #[must_use]
     pub fn first_byte_timeout(mut self, timeout: Duration) -> Self {
         self.first_byte_timeout = timeout;

@@ -193,7 +193,20 @@ async fn forward(shared: &Shared, request: Incoming<RequestBody>) -> Reply<Respo
     let mut response = match send(shared, pool, &head, body).await {
         Sent::Response(response) => response,
         Sent::Failed(e) => return failed(shared, upstream, exchange, &e),
-        Sent::TimedOut => return first_byte_timeout(shared, upstream, exchange),
+        Sent::TimedOut => {
+            let message = format!(
+                "upstream {upstream} did not begin its response within {:?} of the request",
+                shared.config.first_byte_timeout
+            );
+            return upstream_timeout(shared, exchange, message);
+        }
+        Sent::Stalled => {
+            let message = format!(
+                "upstream {upstream} stopped reading the request: it took none of it for {:?}",
+                shared.config.first_byte_timeout
+            );
+            return upstream_timeout(shared, exchange, message);
+        }
     };
     // Sent: not kept across the awaits below.
     drop(head);
@@ -210,7 +223,20 @@ async fn forward(shared: &Shared, request: Incoming<RequestBody>) -> Reply<Respo
                 let response = match send(shared, pool, &as_sent, first).await {
                     Sent::Response(response) => response,
                     Sent::Failed(e) => return failed(shared, upstream, exchange, &e),
-                    Sent::TimedOut => return first_byte_timeout(shared, upstream, exchange),
+                    Sent::TimedOut => {
+                        let message = format!(
+                            "upstream {upstream} did not begin its response within {:?} of the request",
+                            shared.config.first_byte_timeout
+                        );
+                        return upstream_timeout(shared, exchange, message);
+                    }
+                    Sent::Stalled => {
+                        let message = format!(
+                            "upstream {upstream} stopped reading the request: it took none of it for {:?}",
+                            shared.config.first_byte_timeout
+                        );
+                        return upstream_timeout(shared, exchange, message);
+                    }
                 };
                 let api = exchange.as_ref().map(Exchange::api);
                 if !inject::may_refuse(response.status)
@@ -287,6 +313,8 @@ enum Sent {
     Failed(UpstreamError),
     /// No response head within the first-byte timeout of the whole request having gone.
     TimedOut,
+    /// The upstream took none of the request for the first-byte timeout.
+    Stalled,
 }
 
 /// Sends a request to the upstream; its response head is due within the first-byte timeout of
@@ -304,21 +332,19 @@ async fn send(
     {
         Ok(response) => Sent::Response(response),
         Err(UpstreamError::Request(ConnError::FirstByteTimeout(_))) => Sent::TimedOut,
+        Err(UpstreamError::Request(ConnError::WriteStalled(_))) => Sent::Stalled,
         Err(e) => Sent::Failed(e),
     }
 }
 
-/// The upstream did not begin its response in time: a 504.
-fn first_byte_timeout(
+/// The upstream did not begin its response in time, or stopped reading the request: a 504
+/// saying `message`.
+fn upstream_timeout(
     shared: &Shared,
-    upstream: &Upstream,
     exchange: Option<Exchange>,
+    message: String,
 ) -> Reply<ResponseBody> {
     Counters::bump(&shared.counters.upstream_timeouts);
-    let message = format!(
-        "upstream {upstream} did not begin its response within {:?} of the request",
-        shared.config.first_byte_timeout
-    );
     if let Some(ex) = exchange {
         ex.fail("upstream_timeout", message.clone());
     }

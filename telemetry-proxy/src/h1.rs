@@ -109,6 +109,10 @@ pub(crate) enum ConnError {
     /// No response head within the first-byte timeout of the request having gone.
     #[error("no response head within {0:?} of the request")]
     FirstByteTimeout(Duration),
+    /// The upstream took none of the request for this long (its socket would take no more
+    /// bytes): it stopped reading.
+    #[error("the upstream read none of the request for {0:?}")]
+    WriteStalled(Duration),
 }
 
 impl ConnError {
@@ -778,7 +782,9 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
     }
 
     /// Writes `pieces` whole (vectored when the IO can, else gathered in one buffer).
-    pub async fn write_all(&mut self, pieces: &[Bytes]) -> Result<(), ConnError> {
+    /// Fails with [`ConnError::WriteStalled`] once the IO has taken nothing for `stall` (a
+    /// request that fits the socket's buffers never waits, and sets no timer).
+    pub async fn write_all(&mut self, pieces: &[Bytes], stall: Duration) -> Result<(), ConnError> {
         let gathered;
         let pieces = if self.io.is_write_vectored() || pieces.len() < 2 {
             pieces
@@ -791,6 +797,8 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
             &gathered[..]
         };
         let (mut index, mut offset) = (0, 0);
+        // When the stall limit runs out: set at the first wait after bytes were taken.
+        let mut due = None;
         poll_fn(|cx| {
             while index < pieces.len() {
                 let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
@@ -799,9 +807,12 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
                     slices[i] = IoSlice::new(if i == 0 { &p[offset..] } else { p });
                     n = i + 1;
                 }
-                let mut written =
-                    ready!(Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..n]))
-                        .map_err(ConnError::Write)?;
+                let mut written = match Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..n])
+                {
+                    Poll::Ready(written) => written.map_err(ConnError::Write)?,
+                    Poll::Pending => return self.stalled(&mut due, stall, cx),
+                };
+                due = None;
                 if written == 0 {
                     return Poll::Ready(Err(ConnError::Write(io::ErrorKind::WriteZero.into())));
                 }
@@ -822,16 +833,39 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
                     offset = 0;
                 }
             }
-            Pin::new(&mut self.io)
-                .poll_flush(cx)
-                .map_err(ConnError::Write)
+            match Pin::new(&mut self.io).poll_flush(cx) {
+                Poll::Ready(flushed) => Poll::Ready(flushed.map_err(ConnError::Write)),
+                Poll::Pending => self.stalled(&mut due, stall, cx),
+            }
         })
         .await
     }
 
+    /// A write waits: `Pending`, or [`ConnError::WriteStalled`] once `stall` has passed since
+    /// the IO last took bytes (`due`, set here at the first wait after they were taken). The
+    /// connection's one timer serves (see [`Conn::head_timer_fired`]): a connection writes its
+    /// request and waits for the answer's head one after the other.
+    fn stalled(
+        &mut self,
+        due: &mut Option<Instant>,
+        stall: Duration,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), ConnError>> {
+        let at = *due.get_or_insert_with(|| Instant::now() + stall);
+        if self.head_timer_fired(at, cx) {
+            return Poll::Ready(Err(ConnError::WriteStalled(stall)));
+        }
+        Poll::Pending
+    }
+
     /// Sends the rest of a request whose first pieces have been written: the body's frames as
-    /// they come.
-    pub async fn write_rest<B>(&mut self, out: &mut Outgoing, body: &mut B) -> Result<(), ConnError>
+    /// they come, each written within `stall` (see [`Conn::write_all`]).
+    pub async fn write_rest<B>(
+        &mut self,
+        out: &mut Outgoing,
+        body: &mut B,
+        stall: Duration,
+    ) -> Result<(), ConnError>
     where
         B: Body<Data = Bytes> + Unpin,
         B::Error: Into<BoxError>,
@@ -844,7 +878,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
             })
             .await?;
             let pieces = std::mem::take(&mut out.pieces);
-            self.write_all(&pieces).await?;
+            self.write_all(&pieces, stall).await?;
         }
         Ok(())
     }
@@ -965,14 +999,16 @@ where
     };
     let whole = out.ended;
     let first = std::mem::take(&mut out.pieces);
-    let written = conn.write_all(&first).await;
+    // An upstream that stops taking the request is given as long as one that has it all is
+    // given to answer.
+    let written = conn.write_all(&first, first_byte).await;
     out.pieces = first;
     if let Err(e) = written {
         return early_answer(conn, head_request, e)
             .await
             .map_err(|e| again(e, whole));
     }
-    if !whole && let Err(e) = conn.write_rest(out, body).await {
+    if !whole && let Err(e) = conn.write_rest(out, body, first_byte).await {
         return early_answer(conn, head_request, e)
             .await
             .map_err(|e| (e, false));
@@ -1106,6 +1142,61 @@ mod tests {
             waited >= limit && waited < Duration::from_secs(5),
             "{waited:?}"
         );
+    }
+
+    /// 16 pieces of 1 KiB, written over a pipe that holds 1 KiB.
+    fn pieces() -> (Vec<Bytes>, usize) {
+        let pieces: Vec<Bytes> = (0..16u8).map(|i| Bytes::from(vec![i; 1024])).collect();
+        let len = pieces.iter().map(Bytes::len).sum();
+        (pieces, len)
+    }
+
+    #[tokio::test]
+    async fn a_write_the_peer_takes_none_of_fails_once_the_stall_limit_has_passed() {
+        let (io, _deaf) = tokio::io::duplex(1024);
+        let mut conn = Conn::new(io);
+        let (pieces, _) = pieces();
+        let limit = Duration::from_millis(100);
+        let began = Instant::now();
+        let got = conn.write_all(&pieces, limit).await;
+        let waited = began.elapsed();
+        assert!(
+            matches!(got, Err(ConnError::WriteStalled(l)) if l == limit),
+            "{got:?}"
+        );
+        assert!(
+            !got.unwrap_err().before_response(),
+            "a stalled request is not sent again"
+        );
+        assert!(
+            waited >= limit && waited < Duration::from_secs(5),
+            "{waited:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_write_the_peer_takes_slowly_is_not_stalled_however_long_it_takes() {
+        let (io, mut peer) = tokio::io::duplex(1024);
+        let mut conn = Conn::new(io);
+        let (pieces, len) = pieces();
+        // The peer takes 1 KiB every 20 ms: 320 ms in all, over three times the limit.
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            let mut buf = [0u8; 1024];
+            while got.len() < len {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                let n = peer.read(&mut buf).await.unwrap();
+                got.extend_from_slice(&buf[..n]);
+            }
+            got
+        });
+        let began = Instant::now();
+        conn.write_all(&pieces, Duration::from_millis(100))
+            .await
+            .unwrap();
+        assert!(began.elapsed() >= Duration::from_millis(200));
+        let got = reader.await.unwrap();
+        assert_eq!(got, pieces.concat());
     }
 
     #[tokio::test]

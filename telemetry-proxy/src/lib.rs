@@ -56,8 +56,9 @@
 //!   recognising one it serves would let calls through unrecorded.
 //! - Bounded by construction: one byte budget ([`ProxyConfig::buffer_budget`]) for every body
 //!   the proxy holds, all connections together; a body timeout (`408`, recorded
-//!   `request_timeout`); upstream connect, first-byte and between-chunks timeouts (a `502`, a
-//!   `504`, or a stream ended early; recorded `connect` / `upstream_timeout`), with defaults
+//!   `request_timeout`); upstream connect, first-byte and between-chunks timeouts, and the
+//!   first-byte timeout again for an upstream that stops reading a request (a `502`, a `504`,
+//!   or a stream ended early; recorded `connect` / `upstream_timeout`), with defaults
 //!   long enough for a slow prefill; pooled upstream connections idle at most
 //!   [`ProxyConfig::pool_idle_timeout`] (below the 5 s keep-alive of uvicorn and llama.cpp);
 //!   a fixed number of connection slots ([`ProxyConfig::max_connections`]) plus a few overflow

@@ -162,7 +162,8 @@ where
     /// Sends a request (`head`, `body`) on an idle connection, else a new one;
     /// returns the response (its header fields as they came, but the hop-by-hop ones), whose
     /// body holds the connection until it ends. The response head is due within `first_byte`
-    /// of the whole request having gone (else [`ConnError::FirstByteTimeout`]). The head is only
+    /// of the whole request having gone (else [`ConnError::FirstByteTimeout`]), and an upstream
+    /// that takes none of the request for as long fails it ([`ConnError::WriteStalled`]). The head is only
     /// read (serialized at once): borrowed, it is not moved into this future and the caller's.
     pub async fn send<B>(
         &self,

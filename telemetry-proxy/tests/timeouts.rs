@@ -47,6 +47,57 @@ async fn an_upstream_that_never_answers_is_a_504_and_an_upstream_timeout() {
     proxy.shutdown().await;
 }
 
+/// An upstream that accepts connections and reads nothing from them (held open).
+async fn deaf_upstream() -> (String, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+        }
+    });
+    (url, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_that_stops_reading_the_request_is_a_504_and_an_upstream_timeout() {
+    let (url, _deaf) = deaf_upstream().await;
+    let (proxy, bus) = proxy_with(
+        |c| c.first_byte_timeout(Duration::from_millis(300)),
+        to(&url),
+    )
+    .await;
+    // 16 MiB: more than the upstream's socket and the proxy's together hold.
+    let body = format!(
+        r#"{{"model":"m","messages":[{{"role":"user","content":"{}"}}]}}"#,
+        "a".repeat(16 << 20)
+    );
+    let started = Instant::now();
+    let got = send(&client(), post(&proxy.url("/v1/chat/completions"), body)).await;
+    let waited = started.elapsed();
+    assert_eq!(got.status, 504);
+    assert!(waited < Duration::from_secs(10), "waited {waited:?}");
+    assert_eq!(got.json()["error"]["type"], "upstream_timeout");
+    assert!(
+        got.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("stopped reading the request"),
+        "{}",
+        got.json()
+    );
+    eventually("the record", || records(&bus).len() == 1).await;
+    let r = &records(&bus)[0];
+    assert_eq!(
+        (r.outcome, r.error_kind.as_str(), r.model_id.as_str()),
+        (Outcome::Error, "upstream_timeout", "m")
+    );
+    assert!(r.error_message.contains("300ms"), "{}", r.error_message);
+    assert_eq!(proxy.stats.get().upstream_timeouts, 1);
+    proxy.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_that_stalls_is_ended_and_recorded_as_an_upstream_timeout() {
     // The head, the role chunk and two words at once; then nothing for an hour.
