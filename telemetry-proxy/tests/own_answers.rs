@@ -49,6 +49,16 @@ async fn connect_is_refused_not_forwarded() {
     assert!(reply.starts_with("HTTP/1.1 501"), "{reply}");
     assert!(reply.contains("connect_not_supported"), "{reply}");
     assert!(reply.contains("not a forward proxy"), "{reply}");
+    // An answer of the proxy's own is dated (RFC 9110 §6.6.1).
+    let date = reply
+        .lines()
+        .find_map(|l| l.strip_prefix("date: "))
+        .unwrap_or_else(|| panic!("no date in {reply}"));
+    let when = httpdate::parse_http_date(date).unwrap();
+    let apart = std::time::SystemTime::now()
+        .duration_since(when)
+        .unwrap_or_else(|e| e.duration());
+    assert!(apart < Duration::from_secs(60), "{date}");
     assert_eq!(upstream.request_count(), 0);
     proxy.shutdown().await;
 }

@@ -3,7 +3,9 @@
 //! ([`BodyDecoder`]: by `Content-Length` or chunked), and a response head written into a
 //! reused buffer ([`write_head`], [`chunk_size_line`]).
 
+use std::cell::RefCell;
 use std::mem::MaybeUninit;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
 
@@ -393,11 +395,23 @@ pub(crate) fn write_head(
         out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
         out.extend_from_slice(b"\r\n");
     }
+    let mut dated = false;
     fields.write_to(out, |name| {
+        if same_name(name, b"date") {
+            dated = true;
+            return false;
+        }
         same_name(name, b"content-length")
             || same_name(name, b"transfer-encoding")
             || same_name(name, b"connection")
     });
+    // RFC 9110 §6.6.1: a server with a clock dates its answers, and a proxy dates a response
+    // that came without a date.
+    if !dated {
+        out.extend_from_slice(b"date: ");
+        write_date_now(out);
+        out.extend_from_slice(b"\r\n");
+    }
     if let Some(n) = length {
         out.extend_from_slice(b"content-length: ");
         write_decimal(out, n);
@@ -412,6 +426,43 @@ pub(crate) fn write_head(
         ConnectionHeader::KeepAlive => out.extend_from_slice(b"connection: keep-alive\r\n"),
     }
     out.extend_from_slice(b"\r\n");
+}
+
+/// Writes the current time as an HTTP date (`Sun, 06 Nov 1994 08:49:37 GMT`), formatted once a
+/// second per thread.
+fn write_date_now(out: &mut Vec<u8>) {
+    thread_local! {
+        /// The second last formatted (from the Unix epoch), and its text.
+        static DATE: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+    }
+    let now = SystemTime::now();
+    let second = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    DATE.with_borrow_mut(|(at, text)| {
+        if *at != second {
+            *at = second;
+            *text = httpdate::fmt_http_date(now);
+        }
+        out.extend_from_slice(text.as_bytes());
+    });
+}
+
+/// `text` without its `date` lines, each checked to hold the HTTP date of a time within a
+/// minute of now: the heads the tests compare, whatever the second they were written in.
+#[cfg(test)]
+pub(crate) fn undated(text: &str) -> String {
+    let now = SystemTime::now();
+    text.split_inclusive("\r\n")
+        .filter(|line| {
+            let Some(value) = line.strip_prefix("date: ") else {
+                return true;
+            };
+            let when = httpdate::parse_http_date(value.trim_end())
+                .unwrap_or_else(|e| panic!("{value:?} is no HTTP date: {e}"));
+            let apart = now.duration_since(when).unwrap_or_else(|e| e.duration());
+            assert!(apart.as_secs() < 60, "{value:?} is {apart:?} from now");
+            false
+        })
+        .collect()
 }
 
 fn write_decimal(out: &mut Vec<u8>, mut n: u64) {
@@ -665,6 +716,39 @@ mod tests {
     }
 
     #[test]
+    fn an_answer_without_a_date_is_dated_and_one_with_a_date_keeps_it() {
+        let head = |fields: &Fields| {
+            let mut out = Vec::new();
+            write_head(
+                &mut out,
+                StatusCode::OK,
+                fields,
+                Some(0),
+                false,
+                ConnectionHeader::None,
+            );
+            String::from_utf8(out).unwrap()
+        };
+        let dated = head(&Fields::default());
+        assert_eq!(dated.matches("\r\ndate: ").count(), 1, "{dated}");
+        // `undated` checks the date is now's; what is left is the head without it.
+        assert_eq!(
+            undated(&dated),
+            "HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"
+        );
+        let mut headers = http::HeaderMap::new();
+        let theirs = "Sun, 06 Nov 1994 08:49:37 GMT";
+        headers.insert("Date", http::HeaderValue::from_static(theirs));
+        let kept = head(&(&headers).into());
+        assert_eq!(
+            kept.to_ascii_lowercase().matches("date: ").count(),
+            1,
+            "{kept}"
+        );
+        assert!(kept.contains(theirs), "{kept}");
+    }
+
+    #[test]
     fn response_heads_name_their_framing() {
         use http::{HeaderMap, HeaderValue, header};
         let mut headers = HeaderMap::new();
@@ -681,8 +765,8 @@ mod tests {
             ConnectionHeader::None,
         );
         assert_eq!(
-            out,
-            b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 1234\r\n\r\n"
+            undated(std::str::from_utf8(&out).unwrap()),
+            "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 1234\r\n\r\n"
         );
         write_head(
             &mut out,
@@ -693,8 +777,8 @@ mod tests {
             ConnectionHeader::Close,
         );
         assert_eq!(
-            out,
-            b"HTTP/1.1 502 Bad Gateway\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+            undated(std::str::from_utf8(&out).unwrap()),
+            "HTTP/1.1 502 Bad Gateway\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n"
         );
         out.clear();
         chunk_size_line(&mut out, 0x1a2f);
