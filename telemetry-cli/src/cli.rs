@@ -523,19 +523,19 @@ pub struct ProxyArgs {
     #[arg(long, value_name = "FILE")]
     pub prices: Option<PathBuf>,
     /// Seconds allowed to connect to an upstream (TCP and TLS handshake); then a 502.
-    #[arg(long, value_name = "SECONDS", default_value_t = telemetry_proxy::DEFAULT_CONNECT_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "SECONDS", default_value_t = telemetry_proxy::DEFAULT_CONNECT_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..=telemetry_proxy::MAX_TIMEOUT.as_secs()))]
     pub connect_timeout: u64,
     /// Seconds an upstream may take, once the request is sent, to begin its response (a
     /// blocking call's whole generation), and may go without reading any of a request it is
     /// sent; then a 504.
-    #[arg(long, value_name = "SECONDS", default_value_t = telemetry_proxy::DEFAULT_FIRST_BYTE_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "SECONDS", default_value_t = telemetry_proxy::DEFAULT_FIRST_BYTE_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..=telemetry_proxy::MAX_TIMEOUT.as_secs()))]
     pub first_byte_timeout: u64,
     /// Longest pause, in seconds, between two pieces of an upstream's response; then the
     /// response is ended early.
-    #[arg(long, value_name = "SECONDS", default_value_t = telemetry_proxy::DEFAULT_CHUNK_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "SECONDS", default_value_t = telemetry_proxy::DEFAULT_CHUNK_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..=telemetry_proxy::MAX_TIMEOUT.as_secs()))]
     pub chunk_timeout: u64,
     /// Seconds a client has to send its whole request body; then a 408.
-    #[arg(long, value_name = "SECONDS", default_value_t = telemetry_proxy::DEFAULT_BODY_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "SECONDS", default_value_t = telemetry_proxy::DEFAULT_BODY_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..=telemetry_proxy::MAX_TIMEOUT.as_secs()))]
     pub body_timeout: u64,
     /// MiB of request and response bodies the proxy holds at most, all connections together.
     #[arg(long, value_name = "MIB", default_value_t = (telemetry_proxy::DEFAULT_BUFFER_BUDGET >> 20) as u64, value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
@@ -550,7 +550,7 @@ pub struct ProxyArgs {
     #[arg(long, env = "TELEMETRY_NO_USAGE_INJECTION", hide_env = true)]
     pub no_usage_injection: bool,
     /// Seconds responses in flight may take to finish after SIGINT/SIGTERM.
-    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    #[arg(long, value_name = "SECONDS", default_value_t = telemetry_proxy::DEFAULT_SHUTDOWN_GRACE.as_secs(), value_parser = clap::value_parser!(u64).range(..=telemetry_proxy::MAX_TIMEOUT.as_secs()))]
     pub shutdown_grace: u64,
     /// Worker threads, each with its own listener on the port and its own upstream connections
     /// (1: the fastest on a machine whose cores the upstream and clients keep busy).

@@ -280,6 +280,15 @@ fn bad_arguments_are_one_line_errors() {
             vec![
                 "--upstream",
                 "http://127.0.0.1:1",
+                "--first-byte-timeout",
+                "18446744073709551615",
+            ],
+            "--first-byte-timeout",
+        ),
+        (
+            vec![
+                "--upstream",
+                "http://127.0.0.1:1",
                 "--prices",
                 "/nonexistent/p.toml",
             ],

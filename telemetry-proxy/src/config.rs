@@ -30,6 +30,10 @@ pub const DEFAULT_BUFFER_BUDGET: usize = 256 << 20;
 pub const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(3);
 /// Default time in-flight responses get to finish at shutdown.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// The longest any of the proxy's time limits can be (about 100 years): a longer one given to
+/// [`ProxyConfig`] is taken as this. A deadline is the time now plus the limit, and a limit
+/// near `Duration::MAX` would overflow it.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
 /// Default most client connections open at once (more wait to be accepted).
 pub const DEFAULT_MAX_CONNECTIONS: usize = 8_192;
 /// Default most bytes of one completion request read ahead (to find its model, wherever it is
@@ -88,7 +92,7 @@ impl ProxyConfig {
     /// the client gets a 502.
     #[must_use]
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
+        self.connect_timeout = timeout.min(MAX_TIMEOUT);
         self
     }
 
@@ -98,7 +102,7 @@ impl ProxyConfig {
     /// bytes it took, with the same outcome.
     #[must_use]
     pub fn first_byte_timeout(mut self, timeout: Duration) -> Self {
-        self.first_byte_timeout = timeout;
+        self.first_byte_timeout = timeout.min(MAX_TIMEOUT);
         self
     }
 
@@ -106,7 +110,7 @@ impl ProxyConfig {
     /// ended early (a stream stops) and the call is recorded as `upstream_timeout`.
     #[must_use]
     pub fn chunk_timeout(mut self, timeout: Duration) -> Self {
-        self.chunk_timeout = timeout;
+        self.chunk_timeout = timeout.min(MAX_TIMEOUT);
         self
     }
 
@@ -115,7 +119,7 @@ impl ProxyConfig {
     /// recorded as `request_timeout`.
     #[must_use]
     pub fn body_timeout(mut self, timeout: Duration) -> Self {
-        self.body_timeout = timeout;
+        self.body_timeout = timeout.min(MAX_TIMEOUT);
         self
     }
 
@@ -134,7 +138,7 @@ impl ProxyConfig {
     /// is closing.
     #[must_use]
     pub fn pool_idle_timeout(mut self, timeout: Duration) -> Self {
-        self.pool_idle_timeout = timeout;
+        self.pool_idle_timeout = timeout.min(MAX_TIMEOUT);
         self
     }
 
@@ -163,7 +167,7 @@ impl ProxyConfig {
     /// are closed.
     #[must_use]
     pub fn shutdown_grace(mut self, grace: Duration) -> Self {
-        self.shutdown_grace = grace;
+        self.shutdown_grace = grace.min(MAX_TIMEOUT);
         self
     }
 

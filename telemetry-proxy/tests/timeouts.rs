@@ -15,7 +15,7 @@ use common::{
 };
 use http_body_util::BodyExt;
 use telemetry_core::Outcome;
-use telemetry_openai::fake::{FakeServer, Reply, chat_stream};
+use telemetry_openai::fake::{FakeServer, Reply, chat_completion, chat_stream};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const CHAT: &str = r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#;
@@ -44,6 +44,30 @@ async fn an_upstream_that_never_answers_is_a_504_and_an_upstream_timeout() {
     assert!(r.error_message.contains("300ms"), "{}", r.error_message);
     let stats = proxy.stats.get();
     assert_eq!((stats.upstream_timeouts, stats.calls_cancelled), (1, 0));
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_of_any_length_are_taken_and_the_longest_are_capped() {
+    let upstream = FakeServer::start(|_| Reply::json(200, chat_completion("m", 1, 1))).unwrap();
+    // A deadline is now plus the limit: `Duration::MAX` would overflow it (it did, and every
+    // request's task panicked).
+    let (proxy, bus) = proxy_with(
+        |c| {
+            c.connect_timeout(Duration::MAX)
+                .first_byte_timeout(Duration::MAX)
+                .chunk_timeout(Duration::MAX)
+                .body_timeout(Duration::MAX)
+                .pool_idle_timeout(Duration::MAX)
+                .shutdown_grace(Duration::MAX)
+        },
+        to(&upstream.url()),
+    )
+    .await;
+    let got = send(&client(), post(&proxy.url("/v1/chat/completions"), CHAT)).await;
+    assert_eq!(got.status, 200);
+    eventually("the record", || records(&bus).len() == 1).await;
+    assert_eq!(records(&bus)[0].outcome, Outcome::Ok);
     proxy.shutdown().await;
 }
 
