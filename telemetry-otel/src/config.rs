@@ -16,6 +16,11 @@ pub const DEFAULT_GRPC_ENDPOINT: &str = "http://localhost:4317";
 /// metrics SDK's default cardinality limit).
 pub const DEFAULT_CARDINALITY_LIMIT: usize = 2000;
 
+/// The longest timeout, delay or interval the exporter takes (about 100 years): a longer one,
+/// given to a setter or in an `OTEL_*` variable, is taken as this. Deadlines are the time now
+/// plus the wait, and a wait near `Duration::MAX` would overflow them.
+pub const LONGEST_WAIT: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
+
 /// How requests reach the collector. Both send the same protobuf messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
@@ -320,6 +325,7 @@ impl OtlpConfig {
 
     /// Time allowed for each export request (both signals).
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        let timeout = timeout.min(LONGEST_WAIT);
         self.traces_timeout = timeout;
         self.metrics_timeout = timeout;
         self
@@ -339,13 +345,13 @@ impl OtlpConfig {
 
     /// Longest time a span waits in the queue before it is sent.
     pub fn with_schedule_delay(mut self, delay: Duration) -> Self {
-        self.schedule_delay = delay;
+        self.schedule_delay = delay.min(LONGEST_WAIT);
         self
     }
 
     /// Time between metric exports.
     pub fn with_metric_interval(mut self, interval: Duration) -> Self {
-        self.metric_interval = interval;
+        self.metric_interval = interval.min(LONGEST_WAIT);
         self
     }
 
@@ -518,7 +524,7 @@ fn percent_decode(s: &str) -> Option<String> {
 fn millis(setting: &str, v: &str) -> Result<Duration, ConfigError> {
     v.trim()
         .parse::<u64>()
-        .map(Duration::from_millis)
+        .map(|ms| Duration::from_millis(ms).min(LONGEST_WAIT))
         .map_err(|_| ConfigError::InvalidNumber {
             setting: setting.to_owned(),
             value: v.to_owned(),

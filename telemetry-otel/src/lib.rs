@@ -136,7 +136,8 @@ mod transport;
 
 pub use backfill::{Backfill, BackfillSummary};
 pub use config::{
-    DEFAULT_CARDINALITY_LIMIT, DEFAULT_ENDPOINT, DEFAULT_GRPC_ENDPOINT, OtlpConfig, Protocol,
+    DEFAULT_CARDINALITY_LIMIT, DEFAULT_ENDPOINT, DEFAULT_GRPC_ENDPOINT, LONGEST_WAIT, OtlpConfig,
+    Protocol,
 };
 pub use device::DeviceReading;
 pub use error::{ConfigError, ExportError, FlushError, StartError};

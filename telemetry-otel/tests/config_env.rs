@@ -137,3 +137,17 @@ fn grpc_is_a_protocol_only_with_its_feature() {
         assert!(err.contains("`grpc` feature"), "{err}");
     }
 }
+
+#[test]
+fn the_longest_waits_are_capped() {
+    let huge = u64::MAX.to_string();
+    let c = from(&[
+        ("OTEL_METRIC_EXPORT_INTERVAL", huge.as_str()),
+        ("OTEL_BSP_SCHEDULE_DELAY", huge.as_str()),
+        ("OTEL_EXPORTER_OTLP_TIMEOUT", huge.as_str()),
+    ])
+    .unwrap();
+    assert_eq!(c.metric_interval(), telemetry_otel::LONGEST_WAIT);
+    let c = from(&[]).unwrap().with_metric_interval(Duration::MAX);
+    assert_eq!(c.metric_interval(), telemetry_otel::LONGEST_WAIT);
+}

@@ -305,6 +305,21 @@ fn headers_resource_and_scope_reach_the_collector() {
 }
 
 #[test]
+fn waits_of_any_length_are_taken() {
+    // Each is a deadline of now plus the wait: `Duration::MAX` overflowed it.
+    let receiver = OtlpReceiver::start().unwrap();
+    let config = OtlpConfig::new(&receiver.endpoint())
+        .unwrap()
+        .with_timeout(Duration::MAX)
+        .with_schedule_delay(Duration::MAX)
+        .with_metric_interval(Duration::MAX);
+    let exporter = OtlpExporter::start(config).unwrap();
+    exporter.record(Arc::new(records().remove(0)));
+    exporter.flush(WAIT).unwrap();
+    assert_eq!(receiver.received().span_count, 1);
+}
+
+#[test]
 fn flush_sends_now_and_batches_split_at_the_limit() {
     let receiver = OtlpReceiver::start().unwrap();
     let config = OtlpConfig::new(&receiver.endpoint())

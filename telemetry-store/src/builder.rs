@@ -14,6 +14,14 @@ pub(crate) fn system_clock() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
+/// The longest wait a store setting can ask for (about 100 years): a longer one is taken as
+/// this. Deadlines are the time now plus the wait, and a wait near `Duration::MAX` would
+/// overflow them.
+pub const LONGEST_WAIT: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
+
+/// The longest [`StoreBuilder::busy_timeout`]: `i32::MAX` milliseconds, what SQLite can take.
+pub const LONGEST_BUSY_TIMEOUT: Duration = Duration::from_millis(i32::MAX as u64);
+
 /// Default records per transaction.
 pub const DEFAULT_BATCH_SIZE: usize = 10_000;
 /// Default longest time a record waits in the queue before its batch is committed.
@@ -88,9 +96,10 @@ impl Retention {
         }
     }
 
-    /// Time between two passes (default [`DEFAULT_RETENTION_CHECK`]; at least 1 ms).
+    /// Time between two passes (default [`DEFAULT_RETENTION_CHECK`]; at least 1 ms, at most
+    /// [`LONGEST_WAIT`]).
     pub fn check_every(mut self, interval: Duration) -> Self {
-        self.check_every = interval.max(Duration::from_millis(1));
+        self.check_every = interval.clamp(Duration::from_millis(1), LONGEST_WAIT);
         self
     }
 
@@ -195,9 +204,9 @@ impl StoreBuilder {
     }
 
     /// Longest time a queued record waits before its batch is committed (default
-    /// [`DEFAULT_FLUSH_INTERVAL`]).
+    /// [`DEFAULT_FLUSH_INTERVAL`]; a longer one than [`LONGEST_WAIT`] is taken as that).
     pub fn flush_interval(mut self, interval: Duration) -> Self {
-        self.flush_interval = interval;
+        self.flush_interval = interval.min(LONGEST_WAIT);
         self
     }
 
@@ -222,9 +231,10 @@ impl StoreBuilder {
     }
 
     /// How long one SQLite statement waits for another process's lock before the writer's own
-    /// retry with backoff takes over (default [`DEFAULT_BUSY_TIMEOUT`]).
+    /// retry with backoff takes over (default [`DEFAULT_BUSY_TIMEOUT`]; SQLite counts it in
+    /// milliseconds in an `int`, so at most [`LONGEST_BUSY_TIMEOUT`], about 24 days).
     pub fn busy_timeout(mut self, timeout: Duration) -> Self {
-        self.busy_timeout = timeout;
+        self.busy_timeout = timeout.min(LONGEST_BUSY_TIMEOUT);
         self
     }
 

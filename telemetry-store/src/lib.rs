@@ -109,7 +109,8 @@ pub mod testing;
 pub use builder::{
     DEFAULT_BATCH_SIZE, DEFAULT_BUSY_TIMEOUT, DEFAULT_FLUSH_INTERVAL,
     DEFAULT_MINUTE_ROLLUP_THRESHOLD, DEFAULT_QUEUE_CAPACITY, DEFAULT_RETENTION_CHECK,
-    DEFAULT_WRITE_RETRY_BUDGET, Durability, OverflowPolicy, Retention, StoreBuilder,
+    DEFAULT_WRITE_RETRY_BUDGET, Durability, LONGEST_BUSY_TIMEOUT, LONGEST_WAIT, OverflowPolicy,
+    Retention, StoreBuilder,
 };
 pub use error::{RecordError, SqliteError, StoreError};
 pub use import::{ImportProgress, ImportReport};

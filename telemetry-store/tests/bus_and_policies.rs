@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use rusqlite::Connection;
 use telemetry_core::{Event, EventBus, TelemetryRecord};
 use telemetry_store::{
-    Durability, Health, OverflowPolicy, RecordError, StoreError, TelemetryStore,
+    Durability, Health, OverflowPolicy, RecordError, Retention, StoreError, TelemetryStore,
 };
 
 fn count(conn: &Connection) -> i64 {
@@ -51,6 +51,27 @@ fn bus_events_are_recorded_and_bad_ones_counted_without_panicking() {
     assert_eq!(store.stats().bus_errors, 2);
     assert_eq!(bus.stats().subscriber_panics, 0);
     assert!(bus.unsubscribe(id));
+}
+
+#[test]
+fn waits_of_any_length_are_taken_and_the_longest_are_capped() {
+    // `Duration::MAX` overflowed a deadline (the writer's flush) or SQLite's busy timeout
+    // (rusqlite panics past `i32::MAX` ms); now each is capped.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let store = TelemetryStore::builder(&path)
+        .flush_interval(Duration::MAX)
+        .busy_timeout(Duration::MAX)
+        .write_retry_budget(Duration::MAX)
+        .retention(Retention::new(Duration::MAX).check_every(Duration::MAX))
+        .open()
+        .unwrap();
+    for i in 0..5 {
+        store.record(&common::sample("long", i)).unwrap();
+    }
+    store.flush().unwrap();
+    assert_eq!(count(&common::connect(&path)), 5);
+    store.close().unwrap();
 }
 
 #[test]
