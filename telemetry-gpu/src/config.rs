@@ -4,6 +4,10 @@ use std::time::Duration;
 
 use crate::BackendError;
 
+/// The longest duration a [`SamplerConfig`] may hold (a year): the sampler refuses a longer
+/// one with [`GpuError::InvalidConfig`](crate::GpuError::InvalidConfig).
+pub const LONGEST_CONFIG_DURATION: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+
 /// How a [`GpuSampler`](crate::GpuSampler) samples.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SamplerConfig {

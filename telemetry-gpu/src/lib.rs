@@ -137,7 +137,7 @@ pub use backend::{DeviceInfo, GpuBackend};
 #[cfg(feature = "mock")]
 pub use clock::MockClock;
 pub use clock::{Clock, SystemClock, Timestamp};
-pub use config::{SamplerConfig, SamplerStats};
+pub use config::{LONGEST_CONFIG_DURATION, SamplerConfig, SamplerStats};
 pub use energy_curve::EnergyCurve;
 pub use energy_reading::{DeviceEnergy, EnergyReading};
 pub use error::{BackendError, GpuError};

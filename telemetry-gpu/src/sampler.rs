@@ -9,8 +9,8 @@ use std::time::Instant;
 use crate::energy_reading::{WindowSpec, compute_reading};
 use crate::worker::{Shared, run};
 use crate::{
-    Clock, DeviceInfo, EnergyReading, GpuBackend, GpuError, SamplerConfig, SamplerStats,
-    SystemClock, Timeline, Timestamp, Window, attribute,
+    Clock, DeviceInfo, EnergyReading, GpuBackend, GpuError, LONGEST_CONFIG_DURATION, SamplerConfig,
+    SamplerStats, SystemClock, Timeline, Timestamp, Window, attribute,
 };
 
 /// A window that has begun: pass it to [`GpuSampler::end`]. Dropping it without ending it ends the
@@ -98,7 +98,8 @@ impl GpuSampler {
     /// A sampler with its own clock and configuration. Takes a first sample before returning.
     ///
     /// # Errors
-    /// [`GpuError::InvalidConfig`] for a zero interval or history, [`GpuError::NoSuchDevice`] for
+    /// [`GpuError::InvalidConfig`] for a zero interval or history, or a duration longer than
+    /// [`LONGEST_CONFIG_DURATION`], [`GpuError::NoSuchDevice`] for
     /// a selected device the backend lacks, [`GpuError::NoDevices`] when nothing is left to sample,
     /// the backend's error if it cannot list its devices, [`GpuError::ThreadSpawn`] if the thread
     /// cannot start.
@@ -112,6 +113,20 @@ impl GpuSampler {
                 field: "interval",
                 reason: "must be greater than 0".into(),
             });
+        }
+        // Deadlines are a time plus one of these: a length near `Duration::MAX` would overflow.
+        for (field, length) in [
+            ("interval", config.interval),
+            ("history", config.history),
+            ("completion_timeout", config.completion_timeout),
+            ("counter_interval", config.counter_interval),
+        ] {
+            if length > LONGEST_CONFIG_DURATION {
+                return Err(GpuError::InvalidConfig {
+                    field,
+                    reason: format!("{length:?} is longer than a year"),
+                });
+            }
         }
         if config.history < config.interval {
             return Err(GpuError::InvalidConfig {

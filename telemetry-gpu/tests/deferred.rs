@@ -223,6 +223,59 @@ fn configuration_errors_are_typed() {
             ..
         }
     ));
+    // A length near `Duration::MAX` overflowed a deadline (the sampler thread panicked).
+    let huge = Duration::MAX;
+    for (field, config) in [
+        (
+            "interval",
+            SamplerConfig {
+                interval: huge,
+                history: huge,
+                ..manual.clone()
+            },
+        ),
+        (
+            "history",
+            SamplerConfig {
+                history: huge,
+                ..manual.clone()
+            },
+        ),
+        (
+            "completion_timeout",
+            SamplerConfig {
+                completion_timeout: huge,
+                ..manual.clone()
+            },
+        ),
+        (
+            "counter_interval",
+            SamplerConfig {
+                counter_interval: huge,
+                ..manual.clone()
+            },
+        ),
+    ] {
+        let got = bad(config);
+        assert!(
+            matches!(&got, GpuError::InvalidConfig { field: f, reason } if *f == field && reason.contains("longer than a year")),
+            "{field}: {got:?}"
+        );
+    }
+    // A year is still taken.
+    let year = telemetry_gpu::LONGEST_CONFIG_DURATION;
+    assert!(
+        GpuSampler::with_config(
+            backend(),
+            clock.clone(),
+            SamplerConfig {
+                history: year,
+                counter_interval: year,
+                ..manual.clone()
+            }
+        )
+        .is_ok()
+    );
     assert_eq!(
         bad(SamplerConfig {
             devices: Some(vec![0, 4]),
