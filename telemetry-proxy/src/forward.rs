@@ -193,20 +193,7 @@ async fn forward(shared: &Shared, request: Incoming<RequestBody>) -> Reply<Respo
     let mut response = match send(shared, pool, &head, body).await {
         Sent::Response(response) => response,
         Sent::Failed(e) => return failed(shared, upstream, exchange, &e),
-        Sent::TimedOut => {
-            let message = format!(
-                "upstream {upstream} did not begin its response within {:?} of the request",
-                shared.config.first_byte_timeout
-            );
-            return upstream_timeout(shared, exchange, message);
-        }
-        Sent::Stalled => {
-            let message = format!(
-                "upstream {upstream} stopped reading the request: it took none of it for {:?}",
-                shared.config.first_byte_timeout
-            );
-            return upstream_timeout(shared, exchange, message);
-        }
+        Sent::TimedOut(late) => return upstream_timeout(shared, upstream, exchange, late),
     };
     // Sent: not kept across the awaits below.
     drop(head);
@@ -223,19 +210,8 @@ async fn forward(shared: &Shared, request: Incoming<RequestBody>) -> Reply<Respo
                 let response = match send(shared, pool, &as_sent, first).await {
                     Sent::Response(response) => response,
                     Sent::Failed(e) => return failed(shared, upstream, exchange, &e),
-                    Sent::TimedOut => {
-                        let message = format!(
-                            "upstream {upstream} did not begin its response within {:?} of the request",
-                            shared.config.first_byte_timeout
-                        );
-                        return upstream_timeout(shared, exchange, message);
-                    }
-                    Sent::Stalled => {
-                        let message = format!(
-                            "upstream {upstream} stopped reading the request: it took none of it for {:?}",
-                            shared.config.first_byte_timeout
-                        );
-                        return upstream_timeout(shared, exchange, message);
+                    Sent::TimedOut(late) => {
+                        return upstream_timeout(shared, upstream, exchange, late);
                     }
                 };
                 let api = exchange.as_ref().map(Exchange::api);
@@ -311,10 +287,17 @@ enum Sent {
     Response(Reply<UpstreamBody<Io>>),
     /// The request failed (the client's body, or the upstream).
     Failed(UpstreamError),
-    /// No response head within the first-byte timeout of the whole request having gone.
-    TimedOut,
-    /// The upstream took none of the request for the first-byte timeout.
-    Stalled,
+    /// The first-byte timeout ran out.
+    TimedOut(Late),
+}
+
+/// What the first-byte timeout ran out on.
+#[derive(Clone, Copy)]
+enum Late {
+    /// No response head that long after the whole request had gone.
+    Answer,
+    /// The upstream took none of the request for that long.
+    Reading,
 }
 
 /// Sends a request to the upstream; its response head is due within the first-byte timeout of
@@ -331,20 +314,31 @@ async fn send(
         .await
     {
         Ok(response) => Sent::Response(response),
-        Err(UpstreamError::Request(ConnError::FirstByteTimeout(_))) => Sent::TimedOut,
-        Err(UpstreamError::Request(ConnError::WriteStalled(_))) => Sent::Stalled,
+        Err(UpstreamError::Request(ConnError::FirstByteTimeout(_))) => Sent::TimedOut(Late::Answer),
+        Err(UpstreamError::Request(ConnError::WriteStalled(_))) => Sent::TimedOut(Late::Reading),
         Err(e) => Sent::Failed(e),
     }
 }
 
-/// The upstream did not begin its response in time, or stopped reading the request: a 504
-/// saying `message`.
+/// The upstream did not begin its response in time, or stopped reading the request: a 504.
 fn upstream_timeout(
     shared: &Shared,
+    upstream: &Upstream,
     exchange: Option<Exchange>,
-    message: String,
+    late: Late,
 ) -> Reply<ResponseBody> {
     Counters::bump(&shared.counters.upstream_timeouts);
+    let limit = shared.config.first_byte_timeout;
+    let message = match late {
+        Late::Answer => {
+            format!(
+                "upstream {upstream} did not begin its response within {limit:?} of the request"
+            )
+        }
+        Late::Reading => format!(
+            "upstream {upstream} stopped reading the request: it took none of it for {limit:?}"
+        ),
+    };
     if let Some(ex) = exchange {
         ex.fail("upstream_timeout", message.clone());
     }
