@@ -408,9 +408,7 @@ pub(crate) fn write_head(
     // RFC 9110 §6.6.1: a server with a clock dates its answers, and a proxy dates a response
     // that came without a date.
     if !dated {
-        out.extend_from_slice(b"date: ");
         write_date_now(out);
-        out.extend_from_slice(b"\r\n");
     }
     if let Some(n) = length {
         out.extend_from_slice(b"content-length: ");
@@ -428,21 +426,33 @@ pub(crate) fn write_head(
     out.extend_from_slice(b"\r\n");
 }
 
-/// Writes the current time as an HTTP date (`Sun, 06 Nov 1994 08:49:37 GMT`), formatted once a
-/// second per thread.
+/// Writes a `date` field of the current time (`date: Sun, 06 Nov 1994 08:49:37 GMT`), its text
+/// formatted once a second per thread; none from a clock outside what an HTTP date can say
+/// (before 1970 or past 9999: a server without a reliable clock sends no date).
 fn write_date_now(out: &mut Vec<u8>) {
+    /// 10000-01-01T00:00:00Z, in seconds from the Unix epoch.
+    const YEAR_10000: u64 = 253_402_300_800;
     thread_local! {
         /// The second last formatted (from the Unix epoch), and its text.
         static DATE: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
     }
     let now = SystemTime::now();
-    let second = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let Some(second) = now
+        .duration_since(UNIX_EPOCH)
+        .ok()
+        .map(|d| d.as_secs())
+        .filter(|&s| s < YEAR_10000)
+    else {
+        return;
+    };
     DATE.with_borrow_mut(|(at, text)| {
         if *at != second {
             *at = second;
             *text = httpdate::fmt_http_date(now);
         }
+        out.extend_from_slice(b"date: ");
         out.extend_from_slice(text.as_bytes());
+        out.extend_from_slice(b"\r\n");
     });
 }
 
