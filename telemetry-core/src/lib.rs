@@ -81,6 +81,12 @@ pub use rollup_fields::{
 pub use sketch::{QuantileSketch, RELATIVE_ACCURACY};
 pub use strings::{STRING_BY_ID_SQL, StringCache, parse_stored_id, stored_id};
 pub use time_range::TimeRange;
+/// The longest wait any setting of these crates can hold (about 100 years): the store's, the
+/// proxy's and the OTLP exporter's setters take a longer one as this. A deadline is the time now
+/// plus the wait, and a wait near `Duration::MAX` would overflow it.
+pub const LONGEST_WAIT: std::time::Duration =
+    std::time::Duration::from_secs(100 * 365 * 24 * 60 * 60);
+
 pub use validate::{
     MAX_ERROR_MESSAGE_BYTES, MAX_LABEL_BYTES, MAX_METADATA_BYTES, MAX_NAME_BYTES, MAX_TIMESTAMP,
     MAX_TOKENS, MIN_TIMESTAMP, is_name,

@@ -16,10 +16,9 @@ pub const DEFAULT_GRPC_ENDPOINT: &str = "http://localhost:4317";
 /// metrics SDK's default cardinality limit).
 pub const DEFAULT_CARDINALITY_LIMIT: usize = 2000;
 
-/// The longest timeout, delay or interval the exporter takes (about 100 years): a longer one,
-/// given to a setter or in an `OTEL_*` variable, is taken as this. Deadlines are the time now
-/// plus the wait, and a wait near `Duration::MAX` would overflow them.
-pub const LONGEST_WAIT: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
+/// The longest timeout, delay or interval the exporter takes: a longer one, given to a setter
+/// or in an `OTEL_*` variable, is taken as this.
+pub use telemetry_core::LONGEST_WAIT;
 
 /// How requests reach the collector. Both send the same protobuf messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -30,10 +30,9 @@ pub const DEFAULT_BUFFER_BUDGET: usize = 256 << 20;
 pub const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(3);
 /// Default time in-flight responses get to finish at shutdown.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
-/// The longest any of the proxy's time limits can be (about 100 years): a longer one given to
-/// [`ProxyConfig`] is taken as this. A deadline is the time now plus the limit, and a limit
-/// near `Duration::MAX` would overflow it.
-pub const MAX_TIMEOUT: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
+/// The longest any of the proxy's time limits can be ([`telemetry_core::LONGEST_WAIT`], about
+/// 100 years): a longer one given to [`ProxyConfig`] is taken as this.
+pub const MAX_TIMEOUT: Duration = telemetry_core::LONGEST_WAIT;
 /// Default most client connections open at once (more wait to be accepted).
 pub const DEFAULT_MAX_CONNECTIONS: usize = 8_192;
 /// Default most bytes of one completion request read ahead (to find its model, wherever it is

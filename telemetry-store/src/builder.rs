@@ -14,10 +14,7 @@ pub(crate) fn system_clock() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
-/// The longest wait a store setting can ask for (about 100 years): a longer one is taken as
-/// this. Deadlines are the time now plus the wait, and a wait near `Duration::MAX` would
-/// overflow them.
-pub const LONGEST_WAIT: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
+pub use telemetry_core::LONGEST_WAIT;
 
 /// The longest [`StoreBuilder::busy_timeout`]: `i32::MAX` milliseconds, what SQLite can take.
 pub const LONGEST_BUSY_TIMEOUT: Duration = Duration::from_millis(i32::MAX as u64);
