@@ -401,12 +401,7 @@ impl Report {
             (Load::Stream, "20-chunk streams"),
         ] {
             let rps = |target| median(self.samples(load, target).iter().map(|s| s.rps).collect());
-            let ratios = self
-                .samples(load, Target::Ours)
-                .iter()
-                .zip(self.samples(load, Target::Nginx))
-                .map(|(o, n)| o.rps / n.rps)
-                .collect();
+            let ratios = self.round_ratios(load);
             let _ = writeln!(
                 t,
                 "{:<36}{:>11.0}{:>11.0}{:>11.0}{:>12.2}",
@@ -476,8 +471,33 @@ impl Report {
             }
         }
         let _ = writeln!(t, "telemetry CPU us per request by thread:{by_thread}");
+        let _ = writeln!(
+            t,
+            "ours/nginx by round, sorted (the spread behind the medians): blocking {}; streams {}",
+            sorted_list(self.round_ratios(Load::Blocking)),
+            sorted_list(self.round_ratios(Load::Stream))
+        );
         t
     }
+
+    /// Our throughput over nginx's in each round of `load`, in round order.
+    fn round_ratios(&self, load: Load) -> Vec<f64> {
+        self.samples(load, Target::Ours)
+            .iter()
+            .zip(self.samples(load, Target::Nginx))
+            .map(|(o, n)| o.rps / n.rps)
+            .collect()
+    }
+}
+
+/// `values` sorted, two decimals each, space-separated.
+fn sorted_list(mut values: Vec<f64>) -> String {
+    values.sort_by(f64::total_cmp);
+    values
+        .iter()
+        .map(|v| format!("{v:.2}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The median (NaN for none).
@@ -887,6 +907,12 @@ mod tests {
     fn stat_fields_are_read_after_the_command() {
         let stat = "42 (tokio (rt) w) S 1 42 42 0 -1 4194560 100 0 0 0 250 31 0 0 20 0 2 0";
         assert_eq!(stat_ticks(stat), Some(281));
+    }
+
+    #[test]
+    fn round_ratios_are_listed_sorted() {
+        assert_eq!(sorted_list(vec![1.04, 0.956, 1.0]), "0.96 1.00 1.04");
+        assert_eq!(sorted_list(Vec::new()), "");
     }
 
     #[test]
