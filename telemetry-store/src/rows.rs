@@ -1,34 +1,32 @@
 //! Records to and from `telemetry` rows: the insert statements and the binding of the record
 //! fields, in [`RECORD_COLUMNS`] order, both derived from core's field table.
+//!
+//! A record's insert names only the columns whose value differs from the column's default in
+//! the schema (its [`Shape`]; the [`Defaults`] are read from the database): most records leave
+//! most fields unset (no GPU, no stream timings, no error), and a column left out costs SQLite
+//! far less per row than a parameter bound, copied and checked.
 
+use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use rusqlite::{Connection, Row, Statement};
 use telemetry_core::schema::RECORD_COLUMNS;
 use telemetry_core::{
-    FIELD_COUNT, FieldValue, ROLLUP_INPUT_FIELDS, ROLLUP_INPUTS, StringCache, TelemetryRecord,
-    stored_id,
+    FIELD_COUNT, FieldKind, FieldValue, RECORD_FIELDS, ROLLUP_INPUT_FIELDS, ROLLUP_INPUTS,
+    StringCache, TelemetryRecord, stored_id,
 };
 use telemetry_sqlite::stored_value;
 
 use crate::error::{StoreError, to_i64};
 use crate::strings::{Interner, set_field_from_cell};
 
-/// `INSERT INTO telemetry (<record columns>) VALUES (?1, ..)`: one row.
-pub(crate) static INSERT_SQL: LazyLock<String> = LazyLock::new(|| insert_sql(1, false));
-
-/// Rows of [`INSERT_ROWS_SQL`]. One statement per row costs SQLite, besides the row, a cursor
-/// opened and closed on the table and on each index, a seek from the root of the timestamp
-/// index, and a statement halt: about a quarter of a row's cost. A statement inserting many
-/// rows keeps its cursors open, and the timestamp index, appended to, is not sought again
-/// (SQLite checks the cursor's last page first). Past 16 rows the gain is small and the
-/// statement (and the batch's remainder, inserted row by row) grows.
+/// Rows of a batch's inserts (a shaped insert, see [`InsertSql`]). One statement per row costs
+/// SQLite, besides the row, a cursor opened and closed on the table and on each index, a seek
+/// from the root of the timestamp index, and a statement halt: about a quarter of a row's cost.
+/// A statement inserting many rows keeps its cursors open, and the timestamp index, appended
+/// to, is not sought again (SQLite checks the cursor's last page first). Past 16 rows the gain
+/// is small and the statement (and the batch's remainder, inserted row by row) grows.
 pub(crate) const ROWS_PER_INSERT: usize = 8;
-
-/// The insert of [`ROWS_PER_INSERT`] rows: `VALUES (?1, ..), (?{FIELD_COUNT + 1}, ..), ..`;
-/// row `k`'s fields are parameters `k × FIELD_COUNT + 1 ..` (see [`bind_record`]).
-pub(crate) static INSERT_ROWS_SQL: LazyLock<String> =
-    LazyLock::new(|| insert_sql(ROWS_PER_INSERT, false));
 
 /// The parameter index of `import_key` in [`IMPORT_SQL`]: right after the record columns.
 pub(crate) const IMPORT_KEY_PARAM: usize = RECORD_COLUMNS.len() + 1;
@@ -37,8 +35,19 @@ pub(crate) const IMPORT_KEY_PARAM: usize = RECORD_COLUMNS.len() + 1;
 pub(crate) static IMPORT_SQL: LazyLock<String> = LazyLock::new(|| insert_sql(1, true));
 
 fn insert_sql(rows: usize, with_key: bool) -> String {
-    let mut columns = RECORD_COLUMNS.join(", ");
-    let mut n = RECORD_COLUMNS.len();
+    shaped_insert_sql(Shape::ALL, rows, with_key)
+}
+
+/// The insert of `rows` rows of the columns of `shape` (and `import_key` last if `with_key`):
+/// `VALUES (?1, ..), (?{n + 1}, ..), ..` with `n` parameters a row, row `k`'s being
+/// `k × n + 1 ..` (see [`bind_record`]).
+pub(crate) fn shaped_insert_sql(shape: Shape, rows: usize, with_key: bool) -> String {
+    let mut columns = (0..FIELD_COUNT)
+        .filter(|&i| shape.has(i))
+        .map(|i| RECORD_COLUMNS[i])
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut n = shape.len();
     if with_key {
         columns.push_str(", import_key");
         n += 1;
@@ -65,10 +74,264 @@ fn insert_sql(rows: usize, with_key: bool) -> String {
     )
 }
 
+/// Which record fields an insert binds: bit `i` for field `i` ([`RECORD_COLUMNS`] order). The
+/// columns it leaves out take their default in the schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct Shape(u64);
+
+const _: () = assert!(FIELD_COUNT < 64, "a Shape has one bit per record field");
+
+impl Shape {
+    /// No field.
+    pub(crate) const NONE: Shape = Shape(0);
+    /// Every field.
+    pub(crate) const ALL: Shape = Shape((1 << FIELD_COUNT) - 1);
+
+    /// Whether field `i` is bound.
+    pub(crate) fn has(self, i: usize) -> bool {
+        i < FIELD_COUNT && self.0 >> i & 1 == 1
+    }
+
+    /// How many fields are bound: the parameters of one row.
+    pub(crate) fn len(self) -> usize {
+        self.0.count_ones() as usize
+    }
+
+    /// The fields bound by either.
+    pub(crate) fn union(self, other: Shape) -> Shape {
+        Shape(self.0 | other.0)
+    }
+
+    /// The position of field `i` among the bound fields (its parameter in a row, from 0).
+    fn rank(self, i: usize) -> usize {
+        (self.0 & ((1 << i) - 1)).count_ones() as usize
+    }
+}
+
+/// What a record column holds when an insert leaves it out, as far as the writer can tell a
+/// field's value equal to it.
+#[derive(Debug, Clone, PartialEq)]
+enum ColumnDefault {
+    /// Always bound: `NOT NULL` without a default, or a default that is not a plain literal.
+    Bound,
+    /// `NULL`.
+    Null,
+    /// An integer literal.
+    Integer(i64),
+    /// A string literal.
+    Text(String),
+}
+
+impl ColumnDefault {
+    /// From `PRAGMA table_info`'s `notnull` and `dflt_value` (the default's SQL text).
+    fn parse(not_null: bool, sql: Option<&str>) -> ColumnDefault {
+        let Some(sql) = sql.map(str::trim) else {
+            return if not_null {
+                ColumnDefault::Bound
+            } else {
+                ColumnDefault::Null
+            };
+        };
+        if sql.eq_ignore_ascii_case("NULL") {
+            return ColumnDefault::Null;
+        }
+        if let Ok(n) = sql.parse::<i64>() {
+            return ColumnDefault::Integer(n);
+        }
+        if let Some(inner) = sql.strip_prefix('\'').and_then(|s| s.strip_suffix('\''))
+            && !inner.replace("''", "").contains('\'')
+        {
+            return ColumnDefault::Text(inner.replace("''", "'"));
+        }
+        ColumnDefault::Bound
+    }
+}
+
+/// The value a field holds when its column, left out of an insert, would read back the same as
+/// the field bound: what [`Defaults::shape_of`] compares each field with.
+#[derive(Debug, Clone, PartialEq)]
+enum Unset {
+    /// None: the field is always bound.
+    Never,
+    /// An unset option (the default is `NULL`).
+    Null,
+    /// A real, bit for bit (so -0.0 is bound where the default is 0).
+    Real(u64),
+    /// A count.
+    Count(u64),
+    /// A flag.
+    Flag(bool),
+    /// A text.
+    Text(Box<str>),
+    /// A JSON value written as this text.
+    Json(Box<str>),
+}
+
+impl Unset {
+    /// For a field of `kind` whose column has `default`.
+    fn new(kind: FieldKind, default: &ColumnDefault) -> Unset {
+        // An integer a double holds exactly (SQLite stores a REAL column's integer default as
+        // that double).
+        let exact = |d: i64| (d.unsigned_abs() <= 1 << f64::MANTISSA_DIGITS).then_some(d as f64);
+        match (kind, default) {
+            (FieldKind::OptReal, ColumnDefault::Null) => Unset::Null,
+            (FieldKind::Real, &ColumnDefault::Integer(d)) => {
+                exact(d).map_or(Unset::Never, |f| Unset::Real(f.to_bits()))
+            }
+            (FieldKind::Count, &ColumnDefault::Integer(d)) => {
+                u64::try_from(d).map_or(Unset::Never, Unset::Count)
+            }
+            (FieldKind::Flag, &ColumnDefault::Integer(d @ (0 | 1))) => Unset::Flag(d == 1),
+            (FieldKind::Text, ColumnDefault::Text(d)) => Unset::Text(d.as_str().into()),
+            (FieldKind::Json, ColumnDefault::Text(d)) => Unset::Json(d.as_str().into()),
+            _ => Unset::Never,
+        }
+    }
+
+    /// Whether `value`, a field of `r`, is this one (a JSON value: the record's metadata,
+    /// written as this text).
+    #[inline]
+    fn holds(&self, value: &FieldValue<'_>, r: &TelemetryRecord) -> bool {
+        match (self, value) {
+            (Unset::Null, FieldValue::OptReal(v)) => v.is_none(),
+            (Unset::Real(bits), FieldValue::Real(v)) => v.to_bits() == *bits,
+            (Unset::Count(d), FieldValue::Count(v)) => v == d,
+            (Unset::Flag(d), FieldValue::Flag(v)) => v == d,
+            (Unset::Text(d), FieldValue::Text(v)) => same_text(d, v),
+            (Unset::Json(d), FieldValue::Json(v)) => {
+                std::ptr::eq(*v, r.metadata.value()) && same_text(d, r.metadata.json())
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The defaults of the record columns of a database's `telemetry` table, as the value each
+/// record field holds when it equals its column's default.
+#[derive(Debug, Clone)]
+pub(crate) struct Defaults(Vec<Unset>);
+
+impl Defaults {
+    /// Reads them from `conn` (`PRAGMA table_info`). A record column missing from the table
+    /// is an error (the schema is not the one this build writes).
+    pub(crate) fn read(conn: &Connection) -> Result<Defaults, StoreError> {
+        let read = |e| StoreError::sqlite("reading the telemetry columns' defaults", e);
+        let mut stmt = conn
+            .prepare("SELECT name, \"notnull\", dflt_value FROM pragma_table_info('telemetry')")
+            .map_err(read)?;
+        let mut found: HashMap<String, ColumnDefault> = HashMap::new();
+        let mut rows = stmt.query([]).map_err(read)?;
+        while let Some(row) = rows.next().map_err(read)? {
+            let name: String = row.get(0).map_err(read)?;
+            let not_null: bool = row.get(1).map_err(read)?;
+            let sql: Option<String> = row.get(2).map_err(read)?;
+            found.insert(name, ColumnDefault::parse(not_null, sql.as_deref()));
+        }
+        let defaults = RECORD_FIELDS
+            .iter()
+            .map(|field| {
+                let column = field.name;
+                let default = found.remove(column).ok_or_else(|| StoreError::Decode {
+                    column,
+                    detail: "no such column in the telemetry table".to_owned(),
+                })?;
+                Ok::<_, StoreError>(Unset::new(field.kind, &default))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Defaults(defaults))
+    }
+
+    /// Whether an insert of `shape` can take `r` (whose values are `values`): every field of
+    /// `r` that it leaves out holds its column's default.
+    pub(crate) fn fits(
+        &self,
+        r: &TelemetryRecord,
+        values: &[FieldValue<'_>],
+        shape: Shape,
+    ) -> bool {
+        let mut left_out = Shape::ALL.0 & !shape.0;
+        while left_out != 0 {
+            let i = left_out.trailing_zeros() as usize;
+            left_out &= left_out - 1;
+            if let (Some(value), Some(unset)) = (values.get(i), self.0.get(i))
+                && !unset.holds(value, r)
+            {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// The fields of `r` (whose values are `values`) that an insert must bind: those not equal
+    /// to their column's default.
+    pub(crate) fn shape_of(&self, r: &TelemetryRecord, values: &[FieldValue<'_>]) -> Shape {
+        let mut bits = 0;
+        for (i, (value, unset)) in values.iter().zip(&self.0).enumerate() {
+            bits |= u64::from(!unset.holds(value, r)) << i;
+        }
+        Shape(bits)
+    }
+}
+
+/// What the writer keeps to build its inserts: the record columns' defaults, read again when
+/// the schema changes (another process may migrate the file), and the inserts' texts.
+#[derive(Debug, Default)]
+pub(crate) struct Inserts {
+    /// The defaults, and the `schema_version` they were read at.
+    defaults: Option<(i64, Defaults)>,
+    sql: InsertSql,
+}
+
+impl Inserts {
+    /// The defaults of the schema `tx` sees, and the inserts' texts.
+    pub(crate) fn for_schema(
+        &mut self,
+        tx: &Connection,
+    ) -> Result<(&Defaults, &mut InsertSql), StoreError> {
+        let version: i64 = tx
+            .prepare_cached("PRAGMA schema_version")
+            .and_then(|mut s| s.query_row([], |row| row.get(0)))
+            .map_err(|e| StoreError::sqlite("reading the schema version", e))?;
+        let defaults = match self.defaults.take() {
+            Some((v, defaults)) if v == version => defaults,
+            _ => Defaults::read(tx)?,
+        };
+        let (_, defaults) = self.defaults.insert((version, defaults));
+        Ok((defaults, &mut self.sql))
+    }
+
+    /// The `schema_version` the defaults were read at.
+    #[cfg(test)]
+    pub(crate) fn schema_version(&self) -> Option<i64> {
+        self.defaults.as_ref().map(|(v, _)| *v)
+    }
+}
+
+/// Most distinct inserts [`InsertSql`] keeps the text of.
+const MAX_SHAPES: usize = 256;
+
+/// The text of the inserts of each shape and row count met, built once.
+#[derive(Debug, Default)]
+pub(crate) struct InsertSql(HashMap<(Shape, usize), String>);
+
+impl InsertSql {
+    /// The insert of `rows` rows shaped `shape`.
+    pub(crate) fn get(&mut self, shape: Shape, rows: usize) -> &str {
+        if self.0.len() >= MAX_SHAPES && !self.0.contains_key(&(shape, rows)) {
+            self.0.clear();
+        }
+        self.0
+            .entry((shape, rows))
+            .or_insert_with(|| shaped_insert_sql(shape, rows, false))
+    }
+}
+
 /// What a statement's parameters hold between the records of one batch, for [`bind_record`]:
 /// per row of the statement, the metadata JSON of the record bound there and which of its
 /// parameters hold the id of a stored text rather than the text.
 pub(crate) struct BindState<'a> {
+    /// The fields the statement binds.
+    shape: Shape,
     /// The JSON text of a JSON field other than the metadata (whose text it keeps itself).
     json: Vec<u8>,
     rows: Vec<RowState<'a>>,
@@ -84,9 +347,16 @@ struct RowState<'a> {
 }
 
 impl BindState<'_> {
-    /// The state of a statement of `rows` rows whose parameters are not bound yet.
-    pub(crate) fn new(rows: usize) -> Self {
+    /// The rows of the statement.
+    pub(crate) fn rows(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// The state of a statement of `rows` rows binding the fields of `shape`, whose parameters
+    /// are not bound yet.
+    pub(crate) fn new(rows: usize, shape: Shape) -> Self {
         BindState {
+            shape,
             json: Vec::with_capacity(256),
             rows: (0..rows)
                 .map(|_| RowState {
@@ -99,10 +369,11 @@ impl BindState<'_> {
     }
 }
 
-/// Binds `r` to row `row` of an insert statement (parameters `row × FIELD_COUNT + 1 ..`, in
-/// [`RECORD_COLUMNS`] order, from [`TelemetryRecord::field_values`]); a text or JSON field gets
-/// the id of its text where the [`Interner`] stores the text once (in `tx`, the statement's
-/// transaction).
+/// Binds `r`, whose [`TelemetryRecord::field_values`] are `values`, to row `row` of an insert
+/// statement of the shape of `state` (parameters `row × shape.len() + 1 ..`, the shape's fields
+/// in [`RECORD_COLUMNS`] order; the others are left to their column's default, which the caller
+/// checked they hold); a text or JSON field gets the id of its text where the [`Interner`]
+/// stores the text once (in `tx`, the statement's transaction).
 ///
 /// `state` holds the values of the record bound in that row of the statement before (and
 /// executed since; SQLite keeps a statement's parameters across executions until they are
@@ -115,27 +386,31 @@ pub(crate) fn bind_record<'a>(
     stmt: &mut Statement<'_>,
     row: usize,
     r: &'a TelemetryRecord,
+    values: &[FieldValue<'a>; FIELD_COUNT],
     state: &mut BindState<'a>,
     interner: &mut Interner,
     tx: &Connection,
 ) -> Result<(), StoreError> {
     let bind = |e| StoreError::sqlite("binding a record", e);
-    let first = row * FIELD_COUNT + 1;
+    let shape = state.shape;
+    let first = row * shape.len() + 1;
     let Some(row) = state.rows.get_mut(row) else {
         return Err(StoreError::Decode {
             column: "telemetry",
             detail: format!("no row {row} in the insert statement"),
         });
     };
-    let values = r.field_values();
     let before = row.bound.as_ref();
     for (i, &value) in values.iter().enumerate() {
+        if !shape.has(i) {
+            continue;
+        }
         let unchanged = match before {
             Some(b) => same(&b[i], &value),
             // Nothing bound: the parameter is NULL.
             None => matches!(value, FieldValue::OptReal(None)),
         };
-        let param = first + i;
+        let param = first + shape.rank(i);
         match value {
             FieldValue::Text(v) => {
                 let once = &mut row.stored_once[i];
@@ -185,7 +460,7 @@ pub(crate) fn bind_record<'a>(
         }
         .map_err(bind)?;
     }
-    row.bound = Some(values);
+    row.bound = Some(*values);
     Ok(())
 }
 
@@ -279,6 +554,77 @@ mod tests {
         assert!(same_text("", empty.as_str()));
         assert!(!same_text("", "a"));
         assert!(!same_text("a", empty.as_str()));
+    }
+
+    #[test]
+    fn column_defaults_are_read_from_their_sql() {
+        use ColumnDefault::*;
+        assert_eq!(ColumnDefault::parse(true, None), Bound);
+        assert_eq!(ColumnDefault::parse(false, None), Null);
+        assert_eq!(ColumnDefault::parse(false, Some("NULL")), Null);
+        assert_eq!(ColumnDefault::parse(true, Some("0")), Integer(0));
+        assert_eq!(ColumnDefault::parse(true, Some(" -3 ")), Integer(-3));
+        assert_eq!(ColumnDefault::parse(true, Some("''")), Text(String::new()));
+        assert_eq!(
+            ColumnDefault::parse(true, Some("'it''s'")),
+            Text("it's".into())
+        );
+        // Not a literal the writer can match: always bound.
+        for sql in [
+            "0.5",
+            "'a'b'",
+            "'a",
+            "(1 + 1)",
+            "CURRENT_TIMESTAMP",
+            "x'00'",
+        ] {
+            assert_eq!(ColumnDefault::parse(true, Some(sql)), Bound, "{sql}");
+        }
+    }
+
+    #[test]
+    fn a_field_is_unset_only_when_its_column_reads_back_the_same() {
+        use ColumnDefault::*;
+        let r = TelemetryRecord::default();
+        let unset = |kind, default: ColumnDefault| Unset::new(kind, &default);
+        let real = unset(FieldKind::Real, Integer(0));
+        assert!(real.holds(&FieldValue::Real(0.0), &r));
+        assert!(!real.holds(&FieldValue::Real(-0.0), &r));
+        // An integer a double cannot hold exactly: never taken as unset.
+        assert_eq!(unset(FieldKind::Real, Integer(i64::MAX)), Unset::Never);
+        let count = unset(FieldKind::Count, Integer(0));
+        assert!(count.holds(&FieldValue::Count(0), &r));
+        assert!(!count.holds(&FieldValue::Count(u64::MAX), &r));
+        assert_eq!(unset(FieldKind::Count, Integer(-1)), Unset::Never);
+        let flag = unset(FieldKind::Flag, Integer(0));
+        assert!(flag.holds(&FieldValue::Flag(false), &r));
+        assert!(!flag.holds(&FieldValue::Flag(true), &r));
+        assert_eq!(unset(FieldKind::Flag, Integer(2)), Unset::Never);
+        let opt = unset(FieldKind::OptReal, Null);
+        assert!(opt.holds(&FieldValue::OptReal(None), &r));
+        assert!(!opt.holds(&FieldValue::OptReal(Some(0.0)), &r));
+        let text = unset(FieldKind::Text, Text("ok".into()));
+        assert!(text.holds(&FieldValue::Text("ok"), &r));
+        assert!(!text.holds(&FieldValue::Text("OK"), &r));
+        // The metadata, written as the default's text, is unset; another JSON value is bound.
+        let json = unset(FieldKind::Json, Text(r.metadata.json().into()));
+        assert!(json.holds(&FieldValue::Json(r.metadata.value()), &r));
+        let other = serde_json::json!({});
+        assert!(!json.holds(&FieldValue::Json(&other), &r));
+        assert!(!unset(FieldKind::Real, Bound).holds(&FieldValue::Real(0.0), &r));
+        // A default of the wrong kind for the field: always bound.
+        assert_eq!(unset(FieldKind::Text, Integer(0)), Unset::Never);
+    }
+
+    #[test]
+    fn shapes_count_and_rank_their_fields() {
+        let s = Shape(0b1011);
+        assert_eq!(s.len(), 3);
+        assert!(s.has(0) && s.has(1) && !s.has(2) && s.has(3));
+        assert!(!s.has(FIELD_COUNT) && !Shape::ALL.has(64));
+        assert_eq!((s.rank(0), s.rank(1), s.rank(3)), (0, 1, 2));
+        assert_eq!(Shape::ALL.len(), FIELD_COUNT);
+        assert_eq!(Shape::NONE.union(s), s);
     }
 
     proptest! {

@@ -23,6 +23,9 @@ use crate::stats::{Counters, Health, StoreStats};
 use crate::strings::Interner;
 use crate::writer::Writer;
 
+/// Prepared statements the writer's connection keeps (rusqlite keeps 16 by default).
+const WRITER_STATEMENTS: usize = 64;
+
 /// An append-only SQLite telemetry store with a background writer.
 ///
 /// Cloning is cheap (an `Arc`); all clones share one writer. The store is `Send + Sync`.
@@ -83,6 +86,9 @@ impl TelemetryStore {
 
     pub(crate) fn start(options: StoreBuilder) -> Result<TelemetryStore, StoreError> {
         let conn = open_connection(&options.location, options.durability, options.busy_timeout)?;
+        // The writer's own statements (about 20) and an insert per shape of record it meets (see
+        // `rows::InsertSql`): room for all of them, so that none is prepared again per batch.
+        conn.set_prepared_statement_cache_capacity(WRITER_STATEMENTS);
         let shown_path = match &options.location {
             Location::File(p) => p.clone(),
             Location::Memory => PathBuf::from(":memory:"),
@@ -117,6 +123,7 @@ impl TelemetryStore {
             next_step: Instant::now(),
             interner: Interner::default(),
             known_rollups: crate::rollups::KnownRollups::default(),
+            inserts: crate::rows::Inserts::default(),
             retention: options.retention.map(|policy| RetentionPolicy {
                 policy,
                 next_pass: Instant::now(),

@@ -37,7 +37,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, TransactionBehavior};
-use telemetry_core::TelemetryRecord;
+use telemetry_core::{FIELD_COUNT, FieldValue, TelemetryRecord};
 
 use crate::error::{StoreError, is_io};
 use crate::identity::{FileChange, FileWatch};
@@ -46,8 +46,7 @@ use crate::maintenance::{Origin, Pruning, RetentionPolicy, retention_cutoff};
 use crate::queue::{Control, ControlKind, Queue};
 use crate::rollups::{BatchRollups, KnownRollups, MinuteDetail, hour_of, merge_into, rebuild_all};
 use crate::rows::{
-    BindState, IMPORT_KEY_PARAM, IMPORT_SQL, INSERT_ROWS_SQL, INSERT_SQL, ROWS_PER_INSERT,
-    bind_record,
+    BindState, IMPORT_KEY_PARAM, IMPORT_SQL, Inserts, ROWS_PER_INSERT, Shape, bind_record,
 };
 use crate::stats::Counters;
 use crate::strings::Interner;
@@ -121,6 +120,8 @@ pub(crate) struct Writer {
     pub(crate) interner: Interner,
     /// The summary rows the last batch left, for the next batch to merge into.
     pub(crate) known_rollups: KnownRollups,
+    /// The columns' defaults and the inserts' texts.
+    pub(crate) inserts: Inserts,
 }
 
 impl Writer {
@@ -204,6 +205,7 @@ impl Writer {
                 conn,
                 &mut self.interner,
                 &mut self.known_rollups,
+                &mut self.inserts,
                 &self.carry,
                 self.minute_threshold,
             ) {
@@ -249,6 +251,7 @@ impl Writer {
                         conn,
                         &mut self.interner,
                         &mut self.known_rollups,
+                        &mut self.inserts,
                         &records[lo..hi],
                         self.minute_threshold,
                     ),
@@ -702,10 +705,11 @@ fn commit_records(
     conn: &mut Connection,
     interner: &mut Interner,
     known: &mut KnownRollups,
+    inserts: &mut Inserts,
     records: &[Arc<TelemetryRecord>],
     minute_threshold: u64,
 ) -> Result<(), StoreError> {
-    let result = insert_records(conn, interner, known, records, minute_threshold);
+    let result = insert_records(conn, interner, known, inserts, records, minute_threshold);
     match result {
         Ok(()) => {
             interner.committed();
@@ -723,12 +727,14 @@ fn insert_records(
     conn: &mut Connection,
     interner: &mut Interner,
     known: &mut KnownRollups,
+    inserts: &mut Inserts,
     records: &[Arc<TelemetryRecord>],
     minute_threshold: u64,
 ) -> Result<(), StoreError> {
     let tx = begin(conn)?;
     known.check(&tx)?;
     {
+        let (defaults, texts) = inserts.for_schema(&tx)?;
         let mut hours = HourCounts::default();
         for r in records {
             hours.add(r.timestamp);
@@ -736,35 +742,56 @@ fn insert_records(
         let detail = MinuteDetail::decide(&tx, &hours.into_counts(), minute_threshold)?;
         let mut rollups = DetailedRollups::new(&detail);
         let mut yielder = Yielder::default();
-        // Whole statements of ROWS_PER_INSERT rows, then the rest one row at a time.
-        let mut chunks = records.chunks_exact(ROWS_PER_INSERT);
-        if chunks.len() > 0 {
-            let mut stmt = tx
-                .prepare_cached(&INSERT_ROWS_SQL)
-                .map_err(sql("preparing the insert"))?;
-            let mut state = BindState::new(ROWS_PER_INSERT);
-            for chunk in &mut chunks {
-                for (row, r) in chunk.iter().enumerate() {
-                    bind_record(&mut stmt, row, r, &mut state, interner, &tx)?;
-                    rollups.add(r);
+        // Whole statements of ROWS_PER_INSERT rows, then the rest one row at a time. A
+        // statement binds the fields any of its first rows holds a value other than the
+        // default of, and takes the next rows while theirs outside it are unset (the usual
+        // case: a recorder's records leave the same fields unset); a batch starts afresh.
+        let whole = records.chunks_exact(ROWS_PER_INSERT);
+        let rest = whole.remainder().chunks(1);
+        let mut current = None;
+        // The field values of a statement's rows, in one place for the batch.
+        let mut values = [[FieldValue::Flag(false); FIELD_COUNT]; ROWS_PER_INSERT];
+        for group in whole.chain(rest) {
+            let rows = group.len();
+            let values = &mut values[..rows];
+            for (v, r) in values.iter_mut().zip(group) {
+                *v = r.field_values();
+            }
+            let reuse = match &current {
+                Some((shape, _, state)) => {
+                    BindState::rows(state) == rows
+                        && group
+                            .iter()
+                            .zip(values.iter())
+                            .all(|(r, v)| defaults.fits(r, v, *shape))
                 }
-                stmt.raw_execute().map_err(sql("inserting rows"))?;
-                yielder.rows_written(ROWS_PER_INSERT);
-            }
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut stmt = tx
-                .prepare_cached(&INSERT_SQL)
-                .map_err(sql("preparing the insert"))?;
-            let mut state = BindState::new(1);
-            for r in rest {
-                bind_record(&mut stmt, 0, r, &mut state, interner, &tx)?;
-                stmt.raw_execute().map_err(sql("inserting a row"))?;
+                None => false,
+            };
+            let (stmt, state) = match current {
+                Some((_, ref mut stmt, ref mut state)) if reuse => (stmt, state),
+                _ => {
+                    // The statement before goes back to the cache (its parameters cleared).
+                    current = None;
+                    let shape = group
+                        .iter()
+                        .zip(values.iter())
+                        .fold(Shape::NONE, |s, (r, v)| s.union(defaults.shape_of(r, v)));
+                    let stmt = tx
+                        .prepare_cached(texts.get(shape, rows))
+                        .map_err(sql("preparing the insert"))?;
+                    let (_, stmt, state) =
+                        current.insert((shape, stmt, BindState::new(rows, shape)));
+                    (stmt, state)
+                }
+            };
+            for (row, (r, values)) in group.iter().zip(values.iter()).enumerate() {
+                bind_record(stmt, row, r, values, state, interner, &tx)?;
                 rollups.add(r);
-                yielder.rows_written(1);
             }
+            stmt.raw_execute().map_err(sql("inserting rows"))?;
+            yielder.rows_written(rows);
         }
+        drop(current);
         merge_into(&tx, rollups.rollups.into_levels(), known)?;
         if detail.backfills() {
             // Minute rows written besides the merge: not known.
@@ -803,10 +830,19 @@ fn import_rows(
             .map_err(sql("preparing the import insert"))?;
         let mut hours = HourCounts::default();
         let mut fresh: Vec<&TelemetryRecord> = Vec::with_capacity(rows.len());
-        let mut state = BindState::new(1);
+        let mut state = BindState::new(1, Shape::ALL);
         let mut yielder = Yielder::default();
         for row in rows {
-            bind_record(&mut stmt, 0, &row.record, &mut state, interner, &tx)?;
+            let values = row.record.field_values();
+            bind_record(
+                &mut stmt,
+                0,
+                &row.record,
+                &values,
+                &mut state,
+                interner,
+                &tx,
+            )?;
             stmt.raw_bind_parameter(IMPORT_KEY_PARAM, row.key.as_str())
                 .map_err(sql("binding an import key"))?;
             // Only rows actually inserted (key not seen before) count in the summaries.
@@ -859,6 +895,180 @@ fn rebuild_rollups(conn: &mut Connection, minute_threshold: u64) -> Result<u64, 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::builder::{Durability, Location};
+    use crate::open::open_connection;
+    use crate::rows::shaped_insert_sql;
+    use proptest::prelude::*;
+    use telemetry_core::testing::arb_record;
+    use telemetry_core::{FieldKind, schema::RECORD_COLUMNS};
+    use telemetry_core::{RECORD_FIELDS, StoredValue};
+
+    fn memory_db() -> Connection {
+        open_connection(
+            &Location::Memory,
+            Durability::Buffered,
+            Duration::from_secs(1),
+        )
+        .expect("an in-memory database")
+    }
+
+    /// Every cell of every `telemetry` row (`quote` and `typeof`), and the stored texts.
+    fn cells(conn: &Connection) -> (Vec<Vec<String>>, Vec<(i64, String)>) {
+        let columns = RECORD_COLUMNS
+            .iter()
+            .map(|c| format!("quote({c}) || ' ' || typeof({c})"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut stmt = conn
+            .prepare(&format!(
+                "SELECT quote(id), {columns} FROM telemetry ORDER BY id"
+            ))
+            .expect("the select");
+        let rows = stmt
+            .query_map([], |row| {
+                (0..=FIELD_COUNT)
+                    .map(|i| row.get::<_, String>(i))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .expect("the rows")
+            .collect::<Result<Vec<_>, _>>()
+            .expect("each row");
+        let mut stmt = conn
+            .prepare("SELECT id, text FROM telemetry_strings ORDER BY id")
+            .expect("the select");
+        let texts = stmt
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .expect("the texts")
+            .collect::<Result<Vec<_>, _>>()
+            .expect("each text");
+        (rows, texts)
+    }
+
+    /// Sets field `i` of `r` to a value at or near its column's default: `how` 0 the default
+    /// itself, 1 a value a shaped insert must still bind (-0.0, a non-empty text).
+    fn near_default(r: &mut TelemetryRecord, i: usize, how: u8) {
+        let value = match (RECORD_FIELDS[i].kind, how) {
+            (FieldKind::OptReal, _) => StoredValue::Null,
+            (FieldKind::Real, 0) => StoredValue::Real(0.0),
+            (FieldKind::Real, _) => StoredValue::Real(-0.0),
+            (FieldKind::Count | FieldKind::Flag, _) => StoredValue::Integer(0),
+            (FieldKind::Text, 0) => StoredValue::Text(b""),
+            (FieldKind::Text, _) => StoredValue::Text(b"ok"),
+            (FieldKind::Json, _) => StoredValue::Text(b"{}"),
+        };
+        // A value the field refuses (an empty enum) leaves it as it was.
+        let _ = r.set_field(i, value);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        /// Records with fields at their column's default, near it or elsewhere, in batches
+        /// whose 8-row statements change shape: the shaped inserts store, cell for cell and
+        /// text for text, what binding every column stores.
+        #[test]
+        fn shaped_inserts_store_what_binding_every_column_stores(
+            batch in proptest::collection::vec(
+                (arb_record(), proptest::collection::vec(0u8..4, FIELD_COUNT)),
+                1..30,
+            ),
+        ) {
+            let records: Vec<Arc<TelemetryRecord>> = batch
+                .into_iter()
+                .map(|(mut r, hows)| {
+                    for (i, how) in hows.into_iter().enumerate() {
+                        if how < 2 {
+                            near_default(&mut r, i, how);
+                        }
+                    }
+                    Arc::new(r)
+                })
+                .collect();
+
+            let mut shaped = memory_db();
+            commit_records(
+                &mut shaped,
+                &mut Interner::default(),
+                &mut KnownRollups::default(),
+                &mut Inserts::default(),
+                &records,
+                u64::MAX,
+            )
+            .expect("the shaped inserts");
+
+            let mut full = memory_db();
+            let tx = full.transaction().expect("a transaction");
+            {
+                let mut interner = Interner::default();
+                let mut stmt = tx
+                    .prepare(&shaped_insert_sql(Shape::ALL, 1, false))
+                    .expect("the full insert");
+                let mut state = BindState::new(1, Shape::ALL);
+                for r in &records {
+                    bind_record(&mut stmt, 0, r, &r.field_values(), &mut state, &mut interner, &tx)
+                        .expect("a bind");
+                    stmt.raw_execute().expect("a row");
+                }
+            }
+            tx.commit().expect("the commit");
+
+            prop_assert_eq!(cells(&shaped), cells(&full));
+        }
+    }
+
+    #[test]
+    fn the_defaults_are_read_again_when_the_schema_changes() {
+        let conn = memory_db();
+        let mut inserts = Inserts::default();
+        let version = |inserts: &Inserts| inserts.schema_version();
+        inserts.for_schema(&conn).expect("the defaults");
+        let first = version(&inserts);
+        inserts.for_schema(&conn).expect("the defaults again");
+        assert_eq!(version(&inserts), first);
+        // Another process migrating the file changes its schema version.
+        conn.execute_batch("CREATE TABLE elsewhere (x)")
+            .expect("a schema change");
+        inserts
+            .for_schema(&conn)
+            .expect("the defaults after the change");
+        assert!(version(&inserts) > first);
+    }
+
+    #[test]
+    fn a_shape_binds_only_the_fields_off_their_default() {
+        let conn = memory_db();
+        let mut inserts = Inserts::default();
+        let (defaults, texts) = inserts.for_schema(&conn).expect("the defaults");
+        let r = TelemetryRecord::default();
+        let values = r.field_values();
+        let shape = defaults.shape_of(&r, &values);
+        // A default record binds the two columns without a default, and nothing else.
+        let bound: Vec<&str> = (0..FIELD_COUNT)
+            .filter(|&i| shape.has(i))
+            .map(|i| RECORD_COLUMNS[i])
+            .collect();
+        assert_eq!(bound, ["timestamp", "model_id"]);
+        assert_eq!(
+            texts.get(shape, 2),
+            "INSERT OR FAIL INTO telemetry (timestamp, model_id) VALUES (?1, ?2), (?3, ?4)"
+        );
+        let r = TelemetryRecord {
+            cost_usd: -0.0,
+            ttft: Some(0.0),
+            agent: "a".into(),
+            ..TelemetryRecord::default()
+        };
+        let values = r.field_values();
+        let shape = defaults.shape_of(&r, &values);
+        for column in ["cost_usd", "ttft", "agent"] {
+            let i = RECORD_COLUMNS
+                .iter()
+                .position(|c| *c == column)
+                .expect("a column");
+            assert!(shape.has(i), "{column} is bound");
+        }
+        assert_eq!(shape.len(), 5);
+    }
 
     #[test]
     fn the_writer_yields_once_per_yield_every_rows() {
