@@ -27,6 +27,9 @@ use crate::telemetry::ProxyTelemetry;
 use crate::upstream::{Routes, Upstream};
 use crate::watch::{Seen, Watch};
 
+/// Inter-token gaps a streamed call has room for from its start (2 KiB).
+const STREAM_GAPS: u64 = 256;
+
 /// Starts the record of each completion call.
 #[derive(Debug, Clone)]
 pub(crate) struct Recorder(Arc<RecorderInner>);
@@ -138,6 +141,11 @@ impl Recorder {
             .api(api, operation);
         if let Some(agent) = agent {
             builder = builder.agent(agent);
+        }
+        if info.stream {
+            // Room for the gaps between this many chunks: a usual answer's stream records its
+            // inter-token gaps without growing the list (from empty: 4, 8, 16, … reallocations).
+            builder = builder.expected_tokens(STREAM_GAPS);
         }
         Exchange {
             recorder: self.clone(),
