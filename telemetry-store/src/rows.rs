@@ -249,27 +249,29 @@ impl Defaults {
         values: &[FieldValue<'_>],
         shape: Shape,
     ) -> bool {
-        let mut left_out = Shape::ALL.0 & !shape.0;
-        while left_out != 0 {
-            let i = left_out.trailing_zeros() as usize;
-            left_out &= left_out - 1;
-            if let (Some(value), Some(unset)) = (values.get(i), self.0.get(i))
-                && !unset.holds(value, r)
-            {
-                return false;
-            }
-        }
-        true
+        self.off_default(r, values, Shape::ALL.0 & !shape.0) == 0
     }
 
     /// The fields of `r` (whose values are `values`) that an insert must bind: those not equal
     /// to their column's default.
     pub(crate) fn shape_of(&self, r: &TelemetryRecord, values: &[FieldValue<'_>]) -> Shape {
-        let mut bits = 0;
-        for (i, (value, unset)) in values.iter().zip(&self.0).enumerate() {
-            bits |= u64::from(!unset.holds(value, r)) << i;
+        Shape(self.off_default(r, values, Shape::ALL.0))
+    }
+
+    /// Of the fields whose bits are set in `among`, those not equal to their column's default.
+    fn off_default(&self, r: &TelemetryRecord, values: &[FieldValue<'_>], among: u64) -> u64 {
+        let mut off = 0;
+        let mut todo = among;
+        while todo != 0 {
+            let i = todo.trailing_zeros() as usize;
+            todo &= todo - 1;
+            if let (Some(value), Some(unset)) = (values.get(i), self.0.get(i))
+                && !unset.holds(value, r)
+            {
+                off |= 1 << i;
+            }
         }
-        Shape(bits)
+        off
     }
 }
 

@@ -36,7 +36,7 @@ use std::sync::atomic::Ordering;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use rusqlite::{Connection, TransactionBehavior};
+use rusqlite::{CachedStatement, Connection, TransactionBehavior};
 use telemetry_core::{FIELD_COUNT, FieldValue, TelemetryRecord};
 
 use crate::error::{StoreError, is_io};
@@ -748,7 +748,7 @@ fn insert_records(
         // case: a recorder's records leave the same fields unset); a batch starts afresh.
         let whole = records.chunks_exact(ROWS_PER_INSERT);
         let rest = whole.remainder().chunks(1);
-        let mut current = None;
+        let mut current: Option<(Shape, CachedStatement<'_>, BindState<'_>)> = None;
         // The field values of a statement's rows, in one place for the batch.
         let mut values = [[FieldValue::Flag(false); FIELD_COUNT]; ROWS_PER_INSERT];
         for group in whole.chain(rest) {
@@ -759,7 +759,7 @@ fn insert_records(
             }
             let reuse = match &current {
                 Some((shape, _, state)) => {
-                    BindState::rows(state) == rows
+                    state.rows() == rows
                         && group
                             .iter()
                             .zip(values.iter())
