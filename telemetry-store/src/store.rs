@@ -308,8 +308,14 @@ impl TelemetryStore {
     /// and writers in other processes wait and then drop or fail (run it while nothing else
     /// records). It needs free disk of about twice [`FileSpace::used_bytes`]: once for SQLite's
     /// temporary copy (in `SQLITE_TMPDIR`, `TMPDIR` or `/var/tmp`), once for the write-ahead log
-    /// beside the file; see [`file_space`](Self::file_space). Every row and summary row is kept
-    /// as it is.
+    /// beside the file; see [`file_space`](Self::file_space). Every row and summary row is kept.
+    ///
+    /// Before the rewrite, the rows' repeated texts are stored once (one transaction), as the
+    /// writer stores those of new rows since schema V5: a text of 4 bytes or more that two
+    /// cells of a column hold, or that is stored once already, goes to `telemetry_strings` and
+    /// its cells take its id. Rows written before V5 (which hold every text) shrink to what a
+    /// V5 writer writes, and so does the first row of each text since (which the writer keeps
+    /// with its text); every row reads back exactly as before.
     pub fn compact(&self) -> Result<u64, StoreError> {
         self.control(ControlKind::Compact)
     }

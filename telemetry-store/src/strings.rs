@@ -125,3 +125,73 @@ fn text_of(conn: &Connection, id: i64) -> Result<String, StoreError> {
             detail: format!("no text with id {id}"),
         })
 }
+
+/// Stores once, in the caller's transaction, every text of the rows that the writer would store
+/// once today but that a row holds itself: the texts of rows written before V5 (which hold all
+/// their texts) and the first row of each text stored since (a writer keeps the first row of
+/// each text it meets with its text). A text of at least [`MIN_LEN`] bytes held by two or more
+/// cells of a column, or already in `telemetry_strings`, is stored there (a stored text keeps
+/// its id) and every such cell takes its id. Every row reads back exactly as before (readers
+/// take both forms); returns how many rows changed.
+///
+/// One `UPDATE` rewrites each changed row once; like `VACUUM`, a rewrite of the rows goes
+/// through the write-ahead log.
+pub(crate) fn store_texts_once(tx: &Connection) -> Result<u64, StoreError> {
+    let columns: Vec<&str> = telemetry_core::RECORD_FIELDS
+        .iter()
+        .filter(|f| f.kind.stored_once())
+        .map(|f| f.name)
+        .collect();
+    // A cell the writer could give an id: a text, long enough (in bytes, as `may_store`).
+    let storable = |c: &str| {
+        format!(
+            "typeof(telemetry.{c}) = 'text' \
+             AND length(CAST(telemetry.{c} AS BLOB)) >= {MIN_LEN}"
+        )
+    };
+    for c in &columns {
+        // In the order the rows first hold them, so that ids follow the rows.
+        tx.execute(
+            &format!(
+                "INSERT OR IGNORE INTO telemetry_strings (text) \
+                 SELECT telemetry.{c} FROM telemetry WHERE {} \
+                 GROUP BY telemetry.{c} HAVING count(*) > 1 ORDER BY min(telemetry.id)",
+                storable(c)
+            ),
+            [],
+        )
+        .map_err(|e| StoreError::sqlite("storing the rows' repeated texts once", e))?;
+    }
+    // The cell value of a stored text's id: the id's decimal digits as a blob (`stored_id`).
+    let id_of = |c: &str| {
+        format!(
+            "(SELECT CAST(CAST(s.id AS TEXT) AS BLOB) FROM telemetry_strings AS s \
+             WHERE s.text = telemetry.{c})"
+        )
+    };
+    let set: Vec<String> = columns
+        .iter()
+        .map(|c| {
+            format!(
+                "{c} = CASE WHEN {} THEN coalesce({}, telemetry.{c}) ELSE telemetry.{c} END",
+                storable(c),
+                id_of(c)
+            )
+        })
+        .collect();
+    let any: Vec<String> = columns
+        .iter()
+        .map(|c| format!("({} AND {} IS NOT NULL)", storable(c), id_of(c)))
+        .collect();
+    let rows = tx
+        .execute(
+            &format!(
+                "UPDATE telemetry SET {} WHERE {}",
+                set.join(", "),
+                any.join(" OR ")
+            ),
+            [],
+        )
+        .map_err(|e| StoreError::sqlite("replacing the rows' texts by their ids", e))?;
+    Ok(rows as u64)
+}

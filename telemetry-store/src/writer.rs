@@ -49,7 +49,7 @@ use crate::rows::{
     BindState, IMPORT_KEY_PARAM, IMPORT_SQL, Inserts, ROWS_PER_INSERT, Shape, bind_record,
 };
 use crate::stats::Counters;
-use crate::strings::Interner;
+use crate::strings::{Interner, store_texts_once};
 
 /// Rows a batch inserts between two yields of the writer's CPU (about 80 µs of work).
 pub(crate) const YIELD_EVERY_ROWS: usize = 32;
@@ -871,14 +871,28 @@ fn clear(conn: &mut Connection) -> Result<u64, StoreError> {
     Ok(deleted as u64)
 }
 
-/// `VACUUM` with incremental auto-vacuum, its temporary copy on disk rather than in memory
-/// (the copy is the size of the data), then the write-ahead log folded back and truncated.
+/// The rows' repeated texts stored once ([`store_texts_once`], in one transaction, the log then
+/// folded back and truncated), then `VACUUM` with incremental auto-vacuum, with temporary data
+/// on disk rather than in memory (the copy is the size of the data), then the write-ahead log
+/// folded back and truncated again.
 fn compact(conn: &mut Connection) -> Result<u64, StoreError> {
-    let result =
-        conn.execute_batch("PRAGMA temp_store = FILE; PRAGMA auto_vacuum = INCREMENTAL; VACUUM;");
+    let result = conn
+        .execute_batch("PRAGMA temp_store = FILE")
+        .map_err(sql("setting pragmas"))
+        .and_then(|()| {
+            let tx = begin(conn)?;
+            let rows = store_texts_once(&tx)?;
+            tx.commit()
+                .map_err(sql("committing the texts stored once"))?;
+            tracing::debug!(rows, "compact: repeated texts of older rows stored once");
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+                .map_err(sql("checkpointing after storing texts once"))?;
+            conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL; VACUUM;")
+                .map_err(sql("rewriting the file (VACUUM)"))
+        });
     // Back to the setting of `open::configure` whatever happened.
     let restored = conn.execute_batch("PRAGMA temp_store = MEMORY");
-    result.map_err(sql("rewriting the file (VACUUM)"))?;
+    result?;
     restored.map_err(sql("setting pragmas"))?;
     conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
         .map_err(sql("checkpointing after VACUUM"))?;

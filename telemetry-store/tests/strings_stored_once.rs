@@ -201,3 +201,125 @@ fn a_batch_that_rolls_back_leaves_no_id_pointing_nowhere() {
     records.remove(500);
     assert_eq!(common::read_all(&conn), records);
 }
+
+/// How many texts `telemetry_strings` holds.
+fn stored_texts(conn: &Connection) -> i64 {
+    conn.query_row("SELECT count(*) FROM telemetry_strings", [], |r| r.get(0))
+        .unwrap()
+}
+
+/// The file's size once packed by a plain `VACUUM` (of a copy: the file itself is untouched).
+fn vacuumed_size(path: &Path) -> u64 {
+    let copy = path.with_extension("copy.db");
+    common::connect(path)
+        .execute(&format!("VACUUM INTO '{}'", copy.display()), [])
+        .unwrap();
+    let size = std::fs::metadata(&copy).unwrap().len();
+    std::fs::remove_file(&copy).unwrap();
+    size
+}
+
+/// `compact` gives the rows of a file from before V5 what a V5 store writes: each repeated text
+/// once in `telemetry_strings` and its id in the rows. Every record and summary reads back as
+/// before, a text met once stays in its row, and the file is smaller than the same rows packed.
+#[test]
+fn compact_stores_the_repeated_texts_of_rows_from_before_v5_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let records: Vec<TelemetryRecord> = (0..3_000).map(run_record).collect();
+    write(&path, &records);
+    back_to_v4(&path);
+    // Opening migrates it to V5; the old rows keep their texts.
+    TelemetryStore::open(&path).unwrap().close().unwrap();
+    let conn = common::connect(&path);
+    assert_eq!(ids_in(&conn, "model_id"), 0);
+    assert_eq!(stored_texts(&conn), 0);
+    let summaries = common::read_rollups(&conn);
+    drop(conn);
+    let packed = vacuumed_size(&path);
+
+    let store = TelemetryStore::open(&path).unwrap();
+    let size = store.compact().unwrap();
+    store.close().unwrap();
+
+    let conn = common::connect(&path);
+    assert_eq!(common::read_all(&conn), records);
+    assert_eq!(common::read_rollups(&conn), summaries);
+    common::assert_consistent(&conn);
+    for column in ["model_id", "agent", "metadata", "operation", "engine"] {
+        assert_eq!(ids_in(&conn, column), 3_000, "{column}");
+    }
+    assert_eq!(ids_in(&conn, "batch_id"), 0, "shorter than an id: kept");
+    let unique: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM telemetry WHERE error_message = 'a message met once'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(unique, 1, "a text met once stays in its row");
+    assert!(
+        size < packed * 9 / 10,
+        "{size} bytes against {packed} packed"
+    );
+}
+
+/// On a V5 file, `compact` gives each text's first row (which the writer keeps with its text)
+/// the id too, and stores no text again; records written after it reuse the same ids.
+#[test]
+fn compact_on_a_v5_file_gives_first_rows_their_ids_and_stores_nothing_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let records: Vec<TelemetryRecord> = (0..1_200).map(run_record).collect();
+    write(&path, &records[..1_000]);
+    let conn = common::connect(&path);
+    assert_eq!(ids_in(&conn, "model_id"), 1_000 - 3);
+    let texts = stored_texts(&conn);
+
+    let store = TelemetryStore::open(&path).unwrap();
+    store.compact().unwrap();
+    assert_eq!(ids_in(&conn, "model_id"), 1_000);
+    for r in &records[1_000..] {
+        store.record(r).unwrap();
+    }
+    store.close().unwrap();
+    // A writer keeps the first row of each text it meets with its text (it does not look the
+    // table up for a text met once), as any new writer does.
+    assert_eq!(ids_in(&conn, "model_id"), 1_200 - 3);
+    assert_eq!(stored_texts(&conn), texts);
+    assert_eq!(common::read_all(&conn), records);
+    common::assert_consistent(&conn);
+}
+
+/// The length that decides is in bytes, as the writer's: a 2-character text of 6 bytes is
+/// stored once, a 3-byte one is not; texts in other columns or met once are left.
+#[test]
+fn compact_measures_texts_in_bytes_as_the_writer_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let records: Vec<TelemetryRecord> = (0..40)
+        .map(|i| {
+            let mut r = run_record(i);
+            r.agent = if i % 2 == 0 { "日本" } else { "abc" }.to_owned();
+            r.error_message = format!("only once {i}");
+            r
+        })
+        .collect();
+    write(&path, &records);
+    back_to_v4(&path);
+    let store = TelemetryStore::open(&path).unwrap();
+    store.compact().unwrap();
+    store.close().unwrap();
+    let conn = common::connect(&path);
+    assert_eq!(ids_in(&conn, "agent"), 20);
+    assert_eq!(ids_in(&conn, "error_message"), 0);
+    let kept: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM telemetry WHERE agent = 'abc'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(kept, 20);
+    assert_eq!(common::read_all(&conn), records);
+}
