@@ -34,14 +34,17 @@ fn write(path: &Path, records: &[TelemetryRecord]) {
     store.close().unwrap();
 }
 
+/// The one integer `sql` selects.
+fn number(conn: &Connection, sql: &str) -> i64 {
+    conn.query_row(sql, [], |r| r.get(0)).unwrap()
+}
+
 /// How many cells of `column` hold an id (a blob) rather than a text.
 fn ids_in(conn: &Connection, column: &str) -> i64 {
-    conn.query_row(
+    number(
+        conn,
         &format!("SELECT count(*) FROM telemetry WHERE typeof({column}) = 'blob'"),
-        [],
-        |r| r.get(0),
     )
-    .unwrap()
 }
 
 #[test]
@@ -62,20 +65,15 @@ fn repeated_texts_are_stored_once_and_every_row_reads_back_as_written() {
     ] {
         assert_eq!(ids_in(&conn, column), 2_000 - distinct, "{column}");
     }
-    let unique: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM telemetry WHERE error_message = 'a message met once'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let unique = number(
+        &conn,
+        "SELECT count(*) FROM telemetry WHERE error_message = 'a message met once'",
+    );
     assert_eq!(unique, 1, "a text met once stays in its row");
     // Shorter than an id could be ("b0".."b19"): never stored once ("vllm", 4 bytes, is).
     assert_eq!(ids_in(&conn, "batch_id"), 0);
     assert_eq!(ids_in(&conn, "engine"), 2_000 - 2);
-    let strings: i64 = conn
-        .query_row("SELECT count(*) FROM telemetry_strings", [], |r| r.get(0))
-        .unwrap();
+    let strings = stored_texts(&conn);
     assert!((5..40).contains(&strings), "{strings} texts stored once");
     common::assert_consistent(&conn);
 }
@@ -87,13 +85,9 @@ fn another_run_reuses_the_stored_texts() {
     let records: Vec<TelemetryRecord> = (0..600).map(run_record).collect();
     write(&path, &records[..300]);
     let conn = common::connect(&path);
-    let before: i64 = conn
-        .query_row("SELECT count(*) FROM telemetry_strings", [], |r| r.get(0))
-        .unwrap();
+    let before = stored_texts(&conn);
     write(&path, &records[300..]);
-    let after: i64 = conn
-        .query_row("SELECT count(*) FROM telemetry_strings", [], |r| r.get(0))
-        .unwrap();
+    let after = stored_texts(&conn);
     assert_eq!(before, after, "the same texts are not stored twice");
     assert_eq!(common::read_all(&conn), records);
 }
@@ -140,13 +134,7 @@ fn a_file_from_before_v5_keeps_every_record_and_summary_and_takes_new_ones() {
     // Opening migrates it; the old rows keep their texts, the new ones store them once.
     write(&path, &records[1_000..]);
     let conn = common::connect(&path);
-    let version: i64 = conn
-        .query_row(
-            "SELECT MAX(version) FROM refinery_schema_history",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let version = number(&conn, "SELECT MAX(version) FROM refinery_schema_history");
     assert_eq!(version, 5);
     assert_eq!(common::read_all(&conn), records);
     assert_eq!(ids_in(&conn, "model_id"), 500 - 3);
@@ -190,13 +178,10 @@ fn a_batch_that_rolls_back_leaves_no_id_pointing_nowhere() {
     assert_eq!(store.stats().rejected, 1, "{:?}", store.stats());
     store.close().unwrap();
     let conn = common::connect(&path);
-    let dangling: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM telemetry_records WHERE agent IS NULL OR metadata IS NULL",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let dangling = number(
+        &conn,
+        "SELECT count(*) FROM telemetry_records WHERE agent IS NULL OR metadata IS NULL",
+    );
     assert_eq!(dangling, 0);
     records.remove(500);
     assert_eq!(common::read_all(&conn), records);
@@ -204,8 +189,7 @@ fn a_batch_that_rolls_back_leaves_no_id_pointing_nowhere() {
 
 /// How many texts `telemetry_strings` holds.
 fn stored_texts(conn: &Connection) -> i64 {
-    conn.query_row("SELECT count(*) FROM telemetry_strings", [], |r| r.get(0))
-        .unwrap()
+    number(conn, "SELECT count(*) FROM telemetry_strings")
 }
 
 /// The file's size once packed by a plain `VACUUM` (of a copy: the file itself is untouched).
@@ -250,13 +234,10 @@ fn compact_stores_the_repeated_texts_of_rows_from_before_v5_once() {
         assert_eq!(ids_in(&conn, column), 3_000, "{column}");
     }
     assert_eq!(ids_in(&conn, "batch_id"), 0, "shorter than an id: kept");
-    let unique: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM telemetry WHERE error_message = 'a message met once'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let unique = number(
+        &conn,
+        "SELECT count(*) FROM telemetry WHERE error_message = 'a message met once'",
+    );
     assert_eq!(unique, 1, "a text met once stays in its row");
     assert!(
         size < packed * 9 / 10,
@@ -313,13 +294,7 @@ fn compact_measures_texts_in_bytes_as_the_writer_does() {
     let conn = common::connect(&path);
     assert_eq!(ids_in(&conn, "agent"), 20);
     assert_eq!(ids_in(&conn, "error_message"), 0);
-    let kept: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM telemetry WHERE agent = 'abc'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let kept = number(&conn, "SELECT count(*) FROM telemetry WHERE agent = 'abc'");
     assert_eq!(kept, 20);
     assert_eq!(common::read_all(&conn), records);
 }
