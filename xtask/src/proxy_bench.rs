@@ -12,8 +12,10 @@
 //! other load does not change — comes with each throughput.
 //!
 //! It prints the medians, the ratios ours/nginx (throughput: the median of the rounds' ratios;
-//! latency: of the medians, nginx's and ours less direct's p50), `/proc/loadavg` before and after,
-//! and the proxy's own stop line: every call recorded and written, none dropped, or it fails.
+//! latency: of the medians, nginx's and ours less direct's p50), each round's throughput ratio
+//! (sorted) and the median ratio's distribution-free interval (order statistics, at least 95 %
+//! coverage from 6 rounds on; fewer allow less), `/proc/loadavg` before and after, and the
+//! proxy's own stop line: every call recorded and written, none dropped, or it fails.
 //!
 //! ```text
 //! cargo xtask proxy-bench [--rounds 3] [--seconds 4] [--connections 64] [--threads 1]
@@ -477,6 +479,12 @@ impl Report {
             sorted_list(self.round_ratios(Load::Blocking)),
             sorted_list(self.round_ratios(Load::Stream))
         );
+        let _ = writeln!(
+            t,
+            "ours/nginx median's distribution-free interval (its coverage): blocking {}; streams {}",
+            interval_text(self.round_ratios(Load::Blocking)),
+            interval_text(self.round_ratios(Load::Stream))
+        );
         t
     }
 
@@ -498,6 +506,45 @@ fn sorted_list(mut values: Vec<f64>) -> String {
         .map(|v| format!("{v:.2}"))
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// The distribution-free confidence interval of the median of `values` (independent rounds,
+/// any distribution): the order statistics `[x(k), x(n+1-k)]` (1-based, sorted) with the largest
+/// `k` whose coverage, `1 - 2 P(B < k)` for `B ~ Binomial(n, 1/2)`, is still at least 95 %, or
+/// `k = 1` (the whole range) when none is. Returns (low, high, coverage); `None` for no values.
+/// With 15 rounds it is `[x(4), x(12)]` at 96.5 %; with 5, the range at 93.8 %.
+fn median_interval(mut values: Vec<f64>) -> Option<(f64, f64, f64)> {
+    let n = values.len();
+    if n == 0 {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    // P(B <= i) for i = 0, 1, ...: the binomial's terms in logarithms (no overflow for any n).
+    let mut log_term = -(n as f64) * std::f64::consts::LN_2;
+    let mut below = 0.0; // P(B < k)
+    let mut best = (1, 1.0 - 2.0 * log_term.exp());
+    for k in 1..=n / 2 {
+        below += log_term.exp();
+        let coverage = 1.0 - 2.0 * below;
+        if k > 1 && coverage < 0.95 {
+            break;
+        }
+        best = (k, coverage);
+        log_term += ((n - (k - 1)) as f64).ln() - (k as f64).ln();
+    }
+    let (k, coverage) = best;
+    Some((values[k - 1], values[n - k], coverage.max(0.0)))
+}
+
+/// [`median_interval`] as `median [low, high] (coverage %)`, or `-` for no rounds.
+fn interval_text(values: Vec<f64>) -> String {
+    let m = median(values.clone());
+    match median_interval(values) {
+        Some((low, high, coverage)) => {
+            format!("{m:.2} [{low:.2}, {high:.2}] ({:.0} %)", coverage * 100.0)
+        }
+        None => "-".to_owned(),
+    }
 }
 
 /// The median (NaN for none).
@@ -913,6 +960,36 @@ mod tests {
     fn round_ratios_are_listed_sorted() {
         assert_eq!(sorted_list(vec![1.04, 0.956, 1.0]), "0.96 1.00 1.04");
         assert_eq!(sorted_list(Vec::new()), "");
+    }
+
+    #[test]
+    fn the_median_interval_is_the_order_statistics_of_its_coverage() {
+        let fifteen: Vec<f64> = (1..=15).map(f64::from).collect();
+        let (low, high, coverage) = median_interval(fifteen).unwrap();
+        // P(B <= 3) for B ~ Binomial(15, 1/2) = 576 / 32768.
+        assert_eq!((low, high), (4.0, 12.0));
+        assert!(
+            (coverage - (1.0 - 2.0 * 576.0 / 32768.0)).abs() < 1e-12,
+            "{coverage}"
+        );
+        // Five rounds: no interval reaches 95 %, so the whole range, at 1 - 2/32.
+        let (low, high, coverage) = median_interval(vec![1.02, 0.9, 1.1, 0.95, 1.0]).unwrap();
+        assert_eq!((low, high), (0.9, 1.1));
+        assert!((coverage - 0.9375).abs() < 1e-12, "{coverage}");
+        // One round says nothing about where the median lies.
+        assert_eq!(median_interval(vec![1.0]), Some((1.0, 1.0, 0.0)));
+        assert_eq!(median_interval(Vec::new()), None);
+        // Many rounds: no overflow, and the interval narrows towards the middle.
+        let many: Vec<f64> = (1..=2000).map(f64::from).collect();
+        let (low, high, coverage) = median_interval(many).unwrap();
+        assert!(
+            low > 900.0 && high < 1100.0 && coverage >= 0.95,
+            "{low} {high} {coverage}"
+        );
+        assert_eq!(
+            interval_text(vec![1.02, 0.9, 1.1, 0.95, 1.0]),
+            "1.00 [0.90, 1.10] (94 %)"
+        );
     }
 
     #[test]
