@@ -47,7 +47,7 @@ pub(crate) const MAX_HEADERS: usize = 256;
 /// writes to the client and two segments).
 const READ_SIZE: usize = 8 * 1024;
 /// Longest chunk-size line (extensions included), and longest trailer section.
-const MAX_CHUNK_LINE: usize = 4096;
+pub(crate) const MAX_CHUNK_LINE: usize = 4096;
 const MAX_TRAILERS: usize = 16 * 1024;
 /// Pieces passed to one vectored write.
 const MAX_IOVECS: usize = 64;
@@ -379,10 +379,12 @@ enum Chunk {
         size: u64,
         digits: u8,
     },
-    /// After the size: an extension or whitespace, up to the line's CR (`len` bytes so far).
+    /// After the size: whitespace, then `;` and the extensions, up to the line's CR (`len`
+    /// bytes so far; `named`: the `;` was met).
     Ext {
         size: u64,
         len: usize,
+        named: bool,
     },
     /// The size line's LF.
     SizeLf {
@@ -519,14 +521,30 @@ impl BodyDecoder {
                     }
                     _ if digits == 0 => return Err(bad("chunk size is not hexadecimal")),
                     b'\r' => Chunk::SizeLf { size },
-                    b';' | b' ' | b'\t' => Chunk::Ext { size, len: 1 },
+                    b';' | b' ' | b'\t' => Chunk::Ext {
+                        size,
+                        len: 1,
+                        named: b == b';',
+                    },
                     _ => return Err(bad("invalid byte after the chunk size")),
                 },
-                Chunk::Ext { size, len } => match b {
+                Chunk::Ext { size, len, named } => match b {
                     b'\r' => Chunk::SizeLf { size },
                     b'\n' => return Err(bad("bare LF in a chunk-size line")),
-                    _ if len >= MAX_CHUNK_LINE => return Err(bad("chunk extension too long")),
-                    _ => Chunk::Ext { size, len: len + 1 },
+                    _ if len >= MAX_CHUNK_LINE => return Err(bad("chunk-size line too long")),
+                    // Only whitespace between the size and the first `;` (RFC 9112 §7.1.1).
+                    b';' | b' ' | b'\t' => Chunk::Ext {
+                        size,
+                        len: len + 1,
+                        named: named || b == b';',
+                    },
+                    _ if !named => return Err(bad("invalid chunk-size line")),
+                    0..0x20 | 0x7f => return Err(bad("control character in a chunk extension")),
+                    _ => Chunk::Ext {
+                        size,
+                        len: len + 1,
+                        named,
+                    },
                 },
                 Chunk::SizeLf { size } => match b {
                     b'\n' if size == 0 => Chunk::Trailer { line: 0, total: 0 },
@@ -1457,7 +1475,7 @@ mod tests {
 
     #[test]
     fn malformed_chunks_are_errors() {
-        let cases: [&[u8]; 8] = [
+        let cases: [&[u8]; 11] = [
             b"x\r\n",
             b"5\r\nhelloX\r\n",
             b"5\r\nhello\rX",
@@ -1466,6 +1484,10 @@ mod tests {
             b"11111111111111111\r\n",
             b"0\r\nX-Trailer: 1\n\r\n",
             b"0\r\n\rX",
+            // Only whitespace before the first `;`, and no control byte in an extension.
+            b"1 x\r\n",
+            b"1;\x01\r\n",
+            b"1;a=\x7f\r\n",
         ];
         for input in cases {
             let e = decode(Framing::Chunked, input, &[]).unwrap_err();

@@ -14,10 +14,6 @@ use http::{Method, StatusCode, Uri, Version};
 
 /// Header fields a request head may have.
 pub(crate) const MAX_HEADERS: usize = 100;
-/// Longest chunk-size line (with extensions) of a chunked body.
-const MAX_CHUNK_LINE: usize = 4096;
-/// Most bytes of trailer fields at the end of a chunked body (they are read and dropped).
-const MAX_TRAILERS: usize = 16 * 1024;
 
 /// Why a request head was refused; the connection is answered [`HeadError::status`] and closed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -197,170 +193,41 @@ pub(crate) enum Decoded {
     NeedMore,
 }
 
-/// Takes a body out of the read buffer, piece by piece, as its framing delimits it.
+/// Takes a body out of the read buffer, piece by piece, as its framing delimits it: the
+/// upstream client's decoder ([`crate::h1::BodyDecoder`]), so that a request's chunked framing
+/// and an answer's are read by the same code, as strictly.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum BodyDecoder {
-    /// Bytes of a `Content-Length` body still to come.
-    Length(u64),
-    /// A chunked body.
-    Chunked(Chunked),
-}
-
-/// Where a chunked body's reading is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Chunked {
-    /// At a chunk-size line.
-    Size,
-    /// Inside a chunk's data, this many bytes left.
-    Data(u64),
-    /// After a chunk's data, at its CRLF.
-    DataEnd,
-    /// In the trailer section, this many bytes of it read.
-    Trailers(usize),
-    /// Past the last CRLF.
-    Done,
-}
+pub(crate) struct BodyDecoder(crate::h1::BodyDecoder);
 
 impl BodyDecoder {
     /// The decoder of a body framed so.
     pub fn new(framing: Framing) -> BodyDecoder {
-        match framing {
-            Framing::Length(n) => BodyDecoder::Length(n),
-            Framing::Chunked => BodyDecoder::Chunked(Chunked::Size),
-        }
+        BodyDecoder(crate::h1::BodyDecoder::new(match framing {
+            Framing::Length(n) => crate::h1::Framing::Length(n),
+            Framing::Chunked => crate::h1::Framing::Chunked,
+        }))
     }
 
     /// Whether the whole body has been taken.
     pub fn is_done(&self) -> bool {
-        matches!(
-            self,
-            BodyDecoder::Length(0) | BodyDecoder::Chunked(Chunked::Done)
-        )
+        self.0.is_done()
     }
 
     /// Bytes still to come, when known.
     pub fn remaining(&self) -> Option<u64> {
-        match self {
-            BodyDecoder::Length(n) => Some(*n),
-            BodyDecoder::Chunked(Chunked::Done) => Some(0),
-            BodyDecoder::Chunked(_) => None,
-        }
+        self.0.remaining()
     }
 
     /// Takes the next piece of the body off the front of `buf`.
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Decoded, ChunkError> {
-        match self {
-            BodyDecoder::Length(0) => Ok(Decoded::End),
-            BodyDecoder::Length(n) => {
-                if buf.is_empty() {
-                    return Ok(Decoded::NeedMore);
-                }
-                let take = usize::try_from(*n).unwrap_or(usize::MAX).min(buf.len());
-                *n -= take as u64;
-                Ok(Decoded::Data(buf.split_to(take).freeze()))
-            }
-            BodyDecoder::Chunked(state) => decode_chunked(state, buf),
+        match self.0.next(buf) {
+            Ok(Some(data)) => Ok(Decoded::Data(data)),
+            Ok(None) if self.0.is_done() => Ok(Decoded::End),
+            Ok(None) => Ok(Decoded::NeedMore),
+            Err(crate::h1::ParseError::Chunk(what)) => Err(ChunkError(what)),
+            Err(_) => Err(ChunkError("malformed body")),
         }
     }
-}
-
-fn decode_chunked(state: &mut Chunked, buf: &mut BytesMut) -> Result<Decoded, ChunkError> {
-    loop {
-        match *state {
-            Chunked::Size => {
-                let Some(line) = take_line(buf, MAX_CHUNK_LINE, "chunk-size line too long")? else {
-                    return Ok(Decoded::NeedMore);
-                };
-                let size = parse_chunk_size(&line)?;
-                *state = if size == 0 {
-                    Chunked::Trailers(0)
-                } else {
-                    Chunked::Data(size)
-                };
-            }
-            Chunked::Data(n) => {
-                if buf.is_empty() {
-                    return Ok(Decoded::NeedMore);
-                }
-                let take = usize::try_from(n).unwrap_or(usize::MAX).min(buf.len());
-                let left = n - take as u64;
-                *state = if left == 0 {
-                    Chunked::DataEnd
-                } else {
-                    Chunked::Data(left)
-                };
-                return Ok(Decoded::Data(buf.split_to(take).freeze()));
-            }
-            Chunked::DataEnd => match buf.get(..2) {
-                Some(b"\r\n") => {
-                    let _ = buf.split_to(2);
-                    *state = Chunked::Size;
-                }
-                Some(_) => return Err(ChunkError("chunk data not followed by CRLF")),
-                None if buf.first().is_some_and(|&b| b != b'\r') => {
-                    return Err(ChunkError("chunk data not followed by CRLF"));
-                }
-                None => return Ok(Decoded::NeedMore),
-            },
-            Chunked::Trailers(read) => {
-                let Some(line) = take_line(buf, MAX_TRAILERS - read, "trailers too large")? else {
-                    return Ok(Decoded::NeedMore);
-                };
-                if line.is_empty() {
-                    *state = Chunked::Done;
-                    return Ok(Decoded::End);
-                }
-                *state = Chunked::Trailers(read + line.len() + 2);
-            }
-            Chunked::Done => return Ok(Decoded::End),
-        }
-    }
-}
-
-/// Takes a CRLF-ended line off `buf` (without its CRLF); `None` until its end has come.
-fn take_line(
-    buf: &mut BytesMut,
-    max: usize,
-    too_long: &'static str,
-) -> Result<Option<BytesMut>, ChunkError> {
-    let Some(at) = memchr::memchr(b'\n', buf) else {
-        return if buf.len() > max {
-            Err(ChunkError(too_long))
-        } else {
-            Ok(None)
-        };
-    };
-    if at > max {
-        return Err(ChunkError(too_long));
-    }
-    if at == 0 || buf[at - 1] != b'\r' {
-        return Err(ChunkError("line not ended by CRLF"));
-    }
-    let mut line = buf.split_to(at + 1);
-    line.truncate(at - 1);
-    Ok(Some(line))
-}
-
-/// A chunk-size line: hex digits, then optionally whitespace and `;` extensions (ignored).
-fn parse_chunk_size(line: &[u8]) -> Result<u64, ChunkError> {
-    let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
-    if digits == 0 {
-        return Err(ChunkError("chunk size is not hexadecimal"));
-    }
-    if digits > 15 {
-        return Err(ChunkError("chunk size too large"));
-    }
-    let rest = line[digits..].trim_ascii_start();
-    if !rest.is_empty() && rest[0] != b';' {
-        return Err(ChunkError("invalid chunk-size line"));
-    }
-    if rest.iter().any(|&b| b < 0x20 && b != b'\t') {
-        return Err(ChunkError("control character in a chunk extension"));
-    }
-    Ok(line[..digits].iter().fold(0u64, |n, &d| {
-        // `d` is a hex digit: to_digit cannot fail.
-        n * 16 + u64::from((d as char).to_digit(16).unwrap_or(0))
-    }))
 }
 
 /// The `Connection` header a response carries.
@@ -517,6 +384,7 @@ pub(crate) fn has_token(value: &[u8], token: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::h1::MAX_CHUNK_LINE;
     use proptest::prelude::*;
 
     fn parse(text: &[u8]) -> Result<Option<Head>, HeadError> {
