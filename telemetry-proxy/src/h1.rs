@@ -30,7 +30,6 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::time::{Instant, Sleep};
 
 use crate::fields::{self, Fields, same_name};
-use crate::h1_server::chunk_size_line;
 use crate::hop;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -1061,6 +1060,24 @@ where
         }
         _ => Err(e),
     }
+}
+
+/// Appends a chunk's size line (hex, CRLF) to `out`.
+pub(crate) fn chunk_size_line(out: &mut Vec<u8>, len: usize) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut digits = [0u8; 16];
+    let mut at = digits.len();
+    let mut n = len;
+    loop {
+        at -= 1;
+        digits[at] = HEX[n & 15];
+        n >>= 4;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+    out.extend_from_slice(b"\r\n");
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::{Bytes, BytesMut};
 
 use crate::fields::{Fields, Span, parse_length, same_name};
+pub(crate) use crate::h1::chunk_size_line;
 use http::{Method, StatusCode, Uri, Version};
 
 /// Header fields a request head may have.
@@ -354,24 +355,6 @@ fn write_decimal(out: &mut Vec<u8>, mut n: u64) {
         }
     }
     out.extend_from_slice(&digits[at..]);
-}
-
-/// Appends a chunk's size line (hex, CRLF) to `out`.
-pub(crate) fn chunk_size_line(out: &mut Vec<u8>, len: usize) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut digits = [0u8; 16];
-    let mut at = digits.len();
-    let mut n = len;
-    loop {
-        at -= 1;
-        digits[at] = HEX[n & 15];
-        n >>= 4;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[at..]);
-    out.extend_from_slice(b"\r\n");
 }
 
 /// Whether a header value lists `token` (comma-separated, any case).

@@ -18,5 +18,4 @@ mod conn;
 
 pub(crate) use body::{BodyError, RequestBody};
 /// Also the upstream client's, for the request bodies it sends chunked.
-pub(crate) use codec::chunk_size_line;
 pub(crate) use conn::{Options, serve};
