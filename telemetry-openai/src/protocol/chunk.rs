@@ -736,14 +736,36 @@ fn scan_tool_call(s: &mut Scanner<'_>) -> Option<bool> {
     Some(output)
 }
 
+/// An object read as serde reads a struct with a flattened map: the members `known` names
+/// (each key with its quotes) at most once each, their values read by `member(s, i)` for
+/// `known[i]`; every other member skipped, checked as the map would read it.
+#[inline(always)]
+fn scan_struct<const N: usize>(
+    outer: &mut Scanner<'_>,
+    known: &[&[u8]; N],
+    mut member: impl FnMut(&mut Scanner<'_>, usize) -> Option<()>,
+) -> Option<()> {
+    // A copy that stays in registers (the callers are out of line).
+    let s = &mut outer.clone();
+    let mut keys = Keys::default();
+    s.object_keyed(known, false, |s, key| match key {
+        Key::Known(i) => {
+            // A known key given twice is refused (serde reads a struct so).
+            keys.once(i)?;
+            member(s, i)
+        }
+        Key::Other(_) => s.skip_checked(),
+    })?;
+    outer.jump(s.pos());
+    Some(())
+}
+
 /// A `usage` object ([`ApiUsage`]; its unknown fields are skipped, checked as its flattened
 /// map would read them).
 pub(crate) fn scan_usage(outer: &mut Scanner<'_>) -> Option<ScannedUsage> {
-    // A copy that stays in registers (this reader is out of line).
-    let s = &mut outer.clone();
-    let mut keys = Keys::default();
     let mut usage = ScannedUsage::default();
-    s.object_keyed(
+    scan_struct(
+        outer,
         &[
             b"\"prompt_tokens\"",
             b"\"completion_tokens\"",
@@ -751,34 +773,19 @@ pub(crate) fn scan_usage(outer: &mut Scanner<'_>) -> Option<ScannedUsage> {
             b"\"prompt_tokens_details\"",
             b"\"completion_tokens_details\"",
         ],
-        false,
-        |s, key| {
-            // A known key given twice is refused (serde reads a struct so).
-            if let Key::Known(i) = key {
-                keys.once(i)?;
-            }
-            match key {
-                Key::Known(0) => {
-                    usage.prompt_tokens = s.u64()?;
-                }
-                Key::Known(1) => {
-                    usage.completion_tokens = s.u64()?;
-                }
-                Key::Known(2) => {
-                    usage.total_tokens = s.u64()?;
-                }
-                Key::Known(3) => {
-                    usage.prompt_details = s.opt(|s| scan_detail(s, b"cached_tokens"))?;
-                }
-                Key::Known(4) => {
+        |s, i| {
+            match i {
+                0 => usage.prompt_tokens = s.u64()?,
+                1 => usage.completion_tokens = s.u64()?,
+                2 => usage.total_tokens = s.u64()?,
+                3 => usage.prompt_details = s.opt(|s| scan_detail(s, b"cached_tokens"))?,
+                _ => {
                     usage.completion_details = s.opt(|s| scan_detail(s, b"reasoning_tokens"))?;
                 }
-                _ => s.skip_checked()?,
             }
             Some(())
         },
     )?;
-    outer.jump(s.pos());
     Some(usage)
 }
 
@@ -800,11 +807,9 @@ fn scan_detail(s: &mut Scanner<'_>, name: &[u8]) -> Option<Option<u64>> {
 
 /// llama.cpp's `timings` ([`ServerTimings`]).
 pub(crate) fn scan_timings(outer: &mut Scanner<'_>) -> Option<ScannedTimings> {
-    // A copy that stays in registers (this reader is out of line).
-    let s = &mut outer.clone();
-    let mut keys = Keys::default();
     let mut t = ScannedTimings::default();
-    s.object_keyed(
+    scan_struct(
+        outer,
         &[
             b"\"cache_n\"",
             b"\"prompt_n\"",
@@ -812,33 +817,16 @@ pub(crate) fn scan_timings(outer: &mut Scanner<'_>) -> Option<ScannedTimings> {
             b"\"predicted_n\"",
             b"\"predicted_ms\"",
         ],
-        false,
-        |s, key| {
-            // A known key given twice is refused (serde reads a struct so).
-            if let Key::Known(i) = key {
-                keys.once(i)?;
-            }
-            match key {
-                Key::Known(0) => {
-                    t.cache_n = s.opt_i64()?;
-                }
-                Key::Known(1) => {
-                    t.prompt_n = s.opt_i64()?;
-                }
-                Key::Known(2) => {
-                    t.prompt_ms = s.opt_f64()?;
-                }
-                Key::Known(3) => {
-                    t.predicted_n = s.opt_i64()?;
-                }
-                Key::Known(4) => {
-                    t.predicted_ms = s.opt_f64()?;
-                }
-                _ => s.skip_checked()?,
+        |s, i| {
+            match i {
+                0 => t.cache_n = s.opt_i64()?,
+                1 => t.prompt_n = s.opt_i64()?,
+                2 => t.prompt_ms = s.opt_f64()?,
+                3 => t.predicted_n = s.opt_i64()?,
+                _ => t.predicted_ms = s.opt_f64()?,
             }
             Some(())
         },
     )?;
-    outer.jump(s.pos());
     Some(t)
 }
