@@ -841,32 +841,33 @@ fn agree_feed_generated(seed: u64) -> Result<u64, TestCaseError> {
     agree_feed(&body, &cuts)
 }
 
+/// Checks that the fast reader `fast` reads `data` as serde's `serde` does, where it reads it
+/// at all; whether it did.
+fn agree_with_serde<'a, T: PartialEq + std::fmt::Debug, E: PartialEq + std::fmt::Debug>(
+    data: &'a [u8],
+    fast: impl FnOnce(&'a [u8]) -> Option<T>,
+    serde: impl FnOnce(&'a [u8]) -> Result<T, E>,
+) -> Result<bool, TestCaseError> {
+    let Some(fast) = fast(data) else {
+        return Ok(false);
+    };
+    prop_assert_eq!(Ok(fast), serde(data), "{}", String::from_utf8_lossy(data));
+    Ok(true)
+}
+
 /// Checks one whole Chat body; whether the scanner read it.
 fn agree_chat_body(body: &[u8]) -> Result<bool, TestCaseError> {
-    let Some(fast) = whole::scan_chat_body(body) else {
-        return Ok(false);
-    };
-    let serde = whole::read_chat_body_serde(body);
-    prop_assert_eq!(Ok(fast), serde, "{}", String::from_utf8_lossy(body));
-    Ok(true)
+    agree_with_serde(body, whole::scan_chat_body, whole::read_chat_body_serde)
 }
 
+/// Checks one Messages stream event; whether the scanner read it.
 fn agree_messages(data: &[u8]) -> Result<bool, TestCaseError> {
-    let Some(fast) = messages::scan_event(data) else {
-        return Ok(false);
-    };
-    let serde = messages::decode_event(data);
-    prop_assert_eq!(Ok(fast), serde, "{}", String::from_utf8_lossy(data));
-    Ok(true)
+    agree_with_serde(data, messages::scan_event, messages::decode_event)
 }
 
+/// Checks one Responses stream event; whether the scanner read it.
 fn agree_responses(data: &[u8]) -> Result<bool, TestCaseError> {
-    let Some(fast) = responses::scan_event(data) else {
-        return Ok(false);
-    };
-    let serde = responses::decode_event(data);
-    prop_assert_eq!(Ok(fast), serde, "{}", String::from_utf8_lossy(data));
-    Ok(true)
+    agree_with_serde(data, responses::scan_event, responses::decode_event)
 }
 
 proptest! {
