@@ -8,8 +8,8 @@
 //! the overhead measurement example.
 //!
 //! The prebuilt server's CPU backend (`libggml-cpu.so.0`) was compiled for a CPU with AVX-512;
-//! on one without it (this machine's and CI's AMD EPYC: AVX2 only) the server dies with SIGILL
-//! while loading the model. Then [`start`] rebuilds just that library for AVX2 from the matching
+//! on one without it the server dies with SIGILL while loading the model (this project's AMD
+//! EPYC machines: also on 2026-12-07, when the machine reported AVX-512). Then [`start`] rebuilds just that library for AVX2 from the matching
 //! llama.cpp sources (see [`crate::llama_build`]; one time, cached in
 //! `target/llama/server-avx2/`) and starts the server from there.
 //!

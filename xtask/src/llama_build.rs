@@ -2,7 +2,8 @@
 //!
 //! The prebuilt [`crate::llama::SERVER_PACKAGE`] was compiled for a newer CPU
 //! than ours: only its `libggml-cpu.so.0` uses AVX-512 instructions (e.g. EVEX `vpbroadcastq`
-//! while the model's tensors load), so on an AVX2-only CPU the server dies with SIGILL. Every
+//! while the model's tensors load), so on an AVX2-only CPU the server dies with SIGILL (and so it
+//! does on this project's AMD EPYC machines even where they report AVX-512). Every
 //! other library of the package runs fine, and the only symbol they import from the CPU backend
 //! is `ggml_backend_cpu_reg` (the rest goes through the backend's function tables, defined by
 //! ggml's headers). So this module rebuilds just that library, for AVX2, from the llama.cpp
@@ -79,7 +80,7 @@ pub fn build(cache: &Path, python: &Path, prebuilt: &Path) -> Result<PathBuf, Un
     }
     if !cpu_has_avx2() {
         return Err(Unavailable::Missing(
-            "the prebuilt llama-server needs AVX-512 and this CPU lacks even AVX2, which the rebuild needs".into(),
+            "the prebuilt llama-server uses an instruction this CPU lacks, and this CPU lacks even AVX2, which the rebuild needs".into(),
         ));
     }
     let bin = prebuilt.parent().ok_or_else(|| {
@@ -87,7 +88,7 @@ pub fn build(cache: &Path, python: &Path, prebuilt: &Path) -> Result<PathBuf, Un
     })?;
     let started = std::time::Instant::now();
     eprintln!(
-        "xtask llama: the prebuilt llama-server needs AVX-512, which this CPU lacks; building its CPU backend for AVX2 from {SOURCE_PACKAGE} (one time, a few minutes)"
+        "xtask llama: the prebuilt llama-server uses an instruction this CPU lacks (it died with SIGILL); building its CPU backend for AVX2 from {SOURCE_PACKAGE} (one time, a few minutes)"
     );
     let venv_bin = python.parent().ok_or_else(|| {
         Unavailable::Failed(format!("{} has no parent directory", python.display()))
